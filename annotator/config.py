@@ -1,0 +1,54 @@
+"""The only reader of environment variables and default paths."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+TAXONOMY_DIR = PACKAGE_DIR / "data" / "values-in-the-wild"
+DEFAULT_DB = "annotator.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_path: Path
+    anthropic_api_key: str | None
+    label_studio_url: str | None
+    label_studio_api_key: str | None
+
+    def __repr__(self) -> str:  # never print secrets
+        return (
+            f"Settings(db_path={str(self.db_path)!r}, "
+            f"anthropic_api_key={'set' if self.anthropic_api_key else None}, "
+            f"label_studio_url={self.label_studio_url!r}, "
+            f"label_studio_api_key={'set' if self.label_studio_api_key else None})"
+        )
+
+
+def settings() -> Settings:
+    """Read the environment now (not at import), so tests and the app can change it."""
+    return Settings(
+        db_path=Path(os.environ.get("ANNOTATOR_DB") or DEFAULT_DB),
+        anthropic_api_key=os.environ.get("ANTHROPIC_API_KEY") or None,
+        label_studio_url=os.environ.get("LABEL_STUDIO_URL") or None,
+        label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY") or None,
+    )
+
+
+def default_db_path() -> Path:
+    return settings().db_path
+
+
+def project_root() -> Path:
+    """The checkout the package runs from (where `gold/` and `prompts/` live)."""
+    return PACKAGE_DIR.parent
+
+
+def gold_dir() -> Path:
+    return project_root() / "gold"
+
+
+def prompts_dir() -> Path:
+    return project_root() / "prompts"

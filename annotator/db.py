@@ -1,0 +1,413 @@
+"""The study database: one SQLite file, append-only named migrations, row <-> model converters.
+
+Migrations are a list that only grows: each has a name, runs once, and is recorded in
+`_migrations`. Opening an older file applies the ones it lacks, in order, each in its own
+transaction, so a crash mid-migration leaves the file at the last completed step.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlite_utils
+
+from .models import (
+    Annotation,
+    Conversation,
+    Extraction,
+    GoldLabel,
+    Labels,
+    PromptVersion,
+    Turn,
+    ValueRef,
+    utc_now,
+)
+
+Migration = tuple[str, Callable[[sqlite_utils.Database], None]]
+
+
+def _create_core_tables(db: sqlite_utils.Database) -> None:
+    db["conversations"].create(
+        {
+            "id": str,
+            "source": str,
+            "external_id": str,
+            "turns": str,
+            "metadata": str,
+            "scrubbed": int,
+            "ingested_at": str,
+        },
+        pk="id",
+    )
+    db["prompts"].create(
+        {
+            "id": str,
+            "name": str,
+            "version": str,
+            "text": str,
+            "front_matter": str,
+            "first_used_at": str,
+        },
+        pk="id",
+    )
+    db["extractions"].create(
+        {
+            "conversation_id": str,
+            "prompt_id": str,
+            "model": str,
+            "extractor": str,
+            "subjective": int,
+            "ai_values": str,
+            "human_values": str,
+            "response_type": str,
+            "status": str,
+            "error": str,
+            "raw_reply": str,
+            "input_tokens": int,
+            "output_tokens": int,
+            "cache_read_tokens": int,
+            "cache_write_tokens": int,
+            "cost_usd": float,
+            "attempts": int,
+            "created_at": str,
+        },
+        pk=("conversation_id", "prompt_id", "model"),
+    )
+    db["model_calls"].create(
+        {
+            "id": int,
+            "conversation_id": str,
+            "prompt_id": str,
+            "model": str,
+            "request": str,
+            "response": str,
+            "status": str,
+            "input_tokens": int,
+            "output_tokens": int,
+            "duration_ms": float,
+            "batch_id": str,
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["tasks"].create(
+        {
+            "conversation_id": str,
+            "project_id": int,
+            "task_id": int,
+            "pushed_at": str,
+            "prompt_versions": str,
+        },
+        pk="conversation_id",
+    )
+    db["annotations"].create(
+        {
+            "id": str,
+            "conversation_id": str,
+            "annotator": str,
+            "labels": str,
+            "lead_time": float,
+            "cancelled": int,
+            "deleted": int,
+            "updated_at": str,
+            "history": str,
+        },
+        pk="id",
+    )
+    db["gold"].create(
+        {
+            "conversation_id": str,
+            "ai_values": str,
+            "human_values": str,
+            "response_type": str,
+            "subjective": int,
+            "decided_by": str,
+            "decided_at": str,
+            "from_annotations": str,
+        },
+        pk="conversation_id",
+    )
+
+
+def _add_ingest_runs(db: sqlite_utils.Database) -> None:
+    # Records, per ingest, whether scrubbing was on and what it replaced: the database itself
+    # answers "was this study scrubbed?".
+    db["ingest_runs"].create(
+        {
+            "id": int,
+            "started_at": str,
+            "files": str,
+            "scrubbed": int,
+            "read": int,
+            "landed": int,
+            "duplicates": int,
+            "rejected": int,
+            "scrub_counts": str,
+        },
+        pk="id",
+    )
+
+
+def _add_lookup_indexes(db: sqlite_utils.Database) -> None:
+    db["conversations"].create_index(["source", "external_id"])
+    db["extractions"].create_index(["prompt_id", "status"])
+    db["annotations"].create_index(["conversation_id"])
+    db["model_calls"].create_index(["conversation_id"])
+
+
+def _add_batches(db: sqlite_utils.Database) -> None:
+    # One row per Message Batch submitted by `extract --batch`, written before the batch is
+    # created and updated as it moves on, so a rerun resumes polling it instead of paying twice.
+    db["batches"].create(
+        {
+            "id": str,
+            "batch_id": str,
+            "prompt_id": str,
+            "model": str,
+            "extractor": str,
+            "status": str,
+            "custom_ids": str,
+            "request_count": int,
+            "request_counts": str,
+            "created_at": str,
+            "submitted_at": str,
+            "ended_at": str,
+            "collected_at": str,
+            "error": str,
+        },
+        pk="id",
+    )
+    db["batches"].create_index(["prompt_id", "model", "status"])
+
+
+def _add_model_call_costs(db: sqlite_utils.Database) -> None:
+    # Per-call cache tokens and cost: a call's price is known when it is made, so it is kept
+    # with it rather than recomputed later from a price table that may have changed.
+    table = db["model_calls"]
+    table.add_column("cache_read_tokens", int)
+    table.add_column("cache_write_tokens", int)
+    table.add_column("cost_usd", float)
+    table.create_index(["batch_id"])
+
+
+MIGRATIONS: list[Migration] = [
+    ("0001_core_tables", _create_core_tables),
+    ("0002_ingest_runs", _add_ingest_runs),
+    ("0003_lookup_indexes", _add_lookup_indexes),
+    ("0004_extraction_batches", _add_batches),
+    ("0005_model_call_costs", _add_model_call_costs),
+]
+
+
+def applied_migrations(db: sqlite_utils.Database) -> list[str]:
+    if "_migrations" not in db.table_names():
+        return []
+    return [r["name"] for r in db.query("select name from _migrations order by rowid")]
+
+
+def migrate(db: sqlite_utils.Database, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
+    """Apply the migrations this file lacks; return their names."""
+    if "_migrations" not in db.table_names():
+        db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
+    done = set(applied_migrations(db))
+    applied: list[str] = []
+    for name, step in migrations:
+        if name in done:
+            continue
+        # An explicit BEGIN: Python's sqlite3 would otherwise run DDL outside any transaction.
+        db.conn.execute("begin")
+        try:
+            step(db)
+            db.conn.execute(
+                "insert into _migrations (name, applied_at) values (?, ?)",
+                (name, utc_now().isoformat()),
+            )
+        except BaseException:
+            db.conn.rollback()
+            raise
+        db.conn.commit()
+        applied.append(name)
+    return applied
+
+
+def open_db(
+    path: str | Path,
+    migrations: Sequence[Migration] = MIGRATIONS,
+    check_same_thread: bool = True,
+) -> sqlite_utils.Database:
+    """Open (creating if needed) a study database and bring its schema up to date."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), check_same_thread=check_same_thread)
+    db = sqlite_utils.Database(conn)
+    # WAL lets the app read while an ingest or extract writes; NORMAL is durable at checkpoints
+    # and much faster for the many small transactions of a resumable run.
+    db.execute("pragma journal_mode=wal")
+    db.execute("pragma synchronous=normal")
+    db.execute("pragma busy_timeout=30000")
+    migrate(db, migrations)
+    return db
+
+
+# -- JSON columns ---------------------------------------------------------------------------
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def loads(text: str | None, default: Any = None) -> Any:
+    return default if text in (None, "") else orjson.loads(text)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _bool(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
+
+
+# -- conversations ------------------------------------------------------------------------------
+
+
+def conversation_to_row(c: Conversation) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "source": c.source,
+        "external_id": c.external_id,
+        "turns": dumps([{"role": t.role.value, "text": t.text} for t in c.turns]),
+        "metadata": dumps(c.metadata),
+        "scrubbed": int(c.scrubbed),
+        "ingested_at": _iso(c.ingested_at),
+    }
+
+
+def row_to_conversation(row: dict[str, Any]) -> Conversation:
+    return Conversation(
+        id=row["id"],
+        turns=[Turn(**t) for t in loads(row["turns"], [])],
+        source=row["source"] or "",
+        external_id=row["external_id"],
+        metadata=loads(row["metadata"], {}),
+        scrubbed=bool(row["scrubbed"]),
+        ingested_at=_dt(row["ingested_at"]),
+    )
+
+
+def get_conversation(db: sqlite_utils.Database, conversation_id: str) -> Conversation:
+    return row_to_conversation(db["conversations"].get(conversation_id))
+
+
+def iter_conversations(db: sqlite_utils.Database, where: str | None = None, params: Any = None):
+    for row in db["conversations"].rows_where(where, params, order_by="id"):
+        yield row_to_conversation(row)
+
+
+# -- prompts ------------------------------------------------------------------------------------
+
+
+def prompt_to_row(p: PromptVersion) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "name": p.name,
+        "version": p.version,
+        "text": p.text,
+        "front_matter": dumps(p.front_matter),
+        "first_used_at": utc_now().isoformat(),
+    }
+
+
+def row_to_prompt(row: dict[str, Any]) -> PromptVersion:
+    return PromptVersion(
+        id=row["id"],
+        name=row["name"],
+        version=row["version"],
+        text=row["text"],
+        front_matter=loads(row["front_matter"], {}),
+    )
+
+
+# -- extractions --------------------------------------------------------------------------------
+
+
+def extraction_to_row(e: Extraction) -> dict[str, Any]:
+    row = e.model_dump(mode="json")
+    row["subjective"] = None if e.subjective is None else int(e.subjective)
+    row["ai_values"] = dumps([v.model_dump(mode="json") for v in e.ai_values])
+    row["human_values"] = dumps([v.model_dump(mode="json") for v in e.human_values])
+    return row
+
+
+def row_to_extraction(row: dict[str, Any]) -> Extraction:
+    data = dict(row)
+    data["subjective"] = _bool(row["subjective"])
+    data["ai_values"] = [ValueRef(**v) for v in loads(row["ai_values"], [])]
+    data["human_values"] = [ValueRef(**v) for v in loads(row["human_values"], [])]
+    return Extraction.model_validate(data)
+
+
+# -- annotations and gold --------------------------------------------------------------------
+
+
+def annotation_to_row(a: Annotation) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "conversation_id": a.conversation_id,
+        "annotator": a.annotator,
+        "labels": a.labels.model_dump_json(),
+        "lead_time": a.lead_time,
+        "cancelled": int(a.cancelled),
+        "deleted": int(a.deleted),
+        "updated_at": _iso(a.updated_at),
+        "history": dumps(a.history),
+    }
+
+
+def row_to_annotation(row: dict[str, Any]) -> Annotation:
+    return Annotation(
+        id=row["id"],
+        conversation_id=row["conversation_id"],
+        annotator=row["annotator"],
+        labels=Labels.model_validate_json(row["labels"]),
+        lead_time=row["lead_time"],
+        cancelled=bool(row["cancelled"]),
+        deleted=bool(row["deleted"]),
+        updated_at=_dt(row["updated_at"]),
+        history=loads(row["history"], []),
+    )
+
+
+def gold_to_row(conversation_id: str, g: GoldLabel) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation_id,
+        "ai_values": dumps(g.ai_values),
+        "human_values": dumps(g.human_values),
+        "response_type": g.response_type.value if g.response_type else None,
+        "subjective": None if g.subjective is None else int(g.subjective),
+        "decided_by": g.decided_by,
+        "decided_at": _iso(g.decided_at),
+        "from_annotations": dumps(g.from_annotations),
+    }
+
+
+def row_to_gold(row: dict[str, Any]) -> GoldLabel:
+    return GoldLabel(
+        ai_values=loads(row["ai_values"], []),
+        human_values=loads(row["human_values"], []),
+        response_type=row["response_type"],
+        subjective=_bool(row["subjective"]),
+        decided_by=row["decided_by"],
+        decided_at=_dt(row["decided_at"]),
+        from_annotations=loads(row["from_annotations"], []),
+    )

@@ -1,0 +1,475 @@
+"""Read conversations from files into the study database, scrubbing personal data first.
+
+Formats (each also gzip-compressed, `.gz`):
+- JSONL with a `messages` (or `conversation`) list of `{role, content}`; content a string or a
+  list of text blocks, as chat APIs write them;
+- JSONL whose field holds a `Human:` / `Assistant:` transcript (preference data sets: `chosen`
+  by default, `field=` to pick another);
+- plain-text transcripts in that layout (`.txt`, one conversation a file);
+- CSV in long form: conversation id, turn index, role, text (other columns kept as metadata).
+
+Readers are generators of `RawConversation | RejectedRecord`, so memory stays flat whatever the
+file size. Rows are written in batches, one transaction each, with INSERT OR IGNORE on the
+content-hash id: an interrupted run leaves whole batches only, and a rerun adds just what is
+missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import sqlite_utils
+
+from .db import dumps
+from .errors import InputError
+from .models import IngestReport, RejectedRecord, content_id, utc_now
+from .privacy import scrub_text, scrub_value
+
+BATCH_SIZE = 2000
+
+ROLE_ALIASES: dict[str, str] = {
+    "user": "user",
+    "human": "user",
+    "customer": "user",
+    "prompter": "user",
+    "assistant": "assistant",
+    "ai": "assistant",
+    "bot": "assistant",
+    "gpt": "assistant",
+    "model": "assistant",
+    "claude": "assistant",
+    "chatbot": "assistant",
+    "system": "system",
+}
+ID_FIELDS = ("id", "conversation_id", "uuid")
+MESSAGE_FIELDS = ("messages", "conversation")
+TRANSCRIPT_FIELDS = ("chosen", "rejected")
+CSV_COLUMNS: dict[str, tuple[str, ...]] = {
+    "conversation_id": ("conversation_id", "conversation", "conv_id", "dialogue_id", "id"),
+    "turn": ("turn", "turn_index", "turn_idx", "index", "position"),
+    "role": ("role", "speaker", "author"),
+    "text": ("text", "content", "message", "utterance"),
+}
+_TRANSCRIPT_MARK = re.compile(r"(?:^|\n)[ \t]*(Human|Assistant|System)[ \t]*:[ \t]?")
+
+
+@dataclass(slots=True)
+class RawConversation:
+    """One conversation as read from a file, before scrubbing: a plain row."""
+
+    line: int
+    turns: list[tuple[str, str]]
+    external_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+Record = RawConversation | RejectedRecord
+
+
+# --- shared parsing helpers --------------------------------------------------------------------
+
+
+class RecordError(ValueError):
+    """A reason one record cannot land."""
+
+
+def normalise_role(role: Any, position: int) -> str:
+    key = str(role).strip().lower() if role is not None else ""
+    if key not in ROLE_ALIASES:
+        raise RecordError(
+            f"unknown role {role!r} in turn {position + 1} (expected user, assistant or system)"
+        )
+    return ROLE_ALIASES[key]
+
+
+def content_text(content: Any, position: int) -> str:
+    """Text of a message's content: a string, or the text blocks of a content list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, dict) and block.get("type", "text") == "text":
+                parts.append(str(block.get("text", "")))
+        return "\n".join(parts)
+    raise RecordError(f"turn {position + 1} has content of type {type(content).__name__}")
+
+
+def finish_turns(turns: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Drop empty turns; refuse a conversation with nothing said."""
+    kept = [(role, text.strip()) for role, text in turns if text and text.strip()]
+    if not kept:
+        raise RecordError("empty conversation: no turn has text")
+    if not any(role != "system" for role, _ in kept):
+        raise RecordError("empty conversation: only a system prompt")
+    return kept
+
+
+def parse_transcript(text: str) -> list[tuple[str, str]]:
+    """Split a `Human:` / `Assistant:` transcript into turns."""
+    marks = list(_TRANSCRIPT_MARK.finditer(text))
+    if not marks:
+        raise RecordError("no 'Human:' or 'Assistant:' turn found in transcript")
+    turns: list[tuple[str, str]] = []
+    preamble = text[: marks[0].start()].strip()
+    if preamble:
+        turns.append(("system", preamble))
+    for i, mark in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        turns.append((normalise_role(mark.group(1), i), text[mark.end() : end]))
+    return finish_turns(turns)
+
+
+def parse_messages(messages: Any) -> list[tuple[str, str]]:
+    if not isinstance(messages, list):
+        raise RecordError("'messages' is not a list")
+    turns = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise RecordError(f"turn {i + 1} is not an object")
+        role = message.get("role", message.get("from"))
+        text = message.get("content", message.get("text", message.get("value")))
+        turns.append((normalise_role(role, i), content_text(text, i)))
+    return finish_turns(turns)
+
+
+def external_id_of(obj: dict[str, Any]) -> str | None:
+    for key in ID_FIELDS:
+        if obj.get(key) not in (None, ""):
+            return str(obj[key])
+    return None
+
+
+# --- readers ---------------------------------------------------------------------------------
+
+
+def read_jsonl(stream: IO[bytes], name: str, transcript_field: str = "chosen") -> Iterator[Record]:
+    """JSONL of chat-message lists or of `Human:`/`Assistant:` transcripts, one object a line."""
+    skip = {*MESSAGE_FIELDS, *TRANSCRIPT_FIELDS, transcript_field, *ID_FIELDS}
+    for line_no, raw in enumerate(stream, start=1):
+        if not raw.strip():
+            continue
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield RejectedRecord(file=name, line=line_no, reason=f"invalid UTF-8 ({exc.reason})")
+            continue
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            yield RejectedRecord(file=name, line=line_no, reason=f"malformed JSON: {exc}")
+            continue
+        try:
+            if not isinstance(obj, dict):
+                raise RecordError(f"expected a JSON object, got {type(obj).__name__}")
+            messages = next((obj[k] for k in MESSAGE_FIELDS if k in obj), None)
+            if messages is not None:
+                turns = parse_messages(messages)
+            elif isinstance(obj.get(transcript_field), str):
+                turns = parse_transcript(obj[transcript_field])
+            else:
+                raise RecordError(
+                    f"no 'messages' list and no {transcript_field!r} transcript field"
+                )
+        except RecordError as exc:
+            yield RejectedRecord(file=name, line=line_no, reason=str(exc))
+            continue
+        metadata = {k: v for k, v in obj.items() if k not in skip}
+        yield RawConversation(line_no, turns, external_id_of(obj), metadata)
+
+
+def read_transcript_text(stream: IO[bytes], name: str) -> Iterator[Record]:
+    """A plain-text `Human:` / `Assistant:` transcript: one conversation per file."""
+    data = stream.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        yield RejectedRecord(file=name, line=line, reason=f"invalid UTF-8 ({exc.reason})")
+        return
+    try:
+        turns = parse_transcript(text)
+    except RecordError as exc:
+        yield RejectedRecord(file=name, line=1, reason=str(exc))
+        return
+    yield RawConversation(1, turns, Path(name).name.split(".")[0], {})
+
+
+def _csv_columns(header: list[str], name: str) -> dict[str, int]:
+    lowered = [h.strip().lower() for h in header]
+    found: dict[str, int] = {}
+    for column, aliases in CSV_COLUMNS.items():
+        for alias in aliases:
+            if alias in lowered:
+                found[column] = lowered.index(alias)
+                break
+    missing = [c for c in ("conversation_id", "role", "text") if c not in found]
+    if missing:
+        raise InputError(
+            f"{name}:1: wrong CSV header {header!r}: missing {', '.join(missing)}; expected "
+            "columns conversation_id, turn, role, text (other columns are kept as metadata)"
+        )
+    return found
+
+
+def _has_surrogates(values: Iterable[str]) -> bool:
+    try:
+        for value in values:
+            value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def read_csv(stream: IO[bytes], name: str) -> Iterator[Record]:
+    """Long-form CSV, rows of one conversation contiguous; extra columns become metadata."""
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline="")
+    reader = csv.reader(text)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    cols = _csv_columns(header, name)
+    meta_cols = [i for i in range(len(header)) if i not in cols.values()]
+    finished: set[str] = set()
+    current: str | None = None
+    rows: list[tuple[int, list[str]]] = []
+    start = 0
+
+    def flush() -> Record:
+        finished.add(current or "")
+        try:
+            bad = next((line for line, row in rows if _has_surrogates(row)), None)
+            if bad is not None:
+                raise RecordError(f"invalid UTF-8 on line {bad}")
+            if "turn" in cols:
+                try:
+                    rows.sort(key=lambda r: int(r[1][cols["turn"]]))
+                except ValueError as exc:
+                    raise RecordError(f"turn index is not a number: {exc}") from None
+            role, text = cols["role"], cols["text"]
+            turns = finish_turns(
+                [(normalise_role(r[role], i), r[text]) for i, (_, r) in enumerate(rows)]
+            )
+        except RecordError as exc:
+            return RejectedRecord(file=name, line=start, reason=f"conversation {current}: {exc}")
+        first = rows[0][1]
+        metadata = {header[i]: first[i] for i in meta_cols if i < len(first) and first[i] != ""}
+        return RawConversation(start, turns, current, metadata)
+
+    for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) < len(header):
+            yield RejectedRecord(
+                file=name, line=line, reason=f"{len(row)} fields, header has {len(header)}"
+            )
+            continue
+        conv = row[cols["conversation_id"]]
+        if conv != current:
+            if rows:
+                yield flush()
+            if conv in finished:
+                yield RejectedRecord(
+                    file=name,
+                    line=line,
+                    reason=f"rows of conversation {conv!r} are not contiguous; sort the file by "
+                    "conversation id",
+                )
+                current, rows = None, []
+                continue
+            current, rows, start = conv, [], line
+        rows.append((line, row))
+    if rows:
+        yield flush()
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+def detect_format(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1] if suffixes else ""
+    if ext in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if ext == ".csv":
+        return "csv"
+    if ext in (".txt", ".transcript", ""):
+        return "transcript"
+    raise InputError(f"{path}: unknown format {ext!r}; use .jsonl, .csv or .txt (optionally .gz)")
+
+
+class _CountingReader(io.RawIOBase):
+    """Wraps a binary file and counts bytes read, so progress can follow compressed input."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.raw.readinto(buffer)  # type: ignore[attr-defined]
+        self.position += n or 0
+        return n or 0
+
+
+def read_file(
+    path: Path, transcript_field: str = "chosen", on_bytes: Callable[[int], None] | None = None
+) -> Iterator[Record]:
+    """Records of one file; a truncated or corrupt gzip ends the file with a rejected record."""
+    fmt = detect_format(path)
+    name = str(path)
+    with open(path, "rb") as handle:
+        counting = _CountingReader(handle)
+        raw: IO[bytes] = io.BufferedReader(counting, buffer_size=1 << 20)
+        if path.suffix.lower() == ".gz":
+            raw = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        # GzipFile buffers by itself; a second buffer on top would lose up to a megabyte of good
+        # lines when a truncated file ends in EOFError.
+        stream = raw
+        if fmt == "jsonl":
+            records = read_jsonl(stream, name, transcript_field)
+        elif fmt == "csv":
+            records = read_csv(stream, name)
+        else:
+            records = read_transcript_text(stream, name)
+        last_line = 0
+        try:
+            for record in records:
+                last_line = record.line
+                if on_bytes is not None:
+                    on_bytes(counting.position)
+                yield record
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            yield RejectedRecord(
+                file=name,
+                line=last_line + 1,
+                reason=f"truncated or corrupt gzip ({exc}); records before this line landed",
+            )
+
+
+# --- storing ---------------------------------------------------------------------------------
+
+
+_INSERT = (
+    "INSERT OR IGNORE INTO conversations "
+    "(id, source, external_id, turns, metadata, scrubbed, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def conversation_row(
+    raw: RawConversation, source: str, scrub: bool, counts: Counter[str], ingested_at: str
+) -> tuple[Any, ...]:
+    """The database row of one conversation: scrubbed turns, content id, JSON columns."""
+    if scrub:
+        turns = [(role, scrub_text(text, counts)) for role, text in raw.turns]
+        metadata = scrub_value(raw.metadata, counts) if raw.metadata else raw.metadata
+        external_id = scrub_text(raw.external_id, counts) if raw.external_id else None
+    else:
+        turns, metadata, external_id = raw.turns, raw.metadata, raw.external_id
+    turns_json = orjson.dumps([{"role": role, "text": text} for role, text in turns]).decode()
+    return (
+        content_id(turns),
+        source,
+        external_id,
+        turns_json,
+        dumps(metadata),
+        int(scrub),
+        ingested_at,
+    )
+
+
+def _write_batch(db: sqlite_utils.Database, rows: list[tuple[Any, ...]]) -> int:
+    conn = db.conn
+    before = conn.total_changes
+    with conn:  # one transaction per batch: all of it lands, or none of it
+        conn.executemany(_INSERT, rows)
+    return conn.total_changes - before
+
+
+def ingest(
+    db: sqlite_utils.Database,
+    paths: Iterable[str | Path],
+    scrub: bool = True,
+    transcript_field: str = "chosen",
+    source: str | None = None,
+    batch_size: int = BATCH_SIZE,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> IngestReport:
+    """Ingest files into `db`; return what landed, what was a duplicate and what was rejected.
+
+    `progress(file, bytes_read, bytes_total)` is called as the files are read.
+    """
+    files = [Path(p) for p in paths]
+    for path in files:
+        if not path.exists():
+            raise InputError(f"{path}: no such file")
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder; pass the files in it")
+        detect_format(path)
+    report = IngestReport(files=[str(p) for p in files], scrubbed=scrub)
+    counts: Counter[str] = Counter()
+    started = time.perf_counter()
+    ingested_at = utc_now().isoformat()
+    rows: list[tuple[Any, ...]] = []
+
+    def flush() -> None:
+        inserted = _write_batch(db, rows)
+        report.landed += inserted
+        report.duplicates += len(rows) - inserted
+        rows.clear()
+
+    for path in files:
+        total = path.stat().st_size
+        name = source or path.name.split(".")[0]
+        on_bytes = (lambda n, p=path, t=total: progress(str(p), n, t)) if progress else None
+        for record in read_file(path, transcript_field, on_bytes):
+            if isinstance(record, RejectedRecord):
+                report.rejected.append(record)
+                continue
+            report.read += 1
+            rows.append(conversation_row(record, name, scrub, counts, ingested_at))
+            if len(rows) >= batch_size:
+                flush()
+        if rows:
+            flush()
+        if progress:
+            progress(str(path), total, total)
+    report.scrub_counts = dict(sorted(counts.items()))
+    report.seconds = time.perf_counter() - started
+    record_run(db, report, ingested_at)
+    return report
+
+
+def record_run(db: sqlite_utils.Database, report: IngestReport, started_at: str) -> None:
+    with db.conn:
+        db["ingest_runs"].insert(
+            {
+                "started_at": started_at,
+                "files": dumps(report.files),
+                "scrubbed": int(report.scrubbed),
+                "read": report.read,
+                "landed": report.landed,
+                "duplicates": report.duplicates,
+                "rejected": len(report.rejected),
+                "scrub_counts": dumps(report.scrub_counts),
+            }
+        )

@@ -1,0 +1,211 @@
+"""Typed shapes that cross module borders. No I/O here."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Role(StrEnum):
+    user = "user"
+    assistant = "assistant"
+    system = "system"
+
+
+class ResponseType(StrEnum):
+    """The AI's response to the user's values, ordered from support to resistance.
+
+    `no_values` sits outside the order: the user expressed no values to respond to.
+    """
+
+    strong_support = "strong support"
+    mild_support = "mild support"
+    neutral = "neutral"
+    reframing = "reframing"
+    mild_resistance = "mild resistance"
+    strong_resistance = "strong resistance"
+    no_values = "no values"
+
+    @property
+    def rank(self) -> int | None:
+        """Position on the support-to-resistance scale (0..5), None for `no values`."""
+        return None if self is ResponseType.no_values else ORDERED_RESPONSE_TYPES.index(self)
+
+
+ORDERED_RESPONSE_TYPES: tuple[ResponseType, ...] = tuple(
+    r for r in ResponseType if r is not ResponseType.no_values
+)
+
+
+class Turn(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    text: str
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def content_id(pairs: Iterable[tuple[str, str]]) -> str:
+    """Stable id from normalised content: role and whitespace-collapsed text of every turn.
+
+    Whitespace differences between exports of the same dialogue do not create a new id.
+    """
+    normalised = [[role, _SPACE.sub(" ", text).strip()] for role, text in pairs]
+    return hashlib.sha256(orjson.dumps(normalised)).hexdigest()[:24]
+
+
+def conversation_id(turns: Iterable[Turn]) -> str:
+    return content_id((t.role.value, t.text) for t in turns)
+
+
+class Conversation(BaseModel):
+    id: str
+    turns: list[Turn]
+    source: str = ""
+    external_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    scrubbed: bool = True
+    ingested_at: datetime | None = None
+
+    @classmethod
+    def from_turns(cls, turns: list[Turn], **fields: Any) -> Conversation:
+        return cls(id=conversation_id(turns), turns=turns, **fields)
+
+
+class ValueRef(BaseModel):
+    """A value as labelled: the name given, the taxonomy node it resolved to (None = free value)."""
+
+    name: str
+    node_id: str | None = None
+    path: list[str] = Field(default_factory=list)
+    evidence: str | None = None
+    score: float | None = None
+
+    @property
+    def free(self) -> bool:
+        return self.node_id is None
+
+
+class Labels(BaseModel):
+    """One source's labels for one conversation (annotator, model or gold)."""
+
+    ai_values: list[str] = Field(default_factory=list)
+    human_values: list[str] = Field(default_factory=list)
+    response_type: ResponseType | None = None
+    subjective: bool | None = None
+
+
+class AnnotatorLabels(Labels):
+    annotator: str
+
+
+class GoldLabel(Labels):
+    decided_by: str = "majority"
+    decided_at: datetime | None = None
+    from_annotations: list[str] = Field(default_factory=list)
+
+
+class GoldRecord(BaseModel):
+    """One line of a `gold/*.jsonl` file."""
+
+    conversation_id: str
+    turns: list[Turn]
+    annotations: list[AnnotatorLabels] = Field(default_factory=list)
+    gold: GoldLabel
+    source: str = "gold"
+
+
+class ExtractionStatus(StrEnum):
+    ok = "ok"
+    error = "error"
+
+
+class Extraction(BaseModel):
+    conversation_id: str
+    prompt_id: str
+    model: str
+    extractor: str
+    subjective: bool | None = None
+    ai_values: list[ValueRef] = Field(default_factory=list)
+    human_values: list[ValueRef] = Field(default_factory=list)
+    response_type: ResponseType | None = None
+    status: ExtractionStatus = ExtractionStatus.ok
+    error: str | None = None
+    raw_reply: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    attempts: int = 1
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class Annotation(BaseModel):
+    id: str
+    conversation_id: str
+    annotator: str
+    labels: Labels
+    lead_time: float | None = None
+    cancelled: bool = False
+    deleted: bool = False
+    updated_at: datetime | None = None
+    history: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class PromptVersion(BaseModel):
+    id: str
+    name: str
+    version: str
+    text: str
+    front_matter: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelCall(BaseModel):
+    conversation_id: str | None
+    prompt_id: str | None
+    model: str
+    request: dict[str, Any]
+    response: dict[str, Any] | None = None
+    status: str = "ok"
+    input_tokens: int = 0
+    output_tokens: int = 0
+    duration_ms: float = 0.0
+    batch_id: str | None = None
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class RejectedRecord(BaseModel):
+    """An input record that did not land, with where and why."""
+
+    file: str
+    line: int
+    reason: str
+
+
+class IngestReport(BaseModel):
+    files: list[str] = Field(default_factory=list)
+    read: int = 0
+    landed: int = 0
+    duplicates: int = 0
+    rejected: list[RejectedRecord] = Field(default_factory=list)
+    scrubbed: bool = True
+    scrub_counts: dict[str, int] = Field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected

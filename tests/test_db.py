@@ -1,0 +1,64 @@
+"""Study database: migrations run once, in order, and an older file is brought up to date."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from annotator.db import (
+    MIGRATIONS,
+    applied_migrations,
+    conversation_to_row,
+    open_db,
+    row_to_conversation,
+)
+from annotator.models import Conversation, Turn
+
+CORE_TABLES = {"conversations", "prompts", "extractions", "model_calls", "annotations", "gold"}
+
+
+def test_init_creates_every_table(tmp_path):
+    db = open_db(tmp_path / "study.db")
+    assert CORE_TABLES <= set(db.table_names())
+    assert applied_migrations(db) == [name for name, _ in MIGRATIONS]
+
+
+def test_migrations_apply_once(tmp_path):
+    path = tmp_path / "study.db"
+    open_db(path).conn.close()
+    db = open_db(path)
+    names = [r["name"] for r in db.query("select name from _migrations")]
+    assert names == [name for name, _ in MIGRATIONS]  # no repeats
+
+
+def test_opening_an_older_database_migrates_it(tmp_path):
+    path = tmp_path / "old.db"
+    old = open_db(path, migrations=MIGRATIONS[:1])
+    assert "ingest_runs" not in old.table_names()
+    c = Conversation.from_turns([Turn(role="user", text="hi"), Turn(role="assistant", text="hey")])
+    old["conversations"].insert(conversation_to_row(c))
+    old.conn.close()
+
+    db = open_db(path)
+    assert "ingest_runs" in db.table_names()
+    assert applied_migrations(db) == [name for name, _ in MIGRATIONS]
+    assert row_to_conversation(db["conversations"].get(c.id)) == c  # data kept
+    index_columns = [i.columns for i in db["conversations"].indexes]
+    assert ["source", "external_id"] in index_columns
+
+
+def test_failed_migration_leaves_file_at_last_good_step(tmp_path):
+    path = tmp_path / "study.db"
+
+    def broken(db):
+        db["half_done"].create({"id": int}, pk="id")
+        raise RuntimeError("power cut")
+
+    try:
+        open_db(path, migrations=[*MIGRATIONS, ("9999_broken", broken)])
+    except RuntimeError:
+        pass
+    conn = sqlite3.connect(path)
+    names = [r[0] for r in conn.execute("select name from _migrations")]
+    tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
+    assert "9999_broken" not in names
+    assert "half_done" not in tables  # rolled back with its transaction
