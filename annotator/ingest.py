@@ -19,11 +19,15 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import multiprocessing
+import os
 import re
+import signal
 import time
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -85,6 +89,9 @@ class RecordError(ValueError):
 
 
 def normalise_role(role: Any, position: int) -> str:
+    known = ROLE_ALIASES.get(role) if isinstance(role, str) else None
+    if known is not None:  # the common case, without the string work below
+        return known
     key = str(role).strip().lower() if role is not None else ""
     if key not in ROLE_ALIASES:
         raise RecordError(
@@ -140,8 +147,11 @@ def parse_messages(messages: Any) -> list[tuple[str, str]]:
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise RecordError(f"turn {i + 1} is not an object")
-        role = message.get("role", message.get("from"))
-        text = message.get("content", message.get("text", message.get("value")))
+        role = message["role"] if "role" in message else message.get("from")
+        if "content" in message:
+            text = message["content"]
+        else:  # ShareGPT-style exports name the fields differently
+            text = message.get("text", message.get("value"))
         turns.append((normalise_role(role, i), content_text(text, i)))
     return finish_turns(turns)
 
@@ -156,21 +166,24 @@ def external_id_of(obj: dict[str, Any]) -> str | None:
 # --- readers ---------------------------------------------------------------------------------
 
 
-def read_jsonl(stream: IO[bytes], name: str, transcript_field: str = "chosen") -> Iterator[Record]:
+def read_jsonl(
+    lines: Iterable[bytes], name: str, transcript_field: str = "chosen", first_line: int = 1
+) -> Iterator[Record]:
     """JSONL of chat-message lists or of `Human:`/`Assistant:` transcripts, one object a line."""
     skip = {*MESSAGE_FIELDS, *TRANSCRIPT_FIELDS, transcript_field, *ID_FIELDS}
-    for line_no, raw in enumerate(stream, start=1):
+    for line_no, raw in enumerate(lines, start=first_line):
         if not raw.strip():
             continue
         try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield RejectedRecord(file=name, line=line_no, reason=f"invalid UTF-8 ({exc.reason})")
-            continue
-        try:
-            obj = orjson.loads(raw)
+            obj = orjson.loads(raw)  # orjson validates UTF-8 itself: no separate decode pass
         except orjson.JSONDecodeError as exc:
-            yield RejectedRecord(file=name, line=line_no, reason=f"malformed JSON: {exc}")
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                reason = f"invalid UTF-8 at byte {bad.start} ({bad.reason})"
+            else:
+                reason = f"malformed JSON: {exc}"
+            yield RejectedRecord(file=name, line=line_no, reason=reason)
             continue
         try:
             if not isinstance(obj, dict):
@@ -331,48 +344,28 @@ class _CountingReader(io.RawIOBase):
         return n or 0
 
 
-def read_file(
-    path: Path, transcript_field: str = "chosen", on_bytes: Callable[[int], None] | None = None
-) -> Iterator[Record]:
-    """Records of one file; a truncated or corrupt gzip ends the file with a rejected record."""
-    fmt = detect_format(path)
-    name = str(path)
-    with open(path, "rb") as handle:
-        counting = _CountingReader(handle)
-        raw: IO[bytes] = io.BufferedReader(counting, buffer_size=1 << 20)
-        if path.suffix.lower() == ".gz":
-            raw = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
-        # GzipFile buffers by itself; a second buffer on top would lose up to a megabyte of good
-        # lines when a truncated file ends in EOFError.
-        stream = raw
-        if fmt == "jsonl":
-            records = read_jsonl(stream, name, transcript_field)
-        elif fmt == "csv":
-            records = read_csv(stream, name)
-        else:
-            records = read_transcript_text(stream, name)
-        last_line = 0
-        try:
-            for record in records:
-                last_line = record.line
-                if on_bytes is not None:
-                    on_bytes(counting.position)
-                yield record
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            yield RejectedRecord(
-                file=name,
-                line=last_line + 1,
-                reason=f"truncated or corrupt gzip ({exc}); records before this line landed",
-            )
+# --- turning records into rows ---------------------------------------------------------------
 
 
-# --- storing ---------------------------------------------------------------------------------
+@dataclass(slots=True)
+class RowSettings:
+    """What every row of one file shares; small and picklable, sent to worker processes."""
+
+    name: str
+    source: str
+    scrub: bool
+    ingested_at: str
+    transcript_field: str = "chosen"
 
 
-_INSERT = (
-    "INSERT OR IGNORE INTO conversations "
-    "(id, source, external_id, turns, metadata, scrubbed, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+@dataclass(slots=True)
+class Batch:
+    """Rows ready to insert, with what was rejected and scrubbed on the way."""
+
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rejected: list[RejectedRecord] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    last_line: int = 0
 
 
 def conversation_row(
@@ -397,12 +390,168 @@ def conversation_row(
     )
 
 
+def build_batch(records: Iterable[Record], settings: RowSettings) -> Batch:
+    batch = Batch()
+    for record in records:
+        batch.last_line = max(batch.last_line, record.line)
+        if isinstance(record, RejectedRecord):
+            batch.rejected.append(record)
+        else:
+            batch.rows.append(
+                conversation_row(
+                    record, settings.source, settings.scrub, batch.counts, settings.ingested_at
+                )
+            )
+    return batch
+
+
+def jsonl_batch(first_line: int, lines: list[bytes], settings: RowSettings) -> Batch:
+    """Parse and scrub one chunk of JSONL lines; runs in a worker process for large files."""
+    records = read_jsonl(lines, settings.name, settings.transcript_field, first_line)
+    batch = build_batch(records, settings)
+    batch.last_line = first_line + len(lines) - 1
+    return batch
+
+
+READ_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Lists of `size` items; on a read error, the items read so far come out first."""
+    chunk: list[Any] = []
+    try:
+        for item in items:
+            chunk.append(item)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+    except READ_ERRORS:
+        if chunk:
+            yield chunk
+        raise
+    if chunk:
+        yield chunk
+
+
+def _ignore_sigint() -> None:
+    # Ctrl-C is the parent's to handle: it finishes the batch in hand and reports; workers that
+    # died of the same signal would only add tracebacks.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _Pool:
+    """A bounded window of chunks in worker processes, results in input order.
+
+    At most `window` chunks are in flight, so memory stays flat however large the file.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_ignore_sigint,
+        )
+        self.window = workers * 3
+
+    def map(self, chunks: Iterable[tuple[int, list[bytes]]], settings: RowSettings):
+        pending: deque[Future[Batch]] = deque()
+        try:
+            for first_line, lines in chunks:
+                pending.append(self.executor.submit(jsonl_batch, first_line, lines, settings))
+                if len(pending) >= self.window:
+                    yield pending.popleft().result()
+        except READ_ERRORS:
+            while pending:  # what was read before the error still lands
+                yield pending.popleft().result()
+            raise
+        while pending:
+            yield pending.popleft().result()
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _numbered_lines(stream: IO[bytes], size: int) -> Iterator[tuple[int, list[bytes]]]:
+    line = 1
+    for lines in _chunks(stream, size):
+        yield line, lines
+        line += len(lines)
+
+
+def file_batches(
+    path: Path,
+    settings: RowSettings,
+    batch_size: int = BATCH_SIZE,
+    pool: _Pool | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Iterator[Batch]:
+    """Batches of rows from one file; a truncated or corrupt gzip ends it with a rejected record."""
+    fmt = detect_format(path)
+    with open(path, "rb") as handle:
+        counting = _CountingReader(handle)
+        # GzipFile buffers by itself; a large buffer on top would lose up to that much of the
+        # good lines when a truncated file ends in EOFError.
+        stream: IO[bytes] = io.BufferedReader(counting, buffer_size=1 << 16)
+        if path.suffix.lower() == ".gz":
+            stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
+        last_line = 0
+        try:
+            if fmt == "jsonl":
+                chunks = _numbered_lines(stream, batch_size)
+                if pool is not None:
+                    batches: Iterable[Batch] = pool.map(chunks, settings)
+                else:
+                    batches = (jsonl_batch(first, lines, settings) for first, lines in chunks)
+                for batch in batches:
+                    last_line = batch.last_line
+                    if on_bytes is not None:
+                        on_bytes(counting.position)
+                    yield batch
+            else:
+                reader = (
+                    read_csv(stream, settings.name)
+                    if fmt == "csv"
+                    else (read_transcript_text(stream, settings.name))
+                )
+                for records in _chunks(reader, batch_size):
+                    batch = build_batch(records, settings)
+                    last_line = batch.last_line
+                    if on_bytes is not None:
+                        on_bytes(counting.position)
+                    yield batch
+        except READ_ERRORS as exc:
+            yield Batch(
+                rejected=[
+                    RejectedRecord(
+                        file=settings.name,
+                        line=last_line + 1,
+                        reason=f"truncated or corrupt gzip ({exc}); the records before it landed",
+                    )
+                ]
+            )
+
+
+# --- storing ---------------------------------------------------------------------------------
+
+
+_INSERT = (
+    "INSERT OR IGNORE INTO conversations "
+    "(id, source, external_id, turns, metadata, scrubbed, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+PARALLEL_MIN_BYTES = 4 << 20  # below this, starting worker processes costs more than it saves
+
+
 def _write_batch(db: sqlite_utils.Database, rows: list[tuple[Any, ...]]) -> int:
     conn = db.conn
     before = conn.total_changes
     with conn:  # one transaction per batch: all of it lands, or none of it
         conn.executemany(_INSERT, rows)
     return conn.total_changes - before
+
+
+def _default_workers(files: list[Path]) -> int:
+    big = any(detect_format(p) == "jsonl" and p.stat().st_size >= PARALLEL_MIN_BYTES for p in files)
+    return min(os.cpu_count() or 1, 4) if big else 1
 
 
 def ingest(
@@ -412,10 +561,13 @@ def ingest(
     transcript_field: str = "chosen",
     source: str | None = None,
     batch_size: int = BATCH_SIZE,
+    workers: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> IngestReport:
     """Ingest files into `db`; return what landed, what was a duplicate and what was rejected.
 
+    Large JSONL files are parsed and scrubbed in `workers` processes (default: one per core);
+    rows are written here, in file order, one transaction per batch.
     `progress(file, bytes_read, bytes_total)` is called as the files are read.
     """
     files = [Path(p) for p in paths]
@@ -429,30 +581,32 @@ def ingest(
     counts: Counter[str] = Counter()
     started = time.perf_counter()
     ingested_at = utc_now().isoformat()
-    rows: list[tuple[Any, ...]] = []
-
-    def flush() -> None:
-        inserted = _write_batch(db, rows)
-        report.landed += inserted
-        report.duplicates += len(rows) - inserted
-        rows.clear()
-
-    for path in files:
-        total = path.stat().st_size
-        name = source or path.name.split(".")[0]
-        on_bytes = (lambda n, p=path, t=total: progress(str(p), n, t)) if progress else None
-        for record in read_file(path, transcript_field, on_bytes):
-            if isinstance(record, RejectedRecord):
-                report.rejected.append(record)
-                continue
-            report.read += 1
-            rows.append(conversation_row(record, name, scrub, counts, ingested_at))
-            if len(rows) >= batch_size:
-                flush()
-        if rows:
-            flush()
-        if progress:
-            progress(str(path), total, total)
+    workers = _default_workers(files) if workers is None else workers
+    pool = _Pool(workers) if workers > 1 else None
+    try:
+        for path in files:
+            total = path.stat().st_size
+            settings = RowSettings(
+                name=str(path),
+                source=source or path.name.split(".")[0],
+                scrub=scrub,
+                ingested_at=ingested_at,
+                transcript_field=transcript_field,
+            )
+            on_bytes = (lambda n, p=path, t=total: progress(str(p), n, t)) if progress else None
+            for batch in file_batches(path, settings, batch_size, pool, on_bytes):
+                if batch.rows:
+                    inserted = _write_batch(db, batch.rows)
+                    report.landed += inserted
+                    report.duplicates += len(batch.rows) - inserted
+                    report.read += len(batch.rows)
+                report.rejected.extend(batch.rejected)
+                counts.update(batch.counts)
+            if progress:
+                progress(str(path), total, total)
+    finally:
+        if pool is not None:
+            pool.close()
     report.scrub_counts = dict(sorted(counts.items()))
     report.seconds = time.perf_counter() - started
     record_run(db, report, ingested_at)

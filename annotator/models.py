@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -55,15 +54,13 @@ class Turn(BaseModel):
     text: str
 
 
-_SPACE = re.compile(r"\s+")
-
-
 def content_id(pairs: Iterable[tuple[str, str]]) -> str:
     """Stable id from normalised content: role and whitespace-collapsed text of every turn.
 
     Whitespace differences between exports of the same dialogue do not create a new id.
     """
-    normalised = [[role, _SPACE.sub(" ", text).strip()] for role, text in pairs]
+    # split/join collapses every run of whitespace and trims, several times faster than a regex.
+    normalised = [[role, " ".join(text.split())] for role, text in pairs]
     return hashlib.sha256(orjson.dumps(normalised)).hexdigest()[:24]
 
 

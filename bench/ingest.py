@@ -63,7 +63,7 @@ NAMES = ["alex", "sam", "jordan", "maria", "li", "omar", "priya", "noah"]
 
 def make_conversation(i: int, rng: random.Random) -> dict:
     messages = []
-    for turn in range(2):
+    for turn in range(rng.choice((2, 2, 3))):
         k = rng.randrange(len(TOPICS))
         user = TOPICS[k]
         if rng.random() < 0.3:

@@ -38,7 +38,8 @@ CHAT = {
     ],
 }
 HH = {
-    "chosen": "\n\nHuman: Is it ok to lie to my boss?\n\nAssistant: Honesty usually serves you better.",
+    "chosen": "\n\nHuman: Is it ok to lie to my boss?"
+    "\n\nAssistant: Honesty usually serves you better.",
     "rejected": "\n\nHuman: Is it ok to lie to my boss?\n\nAssistant: Sure, lie away.",
 }
 
@@ -277,3 +278,34 @@ def test_sigint_to_the_cli_then_rerun_completes(tmp_path):
     rerun = subprocess.run(cmd, capture_output=True, env=os.environ, timeout=300)
     assert rerun.returncode == 0, rerun.stderr.decode()
     assert open_db(study)["conversations"].count == 60_000
+
+
+def test_worker_processes_give_the_same_rows_rejects_and_counts(tmp_path):
+    rng = random.Random(3)
+    lines = []
+    for i in range(900):
+        if i % 97 == 5:
+            lines.append(b'{"messages": [broken')
+            continue
+        text = f"item {i} {rng.getrandbits(300):x} write to u{i}@example.com"
+        record = {"id": i, "messages": [{"role": "user", "content": text}]}
+        lines.append(json.dumps(record).encode())
+    raw = b"\n".join(lines) + b"\n"
+    plain = tmp_path / "in.jsonl"
+    plain.write_bytes(raw)
+    cut = tmp_path / "cut.jsonl.gz"
+    packed = gzip.compress(raw)
+    cut.write_bytes(packed[: int(len(packed) * 0.7)])
+    for path in (plain, cut):
+        serial_db = open_db(tmp_path / f"serial-{path.name}.db")
+        parallel_db = open_db(tmp_path / f"parallel-{path.name}.db")
+        serial = ingest(serial_db, [path], batch_size=64, workers=1)
+        parallel = ingest(parallel_db, [path], batch_size=64, workers=2)
+        assert serial.landed > 0
+        assert (parallel.landed, parallel.rejected, parallel.scrub_counts) == (
+            serial.landed,
+            serial.rejected,
+            serial.scrub_counts,
+        )
+        query = "select id, turns, external_id from conversations order by id"
+        assert list(parallel_db.execute(query)) == list(serial_db.execute(query))
