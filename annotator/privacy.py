@@ -2,7 +2,8 @@
 
 Each kind of personal data is replaced by a typed placeholder (`PLACEHOLDERS`): email addresses,
 phone numbers, URLs, IPv4 and IPv6 addresses, payment card numbers, US social security numbers
-and IBANs. Placeholders hold nothing any pattern looks for, so scrubbing is idempotent.
+and IBANs. Placeholders hold nothing any pattern looks for, and `scrub_text` repeats its
+passes until one finds nothing, so scrubbing is idempotent.
 
 Why these libraries:
 - `phonenumbers` (Google's libphonenumber, kept in step with the world's numbering plans) decides
@@ -24,13 +25,14 @@ Speed: ingest scrubs every turn, so ordinary English must cost next to nothing.
 - Every pattern starts with a character class or a literal, never a lookbehind (those come
   after the first character), so `re` skips through the text in C instead of trying the whole
   pattern at each position. Emails and URLs are read outwards from their '@', '://' or 'www.'.
-- Validators (checksums, `phonenumbers`) run on candidates only.
+- Validators (checksums, `phonenumbers`) run on candidates only; phone results are cached.
 Passes run most specific first: a URL may hold an IP or digits, an IBAN holds card-like groups,
 and the phone matcher, last, would accept some of the others' digit runs.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections import Counter
@@ -88,6 +90,7 @@ _IBAN: Final = re.compile(
 # Not part of a longer dotted sequence (1.2.3.4.5) or of a word (v1.2.3.4); octets checked by
 # `ipaddress`.
 _IPV4: Final = re.compile(r"[0-9](?<![\w.][0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?!\.?\w)")
+_VERSION_BEFORE: Final = re.compile(r"(?i)\b(?:version|ver\.?|v|release|build|update) ?[:=]? ?\Z")
 
 # Every IPv6 address has "::" or seven colons between groups of at most four hex digits, so
 # three groups in a row; times (12:30:45) have two. Find that (a literal first character is
@@ -97,8 +100,10 @@ _IPV6_BODY: Final = re.compile(r"[0-9A-Fa-f:.]+(?:%[0-9A-Za-z_.\-]+)?")
 _HEX_OR_COLON: Final = frozenset("0123456789abcdefABCDEF:")
 
 # Digits with the separators people put in phone numbers; no '/', ':' or ',' (dates, times,
-# thousands). `phonenumbers` then finds the valid, properly grouped numbers inside.
-_PHONE_CANDIDATE: Final = re.compile(r"[+(0-9](?<![\w+.\-/][+(0-9])[0-9()\-. ]{4,28}[0-9]")
+# thousands). `phonenumbers` then finds the valid, properly grouped numbers inside. The length
+# cap bounds the matcher's work (it grows faster than linearly); a number cut in two by it is
+# found by the next round of `scrub_text`.
+_PHONE_CANDIDATE: Final = re.compile(r"[+(0-9](?<![\w+.\-/][+(0-9])[0-9()\-. ]{4,46}[0-9]")
 _DECIMAL: Final = re.compile(r"[0-9]+\.[0-9]+")
 _NON_DIGIT: Final = re.compile(r"[^0-9]+")
 
@@ -138,14 +143,14 @@ def _splice(text: str, spans: Iterable[tuple[int, int]], kind: str, counts: Coun
     return "".join(parts)
 
 
-def _sub(pattern: re.Pattern[str], kind: str, length: Callable[[str], int], text: str,
-         counts: Counter[str]) -> str:
+def _sub(pattern: re.Pattern[str], kind: str, length: Callable[[re.Match[str]], int],
+         text: str, counts: Counter[str]) -> str:
     """Replace the first `length(match)` characters of each match of `pattern` (0: keep it)."""
     placeholder = PLACEHOLDERS[kind]
 
     def replace(m: re.Match[str]) -> str:
         found = m.group()
-        n = length(found)
+        n = length(m)
         if n <= 0:
             return found
         counts[kind] += 1
@@ -176,28 +181,32 @@ def _url_end(text: str, body_start: int) -> int:
 
 
 def _find_urls(text: str) -> list[tuple[int, int]]:
-    spans: list[tuple[int, int]] = []
+    anchors: list[tuple[int, str]] = []
     for anchor in ("://", "www.", "WWW."):
         at = text.find(anchor)
         while at >= 0:
-            if anchor == "://":
-                scheme = _URL_SCHEME.search(text, max(0, at - 16), at)
-                start = scheme.start() if scheme else -1
-                body_start = at + 3
-            else:
-                start, body_start = at, at + 4
-            if start >= 0 and not (start > 0 and _glued(text[start - 1])):
-                end = _url_end(text, body_start)
-                if end > body_start:  # a host, not just "http://"
-                    spans.append((start, end))
+            anchors.append((at, anchor))
             at = text.find(anchor, at + len(anchor))
-    spans.sort()
-    merged: list[tuple[int, int]] = []
-    for span in spans:  # "http://www.x" is found twice; keep the outer span
-        if merged and span[0] < merged[-1][1]:
+    anchors.sort()
+    spans: list[tuple[int, int]] = []
+    done = 0  # anchors inside a URL already found ("http://www.x") are part of it
+    for at, anchor in anchors:
+        if at < done:
             continue
-        merged.append(span)
-    return merged
+        if anchor == "://":
+            scheme = _URL_SCHEME.search(text, max(done, at - 16), at)
+            if scheme is None:
+                continue
+            start, body_start = scheme.start(), at + 3
+        else:
+            start, body_start = at, at + 4
+        if start > 0 and _glued(text[start - 1]):
+            continue
+        end = _url_end(text, body_start)
+        if end > body_start:  # a host, not just "http://"
+            spans.append((start, end))
+            done = end
+    return spans
 
 
 def _find_emails(text: str) -> list[tuple[int, int]]:
@@ -220,7 +229,8 @@ def _find_emails(text: str) -> list[tuple[int, int]]:
 # Numeric families: each check returns how many leading characters of the candidate are PII.
 
 
-def _card_length(candidate: str) -> int:
+def _card_length(m: re.Match[str]) -> int:
+    candidate = m.group()
     spans = [candidate]
     cut = max(candidate.rfind(" "), candidate.rfind("-"))
     if cut > 0:  # "4111 1111 1111 1111 12/25": the 12 is an expiry month, not card digits
@@ -232,12 +242,12 @@ def _card_length(candidate: str) -> int:
     return 0
 
 
-def _ssn_length(candidate: str) -> int:
-    return len(candidate) if _ssn.is_valid(candidate) else 0
+def _ssn_length(m: re.Match[str]) -> int:
+    return len(m.group()) if _ssn.is_valid(m.group()) else 0
 
 
-def _iban_length(candidate: str) -> int:
-    span = candidate
+def _iban_length(m: re.Match[str]) -> int:
+    span = m.group()
     while len(span) >= 15:
         if _iban.is_valid(span):
             return len(span)
@@ -248,12 +258,14 @@ def _iban_length(candidate: str) -> int:
     return 0
 
 
-def _ipv4_length(candidate: str) -> int:
+def _ipv4_length(m: re.Match[str]) -> int:
+    if _VERSION_BEFORE.search(m.string, max(0, m.start() - 12), m.start()):
+        return 0  # "version 2.4.1.0" is a four-part version number
     try:
-        ipaddress.IPv4Address(candidate)  # octets 0-255, no leading zeros
+        ipaddress.IPv4Address(m.group())  # octets 0-255, no leading zeros
     except ValueError:
         return 0
-    return len(candidate)
+    return len(m.group())
 
 
 def _is_ipv6(candidate: str) -> bool:
@@ -277,6 +289,8 @@ def _find_ipv6(text: str) -> list[tuple[int, int]]:
         start = hint.start()
         while start > max(done, hint.start() - 40) and text[start - 1] in _HEX_OR_COLON:
             start -= 1  # the hint may sit after the first group or two (1:2::3)
+        if text.startswith(":", start) and not text.startswith("::", start):
+            start += 1  # a label's colon, as in "IP:2001:db8::1"
         if start > 0 and _glued(text[start - 1]):
             continue  # std::vector, a longer token
         body = _IPV6_BODY.match(text, start)
@@ -292,20 +306,25 @@ def _find_ipv6(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+@functools.lru_cache(maxsize=4096)
+def _phone_spans(candidate: str) -> tuple[tuple[int, int], ...]:
+    """Where `candidate` holds phone numbers. Cached: the same digit runs (a help line, a
+    date with a time) recur across conversations, and each call costs 30-300 us. The cache
+    lives in memory only."""
+    # STRICT_GROUPING: valid in its region and, if grouped, grouped the way that region
+    # writes numbers; this rejects "2024-03-15 12", otherwise a valid number in area 202.
+    # The matcher also finds a number inside a longer run ("1985 415-555-2671").
+    matcher = PhoneNumberMatcher(candidate, DEFAULT_PHONE_REGION, Leniency.STRICT_GROUPING)
+    return tuple((match.start, match.end) for match in matcher)
+
+
 def _scrub_phones(text: str, counts: Counter[str]) -> str:
     def replace(m: re.Match[str]) -> str:
         found = m.group()
         n_digits = len(_NON_DIGIT.sub("", found))
         if n_digits < (8 if found[0] == "+" else 10) or _DECIMAL.fullmatch(found):
             return found
-        # STRICT_GROUPING: valid in its region and, if grouped, grouped the way that region
-        # writes numbers; this rejects "2024-03-15 12", otherwise a valid number in area 202.
-        # The matcher also finds a number inside a longer run ("1985 415-555-2671").
-        matches = [
-            (match.start, match.end)
-            for match in PhoneNumberMatcher(found, DEFAULT_PHONE_REGION, Leniency.STRICT_GROUPING)
-        ]
-        return _splice(found, matches, "PHONE", counts) if matches else found
+        return _splice(found, _phone_spans(found), "PHONE", counts)
 
     return _PHONE_CANDIDATE.sub(replace, text)
 
@@ -322,10 +341,23 @@ def scrub_text(text: str, counts: Counter[str] | None = None) -> str:
     """
     if counts is None:
         counts = Counter()
-    if ("/" in text and "://" in text) or "www." in text or "WWW." in text:
-        text = _splice(text, _find_urls(text), "URL", counts)
+    # Repeat until nothing is found, which makes scrubbing idempotent by construction: removing
+    # one item can expose another (a phone number the matcher skipped inside a longer digit
+    # run stands alone once its neighbour is a placeholder). Every round that finds something
+    # removes digits, '@' or a URL anchor, so the loop ends; text with nothing found costs one.
+    while True:
+        before = counts.total()
+        text = _scrub_once(text, counts)
+        if counts.total() == before:
+            return text
+
+
+def _scrub_once(text: str, counts: Counter[str]) -> str:
+    # Emails first: "bob@www.example.com" is one email, not "bob@" and a URL.
     if "@" in text:
         text = _splice(text, _find_emails(text), "EMAIL", counts)
+    if ("/" in text and "://" in text) or "www." in text or "WWW." in text:
+        text = _splice(text, _find_urls(text), "URL", counts)
     # Chained `in` tests on single characters are memchr calls: far cheaper than a regex scan.
     if not (
         "0" in text or "1" in text or "2" in text or "3" in text or "4" in text
@@ -352,9 +384,9 @@ def scrub_text(text: str, counts: Counter[str] | None = None) -> str:
 def scrub_value(value: Any, counts: Counter[str] | None = None) -> Any:
     """Scrub every string inside `value`, walking dicts (keys and values), lists and tuples.
 
-    Other values pass through, except an int that is itself personal data (a phone or card
-    number stored as a number), which becomes its placeholder string. Containers are copied,
-    never changed in place.
+    Other values (numbers, None, bytes) pass through: a number in metadata is far more often an
+    id, a count or a timestamp than a phone number, and turning it into a string would change
+    the shape of the data. Containers are copied, never changed in place.
     """
     if counts is None:
         counts = Counter()
@@ -366,8 +398,4 @@ def scrub_value(value: Any, counts: Counter[str] | None = None) -> Any:
         return [scrub_value(v, counts) for v in value]
     if isinstance(value, tuple):
         return tuple(scrub_value(v, counts) for v in value)
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**8:
-        as_text = str(value)
-        scrubbed = scrub_text(as_text, counts)
-        return value if scrubbed == as_text else scrubbed
     return value
