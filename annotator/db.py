@@ -195,12 +195,19 @@ def _add_model_call_costs(db: sqlite_utils.Database) -> None:
     table.create_index(["batch_id"])
 
 
+def _add_gold_history(db: sqlite_utils.Database) -> None:
+    # A person's decision replaces a gold label; the label it replaced is kept here, with who
+    # decided it and when, so adjudication can be audited and undone.
+    db["gold"].add_column("history", str)
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_core_tables", _create_core_tables),
     ("0002_ingest_runs", _add_ingest_runs),
     ("0003_lookup_indexes", _add_lookup_indexes),
     ("0004_extraction_batches", _add_batches),
     ("0005_model_call_costs", _add_model_call_costs),
+    ("0006_gold_history", _add_gold_history),
 ]
 
 
