@@ -57,7 +57,7 @@ ROLE_ALIASES: dict[str, str] = {
     "system": "system",
 }
 ID_FIELDS = ("id", "conversation_id", "uuid")
-MESSAGE_FIELDS = ("messages", "conversation")
+MESSAGE_FIELDS = ("messages", "conversation", "turns", "dialogue")
 TRANSCRIPT_FIELDS = ("chosen", "rejected")
 CSV_COLUMNS: dict[str, tuple[str, ...]] = {
     "conversation_id": ("conversation_id", "conversation", "conv_id", "dialogue_id", "id"),
@@ -166,11 +166,35 @@ def external_id_of(obj: dict[str, Any]) -> str | None:
 # --- readers ---------------------------------------------------------------------------------
 
 
+def conversation_from_object(
+    obj: Any, line: int, transcript_field: str = "chosen"
+) -> RawConversation:
+    """One conversation from a JSON object: chat messages, a transcript field, or a Label Studio
+    task whose `data` holds either."""
+    if not isinstance(obj, dict):
+        raise RecordError(f"expected a JSON object, got {type(obj).__name__}")
+    if isinstance(obj.get("data"), dict) and not any(k in obj for k in MESSAGE_FIELDS):
+        # A Label Studio task (export or import file): the conversation is in `data`.
+        task_id = obj.get("id")
+        obj = dict(obj["data"])
+        if task_id is not None:
+            obj.setdefault("label_studio_task_id", task_id)
+    messages = next((obj[k] for k in MESSAGE_FIELDS if k in obj), None)
+    if messages is not None:
+        turns = parse_messages(messages)
+    elif isinstance(obj.get(transcript_field), str):
+        turns = parse_transcript(obj[transcript_field])
+    else:
+        raise RecordError(f"no 'messages' list and no {transcript_field!r} transcript field")
+    skip = {*MESSAGE_FIELDS, *TRANSCRIPT_FIELDS, transcript_field, *ID_FIELDS}
+    metadata = {k: v for k, v in obj.items() if k not in skip}
+    return RawConversation(line, turns, external_id_of(obj), metadata)
+
+
 def read_jsonl(
     lines: Iterable[bytes], name: str, transcript_field: str = "chosen", first_line: int = 1
 ) -> Iterator[Record]:
     """JSONL of chat-message lists or of `Human:`/`Assistant:` transcripts, one object a line."""
-    skip = {*MESSAGE_FIELDS, *TRANSCRIPT_FIELDS, transcript_field, *ID_FIELDS}
     for line_no, raw in enumerate(lines, start=first_line):
         if not raw.strip():
             continue
@@ -186,22 +210,33 @@ def read_jsonl(
             yield RejectedRecord(file=name, line=line_no, reason=reason)
             continue
         try:
-            if not isinstance(obj, dict):
-                raise RecordError(f"expected a JSON object, got {type(obj).__name__}")
-            messages = next((obj[k] for k in MESSAGE_FIELDS if k in obj), None)
-            if messages is not None:
-                turns = parse_messages(messages)
-            elif isinstance(obj.get(transcript_field), str):
-                turns = parse_transcript(obj[transcript_field])
-            else:
-                raise RecordError(
-                    f"no 'messages' list and no {transcript_field!r} transcript field"
-                )
+            yield conversation_from_object(obj, line_no, transcript_field)
         except RecordError as exc:
             yield RejectedRecord(file=name, line=line_no, reason=str(exc))
-            continue
-        metadata = {k: v for k, v in obj.items() if k not in skip}
-        yield RawConversation(line_no, turns, external_id_of(obj), metadata)
+
+
+def read_json_document(
+    stream: IO[bytes], name: str, transcript_field: str = "chosen"
+) -> Iterator[Record]:
+    """A `.json` file: a JSON array of conversations or tasks (a Label Studio export), or one
+    object. The whole document is parsed at once (JSON arrays cannot be split by line); for
+    large inputs prefer JSONL. `line` in reports is the item's position, from 1."""
+    data = stream.read()
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if data.lstrip()[:1] == b"{":  # one object a line under a .json name: read as JSONL
+            yield from read_jsonl(io.BytesIO(data), name, transcript_field)
+            return
+        line = data[: exc.pos].count(b"\n") + 1
+        yield RejectedRecord(file=name, line=line, reason=f"malformed JSON document: {exc}")
+        return
+    items = document if isinstance(document, list) else [document]
+    for position, item in enumerate(items, start=1):
+        try:
+            yield conversation_from_object(item, position, transcript_field)
+        except RecordError as exc:
+            yield RejectedRecord(file=name, line=position, reason=f"item {position}: {exc}")
 
 
 def read_transcript_text(stream: IO[bytes], name: str) -> Iterator[Record]:
@@ -319,13 +354,17 @@ def detect_format(path: Path) -> str:
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
     ext = suffixes[-1] if suffixes else ""
-    if ext in (".jsonl", ".ndjson", ".json"):
+    if ext in (".jsonl", ".ndjson"):
         return "jsonl"
+    if ext == ".json":
+        return "json"
     if ext == ".csv":
         return "csv"
     if ext in (".txt", ".transcript", ""):
         return "transcript"
-    raise InputError(f"{path}: unknown format {ext!r}; use .jsonl, .csv or .txt (optionally .gz)")
+    raise InputError(
+        f"{path}: unknown format {ext!r}; use .jsonl, .json, .csv or .txt (optionally .gz)"
+    )
 
 
 class _CountingReader(io.RawIOBase):
@@ -508,11 +547,12 @@ def file_batches(
                         on_bytes(counting.position)
                     yield batch
             else:
-                reader = (
-                    read_csv(stream, settings.name)
-                    if fmt == "csv"
-                    else (read_transcript_text(stream, settings.name))
-                )
+                if fmt == "csv":
+                    reader = read_csv(stream, settings.name)
+                elif fmt == "json":
+                    reader = read_json_document(stream, settings.name, settings.transcript_field)
+                else:
+                    reader = read_transcript_text(stream, settings.name)
                 for records in _chunks(reader, batch_size):
                     batch = build_batch(records, settings)
                     last_line = batch.last_line

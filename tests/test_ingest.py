@@ -309,3 +309,32 @@ def test_worker_processes_give_the_same_rows_rejects_and_counts(tmp_path):
         )
         query = "select id, turns, external_id from conversations order by id"
         assert list(parallel_db.execute(query)) == list(serial_db.execute(query))
+
+
+def test_label_studio_export_and_json_arrays(db, tmp_path):
+    export = [
+        {
+            "id": 17,
+            "data": {
+                "conversation_id": "abc",
+                "turns": [
+                    {"role": "user", "text": "Should I tell my friend the truth?"},
+                    {"role": "assistant", "text": "Honesty, kindly delivered, usually helps."},
+                ],
+            },
+            "annotations": [{"id": 3, "result": []}],
+        },
+        {"id": 18, "data": {"text": "no dialogue here"}},
+        {"messages": [{"role": "user", "content": "plain item"}]},
+    ]
+    path = tmp_path / "project-1-export.json"
+    path.write_text(json.dumps(export, indent=2))
+    report = ingest(db, [path])
+    assert report.landed == 2
+    assert [(r.line, "item 2" in r.reason) for r in report.rejected] == [(2, True)]
+    by_external = {c.external_id: c for c in conversations(db)}
+    assert by_external["abc"].metadata == {"label_studio_task_id": 17}
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"messages": [}]')
+    report = ingest(db, [broken])
+    assert report.landed == 0 and "malformed JSON document" in report.rejected[0].reason
