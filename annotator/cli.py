@@ -101,7 +101,7 @@ def init(db: DbOption = None) -> None:
 def ingest(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Files to read: .jsonl, .csv, .txt, each optionally .gz."),
+        typer.Argument(help="Files to read: .jsonl, .json, .csv, .txt, each optionally .gz."),
     ],
     db: DbOption = None,
     no_scrub: Annotated[
@@ -126,7 +126,8 @@ def ingest(
 
     Formats: JSONL chat messages ({"messages": [{"role", "content"}]}), JSONL with Human:/Assistant:
     transcripts (--field, default "chosen"), plain-text transcripts (.txt), long-form CSV
-    (conversation_id, turn, role, text; other columns kept as metadata); each may be gzipped.
+    (conversation_id, turn, role, text; other columns kept as metadata), JSON arrays and Label
+    Studio exports (.json); each may be gzipped.
     Ingesting the same file twice adds nothing. Bad records are listed with file and line;
     the good ones still land, and the exit code is 1 when anything was rejected.
 
@@ -301,3 +302,595 @@ def taxonomy(
         console.print(f"No value or cluster matches {query!r}.")
         return
     console.print(rows_table(f"Taxonomy matches for {query!r}", rows))
+
+
+# --- prompts and extraction (issue 3) ------------------------------------------------------------
+
+
+@app.command()
+@cli_errors
+def prompts(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List extraction prompt versions: on disk, and those used in the study database.
+
+    A version's id is a hash of its file; a version shown only in the database had its file
+    edited or removed after use.
+
+    Example: annotator prompts --db study.db
+    """
+    from .prompts import prompts as list_prompts
+
+    rows = list_prompts(db_path(db))
+    if as_json:
+        print_json(rows)
+        return
+    console.print(rows_table("Prompt versions", rows))
+
+
+@app.command()
+@cli_errors
+def extract(
+    db: DbOption = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option(help="Prompt version: id (prefix), name/version, or file. Default: latest."),
+    ] = None,
+    extractor: Annotated[
+        str | None,
+        typer.Option(
+            help="claude or baseline. Default: claude if ANTHROPIC_API_KEY is set, else baseline."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model id. Default: the prompt's front matter.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Take at most this many pending conversations.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Calls in flight at once.")] = 8,
+    batch: Annotated[
+        bool, typer.Option("--batch", help="Use the Message Batches API (half price, slower).")
+    ] = False,
+    retry_errors: Annotated[
+        bool, typer.Option("--retry-errors", help="Take conversations whose last try failed.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print calls, estimated tokens and cost; spend nothing."),
+    ] = False,
+    prices: Annotated[
+        Path | None,
+        typer.Option(help="JSON/TOML file of per-model prices (USD per million tokens)."),
+    ] = None,
+    allow_unscrubbed: Annotated[
+        bool,
+        typer.Option("--allow-unscrubbed", help="Also send conversations ingested unscrubbed."),
+    ] = False,
+    poll_interval: Annotated[
+        float, typer.Option(help="Seconds between polls of a batch's status.")
+    ] = 30.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Propose labels (values, response type, subjective) for conversations not yet done.
+
+    Results are cached per (conversation, prompt version, model): a rerun, or a rerun after an
+    interruption, only calls for what is missing.
+
+    Example: annotator extract --limit 20 --dry-run
+    """
+    from .extract import extract as run_extract
+
+    report = run_extract(
+        db_path(db),
+        prompt=prompt,
+        extractor=extractor,
+        model=model,
+        limit=limit,
+        concurrency=concurrency,
+        batch=batch,
+        retry_errors=retry_errors,
+        dry_run=dry_run,
+        prices=prices,
+        allow_unscrubbed=allow_unscrubbed,
+        poll_interval=poll_interval,
+        progress=not as_json,
+    )
+    data = report.as_dict()
+    if as_json:
+        print_json(data)
+        return
+    if report.estimate is not None:
+        console.print(
+            f"Dry run: {report.todo} conversations to label with {report.extractor} "
+            f"{report.model}, prompt {report.prompt} ({report.prompt_id}); {report.cached} cached."
+        )
+        estimate = [{"": k, "value": v} for k, v in report.estimate.items()]
+        console.print(rows_table("Estimate (nothing was sent)", estimate))
+        return
+    shown = [
+        {"": k, "value": v} for k, v in data.items() if k not in ("estimate", "error_reasons")
+    ]
+    console.print(rows_table("Extraction run", shown))
+    for reason, count in report.error_reasons.items():
+        console.print(f"[red]{count} errors:[/] {reason}", highlight=False)
+    if report.errors:
+        console.print("Error rows are kept; rerun with --retry-errors to take them again.")
+    if not report.priced:
+        console.print(f"[yellow]No price for {report.model}:[/] costs show as 0; pass --prices.")
+
+
+# --- Label Studio (issue 4) ----------------------------------------------------------------------
+
+labelstudio_app = typer.Typer(
+    help=(
+        "Run a local Label Studio for the study, or use yours (LABEL_STUDIO_URL and "
+        "LABEL_STUDIO_API_KEY).\n\nExample: annotator labelstudio install && annotator "
+        "labelstudio start"
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(labelstudio_app, name="labelstudio")
+
+VenvOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--venv",
+        help="Virtual environment for label-studio. Default: ~/.cache/annotator/labelstudio-venv.",
+        show_default=False,
+    ),
+]
+ProjectOption = Annotated[str, typer.Option("--project", help="Label Studio project title.")]
+
+
+def _say(line: str) -> None:
+    # soft_wrap: a URL, password or token must stay on one line to be copied.
+    console.print(line, highlight=False, soft_wrap=True)
+
+
+def _server_lines(st: Any) -> None:
+    where = "external server" if st.external else "local server"
+    state = ("answering" if st.answering else "not answering") if st.url else ""
+    _say(f"Label Studio ({where}): {st.message}; {st.url or '-'} {state}".rstrip())
+    if st.data_dir and not st.external:
+        _say(f"  data: {st.data_dir}")
+
+
+@labelstudio_app.command("install")
+@cli_errors
+def labelstudio_install(
+    venv: VenvOption = None,
+    version: Annotated[str, typer.Option(help="label-studio version to install.")] = "1.23.2",
+) -> None:
+    """Install label-studio from PyPI into its own virtual environment (reused if present).
+
+    Example: annotator labelstudio install --venv ~/.cache/annotator/labelstudio-venv
+    """
+    from .labelstudio_server import external_connection, install
+
+    external = external_connection()
+    if external is not None:
+        _say(f"LABEL_STUDIO_URL is set: using {external.url}; nothing to install.")
+        return
+    install(venv, version=version, echo=_say)
+
+
+@labelstudio_app.command("start")
+@cli_errors
+def labelstudio_start(
+    db: DbOption = None,
+    venv: VenvOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server.")] = 240.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Start the study's Label Studio on 127.0.0.1, data next to the database; print the login.
+
+    Example: annotator labelstudio start --db study/annotator.db
+    """
+    from .labelstudio_server import login_info, start
+
+    echo = (lambda _: None) if as_json else _say
+    st = start(db_path(db), venv=venv, timeout=timeout, echo=echo)
+    login = None if st.external else login_info(db_path(db))
+    if as_json:
+        data = st.as_dict()
+        if login:
+            data.update(username=login["username"], password=login["password"])
+        print_json(data)
+        return
+    _server_lines(st)
+    if login:
+        _say(f"  open {login['url']}, log in as {login['username']}, password {login['password']}")
+        _say("  API token: `annotator labelstudio status --login`")
+
+
+@labelstudio_app.command("stop")
+@cli_errors
+def labelstudio_stop(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Stop the study's local Label Studio (projects and annotations stay in its data folder).
+
+    Example: annotator labelstudio stop --db study/annotator.db
+    """
+    from .labelstudio_server import stop
+
+    st = stop(db_path(db))
+    if as_json:
+        print_json(st.as_dict())
+        return
+    _server_lines(st)
+
+
+@labelstudio_app.command("status")
+@cli_errors
+def labelstudio_status(
+    db: DbOption = None,
+    login: Annotated[
+        bool, typer.Option("--login", help="Also print the admin login and API token.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Whether the study's Label Studio (or yours) is running and answering.
+
+    Example: annotator labelstudio status --login
+    """
+    from .labelstudio_server import login_info, status
+
+    st = status(db_path(db))
+    info = login_info(db_path(db)) if login and not st.external else None
+    if as_json:
+        data = st.as_dict()
+        if info:
+            data.update(info)
+        print_json(data)
+        return
+    _server_lines(st)
+    if login and st.external:
+        _say("  login: the one your team gave you (LABEL_STUDIO_API_KEY is set)")
+    if info:
+        _say(f"  username: {info['username']}")
+        _say(f"  password: {info['password']}")
+        _say(f"  API token: {info['api_key']}")
+        _say(f"  export LABEL_STUDIO_URL={info['url']} LABEL_STUDIO_API_KEY={info['api_key']}")
+
+
+@labelstudio_app.command("add-user")
+@cli_errors
+def labelstudio_add_user(
+    email: Annotated[str, typer.Argument(help="The reviewer's email (their login).")],
+    password: Annotated[
+        str | None, typer.Option(help="Password to set. Default: a random one, printed.")
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a reviewer who can log in to the study's Label Studio; print their login.
+
+    Example: annotator labelstudio add-user ada@example.org
+    """
+    from .labelstudio import add_user
+
+    reviewer = add_user(db_path(db), email, password=password)
+    if as_json:
+        print_json(
+            {"email": reviewer.email, "user_id": reviewer.user_id, "url": reviewer.url,
+             "password": reviewer.password, "created": reviewer.created}
+        )  # fmt: skip
+        return
+    verb = "Created" if reviewer.created else "Updated"
+    _say(
+        f"{verb} reviewer {reviewer.email}: open {reviewer.url} and log in with "
+        f"password {reviewer.password}"
+    )
+
+
+def _progress_bar(label: str, enabled: bool) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress(
+        f"[bold]{label}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, disable=not enabled, transient=True,
+    )  # fmt: skip
+
+
+@app.command()
+@cli_errors
+def push(
+    db: DbOption = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option(help="Push only this prompt version (id, id prefix, or name/version)."),
+    ] = None,
+    project: ProjectOption = "annotator",
+    overlap: Annotated[
+        int | None, typer.Option(help="Reviewers per task (K). Default: keep the project's.")
+    ] = None,
+    values: Annotated[
+        int, typer.Option(help="List this many most frequent values (plus all predicted ones).")
+    ] = 300,
+    all_values: Annotated[
+        bool, typer.Option("--all-values", help="List the whole tree (slower task switching).")
+    ] = False,
+    keep_config: Annotated[
+        bool,
+        typer.Option("--keep-config", help="Never change the labeling config; fail instead."),
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Tasks per import request.")] = 1000,
+    as_json: JsonOption = False,
+) -> None:
+    """Send conversations to Label Studio as tasks, with model predictions; safe to rerun.
+
+    Example: annotator push --prompt 3f2a --project pilot --overlap 2
+    """
+    from .labelstudio import push as run_push
+
+    with _progress_bar("Pushing", not as_json) as bar:
+        job = bar.add_task("push", total=None)
+        r = run_push(
+            db_path(db), prompt_id=prompt, project=project, overlap=overlap,
+            top_values=None if all_values else values, update_config=not keep_config,
+            batch_size=batch_size,
+            progress=lambda done, total: bar.update(job, completed=done, total=total),
+        )  # fmt: skip
+    if as_json:
+        print_json(r.as_dict())
+        return
+    config = "created" if r.created_project else "extended" if r.config_updated else "unchanged"
+    _say(
+        f"Project {r.project!r} (id {r.project_id}) at {r.url}: {r.tasks_created} tasks created, "
+        f"{r.tasks_existing} already there ({r.tasks_recovered} recovered from the server); "
+        f"{r.predictions_added} predictions added, {r.predictions_skipped} already there; "
+        f"labeling config {config}, {r.config_values} values listed; {r.seconds:.1f} s"
+    )
+
+
+@app.command()
+@cli_errors
+def pull(
+    db: DbOption = None, project: ProjectOption = "annotator", as_json: JsonOption = False
+) -> None:
+    """Bring every annotation back from Label Studio into the study; safe to rerun.
+
+    Example: annotator pull --project pilot
+    """
+    from .labelstudio import pull as run_pull
+
+    with _progress_bar("Pulling", not as_json) as bar:
+        job = bar.add_task("pull", total=None)
+        r = run_pull(
+            db_path(db), project=project,
+            progress=lambda done, total: bar.update(job, completed=done, total=total),
+        )  # fmt: skip
+    if as_json:
+        print_json(r.as_dict())
+        return
+    _say(
+        f"Project {r.project!r} (id {r.project_id}) at {r.url}: {r.annotations} annotations "
+        f"({r.cancelled} skipped): {r.new} new, {r.updated} updated, {r.unchanged} unchanged, "
+        f"{r.deleted} marked deleted, {r.restored} restored; {r.free_values} values outside "
+        f"the taxonomy kept as free values; {r.seconds:.1f} s"
+    )
+
+
+# --- adjudication and export ----------------------------------------------------------------
+
+
+@app.command()
+@cli_errors
+def adjudicate(
+    db: DbOption = None,
+    min_annotations: Annotated[
+        int, typer.Option("--min-annotations", help="Only conversations with this many.")
+    ] = 2,
+    gold_file: Annotated[
+        Path | None,
+        typer.Option("--write", help="Also write the study's gold labels to this JSONL file."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Decide gold labels by majority where the annotators agree.
+
+    A value, the response type and `subjective` go to gold when more than half of the annotators
+    gave them. A person's decision (from the app's Gold page) is never overwritten; conversations
+    whose annotators split on the response type are listed for a person to decide.
+
+    Example: annotator adjudicate --write gold/study.jsonl
+    """
+    from .db import open_db
+    from .gold import adjudicate as adjudicate_study
+    from .gold import write_gold_file
+
+    database = open_db(db_path(db))
+    report = adjudicate_study(database, min_annotations=min_annotations)
+    written = write_gold_file(database, gold_file) if gold_file else None
+    if as_json:
+        print_json({**report.model_dump(), "written": written})
+        return
+    console.print(
+        f"decided {report.decided}, unchanged {report.unchanged}, person decisions kept "
+        f"{report.kept_person_decisions}, need a person {len(report.need_a_person)}"
+    )
+    for conversation_id in report.need_a_person[:20]:
+        console.print(f"  needs a person: {conversation_id}")
+    if written is not None:
+        console.print(f"wrote {written} gold records to {gold_file}")
+
+
+@app.command()
+@cli_errors
+def export(
+    path: Annotated[Path, typer.Argument(help="Output file (.jsonl or .csv).")],
+    db: DbOption = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="jsonl or csv (default: from the file name).")
+    ] = None,
+    source: Annotated[
+        list[str] | None, typer.Option("--source", help="Only these sources (repeatable).")
+    ] = None,
+    response_type: Annotated[
+        list[str] | None,
+        typer.Option("--response-type", help="Only these response types (repeatable)."),
+    ] = None,
+    category: Annotated[
+        list[str] | None,
+        typer.Option("--category", help="Only with an AI value in this top category."),
+    ] = None,
+    person_only: Annotated[
+        bool, typer.Option("--person-only", help="Only gold decided by a person.")
+    ] = False,
+    subjective_only: Annotated[
+        bool, typer.Option("--subjective-only", help="Only subjective conversations.")
+    ] = False,
+    min_annotations: Annotated[
+        int, typer.Option("--min-annotations", help="Only with at least this many annotations.")
+    ] = 0,
+    no_annotations: Annotated[
+        bool, typer.Option("--no-annotations", help="Leave each annotator's labels out.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Export the validated, adjudicated dataset with taxonomy nodes resolved.
+
+    Records that fail validation are listed and left out, never silently changed.
+
+    Example: annotator export validated.jsonl --category Protective --subjective-only
+    """
+    from .db import open_db
+    from .export import ExportFilter, ExportFormat
+    from .export import export as export_dataset
+    from .models import ResponseType
+
+    chosen = fmt or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
+    try:
+        export_format = ExportFormat(chosen)
+        types = [ResponseType(t) for t in response_type or []]
+    except ValueError as exc:
+        raise AnnotatorError(
+            f"{exc}; formats: jsonl, csv; response types: "
+            + ", ".join(t.value for t in ResponseType)
+        ) from None
+    filters = ExportFilter(
+        sources=source or [],
+        response_types=types,
+        categories=category or [],
+        decided_by_person_only=person_only,
+        subjective_only=subjective_only,
+        min_annotations=min_annotations,
+        include_annotations=not no_annotations,
+    )
+    report = export_dataset(open_db(db_path(db)), path, export_format, filters)
+    if as_json:
+        print_json(report.model_dump(mode="json"))
+        return
+    for conversation_id, reason in report.invalid[:20]:
+        err_console.print(f"[red]invalid[/] {conversation_id}: {reason}", highlight=False)
+    console.print(
+        f"exported {report.exported} conversations to {report.path} ({report.format}); "
+        f"filtered out {report.filtered_out}; invalid {len(report.invalid)}"
+    )
+    if report.invalid:
+        raise typer.Exit(1)
+
+
+# --- agreement ---------------------------------------------------------------------------------
+
+
+METRIC_NAMES = {
+    "krippendorff_alpha_nominal": "alpha nominal",
+    "krippendorff_alpha_ordinal": "alpha ordinal",
+    "krippendorff_alpha_masi": "alpha MASI",
+    "krippendorff_alpha_jaccard": "alpha Jaccard",
+    "value_alpha": "alpha",
+    "fleiss_kappa": "Fleiss kappa",
+    "gwet_ac1": "Gwet AC1",
+    "percent_agreement": "% agreement",
+    "cohen_kappa": "Cohen kappa",
+}
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3f}"  # NaN != NaN
+
+
+@app.command()
+@cli_errors
+def agreement(
+    db: DbOption = None,
+    prompt: Annotated[
+        list[str] | None,
+        typer.Option("--prompt", help="Prompt version id(s) to score against gold (repeatable)."),
+    ] = None,
+    level: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--level",
+            min=0,
+            max=3,
+            help="Taxonomy level(s) for value sets: 0 value, 1-2 clusters, 3 top category.",
+        ),
+    ] = None,
+    boot: Annotated[
+        int, typer.Option("--boot", help="Bootstrap resamples for the 95% intervals (0: none).")
+    ] = 200,
+    top_k: Annotated[
+        int, typer.Option("--top-k", help="Per-value alpha for this many most used values.")
+    ] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """Inter-annotator and model-human agreement, with 95% intervals and the units behind each.
+
+    Krippendorff's alpha (nominal, ordinal) for the response type, MASI and Jaccard alpha for
+    value sets at each taxonomy level, Fleiss' kappa, Gwet's AC1, percent agreement, pairwise
+    Cohen's kappa; per prompt version, accuracy, kappa and value precision/recall/F1 against gold
+    and each annotator.
+
+    Example: annotator agreement --level 0 --level 3 --prompt 3f2a9c1b0d4e
+    """
+    import pandas as pd
+
+    from .db import open_db
+    from .report import study_agreement
+
+    path = db_path(db)
+    if not path.exists():
+        raise AnnotatorError(f"{path}: no study database here; run `annotator init` first")
+    database = open_db(path)
+    if not database["annotations"].count:
+        raise AnnotatorError(
+            "no annotations yet: pull them from Label Studio (`annotator pull`) or import a gold "
+            "file (`annotator demo`)"
+        )
+    levels = tuple(sorted(set(level))) if level else (0, 1, 2, 3)
+    report = study_agreement(database, prompt_ids=prompt, levels=levels, n_boot=boot, top_k=top_k)
+    if as_json:
+        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+        return
+    from .taxonomy import load_taxonomy
+
+    tree = load_taxonomy()
+
+    def metric_label(metric: str) -> str:
+        name, _, value = metric.partition(":")
+        node = tree.get(value) if value else None
+        shown = METRIC_NAMES.get(name, name.replace("_", " "))
+        return f"{shown}: {node.name if node else value}" if value else shown
+
+    frame = report.to_frame()
+    console.print(
+        f"{report.n_conversations} conversations, annotators: {', '.join(report.annotators)}",
+        highlight=False,
+    )
+    for scope, rows in frame.groupby("scope", sort=False):
+        table = Table(title=str(scope), title_justify="left")
+        for column in ("metric", "labels", "value", "95% interval", "n", "note"):
+            table.add_column(column, overflow="fold")
+        for row in rows.itertuples():
+            interval = "" if pd.isna(row.low) else f"{_figure(row.low)}-{_figure(row.high)}"
+            level_text = "" if pd.isna(row.level) else f" L{row.level}"
+            table.add_row(
+                metric_label(str(row.metric)),
+                f"{row.field}{level_text}",
+                _figure(row.value),
+                interval,
+                str(row.n_units),
+                "" if pd.isna(row.note) else str(row.note),
+            )
+        console.print(table)
+    console.print(report.how_to_read, style="dim", highlight=False)

@@ -13,6 +13,8 @@ import orjson
 import pandas as pd
 import sqlite_utils
 
+from .agreement import AgreementReport, agreement_report
+
 ANNOTATION_COLUMNS = [
     "annotation_id",
     "conversation_id",
@@ -212,3 +214,307 @@ def conversation_rows(db: sqlite_utils.Database, ids: list[str]) -> dict[str, di
             row["metadata"] = orjson.loads(row["metadata"] or "{}")
             found[row["id"]] = row
     return found
+
+
+def study_agreement(
+    db: sqlite_utils.Database,
+    prompt_ids: list[str] | None = None,
+    levels: tuple[int, ...] = (0, 1, 2, 3),
+    n_boot: int = 200,
+    top_k: int = 50,
+    seed: int = 0,
+) -> AgreementReport:
+    """Inter-annotator and model-human agreement of the study, from its stored labels.
+
+    Value names are mapped to their taxonomy ancestors at each level with the released tree;
+    names outside it stay free values.
+    """
+    from .taxonomy import load_taxonomy
+
+    tree = load_taxonomy()
+    extractions = extractions_frame(db)
+    if prompt_ids:
+        extractions = extractions[extractions["prompt_id"].isin(prompt_ids)]
+    return agreement_report(
+        annotations_frame(db),
+        gold_frame(db),
+        extractions,
+        {level: tree.level_map(level) for level in levels},
+        prompt_ids=prompt_ids or None,
+        levels=levels,
+        n_boot=n_boot,
+        top_k=top_k,
+        seed=seed,
+    )
+
+
+# --- app queries ---
+# Read-only queries for the Streamlit app (`streamlit_app.py`, `app_pages/`). The app holds no
+# SQL: what it shows comes from the frames above and from these functions.
+
+# Published figures of the study the project follows, for side-by-side display. Only numbers
+# confirmed in the cited text are given; None means "not confirmed, shown as unavailable".
+# The top categories' shares are not here: they are read from the released tree
+# (`published_category_shares`), not copied by hand.
+PUBLISHED_STUDY: dict[str, Any] = {
+    "source": (
+        "Huang, Durmus, McCain et al. (2025), \"Values in the Wild: Discovering and Analyzing "
+        "Values in Real-World Language Model Interactions\", arXiv:2504.15236, Anthropic"
+    ),
+    "url": "https://arxiv.org/abs/2504.15236",
+    "conversations_sampled": 700_000,
+    "conversations_subjective": 308_210,
+    # Share of the subjective conversations by the AI's response type, in percent.
+    "response_type_pct": {
+        "strong support": 28.2,
+        "mild support": 14.5,
+        "neutral": None,
+        "reframing": None,
+        "mild resistance": None,
+        "strong resistance": 3.0,
+        "no values": None,
+    },
+    "category_source": (
+        "Anthropic/values-in-the-wild, values_tree.csv, level-3 pct_total_occurrences (CC BY 4.0)"
+    ),
+}
+
+
+def published_category_shares() -> dict[str, float]:
+    """Released share of all value occurrences per top category, in percent ("Practical": 31.4)."""
+    from .taxonomy import load_taxonomy
+
+    return {
+        short: float(node.pct_total_occurrences or 0.0)
+        for short, node in load_taxonomy().top_categories().items()
+    }
+
+
+def table_signatures(db: sqlite_utils.Database) -> dict[str, str]:
+    """A cheap change signature per table (and per prompt version for extractions).
+
+    The app keys what it derives from a table on that table's signature, so adjudicating one
+    conversation recomputes what depends on gold and nothing else. Each signature covers what
+    every writer of the table changes: conversations are only inserted (count, last rowid);
+    extractions are written with insert-or-replace (count and last rowid per prompt and status,
+    read from the (prompt_id, status) index); an annotation edit grows its history, a deletion
+    or a cancellation sets a flag; a gold decision sets `decided_at` and grows the history.
+    """
+    one = db.execute
+    sigs = {
+        "conversations": ":".join(
+            map(str, one("select count(*), max(rowid) from conversations").fetchone())
+        ),
+        "annotations": ":".join(
+            map(
+                str,
+                one(
+                    "select count(*), total(deleted), total(cancelled), max(updated_at), "
+                    "total(length(history)), total(length(labels)) from annotations"
+                ).fetchone(),
+            )
+        ),
+        "gold": ":".join(
+            map(
+                str,
+                one(
+                    "select count(*), max(decided_at), total(length(history)), "
+                    "total(length(ai_values)), total(length(human_values)), "
+                    "total(length(response_type)), total(subjective) from gold"
+                ).fetchone(),
+            )
+        ),
+        "tasks": ":".join(map(str, one("select count(*), max(pushed_at) from tasks").fetchone())),
+    }
+    per_prompt: dict[str, list[str]] = {}
+    for prompt, status, n, last in one(
+        "select prompt_id, status, count(*), max(rowid) from extractions "
+        "group by prompt_id, status order by prompt_id, status"
+    ):
+        per_prompt.setdefault(prompt, []).append(f"{status}={n}@{last}")
+    for prompt, parts in per_prompt.items():
+        sigs[f"extractions:{prompt}"] = ",".join(parts)
+    return sigs
+
+
+def prompt_list(db: sqlite_utils.Database) -> pd.DataFrame:
+    """Prompt versions with extractions, oldest first: id, name, version, ok and error counts."""
+    counts = pd.DataFrame.from_records(
+        list(
+            db.execute(
+                "select prompt_id, sum(status = 'ok'), sum(status = 'error') from extractions "
+                "group by prompt_id"
+            )
+        ),
+        columns=["prompt_id", "ok", "errors"],
+    )
+    meta = pd.DataFrame.from_records(
+        list(db.execute("select id, name, version, first_used_at from prompts")),
+        columns=["prompt_id", "name", "version", "first_used"],
+    )
+    frame = counts.merge(meta, on="prompt_id", how="left")
+    frame["name"] = frame["name"].fillna("")
+    frame["version"] = frame["version"].fillna("")
+    frame = frame.sort_values(["first_used", "prompt_id"], na_position="last")
+    return frame[["prompt_id", "name", "version", "ok", "errors", "first_used"]].reset_index(
+        drop=True
+    )
+
+
+def stage_counts(db: sqlite_utils.Database) -> pd.DataFrame:
+    """Conversations by stage: ingested, extracted per prompt, pushed, annotated, adjudicated."""
+    one = db.execute
+    rows: list[tuple[str, str, int]] = [
+        ("ingested", "", _count(db, "select count(*) from conversations"))
+    ]
+    for prompt, name, version, n in one(
+        "select e.prompt_id, p.name, p.version, count(*) from extractions e "
+        "left join prompts p on p.id = e.prompt_id where e.status = 'ok' group by e.prompt_id "
+        "order by min(e.created_at)"
+    ):
+        label = f"{name} {version}".strip() or prompt
+        rows.append(("extracted", f"{label} ({prompt})" if label != prompt else prompt, n))
+    rows.append(("pushed to Label Studio", "", _count(db, "select count(*) from tasks")))
+    rows.append(
+        (
+            "annotated",
+            "",
+            _count(
+                db,
+                "select count(distinct conversation_id) from annotations "
+                "where deleted = 0 and cancelled = 0",
+            ),
+        )
+    )
+    for who, n in one(
+        "select case when decided_by = 'majority' then 'by majority' else 'by a person' end, "
+        "count(*) from gold group by 1 order by 1"
+    ):
+        rows.append(("adjudicated", who, n))
+    return pd.DataFrame.from_records(rows, columns=["stage", "detail", "conversations"])
+
+
+def conversation_detail(db: sqlite_utils.Database, conversation_id: str) -> dict[str, Any] | None:
+    """One conversation with every source's labels: turns, annotations, gold, extractions.
+
+    Extraction values keep their ValueRef fields (name, node_id, path, evidence, score), so
+    the app can highlight each value's evidence quote in the dialogue.
+    """
+    found = conversation_rows(db, [conversation_id]).get(conversation_id)
+    if found is None:
+        return None
+    annotations = []
+    for ident, annotator, labels, lead, cancelled, updated in db.execute(
+        "select id, annotator, labels, lead_time, cancelled, updated_at from annotations "
+        "where conversation_id = ? and deleted = 0 order by annotator",
+        [conversation_id],
+    ):
+        data = orjson.loads(labels)
+        annotations.append(
+            {
+                "annotation_id": ident,
+                "annotator": annotator,
+                "response_type": data.get("response_type"),
+                "ai_values": list(_names(data.get("ai_values") or [])),
+                "human_values": list(_names(data.get("human_values") or [])),
+                "subjective": data.get("subjective"),
+                "lead_time": lead,
+                "cancelled": bool(cancelled),
+                "updated_at": updated,
+            }
+        )
+    gold = None
+    for ai, human, response_type, subjective, by, at, history in db.execute(
+        "select ai_values, human_values, response_type, subjective, decided_by, decided_at, "
+        "history from gold where conversation_id = ?",
+        [conversation_id],
+    ):
+        gold = {
+            "ai_values": list(_names(orjson.loads(ai or "[]"))),
+            "human_values": list(_names(orjson.loads(human or "[]"))),
+            "response_type": response_type,
+            "subjective": _bool(subjective),
+            "decided_by": by,
+            "decided_at": at,
+            "history": orjson.loads(history or "[]"),
+        }
+    extractions = []
+    for prompt, model, extractor, status, response_type, ai, human, subjective, error in (
+        db.execute(
+            "select prompt_id, model, extractor, status, response_type, ai_values, human_values, "
+            "subjective, error from extractions where conversation_id = ? order by created_at",
+            [conversation_id],
+        )
+    ):
+        extractions.append(
+            {
+                "prompt_id": prompt,
+                "model": model,
+                "extractor": extractor,
+                "status": status,
+                "response_type": response_type,
+                "ai_values": [
+                    v if isinstance(v, dict) else {"name": str(v)}
+                    for v in orjson.loads(ai or "[]")
+                ],
+                "human_values": [
+                    v if isinstance(v, dict) else {"name": str(v)}
+                    for v in orjson.loads(human or "[]")
+                ],
+                "subjective": _bool(subjective),
+                "error": error,
+            }
+        )
+    task = None
+    for project_id, task_id, pushed_at in db.execute(
+        "select project_id, task_id, pushed_at from tasks where conversation_id = ?",
+        [conversation_id],
+    ):
+        task = {"project_id": project_id, "task_id": task_id, "pushed_at": pushed_at}
+    return {
+        "id": conversation_id,
+        "turns": found["turns"],
+        "source": found["source"],
+        "external_id": found["external_id"],
+        "metadata": found["metadata"],
+        "annotations": annotations,
+        "gold": gold,
+        "extractions": extractions,
+        "task": task,
+    }
+
+
+def label_studio_url(db_path: str) -> str | None:
+    """Base URL of the Label Studio server this study uses, if one is known (no secrets).
+
+    LABEL_STUDIO_URL when set, else the study's own local server from its state file.
+    """
+    from . import config
+
+    configured = config.settings().label_studio_url
+    if configured:
+        return configured.rstrip("/")
+    from .labelstudio_server import read_state
+
+    try:
+        state = read_state(db_path)
+    except Exception:  # noqa: BLE001 - an unreadable state file just means "no link"
+        return None
+    return state.url if state is not None and state.port else None
+
+
+def task_url(base_url: str | None, task: dict[str, Any] | None) -> str | None:
+    """Label Studio's address of a task: the project's data manager opened on that task."""
+    if not base_url or not task or task.get("task_id") is None:
+        return None
+    return f"{base_url}/projects/{task['project_id']}/data?task={task['task_id']}"
+
+
+def conversation_sources(db: sqlite_utils.Database) -> dict[str, int]:
+    """Conversations per source (the `source` column set at ingest), most first."""
+    return {
+        source: n
+        for source, n in db.execute(
+            "select coalesce(source, ''), count(*) from conversations group by 1 order by 2 desc"
+        )
+    }

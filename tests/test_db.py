@@ -44,8 +44,8 @@ def test_opening_an_older_database_migrates_it(tmp_path):
     assert "ingest_runs" in db.table_names()
     assert applied_migrations(db) == [name for name, _ in MIGRATIONS]
     assert row_to_conversation(db["conversations"].get(c.id)) == c  # data kept
-    index_columns = [i.columns for i in db["conversations"].indexes]
-    assert ["source", "external_id"] in index_columns
+    assert "history" in db["gold"].columns_dict  # a later migration's column
+    assert db.execute("select count(*) from _migrations").fetchone()[0] == len(MIGRATIONS)
 
 
 def test_failed_migration_leaves_file_at_last_good_step(tmp_path):
