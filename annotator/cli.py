@@ -61,7 +61,7 @@ def cli_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except AnnotatorError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -586,7 +586,7 @@ def _progress_bar(label: str, enabled: bool) -> Any:
 
     return Progress(
         f"[bold]{label}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, disable=not enabled, transient=True,
+        console=err_console, disable=not (enabled and err_console.is_terminal), transient=True,
     )  # fmt: skip
 
 

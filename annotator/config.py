@@ -52,3 +52,9 @@ def gold_dir() -> Path:
 
 def prompts_dir() -> Path:
     return project_root() / "prompts"
+
+
+def label_studio_venv() -> Path:
+    """Where `annotator labelstudio install` puts label-studio (its own virtual environment)."""
+    value = os.environ.get("ANNOTATOR_LABELSTUDIO_VENV")
+    return Path(value).expanduser() if value else Path.home() / ".cache/annotator/labelstudio-venv"

@@ -103,6 +103,7 @@ class Labels(BaseModel):
     human_values: list[str] = Field(default_factory=list)
     response_type: ResponseType | None = None
     subjective: bool | None = None
+    notes: str | None = None
 
 
 class AnnotatorLabels(Labels):

@@ -1,0 +1,808 @@
+"""Label Studio: push tasks with model predictions, pull annotations back. The only SDK import.
+
+`push` and `pull` are idempotent. A task's `data.conversation_id` is the client-side key: the
+`tasks` table maps it to Label Studio's task id, and a push that finds the server holding tasks
+the table lacks (a crash between import and commit) reads them back before importing anything.
+Annotations are keyed by Label Studio's annotation id; an edit keeps the replaced version in
+`history`, and an annotation gone from the server is marked `deleted`, never dropped.
+
+Server lifecycle (install, start, stop) is in `labelstudio_server`; the interface and the
+translation of labels in `labelstudio_config`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import sqlite_utils
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+from . import labelstudio_config as lsc
+from .db import dumps, loads, open_db, row_to_extraction
+from .labelstudio_server import Connection, LabelStudioError, connection, set_password
+from .models import Extraction, Labels, utc_now
+from .taxonomy import Taxonomy, load_taxonomy
+
+DEFAULT_PROJECT = "annotator"
+BATCH_SIZE = 1000
+EXPORT_TIMEOUT = 900.0
+# Imports are sent once, never retried: a retry after a timeout could import a batch twice
+# (the next push reconciles the mapping from the server instead).
+IMPORT_TIMEOUT = 900.0
+
+Progress = Callable[[int, int], None]
+
+
+class LabelNotInConfigError(LabelStudioError):
+    """A prediction uses a label the project's labeling config does not have."""
+
+
+class ProjectMissingError(LabelStudioError):
+    """The named project is not on the server."""
+
+
+def _no_progress(done: int, total: int) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building large acyclic payloads.
+
+    10,000 tasks with predictions are about a million small dicts and lists; the collector
+    rescans them again and again as they pile up (60% of the build time, measured). They hold
+    no cycles, so reference counting frees them all the same.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+# --- client and errors ------------------------------------------------------------------------
+
+
+def _what_to_do(conn: Connection) -> str:
+    if conn.external:
+        return "check LABEL_STUDIO_URL and that the server is up"
+    return "run `annotator labelstudio start`"
+
+
+@contextlib.contextmanager
+def _errors(conn: Connection, doing: str) -> Iterator[None]:
+    """SDK and network failures as one-line LabelStudioErrors that never carry the key."""
+    try:
+        yield
+    except LabelStudioError:
+        raise
+    except httpx.TimeoutException:
+        raise LabelStudioError(
+            f"Label Studio at {conn.url} did not answer in time while {doing}: "
+            "try again, or with a smaller --batch-size"
+        ) from None
+    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.UnsupportedProtocol,
+            httpx.InvalidURL) as exc:  # fmt: skip
+        raise LabelStudioError(
+            f"cannot reach Label Studio at {conn.url} ({type(exc).__name__}) while {doing}: "
+            f"{_what_to_do(conn)}"
+        ) from None
+    except ApiError as exc:
+        raise _api_error(conn, exc, doing) from None
+
+
+def _api_error(conn: Connection, exc: ApiError, doing: str) -> LabelStudioError:
+    code = exc.status_code
+    if code in (401, 403):
+        key = "LABEL_STUDIO_API_KEY" if conn.external else "the token in .labelstudio/server.json"
+        return LabelStudioError(
+            f"Label Studio at {conn.url} rejected the API key ({code}) while {doing}: check "
+            f"{key} (a legacy token, or a personal access token from Account & Settings)"
+        )
+    detail = _detail(exc.body)
+    if code == 404:
+        return LabelStudioError(
+            f"{conn.url} answered 404 while {doing}: is this the Label Studio URL? "
+            f"({_what_to_do(conn)}){': ' + detail if detail else ''}"
+        )
+    return LabelStudioError(
+        f"Label Studio at {conn.url} refused {doing} ({code}){': ' + detail if detail else ''}"
+    )
+
+
+def _detail(body: Any) -> str:
+    if isinstance(body, dict):
+        for key in ("validation_errors", "detail", "message", "error"):
+            if body.get(key):
+                return str(body[key])[:300]
+        return str(body)[:300]
+    if isinstance(body, str) and body.lstrip().startswith("<"):
+        return "an HTML page, not the API"
+    return str(body or "")[:200]
+
+
+def client(conn: Connection) -> LabelStudio:
+    """An SDK client; checks that the URL is Label Studio and the key is accepted."""
+    with _errors(conn, "connecting"):
+        try:
+            ls = LabelStudio(base_url=conn.url, api_key=conn.api_key, timeout=120)
+        except ApiError as exc:  # an expired or malformed personal access token
+            raise LabelStudioError(
+                f"the Label Studio API key is not usable ({_detail(exc.body)}): set a valid "
+                "LABEL_STUDIO_API_KEY"
+            ) from None
+        try:
+            version = ls.versions.get()
+        except ApiError as exc:
+            if exc.status_code in (401, 403):
+                raise
+            raise LabelStudioError(
+                f"{conn.url} does not look like Label Studio (GET /api/version answered "
+                f"{exc.status_code}): {_what_to_do(conn)}"
+            ) from None
+        if not getattr(version, "release", None):
+            raise LabelStudioError(
+                f"{conn.url} does not look like Label Studio (no release in /api/version): "
+                f"{_what_to_do(conn)}"
+            )
+        ls.users.whoami()  # the version endpoint is public: this is where a bad key shows
+    return ls
+
+
+def connect(db_path: Path | str) -> tuple[Connection, LabelStudio]:
+    conn = connection(db_path)
+    return conn, client(conn)
+
+
+# --- projects ---------------------------------------------------------------------------------
+
+
+def find_project(ls: LabelStudio, conn: Connection, title: str) -> Any | None:
+    """The project with this title (the oldest if several), or None."""
+    with _errors(conn, f"looking up project {title!r}"):
+        matches = [p for p in ls.projects.list(title=title, page_size=100) if p.title == title]
+        if not matches:
+            return None
+        return ls.projects.get(id=min(p.id for p in matches))
+
+
+def require_project(ls: LabelStudio, conn: Connection, title: str) -> Any:
+    project = find_project(ls, conn, title)
+    if project is None:
+        raise ProjectMissingError(
+            f"project {title!r} is not on {conn.url}: run `annotator push --project "
+            f"{title!r}` first, or pass the right --project"
+        )
+    return project
+
+
+def _project_settings(overlap: int | None) -> dict[str, Any]:
+    settings: dict[str, Any] = {"show_collab_predictions": True}
+    if overlap is not None:
+        # K reviewers per task: every task in the overlap cohort, K annotations each.
+        settings.update(maximum_annotations=overlap, overlap_cohort_percentage=100)
+    return settings
+
+
+# --- push ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PushReport:
+    project: str
+    project_id: int
+    url: str
+    created_project: bool = False
+    config_updated: bool = False
+    config_values: int = 0
+    tasks_created: int = 0
+    tasks_existing: int = 0
+    tasks_recovered: int = 0
+    predictions_added: int = 0
+    predictions_skipped: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Item:
+    conversation_id: str
+    data: dict[str, Any]
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    prompt_ids: list[str] = field(default_factory=list)
+
+
+def _load_extractions(
+    db: sqlite_utils.Database, prompt_id: str | None
+) -> dict[str, list[Extraction]]:
+    where, params = "status = 'ok'", []
+    if prompt_id is not None:
+        where += " and prompt_id = ?"
+        params.append(prompt_id)
+    out: dict[str, list[Extraction]] = defaultdict(list)
+    for row in db["extractions"].rows_where(where, params, order_by="created_at, model"):
+        out[row["conversation_id"]].append(row_to_extraction(row))
+    return out
+
+
+def _items(
+    db: sqlite_utils.Database, taxonomy: Taxonomy, prompt_id: str | None
+) -> tuple[list[_Item], set[str]]:
+    """What to push: conversations with predictions, and the leaves those predictions use."""
+    extractions = _load_extractions(db, prompt_id)
+    if prompt_id is not None and not extractions:
+        raise LabelStudioError(
+            f"no successful extractions for prompt {prompt_id!r}: run `annotator extract` with "
+            "that prompt first, or push without --prompt"
+        )
+    if prompt_id is None:
+        ids = [r["id"] for r in db.query("select id from conversations order by id")]
+    else:
+        ids = sorted(extractions)
+    if not ids:
+        raise LabelStudioError("the study has no conversations: run `annotator ingest` first")
+    leaves: set[str] = set()
+    items: list[_Item] = []
+    for start in range(0, len(ids), 900):  # sqlite's limit on bound parameters
+        chunk = ids[start : start + 900]
+        marks = ",".join("?" * len(chunk))
+        sql = f"select id, turns, source from conversations where id in ({marks}) order by id"
+        for row in db.query(sql, chunk):
+            cid = row["id"]
+            item = _Item(cid, lsc.task_data(cid, loads(row["turns"], []), row["source"] or ""))
+            for extraction in extractions.get(cid, []):
+                leaves |= lsc.prediction_leaves(taxonomy, extraction)
+                item.predictions.append(lsc.prediction(taxonomy, extraction))
+                item.prompt_ids.append(extraction.prompt_id)
+            items.append(item)
+    return items, leaves
+
+
+def _ensure_project(
+    ls: LabelStudio,
+    conn: Connection,
+    title: str,
+    taxonomy: Taxonomy,
+    leaves: set[str],
+    top_values: int | None,
+    update_config: bool,
+    settings: dict[str, Any],
+    report: PushReport,
+) -> lsc.ConfigSchema:
+    project = find_project(ls, conn, title)
+    if project is None:
+        values = lsc.config_values(taxonomy, top_values, leaves)
+        with _errors(conn, f"creating project {title!r}"):
+            project = ls.projects.create(
+                title=title,
+                description="Values in conversations: review the model's proposed labels.",
+                label_config=lsc.label_config(taxonomy, values),
+                **settings,
+            )
+        report.created_project = True
+        report.project_id = project.id
+        report.config_values = len(values)
+        return lsc.parse_config(lsc.label_config(taxonomy, values))
+    report.project_id = project.id
+    schema = lsc.parse_config(project.label_config or "<View/>")
+    wanted = lsc.config_values(taxonomy, top_values, leaves)
+    if update_config and not wanted <= schema.leaf_ids:
+        # The config only grows: dropping a value could orphan annotations that use it.
+        values = schema.leaf_ids | wanted
+        settings = {**settings, "label_config": lsc.label_config(taxonomy, values)}
+        schema = lsc.parse_config(settings["label_config"])
+        report.config_updated = True
+    report.config_values = len(schema.leaf_ids)
+    with _errors(conn, f"updating project {title!r}"):
+        ls.projects.update(id=project.id, **settings)
+    return schema
+
+
+def _mapped(db: sqlite_utils.Database, project_id: int) -> dict[str, dict[str, Any]]:
+    return {
+        r["conversation_id"]: r
+        for r in db["tasks"].rows_where("project_id = ?", [project_id])
+    }
+
+
+def _recover(
+    db: sqlite_utils.Database, ls: LabelStudio, conn: Connection, project_id: int
+) -> int:
+    """Make the tasks table match the server when their counts differ; return rows changed."""
+    with _errors(conn, "counting the project's tasks"):
+        on_server = ls.projects.get(id=project_id).task_number or 0
+    mapped = _mapped(db, project_id)
+    if on_server == len(mapped):
+        return 0
+    server: dict[str, dict[str, Any]] = {}
+    with _errors(conn, "reading the project's tasks"):
+        for task in ls.tasks.list(project=project_id, page_size=1000, fields="all"):
+            cid = (task.data or {}).get("conversation_id")
+            if cid is None or cid in server:
+                continue
+            versions = sorted({v for p in (task.predictions or []) if (v := _model_version(p))})
+            server[cid] = {"conversation_id": cid, "project_id": project_id, "task_id": task.id,
+                           "pushed_at": utc_now().isoformat(), "prompt_versions": dumps(versions)}
+    gone = [cid for cid in mapped if cid not in server]
+    fresh = [row for cid, row in server.items()
+             if cid not in mapped or mapped[cid]["task_id"] != row["task_id"]]
+    with db.conn:
+        for cid in gone:
+            db["tasks"].delete(cid)
+        db["tasks"].upsert_all(fresh, pk="conversation_id")
+    return len(gone) + len(fresh)
+
+
+def _model_version(prediction: Any) -> str | None:
+    if isinstance(prediction, dict):
+        return prediction.get("model_version")
+    return getattr(prediction, "model_version", None)
+
+
+def push(
+    db_path: Path | str,
+    prompt_id: str | None = None,
+    project: str = DEFAULT_PROJECT,
+    overlap: int | None = None,
+    top_values: int | None = lsc.DEFAULT_TOP_VALUES,
+    update_config: bool = True,
+    batch_size: int = BATCH_SIZE,
+    progress: Progress = _no_progress,
+) -> PushReport:
+    """Create or update the project and import tasks with predictions; safe to rerun.
+
+    `prompt_id` limits the push to that prompt version's extractions (and their conversations);
+    without it every conversation goes, with every successful extraction as a prediction.
+    Each prediction's model_version is its prompt version id. A conversation already in the
+    project gets only the predictions of prompt versions it lacks. Every label is checked
+    against the project's config before anything is sent.
+    """
+    started = time.perf_counter()
+    if overlap is not None and overlap < 1:
+        raise LabelStudioError("--overlap must be at least 1")
+    db = open_db(db_path)
+    taxonomy = load_taxonomy()
+    if prompt_id is not None:
+        prompt_id = resolve_prompt(db, prompt_id)
+    with _no_cyclic_gc():
+        items, leaves = _items(db, taxonomy, prompt_id)
+    conn, ls = connect(db_path)
+    report = PushReport(project=project, project_id=0, url=conn.url)
+    settings = _project_settings(overlap)
+    schema = _ensure_project(
+        ls, conn, project, taxonomy, leaves, top_values, update_config, settings, report
+    )
+    _check_labels(items, schema, project)
+    report.tasks_recovered = _recover(db, ls, conn, report.project_id)
+    mapped = _mapped(db, report.project_id)
+    new_items = [i for i in items if i.conversation_id not in mapped]
+    extra: list[tuple[_Item, dict[str, Any], list[int]]] = []
+    for item in items:
+        row = mapped.get(item.conversation_id)
+        if row is None:
+            continue
+        report.tasks_existing += 1
+        have = set(loads(row["prompt_versions"], []))
+        todo = [k for k, p in enumerate(item.prompt_ids) if p not in have]
+        report.predictions_skipped += len(item.prompt_ids) - len(todo)
+        if todo:
+            extra.append((item, row, todo))
+    total = len(new_items) + len(extra)
+    done = 0
+    progress(done, total)
+    for batch in _batches(new_items, batch_size):
+        report.tasks_created += _import_batch(db, ls, conn, report.project_id, batch)
+        report.predictions_added += sum(len(i.predictions) for i in batch)
+        done += len(batch)
+        progress(done, total)
+    for batch in _batches(extra, batch_size):
+        report.predictions_added += _add_predictions(db, ls, conn, report.project_id, batch)
+        done += len(batch)
+        progress(done, total)
+    newest = prompt_id or _newest_prompt(db)
+    if newest and any(newest in i.prompt_ids for i in items):
+        # The version whose prediction pre-fills a reviewer's form; Label Studio accepts only
+        # a version it already holds predictions of, so this comes after the import.
+        with _errors(conn, "selecting the predictions shown to reviewers"):
+            ls.projects.update(id=report.project_id, model_version=newest)
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def resolve_prompt(db: sqlite_utils.Database, ref: str) -> str:
+    """A prompt version id from an id, a unique id prefix, or `name/version`."""
+    used = [r["prompt_id"] for r in db.query("select distinct prompt_id from extractions")]
+    if ref in used:
+        return ref
+    hits = [p for p in used if p.startswith(ref)]
+    if not hits and "prompts" in db.table_names():
+        hits = [
+            r["id"] for r in db.query("select id, name, version from prompts")
+            if f"{r['name']}/{r['version']}" == ref and r["id"] in used
+        ]
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        raise LabelStudioError(
+            f"no extractions for prompt {ref!r}: run `annotator prompts` to see the versions "
+            "used, or `annotator extract --prompt ...` first"
+        )
+    raise LabelStudioError(f"prompt {ref!r} is ambiguous ({len(hits)} versions): give more of "
+                           "its id")
+
+
+def _newest_prompt(db: sqlite_utils.Database) -> str | None:
+    rows = list(db.query(
+        "select prompt_id from extractions where status = 'ok' "
+        "order by created_at desc limit 1"
+    ))
+    return rows[0]["prompt_id"] if rows else None
+
+
+def _check_labels(items: Sequence[_Item], schema: lsc.ConfigSchema, project: str) -> None:
+    for item in items:
+        for pred in item.predictions:
+            problems = lsc.validate(pred, schema)
+            if problems:
+                raise LabelNotInConfigError(
+                    f"{problems[0]} of project {project!r} (conversation "
+                    f"{item.conversation_id}, prompt {pred['model_version']}): push without "
+                    "--keep-config to add it, or fix the extraction; nothing was sent"
+                )
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    size = max(1, size)
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _post_json(ls: LabelStudio, path: str, body: Any, params: dict[str, str] | None = None) -> Any:
+    """POST a large JSON body through the SDK's own HTTP client and auth headers.
+
+    The SDK's generic encoder walks every value of the payload in Python (about 0.45 ms a task
+    with predictions, a third of the server's time); orjson encodes the same in a few percent.
+    Auth comes from the SDK, so legacy tokens and personal access tokens both work.
+    """
+    wrapper = ls._client_wrapper  # Fern's wrapper: base URL, headers, the httpx client
+    response = wrapper.httpx_client.httpx_client.post(
+        f"{wrapper.get_base_url().rstrip('/')}/api/{path}",
+        content=orjson.dumps(body),
+        params=params,
+        headers={**wrapper.get_headers(), "Content-Type": "application/json"},
+        timeout=IMPORT_TIMEOUT,
+    )
+    try:
+        data = response.json()
+    except ValueError:
+        data = response.text[:300]
+    if response.status_code >= 400:
+        raise ApiError(status_code=response.status_code, body=data)
+    return data
+
+
+def _import_batch(
+    db: sqlite_utils.Database,
+    ls: LabelStudio,
+    conn: Connection,
+    project_id: int,
+    batch: Sequence[_Item],
+) -> int:
+    payload = [{"data": i.data, "predictions": i.predictions} for i in batch]
+    with _errors(conn, "importing tasks"):
+        response = _post_json(
+            ls, f"projects/{project_id}/import", payload, {"return_task_ids": "true"}
+        )
+    task_ids = list(response.get("task_ids") or []) if isinstance(response, dict) else []
+    if len(task_ids) != len(batch):
+        raise LabelStudioError(
+            f"Label Studio returned {len(task_ids)} task ids for {len(batch)} tasks: run "
+            "`annotator push` again to reconcile"
+        )
+    now = utc_now().isoformat()
+    rows = [
+        {"conversation_id": i.conversation_id, "project_id": project_id, "task_id": tid,
+         "pushed_at": now, "prompt_versions": dumps(sorted(set(i.prompt_ids)))}
+        for i, tid in zip(batch, task_ids, strict=True)
+    ]  # fmt: skip
+    with db.conn:
+        db["tasks"].upsert_all(rows, pk="conversation_id")
+    return len(rows)
+
+
+def _add_predictions(
+    db: sqlite_utils.Database,
+    ls: LabelStudio,
+    conn: Connection,
+    project_id: int,
+    batch: Sequence[tuple[_Item, dict[str, Any], list[int]]],
+) -> int:
+    payload = [
+        {"task": row["task_id"], **item.predictions[k]}
+        for item, row, todo in batch
+        for k in todo
+    ]
+    with _errors(conn, "adding predictions"):
+        _post_json(ls, f"projects/{project_id}/import/predictions", payload)
+    now = utc_now().isoformat()
+    with db.conn:
+        for item, row, todo in batch:
+            versions = set(loads(row["prompt_versions"], []))
+            versions.update(item.prompt_ids[k] for k in todo)
+            db["tasks"].update(
+                item.conversation_id,
+                {"prompt_versions": dumps(sorted(versions)), "pushed_at": now},
+            )
+    return len(payload)
+
+
+# --- pull ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PullReport:
+    project: str
+    project_id: int
+    url: str
+    annotations: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    restored: int = 0
+    cancelled: int = 0
+    free_values: int = 0
+    foreign_tasks: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_COMPARED = ("conversation_id", "annotator", "labels", "lead_time", "cancelled", "updated_at")
+
+
+def _export(ls: LabelStudio, conn: Connection, project_id: int) -> list[dict[str, Any]]:
+    """Every task with an annotation (skipped ones included), annotators as emails."""
+    with _errors(conn, "exporting annotations"):
+        snapshot = ls.projects.exports.create(
+            project_id,
+            title="annotator pull",
+            task_filter_options={"only_with_annotations": True},
+            annotation_filter_options={"usual": True, "skipped": True, "ground_truth": True},
+            serialization_options={
+                "predictions": {"only_id": True},
+                "drafts": {"only_id": True},
+                "annotations__completed_by": {"only_id": False},
+            },
+        )
+        try:
+            deadline = time.monotonic() + EXPORT_TIMEOUT
+            while snapshot.status not in ("completed", "failed"):
+                if time.monotonic() > deadline:
+                    raise LabelStudioError(
+                        f"the export of project {project_id} on {conn.url} did not finish in "
+                        f"{EXPORT_TIMEOUT:.0f} s: try `annotator pull` again later"
+                    )
+                time.sleep(0.5)
+                snapshot = ls.projects.exports.get(project_id, export_pk=snapshot.id)
+            if snapshot.status == "failed":
+                raise LabelStudioError(
+                    f"Label Studio failed to export project {project_id}: see the server log"
+                )
+            chunks = ls.projects.exports.download(
+                project_id, export_pk=snapshot.id, export_type="JSON",
+                request_options={"timeout_in_seconds": EXPORT_TIMEOUT},
+            )  # fmt: skip
+            return orjson.loads(b"".join(chunks))
+        finally:
+            with contextlib.suppress(ApiError, httpx.HTTPError):
+                ls.projects.exports.delete(project_id, export_pk=snapshot.id)
+
+
+def _annotator(completed_by: Any, emails: dict[int, str]) -> str:
+    if isinstance(completed_by, dict):
+        return completed_by.get("email") or str(completed_by.get("id"))
+    return emails.get(completed_by, str(completed_by))
+
+
+def _user_emails(ls: LabelStudio, conn: Connection) -> dict[int, str]:
+    with _errors(conn, "listing users"):
+        return {u.id: u.email for u in ls.users.list()}
+
+
+def _iso(text: str | None) -> str | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).isoformat()
+
+
+def _annotation_row(
+    ann: dict[str, Any], conversation_id: str, taxonomy: Taxonomy, emails: dict[int, str]
+) -> tuple[dict[str, Any], list[str]]:
+    parsed = lsc.parse_result(taxonomy, ann.get("result") or [])
+    labels: Labels = parsed.labels
+    if parsed.notes is not None and "notes" in Labels.model_fields:
+        labels = labels.model_copy(update={"notes": parsed.notes})
+    row = {
+        "id": str(ann["id"]),
+        "conversation_id": conversation_id,
+        "annotator": _annotator(ann.get("completed_by"), emails),
+        "labels": labels.model_dump_json(),
+        "lead_time": ann.get("lead_time"),
+        "cancelled": int(bool(ann.get("was_cancelled"))),
+        "deleted": 0,
+        "updated_at": _iso(ann.get("updated_at") or ann.get("created_at")),
+    }
+    return row, parsed.free_values
+
+
+def _snapshot(row: dict[str, Any], replaced_at: str) -> dict[str, Any]:
+    entry = {k: row[k] for k in _COMPARED if k != "conversation_id"}
+    entry["labels"] = loads(row["labels"], {})
+    entry["deleted"] = bool(row["deleted"])
+    entry["replaced_at"] = replaced_at
+    return entry
+
+
+def pull(
+    db_path: Path | str,
+    project: str = DEFAULT_PROJECT,
+    progress: Progress = _no_progress,
+) -> PullReport:
+    """Bring every annotation of the project into the annotations table; safe to rerun.
+
+    New ones are inserted; a changed one is updated with the replaced version appended to its
+    history; one that is no longer on the server is marked deleted (and restored if it returns).
+    """
+    started = time.perf_counter()
+    db = open_db(db_path)
+    taxonomy = load_taxonomy()
+    conn, ls = connect(db_path)
+    proj = require_project(ls, conn, project)
+    report = PullReport(project=project, project_id=proj.id, url=conn.url)
+    with _no_cyclic_gc():
+        tasks = _export(ls, conn, proj.id)
+    emails: dict[int, str] = {}
+    if any(not isinstance(a.get("completed_by"), dict) for t in tasks for a in t["annotations"]):
+        emails = _user_emails(ls, conn)  # an older server that ignores the serializer option
+    incoming: dict[str, dict[str, Any]] = {}
+    task_rows: list[dict[str, Any]] = []
+    mapped = _mapped(db, proj.id)
+    total = len(tasks)
+    progress(0, total)
+    for n, task in enumerate(tasks, start=1):
+        cid = (task.get("data") or {}).get("conversation_id")
+        if cid is None:
+            report.foreign_tasks += 1  # made on the server, not by push: no conversation
+            continue
+        if cid not in mapped:
+            task_rows.append({"conversation_id": cid, "project_id": proj.id, "task_id": task["id"],
+                              "pushed_at": None, "prompt_versions": dumps([])})
+        for ann in task["annotations"]:
+            row, free = _annotation_row(ann, cid, taxonomy, emails)
+            incoming[row["id"]] = row
+            report.free_values += len(free)
+            report.cancelled += row["cancelled"]
+        if n % 1000 == 0:
+            progress(n, total)
+    report.annotations = len(incoming)
+    _store(db, proj.id, incoming, task_rows, report)
+    progress(total, total)
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _store(
+    db: sqlite_utils.Database,
+    project_id: int,
+    incoming: dict[str, dict[str, Any]],
+    task_rows: list[dict[str, Any]],
+    report: PullReport,
+) -> None:
+    now = utc_now().isoformat()
+    existing: dict[str, dict[str, Any]] = {}
+    ids = list(incoming)
+    for start in range(0, len(ids), 900):
+        chunk = ids[start : start + 900]
+        marks = ",".join("?" * len(chunk))
+        for row in db.query(f"select * from annotations where id in ({marks})", chunk):
+            existing[row["id"]] = row
+    writes: list[dict[str, Any]] = []
+    for aid, row in incoming.items():
+        old = existing.get(aid)
+        if old is None:
+            row["history"] = dumps([])
+            writes.append(row)
+            report.new += 1
+            continue
+        same = all(old[k] == row[k] for k in _COMPARED)
+        if same and not old["deleted"]:
+            report.unchanged += 1
+            continue
+        history = loads(old["history"], [])
+        if same:
+            report.restored += 1
+            history.append({"event": "restored", "at": now})
+        else:
+            report.updated += 1
+            history.append(_snapshot(old, now))
+        row["history"] = dumps(history)
+        writes.append(row)
+    # Annotations of this project's conversations that the server no longer has.
+    gone = list(db.query(
+        "select a.id, a.history from annotations a join tasks t "
+        "on t.conversation_id = a.conversation_id "
+        "where t.project_id = ? and a.deleted = 0",
+        [project_id],
+    ))
+    with db.conn:
+        if task_rows:
+            db["tasks"].upsert_all(task_rows, pk="conversation_id")
+        if writes:
+            db["annotations"].upsert_all(writes, pk="id")
+        for row in gone:
+            if row["id"] in incoming:
+                continue
+            history = loads(row["history"], [])
+            history.append({"event": "deleted", "at": now})
+            db["annotations"].update(row["id"], {"deleted": 1, "history": dumps(history)})
+            report.deleted += 1
+
+
+# --- reviewers ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Reviewer:
+    email: str
+    user_id: int
+    url: str
+    password: str = field(repr=False)
+    created: bool = True
+
+
+def add_user(db_path: Path | str, email: str, password: str | None = None) -> Reviewer:
+    """Create a reviewer on the study's local server who can log in (reusing one that exists).
+
+    Users made through the API cannot log in until their password is set with
+    `label-studio reset_password`, which needs the server's data directory: so this works on
+    the study's local server only.
+    """
+    import secrets
+
+    if "@" not in email or email.startswith("@") or email.endswith("@"):
+        raise LabelStudioError(f"{email!r} is not an email address: reviewers log in with one")
+    conn, ls = connect(db_path)
+    if conn.external:
+        raise LabelStudioError(
+            f"add-user sets passwords through the local server's data directory; on {conn.url} "
+            "invite reviewers from Organization > Add People instead"
+        )
+    password = password or secrets.token_urlsafe(9)
+    with _errors(conn, f"creating user {email}"):
+        found = [u for u in ls.users.list() if (u.email or "").lower() == email.lower()]
+        created = not found
+        if found:
+            user_id = found[0].id
+        else:
+            username = email.split("@", 1)[0][:30] + "-" + secrets.token_hex(2)
+            user_id = ls.users.create(username=username, email=email, password=password).id
+    set_password(conn, email, password)
+    return Reviewer(email=email, user_id=user_id, url=conn.url, password=password,
+                    created=created)

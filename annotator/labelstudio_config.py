@@ -1,0 +1,327 @@
+"""The Label Studio labeling interface, task payloads and results, without any network.
+
+One job: translate between the study's shapes (taxonomy nodes, extractions, labels) and Label
+Studio's (XML labeling config, task data, prediction and annotation results).
+
+The interface (see README, "Reviewing in Label Studio"): the dialogue turn by turn; AI values as
+a Taxonomy of the most frequent released values plus every value the pushed predictions use,
+leaves only, so a result path always ends at a value whose name is its node id; any other
+released value typed into "Other AI values" (resolved to its node on pull); human values, one a
+line; response type (seven, single choice); subjective yes/no; notes; the prediction's evidence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
+
+from .models import Extraction, Labels, ResponseType, ValueRef
+from .taxonomy import LEAF_LEVEL, Node, Taxonomy
+
+DIALOGUE = "dialogue"
+AI_VALUES = "ai_values"
+AI_OTHER = "ai_values_other"
+EVIDENCE = "evidence"
+HUMAN_VALUES = "human_values"
+RESPONSE_TYPE = "response_type"
+SUBJECTIVE = "subjective"
+NOTES = "notes"
+YES, NO = "yes", "no"
+
+# Measured for issue 4 in headless Chromium: 0.45 s per task switch, 1.3-1.7 s for the whole tree.
+DEFAULT_TOP_VALUES = 300
+
+RESPONSE_HINTS: dict[ResponseType, str] = {
+    ResponseType.strong_support: "fully endorses and advances the user's values",
+    ResponseType.mild_support: "goes along, with little emphasis or some qualification",
+    ResponseType.neutral: "the user's values do not shape the answer",
+    ResponseType.reframing: "acknowledges them and adds other perspectives",
+    ResponseType.mild_resistance: "gently pushes back or declines part",
+    ResponseType.strong_resistance: "refuses or firmly opposes",
+    ResponseType.no_values: "the user expresses no values",
+}
+
+_SPLIT = re.compile(r"[\n,;]+")  # no released value name contains any of these
+
+
+def _attr(text: str) -> str:
+    """Escape for a double-quoted XML attribute (names have apostrophes, descriptions quotes)."""
+    return escape(text, {'"': "&quot;", "'": "&apos;", "\n": "&#10;"})
+
+
+# --- the labeling config ----------------------------------------------------------------------
+
+
+def config_values(
+    taxonomy: Taxonomy, top_values: int | None, extra: Iterable[str] = ()
+) -> set[str]:
+    """Leaf ids the Taxonomy lists: the `top_values` most frequent (None: all) plus `extra`."""
+    leaves = taxonomy.nodes_at(LEAF_LEVEL)
+    chosen = {n.id for n in (leaves if top_values is None else taxonomy.top_values(top_values))}
+    chosen.update(i for i in extra if (n := taxonomy.get(i)) is not None and n.level == LEAF_LEVEL)
+    return chosen
+
+
+def _by_frequency(node: Node) -> tuple[float, str]:
+    return (-(node.pct_total_occurrences or 0.0), node.name)
+
+
+def _taxonomy_xml(taxonomy: Taxonomy, leaf_ids: set[str]) -> list[str]:
+    # Keep only the branches that lead to a chosen leaf; siblings by frequency, so the values a
+    # reviewer needs most sit at the top of each list.
+    keep: set[str] = set()
+    for leaf_id in leaf_ids:
+        keep.update(taxonomy.path_ids(leaf_id))
+    lines: list[str] = []
+
+    def walk(node: Node, depth: int) -> None:
+        kids = sorted((k for k in taxonomy.children(node.id) if k.id in keep), key=_by_frequency)
+        pad = "  " * depth
+        if not kids:
+            lines.append(f'{pad}<Choice value="{_attr(node.name)}"/>')
+            return
+        lines.append(f'{pad}<Choice value="{_attr(node.name)}">')
+        for kid in kids:
+            walk(kid, depth + 1)
+        lines.append(f"{pad}</Choice>")
+
+    tops = sorted((n for n in taxonomy.nodes_at(3) if n.id in keep), key=_by_frequency)
+    for top in tops:
+        walk(top, 2)
+    return lines
+
+
+def label_config(taxonomy: Taxonomy, leaf_ids: Iterable[str]) -> str:
+    """The labeling config XML. Deterministic: the same leaves give the same text."""
+    leaves = set(leaf_ids)
+    responses = "\n".join(
+        f'    <Choice value="{_attr(r.value)}" hint="{_attr(RESPONSE_HINTS[r])}"/>'
+        for r in ResponseType
+    )
+    taxonomy_lines = "\n".join(_taxonomy_xml(taxonomy, leaves))
+    return f"""<View>
+  <Header value="Conversation"/>
+  <Paragraphs name="{DIALOGUE}" value="$turns" layout="dialogue" nameKey="role" textKey="text"/>
+  <Header value="AI values: what the assistant's responses express ({len(leaves)} listed)"/>
+  <Taxonomy name="{AI_VALUES}" toName="{DIALOGUE}" leafsOnly="true" showFullPath="false"
+            placeholder="Search values...">
+{taxonomy_lines}
+  </Taxonomy>
+  <Header value="Other AI values: any released value not listed above, or a new one (one a line)"/>
+  <TextArea name="{AI_OTHER}" toName="{DIALOGUE}" rows="1" editable="true"
+            placeholder="a value name, e.g. intellectual honesty"/>
+  <Header value="Evidence quoted by the model"/>
+  <TextArea name="{EVIDENCE}" toName="{DIALOGUE}" rows="1" editable="false"/>
+  <Header value="Human values: what the user states or clearly shows (one a line)"/>
+  <TextArea name="{HUMAN_VALUES}" toName="{DIALOGUE}" rows="1" editable="true"/>
+  <Header value="Response type: how the assistant responds to the user's values"/>
+  <Choices name="{RESPONSE_TYPE}" toName="{DIALOGUE}" choice="single" showInline="false">
+{responses}
+  </Choices>
+  <Header value="Subjective: does the conversation involve values at all?"/>
+  <Choices name="{SUBJECTIVE}" toName="{DIALOGUE}" choice="single" showInline="true">
+    <Choice value="{YES}"/>
+    <Choice value="{NO}"/>
+  </Choices>
+  <Header value="Notes"/>
+  <TextArea name="{NOTES}" toName="{DIALOGUE}" rows="2" editable="true"/>
+</View>
+"""
+
+
+@dataclass
+class ConfigSchema:
+    """What a labeling config accepts: control names and types, taxonomy paths, choices."""
+
+    controls: dict[str, str] = field(default_factory=dict)
+    taxonomy_paths: set[tuple[str, ...]] = field(default_factory=set)
+    choices: dict[str, set[str]] = field(default_factory=dict)
+
+    @property
+    def leaf_ids(self) -> set[str]:
+        # A level-0 node's id is its released name, the last step of its path.
+        return {path[-1] for path in self.taxonomy_paths}
+
+
+def parse_config(xml: str) -> ConfigSchema:
+    """Read a labeling config (ours or one edited on the server)."""
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"the labeling config is not valid XML: {exc}") from None
+    schema = ConfigSchema()
+    for element in root.iter():
+        name = element.get("name")
+        if name is None or element.get("toName") is None:
+            continue
+        schema.controls[name] = element.tag.lower()
+        if element.tag == "Taxonomy":
+            _collect_paths(element, (), schema.taxonomy_paths)
+        elif element.tag == "Choices":
+            schema.choices[name] = {c.get("value", "") for c in element.iter("Choice")}
+    return schema
+
+
+def _collect_paths(element: ElementTree.Element, prefix: tuple[str, ...], out: set) -> None:
+    for choice in element.findall("Choice"):
+        path = (*prefix, choice.get("value", ""))
+        if choice.find("Choice") is None:
+            out.add(path)
+        else:
+            _collect_paths(choice, path, out)
+
+
+# --- tasks and predictions --------------------------------------------------------------------
+
+
+def _result(from_name: str, kind: str, value: dict) -> dict:
+    return {"from_name": from_name, "to_name": DIALOGUE, "type": kind, "value": value}
+
+
+def _leaf(taxonomy: Taxonomy, value: ValueRef) -> Node | None:
+    if value.node_id is None:
+        return None
+    node = taxonomy.get(value.node_id)
+    return node if node is not None and node.level == LEAF_LEVEL else None
+
+
+def prediction_leaves(taxonomy: Taxonomy, extraction: Extraction) -> set[str]:
+    """Leaf ids an extraction's AI values need in the Taxonomy."""
+    return {n.id for v in extraction.ai_values if (n := _leaf(taxonomy, v)) is not None}
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(i for i in items if i))
+
+
+def prediction(taxonomy: Taxonomy, extraction: Extraction) -> dict:
+    """One Label Studio prediction from an extraction; model_version is the prompt version id."""
+    tree_paths: list[list[str]] = []
+    other: list[str] = []
+    for value in extraction.ai_values:
+        node = _leaf(taxonomy, value)
+        if node is None:
+            other.append(value.name)  # a free value (or a cluster): typed, not clicked
+        else:
+            path = taxonomy.path(node)
+            if path not in tree_paths:
+                tree_paths.append(path)
+    result: list[dict] = []
+    if tree_paths:
+        result.append(_result(AI_VALUES, "taxonomy", {"taxonomy": tree_paths}))
+    if other:
+        result.append(_result(AI_OTHER, "textarea", {"text": _unique(other)}))
+    evidence = [
+        f"{kind}: {v.name}: \u201c{v.evidence}\u201d"
+        for kind, values in (("AI", extraction.ai_values), ("human", extraction.human_values))
+        for v in values
+        if v.evidence
+    ]
+    if evidence:
+        result.append(_result(EVIDENCE, "textarea", {"text": evidence}))
+    humans = _unique(v.name for v in extraction.human_values)
+    if humans:
+        result.append(_result(HUMAN_VALUES, "textarea", {"text": humans}))
+    if extraction.response_type is not None:
+        rt = ResponseType(extraction.response_type).value
+        result.append(_result(RESPONSE_TYPE, "choices", {"choices": [rt]}))
+    if extraction.subjective is not None:
+        result.append(
+            _result(SUBJECTIVE, "choices", {"choices": [YES if extraction.subjective else NO]})
+        )
+    scores = [v.score for v in extraction.ai_values if v.score is not None]
+    out: dict = {"model_version": extraction.prompt_id, "result": result}
+    if scores:
+        out["score"] = round(sum(scores) / len(scores), 4)
+    return out
+
+
+def task_data(conversation_id: str, turns: Sequence[dict], source: str = "") -> dict:
+    """Task data: the conversation id is the client-side key that makes pushes idempotent."""
+    return {"conversation_id": conversation_id, "turns": list(turns), "source": source}
+
+
+def validate(pred: dict, schema: ConfigSchema) -> list[str]:
+    """Labels of a prediction that the config does not accept (empty when all fit)."""
+    problems: list[str] = []
+    for item in pred.get("result", []):
+        name = item.get("from_name")
+        kind = schema.controls.get(name)
+        if kind is None:
+            problems.append(f"control {name!r} is not in the labeling config")
+            continue
+        value = item.get("value", {})
+        if kind == "taxonomy":
+            for path in value.get("taxonomy", []):
+                if tuple(path) not in schema.taxonomy_paths:
+                    problems.append(f"value {path[-1]!r} is not in the labeling config")
+        elif kind == "choices":
+            allowed = schema.choices.get(name, set())
+            problems.extend(
+                f"{name} {c!r} is not one of the config's choices"
+                for c in value.get("choices", [])
+                if c not in allowed
+            )
+    return problems
+
+
+# --- annotation results back to labels --------------------------------------------------------
+
+
+@dataclass
+class ParsedResult:
+    labels: Labels
+    notes: str | None = None
+    free_values: list[str] = field(default_factory=list)  # names not in the tree, kept, flagged
+
+
+def _texts(value: dict) -> list[str]:
+    return [part.strip() for text in value.get("text", []) for part in _SPLIT.split(text or "")]
+
+
+def parse_result(taxonomy: Taxonomy, result: Sequence[dict]) -> ParsedResult:
+    """Labels from an annotation's result: taxonomy paths and typed names mapped to nodes."""
+    ai: list[str] = []
+    human: list[str] = []
+    free: list[str] = []
+    notes: list[str] = []
+    response: ResponseType | None = None
+    subjective: bool | None = None
+
+    def named(name: str, into: list[str]) -> None:
+        node = taxonomy.resolve(name)
+        if node is None:
+            free.append(name)
+        into.append(node.name if node is not None else name)
+
+    for item in result:
+        name, value = item.get("from_name"), item.get("value", {})
+        if name == AI_VALUES:
+            for path in value.get("taxonomy", []):
+                node = taxonomy.by_path(path) if path else None
+                if node is not None and node.level == LEAF_LEVEL:
+                    ai.append(node.name)
+                elif path:
+                    named(path[-1], ai)
+        elif name == AI_OTHER:
+            for text in _texts(value):
+                named(text, ai)
+        elif name == HUMAN_VALUES:
+            for text in _texts(value):
+                named(text, human)
+        elif name == RESPONSE_TYPE and value.get("choices"):
+            response = ResponseType(value["choices"][0])
+        elif name == SUBJECTIVE and value.get("choices"):
+            subjective = value["choices"][0] == YES
+        elif name == NOTES:
+            notes.extend(t for t in value.get("text", []) if t and t.strip())
+    labels = Labels(
+        ai_values=_unique(ai),
+        human_values=_unique(human),
+        response_type=response,
+        subjective=subjective,
+    )
+    return ParsedResult(labels=labels, notes="\n".join(notes) or None, free_values=_unique(free))

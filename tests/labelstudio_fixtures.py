@@ -1,0 +1,137 @@
+"""A real Label Studio for the tests: installed once (cached venv), started from a template.
+
+The first run installs label-studio into the default venv (reused afterwards) and migrates an
+empty data directory once into `<venv>/../labelstudio-template-<version>/`; every session then
+copies that template into its tmp study folder and starts in seconds. Nothing is skipped: if
+Label Studio cannot be installed or started, the tests fail and say why.
+
+Import the fixtures into a test module with
+`from labelstudio_fixtures import labelstudio  # noqa: F401`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from label_studio_sdk import LabelStudio
+
+from annotator import labelstudio_server as server
+from annotator.db import conversation_to_row, extraction_to_row, open_db
+from annotator.models import Conversation, Extraction, Turn, ValueRef
+from annotator.taxonomy import load_taxonomy
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--headless", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@dataclass
+class LabelStudioServer:
+    """The session's server: a study folder holding `.labelstudio/`, and its admin login."""
+
+    study: Path
+    url: str
+    username: str
+    password: str
+    token: str
+    venv: Path
+
+    def db(self, name: str) -> Path:
+        """A study database in the server's folder, so `connection()` finds this server."""
+        return self.study / f"{name}.db"
+
+    def admin(self) -> LabelStudio:
+        return LabelStudio(base_url=self.url, api_key=self.token)
+
+
+_running: list[LabelStudioServer] = []
+
+
+@pytest.fixture(scope="session")
+def labelstudio(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> LabelStudioServer:
+    """One server per test session, however many modules import this fixture."""
+    mp = pytest.MonkeyPatch()
+    request.addfinalizer(mp.undo)
+    # The tests run the study's own server, whatever the developer's shell points at.
+    mp.delenv("LABEL_STUDIO_URL", raising=False)
+    mp.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    if _running:
+        return _running[0]
+    try:
+        venv = server.install(server.default_venv())
+    except server.LabelStudioError as exc:
+        pytest.fail(f"Label Studio could not be installed for the tests: {exc}", False)
+    study = tmp_path_factory.mktemp("labelstudio-study")
+    db = study / "server.db"
+    request.addfinalizer(lambda: server.stop(db))
+    try:
+        server.start_from_template(db, venv)
+    except server.LabelStudioError as exc:
+        pytest.fail(f"Label Studio did not start for the tests: {exc}", False)
+    info = server.login_info(db)
+    _running.append(
+        LabelStudioServer(
+            study=study, url=info["url"], username=info["username"],
+            password=info["password"], token=info["api_key"], venv=venv,
+        )  # fmt: skip
+    )
+    return _running[0]
+
+
+# --- helpers for the tests ----------------------------------------------------------------------
+
+
+def reviewer_client(url: str, email: str, password: str) -> LabelStudio:
+    """Log in through the web form as a reviewer would, then use their own API token."""
+    with httpx.Client(base_url=url, follow_redirects=False, timeout=30) as web:
+        web.get("/user/login/")
+        csrf = web.cookies.get("csrftoken")
+        answer = web.post(
+            "/user/login/",
+            data={"email": email, "password": password, "csrfmiddlewaretoken": csrf},
+            headers={"Referer": f"{url}/user/login/"},
+        )
+        assert answer.status_code == 302, f"{email} could not log in ({answer.status_code})"
+        token = web.get("/api/current-user/token").json()["token"]
+    return LabelStudio(base_url=url, api_key=token)
+
+
+def make_study(path: Path, n: int = 6, prompts: tuple[str, ...] = ("p1",)) -> list[str]:
+    """A study with n conversations and one ok extraction per prompt; returns conversation ids."""
+    taxonomy = load_taxonomy()
+    db = open_db(path)
+    conversations = [
+        Conversation.from_turns(
+            [
+                Turn(role="user", text=f"My friend lied to me ({i}). Should I forgive him?"),
+                Turn(role="assistant", text=f"Honesty matters, but so does forgiveness ({i})."),
+            ],
+            source="test",
+        )
+        for i in range(n)
+    ]
+    db["conversations"].upsert_all([conversation_to_row(c) for c in conversations], pk="id")
+    rows = []
+    for k, prompt in enumerate(prompts):
+        for c in conversations:
+            e = Extraction(
+                conversation_id=c.id, prompt_id=prompt, model="test-model", extractor="test",
+                subjective=True,
+                response_type="reframing" if k == 0 else "mild support",
+                ai_values=[
+                    taxonomy.value_ref("honesty", evidence="Honesty matters", score=0.9),
+                    taxonomy.value_ref("loyalty to one's country", score=0.5),
+                    ValueRef(name="zany whimsy"),
+                ],
+                human_values=[taxonomy.value_ref("forgiveness", evidence="forgive him")],
+            )  # fmt: skip
+            rows.append(extraction_to_row(e))
+    db["extractions"].upsert_all(rows, pk=("conversation_id", "prompt_id", "model"))
+    return [c.id for c in conversations]

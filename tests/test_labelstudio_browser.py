@@ -1,0 +1,65 @@
+"""A reviewer logs into the real web interface and sees the model's proposed labels.
+
+Headless Debian Chromium driven by Playwright (never `playwright install`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from labelstudio_fixtures import CHROMIUM, CHROMIUM_ARGS, labelstudio, make_study  # noqa: F401
+
+from annotator import labelstudio as ls_lib
+from annotator.db import open_db
+
+pytestmark = pytest.mark.integration
+
+
+def test_reviewer_sees_predicted_values_and_response_type(labelstudio, tmp_path):  # noqa: F811
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", False)
+    db_path = labelstudio.db("browser")
+    ids = make_study(db_path, n=2)
+    report = ls_lib.push(db_path, project="browser")
+    task_id = open_db(db_path)["tasks"].get(ids[0])["task_id"]
+    reviewer = ls_lib.add_user(db_path, "carol@example.org")
+    shot = tmp_path / "labelstudio-task.png"
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(f"{labelstudio.url}/user/login/")
+            page.fill("input[name=email]", reviewer.email)
+            page.fill("input[name=password]", reviewer.password)
+            page.click("button[type=submit]")
+            page.wait_for_load_state("networkidle")
+            assert "/user/login" not in page.url, "the reviewer could not log in"
+            page.goto(f"{labelstudio.url}/projects/{report.project_id}/data?task={task_id}")
+            chip = page.locator('.lsf-taxonomy .ant-select-selection-item[title="honesty"]')
+            chip.wait_for(timeout=90_000)
+            chips = page.locator(".lsf-taxonomy .ant-select-selection-item").evaluate_all(
+                "els => els.map(e => e.getAttribute('title'))"
+            )
+            checked = page.locator(".lsf-choices input:checked").evaluate_all(
+                "els => els.map(e => e.name)"
+            )
+            # text results (other values, evidence, human values) are listed as text boxes
+            boxes = page.locator('[data-testid="htx-textbox-content"]')
+            boxes.first.wait_for(timeout=30_000)
+            fields = [t.strip() for t in boxes.all_inner_texts()]
+            text = page.inner_text("body")
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    # the prediction pre-fills the form: values, response type, subjective, evidence
+    assert chips == ["honesty", "loyalty to one's country"]
+    assert checked == ["reframing", "yes"]
+    assert "zany whimsy" in fields  # the free value sits in "Other AI values"
+    assert "AI: honesty: \u201cHonesty matters\u201d" in fields  # the evidence quote
+    assert "forgiveness" in fields  # human values
+    assert "Response type: how the assistant responds" in text
+    assert shot.exists() and shot.stat().st_size > 10_000

@@ -1,0 +1,70 @@
+"""Server lifecycle pieces that need no running server: state file, settings, errors."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+
+import pytest
+
+from annotator import labelstudio_server as server
+
+
+@pytest.fixture(autouse=True)
+def _no_external(monkeypatch):
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+
+
+def test_state_file_lives_next_to_the_db_private_and_round_trips(tmp_path):
+    db = tmp_path / "study" / "annotator.db"
+    state = server.ServerState.new()
+    state.port, state.pid = 12345, None
+    server.write_state(db, state)
+    path = tmp_path / "study" / ".labelstudio" / "server.json"
+    assert server.state_path(db) == path
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert server.read_state(db) == state
+    assert len(state.token) == 40 and state.token not in repr(state)
+    assert state.password not in repr(state)
+    assert server.login_info(db)["url"] == "http://127.0.0.1:12345"
+
+
+def test_unreadable_state_is_an_error_that_says_what_to_do(tmp_path):
+    db = tmp_path / "a.db"
+    server.state_path(db).parent.mkdir(parents=True)
+    server.state_path(db).write_text("{not json")
+    with pytest.raises(server.LabelStudioError, match="remove it"):
+        server.read_state(db)
+
+
+def test_external_server_needs_both_variables(monkeypatch, tmp_path):
+    assert server.external_connection() is None
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://ls.example:8080/")
+    with pytest.raises(server.LabelStudioError, match="LABEL_STUDIO_API_KEY is not set"):
+        server.external_connection()
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "secret-key")
+    conn = server.external_connection()
+    assert conn is not None and conn.external and conn.url == "http://ls.example:8080"
+    assert "secret-key" not in repr(conn)
+    # with an external server, stop and status never touch a local one
+    assert server.stop(tmp_path / "a.db").external
+    assert server.status(tmp_path / "a.db").external
+    assert not server.server_dir(tmp_path / "a.db").exists()
+
+
+def test_not_running_and_not_installed_are_clear_errors(tmp_path):
+    with pytest.raises(server.LabelStudioError, match="annotator labelstudio start"):
+        server.connection(tmp_path / "a.db")
+    with pytest.raises(server.LabelStudioError, match="annotator labelstudio install"):
+        server.start(tmp_path / "a.db", venv=tmp_path / "no-venv")
+    assert not server.status(tmp_path / "a.db").running
+
+
+def test_free_port_is_free_and_a_dead_pid_is_not_alive():
+    port = server.free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # would raise if someone listened there
+    assert not server._alive(None)
+    assert not server._alive(os.getpid())  # alive, but not a label-studio process
