@@ -225,27 +225,30 @@ def applied_migrations(db: sqlite_utils.Database) -> list[str]:
 
 
 def migrate(db: sqlite_utils.Database, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
-    """Apply the migrations this file lacks; return their names."""
-    if "_migrations" not in db.table_names():
-        db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
-    done = set(applied_migrations(db))
+    """Apply the migrations this file lacks, in order; return their names.
+
+    Each runs in its own IMMEDIATE transaction that first re-reads what is applied, so two
+    processes opening a new file at once (an ingest and the app, say) apply each step once.
+    """
+    db.execute("create table if not exists _migrations (name text primary key, applied_at text)")
+    if set(applied_migrations(db)) >= {name for name, _ in migrations}:
+        return []
     applied: list[str] = []
     for name, step in migrations:
-        if name in done:
-            continue
         # An explicit BEGIN: Python's sqlite3 would otherwise run DDL outside any transaction.
-        db.conn.execute("begin")
+        db.conn.execute("begin immediate")
         try:
-            step(db)
-            db.conn.execute(
-                "insert into _migrations (name, applied_at) values (?, ?)",
-                (name, utc_now().isoformat()),
-            )
+            if name not in applied_migrations(db):
+                step(db)
+                db.conn.execute(
+                    "insert into _migrations (name, applied_at) values (?, ?)",
+                    (name, utc_now().isoformat()),
+                )
+                applied.append(name)
         except BaseException:
             db.conn.rollback()
             raise
         db.conn.commit()
-        applied.append(name)
     return applied
 
 

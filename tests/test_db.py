@@ -62,3 +62,18 @@ def test_failed_migration_leaves_file_at_last_good_step(tmp_path):
     tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
     assert "9999_broken" not in names
     assert "half_done" not in tables  # rolled back with its transaction
+
+
+def _open(path: str) -> int:
+    return len(applied_migrations(open_db(path)))
+
+
+def test_processes_opening_a_new_file_at_once_apply_each_migration_once(tmp_path):
+    import multiprocessing
+
+    path = str(tmp_path / "race.db")
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        results = pool.map(_open, [path] * 8)
+    assert results == [len(MIGRATIONS)] * 8
+    db = open_db(path)
+    assert db.execute("select count(*) from _migrations").fetchone()[0] == len(MIGRATIONS)
