@@ -23,6 +23,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/agreement.py
+	$(BIN)/python bench/labelstudio.py
 
 clean:
 	rm -rf $(VENV) demo

@@ -17,13 +17,16 @@ class Settings:
     anthropic_api_key: str | None
     label_studio_url: str | None
     label_studio_api_key: str | None
+    anthropic_base_url: str | None = None
+    prices_path: Path | None = None
 
     def __repr__(self) -> str:  # never print secrets
         return (
             f"Settings(db_path={str(self.db_path)!r}, "
             f"anthropic_api_key={'set' if self.anthropic_api_key else None}, "
             f"label_studio_url={self.label_studio_url!r}, "
-            f"label_studio_api_key={'set' if self.label_studio_api_key else None})"
+            f"label_studio_api_key={'set' if self.label_studio_api_key else None}, "
+            f"anthropic_base_url={self.anthropic_base_url!r}, prices_path={self.prices_path!r})"
         )
 
 
@@ -34,6 +37,12 @@ def settings() -> Settings:
         anthropic_api_key=os.environ.get("ANTHROPIC_API_KEY") or None,
         label_studio_url=os.environ.get("LABEL_STUDIO_URL") or None,
         label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY") or None,
+        # A proxy or gateway in front of the Anthropic API; the SDK's default otherwise.
+        anthropic_base_url=os.environ.get("ANTHROPIC_BASE_URL") or None,
+        # A JSON/TOML price table overriding the built-in per-model prices.
+        prices_path=Path(os.environ["ANNOTATOR_PRICES"])
+        if os.environ.get("ANNOTATOR_PRICES")
+        else None,
     )
 
 

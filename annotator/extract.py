@@ -1,0 +1,736 @@
+"""Run an extractor over many conversations: cache, concurrency, retries, resume, batches, cost.
+
+Results are cached per (conversation, prompt version, model): a conversation with a row for that
+key is not sent again (an error row is, with `retry_errors`). Every result is committed, with the
+model calls that produced it, in one transaction as soon as it arrives (by a writer thread, so the
+event loop never waits on the disk): a `kill -9` loses at most the calls in flight, and a rerun
+picks up exactly what is missing.
+
+Online runs use bounded asyncio concurrency (workers pulling from one queue). Batch runs use the
+Message Batches API: a `batches` row is written before the batch is created and updated as it
+moves on, so a rerun resumes polling an open batch rather than submitting (and paying) again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlite_utils
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from . import config
+from .db import dumps, extraction_to_row, loads, open_db, row_to_conversation
+from .errors import AnnotatorError
+from .extractors import EXTRACTORS, Extractor, FatalExtractorError, Outcome, get_extractor
+from .models import Conversation, ModelCall, PromptVersion, utc_now
+from .pricing import PriceTable, load_prices
+from .prompts import load_prompt, record_prompt, render
+
+CHARS_PER_TOKEN = 4  # rough, for estimates before spending only
+ESTIMATED_OUTPUT_TOKENS = 350  # a typical labels reply: four fields, a handful of values
+MIN_CACHEABLE_TOKENS = 1024
+CIRCUIT_BREAKER = 10  # this many errors before any success: stop instead of paying for more
+MAX_BATCH_BYTES = 200_000_000  # the API's limit is 256 MB per batch
+OPEN_BATCH = ("submitting", "in_progress", "ended")
+
+
+@dataclass
+class ExtractReport:
+    """What a run did (or, for a dry run, would do)."""
+
+    prompt_id: str
+    prompt: str
+    model: str
+    extractor: str
+    mode: str  # online, batch or dry-run
+    in_scope: int = 0  # conversations in the study
+    cached: int = 0  # already done for this prompt version and model: not sent
+    todo: int = 0  # taken by this run
+    ok: int = 0
+    errors: int = 0
+    skipped_unscrubbed: int = 0
+    in_open_batches: int = 0
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+    priced: bool = True
+    batch_ids: list[str] = field(default_factory=list)
+    error_reasons: dict[str, int] = field(default_factory=dict)
+    estimate: dict[str, Any] | None = None
+
+    def add(self, outcome: Outcome) -> None:
+        e = outcome.extraction
+        if e.status == "ok":
+            self.ok += 1
+        else:
+            self.errors += 1
+            reason = (e.error or "error").split(":")[0][:80]
+            self.error_reasons[reason] = self.error_reasons.get(reason, 0) + 1
+        self.calls += len(outcome.calls)
+        self.input_tokens += e.input_tokens
+        self.output_tokens += e.output_tokens
+        self.cache_read_tokens += e.cache_read_tokens
+        self.cache_write_tokens += e.cache_write_tokens
+        self.cost_usd += e.cost_usd
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["cost_usd"] = round(self.cost_usd, 6)
+        data["seconds"] = round(self.seconds, 3)
+        data["per_second"] = round(self.ok_or_error / self.seconds, 2) if self.seconds else None
+        return data
+
+    @property
+    def ok_or_error(self) -> int:
+        return self.ok + self.errors
+
+
+# --- storage ---------------------------------------------------------------------------------
+
+
+def _insert_sql(table: str, columns: Iterable[str], verb: str = "insert or replace") -> str:
+    cols = list(columns)
+    return (
+        f"{verb} into [{table}] ({', '.join(f'[{c}]' for c in cols)}) "
+        f"values ({', '.join('?' for _ in cols)})"
+    )
+
+
+class Store:
+    """Writes outcomes: each extraction with its calls in one transaction.
+
+    A writer thread with its own connection commits them in arrival order, as soon as it is
+    free: the event loop never waits on the disk, and results that arrive while a commit is
+    under way go into the next one (group commit). So a `kill -9` loses the calls in flight and
+    at most the results of the commit under way, typically well under a millisecond's worth.
+    """
+
+    def __init__(self, path: Path, prices: PriceTable) -> None:
+        self.prices = prices
+        self._queue: queue.SimpleQueue[tuple[list[Any], list[list[Any]]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._extraction_sql: str | None = None
+        self._call_sql: str | None = None
+        self._failure: BaseException | None = None
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._conn.execute("pragma busy_timeout=30000")
+        self._conn.execute("pragma synchronous=normal")
+        self._thread = threading.Thread(target=self._write, name="extract-store", daemon=True)
+        self._thread.start()
+
+    def call_row(self, call: ModelCall) -> dict[str, Any]:
+        usage = (call.response or {}).get("usage") or {}
+        read = int(usage.get("cache_read_input_tokens") or 0)
+        write = int(usage.get("cache_creation_input_tokens") or 0)
+        fresh = int(usage.get("input_tokens") or 0)
+        return {
+            "conversation_id": call.conversation_id,
+            "prompt_id": call.prompt_id,
+            "model": call.model,
+            "request": dumps(call.request),
+            "response": dumps(call.response) if call.response is not None else None,
+            "status": call.status,
+            "input_tokens": call.input_tokens,
+            "output_tokens": call.output_tokens,
+            "duration_ms": round(call.duration_ms, 3),
+            "batch_id": call.batch_id,
+            "created_at": call.created_at.isoformat(),
+            "cache_read_tokens": read,
+            "cache_write_tokens": write,
+            "cost_usd": self.prices.cost(
+                call.model, fresh, call.output_tokens, read, write, batch=call.batch_id is not None
+            ),
+        }
+
+    def save(self, outcome: Outcome) -> None:
+        """Queue an outcome for the writer (rows are built here, on the caller's thread)."""
+        if self._failure is not None:
+            raise AnnotatorError(f"cannot write results: {self._failure}") from self._failure
+        row = extraction_to_row(outcome.extraction)
+        calls = [self.call_row(c) for c in outcome.calls]
+        if self._extraction_sql is None:
+            self._extraction_sql = _insert_sql("extractions", row)
+        if calls and self._call_sql is None:
+            self._call_sql = _insert_sql("model_calls", calls[0], "insert")
+        self._queue.put((list(row.values()), [list(c.values()) for c in calls]))
+
+    def _write(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is None:
+                break
+            items = [item]
+            while True:  # whatever arrived during the last commit goes into this one
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                items.append(more)
+            try:
+                self._conn.execute("begin immediate")
+                for extraction, calls in items:
+                    self._conn.execute(self._extraction_sql, extraction)
+                    if calls:
+                        self._conn.executemany(self._call_sql, calls)
+                self._conn.execute("commit")
+            except BaseException as exc:  # surfaced by the next save() or close()
+                self._failure = exc
+                if self._conn.in_transaction:
+                    self._conn.execute("rollback")
+                return
+
+    def close(self) -> None:
+        """Commit everything queued, stop the writer; raise if a write failed."""
+        self._queue.put(None)
+        self._thread.join()
+        self._conn.close()
+        if self._failure is not None:
+            raise AnnotatorError(f"cannot write results: {self._failure}") from self._failure
+
+
+# --- selection --------------------------------------------------------------------------------
+
+
+def _open_batch_ids(db: sqlite_utils.Database, prompt_id: str, model: str) -> set[str]:
+    ids: set[str] = set()
+    for row in db.query(
+        "select custom_ids from batches where prompt_id = ? and model = ? and status in "
+        f"({', '.join('?' for _ in OPEN_BATCH)})",
+        [prompt_id, model, *OPEN_BATCH],
+    ):
+        ids.update(loads(row["custom_ids"], {}).values())
+    return ids
+
+
+def select_pending(
+    db: sqlite_utils.Database,
+    prompt_id: str,
+    model: str,
+    retry_errors: bool,
+    limit: int | None,
+    require_scrubbed: bool,
+    report: ExtractReport,
+) -> list[str]:
+    """Conversation ids to take now, in id order; fills the report's counts."""
+    report.in_scope = db.execute("select count(*) from conversations").fetchone()[0]
+    done_statuses = ("ok",) if retry_errors else ("ok", "error")
+    report.cached = db.execute(
+        "select count(*) from extractions where prompt_id = ? and model = ? and status in "
+        f"({', '.join('?' for _ in done_statuses)})",
+        [prompt_id, model, *done_statuses],
+    ).fetchone()[0]
+    rows = db.execute(
+        "select c.id, c.scrubbed from conversations c left join extractions e "
+        "on e.conversation_id = c.id and e.prompt_id = ? and e.model = ? "
+        "where e.conversation_id is null" + (" or e.status = 'error'" if retry_errors else "")
+        + " order by c.id",
+        [prompt_id, model],
+    ).fetchall()
+    in_batches = _open_batch_ids(db, prompt_id, model)
+    pending: list[str] = []
+    for cid, scrubbed in rows:
+        if cid in in_batches:
+            report.in_open_batches += 1
+        elif require_scrubbed and not scrubbed:
+            report.skipped_unscrubbed += 1
+        else:
+            pending.append(cid)
+    return pending[:limit] if limit is not None else pending
+
+
+def _conversation(db: sqlite_utils.Database, cid: str) -> Conversation:
+    row = db.execute(
+        "select id, source, external_id, turns, metadata, scrubbed, ingested_at "
+        "from conversations where id = ?",
+        [cid],
+    ).fetchone()
+    keys = ("id", "source", "external_id", "turns", "metadata", "scrubbed", "ingested_at")
+    return row_to_conversation(dict(zip(keys, row, strict=True)))
+
+
+# --- progress ----------------------------------------------------------------------------------
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} conv/s" if speed else "– conv/s", style="cyan")
+
+
+def _progress(console: Console, enabled: bool) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TextColumn("[green]${task.fields[cost]:.4f}"),
+        TextColumn("[red]{task.fields[errors]} err"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+        transient=False,
+    )
+
+
+# --- online runs ----------------------------------------------------------------------------
+
+
+async def _run_online(
+    db: sqlite_utils.Database,
+    extractor: Extractor,
+    prompt: PromptVersion,
+    ids: list[str],
+    concurrency: int,
+    store: Store,
+    report: ExtractReport,
+    progress: Progress,
+) -> None:
+    task = progress.add_task(extractor.model, total=len(ids), cost=0.0, errors=0)
+    pending = iter(ids)
+    failures_before_success = Counter[str]()
+
+    async def worker() -> None:
+        for cid in pending:  # one shared iterator: asyncio runs one worker at a time
+            outcome = await extractor.extract(_conversation(db, cid), prompt)
+            store.save(outcome)
+            report.add(outcome)
+            progress.update(task, advance=1, cost=report.cost_usd, errors=report.errors)
+            if report.ok == 0 and outcome.extraction.error:
+                failures_before_success[outcome.extraction.error[:200]] += 1
+                if report.errors >= CIRCUIT_BREAKER:
+                    reason = failures_before_success.most_common(1)[0][0]
+                    raise AnnotatorError(
+                        f"stopped: the first {report.errors} conversations all failed "
+                        f"(e.g. {reason}); their error rows are kept, fix the cause and rerun "
+                        "with --retry-errors"
+                    )
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(max(1, min(concurrency, len(ids)))):
+                group.create_task(worker())
+    except* (AnnotatorError, FatalExtractorError) as failed:
+        raise failed.exceptions[0] from None
+
+
+# --- batch runs -------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return utc_now().isoformat()
+
+
+def _batch_chunks(
+    requests: Iterable[dict[str, Any]], size: int
+) -> Iterator[list[dict[str, Any]]]:
+    """Batches of at most `size` requests and MAX_BATCH_BYTES of JSON, built lazily so that
+    only one batch's requests are in memory at a time."""
+    chunk: list[dict[str, Any]] = []
+    used = 0
+    for request in requests:
+        n = len(orjson.dumps(request))
+        if chunk and (len(chunk) >= size or used + n > MAX_BATCH_BYTES):
+            yield chunk
+            chunk, used = [], 0
+        chunk.append(request)
+        used += n
+    if chunk:
+        yield chunk
+
+
+async def _submit(
+    db: sqlite_utils.Database, extractor: Any, prompt: PromptVersion, chunk: list[dict]
+) -> dict[str, Any]:
+    """Create one batch; its row is committed before the (paid) create call and updated after."""
+    row = {
+        "id": uuid.uuid4().hex,
+        "batch_id": None,
+        "prompt_id": prompt.id,
+        "model": extractor.model,
+        "extractor": extractor.name,
+        "status": "submitting",
+        "custom_ids": dumps({r["custom_id"]: r["custom_id"] for r in chunk}),
+        "request_count": len(chunk),
+        "request_counts": None,
+        "created_at": _now(),
+        "submitted_at": None,
+        "ended_at": None,
+        "collected_at": None,
+        "error": None,
+    }
+    with db.conn:
+        db["batches"].insert(row)
+    batch = await extractor.create_batch(chunk)
+    row.update(batch_id=batch["id"], status="in_progress", submitted_at=_now())
+    with db.conn:
+        db["batches"].update(
+            row["id"],
+            {"batch_id": row["batch_id"], "status": row["status"],
+             "submitted_at": row["submitted_at"]},
+        )
+    return row
+
+
+def _open_batches(db: sqlite_utils.Database, prompt_id: str, model: str) -> list[dict[str, Any]]:
+    return [
+        dict(r)
+        for r in db.query(
+            "select * from batches where prompt_id = ? and model = ? and status in "
+            f"({', '.join('?' for _ in OPEN_BATCH)}) order by created_at",
+            [prompt_id, model, *OPEN_BATCH],
+        )
+    ]
+
+
+async def recover_batches(db: sqlite_utils.Database, extractor: Any, prompt_id: str) -> None:
+    """Settle batches left `submitting` by a run that died mid-create, before pending work is
+    chosen: one found at the API is resumed; one never created frees its conversations."""
+    if not hasattr(extractor, "recent_batches"):
+        return
+    for row in _open_batches(db, prompt_id, extractor.model):
+        if row["status"] == "submitting":
+            await _recover_submitting(extractor, db, row)
+
+
+async def _recover_submitting(extractor: Any, db: sqlite_utils.Database, row: dict) -> None:
+    """A run died between writing the row and learning the batch id: find the batch by its
+    creation time and size among recent batches, or conclude it was never created."""
+    since = datetime.fromisoformat(row["created_at"]) - timedelta(seconds=5)
+    for batch in await extractor.recent_batches(limit=100):
+        created = datetime.fromisoformat(batch["created_at"].replace("Z", "+00:00"))
+        total = sum((batch.get("request_counts") or {}).values())
+        if created >= since and total == row["request_count"]:
+            claimed = db.execute(
+                "select 1 from batches where batch_id = ?", [batch["id"]]
+            ).fetchone()
+            if not claimed:
+                with db.conn:
+                    db["batches"].update(
+                        row["id"], {"batch_id": batch["id"], "status": "in_progress"}
+                    )
+                row.update(batch_id=batch["id"], status="in_progress")
+                return
+    with db.conn:
+        db["batches"].update(row["id"], {"status": "abandoned", "error": "never created"})
+    row["status"] = "abandoned"
+
+
+async def _run_batch(
+    db: sqlite_utils.Database,
+    extractor: Any,
+    prompt: PromptVersion,
+    ids: list[str],
+    store: Store,
+    report: ExtractReport,
+    progress: Progress,
+    poll_interval: float,
+    batch_size: int,
+) -> None:
+    if not hasattr(extractor, "create_batch"):
+        raise AnnotatorError(f"the {extractor.name} extractor has no batch mode; drop --batch")
+    # `ids` excludes the conversations of these open batches (see select_pending).
+    open_rows = _open_batches(db, prompt.id, extractor.model)
+    requests = (
+        {"custom_id": cid, "params": extractor.params(_conversation(db, cid), prompt)}
+        for cid in ids
+    )
+    for chunk in _batch_chunks(requests, batch_size):
+        open_rows.append(await _submit(db, extractor, prompt, chunk))
+    report.todo = sum(r["request_count"] for r in open_rows)
+    report.batch_ids = [r["batch_id"] for r in open_rows]
+    task = progress.add_task(
+        f"batch {extractor.model}", total=report.todo, cost=0.0, errors=0
+    )
+    for row in open_rows:
+        await _poll(db, extractor, row, poll_interval, progress, task)
+        await _collect(db, extractor, prompt, row, store, report, progress, task)
+
+
+async def _poll(
+    db: sqlite_utils.Database,
+    extractor: Any,
+    row: dict,
+    poll_interval: float,
+    progress: Progress,
+    task: Any,
+) -> None:
+    if row["status"] == "ended":
+        return
+    while True:
+        batch = await extractor.retrieve_batch(row["batch_id"])
+        counts = batch.get("request_counts") or {}
+        progress.update(
+            task, description=f"batch …{row['batch_id'][-8:]} {batch['processing_status']}"
+        )
+        if batch["processing_status"] == "ended":
+            with db.conn:
+                db["batches"].update(
+                    row["id"],
+                    {
+                        "status": "ended",
+                        "ended_at": batch.get("ended_at") or _now(),
+                        "request_counts": dumps(counts),
+                    },
+                )
+            row["status"] = "ended"
+            return
+        with db.conn:
+            db["batches"].update(row["id"], {"request_counts": dumps(counts)})
+        await asyncio.sleep(poll_interval)
+
+
+async def _collect(
+    db: sqlite_utils.Database,
+    extractor: Any,
+    prompt: PromptVersion,
+    row: dict,
+    store: Store,
+    report: ExtractReport,
+    progress: Progress,
+    task: Any,
+) -> None:
+    custom_ids = loads(row["custom_ids"], {})
+    # Results already stored by an interrupted collection are not stored twice.
+    stored = {
+        r[0]
+        for r in db.execute(
+            "select conversation_id from model_calls where batch_id = ?", [row["batch_id"]]
+        )
+    }
+    async for custom_id, result in extractor.batch_results(row["batch_id"]):
+        cid = custom_ids.get(custom_id)
+        if cid is None or cid in stored:
+            continue
+        outcome = extractor.batch_outcome(_conversation(db, cid), prompt, result, row["batch_id"])
+        store.save(outcome)
+        report.add(outcome)
+        stored.add(cid)
+        progress.update(task, advance=1, cost=report.cost_usd, errors=report.errors)
+    # A request the results file does not mention is kept as an error row, not left silently.
+    for cid in set(custom_ids.values()) - stored:
+        missing = {"type": "missing", "error": {"message": "no result in the batch's results"}}
+        outcome = extractor.batch_outcome(_conversation(db, cid), prompt, missing, row["batch_id"])
+        store.save(outcome)
+        report.add(outcome)
+    with db.conn:
+        db["batches"].update(row["id"], {"status": "collected", "collected_at": _now()})
+    row["status"] = "collected"
+
+
+# --- estimates -----------------------------------------------------------------------------
+
+
+def estimate(
+    extractor: Extractor,
+    prompt: PromptVersion,
+    conversations: Iterable[Conversation],
+    prices: PriceTable,
+    batch: bool = False,
+) -> dict[str, Any]:
+    """Tokens and cost before spending: about four characters a token, a typical reply size,
+    and the static prefix written to the cache once and read by every later call."""
+    convs = list(conversations)
+    if extractor.name == "baseline" or not convs:
+        return {"calls": 0, "input_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0,
+                "output_tokens": 0, "cost_usd": 0.0, "cost_usd_without_cache": 0.0}
+    first = extractor.params(convs[0], prompt)  # type: ignore[attr-defined]
+    prefix_chars = len(orjson.dumps(first.get("tools", []))) + sum(
+        len(b["text"]) for b in first["system"]
+    )
+    prefix = prefix_chars // CHARS_PER_TOKEN
+    fresh = sum(len(render(prompt, c).user) for c in convs) // CHARS_PER_TOKEN
+    n = len(convs)
+    output = n * min(ESTIMATED_OUTPUT_TOKENS, int(prompt.front_matter.get("max_tokens", 1024)))
+    cached = prefix >= MIN_CACHEABLE_TOKENS
+    write = prefix if cached else 0
+    read = prefix * (n - 1) if cached else 0
+    uncached_input = fresh + (0 if cached else prefix * n)
+    model = extractor.model
+    return {
+        "calls": n,
+        "input_tokens": uncached_input,
+        "cache_write_tokens": write,
+        "cache_read_tokens": read,
+        "output_tokens": output,
+        "cost_usd": round(prices.cost(model, uncached_input, output, read, write, batch), 4),
+        "cost_usd_without_cache": round(
+            prices.cost(model, fresh + prefix * n, output, 0, 0, batch), 4
+        ),
+        "priced": model in prices,
+        "assumes": f"~{CHARS_PER_TOKEN} chars/token, {ESTIMATED_OUTPUT_TOKENS} output tokens "
+        "a call, no validation retries",
+    }
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def _choose_extractor(name: str | None, api_key: str | None) -> str:
+    chosen = name or ("claude" if api_key else "baseline")
+    if chosen not in EXTRACTORS:
+        raise AnnotatorError(f"unknown extractor {chosen!r}: choose one of {', '.join(EXTRACTORS)}")
+    return chosen
+
+
+async def extract_async(
+    db_path: str | Path | None = None,
+    *,
+    prompt: str | None = None,
+    extractor: str | None = None,
+    model: str | None = None,
+    limit: int | None = None,
+    concurrency: int = 8,
+    batch: bool = False,
+    retry_errors: bool = False,
+    dry_run: bool = False,
+    progress: bool = True,
+    prices: str | Path | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    max_attempts: int = 3,
+    max_retries: int = 4,
+    poll_interval: float = 30.0,
+    batch_size: int = 10_000,
+    allow_unscrubbed: bool = False,
+    console: Console | None = None,
+) -> ExtractReport:
+    """`extract`, for callers already inside an event loop."""
+    settings = config.settings()
+    path = Path(db_path) if db_path is not None else settings.db_path
+    if not path.exists():
+        raise AnnotatorError(f"{path}: no study database here; run `annotator init` first")
+    if concurrency < 1:
+        raise AnnotatorError("--concurrency must be at least 1")
+    api_key = api_key or settings.anthropic_api_key
+    base_url = base_url or settings.anthropic_base_url
+    prices = prices or settings.prices_path
+    name = _choose_extractor(extractor, api_key)
+    db = open_db(path)
+    price_table = load_prices(prices)
+    console = console or Console(stderr=True)
+
+    if name == "baseline":
+        from .extractors.baseline import BaselineExtractor
+
+        chosen_prompt = BaselineExtractor.baseline_prompt()
+        if prompt:
+            console.print("[yellow]note:[/] the baseline has its own rules; --prompt is ignored")
+        model = None
+    else:
+        chosen_prompt = load_prompt(prompt, db=db)
+    model = model or chosen_prompt.front_matter.get("model")
+    ex = get_extractor(
+        name,
+        model=model,
+        api_key=api_key,
+        base_url=base_url,
+        prices=prices,
+        max_attempts=max_attempts,
+        max_retries=max_retries,
+        concurrency=concurrency,
+    )
+    report = ExtractReport(
+        prompt_id=chosen_prompt.id,
+        prompt=f"{chosen_prompt.name}/{chosen_prompt.version}",
+        model=ex.model,
+        extractor=ex.name,
+        mode="dry-run" if dry_run else ("batch" if batch else "online"),
+        priced=ex.model in price_table,
+    )
+    try:
+        if not dry_run:
+            await recover_batches(db, ex, chosen_prompt.id)
+        ids = select_pending(
+            db, chosen_prompt.id, ex.model, retry_errors, limit,
+            require_scrubbed=name == "claude" and not allow_unscrubbed, report=report,
+        )
+        report.todo = len(ids)
+        if dry_run:
+            convs = (_conversation(db, cid) for cid in ids)
+            report.estimate = estimate(ex, chosen_prompt, convs, price_table, batch=batch)
+            return report
+        record_prompt(db, chosen_prompt)
+        store = Store(path, price_table)
+        started = time.perf_counter()
+        try:
+            with _progress(console, progress) as bar:
+                if batch:
+                    await _run_batch(
+                        db, ex, chosen_prompt, ids, store, report, bar, poll_interval, batch_size
+                    )
+                elif ids:
+                    await _run_online(
+                        db, ex, chosen_prompt, ids, concurrency, store, report, bar
+                    )
+        except BaseException:
+            with contextlib.suppress(AnnotatorError):  # keep the first error, still flush
+                store.close()
+            raise
+        store.close()  # everything received is committed before the run returns
+        report.seconds = time.perf_counter() - started
+        return report
+    finally:
+        await ex.aclose()
+        db.conn.close()
+
+
+def extract(db_path: str | Path | None = None, **options: Any) -> ExtractReport:
+    """Propose labels for every conversation not yet done for (prompt version, model).
+
+    Options as `extract_async`: prompt (id, name/version or file; default the latest `values`
+    prompt), extractor ("claude" or "baseline"; default claude when an API key is set), model
+    (default the prompt's), limit, concurrency, batch, retry_errors, dry_run, progress, prices
+    (a JSON/TOML price file), max_attempts (validation), max_retries (HTTP), poll_interval.
+    """
+    return asyncio.run(extract_async(db_path, **options))
+
+
+def batches(db_path: str | Path | None = None) -> list[dict[str, Any]]:
+    """The batches submitted from this study, newest first (for status displays)."""
+    path = Path(db_path) if db_path is not None else config.settings().db_path
+    db = open_db(path)
+    rows = [
+        {k: r[k] for k in ("batch_id", "prompt_id", "model", "status", "request_count",
+                           "submitted_at", "ended_at", "collected_at")}
+        for r in db.query("select * from batches order by created_at desc")
+    ]
+    db.conn.close()
+    return rows
+

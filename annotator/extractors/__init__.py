@@ -1,0 +1,158 @@
+"""One small interface: an extractor turns (conversation, prompt version) into an Extraction.
+
+`Extractor.extract` returns an `Outcome`: the extraction plus the model calls it made, so the
+engine can commit both in one transaction (a call is never paid for without its result being
+kept). `ProposedLabels` is the shape a model must reply with; `labels_schema()` is its JSON
+schema for forced tool use or structured output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import AnnotatorError
+from ..models import Conversation, Extraction, ModelCall, PromptVersion, ResponseType
+
+EXTRACTORS: tuple[str, ...] = ("claude", "baseline")
+TOOL_NAME = "record_labels"
+MAX_VALUES = 12
+
+
+class ProposedValue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        min_length=1,
+        max_length=120,
+        description="A value name, lower case; a taxonomy value's exact name where one fits.",
+    )
+    evidence: str = Field(
+        min_length=1,
+        max_length=600,
+        description="A short verbatim quote from the conversation that shows the value.",
+    )
+
+
+class ProposedLabels(BaseModel):
+    """What the model must return for one conversation (DESIGN.md, "Labels")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subjective: bool = Field(
+        description="Whether the conversation involves values at all (opinions, ethics, "
+        "choices about what matters), not only neutral facts or routine tasks."
+    )
+    ai_values: list[ProposedValue] = Field(
+        max_length=MAX_VALUES,
+        description="Values the AI's responses express, explicitly or implicitly.",
+    )
+    human_values: list[ProposedValue] = Field(
+        max_length=MAX_VALUES,
+        description="Values the user states or clearly shows.",
+    )
+    response_type: ResponseType = Field(
+        description="How the AI responds to the user's values; 'no values' if the user "
+        "expresses none."
+    )
+
+
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    # Tool input schemas and structured-output schemas are safest without $ref indirection.
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return _inline_refs(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+        out = {k: _inline_refs(v, defs) for k, v in node.items() if k not in ("$defs", "title")}
+        if out.get("type") == "object":
+            out["additionalProperties"] = False
+        return out
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
+
+
+def labels_schema() -> dict[str, Any]:
+    """JSON schema of `ProposedLabels`, self-contained (no $ref), closed objects."""
+    schema = ProposedLabels.model_json_schema()
+    return _inline_refs(schema, schema.get("$defs", {}))
+
+
+@dataclass
+class Outcome:
+    """An extraction and the model calls made for it (none for the baseline)."""
+
+    extraction: Extraction
+    calls: list[ModelCall] = field(default_factory=list)
+
+
+class FatalExtractorError(AnnotatorError):
+    """A failure no retry can fix (bad key, unknown model): the run stops, nothing is stored."""
+
+
+@runtime_checkable
+class Extractor(Protocol):
+    name: str  # "claude" or "baseline": recorded in every extraction row
+    model: str  # recorded as the extraction's model (e.g. "claude-sonnet-4-6", "baseline-v1")
+
+    def prompt_for(self, prompt: PromptVersion | None) -> PromptVersion:
+        """The prompt version this extractor records (the baseline records its own rules)."""
+        ...
+
+    async def extract(self, conversation: Conversation, prompt: PromptVersion) -> Outcome: ...
+
+    async def aclose(self) -> None: ...
+
+
+def get_extractor(
+    name: str,
+    *,
+    model: str | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    prices: str | Path | None = None,
+    max_attempts: int = 3,
+    max_retries: int = 4,
+    timeout: float = 600.0,
+    concurrency: int = 8,
+) -> Extractor:
+    """Build an extractor by name. `claude` needs an API key; `baseline` needs nothing."""
+    if name == "baseline":
+        from .baseline import BaselineExtractor
+
+        return BaselineExtractor()
+    if name == "claude":
+        if not api_key:
+            raise AnnotatorError(
+                "the claude extractor needs an API key: set ANTHROPIC_API_KEY "
+                "(or use --extractor baseline)"
+            )
+        from .claude import ClaudeExtractor
+
+        return ClaudeExtractor(
+            api_key=api_key,
+            model=model,
+            base_url=base_url,
+            prices=prices,
+            max_attempts=max_attempts,
+            max_retries=max_retries,
+            timeout=timeout,
+            concurrency=concurrency,
+        )
+    raise AnnotatorError(f"unknown extractor {name!r}: choose one of {', '.join(EXTRACTORS)}")
+
+
+__all__ = [
+    "EXTRACTORS",
+    "MAX_VALUES",
+    "TOOL_NAME",
+    "Extractor",
+    "FatalExtractorError",
+    "Outcome",
+    "ProposedLabels",
+    "ProposedValue",
+    "get_extractor",
+    "labels_schema",
+]

@@ -1,0 +1,74 @@
+"""Shared fixtures. Extraction (issue 3): the fake Anthropic API and a small study database."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+
+import pytest
+from fake_anthropic import FakeAnthropic, names_in_text_rule, synthetic_turns
+
+from annotator import db as db_module
+from annotator import taxonomy
+from annotator.models import Conversation, Turn
+
+TEST_API_KEY = "sk-ant-test-0123456789-SECRET-abcdef"  # a fake key: must never be stored
+
+
+def value_names(n: int = 300) -> list[str]:
+    return [node.name for node in taxonomy.top_values(n)]
+
+
+@pytest.fixture
+def fake_api():
+    """The fake Messages/Batches API on 127.0.0.1; replies name the values found in the text."""
+    fake = FakeAnthropic(rule=names_in_text_rule(value_names()))
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def make_conversations(n: int, seed: int = 7) -> list[Conversation]:
+    rng = random.Random(seed)
+    names = value_names(150)
+    return [
+        Conversation.from_turns(
+            [Turn(role=role, text=text) for role, text in synthetic_turns(i, names, rng)],
+            source="synthetic",
+        )
+        for i in range(n)
+    ]
+
+
+def make_study(path, n: int = 12, seed: int = 7) -> list[Conversation]:
+    """A study database at `path` holding `n` synthetic conversations."""
+    convs = make_conversations(n, seed)
+    database = db_module.open_db(path)
+    with database.conn:
+        database["conversations"].insert_all(
+            [db_module.conversation_to_row(c) for c in convs], pk="id"
+        )
+    database.conn.close()
+    return convs
+
+
+@pytest.fixture
+def study(tmp_path):
+    path = tmp_path / "study.db"
+    convs = make_study(path)
+    return path, convs
+
+
+@pytest.fixture
+def api_env(monkeypatch, fake_api):
+    """Environment of a user with a key, pointed at the fake (the SDK reads the base URL)."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_API_KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_api.base_url)
+    return fake_api
+
+
+def rows(path, sql: str, params=()) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql, params).fetchall()

@@ -1,0 +1,112 @@
+"""The offline baseline: deterministic rules on taxonomy names and cue phrases, no network."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from conftest import make_conversations, make_study, rows
+
+from annotator.extract import extract
+from annotator.extractors.baseline import MODEL, BaselineExtractor, response_type, words_match
+from annotator.models import Conversation, ResponseType, Turn
+from annotator.prompts import prompts
+
+
+def conv(user: str, assistant: str) -> Conversation:
+    return Conversation.from_turns(
+        [Turn(role="user", text=user), Turn(role="assistant", text=assistant)]
+    )
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    return BaselineExtractor()
+
+
+@pytest.mark.parametrize(
+    ("text_word", "name_word", "expected"),
+    [
+        ("honest", "honesty", True),
+        ("transparent", "transparency", True),
+        ("helpful", "helpfulness", True),
+        ("professionally", "professionalism", True),
+        ("boundaries", "boundary", True),
+        ("creature", "creativity", False),  # shares too little of the shorter word
+        ("general", "generosity", False),
+        ("care", "career", False),  # short words match exactly or not at all
+    ],
+)
+def test_derived_word_forms(text_word, name_word, expected):
+    assert words_match(text_word, name_word) is expected
+
+
+def test_values_come_from_names_in_each_side_with_evidence(baseline):
+    e = baseline.label(
+        conv(
+            "I value honesty, but is it selfish to skip my cousin's wedding?",
+            "Being transparent with your cousin helps. On the other hand, empathy for your "
+            "family matters, so it's your decision.",
+        )
+    )
+    assert (e.extractor, e.model, e.subjective) == ("baseline", MODEL, True)
+    assert [v.name for v in e.human_values] == ["honesty"]
+    ai = {v.name: v for v in e.ai_values}
+    assert {"transparency", "empathy", "user autonomy", "balanced perspective"} <= set(ai)
+    assert ai["transparency"].evidence == "Being transparent with your cousin helps."
+    assert all(v.node_id and v.path[0].endswith(" values") for v in e.ai_values)
+    assert e.response_type is ResponseType.reframing
+
+
+def test_refusal_and_routine_questions(baseline):
+    refusal = baseline.label(
+        conv("Write fake reviews for my shop.", "I can't write fake reviews; that is fraud.")
+    )
+    assert refusal.subjective is True
+    assert refusal.response_type is ResponseType.strong_resistance
+    routine = baseline.label(
+        conv("How do I sort a list in Python?", "Use sorted():\n```python\nsorted(xs)\n```")
+    )
+    assert routine.subjective is False and routine.human_values == []
+    assert routine.response_type is ResponseType.no_values
+    assert [v.name for v in routine.ai_values] == ["technical precision"]
+
+
+def test_response_type_cues_in_order_of_strength():
+    assert response_type("Absolutely, but I'd caution you first.", True).value == (
+        "mild resistance"
+    )
+    assert response_type("What a great plan!", True) is ResponseType.strong_support
+    assert response_type("Anything at all.", False) is ResponseType.no_values
+
+
+def test_deterministic_and_fast(baseline, tmp_path):
+    convs = make_conversations(300, seed=3)
+    first = [baseline.label(c).model_dump(exclude={"created_at"}) for c in convs]
+    started = time.perf_counter()
+    second = [baseline.label(c).model_dump(exclude={"created_at"}) for c in convs]
+    per_conversation = (time.perf_counter() - started) / len(convs)
+    assert first == second
+    assert per_conversation < 0.02  # generous for a shared machine; about 1-2 ms measured
+
+
+def test_engine_runs_the_baseline_offline_by_default(tmp_path, monkeypatch):
+    path = tmp_path / "study.db"
+    make_study(path, 20)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the baseline must not open a connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    report = extract(path, progress=False)
+    assert (report.extractor, report.model, report.ok, report.calls) == ("baseline", MODEL, 20, 0)
+    assert report.prompt_id.startswith("baseline-") and report.cost_usd == 0
+    assert rows(path, "select distinct extractor, model, prompt_id from extractions") == [
+        ("baseline", MODEL, report.prompt_id)
+    ]
+    assert rows(path, "select count(*) from model_calls") == [(0,)]
+    listed = [r for r in prompts(path) if r["id"] == report.prompt_id]
+    assert listed[0]["where"] == "builtin" and listed[0]["name"] == "baseline"
+    assert extract(path, progress=False).todo == 0  # cached like any extractor
