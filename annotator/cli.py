@@ -234,27 +234,69 @@ def demo(
         Path | None, typer.Option("--gold", help="Gold folder (default: the project's gold/).")
     ] = None,
 ) -> None:
-    """Build a demo study from the bundled gold set and print what it holds.
+    """Run the main job on the bundled data: import gold/, extract with the offline baseline,
+    adjudicate, measure agreement and export the validated dataset, then print what it holds.
+
+    Needs no API key and no network. Run it again: nothing is done twice.
 
     Example: annotator demo --db demo/annotator.db
     """
+    import pandas as pd
+
     from .db import open_db
+    from .export import export as export_dataset
+    from .extract import extract as run_extract
+    from .gold import adjudicate as adjudicate_study
     from .gold import import_gold
-    from .report import study_summary
+    from .report import study_agreement, study_summary
 
     database = open_db(db)
     report = import_gold(database, [gold or config.gold_dir()])
     console.print(
-        f"Imported {report.conversations} gold conversations with {report.annotations} "
+        f"1. imported {report.conversations} gold conversations with {report.annotations} "
         f"annotations from {', '.join(report.files)}"
     )
     for rejected in report.rejected:
         err_console.print(f"[red]rejected[/] {rejected.file}:{rejected.line}: {rejected.reason}")
+    extracted = run_extract(db, extractor="baseline", console=err_console)
+    console.print(
+        f"2. baseline extractor (offline, prompt {extracted.prompt_id[:12]}): "
+        f"{extracted.ok} proposed now, {extracted.cached} already done, {extracted.errors} errors"
+    )
+    decided = adjudicate_study(database)
+    console.print(
+        f"3. adjudicated: {decided.decided} decided by majority, {decided.unchanged} unchanged, "
+        f"{decided.kept_person_decisions} person decisions kept, "
+        f"{len(decided.need_a_person)} need a person"
+    )
+    frame = study_agreement(database, levels=(0, 3), n_boot=100, top_k=0).to_frame()
+    wanted = {
+        ("annotators", "krippendorff_alpha_nominal", "response_type"): "annotators, response type",
+        ("annotators", "krippendorff_alpha_masi", "ai_values"): "annotators, AI values (MASI)",
+    }
+    lines = []
+    for row in frame.itertuples():
+        label = wanted.get((row.scope, row.metric, row.field))
+        if (
+            row.scope.endswith("vs gold")
+            and row.field != "human_values"
+            and row.metric in ("accuracy", "micro_f1")
+        ):
+            label = f"baseline vs gold, {row.field} {row.metric}"
+        if label:
+            level = "" if pd.isna(row.level) else f" level {row.level}"
+            lines.append(f"   {label}{level}: {_figure(row.value)} (n={row.n_units})")
+    console.print("4. agreement:\n" + "\n".join(lines))
+    exported = export_dataset(database, Path(db).parent / "validated.jsonl")
+    console.print(f"5. exported {exported.exported} validated conversations to {exported.path}")
     rows = [{"stage": stage, "count": count} for stage, count in study_summary(database).items()]
     console.print(rows_table(f"Demo study {db}", rows))
+    console.print(
+        "Next: `annotator agreement --db demo/annotator.db` for every figure, or "
+        "`streamlit run streamlit_app.py` with ANNOTATOR_DB=demo/annotator.db."
+    )
     if report.rejected:
         raise typer.Exit(1)
-
 
 @app.command()
 @cli_errors

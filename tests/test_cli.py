@@ -47,3 +47,15 @@ def test_missing_database_is_a_one_line_error(tmp_path):
     assert result.exit_code == 1
     assert "run `annotator init` first" in result.output
     assert "Traceback" not in result.output
+
+
+def test_demo_runs_the_main_job_offline_and_twice_changes_nothing(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    db = tmp_path / "demo" / "annotator.db"
+    first = runner.invoke(app, ["demo", "--db", str(db)])
+    assert first.exit_code == 0, first.output
+    assert "49 proposed now" in " ".join(first.output.split())
+    assert (tmp_path / "demo" / "validated.jsonl").exists()
+    second = runner.invoke(app, ["demo", "--db", str(db)])
+    assert second.exit_code == 0, second.output
+    assert "0 proposed now, 49 already done" in " ".join(second.output.split())
