@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/annotator demo --db demo/annotator.db
 
 test: $(STAMP)
-	$(BIN)/ruff check annotator tests bench
+	$(BIN)/ruff check annotator tests bench streamlit_app.py app_pages
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/agreement.py
 	$(BIN)/python bench/labelstudio.py
+	$(BIN)/python bench/app.py
 
 clean:
 	rm -rf $(VENV) demo

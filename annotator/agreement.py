@@ -1274,6 +1274,33 @@ def value_scores(
     return _value_scores(map_level(leaf, level_map), n_boot, seed, boot_budget)
 
 
+def value_scores_at_levels(
+    model: pd.DataFrame,
+    reference: pd.DataFrame,
+    level_maps: Mapping[int, Mapping[str, str] | None],
+    *,
+    label: str = "ai_values",
+    n_boot: int = 0,
+    seed: int = 0,
+    boot_budget: float = 1e8,
+) -> dict[int, dict[str, Stat]]:
+    """`value_scores` at several taxonomy levels, aligning the two frames once.
+
+    Aligning model and reference sets is most of `value_scores`' cost at paper scale; the
+    levels only re-map the aligned sets. `level_maps[level]` is None for the leaf level.
+    """
+    leaf = _model_ref_ratings(model, reference, label)
+    if leaf is None:
+        return {
+            level: {k: _nan("no shared conversations") for k in VALUE_SCORE_KEYS}
+            for level in level_maps
+        }
+    return {
+        level: _value_scores(map_level(leaf, level_map), n_boot, seed, boot_budget)
+        for level, level_map in level_maps.items()
+    }
+
+
 def _model_ref_ratings(model: pd.DataFrame, reference: pd.DataFrame,
                        label: str) -> SetRatings | None:
     """Model and reference sets of the conversations both labelled, as one SetRatings."""

@@ -253,7 +253,11 @@ def study_agreement(
 # SQL: what it shows comes from the frames above and from these functions.
 
 # Published figures of the study the project follows, for side-by-side display. Only numbers
-# confirmed in the cited text are given; None means "not confirmed, shown as unavailable".
+# confirmed in text read for this project are given; None means "not confirmed, shown as
+# unavailable". 700,000 / 308,210 and the response-type shares (28.2% strong support, 14.5% mild
+# support, 3.0% strong resistance, of conversations) were read in a summary of the paper
+# (https://ch-ai-tanya.cyberchitta.cc/raw/papers/source-2025-values-in-the-wild-huang.html), not
+# in the paper's own text; the other response types' shares were not found there.
 # The top categories' shares are not here: they are read from the released tree
 # (`published_category_shares`), not copied by hand.
 PUBLISHED_STUDY: dict[str, Any] = {

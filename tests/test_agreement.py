@@ -404,3 +404,19 @@ def test_module_imports_only_allowed_packages() -> None:
     assert imported <= {"__future__", "math", "collections", "dataclasses", "itertools",
                         "typing", "enum", "numpy", "pandas", "pydantic", "scipy", "krippendorff",
                         "annotator"}
+
+
+def test_value_scores_at_levels_equal_value_scores_level_by_level():
+    from annotator.agreement import value_scores, value_scores_at_levels
+
+    model = pd.DataFrame(
+        {"conversation_id": ["a", "b", "c"], "ai_values": [("x", "y"), ("y",), ()]}
+    )
+    ref = pd.DataFrame({"conversation_id": ["a", "b", "c"], "ai_values": [("x",), ("z",), ()]})
+    maps = {0: None, 1: {"x": "X", "y": "X", "z": "Z"}}
+    together = value_scores_at_levels(model, ref, maps)
+    for level, level_map in maps.items():
+        alone = value_scores(model, ref, level_map=level_map)
+        assert {k: s.value for k, s in together[level].items()} == pytest.approx(
+            {k: s.value for k, s in alone.items()}, nan_ok=True
+        )

@@ -1,0 +1,505 @@
+"""What every page shares: the sidebar (study, prompt version, settings), the study's cached
+facts and results, empty states, paginated tables, charts, and literal text.
+
+Text from a conversation or a label (a model's free value can be anything) is never handed to
+Markdown: dialogue goes through `dialogue_html`, which escapes every character that HTML gives
+a meaning to and adds only its own `<mark>` tags; labels go to dataframes and charts, which show
+text as text.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import altair as alt
+import pandas as pd
+import pyarrow as pa
+import streamlit as st
+
+from annotator import config, report
+
+from . import analysis, store
+from .analysis import Bundle
+
+WAIT_SECONDS = 3.0  # how long a page waits for a result before showing "computing"
+DEFAULT_BOOT = 200
+PAGE_SIZE = 25
+
+
+# --- Markdown and HTML --------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=\"'@/])")
+
+
+def md(text: Any) -> str:
+    """`text` escaped for Markdown: every ASCII punctuation mark that could start markup (links,
+    emphasis, HTML, Streamlit's `:color[...]` and `:icon:` directives, LaTeX) is backslashed."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", "  \n")
+
+
+PALETTE = ("#fde68a", "#bfdbfe", "#bbf7d0", "#fbcfe8", "#ddd6fe", "#fed7aa", "#a5f3fc", "#e5e7eb")
+
+
+def _find_spans(text: str, quote: str) -> list[tuple[int, int]]:
+    """Where `quote` occurs in `text`: exactly, else ignoring case."""
+    spans: list[tuple[int, int]] = []
+    for haystack, needle in ((text, quote), (text.casefold(), quote.casefold())):
+        if len(haystack) != len(text):  # casefold changed lengths: offsets would not map
+            break
+        start = haystack.find(needle)
+        while start >= 0 and needle:
+            spans.append((start, start + len(needle)))
+            start = haystack.find(needle, start + len(needle))
+        if spans:
+            break
+    return spans
+
+
+def _marked(text: str, quotes: Sequence[tuple[str, str]], colours: dict[str, str]) -> tuple[
+    str, set[int]
+]:
+    """Escaped `text` with each quote wrapped in <mark>; the indices of the quotes found."""
+    cover: list[list[str]] = [[] for _ in text]
+    found: set[int] = set()
+    for i, (value, quote) in enumerate(quotes):
+        for start, end in _find_spans(text, quote.strip()):
+            found.add(i)
+            for pos in range(start, end):
+                if value not in cover[pos]:
+                    cover[pos].append(value)
+    out: list[str] = []
+    pos = 0
+    while pos < len(text):
+        end = pos
+        while end < len(text) and cover[end] == cover[pos]:
+            end += 1
+        chunk = html.escape(text[pos:end], quote=True)
+        values = cover[pos]
+        if values:
+            title = html.escape("; ".join(values), quote=True)
+            colour = colours.get(values[0], PALETTE[-1])
+            out.append(f'<mark title="{title}" style="background:{colour};padding:0 1px">'
+                       f"{chunk}</mark>")
+        else:
+            out.append(chunk)
+        pos = end
+    return "".join(out), found
+
+
+def dialogue_html(
+    turns: Sequence[dict[str, str]], quotes: Sequence[tuple[str, str]] = ()
+) -> tuple[str, list[tuple[str, str]]]:
+    """The dialogue as escaped HTML with each (value, evidence quote) highlighted.
+
+    Returns the HTML and the quotes that were not found in the text (shown separately, so a
+    reviewer sees that the model quoted something the conversation does not contain).
+    """
+    values = list(dict.fromkeys(v for v, _ in quotes))
+    colours = {v: PALETTE[i % (len(PALETTE) - 1)] for i, v in enumerate(values)}
+    found: set[int] = set()
+    parts = ['<div class="annotator-dialogue">']
+    for turn in turns:
+        body, hits = _marked(str(turn.get("text", "")), quotes, colours)
+        found |= hits
+        role = html.escape(str(turn.get("role", "")).capitalize(), quote=True)
+        parts.append(
+            '<div style="margin:0 0 0.9rem 0">'
+            f'<div style="font-weight:600;opacity:0.75">{role}</div>'
+            f'<div style="white-space:pre-wrap;line-height:1.5">{body}</div></div>'
+        )
+    if values:
+        legend = " ".join(
+            f'<mark style="background:{colours[v]};padding:0 4px">{html.escape(v, quote=True)}'
+            "</mark>"
+            for v in values
+        )
+        parts.append(f'<div style="font-size:0.85rem">Evidence of: {legend}</div>')
+    parts.append("</div>")
+    missing = [q for i, q in enumerate(quotes) if i not in found and q[1].strip()]
+    return "".join(parts), missing
+
+
+# --- the study ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Study:
+    path: str
+    fp: store.Fingerprint
+    sigs: dict[str, str]
+
+    def sig(self, table: str) -> str:
+        return self.sigs.get(table, "")
+
+    @property
+    def prompt_ids(self) -> list[str]:
+        return list(prompts(self)["prompt_id"])
+
+
+def _facts(study: Study) -> dict[str, Any]:
+    return store.facts(study.path, study.fp)
+
+
+def prompts(study: Study) -> pd.DataFrame:
+    return pd.DataFrame(_facts(study)["prompts"],
+                        columns=["prompt_id", "name", "version", "ok", "errors", "first_used"])
+
+
+def stage_counts(study: Study) -> pd.DataFrame:
+    return pd.DataFrame(_facts(study)["stages"], columns=["stage", "detail", "conversations"])
+
+
+def sources(study: Study) -> dict[str, int]:
+    return dict(_facts(study)["sources"])
+
+
+def n_conversations(study: Study) -> int:
+    return int(study.sig("conversations").split(":", 1)[0] or 0)
+
+
+def prompt_label(study: Study, prompt_id: str | None) -> str:
+    if prompt_id is None:
+        return "none"
+    frame = prompts(study)
+    row = frame.loc[frame["prompt_id"] == prompt_id]
+    if row.empty:
+        return prompt_id
+    name = f"{row.iloc[0]['name']} {row.iloc[0]['version']}".strip()
+    return f"{name} · {prompt_id}" if name and name != prompt_id else prompt_id
+
+
+def open_study() -> Study | None:
+    """The study named in the sidebar, or None when there is no database at that path."""
+    path = str(st.session_state.get("db_path") or "").strip()
+    if not path:
+        return None
+    fp = store.fingerprint(path)
+    if fp is None or Path(path).is_dir():
+        return None
+    try:
+        return Study(path=path, fp=fp, sigs=store.signatures(path, fp))
+    except sqlite3.DatabaseError as exc:  # not SQLite, or not readable
+        st.error(f"{md(path)} is not a study database ({md(exc)}).", icon=":material/error:")
+        stop()
+
+
+def require_study() -> Study:
+    """The open study, or an empty state that says what to run, and the page stops."""
+    study = open_study()
+    if study is None:
+        path = str(st.session_state.get("db_path") or "")
+        st.info(
+            "No study database at this path yet. Create one, then reload:\n\n"
+            f"- the demo study: `annotator demo --db {path or 'annotator.db'}`\n"
+            f"- your own: `annotator init --db {path or 'annotator.db'}` then "
+            "`annotator ingest FILE...`\n\n"
+            "or type another path in the sidebar (the default comes from `ANNOTATOR_DB`).",
+            icon=":material/database:",
+        )
+        stop()
+    if n_conversations(study) == 0:
+        st.info(
+            "This study has no conversations yet: run `annotator ingest FILE...` "
+            "(or `annotator demo` for the bundled demo set).",
+            icon=":material/inbox:",
+        )
+        stop()
+    return study
+
+
+def selected_prompt(study: Study) -> str | None:
+    ids = study.prompt_ids
+    chosen = st.session_state.get("prompt")
+    return chosen if chosen in ids else (ids[-1] if ids else None)
+
+
+def n_boot() -> int:
+    return int(st.session_state.get("n_boot", DEFAULT_BOOT))
+
+
+# --- results computed in the background ----------------------------------------------------------
+
+
+def _wait() -> float:
+    return float(st.session_state.get("wait_seconds", WAIT_SECONDS))
+
+
+def _show_status(result: store.Result, what: str) -> None:
+    if result.error:
+        st.error(f"Could not compute {what}: {md(result.error)}", icon=":material/error:")
+    elif result.pending:
+        st.session_state["_pending"] = True
+        since = f" (started {time.time() - result.started:.0f} s ago)" if result.started else ""
+        if result.stale:
+            st.caption(f":material/sync: Updating {what} for the latest changes{since}: "
+                       "showing the previous results until then.")
+        else:
+            st.info(f"Computing {what}{since}. This page refreshes when it is ready; results "
+                    "are kept until the study changes.", icon=":material/hourglass_top:")
+
+
+def get_bundle(
+    study: Study, name: str, params: dict[str, Any], deps: Sequence[str],
+    compute: Callable[[], Bundle], what: str,
+) -> Bundle | None:
+    result = store.get(
+        study.path, name, params, {d: study.sig(d) for d in deps}, compute, _wait()
+    )
+    _show_status(result, what)
+    return result.bundle
+
+
+def annotators_result(study: Study) -> Bundle | None:
+    boot = n_boot()
+    sig = study.sig("annotations")
+    return get_bundle(
+        study, "annotators", {"n_boot": boot}, ["annotations"],
+        lambda: analysis.annotators_bundle(store.frame(study.path, "annotations", sig), boot),
+        "inter-annotator agreement",
+    )
+
+
+def prompt_result(study: Study, prompt_id: str) -> Bundle | None:
+    boot = n_boot()
+    table = f"extractions:{prompt_id}"
+    sigs = {t: study.sig(t) for t in (table, "gold", "annotations")}
+    return get_bundle(
+        study, "prompt", {"n_boot": boot, "prompt": prompt_id}, list(sigs),
+        lambda: analysis.prompt_bundle(
+            store.frame(study.path, table, sigs[table]),
+            store.frame(study.path, "gold", sigs["gold"]),
+            store.frame(study.path, "annotations", sigs["annotations"]),
+            boot,
+        ),
+        f"the scores of prompt {prompt_id}",
+    )
+
+
+def conversations_result(study: Study) -> Bundle | None:
+    sigs = {t: study.sig(t) for t in ("annotations", "gold")}
+    return get_bundle(
+        study, "conversations", {}, list(sigs),
+        lambda: analysis.conversations_bundle(
+            store.frame(study.path, "annotations", sigs["annotations"]),
+            store.frame(study.path, "gold", sigs["gold"]),
+        ),
+        "the conversation table",
+    )
+
+
+def frequencies_result(study: Study, table: str) -> Bundle | None:
+    sig = study.sig(table)
+    return get_bundle(
+        study, "frequencies", {"table": table}, [table],
+        lambda: analysis.value_frequencies(store.frame(study.path, table, sig)),
+        f"value frequencies ({table})",
+    )
+
+
+@st.fragment(run_every=1.0)
+def _poll() -> None:
+    if store.pending_jobs() == 0:
+        st.rerun(scope="app")
+
+
+def finish_run() -> None:
+    """After the page: if something is still computing, refresh when it is done."""
+    if st.session_state.pop("_pending", False):
+        _poll()
+
+
+def stop() -> NoReturn:
+    """End the page here. Use it instead of `st.stop()`: after `st.stop()` no Streamlit call
+    runs, so the refresh of a page waiting for a result has to be set up first."""
+    finish_run()
+    st.stop()
+    raise AssertionError("st.stop() returned")  # for type checkers: st.stop never returns
+
+
+# --- sidebar ------------------------------------------------------------------------------------
+
+
+def sidebar() -> None:
+    st.session_state.pop("_pending", None)
+    if "db_path" not in st.session_state:
+        st.session_state["db_path"] = str(config.settings().db_path)
+    if "n_boot" not in st.session_state:
+        st.session_state["n_boot"] = DEFAULT_BOOT
+    with st.sidebar:
+        st.text_input(
+            "Study database",
+            key="db_path",
+            help="Path of the study's SQLite file; the default comes from ANNOTATOR_DB.",
+        )
+        study = open_study()
+        if study is not None and study.prompt_ids:
+            ids = study.prompt_ids
+            if st.session_state.get("prompt") not in ids:
+                st.session_state["prompt"] = ids[-1]
+            st.selectbox(
+                "Prompt version",
+                ids,
+                key="prompt",
+                format_func=lambda p: prompt_label(study, p),
+                help="The extraction prompt the pages show; the newest is chosen first.",
+            )
+        with st.expander("Settings"):
+            st.number_input(
+                "Bootstrap resamples", min_value=0, max_value=2000, step=50, key="n_boot",
+                help="For the 95% intervals (0: no intervals). Results are kept per value.",
+            )
+
+
+# --- tables and charts -------------------------------------------------------------------------
+
+
+def paginated(
+    frame: pd.DataFrame, key: str, page_size: int = PAGE_SIZE, **dataframe_args: Any
+) -> pd.DataFrame:
+    """A table shown one page at a time (a wide or long table never loads whole in the browser).
+
+    Returns the rows shown.
+    """
+    total = len(frame)
+    pages = max(1, -(-total // page_size))
+    if st.session_state.get(f"{key}-page", 1) > pages:  # the filters shrank the table
+        st.session_state[f"{key}-page"] = 1
+    page = st.pagination(pages, key=f"{key}-page", max_visible_pages=7) if pages > 1 else 1
+    shown = displayable(frame.iloc[(page - 1) * page_size : page * page_size])
+    st.dataframe(shown, hide_index=True, key=f"{key}-table", **dataframe_args)
+    first = (page - 1) * page_size + 1 if total else 0
+    st.caption(f"Rows {first:,}–{(page - 1) * page_size + len(shown):,} of {total:,}")
+    return shown
+
+
+def displayable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Arrow list columns (value names) as plain lists, for the rows about to be shown."""
+    out = frame.copy()
+    for col in out.columns:
+        dtype = out[col].dtype
+        if isinstance(dtype, pd.ArrowDtype) and pa.types.is_list(dtype.pyarrow_dtype):
+            out[col] = pd.Series(out[col].tolist(), index=out.index, dtype=object)
+    return out
+
+
+def interval(low: Any, high: Any) -> str:
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return ""
+    return f"[{low:.3f}, {high:.3f}]"
+
+
+def stat_table(frame: pd.DataFrame, name_col: str, names: dict[str, str] | None = None) -> (
+    pd.DataFrame
+):
+    """value / 95% interval / n / note columns from agreement rows, for display."""
+    out = pd.DataFrame({
+        name_col: frame[name_col].map(lambda m: (names or {}).get(m, m)),
+        "value": frame["value"].astype(float).round(4),
+        "95% interval": [interval(lo, hi) for lo, hi in zip(frame["low"], frame["high"],
+                                                             strict=True)],
+        "n": frame["n_units"].astype("Int64"),
+        "note": frame["note"].fillna(""),
+    })
+    return out.reset_index(drop=True)
+
+
+def chart(spec: alt.Chart, key: str) -> None:
+    st.altair_chart(spec, key=key, width="stretch")
+
+
+def share(x: Any) -> str:
+    return "unavailable" if x is None or pd.isna(x) else f"{100 * float(x):.1f}%"
+
+
+# --- one conversation ---------------------------------------------------------------------------
+
+
+def conversation_detail(study: Study, conversation_id: str) -> dict[str, Any] | None:
+    def read() -> dict[str, Any] | None:
+        with store.study_db(study.path) as database:
+            return report.conversation_detail(database, conversation_id)
+
+    return store.memo(("detail", study.path, study.fp, conversation_id), read)
+
+
+def labels_row(source: str, labels: dict[str, Any] | None) -> dict[str, Any]:
+    labels = labels or {}
+
+    def names(values: Any) -> str:
+        return ", ".join(v["name"] if isinstance(v, dict) else str(v) for v in values or [])
+
+    subjective = labels.get("subjective")
+    return {
+        "source": source,
+        "response type": labels.get("response_type") or "",
+        "AI values": names(labels.get("ai_values")),
+        "human values": names(labels.get("human_values")),
+        "subjective": "" if subjective is None else ("yes" if subjective else "no"),
+    }
+
+
+def show_conversation(study: Study, conversation_id: str, prompt: str | None) -> dict | None:
+    """The dialogue, literally, with the chosen prompt's evidence quotes highlighted, and every
+    source's labels side by side. Returns the conversation's detail."""
+    detail = conversation_detail(study, conversation_id)
+    if detail is None:
+        st.warning("This conversation is not in the study.")
+        return None
+    extraction = next((e for e in detail["extractions"] if e["prompt_id"] == prompt), None)
+    st.markdown(f"**Conversation** `{conversation_id}` · source {md(detail['source'] or '-')}")
+    url = report.task_url(label_studio_base(study), detail["task"])
+    if url:
+        st.link_button("Open the task in Label Studio", url, icon=":material/open_in_new:")
+    elif detail["task"] is None:
+        st.caption("Not pushed to Label Studio yet (`annotator push`).")
+    else:
+        st.caption("Pushed to Label Studio; start the server (`annotator labelstudio start`) or "
+                   "set LABEL_STUDIO_URL for a link.")
+
+    rows = []
+    if detail["gold"] is not None:
+        gold = detail["gold"]
+        rows.append(labels_row(f"gold ({gold['decided_by']})", gold))
+    for e in detail["extractions"]:
+        if e["status"] == "ok":
+            rows.append(labels_row(f"model {e['prompt_id']}", e))
+    for a in detail["annotations"]:
+        rows.append(labels_row(f"annotator {a['annotator']}", a))
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"labels-{conversation_id}")
+
+    quotes: list[tuple[str, str]] = []
+    if extraction is not None:
+        for fld in ("ai_values", "human_values"):
+            for v in extraction[fld]:
+                if v.get("evidence"):
+                    quotes.append((str(v.get("name", "")), str(v["evidence"])))
+    body, missing = dialogue_html(detail["turns"], quotes)
+    st.html(body)
+    if extraction is None and prompt:
+        st.caption(f"No extraction by {md(prompt)} for this conversation: nothing highlighted.")
+    if missing:
+        st.warning(f"{len(missing)} evidence quote(s) of {md(prompt)} do not occur in the "
+                   "conversation:", icon=":material/search_off:")
+        st.dataframe(pd.DataFrame(missing, columns=["value", "quote"]), hide_index=True,
+                     key=f"missing-{conversation_id}")
+    return detail
+
+
+def label_studio_base(study: Study) -> str | None:
+    found = store.memo(("ls-url", study.path, study.fp),
+                       lambda: report.label_studio_url(study.path) or "")
+    return found or None
+
+
+def prompt_caption(study: Study, prompt: str | None) -> None:
+    """Which prompt version's labels the page shows (changed in the sidebar)."""
+    if prompt:
+        st.caption(f"Model labels: prompt version {md(prompt_label(study, prompt))}")

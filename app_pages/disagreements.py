@@ -1,0 +1,75 @@
+"""Disagreements: conversations where the model and gold, or the annotators, disagree (by kind,
+value, category, response type and prompt version), read with each value's evidence quote
+highlighted and every source's labels side by side."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from annotator.taxonomy import TOP_CATEGORIES
+from app_pages import analysis, common, store
+
+st.title("Disagreements")
+study = common.require_study()
+prompt = common.selected_prompt(study)
+common.prompt_caption(study, prompt)
+conversations = common.conversations_result(study)
+outcomes = None
+if prompt:
+    bundle = common.prompt_result(study, prompt)
+    outcomes = bundle.frames["model"] if bundle is not None else None
+if conversations is None:
+    common.stop()
+if conversations.meta["n"] == 0:
+    st.info("No annotated or adjudicated conversations yet: run `annotator push` and "
+            "`annotator pull`, then `annotator adjudicate` (or `annotator demo`).",
+            icon=":material/forum:")
+    common.stop()
+
+deps = (study.sig("annotations"), study.sig("gold"),
+        study.sig(f"extractions:{prompt}") if prompt else "", outcomes is not None)
+table = store.memo(
+    ("disagreements", study.path, prompt, *deps),
+    lambda: analysis.disagreement_table(conversations.frames["conversations"], outcomes),
+)
+options = store.memo(("value-options", study.path, prompt, *deps),
+                     lambda: analysis.value_options(table))
+
+cols = st.columns([3, 2, 2, 2])
+kinds = cols[0].multiselect(
+    "Disagreement", list(analysis.KINDS), default=["model_type", "annotators_type"],
+    format_func=analysis.KINDS.get, key="dis-kinds",
+    help="Conversations with any of these (none chosen: every conversation).",
+)
+value = cols[1].selectbox("Value", options, index=None, key="dis-value",
+                          placeholder="any value")
+categories = cols[2].multiselect("Top category", list(TOP_CATEGORIES), key="dis-categories")
+types = cols[3].multiselect("Response type (gold or model)", list(analysis.RESPONSE_TYPES),
+                            key="dis-types")
+filtered = store.memo(
+    ("dis-filter", study.path, prompt, *deps, tuple(kinds), value, tuple(categories),
+     tuple(types)),
+    lambda: analysis.filter_disagreements(table, kinds, value, categories, types),
+)
+label = common.prompt_label(study, prompt) if prompt else "no prompt version"
+st.caption(f"{len(filtered):,} of {len(table):,} conversations · model: {common.md(label)}")
+if prompt and outcomes is None:
+    st.caption("The model's labels appear when its scores are computed.")
+
+show = filtered[["conversation_id", "gold_type", "model_type", "annotator_types",
+                 "gold_values", "model_values", "decided_by"]]
+page_rows = common.paginated(show, key="dis")
+if filtered.empty:
+    st.info("No conversation matches these filters.")
+    common.stop()
+
+st.subheader("Read a conversation")
+choices = list(page_rows["conversation_id"])
+asked = st.query_params.get("c")
+if asked and asked not in choices:
+    choices.insert(0, asked)
+first = choices.index(asked) if asked in choices else 0
+chosen = st.selectbox("Conversation", choices, index=first, key=f"dis-read-{choices[0]}",
+                      help="From the rows shown above (or the one in the link you followed).")
+if chosen:
+    common.show_conversation(study, chosen, prompt)

@@ -1,0 +1,167 @@
+"""Gold: decide a conversation's final labels in the app (start from an annotator, the model or
+the current gold, then edit), written to the database and to the gold file with who and when."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from annotator import config
+from annotator.errors import AnnotatorError
+from annotator.gold import decide, write_gold_file
+from annotator.models import Labels, ResponseType
+from app_pages import common, store
+
+st.title("Gold")
+study = common.require_study()
+prompt = common.selected_prompt(study)
+common.prompt_caption(study, prompt)
+
+saved = st.session_state.pop("gold_saved", None)
+if saved:
+    st.success(
+        f"Saved gold for {saved['conversation']} (decided by {common.md(saved['by'])} at "
+        f"{saved['at']}); wrote {saved['written']:,} records to {common.md(saved['file'])}.",
+        icon=":material/check_circle:",
+    )
+
+conversations = common.conversations_result(study)
+if conversations is None:
+    common.stop()
+table = conversations.frames["conversations"]
+if table.empty or not (table["n_annotations"] > 0).any():
+    st.info("No annotations to adjudicate yet: run `annotator push`, label in Label Studio, "
+            "then `annotator pull` (or `annotator demo` for the demo study).",
+            icon=":material/gavel:")
+    common.stop()
+
+# --- the queue ----------------------------------------------------------------------------------
+st.subheader("Conversations to decide")
+scope = st.segmented_control(
+    "Show",
+    ["no majority", "any disagreement", "decided by a person", "all"],
+    default="no majority",
+    key="gold-scope",
+    help="No majority: the annotators split on the response type, so `annotator adjudicate` "
+         "leaves the conversation to a person.",
+) or "no majority"
+masks = {
+    "no majority": table["rt_split"],
+    "any disagreement": table["rt_split"] | table["values_split"] | table["types_differ"],
+    "decided by a person": table["decided_by"].notna() & (table["decided_by"] != "majority"),
+    "all": table["n_annotations"] >= 0,
+}
+queue = table.loc[masks[scope].to_numpy(bool)]
+plural = "" if len(queue) == 1 else "s"
+st.caption(f"{len(queue):,} conversation{plural} · {int(table['rt_split'].sum()):,} without a "
+           "majority on the response type")
+page_rows = common.paginated(
+    queue[["conversation_id", "annotator_types", "gold_type", "decided_by", "decided_at"]],
+    key=f"gold-queue-{scope}",
+)
+
+choices = list(page_rows["conversation_id"])
+asked = st.query_params.get("c")
+if asked and asked not in choices:
+    choices.insert(0, asked)
+first = choices.index(asked) if asked in choices else 0
+if not choices:
+    st.info("Nothing to decide here: choose another view above.")
+    common.stop()
+chosen = st.selectbox("Conversation", choices, index=first,
+                      key=f"gold-pick-{scope}-{choices[0]}")
+
+detail = common.show_conversation(study, chosen, prompt)
+if detail is None:
+    common.stop()
+
+# --- the decision -------------------------------------------------------------------------------
+st.subheader("Decide the gold labels")
+starts: dict[str, dict] = {}
+if detail["gold"] is not None:
+    starts[f"current gold ({detail['gold']['decided_by']})"] = detail["gold"]
+for a in detail["annotations"]:
+    starts[f"annotator {a['annotator']}"] = a
+for e in detail["extractions"]:
+    if e["status"] == "ok":
+        starts[f"model {e['prompt_id']}"] = {
+            **e,
+            "ai_values": [v["name"] for v in e["ai_values"]],
+            "human_values": [v["name"] for v in e["human_values"]],
+        }
+start_name = st.radio("Start from", list(starts) or ["empty"], horizontal=True,
+                      key=f"gold-start-{chosen}")
+start = starts.get(start_name, {})
+
+
+def pool(field: str) -> list[str]:
+    names = [v for labels in starts.values() for v in labels.get(field) or []]
+    return list(dict.fromkeys(str(v) for v in names))
+
+
+types = [r.value for r in ResponseType]
+form_key = f"{chosen}-{start_name}"
+with st.form(f"gold-form-{form_key}"):
+    ai_values = st.multiselect(
+        "AI values", pool("ai_values"), default=list(dict.fromkeys(start.get("ai_values") or [])),
+        accept_new_options=True, key=f"gold-ai-{form_key}",
+        help="Type a name to add a value none of the sources gave.",
+    )
+    human_values = st.multiselect(
+        "Human values", pool("human_values"),
+        default=list(dict.fromkeys(start.get("human_values") or [])),
+        accept_new_options=True, key=f"gold-human-{form_key}",
+    )
+    current_type = start.get("response_type")
+    response_type = st.selectbox(
+        "Response type", types,
+        index=types.index(current_type) if current_type in types else None,
+        key=f"gold-type-{form_key}",
+    )
+    subjective_default = start.get("subjective")
+    subjective = st.radio(
+        "Subjective", ["yes", "no"], horizontal=True,
+        index=0 if subjective_default in (None, True) else 1, key=f"gold-subjective-{form_key}",
+    )
+    decided_by = st.text_input("Decided by", key="decided_by",
+                               help="Your name or e-mail: stored with the decision.")
+    submitted = st.form_submit_button("Save gold decision", type="primary")
+
+default_file = config.gold_dir() / f"{Path(study.path).stem}.jsonl"
+with st.expander("Where gold is written"):
+    if "gold_file" not in st.session_state:
+        st.session_state["gold_file"] = str(default_file)
+    st.text_input("Gold file", key="gold_file",
+                  help="The study's gold labels are written here after each decision, one "
+                       "conversation a line, sorted by id.")
+
+if submitted:
+    if response_type is None:
+        st.error("Choose a response type.")
+    else:
+        labels = Labels(ai_values=ai_values, human_values=human_values,
+                        response_type=response_type, subjective=subjective == "yes")
+        gold_file = Path(st.session_state["gold_file"])
+        try:
+            with store.study_db(study.path) as database:
+                decision = decide(database, chosen, labels, decided_by)
+                written = write_gold_file(database, gold_file)
+        except AnnotatorError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state["gold_saved"] = {
+                "conversation": chosen, "by": decision.decided_by,
+                "at": decision.decided_at.isoformat(timespec="seconds"),
+                "written": written, "file": str(gold_file),
+            }
+            st.rerun()
+
+history = (detail["gold"] or {}).get("history") or []
+if history:
+    with st.expander(f"Earlier gold labels of this conversation ({len(history)})"):
+        st.dataframe(
+            [common.labels_row(f"{h.get('decided_by')} at {h.get('decided_at')}", h)
+             for h in history],
+            hide_index=True, key=f"gold-history-{chosen}",
+        )

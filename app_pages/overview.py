@@ -1,0 +1,200 @@
+"""Overview: conversations by stage, value frequencies by top category and cluster, response
+types, each beside the published study's figures where they exist."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from annotator import report
+from app_pages import analysis, common
+
+st.title("Overview")
+study = common.require_study()
+prompt = common.selected_prompt(study)
+common.prompt_caption(study, prompt)
+
+# --- stages --------------------------------------------------------------------------------------
+stages = common.stage_counts(study)
+total = common.n_conversations(study)
+versions = common.prompts(study).set_index("prompt_id")
+extracted = int(versions.loc[prompt, "ok"]) if prompt in versions.index else 0
+pushed = int(stages.loc[stages["stage"] == "pushed to Label Studio", "conversations"].sum())
+annotated = int(stages.loc[stages["stage"] == "annotated", "conversations"].sum())
+adjudicated = int(stages.loc[stages["stage"] == "adjudicated", "conversations"].sum())
+cols = st.columns(5)
+cols[0].metric("Conversations", f"{total:,}")
+cols[1].metric("Extracted (this prompt)", f"{int(extracted):,}")
+cols[2].metric("Pushed to Label Studio", f"{pushed:,}")
+cols[3].metric("Annotated", f"{annotated:,}")
+cols[4].metric("Adjudicated", f"{adjudicated:,}")
+
+st.subheader("Conversations by stage")
+stage_rows = stages.assign(
+    step=lambda f: f["stage"] + f["detail"].map(lambda d: f": {d}" if d else "")
+)
+common.chart(
+    alt.Chart(stage_rows, title="Conversations at each stage of the study")
+    .mark_bar()
+    .encode(
+        x=alt.X("conversations:Q", title="Conversations"),
+        y=alt.Y("step:N", title=None, sort=list(stage_rows["step"])),
+        color=alt.Color("stage:N", title="Stage", legend=None),
+        tooltip=[alt.Tooltip("stage:N", title="Stage"), alt.Tooltip("detail:N", title="Detail"),
+                 alt.Tooltip("conversations:Q", title="Conversations", format=",")],
+    ),
+    key="stages-chart",
+)
+if not prompt:
+    st.info("No extractions yet: run `annotator extract` (the offline baseline needs no key).",
+            icon=":material/smart_toy:")
+if annotated == 0:
+    st.info("No annotations yet: run `annotator push`, label in Label Studio, then "
+            "`annotator pull`.", icon=":material/group:")
+elif adjudicated == 0:
+    st.info("Nothing adjudicated yet: run `annotator adjudicate`, or decide on the Gold page.",
+            icon=":material/gavel:")
+
+# --- sources of labels ------------------------------------------------------------------------
+published = report.PUBLISHED_STUDY
+sources: dict[str, str] = {}
+if adjudicated:
+    sources["gold"] = "gold"
+if annotated:
+    sources["annotators"] = "annotations"
+if prompt:
+    sources[f"model ({prompt})"] = f"extractions:{prompt}"
+bundles = {label: common.frequencies_result(study, table) for label, table in sources.items()}
+ready = {label: b for label, b in bundles.items() if b is not None}
+
+st.subheader("Subjective conversations")
+kept = published["conversations_subjective"] / published["conversations_sampled"]
+st.markdown(
+    f"The published study kept **{published['conversations_subjective']:,}** of "
+    f"**{published['conversations_sampled']:,}** conversations as subjective "
+    f"(**{100 * kept:.0f}%**)."
+)
+subjective_rows = []
+for label, bundle in ready.items():
+    meta = bundle.meta
+    if meta.get("subjective_labelled"):
+        subjective_rows.append({
+            "source": label,
+            "subjective": meta["subjective_true"],
+            "labelled": meta["subjective_labelled"],
+            "share": common.share(meta["subjective_true"] / meta["subjective_labelled"]),
+        })
+subjective_rows.append({"source": "published study", "subjective": 308_210,
+                        "labelled": 700_000, "share": common.share(kept)})
+st.dataframe(pd.DataFrame(subjective_rows), hide_index=True, key="subjective-table")
+
+# --- values by top category and cluster --------------------------------------------------------
+st.subheader("Values by top category")
+if not ready:
+    st.info("No labels with values yet.")
+else:
+    released = report.published_category_shares()
+    rows = []
+    for label, bundle in ready.items():
+        values = bundle.frames["values"]
+        by_cat = values.groupby("category")["count"].sum()
+        occ = by_cat.sum()
+        for cat, n in by_cat.items():
+            rows.append({"source": label, "category": cat, "share": n / occ if occ else 0.0,
+                         "count": int(n)})
+    for cat, pct in released.items():
+        rows.append({"source": "published (released tree)", "category": cat,
+                     "share": pct / 100.0, "count": None})
+    cats = pd.DataFrame(rows)
+    order = [*released, analysis.FREE]
+    common.chart(
+        alt.Chart(cats, title="Share of value occurrences per top category")
+        .mark_bar()
+        .encode(
+            x=alt.X("category:N", title="Top category", sort=order,
+                    axis=alt.Axis(labelAngle=0)),
+            xOffset=alt.XOffset("source:N"),
+            y=alt.Y("share:Q", title="Share of occurrences", axis=alt.Axis(format="%")),
+            color=alt.Color("source:N", title="Source"),
+            tooltip=[alt.Tooltip("source:N", title="Source"),
+                     alt.Tooltip("category:N", title="Category"),
+                     alt.Tooltip("share:Q", title="Share", format=".1%"),
+                     alt.Tooltip("count:Q", title="Occurrences", format=",")],
+        ),
+        key="categories-chart",
+    )
+    table = cats.pivot_table(index="category", columns="source", values="share", aggfunc="sum")
+    table = table.reindex([c for c in order if c in table.index])
+    st.dataframe(table.map(common.share), key="categories-table")
+    st.caption(f"Published shares: {common.md(published['category_source'])}.")
+
+    st.subheader("Values by cluster")
+    choice = st.segmented_control(
+        "Source", list(ready), default=list(ready)[-1], key="cluster-source"
+    ) or list(ready)[-1]
+    values = ready[choice].frames["values"]
+    clusters = (
+        values.groupby(["category", "cluster"])["count"].sum().reset_index()
+        .sort_values("count", ascending=False)
+    )
+    clusters["share"] = clusters["count"] / max(int(ready[choice].meta.get("rows", 1)), 1)
+    common.chart(
+        alt.Chart(clusters.head(15), title=f"Most frequent level-1 clusters ({choice})")
+        .mark_bar()
+        .encode(
+            x=alt.X("count:Q", title="Value occurrences"),
+            y=alt.Y("cluster:N", title=None, sort="-x"),
+            color=alt.Color("category:N", title="Top category"),
+            tooltip=[alt.Tooltip("cluster:N", title="Cluster"),
+                     alt.Tooltip("category:N", title="Category"),
+                     alt.Tooltip("count:Q", title="Occurrences", format=",")],
+        ),
+        key="clusters-chart",
+    )
+    with st.expander("Every value"):
+        common.paginated(
+            values.sort_values("count", ascending=False)[
+                ["value", "cluster", "category", "count", "share_of_rows"]
+            ],
+            key="values",
+            column_config={"share_of_rows": st.column_config.NumberColumn(
+                "share of labellings", format="percent")},
+        )
+
+# --- response types ---------------------------------------------------------------------------
+st.subheader("Response types")
+rt_rows = []
+for label, bundle in ready.items():
+    for rec in bundle.frames["response_types"].itertuples(index=False):
+        rt_rows.append({"source": label, "response_type": rec.response_type,
+                        "share": rec.share, "count": int(rec.count)})
+for rt, pct in published["response_type_pct"].items():
+    rt_rows.append({"source": "published study", "response_type": rt,
+                    "share": None if pct is None else pct / 100.0, "count": None})
+rts = pd.DataFrame(rt_rows)
+rt_order = list(published["response_type_pct"])
+common.chart(
+    alt.Chart(rts.dropna(subset=["share"]), title="Share of conversations per response type")
+    .mark_bar()
+    .encode(
+        x=alt.X("response_type:N", title="Response type", sort=rt_order,
+                axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("source:N"),
+        y=alt.Y("share:Q", title="Share of conversations", axis=alt.Axis(format="%")),
+        color=alt.Color("source:N", title="Source"),
+        tooltip=[alt.Tooltip("source:N", title="Source"),
+                 alt.Tooltip("response_type:N", title="Response type"),
+                 alt.Tooltip("share:Q", title="Share", format=".1%"),
+                 alt.Tooltip("count:Q", title="Conversations", format=",")],
+    ),
+    key="rt-chart",
+)
+rt_table = rts.pivot_table(index="response_type", columns="source", values="share",
+                           aggfunc="first", dropna=False)
+rt_table = rt_table.reindex(rt_order)
+st.dataframe(rt_table.map(common.share), key="rt-table")
+st.caption(
+    f"Published: {common.md(published['source'])}. Shares the paper reports for the other "
+    "response types are not confirmed here and shown as unavailable."
+)

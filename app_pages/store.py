@@ -1,0 +1,403 @@
+"""Where the app keeps what it computed: in memory, on disk beside the study, and in flight.
+
+No Streamlit here, so the tests drive it directly.
+
+- **When to recompute.** Each run stats the database file and its `-wal` (path, size, mtime):
+  unchanged, nothing is read. Changed, `report.table_signatures` (a few indexed aggregates)
+  says which tables changed, and each result is keyed on the signatures of the tables it reads:
+  a gold decision recomputes what reads gold, not the annotators' agreement.
+- **Where.** Results ("bundles": a few frames and facts) live in memory (LRU) and on disk in
+  `<study folder>/.annotator-cache/<database name>/`, as Arrow IPC files and JSON (never
+  pickle: a study folder may come from someone else), so a restarted app starts warm; a
+  stored result's frames are read when first used.
+- **In flight.** A missing result is computed by a small thread pool, never in the page's own
+  thread past a short wait: the page shows the previous result (marked as updating) or says
+  it is computing, and refreshes when it is done. Each job opens its own SQLite connection and
+  closes it: no SQLite object crosses threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import sqlite_utils
+from pyarrow import feather
+
+from annotator import report
+from annotator.db import open_db
+
+from .analysis import Bundle
+
+# Bump when a bundle's content changes shape: old files on disk are then ignored.
+BUNDLE_VERSION = "6"
+CACHE_DIR = ".annotator-cache"
+KEEP_ON_DISK = 2  # results kept per bundle name and parameters (the newest)
+MEMORY_BUNDLES = 48
+MEMORY_FRAMES = 6
+
+
+Fingerprint = tuple[Any, ...]
+
+
+def fingerprint(path: str | Path) -> Fingerprint | None:
+    """(path, size, mtime) of the database and of its `-wal`; None if there is no database.
+
+    A `-wal` that is absent or empty counts the same: opening a reader creates an empty one.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return None
+    wal = Path(f"{p}-wal")
+    try:
+        ws = wal.stat()
+        wal_part: tuple[int, int] = (ws.st_size, ws.st_mtime_ns) if ws.st_size else (0, 0)
+    except FileNotFoundError:
+        wal_part = (0, 0)
+    return (str(p.resolve()), st.st_size, st.st_mtime_ns, *wal_part)
+
+
+@contextmanager
+def study_db(path: str | Path) -> Iterator[sqlite_utils.Database]:
+    """A connection for one piece of work, closed after it: none outlives its thread."""
+    database = open_db(path)
+    try:
+        yield database
+    finally:
+        database.conn.close()
+
+
+def _hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# --- in-memory caches ----------------------------------------------------------------------------
+
+
+class _LRU:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: OrderedDict[Any, Any] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: Any) -> Any | None:
+        with self.lock:
+            if key not in self.items:
+                return None
+            self.items.move_to_end(key)
+            return self.items[key]
+
+    def put(self, key: Any, value: Any) -> None:
+        with self.lock:
+            self.items[key] = value
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+
+
+_signatures = _LRU(16)
+_bundles = _LRU(MEMORY_BUNDLES)
+_frames = _LRU(MEMORY_FRAMES)
+_frame_locks: dict[Any, threading.Lock] = {}
+_frame_locks_guard = threading.Lock()
+
+
+def clear_memory() -> None:
+    """Forget everything held in memory (the tests use it; disk results stay)."""
+    for cache in (_signatures, _bundles, _frames, _memo):
+        cache.clear()
+
+
+def facts(path: str | Path, fp: Fingerprint) -> dict[str, Any]:
+    """What every page asks first: per-table signatures, stage counts, prompt versions and
+    sources. Read with SQL once per version of the file, then kept in memory and on disk (a
+    restarted app reads a few kilobytes instead of scanning the tables)."""
+    key = (str(path), fp)
+    found = _signatures.get(key)
+    if found is not None:
+        return found
+    file = cache_root(path) / f"facts-{_hash(fp)}.json"
+    try:
+        found = json.loads(file.read_text())
+    except (OSError, ValueError):
+        found = None
+    if found is None:
+        with study_db(path) as database:
+            found = {
+                "signatures": report.table_signatures(database),
+                "stages": report.stage_counts(database).to_dict(orient="records"),
+                "prompts": report.prompt_list(database).to_dict(orient="records"),
+                "sources": report.conversation_sources(database),
+            }
+        file.parent.mkdir(parents=True, exist_ok=True)
+        for old in file.parent.glob("facts-*.json"):
+            old.unlink(missing_ok=True)
+        tmp = file.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        tmp.write_text(json.dumps(found, default=str))
+        os.replace(tmp, file)
+    _signatures.put(key, found)
+    return found
+
+
+def signatures(path: str | Path, fp: Fingerprint) -> dict[str, str]:
+    """Per-table change signatures (see `facts`)."""
+    return facts(path, fp)["signatures"]
+
+
+# --- the study's frames, loaded once per table signature ----------------------------------------
+
+
+def _load(path: str, table: str) -> pd.DataFrame:
+    with study_db(path) as database:
+        if table == "annotations":
+            return report.annotations_frame(database)
+        if table == "gold":
+            return report.gold_frame(database)
+        prompt = table.split(":", 1)[1]
+        return report.extractions_frame(database, prompt_id=prompt)
+
+
+def frame(path: str | Path, table: str, sig: str) -> pd.DataFrame:
+    """`annotations`, `gold` or `extractions:<prompt id>` as a frame; shared, read-only."""
+    key = (str(path), table, sig)
+    found = _frames.get(key)
+    if found is not None:
+        return found
+    with _frame_locks_guard:
+        lock = _frame_locks.setdefault(key, threading.Lock())
+    with lock:  # two jobs that need the same table load it once
+        found = _frames.get(key)
+        if found is None:
+            found = _load(str(path), table)
+            _frames.put(key, found)
+    return found
+
+
+# --- bundles on disk ---------------------------------------------------------------------------
+
+
+def cache_root(path: str | Path) -> Path:
+    p = Path(path).resolve()
+    return p.parent / CACHE_DIR / p.name
+
+
+def _bundle_dir(path: str | Path, name: str, params_hash: str) -> Path:
+    return cache_root(path) / f"{name}-{params_hash}"
+
+
+def _save(directory: Path, key: str, bundle: Bundle) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        for fname, data in bundle.frames.items():
+            table = pa.Table.from_pandas(data.reset_index(drop=True), preserve_index=False)
+            feather.write_feather(table, tmp / f"{fname}.arrow", compression="uncompressed")
+        (tmp / "meta.json").write_text(
+            json.dumps({"meta": bundle.meta, "frames": list(bundle.frames),
+                        "saved_at": time.time()}, default=str)
+        )
+        target = directory / key
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    # keep the newest few results for these parameters: the previous one serves while a new
+    # one computes after the next change
+    done = sorted(
+        (d for d in directory.iterdir() if d.is_dir() and not d.name.startswith(".")),
+        key=lambda d: d.stat().st_mtime_ns,
+        reverse=True,
+    )
+    for old in done[KEEP_ON_DISK:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_frame(file: Path) -> pd.DataFrame:
+    # Arrow IPC, memory-mapped: reading is nearly free. List columns (value names) stay Arrow
+    # lists: no Python object per name is made until a page shows a row.
+    table = feather.read_table(file, memory_map=True)
+    return table.to_pandas(types_mapper=_arrow_lists)
+
+
+def _arrow_lists(typ: pa.DataType) -> pd.ArrowDtype | None:
+    return pd.ArrowDtype(typ) if pa.types.is_list(typ) or pa.types.is_large_list(typ) else None
+
+
+class LazyFrames(Mapping[str, pd.DataFrame]):
+    """A stored bundle's frames, each read from disk when a page first asks for it."""
+
+    def __init__(self, directory: Path, names: list[str]) -> None:
+        self.directory = directory
+        self.names = names
+        self.loaded: dict[str, pd.DataFrame] = {}
+        self.lock = threading.Lock()
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self.names:
+            raise KeyError(name)
+        with self.lock:
+            if name not in self.loaded:
+                self.loaded[name] = _read_frame(self.directory / f"{name}.arrow")
+            return self.loaded[name]
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def _read(directory: Path) -> Bundle | None:
+    try:
+        stored = json.loads((directory / "meta.json").read_text())
+        names = list(stored["frames"])
+        if not all((directory / f"{n}.arrow").exists() for n in names):
+            return None
+    except (OSError, ValueError, KeyError):
+        return None  # absent, half-written by a crash, or from an older version: recompute
+    meta = stored["meta"]
+    meta["_saved_at"] = stored.get("saved_at")
+    return Bundle(frames=LazyFrames(directory, names), meta=meta)  # type: ignore[arg-type]
+
+
+def _latest(directory: Path) -> Bundle | None:
+    if not directory.exists():
+        return None
+    done = sorted(
+        (d for d in directory.iterdir() if d.is_dir() and not d.name.startswith(".")),
+        key=lambda d: d.stat().st_mtime_ns,
+        reverse=True,
+    )
+    for d in done:
+        found = _read(d)
+        if found is not None:
+            return found
+    return None
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+
+_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="annotator-app")
+_jobs: dict[tuple[str, str, str], Future] = {}
+_jobs_lock = threading.RLock()  # a done callback may run in the submitting thread
+
+
+@dataclass
+class Result:
+    """What a page gets: the result for the current data, else the previous one while the new
+    one computes (`stale`), else nothing yet (`pending`); `error` if the computation failed."""
+
+    bundle: Bundle | None
+    stale: bool = False
+    pending: bool = False
+    error: str | None = None
+    started: float | None = None
+
+
+def get(
+    path: str | Path,
+    name: str,
+    params: dict[str, Any],
+    deps: dict[str, str],
+    compute: Callable[[], Bundle],
+    wait: float,
+) -> Result:
+    """The bundle `name` for these parameters and dependency signatures.
+
+    Looks in memory, then on disk; else starts `compute` in the pool and waits up to `wait`
+    seconds for it. Past that, returns the newest earlier result (stale) or none (pending).
+    """
+    params_hash = _hash(BUNDLE_VERSION, name, params)
+    key = _hash(deps)
+    mem_key = (str(Path(path).resolve()), name, params_hash, key)
+    found = _bundles.get(mem_key)
+    if found is not None:
+        return Result(found)
+    directory = _bundle_dir(path, name, params_hash)
+    found = _read(directory / key)
+    if found is not None:
+        _bundles.put(mem_key, found)
+        return Result(found)
+
+    job_key = (str(Path(path).resolve()), f"{name}-{params_hash}", key)
+    with _jobs_lock:
+        future = _jobs.get(job_key)
+        if future is None:
+            started = time.time()
+
+            def run() -> Bundle:
+                bundle = compute()
+                bundle.meta["_computed_seconds"] = round(time.time() - started, 3)
+                _save(directory, key, bundle)
+                # served as stored, so a result has the same column types fresh or restarted
+                bundle = _read(directory / key) or bundle
+                _bundles.put(mem_key, bundle)
+                return bundle
+
+            future = _pool.submit(run)
+            future.started = started  # type: ignore[attr-defined]
+            _jobs[job_key] = future
+            # a finished job's result is in memory and on disk: forget the job (a failed one
+            # stays until a page has shown its error)
+            future.add_done_callback(lambda f, k=job_key: _forget(k, f))
+    started = getattr(future, "started", None)
+    try:
+        bundle = future.result(timeout=max(wait, 0.0))
+    except FutureTimeout:
+        previous = _latest(directory)
+        return Result(previous, stale=previous is not None, pending=True, started=started)
+    except Exception as exc:  # noqa: BLE001 - shown on the page; the next run retries
+        with _jobs_lock:
+            _jobs.pop(job_key, None)
+        return Result(None, error=f"{type(exc).__name__}: {exc}", started=started)
+    with _jobs_lock:
+        _jobs.pop(job_key, None)
+    return Result(bundle)
+
+
+def _forget(job_key: tuple[str, str, str], future: Future) -> None:
+    if future.exception() is None:
+        with _jobs_lock:
+            if _jobs.get(job_key) is future:
+                del _jobs[job_key]
+
+
+def pending_jobs() -> int:
+    with _jobs_lock:
+        return sum(1 for f in _jobs.values() if not f.done())
+
+
+_memo = _LRU(64)
+
+
+def memo(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    """A derived value kept in memory under `key` (which must name every input's version)."""
+    found = _memo.get(key)
+    if found is None:
+        found = compute()
+        _memo.put(key, found)
+    return found

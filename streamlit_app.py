@@ -1,0 +1,38 @@
+"""The study in the browser: `streamlit run streamlit_app.py`.
+
+Pages live in `app_pages/`; they read the study through `annotator.report` and compute with
+`annotator.agreement` (see `app_pages/store.py` for caching and `app_pages/analysis.py` for
+what each page derives). The database comes from ANNOTATOR_DB or the sidebar field.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+# `streamlit run` puts this folder on sys.path; the test harness and other launchers may not.
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from app_pages import common  # noqa: E402
+
+# No page icon: a Material icon as favicon is fetched from Google's font CDN, and the app
+# loads nothing from outside its own server.
+st.set_page_config(page_title="annotator", layout="wide")
+
+PAGES = [
+    st.Page("app_pages/overview.py", title="Overview", default=True),
+    st.Page("app_pages/annotators.py", title="Annotators"),
+    st.Page("app_pages/prompts.py", title="Prompts"),
+    st.Page("app_pages/disagreements.py", title="Disagreements"),
+    st.Page("app_pages/gold.py", title="Gold"),
+    st.Page("app_pages/export.py", title="Export"),
+]
+
+page = st.navigation(PAGES)
+common.sidebar()
+page.run()
+common.finish_run()  # pages that stop early call it themselves (`common.stop`)

@@ -1,0 +1,313 @@
+"""A study for the app's tests, built from the demo gold set, plus checks of the helpers that the
+pages are built on (no Streamlit runtime needed here).
+
+The study: the 49 demo conversations with their three annotators and gold; one hostile
+conversation (a `<script>`, an `<img onerror>`, a Markdown link and image, an autolink) whose
+annotators split on the response type; and two prompt versions whose extractions are written
+with `db.extraction_to_row`: v1 right on the response type for every other conversation and
+naming only gold's first value, v2 right on four conversations in five and naming all of gold's
+values. Each AI value carries an evidence quote taken from the assistant's text.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from annotator import agreement as ag
+from annotator import config, report
+from annotator.db import annotation_to_row, conversation_to_row, extraction_to_row, open_db
+from annotator.gold import import_gold
+from annotator.models import (
+    Annotation,
+    Conversation,
+    Extraction,
+    Labels,
+    ResponseType,
+    Turn,
+    ValueRef,
+)
+from annotator.taxonomy import load_taxonomy
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the app package (`app_pages`) lives at the top level
+    sys.path.insert(0, str(ROOT))
+APP = ROOT / "streamlit_app.py"
+V1, V2 = "test-prompt-v1", "test-prompt-v2"
+ANNOTATORS = ("demo-a", "demo-b", "demo-c")
+TYPES = [r.value for r in ResponseType]
+
+HOSTILE_USER = (
+    "Render this for me: <script>alert('pwned')</script> and <img src=x onerror=alert(1)> "
+    "and [click here](http://evil.example/phish) and ![pixel](http://127.0.0.1:9/pixel.png) "
+    "and https://evil.example/auto :red[styled] $x^2$ **bold**"
+)
+HOSTILE_ASSISTANT = (
+    "I will show it as plain text, not run it: <img src=x onerror=alert(1)> stays inert. "
+    "Honesty matters here, so I will not pretend the link [click here](http://evil.example/phish) "
+    "is safe."
+)
+HOSTILE_QUOTE = "<img src=x onerror=alert(1)> stays inert"
+
+
+def hostile_conversation() -> Conversation:
+    return Conversation.from_turns(
+        [Turn(role="user", text=HOSTILE_USER), Turn(role="assistant", text=HOSTILE_ASSISTANT)],
+        source="hostile",
+    )
+
+
+def _evidence(turns: list[dict], name: str) -> str | None:
+    """A real substring of the assistant's first turn to quote as evidence."""
+    for turn in turns:
+        if turn["role"] == "assistant":
+            text = turn["text"]
+            return text[: min(40, len(text))] if text else None
+    return None
+
+
+def model_labels(gold: pd.DataFrame, version: str) -> dict[str, tuple[str | None, tuple]]:
+    """The labels each prompt version gives, by conversation: deterministic, from gold."""
+    out: dict[str, tuple[str | None, tuple]] = {}
+    for i, row in enumerate(gold.sort_values("conversation_id").itertuples(index=False)):
+        true_type, values = row.response_type, tuple(row.ai_values)
+        wrong = TYPES[(TYPES.index(true_type) + 1) % len(TYPES)]
+        if version == V1:
+            out[row.conversation_id] = (true_type if i % 2 == 0 else wrong, values[:1])
+        else:
+            out[row.conversation_id] = (true_type if i % 5 else wrong, values)
+    return out
+
+
+def build_study(path: Path) -> Path:
+    """The test study at `path` (see the module docstring)."""
+    db = open_db(path)
+    import_gold(db, [config.gold_dir()])
+    hostile = hostile_conversation()
+    with db.conn:
+        db["conversations"].insert(conversation_to_row(hostile), pk="id", ignore=True)
+        db["annotations"].upsert_all(
+            [
+                annotation_to_row(Annotation(
+                    id=f"hostile:{who}", conversation_id=hostile.id, annotator=who,
+                    labels=Labels(ai_values=["honesty"], response_type=rt, subjective=True),
+                ))
+                for who, rt in zip(ANNOTATORS, ("reframing", "mild resistance", "neutral"),
+                                   strict=True)
+            ],
+            pk="id",
+        )
+    gold = report.gold_frame(db)
+    turns = {cid: row["turns"] for cid, row in
+             report.conversation_rows(db, list(gold["conversation_id"])).items()}
+    tree = load_taxonomy()
+    rows = []
+    for version in (V1, V2):
+        db["prompts"].insert(
+            {"id": version, "name": "test", "version": version[-2:], "text": version,
+             "front_matter": "{}", "first_used_at": f"2026-01-0{version[-1]}T00:00:00+00:00"},
+            pk="id",
+        )
+        for cid, (rt, values) in model_labels(gold, version).items():
+            refs = [tree.value_ref(v, evidence=_evidence(turns[cid], v), score=0.9)
+                    for v in values]
+            rows.append(extraction_to_row(Extraction(
+                conversation_id=cid, prompt_id=version, model="test-model", extractor="test",
+                response_type=rt, subjective=True, ai_values=refs,
+            )))
+        rows.append(extraction_to_row(Extraction(
+            conversation_id=hostile.id, prompt_id=version, model="test-model", extractor="test",
+            response_type="reframing", subjective=True,
+            ai_values=[ValueRef(name="honesty", node_id="honesty", evidence=HOSTILE_QUOTE)],
+        )))
+    with db.conn:
+        db["extractions"].insert_all(rows)
+    db.conn.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def app_study(tmp_path_factory) -> Path:
+    """The study, built once per session; tests that write take `app_study_copy`."""
+    return build_study(tmp_path_factory.mktemp("app-study") / "study.db")
+
+
+@pytest.fixture
+def app_study_copy(app_study, tmp_path) -> Path:
+    target = tmp_path / "study.db"
+    shutil.copy(app_study, target)
+    return target
+
+
+# --- checks of the non-UI helpers ----------------------------------------------------------------
+
+
+def test_dialogue_html_escapes_everything_and_marks_quotes() -> None:
+    from app_pages.common import dialogue_html
+
+    turns = [{"role": "user", "text": HOSTILE_USER},
+             {"role": "assistant", "text": HOSTILE_ASSISTANT}]
+    body, missing = dialogue_html(turns, [("honesty", HOSTILE_QUOTE), ("ghost", "not in text")])
+    assert "<script" not in body and "<img" not in body and "<a " not in body
+    assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in body
+    assert "[click here](http://evil.example/phish)" in body  # literal, not a link
+    marked = body.split('<mark title="honesty"', 1)[1].split("</mark>", 1)[0]
+    assert "&lt;img src=x onerror=alert(1)&gt; stays inert" in marked
+    assert missing == [("ghost", "not in text")]
+    # the only tags are the ones the function writes
+    import re
+
+    assert set(re.findall(r"<(\w+)", body)) <= {"div", "mark"}
+
+
+def test_md_escapes_markup() -> None:
+    from app_pages.common import md
+
+    text = "[x](http://e.example) **b** <i> :red[c] $y$"
+    escaped = md(text)
+    for ch in "[]()*<>:$":
+        assert f"\\{ch}" in escaped
+    assert escaped.replace("\\", "") == text
+
+
+def test_table_signatures_follow_each_table(app_study_copy) -> None:
+    from annotator.gold import decide
+
+    db = open_db(app_study_copy)
+    before = report.table_signatures(db)
+    assert {"conversations", "annotations", "gold", "tasks", f"extractions:{V1}",
+            f"extractions:{V2}"} <= set(before)
+    cid = report.gold_frame(db)["conversation_id"].iloc[0]
+    decide(db, cid, Labels(ai_values=["honesty"], response_type="neutral", subjective=True),
+           "tester")
+    after = report.table_signatures(db)
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {"gold"}
+    db.conn.close()
+
+
+def test_store_recomputes_only_what_changed(app_study_copy, tmp_path) -> None:
+    from annotator.gold import decide
+    from app_pages import analysis, store
+
+    path = str(app_study_copy)
+    calls: list[str] = []
+
+    def compute(table: str):
+        def run() -> analysis.Bundle:
+            calls.append(table)
+            sig = store.signatures(path, store.fingerprint(path))[table]
+            return analysis.value_frequencies(store.frame(path, table, sig))
+        return run
+
+    def get(table: str) -> analysis.Bundle:
+        sigs = store.signatures(path, store.fingerprint(path))
+        result = store.get(path, "frequencies", {"table": table}, {table: sigs[table]},
+                           compute(table), wait=60)
+        assert result.bundle is not None and not result.pending
+        return result.bundle
+
+    gold_before = get("gold")
+    get("annotations")
+    assert calls == ["gold", "annotations"]
+    store.clear_memory()
+    get("gold")  # from disk, in a "new process"
+    assert calls == ["gold", "annotations"]
+    db = open_db(app_study_copy)
+    cid = report.gold_frame(db)["conversation_id"].iloc[0]
+    decide(db, cid, Labels(ai_values=["a value nobody used"], response_type="neutral"), "tester")
+    db.conn.close()
+    gold_after = get("gold")
+    get("annotations")
+    assert calls == ["gold", "annotations", "gold"]
+    before = gold_before.frames["values"].set_index("value")["count"]
+    after = gold_after.frames["values"].set_index("value")["count"]
+    assert "a value nobody used" not in before and after["a value nobody used"] == 1
+    # no pickle on disk: Arrow IPC and JSON only
+    files = {p.suffix for p in store.cache_root(path).rglob("*") if p.is_file()}
+    assert files <= {".arrow", ".json"}
+
+
+def test_paired_deltas_match_direct_computation(app_study) -> None:
+    from app_pages import analysis
+
+    db = open_db(app_study)
+    gold, ann = report.gold_frame(db), report.annotations_frame(db)
+    a = analysis.prompt_bundle(report.extractions_frame(db, V1), gold, ann, n_boot=0)
+    b = analysis.prompt_bundle(report.extractions_frame(db, V2), gold, ann, n_boot=0)
+    changes, deltas = analysis.compare_versions(a.frames["outcomes"], b.frames["outcomes"], 0,
+                                                n_boot=200)
+    d = deltas.set_index("metric")
+    labels1, labels2 = model_labels(gold, V1), model_labels(gold, V2)
+    g = gold.set_index("conversation_id")["response_type"]
+    acc1 = np.mean([labels1[c][0] == g[c] for c in g.index])
+    acc2 = np.mean([labels2[c][0] == g[c] for c in g.index])
+    assert d.loc["accuracy", "a"] == pytest.approx(acc1)
+    assert d.loc["accuracy", "b"] == pytest.approx(acc2)
+    assert d.loc["accuracy", "delta"] == pytest.approx(acc2 - acc1)
+    assert d.loc["accuracy", "low"] <= acc2 - acc1 <= d.loc["accuracy", "high"]
+    # kappa agrees with the agreement module's Cohen's kappa on the same pairs
+    kappa2 = ag.cohen_kappa([g[c] for c in g.index], [labels2[c][0] for c in g.index],
+                            labels=ag.RESPONSE_TYPE_LABELS)
+    assert d.loc["cohen_kappa", "b"] == pytest.approx(kappa2.value)
+    # v2 names all of gold's values: micro F1 1.0 at the leaf; v1 names one of each set
+    assert d.loc["micro_f1", "b"] == pytest.approx(1.0)
+    tp = sum(min(1, len(v)) for v in gold["ai_values"])
+    fn = sum(len(v) for v in gold["ai_values"]) - tp
+    assert d.loc["micro_f1", "a"] == pytest.approx(2 * tp / (2 * tp + fn))
+    improved = set(changes.loc[changes["change"] == "improved", "conversation_id"])
+    assert improved, "v2 must improve some conversations"
+    # the mirror image is the comparison the other way round
+    back_changes, back = analysis.compare_versions(b.frames["outcomes"], a.frames["outcomes"], 0,
+                                                   n_boot=200)
+    mirror_changes, mirror = analysis.swap_comparison(changes, deltas)
+    pd.testing.assert_frame_equal(back.drop(columns=["low", "high"]),
+                                  mirror.drop(columns=["low", "high"]))
+    assert set(mirror_changes.loc[mirror_changes["change"] == "regressed", "conversation_id"]) \
+        == improved == set(back_changes.loc[back_changes["change"] == "regressed",
+                                            "conversation_id"])
+    db.conn.close()
+
+
+def test_store_serves_the_previous_result_while_computing(tmp_path) -> None:
+    """Past the wait, a page gets "pending" (nothing yet) or the previous result marked stale,
+    and the finished result once the job is done; a failure is reported, then retried."""
+    import threading
+
+    from app_pages import analysis, store
+
+    path = tmp_path / "study.db"
+    path.write_bytes(b"")  # the store only names files after it; nothing opens it here
+    release = threading.Event()
+
+    def slow(n: int):
+        def run() -> analysis.Bundle:
+            release.wait(30)
+            return analysis.Bundle(frames={"x": pd.DataFrame({"n": [n]})}, meta={"n": n})
+        return run
+
+    first = store.get(path, "demo", {}, {"t": "1"}, slow(1), wait=0)
+    assert first.pending and first.bundle is None and not first.stale
+    assert store.pending_jobs() >= 1
+    release.set()
+    done = store.get(path, "demo", {}, {"t": "1"}, slow(1), wait=30)
+    assert not done.pending and done.bundle.meta["n"] == 1
+    release.clear()
+    second = store.get(path, "demo", {}, {"t": "2"}, slow(2), wait=0)  # the table changed
+    assert second.pending and second.stale and second.bundle.meta["n"] == 1
+    assert list(second.bundle.frames["x"]["n"]) == [1]
+    release.set()
+    assert store.get(path, "demo", {}, {"t": "2"}, slow(2), wait=30).bundle.meta["n"] == 2
+
+    def broken() -> analysis.Bundle:
+        raise ValueError("no such column")
+
+    failed = store.get(path, "demo", {}, {"t": "3"}, broken, wait=30)
+    assert failed.bundle is None and "no such column" in failed.error
+    again = store.get(path, "demo", {}, {"t": "3"}, slow(3), wait=30)  # a rerun retries
+    assert again.bundle.meta["n"] == 3
