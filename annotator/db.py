@@ -265,6 +265,9 @@ def open_db(
     db = sqlite_utils.Database(conn)
     # WAL lets the app read while an ingest or extract writes; NORMAL is durable at checkpoints
     # and much faster for the many small transactions of a resumable run.
+    # 16 kB pages hold about a dozen ~1 kB conversations each: fewer B-tree splits on insert
+    # (measured: 5 vs 7.5 us of CPU a row). Only takes effect on a new file.
+    db.execute("pragma page_size=16384")
     db.execute("pragma journal_mode=wal")
     db.execute("pragma synchronous=normal")
     db.execute("pragma busy_timeout=30000")

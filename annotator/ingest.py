@@ -146,19 +146,31 @@ def parse_transcript(text: str) -> list[tuple[str, str]]:
 
 
 def parse_messages(messages: Any) -> list[tuple[str, str]]:
+    """Turns of a chat-message list; the loop is the ingest hot path, so the common shape
+    (`role` and string `content`) is handled inline and the rest by the helpers."""
     if not isinstance(messages, list):
         raise RecordError("'messages' is not a list")
-    turns = []
+    turns: list[tuple[str, str]] = []
     for i, message in enumerate(messages):
-        if not isinstance(message, dict):
+        if type(message) is not dict:
             raise RecordError(f"turn {i + 1} is not an object")
-        role = message["role"] if "role" in message else message.get("from")
-        if "content" in message:
-            text = message["content"]
-        else:  # ShareGPT-style exports name the fields differently
-            text = message.get("text", message.get("value"))
-        turns.append((normalise_role(role, i), content_text(text, i)))
-    return finish_turns(turns)
+        role = message.get("role")
+        known = ROLE_ALIASES.get(role) if type(role) is str else None
+        if known is None:
+            known = normalise_role(role if "role" in message else message.get("from"), i)
+        text = message.get("content")
+        if type(text) is not str:
+            if "content" not in message:  # ShareGPT-style exports name the fields differently
+                text = message.get("text", message.get("value"))
+            text = content_text(text, i)
+        text = text.strip()
+        if text:
+            turns.append((known, text))
+    if not turns:
+        raise RecordError("empty conversation: no turn has text")
+    if all(role == "system" for role, _ in turns):
+        raise RecordError("empty conversation: only a system prompt")
+    return turns
 
 
 def external_id_of(obj: dict[str, Any]) -> str | None:
@@ -502,7 +514,7 @@ class _Pool:
             mp_context=multiprocessing.get_context("fork"),
             initializer=_ignore_sigint,
         )
-        self.window = workers * 3
+        self.window = workers * 8
 
     def map(self, chunks: Iterable[tuple[int, list[bytes]]], settings: RowSettings):
         pending: deque[Future[Batch]] = deque()

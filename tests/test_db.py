@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from annotator.db import (
     MIGRATIONS,
@@ -77,3 +79,13 @@ def test_processes_opening_a_new_file_at_once_apply_each_migration_once(tmp_path
     assert results == [len(MIGRATIONS)] * 8
     db = open_db(path)
     assert db.execute("select count(*) from _migrations").fetchone()[0] == len(MIGRATIONS)
+
+
+WHITESPACE_ZOO = list("ab é\n\t\r\x0b\x0c\x1c\x1f\xa0\u2009\x85")
+
+
+@given(st.text(alphabet=st.sampled_from(WHITESPACE_ZOO), max_size=20))
+def test_whitespace_collapse_fast_path_equals_split_join(text):
+    from annotator.models import _collapse_whitespace
+
+    assert _collapse_whitespace(text) == " ".join(text.split())
