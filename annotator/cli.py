@@ -210,13 +210,11 @@ def status(db: DbOption = None, as_json: JsonOption = False) -> None:
 
     Example: annotator status --db study.db --json
     """
-    from .db import open_db
+    from .db import open_existing_db
     from .report import study_summary
 
     path = db_path(db)
-    if not path.exists():
-        raise AnnotatorError(f"{path}: no study database here; run `annotator init` first")
-    summary = study_summary(open_db(path))
+    summary = study_summary(open_existing_db(path))
     if as_json:
         print_json(summary)
         return
@@ -887,13 +885,10 @@ def agreement(
     """
     import pandas as pd
 
-    from .db import open_db
+    from .db import open_existing_db
     from .report import study_agreement
 
-    path = db_path(db)
-    if not path.exists():
-        raise AnnotatorError(f"{path}: no study database here; run `annotator init` first")
-    database = open_db(path)
+    database = open_existing_db(db_path(db))
     if not database["annotations"].count:
         raise AnnotatorError(
             "no annotations yet: pull them from Label Studio (`annotator pull`) or import a gold "

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import sqlite_utils
 
+from .errors import AnnotatorError
 from .models import (
     Annotation,
     Conversation,
@@ -276,6 +277,13 @@ def open_db(
     db.execute("pragma cache_size=-65536")
     migrate(db, migrations)
     return db
+
+
+def open_existing_db(path: str | Path, check_same_thread: bool = True) -> sqlite_utils.Database:
+    """`open_db` for commands that read a study: a missing file is an error, not a new study."""
+    if not Path(path).exists():
+        raise AnnotatorError(f"{path}: no study database here; run `annotator init` first")
+    return open_db(path, check_same_thread=check_same_thread)
 
 
 # -- JSON columns ---------------------------------------------------------------------------

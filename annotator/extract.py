@@ -44,7 +44,7 @@ from rich.progress import (
 from rich.text import Text
 
 from . import config
-from .db import dumps, extraction_to_row, loads, open_db, row_to_conversation
+from .db import dumps, extraction_to_row, loads, open_db, open_existing_db, row_to_conversation
 from .errors import AnnotatorError
 from .extractors import EXTRACTORS, Extractor, FatalExtractorError, Outcome, get_extractor
 from .models import Conversation, ModelCall, PromptVersion, utc_now
@@ -634,15 +634,13 @@ async def extract_async(
     """`extract`, for callers already inside an event loop."""
     settings = config.settings()
     path = Path(db_path) if db_path is not None else settings.db_path
-    if not path.exists():
-        raise AnnotatorError(f"{path}: no study database here; run `annotator init` first")
     if concurrency < 1:
         raise AnnotatorError("--concurrency must be at least 1")
+    db = open_existing_db(path)
     api_key = api_key or settings.anthropic_api_key
     base_url = base_url or settings.anthropic_base_url
     prices = prices or settings.prices_path
     name = _choose_extractor(extractor, api_key)
-    db = open_db(path)
     price_table = load_prices(prices)
     console = console or Console(stderr=True)
 
