@@ -468,8 +468,21 @@ def build_batch(records: Iterable[Record], settings: RowSettings) -> Batch:
     return batch
 
 
-def jsonl_batch(first_line: int, lines: list[bytes], settings: RowSettings) -> Batch:
+@dataclass(slots=True, frozen=True)
+class FileSpan:
+    """Whole lines of an uncompressed file, by position: a worker reads them itself, so the
+    main process does not copy the text through a pipe."""
+
+    offset: int
+    length: int
+
+
+def jsonl_batch(first_line: int, lines: list[bytes] | FileSpan, settings: RowSettings) -> Batch:
     """Parse and scrub one chunk of JSONL lines; runs in a worker process for large files."""
+    if isinstance(lines, FileSpan):
+        with open(settings.name, "rb") as handle:
+            handle.seek(lines.offset)
+            lines = handle.read(lines.length).splitlines(keepends=True)
     records = read_jsonl(lines, settings.name, settings.transcript_field, first_line)
     batch = build_batch(records, settings)
     batch.last_line = first_line + len(lines) - 1
@@ -516,7 +529,7 @@ class _Pool:
         )
         self.window = workers * 8
 
-    def map(self, chunks: Iterable[tuple[int, list[bytes]]], settings: RowSettings):
+    def map(self, chunks: Iterable[tuple[int, list[bytes] | FileSpan]], settings: RowSettings):
         pending: deque[Future[Batch]] = deque()
         try:
             for first_line, lines in chunks:
@@ -550,6 +563,20 @@ def _numbered_lines(
         line += len(lines)
 
 
+def _numbered_spans(handle: IO[bytes], size: int) -> Iterator[tuple[int, FileSpan]]:
+    """Spans of whole lines of about `size` kB, with the number of each span's first line."""
+    line, offset = 1, 0  # the stream starts at the beginning of the file
+    while True:
+        block = handle.read(size * 1024)
+        if not block:
+            return
+        if not block.endswith(b"\n"):
+            block += handle.readline()  # finish the last line
+        yield line, FileSpan(offset, len(block))
+        line += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        offset += len(block)
+
+
 def file_batches(
     path: Path,
     settings: RowSettings,
@@ -569,7 +596,12 @@ def file_batches(
         last_line = 0
         try:
             if fmt == "jsonl":
-                chunks = _numbered_lines(stream, batch_size, path.suffix.lower() == ".gz")
+                compressed = path.suffix.lower() == ".gz"
+                chunks: Iterable[tuple[int, list[bytes] | FileSpan]]
+                if pool is not None and not compressed:
+                    chunks = _numbered_spans(stream, batch_size)
+                else:
+                    chunks = _numbered_lines(stream, batch_size, compressed)
                 if pool is not None:
                     batches: Iterable[Batch] = pool.map(chunks, settings)
                 else:

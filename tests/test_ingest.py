@@ -296,7 +296,9 @@ def test_worker_processes_give_the_same_rows_rejects_and_counts(tmp_path):
     cut = tmp_path / "cut.jsonl.gz"
     packed = gzip.compress(raw)
     cut.write_bytes(packed[: int(len(packed) * 0.7)])
-    for path in (plain, cut):
+    unterminated = tmp_path / "unterminated.jsonl"  # no final newline, a bad last line
+    unterminated.write_bytes(raw + b'{"messages": "not a list"}')
+    for path in (plain, cut, unterminated):
         serial_db = open_db(tmp_path / f"serial-{path.name}.db")
         parallel_db = open_db(tmp_path / f"parallel-{path.name}.db")
         serial = ingest(serial_db, [path], batch_size=64, workers=1)
