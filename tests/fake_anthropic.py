@@ -546,15 +546,23 @@ class FakeAnthropic:
             self.batch_creates += 1
         return _json(self._batch_json(batch, self._base(request)))
 
-    async def _get_batch(self, request: Request) -> Response:
-        with self._lock:
-            self.requests["batches.retrieve"] += 1
+    def _batch_of(self, request: Request, counter: str | None) -> Batch | Response:
+        """The batch a request names, or the error response: counted, authenticated, found."""
+        if counter is not None:
+            with self._lock:
+                self.requests[counter] += 1
         denied = self._check_auth(request)
         if denied is not None:
             return denied
         batch = self.batches.get(request.path_params["bid"])
         if batch is None:
             return _error(404, "not_found_error", "batch not found")
+        return batch
+
+    async def _get_batch(self, request: Request) -> Response:
+        batch = self._batch_of(request, "batches.retrieve")
+        if not isinstance(batch, Batch):
+            return batch
         return _json(self._batch_json(batch, self._base(request)))
 
     async def _list_batches(self, request: Request) -> Response:
@@ -576,25 +584,17 @@ class FakeAnthropic:
         )
 
     async def _cancel_batch(self, request: Request) -> Response:
-        denied = self._check_auth(request)
-        if denied is not None:
-            return denied
-        batch = self.batches.get(request.path_params["bid"])
-        if batch is None:
-            return _error(404, "not_found_error", "batch not found")
+        batch = self._batch_of(request, None)
+        if not isinstance(batch, Batch):
+            return batch
         batch.cancel_initiated = time.time()
         self._advance(batch, cancel=True)
         return _json(self._batch_json(batch, self._base(request)))
 
     async def _batch_results(self, request: Request) -> Response:
-        with self._lock:
-            self.requests["batches.results"] += 1
-        denied = self._check_auth(request)
-        if denied is not None:
-            return denied
-        batch = self.batches.get(request.path_params["bid"])
-        if batch is None:
-            return _error(404, "not_found_error", "batch not found")
+        batch = self._batch_of(request, "batches.results")
+        if not isinstance(batch, Batch):
+            return batch
         self._advance(batch)
         if batch.status != "ended" or batch.results is None:
             return _error(404, "not_found_error", "results are not available yet")
