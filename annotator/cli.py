@@ -287,6 +287,10 @@ def demo(
     console.print("4. agreement:\n" + "\n".join(lines))
     exported = export_dataset(database, Path(db).parent / "validated.jsonl")
     console.print(f"5. exported {exported.exported} validated conversations to {exported.path}")
+    done = _precompute_summaries(Path(db), True, True)
+    assert done is not None
+    console.print(f"6. the app's summaries: {len(done['computed'])} computed, "
+                  f"{done['already_stored']} already up to date ({done['seconds']:.1f} s)")
     rows = [{"stage": stage, "count": count} for stage, count in study_summary(database).items()]
     console.print(rows_table(f"Demo study {db}", rows))
     console.print(
@@ -408,6 +412,7 @@ def extract(
     poll_interval: Annotated[
         float, typer.Option(help="Seconds between polls of a batch's status.")
     ] = 30.0,
+    summaries: SummariesOption = True,
     as_json: JsonOption = False,
 ) -> None:
     """Propose labels (values, response type, subjective) for conversations not yet done.
@@ -435,8 +440,9 @@ def extract(
         progress=not as_json,
     )
     data = report.as_dict()
+    changed = report.estimate is None and summaries
     if as_json:
-        print_json(data)
+        print_json({**data, "app_summaries": _precompute_summaries(db_path(db), changed, True)})
         return
     if report.estimate is not None:
         console.print(
@@ -456,6 +462,7 @@ def extract(
         console.print("Error rows are kept; rerun with --retry-errors to take them again.")
     if not report.priced:
         console.print(f"[yellow]No price for {report.model}:[/] costs show as 0; pass --prices.")
+    _precompute_summaries(db_path(db), changed, False)
 
 
 # --- Label Studio (issue 4) ----------------------------------------------------------------------
@@ -684,7 +691,10 @@ def push(
 @app.command()
 @cli_errors
 def pull(
-    db: DbOption = None, project: ProjectOption = "annotator", as_json: JsonOption = False
+    db: DbOption = None,
+    project: ProjectOption = "annotator",
+    summaries: SummariesOption = True,
+    as_json: JsonOption = False,
 ) -> None:
     """Bring every annotation back from Label Studio into the study; safe to rerun.
 
@@ -699,7 +709,8 @@ def pull(
             progress=lambda done, total: bar.update(job, completed=done, total=total),
         )  # fmt: skip
     if as_json:
-        print_json(r.as_dict())
+        print_json({**r.as_dict(),
+                    "app_summaries": _precompute_summaries(db_path(db), summaries, True)})
         return
     _say(
         f"Project {r.project!r} (id {r.project_id}) at {r.url}: {r.annotations} annotations "
@@ -707,7 +718,66 @@ def pull(
         f"{r.deleted} marked deleted, {r.restored} restored; {r.free_values} values outside "
         f"the taxonomy kept as free values; {r.seconds:.1f} s"
     )
+    _precompute_summaries(db_path(db), summaries, False)
 
+
+SummariesOption = Annotated[
+    bool,
+    typer.Option(
+        "--summaries/--no-summaries",
+        help="Afterwards, compute the app's summaries for the changed data, so its pages open "
+        "at once (a minute or two at 300,000 conversations).",
+    ),
+]
+
+
+def _precompute_summaries(
+    path: Path, enabled: bool, quiet: bool, n_boot: int | None = None
+) -> dict[str, Any] | None:
+    """The app's summaries for what a command changed (see `annotator summarize`)."""
+    if not enabled:
+        return None
+    from .precompute import DEFAULT_BOOT, precompute
+
+    with _progress_bar("App summaries", not quiet) as bar:
+        job = bar.add_task("summaries", total=None)
+        done = precompute(
+            path, n_boot=DEFAULT_BOOT if n_boot is None else n_boot,
+            progress=lambda what, i, total: bar.update(job, completed=i, total=total),
+        )  # fmt: skip
+    if not quiet:
+        console.print(
+            f"App summaries: {len(done.computed)} computed, {done.already_stored} of "
+            f"{done.summaries} already up to date ({done.seconds:.1f} s)"
+        )
+    return done.model_dump()
+
+
+@app.command()
+@cli_errors
+def summarize(
+    db: DbOption = None,
+    n_boot: Annotated[
+        int, typer.Option("--n-boot", help="Bootstrap resamples for the 95% intervals.")
+    ] = 200,
+    as_json: JsonOption = False,
+) -> None:
+    """Compute the summaries the app's pages open with (agreement, each prompt version's
+    scores, value frequencies), stored beside the study in .annotator-cache/.
+
+    `extract`, `pull` and `adjudicate` do this when they finish (unless --no-summaries), so the
+    app opens a large study at once; run it after changing the study some other way, or for
+    another number of resamples. Only what changed is computed again.
+
+    Example: annotator summarize --db study.db
+    """
+    from .db import open_existing_db
+
+    path = db_path(db)
+    open_existing_db(path).conn.close()  # a missing study is an error, not a new one
+    done = _precompute_summaries(path, True, as_json, n_boot)
+    if as_json:
+        print_json(done)
 
 # --- adjudication and export ----------------------------------------------------------------
 
@@ -723,6 +793,7 @@ def adjudicate(
         Path | None,
         typer.Option("--write", help="Also write the study's gold labels to this JSONL file."),
     ] = None,
+    summaries: SummariesOption = True,
     as_json: JsonOption = False,
 ) -> None:
     """Decide gold labels by majority where the annotators agree.
@@ -741,7 +812,8 @@ def adjudicate(
     report = adjudicate_study(database, min_annotations=min_annotations)
     written = write_gold_file(database, gold_file) if gold_file else None
     if as_json:
-        print_json({**report.model_dump(), "written": written})
+        print_json({**report.model_dump(), "written": written,
+                    "app_summaries": _precompute_summaries(db_path(db), summaries, True)})
         return
     console.print(
         f"decided {report.decided}, unchanged {report.unchanged}, person decisions kept "
@@ -751,6 +823,7 @@ def adjudicate(
         console.print(f"  needs a person: {conversation_id}")
     if written is not None:
         console.print(f"wrote {written} gold records to {gold_file}")
+    _precompute_summaries(db_path(db), summaries, False)
 
 
 @app.command()

@@ -7,7 +7,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app_pages import analysis, common
+from annotator import summaries
+from app_pages import common
 
 st.title("Annotators")
 study = common.require_study()
@@ -52,16 +53,16 @@ st.dataframe(common.stat_table(rt.reset_index(), "metric", RT_METRICS), hide_ind
 # --- values at each level ---------------------------------------------------------------------
 st.subheader("Values at each taxonomy level")
 fld = st.segmented_control(
-    "Labels", list(analysis.FIELDS), default="ai_values",
-    format_func=analysis.FIELD_LABELS.get, key="annotators-field",
+    "Labels", list(summaries.FIELDS), default="ai_values",
+    format_func=summaries.FIELD_LABELS.get, key="annotators-field",
 ) or "ai_values"
 sets = rows.loc[
     (rows["field"] == fld)
     & rows["metric"].isin(["krippendorff_alpha_masi", "krippendorff_alpha_jaccard"])
 ].copy()
 sets["distance"] = sets["metric"].str.removeprefix("krippendorff_alpha_").str.upper()
-sets["level_name"] = sets["level"].astype(int).map(analysis.LEVEL_LABELS)
-level_order = [analysis.LEVEL_LABELS[lv] for lv in analysis.LEVELS]
+sets["level_name"] = sets["level"].astype(int).map(summaries.LEVEL_LABELS)
+level_order = [summaries.LEVEL_LABELS[lv] for lv in summaries.LEVELS]
 if sets.empty:
     st.info("No value labels to compare.")
 else:
@@ -82,7 +83,7 @@ else:
             points.mark_rule().encode(y=alt.Y("low:Q", title="Krippendorff's alpha"),
                                       y2="high:Q", tooltip=tooltip)
             + points.mark_point(filled=True, size=80).encode(y="value:Q", tooltip=tooltip)
-        ).properties(title=f"Inter-annotator alpha for {analysis.FIELD_LABELS[fld]} "
+        ).properties(title=f"Inter-annotator alpha for {summaries.FIELD_LABELS[fld]} "
                            "(point and 95% interval)"),
         key="levels-chart",
     )

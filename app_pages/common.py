@@ -13,7 +13,7 @@ import html
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -23,13 +23,11 @@ import pandas as pd
 import pyarrow as pa
 import streamlit as st
 
-from annotator import config, report
-
-from . import analysis, store
-from .analysis import Bundle
+from annotator import config, precompute, report, summary_cache
+from annotator.summaries import Bundle
 
 WAIT_SECONDS = 3.0  # how long a page waits for a result before showing "computing"
-DEFAULT_BOOT = 200
+DEFAULT_BOOT = precompute.DEFAULT_BOOT
 PAGE_SIZE = 25
 
 
@@ -132,7 +130,7 @@ def dialogue_html(
 @dataclass(frozen=True)
 class Study:
     path: str
-    fp: store.Fingerprint
+    fp: summary_cache.Fingerprint
     sigs: dict[str, str]
 
     def sig(self, table: str) -> str:
@@ -144,7 +142,7 @@ class Study:
 
 
 def _facts(study: Study) -> dict[str, Any]:
-    return store.facts(study.path, study.fp)
+    return summary_cache.facts(study.path, study.fp)
 
 
 def prompts(study: Study) -> pd.DataFrame:
@@ -180,11 +178,11 @@ def open_study() -> Study | None:
     path = str(st.session_state.get("db_path") or "").strip()
     if not path:
         return None
-    fp = store.fingerprint(path)
+    fp = summary_cache.fingerprint(path)
     if fp is None or Path(path).is_dir():
         return None
     try:
-        return Study(path=path, fp=fp, sigs=store.signatures(path, fp))
+        return Study(path=path, fp=fp, sigs=summary_cache.signatures(path, fp))
     except sqlite3.DatabaseError as exc:  # not SQLite, or not readable
         st.error(f"{md(path)} is not a study database ({md(exc)}).", icon=":material/error:")
         stop()
@@ -231,7 +229,7 @@ def _wait() -> float:
     return float(st.session_state.get("wait_seconds", WAIT_SECONDS))
 
 
-def _show_status(result: store.Result, what: str) -> None:
+def _show_status(result: summary_cache.Result, what: str) -> None:
     if result.error:
         st.error(f"Could not compute {what}: {md(result.error)}", icon=":material/error:")
     elif result.pending:
@@ -245,67 +243,36 @@ def _show_status(result: store.Result, what: str) -> None:
                     "are kept until the study changes.", icon=":material/hourglass_top:")
 
 
-def get_bundle(
-    study: Study, name: str, params: dict[str, Any], deps: Sequence[str],
-    compute: Callable[[], Bundle], what: str,
-) -> Bundle | None:
-    result = store.get(
-        study.path, name, params, {d: study.sig(d) for d in deps}, compute, _wait()
+def get_bundle(study: Study, summary: precompute.Summary) -> Bundle | None:
+    """The summary for the study's current data; computed in the background if missing (the
+    commands that change a study store it ahead: `precompute`)."""
+    result = summary_cache.get(
+        study.path, summary.name, summary.params, summary.dep_signatures(study.sigs),
+        lambda: summary.compute(study.path, study.sigs), _wait(),
     )
-    _show_status(result, what)
+    _show_status(result, summary.what)
     return result.bundle
 
 
 def annotators_result(study: Study) -> Bundle | None:
-    boot = n_boot()
-    sig = study.sig("annotations")
-    return get_bundle(
-        study, "annotators", {"n_boot": boot}, ["annotations"],
-        lambda: analysis.annotators_bundle(store.frame(study.path, "annotations", sig), boot),
-        "inter-annotator agreement",
-    )
+    return get_bundle(study, precompute.annotators(n_boot()))
 
 
 def prompt_result(study: Study, prompt_id: str) -> Bundle | None:
-    boot = n_boot()
-    table = f"extractions:{prompt_id}"
-    sigs = {t: study.sig(t) for t in (table, "gold", "annotations")}
-    return get_bundle(
-        study, "prompt", {"n_boot": boot, "prompt": prompt_id}, list(sigs),
-        lambda: analysis.prompt_bundle(
-            store.frame(study.path, table, sigs[table]),
-            store.frame(study.path, "gold", sigs["gold"]),
-            store.frame(study.path, "annotations", sigs["annotations"]),
-            boot,
-        ),
-        f"the scores of prompt {prompt_id}",
-    )
+    return get_bundle(study, precompute.prompt_scores(prompt_id, n_boot()))
 
 
 def conversations_result(study: Study) -> Bundle | None:
-    sigs = {t: study.sig(t) for t in ("annotations", "gold")}
-    return get_bundle(
-        study, "conversations", {}, list(sigs),
-        lambda: analysis.conversations_bundle(
-            store.frame(study.path, "annotations", sigs["annotations"]),
-            store.frame(study.path, "gold", sigs["gold"]),
-        ),
-        "the conversation table",
-    )
+    return get_bundle(study, precompute.conversations())
 
 
 def frequencies_result(study: Study, table: str) -> Bundle | None:
-    sig = study.sig(table)
-    return get_bundle(
-        study, "frequencies", {"table": table}, [table],
-        lambda: analysis.value_frequencies(store.frame(study.path, table, sig)),
-        f"value frequencies ({table})",
-    )
+    return get_bundle(study, precompute.frequencies(table))
 
 
 @st.fragment(run_every=1.0)
 def _poll() -> None:
-    if store.pending_jobs() == 0:
+    if summary_cache.pending_jobs() == 0:
         st.rerun(scope="app")
 
 
@@ -423,10 +390,10 @@ def share(x: Any) -> str:
 
 def conversation_detail(study: Study, conversation_id: str) -> dict[str, Any] | None:
     def read() -> dict[str, Any] | None:
-        with store.study_db(study.path) as database:
+        with summary_cache.study_db(study.path) as database:
             return report.conversation_detail(database, conversation_id)
 
-    return store.memo(("detail", study.path, study.fp, conversation_id), read)
+    return summary_cache.memo(("detail", study.path, study.fp, conversation_id), read)
 
 
 def labels_row(source: str, labels: dict[str, Any] | None) -> dict[str, Any]:
@@ -494,7 +461,7 @@ def show_conversation(study: Study, conversation_id: str, prompt: str | None) ->
 
 
 def label_studio_base(study: Study) -> str | None:
-    found = store.memo(("ls-url", study.path, study.fp),
+    found = summary_cache.memo(("ls-url", study.path, study.fp),
                        lambda: report.label_studio_url(study.path) or "")
     return found or None
 

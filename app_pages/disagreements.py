@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from annotator import summaries, summary_cache
 from annotator.taxonomy import TOP_CATEGORIES
-from app_pages import analysis, common, store
+from app_pages import common
 
 st.title("Disagreements")
 study = common.require_study()
@@ -28,28 +29,28 @@ if conversations.meta["n"] == 0:
 
 deps = (study.sig("annotations"), study.sig("gold"),
         study.sig(f"extractions:{prompt}") if prompt else "", outcomes is not None)
-table = store.memo(
+table = summary_cache.memo(
     ("disagreements", study.path, prompt, *deps),
-    lambda: analysis.disagreement_table(conversations.frames["conversations"], outcomes),
+    lambda: summaries.disagreement_table(conversations.frames["conversations"], outcomes),
 )
-options = store.memo(("value-options", study.path, prompt, *deps),
-                     lambda: analysis.value_options(table))
+options = summary_cache.memo(("value-options", study.path, prompt, *deps),
+                     lambda: summaries.value_options(table))
 
 cols = st.columns([3, 2, 2, 2])
 kinds = cols[0].multiselect(
-    "Disagreement", list(analysis.KINDS), default=["model_type", "annotators_type"],
-    format_func=analysis.KINDS.get, key="dis-kinds",
+    "Disagreement", list(summaries.KINDS), default=["model_type", "annotators_type"],
+    format_func=summaries.KINDS.get, key="dis-kinds",
     help="Conversations with any of these (none chosen: every conversation).",
 )
 value = cols[1].selectbox("Value", options, index=None, key="dis-value",
                           placeholder="any value")
 categories = cols[2].multiselect("Top category", list(TOP_CATEGORIES), key="dis-categories")
-types = cols[3].multiselect("Response type (gold or model)", list(analysis.RESPONSE_TYPES),
+types = cols[3].multiselect("Response type (gold or model)", list(summaries.RESPONSE_TYPES),
                             key="dis-types")
-filtered = store.memo(
+filtered = summary_cache.memo(
     ("dis-filter", study.path, prompt, *deps, tuple(kinds), value, tuple(categories),
      tuple(types)),
-    lambda: analysis.filter_disagreements(table, kinds, value, categories, types),
+    lambda: summaries.filter_disagreements(table, kinds, value, categories, types),
 )
 label = common.prompt_label(study, prompt) if prompt else "no prompt version"
 st.caption(f"{len(filtered):,} of {len(table):,} conversations · model: {common.md(label)}")

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import streamlit as st
 
+from annotator import summary_cache
 from annotator.export import ExportFilter, ExportFormat, render_export
 from annotator.models import ResponseType
 from annotator.taxonomy import TOP_CATEGORIES
-from app_pages import common, store
+from app_pages import common
 
 st.title("Export")
 study = common.require_study()
@@ -51,7 +52,10 @@ filters = ExportFilter(
 )
 key = ("export", study.path, study.fp, fmt, filters.model_dump_json())
 if prepared:
-    with st.spinner("Validating and writing the records…"), store.study_db(study.path) as db:
+    with (
+        st.spinner("Validating and writing the records…"),
+        summary_cache.study_db(study.path) as db,
+    ):
         text, rep = render_export(db, ExportFormat(fmt), filters)
     st.session_state["export"] = {"key": key, "text": text, "report": rep}
 

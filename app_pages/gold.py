@@ -7,11 +7,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from annotator import config
+from annotator import config, summary_cache
 from annotator.errors import AnnotatorError
 from annotator.gold import decide, write_gold_file
 from annotator.models import Labels, ResponseType
-from app_pages import common, store
+from app_pages import common
 
 st.title("Gold")
 study = common.require_study()
@@ -144,7 +144,7 @@ if submitted:
                         response_type=response_type, subjective=subjective == "yes")
         gold_file = Path(st.session_state["gold_file"])
         try:
-            with store.study_db(study.path) as database:
+            with summary_cache.study_db(study.path) as database:
                 decision = decide(database, chosen, labels, decided_by)
                 written = write_gold_file(database, gold_file)
         except AnnotatorError as exc:

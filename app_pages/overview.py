@@ -7,8 +7,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from annotator import report
-from app_pages import analysis, common
+from annotator import report, summaries
+from app_pages import common
 
 st.title("Overview")
 study = common.require_study()
@@ -107,7 +107,7 @@ else:
         rows.append({"source": "published (released tree)", "category": cat,
                      "share": pct / 100.0, "count": None})
     cats = pd.DataFrame(rows)
-    order = [*released, analysis.FREE]
+    order = [*released, summaries.FREE]
     common.chart(
         alt.Chart(cats, title="Share of value occurrences per top category")
         .mark_bar()

@@ -8,7 +8,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app_pages import analysis, common, store
+from annotator import summaries, summary_cache
+from app_pages import common
 
 st.title("Prompts")
 study = common.require_study()
@@ -23,8 +24,8 @@ common.prompt_caption(study, prompt)
 no_gold = study.sig("gold").startswith("0:")
 
 level = st.segmented_control(
-    "Taxonomy level for value scores", list(analysis.LEVELS), default=0,
-    format_func=analysis.LEVEL_LABELS.get, key="prompts-level",
+    "Taxonomy level for value scores", list(summaries.LEVELS), default=0,
+    format_func=summaries.LEVEL_LABELS.get, key="prompts-level",
 )
 level = 0 if level is None else int(level)
 
@@ -66,7 +67,7 @@ for pid, bundle in ready.items():
         summary_rows.append(row)
 if summary_rows:
     st.dataframe(pd.DataFrame(summary_rows), hide_index=True, key="prompt-summary")
-    st.caption(f"Value scores at the {analysis.LEVEL_LABELS[level]} level. Against gold: value "
+    st.caption(f"Value scores at the {summaries.LEVEL_LABELS[level]} level. Against gold: value "
                "and 95% bootstrap interval; against each annotator: value.")
 
 # --- two versions ---------------------------------------------------------------------------------
@@ -89,14 +90,14 @@ else:
         # computed once per pair, in a fixed order; the other order is its mirror image
         first, second = sorted([base, prompt])
         outcomes = {base: a.frames["outcomes"], prompt: b.frames["outcomes"]}
-        changes, deltas = store.memo(
+        changes, deltas = summary_cache.memo(
             ("compare", study.path, *(study.sig(t) for t in (
                 f"extractions:{first}", f"extractions:{second}", "gold")), first, second,
              level, boot),
-            lambda: analysis.compare_versions(outcomes[first], outcomes[second], level, boot),
+            lambda: summaries.compare_versions(outcomes[first], outcomes[second], level, boot),
         )
         if first != base:
-            changes, deltas = analysis.swap_comparison(changes, deltas)
+            changes, deltas = summaries.swap_comparison(changes, deltas)
         st.markdown(f"**a** = {common.md(common.prompt_label(study, base))} · "
                     f"**b** = {common.md(common.prompt_label(study, prompt))} · "
                     f"{len(changes):,} conversations with gold extracted by both")
@@ -154,7 +155,7 @@ refs = list(dict.fromkeys(confusion["reference"])) if len(confusion) else []
 if refs:
     ref = st.selectbox("Reference", refs, key="confusion-ref")
     cm = confusion.loc[confusion["reference"] == ref]
-    order = list(analysis.RESPONSE_TYPES)
+    order = list(summaries.RESPONSE_TYPES)
     base_chart = alt.Chart(
         cm, title=f"{common.prompt_label(study, prompt)} against {ref}"
     ).encode(
@@ -179,7 +180,7 @@ if per.empty:
     st.info("No values on either side at this level.")
 else:
     common.chart(
-        alt.Chart(per.head(200), title=f"Precision and recall per {analysis.LEVEL_LABELS[level]}"
+        alt.Chart(per.head(200), title=f"Precision and recall per {summaries.LEVEL_LABELS[level]}"
                   " (200 most frequent in gold)")
         .mark_circle(opacity=0.7)
         .encode(

@@ -3,22 +3,25 @@
     .venv/bin/python bench/app.py [--n 300000] [--db bench/out/app-300k.db] [--rebuild]
 
 Builds (once) a study of N conversations (a user turn and an assistant turn of plain sentences),
-3 annotators who each
-skip 10% of them, 2 prompt versions extracted for every conversation (AI values with evidence
-quotes from the assistant's turn, as the extractors store them), gold for every conversation and
-a Label Studio task each. Value sets come from the released frequencies; annotators and prompt
-versions are noisy copies of a hidden true label (v2 closer than v1). Rows go in with
-`executemany`, one transaction per table, through the study's own schema (`open_db`).
+3 annotators who each skip 10% of them, 2 prompt versions extracted for every conversation (AI
+values with evidence quotes from the assistant's turn, as the extractors store them), gold for
+every conversation and a Label Studio task each. Value sets come from the released
+frequencies; annotators and prompt versions are noisy copies of a hidden true label (v2 closer
+than v1). Rows go in with `executemany`, one transaction per table, through the study's own
+schema (`open_db`).
 
 Then serves the app with `streamlit run` and drives Debian's headless Chromium (Playwright):
 for each page, the time from navigation to the first complete render (the script idle, nothing
 left "computing", the page's content shown), and the time to rerender after choosing the other
 prompt version in the sidebar. Three rounds:
 
-1. a study the app has never seen (its result cache removed): what the first visitor waits
-   while the app computes agreement and scores in the background;
-2. the server restarted (memory empty, results on disk): the cold-start first render;
+1. a study the app has never seen and nothing computed ahead (its summary cache removed): what
+   a visitor waits while the app computes agreement and scores itself (skip: --skip-cold);
+2. after `annotator summarize` (what `extract`, `pull` and `adjudicate` run when they finish;
+   its time is printed), on a new server: the first visit after the pipeline;
 3. a new browser session on the running server.
+
+The goals (first render under 4 s, rerender under 1.5 s) are checked on rounds 2 and 3.
 """
 
 from __future__ import annotations
@@ -336,7 +339,9 @@ def measure_round(browser, url: str, prompts: list[str], timeout_s: float) -> di
     return out
 
 
-def run_rounds(db: Path, out_dir: Path, timeout_s: float) -> list[tuple[str, dict]]:
+def run_rounds(
+    db: Path, out_dir: Path, timeout_s: float, skip_cold: bool = False
+) -> list[tuple[str, dict]]:
     from playwright.sync_api import sync_playwright
 
     from annotator.db import open_db
@@ -350,22 +355,30 @@ def run_rounds(db: Path, out_dir: Path, timeout_s: float) -> list[tuple[str, dic
     rounds = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        if not skip_cold:
+            port = free_port()
+            proc = serve(db, port, log)
+            try:
+                url = f"http://127.0.0.1:{port}"
+                print("round 1: a study the app has never seen, nothing computed ahead",
+                      flush=True)
+                rounds.append(("1. never seen (computes)",
+                               measure_round(browser, url, prompts, timeout_s)))
+            finally:
+                stop(proc)
+        shutil.rmtree(cache, ignore_errors=True)
+        t0 = time.perf_counter()
+        subprocess.run([str(Path(sys.executable).with_name("annotator")), "summarize", "--db",
+                        str(db)], check=True)
+        print(f"annotator summarize (what extract, pull and adjudicate run when they finish): "
+              f"{time.perf_counter() - t0:.1f} s", flush=True)
         port = free_port()
         proc = serve(db, port, log)
         try:
             url = f"http://127.0.0.1:{port}"
-            print("round 1: a study the app has never seen", flush=True)
-            rounds.append(("1. never seen (computes)", measure_round(browser, url, prompts,
-                                                                      timeout_s)))
-        finally:
-            stop(proc)
-        port = free_port()
-        proc = serve(db, port, log)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            print("round 2: the server restarted", flush=True)
-            rounds.append(("2. restarted server", measure_round(browser, url, prompts,
-                                                                 timeout_s)))
+            print("round 2: a new server on the summarized study", flush=True)
+            rounds.append(("2. after summarize", measure_round(browser, url, prompts,
+                                                                timeout_s)))
             print("round 3: a new session", flush=True)
             rounds.append(("3. new session", measure_round(browser, url, prompts, timeout_s)))
         finally:
@@ -380,10 +393,14 @@ def print_rounds(rounds: list[tuple[str, dict]]) -> None:
         for page, r in pages.items():
             re1, re2 = r["rerender"]
             print(f"{name:28} {page:14} {r['first']:12.2f}s {re1:12.2f}s {re2:12.2f}s")
-    worst_first = max(r["first"] for _, pages in rounds[1:] for r in pages.values())
-    worst_re = max(max(r["rerender"]) for _, pages in rounds[1:] for r in pages.values())
-    print(f"rounds 2-3, worst page: first render {worst_first:.2f} s (goal < 4 s), "
-          f"rerender {worst_re:.2f} s (goal < 1.5 s)")
+    for label, chosen in (("round 1 (never seen)", rounds[:1] if len(rounds) == 3 else []),
+                          ("rounds 2-3 (summarized)", rounds[-2:])):
+        if not chosen:
+            continue
+        worst_first = max(r["first"] for _, pages in chosen for r in pages.values())
+        worst_re = max(max(r["rerender"]) for _, pages in chosen for r in pages.values())
+        print(f"{label}, worst page: first render {worst_first:.2f} s (goal < 4 s), "
+              f"rerender {worst_re:.2f} s (goal < 1.5 s)")
 
 
 def main() -> None:
@@ -393,6 +410,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rebuild", action="store_true", help="build the study again")
     parser.add_argument("--build-only", action="store_true")
+    parser.add_argument("--skip-cold", action="store_true",
+                        help="skip round 1 (the app computing everything itself)")
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="seconds to wait for one render (round 1 computes everything)")
     args = parser.parse_args()
@@ -408,7 +427,7 @@ def main() -> None:
     if args.build_only:
         return
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    print_rounds(run_rounds(args.db, args.db.parent, args.timeout))
+    print_rounds(run_rounds(args.db, args.db.parent, args.timeout, args.skip_cold))
 
 
 if __name__ == "__main__":

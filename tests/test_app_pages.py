@@ -34,9 +34,9 @@ def app_study_copy(app_study, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _fresh_memory():
-    from app_pages import store
+    from annotator import summary_cache
 
-    store.clear_memory()
+    summary_cache.clear_memory()
     yield
 
 

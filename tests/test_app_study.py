@@ -192,22 +192,22 @@ def test_table_signatures_follow_each_table(app_study_copy) -> None:
 
 
 def test_store_recomputes_only_what_changed(app_study_copy, tmp_path) -> None:
+    from annotator import summaries, summary_cache
     from annotator.gold import decide
-    from app_pages import analysis, store
 
     path = str(app_study_copy)
     calls: list[str] = []
 
     def compute(table: str):
-        def run() -> analysis.Bundle:
+        def run() -> summaries.Bundle:
             calls.append(table)
-            sig = store.signatures(path, store.fingerprint(path))[table]
-            return analysis.value_frequencies(store.frame(path, table, sig))
+            sig = summary_cache.signatures(path, summary_cache.fingerprint(path))[table]
+            return summaries.value_frequencies(summary_cache.frame(path, table, sig))
         return run
 
-    def get(table: str) -> analysis.Bundle:
-        sigs = store.signatures(path, store.fingerprint(path))
-        result = store.get(path, "frequencies", {"table": table}, {table: sigs[table]},
+    def get(table: str) -> summaries.Bundle:
+        sigs = summary_cache.signatures(path, summary_cache.fingerprint(path))
+        result = summary_cache.get(path, "frequencies", {"table": table}, {table: sigs[table]},
                            compute(table), wait=60)
         assert result.bundle is not None and not result.pending
         return result.bundle
@@ -215,7 +215,7 @@ def test_store_recomputes_only_what_changed(app_study_copy, tmp_path) -> None:
     gold_before = get("gold")
     get("annotations")
     assert calls == ["gold", "annotations"]
-    store.clear_memory()
+    summary_cache.clear_memory()
     get("gold")  # from disk, in a "new process"
     assert calls == ["gold", "annotations"]
     db = open_db(app_study_copy)
@@ -229,18 +229,18 @@ def test_store_recomputes_only_what_changed(app_study_copy, tmp_path) -> None:
     after = gold_after.frames["values"].set_index("value")["count"]
     assert "a value nobody used" not in before and after["a value nobody used"] == 1
     # no pickle on disk: Arrow IPC and JSON only
-    files = {p.suffix for p in store.cache_root(path).rglob("*") if p.is_file()}
+    files = {p.suffix for p in summary_cache.cache_root(path).rglob("*") if p.is_file()}
     assert files <= {".arrow", ".json"}
 
 
 def test_paired_deltas_match_direct_computation(app_study) -> None:
-    from app_pages import analysis
+    from annotator import summaries
 
     db = open_db(app_study)
     gold, ann = report.gold_frame(db), report.annotations_frame(db)
-    a = analysis.prompt_bundle(report.extractions_frame(db, V1), gold, ann, n_boot=0)
-    b = analysis.prompt_bundle(report.extractions_frame(db, V2), gold, ann, n_boot=0)
-    changes, deltas = analysis.compare_versions(a.frames["outcomes"], b.frames["outcomes"], 0,
+    a = summaries.prompt_bundle(report.extractions_frame(db, V1), gold, ann, n_boot=0)
+    b = summaries.prompt_bundle(report.extractions_frame(db, V2), gold, ann, n_boot=0)
+    changes, deltas = summaries.compare_versions(a.frames["outcomes"], b.frames["outcomes"], 0,
                                                 n_boot=200)
     d = deltas.set_index("metric")
     labels1, labels2 = model_labels(gold, V1), model_labels(gold, V2)
@@ -263,9 +263,9 @@ def test_paired_deltas_match_direct_computation(app_study) -> None:
     improved = set(changes.loc[changes["change"] == "improved", "conversation_id"])
     assert improved, "v2 must improve some conversations"
     # the mirror image is the comparison the other way round
-    back_changes, back = analysis.compare_versions(b.frames["outcomes"], a.frames["outcomes"], 0,
+    back_changes, back = summaries.compare_versions(b.frames["outcomes"], a.frames["outcomes"], 0,
                                                    n_boot=200)
-    mirror_changes, mirror = analysis.swap_comparison(changes, deltas)
+    mirror_changes, mirror = summaries.swap_comparison(changes, deltas)
     pd.testing.assert_frame_equal(back.drop(columns=["low", "high"]),
                                   mirror.drop(columns=["low", "high"]))
     assert set(mirror_changes.loc[mirror_changes["change"] == "regressed", "conversation_id"]) \
@@ -279,35 +279,35 @@ def test_store_serves_the_previous_result_while_computing(tmp_path) -> None:
     and the finished result once the job is done; a failure is reported, then retried."""
     import threading
 
-    from app_pages import analysis, store
+    from annotator import summaries, summary_cache
 
     path = tmp_path / "study.db"
     path.write_bytes(b"")  # the store only names files after it; nothing opens it here
     release = threading.Event()
 
     def slow(n: int):
-        def run() -> analysis.Bundle:
+        def run() -> summaries.Bundle:
             release.wait(30)
-            return analysis.Bundle(frames={"x": pd.DataFrame({"n": [n]})}, meta={"n": n})
+            return summaries.Bundle(frames={"x": pd.DataFrame({"n": [n]})}, meta={"n": n})
         return run
 
-    first = store.get(path, "demo", {}, {"t": "1"}, slow(1), wait=0)
+    first = summary_cache.get(path, "demo", {}, {"t": "1"}, slow(1), wait=0)
     assert first.pending and first.bundle is None and not first.stale
-    assert store.pending_jobs() >= 1
+    assert summary_cache.pending_jobs() >= 1
     release.set()
-    done = store.get(path, "demo", {}, {"t": "1"}, slow(1), wait=30)
+    done = summary_cache.get(path, "demo", {}, {"t": "1"}, slow(1), wait=30)
     assert not done.pending and done.bundle.meta["n"] == 1
     release.clear()
-    second = store.get(path, "demo", {}, {"t": "2"}, slow(2), wait=0)  # the table changed
+    second = summary_cache.get(path, "demo", {}, {"t": "2"}, slow(2), wait=0)  # the table changed
     assert second.pending and second.stale and second.bundle.meta["n"] == 1
     assert list(second.bundle.frames["x"]["n"]) == [1]
     release.set()
-    assert store.get(path, "demo", {}, {"t": "2"}, slow(2), wait=30).bundle.meta["n"] == 2
+    assert summary_cache.get(path, "demo", {}, {"t": "2"}, slow(2), wait=30).bundle.meta["n"] == 2
 
-    def broken() -> analysis.Bundle:
+    def broken() -> summaries.Bundle:
         raise ValueError("no such column")
 
-    failed = store.get(path, "demo", {}, {"t": "3"}, broken, wait=30)
+    failed = summary_cache.get(path, "demo", {}, {"t": "3"}, broken, wait=30)
     assert failed.bundle is None and "no such column" in failed.error
-    again = store.get(path, "demo", {}, {"t": "3"}, slow(3), wait=30)  # a rerun retries
+    again = summary_cache.get(path, "demo", {}, {"t": "3"}, slow(3), wait=30)  # a rerun retries
     assert again.bundle.meta["n"] == 3

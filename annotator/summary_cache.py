@@ -41,8 +41,7 @@ from pyarrow import feather
 
 from annotator import report
 from annotator.db import open_db
-
-from .analysis import Bundle
+from annotator.summaries import Bundle
 
 # Bump when a bundle's content changes shape: old files on disk are then ignored.
 BUNDLE_VERSION = "6"
@@ -348,17 +347,7 @@ def get(
         future = _jobs.get(job_key)
         if future is None:
             started = time.time()
-
-            def run() -> Bundle:
-                bundle = compute()
-                bundle.meta["_computed_seconds"] = round(time.time() - started, 3)
-                _save(directory, key, bundle)
-                # served as stored, so a result has the same column types fresh or restarted
-                bundle = _read(directory / key) or bundle
-                _bundles.put(mem_key, bundle)
-                return bundle
-
-            future = _pool.submit(run)
+            future = _pool.submit(_compute_and_store, directory, key, mem_key, compute)
             future.started = started  # type: ignore[attr-defined]
             _jobs[job_key] = future
             # a finished job's result is in memory and on disk: forget the job (a failed one
@@ -377,6 +366,38 @@ def get(
     with _jobs_lock:
         _jobs.pop(job_key, None)
     return Result(bundle)
+
+
+def _compute_and_store(
+    directory: Path, key: str, mem_key: tuple[str, ...], compute: Callable[[], Bundle]
+) -> Bundle:
+    started = time.time()
+    bundle = compute()
+    bundle.meta["_computed_seconds"] = round(time.time() - started, 3)
+    _save(directory, key, bundle)
+    # served as stored, so a result has the same column types fresh or restarted
+    bundle = _read(directory / key) or bundle
+    _bundles.put(mem_key, bundle)
+    return bundle
+
+
+def ensure(
+    path: str | Path,
+    name: str,
+    params: dict[str, Any],
+    deps: dict[str, str],
+    compute: Callable[[], Bundle],
+) -> bool:
+    """Compute and store the bundle in this thread unless it is stored already; True if it
+    was computed (the commands that change a study call this through `precompute`)."""
+    params_hash = _hash(BUNDLE_VERSION, name, params)
+    key = _hash(deps)
+    directory = _bundle_dir(path, name, params_hash)
+    if (directory / key / "meta.json").exists() and _read(directory / key) is not None:
+        return False
+    _compute_and_store(directory, key, (str(Path(path).resolve()), name, params_hash, key),
+                       compute)
+    return True
 
 
 def _forget(job_key: tuple[str, str, str], future: Future) -> None:

@@ -1,0 +1,135 @@
+"""The app's summaries, named once and computed ahead of the first visit.
+
+A page of the app opens with a few summaries (`Summary`): inter-annotator agreement, each
+prompt version's scores, the per-conversation outcomes and the value frequencies. At paper
+scale (300,000 conversations) computing them takes a minute or two, which a first visitor
+should not wait for. So the commands that change what they read (`extract`, `pull`,
+`adjudicate`, `demo`) end by computing the missing ones into the study's summary cache, the
+same files the app reads (`summary_cache`), and `annotator summarize` does it on demand.
+
+The app asks for the same `Summary` objects, so both sides agree on names, parameters and the
+tables each result depends on: a summary is recomputed only when one of those tables changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from annotator import summaries, summary_cache
+from annotator.summaries import Bundle
+
+DEFAULT_BOOT = 200  # bootstrap resamples behind the app's 95% intervals
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One result a page shows: its cache name and parameters, the tables it reads (their
+    signatures key the stored result) and how to compute it from the study file."""
+
+    name: str
+    params: dict[str, Any]
+    deps: tuple[str, ...]
+    what: str  # how a page names it while it computes
+    compute: Callable[[str, Mapping[str, str]], Bundle] = field(compare=False, repr=False)
+
+    def dep_signatures(self, signatures: Mapping[str, str]) -> dict[str, str]:
+        return {table: signatures.get(table, "") for table in self.deps}
+
+
+def _frame(path: str, signatures: Mapping[str, str], table: str) -> Any:
+    return summary_cache.frame(path, table, signatures.get(table, ""))
+
+
+def annotators(n_boot: int = DEFAULT_BOOT) -> Summary:
+    return Summary(
+        "annotators", {"n_boot": n_boot}, ("annotations",), "inter-annotator agreement",
+        lambda path, sigs: summaries.annotators_bundle(_frame(path, sigs, "annotations"), n_boot),
+    )
+
+
+def prompt_scores(prompt_id: str, n_boot: int = DEFAULT_BOOT) -> Summary:
+    table = f"extractions:{prompt_id}"
+    return Summary(
+        "prompt", {"n_boot": n_boot, "prompt": prompt_id}, (table, "gold", "annotations"),
+        f"the scores of prompt {prompt_id}",
+        lambda path, sigs: summaries.prompt_bundle(
+            _frame(path, sigs, table), _frame(path, sigs, "gold"),
+            _frame(path, sigs, "annotations"), n_boot,
+        ),
+    )
+
+
+def conversations() -> Summary:
+    return Summary(
+        "conversations", {}, ("annotations", "gold"), "the conversation table",
+        lambda path, sigs: summaries.conversations_bundle(
+            _frame(path, sigs, "annotations"), _frame(path, sigs, "gold")
+        ),
+    )
+
+
+def frequencies(table: str) -> Summary:
+    return Summary(
+        "frequencies", {"table": table}, (table,), f"value frequencies ({table})",
+        lambda path, sigs: summaries.value_frequencies(_frame(path, sigs, table)),
+    )
+
+
+def opening_summaries(prompt_ids: list[str], n_boot: int = DEFAULT_BOOT) -> list[Summary]:
+    """What the app's pages open with, for every prompt version (any one may be chosen)."""
+    out = [frequencies("gold"), frequencies("annotations")]
+    out += [frequencies(f"extractions:{p}") for p in prompt_ids]
+    out += [annotators(n_boot), conversations()]
+    out += [prompt_scores(p, n_boot) for p in prompt_ids]
+    return out
+
+
+class PrecomputeReport(BaseModel):
+    """What `precompute` did: summaries already stored for the current data, and computed."""
+
+    study: str
+    summaries: int
+    already_stored: int
+    computed: list[str]
+    seconds: float
+
+
+def precompute(
+    path: str | Path,
+    n_boot: int = DEFAULT_BOOT,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> PrecomputeReport:
+    """Compute, in this thread, every opening summary missing for the study's current data.
+
+    `progress(what, done, total)` is called before each summary and once at the end.
+    """
+    started = time.perf_counter()
+    path = str(path)
+    fp = summary_cache.fingerprint(path)
+    if fp is None:
+        raise FileNotFoundError(path)
+    facts = summary_cache.facts(path, fp)
+    signatures = facts["signatures"]
+    prompt_ids = [p["prompt_id"] for p in facts["prompts"]]
+    wanted = opening_summaries(prompt_ids, n_boot)
+    computed: list[str] = []
+    for i, summary in enumerate(wanted):
+        if progress:
+            progress(summary.what, i, len(wanted))
+        if summary_cache.ensure(path, summary.name, summary.params,
+                                summary.dep_signatures(signatures),
+                                lambda s=summary: s.compute(path, signatures)):
+            computed.append(summary.what)
+    if progress:
+        progress("done", len(wanted), len(wanted))
+    summary_cache.clear_memory()  # the frames read for this are not needed after it
+    return PrecomputeReport(
+        study=path, summaries=len(wanted), already_stored=len(wanted) - len(computed),
+        computed=computed, seconds=round(time.perf_counter() - started, 2),
+    )

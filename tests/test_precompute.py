@@ -1,0 +1,125 @@
+"""The app's summaries computed ahead (`annotator.precompute`, `annotator summarize`): what is
+stored, what a change recomputes, and that the app's pages open from them without computing.
+
+Real SQLite files, the real summary cache on disk and Streamlit's AppTest; no fakes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from test_app_pages import BOOT, open_app
+from test_app_study import V1, V2, build_study
+from typer.testing import CliRunner
+
+from annotator import precompute, report, summaries, summary_cache
+from annotator.cli import app
+from annotator.db import open_db
+from annotator.gold import decide
+from annotator.models import Labels
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return build_study(tmp_path_factory.mktemp("precompute") / "study.db")
+
+
+@pytest.fixture
+def study_copy(built, tmp_path):
+    target = tmp_path / "study.db"
+    shutil.copy(built, target)
+    summary_cache.clear_memory()
+    return target
+
+
+def test_precompute_stores_every_opening_summary_once(study_copy) -> None:
+    first = precompute.precompute(study_copy, n_boot=BOOT)
+    expected = {s.what for s in precompute.opening_summaries([V1, V2], BOOT)}
+    assert first.summaries == len(expected) == 8
+    assert set(first.computed) == expected and first.already_stored == 0
+    again = precompute.precompute(study_copy, n_boot=BOOT)
+    assert again.computed == [] and again.already_stored == 8
+
+    # a person's gold decision: only what reads gold is computed again
+    db = open_db(study_copy)
+    cid = report.gold_frame(db)["conversation_id"].iloc[0]
+    decide(db, cid, Labels(ai_values=["honesty"], response_type="neutral"), "tester")
+    db.conn.close()
+    after = precompute.precompute(study_copy, n_boot=BOOT)
+    assert set(after.computed) == {
+        "value frequencies (gold)", "the conversation table",
+        f"the scores of prompt {V1}", f"the scores of prompt {V2}",
+    }
+    assert after.already_stored == 4
+
+
+def test_precomputed_result_equals_a_direct_computation(study_copy) -> None:
+    precompute.precompute(study_copy, n_boot=BOOT)
+    summary_cache.clear_memory()
+    db = open_db(study_copy)
+    gold = report.gold_frame(db)
+    db.conn.close()
+    fp = summary_cache.fingerprint(study_copy)
+    sigs = summary_cache.signatures(study_copy, fp)
+    stored = summary_cache.get(str(study_copy), "frequencies", {"table": "gold"},
+                               {"gold": sigs["gold"]}, lambda: pytest.fail("recomputed"), 0)
+    assert stored.bundle is not None
+    direct = summaries.value_frequencies(gold).frames["values"]
+    got = stored.bundle.frames["values"]
+    assert got.set_index("value")["count"].to_dict() == direct.set_index("value")["count"].to_dict()
+
+
+def test_app_pages_open_from_precomputed_summaries_without_computing(study_copy, monkeypatch):
+    """With the summaries stored ahead, no page computes: every compute function raises, and
+    the pages wait 0 s, yet each shows its content and no "Computing" notice."""
+    precompute.precompute(study_copy, n_boot=BOOT)
+    summary_cache.clear_memory()  # as a freshly started app
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the app computed a summary that was stored ahead")
+
+    for name in ("annotators_bundle", "prompt_bundle", "conversations_bundle",
+                 "value_frequencies"):
+        monkeypatch.setattr(summaries, name, refuse)
+    for page, heading in (
+        (None, "Response types"), ("annotators", "Pairwise Cohen's kappa"),
+        ("prompts", "Per-value precision and recall"), ("disagreements", "Read a conversation"),
+        ("gold", "Decide the gold labels"),
+    ):
+        at = open_app(study_copy, page, wait_seconds=0.0)
+        texts = [e.value for e in (*at.info, *at.error)]
+        assert not any("Computing" in t or "Could not compute" in t for t in texts), texts
+        shown = [e.value for e in (*at.subheader, *at.header, *at.markdown)]
+        assert any(heading in t for t in shown), (page, shown[:10])
+
+
+def test_summarize_command(study_copy, tmp_path) -> None:
+    missing = runner.invoke(app, ["summarize", "--db", str(tmp_path / "none.db")])
+    assert missing.exit_code != 0 and "no study database" in missing.output
+    assert not (tmp_path / "none.db").exists()
+
+    done = runner.invoke(app, ["summarize", "--db", str(study_copy), "--n-boot", str(BOOT),
+                               "--json"])
+    assert done.exit_code == 0, done.output
+    data = json.loads(done.output)
+    assert data["summaries"] == 8 and len(data["computed"]) == 8
+    text = runner.invoke(app, ["summarize", "--db", str(study_copy), "--n-boot", str(BOOT)])
+    assert text.exit_code == 0 and "0 computed, 8 of 8 already up to date" in text.output
+
+
+def test_adjudicate_refreshes_summaries_unless_told_not_to(study_copy) -> None:
+    cache = summary_cache.cache_root(study_copy)
+    skipped = runner.invoke(app, ["adjudicate", "--db", str(study_copy), "--no-summaries",
+                                  "--json"])
+    assert skipped.exit_code == 0, skipped.output
+    assert json.loads(skipped.output)["app_summaries"] is None
+    assert not cache.exists()
+
+    done = runner.invoke(app, ["adjudicate", "--db", str(study_copy), "--json"])
+    assert done.exit_code == 0, done.output
+    summaries_done = json.loads(done.output)["app_summaries"]
+    assert summaries_done["summaries"] == 8 and len(summaries_done["computed"]) == 8
+    assert any(cache.glob("prompt-*"))
