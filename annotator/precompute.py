@@ -13,8 +13,11 @@ tables each result depends on: a summary is recomputed only when one of those ta
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +93,25 @@ def opening_summaries(prompt_ids: list[str], n_boot: int = DEFAULT_BOOT) -> list
     return out
 
 
+def summary_named(name: str, params: Mapping[str, Any]) -> Summary:
+    """The `Summary` with this cache name and parameters (how a worker process rebuilds one:
+    a Summary's compute function cannot cross a process border)."""
+    if name == "annotators":
+        return annotators(params["n_boot"])
+    if name == "prompt":
+        return prompt_scores(params["prompt"], params["n_boot"])
+    if name == "conversations":
+        return conversations()
+    if name == "frequencies":
+        return frequencies(params["table"])
+    raise ValueError(f"no summary named {name!r}")
+
+
+# the heaviest first, so that two workers finish together
+_WEIGHT = {"prompt": 0, "annotators": 1, "conversations": 2, "frequencies": 3}
+PARALLEL_MIN_CONVERSATIONS = 20_000  # below this, starting processes costs more than it saves
+
+
 class PrecomputeReport(BaseModel):
     """What `precompute` did: summaries already stored for the current data, and computed."""
 
@@ -97,17 +119,28 @@ class PrecomputeReport(BaseModel):
     summaries: int
     already_stored: int
     computed: list[str]
+    workers: int
     seconds: float
+
+
+def _compute(path: str, name: str, params: dict[str, Any], signatures: dict[str, str]) -> bool:
+    summary = summary_named(name, params)
+    return summary_cache.ensure(path, summary.name, summary.params,
+                                summary.dep_signatures(signatures),
+                                lambda: summary.compute(path, signatures))
 
 
 def precompute(
     path: str | Path,
     n_boot: int = DEFAULT_BOOT,
     progress: Callable[[str, int, int], None] | None = None,
+    workers: int | None = None,
 ) -> PrecomputeReport:
-    """Compute, in this thread, every opening summary missing for the study's current data.
+    """Compute every opening summary missing for the study's current data, and store it.
 
-    `progress(what, done, total)` is called before each summary and once at the end.
+    Large studies are computed in worker processes (`workers`, default: one per core up to 4,
+    from 20,000 conversations), the heaviest summaries first. `progress(what, done, total)` is
+    called as each summary is done.
     """
     started = time.perf_counter()
     path = str(path)
@@ -115,21 +148,45 @@ def precompute(
     if fp is None:
         raise FileNotFoundError(path)
     facts = summary_cache.facts(path, fp)
-    signatures = facts["signatures"]
-    prompt_ids = [p["prompt_id"] for p in facts["prompts"]]
-    wanted = opening_summaries(prompt_ids, n_boot)
+    signatures = dict(facts["signatures"])
+    wanted = opening_summaries([p["prompt_id"] for p in facts["prompts"]], n_boot)
+    missing = sorted(
+        (s for s in wanted
+         if not summary_cache.stored(path, s.name, s.params, s.dep_signatures(signatures))),
+        key=lambda s: _WEIGHT[s.name],
+    )
+    if workers is None:
+        large = int(signatures.get("conversations", "0").split(":", 1)[0] or 0) >= (
+            PARALLEL_MIN_CONVERSATIONS)
+        workers = min(os.cpu_count() or 1, 4) if large else 1
+    workers = max(1, min(workers, len(missing)))
     computed: list[str] = []
-    for i, summary in enumerate(wanted):
-        if progress:
-            progress(summary.what, i, len(wanted))
-        if summary_cache.ensure(path, summary.name, summary.params,
-                                summary.dep_signatures(signatures),
-                                lambda s=summary: s.compute(path, signatures)):
-            computed.append(summary.what)
+    done = len(wanted) - len(missing)
     if progress:
-        progress("done", len(wanted), len(wanted))
+        progress("stored", done, len(wanted))
+    if workers == 1:
+        for summary in missing:
+            if _compute(path, summary.name, summary.params, signatures):
+                computed.append(summary.what)
+            done += 1
+            if progress:
+                progress(summary.what, done, len(wanted))
+    else:
+        # fork: the workers start at once and inherit the loaded modules; each reads the
+        # frames it needs itself and writes its result to the cache (atomic renames)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = {
+                pool.submit(_compute, path, s.name, s.params, signatures): s for s in missing
+            }
+            for future in as_completed(futures):
+                summary = futures[future]
+                if future.result():
+                    computed.append(summary.what)
+                done += 1
+                if progress:
+                    progress(summary.what, done, len(wanted))
     summary_cache.clear_memory()  # the frames read for this are not needed after it
     return PrecomputeReport(
         study=path, summaries=len(wanted), already_stored=len(wanted) - len(computed),
-        computed=computed, seconds=round(time.perf_counter() - started, 2),
+        computed=computed, workers=workers, seconds=round(time.perf_counter() - started, 2),
     )

@@ -390,14 +390,19 @@ def ensure(
 ) -> bool:
     """Compute and store the bundle in this thread unless it is stored already; True if it
     was computed (the commands that change a study call this through `precompute`)."""
+    if stored(path, name, params, deps):
+        return False
     params_hash = _hash(BUNDLE_VERSION, name, params)
     key = _hash(deps)
-    directory = _bundle_dir(path, name, params_hash)
-    if (directory / key / "meta.json").exists() and _read(directory / key) is not None:
-        return False
-    _compute_and_store(directory, key, (str(Path(path).resolve()), name, params_hash, key),
-                       compute)
+    _compute_and_store(_bundle_dir(path, name, params_hash), key,
+                       (str(Path(path).resolve()), name, params_hash, key), compute)
     return True
+
+
+def stored(path: str | Path, name: str, params: dict[str, Any], deps: dict[str, str]) -> bool:
+    """Whether the bundle for these parameters and dependency signatures is on disk, whole."""
+    directory = _bundle_dir(path, name, _hash(BUNDLE_VERSION, name, params)) / _hash(deps)
+    return (directory / "meta.json").exists() and _read(directory) is not None
 
 
 def _forget(job_key: tuple[str, str, str], future: Future) -> None:

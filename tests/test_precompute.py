@@ -123,3 +123,29 @@ def test_adjudicate_refreshes_summaries_unless_told_not_to(study_copy) -> None:
     summaries_done = json.loads(done.output)["app_summaries"]
     assert summaries_done["summaries"] == 8 and len(summaries_done["computed"]) == 8
     assert any(cache.glob("prompt-*"))
+
+
+def test_worker_processes_store_the_same_summaries(study_copy, tmp_path) -> None:
+    """The parallel path (used from 20,000 conversations) on the small study: every summary
+    lands once, and equals what one process computes."""
+    other = tmp_path / "other" / "study.db"
+    other.parent.mkdir()
+    shutil.copy(study_copy, other)
+    seen: list[tuple[str, int, int]] = []
+    parallel = precompute.precompute(study_copy, n_boot=BOOT, workers=2,
+                                     progress=lambda *a: seen.append(a))
+    assert parallel.workers == 2 and len(parallel.computed) == 8
+    assert [done for _, done, _ in seen] == list(range(9))  # 0 stored, then one per summary
+    single = precompute.precompute(other, n_boot=BOOT, workers=1)
+    assert single.workers == 1 and len(single.computed) == 8
+    summary_cache.clear_memory()
+    for path in (study_copy, other):
+        sigs = summary_cache.signatures(path, summary_cache.fingerprint(path))
+        summary = precompute.annotators(BOOT)
+        result = summary_cache.get(str(path), summary.name, summary.params,
+                                   summary.dep_signatures(sigs), lambda: pytest.fail("missing"), 0)
+        assert result.bundle is not None
+        if path == study_copy:
+            first = result.bundle.frames["agreement"]
+        else:
+            assert result.bundle.frames["agreement"].equals(first)
