@@ -1307,14 +1307,33 @@ def _model_ref_ratings(model: pd.DataFrame, reference: pd.DataFrame,
     both = _aligned(model, reference, label)
     if both.empty:
         return None
-    n = len(both)
-    frame = pd.DataFrame({
-        UNIT: np.concatenate([both[UNIT].to_numpy(), both[UNIT].to_numpy()]),
-        RATER: ["model"] * n + ["ref"] * n,
-        label: np.concatenate([both[f"{label}_model"].to_numpy(),
-                               both[f"{label}_ref"].to_numpy()]),
-    })
-    return set_ratings(frame, label)
+    return pair_ratings(both[UNIT].to_numpy(dtype=object), both[f"{label}_model"].tolist(),
+                        both[f"{label}_ref"].tolist())
+
+
+_SET_TYPES = (tuple, list, frozenset, set)  # cells that are never missing: skip the check
+
+
+def pair_ratings(
+    units: np.ndarray, first: Sequence[Any], second: Sequence[Any],
+    raters: tuple[str, str] = ("model", "ref"),
+) -> SetRatings:
+    """Two sets for each of `units` (distinct), rated by `raters[0]` then `raters[1]`.
+
+    The SetRatings `set_ratings` builds from the frame of these 2n rows, without building the
+    frame: at paper scale the frame's string columns cost more than the sets. A missing cell
+    counts as an empty set, so the two raters' rows stay aligned unit by unit.
+    """
+    n = len(units)
+    cells = [c if type(c) in _SET_TYPES else () if _is_missing(c) else c
+             for c in chain.from_iterable(zip(first, second, strict=True))]
+    lengths = np.fromiter(map(len, cells), dtype=np.int64, count=len(cells))
+    flat = list(chain.from_iterable(cells))
+    codes, vocab = pd.factorize(pd.Series(flat, dtype=object)) if flat else (
+        np.zeros(0, np.int64), pd.Index([], dtype=object))
+    return _csr(np.repeat(np.arange(n), 2), np.repeat(np.arange(2 * n), lengths),
+                np.asarray(codes), np.asarray(vocab, dtype=object),
+                np.asarray(units, dtype=object), np.tile(np.array(raters, dtype=object), n))
 
 
 def _value_scores(r: SetRatings, n_boot: int, seed: int, boot_budget: float) -> dict[str, Stat]:

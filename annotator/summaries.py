@@ -373,12 +373,7 @@ def _aligned_ratings(
     """Model and reference sets of the conversations `ids` as one SetRatings, model first."""
     m = model.set_index("conversation_id")[fld].reindex(ids)
     r = reference.set_index("conversation_id")[fld].reindex(ids)
-    frame = pd.DataFrame({
-        ag.UNIT: np.concatenate([ids, ids]),
-        ag.RATER: ["model"] * len(ids) + ["ref"] * len(ids),
-        fld: np.concatenate([m.to_numpy(), r.to_numpy()]),
-    })
-    return ag.set_ratings(frame, fld)
+    return ag.pair_ratings(ids, m.tolist(), r.tolist())
 
 
 def gold_outcomes(

@@ -240,7 +240,9 @@ def _show_status(result: summary_cache.Result, what: str) -> None:
                        "showing the previous results until then.")
         else:
             st.info(f"Computing {what}{since}. This page refreshes when it is ready; results "
-                    "are kept until the study changes.", icon=":material/hourglass_top:")
+                    "are kept until the study changes. For a large study, `annotator summarize` "
+                    "computes them ahead (`extract`, `pull` and `adjudicate` do it when they "
+                    "finish).", icon=":material/hourglass_top:")
 
 
 def get_bundle(study: Study, summary: precompute.Summary) -> Bundle | None:

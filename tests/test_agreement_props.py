@@ -232,3 +232,25 @@ def test_value_scores_match_sklearn(pairs: list[tuple[set, set]]) -> None:
         assert ours["micro_f1"].value == pytest.approx(f, abs=1e-9)
     jac = jaccard_score(y_true, y_pred, average="samples", zero_division=1)
     assert ours["mean_jaccard"].value == pytest.approx(jac, abs=1e-9)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.sets(st.sampled_from(VOCAB), max_size=4),
+                          st.sets(st.sampled_from(VOCAB), max_size=4)), min_size=1, max_size=30))
+def test_pair_ratings_equals_set_ratings_of_the_same_rows(pairs) -> None:
+    """The frame-free builder used for model-vs-reference scores gives exactly what the general
+    builder gives for the 2n rows it stands for."""
+    units = np.array([f"u{i}" for i in range(len(pairs))], dtype=object)
+    first = [tuple(sorted(a)) for a, _ in pairs]
+    second = [tuple(sorted(b)) for _, b in pairs]
+    frame = pd.DataFrame({
+        "conversation_id": np.concatenate([units, units]),
+        "annotator": ["model"] * len(pairs) + ["ref"] * len(pairs),
+        "ai_values": first + second,
+    })
+    want = ag.set_ratings(frame, "ai_values")
+    got = ag.pair_ratings(units, first, second)
+    assert got.units.tolist() == want.units.tolist()
+    assert got.raters.tolist() == want.raters.tolist()
+    assert got.unit.tolist() == want.unit.tolist()
+    assert got.sets() == want.sets()

@@ -149,3 +149,18 @@ def test_worker_processes_store_the_same_summaries(study_copy, tmp_path) -> None
             first = result.bundle.frames["agreement"]
         else:
             assert result.bundle.frames["agreement"].equals(first)
+
+
+def test_extract_refreshes_the_new_prompt_versions_summaries(study_copy) -> None:
+    """The offline baseline labels the study under a new prompt version: the command's report
+    names that version's scores among the summaries it computed."""
+    done = runner.invoke(app, ["extract", "--db", str(study_copy), "--extractor", "baseline",
+                               "--json"])
+    assert done.exit_code == 0, done.output
+    data = json.loads(done.output)
+    computed = data["app_summaries"]["computed"]
+    assert f"the scores of prompt {data['prompt_id']}" in computed
+    assert f"value frequencies (extractions:{data['prompt_id']})" in computed
+    dry = runner.invoke(app, ["extract", "--db", str(study_copy), "--extractor", "baseline",
+                              "--dry-run", "--json"])
+    assert dry.exit_code == 0 and json.loads(dry.output)["app_summaries"] is None
