@@ -287,10 +287,10 @@ def demo(
     console.print("4. agreement:\n" + "\n".join(lines))
     exported = export_dataset(database, Path(db).parent / "validated.jsonl")
     console.print(f"5. exported {exported.exported} validated conversations to {exported.path}")
-    done = _precompute_summaries(Path(db), True, True)
-    assert done is not None
-    console.print(f"6. the app's summaries: {len(done['computed'])} computed, "
-                  f"{done['already_stored']} already up to date ({done['seconds']:.1f} s)")
+    done = _precompute_summaries(Path(db), True, True) or {}
+    if "computed" in done:
+        console.print(f"6. the app's summaries: {len(done['computed'])} computed, "
+                      f"{done['already_stored']} already up to date ({done['seconds']:.1f} s)")
     rows = [{"stage": stage, "count": count} for stage, count in study_summary(database).items()]
     console.print(rows_table(f"Demo study {db}", rows))
     console.print(
@@ -732,19 +732,35 @@ SummariesOption = Annotated[
 
 
 def _precompute_summaries(
-    path: Path, enabled: bool, quiet: bool, n_boot: int | None = None
+    path: Path, enabled: bool, quiet: bool, n_boot: int | None = None,
+    workers: int | None = None, must_succeed: bool = False,
 ) -> dict[str, Any] | None:
-    """The app's summaries for what a command changed (see `annotator summarize`)."""
+    """The app's summaries for what a command changed (see `annotator summarize`).
+
+    After `extract`, `pull` or `adjudicate` their work is saved whatever happens here: a
+    failure is reported (the app then computes them when opened), not raised.
+    """
     if not enabled:
         return None
     from .precompute import DEFAULT_BOOT, precompute
 
-    with _progress_bar("App summaries", not quiet) as bar:
-        job = bar.add_task("summaries", total=None)
-        done = precompute(
-            path, n_boot=DEFAULT_BOOT if n_boot is None else n_boot,
-            progress=lambda what, i, total: bar.update(job, completed=i, total=total),
-        )  # fmt: skip
+    try:
+        with _progress_bar("App summaries", not quiet) as bar:
+            job = bar.add_task("summaries", total=None)
+            done = precompute(
+                path, n_boot=DEFAULT_BOOT if n_boot is None else n_boot, workers=workers,
+                progress=lambda what, i, total: bar.update(job, completed=i, total=total),
+            )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - reported; the command's own work is saved
+        reason = f"{type(exc).__name__}: {exc}"
+        if must_succeed:
+            if isinstance(exc, OSError):  # a full disk or an unwritable folder: say so plainly
+                raise AnnotatorError(f"could not compute the app's summaries ({reason})") from exc
+            raise
+        err_console.print(f"[yellow]Could not compute the app's summaries[/] ({reason}); the "
+                          "app computes them when opened, or run `annotator summarize`.",
+                          highlight=False)
+        return {"error": reason}
     if not quiet:
         console.print(
             f"App summaries: {len(done.computed)} computed, {done.already_stored} of "
@@ -760,6 +776,11 @@ def summarize(
     n_boot: Annotated[
         int, typer.Option("--n-boot", help="Bootstrap resamples for the 95% intervals.")
     ] = 200,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes. Default: 1, or 2 from 20,000 conversations "
+                     "(each needs about 2.5 GB at 300,000)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Compute the summaries the app's pages open with (agreement, each prompt version's
@@ -775,7 +796,7 @@ def summarize(
 
     path = db_path(db)
     open_existing_db(path).conn.close()  # a missing study is an error, not a new one
-    done = _precompute_summaries(path, True, as_json, n_boot)
+    done = _precompute_summaries(path, True, as_json, n_boot, workers, must_succeed=True)
     if as_json:
         print_json(done)
 

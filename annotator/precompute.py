@@ -110,6 +110,7 @@ def summary_named(name: str, params: Mapping[str, Any]) -> Summary:
 # the heaviest first, so that two workers finish together
 _WEIGHT = {"prompt": 0, "annotators": 1, "conversations": 2, "frequencies": 3}
 PARALLEL_MIN_CONVERSATIONS = 20_000  # below this, starting processes costs more than it saves
+MAX_DEFAULT_WORKERS = 2  # each holds the study's frames: about 2.5 GB at 300,000
 
 
 class PrecomputeReport(BaseModel):
@@ -138,7 +139,7 @@ def precompute(
 ) -> PrecomputeReport:
     """Compute every opening summary missing for the study's current data, and store it.
 
-    Large studies are computed in worker processes (`workers`, default: one per core up to 4,
+    Large studies are computed in worker processes (`workers`, default: one per core up to 2,
     from 20,000 conversations), the heaviest summaries first. `progress(what, done, total)` is
     called as each summary is done.
     """
@@ -158,7 +159,7 @@ def precompute(
     if workers is None:
         large = int(signatures.get("conversations", "0").split(":", 1)[0] or 0) >= (
             PARALLEL_MIN_CONVERSATIONS)
-        workers = min(os.cpu_count() or 1, 4) if large else 1
+        workers = min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS) if large else 1
     workers = max(1, min(workers, len(missing)))
     computed: list[str] = []
     done = len(wanted) - len(missing)

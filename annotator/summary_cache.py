@@ -218,9 +218,15 @@ def _save(directory: Path, key: str, bundle: Bundle) -> None:
                         "saved_at": time.time()}, default=str)
         )
         target = directory / key
-        if target.exists():
+        # Same key, same inputs, same result: a whole one already there (another process, or
+        # the app and `annotator summarize` at once) stays, as a reader may hold its files.
+        if _read(target) is None:
             shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if _read(target) is None:  # not a concurrent writer's whole result: a real fault
+                    raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

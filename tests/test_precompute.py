@@ -164,3 +164,52 @@ def test_extract_refreshes_the_new_prompt_versions_summaries(study_copy) -> None
     dry = runner.invoke(app, ["extract", "--db", str(study_copy), "--extractor", "baseline",
                               "--dry-run", "--json"])
     assert dry.exit_code == 0 and json.loads(dry.output)["app_summaries"] is None
+
+
+def test_a_failure_after_adjudicate_is_reported_and_the_gold_is_kept(study_copy, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(precompute, "precompute", broken)
+    db = open_db(study_copy)
+    with db.conn:
+        db.execute("delete from gold")
+    db.conn.close()
+    done = runner.invoke(app, ["adjudicate", "--db", str(study_copy), "--json"])
+    assert done.exit_code == 0, done.output
+    assert "Could not compute the app's summaries (OSError: disk full)" in done.stderr
+    data = json.loads(done.stdout)
+    assert data["decided"] > 0 and data["app_summaries"] == {"error": "OSError: disk full"}
+    db = open_db(study_copy)
+    assert db["gold"].count == data["decided"]
+    db.conn.close()
+    # asked for by name, the same failure is the command's error
+    asked = runner.invoke(app, ["summarize", "--db", str(study_copy)])
+    assert asked.exit_code != 0 and "disk full" in asked.output
+
+
+def test_a_result_stored_twice_keeps_the_first_for_its_readers(study_copy) -> None:
+    """The app and `annotator summarize` may finish the same summary at once: the second
+    store leaves the first in place, so frames a page has not read yet stay readable."""
+    fp = summary_cache.fingerprint(study_copy)
+    sigs = summary_cache.signatures(study_copy, fp)
+    summary = precompute.frequencies("gold")
+    deps = summary.dep_signatures(sigs)
+    assert summary_cache.ensure(str(study_copy), summary.name, summary.params, deps,
+                                lambda: summary.compute(str(study_copy), sigs))
+    summary_cache.clear_memory()
+    first = summary_cache.get(str(study_copy), summary.name, summary.params, deps,
+                              lambda: pytest.fail("recomputed"), 0).bundle
+    assert first is not None
+    files = sorted(p for p in summary_cache.cache_root(study_copy).rglob("*.arrow"))
+    inodes = {p: p.stat().st_ino for p in files}
+    # a second process storing the same result (its own compute, its own save)
+    summary_cache._compute_and_store(
+        summary_cache._bundle_dir(study_copy, summary.name,
+                                  summary_cache._hash(summary_cache.BUNDLE_VERSION,
+                                                      summary.name, summary.params)),
+        summary_cache._hash(deps), ("other process",),
+        lambda: summary.compute(str(study_copy), sigs),
+    )
+    assert {p: p.stat().st_ino for p in files} == inodes  # the same files, untouched
+    assert len(first.frames["values"]) > 0  # read only now
