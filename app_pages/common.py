@@ -330,18 +330,21 @@ def sidebar() -> None:
 
 
 def paginated(
-    frame: pd.DataFrame, key: str, page_size: int = PAGE_SIZE, **dataframe_args: Any
+    frame: pd.DataFrame, key: str, page_size: int = PAGE_SIZE, rows: Any = None,
+    **dataframe_args: Any,
 ) -> pd.DataFrame:
     """A table shown one page at a time (a wide or long table never loads whole in the browser).
 
-    Returns the rows shown.
+    `rows`, if given, are the positions in `frame` to show (a filter's result): only the page's
+    rows are copied. Returns the rows shown.
     """
-    total = len(frame)
+    total = len(frame) if rows is None else len(rows)
     pages = max(1, -(-total // page_size))
     if st.session_state.get(f"{key}-page", 1) > pages:  # the filters shrank the table
         st.session_state[f"{key}-page"] = 1
     page = st.pagination(pages, key=f"{key}-page", max_visible_pages=7) if pages > 1 else 1
-    shown = displayable(frame.iloc[(page - 1) * page_size : page * page_size])
+    window = slice((page - 1) * page_size, page * page_size)
+    shown = displayable(frame.iloc[window] if rows is None else frame.iloc[rows[window]])
     st.dataframe(shown, hide_index=True, key=f"{key}-table", **dataframe_args)
     first = (page - 1) * page_size + 1 if total else 0
     st.caption(f"Rows {first:,}–{(page - 1) * page_size + len(shown):,} of {total:,}")

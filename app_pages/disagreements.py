@@ -47,20 +47,20 @@ value = cols[1].selectbox("Value", options, index=None, key="dis-value",
 categories = cols[2].multiselect("Top category", list(TOP_CATEGORIES), key="dis-categories")
 types = cols[3].multiselect("Response type (gold or model)", list(summaries.RESPONSE_TYPES),
                             key="dis-types")
-filtered = summary_cache.memo(
+rows = summary_cache.memo(
     ("dis-filter", study.path, prompt, *deps, tuple(kinds), value, tuple(categories),
      tuple(types)),
-    lambda: summaries.filter_disagreements(table, kinds, value, categories, types),
+    lambda: summaries.disagreement_rows(table, kinds, value, categories, types),
 )
 label = common.prompt_label(study, prompt) if prompt else "no prompt version"
-st.caption(f"{len(filtered):,} of {len(table):,} conversations · model: {common.md(label)}")
+st.caption(f"{len(rows):,} of {len(table):,} conversations · model: {common.md(label)}")
 if prompt and outcomes is None:
     st.caption("The model's labels appear when its scores are computed.")
 
-show = filtered[["conversation_id", "gold_type", "model_type", "annotator_types",
-                 "gold_values", "model_values", "decided_by"]]
-page_rows = common.paginated(show, key="dis")
-if filtered.empty:
+show = table[["conversation_id", "gold_type", "model_type", "annotator_types",
+              "gold_values", "model_values", "decided_by"]]
+page_rows = common.paginated(show, key="dis", rows=rows)
+if len(rows) == 0:
     st.info("No conversation matches these filters.")
     common.stop()
 

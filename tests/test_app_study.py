@@ -311,3 +311,64 @@ def test_store_serves_the_previous_result_while_computing(tmp_path) -> None:
     assert failed.bundle is None and "no such column" in failed.error
     again = summary_cache.get(path, "demo", {}, {"t": "3"}, slow(3), wait=30)  # a rerun retries
     assert again.bundle.meta["n"] == 3
+
+
+def test_disagreement_filters_and_value_options_match_a_row_by_row_reading(app_study) -> None:
+    """The vectorised filter and the Arrow count of value names, against plain Python over the
+    rows of the stored (Arrow-backed) table the page reads."""
+    from collections import Counter
+
+    from annotator import precompute, summaries, summary_cache
+
+    path = str(app_study)
+    sigs = summary_cache.signatures(path, summary_cache.fingerprint(path))
+
+    def stored(summary: precompute.Summary) -> summaries.Bundle:
+        summary_cache.ensure(path, summary.name, summary.params, summary.dep_signatures(sigs),
+                             lambda: summary.compute(path, sigs))
+        found = summary_cache.get(path, summary.name, summary.params,
+                                  summary.dep_signatures(sigs), lambda: None, 0).bundle
+        assert found is not None
+        return found
+
+    conversations = stored(precompute.conversations()).frames["conversations"]
+    model = stored(precompute.prompt_scores(V2, 0)).frames["model"]
+    table = summaries.disagreement_table(conversations, model)
+    records = table.astype(object).to_dict(orient="records")  # Arrow lists as Python lists
+
+    def names(row: dict, cols) -> list[str]:
+        out: list[str] = []
+        for c in cols:
+            v = row[c]
+            out += [] if v is None or (isinstance(v, float) and np.isnan(v)) else list(v)
+        return out
+
+    counts = Counter()
+    for row in records:
+        counts.update(names(row, ("gold_values", "model_values", "annotator_values")))
+    options = summaries.value_options(table)
+    assert set(options) == set(counts) and len(options) == len(counts)
+    assert [counts[o] for o in options] == sorted(counts.values(), reverse=True)
+
+    value = options[1]
+    chosen = 0
+    for kinds, categories, types in (
+        (["model_type", "annotators_type"], [], []),
+        ([], ["Epistemic"], ["neutral", "reframing"]),
+        (["model_values"], [], []),
+    ):
+        want = [
+            i for i, row in enumerate(records)
+            if (not kinds or any(row[f"{k}_flag"] for k in kinds))
+            and value in names(row, ("gold_values", "model_values", "annotator_values"))
+            and (not categories or set(categories) & set(names(row, ("gold_categories",
+                                                                       "model_categories"))))
+            and (not types or row["gold_type"] in types or row["model_type"] in types)
+        ]
+        got = summaries.disagreement_rows(table, kinds, value, categories, types)
+        assert got.tolist() == want
+        chosen += len(want)
+        assert summaries.filter_disagreements(table, kinds, value, categories,
+                                              types)["conversation_id"].tolist() == [
+            records[i]["conversation_id"] for i in want]
+    assert chosen > 0  # the filters chose some rows: the comparison says something
