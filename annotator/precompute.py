@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +85,54 @@ def frequencies(table: str) -> Summary:
     )
 
 
-def opening_summaries(prompt_ids: list[str], n_boot: int = DEFAULT_BOOT) -> list[Summary]:
-    """What the app's pages open with, for every prompt version (any one may be chosen)."""
+def comparison(first: str, second: str, level: int = 0, n_boot: int = DEFAULT_BOOT) -> Summary:
+    """Two prompt versions against gold, conversation by conversation, with paired deltas.
+
+    `first` and `second` in sorted order: the other order is the mirror image
+    (`summaries.swap_comparison`). Reads the two versions' stored scores.
+    """
+    return Summary(
+        "comparison", {"first": first, "second": second, "level": level, "n_boot": n_boot},
+        (f"extractions:{first}", f"extractions:{second}", "gold", "annotations"),
+        f"the comparison of {first} and {second}",
+        lambda path, sigs: _comparison(path, sigs, first, second, level, n_boot),
+    )
+
+
+def stored_bundle(summary: Summary, path: str, signatures: Mapping[str, str]) -> Bundle:
+    """The summary for these signatures: read from the cache, else computed and stored."""
+    deps = summary.dep_signatures(signatures)
+
+    def compute() -> Bundle:
+        return summary.compute(path, signatures)
+
+    summary_cache.ensure(path, summary.name, summary.params, deps, compute)
+    found = summary_cache.get(path, summary.name, summary.params, deps, compute, wait=600)
+    if found.bundle is None:
+        raise RuntimeError(found.error or f"{summary.what}: not computed")
+    return found.bundle
+
+
+def _comparison(path: str, sigs: Mapping[str, str], first: str, second: str, level: int,
+                n_boot: int) -> Bundle:
+    a, b = (stored_bundle(prompt_scores(p, n_boot), path, sigs).frames["outcomes"]
+            for p in (first, second))
+    changes, deltas = summaries.compare_versions(a, b, level, n_boot)
+    return Bundle(frames={"changes": changes, "deltas": deltas}, meta={"n": len(changes)})
+
+
+def opening_summaries(
+    prompt_ids: list[str], n_boot: int = DEFAULT_BOOT, has_gold: bool = True
+) -> list[Summary]:
+    """What the app's pages open with, for every prompt version (any one may be chosen): with
+    gold, each version's comparison with the one before it (the Prompts page's default)."""
     out = [frequencies("gold"), frequencies("annotations")]
     out += [frequencies(f"extractions:{p}") for p in prompt_ids]
     out += [annotators(n_boot), conversations()]
     out += [prompt_scores(p, n_boot) for p in prompt_ids]
+    if has_gold:
+        pairs = dict.fromkeys(tuple(sorted(pair)) for pair in pairwise(prompt_ids))
+        out += [comparison(a, b, 0, n_boot) for a, b in pairs]
     return out
 
 
@@ -104,11 +147,14 @@ def summary_named(name: str, params: Mapping[str, Any]) -> Summary:
         return conversations()
     if name == "frequencies":
         return frequencies(params["table"])
+    if name == "comparison":
+        return comparison(params["first"], params["second"], params["level"], params["n_boot"])
     raise ValueError(f"no summary named {name!r}")
 
 
 # the heaviest first, so that two workers finish together
 _WEIGHT = {"prompt": 0, "annotators": 1, "conversations": 2, "frequencies": 3}
+AFTER_SCORES = {"comparison"}  # read the prompt scores: computed once those are stored
 PARALLEL_MIN_CONVERSATIONS = 20_000  # below this, starting processes costs more than it saves
 MAX_DEFAULT_WORKERS = 2  # each holds the study's frames: about 2.5 GB at 300,000
 
@@ -150,28 +196,34 @@ def precompute(
         raise FileNotFoundError(path)
     facts = summary_cache.facts(path, fp)
     signatures = dict(facts["signatures"])
-    wanted = opening_summaries([p["prompt_id"] for p in facts["prompts"]], n_boot)
-    missing = sorted(
-        (s for s in wanted
-         if not summary_cache.stored(path, s.name, s.params, s.dep_signatures(signatures))),
-        key=lambda s: _WEIGHT[s.name],
-    )
+    has_gold = not signatures.get("gold", "0").startswith("0:")
+    wanted = opening_summaries([p["prompt_id"] for p in facts["prompts"]], n_boot, has_gold)
+    missing = [s for s in wanted
+               if not summary_cache.stored(path, s.name, s.params, s.dep_signatures(signatures))]
+    later = [s for s in missing if s.name in AFTER_SCORES]
+    missing = sorted((s for s in missing if s.name not in AFTER_SCORES),
+                     key=lambda s: _WEIGHT[s.name])
     if workers is None:
         large = int(signatures.get("conversations", "0").split(":", 1)[0] or 0) >= (
             PARALLEL_MIN_CONVERSATIONS)
         workers = min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS) if large else 1
-    workers = max(1, min(workers, len(missing)))
+    workers = max(1, min(workers, len(missing) or 1))
     computed: list[str] = []
-    done = len(wanted) - len(missing)
+    done = len(wanted) - len(missing) - len(later)
     if progress:
         progress("stored", done, len(wanted))
+
+    def finished(summary: Summary, was_computed: bool) -> None:
+        nonlocal done
+        if was_computed:
+            computed.append(summary.what)
+        done += 1
+        if progress:
+            progress(summary.what, done, len(wanted))
+
     if workers == 1:
         for summary in missing:
-            if _compute(path, summary.name, summary.params, signatures):
-                computed.append(summary.what)
-            done += 1
-            if progress:
-                progress(summary.what, done, len(wanted))
+            finished(summary, _compute(path, summary.name, summary.params, signatures))
     else:
         # fork: the workers start at once and inherit the loaded modules; each reads the
         # frames it needs itself and writes its result to the cache (atomic renames)
@@ -180,12 +232,9 @@ def precompute(
                 pool.submit(_compute, path, s.name, s.params, signatures): s for s in missing
             }
             for future in as_completed(futures):
-                summary = futures[future]
-                if future.result():
-                    computed.append(summary.what)
-                done += 1
-                if progress:
-                    progress(summary.what, done, len(wanted))
+                finished(futures[future], future.result())
+    for summary in later:  # light, and they read what the loop above stored
+        finished(summary, _compute(path, summary.name, summary.params, signatures))
     summary_cache.clear_memory()  # the frames read for this are not needed after it
     return PrecomputeReport(
         study=path, summaries=len(wanted), already_stored=len(wanted) - len(computed),

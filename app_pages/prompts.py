@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from annotator import summaries, summary_cache
+from annotator import precompute, summaries
 from app_pages import common
 
 st.title("Prompts")
@@ -84,18 +84,14 @@ else:
         st.session_state["compare_with"] = default
     base = st.selectbox("Compare the sidebar's version with", others, key="compare_with",
                         format_func=lambda p: common.prompt_label(study, p))
-    a, b = ready.get(base), ready.get(prompt)
-    if a is not None and b is not None:
-        boot = common.n_boot()
-        # computed once per pair, in a fixed order; the other order is its mirror image
-        first, second = sorted([base, prompt])
-        outcomes = {base: a.frames["outcomes"], prompt: b.frames["outcomes"]}
-        changes, deltas = summary_cache.memo(
-            ("compare", study.path, *(study.sig(t) for t in (
-                f"extractions:{first}", f"extractions:{second}", "gold")), first, second,
-             level, boot),
-            lambda: summaries.compare_versions(outcomes[first], outcomes[second], level, boot),
-        )
+    # computed once per pair, in a fixed order (the other order is its mirror image), and
+    # only once both versions' scores are there (it reads them)
+    first, second = sorted([base, prompt])
+    compared = (common.get_bundle(study, precompute.comparison(first, second, level,
+                                                               common.n_boot()))
+                if ready.get(base) is not None and ready.get(prompt) is not None else None)
+    if compared is not None:
+        changes, deltas = compared.frames["changes"], compared.frames["deltas"]
         if first != base:
             changes, deltas = summaries.swap_comparison(changes, deltas)
         st.markdown(f"**a** = {common.md(common.prompt_label(study, base))} · "

@@ -38,10 +38,10 @@ def study_copy(built, tmp_path):
 def test_precompute_stores_every_opening_summary_once(study_copy) -> None:
     first = precompute.precompute(study_copy, n_boot=BOOT)
     expected = {s.what for s in precompute.opening_summaries([V1, V2], BOOT)}
-    assert first.summaries == len(expected) == 8
+    assert first.summaries == len(expected) == 9  # with the v1-v2 comparison
     assert set(first.computed) == expected and first.already_stored == 0
     again = precompute.precompute(study_copy, n_boot=BOOT)
-    assert again.computed == [] and again.already_stored == 8
+    assert again.computed == [] and again.already_stored == 9
 
     # a person's gold decision: only what reads gold is computed again
     db = open_db(study_copy)
@@ -52,6 +52,7 @@ def test_precompute_stores_every_opening_summary_once(study_copy) -> None:
     assert set(after.computed) == {
         "value frequencies (gold)", "the conversation table",
         f"the scores of prompt {V1}", f"the scores of prompt {V2}",
+        f"the comparison of {V1} and {V2}",
     }
     assert after.already_stored == 4
 
@@ -82,7 +83,7 @@ def test_app_pages_open_from_precomputed_summaries_without_computing(study_copy,
         raise AssertionError("the app computed a summary that was stored ahead")
 
     for name in ("annotators_bundle", "prompt_bundle", "conversations_bundle",
-                 "value_frequencies"):
+                 "value_frequencies", "compare_versions"):
         monkeypatch.setattr(summaries, name, refuse)
     for page, heading in (
         (None, "Response types"), ("annotators", "Pairwise Cohen's kappa"),
@@ -105,9 +106,9 @@ def test_summarize_command(study_copy, tmp_path) -> None:
                                "--json"])
     assert done.exit_code == 0, done.output
     data = json.loads(done.output)
-    assert data["summaries"] == 8 and len(data["computed"]) == 8
+    assert data["summaries"] == 9 and len(data["computed"]) == 9
     text = runner.invoke(app, ["summarize", "--db", str(study_copy), "--n-boot", str(BOOT)])
-    assert text.exit_code == 0 and "0 computed, 8 of 8 already up to date" in text.output
+    assert text.exit_code == 0 and "0 computed, 9 of 9 already up to date" in text.output
 
 
 def test_adjudicate_refreshes_summaries_unless_told_not_to(study_copy) -> None:
@@ -121,7 +122,7 @@ def test_adjudicate_refreshes_summaries_unless_told_not_to(study_copy) -> None:
     done = runner.invoke(app, ["adjudicate", "--db", str(study_copy), "--json"])
     assert done.exit_code == 0, done.output
     summaries_done = json.loads(done.output)["app_summaries"]
-    assert summaries_done["summaries"] == 8 and len(summaries_done["computed"]) == 8
+    assert summaries_done["summaries"] == 9 and len(summaries_done["computed"]) == 9
     assert any(cache.glob("prompt-*"))
 
 
@@ -134,10 +135,10 @@ def test_worker_processes_store_the_same_summaries(study_copy, tmp_path) -> None
     seen: list[tuple[str, int, int]] = []
     parallel = precompute.precompute(study_copy, n_boot=BOOT, workers=2,
                                      progress=lambda *a: seen.append(a))
-    assert parallel.workers == 2 and len(parallel.computed) == 8
-    assert [done for _, done, _ in seen] == list(range(9))  # 0 stored, then one per summary
+    assert parallel.workers == 2 and len(parallel.computed) == 9
+    assert [done for _, done, _ in seen] == list(range(10))  # 0 stored, then one per summary
     single = precompute.precompute(other, n_boot=BOOT, workers=1)
-    assert single.workers == 1 and len(single.computed) == 8
+    assert single.workers == 1 and len(single.computed) == 9
     summary_cache.clear_memory()
     for path in (study_copy, other):
         sigs = summary_cache.signatures(path, summary_cache.fingerprint(path))
