@@ -26,7 +26,7 @@ app = typer.Typer(
         "conversations.\n\nExample: annotator init && annotator ingest chats.jsonl"
     ),
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal width
     pretty_exceptions_enable=False,
 )
 console = Console()
@@ -784,7 +784,8 @@ def summarize(
     as_json: JsonOption = False,
 ) -> None:
     """Compute the summaries the app's pages open with (agreement, each prompt version's
-    scores, value frequencies), stored beside the study in .annotator-cache/.
+    scores and its comparison with the version before, value frequencies), stored beside the
+    study in .annotator-cache/.
 
     `extract`, `pull` and `adjudicate` do this when they finish (unless --no-summaries), so the
     app opens a large study at once; run it after changing the study some other way, or for

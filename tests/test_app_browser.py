@@ -123,9 +123,23 @@ def shot(pg, tmp_path: Path, name: str, focus=None) -> Path:
 
 
 def choose(pg, label: str, option: str, scope: str = "body") -> None:
-    """Pick `option` in the Streamlit selectbox labelled `label`."""
-    pg.locator(scope).get_by_role("combobox", name=label).first.click()
-    pg.get_by_role("option", name=option, exact=False).first.click()
+    """Pick `option` in the Streamlit selectbox labelled `label`.
+
+    A rerun that starts just after the click (the previous action's) redraws the widget and
+    closes its list: then wait for the page to settle and open the list again.
+    """
+    for _ in range(5):
+        pg.locator(scope).get_by_role("combobox", name=label).first.click()
+        found = pg.get_by_role("option", name=option, exact=False).first
+        try:
+            found.wait_for(state="visible", timeout=10_000)
+        except sync_api.TimeoutError:
+            pg.keyboard.press("Escape")
+            idle(pg)
+            continue
+        found.click()
+        return
+    raise AssertionError(f"the list of {label!r} never showed {option!r}")
 
 
 PAGES = {
