@@ -1,8 +1,10 @@
-"""Shared fixtures. Extraction (issue 3): the fake Anthropic API and a small study database."""
+"""Shared fixtures: the fake Anthropic API and a small study database (extraction), and the
+app's test study (built once per session)."""
 
 from __future__ import annotations
 
 import random
+import shutil
 import sqlite3
 
 import pytest
@@ -72,3 +74,19 @@ def api_env(monkeypatch, fake_api):
 def rows(path, sql: str, params=()) -> list[tuple]:
     with sqlite3.connect(path) as conn:
         return conn.execute(sql, params).fetchall()
+
+
+@pytest.fixture(scope="session")
+def app_study(tmp_path_factory):
+    """The app's test study (`test_app_study.build_study`), built once per session; tests that
+    write take `app_study_copy`."""
+    from test_app_study import build_study
+
+    return build_study(tmp_path_factory.mktemp("app-study") / "study.db")
+
+
+@pytest.fixture
+def app_study_copy(app_study, tmp_path):
+    target = tmp_path / "study.db"
+    shutil.copy(app_study, target)
+    return target

@@ -4,13 +4,12 @@ checked against the library computing them directly, not just "no exception"."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_app_study import APP, V1, V2, build_study, hostile_conversation, model_labels
+from test_app_study import APP, V1, V2, hostile_conversation, model_labels
 
 from annotator import agreement as ag
 from annotator import report
@@ -18,18 +17,6 @@ from annotator.db import conversation_to_row, open_db
 from annotator.models import Conversation, Turn
 
 BOOT = 50  # fewer resamples than the default keeps the suite fast; intervals still computed
-
-
-@pytest.fixture(scope="module")
-def app_study(tmp_path_factory):
-    return build_study(tmp_path_factory.mktemp("app-pages") / "study.db")
-
-
-@pytest.fixture
-def app_study_copy(app_study, tmp_path):
-    target = tmp_path / "study.db"
-    shutil.copy(app_study, target)
-    return target
 
 
 @pytest.fixture(autouse=True)

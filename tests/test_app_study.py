@@ -11,7 +11,6 @@ values. Each AI value carries an evidence quote taken from the assistant's text.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -129,19 +128,6 @@ def build_study(path: Path) -> Path:
         db["extractions"].insert_all(rows)
     db.conn.close()
     return path
-
-
-@pytest.fixture(scope="session")
-def app_study(tmp_path_factory) -> Path:
-    """The study, built once per session; tests that write take `app_study_copy`."""
-    return build_study(tmp_path_factory.mktemp("app-study") / "study.db")
-
-
-@pytest.fixture
-def app_study_copy(app_study, tmp_path) -> Path:
-    target = tmp_path / "study.db"
-    shutil.copy(app_study, target)
-    return target
 
 
 # --- checks of the non-UI helpers ----------------------------------------------------------------

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 from test_app_pages import BOOT, open_app
-from test_app_study import V1, V2, build_study
+from test_app_study import V1, V2
 from typer.testing import CliRunner
 
 from annotator import precompute, report, summaries, summary_cache
@@ -22,33 +22,25 @@ from annotator.models import Labels
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return build_study(tmp_path_factory.mktemp("precompute") / "study.db")
+@pytest.fixture(autouse=True)
+def _fresh_memory():
+    summary_cache.clear_memory()  # each test starts as a new process would
 
 
-@pytest.fixture
-def study_copy(built, tmp_path):
-    target = tmp_path / "study.db"
-    shutil.copy(built, target)
-    summary_cache.clear_memory()
-    return target
-
-
-def test_precompute_stores_every_opening_summary_once(study_copy) -> None:
-    first = precompute.precompute(study_copy, n_boot=BOOT)
+def test_precompute_stores_every_opening_summary_once(app_study_copy) -> None:
+    first = precompute.precompute(app_study_copy, n_boot=BOOT)
     expected = {s.what for s in precompute.opening_summaries([V1, V2], BOOT)}
     assert first.summaries == len(expected) == 9  # with the v1-v2 comparison
     assert set(first.computed) == expected and first.already_stored == 0
-    again = precompute.precompute(study_copy, n_boot=BOOT)
+    again = precompute.precompute(app_study_copy, n_boot=BOOT)
     assert again.computed == [] and again.already_stored == 9
 
     # a person's gold decision: only what reads gold is computed again
-    db = open_db(study_copy)
+    db = open_db(app_study_copy)
     cid = report.gold_frame(db)["conversation_id"].iloc[0]
     decide(db, cid, Labels(ai_values=["honesty"], response_type="neutral"), "tester")
     db.conn.close()
-    after = precompute.precompute(study_copy, n_boot=BOOT)
+    after = precompute.precompute(app_study_copy, n_boot=BOOT)
     assert set(after.computed) == {
         "value frequencies (gold)", "the conversation table",
         f"the scores of prompt {V1}", f"the scores of prompt {V2}",
@@ -57,15 +49,15 @@ def test_precompute_stores_every_opening_summary_once(study_copy) -> None:
     assert after.already_stored == 4
 
 
-def test_precomputed_result_equals_a_direct_computation(study_copy) -> None:
-    precompute.precompute(study_copy, n_boot=BOOT)
+def test_precomputed_result_equals_a_direct_computation(app_study_copy) -> None:
+    precompute.precompute(app_study_copy, n_boot=BOOT)
     summary_cache.clear_memory()
-    db = open_db(study_copy)
+    db = open_db(app_study_copy)
     gold = report.gold_frame(db)
     db.conn.close()
-    fp = summary_cache.fingerprint(study_copy)
-    sigs = summary_cache.signatures(study_copy, fp)
-    stored = summary_cache.get(str(study_copy), "frequencies", {"table": "gold"},
+    fp = summary_cache.fingerprint(app_study_copy)
+    sigs = summary_cache.signatures(app_study_copy, fp)
+    stored = summary_cache.get(str(app_study_copy), "frequencies", {"table": "gold"},
                                {"gold": sigs["gold"]}, lambda: pytest.fail("recomputed"), 0)
     assert stored.bundle is not None
     direct = summaries.value_frequencies(gold).frames["values"]
@@ -73,10 +65,10 @@ def test_precomputed_result_equals_a_direct_computation(study_copy) -> None:
     assert got.set_index("value")["count"].to_dict() == direct.set_index("value")["count"].to_dict()
 
 
-def test_app_pages_open_from_precomputed_summaries_without_computing(study_copy, monkeypatch):
+def test_app_pages_open_from_precomputed_summaries_without_computing(app_study_copy, monkeypatch):
     """With the summaries stored ahead, no page computes: every compute function raises, and
     the pages wait 0 s, yet each shows its content and no "Computing" notice."""
-    precompute.precompute(study_copy, n_boot=BOOT)
+    precompute.precompute(app_study_copy, n_boot=BOOT)
     summary_cache.clear_memory()  # as a freshly started app
 
     def refuse(*_args, **_kwargs):
@@ -90,127 +82,127 @@ def test_app_pages_open_from_precomputed_summaries_without_computing(study_copy,
         ("prompts", "Per-value precision and recall"), ("disagreements", "Read a conversation"),
         ("gold", "Decide the gold labels"),
     ):
-        at = open_app(study_copy, page, wait_seconds=0.0)
+        at = open_app(app_study_copy, page, wait_seconds=0.0)
         texts = [e.value for e in (*at.info, *at.error)]
         assert not any("Computing" in t or "Could not compute" in t for t in texts), texts
         shown = [e.value for e in (*at.subheader, *at.header, *at.markdown)]
         assert any(heading in t for t in shown), (page, shown[:10])
 
 
-def test_summarize_command(study_copy, tmp_path) -> None:
+def test_summarize_command(app_study_copy, tmp_path) -> None:
     missing = runner.invoke(app, ["summarize", "--db", str(tmp_path / "none.db")])
     assert missing.exit_code != 0 and "no study database" in missing.output
     assert not (tmp_path / "none.db").exists()
 
-    done = runner.invoke(app, ["summarize", "--db", str(study_copy), "--n-boot", str(BOOT),
+    done = runner.invoke(app, ["summarize", "--db", str(app_study_copy), "--n-boot", str(BOOT),
                                "--json"])
     assert done.exit_code == 0, done.output
     data = json.loads(done.output)
     assert data["summaries"] == 9 and len(data["computed"]) == 9
-    text = runner.invoke(app, ["summarize", "--db", str(study_copy), "--n-boot", str(BOOT)])
+    text = runner.invoke(app, ["summarize", "--db", str(app_study_copy), "--n-boot", str(BOOT)])
     assert text.exit_code == 0 and "0 computed, 9 of 9 already up to date" in text.output
 
 
-def test_adjudicate_refreshes_summaries_unless_told_not_to(study_copy) -> None:
-    cache = summary_cache.cache_root(study_copy)
-    skipped = runner.invoke(app, ["adjudicate", "--db", str(study_copy), "--no-summaries",
+def test_adjudicate_refreshes_summaries_unless_told_not_to(app_study_copy) -> None:
+    cache = summary_cache.cache_root(app_study_copy)
+    skipped = runner.invoke(app, ["adjudicate", "--db", str(app_study_copy), "--no-summaries",
                                   "--json"])
     assert skipped.exit_code == 0, skipped.output
     assert json.loads(skipped.output)["app_summaries"] is None
     assert not cache.exists()
 
-    done = runner.invoke(app, ["adjudicate", "--db", str(study_copy), "--json"])
+    done = runner.invoke(app, ["adjudicate", "--db", str(app_study_copy), "--json"])
     assert done.exit_code == 0, done.output
     summaries_done = json.loads(done.output)["app_summaries"]
     assert summaries_done["summaries"] == 9 and len(summaries_done["computed"]) == 9
     assert any(cache.glob("prompt-*"))
 
 
-def test_worker_processes_store_the_same_summaries(study_copy, tmp_path) -> None:
+def test_worker_processes_store_the_same_summaries(app_study_copy, tmp_path) -> None:
     """The parallel path (used from 20,000 conversations) on the small study: every summary
     lands once, and equals what one process computes."""
     other = tmp_path / "other" / "study.db"
     other.parent.mkdir()
-    shutil.copy(study_copy, other)
+    shutil.copy(app_study_copy, other)
     seen: list[tuple[str, int, int]] = []
-    parallel = precompute.precompute(study_copy, n_boot=BOOT, workers=2,
+    parallel = precompute.precompute(app_study_copy, n_boot=BOOT, workers=2,
                                      progress=lambda *a: seen.append(a))
     assert parallel.workers == 2 and len(parallel.computed) == 9
     assert [done for _, done, _ in seen] == list(range(10))  # 0 stored, then one per summary
     single = precompute.precompute(other, n_boot=BOOT, workers=1)
     assert single.workers == 1 and len(single.computed) == 9
     summary_cache.clear_memory()
-    for path in (study_copy, other):
+    for path in (app_study_copy, other):
         sigs = summary_cache.signatures(path, summary_cache.fingerprint(path))
         summary = precompute.annotators(BOOT)
         result = summary_cache.get(str(path), summary.name, summary.params,
                                    summary.dep_signatures(sigs), lambda: pytest.fail("missing"), 0)
         assert result.bundle is not None
-        if path == study_copy:
+        if path == app_study_copy:
             first = result.bundle.frames["agreement"]
         else:
             assert result.bundle.frames["agreement"].equals(first)
 
 
-def test_extract_refreshes_the_new_prompt_versions_summaries(study_copy) -> None:
+def test_extract_refreshes_the_new_prompt_versions_summaries(app_study_copy) -> None:
     """The offline baseline labels the study under a new prompt version: the command's report
     names that version's scores among the summaries it computed."""
-    done = runner.invoke(app, ["extract", "--db", str(study_copy), "--extractor", "baseline",
+    done = runner.invoke(app, ["extract", "--db", str(app_study_copy), "--extractor", "baseline",
                                "--json"])
     assert done.exit_code == 0, done.output
     data = json.loads(done.output)
     computed = data["app_summaries"]["computed"]
     assert f"the scores of prompt {data['prompt_id']}" in computed
     assert f"value frequencies (extractions:{data['prompt_id']})" in computed
-    dry = runner.invoke(app, ["extract", "--db", str(study_copy), "--extractor", "baseline",
+    dry = runner.invoke(app, ["extract", "--db", str(app_study_copy), "--extractor", "baseline",
                               "--dry-run", "--json"])
     assert dry.exit_code == 0 and json.loads(dry.output)["app_summaries"] is None
 
 
-def test_a_failure_after_adjudicate_is_reported_and_the_gold_is_kept(study_copy, monkeypatch):
+def test_a_failure_after_adjudicate_is_reported_and_the_gold_is_kept(app_study_copy, monkeypatch):
     def broken(*_args, **_kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(precompute, "precompute", broken)
-    db = open_db(study_copy)
+    db = open_db(app_study_copy)
     with db.conn:
         db.execute("delete from gold")
     db.conn.close()
-    done = runner.invoke(app, ["adjudicate", "--db", str(study_copy), "--json"])
+    done = runner.invoke(app, ["adjudicate", "--db", str(app_study_copy), "--json"])
     assert done.exit_code == 0, done.output
     assert "Could not compute the app's summaries (OSError: disk full)" in done.stderr
     data = json.loads(done.stdout)
     assert data["decided"] > 0 and data["app_summaries"] == {"error": "OSError: disk full"}
-    db = open_db(study_copy)
+    db = open_db(app_study_copy)
     assert db["gold"].count == data["decided"]
     db.conn.close()
     # asked for by name, the same failure is the command's error
-    asked = runner.invoke(app, ["summarize", "--db", str(study_copy)])
+    asked = runner.invoke(app, ["summarize", "--db", str(app_study_copy)])
     assert asked.exit_code != 0 and "disk full" in asked.output
 
 
-def test_a_result_stored_twice_keeps_the_first_for_its_readers(study_copy) -> None:
+def test_a_result_stored_twice_keeps_the_first_for_its_readers(app_study_copy) -> None:
     """The app and `annotator summarize` may finish the same summary at once: the second
     store leaves the first in place, so frames a page has not read yet stay readable."""
-    fp = summary_cache.fingerprint(study_copy)
-    sigs = summary_cache.signatures(study_copy, fp)
+    fp = summary_cache.fingerprint(app_study_copy)
+    sigs = summary_cache.signatures(app_study_copy, fp)
     summary = precompute.frequencies("gold")
     deps = summary.dep_signatures(sigs)
-    assert summary_cache.ensure(str(study_copy), summary.name, summary.params, deps,
-                                lambda: summary.compute(str(study_copy), sigs))
+    assert summary_cache.ensure(str(app_study_copy), summary.name, summary.params, deps,
+                                lambda: summary.compute(str(app_study_copy), sigs))
     summary_cache.clear_memory()
-    first = summary_cache.get(str(study_copy), summary.name, summary.params, deps,
+    first = summary_cache.get(str(app_study_copy), summary.name, summary.params, deps,
                               lambda: pytest.fail("recomputed"), 0).bundle
     assert first is not None
-    files = sorted(p for p in summary_cache.cache_root(study_copy).rglob("*.arrow"))
+    files = sorted(p for p in summary_cache.cache_root(app_study_copy).rglob("*.arrow"))
     inodes = {p: p.stat().st_ino for p in files}
     # a second process storing the same result (its own compute, its own save)
     summary_cache._compute_and_store(
-        summary_cache._bundle_dir(study_copy, summary.name,
+        summary_cache._bundle_dir(app_study_copy, summary.name,
                                   summary_cache._hash(summary_cache.BUNDLE_VERSION,
                                                       summary.name, summary.params)),
         summary_cache._hash(deps), ("other process",),
-        lambda: summary.compute(str(study_copy), sigs),
+        lambda: summary.compute(str(app_study_copy), sigs),
     )
     assert {p: p.stat().st_ino for p in files} == inodes  # the same files, untouched
     assert len(first.frames["values"]) > 0  # read only now
