@@ -1289,7 +1289,22 @@ def value_scores_at_levels(
     Aligning model and reference sets is most of `value_scores`' cost at paper scale; the
     levels only re-map the aligned sets. `level_maps[level]` is None for the leaf level.
     """
-    leaf = _model_ref_ratings(model, reference, label)
+    return value_scores_of_pairs(
+        _model_ref_ratings(model, reference, label), level_maps, n_boot=n_boot, seed=seed,
+        boot_budget=boot_budget,
+    )
+
+
+def value_scores_of_pairs(
+    leaf: SetRatings | None,
+    level_maps: Mapping[int, Mapping[str, str] | None],
+    *,
+    n_boot: int = 0,
+    seed: int = 0,
+    boot_budget: float = 1e8,
+) -> dict[int, dict[str, Stat]]:
+    """`value_scores_at_levels` of sets already paired (`pair_sets`): one model scored against
+    several references encodes each frame once."""
     if leaf is None:
         return {
             level: {k: _nan("no shared conversations") for k in VALUE_SCORE_KEYS}
@@ -1304,11 +1319,81 @@ def value_scores_at_levels(
 def _model_ref_ratings(model: pd.DataFrame, reference: pd.DataFrame,
                        label: str) -> SetRatings | None:
     """Model and reference sets of the conversations both labelled, as one SetRatings."""
-    both = _aligned(model, reference, label)
-    if both.empty:
+    vocab = Vocabulary()
+    return pair_sets(encode_sets(model, label, vocab), encode_sets(reference, label, vocab),
+                     vocab.names())
+
+
+class Vocabulary:
+    """Value names -> codes, in order of first appearance, shared by the columns encoded with
+    it so that their codes compare."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+
+    def encode(self, names: list[str]) -> np.ndarray:
+        # hash the names in C (factorize), then look up only the distinct ones in Python
+        local, uniques = pd.factorize(pd.Series(names, dtype=object))
+        codes = self.codes
+        mapping = np.fromiter((codes.setdefault(n, len(codes)) for n in uniques.tolist()),
+                              dtype=np.int64, count=len(uniques))
+        return mapping[local] if len(names) else np.zeros(0, np.int64)
+
+    def names(self) -> np.ndarray:
+        return np.array(list(self.codes), dtype=object)
+
+
+@dataclass(frozen=True)
+class SetColumn:
+    """One labeller's value sets, one per unit, as CSR over a `Vocabulary`.
+
+    Built once per frame and field: pairing a model's sets with several references (gold, each
+    annotator) then costs array gathers, not a pass over Python lists per pair.
+    """
+
+    units: np.ndarray  # distinct unit labels: each unit's last row, rows with a missing cell out
+    indptr: np.ndarray
+    codes: np.ndarray  # sorted and distinct within a unit
+
+
+def encode_sets(frame: pd.DataFrame, label: str, vocab: Vocabulary) -> SetColumn:
+    """The last row of each unit (a re-submitted label replaces the earlier one), as the
+    model-vs-reference scores align them; a unit whose last cell is missing is left out."""
+    last = frame[[UNIT, label]].drop_duplicates(UNIT, keep="last")
+    cells = last[label].tolist()
+    present = np.fromiter((type(c) in _SET_TYPES or not _is_missing(c) for c in cells),
+                          dtype=bool, count=len(cells))
+    units = last[UNIT].to_numpy(dtype=object)[present]
+    cells = [c for c, keep in zip(cells, present, strict=True) if keep]
+    lengths = np.fromiter(map(len, cells), dtype=np.int64, count=len(cells))
+    codes = vocab.encode(list(chain.from_iterable(cells)))
+    # sort and de-duplicate each set: one unique over (row, code) keys
+    n_codes = max(len(vocab.codes), 1)
+    key = np.unique(np.repeat(np.arange(len(cells), dtype=np.int64), lengths) * n_codes + codes)
+    row, codes = key // n_codes, key % n_codes
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=len(cells)))])
+    return SetColumn(units, indptr.astype(np.int64), codes.astype(np.int64))
+
+
+def pair_sets(model: SetColumn, reference: SetColumn, names: np.ndarray) -> SetRatings | None:
+    """The units both labelled, in the model's order, as one SetRatings: for each unit the
+    model's set, then the reference's. None when they share no unit."""
+    pos = pd.Index(reference.units).get_indexer(model.units)
+    im = np.flatnonzero(pos >= 0)
+    ir = pos[im]
+    n = im.size
+    if n == 0:
         return None
-    return pair_ratings(both[UNIT].to_numpy(dtype=object), both[f"{label}_model"].tolist(),
-                        both[f"{label}_ref"].tolist())
+    lengths = np.empty(2 * n, dtype=np.int64)
+    lengths[0::2] = model.indptr[im + 1] - model.indptr[im]
+    lengths[1::2] = reference.indptr[ir + 1] - reference.indptr[ir]
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ids = np.empty(int(indptr[-1]), dtype=np.int64)
+    slots = np.arange(n, dtype=np.int64) * 2
+    ids[_ranges(indptr, slots)] = model.codes[_ranges(model.indptr, im)]
+    ids[_ranges(indptr, slots + 1)] = reference.codes[_ranges(reference.indptr, ir)]
+    return SetRatings(np.repeat(np.arange(n), 2), indptr, ids, names, model.units[im],
+                      np.tile(np.array(["model", "ref"], dtype=object), n))
 
 
 _SET_TYPES = (tuple, list, frozenset, set)  # cells that are never missing: skip the check

@@ -317,6 +317,9 @@ def prompt_bundle(
         )
     metrics: list[dict] = []
     confusion: list[dict] = []
+    # each frame's value sets encoded once per field, shared by every pairing below
+    vocabs = {fld: ag.Vocabulary() for fld in FIELDS}
+    model_sets = {fld: ag.encode_sets(extractions, fld, vocabs[fld]) for fld in FIELDS}
     for ref_name, ref, boot in references:
         acc, kap, table = ag.response_type_scores(extractions, ref, n_boot=boot, seed=seed)
         metrics.append(_stat_row(ref_name, "accuracy", "response_type", None, acc))
@@ -326,7 +329,11 @@ def prompt_bundle(
                 confusion.append({"reference": ref_name, "reference_type": ref_label,
                                   "model_type": model_label, "count": int(table[i][j])})
         for fld in FIELDS:
-            for lv, scores in _value_scores_by_level(extractions, ref, fld, maps, boot, seed):
+            leaf = ag.pair_sets(model_sets[fld], ag.encode_sets(ref, fld, vocabs[fld]),
+                                vocabs[fld].names())
+            by_level = ag.value_scores_of_pairs(
+                leaf, {lv: maps.get(lv) for lv in LEVELS}, n_boot=boot, seed=seed)
+            for lv, scores in by_level.items():
                 for metric, stat in scores.items():
                     metrics.append(_stat_row(ref_name, metric, fld, lv, stat))
     frames = {"metrics": pd.DataFrame(metrics), "confusion": pd.DataFrame(confusion)}
@@ -339,18 +346,6 @@ def prompt_bundle(
         meta={"n_extracted": len(extractions), "n_with_gold": len(outcomes),
               "references": [r[0] for r in references]},
     )
-
-
-def _value_scores_by_level(
-    model: pd.DataFrame, reference: pd.DataFrame, fld: str,
-    maps: Mapping[int, Mapping[str, str]], n_boot: int, seed: int,
-):
-    """`agreement.value_scores` at every level, the frames aligned once."""
-    by_level = ag.value_scores_at_levels(
-        model, reference, {lv: maps.get(lv) for lv in LEVELS}, label=fld, n_boot=n_boot,
-        seed=seed,
-    )
-    yield from by_level.items()
 
 
 def model_labels(extractions: pd.DataFrame, maps: Mapping[int, Mapping[str, str]]) -> (

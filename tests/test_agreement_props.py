@@ -254,3 +254,34 @@ def test_pair_ratings_equals_set_ratings_of_the_same_rows(pairs) -> None:
     assert got.raters.tolist() == want.raters.tolist()
     assert got.unit.tolist() == want.unit.tolist()
     assert got.sets() == want.sets()
+
+
+@st.composite
+def labellings(draw: st.DrawFn) -> pd.DataFrame:
+    """Rows of (conversation, value set or missing), conversations repeated (re-submissions)."""
+    rows = draw(st.lists(st.tuples(
+        st.integers(0, 12),
+        st.one_of(st.none(), st.sets(st.sampled_from(VOCAB), max_size=4).map(
+            lambda v: tuple(sorted(v)))),
+    ), max_size=30))
+    return pd.DataFrame([(f"u{u}", v) for u, v in rows],
+                        columns=["conversation_id", "ai_values"], dtype=object)
+
+
+@SETTINGS
+@given(labellings(), labellings())
+def test_encoded_pairs_equal_the_merge_of_each_units_last_label(model, reference) -> None:
+    """`encode_sets` + `pair_sets` (each frame encoded once, then gathered) give the units and
+    sets of the plain pandas alignment: the last row per unit, both sides present, in the
+    model's order."""
+    both = ag._aligned(model, reference, "ai_values")
+    got = ag._model_ref_ratings(model, reference, "ai_values")
+    if both.empty:
+        assert got is None
+        return
+    assert got is not None
+    assert got.units.tolist() == both["conversation_id"].tolist()
+    sets = got.sets()
+    assert sets[0::2] == [frozenset(v) for v in both["ai_values_model"]]
+    assert sets[1::2] == [frozenset(v) for v in both["ai_values_ref"]]
+    assert got.raters.tolist() == ["model", "ref"] * len(both)
