@@ -225,9 +225,10 @@ def precompute(
         for summary in missing:
             finished(summary, _compute(path, summary.name, summary.params, signatures))
     else:
-        # fork: the workers start at once and inherit the loaded modules; each reads the
-        # frames it needs itself and writes its result to the cache (atomic renames)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        # spawn, not fork: the command calling this may still have threads (an HTTP client's,
+        # a progress bar's) whose locks a forked child would inherit held. Each worker reads
+        # the frames it needs itself and writes its result to the cache (atomic renames).
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {
                 pool.submit(_compute, path, s.name, s.params, signatures): s for s in missing
             }
