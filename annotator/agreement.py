@@ -1333,7 +1333,7 @@ class Vocabulary:
 
     def encode(self, names: list[str]) -> np.ndarray:
         # hash the names in C (factorize), then look up only the distinct ones in Python
-        local, uniques = pd.factorize(pd.Series(names, dtype=object))
+        local, uniques = pd.factorize(pd.Series(names, dtype=object), use_na_sentinel=False)
         codes = self.codes
         mapping = np.fromiter((codes.setdefault(n, len(codes)) for n in uniques.tolist()),
                               dtype=np.int64, count=len(uniques))

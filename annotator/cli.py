@@ -43,6 +43,14 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+SummariesOption = Annotated[
+    bool,
+    typer.Option(
+        "--summaries/--no-summaries",
+        help="Afterwards, compute the app's summaries for the changed data, so its pages open "
+        "at once (a minute or two at 300,000 conversations).",
+    ),
+]
 
 
 def db_path(db: Path | None) -> Path:
@@ -719,16 +727,6 @@ def pull(
         f"the taxonomy kept as free values; {r.seconds:.1f} s"
     )
     _precompute_summaries(db_path(db), summaries, False)
-
-
-SummariesOption = Annotated[
-    bool,
-    typer.Option(
-        "--summaries/--no-summaries",
-        help="Afterwards, compute the app's summaries for the changed data, so its pages open "
-        "at once (a minute or two at 300,000 conversations).",
-    ),
-]
 
 
 def _precompute_summaries(

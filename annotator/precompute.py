@@ -1,7 +1,8 @@
 """The app's summaries, named once and computed ahead of the first visit.
 
 A page of the app opens with a few summaries (`Summary`): inter-annotator agreement, each
-prompt version's scores, the per-conversation outcomes and the value frequencies. At paper
+prompt version's scores and its comparison with the version before, the per-conversation
+outcomes and the value frequencies. At paper
 scale (300,000 conversations) computing them takes a minute or two, which a first visitor
 should not wait for. So the commands that change what they read (`extract`, `pull`,
 `adjudicate`, `demo`) end by computing the missing ones into the study's summary cache, the
@@ -107,8 +108,8 @@ def stored_bundle(summary: Summary, path: str, signatures: Mapping[str, str]) ->
         return summary.compute(path, signatures)
 
     summary_cache.ensure(path, summary.name, summary.params, deps, compute)
-    found = summary_cache.get(path, summary.name, summary.params, deps, compute, wait=600)
-    if found.bundle is None:
+    found = summary_cache.get(path, summary.name, summary.params, deps, compute, wait=0)
+    if found.bundle is None:  # stored just above: only a failure to read it back lands here
         raise RuntimeError(found.error or f"{summary.what}: not computed")
     return found.bundle
 

@@ -690,17 +690,6 @@ def value_options(table: pd.DataFrame) -> list[str]:
     return [values[i] for i in np.argsort(-n, kind="stable")]
 
 
-def filter_disagreements(
-    table: pd.DataFrame,
-    kinds: Sequence[str],
-    value: str | None = None,
-    categories: Sequence[str] = (),
-    types: Sequence[str] = (),
-) -> pd.DataFrame:
-    """The rows `disagreement_rows` chooses."""
-    return table.iloc[disagreement_rows(table, kinds, value, categories, types)]
-
-
 def disagreement_rows(
     table: pd.DataFrame,
     kinds: Sequence[str],

@@ -354,7 +354,6 @@ def test_disagreement_filters_and_value_options_match_a_row_by_row_reading(app_s
         got = summaries.disagreement_rows(table, kinds, value, categories, types)
         assert got.tolist() == want
         chosen += len(want)
-        assert summaries.filter_disagreements(table, kinds, value, categories,
-                                              types)["conversation_id"].tolist() == [
+        assert table.iloc[got]["conversation_id"].tolist() == [
             records[i]["conversation_id"] for i in want]
     assert chosen > 0  # the filters chose some rows: the comparison says something
