@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import sqlite_utils
 
-from .errors import AnnotatorError
+from .errors import AnnotatorError, NotAStudyError
 from .models import (
     Annotation,
     Conversation,
@@ -264,17 +264,21 @@ def open_db(
         path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), check_same_thread=check_same_thread)
     db = sqlite_utils.Database(conn)
-    # WAL lets the app read while an ingest or extract writes; NORMAL is durable at checkpoints
-    # and much faster for the many small transactions of a resumable run.
-    # 16 kB pages hold about a dozen ~1 kB conversations each: fewer B-tree splits on insert
-    # (measured: 5 vs 7.5 us of CPU a row). Only takes effect on a new file.
-    db.execute("pragma page_size=16384")
-    db.execute("pragma journal_mode=wal")
-    db.execute("pragma synchronous=normal")
-    db.execute("pragma busy_timeout=30000")
-    # Random content-hash keys touch pages all over the primary-key index; a larger page cache
-    # (64 MB) keeps a bulk ingest from re-reading them.
-    db.execute("pragma cache_size=-65536")
+    try:
+        # WAL lets the app read while an ingest or extract writes; NORMAL is durable at
+        # checkpoints and much faster for the many small transactions of a resumable run.
+        # 16 kB pages hold about a dozen ~1 kB conversations each: fewer B-tree splits on
+        # insert (measured: 5 vs 7.5 us of CPU a row). Only takes effect on a new file.
+        db.execute("pragma page_size=16384")
+        db.execute("pragma journal_mode=wal")
+        db.execute("pragma synchronous=normal")
+        db.execute("pragma busy_timeout=30000")
+        # Random content-hash keys touch pages all over the primary-key index; a larger page
+        # cache (64 MB) keeps a bulk ingest from re-reading them.
+        db.execute("pragma cache_size=-65536")
+    except sqlite3.DatabaseError as exc:  # a file that is not SQLite (a typo in --db)
+        conn.close()
+        raise NotAStudyError(f"{path} is not a study database ({exc})") from exc
     migrate(db, migrations)
     return db
 

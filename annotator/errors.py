@@ -1,5 +1,7 @@
 """Errors the library raises for conditions a user can fix; the CLI prints them as one line."""
 
+import sqlite3
+
 
 class AnnotatorError(Exception):
     """A problem the user can act on; the message says what to do."""
@@ -7,3 +9,8 @@ class AnnotatorError(Exception):
 
 class InputError(AnnotatorError):
     """A file or argument that cannot be read as asked."""
+
+
+class NotAStudyError(AnnotatorError, sqlite3.DatabaseError):
+    """A path that holds a file, but not an SQLite study database. Also a DatabaseError, so
+    code that guards a read against a bad file catches it as before."""

@@ -59,3 +59,16 @@ def test_demo_runs_the_main_job_offline_and_twice_changes_nothing(tmp_path, monk
     second = runner.invoke(app, ["demo", "--db", str(db)])
     assert second.exit_code == 0, second.output
     assert "0 proposed now, 49 already done" in " ".join(second.output.split())
+
+
+def test_a_file_that_is_not_a_study_is_one_line_of_error(tmp_path) -> None:
+    """A typo in --db that names some other file: one line naming it, no traceback, and the
+    file left as it was."""
+    other = tmp_path / "notes.db"
+    other.write_text("not sqlite")
+    for command in (["status"], ["summarize"], ["agreement"]):
+        result = runner.invoke(app, [*command, "--db", str(other)])
+        assert result.exit_code == 1, (command, result.output)
+        assert f"{other} is not a study database" in result.output
+        assert "Traceback" not in result.output
+    assert other.read_text() == "not sqlite"
