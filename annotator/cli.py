@@ -799,6 +799,31 @@ def summarize(
     if as_json:
         print_json(done)
 
+
+@app.command("app")
+@cli_errors
+def serve(
+    db: DbOption = None,
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    address: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    browser: Annotated[
+        bool, typer.Option("--browser/--no-browser", help="Open a browser tab.")
+    ] = True,
+) -> None:
+    """Serve the study's app: agreement, prompt versions, disagreements, gold and export.
+
+    The same app as `ANNOTATOR_DB=study.db streamlit run streamlit_app.py`, with its modules
+    loaded before the server starts, so the first page does not wait for them. Stop with Ctrl-C.
+
+    Example: annotator app --db study.db --port 8502
+    """
+    from .app_server import serve_app
+    from .db import open_existing_db
+
+    path = db_path(db)
+    open_existing_db(path).conn.close()  # a missing or foreign file: one line, not a page
+    serve_app(path, port=port, address=address, open_browser=browser)
+
 # --- adjudication and export ----------------------------------------------------------------
 
 

@@ -10,7 +10,8 @@ frequencies; annotators and prompt versions are noisy copies of a hidden true la
 than v1). Rows go in with `executemany`, one transaction per table, through the study's own
 schema (`open_db`).
 
-Then serves the app with `streamlit run` and drives Debian's headless Chromium (Playwright):
+Then serves the app with `annotator app` (`streamlit run` with the app's modules loaded first;
+`--streamlit-run` for plain `streamlit run`) and drives Debian's headless Chromium (Playwright):
 for each page, the time from navigation to the first complete render (the script idle, nothing
 left "computing", the page's content shown), and the time to rerender after choosing the other
 prompt version in the sidebar. Three rounds:
@@ -267,16 +268,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+LAUNCHER = {"value": "annotator"}  # or "streamlit": plain `streamlit run` (--streamlit-run)
+
+
 def serve(db: Path, port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "ANNOTATOR_DB": str(db)}
+    if LAUNCHER["value"] == "annotator":
+        command = [str(Path(sys.executable).with_name("annotator")), "app", "--db", str(db),
+                   "--port", str(port), "--no-browser"]
+    else:
+        command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+                   "--server.port", str(port), "--server.address", "127.0.0.1",
+                   "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                   "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"]
     with open(log, "a") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
-             "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--server.headless", "true", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"],
-            cwd=str(ROOT), env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen(command, cwd=str(ROOT), env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -412,6 +419,9 @@ def main() -> None:
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument("--skip-cold", action="store_true",
                         help="skip round 1 (the app computing everything itself)")
+    parser.add_argument("--streamlit-run", action="store_true",
+                        help="serve with plain `streamlit run` instead of `annotator app` (the "
+                        "app's modules then load on the first visit)")
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="seconds to wait for one render (round 1 computes everything)")
     args = parser.parse_args()
@@ -426,7 +436,9 @@ def main() -> None:
         print(f"built {args.db} in {time.perf_counter() - t0:.1f} s ({size:,.0f} MB): {counts}")
     if args.build_only:
         return
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    LAUNCHER["value"] = "streamlit" if args.streamlit_run else "annotator"
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; served by "
+          f"{'streamlit run' if args.streamlit_run else 'annotator app'}")
     print_rounds(run_rounds(args.db, args.db.parent, args.timeout, args.skip_cold))
 
 

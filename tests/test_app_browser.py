@@ -244,3 +244,40 @@ def test_adjudicate_then_see_it_in_gold_and_export(page, served, tmp_path) -> No
     mine = next(r for r in records if r["conversation_id"] == hostile.id)
     assert mine["decided_by"] == "Grace Browser" and mine["response_type"] == "mild resistance"
     shot(page, tmp_path, "export")
+
+
+def test_annotator_app_serves_the_study(browser, served, tmp_path) -> None:
+    """`annotator app` (the app's modules loaded before the server starts) serves the same app
+    for the study it is given: the overview draws the study's stages."""
+    port = free_port()
+    log = open(tmp_path / "app.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("annotator")), "app", "--db", str(served["db"]),
+         "--port", str(port), "--no-browser"],
+        cwd=str(tmp_path), stdout=log, stderr=subprocess.STDOUT,
+        env={k: v for k, v in os.environ.items() if k != "ANNOTATOR_DB"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
+                                            timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.close()
+                    pytest.fail((tmp_path / "app.log").read_text())
+                time.sleep(0.2)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        pg = context.new_page()
+        pg.set_default_timeout(90_000)
+        pg.goto(f"http://127.0.0.1:{port}/")
+        idle(pg, "Conversations by stage")
+        assert pg.get_by_role("textbox", name="Study database").input_value() == str(
+            Path(served["db"]).resolve())
+        context.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()

@@ -1,0 +1,43 @@
+"""Serve the Streamlit app for a study (`annotator app`).
+
+The same app as `ANNOTATOR_DB=study.db streamlit run streamlit_app.py`, started in this process
+after importing the app's modules: Streamlit imports them only when the first visitor's page
+runs, and at paper scale that import (pandas, Altair, the agreement engine: about 1.3 s on 2
+cores) was most of the first page's wait on a new server.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from .errors import AnnotatorError
+
+
+def app_script() -> Path:
+    """`streamlit_app.py` of the source tree this package runs from."""
+    script = Path(__file__).resolve().parents[1] / "streamlit_app.py"
+    if not script.exists():
+        raise AnnotatorError(
+            f"the app is not next to this package ({script} is missing): run `annotator app` "
+            "from a clone of the project, installed with `pip install -e .`"
+        )
+    return script
+
+
+def serve_app(db: Path, port: int, address: str = "127.0.0.1", open_browser: bool = True) -> None:
+    """Serve the app on `address`:`port` for the study `db`, until interrupted."""
+    script = app_script()
+    os.environ["ANNOTATOR_DB"] = str(Path(db).resolve())
+    sys.path.insert(0, str(script.parent))
+    importlib.import_module("app_pages.common")  # the heavy imports, before the first visitor
+    from streamlit.web import cli as streamlit_cli
+
+    streamlit_cli.main(
+        ["run", str(script), "--server.port", str(port), "--server.address", address,
+         "--server.headless", str(not open_browser).lower(),
+         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+        prog_name="streamlit",
+    )
