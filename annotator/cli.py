@@ -302,8 +302,8 @@ def demo(
     rows = [{"stage": stage, "count": count} for stage, count in study_summary(database).items()]
     console.print(rows_table(f"Demo study {db}", rows))
     console.print(
-        "Next: `annotator agreement --db demo/annotator.db` for every figure, or "
-        "`streamlit run streamlit_app.py` with ANNOTATOR_DB=demo/annotator.db."
+        f"Next: `annotator agreement --db {db}` for every figure, or "
+        f"`annotator app --db {db}` to explore them in the browser."
     )
     if report.rejected:
         raise typer.Exit(1)
