@@ -22,6 +22,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from synthetic import group_values  # noqa: E402 - bench/synthetic.py
+
 from annotator import agreement as ag  # noqa: E402
 
 DATA = ROOT / "annotator" / "data" / "values-in-the-wild"
@@ -50,16 +52,9 @@ def level_maps() -> tuple[dict[int, dict[str, str]], str]:
 
 def _sets(conv: np.ndarray, val: np.ndarray, n: int, names: np.ndarray) -> np.ndarray:
     """(conversation, value id) pairs -> object array of n tuples of names."""
-    order = np.lexsort((val, conv))
-    conv, val = conv[order], val[order]
-    keep = np.ones(conv.size, bool)
-    keep[1:] = (conv[1:] != conv[:-1]) | (val[1:] != val[:-1])
-    conv, val = conv[keep], val[keep]
-    bounds = np.searchsorted(conv, np.arange(n + 1))
-    flat = names[val]
     out = np.empty(n, dtype=object)
-    for i in range(n):
-        out[i] = tuple(flat[bounds[i] : bounds[i + 1]])
+    for i, values in enumerate(group_values(conv, val, n)):
+        out[i] = tuple(names[values])
     return out
 
 

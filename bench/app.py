@@ -44,6 +44,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from synthetic import group_values  # noqa: E402 - bench/synthetic.py
+
 from annotator.db import open_db  # noqa: E402
 from annotator.models import ResponseType  # noqa: E402
 from annotator.taxonomy import load_taxonomy  # noqa: E402
@@ -76,23 +78,12 @@ def _value_table() -> tuple[np.ndarray, np.ndarray, list[str]]:
     return names, p, refs
 
 
-def _group(conv: np.ndarray, val: np.ndarray, n: int) -> list[np.ndarray]:
-    """(conversation, value) pairs -> per conversation, its distinct value indices."""
-    order = np.lexsort((val, conv))
-    conv, val = conv[order], val[order]
-    keep = np.ones(conv.size, bool)
-    keep[1:] = (conv[1:] != conv[:-1]) | (val[1:] != val[:-1])
-    conv, val = conv[keep], val[keep]
-    bounds = np.searchsorted(conv, np.arange(n + 1))
-    return np.split(val, bounds[1:-1])
-
-
 def _noisy(rng, conv, val, n, p, keep, extra):
     k = rng.random(conv.size) < keep
     n_extra = rng.poisson(extra, n)
     ec = np.repeat(np.arange(n), n_extra)
     ev = rng.choice(p.size, size=ec.size, p=p / p.sum())
-    return _group(np.concatenate([conv[k], ec]), np.concatenate([val[k], ev]), n)
+    return group_values(np.concatenate([conv[k], ec]), np.concatenate([val[k], ev]), n)
 
 
 def _rt(rng, true: np.ndarray, accuracy: float) -> np.ndarray:
@@ -112,7 +103,7 @@ def build_study(path: Path | str, n: int = 300_000, seed: int = 7) -> dict[str, 
     k = rng.binomial(n, p)
     val = np.repeat(np.arange(p.size), k)
     conv = rng.integers(0, n, val.size)
-    true_sets = _group(conv, val, n)
+    true_sets = group_values(conv, val, n)
     true_rt = rng.choice(7, n, p=RT_SHARES)
     ids = [f"{i:024x}" for i in range(n)]
     db = open_db(path)
