@@ -724,8 +724,21 @@ def pull(
         f"Project {r.project!r} (id {r.project_id}) at {r.url}: {r.annotations} annotations "
         f"({r.cancelled} skipped): {r.new} new, {r.updated} updated, {r.unchanged} unchanged, "
         f"{r.deleted} marked deleted, {r.restored} restored; {r.free_values} values outside "
-        f"the taxonomy kept as free values; {r.seconds:.1f} s"
+        f"the taxonomy kept as free values; {r.seconds:.1f} s. Only annotations of {r.source} "
+        "were touched."
     )
+    if r.incomplete:
+        _say(
+            f"{r.incomplete} annotations leave a required field (response type or subjective) "
+            "empty: kept as incomplete; `annotator adjudicate` lists their conversations for a "
+            "person"
+        )
+    if r.edited_by_other:
+        _say(
+            f"{r.edited_by_other} annotations were last changed by someone other than their "
+            "author (a shared server lets any user edit any annotation): kept, with the "
+            "editor recorded in each one's edited_by"
+        )
     _precompute_summaries(db_path(db), summaries, False)
 
 

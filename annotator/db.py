@@ -208,6 +208,42 @@ def _drop_source_index(db: sqlite_utils.Database) -> None:
     db.execute("drop index if exists idx_conversations_source_external_id")
 
 
+def _add_label_sources(db: sqlite_utils.Database) -> None:
+    # Every annotation names its source, and an operation touches only rows of its own source:
+    # a pull once marked every gold-file annotation of its project's conversations deleted.
+    # source: "labelstudio:<server>:<project id>", "gold:<file source>", "import:<file>",
+    # "app"; source_id: the id inside that source (Label Studio's annotation id).
+    # missing: required fields the annotation left empty (JSON list; empty means complete).
+    # edited_by: who last changed it when that is not its author (a shared server lets anyone).
+    annotations = db["annotations"]
+    for column in ("source", "source_id", "missing", "edited_by"):
+        annotations.add_column(column, str)
+    # Rows pulled before this step carry Label Studio's bare numeric id; the tasks table says
+    # from which project. Their ids get the source as a prefix, as new pulls write them.
+    db.execute(
+        "update annotations set source = 'labelstudio:local:' || coalesce((select t.project_id "
+        "from tasks t where t.conversation_id = annotations.conversation_id), 0), "
+        "source_id = id where id not glob '*[^0-9]*'"
+    )
+    db.execute("update annotations set id = source || ':' || source_id where source_id is not null")
+    # Gold-file rows are "<record source>:<conversation>:<annotator>".
+    db.execute(
+        "update annotations set source = 'gold:' || substr(id, 1, instr(id, ':') - 1) "
+        "where source is null"
+    )
+    db.execute("update annotations set missing = '[]'")
+    annotations.create_index(["source"])
+    # A task is one conversation in one project of one server: with a Label Studio instance per
+    # reviewer, project and task ids repeat across servers. blind: pushed without predictions
+    # (to measure anchoring); prefilled_by: the prompt version whose prediction fills the form.
+    db["tasks"].add_column("server", str)
+    db["tasks"].add_column("blind", int)
+    db["tasks"].add_column("prefilled_by", str)
+    db.execute("update tasks set server = 'local', blind = 0")
+    db["tasks"].transform(pk=("server", "project_id", "conversation_id"))
+    db["tasks"].create_index(["conversation_id"])
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_core_tables", _create_core_tables),
     ("0002_ingest_runs", _add_ingest_runs),
@@ -216,6 +252,7 @@ MIGRATIONS: list[Migration] = [
     ("0005_model_call_costs", _add_model_call_costs),
     ("0006_gold_history", _add_gold_history),
     ("0007_drop_conversation_source_index", _drop_source_index),
+    ("0008_label_sources", _add_label_sources),
 ]
 
 
@@ -401,6 +438,10 @@ def annotation_to_row(a: Annotation) -> dict[str, Any]:
         "conversation_id": a.conversation_id,
         "annotator": a.annotator,
         "labels": a.labels.model_dump_json(),
+        "source": a.source,
+        "source_id": a.source_id,
+        "missing": dumps(a.missing),
+        "edited_by": a.edited_by,
         "lead_time": a.lead_time,
         "cancelled": int(a.cancelled),
         "deleted": int(a.deleted),
@@ -415,6 +456,10 @@ def row_to_annotation(row: dict[str, Any]) -> Annotation:
         conversation_id=row["conversation_id"],
         annotator=row["annotator"],
         labels=Labels.model_validate_json(row["labels"]),
+        source=row.get("source") or "",
+        source_id=row.get("source_id"),
+        missing=loads(row.get("missing"), []),
+        edited_by=row.get("edited_by"),
         lead_time=row["lead_time"],
         cancelled=bool(row["cancelled"]),
         deleted=bool(row["deleted"]),

@@ -99,6 +99,7 @@ def import_gold(
                     conversation_id=conversation_id,
                     annotator=labels.annotator,
                     labels=labels,
+                    source=f"gold:{record.source}",
                 )
                 for labels in record.annotations
             ]

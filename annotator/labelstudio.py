@@ -35,6 +35,7 @@ from .models import Extraction, Labels, utc_now
 from .taxonomy import Taxonomy, load_taxonomy
 
 DEFAULT_PROJECT = "annotator"
+TASK_PK = ("server", "project_id", "conversation_id")
 BATCH_SIZE = 1000
 EXPORT_TIMEOUT = 900.0
 # Imports are sent once, never retried: a retry after a timeout could import a batch twice
@@ -313,11 +314,17 @@ def _ensure_project(
     return schema
 
 
-def _mapped(db: sqlite_utils.Database, project_id: int) -> dict[str, dict[str, Any]]:
+def _mapped(
+    db: sqlite_utils.Database, conn: Connection, project_id: int
+) -> dict[str, dict[str, Any]]:
     return {
         r["conversation_id"]: r
-        for r in db["tasks"].rows_where("project_id = ?", [project_id])
+        for r in db["tasks"].rows_where("server = ? and project_id = ?", [conn.key, project_id])
     }
+
+
+def _task_key(conn: Connection, project_id: int, conversation_id: str) -> tuple[str, int, str]:
+    return (conn.key, project_id, conversation_id)
 
 
 def _recover(
@@ -326,7 +333,7 @@ def _recover(
     """Make the tasks table match the server when their counts differ; return rows changed."""
     with _errors(conn, "counting the project's tasks"):
         on_server = ls.projects.get(id=project_id).task_number or 0
-    mapped = _mapped(db, project_id)
+    mapped = _mapped(db, conn, project_id)
     if on_server == len(mapped):
         return 0
     server: dict[str, dict[str, Any]] = {}
@@ -336,15 +343,16 @@ def _recover(
             if cid is None or cid in server:
                 continue
             versions = sorted({v for p in (task.predictions or []) if (v := _model_version(p))})
-            server[cid] = {"conversation_id": cid, "project_id": project_id, "task_id": task.id,
-                           "pushed_at": utc_now().isoformat(), "prompt_versions": dumps(versions)}
+            server[cid] = {"server": conn.key, "conversation_id": cid, "project_id": project_id,
+                           "task_id": task.id, "pushed_at": utc_now().isoformat(),
+                           "prompt_versions": dumps(versions), "blind": int(not versions)}
     gone = [cid for cid in mapped if cid not in server]
     fresh = [row for cid, row in server.items()
              if cid not in mapped or mapped[cid]["task_id"] != row["task_id"]]
     with db.conn:
         for cid in gone:
-            db["tasks"].delete(cid)
-        db["tasks"].upsert_all(fresh, pk="conversation_id")
+            db["tasks"].delete(_task_key(conn, project_id, cid))
+        db["tasks"].upsert_all(fresh, pk=TASK_PK)
     return len(gone) + len(fresh)
 
 
@@ -389,7 +397,7 @@ def push(
     )
     _check_labels(items, schema, project)
     report.tasks_recovered = _recover(db, ls, conn, report.project_id)
-    mapped = _mapped(db, report.project_id)
+    mapped = _mapped(db, conn, report.project_id)
     new_items = [i for i in items if i.conversation_id not in mapped]
     extra: list[tuple[_Item, dict[str, Any], list[int]]] = []
     for item in items:
@@ -516,12 +524,13 @@ def _import_batch(
         )
     now = utc_now().isoformat()
     rows = [
-        {"conversation_id": i.conversation_id, "project_id": project_id, "task_id": tid,
-         "pushed_at": now, "prompt_versions": dumps(sorted(set(i.prompt_ids)))}
+        {"server": conn.key, "conversation_id": i.conversation_id, "project_id": project_id,
+         "task_id": tid, "pushed_at": now, "prompt_versions": dumps(sorted(set(i.prompt_ids))),
+         "blind": int(not i.predictions)}
         for i, tid in zip(batch, task_ids, strict=True)
     ]  # fmt: skip
     with db.conn:
-        db["tasks"].upsert_all(rows, pk="conversation_id")
+        db["tasks"].upsert_all(rows, pk=TASK_PK)
     return len(rows)
 
 
@@ -545,7 +554,7 @@ def _add_predictions(
             versions = set(loads(row["prompt_versions"], []))
             versions.update(item.prompt_ids[k] for k in todo)
             db["tasks"].update(
-                item.conversation_id,
+                _task_key(conn, project_id, item.conversation_id),
                 {"prompt_versions": dumps(sorted(versions)), "pushed_at": now},
             )
     return len(payload)
@@ -559,6 +568,7 @@ class PullReport:
     project: str
     project_id: int
     url: str
+    source: str = ""
     annotations: int = 0
     new: int = 0
     updated: int = 0
@@ -566,6 +576,8 @@ class PullReport:
     deleted: int = 0
     restored: int = 0
     cancelled: int = 0
+    incomplete: int = 0
+    edited_by_other: int = 0
     free_values: int = 0
     foreign_tasks: int = 0
     seconds: float = 0.0
@@ -574,7 +586,13 @@ class PullReport:
         return asdict(self)
 
 
-_COMPARED = ("conversation_id", "annotator", "labels", "lead_time", "cancelled", "updated_at")
+_COMPARED = ("conversation_id", "annotator", "labels", "missing", "edited_by", "lead_time",
+             "cancelled", "updated_at")  # fmt: skip
+
+
+def label_source(conn: Connection, project_id: int) -> str:
+    """The source of annotations pulled from this project: pull touches only these rows."""
+    return f"labelstudio:{conn.key}:{project_id}"
 
 
 def _export(ls: LabelStudio, conn: Connection, project_id: int) -> list[dict[str, Any]]:
@@ -615,6 +633,12 @@ def _export(ls: LabelStudio, conn: Connection, project_id: int) -> list[dict[str
                 ls.projects.exports.delete(project_id, export_pk=snapshot.id)
 
 
+def _user_id(user: Any) -> int | None:
+    if isinstance(user, dict):
+        return user.get("id")
+    return user if isinstance(user, int) else None
+
+
 def _annotator(completed_by: Any, emails: dict[int, str]) -> str:
     if isinstance(completed_by, dict):
         return completed_by.get("email") or str(completed_by.get("id"))
@@ -633,19 +657,36 @@ def _iso(text: str | None) -> str | None:
 
 
 def _annotation_row(
-    ann: dict[str, Any], conversation_id: str, taxonomy: Taxonomy, emails: dict[int, str]
+    ann: dict[str, Any],
+    conversation_id: str,
+    source: str,
+    taxonomy: Taxonomy,
+    emails: dict[int, str],
 ) -> tuple[dict[str, Any], list[str]]:
     parsed = lsc.parse_result(taxonomy, ann.get("result") or [])
     labels: Labels = parsed.labels
     if parsed.notes is not None and "notes" in Labels.model_fields:
         labels = labels.model_copy(update={"notes": parsed.notes})
+    cancelled = bool(ann.get("was_cancelled"))
+    # Label Studio accepts an empty result through its API (and through forms without
+    # `required`): such an annotation is kept, marked incomplete, and never decides gold alone.
+    missing = [] if cancelled else lsc.missing_fields(labels)
+    author = _user_id(ann.get("completed_by"))
+    editor = _user_id(ann.get("updated_by"))
+    # On a shared server anyone can change anyone's annotation: say who, when it was not the
+    # author (the study's own tool account only reads).
+    edited_by = emails.get(editor, str(editor)) if editor is not None and editor != author else None
     row = {
-        "id": str(ann["id"]),
+        "id": f"{source}:{ann['id']}",
         "conversation_id": conversation_id,
         "annotator": _annotator(ann.get("completed_by"), emails),
         "labels": labels.model_dump_json(),
+        "source": source,
+        "source_id": str(ann["id"]),
+        "missing": dumps(missing),
+        "edited_by": edited_by,
         "lead_time": ann.get("lead_time"),
-        "cancelled": int(bool(ann.get("was_cancelled"))),
+        "cancelled": int(cancelled),
         "deleted": 0,
         "updated_at": _iso(ann.get("updated_at") or ann.get("created_at")),
     }
@@ -655,6 +696,7 @@ def _annotation_row(
 def _snapshot(row: dict[str, Any], replaced_at: str) -> dict[str, Any]:
     entry = {k: row[k] for k in _COMPARED if k != "conversation_id"}
     entry["labels"] = loads(row["labels"], {})
+    entry["missing"] = loads(row["missing"], [])
     entry["deleted"] = bool(row["deleted"])
     entry["replaced_at"] = replaced_at
     return entry
@@ -667,23 +709,29 @@ def pull(
 ) -> PullReport:
     """Bring every annotation of the project into the annotations table; safe to rerun.
 
-    New ones are inserted; a changed one is updated with the replaced version appended to its
-    history; one that is no longer on the server is marked deleted (and restored if it returns).
+    Only rows of this project's source are touched (`label_source`): new ones are inserted; a
+    changed one is updated with the replaced version appended to its history; one that is no
+    longer on the server is marked deleted (and restored if it returns). Annotations from gold
+    files, imports or other projects are never changed.
     """
     started = time.perf_counter()
     db = open_db(db_path)
     taxonomy = load_taxonomy()
     conn, ls = connect(db_path)
     proj = require_project(ls, conn, project)
-    report = PullReport(project=project, project_id=proj.id, url=conn.url)
+    source = label_source(conn, proj.id)
+    report = PullReport(project=project, project_id=proj.id, url=conn.url, source=source)
     with _no_cyclic_gc():
         tasks = _export(ls, conn, proj.id)
     emails: dict[int, str] = {}
-    if any(not isinstance(a.get("completed_by"), dict) for t in tasks for a in t["annotations"]):
+    if any(
+        not isinstance(a.get("completed_by"), dict) or a.get("updated_by") is not None
+        for t in tasks for a in t["annotations"]
+    ):  # fmt: skip
         emails = _user_emails(ls, conn)  # an older server that ignores the serializer option
     incoming: dict[str, dict[str, Any]] = {}
     task_rows: list[dict[str, Any]] = []
-    mapped = _mapped(db, proj.id)
+    mapped = _mapped(db, conn, proj.id)
     total = len(tasks)
     progress(0, total)
     for n, task in enumerate(tasks, start=1):
@@ -692,17 +740,20 @@ def pull(
             report.foreign_tasks += 1  # made on the server, not by push: no conversation
             continue
         if cid not in mapped:
-            task_rows.append({"conversation_id": cid, "project_id": proj.id, "task_id": task["id"],
-                              "pushed_at": None, "prompt_versions": dumps([])})
+            task_rows.append({"server": conn.key, "conversation_id": cid, "project_id": proj.id,
+                              "task_id": task["id"], "pushed_at": None,
+                              "prompt_versions": dumps([])})
         for ann in task["annotations"]:
-            row, free = _annotation_row(ann, cid, taxonomy, emails)
+            row, free = _annotation_row(ann, cid, source, taxonomy, emails)
             incoming[row["id"]] = row
             report.free_values += len(free)
             report.cancelled += row["cancelled"]
+            report.incomplete += row["missing"] != "[]"
+            report.edited_by_other += row["edited_by"] is not None
         if n % 1000 == 0:
             progress(n, total)
     report.annotations = len(incoming)
-    _store(db, proj.id, incoming, task_rows, report)
+    _store(db, source, incoming, task_rows, report)
     progress(total, total)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
@@ -710,19 +761,15 @@ def pull(
 
 def _store(
     db: sqlite_utils.Database,
-    project_id: int,
+    source: str,
     incoming: dict[str, dict[str, Any]],
     task_rows: list[dict[str, Any]],
     report: PullReport,
 ) -> None:
     now = utc_now().isoformat()
-    existing: dict[str, dict[str, Any]] = {}
-    ids = list(incoming)
-    for start in range(0, len(ids), 900):
-        chunk = ids[start : start + 900]
-        marks = ",".join("?" * len(chunk))
-        for row in db.query(f"select * from annotations where id in ({marks})", chunk):
-            existing[row["id"]] = row
+    # Every row this source ever wrote, and nothing else: ids carry the source as a prefix, and
+    # the deleted-check below reads only rows whose source is this one.
+    existing = {r["id"]: r for r in db["annotations"].rows_where("source = ?", [source])}
     writes: list[dict[str, Any]] = []
     for aid, row in incoming.items():
         old = existing.get(aid)
@@ -744,24 +791,17 @@ def _store(
             history.append(_snapshot(old, now))
         row["history"] = dumps(history)
         writes.append(row)
-    # Annotations of this project's conversations that the server no longer has.
-    gone = list(db.query(
-        "select a.id, a.history from annotations a join tasks t "
-        "on t.conversation_id = a.conversation_id "
-        "where t.project_id = ? and a.deleted = 0",
-        [project_id],
-    ))
     with db.conn:
         if task_rows:
-            db["tasks"].upsert_all(task_rows, pk="conversation_id")
+            db["tasks"].upsert_all(task_rows, pk=TASK_PK)
         if writes:
             db["annotations"].upsert_all(writes, pk="id")
-        for row in gone:
-            if row["id"] in incoming:
+        for aid, old in existing.items():
+            if aid in incoming or old["deleted"]:
                 continue
-            history = loads(row["history"], [])
+            history = loads(old["history"], [])
             history.append({"event": "deleted", "at": now})
-            db["annotations"].update(row["id"], {"deleted": 1, "history": dumps(history)})
+            db["annotations"].update(aid, {"deleted": 1, "history": dumps(history)})
             report.deleted += 1
 
 

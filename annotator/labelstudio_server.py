@@ -141,6 +141,9 @@ class Connection:
     url: str
     api_key: str = field(repr=False)
     external: bool
+    # Names the server in label sources and the tasks table: project and annotation ids repeat
+    # across servers. "local" is the study's own server; an external one is named by its URL.
+    key: str = "local"
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     data_dir: Path | None = None
@@ -151,8 +154,8 @@ def external_connection() -> Connection | None:
     """The team's server from LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY, or None if unset."""
     s = config.settings()
     if s.label_studio_url and s.label_studio_api_key:
-        return Connection(url=s.label_studio_url.rstrip("/"), api_key=s.label_studio_api_key,
-                          external=True)
+        url = s.label_studio_url.rstrip("/")
+        return Connection(url=url, api_key=s.label_studio_api_key, external=True, key=url)
     if s.label_studio_url or s.label_studio_api_key:
         missing = "LABEL_STUDIO_API_KEY" if s.label_studio_url else "LABEL_STUDIO_URL"
         raise LabelStudioError(

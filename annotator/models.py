@@ -175,10 +175,22 @@ class Extraction(BaseModel):
 
 
 class Annotation(BaseModel):
+    """One person's labels of one conversation, from one source.
+
+    `source` says where the row came from ("labelstudio:<server>:<project id>",
+    "gold:<file source>", "import:<file>", "app"); an operation changes only rows of its own
+    source. `missing` lists required fields left empty: such an annotation is incomplete and
+    never decides gold on its own.
+    """
+
     id: str
     conversation_id: str
     annotator: str
     labels: Labels
+    source: str = ""
+    source_id: str | None = None
+    missing: list[str] = Field(default_factory=list)
+    edited_by: str | None = None
     lead_time: float | None = None
     cancelled: bool = False
     deleted: bool = False

@@ -89,3 +89,25 @@ def test_whitespace_collapse_fast_path_equals_split_join(text):
     from annotator.models import _collapse_whitespace
 
     assert _collapse_whitespace(text) == " ".join(text.split())
+
+
+def test_label_sources_migration_names_the_source_of_older_rows(tmp_path):
+    path = tmp_path / "old.db"
+    old = open_db(path, migrations=MIGRATIONS[:7])
+    row = {"conversation_id": "c1", "annotator": "a", "labels": "{}", "cancelled": 0,
+           "deleted": 0, "history": "[]"}  # fmt: skip
+    old["annotations"].insert_all([
+        {**row, "id": "4711"},  # pulled from Label Studio before sources existed
+        {**row, "id": "demo:c1:demo-a"},  # from a gold file
+    ])  # fmt: skip
+    old["tasks"].insert({"conversation_id": "c1", "project_id": 3, "task_id": 9,
+                         "prompt_versions": "[]"})  # fmt: skip
+    old.conn.close()
+    db = open_db(path)
+    rows = {r["id"]: r for r in db["annotations"].rows}
+    assert set(rows) == {"labelstudio:local:3:4711", "demo:c1:demo-a"}
+    pulled = rows["labelstudio:local:3:4711"]
+    assert (pulled["source"], pulled["source_id"]) == ("labelstudio:local:3", "4711")
+    assert rows["demo:c1:demo-a"]["source"] == "gold:demo"
+    task = db["tasks"].get(("local", 3, "c1"))
+    assert (task["task_id"], task["blind"]) == (9, 0)

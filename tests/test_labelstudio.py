@@ -39,7 +39,8 @@ def _result(values: list[list[str]], response: str, other: str = "", human: str 
 
 
 def _rows(db_path) -> dict[str, dict]:
-    return {r["id"]: r for r in open_db(db_path)["annotations"].rows}
+    """Pulled annotations by Label Studio's own annotation id."""
+    return {r["source_id"]: r for r in open_db(db_path)["annotations"].rows}
 
 
 def test_push_review_pull_roundtrip(labelstudio):  # noqa: F811
