@@ -668,9 +668,24 @@ def push(
         typer.Option("--keep-config", help="Never change the labeling config; fail instead."),
     ] = False,
     batch_size: Annotated[int, typer.Option(help="Tasks per import request.")] = 1000,
+    blind_share: Annotated[
+        float,
+        typer.Option(
+            help="Share of conversations pushed without any prediction, so `annotator "
+            "agreement` can measure how much the pre-filled form anchors reviewers. The draw "
+            "is stable: a conversation blind once stays blind."
+        ),
+    ] = 0.1,
+    blind_seed: Annotated[
+        str, typer.Option(help="Seed of the blind draw (the same seed picks the same set).")
+    ] = "annotator-blind",
     as_json: JsonOption = False,
 ) -> None:
     """Send conversations to Label Studio as tasks, with model predictions; safe to rerun.
+
+    The newest prompt version's prediction pre-fills each form, except on a blind share of
+    tasks (`--blind-share`, default 0.1), which reviewers label from scratch. Tasks are queued
+    with the conversations the model is least sure of first.
 
     Example: annotator push --prompt 3f2a --project pilot --overlap 2
     """
@@ -681,7 +696,7 @@ def push(
         r = run_push(
             db_path(db), prompt_id=prompt, project=project, overlap=overlap,
             top_values=None if all_values else values, update_config=not keep_config,
-            batch_size=batch_size,
+            batch_size=batch_size, blind_share=blind_share, blind_seed=blind_seed,
             progress=lambda done, total: bar.update(job, completed=done, total=total),
         )  # fmt: skip
     if as_json:
@@ -693,6 +708,10 @@ def push(
         f"{r.tasks_existing} already there ({r.tasks_recovered} recovered from the server); "
         f"{r.predictions_added} predictions added, {r.predictions_skipped} already there; "
         f"labeling config {config}, {r.config_values} values listed; {r.seconds:.1f} s"
+    )
+    _say(
+        f"Pre-filled by {r.prefilled_by or 'no prediction'}; {r.blind_tasks} tasks are blind "
+        "(no prediction), to measure anchoring; most uncertain conversations first."
     )
 
 

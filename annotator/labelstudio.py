@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +37,8 @@ from .taxonomy import Taxonomy, load_taxonomy
 
 DEFAULT_PROJECT = "annotator"
 TASK_PK = ("server", "project_id", "conversation_id")
+BLIND_SHARE = 0.1  # of conversations pushed without predictions, to measure anchoring
+BLIND_SEED = "annotator-blind"
 BATCH_SIZE = 1000
 EXPORT_TIMEOUT = 900.0
 # Imports are sent once, never retried: a retry after a timeout could import a batch twice
@@ -212,6 +215,8 @@ class PushReport:
     tasks_created: int = 0
     tasks_existing: int = 0
     tasks_recovered: int = 0
+    blind_tasks: int = 0
+    prefilled_by: str | None = None
     predictions_added: int = 0
     predictions_skipped: int = 0
     seconds: float = 0.0
@@ -226,6 +231,9 @@ class _Item:
     data: dict[str, Any]
     predictions: list[dict[str, Any]] = field(default_factory=list)
     prompt_ids: list[str] = field(default_factory=list)
+    blind: bool = False
+    prefilled_by: str | None = None
+    uncertainty: float = 1.0
 
 
 def _load_extractions(
@@ -241,10 +249,66 @@ def _load_extractions(
     return out
 
 
+def is_blind(conversation_id: str, share: float, seed: str = BLIND_SEED) -> bool:
+    """Whether a conversation is pushed without predictions: a stable, seeded draw.
+
+    The same (seed, conversation) always draws the same number, so a rerun, a later push of
+    new conversations or another machine picks the same blind set, and about `share` of any
+    subset is blind.
+    """
+    digest = hashlib.sha256(f"{seed}:{conversation_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def prediction_names(db: sqlite_utils.Database) -> dict[str, str]:
+    """What reviewers see for each prompt version: "values/v1 · 83a3bb", "offline baseline v1 · …".
+
+    Label Studio shows a prediction's model_version as its tab name, so this is what a push
+    sends as model_version (not the hash the study keys on).
+    """
+    names: dict[str, str] = {}
+    if "prompts" not in db.table_names():
+        return names
+    for row in db.query("select id, name, version from prompts"):
+        short = row["id"].removeprefix("baseline-")[:6]
+        if row["name"] == "baseline":
+            names[row["id"]] = f"offline baseline {row['version']} · {short}"
+        else:
+            names[row["id"]] = f"{row['name']}/{row['version']} · {short}"
+    return names
+
+
+def _uncertainty(extractions: list[Extraction]) -> float:
+    """How unsure the model is about a conversation, 0 (sure) to 1: low value scores, and
+    disagreement between prompt versions or extractors on the response type and the values."""
+    if not extractions:
+        return 1.0
+    scores = [v.score for e in extractions for v in e.ai_values if v.score is not None]
+    doubt = 1.0 - (sum(scores) / len(scores) if scores else 0.5)
+    if len(extractions) > 1:
+        types = {e.response_type for e in extractions}
+        value_sets = [frozenset(v.name for v in e.ai_values) for e in extractions]
+        union = frozenset().union(*value_sets)
+        common = frozenset.intersection(*value_sets)
+        overlap = len(common) / len(union) if union else 1.0
+        split = (len(types) - 1) / (len(extractions) - 1)
+        doubt = (doubt + split + (1.0 - overlap)) / 3
+    return doubt
+
+
 def _items(
-    db: sqlite_utils.Database, taxonomy: Taxonomy, prompt_id: str | None
+    db: sqlite_utils.Database,
+    taxonomy: Taxonomy,
+    prompt_id: str | None,
+    prefill_id: str | None,
+    blind_share: float,
+    blind_seed: str,
 ) -> tuple[list[_Item], set[str]]:
-    """What to push: conversations with predictions, and the leaves those predictions use."""
+    """What to push, most uncertain first; and the leaves the predictions use.
+
+    A blind conversation gets no prediction at all (anchoring is measured on these); every
+    other gets each version's prediction, and the form is pre-filled by `prefill_id`'s.
+    """
     extractions = _load_extractions(db, prompt_id)
     if prompt_id is not None and not extractions:
         raise LabelStudioError(
@@ -257,6 +321,7 @@ def _items(
         ids = sorted(extractions)
     if not ids:
         raise LabelStudioError("the study has no conversations: run `annotator ingest` first")
+    names = prediction_names(db)
     leaves: set[str] = set()
     items: list[_Item] = []
     for start in range(0, len(ids), 900):  # sqlite's limit on bound parameters
@@ -265,13 +330,35 @@ def _items(
         sql = f"select id, turns, source from conversations where id in ({marks}) order by id"
         for row in db.query(sql, chunk):
             cid = row["id"]
-            item = _Item(cid, lsc.task_data(cid, loads(row["turns"], []), row["source"] or ""))
-            for extraction in extractions.get(cid, []):
-                leaves |= lsc.prediction_leaves(taxonomy, extraction)
-                item.predictions.append(lsc.prediction(taxonomy, extraction))
-                item.prompt_ids.append(extraction.prompt_id)
+            mine = extractions.get(cid, [])
+            blind = is_blind(cid, blind_share, blind_seed)
+            prefill = None if blind else next((e for e in mine if e.prompt_id == prefill_id), None)
+            item = _Item(
+                cid,
+                lsc.task_data(
+                    cid, loads(row["turns"], []), row["source"] or "",
+                    prefill=prefill, prefill_name=_name(names, prefill_id) if prefill else None,
+                ),  # fmt: skip
+                blind=blind,
+                prefilled_by=prefill.prompt_id if prefill else None,
+                uncertainty=_uncertainty(mine),
+            )
+            if not blind:
+                for extraction in mine:
+                    leaves |= lsc.prediction_leaves(taxonomy, extraction)
+                    item.predictions.append(
+                        lsc.prediction(taxonomy, extraction, _name(names, extraction.prompt_id))
+                    )
+                    item.prompt_ids.append(extraction.prompt_id)
             items.append(item)
+    # Task ids follow import order, and a reviewer's stream follows task ids ("Sequential"):
+    # the conversations the model is least sure of are reviewed first.
+    items.sort(key=lambda i: (-i.uncertainty, i.conversation_id))
     return items, leaves
+
+
+def _name(names: dict[str, str], prompt_id: str | None) -> str:
+    return names.get(prompt_id or "", prompt_id or "")
 
 
 def _ensure_project(
@@ -328,7 +415,11 @@ def _task_key(conn: Connection, project_id: int, conversation_id: str) -> tuple[
 
 
 def _recover(
-    db: sqlite_utils.Database, ls: LabelStudio, conn: Connection, project_id: int
+    db: sqlite_utils.Database,
+    ls: LabelStudio,
+    conn: Connection,
+    project_id: int,
+    names: dict[str, str],
 ) -> int:
     """Make the tasks table match the server when their counts differ; return rows changed."""
     with _errors(conn, "counting the project's tasks"):
@@ -342,7 +433,10 @@ def _recover(
             cid = (task.data or {}).get("conversation_id")
             if cid is None or cid in server:
                 continue
-            versions = sorted({v for p in (task.predictions or []) if (v := _model_version(p))})
+            ids_by_name = {name: pid for pid, name in names.items()}
+            versions = sorted({
+                ids_by_name.get(v, v) for p in (task.predictions or []) if (v := _model_version(p))
+            })  # fmt: skip
             server[cid] = {"server": conn.key, "conversation_id": cid, "project_id": project_id,
                            "task_id": task.id, "pushed_at": utc_now().isoformat(),
                            "prompt_versions": dumps(versions), "blind": int(not versions)}
@@ -370,25 +464,34 @@ def push(
     top_values: int | None = lsc.DEFAULT_TOP_VALUES,
     update_config: bool = True,
     batch_size: int = BATCH_SIZE,
+    blind_share: float = BLIND_SHARE,
+    blind_seed: str = BLIND_SEED,
     progress: Progress = _no_progress,
 ) -> PushReport:
     """Create or update the project and import tasks with predictions; safe to rerun.
 
     `prompt_id` limits the push to that prompt version's extractions (and their conversations);
     without it every conversation goes, with every successful extraction as a prediction.
-    Each prediction's model_version is its prompt version id. A conversation already in the
-    project gets only the predictions of prompt versions it lacks. Every label is checked
-    against the project's config before anything is sent.
+    Each prediction's model_version is its prompt version's name for reviewers
+    (`prediction_names`). A conversation already in the project gets only the predictions of
+    prompt versions it lacks. Every label is checked against the project's config before
+    anything is sent. A stable `blind_share` of conversations (`is_blind`) goes without any
+    prediction, then and in later pushes, so anchoring on the pre-filled form can be measured.
+    Tasks are imported most uncertain first (`_uncertainty`), the order reviewers get them.
     """
     started = time.perf_counter()
     if overlap is not None and overlap < 1:
         raise LabelStudioError("--overlap must be at least 1")
+    if not 0.0 <= blind_share <= 1.0:
+        raise LabelStudioError(f"--blind-share must be between 0 and 1, not {blind_share}")
     db = open_db(db_path)
     taxonomy = load_taxonomy()
     if prompt_id is not None:
         prompt_id = resolve_prompt(db, prompt_id)
+    newest = prompt_id or _newest_prompt(db)
+    names = prediction_names(db)
     with _no_cyclic_gc():
-        items, leaves = _items(db, taxonomy, prompt_id)
+        items, leaves = _items(db, taxonomy, prompt_id, newest, blind_share, blind_seed)
     conn, ls = connect(db_path)
     report = PushReport(project=project, project_id=0, url=conn.url)
     settings = _project_settings(overlap)
@@ -396,7 +499,7 @@ def push(
         ls, conn, project, taxonomy, leaves, top_values, update_config, settings, report
     )
     _check_labels(items, schema, project)
-    report.tasks_recovered = _recover(db, ls, conn, report.project_id)
+    report.tasks_recovered = _recover(db, ls, conn, report.project_id, names)
     mapped = _mapped(db, conn, report.project_id)
     new_items = [i for i in items if i.conversation_id not in mapped]
     extra: list[tuple[_Item, dict[str, Any], list[int]]] = []
@@ -405,6 +508,9 @@ def push(
         if row is None:
             continue
         report.tasks_existing += 1
+        if row["blind"]:
+            report.blind_tasks += 1
+            continue  # blind once, blind for good: a prediction now would anchor its reviewers
         have = set(loads(row["prompt_versions"], []))
         todo = [k for k, p in enumerate(item.prompt_ids) if p not in have]
         report.predictions_skipped += len(item.prompt_ids) - len(todo)
@@ -416,18 +522,26 @@ def push(
     for batch in _batches(new_items, batch_size):
         report.tasks_created += _import_batch(db, ls, conn, report.project_id, batch)
         report.predictions_added += sum(len(i.predictions) for i in batch)
+        report.blind_tasks += sum(i.blind for i in batch)
         done += len(batch)
         progress(done, total)
     for batch in _batches(extra, batch_size):
         report.predictions_added += _add_predictions(db, ls, conn, report.project_id, batch)
         done += len(batch)
         progress(done, total)
-    newest = prompt_id or _newest_prompt(db)
     if newest and any(newest in i.prompt_ids for i in items):
         # The version whose prediction pre-fills a reviewer's form; Label Studio accepts only
         # a version it already holds predictions of, so this comes after the import.
         with _errors(conn, "selecting the predictions shown to reviewers"):
-            ls.projects.update(id=report.project_id, model_version=newest)
+            ls.projects.update(id=report.project_id, model_version=_name(names, newest))
+        with db.conn:
+            db.execute(
+                "update tasks set prefilled_by = ? where server = ? and project_id = ? and "
+                "blind = 0 and exists (select 1 from json_each(tasks.prompt_versions) "
+                "where value = ?)",
+                [newest, conn.key, report.project_id, newest],
+            )
+        report.prefilled_by = _name(names, newest)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 
@@ -526,7 +640,7 @@ def _import_batch(
     rows = [
         {"server": conn.key, "conversation_id": i.conversation_id, "project_id": project_id,
          "task_id": tid, "pushed_at": now, "prompt_versions": dumps(sorted(set(i.prompt_ids))),
-         "blind": int(not i.predictions)}
+         "blind": int(i.blind), "prefilled_by": i.prefilled_by}
         for i, tid in zip(batch, task_ids, strict=True)
     ]  # fmt: skip
     with db.conn:

@@ -197,8 +197,9 @@ def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(i for i in items if i))
 
 
-def prediction(taxonomy: Taxonomy, extraction: Extraction) -> dict:
-    """One Label Studio prediction from an extraction; model_version is the prompt version id."""
+def prediction(taxonomy: Taxonomy, extraction: Extraction, name: str) -> dict:
+    """One Label Studio prediction from an extraction; model_version is `name`, what reviewers
+    see on its tab (the prompt's name, version and short id)."""
     tree_paths: list[list[str]] = []
     other: list[str] = []
     for value in extraction.ai_values:
@@ -233,15 +234,30 @@ def prediction(taxonomy: Taxonomy, extraction: Extraction) -> dict:
             _result(SUBJECTIVE, "choices", {"choices": [YES if extraction.subjective else NO]})
         )
     scores = [v.score for v in extraction.ai_values if v.score is not None]
-    out: dict = {"model_version": extraction.prompt_id, "result": result}
+    out: dict = {"model_version": name, "result": result}
     if scores:
         out["score"] = round(sum(scores) / len(scores), 4)
     return out
 
 
-def task_data(conversation_id: str, turns: Sequence[dict], source: str = "") -> dict:
-    """Task data: the conversation id is the client-side key that makes pushes idempotent."""
-    return {"conversation_id": conversation_id, "turns": list(turns), "source": source}
+def task_data(
+    conversation_id: str,
+    turns: Sequence[dict],
+    source: str = "",
+    prefill: Extraction | None = None,
+    prefill_name: str | None = None,
+) -> dict:
+    """Task data: the conversation id is the client-side key that makes pushes idempotent.
+
+    `prefill` is the extraction whose prediction fills the form (None for a blind task) and
+    `prefill_name` its name for reviewers.
+    """
+    return {
+        "conversation_id": conversation_id,
+        "turns": list(turns),
+        "source": source,
+        "prefilled_by": prefill_name or "nothing: label from scratch",
+    }
 
 
 def validate(pred: dict, schema: ConfigSchema) -> list[str]:

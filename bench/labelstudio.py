@@ -89,7 +89,7 @@ def plain_payload(db_path: Path) -> tuple[list[dict], str]:
         leaves |= lsc.prediction_leaves(taxonomy, e)
         payload.append({
             "data": lsc.task_data(c["id"], loads(c["turns"], []), c["source"]),
-            "predictions": [lsc.prediction(taxonomy, e)],
+            "predictions": [lsc.prediction(taxonomy, e, e.prompt_id)],
         })  # fmt: skip
     config = lsc.label_config(taxonomy, lsc.config_values(taxonomy, 300, leaves))
     return payload, config

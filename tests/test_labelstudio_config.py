@@ -75,7 +75,7 @@ def test_config_is_deterministic_and_adds_predicted_values(taxonomy):
 
 def test_prediction_shapes_and_validation(taxonomy):
     extraction = _extraction(taxonomy)
-    pred = lsc.prediction(taxonomy, extraction)
+    pred = lsc.prediction(taxonomy, extraction, extraction.prompt_id)
     assert pred["model_version"] == "p1"
     assert pred["score"] == pytest.approx(0.7)
     by_name = {r["from_name"]: r["value"] for r in pred["result"]}
@@ -103,7 +103,8 @@ def test_prediction_shapes_and_validation(taxonomy):
 
 def test_result_maps_back_to_taxonomy_names(taxonomy):
     extraction = _extraction(taxonomy)
-    parsed = lsc.parse_result(taxonomy, lsc.prediction(taxonomy, extraction)["result"])
+    pred = lsc.prediction(taxonomy, extraction, extraction.prompt_id)
+    parsed = lsc.parse_result(taxonomy, pred["result"])
     assert parsed.labels.ai_values == ["honesty", "loyalty to one's country", "zany whimsy"]
     assert parsed.labels.human_values == ["forgiveness"]
     assert parsed.labels.response_type is ResponseType.reframing
