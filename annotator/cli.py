@@ -540,21 +540,26 @@ def labelstudio_start(
 
     Example: annotator labelstudio start --db study/annotator.db
     """
+    from .labelstudio_instances import start_all
     from .labelstudio_server import login_info, start
 
     echo = (lambda _: None) if as_json else _say
     st = start(db_path(db), venv=venv, timeout=timeout, echo=echo)
     login = None if st.external else login_info(db_path(db))
+    reviewers = [] if st.external else start_all(db_path(db), echo=echo)
     if as_json:
         data = st.as_dict()
         if login:
             data.update(username=login["username"], password=login["password"])
+        data["reviewers"] = [r.as_dict() for r in reviewers]
         print_json(data)
         return
     _server_lines(st)
     if login:
         _say(f"  open {login['url']}, log in as {login['username']}, password {login['password']}")
         _say("  API token: `annotator labelstudio status --login`")
+    for reviewer in reviewers:
+        _say(f"  reviewer {reviewer.username}: {reviewer.url} ({reviewer.message})")
 
 
 @labelstudio_app.command("stop")
@@ -564,13 +569,17 @@ def labelstudio_stop(db: DbOption = None, as_json: JsonOption = False) -> None:
 
     Example: annotator labelstudio stop --db study/annotator.db
     """
+    from .labelstudio_instances import stop_all
     from .labelstudio_server import stop
 
     st = stop(db_path(db))
+    reviewers = [] if st.external else stop_all(db_path(db))
     if as_json:
-        print_json(st.as_dict())
+        print_json({**st.as_dict(), "reviewers": [r.as_dict() for r in reviewers]})
         return
     _server_lines(st)
+    if reviewers:
+        _say(f"  and the Label Studio of {len(reviewers)} reviewers")
 
 
 @labelstudio_app.command("status")
@@ -586,17 +595,27 @@ def labelstudio_status(
 
     Example: annotator labelstudio status --login
     """
+    from .labelstudio_instances import login as reviewer_login
+    from .labelstudio_instances import statuses
     from .labelstudio_server import login_info, status
 
     st = status(db_path(db))
     info = login_info(db_path(db)) if login and not st.external else None
+    reviewers = [] if st.external else statuses(db_path(db))
     if as_json:
         data = st.as_dict()
         if info:
             data.update(info)
+        data["reviewers"] = [
+            {**r_st.as_dict(), **(reviewer_login(r) if login else {})} for r, r_st in reviewers
+        ]
         print_json(data)
         return
     _server_lines(st)
+    for reviewer, r_st in reviewers:
+        where = r_st.url if r_st.running else "not running"
+        secret = f", password {reviewer_login(reviewer)['password']}" if login else ""
+        _say(f"  reviewer {reviewer.email} (isolated): {where}{secret}")
     if login and st.external:
         _say("  login: the one your team gave you (LABEL_STUDIO_API_KEY is set)")
     if info:
@@ -613,25 +632,40 @@ def labelstudio_add_user(
     password: Annotated[
         str | None, typer.Option(help="Password to set. Default: a random one, printed.")
     ] = None,
+    shared: Annotated[
+        bool,
+        typer.Option(
+            "--shared",
+            help="Add the reviewer to the study's main server, where every user can open "
+            "every task and see others' labels, instead of an instance of their own.",
+        ),
+    ] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a reviewer who can log in to the study's Label Studio; print their login.
+    """Create a reviewer who can log in; print their login.
+
+    By default each reviewer gets a Label Studio of their own (isolated review: started now,
+    from a migrated template, on its own port), so no reviewer can see another's labels;
+    `annotator push` then sends each conversation to --overlap reviewers' instances and
+    `annotator pull` reads them all back.
 
     Example: annotator labelstudio add-user ada@example.org
     """
     from .labelstudio import add_user
 
-    reviewer = add_user(db_path(db), email, password=password)
+    reviewer = add_user(db_path(db), email, password=password, shared=shared)
     if as_json:
         print_json(
             {"email": reviewer.email, "user_id": reviewer.user_id, "url": reviewer.url,
-             "password": reviewer.password, "created": reviewer.created}
+             "password": reviewer.password, "created": reviewer.created,
+             "isolated": reviewer.isolated}
         )  # fmt: skip
         return
     verb = "Created" if reviewer.created else "Updated"
+    where = "their own Label Studio" if reviewer.isolated else "the shared Label Studio"
     _say(
-        f"{verb} reviewer {reviewer.email}: open {reviewer.url} and log in with "
+        f"{verb} reviewer {reviewer.email} on {where}: open {reviewer.url} and log in with "
         f"password {reviewer.password}"
     )
 
@@ -655,7 +689,11 @@ def push(
     ] = None,
     project: ProjectOption = "annotator",
     overlap: Annotated[
-        int | None, typer.Option(help="Reviewers per task (K). Default: keep the project's.")
+        int | None,
+        typer.Option(
+            help="Reviewers per task (K). Default: 2 with isolated reviewers (1 if there is "
+            "one), else keep the project's."
+        ),
     ] = None,
     values: Annotated[
         int, typer.Option(help="List this many most frequent values (plus all predicted ones).")
@@ -704,7 +742,7 @@ def push(
         return
     config = "created" if r.created_project else "extended" if r.config_updated else "unchanged"
     _say(
-        f"Project {r.project!r} (id {r.project_id}) at {r.url}: {r.tasks_created} tasks created, "
+        f"Project {r.project!r} {_where(r)}: {r.tasks_created} tasks created, "
         f"{r.tasks_existing} already there ({r.tasks_recovered} recovered from the server); "
         f"{r.predictions_added} predictions added, {r.predictions_skipped} already there; "
         f"labeling config {config}, {r.config_values} values listed; {r.seconds:.1f} s"
@@ -713,6 +751,11 @@ def push(
         f"Pre-filled by {r.prefilled_by or 'no prediction'}; {r.blind_tasks} tasks are blind "
         "(no prediction), to measure anchoring; most uncertain conversations first."
     )
+    for sub in r.reviewers:
+        _say(
+            f"  {sub.server.removeprefix('reviewer:')} ({sub.url}): {sub.tasks_created} tasks "
+            f"created, {sub.tasks_existing} already there"
+        )
 
 
 @app.command()
@@ -740,7 +783,7 @@ def pull(
                     "app_summaries": _precompute_summaries(db_path(db), summaries, True)})
         return
     _say(
-        f"Project {r.project!r} (id {r.project_id}) at {r.url}: {r.annotations} annotations "
+        f"Project {r.project!r} {_where(r)}: {r.annotations} annotations "
         f"({r.cancelled} skipped): {r.new} new, {r.updated} updated, {r.unchanged} unchanged, "
         f"{r.deleted} marked deleted, {r.restored} restored; {r.free_values} values outside "
         f"the taxonomy kept as free values; {r.seconds:.1f} s. Only annotations of {r.source} "
@@ -759,6 +802,13 @@ def pull(
             "editor recorded in each one's edited_by"
         )
     _precompute_summaries(db_path(db), summaries, False)
+
+
+def _where(report: Any) -> str:
+    """Where a push or pull went: one server, or each reviewer's own (isolated review)."""
+    if report.reviewers:
+        return f"on {len(report.reviewers)} reviewers' own Label Studio"
+    return f"(id {report.project_id}) at {report.url}"
 
 
 def _precompute_summaries(

@@ -30,8 +30,15 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from . import labelstudio_config as lsc
+from . import labelstudio_instances as instances
 from .db import dumps, loads, open_db, row_to_extraction
-from .labelstudio_server import Connection, LabelStudioError, connection, set_password
+from .labelstudio_server import (
+    Connection,
+    LabelStudioError,
+    connection,
+    external_connection,
+    set_password,
+)
 from .models import Extraction, Labels, utc_now
 from .taxonomy import Taxonomy, load_taxonomy
 
@@ -217,6 +224,9 @@ class PushReport:
     tasks_recovered: int = 0
     blind_tasks: int = 0
     prefilled_by: str | None = None
+    server: str = "local"
+    overlap: int | None = None
+    reviewers: list[PushReport] = field(default_factory=list)
     predictions_added: int = 0
     predictions_skipped: int = 0
     seconds: float = 0.0
@@ -492,15 +502,65 @@ def push(
     names = prediction_names(db)
     with _no_cyclic_gc():
         items, leaves = _items(db, taxonomy, prompt_id, newest, blind_share, blind_seed)
-    conn, ls = connect(db_path)
-    report = PushReport(project=project, project_id=0, url=conn.url)
-    settings = _project_settings(overlap)
+    if instances.isolated(db_path):
+        report = _push_isolated(
+            db, db_path, project, overlap, items, leaves, taxonomy, top_values, update_config,
+            batch_size, newest, names, progress,
+        )  # fmt: skip
+    else:
+        conn, ls = connect(db_path)
+        target = _prepare(db, conn, ls, project, _project_settings(overlap), items, leaves,
+                          taxonomy, top_values, update_config, names)  # fmt: skip
+        report = target.report
+        _send(db, target, items, batch_size, newest, names, progress)
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+@dataclass
+class _Target:
+    """One server's project, ready to receive tasks: its connection, client and mapping."""
+
+    conn: Connection
+    ls: LabelStudio
+    report: PushReport
+    mapped: dict[str, dict[str, Any]]
+
+
+def _prepare(
+    db: sqlite_utils.Database,
+    conn: Connection,
+    ls: LabelStudio,
+    project: str,
+    settings: dict[str, Any],
+    items: Sequence[_Item],
+    leaves: set[str],
+    taxonomy: Taxonomy,
+    top_values: int | None,
+    update_config: bool,
+    names: dict[str, str],
+) -> _Target:
+    """Create or update the project, check every label against its config, reconcile tasks."""
+    report = PushReport(project=project, project_id=0, url=conn.url, server=conn.key)
     schema = _ensure_project(
         ls, conn, project, taxonomy, leaves, top_values, update_config, settings, report
     )
     _check_labels(items, schema, project)
     report.tasks_recovered = _recover(db, ls, conn, report.project_id, names)
-    mapped = _mapped(db, conn, report.project_id)
+    return _Target(conn, ls, report, _mapped(db, conn, report.project_id))
+
+
+def _send(
+    db: sqlite_utils.Database,
+    target: _Target,
+    items: Sequence[_Item],
+    batch_size: int,
+    newest: str | None,
+    names: dict[str, str],
+    progress: Progress,
+) -> None:
+    """Import the items the project lacks and the predictions its tasks lack."""
+    conn, ls, report, mapped = target.conn, target.ls, target.report, target.mapped
     new_items = [i for i in items if i.conversation_id not in mapped]
     extra: list[tuple[_Item, dict[str, Any], list[int]]] = []
     for item in items:
@@ -542,8 +602,81 @@ def push(
                 [newest, conn.key, report.project_id, newest],
             )
         report.prefilled_by = _name(names, newest)
-    report.seconds = round(time.perf_counter() - started, 3)
-    return report
+
+
+def _rank(conversation_id: str, email: str) -> bytes:
+    # Rendezvous hashing: each conversation ranks the reviewers in its own stable order, so
+    # assignments are balanced and a reviewer added later takes over only new work.
+    return hashlib.sha256(f"{conversation_id}:{email.lower()}".encode()).digest()
+
+
+def assign(
+    conversation_ids: Sequence[str],
+    emails: Sequence[str],
+    overlap: int,
+    holders: dict[str, set[str]],
+) -> dict[str, list[str]]:
+    """Which reviewers get each conversation: `overlap` of them, keeping those who hold it."""
+    out: dict[str, list[str]] = {}
+    for cid in conversation_ids:
+        have = [e for e in emails if e in holders.get(cid, set())]
+        others = sorted((e for e in emails if e not in have), key=lambda e: _rank(cid, e))
+        out[cid] = have + others[: max(0, overlap - len(have))]
+    return out
+
+
+def _push_isolated(
+    db: sqlite_utils.Database,
+    db_path: Path | str,
+    project: str,
+    overlap: int | None,
+    items: Sequence[_Item],
+    leaves: set[str],
+    taxonomy: Taxonomy,
+    top_values: int | None,
+    update_config: bool,
+    batch_size: int,
+    newest: str | None,
+    names: dict[str, str],
+    progress: Progress,
+) -> PushReport:
+    """Each conversation to `overlap` reviewers' own instances (default 2, or 1 reviewer)."""
+    reviewers = instances.reviewers(db_path)
+    k = overlap if overlap is not None else min(2, len(reviewers))
+    if k > len(reviewers):
+        raise LabelStudioError(
+            f"--overlap {k} needs {k} reviewers, and the study has {len(reviewers)}: add them "
+            "with `annotator labelstudio add-user EMAIL`"
+        )
+    # One annotation per task in a reviewer's own project: the overlap is across instances.
+    settings = {**_project_settings(1), "sampling": "Sequential sampling"}
+    targets: dict[str, _Target] = {}
+    for reviewer in reviewers:
+        conn = instances.connection(reviewer)
+        targets[reviewer.email] = _prepare(
+            db, conn, client(conn), project, settings, items, leaves, taxonomy, top_values,
+            update_config, names,
+        )  # fmt: skip
+    holders: dict[str, set[str]] = defaultdict(set)
+    for email, target in targets.items():
+        for cid in target.mapped:
+            holders[cid].add(email)
+    plan = assign([i.conversation_id for i in items], [r.email for r in reviewers], k, holders)
+    total = PushReport(project=project, project_id=0, url="", server="isolated reviewers",
+                       overlap=k)  # fmt: skip
+    for reviewer in reviewers:
+        target = targets[reviewer.email]
+        mine = [i for i in items if reviewer.email in plan[i.conversation_id]]
+        _send(db, target, mine, batch_size, newest, names, progress)
+        total.reviewers.append(target.report)
+        for name in ("tasks_created", "tasks_existing", "tasks_recovered", "blind_tasks",
+                     "predictions_added", "predictions_skipped"):  # fmt: skip
+            setattr(total, name, getattr(total, name) + getattr(target.report, name))
+        total.config_values = target.report.config_values
+        total.prefilled_by = total.prefilled_by or target.report.prefilled_by
+        total.created_project |= target.report.created_project
+        total.config_updated |= target.report.config_updated
+    return total
 
 
 def resolve_prompt(db: sqlite_utils.Database, ref: str) -> str:
@@ -695,6 +828,7 @@ class PullReport:
     free_values: int = 0
     foreign_tasks: int = 0
     seconds: float = 0.0
+    reviewers: list[PullReport] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -831,10 +965,43 @@ def pull(
     started = time.perf_counter()
     db = open_db(db_path)
     taxonomy = load_taxonomy()
-    conn, ls = connect(db_path)
-    proj = require_project(ls, conn, project)
+    if not instances.isolated(db_path):
+        conn, ls = connect(db_path)
+        report = _pull_from(db, conn, ls, require_project(ls, conn, project), taxonomy, progress)
+        report.seconds = round(time.perf_counter() - started, 3)
+        return report
+    total = PullReport(project=project, project_id=0, url="", source="isolated reviewers")
+    for reviewer in instances.reviewers(db_path):
+        conn = instances.connection(reviewer)
+        ls = client(conn)
+        proj = find_project(ls, conn, project)
+        if proj is None:
+            continue  # nothing pushed to this reviewer yet
+        sub = _pull_from(db, conn, ls, proj, taxonomy, progress)
+        total.reviewers.append(sub)
+        for name in ("annotations", "new", "updated", "unchanged", "deleted", "restored",
+                     "cancelled", "incomplete", "edited_by_other", "free_values",
+                     "foreign_tasks"):  # fmt: skip
+            setattr(total, name, getattr(total, name) + getattr(sub, name))
+    if not total.reviewers:
+        raise ProjectMissingError(
+            f"project {project!r} is on no reviewer's Label Studio: run `annotator push "
+            f"--project {project!r}` first, or pass the right --project"
+        )
+    total.seconds = round(time.perf_counter() - started, 3)
+    return total
+
+
+def _pull_from(
+    db: sqlite_utils.Database,
+    conn: Connection,
+    ls: LabelStudio,
+    proj: Any,
+    taxonomy: Taxonomy,
+    progress: Progress,
+) -> PullReport:
     source = label_source(conn, proj.id)
-    report = PullReport(project=project, project_id=proj.id, url=conn.url, source=source)
+    report = PullReport(project=proj.title, project_id=proj.id, url=conn.url, source=source)
     with _no_cyclic_gc():
         tasks = _export(ls, conn, proj.id)
     emails: dict[int, str] = {}
@@ -869,7 +1036,6 @@ def pull(
     report.annotations = len(incoming)
     _store(db, source, incoming, task_rows, report)
     progress(total, total)
-    report.seconds = round(time.perf_counter() - started, 3)
     return report
 
 
@@ -929,25 +1095,39 @@ class Reviewer:
     url: str
     password: str = field(repr=False)
     created: bool = True
+    isolated: bool = False
 
 
-def add_user(db_path: Path | str, email: str, password: str | None = None) -> Reviewer:
-    """Create a reviewer on the study's local server who can log in (reusing one that exists).
+def add_user(
+    db_path: Path | str, email: str, password: str | None = None, shared: bool = False
+) -> Reviewer:
+    """Add a reviewer who can log in; reuses one that exists.
 
-    Users made through the API cannot log in until their password is set with
-    `label-studio reset_password`, which needs the server's data directory: so this works on
-    the study's local server only.
+    By default (isolated review) the reviewer gets a Label Studio instance of their own,
+    started now, where no other reviewer's labels exist to be seen. With `shared` they are a
+    user of the study's main local server instead, where every user can open every task.
+    Users made through the API cannot log in until their password is set with `label-studio
+    reset_password`, which needs the server's data directory: so this works on the study's
+    local servers only.
     """
     import secrets
 
     if "@" not in email or email.startswith("@") or email.endswith("@"):
         raise LabelStudioError(f"{email!r} is not an email address: reviewers log in with one")
-    conn, ls = connect(db_path)
-    if conn.external:
+    external = external_connection()
+    if external is not None:
         raise LabelStudioError(
-            f"add-user sets passwords through the local server's data directory; on {conn.url} "
-            "invite reviewers from Organization > Add People instead"
+            f"add-user sets passwords through the local server's data directory; on "
+            f"{external.url} invite reviewers from Organization > Add People instead"
         )
+    if not shared:
+        inst, status, password, created = instances.add_reviewer(db_path, email, password)
+        conn = instances.connection(inst)
+        with _errors(conn, f"reading the account of {email}"):
+            user_id = client(conn).users.whoami().id
+        return Reviewer(email=email, user_id=user_id, url=conn.url, password=password,
+                        created=created, isolated=True)  # fmt: skip
+    conn, ls = connect(db_path)
     password = password or secrets.token_urlsafe(9)
     with _errors(conn, f"creating user {email}"):
         found = [u for u in ls.users.list() if (u.email or "").lower() == email.lower()]

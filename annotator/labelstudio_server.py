@@ -47,7 +47,7 @@ class LabelStudioError(AnnotatorError):
     """Label Studio cannot be installed, reached or used as asked; the message says what to do."""
 
 
-def _quiet(_: str) -> None:
+def quiet(_: str) -> None:
     pass
 
 
@@ -171,7 +171,7 @@ def connection(db_path: Path | str) -> Connection:
     if external is not None:
         return external
     state = read_state(db_path)
-    if state is None or not _alive(state.pid):
+    if state is None or not process_alive(state.pid):
         raise LabelStudioError(
             "Label Studio is not running for this study: run `annotator labelstudio start` "
             "(or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY to use your own server)"
@@ -209,7 +209,7 @@ def installed_version(venv: Path) -> str | None:
 
 
 def install(
-    venv: Path | str | None = None, version: str = LABEL_STUDIO_VERSION, echo: Echo = _quiet
+    venv: Path | str | None = None, version: str = LABEL_STUDIO_VERSION, echo: Echo = quiet
 ) -> Path:
     """Install label-studio==version into its own virtual environment; reuse it if present.
 
@@ -253,7 +253,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _alive(pid: int | None) -> bool:
+def process_alive(pid: int | None) -> bool:
     """True if pid runs (not a zombie) and is a label-studio process."""
     if not pid:
         return False
@@ -316,6 +316,9 @@ def _child_env(state: ServerState) -> dict[str, str]:
         LABEL_STUDIO_PASSWORD=state.password,
         LABEL_STUDIO_USER_TOKEN=state.token,
         SECRET_KEY=state.secret_key,  # a stable key keeps browser sessions across restarts
+        # No open signup: a reviewer is someone the study added (read in Label Studio's
+        # settings as DISABLE_SIGNUP_WITHOUT_LINK; the signup page then needs an invite link).
+        DISABLE_SIGNUP_WITHOUT_LINK="true",
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -328,7 +331,7 @@ def start(
     db_path: Path | str,
     venv: Path | str | None = None,
     timeout: float = START_TIMEOUT,
-    echo: Echo = _quiet,
+    echo: Echo = quiet,
 ) -> ServerStatus:
     """Start the study's Label Studio on 127.0.0.1 and a free port; wait until it answers.
 
@@ -340,7 +343,7 @@ def start(
     if external is not None:
         return _external_status(external, "using LABEL_STUDIO_URL; no local server is started")
     state = read_state(db_path) or ServerState.new()
-    if _alive(state.pid) and state.port:
+    if process_alive(state.pid) and state.port:
         echo(f"Label Studio is already running (pid {state.pid}) ...")
         _wait(db_path, state, None, None, timeout)
         return _local_status(db_path, state, "already running")
@@ -389,7 +392,7 @@ def _wait(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         # Our own child: poll() (its /proc cmdline is still ours until exec); else by pid.
-        if (proc.poll() is not None) if proc is not None else not _alive(state.pid):
+        if (proc.poll() is not None) if proc is not None else not process_alive(state.pid):
             raise LabelStudioError(
                 f"Label Studio (pid {state.pid}) exited while starting: "
                 f"{_log_tail(log)[-300:]} (full log: {log})"
@@ -424,7 +427,7 @@ def stop(db_path: Path | str, timeout: float = 30.0) -> ServerStatus:
     if external is not None:
         return _external_status(external, "using LABEL_STUDIO_URL; there is no local server")
     state = read_state(db_path)
-    if state is None or not _alive(state.pid):
+    if state is None or not process_alive(state.pid):
         if state is not None and state.pid:
             state.pid = None
             write_state(db_path, state)
@@ -434,9 +437,9 @@ def stop(db_path: Path | str, timeout: float = 30.0) -> ServerStatus:
     assert pid is not None
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _alive(pid):
+    if process_alive(pid):
         _signal_group(pid, signal.SIGKILL)
         time.sleep(0.5)
     state.pid = None
@@ -462,7 +465,7 @@ def status(db_path: Path | str) -> ServerStatus:
     if state is None:
         return ServerStatus(external=False, url=None, running=False, answering=False,
                             message="never started: run `annotator labelstudio start`")
-    running = _alive(state.pid)
+    running = process_alive(state.pid)
     message = "running" if running else "stopped: run `annotator labelstudio start`"
     return _local_status(db_path, state, message, running=running)
 
@@ -535,7 +538,7 @@ def template_dir(venv: Path | str) -> Path:
     return Path(venv).parent / f"labelstudio-template-{LABEL_STUDIO_VERSION}"
 
 
-def ensure_template(venv: Path | str, echo: Echo = _quiet) -> Path:
+def ensure_template(venv: Path | str, echo: Echo = quiet) -> Path:
     """A stopped, migrated data directory with an admin, built once per venv and version.
 
     A first start migrates an empty database (~25 s); a copy of this starts in ~3 s. Its admin
@@ -559,7 +562,7 @@ def ensure_template(venv: Path | str, echo: Echo = _quiet) -> Path:
 
 
 def start_from_template(
-    db_path: Path | str, venv: Path | str, echo: Echo = _quiet
+    db_path: Path | str, venv: Path | str, echo: Echo = quiet
 ) -> ServerStatus:
     """Start a throwaway server for `db_path`, seeded from the template unless it has data."""
     template = ensure_template(venv, echo=echo)

@@ -66,5 +66,5 @@ def test_free_port_is_free_and_a_dead_pid_is_not_alive():
     port = server.free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))  # would raise if someone listened there
-    assert not server._alive(None)
-    assert not server._alive(os.getpid())  # alive, but not a label-studio process
+    assert not server.process_alive(None)
+    assert not server.process_alive(os.getpid())  # alive, but not a label-studio process
