@@ -24,7 +24,8 @@ def test_reviewer_sees_predicted_values_and_response_type(labelstudio, tmp_path)
     db_path = labelstudio.db("browser")
     ids = make_study(db_path, n=2)
     report = ls_lib.push(db_path, project="browser")
-    task_id = open_db(db_path)["tasks"].get(ids[0])["task_id"]
+    tasks = open_db(db_path)["tasks"]
+    task_id = next(tasks.rows_where("conversation_id = ?", [ids[0]]))["task_id"]
     reviewer = ls_lib.add_user(db_path, "carol@example.org")
     shot = tmp_path / "labelstudio-task.png"
 
