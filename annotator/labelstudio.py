@@ -46,6 +46,7 @@ DEFAULT_PROJECT = "annotator"
 TASK_PK = ("server", "project_id", "conversation_id")
 BLIND_SHARE = 0.1  # of conversations pushed without predictions, to measure anchoring
 BLIND_SEED = "annotator-blind"
+NEUTRAL_ORDERING = ["tasks:id"]
 BATCH_SIZE = 1000
 EXPORT_TIMEOUT = 900.0
 # Imports are sent once, never retried: a retry after a timeout could import a batch twice
@@ -201,7 +202,14 @@ def require_project(ls: LabelStudio, conn: Connection, title: str) -> Any:
 
 
 def _project_settings(overlap: int | None) -> dict[str, Any]:
-    settings: dict[str, Any] = {"show_collab_predictions": True}
+    # Sequential: the first reviewer of a task gets tasks in id order, which push makes the
+    # most uncertain first (later reviewers of a shared project get Label Studio's breadth-
+    # first order: tasks others finished, at random). No annotation history in the stream.
+    settings: dict[str, Any] = {
+        "show_collab_predictions": True,
+        "sampling": "Sequential sampling",
+        "show_annotation_history": False,
+    }
     if overlap is not None:
         # K reviewers per task: every task in the overlap cohort, K annotations each.
         settings.update(maximum_annotations=overlap, overlap_cohort_percentage=100)
@@ -226,6 +234,7 @@ class PushReport:
     prefilled_by: str | None = None
     server: str = "local"
     overlap: int | None = None
+    views_reset: int = 0
     reviewers: list[PushReport] = field(default_factory=list)
     predictions_added: int = 0
     predictions_skipped: int = 0
@@ -547,7 +556,32 @@ def _prepare(
     )
     _check_labels(items, schema, project)
     report.tasks_recovered = _recover(db, ls, conn, report.project_id, names)
+    report.views_reset = _neutral_views(ls, conn, report.project_id)
     return _Target(conn, ls, report, _mapped(db, conn, report.project_id))
+
+
+def _neutral_views(ls: LabelStudio, conn: Connection, project_id: int) -> int:
+    """Clear the filters and ordering of the project's Data Manager tabs; return how many.
+
+    Tabs are shared by every user of a project, and "Label All Tasks" follows the open tab's
+    filter and ordering: one reviewer's sort would reorder everyone's queue. Other settings of
+    a tab (its title, hidden columns) are kept.
+    """
+    changed = 0
+    with _errors(conn, "resetting the Data Manager tabs"):
+        for view in ls.views.list(project=project_id):
+            data = dict(view.data or {})
+            items = (data.get("filters") or {}).get("items") or []
+            if not items and data.get("ordering") in (None, [], NEUTRAL_ORDERING):
+                continue
+            data["filters"] = {"conjunction": "and", "items": []}
+            # Label Studio 1.23 ignores an empty ordering on update (`if ordering and ...` in
+            # its ViewSerializer), so neutral is spelled out: by task id, the push order.
+            data["ordering"] = NEUTRAL_ORDERING
+            _post_json(ls, f"dm/views/{view.id}", {"data": data, "project": project_id},
+                       method="PATCH")  # fmt: skip
+            changed += 1
+    return changed
 
 
 def _send(
@@ -649,7 +683,7 @@ def _push_isolated(
             "with `annotator labelstudio add-user EMAIL`"
         )
     # One annotation per task in a reviewer's own project: the overlap is across instances.
-    settings = {**_project_settings(1), "sampling": "Sequential sampling"}
+    settings = _project_settings(1)
     targets: dict[str, _Target] = {}
     for reviewer in reviewers:
         conn = instances.connection(reviewer)
@@ -727,15 +761,22 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _post_json(ls: LabelStudio, path: str, body: Any, params: dict[str, str] | None = None) -> Any:
-    """POST a large JSON body through the SDK's own HTTP client and auth headers.
+def _post_json(
+    ls: LabelStudio,
+    path: str,
+    body: Any,
+    params: dict[str, str] | None = None,
+    method: str = "POST",
+) -> Any:
+    """POST (or `method`) a JSON body through the SDK's own HTTP client and auth headers.
 
     The SDK's generic encoder walks every value of the payload in Python (about 0.45 ms a task
     with predictions, a third of the server's time); orjson encodes the same in a few percent.
     Auth comes from the SDK, so legacy tokens and personal access tokens both work.
     """
     wrapper = ls._client_wrapper  # Fern's wrapper: base URL, headers, the httpx client
-    response = wrapper.httpx_client.httpx_client.post(
+    response = wrapper.httpx_client.httpx_client.request(
+        method,
         f"{wrapper.get_base_url().rstrip('/')}/api/{path}",
         content=orjson.dumps(body),
         params=params,
