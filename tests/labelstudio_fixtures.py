@@ -18,6 +18,7 @@ import httpx
 import pytest
 from label_studio_sdk import LabelStudio
 
+from annotator import labelstudio_instances as instances
 from annotator import labelstudio_server as server
 from annotator.db import conversation_to_row, extraction_to_row, open_db
 from annotator.models import Conversation, Extraction, Turn, ValueRef
@@ -71,6 +72,8 @@ def labelstudio(
     study = tmp_path_factory.mktemp("labelstudio-study")
     db = study / "server.db"
     request.addfinalizer(lambda: server.stop(db))
+    # and any reviewer instance a test started in this study folder (isolated review)
+    request.addfinalizer(lambda: instances.stop_all(db))
     try:
         server.start_from_template(db, venv)
     except server.LabelStudioError as exc:

@@ -78,8 +78,8 @@ def test_push_review_pull_roundtrip(labelstudio):  # noqa: F811
     }
 
     # 4. two reviewers who can log in annotate through the API
-    ada = ls_lib.add_user(db_path, "ada@example.org")
-    bob = ls_lib.add_user(db_path, "bob@example.org", password="bob-pass-123")
+    ada = ls_lib.add_user(db_path, "ada@example.org", shared=True)
+    bob = ls_lib.add_user(db_path, "bob@example.org", password="bob-pass-123", shared=True)
     assert ada.created and bob.password == "bob-pass-123"
     as_ada = reviewer_client(labelstudio.url, ada.email, ada.password)
     as_bob = reviewer_client(labelstudio.url, bob.email, bob.password)

@@ -26,7 +26,7 @@ def test_reviewer_sees_predicted_values_and_response_type(labelstudio, tmp_path)
     report = ls_lib.push(db_path, project="browser")
     tasks = open_db(db_path)["tasks"]
     task_id = next(tasks.rows_where("conversation_id = ?", [ids[0]]))["task_id"]
-    reviewer = ls_lib.add_user(db_path, "carol@example.org")
+    reviewer = ls_lib.add_user(db_path, "carol@example.org", shared=True)
     shot = tmp_path / "labelstudio-task.png"
 
     with sync_playwright() as pw:

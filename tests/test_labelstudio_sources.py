@@ -44,8 +44,8 @@ def test_pull_changes_only_its_own_annotations(labelstudio):  # noqa: F811
     pushed = ls_lib.push(db_path, project="sources", overlap=2)
     assert pushed.tasks_created == imported.conversations
     tasks = sorted(r["task_id"] for r in open_db(db_path)["tasks"].rows)
-    ada = ls_lib.add_user(db_path, "ada-src@example.org")
-    bob = ls_lib.add_user(db_path, "bob-src@example.org")
+    ada = ls_lib.add_user(db_path, "ada-src@example.org", shared=True)
+    bob = ls_lib.add_user(db_path, "bob-src@example.org", shared=True)
     as_ada = reviewer_client(labelstudio.url, ada.email, ada.password)
     as_bob = reviewer_client(labelstudio.url, bob.email, bob.password)
     made = []
