@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/agreement.py
 	$(BIN)/python bench/labelstudio.py
+	$(BIN)/python bench/reviewer_instances.py
 	$(BIN)/python bench/app.py
 
 clean:

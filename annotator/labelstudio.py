@@ -235,6 +235,7 @@ class PushReport:
     server: str = "local"
     overlap: int | None = None
     views_reset: int = 0
+    tasks_refreshed: int = 0
     reviewers: list[PushReport] = field(default_factory=list)
     predictions_added: int = 0
     predictions_skipped: int = 0
@@ -623,6 +624,14 @@ def _send(
         report.predictions_added += _add_predictions(db, ls, conn, report.project_id, batch)
         done += len(batch)
         progress(done, total)
+    # A task that just got the pre-filling version's prediction shows a new pre-fill: its
+    # data (which version pre-filled it, that version's evidence) must say so too.
+    stale = [(item, row) for item, row, todo in extra
+             if newest in (item.prompt_ids[k] for k in todo) and row["prefilled_by"] != newest]
+    with _errors(conn, "updating what the tasks say pre-filled them"):
+        for item, row in stale:
+            ls.tasks.update(id=row["task_id"], data=item.data)
+    report.tasks_refreshed = len(stale)
     if newest and any(newest in i.prompt_ids for i in items):
         # The version whose prediction pre-fills a reviewer's form; Label Studio accepts only
         # a version it already holds predictions of, so this comes after the import.

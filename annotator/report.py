@@ -64,7 +64,7 @@ def study_summary(db: sqlite_utils.Database) -> dict[str, int]:
         "extracted (ok)": _count(db, "select count(*) from extractions where status = 'ok'"),
         "extraction errors": _count(db, "select count(*) from extractions where status = 'error'"),
         "prompt versions used": _count(db, "select count(distinct prompt_id) from extractions"),
-        "pushed to Label Studio": _count(db, "select count(*) from tasks"),
+        "pushed to Label Studio": _count(db, "select count(distinct conversation_id) from tasks"),
         "annotations": _count(db, "select count(*) from annotations where deleted = 0"),
         "annotated conversations": _count(
             db, "select count(distinct conversation_id) from annotations where deleted = 0"
@@ -378,7 +378,8 @@ def stage_counts(db: sqlite_utils.Database) -> pd.DataFrame:
     ):
         label = f"{name} {version}".strip() or prompt
         rows.append(("extracted", f"{label} ({prompt})" if label != prompt else prompt, n))
-    rows.append(("pushed to Label Studio", "", _count(db, "select count(*) from tasks")))
+    rows.append(("pushed to Label Studio", "",
+                 _count(db, "select count(distinct conversation_id) from tasks")))
     rows.append(
         (
             "annotated",

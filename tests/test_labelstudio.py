@@ -73,6 +73,8 @@ def test_push_review_pull_roundtrip(labelstudio):  # noqa: F811
     assert (second.tasks_created, second.predictions_added) == (0, 6)
     for task in admin.tasks.list(project=first.project_id, fields="all"):
         assert sorted(p.model_version for p in task.predictions) == ["p1", "p2"]
+        assert task.data["prefilled_by"] == "p2"  # the task says which version pre-fills it
+    assert second.tasks_refreshed == 6 and second.prefilled_by == "p2"
     assert {json.dumps(json.loads(r["prompt_versions"])) for r in db["tasks"].rows} == {
         '["p1", "p2"]'
     }

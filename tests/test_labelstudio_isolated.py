@@ -6,19 +6,23 @@ labelstudio_fixtures), real SQLite, two reviewers in headless Debian Chromium vi
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 from labelstudio_fixtures import CHROMIUM, CHROMIUM_ARGS, labelstudio, reviewer_client  # noqa: F401
+from typer.testing import CliRunner
 
 from annotator import labelstudio as ls_lib
 from annotator import labelstudio_instances as instances
+from annotator.cli import app
 from annotator.db import conversation_to_row, extraction_to_row, open_db
 from annotator.models import Conversation, Extraction, Turn
 from annotator.taxonomy import load_taxonomy
 
 pytestmark = pytest.mark.integration
+runner = CliRunner()
 
 
 def _study(path: Path, n: int = 4) -> list[str]:
@@ -116,16 +120,27 @@ def test_isolated_reviewers_never_see_each_other(labelstudio, tmp_path):  # noqa
                 assert "strong resistance" not in checked and "no" not in checked
                 # bob's queue: the conversations the model is least sure of come first
                 order = _stream_order(page, bob.url, bob_task["project_id"], len(ids))
+                # and ada's: the same order, less the conversation she already labelled
+                page.context.clear_cookies()
+                assert _login(page, ada.url, ada.email, ada.password)
+                ada_order = _stream_order(page, ada.url, mine["project_id"], len(ids) - 1)
             finally:
                 browser.close()
         assert order == sorted(range(len(ids)), reverse=True)
+        assert ada_order == sorted(range(1, len(ids)), reverse=True)
         assert shot.stat().st_size > 10_000
         pulled = ls_lib.pull(db_path, project="iso")
         by_source = {s.source: s.new for s in pulled.reviewers}
-        assert by_source[f"labelstudio:reviewer:{ada.email}:{mine['project_id']}"] == 1
+        assert by_source[f"labelstudio:reviewer:{ada.email}:{mine['project_id']}"] == len(ids)
         assert by_source[f"labelstudio:reviewer:{bob.email}:{bob_task['project_id']}"] == len(ids)
         rows = list(open_db(db_path).query("select annotator, source from annotations"))
         assert {r["annotator"] for r in rows} == {ada.email, bob.email}
+        status = runner.invoke(app, ["labelstudio", "status", "--db", str(db_path), "--json"])
+        reviewers = json.loads(status.output)["reviewers"]
+        assert [(r["username"], r["answering"]) for r in reviewers] == [
+            (ada.email, True), (bob.email, True)
+        ]
+        assert ada.password not in status.output  # only with --login
     finally:
         instances.stop_all(db_path)
 
