@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import config
@@ -73,6 +74,23 @@ def cli_errors(func: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+SHOWN_ITEMS = 20  # a listing in the terminal stops here; --json gives every item
+
+
+def print_listed(items: list[tuple[str, str]], label: str, style: str = "yellow") -> None:
+    """`label conversation: reason` lines for the first SHOWN_ITEMS items, then how many more.
+
+    Conversation ids and reasons come from data (an annotator's name is in a reason): escaped,
+    so that text in brackets is printed, not read as markup.
+    """
+    for conversation_id, reason in items[:SHOWN_ITEMS]:
+        err_console.print(f"[{style}]{label}[/] {escape(conversation_id)}: {escape(reason)}",
+                          highlight=False, soft_wrap=True)
+    if len(items) > SHOWN_ITEMS:
+        err_console.print(f"  … and {len(items) - SHOWN_ITEMS:,} more (all of them: --json)",
+                          highlight=False)
 
 
 def rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
@@ -263,7 +281,8 @@ def demo(
         f"annotations from {', '.join(report.files)}"
     )
     for rejected in report.rejected:
-        err_console.print(f"[red]rejected[/] {rejected.file}:{rejected.line}: {rejected.reason}")
+        err_console.print(f"[red]rejected[/] {escape(rejected.file)}:{rejected.line}: "
+                          f"{escape(rejected.reason)}", highlight=False)
     extracted = run_extract(db, extractor="baseline", console=err_console)
     console.print(
         f"2. baseline extractor (offline, prompt {extracted.prompt_id[:12]}): "
@@ -294,7 +313,9 @@ def demo(
             lines.append(f"   {label}{level}: {_figure(row.value)} (n={row.n_units})")
     console.print("4. agreement:\n" + "\n".join(lines))
     exported = export_dataset(database, Path(db).parent / "validated.jsonl")
-    console.print(f"5. exported {exported.exported} validated conversations to {exported.path}")
+    console.print(f"5. exported {exported.exported} validated conversations to {exported.path}; "
+                  f"{len(exported.left_out)} left out")
+    print_listed([(x.conversation_id, x.reason) for x in exported.left_out], "left out", "red")
     done = _precompute_summaries(Path(db), True, True) or {}
     if "computed" in done:
         console.print(f"6. the app's summaries: {len(done['computed'])} computed, "
@@ -877,7 +898,8 @@ def adjudicate(
 
     A value, the response type and `subjective` go to gold when more than half of the annotators
     gave them. A person's decision (from the app's Gold page) is never overwritten; conversations
-    whose annotators split on the response type are listed for a person to decide.
+    whose annotators split on the response type or on `subjective`, or with an incomplete
+    annotation (a required field left empty), are listed for a person, with the reason.
 
     Example: annotator adjudicate --write gold/study.jsonl
     """
@@ -896,8 +918,7 @@ def adjudicate(
         f"decided {report.decided}, unchanged {report.unchanged}, person decisions kept "
         f"{report.kept_person_decisions}, need a person {len(report.need_a_person)}"
     )
-    for conversation_id in report.need_a_person[:20]:
-        console.print(f"  needs a person: {conversation_id}")
+    print_listed([(r.conversation_id, r.reason) for r in report.reasons], "needs a person")
     if written is not None:
         console.print(f"wrote {written} gold records to {gold_file}")
     _precompute_summaries(db_path(db), summaries, False)
@@ -938,7 +959,9 @@ def export(
 ) -> None:
     """Export the validated, adjudicated dataset with taxonomy nodes resolved.
 
-    Records that fail validation are listed and left out, never silently changed.
+    Records that fail validation are listed and left out, never silently changed; so is every
+    annotated conversation without gold, with why (incomplete or split annotations, or not
+    adjudicated yet). The first 20 are printed; --json lists all.
 
     Example: annotator export validated.jsonl --category Protective --subjective-only
     """
@@ -969,11 +992,12 @@ def export(
     if as_json:
         print_json(report.model_dump(mode="json"))
         return
-    for conversation_id, reason in report.invalid[:20]:
-        err_console.print(f"[red]invalid[/] {conversation_id}: {reason}", highlight=False)
+    print_listed([(x.conversation_id, x.reason) for x in report.left_out], "left out", "red")
     console.print(
-        f"exported {report.exported} conversations to {report.path} ({report.format}); "
-        f"filtered out {report.filtered_out}; invalid {len(report.invalid)}"
+        f"exported {report.exported} conversations to {escape(str(report.path))} "
+        f"({report.format}); filtered out {report.filtered_out}; left out "
+        f"{len(report.left_out)} (invalid gold {len(report.invalid)})",
+        highlight=False,
     )
     if report.invalid:
         raise typer.Exit(1)
