@@ -862,11 +862,19 @@ def serve(
     browser: Annotated[
         bool, typer.Option("--browser/--no-browser", help="Open a browser tab.")
     ] = True,
+    gold_dir: Annotated[
+        Path | None,
+        typer.Option("--gold-dir", help="Where the Gold page writes the study's gold file "
+                     "(<study name>.jsonl). Default: gold/ beside the study database.",
+                     show_default=False),
+    ] = None,
 ) -> None:
     """Serve the study's app: agreement, prompt versions, disagreements, gold and export.
 
     The same app as `ANNOTATOR_DB=study.db streamlit run streamlit_app.py`, with its modules
     loaded before the server starts, so the first page does not wait for them. Stop with Ctrl-C.
+    The Gold page writes the gold file beside the study (gold/<study name>.jsonl), or in
+    --gold-dir.
 
     Example: annotator app --db study.db --port 8502
     """
@@ -875,7 +883,7 @@ def serve(
 
     path = db_path(db)
     open_existing_db(path).conn.close()  # a missing or foreign file: one line, not a page
-    serve_app(path, port=port, address=address, open_browser=browser)
+    serve_app(path, port=port, address=address, open_browser=browser, gold_dir=gold_dir)
 
 # --- adjudication and export ----------------------------------------------------------------
 

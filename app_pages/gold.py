@@ -128,8 +128,13 @@ with st.form(f"gold-form-{form_key}"):
                                help="Your name or e-mail: stored with the decision.")
     submitted = st.form_submit_button("Save gold decision", type="primary")
 
-default_file = config.gold_dir() / f"{Path(study.path).stem}.jsonl"
+# Beside the study (or `annotator app --gold-dir`), never the code tree's gold/; chosen again
+# when the sidebar switches to another study, so one study's gold never lands in another's file.
+default_file = config.study_gold_file(study.path)
 with st.expander("Where gold is written"):
+    if st.session_state.get("gold_file_study", study.path) != study.path:
+        st.session_state.pop("gold_file", None)
+    st.session_state["gold_file_study"] = study.path
     if "gold_file" not in st.session_state:
         st.session_state["gold_file"] = str(default_file)
     st.text_input("Gold file", key="gold_file",
