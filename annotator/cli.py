@@ -1061,14 +1061,16 @@ def agreement(
     Krippendorff's alpha (nominal, ordinal) for the response type, MASI and Jaccard alpha for
     value sets at each taxonomy level, Fleiss' kappa, Gwet's AC1, percent agreement, pairwise
     Cohen's kappa; per prompt version, accuracy, kappa and value precision/recall/F1 against gold
-    and each annotator.
+    and each annotator; and anchoring: the model's agreement with each Label Studio annotation on
+    pre-filled minus blind tasks (reviewers pulled towards the pre-filled labels), or a note
+    when too few blind tasks were annotated to tell.
 
     Example: annotator agreement --level 0 --level 3 --prompt 3f2a9c1b0d4e
     """
     import pandas as pd
 
     from .db import open_existing_db
-    from .report import study_agreement
+    from .report import study_agreement, study_anchoring
 
     database = open_existing_db(db_path(db))
     if not database["annotations"].count:
@@ -1078,8 +1080,12 @@ def agreement(
         )
     levels = tuple(sorted(set(level))) if level else (0, 1, 2, 3)
     report = study_agreement(database, prompt_ids=prompt, levels=levels, n_boot=boot, top_k=top_k)
+    anchored = study_anchoring(database, prompt_ids=prompt, n_boot=boot)
     if as_json:
-        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+        # the report's own JSON (NaN as null), with anchoring added as one more key
+        data = json.loads(report.model_dump_json())
+        data["anchoring"] = [json.loads(a.model_dump_json()) for a in anchored]
+        print_json(data)
         return
     from .taxonomy import load_taxonomy
 
@@ -1112,4 +1118,27 @@ def agreement(
                 "" if pd.isna(row.note) else str(row.note),
             )
         console.print(table)
+    _print_anchoring(anchored)
     console.print(report.how_to_read, style="dim", highlight=False)
+
+
+def _print_anchoring(anchored: list[Any]) -> None:
+    """Per prompt version: agreement on pre-filled and on blind tasks, and the difference."""
+    if not anchored:
+        console.print("anchoring: no annotations pulled from Label Studio yet", style="dim")
+        return
+    for result in anchored:
+        table = Table(title=f"anchoring: model {escape(result.prompt_id)} vs each Label Studio "
+                      "annotation, pre-filled vs blind tasks", title_justify="left")
+        for column in ("metric", "pre-filled", "blind", "anchoring", "95% interval",
+                       "conversations"):
+            table.add_column(column, overflow="fold")
+        for m in result.metrics:
+            a = m.anchoring
+            interval = "" if a.low is None else f"{a.low:+.3f} to {a.high:+.3f}"
+            table.add_row(f"{m.metric} ({m.field})", _figure(m.prefilled.value),
+                          _figure(m.blind.value),
+                          "n/a" if not a.defined else f"{a.value:+.3f}", interval,
+                          f"{m.prefilled.n_units} / {m.blind.n_units}")
+        console.print(table)
+        console.print(escape(result.statement), highlight=False, soft_wrap=True)

@@ -173,3 +173,107 @@ def test_too_few_blind_tasks_say_so():
     acc = by_metric(none_blind)["accuracy"]
     assert math.isnan(acc.blind.value) and acc.blind.reason == "no annotated blind task"
     assert math.isnan(acc.anchoring.value)
+
+
+# --- the study query ------------------------------------------------------------------------------
+
+
+def build_review_study(path, n_prefilled: int, n_blind: int, accept: float = 0.9,
+                       agree_blind: float = 0.4, prompt_id: str = "v1") -> None:
+    """A study as push and pull leave it: each conversation a task in Label Studio project 1
+    (blind, or pre-filled by `prompt_id`), two reviewers' annotations from that project, one
+    extraction by `prompt_id`; plus rows the measure must ignore (a gold-file annotation that
+    always disagrees, an incomplete Label Studio annotation)."""
+    from conftest import make_conversations
+
+    from annotator.db import (
+        annotation_to_row,
+        conversation_to_row,
+        dumps,
+        extraction_to_row,
+        open_db,
+    )
+    from annotator.models import Annotation, Extraction, Labels, ValueRef
+
+    model, humans = synthetic(n_prefilled, n_blind, accept, agree_blind)
+    conversations = make_conversations(len(model))
+    ids = {f"c{i}": c.id for i, c in enumerate(conversations)}
+    db = open_db(path)
+    with db.conn:
+        db["conversations"].insert_all([conversation_to_row(c) for c in conversations], pk="id")
+        db["extractions"].insert_all([extraction_to_row(Extraction(
+            conversation_id=ids[r.conversation_id], prompt_id=prompt_id, model="m",
+            extractor="baseline", response_type=r.response_type, subjective=True,
+            ai_values=[ValueRef(name=v) for v in r.ai_values],
+        )) for r in model.itertuples()])
+        blind = dict(zip(humans["conversation_id"], humans["blind"], strict=False))
+        db["tasks"].insert_all([{
+            "server": "local", "project_id": 1, "conversation_id": ids[c], "task_id": i,
+            "pushed_at": "2026-01-01", "prompt_versions": dumps([] if b else [prompt_id]),
+            "blind": int(b), "prefilled_by": None if b else prompt_id,
+        } for i, (c, b) in enumerate(blind.items())])
+        rows = []
+        for i, h in enumerate(humans.itertuples()):
+            labels = Labels(response_type=h.response_type, ai_values=list(h.ai_values),
+                            subjective=True)
+            for source, who, given, missing in (
+                ("labelstudio:local:1", h.annotator, labels, []),
+                ("gold:demo", f"file-{h.annotator}", Labels(response_type="no values",
+                                                            subjective=False), []),
+                ("labelstudio:local:1", f"{h.annotator}-draft", Labels(), ["response_type",
+                                                                          "subjective"]),
+            ):
+                rows.append(annotation_to_row(Annotation(
+                    id=f"{source}:{who}:{i}", conversation_id=ids[h.conversation_id],
+                    annotator=who, labels=given, source=source, source_id=str(i),
+                    missing=missing)))
+        db["annotations"].insert_all(rows, pk="id")
+    db.conn.close()
+
+
+def test_study_anchoring_reads_label_studio_annotations_with_their_tasks(tmp_path):
+    from annotator import report
+    from annotator.db import open_db
+
+    path = tmp_path / "study.db"
+    build_review_study(path, n_prefilled=150, n_blind=60)
+    db = open_db(path)
+    reviews = report.review_annotations_frame(db)
+    assert len(reviews) == 2 * 210 and set(reviews["annotator"]) == {"r1", "r2"}
+    assert int(reviews["blind"].sum()) == 2 * 60
+    assert set(reviews.loc[~reviews["blind"], "prefilled_by"]) == {"v1"}
+    [found] = report.study_anchoring(db, n_boot=200)
+    model, humans = synthetic(150, 60, 0.9, 0.4)
+    direct = ag.anchoring(model, humans, prompt_id="v1", n_boot=200)
+    assert found.prompt_id == "v1" and found.blind_conversations == 60
+    for got, expected in zip(found.metrics, direct.metrics, strict=True):
+        assert got.anchoring.value == pytest.approx(expected.anchoring.value)
+        assert got.anchoring.low > 0
+    assert report.study_anchoring(db, prompt_ids=["other"]) == []
+    db.conn.close()
+
+
+def test_agreement_command_shows_anchoring_and_says_when_blind_tasks_are_too_few(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from annotator.cli import app
+
+    runner = CliRunner()
+    enough, few = tmp_path / "enough.db", tmp_path / "few.db"
+    build_review_study(enough, n_prefilled=150, n_blind=60)
+    build_review_study(few, n_prefilled=150, n_blind=5)
+    result = runner.invoke(app, ["agreement", "--db", str(enough), "--boot", "100", "--json"])
+    assert result.exit_code == 0, result.output
+    [found] = json.loads(result.output)["anchoring"]
+    assert found["prompt_id"] == "v1" and found["enough_blind"] is True
+    accuracy = next(m for m in found["metrics"] if m["metric"] == "accuracy")
+    assert accuracy["anchoring"]["low"] > 0
+    printed = runner.invoke(app, ["agreement", "--db", str(enough), "--boot", "100"])
+    text = " ".join(printed.output.split())
+    assert "anchoring: model v1 vs each Label Studio annotation" in text
+    assert "response-type accuracy: anchoring, reviewers agree more with the model" in text
+    printed = runner.invoke(app, ["agreement", "--db", str(few), "--boot", "50"])
+    text = " ".join(printed.output.split())
+    assert "Too few blind tasks to tell: 5 annotated blind conversations" in text
