@@ -137,13 +137,17 @@ def gold_frame(db: sqlite_utils.Database) -> pd.DataFrame:
 
 
 def extractions_frame(
-    db: sqlite_utils.Database, prompt_id: str | None = None, include_errors: bool = False
+    db: sqlite_utils.Database, prompt_id: str | None = None, include_errors: bool = False,
+    pushed_only: bool = False,
 ) -> pd.DataFrame:
-    """One row per extraction (conversation x prompt version x model)."""
+    """One row per extraction (conversation x prompt version x model); `pushed_only`: only of
+    conversations pushed to Label Studio (a few thousand of a study's 300,000)."""
     sql = (
         "select conversation_id, prompt_id, model, extractor, status, response_type, ai_values, "
         "human_values, subjective, error, cost_usd, created_at from extractions where 1 = 1"
     )
+    if pushed_only:
+        sql += " and conversation_id in (select conversation_id from tasks)"
     params: list[Any] = []
     if prompt_id is not None:
         sql += " and prompt_id = ?"
@@ -288,13 +292,14 @@ def study_anchoring(
     min_blind: int = MIN_BLIND_CONVERSATIONS,
 ) -> list[AnchoringReport]:
     """Anchoring per prompt version: its extractions against each Label Studio annotation, on
-    pre-filled and on blind tasks (`agreement.anchoring`). Versions in order of first use;
-    none when no annotation came from Label Studio."""
+    pre-filled and on blind tasks (`agreement.anchoring`). Versions with extractions of pushed
+    conversations, in order of first use; none when no annotation came from Label Studio."""
     reviews = review_annotations_frame(db)
     if reviews.empty:
         return []
-    extractions = extractions_frame(db)
-    order = list(dict.fromkeys(prompt_versions(db)["prompt_id"]))
+    extractions = extractions_frame(db, pushed_only=True)
+    # in order of first use, as `prompt_versions` lists them
+    order = list(dict.fromkeys(extractions.sort_values("created_at", kind="stable")["prompt_id"]))
     return [
         anchoring(extractions.loc[extractions["prompt_id"] == pid], reviews, prompt_id=pid,
                   min_blind=min_blind, n_boot=n_boot, seed=seed)
