@@ -301,6 +301,22 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> Adjudicat
     return report
 
 
+def people_needed(db: sqlite_utils.Database, min_annotations: int = 2) -> list[PersonNeeded]:
+    """The conversations `adjudicate` leaves to a person, and why, without deciding anything
+    (for the app's Gold page): an incomplete annotation or no majority, and no person's
+    decision yet."""
+    decided_by_person = {
+        row[0] for row in db.execute("select conversation_id from gold where decided_by != ?",
+                                     [MAJORITY])
+    }
+    return [
+        PersonNeeded(conversation_id=conversation_id, reason=reason)
+        for conversation_id, labelled in _live_annotations(db).items()
+        if len(labelled) >= min_annotations and conversation_id not in decided_by_person
+        and (reason := undecided_reason(labelled))
+    ]
+
+
 def _same_labels(a: Labels, b: Labels) -> bool:
     """Equal as labels: value lists compare as sets (their order carries no meaning)."""
     return (

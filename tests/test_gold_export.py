@@ -22,6 +22,7 @@ from annotator.gold import (
     import_gold,
     majority_label,
     no_majority_reason,
+    people_needed,
     read_gold,
     write_gold_file,
 )
@@ -319,3 +320,14 @@ def test_cli_lists_what_export_and_adjudicate_leave_out_capped_and_literal(study
     assert len(left_out) == 25
     assert all(x["reason"].startswith("not adjudicated: incomplete annotation by [red]ann[/red]")
                for x in left_out)
+
+
+def test_people_needed_is_what_adjudicate_lists(study):
+    _add_conversation(study, "Split", {"a": {"response_type": "neutral", "subjective": True},
+                                       "b": {"response_type": "reframing", "subjective": True}})
+    _add_conversation(study, "Half", {"a": {"response_type": "neutral"},
+                                      "b": {"response_type": "neutral", "subjective": True}})
+    before = people_needed(study)
+    assert len(before) == 2
+    assert adjudicate(study).reasons == before
+    assert people_needed(study) == before  # nothing decided them

@@ -1,5 +1,6 @@
-"""Where the app's Gold page writes the study's gold file: beside the study database, or where
-`annotator app --gold-dir` says; never into the code tree's gold/ folder."""
+"""The app's Gold page: where it writes the study's gold file (beside the study database, or
+where `annotator app --gold-dir` says; never into the code tree's gold/ folder), and its list of
+conversations that need a person, with why."""
 
 from __future__ import annotations
 
@@ -101,3 +102,35 @@ def test_annotator_app_passes_gold_dir_to_the_app(app_study_copy, tmp_path, monk
     assert result.exit_code == 0, result.output
     assert seen == {"db": str(app_study_copy.resolve()),
                     "gold": str(tmp_path / "out" / f"{app_study_copy.stem}.jsonl")}
+
+
+def test_gold_page_lists_what_needs_a_person_with_why(app_study_copy) -> None:
+    """An incomplete annotation keeps a conversation out of gold: the Gold page's default view
+    lists it with the reason, beside the conversations whose annotators split."""
+    from test_app_pages import frame_of
+
+    from annotator.db import annotation_to_row
+    from annotator.models import Annotation, Labels
+
+    db = open_db(app_study_copy)
+    conversation_id = db.execute(
+        "select conversation_id from gold where decided_by = 'majority' limit 1").fetchone()[0]
+    db["gold"].delete(conversation_id)  # as before its third annotation came in
+    db["annotations"].insert(annotation_to_row(Annotation(
+        id="labelstudio:local:1:99", conversation_id=conversation_id, annotator="[b]late[/b]",
+        labels=Labels(response_type="neutral"), source="labelstudio:local:1", source_id="99",
+        missing=["subjective"])), pk="id")
+    db.conn.close()
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.session_state["db_path"] = str(app_study_copy)
+    at.session_state["wait_seconds"] = 180.0
+    at.session_state["n_boot"] = 0
+    at.run()
+    at.switch_page("app_pages/gold.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    queue = frame_of(at, "gold-queue").set_index("conversation_id")
+    assert queue.loc[conversation_id, "reason"] == (
+        "incomplete annotation by [b]late[/b]: subjective missing")
+    assert queue.loc[hostile_conversation().id, "reason"] == (
+        "3 annotations split on the response type")
+    assert len(queue) == 2
