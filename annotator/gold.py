@@ -280,8 +280,9 @@ def undecided_reason(annotations: list[Annotation]) -> str | None:
 
 def not_adjudicated_reason(annotations: list[Annotation], min_annotations: int = 2) -> str:
     """Why a conversation with these live annotations has no gold, in words for a report."""
-    complete = [a for a in annotations if not missing_fields(a)]
-    incomplete = incomplete_reason(annotations)
+    votes = [_vote(a) for a in annotations]
+    complete = [v for v in votes if not _missing(v)]
+    incomplete = _incomplete(votes)
     if incomplete and not complete:
         return f"not adjudicated: no complete annotations ({incomplete})"
     if incomplete:
@@ -290,7 +291,7 @@ def not_adjudicated_reason(annotations: list[Annotation], min_annotations: int =
         n = len(annotations)
         return (f"not adjudicated: {n} annotation{'' if n == 1 else 's'}, `annotator "
                 f"adjudicate` needs {min_annotations}")
-    split = no_majority_reason([_as_annotator_labels(a) for a in annotations])
+    split = no_majority_reason(votes)
     if split:
         return f"not adjudicated: {split}"
     return "not adjudicated yet: a majority agrees, run `annotator adjudicate`"
