@@ -27,10 +27,16 @@ def app_script() -> Path:
     return script
 
 
-def serve_app(db: Path, port: int, address: str = "127.0.0.1", open_browser: bool = True) -> None:
-    """Serve the app on `address`:`port` for the study `db`, until interrupted."""
+def serve_app(
+    db: Path, port: int, address: str = "127.0.0.1", open_browser: bool = True,
+    gold_dir: Path | None = None,
+) -> None:
+    """Serve the app on `address`:`port` for the study `db`, until interrupted; its Gold page
+    writes gold files to `gold_dir` (default: `gold/` beside the study)."""
     script = app_script()
     os.environ["ANNOTATOR_DB"] = str(Path(db).resolve())
+    if gold_dir is not None:  # the app reads both through `config`, as it would from a shell
+        os.environ["ANNOTATOR_GOLD_DIR"] = str(Path(gold_dir).expanduser().resolve())
     sys.path.insert(0, str(script.parent))
     importlib.import_module("app_pages.common")  # the heavy imports, before the first visitor
     from streamlit.web import cli as streamlit_cli

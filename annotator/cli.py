@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import config
@@ -73,6 +74,23 @@ def cli_errors(func: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+SHOWN_ITEMS = 20  # a listing in the terminal stops here; --json gives every item
+
+
+def print_listed(items: list[tuple[str, str]], label: str, style: str = "yellow") -> None:
+    """`label conversation: reason` lines for the first SHOWN_ITEMS items, then how many more.
+
+    Conversation ids and reasons come from data (an annotator's name is in a reason): escaped,
+    so that text in brackets is printed, not read as markup.
+    """
+    for conversation_id, reason in items[:SHOWN_ITEMS]:
+        err_console.print(f"[{style}]{label}[/] {escape(conversation_id)}: {escape(reason)}",
+                          highlight=False, soft_wrap=True)
+    if len(items) > SHOWN_ITEMS:
+        err_console.print(f"  … and {len(items) - SHOWN_ITEMS:,} more (all of them: --json)",
+                          highlight=False)
 
 
 def rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
@@ -263,7 +281,8 @@ def demo(
         f"annotations from {', '.join(report.files)}"
     )
     for rejected in report.rejected:
-        err_console.print(f"[red]rejected[/] {rejected.file}:{rejected.line}: {rejected.reason}")
+        err_console.print(f"[red]rejected[/] {escape(rejected.file)}:{rejected.line}: "
+                          f"{escape(rejected.reason)}", highlight=False)
     extracted = run_extract(db, extractor="baseline", console=err_console)
     console.print(
         f"2. baseline extractor (offline, prompt {extracted.prompt_id[:12]}): "
@@ -294,7 +313,9 @@ def demo(
             lines.append(f"   {label}{level}: {_figure(row.value)} (n={row.n_units})")
     console.print("4. agreement:\n" + "\n".join(lines))
     exported = export_dataset(database, Path(db).parent / "validated.jsonl")
-    console.print(f"5. exported {exported.exported} validated conversations to {exported.path}")
+    console.print(f"5. exported {exported.exported} validated conversations to {exported.path}; "
+                  f"{len(exported.left_out)} left out")
+    print_listed([(x.conversation_id, x.reason) for x in exported.left_out], "left out", "red")
     done = _precompute_summaries(Path(db), True, True) or {}
     if "computed" in done:
         console.print(f"6. the app's summaries: {len(done['computed'])} computed, "
@@ -891,11 +912,19 @@ def serve(
     browser: Annotated[
         bool, typer.Option("--browser/--no-browser", help="Open a browser tab.")
     ] = True,
+    gold_dir: Annotated[
+        Path | None,
+        typer.Option("--gold-dir", help="Where the Gold page writes the study's gold file "
+                     "(<study name>.jsonl). Default: gold/ beside the study database.",
+                     show_default=False),
+    ] = None,
 ) -> None:
     """Serve the study's app: agreement, prompt versions, disagreements, gold and export.
 
     The same app as `ANNOTATOR_DB=study.db streamlit run streamlit_app.py`, with its modules
     loaded before the server starts, so the first page does not wait for them. Stop with Ctrl-C.
+    The Gold page writes the gold file beside the study (gold/<study name>.jsonl), or in
+    --gold-dir.
 
     Example: annotator app --db study.db --port 8502
     """
@@ -904,7 +933,7 @@ def serve(
 
     path = db_path(db)
     open_existing_db(path).conn.close()  # a missing or foreign file: one line, not a page
-    serve_app(path, port=port, address=address, open_browser=browser)
+    serve_app(path, port=port, address=address, open_browser=browser, gold_dir=gold_dir)
 
 # --- adjudication and export ----------------------------------------------------------------
 
@@ -927,7 +956,8 @@ def adjudicate(
 
     A value, the response type and `subjective` go to gold when more than half of the annotators
     gave them. A person's decision (from the app's Gold page) is never overwritten; conversations
-    whose annotators split on the response type are listed for a person to decide.
+    whose annotators split on the response type or on `subjective`, or with an incomplete
+    annotation (a required field left empty), are listed for a person, with the reason.
 
     Example: annotator adjudicate --write gold/study.jsonl
     """
@@ -946,8 +976,7 @@ def adjudicate(
         f"decided {report.decided}, unchanged {report.unchanged}, person decisions kept "
         f"{report.kept_person_decisions}, need a person {len(report.need_a_person)}"
     )
-    for conversation_id in report.need_a_person[:20]:
-        console.print(f"  needs a person: {conversation_id}")
+    print_listed([(r.conversation_id, r.reason) for r in report.reasons], "needs a person")
     if written is not None:
         console.print(f"wrote {written} gold records to {gold_file}")
     _precompute_summaries(db_path(db), summaries, False)
@@ -988,7 +1017,9 @@ def export(
 ) -> None:
     """Export the validated, adjudicated dataset with taxonomy nodes resolved.
 
-    Records that fail validation are listed and left out, never silently changed.
+    Records that fail validation are listed and left out, never silently changed; so is every
+    annotated conversation without gold, with why (incomplete or split annotations, or not
+    adjudicated yet). The first 20 are printed; --json lists all.
 
     Example: annotator export validated.jsonl --category Protective --subjective-only
     """
@@ -1019,11 +1050,12 @@ def export(
     if as_json:
         print_json(report.model_dump(mode="json"))
         return
-    for conversation_id, reason in report.invalid[:20]:
-        err_console.print(f"[red]invalid[/] {conversation_id}: {reason}", highlight=False)
+    print_listed([(x.conversation_id, x.reason) for x in report.left_out], "left out", "red")
     console.print(
-        f"exported {report.exported} conversations to {report.path} ({report.format}); "
-        f"filtered out {report.filtered_out}; invalid {len(report.invalid)}"
+        f"exported {report.exported} conversations to {escape(str(report.path))} "
+        f"({report.format}); filtered out {report.filtered_out}; left out "
+        f"{len(report.left_out)} (invalid gold {len(report.invalid)})",
+        highlight=False,
     )
     if report.invalid:
         raise typer.Exit(1)
@@ -1079,14 +1111,16 @@ def agreement(
     Krippendorff's alpha (nominal, ordinal) for the response type, MASI and Jaccard alpha for
     value sets at each taxonomy level, Fleiss' kappa, Gwet's AC1, percent agreement, pairwise
     Cohen's kappa; per prompt version, accuracy, kappa and value precision/recall/F1 against gold
-    and each annotator.
+    and each annotator; and anchoring: the model's agreement with each Label Studio annotation on
+    pre-filled minus blind tasks (reviewers pulled towards the pre-filled labels), or a note
+    when too few blind tasks were annotated to tell.
 
     Example: annotator agreement --level 0 --level 3 --prompt 3f2a9c1b0d4e
     """
     import pandas as pd
 
     from .db import open_existing_db
-    from .report import study_agreement
+    from .report import study_agreement, study_anchoring
 
     database = open_existing_db(db_path(db))
     if not database["annotations"].count:
@@ -1096,8 +1130,12 @@ def agreement(
         )
     levels = tuple(sorted(set(level))) if level else (0, 1, 2, 3)
     report = study_agreement(database, prompt_ids=prompt, levels=levels, n_boot=boot, top_k=top_k)
+    anchored = study_anchoring(database, prompt_ids=prompt, n_boot=boot)
     if as_json:
-        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+        # the report's own JSON (NaN as null), with anchoring added as one more key
+        data = json.loads(report.model_dump_json())
+        data["anchoring"] = [json.loads(a.model_dump_json()) for a in anchored]
+        print_json(data)
         return
     from .taxonomy import load_taxonomy
 
@@ -1130,4 +1168,27 @@ def agreement(
                 "" if pd.isna(row.note) else str(row.note),
             )
         console.print(table)
+    _print_anchoring(anchored)
     console.print(report.how_to_read, style="dim", highlight=False)
+
+
+def _print_anchoring(anchored: list[Any]) -> None:
+    """Per prompt version: agreement on pre-filled and on blind tasks, and the difference."""
+    if not anchored:
+        console.print("anchoring: no annotations pulled from Label Studio yet", style="dim")
+        return
+    for result in anchored:
+        table = Table(title=f"anchoring: model {escape(result.prompt_id)} vs each Label Studio "
+                      "annotation, pre-filled vs blind tasks", title_justify="left")
+        for column in ("metric", "pre-filled", "blind", "anchoring", "95% interval",
+                       "conversations"):
+            table.add_column(column, overflow="fold")
+        for m in result.metrics:
+            a = m.anchoring
+            interval = "" if a.low is None else f"{a.low:+.3f} to {a.high:+.3f}"
+            table.add_row(f"{m.metric} ({m.field})", _figure(m.prefilled.value),
+                          _figure(m.blind.value),
+                          "n/a" if not a.defined else f"{a.value:+.3f}", interval,
+                          f"{m.prefilled.n_units} / {m.blind.n_units}")
+        console.print(table)
+        console.print(escape(result.statement), highlight=False, soft_wrap=True)

@@ -19,6 +19,7 @@ class Settings:
     label_studio_api_key: str | None
     anthropic_base_url: str | None = None
     prices_path: Path | None = None
+    gold_dir: Path | None = None
 
     def __repr__(self) -> str:  # never print secrets
         return (
@@ -26,7 +27,8 @@ class Settings:
             f"anthropic_api_key={'set' if self.anthropic_api_key else None}, "
             f"label_studio_url={self.label_studio_url!r}, "
             f"label_studio_api_key={'set' if self.label_studio_api_key else None}, "
-            f"anthropic_base_url={self.anthropic_base_url!r}, prices_path={self.prices_path!r})"
+            f"anthropic_base_url={self.anthropic_base_url!r}, prices_path={self.prices_path!r}, "
+            f"gold_dir={self.gold_dir!r})"
         )
 
 
@@ -43,6 +45,10 @@ def settings() -> Settings:
         prices_path=Path(os.environ["ANNOTATOR_PRICES"])
         if os.environ.get("ANNOTATOR_PRICES")
         else None,
+        # Where the app writes gold files (`annotator app --gold-dir`); None: beside the study.
+        gold_dir=Path(os.environ["ANNOTATOR_GOLD_DIR"]).expanduser()
+        if os.environ.get("ANNOTATOR_GOLD_DIR")
+        else None,
     )
 
 
@@ -56,7 +62,19 @@ def project_root() -> Path:
 
 
 def gold_dir() -> Path:
+    """The project's bundled gold set (the demo's input): not a place to write a study's gold."""
     return project_root() / "gold"
+
+
+def study_gold_file(db_path: str | Path) -> Path:
+    """Where a study's gold file goes: `<gold dir>/<study stem>.jsonl`, the gold dir being
+    $ANNOTATOR_GOLD_DIR (`annotator app --gold-dir`), else `gold/` beside the study database.
+
+    Never the code tree's `gold/`: a study's labels are its data, not the project's.
+    """
+    db_path = Path(db_path)
+    folder = settings().gold_dir or db_path.resolve().parent / "gold"
+    return folder / f"{db_path.stem}.jsonl"
 
 
 def prompts_dir() -> Path:

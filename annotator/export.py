@@ -2,7 +2,8 @@
 
 Only adjudicated conversations are exported. Each record is validated before it is written; a
 record that fails (no response type, a value name that is empty, ...) is reported with its reason
-and left out, never silently changed.
+and left out, never silently changed. An annotated conversation without gold is named in the
+report too, with why it has none: nothing leaves the dataset unsaid.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import sqlite_utils
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from .errors import AnnotatorError
-from .gold import MAJORITY, gold_records
-from .models import AnnotatorLabels, ResponseType, Turn
+from .gold import MAJORITY, gold_records, live_annotations, not_adjudicated_reason
+from .models import Annotation, AnnotatorLabels, GoldRecord, ResponseType, Turn
 from .taxonomy import load_taxonomy
 
 
@@ -68,12 +69,22 @@ class ExportFilter(BaseModel):
     include_annotations: bool = True
 
 
+class LeftOut(BaseModel):
+    """A conversation the export leaves out other than by a filter, and why."""
+
+    conversation_id: str
+    reason: str
+
+
 class ExportReport(BaseModel):
     path: str | None = None
     format: ExportFormat
     exported: int = 0
     filtered_out: int = 0
-    invalid: list[tuple[str, str]] = Field(default_factory=list)
+    invalid: list[tuple[str, str]] = Field(default_factory=list)  # gold that fails validation
+    # every annotated or adjudicated conversation not exported and not filtered out: invalid
+    # gold, and conversations without gold (incomplete or split annotations, not adjudicated)
+    left_out: list[LeftOut] = Field(default_factory=list)
 
 
 def _exported_value(name: str) -> ExportedValue:
@@ -99,13 +110,27 @@ def _category_matches(record: ExportRecord, categories: list[str]) -> bool:
     )
 
 
+def _gold_gaps(gold_record: GoldRecord) -> str | None:
+    """A required gold field left empty, in words (validation would say "Input should be...")."""
+    gone = [name for name, value in (("response type", gold_record.gold.response_type),
+                                     ("subjective", gold_record.gold.subjective))
+            if value is None]
+    return f"gold has no {' and no '.join(gone)}" if gone else None
+
+
 def export_records(
-    db: sqlite_utils.Database, filters: ExportFilter | None = None
+    db: sqlite_utils.Database,
+    filters: ExportFilter | None = None,
+    annotations: dict[str, list[Annotation]] | None = None,
 ) -> Iterator[ExportRecord | tuple[str, str]]:
     """Adjudicated conversations as validated records; `(conversation_id, reason)` if invalid."""
     filters = filters or ExportFilter()
-    for gold_record in gold_records(db):
+    for gold_record in gold_records(db, annotations):
         gold = gold_record.gold
+        gap = _gold_gaps(gold_record)
+        if gap:
+            yield (gold_record.conversation_id, gap)
+            continue
         try:
             record = ExportRecord(
                 conversation_id=gold_record.conversation_id,
@@ -190,18 +215,13 @@ def _write(
     writer = csv.writer(handle) if fmt is ExportFormat.csv else None
     if writer is not None:
         writer.writerow(CSV_COLUMNS)
-    counts = {
-        conv: n
-        for conv, n in db.execute(
-            "select conversation_id, count(*) from annotations where deleted = 0 "
-            "and cancelled = 0 group by conversation_id"
-        )
-    }
-    for item in export_records(db, filters):
+    live = live_annotations(db)
+    for item in export_records(db, filters, live):
         if isinstance(item, tuple):
             report.invalid.append(item)
+            report.left_out.append(LeftOut(conversation_id=item[0], reason=item[1]))
             continue
-        if not _keep(item, filters, counts.get(item.conversation_id, 0)):
+        if not _keep(item, filters, len(live.get(item.conversation_id, []))):
             report.filtered_out += 1
             continue
         if writer is not None:
@@ -209,7 +229,31 @@ def _write(
         else:
             handle.write(item.model_dump_json() + "\n")
         report.exported += 1
+    report.left_out.extend(_without_gold(db, live, filters))
     return report
+
+
+def _without_gold(
+    db: sqlite_utils.Database, live: dict[str, list[Annotation]], filters: ExportFilter
+) -> Iterator[LeftOut]:
+    """Annotated conversations that have no gold, each with why (of the chosen sources)."""
+    decided = {row[0] for row in db.execute("select conversation_id from gold")}
+    pending = sorted(set(live) - decided)
+    if filters.sources:
+        wanted = set(filters.sources)
+        of_source = {
+            cid for start in range(0, len(pending), 500)
+            for cid, source in db.execute(
+                "select id, source from conversations where id in "
+                f"({','.join('?' * len(pending[start:start + 500]))})",
+                pending[start:start + 500],
+            )
+            if source in wanted
+        }  # fmt: skip
+        pending = [cid for cid in pending if cid in of_source]
+    for conversation_id in pending:
+        reason = not_adjudicated_reason(live[conversation_id])
+        yield LeftOut(conversation_id=conversation_id, reason=reason)
 
 
 def export(
@@ -236,6 +280,7 @@ __all__ = [
     "ExportFormat",
     "ExportRecord",
     "ExportReport",
+    "LeftOut",
     "export",
     "export_records",
     "render_export",

@@ -13,7 +13,13 @@ import orjson
 import pandas as pd
 import sqlite_utils
 
-from .agreement import AgreementReport, agreement_report
+from .agreement import (
+    MIN_BLIND_CONVERSATIONS,
+    AgreementReport,
+    AnchoringReport,
+    agreement_report,
+    anchoring,
+)
 
 ANNOTATION_COLUMNS = [
     "annotation_id",
@@ -131,13 +137,17 @@ def gold_frame(db: sqlite_utils.Database) -> pd.DataFrame:
 
 
 def extractions_frame(
-    db: sqlite_utils.Database, prompt_id: str | None = None, include_errors: bool = False
+    db: sqlite_utils.Database, prompt_id: str | None = None, include_errors: bool = False,
+    pushed_only: bool = False,
 ) -> pd.DataFrame:
-    """One row per extraction (conversation x prompt version x model)."""
+    """One row per extraction (conversation x prompt version x model); `pushed_only`: only of
+    conversations pushed to Label Studio (a few thousand of a study's 300,000)."""
     sql = (
         "select conversation_id, prompt_id, model, extractor, status, response_type, ai_values, "
         "human_values, subjective, error, cost_usd, created_at from extractions where 1 = 1"
     )
+    if pushed_only:
+        sql += " and conversation_id in (select conversation_id from tasks)"
     params: list[Any] = []
     if prompt_id is not None:
         sql += " and prompt_id = ?"
@@ -246,6 +256,56 @@ def study_agreement(
         top_k=top_k,
         seed=seed,
     )
+
+
+REVIEW_COLUMNS = ["conversation_id", "annotator", "blind", "prefilled_by", "response_type",
+                  "ai_values"]
+
+
+def review_annotations_frame(db: sqlite_utils.Database) -> pd.DataFrame:
+    """One row per complete, live annotation pulled from Label Studio, with its task: blind
+    (pushed without any prediction) or pre-filled, and by which prompt version.
+
+    An annotation belongs to the task of its source's server and project and its conversation.
+    Incomplete annotations (a required field left empty) are left out, as `adjudicate` leaves
+    them; so are tasks from before blind tasks were recorded (blind is NULL).
+    """
+    rows = []
+    for conv, annotator, labels, blind, prefilled_by in db.execute(
+        "select a.conversation_id, a.annotator, a.labels, t.blind, t.prefilled_by "
+        "from annotations a join tasks t on t.conversation_id = a.conversation_id "
+        "and a.source = 'labelstudio:' || t.server || ':' || t.project_id "
+        "where a.deleted = 0 and a.cancelled = 0 and coalesce(a.missing, '[]') = '[]' "
+        "and t.blind is not null order by a.conversation_id, a.annotator"
+    ):
+        data = orjson.loads(labels)
+        rows.append((conv, annotator, bool(blind), prefilled_by, data.get("response_type"),
+                     _names(data.get("ai_values") or [])))
+    return pd.DataFrame.from_records(rows, columns=REVIEW_COLUMNS)
+
+
+def study_anchoring(
+    db: sqlite_utils.Database,
+    prompt_ids: list[str] | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+    min_blind: int = MIN_BLIND_CONVERSATIONS,
+) -> list[AnchoringReport]:
+    """Anchoring per prompt version: its extractions against each Label Studio annotation, on
+    pre-filled and on blind tasks (`agreement.anchoring`). Versions with extractions of pushed
+    conversations, in order of first use; none when no annotation came from Label Studio."""
+    reviews = review_annotations_frame(db)
+    if reviews.empty:
+        return []
+    extractions = extractions_frame(db, pushed_only=True)
+    # in order of first use, as `prompt_versions` lists them
+    order = list(dict.fromkeys(extractions.sort_values("created_at", kind="stable")["prompt_id"]))
+    return [
+        anchoring(extractions.loc[extractions["prompt_id"] == pid], reviews, prompt_id=pid,
+                  min_blind=min_blind, n_boot=n_boot, seed=seed)
+        for pid in order
+        if not prompt_ids or pid in prompt_ids
+    ]
 
 
 # --- app queries ---

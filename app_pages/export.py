@@ -68,10 +68,12 @@ rep = done["report"]
 cols = st.columns(3)
 cols[0].metric("Exported", f"{rep.exported:,}")
 cols[1].metric("Filtered out", f"{rep.filtered_out:,}")
-cols[2].metric("Invalid (left out)", f"{len(rep.invalid):,}")
-if rep.invalid:
-    st.dataframe([{"conversation": c, "reason": r} for c, r in rep.invalid], hide_index=True,
-                 key="export-invalid")
+cols[2].metric("Left out", f"{len(rep.left_out):,}",
+               help="Invalid gold, and annotated conversations without gold (incomplete or "
+                    "split annotations, or not adjudicated yet): each is listed with why.")
+if rep.left_out:
+    st.dataframe([{"conversation": x.conversation_id, "reason": x.reason} for x in rep.left_out],
+                 hide_index=True, key="export-invalid")
 name = f"{Path(study.path).stem}-gold.{fmt}"
 st.download_button(
     f"Download {name}", done["text"], file_name=name,

@@ -9,7 +9,7 @@ import streamlit as st
 
 from annotator import config, summary_cache
 from annotator.errors import AnnotatorError
-from annotator.gold import decide, write_gold_file
+from annotator.gold import decide, people_needed, write_gold_file
 from annotator.models import Labels, ResponseType
 from app_pages import common
 
@@ -37,29 +37,44 @@ if table.empty or not (table["n_annotations"] > 0).any():
     common.stop()
 
 # --- the queue ----------------------------------------------------------------------------------
+def _people_needed() -> dict[str, str]:
+    # What `annotator adjudicate` leaves to a person (splits, incomplete annotations), kept in
+    # memory until the annotations or the gold labels change.
+    def read() -> dict[str, str]:
+        with summary_cache.study_db(study.path) as database:
+            return {p.conversation_id: p.reason for p in people_needed(database)}
+
+    return summary_cache.memo(
+        ("people-needed", study.path, study.sig("annotations"), study.sig("gold")), read)
+
+
+needed = _people_needed()
 st.subheader("Conversations to decide")
 scope = st.segmented_control(
     "Show",
-    ["no majority", "any disagreement", "decided by a person", "all"],
-    default="no majority",
+    ["needs a person", "no majority", "any disagreement", "decided by a person", "all"],
+    default="needs a person",
     key="gold-scope",
-    help="No majority: the annotators split on the response type, so `annotator adjudicate` "
-         "leaves the conversation to a person.",
-) or "no majority"
+    help="Needs a person: what `annotator adjudicate` leaves to a person, with why (annotators "
+         "split on the response type or on subjective, or an annotation left a required field "
+         "empty). No majority: the annotators split on the response type.",
+) or "needs a person"
 masks = {
+    "needs a person": table["conversation_id"].isin(list(needed)),
     "no majority": table["rt_split"],
     "any disagreement": table["rt_split"] | table["values_split"] | table["types_differ"],
     "decided by a person": table["decided_by"].notna() & (table["decided_by"] != "majority"),
     "all": table["n_annotations"] >= 0,
 }
 queue = table.loc[masks[scope].to_numpy(bool)]
+columns = ["conversation_id", "annotator_types", "gold_type", "decided_by", "decided_at"]
+if scope == "needs a person":
+    queue = queue.assign(reason=queue["conversation_id"].map(needed))
+    columns = ["conversation_id", "reason", "annotator_types", "gold_type", "decided_by"]
 plural = "" if len(queue) == 1 else "s"
-st.caption(f"{len(queue):,} conversation{plural} · {int(table['rt_split'].sum()):,} without a "
-           "majority on the response type")
-page_rows = common.paginated(
-    queue[["conversation_id", "annotator_types", "gold_type", "decided_by", "decided_at"]],
-    key=f"gold-queue-{scope}",
-)
+st.caption(f"{len(queue):,} conversation{plural} · {len(needed):,} need a person · "
+           f"{int(table['rt_split'].sum()):,} without a majority on the response type")
+page_rows = common.paginated(queue[columns], key=f"gold-queue-{scope}")
 
 choices = list(page_rows["conversation_id"])
 asked = st.query_params.get("c")
@@ -128,8 +143,13 @@ with st.form(f"gold-form-{form_key}"):
                                help="Your name or e-mail: stored with the decision.")
     submitted = st.form_submit_button("Save gold decision", type="primary")
 
-default_file = config.gold_dir() / f"{Path(study.path).stem}.jsonl"
+# Beside the study (or `annotator app --gold-dir`), never the code tree's gold/; chosen again
+# when the sidebar switches to another study, so one study's gold never lands in another's file.
+default_file = config.study_gold_file(study.path)
 with st.expander("Where gold is written"):
+    if st.session_state.get("gold_file_study", study.path) != study.path:
+        st.session_state.pop("gold_file", None)
+    st.session_state["gold_file_study"] = study.path
     if "gold_file" not in st.session_state:
         st.session_state["gold_file"] = str(default_file)
     st.text_input("Gold file", key="gold_file",

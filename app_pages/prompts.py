@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from annotator import precompute, summaries
+from annotator import precompute, report, summaries, summary_cache
 from app_pages import common
 
 st.title("Prompts")
@@ -70,6 +70,51 @@ if summary_rows:
     st.dataframe(pd.DataFrame(summary_rows), hide_index=True, key="prompt-summary")
     st.caption(f"Value scores at the {summaries.LEVEL_LABELS[level]} level. Against gold: value "
                "and 95% bootstrap interval; against each annotator: value.")
+
+# --- anchoring ----------------------------------------------------------------------------------
+st.subheader("Anchoring: pre-filled against blind tasks")
+st.caption("Each prompt version's labels against every Label Studio annotation, on tasks whose "
+           "form a prediction pre-filled and on blind tasks (pushed without one). Anchoring = "
+           "pre-filled minus blind: above 0, reviewers agreed more with the model when they saw "
+           "its labels. 95% bootstrap interval over conversations.")
+
+
+def _anchoring() -> list:
+    # A small query (the pushed conversations only) and a seconds-long computation: kept in
+    # memory per state of the tables it reads and per number of resamples.
+    def compute() -> list:
+        with summary_cache.study_db(study.path) as database:
+            return report.study_anchoring(database, n_boot=common.n_boot())
+
+    key = ("anchoring", study.path, study.sig("annotations"), study.sig("tasks"),
+           tuple(study.sig(f"extractions:{pid}") for pid in ids), common.n_boot())
+    return summary_cache.memo(key, compute)
+
+
+anchored = _anchoring()
+if not anchored:
+    st.info("No annotations pulled from Label Studio yet: `annotator push` (a share of the "
+            "tasks goes blind, `--blind-share`), label, then `annotator pull`.",
+            icon=":material/anchor:")
+else:
+    rows = []
+    for result in anchored:
+        for m in result.metrics:
+            rows.append({
+                "prompt": common.prompt_label(study, result.prompt_id),
+                "metric": {"accuracy": "type accuracy",
+                           "micro_f1": "AI values micro F1"}[m.metric],
+                "pre-filled": m.prefilled.value, "blind": m.blind.value,
+                "anchoring": m.anchoring.value,
+                "95% interval": common.interval(m.anchoring.low, m.anchoring.high),
+                "conversations (pre-filled / blind)":
+                    f"{m.prefilled.n_units:,} / {m.blind.n_units:,}",
+            })
+    st.dataframe(pd.DataFrame(rows).round(3), hide_index=True, key="anchoring-table")
+    for result in anchored:
+        say = st.info if result.enough_blind else st.warning
+        say(f"{common.md(common.prompt_label(study, result.prompt_id))}: "
+            f"{common.md(result.statement)}", icon=":material/anchor:")
 
 # --- two versions ---------------------------------------------------------------------------------
 st.subheader("Compare two versions against gold")

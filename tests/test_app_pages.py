@@ -310,7 +310,12 @@ def test_export_prepares_a_validated_download(app_study) -> None:
     at.button[0].click().run()
     assert not at.exception, [e.message for e in at.exception]
     m = metrics(at)
-    assert m["Exported"] == "49" and m["Invalid (left out)"] == "0"
+    # the 50th conversation is not adjudicated (its annotators split): named, with why
+    assert m["Exported"] == "49" and m["Left out"] == "1"
+    left_out = next(d.value for d in at.dataframe if "reason" in d.value.columns)
+    assert left_out.to_dict("records") == [{
+        "conversation": hostile_conversation().id,
+        "reason": "not adjudicated: 3 annotations split on the response type"}]
     assert at.get("download_button")
     first = json.loads(at.code[0].value.splitlines()[0])
     assert {"conversation_id", "turns", "ai_values", "response_type"} <= set(first)

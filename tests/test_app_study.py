@@ -206,7 +206,8 @@ def test_store_recomputes_only_what_changed(app_study_copy, tmp_path) -> None:
     assert calls == ["gold", "annotations"]
     db = open_db(app_study_copy)
     cid = report.gold_frame(db)["conversation_id"].iloc[0]
-    decide(db, cid, Labels(ai_values=["a value nobody used"], response_type="neutral"), "tester")
+    decide(db, cid, Labels(ai_values=["a value nobody used"], response_type="neutral",
+                           subjective=True), "tester")
     db.conn.close()
     gold_after = get("gold")
     get("annotations")

@@ -8,11 +8,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 
 from annotator import config
-from annotator.db import open_db
+from annotator.db import annotation_to_row, conversation_to_row, open_db
 from annotator.errors import AnnotatorError
 from annotator.export import ExportFilter, ExportFormat, ExportRecord, export, render_export
 from annotator.gold import (
@@ -20,10 +21,12 @@ from annotator.gold import (
     decide,
     import_gold,
     majority_label,
+    no_majority_reason,
+    people_needed,
     read_gold,
     write_gold_file,
 )
-from annotator.models import AnnotatorLabels, Labels, ResponseType
+from annotator.models import Annotation, AnnotatorLabels, Conversation, Labels, ResponseType, Turn
 
 GOLD = config.gold_dir() / "demo.jsonl"
 
@@ -149,13 +152,182 @@ def test_export_filters_and_csv(study):
 
 def test_invalid_gold_is_reported_not_exported(study, tmp_path):
     conversation_id = study.execute("select conversation_id from gold limit 1").fetchone()[0]
-    study["gold"].update(conversation_id, {"response_type": None})
+    study["gold"].update(conversation_id, {"response_type": None, "subjective": None})
     report = export(study, tmp_path / "out.jsonl")
     assert [c for c, _ in report.invalid] == [conversation_id]
-    assert "response_type" in report.invalid[0][1]
+    assert report.invalid[0][1] == "gold has no response type and no subjective"
+    assert [(x.conversation_id, x.reason) for x in report.left_out] == report.invalid
     assert report.exported == study["gold"].count - 1
 
 
 def test_export_without_gold_says_what_to_run(tmp_path):
     with pytest.raises(AnnotatorError, match="annotator adjudicate"):
         export(open_db(tmp_path / "empty.db"), tmp_path / "out.jsonl")
+
+
+# --- incomplete annotations (issue 10) ----------------------------------------------------------
+
+
+def _add_conversation(db, text: str, labels: dict[str, dict]) -> str:
+    """A conversation labelled in Label Studio by each annotator in `labels`, stored as pull
+    stores it: a required field left empty is listed in `missing`."""
+    conversation = Conversation.from_turns(
+        [Turn(role="user", text=text), Turn(role="assistant", text="An answer.")], source="ls"
+    )
+    db["conversations"].insert(conversation_to_row(conversation), pk="id")
+    rows = []
+    for i, (annotator, fields) in enumerate(labels.items()):
+        given = Labels(**fields)
+        missing = [f for f in ("response_type", "subjective") if getattr(given, f) is None]
+        rows.append(annotation_to_row(Annotation(
+            id=f"labelstudio:local:1:{text}:{i}", conversation_id=conversation.id,
+            annotator=annotator, labels=given, source="labelstudio:local:1",
+            source_id=str(i), missing=missing,
+        )))
+    db["annotations"].insert_all(rows, pk="id")
+    return conversation.id
+
+
+def test_incomplete_annotations_never_decide_gold_and_export_names_what_it_leaves_out(
+    study, tmp_path
+):
+    # The bug: two of three said "reframing", one of them and a third left the rest empty; the
+    # majority became gold with subjective None, was not listed, and export dropped it.
+    conversation_id = _add_conversation(study, "Is lying ever fine?", {
+        "a": {"response_type": "reframing", "subjective": True, "ai_values": ["honesty"]},
+        "b": {"response_type": "reframing", "ai_values": ["honesty"]},
+        "c": {},
+    })
+    report = adjudicate(study)
+    assert not study["gold"].count_where("conversation_id = ?", [conversation_id])
+    assert conversation_id in report.need_a_person
+    reasons = [r.reason for r in report.reasons if r.conversation_id == conversation_id]
+    assert reasons == ["incomplete annotation by b: subjective missing; incomplete annotation "
+                       "by c: response_type, subjective missing"]
+    assert not study.execute("select count(*) from gold where subjective is null or "
+                             "response_type is null").fetchone()[0]
+    exported = export(study, tmp_path / "out.jsonl")
+    left_out = {item.conversation_id: item.reason for item in exported.left_out}
+    assert left_out[conversation_id].startswith("not adjudicated: incomplete annotation by b")
+    assert exported.exported + len(exported.left_out) == study.execute(
+        "select count(distinct conversation_id) from annotations").fetchone()[0]
+
+
+def test_a_majority_that_leaves_subjective_open_is_for_a_person(study):
+    split = [
+        AnnotatorLabels(annotator="a", response_type="neutral", subjective=True),
+        AnnotatorLabels(annotator="b", response_type="neutral", subjective=False),
+    ]
+    assert majority_label(split) is None  # it used to write gold with subjective None
+    assert no_majority_reason(split) == "2 annotations split on subjective"
+    conversation_id = _add_conversation(study, "Tabs or spaces?", {
+        "a": {"response_type": "neutral", "subjective": True},
+        "b": {"response_type": "neutral", "subjective": False},
+    })
+    report = adjudicate(study)
+    assert [(r.conversation_id, r.reason) for r in report.reasons] == [
+        (conversation_id, "2 annotations split on subjective")
+    ]
+    assert not study["gold"].count_where("conversation_id = ?", [conversation_id])
+
+
+def test_decide_refuses_labels_without_a_response_type_or_subjective(study):
+    conversation_id = study.execute("select conversation_id from gold limit 1").fetchone()[0]
+    before = study["gold"].get(conversation_id)
+    with pytest.raises(AnnotatorError, match="needs a response type and subjective"):
+        decide(study, conversation_id, Labels(ai_values=["honesty"]), decided_by="ada")
+    with pytest.raises(AnnotatorError, match=r"needs subjective \(yes or no\)"):
+        decide(study, conversation_id, Labels(response_type="neutral"), decided_by="ada")
+    assert study["gold"].get(conversation_id) == before
+
+
+def test_export_names_each_conversation_without_gold_and_why(study, tmp_path):
+    split = _add_conversation(study, "Split", {
+        "a": {"response_type": "neutral", "subjective": True},
+        "b": {"response_type": "reframing", "subjective": True},
+    })
+    empty = _add_conversation(study, "Empty", {"a": {}, "b": {"subjective": True}})
+    single = _add_conversation(study, "Single", {"a": {"response_type": "neutral",
+                                                      "subjective": False}})
+    adjudicate(study)
+    agreed = _add_conversation(study, "Agreed later", {
+        "a": {"response_type": "neutral", "subjective": True},
+        "b": {"response_type": "neutral", "subjective": True},
+    })
+    report = export(study, tmp_path / "out.jsonl")
+    assert {x.conversation_id: x.reason for x in report.left_out} == {
+        split: "not adjudicated: 2 annotations split on the response type",
+        empty: "not adjudicated: no complete annotations (incomplete annotation by a: "
+               "response_type, subjective missing; incomplete annotation by b: response_type "
+               "missing)",
+        single: "not adjudicated: 1 annotation, `annotator adjudicate` needs 2",
+        agreed: "not adjudicated yet: a majority agrees, run `annotator adjudicate`",
+    }
+    assert report.exported == study["gold"].count
+    only_demo = export(study, tmp_path / "demo.jsonl", filters=ExportFilter(sources=["demo"]))
+    assert only_demo.left_out == []  # the added conversations are of another source
+
+
+def test_import_leaves_out_an_incomplete_gold_label_and_says_so(study, tmp_path):
+    record = json.loads(GOLD.read_text().splitlines()[0])
+    record["turns"][0]["text"] += " (edited)"
+    record["gold"]["subjective"] = None
+    record["annotations"][0]["response_type"] = None
+    path = tmp_path / "partial.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    report = import_gold(study, [path])
+    assert (report.conversations, report.gold_labels) == (1, 0)
+    assert [(r.line, r.reason) for r in report.rejected] == [
+        (1, "gold label not imported: no subjective (the conversation and its annotations were)")
+    ]
+    assert not study.execute("select count(*) from gold where subjective is null").fetchone()[0]
+    conversation_id = study.execute(
+        "select id from conversations where turns like '%(edited)%'").fetchone()[0]
+    missing = {r["annotator"]: json.loads(r["missing"]) for r in study.query(
+        "select annotator, missing from annotations where conversation_id = ?", [conversation_id])}
+    first = record["annotations"][0]["annotator"]
+    assert missing[first] == ["response_type"]
+    assert all(m == [] for who, m in missing.items() if who != first)
+    assert adjudicate(study).reasons[0].reason.startswith(f"incomplete annotation by {first}")
+
+
+def test_cli_lists_what_export_and_adjudicate_leave_out_capped_and_literal(study, tmp_path):
+    from typer.testing import CliRunner
+
+    from annotator.cli import app
+
+    for i in range(25):
+        _add_conversation(study, f"Question {i}", {
+            "[red]ann[/red]": {"response_type": "neutral"},
+            "b": {"response_type": "neutral", "subjective": True},
+        })
+    db_file = tmp_path / "study.db"
+    runner = CliRunner()
+    adjudicated = runner.invoke(app, ["adjudicate", "--db", str(db_file), "--no-summaries"])
+    assert adjudicated.exit_code == 0, adjudicated.output
+    text = " ".join(adjudicated.output.split())
+    assert "need a person 25" in text
+    assert "incomplete annotation by [red]ann[/red]: subjective missing" in text
+    assert text.count("needs a person ") == 20 and "and 5 more (all of them: --json)" in text
+    out = tmp_path / "out.jsonl"
+    printed = runner.invoke(app, ["export", str(out), "--db", str(db_file)])
+    assert printed.exit_code == 0, printed.output
+    text = " ".join(printed.output.split())
+    assert len(re.findall(r"left out [0-9a-f]{24}: ", text)) == 20 and "and 5 more" in text
+    assert "left out 25" in text
+    as_json = runner.invoke(app, ["export", str(out), "--db", str(db_file), "--json"])
+    left_out = json.loads(as_json.output)["left_out"]
+    assert len(left_out) == 25
+    assert all(x["reason"].startswith("not adjudicated: incomplete annotation by [red]ann[/red]")
+               for x in left_out)
+
+
+def test_people_needed_is_what_adjudicate_lists(study):
+    _add_conversation(study, "Split", {"a": {"response_type": "neutral", "subjective": True},
+                                       "b": {"response_type": "reframing", "subjective": True}})
+    _add_conversation(study, "Half", {"a": {"response_type": "neutral"},
+                                      "b": {"response_type": "neutral", "subjective": True}})
+    before = people_needed(study)
+    assert len(before) == 2
+    assert adjudicate(study).reasons == before
+    assert people_needed(study) == before  # nothing decided them

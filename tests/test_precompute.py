@@ -38,7 +38,8 @@ def test_precompute_stores_every_opening_summary_once(app_study_copy) -> None:
     # a person's gold decision: only what reads gold is computed again
     db = open_db(app_study_copy)
     cid = report.gold_frame(db)["conversation_id"].iloc[0]
-    decide(db, cid, Labels(ai_values=["honesty"], response_type="neutral"), "tester")
+    decide(db, cid, Labels(ai_values=["honesty"], response_type="neutral", subjective=True),
+           "tester")
     db.conn.close()
     after = precompute.precompute(app_study_copy, n_boot=BOOT)
     assert set(after.computed) == {
