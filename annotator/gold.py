@@ -28,6 +28,7 @@ from .db import (
 from .errors import AnnotatorError, InputError
 from .ingest import RawConversation, conversation_row
 from .models import (
+    REQUIRED_FIELDS,
     Annotation,
     AnnotatorLabels,
     GoldLabel,
@@ -111,11 +112,11 @@ def import_gold(
                     annotator=labels.annotator,
                     labels=labels,
                     source=f"gold:{record.source}",
-                    missing=[f for f in REQUIRED_FIELDS if getattr(labels, f) is None],
+                    missing=labels.missing_fields(),
                 )
                 for labels in record.annotations
             ]
-            gaps = [f for f in REQUIRED_FIELDS if getattr(record.gold, f) is None]
+            gaps = record.gold.missing_fields()
             with db.conn:
                 db.conn.execute(
                     "INSERT OR IGNORE INTO conversations (id, source, external_id, turns, "
@@ -144,9 +145,6 @@ def import_gold(
 
 # --- adjudication ------------------------------------------------------------------------------
 
-# Every gold label has these; an annotation without one is incomplete (Label Studio accepts an
-# empty result through its API, and older forms had no `required`).
-REQUIRED_FIELDS = ("response_type", "subjective")
 FIELD_NAMES = {"response_type": "the response type", "subjective": "subjective"}
 
 
@@ -368,7 +366,7 @@ def _store_gold(
 ) -> None:
     # The one writer of decided gold: a label without a response type or `subjective` would
     # be dropped by the export, so it is refused here whoever asks.
-    gone = [f for f in REQUIRED_FIELDS if getattr(label, f) is None]
+    gone = label.missing_fields()
     if gone:
         raise AnnotatorError(f"gold for {conversation_id} needs {_needs(gone)}")
     row = gold_to_row(conversation_id, label)
@@ -395,7 +393,7 @@ def decide(
     """
     if not decided_by.strip():
         raise AnnotatorError("say who decided: a name or e-mail for the gold record")
-    gone = [f for f in REQUIRED_FIELDS if getattr(labels, f) is None]
+    gone = labels.missing_fields()
     if gone:
         raise AnnotatorError(f"a gold decision needs {_needs(gone)}")
     if not db["conversations"].count_where("id = ?", [conversation_id]):

@@ -968,7 +968,7 @@ def _annotation_row(
     cancelled = bool(ann.get("was_cancelled"))
     # Label Studio accepts an empty result through its API (and through forms without
     # `required`): such an annotation is kept, marked incomplete, and never decides gold alone.
-    missing = [] if cancelled else lsc.missing_fields(labels)
+    missing = [] if cancelled else labels.missing_fields()
     author = _user_id(ann.get("completed_by"))
     editor = _user_id(ann.get("updated_by"))
     # On a shared server anyone can change anyone's annotation: say who, when it was not the

@@ -284,15 +284,6 @@ def validate(pred: dict, schema: ConfigSchema) -> list[str]:
     return problems
 
 
-REQUIRED_FIELDS = (RESPONSE_TYPE, SUBJECTIVE)
-
-
-def missing_fields(labels: Labels) -> list[str]:
-    """Required fields a set of labels leaves empty (the form's `required` controls)."""
-    present = {RESPONSE_TYPE: labels.response_type, SUBJECTIVE: labels.subjective}
-    return [name for name in REQUIRED_FIELDS if present[name] is None]
-
-
 # --- annotation results back to labels --------------------------------------------------------
 
 

@@ -118,6 +118,11 @@ class ValueRef(BaseModel):
         return self.node_id is None
 
 
+# Every gold label has these, and a reviewer's form refuses to submit without them; an
+# annotation without one is incomplete (Label Studio's API accepts an empty result).
+REQUIRED_FIELDS = ("response_type", "subjective")
+
+
 class Labels(BaseModel):
     """One source's labels for one conversation (annotator, model or gold)."""
 
@@ -126,6 +131,10 @@ class Labels(BaseModel):
     response_type: ResponseType | None = None
     subjective: bool | None = None
     notes: str | None = None
+
+    def missing_fields(self) -> list[str]:
+        """The required fields (`REQUIRED_FIELDS`) these labels leave empty."""
+        return [name for name in REQUIRED_FIELDS if getattr(self, name) is None]
 
 
 class AnnotatorLabels(Labels):
