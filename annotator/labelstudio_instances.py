@@ -18,6 +18,7 @@ import hashlib
 import re
 import secrets
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,7 +137,12 @@ def connection(inst: ReviewerInstance) -> Connection:
 
 
 def start_all(db_path: Path | str, echo: server.Echo = server.quiet) -> list[ServerStatus]:
-    return [server.start(r.anchor, echo=echo) for r in reviewers(db_path)]
+    """Start every reviewer's instance, all at once: each start is mostly waiting for Django."""
+    found = reviewers(db_path)
+    if not found:
+        return []
+    with ThreadPoolExecutor(max_workers=len(found)) as pool:
+        return list(pool.map(lambda r: server.start(r.anchor, echo=echo), found))
 
 
 def stop_all(db_path: Path | str) -> list[ServerStatus]:

@@ -268,7 +268,8 @@ def review_annotations_frame(db: sqlite_utils.Database) -> pd.DataFrame:
 
     An annotation belongs to the task of its source's server and project and its conversation.
     Incomplete annotations (a required field left empty) are left out, as `adjudicate` leaves
-    them; so are tasks from before blind tasks were recorded (blind is NULL).
+    them; so are tasks that were neither blind nor pre-filled (no prediction of the pre-filling
+    version: an empty form, though not by design) and tasks pushed before either was recorded.
     """
     rows = []
     for conv, annotator, labels, blind, prefilled_by in db.execute(
@@ -276,7 +277,8 @@ def review_annotations_frame(db: sqlite_utils.Database) -> pd.DataFrame:
         "from annotations a join tasks t on t.conversation_id = a.conversation_id "
         "and a.source = 'labelstudio:' || t.server || ':' || t.project_id "
         "where a.deleted = 0 and a.cancelled = 0 and coalesce(a.missing, '[]') = '[]' "
-        "and t.blind is not null order by a.conversation_id, a.annotator"
+        "and (t.blind = 1 or t.prefilled_by is not null) "
+        "order by a.conversation_id, a.annotator"
     ):
         data = orjson.loads(labels)
         rows.append((conv, annotator, bool(blind), prefilled_by, data.get("response_type"),

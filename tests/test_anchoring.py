@@ -250,6 +250,9 @@ def test_study_anchoring_reads_label_studio_annotations_with_their_tasks(tmp_pat
         assert got.anchoring.value == pytest.approx(expected.anchoring.value)
         assert got.anchoring.low > 0
     assert report.study_anchoring(db, prompt_ids=["other"]) == []
+    # a task neither blind nor pre-filled (its form opened empty) belongs to neither side
+    db.execute("update tasks set prefilled_by = null where task_id = 0")
+    assert len(report.review_annotations_frame(db)) == 2 * 210 - 2
     db.conn.close()
 
 
