@@ -448,12 +448,12 @@ def _recover(
     if on_server == len(mapped):
         return 0
     server: dict[str, dict[str, Any]] = {}
+    ids_by_name = {name: pid for pid, name in names.items()}  # model_version -> prompt id
     with _errors(conn, "reading the project's tasks"):
         for task in ls.tasks.list(project=project_id, page_size=1000, fields="all"):
             cid = (task.data or {}).get("conversation_id")
             if cid is None or cid in server:
                 continue
-            ids_by_name = {name: pid for pid, name in names.items()}
             versions = sorted({
                 ids_by_name.get(v, v) for p in (task.predictions or []) if (v := _model_version(p))
             })  # fmt: skip
