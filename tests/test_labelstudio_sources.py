@@ -43,6 +43,19 @@ def test_pull_changes_only_its_own_annotations(labelstudio):  # noqa: F811
 
     pushed = ls_lib.push(db_path, project="sources", overlap=2)
     assert pushed.tasks_created == imported.conversations
+    # reviewers see the prediction's name, not a hash; the study still keys on prompt ids
+    admin = labelstudio.admin()
+    names = {p.model_version for t in admin.tasks.list(project=pushed.project_id, fields="all")
+             for p in (t.predictions or [])}  # fmt: skip
+    assert len(names) == 1 and next(iter(names)).startswith("offline baseline v1 · ")
+    assert pushed.prefilled_by == next(iter(names))
+    # a mapping lost in a crash is read back by name, and no prediction is sent twice
+    db = open_db(db_path)
+    lost = [r["conversation_id"] for r in db["tasks"].rows_where("blind = 0", limit=2)]
+    db["tasks"].delete_where("conversation_id in (?, ?)", lost)
+    again = ls_lib.push(db_path, project="sources", overlap=2)
+    assert (again.tasks_recovered, again.tasks_created, again.predictions_added) == (2, 0, 0)
+    assert 0 < again.blind_tasks < imported.conversations / 3  # about 10% of 49
     tasks = sorted(r["task_id"] for r in open_db(db_path)["tasks"].rows)
     ada = ls_lib.add_user(db_path, "ada-src@example.org", shared=True)
     bob = ls_lib.add_user(db_path, "bob-src@example.org", shared=True)
