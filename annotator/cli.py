@@ -1038,15 +1038,16 @@ def export(
 
     The format comes from the file name or --format. JSONL, JSONL.gz and Parquet keep the data
     exactly (Parquet with typed columns); CSV cells that a spreadsheet would run as a formula
-    (starting with =, +, -, @, tab or carriage return) get a leading ' . The file is written
-    beside its name and renamed into place. An export that would be empty is an error that says
-    why. Records that fail validation are listed and left out, never silently changed; so is
-    every annotated conversation without gold, with why (incomplete or split annotations, or
-    not adjudicated yet). The first 20 are printed; --json lists all.
+    (starting with =, +, -, @, tab or carriage return) get a leading single quote. The file is
+    written beside its name and renamed into place. An export that would be empty is an error
+    that says why. Records that fail validation are listed and left out, never silently
+    changed; so is every annotated conversation without gold, with why (incomplete or split
+    annotations, or not adjudicated yet). The first 20 are printed; --json lists all.
 
-    Examples:
+    Example: annotator export validated.jsonl --category Protective --subjective-only
 
-    - annotator export validated.jsonl --category Protective --subjective-only
+    One example for each other format and content:
+
     - annotator export gold.csv --what gold
     - annotator export proposals.parquet --what proposals
     - annotator export validated.jsonl.gz
