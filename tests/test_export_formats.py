@@ -484,6 +484,10 @@ def test_hf_card_of_proposals_names_only_their_prompts(study, tmp_path):
     assert "`p-claude`" in card and "`baseline-" in card
     assert sorted(report.stats.prompt_ids) == sorted(
         r[0] for r in open_db(study).execute("select distinct prompt_id from extractions"))
+    loaded = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf-cache"))
+    assert loaded.num_rows == report.exported == 50
+    assert "evidence" in loaded.features["ai_values"].feature  # struct fields survive
+    assert sorted(loaded["status"]) == ["error"] + ["ok"] * 49
 
 
 def test_export_help_has_an_example_of_each_format_and_what():
