@@ -278,6 +278,8 @@ def test_an_unknown_category_is_an_error_naming_it(study, tmp_path):
     assert not (tmp_path / "x.jsonl").exists()
     assert run("export", tmp_path / "x.jsonl", "--db", study, "--category",
                "protective values").exit_code == 0  # the category's full name, any case
+    markup = run("export", tmp_path / "x.jsonl", "--db", study, "--category", "[red]x[/red]")
+    assert "unknown category '[red]x[/red]'" in markup.output  # printed, not read as markup
     unknown_source = run("export", tmp_path / "y.jsonl", "--db", study, "--source", "dmeo")
     assert unknown_source.exit_code == 1
     assert "no conversations of source 'dmeo': the study's sources are demo" in " ".join(
