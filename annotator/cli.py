@@ -70,7 +70,9 @@ def cli_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except AnnotatorError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # the message quotes data (a path, a category, a source): never read it as markup
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -985,11 +987,22 @@ def adjudicate(
 @app.command()
 @cli_errors
 def export(
-    path: Annotated[Path, typer.Argument(help="Output file (.jsonl or .csv).")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="Output file (.jsonl, .jsonl.gz, .csv, .parquet), or a folder for "
+                       "--format hf."),
+    ],
     db: DbOption = None,
     fmt: Annotated[
-        str | None, typer.Option("--format", help="jsonl or csv (default: from the file name).")
+        str | None,
+        typer.Option("--format", help="jsonl, jsonl.gz, csv, parquet or hf (a Hugging Face "
+                     "dataset folder). Default: from the file name."),
     ] = None,
+    what: Annotated[
+        str,
+        typer.Option("--what", help="validated (gold with each annotator's labels), gold (gold "
+                     "labels only) or proposals (every model extraction)."),
+    ] = "validated",
     source: Annotated[
         list[str] | None, typer.Option("--source", help="Only these sources (repeatable).")
     ] = None,
@@ -999,7 +1012,8 @@ def export(
     ] = None,
     category: Annotated[
         list[str] | None,
-        typer.Option("--category", help="Only with an AI value in this top category."),
+        typer.Option("--category", help="Only with an AI value in this top category: "
+                     "Practical, Epistemic, Social, Protective or Personal (repeatable)."),
     ] = None,
     person_only: Annotated[
         bool, typer.Option("--person-only", help="Only gold decided by a person.")
@@ -1011,31 +1025,48 @@ def export(
         int, typer.Option("--min-annotations", help="Only with at least this many annotations.")
     ] = 0,
     no_annotations: Annotated[
-        bool, typer.Option("--no-annotations", help="Leave each annotator's labels out.")
+        bool,
+        typer.Option("--no-annotations", help="Leave each annotator's labels out (the same as "
+                     "--what gold; n_annotations still counts them)."),
     ] = False,
+    license_id: Annotated[
+        str,
+        typer.Option("--license", help="License id for the hf dataset card (e.g. cc-by-4.0); "
+                     "unknown unless you choose one."),
+    ] = "unknown",
     as_json: JsonOption = False,
 ) -> None:
-    """Export the validated, adjudicated dataset with taxonomy nodes resolved.
+    """Export the validated, adjudicated dataset (or gold alone, or the model's proposals).
 
-    Records that fail validation are listed and left out, never silently changed; so is every
-    annotated conversation without gold, with why (incomplete or split annotations, or not
-    adjudicated yet). The first 20 are printed; --json lists all.
+    The format comes from the file name or --format. JSONL, JSONL.gz and Parquet keep the data
+    exactly (Parquet with typed columns); CSV cells that a spreadsheet would run as a formula
+    (starting with =, +, -, @, tab or carriage return) get a leading single quote. The file is
+    written beside its name and renamed into place. An export that would be empty is an error
+    that says why. Records that fail validation are listed and left out, never silently
+    changed; so is every annotated conversation without gold, with why (incomplete or split
+    annotations, or not adjudicated yet). The first 20 are printed; --json lists all.
 
     Example: annotator export validated.jsonl --category Protective --subjective-only
+
+    One example for each other format and content:
+
+    - annotator export gold.csv --what gold
+    - annotator export proposals.parquet --what proposals
+    - annotator export validated.jsonl.gz
+    - annotator export values-dataset --format hf --license cc-by-4.0
     """
     from .db import open_db
-    from .export import ExportFilter, ExportFormat
+    from .export import ExportFilter, ExportWhat
     from .export import export as export_dataset
     from .models import ResponseType
 
-    chosen = fmt or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
+    if what not in set(ExportWhat):
+        raise AnnotatorError(f"unknown --what {what!r}: choose validated, gold or proposals")
     try:
-        export_format = ExportFormat(chosen)
         types = [ResponseType(t) for t in response_type or []]
     except ValueError as exc:
         raise AnnotatorError(
-            f"{exc}; formats: jsonl, csv; response types: "
-            + ", ".join(t.value for t in ResponseType)
+            f"{exc}; response types: " + ", ".join(t.value for t in ResponseType)
         ) from None
     filters = ExportFilter(
         sources=source or [],
@@ -1046,15 +1077,16 @@ def export(
         min_annotations=min_annotations,
         include_annotations=not no_annotations,
     )
-    report = export_dataset(open_db(db_path(db)), path, export_format, filters)
+    report = export_dataset(open_db(db_path(db)), path, fmt, filters, what, license_id)
     if as_json:
         print_json(report.model_dump(mode="json"))
         return
     print_listed([(x.conversation_id, x.reason) for x in report.left_out], "left out", "red")
+    noun = "proposals" if report.what is ExportWhat.proposals else "conversations"
     console.print(
-        f"exported {report.exported} conversations to {escape(str(report.path))} "
+        f"exported {report.exported} {noun} ({report.what}) to {escape(str(report.path))} "
         f"({report.format}); filtered out {report.filtered_out}; left out "
-        f"{len(report.left_out)} (invalid gold {len(report.invalid)})",
+        f"{len(report.left_out)} (invalid {len(report.invalid)})",
         highlight=False,
     )
     if report.invalid:

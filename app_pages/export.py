@@ -8,6 +8,7 @@ import streamlit as st
 
 from annotator import summary_cache
 from annotator.export import ExportFilter, ExportFormat, render_export
+from annotator.export_files import TEXT_FORMATS
 from annotator.models import ResponseType
 from annotator.taxonomy import TOP_CATEGORIES
 from app_pages import common
@@ -37,7 +38,7 @@ with st.form("export-form"):
                                            key="export-min")
     include_annotations = cols[3].checkbox("Include each annotator's labels", value=True,
                                            key="export-annotations")
-    fmt = st.radio("Format", [f.value for f in ExportFormat], horizontal=True,
+    fmt = st.radio("Format", [f.value for f in TEXT_FORMATS], horizontal=True,
                    key="export-format")
     prepared = st.form_submit_button("Prepare the export", type="primary")
 
