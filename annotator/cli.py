@@ -1023,7 +1023,7 @@ def export(
 
     Example: annotator export validated.jsonl --category Protective --subjective-only
     """
-    from .db import open_db
+    from .db import open_existing_db
     from .export import ExportFilter, ExportFormat
     from .export import export as export_dataset
     from .models import ResponseType
@@ -1046,7 +1046,7 @@ def export(
         min_annotations=min_annotations,
         include_annotations=not no_annotations,
     )
-    report = export_dataset(open_db(db_path(db)), path, export_format, filters)
+    report = export_dataset(open_existing_db(db_path(db)), path, export_format, filters)
     if as_json:
         print_json(report.model_dump(mode="json"))
         return
