@@ -292,12 +292,11 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[Migration] = MIGRATI
     return applied
 
 
-SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
-
-
 def _check_path(path: Path) -> bool:
-    """Refuse a folder, a device or a file that is not SQLite before SQLite touches it (it
-    would switch on WAL and add tables to whatever it opened); True if the file has content."""
+    """Refuse a folder or a device before SQLite touches it (it would switch on WAL and add
+    tables to whatever it opened); True if the file has content. The file itself is not read
+    here: closing any other handle on it would drop the locks this process's SQLite connections
+    hold on it (POSIX locks are per process), and corrupt it under a concurrent writer."""
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -311,19 +310,15 @@ def _check_path(path: Path) -> bool:
         raise NotAStudyError(
             f"{path} is not a study database (a device, pipe or socket); pass a regular file"
         )
-    if st.st_size == 0:
-        return False
-    with open(path, "rb") as handle:
-        if handle.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
-            raise NotAStudyError(f"{path} is not a study database (not an SQLite file)")
-    return True
+    return st.st_size > 0
 
 
 def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
-    """Refuse an SQLite file of another application: tables, but none of ours. Only reads."""
+    """Refuse a file that is not SQLite, or an SQLite file of another application (tables, but
+    none of ours). Only reads: SQLite writes nothing to a file it cannot read."""
     try:
         tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table'")]
-    except sqlite3.DatabaseError as exc:  # encrypted or corrupt
+    except sqlite3.DatabaseError as exc:  # not SQLite (a typo in --db), encrypted or corrupt
         raise NotAStudyError(f"{path} is not a study database ({exc})") from exc
     if tables and "_migrations" not in tables:
         shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")

@@ -149,7 +149,7 @@ def test_a_folder_or_a_device_is_refused(tmp_path, opener):
 def test_a_non_sqlite_file_is_refused_before_sqlite_opens_it(tmp_path):
     path = tmp_path / "notes.db"
     path.write_bytes(b"my notes, not a database\n" * 100)
-    with pytest.raises(NotAStudyError, match="not an SQLite file"):
+    with pytest.raises(NotAStudyError, match="is not a study database.*not a database"):
         open_db(path)
     assert path.read_bytes() == b"my notes, not a database\n" * 100
 
