@@ -1083,7 +1083,7 @@ def ingest(
     ingested_at = utc_now().isoformat()
     workers = _default_workers(files) if workers is None else workers
     rejections = _Rejections(report, keep_rejected, Path(rejects) if rejects else None)
-    pool = _Pool(workers) if workers > 1 else None
+    pool: _Pool | None = None
     pending: list[tuple[Any, ...]] = []
 
     def flush(at_least: int = 1) -> None:
@@ -1097,6 +1097,7 @@ def ingest(
             del pending[: len(rows)]
 
     try:
+        pool = _Pool(workers) if workers > 1 else None
         for path in files:
             total = path.stat().st_size
             settings = RowSettings(

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from adversarial import LIMIT, MARKUP, build_corpus, chat, gzip_of_repeats
+from adversarial import LIMIT, build_corpus, chat, gzip_of_repeats
 from typer.testing import CliRunner
 
 from annotator.cli import app
