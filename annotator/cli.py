@@ -70,7 +70,7 @@ def cli_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except AnnotatorError as exc:
-            # the message quotes data (a path, a category, a source): never read it as markup
+            # A message quotes paths and data: escaped, so brackets in them print as they are.
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
                               soft_wrap=True)
             raise typer.Exit(1) from None
@@ -96,12 +96,14 @@ def print_listed(items: list[tuple[str, str]], label: str, style: str = "yellow"
 
 
 def rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=title)
+    """A table of plain rows. Every string in it is escaped: table cells and titles are read
+    as markup, and rows carry data (names, paths, queries)."""
+    table = Table(title=escape(title))
     if rows:
         for key in rows[0]:
-            table.add_column(str(key))
+            table.add_column(escape(str(key)))
         for row in rows:
-            table.add_row(*("" if v is None else str(v) for v in row.values()))
+            table.add_row(*("" if v is None else escape(str(v)) for v in row.values()))
     return table
 
 
@@ -120,7 +122,8 @@ def init(db: DbOption = None) -> None:
     path = db_path(db)
     database = open_db(path)
     console.print(
-        f"Study database ready: {path} ({len(applied_migrations(database))} migrations applied)"
+        f"Study database ready: {escape(str(path))} "
+        f"({len(applied_migrations(database))} migrations applied)"
     )
 
 
@@ -148,6 +151,20 @@ def ingest(
     show_rejected: Annotated[
         int, typer.Option("--show-rejected", help="How many rejected records to list.")
     ] = 20,
+    max_record_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-record-bytes", min=1,
+            help="Reject a record (a JSONL line, a CSV row, a transcript) larger than this.",
+        ),
+    ] = 8 << 20,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            "--rejects", help="Write every rejected record (file, line, reason) to this JSONL "
+            "file; the report keeps the first 1,000.", show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Read conversations into the study database, scrubbing personal data first.
@@ -156,10 +173,11 @@ def ingest(
     transcripts (--field, default "chosen"), plain-text transcripts (.txt), long-form CSV
     (conversation_id, turn, role, text; other columns kept as metadata), JSON arrays and Label
     Studio exports (.json); each may be gzipped.
-    Ingesting the same file twice adds nothing. Bad records are listed with file and line;
-    the good ones still land, and the exit code is 1 when anything was rejected.
+    Ingesting the same file twice adds nothing. Bad records (malformed, over --max-record-bytes,
+    nested too deeply, a broken CSV quote) are listed with file and line; the good ones still
+    land, and the exit code is 1 when anything was rejected. --rejects keeps all of them.
 
-    Example: annotator ingest chats.jsonl.gz hh-rlhf.jsonl --field chosen
+    Example: annotator ingest chats.jsonl.gz hh-rlhf.jsonl --field chosen --rejects rejects.jsonl
     """
     from rich.progress import (
         BarColumn,
@@ -186,8 +204,8 @@ def ingest(
         tasks: dict[str, Any] = {}
 
         def progress(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(Path(name).name, total=total)
+            if name not in tasks:  # a file name is data: never read as markup
+                tasks[name] = bar.add_task(escape(Path(name).name), total=total)
             bar.update(tasks[name], completed=done)
 
         try:
@@ -198,6 +216,8 @@ def ingest(
                 transcript_field=field,
                 source=source,
                 progress=progress,
+                max_record_bytes=max_record_bytes,
+                rejects=rejects,
             )
         except KeyboardInterrupt:
             err_console.print(
@@ -209,13 +229,7 @@ def ingest(
         data = report.model_dump(mode="json")
         print_json(data)
     else:
-        for rejected in report.rejected[:show_rejected]:
-            err_console.print(
-                f"[red]rejected[/] {rejected.file}:{rejected.line}: {rejected.reason}",
-                highlight=False,
-            )
-        if len(report.rejected) > show_rejected:
-            err_console.print(f"... and {len(report.rejected) - show_rejected} more rejected")
+        _print_rejections(report, show_rejected)
         scrub_note = (
             ", ".join(f"{k} {v}" for k, v in report.scrub_counts.items()) or "nothing found"
             if report.scrubbed
@@ -223,12 +237,33 @@ def ingest(
         )
         console.print(
             f"landed {report.landed}, already present {report.duplicates}, "
-            f"rejected {len(report.rejected)} ({report.read} read in {report.seconds:.1f} s); "
+            f"rejected {report.rejected_total} ({report.read} read in {report.seconds:.1f} s); "
             f"scrubbed: {scrub_note}",
             highlight=False,
         )
-    if report.rejected:
+    if not report.ok:
         raise typer.Exit(1)
+
+
+def _print_rejections(report: Any, shown: int) -> None:
+    """The first `shown` rejections, then how many more and where each file's went. File names
+    and reasons come from data (a reason quotes a role, a file name may hold brackets): escaped,
+    so they are printed, never read as markup or a hyperlink."""
+    for rejected in report.rejected[:shown]:
+        err_console.print(
+            f"[red]rejected[/] {escape(rejected.file)}:{rejected.line}: {escape(rejected.reason)}",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+    more = report.rejected_total - min(shown, len(report.rejected))
+    if more > 0:
+        where = (
+            f"all of them in {escape(report.rejects_file)}"
+            if report.rejects_file else "all of them: --rejects FILE"
+        )  # fmt: skip
+        err_console.print(f"... and {more:,} more rejected ({where})", highlight=False)
+    if len(report.rejected_per_file) > 1:
+        for name, count in report.rejected_per_file.items():
+            err_console.print(f"  {escape(name)}: {count:,} rejected", highlight=False)
 
 
 @app.command()
@@ -280,7 +315,7 @@ def demo(
     report = import_gold(database, [gold or config.gold_dir()])
     console.print(
         f"1. imported {report.conversations} gold conversations with {report.annotations} "
-        f"annotations from {', '.join(report.files)}"
+        f"annotations from {escape(', '.join(report.files))}"
     )
     for rejected in report.rejected:
         err_console.print(f"[red]rejected[/] {escape(rejected.file)}:{rejected.line}: "
@@ -315,7 +350,8 @@ def demo(
             lines.append(f"   {label}{level}: {_figure(row.value)} (n={row.n_units})")
     console.print("4. agreement:\n" + "\n".join(lines))
     exported = export_dataset(database, Path(db).parent / "validated.jsonl")
-    console.print(f"5. exported {exported.exported} validated conversations to {exported.path}; "
+    console.print(f"5. exported {exported.exported} validated conversations to "
+                  f"{escape(str(exported.path))}; "
                   f"{len(exported.left_out)} left out")
     print_listed([(x.conversation_id, x.reason) for x in exported.left_out], "left out", "red")
     done = _precompute_summaries(Path(db), True, True) or {}
@@ -325,8 +361,8 @@ def demo(
     rows = [{"stage": stage, "count": count} for stage, count in study_summary(database).items()]
     console.print(rows_table(f"Demo study {db}", rows))
     console.print(
-        f"Next: `annotator agreement --db {db}` for every figure, or "
-        f"`annotator app --db {db}` to explore them in the browser."
+        f"Next: `annotator agreement --db {escape(str(db))}` for every figure, or "
+        f"`annotator app --db {escape(str(db))}` to explore them in the browser."
     )
     if report.rejected:
         raise typer.Exit(1)
@@ -374,7 +410,7 @@ def taxonomy(
         print_json(rows)
         return
     if not rows:
-        console.print(f"No value or cluster matches {query!r}.")
+        console.print(f"No value or cluster matches {escape(repr(query))}.")
         return
     console.print(rows_table(f"Taxonomy matches for {query!r}", rows))
 
@@ -477,8 +513,9 @@ def extract(
         return
     if report.estimate is not None:
         console.print(
-            f"Dry run: {report.todo} conversations to label with {report.extractor} "
-            f"{report.model}, prompt {report.prompt} ({report.prompt_id}); {report.cached} cached."
+            f"Dry run: {report.todo} conversations to label with {escape(report.extractor)} "
+            f"{escape(report.model)}, prompt {escape(report.prompt)} ({report.prompt_id}); "
+            f"{report.cached} cached."
         )
         estimate = [{"": k, "value": v} for k, v in report.estimate.items()]
         console.print(rows_table("Estimate (nothing was sent)", estimate))
@@ -488,11 +525,12 @@ def extract(
     ]
     console.print(rows_table("Extraction run", shown))
     for reason, count in report.error_reasons.items():
-        console.print(f"[red]{count} errors:[/] {reason}", highlight=False)
+        console.print(f"[red]{count} errors:[/] {escape(reason)}", highlight=False)
     if report.errors:
         console.print("Error rows are kept; rerun with --retry-errors to take them again.")
     if not report.priced:
-        console.print(f"[yellow]No price for {report.model}:[/] costs show as 0; pass --prices.")
+        console.print(f"[yellow]No price for {escape(report.model)}:[/] costs show as 0; "
+                      "pass --prices.")
     _precompute_summaries(db_path(db), changed, False)
 
 
@@ -520,8 +558,9 @@ ProjectOption = Annotated[str, typer.Option("--project", help="Label Studio proj
 
 
 def _say(line: str) -> None:
-    # soft_wrap: a URL, password or token must stay on one line to be copied.
-    console.print(line, highlight=False, soft_wrap=True)
+    # soft_wrap: a URL, password or token must stay on one line to be copied. No markup: every
+    # line here carries names, URLs and messages from a server or from data.
+    console.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 def _server_lines(st: Any) -> None:
@@ -860,7 +899,8 @@ def _precompute_summaries(
             if isinstance(exc, OSError):  # a full disk or an unwritable folder: say so plainly
                 raise AnnotatorError(f"could not compute the app's summaries ({reason})") from exc
             raise
-        err_console.print(f"[yellow]Could not compute the app's summaries[/] ({reason}); the "
+        err_console.print(f"[yellow]Could not compute the app's summaries[/] "
+                          f"({escape(reason)}); the "
                           "app computes them when opened, or run `annotator summarize`.",
                           highlight=False)
         return {"error": reason}
@@ -980,7 +1020,7 @@ def adjudicate(
     )
     print_listed([(r.conversation_id, r.reason) for r in report.reasons], "needs a person")
     if written is not None:
-        console.print(f"wrote {written} gold records to {gold_file}")
+        console.print(f"wrote {written} gold records to {escape(str(gold_file))}")
     _precompute_summaries(db_path(db), summaries, False)
 
 
@@ -1055,7 +1095,7 @@ def export(
     - annotator export validated.jsonl.gz
     - annotator export values-dataset --format hf --license cc-by-4.0
     """
-    from .db import open_db
+    from .db import open_existing_db
     from .export import ExportFilter, ExportWhat
     from .export import export as export_dataset
     from .models import ResponseType
@@ -1077,7 +1117,9 @@ def export(
         min_annotations=min_annotations,
         include_annotations=not no_annotations,
     )
-    report = export_dataset(open_db(db_path(db)), path, fmt, filters, what, license_id)
+    report = export_dataset(
+        open_existing_db(db_path(db)), path, fmt, filters, what, license_id
+    )
     if as_json:
         print_json(report.model_dump(mode="json"))
         return
@@ -1181,27 +1223,28 @@ def agreement(
 
     frame = report.to_frame()
     console.print(
-        f"{report.n_conversations} conversations, annotators: {', '.join(report.annotators)}",
+        f"{report.n_conversations} conversations, annotators: "
+        f"{escape(', '.join(report.annotators))}",
         highlight=False,
     )
     for scope, rows in frame.groupby("scope", sort=False):
-        table = Table(title=str(scope), title_justify="left")
+        table = Table(title=escape(str(scope)), title_justify="left")
         for column in ("metric", "labels", "value", "95% interval", "n", "note"):
             table.add_column(column, overflow="fold")
         for row in rows.itertuples():
             interval = "" if pd.isna(row.low) else f"{_figure(row.low)}-{_figure(row.high)}"
             level_text = "" if pd.isna(row.level) else f" L{row.level}"
-            table.add_row(
-                metric_label(str(row.metric)),
-                f"{row.field}{level_text}",
+            table.add_row(  # value names and notes come from data: escaped
+                escape(metric_label(str(row.metric))),
+                escape(f"{row.field}{level_text}"),
                 _figure(row.value),
                 interval,
                 str(row.n_units),
-                "" if pd.isna(row.note) else str(row.note),
+                "" if pd.isna(row.note) else escape(str(row.note)),
             )
         console.print(table)
     _print_anchoring(anchored)
-    console.print(report.how_to_read, style="dim", highlight=False)
+    console.print(escape(report.how_to_read), style="dim", highlight=False)
 
 
 def _print_anchoring(anchored: list[Any]) -> None:
@@ -1218,7 +1261,7 @@ def _print_anchoring(anchored: list[Any]) -> None:
         for m in result.metrics:
             a = m.anchoring
             interval = "" if a.low is None else f"{a.low:+.3f} to {a.high:+.3f}"
-            table.add_row(f"{m.metric} ({m.field})", _figure(m.prefilled.value),
+            table.add_row(escape(f"{m.metric} ({m.field})"), _figure(m.prefilled.value),
                           _figure(m.blind.value),
                           "n/a" if not a.defined else f"{a.value:+.3f}", interval,
                           f"{m.prefilled.n_units} / {m.blind.n_units}")

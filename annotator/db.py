@@ -8,7 +8,9 @@ transaction, so a crash mid-migration leaves the file at the last completed step
 from __future__ import annotations
 
 import sqlite3
+import stat
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -290,18 +292,61 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[Migration] = MIGRATI
     return applied
 
 
+def _check_path(path: Path) -> bool:
+    """Refuse a folder or a device before SQLite touches it (it would switch on WAL and add
+    tables to whatever it opened); True if the file has content. The file itself is not read
+    here: closing any other handle on it would drop the locks this process's SQLite connections
+    hold on it (POSIX locks are per process), and corrupt it under a concurrent writer."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        raise NotAStudyError(
+            f"{path} is a folder, not a study database; pass a file name, e.g. "
+            f"{path / 'annotator.db'}"
+        )
+    if not stat.S_ISREG(st.st_mode):
+        raise NotAStudyError(
+            f"{path} is not a study database (a device, pipe or socket); pass a regular file"
+        )
+    return st.st_size > 0
+
+
+def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a file that is not SQLite, or an SQLite file of another application (tables, but
+    none of ours). Only reads: SQLite writes nothing to a file it cannot read."""
+    try:
+        tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table'")]
+    except sqlite3.DatabaseError as exc:  # not SQLite (a typo in --db), encrypted or corrupt
+        raise NotAStudyError(f"{path} is not a study database ({exc})") from exc
+    if tables and "_migrations" not in tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
+        raise NotAStudyError(
+            f"{path} is not a study database: an SQLite file of another application (tables "
+            f"{shown}); pass another --db"
+        )
+
+
 def open_db(
     path: str | Path,
     migrations: Sequence[Migration] = MIGRATIONS,
     check_same_thread: bool = True,
 ) -> sqlite_utils.Database:
-    """Open (creating if needed) a study database and bring its schema up to date."""
+    """Open (creating if needed) a study database and bring its schema up to date.
+
+    A folder, a device, a file that is not SQLite or an SQLite file of another application is
+    a `NotAStudyError`, and the file is left byte for byte as it was.
+    """
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), check_same_thread=check_same_thread)
+    has_content = _check_path(path)
+    conn = sqlite3.connect(str(path), check_same_thread=check_same_thread, timeout=30)
     db = sqlite_utils.Database(conn)
     try:
+        if has_content:
+            _check_schema(conn, path)
         # WAL lets the app read while an ingest or extract writes; NORMAL is durable at
         # checkpoints and much faster for the many small transactions of a resumable run.
         # 16 kB pages hold about a dozen ~1 kB conversations each: fewer B-tree splits on
@@ -313,6 +358,9 @@ def open_db(
         # Random content-hash keys touch pages all over the primary-key index; a larger page
         # cache (64 MB) keeps a bulk ingest from re-reading them.
         db.execute("pragma cache_size=-65536")
+    except NotAStudyError:
+        conn.close()
+        raise
     except sqlite3.DatabaseError as exc:  # a file that is not SQLite (a typo in --db)
         conn.close()
         raise NotAStudyError(f"{path} is not a study database ({exc})") from exc
@@ -321,9 +369,23 @@ def open_db(
 
 
 def open_existing_db(path: str | Path, check_same_thread: bool = True) -> sqlite_utils.Database:
-    """`open_db` for commands that read a study: a missing file is an error, not a new study."""
-    if not Path(path).exists():
+    """`open_db` for commands that read a study: a missing or empty file, or an SQLite file
+    without a study in it, is an error, not a new study."""
+    path = Path(path)
+    if not path.exists():
         raise AnnotatorError(f"{path}: no study database here; run `annotator init` first")
+    if not _check_path(path):  # an empty file: only a command that creates a study fills it
+        raise NotAStudyError(
+            f"{path} is empty, not a study database; run `annotator init --db {path}` to make one"
+        )
+    with closing(sqlite3.connect(str(path), timeout=30)) as conn:
+        _check_schema(conn, path)
+        if not conn.execute(
+            "select 1 from sqlite_master where type='table' and name='_migrations'"
+        ).fetchone():
+            raise NotAStudyError(
+                f"{path} holds no study (an empty SQLite file); run `annotator init --db {path}`"
+            )
     return open_db(path, check_same_thread=check_same_thread)
 
 

@@ -44,7 +44,7 @@ from rich.progress import (
 from rich.text import Text
 
 from . import config
-from .db import dumps, extraction_to_row, loads, open_db, open_existing_db, row_to_conversation
+from .db import dumps, extraction_to_row, loads, open_existing_db, row_to_conversation
 from .errors import AnnotatorError
 from .extractors import EXTRACTORS, Extractor, FatalExtractorError, Outcome, get_extractor
 from .models import Conversation, ModelCall, PromptVersion, utc_now
@@ -723,7 +723,7 @@ def extract(db_path: str | Path | None = None, **options: Any) -> ExtractReport:
 def batches(db_path: str | Path | None = None) -> list[dict[str, Any]]:
     """The batches submitted from this study, newest first (for status displays)."""
     path = Path(db_path) if db_path is not None else config.settings().db_path
-    db = open_db(path)
+    db = open_existing_db(path)  # a status display never creates a study
     rows = [
         {k: r[k] for k in ("batch_id", "prompt_id", "model", "status", "request_count",
                            "submitted_at", "ended_at", "collected_at")}

@@ -121,14 +121,11 @@ def read_state(db_path: Path | str) -> ServerState | None:
 
 
 def write_state(db_path: Path | str, state: ServerState) -> None:
-    path = state_path(db_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    # Created 0600 from the start: the file holds the admin password and token.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(asdict(state), fh, indent=2)
-    tmp.replace(path)
+    # The file holds the admin password and token: 0600 from creation, in a 0700 folder, through
+    # a fresh temporary name (a fixed one could be a planted symlink or a stale 0644 file).
+    from .private_files import write_private
+
+    write_private(state_path(db_path), json.dumps(asdict(state), indent=2))
 
 
 # --- which server ---------------------------------------------------------------------------

@@ -238,15 +238,23 @@ class RejectedRecord(BaseModel):
 
 
 class IngestReport(BaseModel):
+    """What an ingest did. `rejected` holds the first `rejected_kept` rejections (millions of bad
+    lines must not fill memory); `rejected_total` and `rejected_per_file` count all of them, and
+    `rejects_file`, when asked for, lists every one."""
+
     files: list[str] = Field(default_factory=list)
     read: int = 0
     landed: int = 0
     duplicates: int = 0
     rejected: list[RejectedRecord] = Field(default_factory=list)
+    rejected_total: int = 0
+    rejected_per_file: dict[str, int] = Field(default_factory=dict)
+    rejected_kept: int = 1000
+    rejects_file: str | None = None
     scrubbed: bool = True
     scrub_counts: dict[str, int] = Field(default_factory=dict)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not self.rejected
+        return not self.rejected_total and not self.rejected

@@ -22,7 +22,7 @@ import sqlite_utils
 import yaml
 
 from . import config
-from .db import loads, open_db, prompt_to_row, row_to_prompt
+from .db import loads, open_existing_db, prompt_to_row, row_to_prompt
 from .errors import InputError
 from .models import Conversation, PromptVersion
 
@@ -219,7 +219,7 @@ def prompts(
         rows[p.id] = _listing_row(p, None, "file")
     path = Path(db_path) if db_path is not None else None
     if path is not None and path.exists():
-        db = open_db(path)
+        db = open_existing_db(path)  # listing must not turn an empty file into a study
         for r in db["prompts"].rows:
             if r["id"] in rows:
                 rows[r["id"]]["first_used"] = r["first_used_at"]

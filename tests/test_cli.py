@@ -72,3 +72,54 @@ def test_a_file_that_is_not_a_study_is_one_line_of_error(tmp_path) -> None:
         assert f"{other} is not a study database" in result.output
         assert "Traceback" not in result.output
     assert other.read_text() == "not sqlite"
+
+
+def test_db_naming_a_folder_a_device_or_another_apps_file_is_one_line_and_changes_nothing(
+    tmp_path,
+) -> None:
+    import sqlite3
+
+    foreign = tmp_path / "other-app.sqlite"
+    conn = sqlite3.connect(foreign)
+    conn.execute("create table bookmarks (url text)")
+    conn.commit()
+    conn.close()
+    before = foreign.read_bytes()
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    cases = [(str(tmp_path), "is a folder"), ("/dev/null", "device, pipe or socket"),
+             (str(foreign), "an SQLite file of another application")]  # fmt: skip
+    for db, message in cases:
+        for command in (["status"], ["init"], ["ingest", str(chats)], ["export", "out.jsonl"]):
+            result = runner.invoke(app, [*command, "--db", db])
+            assert result.exit_code == 1, (command, db, result.output)
+            assert message in result.output and "Traceback" not in result.output
+            assert len(result.output.strip().splitlines()) == 1, result.output
+    assert foreign.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chats.jsonl", "other-app.sqlite"]
+
+
+def test_read_only_commands_do_not_turn_an_empty_file_into_a_study(tmp_path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    for command in (["status"], ["agreement"], ["prompts"], ["summarize"], ["export", "x.jsonl"]):
+        result = runner.invoke(app, [*command, "--db", str(empty)])
+        assert result.exit_code == 1, (command, result.output)
+        assert "is empty" in result.output, (command, result.output)
+        assert empty.stat().st_size == 0, command
+    assert runner.invoke(app, ["init", "--db", str(empty)]).exit_code == 0
+    assert runner.invoke(app, ["status", "--db", str(empty)]).exit_code == 0
+
+
+def test_markup_in_arguments_and_paths_is_printed_as_text(tmp_path) -> None:
+    """Text from data or arguments is never read as markup: `[/]` used to crash the command
+    (after it had done its work) and `[link=...]` to print a hyperlink."""
+    result = runner.invoke(app, ["taxonomy", "[/]zz[link=https://evil.example]"])
+    assert result.exit_code == 0, result.output
+    assert "'[/]zz[link=https://evil.example]'" in result.output
+    folder = tmp_path / "[red]study[/]"
+    result = runner.invoke(app, ["init", "--db", str(folder / "[link=x]s.db")])
+    assert result.exit_code == 0, result.output
+    assert "[red]study[/]/[link=x]s.db" in result.output.replace("\n", "")
+    result = runner.invoke(app, ["status", "--db", str(folder / "[link=x]s.db")])
+    assert result.exit_code == 0 and "[link=x]s.db" in result.output.replace("\n", "")

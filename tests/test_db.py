@@ -13,8 +13,10 @@ from annotator.db import (
     applied_migrations,
     conversation_to_row,
     open_db,
+    open_existing_db,
     row_to_conversation,
 )
+from annotator.errors import NotAStudyError
 from annotator.models import Conversation, Turn
 
 CORE_TABLES = {"conversations", "prompts", "extractions", "model_calls", "annotations", "gold"}
@@ -111,3 +113,58 @@ def test_label_sources_migration_names_the_source_of_older_rows(tmp_path):
     assert rows["demo:c1:demo-a"]["source"] == "gold:demo"
     task = db["tasks"].get(("local", 3, "c1"))
     assert (task["task_id"], task["blind"]) == (9, 0)
+
+
+# --- what --db may name ----------------------------------------------------------------------
+
+
+def _foreign_sqlite(path) -> bytes:
+    """A valid SQLite file of another application: its own tables, no `_migrations`."""
+    conn = sqlite3.connect(path)
+    conn.execute("create table notes (id integer primary key, body text)")
+    conn.execute("insert into notes (body) values ('keep me')")
+    conn.commit()
+    conn.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("opener", [open_db, open_existing_db])
+def test_a_foreign_sqlite_file_is_refused_and_left_byte_for_byte(tmp_path, opener):
+    path = tmp_path / "other-app.sqlite"
+    before = _foreign_sqlite(path)
+    with pytest.raises(NotAStudyError, match=r"another application \(tables notes\)"):
+        opener(path)
+    assert path.read_bytes() == before  # no WAL switched on, no _migrations added
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other-app.sqlite"]  # no -wal, -shm
+
+
+@pytest.mark.parametrize("opener", [open_db, open_existing_db])
+def test_a_folder_or_a_device_is_refused(tmp_path, opener):
+    with pytest.raises(NotAStudyError, match="is a folder"):
+        opener(tmp_path)
+    with pytest.raises(NotAStudyError, match="device, pipe or socket"):
+        opener("/dev/null")
+
+
+def test_a_non_sqlite_file_is_refused_before_sqlite_opens_it(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"my notes, not a database\n" * 100)
+    with pytest.raises(NotAStudyError, match="is not a study database.*not a database"):
+        open_db(path)
+    assert path.read_bytes() == b"my notes, not a database\n" * 100
+
+
+def test_an_empty_file_becomes_a_study_only_when_asked_to_create_one(tmp_path):
+    path = tmp_path / "empty.db"
+    path.touch()
+    with pytest.raises(NotAStudyError, match="is empty.*annotator init"):
+        open_existing_db(path)
+    assert path.stat().st_size == 0
+    bare = tmp_path / "bare.db"  # an SQLite file with no tables at all
+    sqlite3.connect(bare).execute("pragma user_version=1").connection.close()
+    before = bare.read_bytes()
+    with pytest.raises(NotAStudyError, match="holds no study"):
+        open_existing_db(bare)
+    assert bare.read_bytes() == before
+    assert set(open_db(path).table_names()) >= CORE_TABLES  # `init` or `ingest` may
+    assert set(open_existing_db(path).table_names()) >= CORE_TABLES

@@ -68,3 +68,31 @@ def test_free_port_is_free_and_a_dead_pid_is_not_alive():
         s.bind(("127.0.0.1", port))  # would raise if someone listened there
     assert not server.process_alive(None)
     assert not server.process_alive(os.getpid())  # alive, but not a label-studio process
+
+
+def test_state_file_is_private_and_never_written_through_a_planted_name(tmp_path):
+    """A symlink at the old fixed temporary name, a stale 0644 state file and a world-readable
+    folder: the secret lands 0600 in a 0700 folder, and the symlink's target stays untouched."""
+    db = tmp_path / "study" / "annotator.db"
+    folder = server.server_dir(db)
+    folder.mkdir(parents=True, mode=0o755)
+    os.chmod(folder, 0o755)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("unchanged")
+    os.symlink(victim, folder / "server.tmp")
+    stale = server.state_path(db)
+    stale.write_text("{}")
+    os.chmod(stale, 0o644)
+    state = server.ServerState.new()
+    server.write_state(db, state)
+    assert victim.read_text() == "unchanged"
+    assert stat.S_IMODE(os.stat(stale).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    assert server.read_state(db) == state
+    leftovers = {p.name for p in folder.iterdir()} - {"server.json", "server.tmp"}
+    assert not leftovers  # no temporary file left behind
+    target = tmp_path / "elsewhere.json"  # a symlink at the target is replaced, not followed
+    stale.unlink()
+    os.symlink(target, stale)
+    server.write_state(db, state)
+    assert not target.exists() and not stale.is_symlink()
