@@ -31,7 +31,7 @@ from label_studio_sdk.core.api_error import ApiError
 
 from . import labelstudio_config as lsc
 from . import labelstudio_instances as instances
-from .db import dumps, loads, open_db, row_to_extraction
+from .db import dumps, loads, open_existing_db, row_to_extraction
 from .labelstudio_server import (
     Connection,
     LabelStudioError,
@@ -504,7 +504,7 @@ def push(
         raise LabelStudioError("--overlap must be at least 1")
     if not 0.0 <= blind_share <= 1.0:
         raise LabelStudioError(f"--blind-share must be between 0 and 1, not {blind_share}")
-    db = open_db(db_path)
+    db = open_existing_db(db_path)
     taxonomy = load_taxonomy()
     if prompt_id is not None:
         prompt_id = resolve_prompt(db, prompt_id)
@@ -1013,7 +1013,7 @@ def pull(
     files, imports or other projects are never changed.
     """
     started = time.perf_counter()
-    db = open_db(db_path)
+    db = open_existing_db(db_path)
     taxonomy = load_taxonomy()
     if not instances.isolated(db_path):
         conn, ls = connect(db_path)
