@@ -13,16 +13,17 @@ import os
 import sys
 from pathlib import Path
 
+from . import config
 from .errors import AnnotatorError
 
 
 def app_script() -> Path:
-    """`streamlit_app.py` of the source tree this package runs from."""
-    script = Path(__file__).resolve().parents[1] / "streamlit_app.py"
+    """`streamlit_app.py`: shipped in the package (a wheel), or at the top of the checkout."""
+    script = config.app_script()
     if not script.exists():
         raise AnnotatorError(
-            f"the app is not next to this package ({script} is missing): run `annotator app` "
-            "from a clone of the project, installed with `pip install -e .`"
+            f"the app is missing from this installation ({script}): reinstall annotator from "
+            "a wheel or a clone of the project"
         )
     return script
 

@@ -8,6 +8,9 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TAXONOMY_DIR = PACKAGE_DIR / "data" / "values-in-the-wild"
+# What a wheel carries from the checkout's top level (setup.py copies it at build time):
+# prompts/, gold/ and the app (app/streamlit_app.py, app/app_pages/).
+BUNDLED_DIR = PACKAGE_DIR / "bundled"
 DEFAULT_DB = "annotator.db"
 
 
@@ -20,6 +23,7 @@ class Settings:
     anthropic_base_url: str | None = None
     prices_path: Path | None = None
     gold_dir: Path | None = None
+    prompts_dir: Path | None = None
 
     def __repr__(self) -> str:  # never print secrets
         return (
@@ -28,7 +32,7 @@ class Settings:
             f"label_studio_url={self.label_studio_url!r}, "
             f"label_studio_api_key={'set' if self.label_studio_api_key else None}, "
             f"anthropic_base_url={self.anthropic_base_url!r}, prices_path={self.prices_path!r}, "
-            f"gold_dir={self.gold_dir!r})"
+            f"gold_dir={self.gold_dir!r}, prompts_dir={self.prompts_dir!r})"
         )
 
 
@@ -49,6 +53,10 @@ def settings() -> Settings:
         gold_dir=Path(os.environ["ANNOTATOR_GOLD_DIR"]).expanduser()
         if os.environ.get("ANNOTATOR_GOLD_DIR")
         else None,
+        # A study's own prompt folder (`--prompts DIR`); None: the shipped prompts/.
+        prompts_dir=Path(os.environ["ANNOTATOR_PROMPTS_DIR"]).expanduser()
+        if os.environ.get("ANNOTATOR_PROMPTS_DIR")
+        else None,
     )
 
 
@@ -56,14 +64,21 @@ def default_db_path() -> Path:
     return settings().db_path
 
 
-def project_root() -> Path:
-    """The checkout the package runs from (where `gold/` and `prompts/` live)."""
-    return PACKAGE_DIR.parent
+def shipped_path(name: str) -> Path:
+    """A folder the project ships (`prompts`, `gold`, `app`): inside the package when installed
+    from a wheel, else at the top of the checkout the package runs from (an editable install).
+
+    The checkout's `app` is its top level (`streamlit_app.py` beside `app_pages/`).
+    """
+    bundled = BUNDLED_DIR / name
+    if bundled.exists():
+        return bundled
+    return PACKAGE_DIR.parent if name == "app" else PACKAGE_DIR.parent / name
 
 
 def gold_dir() -> Path:
     """The project's bundled gold set (the demo's input): not a place to write a study's gold."""
-    return project_root() / "gold"
+    return shipped_path("gold")
 
 
 def study_gold_file(db_path: str | Path) -> Path:
@@ -77,8 +92,20 @@ def study_gold_file(db_path: str | Path) -> Path:
     return folder / f"{db_path.stem}.jsonl"
 
 
+def default_prompts_dir() -> Path:
+    """The prompts the project ships (`prompts/` of the checkout, or of the wheel)."""
+    return shipped_path("prompts")
+
+
 def prompts_dir() -> Path:
-    return project_root() / "prompts"
+    """Where prompt files are read: $ANNOTATOR_PROMPTS_DIR (`--prompts DIR`), else the shipped
+    `prompts/`."""
+    return settings().prompts_dir or default_prompts_dir()
+
+
+def app_script() -> Path:
+    """The Streamlit app's entry script (`app_pages/` is beside it)."""
+    return shipped_path("app") / "streamlit_app.py"
 
 
 def label_studio_venv() -> Path:
