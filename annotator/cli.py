@@ -44,6 +44,17 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+PromptsDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--prompts",
+        help="The study's prompt folder (<name>/<version>.md). Default: $ANNOTATOR_PROMPTS_DIR, "
+        "else the prompts shipped with annotator.",
+        show_default=False,
+    ),
+]
+PROMPT_REF = ("id, any unique id prefix as printed (e.g. baseline-3d7), name/version, or a .md "
+              "file")
 SummariesOption = Annotated[
     bool,
     typer.Option(
@@ -420,17 +431,20 @@ def taxonomy(
 
 @app.command()
 @cli_errors
-def prompts(db: DbOption = None, as_json: JsonOption = False) -> None:
+def prompts(
+    db: DbOption = None, prompts_dir: PromptsDirOption = None, as_json: JsonOption = False
+) -> None:
     """List extraction prompt versions: on disk, and those used in the study database.
 
     A version's id is a hash of its file; a version shown only in the database had its file
-    edited or removed after use.
+    edited or removed after use. Every `--prompt` takes an id, any unique prefix of one,
+    name/version or a file.
 
-    Example: annotator prompts --db study.db
+    Example: annotator prompts --db study.db --prompts my-prompts/
     """
     from .prompts import prompts as list_prompts
 
-    rows = list_prompts(db_path(db))
+    rows = list_prompts(db_path(db), prompts_dir)
     if as_json:
         print_json(rows)
         return
@@ -443,8 +457,9 @@ def extract(
     db: DbOption = None,
     prompt: Annotated[
         str | None,
-        typer.Option(help="Prompt version: id (prefix), name/version, or file. Default: latest."),
+        typer.Option(help=f"Prompt version: {PROMPT_REF}. Default: the latest values/ file."),
     ] = None,
+    prompts_dir: PromptsDirOption = None,
     extractor: Annotated[
         str | None,
         typer.Option(
@@ -494,6 +509,7 @@ def extract(
     report = run_extract(
         db_path(db),
         prompt=prompt,
+        prompts_dir=prompts_dir,
         extractor=extractor,
         model=model,
         limit=limit,
@@ -747,7 +763,7 @@ def push(
     db: DbOption = None,
     prompt: Annotated[
         str | None,
-        typer.Option(help="Push only this prompt version (id, id prefix, or name/version)."),
+        typer.Option(help=f"Push only this prompt version: {PROMPT_REF}."),
     ] = None,
     project: ProjectOption = "annotator",
     overlap: Annotated[
@@ -1161,7 +1177,8 @@ def agreement(
     db: DbOption = None,
     prompt: Annotated[
         list[str] | None,
-        typer.Option("--prompt", help="Prompt version id(s) to score against gold (repeatable)."),
+        typer.Option("--prompt", help=f"Prompt version(s) to score against gold, each an "
+                     f"{PROMPT_REF} (repeatable). Default: every version used."),
     ] = None,
     level: Annotated[
         list[int] | None,

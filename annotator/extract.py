@@ -45,11 +45,11 @@ from rich.text import Text
 
 from . import config
 from .db import dumps, extraction_to_row, loads, open_existing_db, row_to_conversation
-from .errors import AnnotatorError
+from .errors import AnnotatorError, InputError
 from .extractors import EXTRACTORS, Extractor, FatalExtractorError, Outcome, get_extractor
 from .models import Conversation, ModelCall, PromptVersion, utc_now
 from .pricing import PriceTable, load_prices
-from .prompts import load_prompt, record_prompt, render
+from .prompts import USER_MARKER, load_prompt, record_prompt, render
 
 CHARS_PER_TOKEN = 4  # rough, for estimates before spending only
 ESTIMATED_OUTPUT_TOKENS = 350  # a typical labels reply: four fields, a handful of values
@@ -630,8 +630,10 @@ async def extract_async(
     batch_size: int = 10_000,
     allow_unscrubbed: bool = False,
     console: Console | None = None,
+    prompts_dir: str | Path | None = None,
 ) -> ExtractReport:
-    """`extract`, for callers already inside an event loop."""
+    """`extract`, for callers already inside an event loop. `prompts_dir`: the study's own
+    prompt folder (default `config.prompts_dir()`)."""
     settings = config.settings()
     path = Path(db_path) if db_path is not None else settings.db_path
     if concurrency < 1:
@@ -652,7 +654,10 @@ async def extract_async(
             console.print("[yellow]note:[/] the baseline has its own rules; --prompt is ignored")
         model = None
     else:
-        chosen_prompt = load_prompt(prompt, db=db)
+        chosen_prompt = load_prompt(prompt, Path(prompts_dir) if prompts_dir else None, db=db)
+        if USER_MARKER not in chosen_prompt.text:  # the baseline's rules, or an id-only version
+            raise InputError(f"prompt {prompt!r} ({chosen_prompt.name or chosen_prompt.id}) is "
+                             "not a prompt file a model can run: give a file's version")
     model = model or chosen_prompt.front_matter.get("model")
     ex = get_extractor(
         name,
@@ -712,10 +717,11 @@ async def extract_async(
 def extract(db_path: str | Path | None = None, **options: Any) -> ExtractReport:
     """Propose labels for every conversation not yet done for (prompt version, model).
 
-    Options as `extract_async`: prompt (id, name/version or file; default the latest `values`
-    prompt), extractor ("claude" or "baseline"; default claude when an API key is set), model
-    (default the prompt's), limit, concurrency, batch, retry_errors, dry_run, progress, prices
-    (a JSON/TOML price file), max_attempts (validation), max_retries (HTTP), poll_interval.
+    Options as `extract_async`: prompt (any reference `prompts.resolve_prompt` takes; default
+    the latest `values` prompt), prompts_dir (the study's prompt folder), extractor ("claude" or
+    "baseline"; default claude when an API key is set), model (default the prompt's), limit,
+    concurrency, batch, retry_errors, dry_run, progress, prices (a JSON/TOML price file),
+    max_attempts (validation), max_retries (HTTP), poll_interval.
     """
     return asyncio.run(extract_async(db_path, **options))
 

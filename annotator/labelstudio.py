@@ -723,25 +723,11 @@ def _push_isolated(
 
 
 def resolve_prompt(db: sqlite_utils.Database, ref: str) -> str:
-    """A prompt version id from an id, a unique id prefix, or `name/version`."""
-    used = [r["prompt_id"] for r in db.query("select distinct prompt_id from extractions")]
-    if ref in used:
-        return ref
-    hits = [p for p in used if p.startswith(ref)]
-    if not hits and "prompts" in db.table_names():
-        hits = [
-            r["id"] for r in db.query("select id, name, version from prompts")
-            if f"{r['name']}/{r['version']}" == ref and r["id"] in used
-        ]
-    if len(hits) == 1:
-        return hits[0]
-    if not hits:
-        raise LabelStudioError(
-            f"no extractions for prompt {ref!r}: run `annotator prompts` to see the versions "
-            "used, or `annotator extract --prompt ...` first"
-        )
-    raise LabelStudioError(f"prompt {ref!r} is ambiguous ({len(hits)} versions): give more of "
-                           "its id")
+    """The id of a prompt version with extractions in the study, named any way `--prompt`
+    accepts (`prompts.resolve_prompt`: id, id prefix, name/version, file)."""
+    from .prompts import resolve_prompt as resolve
+
+    return resolve(ref, db=db, used=True).id
 
 
 def _newest_prompt(db: sqlite_utils.Database) -> str | None:

@@ -114,45 +114,156 @@ def prompt_files(directory: Path | None = None) -> list[PromptVersion]:
     return sorted(found, key=_version_key)
 
 
+MIN_PREFIX = 4  # a shorter id prefix matches too much by chance to be taken as meant
+SHOWN_CANDIDATES = 8  # an error names at most this many versions
+BASELINE_PREFIX = "baseline-"  # the baseline's ids; its short form drops it ("· 3d7a1c")
+
+
+def resolve_prompt(
+    ref: str | Path | None = None,
+    directory: Path | None = None,
+    db: sqlite_utils.Database | None = None,
+    *,
+    used: bool = False,
+) -> PromptVersion:
+    """The one prompt resolver, for every command that takes `--prompt`.
+
+    `ref` is a full id, a unique id prefix of at least MIN_PREFIX characters as printed anywhere
+    (`baseline-3d7`, or the short `3d7a1c` after "offline baseline v1 ·"), `name/version` or
+    `name@version` (a bare version means the `values` prompt), or a `.md` file. None means the
+    newest version of `values` on disk. Candidates are the files under `directory` (default:
+    `config.prompts_dir()`) and the versions the study `db` has recorded; with `used`, only
+    versions with extractions in the study (what `push` and `agreement` can select). An unknown
+    or ambiguous reference is an InputError of one line naming the candidates.
+    """
+    if ref is None:
+        return _newest_default(directory)
+    text = str(ref).strip()
+    if text.endswith(".md"):
+        return _prompt_file(text, directory, db if used else None)
+    pool = _used_versions(db) if used else _all_versions(directory, db)
+    found = _match(text, pool)
+    if found is not None:
+        return found
+    if used:
+        _not_used(text, directory, db, pool)
+        raise InputError(f"no prompt {text!r} among the versions used in this study: "
+                         f"{_listing(pool)}")
+    raise InputError(f"no prompt {text!r}; known: {_listing(pool)}")
+
+
 def load_prompt(
     ref: str | Path | None = None,
     directory: Path | None = None,
     db: sqlite_utils.Database | None = None,
 ) -> PromptVersion:
-    """Find a prompt version by file path, `name/version`, `name@version`, version, or id prefix.
+    """A prompt version to run (`resolve_prompt` against files and the study's versions)."""
+    return resolve_prompt(ref, directory, db)
 
-    None means the latest version of the `values` prompt. A version no longer on disk (its file
-    was edited or removed) is still found by id in the study database, if one is given.
-    """
-    if ref is not None and Path(ref).suffix == ".md" and Path(ref).is_file():
-        return read_prompt_file(Path(ref).resolve(), Path(directory or config.prompts_dir()))
+
+def resolve_used_ids(
+    db: sqlite_utils.Database, refs: list[str] | None
+) -> list[str] | None:
+    """Ids of the study's used prompt versions named by `refs` (`resolve_prompt`); None: all."""
+    if not refs:
+        return None
+    return list(dict.fromkeys(resolve_prompt(ref, db=db, used=True).id for ref in refs))
+
+
+def _newest_default(directory: Path | None) -> PromptVersion:
     available = prompt_files(directory)
-    if ref is None:
-        named = [p for p in available if p.name == DEFAULT_NAME] or available
-        if not named:
-            raise InputError(f"no prompt files under {directory or config.prompts_dir()}")
-        return named[-1]
-    text = str(ref).strip()
+    named = [p for p in available if p.name == DEFAULT_NAME] or available
+    if not named:
+        raise InputError(f"no prompt files under {directory or config.prompts_dir()}")
+    return named[-1]
+
+
+def _prompt_file(
+    text: str, directory: Path | None, used_in: sqlite_utils.Database | None
+) -> PromptVersion:
+    """A prompt given as a file; with `used_in`, it must have extractions in that study."""
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise InputError(f"no prompt file {text!r}")
+    prompt = read_prompt_file(path.resolve(), Path(directory or config.prompts_dir()).resolve())
+    if used_in is not None and prompt.id not in {p.id for p in _used_versions(used_in)}:
+        raise InputError(f"prompt file {text!r} ({_label(prompt)}) has no extractions in this "
+                         f"study; used: {_listing(_used_versions(used_in))}")
+    return prompt
+
+
+def _match(text: str, pool: list[PromptVersion]) -> PromptVersion | None:
+    """By exact id, then `name/version`, then unique id prefix; None when nothing matches."""
+    for p in pool:
+        if p.id == text:
+            return p
     name, sep, version = text.replace("@", "/").rpartition("/")
     if not sep:
         name, version = DEFAULT_NAME, text
-    for p in available:
-        if (p.name, p.version) == (name, version):
-            return p
-    by_id = [p for p in available if p.id.startswith(text)]
+    named = [p for p in pool if (p.name, p.version) == (name, version)]
+    if named:
+        return _one(text, named)
+    prefixed = [p for p in pool
+                if p.id.startswith(text) or p.id.removeprefix(BASELINE_PREFIX).startswith(text)]
+    if prefixed and len(text) < MIN_PREFIX:
+        raise InputError(f"prompt {text!r} is too short to be an id prefix: give at least "
+                         f"{MIN_PREFIX} characters of one of {_listing(prefixed)}")
+    return _one(text, prefixed) if prefixed else None
+
+
+def _one(text: str, hits: list[PromptVersion]) -> PromptVersion:
+    if len(hits) > 1:
+        # e.g. a file edited after use: the edit and the used version share a name/version
+        raise InputError(f"prompt {text!r} is ambiguous, it names {len(hits)} versions: "
+                         f"{_listing(hits)}; give more of the id")
+    return hits[0]
+
+
+def _all_versions(
+    directory: Path | None, db: sqlite_utils.Database | None
+) -> list[PromptVersion]:
+    """Prompt files, then versions only the study knows (recorded, or bare ids in extractions)."""
+    pool = list(prompt_files(directory))
+    known = {p.id for p in pool}
     if db is not None and "prompts" in db.table_names():
-        known = {p.id for p in available}
-        by_id += [
-            row_to_prompt(r)
-            for r in db["prompts"].rows_where("id like ?", [text + "%"])
-            if r["id"] not in known
-        ]
-    if len(by_id) == 1 and len(text) >= 4:
-        return by_id[0]
-    if len(by_id) > 1:
-        raise InputError(f"prompt id prefix {text!r} is ambiguous: {[p.id for p in by_id]}")
-    choices = ", ".join(f"{p.name}/{p.version} ({p.id})" for p in available) or "none"
-    raise InputError(f"no prompt {text!r}; available: {choices}")
+        pool += [row_to_prompt(r) for r in db["prompts"].rows if r["id"] not in known]
+    return pool + [p for p in _used_versions(db) if p.id not in {q.id for q in pool}]
+
+
+def _used_versions(db: sqlite_utils.Database | None) -> list[PromptVersion]:
+    """Versions with extractions in the study, described by their `prompts` row where there
+    is one (older or hand-made studies may hold ids without one)."""
+    if db is None or "extractions" not in db.table_names():
+        return []
+    ids = [pid for (pid,) in db.execute("select distinct prompt_id from extractions order by 1")]
+    recorded = ({r["id"]: row_to_prompt(r) for r in db["prompts"].rows}
+                if "prompts" in db.table_names() else {})
+    return [recorded.get(pid) or PromptVersion(id=pid, name="", version="", text="")
+            for pid in ids]
+
+
+def _not_used(
+    text: str, directory: Path | None, db: sqlite_utils.Database | None,
+    used: list[PromptVersion],
+) -> None:
+    """Raise the clearer error when `text` names a version that exists but was never run."""
+    try:
+        other = _match(text, _all_versions(directory, db))
+    except InputError:
+        other = None  # a bad prompt folder or an ambiguity there: the study's answer stands
+    if other is not None:
+        raise InputError(f"prompt {text!r} ({_label(other)}) has no extractions in this study; "
+                         f"used: {_listing(used)}")
+
+
+def _label(p: PromptVersion) -> str:
+    return f"{p.name}/{p.version} {p.id}" if p.name else p.id
+
+
+def _listing(pool: list[PromptVersion]) -> str:
+    shown = ", ".join(_label(p) for p in pool[:SHOWN_CANDIDATES]) or "none"
+    more = len(pool) - SHOWN_CANDIDATES
+    return shown + (f" and {more} more (`annotator prompts`)" if more > 0 else "")
 
 
 # --- rendering ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from .agreement import (
     agreement_report,
     anchoring,
 )
+from .prompts import resolve_used_ids
 
 ANNOTATION_COLUMNS = [
     "annotation_id",
@@ -237,10 +238,12 @@ def study_agreement(
     """Inter-annotator and model-human agreement of the study, from its stored labels.
 
     Value names are mapped to their taxonomy ancestors at each level with the released tree;
-    names outside it stay free values.
+    names outside it stay free values. `prompt_ids` may name versions any way `--prompt` does
+    (`prompts.resolve_prompt`).
     """
     from .taxonomy import load_taxonomy
 
+    prompt_ids = resolve_used_ids(db, prompt_ids)  # an unknown or ambiguous one is an error
     tree = load_taxonomy()
     extractions = extractions_frame(db)
     if prompt_ids:
@@ -295,7 +298,9 @@ def study_anchoring(
 ) -> list[AnchoringReport]:
     """Anchoring per prompt version: its extractions against each Label Studio annotation, on
     pre-filled and on blind tasks (`agreement.anchoring`). Versions with extractions of pushed
-    conversations, in order of first use; none when no annotation came from Label Studio."""
+    conversations, in order of first use; none when no annotation came from Label Studio.
+    `prompt_ids` are resolved as in `study_agreement`."""
+    prompt_ids = resolve_used_ids(db, prompt_ids)  # checked even when nothing was reviewed
     reviews = review_annotations_frame(db)
     if reviews.empty:
         return []
