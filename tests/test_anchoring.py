@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from annotator import agreement as ag
+from annotator.errors import InputError
 from annotator.models import ResponseType
 
 TYPES = [r.value for r in ResponseType]
@@ -249,7 +250,10 @@ def test_study_anchoring_reads_label_studio_annotations_with_their_tasks(tmp_pat
     for got, expected in zip(found.metrics, direct.metrics, strict=True):
         assert got.anchoring.value == pytest.approx(expected.anchoring.value)
         assert got.anchoring.low > 0
-    assert report.study_anchoring(db, prompt_ids=["other"]) == []
+    # a reference to no used version is an error naming the used ones, not an empty answer
+    with pytest.raises(InputError, match="no prompt 'other' among the versions used.*v1"):
+        report.study_anchoring(db, prompt_ids=["other"])
+    assert [a.prompt_id for a in report.study_anchoring(db, prompt_ids=["v1"], n_boot=0)] == ["v1"]
     # a task neither blind nor pre-filled (its form opened empty) belongs to neither side
     db.execute("update tasks set prefilled_by = null where task_id = 0")
     assert len(report.review_annotations_frame(db)) == 2 * 210 - 2
