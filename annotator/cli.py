@@ -690,6 +690,8 @@ def labelstudio_status(
         print_json(data)
         return
     _server_lines(st)
+    if reviewers and not st.running:
+        _say("  (isolated review needs no main server: each reviewer has their own)")
     for reviewer, r_st in reviewers:
         where = r_st.url if r_st.running else "not running"
         secret = f", password {reviewer_login(reviewer)['password']}" if login else ""
@@ -864,8 +866,8 @@ def pull(
         f"Project {r.project!r} {_where(r)}: {r.annotations} annotations "
         f"({r.cancelled} skipped): {r.new} new, {r.updated} updated, {r.unchanged} unchanged, "
         f"{r.deleted} marked deleted, {r.restored} restored; {r.free_values} values outside "
-        f"the taxonomy kept as free values; {r.seconds:.1f} s. Only annotations of {r.source} "
-        "were touched."
+        f"the taxonomy kept as free values; {r.seconds:.1f} s. Only annotations pulled from "
+        f"{'these projects' if r.reviewers else r.source} were touched."
     )
     if r.incomplete:
         _say(
