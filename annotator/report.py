@@ -20,6 +20,7 @@ from .agreement import (
     agreement_report,
     anchoring,
 )
+from .ledger import call_ledger
 
 ANNOTATION_COLUMNS = [
     "annotation_id",
@@ -62,8 +63,11 @@ def _count(db: sqlite_utils.Database, sql: str) -> int:
     return int(db.execute(sql).fetchone()[0])
 
 
-def study_summary(db: sqlite_utils.Database) -> dict[str, int]:
-    """How many conversations stand at each stage of the study."""
+def study_summary(db: sqlite_utils.Database) -> dict[str, int | float]:
+    """How many conversations stand at each stage of the study, and what its model calls cost:
+    recorded from replies, and estimated for calls sent without a recorded reply (possibly
+    paid: a run died, or the reply never came or could not be read)."""
+    calls = call_ledger(db.conn)
     return {
         "conversations": _count(db, "select count(*) from conversations"),
         "scrubbed": _count(db, "select count(*) from conversations where scrubbed = 1"),
@@ -76,6 +80,11 @@ def study_summary(db: sqlite_utils.Database) -> dict[str, int]:
             db, "select count(distinct conversation_id) from annotations where deleted = 0"
         ),
         "adjudicated (gold)": _count(db, "select count(*) from gold"),
+        "model calls": calls.calls,
+        "model calls in flight": calls.in_flight_calls,
+        "model calls possibly paid": calls.possibly_paid_calls,
+        "cost recorded (USD)": round(calls.cost_usd, 4),
+        "cost possibly paid (USD, estimate)": round(calls.possibly_paid_usd_estimate, 4),
     }
 
 
