@@ -61,6 +61,7 @@ DEFAULT_TIMEOUT = 120.0  # seconds for one request: a labels reply takes a few
 BACKOFF_START, BACKOFF_MAX = 0.5, 8.0  # seconds, doubling, as the SDK's own retries did
 MAX_RETRY_AFTER = 60.0
 ESTIMATED_OUTPUT_TOKENS = 350  # a typical labels reply, for the price of an unanswered call
+MIN_CACHEABLE_TOKENS = 1024  # a shorter prefix is not cached
 # HTTP statuses worth another try (as the SDK retries them): timeout, conflict, rate limit;
 # and every 5xx, 529 (overloaded) included.
 _RETRY_STATUSES = frozenset({408, 409, 429})
@@ -365,11 +366,18 @@ class ClaudeExtractor:
         return message, "", "", None
 
     def _estimate(self, params: dict[str, Any]) -> float:
-        """The price of a call whose reply never arrived: ~4 characters a token, no cache hit,
-        a typical reply."""
-        fresh = len(orjson.dumps(params)) // 4
+        """The price of a call whose reply never arrived: ~4 characters a token, a typical
+        reply, and the static prefix (tools + system) read from the prompt cache when it is
+        long enough to be cached, as it is for all but the first calls of a run."""
+        prefix = (
+            len(orjson.dumps(params.get("tools") or []))
+            + sum(len(b.get("text", "")) for b in params.get("system") or [])
+        ) // 4
+        fresh = len(orjson.dumps(params["messages"])) // 4
         output = min(ESTIMATED_OUTPUT_TOKENS, int(params.get("max_tokens") or 0))
-        return self.prices.cost(self.model, fresh, output)
+        if prefix < MIN_CACHEABLE_TOKENS:
+            return self.prices.cost(self.model, fresh + prefix, output)
+        return self.prices.cost(self.model, fresh, output, cache_read_tokens=prefix)
 
     def _complete(self, call: ModelCall, message: dict[str, Any], status: str) -> None:
         usage = _usage(message)
