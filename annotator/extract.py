@@ -1,10 +1,16 @@
 """Run an extractor over many conversations: cache, concurrency, retries, resume, batches, cost.
 
 Results are cached per (conversation, prompt version, model): a conversation with a row for that
-key is not sent again (an error row is, with `retry_errors`). Every result is committed, with the
-model calls that produced it, in one transaction as soon as it arrives (by a writer thread, so the
-event loop never waits on the disk): a `kill -9` loses at most the calls in flight, and a rerun
-picks up exactly what is missing.
+key is not sent again (an error row is, with `retry_errors`). A run registers itself and claims
+the work it takes, in one transaction with choosing it (see `ledger`): a second run on the same
+study skips what a live run holds and says so; the claims of a run that died are taken over.
+
+Every model call is committed as "in_flight" before it is sent (the extractor awaits the
+store's journal), and each result is committed, with its calls completed, in one transaction as
+soon as it arrives (by a writer thread, so the event loop never waits on the disk): a `kill -9`
+loses no record of a paid call. The next run marks the calls the dead run left in flight as
+"possibly_paid", and reports them with an estimate. A locked study (another writer) delays
+writes, with backoff beyond SQLite's busy_timeout, and never drops a paid result.
 
 Online runs use bounded asyncio concurrency (workers pulling from one queue). Batch runs use the
 Message Batches API: a `batches` row is written before the batch is created and updated as it

@@ -197,13 +197,16 @@ def extractions_frame(
 
 
 def prompt_versions(db: sqlite_utils.Database) -> pd.DataFrame:
-    """Every prompt version with extractions: how many, how many failed, cost, first use."""
+    """Every prompt version with extractions: how many, how many failed, cost, first use, and
+    the calls for it that were sent without a recorded reply (possibly paid, not in the cost)."""
     return pd.DataFrame.from_records(
         list(
             db.execute(
                 "select e.prompt_id, coalesce(p.name, ''), coalesce(p.version, ''), e.model, "
                 "e.extractor, sum(e.status = 'ok'), sum(e.status = 'error'), "
-                "round(sum(e.cost_usd), 4), min(e.created_at) "
+                "round(sum(e.cost_usd), 4), min(e.created_at), "
+                "(select count(*) from model_calls m where m.prompt_id = e.prompt_id and "
+                "m.model = e.model and m.status = 'possibly_paid') "
                 "from extractions e left join prompts p on p.id = e.prompt_id "
                 "group by e.prompt_id, e.model, e.extractor order by min(e.created_at)"
             )
@@ -218,6 +221,7 @@ def prompt_versions(db: sqlite_utils.Database) -> pd.DataFrame:
             "errors",
             "cost_usd",
             "first_used",
+            "possibly_paid_calls",
         ],
     )
 
