@@ -214,11 +214,11 @@ def test_a_live_run_renews_its_lease(study, fake_api):
     fake_api.latency = 0.25
     reports = []
     first = threading.Thread(
-        target=lambda: reports.append(run(path, fake_api, concurrency=1, lease=0.6))
+        target=lambda: reports.append(run(path, fake_api, concurrency=1, lease=1.0))
     )
     first.start()
-    wait_for(lambda: sum(fake_api.paid.values()) >= 4)  # > 1 s in: the lease renewed twice
-    second = run(path, fake_api, lease=0.6)
+    wait_for(lambda: sum(fake_api.paid.values()) >= 6)  # > 1.5 s in: the lease was renewed
+    second = run(path, fake_api, lease=1.0)
     first.join()
     assert second.todo == 0 and second.held_elsewhere >= 1
     assert (reports[0].ok, reports[0].lost_claims) == (12, 0)
