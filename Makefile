@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/faults.py
 	$(BIN)/python bench/agreement.py
 	$(BIN)/python bench/labelstudio.py
 	$(BIN)/python bench/reviewer_instances.py

@@ -494,13 +494,27 @@ def extract(
     poll_interval: Annotated[
         float, typer.Option(help="Seconds between polls of a batch's status.")
     ] = 30.0,
+    timeout: Annotated[
+        float,
+        typer.Option(help="Seconds to wait for one reply before retrying the request."),
+    ] = 120.0,
+    max_retries: Annotated[
+        int,
+        typer.Option(help="Retries of a request that got no usable reply (429, 5xx, timeout)."),
+    ] = 4,
+    busy_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds to wait for another writer before backing off and retrying."),
+    ] = 30.0,
     summaries: SummariesOption = True,
     as_json: JsonOption = False,
 ) -> None:
     """Propose labels (values, response type, subjective) for conversations not yet done.
 
     Results are cached per (conversation, prompt version, model): a rerun, or a rerun after an
-    interruption, only calls for what is missing.
+    interruption, only calls for what is missing. Each call is recorded before it is sent; calls
+    a killed run left without a reply are reported as possibly paid. Work another live run has
+    claimed is skipped.
 
     Example: annotator extract --limit 20 --dry-run
     """
@@ -520,6 +534,9 @@ def extract(
         prices=prices,
         allow_unscrubbed=allow_unscrubbed,
         poll_interval=poll_interval,
+        timeout=timeout,
+        max_retries=max_retries,
+        busy_timeout=busy_timeout,
         progress=not as_json,
     )
     data = report.as_dict()
@@ -535,11 +552,12 @@ def extract(
         )
         estimate = [{"": k, "value": v} for k, v in report.estimate.items()]
         console.print(rows_table("Estimate (nothing was sent)", estimate))
+        _print_claims_and_ledger(report)
         return
-    shown = [
-        {"": k, "value": v} for k, v in data.items() if k not in ("estimate", "error_reasons")
-    ]
+    hidden = ("estimate", "error_reasons", "ledger", "held_by")
+    shown = [{"": k, "value": v} for k, v in data.items() if k not in hidden]
     console.print(rows_table("Extraction run", shown))
+    _print_claims_and_ledger(report)
     for reason, count in report.error_reasons.items():
         console.print(f"[red]{count} errors:[/] {escape(reason)}", highlight=False)
     if report.errors:
@@ -548,6 +566,32 @@ def extract(
         console.print(f"[yellow]No price for {escape(report.model)}:[/] costs show as 0; "
                       "pass --prices.")
     _precompute_summaries(db_path(db), changed, False)
+
+
+def _print_claims_and_ledger(report: Any) -> None:
+    """Work skipped because another run holds it, and calls that may have been paid without a
+    recorded reply: said in words, not only in the table."""
+    if report.held_elsewhere:
+        console.print(
+            f"[yellow]Skipped {report.held_elsewhere} conversations:[/] another run is "
+            f"extracting them ({escape(', '.join(report.held_by))}).",
+            highlight=False, soft_wrap=True,
+        )
+    if report.settled_possibly_paid:
+        console.print(
+            f"[yellow]{report.settled_possibly_paid} calls[/] were in flight when an earlier run "
+            "died: marked possibly paid.",
+            highlight=False, soft_wrap=True,
+        )
+    ledger = report.ledger or {}
+    if ledger.get("possibly_paid_calls"):
+        console.print(
+            f"Possibly paid: {ledger['possibly_paid_calls']} calls in this study were sent "
+            "without a recorded reply (estimate "
+            f"${ledger['possibly_paid_usd_estimate']:.4f}; recorded cost "
+            f"${ledger['cost_usd']:.4f}).",
+            highlight=False, soft_wrap=True,
+        )
 
 
 # --- Label Studio (issue 4) ----------------------------------------------------------------------

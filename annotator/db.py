@@ -246,6 +246,38 @@ def _add_label_sources(db: sqlite_utils.Database) -> None:
     db["tasks"].create_index(["conversation_id"])
 
 
+def _add_extraction_claims(db: sqlite_utils.Database) -> None:
+    # Two `extract` runs on one study once paid for every conversation twice, and a killed run
+    # left no trace of the calls it had in flight. Each run now registers itself (who: run id,
+    # pid, host; a lease it renews while alive), claims the (conversation, prompt, model) work
+    # it takes, and writes each model call as "in_flight" before sending it.
+    db["extract_runs"].create(
+        {
+            "id": str,
+            "pid": int,
+            "host": str,
+            "prompt_id": str,
+            "model": str,
+            "status": str,  # running, finished, failed, dead (found gone by a later run)
+            "started_at": str,
+            "lease_until": str,
+            "ended_at": str,
+        },
+        pk="id",
+    )
+    db["claims"].create(
+        {"conversation_id": str, "prompt_id": str, "model": str, "run_id": str,
+         "claimed_at": str},
+        pk=("conversation_id", "prompt_id", "model"),
+    )
+    db["claims"].create_index(["run_id"])
+    # run_id: the run that sent the call; estimated_cost_usd: what the call would cost without
+    # cache hits, the ledger's figure for a call whose reply never arrived ("possibly_paid").
+    db["model_calls"].add_column("run_id", str)
+    db["model_calls"].add_column("estimated_cost_usd", float)
+    db["model_calls"].create_index(["status"])
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_core_tables", _create_core_tables),
     ("0002_ingest_runs", _add_ingest_runs),
@@ -255,6 +287,7 @@ MIGRATIONS: list[Migration] = [
     ("0006_gold_history", _add_gold_history),
     ("0007_drop_conversation_source_index", _drop_source_index),
     ("0008_label_sources", _add_label_sources),
+    ("0009_extraction_claims", _add_extraction_claims),
 ]
 
 

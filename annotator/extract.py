@@ -1,10 +1,16 @@
 """Run an extractor over many conversations: cache, concurrency, retries, resume, batches, cost.
 
 Results are cached per (conversation, prompt version, model): a conversation with a row for that
-key is not sent again (an error row is, with `retry_errors`). Every result is committed, with the
-model calls that produced it, in one transaction as soon as it arrives (by a writer thread, so the
-event loop never waits on the disk): a `kill -9` loses at most the calls in flight, and a rerun
-picks up exactly what is missing.
+key is not sent again (an error row is, with `retry_errors`). A run registers itself and claims
+the work it takes, in one transaction with choosing it (see `ledger`): a second run on the same
+study skips what a live run holds and says so; the claims of a run that died are taken over.
+
+Every model call is committed as "in_flight" before it is sent (the extractor awaits the
+store's journal), and each result is committed, with its calls completed, in one transaction as
+soon as it arrives (by a writer thread, so the event loop never waits on the disk): a `kill -9`
+loses no record of a paid call. The next run marks the calls the dead run left in flight as
+"possibly_paid", and reports them with an estimate. A locked study (another writer) delays
+writes, with backoff beyond SQLite's busy_timeout, and never drops a paid result.
 
 Online runs use bounded asyncio concurrency (workers pulling from one queue). Batch runs use the
 Message Batches API: a `batches` row is written before the batch is created and updated as it
@@ -21,7 +27,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,10 +49,18 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from . import config
+from . import config, ledger
 from .db import dumps, extraction_to_row, loads, open_existing_db, row_to_conversation
 from .errors import AnnotatorError, InputError
-from .extractors import EXTRACTORS, Extractor, FatalExtractorError, Outcome, get_extractor
+from .extractors import (
+    EXTRACTORS,
+    ClaimLostError,
+    Extractor,
+    FatalExtractorError,
+    Outcome,
+    get_extractor,
+)
+from .ledger import RunOwner
 from .models import Conversation, ModelCall, PromptVersion, utc_now
 from .pricing import PriceTable, load_prices
 from .prompts import USER_MARKER, load_prompt, record_prompt, render
@@ -57,6 +71,9 @@ MIN_CACHEABLE_TOKENS = 1024
 CIRCUIT_BREAKER = 10  # this many errors before any success: stop instead of paying for more
 MAX_BATCH_BYTES = 200_000_000  # the API's limit is 256 MB per batch
 OPEN_BATCH = ("submitting", "in_progress", "ended")
+DEFAULT_BUSY_TIMEOUT = 30.0  # seconds SQLite waits for another writer before we back off
+LOCK_BACKOFF_START, LOCK_BACKOFF_MAX = 0.05, 2.0  # seconds between tries on a locked study
+DEFAULT_TIMEOUT = 120.0  # seconds for one model request before it is retried
 
 
 @dataclass
@@ -86,8 +103,17 @@ class ExtractReport:
     batch_ids: list[str] = field(default_factory=list)
     error_reasons: dict[str, int] = field(default_factory=dict)
     estimate: dict[str, Any] | None = None
+    run_id: str | None = None
+    held_elsewhere: int = 0  # pending, but claimed by another live run: skipped
+    held_by: list[str] = field(default_factory=list)  # those runs (id, pid, host)
+    lost_claims: int = 0  # taken over by another run mid-way (this run's lease ran out)
+    possibly_paid_calls: int = 0  # this run's calls sent without a usable reply
+    settled_possibly_paid: int = 0  # calls left in flight by runs that died, marked now
+    lock_wait_seconds: float = 0.0  # time spent waiting for another writer to let go
+    ledger: dict[str, Any] | None = None  # the study's call ledger after the run
 
     def add(self, outcome: Outcome) -> None:
+        self.add_calls(outcome.calls)
         e = outcome.extraction
         if e.status == "ok":
             self.ok += 1
@@ -95,15 +121,19 @@ class ExtractReport:
             self.errors += 1
             reason = (e.error or "error").split(":")[0][:80]
             self.error_reasons[reason] = self.error_reasons.get(reason, 0) + 1
-        self.calls += len(outcome.calls)
         self.input_tokens += e.input_tokens
         self.output_tokens += e.output_tokens
         self.cache_read_tokens += e.cache_read_tokens
         self.cache_write_tokens += e.cache_write_tokens
         self.cost_usd += e.cost_usd
 
+    def add_calls(self, calls: list[ModelCall]) -> None:
+        self.calls += len(calls)
+        self.possibly_paid_calls += sum(c.status == ledger.POSSIBLY_PAID for c in calls)
+
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["lock_wait_seconds"] = round(self.lock_wait_seconds, 3)
         data["cost_usd"] = round(self.cost_usd, 6)
         data["seconds"] = round(self.seconds, 3)
         data["per_second"] = round(self.ok_or_error / self.seconds, 2) if self.seconds else None
@@ -125,25 +155,69 @@ def _insert_sql(table: str, columns: Iterable[str], verb: str = "insert or repla
     )
 
 
-class Store:
-    """Writes outcomes: each extraction with its calls in one transaction.
+def is_locked(exc: BaseException) -> bool:
+    """Whether an SQLite error means another connection holds the lock (worth waiting for)."""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
-    A writer thread with its own connection commits them in arrival order, as soon as it is
-    free: the event loop never waits on the disk, and results that arrive while a commit is
-    under way go into the next one (group commit). So a `kill -9` loses the calls in flight and
-    at most the results of the commit under way, typically well under a millisecond's worth.
+
+def retry_locked(write: Callable[[], Any]) -> Any:
+    """Run a write (its own transaction) until the database lets it: SQLite's busy_timeout
+    waits first, then this backs off and tries again, without end. A locked study delays a
+    run; it must never drop a result that has been paid for."""
+    delay = LOCK_BACKOFF_START
+    while True:
+        try:
+            return write()
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc):
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, LOCK_BACKOFF_MAX)
+
+
+@dataclass
+class _Op:
+    """A unit of work for the writer: `apply(conn)` inside a transaction; `done` gets the result
+    or the failure once it is committed (or not)."""
+
+    apply: Callable[[sqlite3.Connection], Any]
+    done: Callable[[Any, BaseException | None], None] | None = None
+
+
+class Store:
+    """The run's only writer, and the journal of its model calls.
+
+    A writer thread with its own connection commits, in arrival order and as soon as it is
+    free, whatever was queued: a call about to be sent ("in_flight", `sending`, awaited before
+    the call goes out), then each outcome (the extraction with its calls completed, in one
+    transaction). Several queued items share a commit (group commit), so the event loop never
+    waits on the disk for longer than one commit. So a `kill -9` loses no record of a paid
+    call: at worst the calls in flight stay "in_flight", and the next run marks them possibly
+    paid. A locked database (another writer) is waited for: SQLite's busy_timeout, then
+    retries with backoff for as long as it takes; the run is slowed, nothing is dropped.
+    The writer also renews the run's lease, so a live run's claims never expire.
     """
 
-    def __init__(self, path: Path, prices: PriceTable) -> None:
+    def __init__(
+        self,
+        path: Path,
+        prices: PriceTable,
+        owner: RunOwner,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        lease: float = ledger.DEFAULT_LEASE,
+    ) -> None:
         self.prices = prices
-        self._queue: queue.SimpleQueue[tuple[list[Any], list[list[Any]]] | None] = (
-            queue.SimpleQueue()
-        )
+        self.owner = owner
+        self.lease = lease
+        self.lock_wait_seconds = 0.0  # time spent waiting for other writers beyond the first try
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._extraction_sql: str | None = None
         self._call_sql: str | None = None
         self._failure: BaseException | None = None
+        self._renewed = time.monotonic()
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._conn.execute("pragma busy_timeout=30000")
+        self._conn.execute(f"pragma busy_timeout={int(busy_timeout * 1000)}")
         self._conn.execute("pragma synchronous=normal")
         self._thread = threading.Thread(target=self._write, name="extract-store", daemon=True)
         self._thread.start()
@@ -170,27 +244,123 @@ class Store:
             "cost_usd": self.prices.cost(
                 call.model, fresh, call.output_tokens, read, write, batch=call.batch_id is not None
             ),
+            "run_id": self.owner.id,
+            "estimated_cost_usd": call.estimated_cost_usd,
         }
 
+    # --- the journal ----------------------------------------------------------------------
+
+    async def sending(self, call: ModelCall) -> int | None:
+        """Commit `call` as in flight before it is sent; its row id, or None if this run no
+        longer holds the conversation (then it must not be sent)."""
+        row = self.call_row(call)
+        sql = self._insert_call_sql(row)
+        key = (call.conversation_id, call.prompt_id, call.model)
+
+        def apply(conn: sqlite3.Connection) -> int | None:
+            if not ledger.holds(conn, self.owner, *key):  # type: ignore[arg-type]
+                return None
+            return conn.execute(sql, list(row.values())).lastrowid
+
+        return await self.run(apply)
+
     def save(self, outcome: Outcome) -> None:
-        """Queue an outcome for the writer (rows are built here, on the caller's thread)."""
-        if self._failure is not None:
-            raise AnnotatorError(f"cannot write results: {self._failure}") from self._failure
+        """Queue an outcome: the extraction row, its calls completed (or inserted, for batch
+        results), and the claim released, in one transaction."""
+        self._check()
         row = extraction_to_row(outcome.extraction)
-        calls = [self.call_row(c) for c in outcome.calls]
         if self._extraction_sql is None:
             self._extraction_sql = _insert_sql("extractions", row)
-        if calls and self._call_sql is None:
-            self._call_sql = _insert_sql("model_calls", calls[0], "insert")
-        self._queue.put((list(row.values()), [list(c.values()) for c in calls]))
+        sql = self._extraction_sql
+        calls = self._call_writes(outcome.calls)
+        e = outcome.extraction
+        key = (e.conversation_id, e.prompt_id, e.model)
+
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.execute(sql, list(row.values()))
+            for statement, values in calls:
+                conn.execute(statement, values)
+            ledger.release(conn, self.owner, *key)
+
+        self._queue.put(_Op(apply))
+
+    def save_calls(self, calls: list[ModelCall]) -> None:
+        """Queue the completion of calls that produced no extraction (the run stopped)."""
+        writes = self._call_writes(calls)
+
+        def apply(conn: sqlite3.Connection) -> None:
+            for statement, values in writes:
+                conn.execute(statement, values)
+
+        self._queue.put(_Op(apply))
+
+    def _insert_call_sql(self, row: dict[str, Any]) -> str:
+        if self._call_sql is None:
+            self._call_sql = _insert_sql("model_calls", row, "insert")
+        return self._call_sql
+
+    def _call_writes(self, calls: list[ModelCall]) -> list[tuple[str, list[Any]]]:
+        """SQL for each call: an update of its in-flight row, or an insert if it has none."""
+        writes = []
+        for call in calls:
+            row = self.call_row(call)
+            if call.id is None:
+                writes.append((self._insert_call_sql(row), list(row.values())))
+                continue
+            done = {k: row[k] for k in _COMPLETED}
+            writes.append((_COMPLETE_SQL, [*done.values(), call.id]))
+        return writes
+
+    # --- running writes -------------------------------------------------------------------
+
+    async def run(self, apply: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `apply` in the writer's next transaction; its result once committed."""
+        self._check()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def done(result: Any, error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle_future, future, result, error)
+
+        self._queue.put(_Op(apply, done))
+        return await future
+
+    def run_sync(self, apply: Callable[[sqlite3.Connection], Any]) -> Any:
+        """`run` for code outside the event loop (or before its work starts)."""
+        self._check()
+        finished = threading.Event()
+        box: list[Any] = [None, None]
+
+        def done(result: Any, error: BaseException | None) -> None:
+            box[0], box[1] = result, error
+            finished.set()
+
+        self._queue.put(_Op(apply, done))
+        finished.wait()
+        if box[1] is not None:
+            raise self._error(box[1]) from box[1]
+        return box[0]
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise self._error(self._failure) from self._failure
+
+    @staticmethod
+    def _error(exc: BaseException) -> AnnotatorError:
+        return exc if isinstance(exc, AnnotatorError) else AnnotatorError(
+            f"cannot write results: {exc}"
+        )
 
     def _write(self) -> None:
         stop = False
         while not stop:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self.lease / 3)
+            except queue.Empty:
+                item = _Op(lambda conn: None)  # nothing to write: still renew the lease
             if item is None:
                 break
-            items = [item]
+            ops = [item]
             while True:  # whatever arrived during the last commit goes into this one
                 try:
                     more = self._queue.get_nowait()
@@ -199,45 +369,94 @@ class Store:
                 if more is None:
                     stop = True
                     break
-                items.append(more)
+                ops.append(more)
+            self._commit(ops)
+
+    def _commit(self, ops: list[_Op]) -> None:
+        results: list[Any] = []
+        error = self._failure
+        if error is None:
+            try:
+                results = self._transaction(ops)
+            except BaseException as exc:  # every later write fails too; surfaced to callers
+                self._failure = error = exc
+        for i, op in enumerate(ops):
+            if op.done is not None:
+                with contextlib.suppress(RuntimeError):  # the event loop is already gone
+                    op.done(results[i] if error is None else None, error)
+
+    def _transaction(self, ops: list[_Op]) -> list[Any]:
+        renew = time.monotonic() - self._renewed > self.lease / 3
+        waited_since: float | None = None
+        delay = LOCK_BACKOFF_START
+        while True:
             try:
                 self._conn.execute("begin immediate")
-                for extraction, calls in items:
-                    self._conn.execute(self._extraction_sql, extraction)
-                    if calls:
-                        self._conn.executemany(self._call_sql, calls)
+                results = [op.apply(self._conn) for op in ops]
+                if renew:
+                    ledger.renew(self._conn, self.owner, self.lease)
                 self._conn.execute("commit")
-            except BaseException as exc:  # surfaced by the next save() or close()
-                self._failure = exc
+                break
+            except sqlite3.OperationalError as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("rollback")
-                return
+                if not is_locked(exc):
+                    raise
+                waited_since = waited_since or time.monotonic()
+                time.sleep(delay)
+                delay = min(delay * 2, LOCK_BACKOFF_MAX)
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("rollback")
+                raise
+        if renew:
+            self._renewed = time.monotonic()
+        if waited_since is not None:
+            self.lock_wait_seconds += time.monotonic() - waited_since
+        return results
 
     def close(self) -> None:
         """Commit everything queued, stop the writer; raise if a write failed."""
         self._queue.put(None)
         self._thread.join()
         self._conn.close()
-        if self._failure is not None:
-            raise AnnotatorError(f"cannot write results: {self._failure}") from self._failure
+        self._check()
+
+
+_COMPLETED = (
+    "response", "status", "input_tokens", "output_tokens", "duration_ms", "cache_read_tokens",
+    "cache_write_tokens", "cost_usd",
+)
+_COMPLETE_SQL = (
+    f"update model_calls set {', '.join(f'[{c}] = ?' for c in _COMPLETED)} where id = ?"
+)
+
+
+def _settle_future(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(Store._error(error))
+    else:
+        future.set_result(result)
 
 
 # --- selection --------------------------------------------------------------------------------
 
 
-def _open_batch_ids(db: sqlite_utils.Database, prompt_id: str, model: str) -> set[str]:
+def _open_batch_ids(db: Any, prompt_id: str, model: str) -> set[str]:
     ids: set[str] = set()
-    for row in db.query(
+    for (custom_ids,) in db.execute(
         "select custom_ids from batches where prompt_id = ? and model = ? and status in "
         f"({', '.join('?' for _ in OPEN_BATCH)})",
         [prompt_id, model, *OPEN_BATCH],
     ):
-        ids.update(loads(row["custom_ids"], {}).values())
+        ids.update(loads(custom_ids, {}).values())
     return ids
 
 
 def select_pending(
-    db: sqlite_utils.Database,
+    db: Any,
     prompt_id: str,
     model: str,
     retry_errors: bool,
@@ -245,7 +464,8 @@ def select_pending(
     require_scrubbed: bool,
     report: ExtractReport,
 ) -> list[str]:
-    """Conversation ids to take now, in id order; fills the report's counts."""
+    """Conversation ids to take now, in id order; fills the report's counts. `db` is a study
+    database or a plain connection (inside a write transaction, when claiming)."""
     report.in_scope = db.execute("select count(*) from conversations").fetchone()[0]
     done_statuses = ("ok",) if retry_errors else ("ok", "error")
     report.cached = db.execute(
@@ -270,6 +490,33 @@ def select_pending(
         else:
             pending.append(cid)
     return pending[:limit] if limit is not None else pending
+
+
+def take_pending(
+    conn: Any,
+    owner: RunOwner | None,
+    prompt_id: str,
+    model: str,
+    retry_errors: bool,
+    limit: int | None,
+    require_scrubbed: bool,
+    report: ExtractReport,
+) -> list[str]:
+    """`select_pending` minus what other live runs hold, up to `limit`; claimed for `owner` in
+    the caller's write transaction (so the choice and the claim are one step), or only counted
+    for a dry run (`owner` None)."""
+    pending = select_pending(
+        conn, prompt_id, model, retry_errors, None, require_scrubbed, report
+    )
+    held = ledger.held_elsewhere(conn, prompt_id, model, owner.id if owner else None)
+    free = [cid for cid in pending if cid not in held]
+    report.held_elsewhere = len(pending) - len(free)
+    live = ledger.live_runs(conn)
+    report.held_by = sorted({live[r].describe() for r in held.values() if r in live})
+    taken = free[:limit] if limit is not None else free
+    if owner is not None:
+        ledger.claim(conn, owner, prompt_id, model, taken)
+    return taken
 
 
 def _conversation(db: sqlite_utils.Database, cid: str) -> Conversation:
@@ -328,7 +575,16 @@ async def _run_online(
 
     async def worker() -> None:
         for cid in pending:  # one shared iterator: asyncio runs one worker at a time
-            outcome = await extractor.extract(_conversation(db, cid), prompt)
+            try:
+                outcome = await extractor.extract(_conversation(db, cid), prompt, store)
+            except ClaimLostError as lost:  # another run has it now: record what was sent
+                store.save_calls(lost.calls)
+                report.add_calls(lost.calls)
+                report.lost_claims += 1
+                continue
+            except FatalExtractorError as fatal:
+                store.save_calls(list(fatal.calls))
+                raise
             store.save(outcome)
             report.add(outcome)
             progress.update(task, advance=1, cost=report.cost_usd, errors=report.errors)
@@ -375,6 +631,20 @@ def _batch_chunks(
         yield chunk
 
 
+def _batch_write(db: sqlite_utils.Database, row_id: str | None, values: dict[str, Any]) -> None:
+    """Insert (`row_id` None) or update a batches row in its own transaction, waiting out
+    another writer rather than failing after the batch was paid for."""
+
+    def once() -> None:
+        with db.conn:
+            if row_id is None:
+                db["batches"].insert(values)
+            else:
+                db["batches"].update(row_id, values)
+
+    retry_locked(once)
+
+
 async def _submit(
     db: sqlite_utils.Database, extractor: Any, prompt: PromptVersion, chunk: list[dict]
 ) -> dict[str, Any]:
@@ -395,16 +665,13 @@ async def _submit(
         "collected_at": None,
         "error": None,
     }
-    with db.conn:
-        db["batches"].insert(row)
+    _batch_write(db, None, row)
     batch = await extractor.create_batch(chunk)
     row.update(batch_id=batch["id"], status="in_progress", submitted_at=_now())
-    with db.conn:
-        db["batches"].update(
-            row["id"],
-            {"batch_id": row["batch_id"], "status": row["status"],
-             "submitted_at": row["submitted_at"]},
-        )
+    _batch_write(
+        db, row["id"],
+        {"batch_id": row["batch_id"], "status": row["status"], "submitted_at": row["submitted_at"]},
+    )
     return row
 
 
@@ -441,14 +708,10 @@ async def _recover_submitting(extractor: Any, db: sqlite_utils.Database, row: di
                 "select 1 from batches where batch_id = ?", [batch["id"]]
             ).fetchone()
             if not claimed:
-                with db.conn:
-                    db["batches"].update(
-                        row["id"], {"batch_id": batch["id"], "status": "in_progress"}
-                    )
+                _batch_write(db, row["id"], {"batch_id": batch["id"], "status": "in_progress"})
                 row.update(batch_id=batch["id"], status="in_progress")
                 return
-    with db.conn:
-        db["batches"].update(row["id"], {"status": "abandoned", "error": "never created"})
+    _batch_write(db, row["id"], {"status": "abandoned", "error": "never created"})
     row["status"] = "abandoned"
 
 
@@ -500,19 +763,18 @@ async def _poll(
             task, description=f"batch …{row['batch_id'][-8:]} {batch['processing_status']}"
         )
         if batch["processing_status"] == "ended":
-            with db.conn:
-                db["batches"].update(
-                    row["id"],
-                    {
-                        "status": "ended",
-                        "ended_at": batch.get("ended_at") or _now(),
-                        "request_counts": dumps(counts),
-                    },
-                )
+            _batch_write(
+                db,
+                row["id"],
+                {
+                    "status": "ended",
+                    "ended_at": batch.get("ended_at") or _now(),
+                    "request_counts": dumps(counts),
+                },
+            )
             row["status"] = "ended"
             return
-        with db.conn:
-            db["batches"].update(row["id"], {"request_counts": dumps(counts)})
+        _batch_write(db, row["id"], {"request_counts": dumps(counts)})
         await asyncio.sleep(poll_interval)
 
 
@@ -549,8 +811,7 @@ async def _collect(
         outcome = extractor.batch_outcome(_conversation(db, cid), prompt, missing, row["batch_id"])
         store.save(outcome)
         report.add(outcome)
-    with db.conn:
-        db["batches"].update(row["id"], {"status": "collected", "collected_at": _now()})
+    _batch_write(db, row["id"], {"status": "collected", "collected_at": _now()})
     row["status"] = "collected"
 
 
@@ -629,6 +890,9 @@ async def extract_async(
     poll_interval: float = 30.0,
     batch_size: int = 10_000,
     allow_unscrubbed: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    lease: float = ledger.DEFAULT_LEASE,
     console: Console | None = None,
     prompts_dir: str | Path | None = None,
 ) -> ExtractReport:
@@ -667,6 +931,7 @@ async def extract_async(
         prices=prices,
         max_attempts=max_attempts,
         max_retries=max_retries,
+        timeout=timeout,
         concurrency=concurrency,
     )
     report = ExtractReport(
@@ -677,22 +942,33 @@ async def extract_async(
         mode="dry-run" if dry_run else ("batch" if batch else "online"),
         priced=ex.model in price_table,
     )
+    require_scrubbed = name == "claude" and not allow_unscrubbed
     try:
-        if not dry_run:
-            await recover_batches(db, ex, chosen_prompt.id)
-        ids = select_pending(
-            db, chosen_prompt.id, ex.model, retry_errors, limit,
-            require_scrubbed=name == "claude" and not allow_unscrubbed, report=report,
-        )
-        report.todo = len(ids)
         if dry_run:
+            ids = take_pending(
+                db.conn, None, chosen_prompt.id, ex.model, retry_errors, limit,
+                require_scrubbed, report,
+            )
+            report.todo = len(ids)
+            report.ledger = ledger.call_ledger(db.conn).as_dict()
             convs = (_conversation(db, cid) for cid in ids)
             report.estimate = estimate(ex, chosen_prompt, convs, price_table, batch=batch)
             return report
-        record_prompt(db, chosen_prompt)
-        store = Store(path, price_table)
+        db.execute(f"pragma busy_timeout={int(busy_timeout * 1000)}")
+        await recover_batches(db, ex, chosen_prompt.id)
+        retry_locked(lambda: _record_prompt(db, chosen_prompt))
+        owner = RunOwner.this_process()
+        report.run_id = owner.id
+        store = Store(path, price_table, owner, busy_timeout=busy_timeout, lease=lease)
         started = time.perf_counter()
         try:
+            ids = store.run_sync(
+                lambda conn: _start_run(
+                    conn, owner, chosen_prompt.id, ex.model, lease, retry_errors, limit,
+                    require_scrubbed, report,
+                )
+            )
+            report.todo = len(ids)
             with _progress(console, progress) as bar:
                 if batch:
                     await _run_batch(
@@ -704,14 +980,51 @@ async def extract_async(
                     )
         except BaseException:
             with contextlib.suppress(AnnotatorError):  # keep the first error, still flush
-                store.close()
+                _finish(store, "failed", report)
             raise
-        store.close()  # everything received is committed before the run returns
+        _finish(store, "finished", report)  # everything received is committed first
         report.seconds = time.perf_counter() - started
+        report.ledger = ledger.call_ledger(db.conn).as_dict()
         return report
     finally:
         await ex.aclose()
         db.conn.close()
+
+
+def _record_prompt(db: sqlite_utils.Database, prompt: PromptVersion) -> None:
+    with db.conn:
+        record_prompt(db, prompt)
+
+
+def _start_run(
+    conn: sqlite3.Connection,
+    owner: RunOwner,
+    prompt_id: str,
+    model: str,
+    lease: float,
+    retry_errors: bool,
+    limit: int | None,
+    require_scrubbed: bool,
+    report: ExtractReport,
+) -> list[str]:
+    """One transaction: settle runs that died, register this one, choose and claim its work."""
+    report.settled_possibly_paid = ledger.settle_dead_runs(conn)
+    ledger.register_run(conn, owner, prompt_id, model, lease)
+    return take_pending(
+        conn, owner, prompt_id, model, retry_errors, limit, require_scrubbed, report
+    )
+
+
+def _finish(store: Store, status: str, report: ExtractReport) -> None:
+    """Commit what is queued, end the run (claims freed; calls cancelled mid-request marked
+    possibly paid), stop the writer."""
+    try:
+        report.possibly_paid_calls += store.run_sync(
+            lambda conn: ledger.finish_run(conn, store.owner, status)
+        )
+    finally:
+        report.lock_wait_seconds = store.lock_wait_seconds
+        store.close()
 
 
 def extract(db_path: str | Path | None = None, **options: Any) -> ExtractReport:
@@ -721,7 +1034,9 @@ def extract(db_path: str | Path | None = None, **options: Any) -> ExtractReport:
     the latest `values` prompt), prompts_dir (the study's prompt folder), extractor ("claude" or
     "baseline"; default claude when an API key is set), model (default the prompt's), limit,
     concurrency, batch, retry_errors, dry_run, progress, prices (a JSON/TOML price file),
-    max_attempts (validation), max_retries (HTTP), poll_interval.
+    max_attempts (validation), max_retries (HTTP), poll_interval, timeout (seconds for one
+    request), busy_timeout (seconds SQLite waits for another writer before the run backs off and
+    tries again), lease (seconds a run's claims outlive it).
     """
     return asyncio.run(extract_async(db_path, **options))
 

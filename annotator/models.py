@@ -216,6 +216,10 @@ class PromptVersion(BaseModel):
 
 
 class ModelCall(BaseModel):
+    """One HTTP request to a model API: written "in_flight" before it is sent (then `id` is its
+    row), completed with the reply; `estimated_cost_usd` prices it should no reply arrive."""
+
+    id: int | None = None
     conversation_id: str | None
     prompt_id: str | None
     model: str
@@ -226,6 +230,7 @@ class ModelCall(BaseModel):
     output_tokens: int = 0
     duration_ms: float = 0.0
     batch_id: str | None = None
+    estimated_cost_usd: float | None = None
     created_at: datetime = Field(default_factory=utc_now)
 
 

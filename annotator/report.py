@@ -20,6 +20,7 @@ from .agreement import (
     agreement_report,
     anchoring,
 )
+from .ledger import call_ledger
 from .prompts import resolve_used_ids
 
 ANNOTATION_COLUMNS = [
@@ -63,8 +64,11 @@ def _count(db: sqlite_utils.Database, sql: str) -> int:
     return int(db.execute(sql).fetchone()[0])
 
 
-def study_summary(db: sqlite_utils.Database) -> dict[str, int]:
-    """How many conversations stand at each stage of the study."""
+def study_summary(db: sqlite_utils.Database) -> dict[str, int | float]:
+    """How many conversations stand at each stage of the study, and what its model calls cost:
+    recorded from replies, and estimated for calls sent without a recorded reply (possibly
+    paid: a run died, or the reply never came or could not be read)."""
+    calls = call_ledger(db.conn)
     return {
         "conversations": _count(db, "select count(*) from conversations"),
         "scrubbed": _count(db, "select count(*) from conversations where scrubbed = 1"),
@@ -77,6 +81,11 @@ def study_summary(db: sqlite_utils.Database) -> dict[str, int]:
             db, "select count(distinct conversation_id) from annotations where deleted = 0"
         ),
         "adjudicated (gold)": _count(db, "select count(*) from gold"),
+        "model calls": calls.calls,
+        "model calls in flight": calls.in_flight_calls,
+        "model calls possibly paid": calls.possibly_paid_calls,
+        "cost recorded (USD)": round(calls.cost_usd, 4),
+        "cost possibly paid (USD, estimate)": round(calls.possibly_paid_usd_estimate, 4),
     }
 
 
@@ -189,13 +198,16 @@ def extractions_frame(
 
 
 def prompt_versions(db: sqlite_utils.Database) -> pd.DataFrame:
-    """Every prompt version with extractions: how many, how many failed, cost, first use."""
+    """Every prompt version with extractions: how many, how many failed, cost, first use, and
+    the calls for it that were sent without a recorded reply (possibly paid, not in the cost)."""
     return pd.DataFrame.from_records(
         list(
             db.execute(
                 "select e.prompt_id, coalesce(p.name, ''), coalesce(p.version, ''), e.model, "
                 "e.extractor, sum(e.status = 'ok'), sum(e.status = 'error'), "
-                "round(sum(e.cost_usd), 4), min(e.created_at) "
+                "round(sum(e.cost_usd), 4), min(e.created_at), "
+                "(select count(*) from model_calls m where m.prompt_id = e.prompt_id and "
+                "m.model = e.model and m.status = 'possibly_paid') "
                 "from extractions e left join prompts p on p.id = e.prompt_id "
                 "group by e.prompt_id, e.model, e.extractor order by min(e.created_at)"
             )
@@ -210,6 +222,7 @@ def prompt_versions(db: sqlite_utils.Database) -> pd.DataFrame:
             "errors",
             "cost_usd",
             "first_used",
+            "possibly_paid_calls",
         ],
     )
 

@@ -10,9 +10,11 @@ lists and cancels batches, and serves results as JSONL at an absolute `results_u
 Replies come from a rule the test sets: a callable from the request to the tool input (e.g.
 `names_in_text_rule(names)`: the values whose names appear in the conversation). Faults are
 injected by rate, by queue or by a callable: 429 with `retry-after`, 529, 500, malformed tool
-input, refusal. Every request is counted per conversation key (the text of the first user
-message), and "paid" replies (HTTP 200 with a message) are counted separately, so tests can prove
-that nothing is paid for twice.
+input, refusal; and, asked for by name, a 200 whose body is not JSON ("garbage") or is cut short
+("truncated"), or no answer at all ("silent"; `silent = True` for every request). Every request
+is counted per conversation key (the text of the first user message), and "paid" replies (HTTP
+200 with a message, readable or not) are counted separately, so tests can prove that nothing is
+paid for twice and every paid call is recorded.
 
 Use in-process (`FakeAnthropic().start()` runs uvicorn in a daemon thread) or as a separate process
 (`python tests/fake_anthropic.py --port 0` prints `PORT <n>`; configure it by POSTing JSON to
@@ -46,6 +48,10 @@ from starlette.routing import Route
 
 FAULT_KINDS: tuple[str, ...] = ("429", "529", "500", "malformed", "refusal")
 TRANSIENT: frozenset[str] = frozenset({"429", "529", "500"})
+# Faults of the connection rather than the reply, only when asked for by name (queued, by
+# fault_fn or in fault_kinds): a 200 whose body is not JSON ("garbage") or is JSON cut in half
+# ("truncated"), both billed; no answer at all until the client gives up ("silent").
+BODY_FAULTS: frozenset[str] = frozenset({"garbage", "truncated"})
 CACHE_TTL = 300.0
 MIN_CACHEABLE_TOKENS = 1024
 _CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -195,6 +201,8 @@ class FakeAnthropic:
         self.retry_after = retry_after  # seconds; kept short so tests do not wait
         self.batch_seconds = batch_seconds
         self.api_keys = api_keys  # None: any non-empty key is accepted
+        self.silent = False  # every /v1/messages request gets no answer ("silent" for all)
+        self.silent_seconds = 600.0  # how long a silent request waits for the client to leave
         self.rng = random.Random(seed)
         self._lock = threading.Lock()
         self._cache: dict[str, float] = {}
@@ -434,7 +442,9 @@ class FakeAnthropic:
         with self._lock:
             self.attempts[key] += 1
             req = FakeRequest(body=body, key=key, attempt=self.attempts[key])
-        fault = self._choose_fault(req)
+        fault = "silent" if self.silent else self._choose_fault(req)
+        if fault == "silent":
+            return await self._say_nothing(request)
         if self.latency:
             await asyncio.sleep(self.latency)
         if fault in TRANSIENT:
@@ -442,13 +452,30 @@ class FakeAnthropic:
                 self.faults[fault] += 1
                 self.statuses[int(fault)] += 1
             return self._fault_response(fault)
-        message = self._message(body, req, fault)
+        message = self._message(body, req, None if fault in BODY_FAULTS else fault)
         with self._lock:
             if fault:
                 self.faults[fault] += 1
             self.paid[key] += 1
             self.statuses[200] += 1
-        return _json(message, headers={"request-id": "req_" + uuid.uuid4().hex[:24]})
+        headers = {"request-id": "req_" + uuid.uuid4().hex[:24]}
+        if fault == "garbage":
+            return Response(b"<html>upstream hiccup</html>", 200, headers=headers,
+                            media_type="application/json")
+        if fault == "truncated":
+            whole = orjson.dumps(message)
+            return Response(whole[: len(whole) // 2], 200, headers=headers,
+                            media_type="application/json")
+        return _json(message, headers=headers)
+
+    async def _say_nothing(self, request: Request) -> Response:
+        """Answer nothing until the client hangs up (then the response goes nowhere)."""
+        with self._lock:
+            self.faults["silent"] += 1
+        deadline = time.monotonic() + self.silent_seconds
+        while time.monotonic() < deadline and not await request.is_disconnected():
+            await asyncio.sleep(0.05)
+        return Response(b"", 204)
 
     # --- batches ----------------------------------------------------------------------------
 
@@ -605,7 +632,7 @@ class FakeAnthropic:
 
     async def _config(self, request: Request) -> Response:
         data = orjson.loads(await request.body())
-        for name in ("latency", "fault_rate", "retry_after", "batch_seconds"):
+        for name in ("latency", "fault_rate", "retry_after", "batch_seconds", "silent"):
             if name in data:
                 setattr(self, name, data[name])
         if "fault_kinds" in data:

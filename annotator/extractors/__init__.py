@@ -8,6 +8,7 @@ schema for forced tool use or structured output.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -89,7 +90,29 @@ class Outcome:
 
 
 class FatalExtractorError(AnnotatorError):
-    """A failure no retry can fix (bad key, unknown model): the run stops, nothing is stored."""
+    """A failure no retry can fix (bad key, unknown model): the run stops, no result is stored;
+    `calls` made before it (journaled) are completed in the ledger."""
+
+    calls: Sequence[ModelCall] = ()
+
+
+class ClaimLostError(AnnotatorError):
+    """This run no longer holds the conversation (its lease ran out and another run took it):
+    nothing more is sent for it. `calls` are those already made, to be recorded."""
+
+    def __init__(self, calls: list[ModelCall]) -> None:
+        super().__init__("the claim on this conversation passed to another run")
+        self.calls = calls
+
+
+@runtime_checkable
+class CallJournal(Protocol):
+    """Where an extractor records each model call before sending it (the engine's store)."""
+
+    async def sending(self, call: ModelCall) -> int | None:
+        """Commit `call` as "in_flight"; its row id, or None if this run's claim on the
+        conversation is gone (then the call must not be sent)."""
+        ...
 
 
 @runtime_checkable
@@ -101,7 +124,12 @@ class Extractor(Protocol):
         """The prompt version this extractor records (the baseline records its own rules)."""
         ...
 
-    async def extract(self, conversation: Conversation, prompt: PromptVersion) -> Outcome: ...
+    async def extract(
+        self,
+        conversation: Conversation,
+        prompt: PromptVersion,
+        journal: CallJournal | None = None,
+    ) -> Outcome: ...
 
     async def aclose(self) -> None: ...
 
@@ -115,7 +143,7 @@ def get_extractor(
     prices: str | Path | None = None,
     max_attempts: int = 3,
     max_retries: int = 4,
-    timeout: float = 600.0,
+    timeout: float = 120.0,
     concurrency: int = 8,
 ) -> Extractor:
     """Build an extractor by name. `claude` needs an API key; `baseline` needs nothing."""
@@ -147,6 +175,8 @@ def get_extractor(
 __all__ = [
     "EXTRACTORS",
     "MAX_VALUES",
+    "CallJournal",
+    "ClaimLostError",
     "TOOL_NAME",
     "Extractor",
     "FatalExtractorError",

@@ -35,7 +35,7 @@ from ..models import (
 )
 from ..prompts import prompt_id
 from ..taxonomy import Node, Taxonomy, load_taxonomy, loose_key
-from . import Outcome
+from . import CallJournal, Outcome
 
 VERSION = "v1"
 MODEL = f"baseline-{VERSION}"
@@ -330,8 +330,10 @@ class BaselineExtractor:
     async def aclose(self) -> None:
         return None
 
-    async def extract(self, conversation: Conversation, prompt: PromptVersion) -> Outcome:
-        return Outcome(self.label(conversation))
+    async def extract(
+        self, conversation: Conversation, prompt: PromptVersion, journal: CallJournal | None = None
+    ) -> Outcome:
+        return Outcome(self.label(conversation))  # no model call: nothing to journal
 
     def label(self, conversation: Conversation) -> Extraction:
         """The baseline's labels for one conversation (pure and deterministic)."""

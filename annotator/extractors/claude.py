@@ -5,14 +5,21 @@ and the conversation in the user turn. The reply is structured by forced tool us
 prompt's front matter says `output: json`, by structured output) and validated with pydantic; a
 reply that fails validation is sent back with the error for a corrected one, up to
 `max_attempts` calls, then kept as an error row with the raw reply and the reason.
-Rate limits (429, honouring retry-after), overload (529), 5xx and connection errors are retried by
-the SDK itself (`max_retries`), with backoff. Each call is logged as a `ModelCall` whose request
-omits the API key and headers entirely, and the long system text is replaced by a reference to
-the prompt version (which the prompts table holds).
+Every HTTP request is one `ModelCall`, handed to the engine's journal (committed "in_flight")
+before it is sent: so the SDK's own retries are off (`max_retries=0`) and this module retries
+(`max_retries` times, with backoff) what the SDK would, plus what it would not: a request that
+gets no answer within `timeout` seconds, and a 200 whose body is not a readable message (cut
+short or not JSON). A call ends as "ok", "invalid" or "refusal" (a reply, billed), "rejected"
+(an HTTP error status: not billed), "not_sent" (no connection) or "possibly_paid" (sent, but no
+usable reply: the API may have billed it). Logged requests omit the API key and headers
+entirely, and the long system text is replaced by a reference to the prompt version (which the
+prompts table holds).
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,13 +42,33 @@ from ..models import (
 from ..pricing import PriceTable, load_prices
 from ..prompts import render
 from ..taxonomy import load_taxonomy, normalise
-from . import TOOL_NAME, FatalExtractorError, Outcome, ProposedLabels, labels_schema
+from . import (
+    TOOL_NAME,
+    CallJournal,
+    ClaimLostError,
+    FatalExtractorError,
+    Outcome,
+    ProposedLabels,
+    labels_schema,
+)
 
 TOOL_DESCRIPTION = (
     "Record the labels for the conversation: whether it is subjective, the AI's values, the "
     "human's values (each with a verbatim evidence quote) and the AI's response type."
 )
 POOL_SHARD = 16
+DEFAULT_TIMEOUT = 120.0  # seconds for one request: a labels reply takes a few
+BACKOFF_START, BACKOFF_MAX = 0.5, 8.0  # seconds, doubling, as the SDK's own retries did
+MAX_RETRY_AFTER = 60.0
+ESTIMATED_OUTPUT_TOKENS = 350  # a typical labels reply, for the price of an unanswered call
+MIN_CACHEABLE_TOKENS = 1024  # a shorter prefix is not cached
+# HTTP statuses worth another try (as the SDK retries them): timeout, conflict, rate limit;
+# and every 5xx, 529 (overloaded) included.
+_RETRY_STATUSES = frozenset({408, 409, 429})
+# Transport errors (httpx2, aiohttp, OS) raised before a request leaves the machine.
+_CONNECT_FAILURES = frozenset(
+    {"ConnectError", "ClientConnectorError", "ClientConnectorDNSError", "ConnectionRefusedError"}
+)
 # Failures that no retry fixes: every further call would fail the same way.
 _FATAL = (
     anthropic.AuthenticationError,
@@ -129,13 +156,17 @@ class ClaudeExtractor:
         prices: str | Path | PriceTable | None = None,
         max_attempts: int = 3,
         max_retries: int = 4,
-        timeout: float = 600.0,
+        timeout: float = DEFAULT_TIMEOUT,
         concurrency: int = 8,
     ) -> None:
         if not model:
             raise FatalExtractorError("no model: give --model or set `model` in the prompt")
+        if timeout <= 0:
+            raise FatalExtractorError("--timeout must be more than 0 seconds")
         self.model = model
         self.max_attempts = max(1, max_attempts)
+        self.max_retries = max(0, max_retries)
+        self.timeout = timeout
         self.prices = prices if isinstance(prices, PriceTable) else load_prices(prices)
         self.taxonomy = load_taxonomy()
         # The key is passed explicitly (never read from the environment by the SDK) and lives
@@ -149,7 +180,9 @@ class ClaudeExtractor:
             anthropic.AsyncAnthropic(
                 api_key=api_key,
                 base_url=base_url,
-                max_retries=max_retries,
+                # Retries are made here, each journaled before it is sent (see the docstring).
+                # Batch calls (create, poll, results) are not paid per request: the SDK retries.
+                max_retries=0,
                 timeout=timeout,
                 http_client=anthropic.DefaultAioHttpClient() if aiohttp else None,
             )
@@ -222,7 +255,12 @@ class ClaudeExtractor:
 
     # --- one conversation -----------------------------------------------------------------
 
-    async def extract(self, conversation: Conversation, prompt: PromptVersion) -> Outcome:
+    async def extract(
+        self,
+        conversation: Conversation,
+        prompt: PromptVersion,
+        journal: CallJournal | None = None,
+    ) -> Outcome:
         params = self.params(conversation, prompt)
         output = prompt.front_matter.get("output", "tool")
         calls: list[ModelCall] = []
@@ -230,20 +268,11 @@ class ClaudeExtractor:
         cost = 0.0
         reply = Reply(None, None, "no call made", False)
         for attempt in range(1, self.max_attempts + 1):
-            started = time.perf_counter()
-            try:
-                client = self._clients[self._next % len(self._clients)]
-                self._next += 1
-                raw = await client.messages.with_raw_response.create(**_sdk_args(params))
-                message = orjson.loads(await raw.read())
-            except _FATAL as exc:
-                raise FatalExtractorError(f"the API refused the run: {_api_error(exc)}") from exc
-            except anthropic.APIError as exc:
-                # Retries are exhausted (the SDK retried 429/529/5xx/connection errors): keep
-                # an error row so the conversation is not dropped; --retry-errors takes it again.
-                reason = f"API error after retries: {_api_error(exc)}"
-                calls.append(self._call(conversation, prompt, params, None, "error", started))
-                calls[-1].response = {"error": reason}
+            message, failure = await self._send(conversation, prompt, params, journal, calls)
+            if message is None:
+                # Retries are exhausted: keep an error row so the conversation is not dropped;
+                # --retry-errors takes it again.
+                reason = f"API error after retries: {failure}"
                 return Outcome(
                     self._error(conversation, prompt, reason, reply.raw, totals, cost, attempt),
                     calls,
@@ -253,7 +282,7 @@ class ClaudeExtractor:
             cost += self.prices.cost(self.model, *usage)
             reply = read_reply(message, output)
             status = "ok" if reply.labels else ("refusal" if not reply.retryable else "invalid")
-            calls.append(self._call(conversation, prompt, params, message, status, started))
+            self._complete(calls[-1], message, status)
             if reply.labels is not None:
                 return Outcome(
                     self._ok(conversation, prompt, reply, totals, cost, attempt), calls
@@ -267,6 +296,95 @@ class ClaudeExtractor:
         return Outcome(
             self._error(conversation, prompt, reason, reply.raw, totals, cost, len(calls)), calls
         )
+
+    async def _send(
+        self,
+        conversation: Conversation,
+        prompt: PromptVersion,
+        params: dict[str, Any],
+        journal: CallJournal | None,
+        calls: list[ModelCall],
+    ) -> tuple[dict[str, Any] | None, str]:
+        """One request, retried: (the reply, "") or (None, why the last try failed). Each try
+        is appended to `calls`, journaled before it is sent; a reply's call is completed by the
+        caller, a failed try's here."""
+        failure = "no call made"
+        for retry in range(self.max_retries + 1):
+            call = self._call(conversation, prompt, params, None, "in_flight", time.perf_counter())
+            call.estimated_cost_usd = self._estimate(params)
+            if journal is not None:
+                call.id = await journal.sending(call)
+                if call.id is None:  # another run holds the conversation now: send nothing
+                    raise ClaimLostError(calls)
+            calls.append(call)
+            started = time.perf_counter()
+            message, status, failure, wait = await self._request(params, calls)
+            call.duration_ms = (time.perf_counter() - started) * 1000
+            if message is not None:
+                return message, ""
+            call.status = status
+            call.response = {"error": failure}
+            if wait is None or retry == self.max_retries:
+                break
+            await asyncio.sleep(wait if wait >= 0 else _backoff(retry))
+        return None, failure
+
+    async def _request(
+        self, params: dict[str, Any], calls: list[ModelCall]
+    ) -> tuple[dict[str, Any] | None, str, str, float | None]:
+        """Send once: (message, "", "", None) or (None, call status, reason, wait) where wait
+        is None for "do not retry", -1 for "back off", else the server's retry-after."""
+        client = self._clients[self._next % len(self._clients)]
+        self._next += 1
+        try:
+            # The SDK's timeout bounds each read; this bounds the whole request, so a server
+            # that trickles bytes cannot hold a call (or the run) forever either.
+            async with asyncio.timeout(self.timeout):
+                raw = await client.messages.with_raw_response.create(**_sdk_args(params))
+                body = await raw.read()
+        except _FATAL as exc:
+            calls[-1].status = "rejected"
+            calls[-1].response = {"error": _api_error(exc)}
+            error = FatalExtractorError(f"the API refused the run: {_api_error(exc)}")
+            error.calls = calls
+            raise error from exc
+        except (TimeoutError, anthropic.APITimeoutError):
+            return None, "possibly_paid", f"no reply within {self.timeout:g} s", -1
+        except anthropic.APIStatusError as exc:
+            retryable = exc.status_code in _RETRY_STATUSES or exc.status_code >= 500
+            wait = _retry_after(exc) if retryable else None
+            return None, "rejected", _api_error(exc), wait
+        except anthropic.APIConnectionError as exc:
+            status = "not_sent" if _never_connected(exc) else "possibly_paid"
+            return None, status, _api_error(exc), -1
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:  # a 200 cut short, or not JSON at all
+            return None, "possibly_paid", f"unreadable reply (HTTP 200): {exc}", -1
+        if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+            return None, "possibly_paid", "unreadable reply (HTTP 200): not a message", -1
+        return message, "", "", None
+
+    def _estimate(self, params: dict[str, Any]) -> float:
+        """The price of a call whose reply never arrived: ~4 characters a token, a typical
+        reply, and the static prefix (tools + system) read from the prompt cache when it is
+        long enough to be cached, as it is for all but the first calls of a run."""
+        prefix = (
+            len(orjson.dumps(params.get("tools") or []))
+            + sum(len(b.get("text", "")) for b in params.get("system") or [])
+        ) // 4
+        fresh = len(orjson.dumps(params["messages"])) // 4
+        output = min(ESTIMATED_OUTPUT_TOKENS, int(params.get("max_tokens") or 0))
+        if prefix < MIN_CACHEABLE_TOKENS:
+            return self.prices.cost(self.model, fresh + prefix, output)
+        return self.prices.cost(self.model, fresh, output, cache_read_tokens=prefix)
+
+    def _complete(self, call: ModelCall, message: dict[str, Any], status: str) -> None:
+        usage = _usage(message)
+        call.response = message
+        call.status = status
+        call.input_tokens = usage[0] + usage[2] + usage[3]
+        call.output_tokens = usage[1]
 
     def _call(
         self,
@@ -440,6 +558,35 @@ def _sdk_args(params: dict[str, Any]) -> dict[str, Any]:
     args = dict(params)
     args["extra_body"] = {"temperature": args.pop("temperature")}
     return args
+
+
+def _backoff(retry: int) -> float:
+    """Seconds before retry `retry` (from 0): doubling, capped, with jitter so that the calls
+    a rate limit turned away do not all come back at once."""
+    return min(BACKOFF_MAX, BACKOFF_START * 2**retry) * random.uniform(0.75, 1.0)
+
+
+def _retry_after(exc: Exception) -> float:
+    """The server's retry-after (seconds, or milliseconds in retry-after-ms); -1 if none."""
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            value = float(headers.get(name)) * scale
+        except (TypeError, ValueError):
+            continue
+        if 0 <= value <= MAX_RETRY_AFTER:
+            return value
+    return -1
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """Whether a connection error happened before the request left (nothing to pay for)."""
+    seen: BaseException | None = exc.__cause__ or exc.__context__
+    while seen is not None:
+        if type(seen).__name__ in _CONNECT_FAILURES:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _api_error(exc: Exception) -> str:
