@@ -194,7 +194,12 @@ def require_project(ls: LabelStudio, conn: Connection, title: str) -> Any:
 
 
 def _project_settings(overlap: int | None) -> dict[str, Any]:
-    settings: dict[str, Any] = {"show_collab_predictions": True}
+    settings: dict[str, Any] = {
+        "show_collab_predictions": True,
+        # The guidelines open when a reviewer starts and stay behind the Instructions button.
+        "show_instruction": True,
+        "expert_instruction": lsc.instructions_html(),
+    }
     if overlap is not None:
         # K reviewers per task: every task in the overlap cohort, K annotations each.
         settings.update(maximum_annotations=overlap, overlap_cohort_percentage=100)
