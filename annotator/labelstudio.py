@@ -387,6 +387,7 @@ def _ensure_project(
                 label_config=lsc.label_config(taxonomy, values),
                 **settings,
             )
+            ls.views.create(project=project.id, data=lsc.task_list_view())  # a readable list
         report.created_project = True
         report.project_id = project.id
         report.config_values = len(values)

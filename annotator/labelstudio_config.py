@@ -367,6 +367,32 @@ def evidence_text(extraction: Extraction | None) -> str:
     return "\n".join(lines) or "none: the prediction quotes nothing"
 
 
+# Columns Label Studio's task list hides by default (its frontend's defaults, 1.23.2), which a
+# view that names its own hidden columns must repeat.
+_DEFAULT_HIDDEN = (
+    "inner_id", "annotations_results", "annotations_ids", "predictions_score",
+    "predictions_model_versions", "predictions_results", "file_upload", "storage_filename",
+    "created_at", "updated_at", "updated_by", "avg_lead_time", "draft_exists",
+)  # fmt: skip
+# Data columns no list should show: whole conversations and quotes as raw JSON and text.
+_BULKY = ("turns", EVIDENCE, "prefilled_by")
+
+
+def task_list_view() -> dict:
+    """The Data Manager tab a new project starts with (the `data` of POST /api/dm/views): the
+    `preview` column instead of raw JSON, in the list and beside an open task. A project
+    without a tab gets Label Studio's default, which shows every data field."""
+    hidden = [f"tasks:{c}" for c in _DEFAULT_HIDDEN]
+    bulky = [f"tasks:data.{c}" for c in _BULKY]
+    beside_task = ["tasks:data.conversation_id", "tasks:data.source", "tasks:inner_id",
+                   "tasks:completed_at", "tasks:cancelled_annotations",
+                   "tasks:total_predictions", "tasks:annotators"]  # fmt: skip
+    return {
+        "title": "Tasks",
+        "hiddenColumns": {"explore": bulky + hidden, "labeling": bulky + beside_task + hidden},
+        "columnsWidth": {"tasks:data.preview": 520},
+    }
+
 def validate(pred: dict, schema: ConfigSchema) -> list[str]:
     """Labels of a prediction that the config does not accept (empty when all fit)."""
     problems: list[str] = []

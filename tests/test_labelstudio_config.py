@@ -221,3 +221,12 @@ def test_an_annotation_never_yields_evidence_as_labels(taxonomy):
     assert parsed.labels.ai_values == ["honesty"]
     assert parsed.labels.human_values == [] and parsed.free_values == []
     assert parsed.notes is None
+
+
+def test_the_task_list_shows_the_preview_not_raw_json():
+    view = lsc.task_list_view()
+    for mode in ("explore", "labeling"):
+        hidden = view["hiddenColumns"][mode]
+        assert {"tasks:data.turns", "tasks:data.evidence"} <= set(hidden)
+        assert "tasks:data.preview" not in hidden
+        assert "tasks:annotations_results" in hidden  # Label Studio's own defaults kept
