@@ -12,8 +12,8 @@ quotes, read-only task data (never part of a result); human values, one a line; 
 (seven, single choice, each with its definition) and subjective yes/no, both required; notes.
 The guidelines are on the form and in the project's instructions (`instructions_html`).
 
-Task data is shown only through tags that escape it (Paragraphs, Text): never through Markdown
-or HyperText, which run or restyle HTML in the data (DESIGN, "Unsafe renderers").
+Task data is shown only through tags that escape it (Paragraphs, Header): never through
+Markdown or HyperText, which run or restyle HTML in the data (DESIGN, "Unsafe renderers").
 """
 
 from __future__ import annotations
@@ -31,13 +31,11 @@ from .taxonomy import LEAF_LEVEL, Node, Taxonomy
 DIALOGUE = "dialogue"
 AI_VALUES = "ai_values"
 AI_OTHER = "ai_values_other"
-EVIDENCE = "evidence"  # task data shown by a Text tag: read-only, never in a result
+EVIDENCE = "evidence"  # task data shown by a Header: read-only, never in a result
 HUMAN_VALUES = "human_values"
 RESPONSE_TYPE = "response_type"
 SUBJECTIVE = "subjective"
 NOTES = "notes"
-PREFILL = "prefill"  # a Text tag showing task data "prefilled_by"
-GUIDE = "guide"  # a Text tag with the value guidelines, literal
 YES, NO = "yes", "no"
 
 # Measured for issue 4 in headless Chromium: 0.45 s per task switch, 1.3-1.7 s for the whole tree.
@@ -129,10 +127,14 @@ STYLE = """
   .vd-turns span[class*="dialoguetext"] { white-space: pre-wrap; }
   .vd-turns span[class*="dialoguename"] { font-weight: 700; }
   .vd-turns [class*="phrase--"] { margin-bottom: 6px; }
-  .vd-text .lsf-richtext, .vd-text [class*="richtext"] { white-space: pre-wrap; }
   .vd-values .htx-taxonomy [class*="taxonomy__dropdown"] { min-width: 420px; }
   .vd-values .htx-taxonomy-selected { font-weight: 600; }
 """
+
+
+# Plain text lines, not headings. A Header renders its value as React text (escaped), like a
+# Text tag, but skips Text's selection machinery: measured a little faster per task switch.
+NOTE = 'size="5" style="white-space: pre-wrap; font-size: 14px; font-weight: 400; margin: 4px 0"'
 
 
 def _response_choice(r: ResponseType) -> str:
@@ -154,17 +156,13 @@ def label_config(taxonomy: Taxonomy, leaf_ids: Iterable[str]) -> str:
     taxonomy_lines = "\n".join(_taxonomy_xml(taxonomy, leaves))
     return f"""<View>
   <Style>{STYLE}</Style>
-  <View className="vd-text">
-    <Text name="{PREFILL}" value="Pre-filled by: $prefilled_by" selectionEnabled="false"/>
-  </View>
+  <Header {NOTE} value="Pre-filled by: $prefilled_by"/>
   <Header value="Conversation"/>
   <View className="vd-turns">
     <Paragraphs name="{DIALOGUE}" value="$turns" layout="dialogue" nameKey="role"
                 textKey="text"/>
   </View>
-  <View className="vd-text">
-    <Text name="{GUIDE}" value="{_attr(_guide_text())}" selectionEnabled="false"/>
-  </View>
+  <Header {NOTE} value="{_attr(_guide_text())}"/>
   <Header value="AI values: what the assistant's responses express ({len(leaves)} listed)"/>
   <View className="vd-values">
     <Taxonomy name="{AI_VALUES}" toName="{DIALOGUE}" leafsOnly="true" showFullPath="false"
@@ -176,9 +174,7 @@ def label_config(taxonomy: Taxonomy, leaf_ids: Iterable[str]) -> str:
   <TextArea name="{AI_OTHER}" toName="{DIALOGUE}" rows="1" editable="true"
             placeholder="a value name, e.g. intellectual honesty"/>
   <Header value="Evidence quoted by the pre-filling prediction (read-only)"/>
-  <View className="vd-text">
-    <Text name="{EVIDENCE}" value="${EVIDENCE}" selectionEnabled="false"/>
-  </View>
+  <Header {NOTE} value="${EVIDENCE}"/>
   <Header value="Human values: what the user states or clearly shows (one a line)"/>
   <TextArea name="{HUMAN_VALUES}" toName="{DIALOGUE}" rows="1" editable="true"/>
   <Header value="Response type: how the assistant responds to the user's values"/>

@@ -156,7 +156,8 @@ def test_guidelines_are_on_the_form_and_in_the_instructions(taxonomy):
         assert f"<li><b>{r.value}</b>: {definition}</li>" in instructions
     assert "acknowledges them and adds other perspectives" in instructions
     assert "e.g. unethical requests, moral nihilism" in instructions
-    guide = _element(xml, "Text", "guide").get("value")
+    guide = next(h.get("value") for h in ElementTree.fromstring(xml).iter("Header")
+                 if "not a topic" in h.get("value"))
     for term, meaning in lsc.VALUE_GUIDE:
         assert f"{term}: {meaning}." in guide and meaning in instructions
     assert "not a topic" in guide
@@ -168,9 +169,10 @@ def test_task_data_is_shown_only_through_escaping_tags(taxonomy):
     xml = lsc.label_config(taxonomy, {"honesty"})
     root = ElementTree.fromstring(xml)
     fed = {e.tag for e in root.iter() if "$" in (e.get("value") or "")}
-    assert fed == {"Paragraphs", "Text"}  # never Markdown or HyperText (DESIGN, unsafe renderers)
-    assert _element(xml, "Text", "evidence").get("value") == "$evidence"
-    assert "$prefilled_by" in _element(xml, "Text", "prefill").get("value")
+    # never Markdown or HyperText (DESIGN, "Unsafe renderers"): these render text escaped
+    assert fed == {"Paragraphs", "Header"}
+    fields = {e.get("value") for e in root.iter("Header") if "$" in e.get("value")}
+    assert fields == {"$evidence", "Pre-filled by: $prefilled_by"}
     style = root.find("Style").text
     assert 'span[class*="time--"] { display: none !important; }' in style
     assert 'span[class*="dialoguetext"] { white-space: pre-wrap; }' in style
