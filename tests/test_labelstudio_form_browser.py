@@ -144,7 +144,7 @@ def _visible_texts(page, text: str) -> int:
 
 
 def _choice(page, value: str):
-    return page.locator(f".lsf-choices input[value='{value}']")
+    return page.locator(f".lsf-choices input[name='{value}']")
 
 
 def test_an_empty_response_type_is_refused_and_nothing_is_stored(
@@ -161,6 +161,7 @@ def test_an_empty_response_type_is_refused_and_nothing_is_stored(
     page.locator("button", has_text="Submit").click()
     message = page.get_by_text(lsc.REQUIRED_MESSAGES["response_type"])
     message.wait_for(timeout=30_000)
+    page.wait_for_timeout(300)  # the warning fades in
     page.screenshot(path=str(tmp_path / "required-refused.png"))
     page.wait_for_timeout(1_000)  # a submission that got through would have landed by now
     assert list(admin.annotations.list(id=task)) == []
@@ -245,8 +246,10 @@ def test_instructions_open_with_the_stream(page, study, tmp_path):
 def test_the_task_list_shows_a_preview_not_raw_json(page, study, tmp_path):
     page.goto(f"{study.url}/projects/{study.prefilled}/data")
     page.locator(".lsf-table__row-wrapper").first.wait_for(timeout=TIMEOUT)
-    headers = [h.strip() for h in page.locator(".lsf-table__cell.lsf-th").all_inner_texts()]
-    assert "preview" in headers
+    # a data column's header is its name and a type badge ("preview\nstr")
+    cells = page.locator(".lsf-table__cell.lsf-th").all_inner_texts()
+    headers = [h.split()[0] for h in cells if h.strip()]
+    assert "preview" in headers, cells
     assert not {"turns", "evidence"} & set(headers), headers
     rows = page.locator(".lsf-table__row-wrapper").all_inner_texts()
     assert any("user: I think honesty matters" in r for r in rows)
