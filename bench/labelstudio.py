@@ -142,6 +142,7 @@ PICKER_ROWS = """(d) => {
   return {rows: rows.length, width: Math.round(box.width)};
 }"""
 TIMEOUT_MS = 90_000
+ROWS = 6
 
 
 @dataclass
@@ -210,14 +211,18 @@ def open_picker(page, search: str = "e"):
     return dropdown
 
 
-def form_speed(study: Path, samples: int, chromium: str = CHROMIUM) -> FormFigures:
+def form_speed(
+    study: Path, samples: int, chromium: str = CHROMIUM, top_values: int = lsc.DEFAULT_TOP_VALUES
+) -> FormFigures:
     """The reviewer's form, timed in Chromium, on a project pushed like a study's."""
     from playwright.sync_api import sync_playwright
 
-    db_path = study / "form.db"
-    build_study(db_path, 3 * samples + 10)
+    db_path = study / f"form-{top_values}.db"
+    build_study(db_path, samples + 10)
     # no blind share: every task is pre-filled, so Submit goes through without clicks
-    report = ls_lib.push(db_path, project="bench-form", blind_share=0.0)
+    report = ls_lib.push(
+        db_path, project=f"bench-form-{top_values}", blind_share=0.0, top_values=top_values
+    )
     reviewer = ls_lib.add_user(db_path, "reviewer@bench.local")
     taxonomy = load_taxonomy()
     _, ls = ls_lib.connect(db_path)
@@ -229,11 +234,12 @@ def form_speed(study: Path, samples: int, chromium: str = CHROMIUM) -> FormFigur
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             _login(page, url, reviewer.email, reviewer.password)
+            # the list renders only the rows in view: the first ROWS, in turn
             for k in range(samples):
                 rows = _list_page(page, url, project_id)  # untimed: a freshly loaded list
-                opens.append(_timed(page, rows.nth(k).click))
+                opens.append(_timed(page, rows.nth(k % ROWS).click))
             for k in range(samples, 2 * samples):
-                switches.append(_timed(page, rows.nth(k).click, _dialogue(page)))
+                switches.append(_timed(page, rows.nth(k % ROWS).click, _dialogue(page)))
             picker = open_picker(page).evaluate(PICKER_ROWS)
 
             page.goto(f"{url}/projects/{project_id}/data?labeling=1")
@@ -350,6 +356,8 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=20, help="timings of each form action")
     parser.add_argument("--form-only", action="store_true", help="only the reviewer's form")
     parser.add_argument("--chromium", default=CHROMIUM, help="the Chromium to drive")
+    parser.add_argument("--top-values", type=int, nargs="+", default=[lsc.DEFAULT_TOP_VALUES],
+                        help="values listed in the Taxonomy (several: one form each)")
     args = parser.parse_args()
 
     venv = server.install(server.default_venv(), echo=print)
@@ -361,7 +369,9 @@ def main() -> int:
             print(f"Label Studio {status.version} at {status.url}")
             ok = args.form_only or push_and_pull(study, db_path, args.n, args.rounds)
             # the form on a server of its own size: the 10,000-task projects above stay
-            ok = print_form(form_speed(study, args.samples, args.chromium)) and ok
+            for top in args.top_values:
+                figures = form_speed(study, args.samples, args.chromium, top)
+                ok = print_form(figures) and ok
         finally:
             server.stop(db_path)
     return 0 if ok else 1

@@ -72,6 +72,9 @@ def _study(db_path: Path, n: int) -> None:
                 subjective=True, response_type="reframing",
                 ai_values=[
                     taxonomy.value_ref("honesty", evidence="Honesty matters", score=0.9),
+                    # two clusters are named "Environmental stewardship": one value under each
+                    taxonomy.value_ref("environmental stewardship", score=0.5),
+                    taxonomy.value_ref("ecological awareness", score=0.5),
                     ValueRef(name="zany whimsy"),
                 ],
                 human_values=[taxonomy.value_ref("forgiveness", evidence="tell my friend")],
@@ -271,6 +274,36 @@ def test_the_value_picker_shows_ten_rows_and_is_wide(page, study, tmp_path):
     page.screenshot(path=str(tmp_path / "form-value-picker.png"))
     assert figures["rows"] >= 10, figures
     assert figures["width"] > 200, figures
+
+
+def test_values_under_twin_clusters_keep_their_own_paths(page, study, labelstudio):  # noqa: F811
+    # The legacy Taxonomy keys its rows by name and depth; the stored paths must still be the
+    # released tree's, for values under both clusters named "Environmental stewardship".
+    taxonomy = load_taxonomy()
+    task = study.prefilled_tasks[3]
+    _open_task(page, study, study.prefilled, task)
+    selected = page.locator(".htx-taxonomy-selected span")
+    selected.get_by_text("ecological awareness").wait_for(timeout=TIMEOUT)
+    picker = page.locator(".htx-taxonomy").first
+    picker.locator(":scope > span").click()
+    picker.locator("input[name=taxonomy__search]").fill("environmental sustainability")
+    picker.locator("label[for]", has_text="environmental sustainability").first.click()
+    page.keyboard.press("Escape")
+    selected.get_by_text("environmental sustainability").wait_for(timeout=10_000)
+    page.locator("button", has_text="Submit").click()
+    admin = labelstudio.admin()
+    for _ in range(60):
+        stored = list(admin.annotations.list(id=task))
+        if stored:
+            break
+        page.wait_for_timeout(500)
+    assert len(stored) == 1
+    paths = next(r["value"]["taxonomy"] for r in stored[0].result if r["from_name"] == "ai_values")
+    names = ("honesty", "environmental stewardship", "ecological awareness",
+             "environmental sustainability")  # fmt: skip
+    assert sorted(paths) == sorted(taxonomy.path(n) for n in names)
+    twins = {tuple(p[:-1]) for p in paths if p[-2] == "Environmental stewardship"}
+    assert len(twins) == 2  # one value under each twin, each under its own parent
 
 
 # Rows of the open value picker wholly inside both the dropdown and the window.
