@@ -217,11 +217,11 @@ def form_speed(
     """The reviewer's form, timed in Chromium, on a project pushed like a study's."""
     from playwright.sync_api import sync_playwright
 
-    db_path = study / f"form-{top_values}.db"
+    db_path = study / f"form-{top_values}-{len(list(study.glob('form-*.db')))}.db"
     build_study(db_path, samples + 10)
     # no blind share: every task is pre-filled, so Submit goes through without clicks
     report = ls_lib.push(
-        db_path, project=f"bench-form-{top_values}", blind_share=0.0, top_values=top_values
+        db_path, project=db_path.stem, blind_share=0.0, top_values=top_values
     )
     reviewer = ls_lib.add_user(db_path, "reviewer@bench.local")
     taxonomy = load_taxonomy()
@@ -269,7 +269,7 @@ def _spread(seconds: list[float]) -> str:
 def print_form(f: FormFigures) -> bool:
     """Print the form's figures; whether every goal is met."""
     print()
-    print("reviewer form in Chromium (1280x800):")
+    print(f"reviewer form in Chromium (1280x800), {f.listed} values listed:")
     print(f"submit to next task ready:        {_spread(f.next_task)}   (goal < 0.5 s)")
     print(f"open a task from the task list:   {_spread(f.open_from_list)}   (goal < 0.5 s)")
     print(f"switch to another task (list):    {_spread(f.switch)}")

@@ -28,8 +28,10 @@ XSS = (
     '<img src=x onerror="window.__xss=1"> and '
     '<iframe srcdoc="<script>parent.__xss=1</script>"></iframe>'
 )
+PROBE = '<img src=x onerror="window.__xss=1">'
 USER = (
-    "I think honesty matters ({i}).\n\nShould I tell my friend?\n- option one\n- option two"
+    "I think honesty matters ({i}). " + PROBE + "\n\nShould I tell my friend?\n- option one\n"
+    "- option two"
 )
 ASSISTANT = (
     "Honesty matters, but so does forgiveness.\n\n```\ndef tell(friend):\n    return True\n```\n"
@@ -73,7 +75,7 @@ def _study(db_path: Path, n: int) -> None:
                 ai_values=[
                     taxonomy.value_ref("honesty", evidence="Honesty matters", score=0.9),
                     # two clusters are named "Environmental stewardship": one value under each
-                    taxonomy.value_ref("environmental stewardship", score=0.5),
+                    taxonomy.value_ref("environmental stewardship", evidence=PROBE, score=0.5),
                     taxonomy.value_ref("ecological awareness", score=0.5),
                     ValueRef(name="zany whimsy"),
                 ],
@@ -208,9 +210,10 @@ def test_the_form_reads_well_shows_guidelines_and_stays_inert(page, study, tmp_p
     assert "Should I tell my friend?\n- option one\n- option two" in texts[0]
     assert "```\ndef tell(friend):\n    return True\n```" in texts[1]
     # the XSS probe shows as text and runs nothing
-    assert XSS in texts[1]
+    assert XSS in texts[1] and PROBE in texts[0]
+    assert f"environmental stewardship: \u201c{PROBE}\u201d" in page.inner_text("body")
     assert page.evaluate("() => typeof window.__xss") == "undefined"
-    assert page.locator(".vd-turns img, .vd-turns iframe").count() == 0
+    assert page.locator(".lsf-main-view img[src=x], .lsf-main-view iframe").count() == 0
     # no fake time range, speakers in bold
     assert _visible_texts(page, "00:00:00") == 0
     names = page.locator(".vd-turns [class*='dialoguename']")
@@ -255,8 +258,9 @@ def test_the_task_list_shows_a_preview_not_raw_json(page, study, tmp_path):
     assert "preview" in headers, cells
     assert not {"turns", "evidence"} & set(headers), headers
     rows = page.locator(".lsf-table__row-wrapper").all_inner_texts()
-    assert any("user: I think honesty matters" in r for r in rows)
-    assert not any('"role"' in r or "onerror" in r for r in rows)
+    assert any(f"user: I think honesty matters (0). {PROBE}" in r for r in rows), rows
+    assert not any('"role"' in r for r in rows)  # no raw JSON of the turns
+    assert page.evaluate("() => typeof window.__xss") == "undefined"  # the probe stays text
     page.screenshot(path=str(tmp_path / "form-task-list.png"))
 
 
