@@ -207,7 +207,10 @@ def open_picker(page, search: str = "e"):
     dropdown = taxonomy.locator("[class*='taxonomy__dropdown']")
     dropdown.wait_for(timeout=TIMEOUT_MS)
     dropdown.locator("input[name=taxonomy__search]").fill(search)
-    page.wait_for_timeout(300)
+    # the matches render a moment later on a busy machine; more than ten exist for "e"
+    page.wait_for_function(
+        "() => document.querySelectorAll('.htx-taxonomy .item').length >= 10", timeout=10_000
+    )
     return dropdown
 
 

@@ -273,7 +273,9 @@ def test_the_value_picker_shows_ten_rows_and_is_wide(page, study, tmp_path):
     dropdown.wait_for(timeout=30_000)
     # a search lists its matches flat, as a reviewer types
     dropdown.locator("input[name=taxonomy__search]").fill("e")
-    page.wait_for_timeout(300)
+    page.wait_for_function(  # the matches render a moment later on a busy machine
+        "() => document.querySelectorAll('.htx-taxonomy .item').length >= 10", timeout=10_000
+    )
     figures = dropdown.evaluate(VISIBLE_ROWS)
     page.screenshot(path=str(tmp_path / "form-value-picker.png"))
     assert figures["rows"] >= 10, figures
