@@ -199,10 +199,9 @@ def _list_page(page, url: str, project_id: int):
 
 
 def open_picker(page, search: str = "e"):
-    """Open the value picker at the top of the form and search it, as a reviewer does (a
-    search lists its matches flat); the dropdown."""
+    """Open the value picker, search it as a reviewer does (a search lists its matches flat) and
+    scroll it to the top of the form, as a reviewer scrolls to see the list; the dropdown."""
     taxonomy = page.locator(".htx-taxonomy").first
-    taxonomy.evaluate("e => e.scrollIntoView({block: 'start'})")
     taxonomy.locator(":scope > span").click()
     dropdown = taxonomy.locator("[class*='taxonomy__dropdown']")
     dropdown.wait_for(timeout=TIMEOUT_MS)
@@ -211,6 +210,9 @@ def open_picker(page, search: str = "e"):
     page.wait_for_function(
         "() => document.querySelectorAll('.htx-taxonomy .item').length >= 10", timeout=10_000
     )
+    # the open list lengthens the form, so there is room to scroll it up near the form's top
+    taxonomy.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(100)
     return dropdown
 
 
