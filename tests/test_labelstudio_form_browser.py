@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from labelstudio_fixtures import CHROMIUM, CHROMIUM_ARGS, labelstudio  # noqa: F401
+from playwright.sync_api import expect
 
 from annotator import labelstudio as ls_lib
 from annotator import labelstudio_config as lsc
@@ -163,6 +164,7 @@ def test_an_empty_response_type_is_refused_and_nothing_is_stored(
     assert _visible_texts(page, lsc.NO_EVIDENCE) == 1
     assert page.locator(".lsf-choices input:checked").count() == 0
     page.locator(".lsf-choices label", has_text="yes").first.click()
+    expect(_choice(page, "yes")).to_be_checked(timeout=10_000)
     page.locator("button", has_text="Submit").click()
     message = page.get_by_text(lsc.REQUIRED_MESSAGES["response_type"])
     message.wait_for(timeout=30_000)
@@ -176,8 +178,10 @@ def test_an_empty_response_type_is_refused_and_nothing_is_stored(
     # single-radio: a second click on the ticked type leaves it ticked; then Submit stores it
     reframing = page.locator(".lsf-choices label", has_text="reframing").first
     reframing.click()
+    expect(_choice(page, "reframing")).to_be_checked(timeout=10_000)
     reframing.click()
-    assert _choice(page, "reframing").is_checked()
+    page.wait_for_timeout(300)  # an untick would have rendered by now
+    expect(_choice(page, "reframing")).to_be_checked()
     page.locator("button", has_text="Submit").click()
     for _ in range(60):
         stored = list(admin.annotations.list(id=task))
@@ -192,10 +196,10 @@ def test_an_empty_response_type_is_refused_and_nothing_is_stored(
 def test_the_prefilled_response_type_cannot_be_unticked(page, study, labelstudio):  # noqa: F811
     task = study.prefilled_tasks[1]
     _open_task(page, study, study.prefilled, task)
-    _choice(page, "reframing").wait_for(state="attached", timeout=TIMEOUT)
-    assert _choice(page, "reframing").is_checked()
+    expect(_choice(page, "reframing")).to_be_checked(timeout=TIMEOUT)
     page.locator(".lsf-choices label", has_text="reframing").first.click()
-    assert _choice(page, "reframing").is_checked()  # still ticked: never submitted empty
+    page.wait_for_timeout(300)  # an untick would have rendered by now
+    expect(_choice(page, "reframing")).to_be_checked()  # still ticked: never submitted empty
     assert list(labelstudio.admin().annotations.list(id=task)) == []
 
 
