@@ -232,3 +232,11 @@ def test_the_task_list_shows_the_preview_not_raw_json():
         assert {"tasks:data.turns", "tasks:data.evidence"} <= set(hidden)
         assert "tasks:data.preview" not in hidden
         assert "tasks:annotations_results" in hidden  # Label Studio's own defaults kept
+
+
+def test_pushed_projects_show_the_instructions():
+    from annotator.labelstudio import _project_settings
+
+    settings = _project_settings(None)
+    assert settings["show_instruction"] is True
+    assert settings["expert_instruction"] == lsc.instructions_html()
