@@ -209,6 +209,9 @@ def _project_settings(overlap: int | None) -> dict[str, Any]:
         "show_collab_predictions": True,
         "sampling": "Sequential sampling",
         "show_annotation_history": False,
+        # The guidelines open when a reviewer starts and stay behind the Instructions button.
+        "show_instruction": True,
+        "expert_instruction": lsc.instructions_html(),
     }
     if overlap is not None:
         # K reviewers per task: every task in the overlap cohort, K annotations each.
@@ -402,6 +405,7 @@ def _ensure_project(
                 label_config=lsc.label_config(taxonomy, values),
                 **settings,
             )
+            ls.views.create(project=project.id, data=lsc.task_list_view())  # a readable list
         report.created_project = True
         report.project_id = project.id
         report.config_values = len(values)

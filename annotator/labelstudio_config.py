@@ -3,15 +3,22 @@
 One job: translate between the study's shapes (taxonomy nodes, extractions, labels) and Label
 Studio's (XML labeling config, task data, prediction and annotation results).
 
-The interface (see README, "Reviewing in Label Studio"): the dialogue turn by turn; AI values as
-a Taxonomy of the most frequent released values plus every value the pushed predictions use,
-leaves only, so a result path always ends at a value whose name is its node id; any other
-released value typed into "Other AI values" (resolved to its node on pull); human values, one a
-line; response type (seven, single choice); subjective yes/no; notes; the prediction's evidence.
+The interface (see README, "Reviewing in Label Studio"): which prediction pre-filled the form;
+the dialogue turn by turn, speakers in bold, line breaks kept; AI values as a Taxonomy of the
+most frequent released values plus every value the pushed predictions use, leaves only, so a
+result path always ends at a value whose name is its node id; any other released value typed
+into "Other AI values" (resolved to its node on pull); the pre-filling prediction's evidence
+quotes, read-only task data (never part of a result); human values, one a line; response type
+(seven, single choice, each with its definition) and subjective yes/no, both required; notes.
+The guidelines are on the form and in the project's instructions (`instructions_html`).
+
+Task data is shown only through tags that escape it (Paragraphs, Header): never through
+Markdown or HyperText, which run or restyle HTML in the data (DESIGN, "Unsafe renderers").
 """
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +31,7 @@ from .taxonomy import LEAF_LEVEL, Node, Taxonomy
 DIALOGUE = "dialogue"
 AI_VALUES = "ai_values"
 AI_OTHER = "ai_values_other"
-EVIDENCE = "evidence"
+EVIDENCE = "evidence"  # task data shown by a Header: read-only, never in a result
 HUMAN_VALUES = "human_values"
 RESPONSE_TYPE = "response_type"
 SUBJECTIVE = "subjective"
@@ -32,6 +39,8 @@ NOTES = "notes"
 YES, NO = "yes", "no"
 
 # Measured for issue 4 in headless Chromium: 0.45 s per task switch, 1.3-1.7 s for the whole tree.
+# Issue 10 (bench/labelstudio.py, legacy Taxonomy, a busy 2-core machine): 300 listed, submit to
+# next 0.45-0.49 s and open from the list 0.50-0.55 s; 150 listed, 0.42 s and 0.43-0.47 s.
 DEFAULT_TOP_VALUES = 300
 
 RESPONSE_HINTS: dict[ResponseType, str] = {
@@ -40,8 +49,24 @@ RESPONSE_HINTS: dict[ResponseType, str] = {
     ResponseType.neutral: "the user's values do not shape the answer",
     ResponseType.reframing: "acknowledges them and adds other perspectives",
     ResponseType.mild_resistance: "gently pushes back or declines part",
-    ResponseType.strong_resistance: "refuses or firmly opposes",
-    ResponseType.no_values: "the user expresses no values",
+    ResponseType.strong_resistance: (
+        "refuses or firmly opposes, e.g. unethical requests, moral nihilism"
+    ),
+    ResponseType.no_values: "the user expresses none",
+}
+VALUE_GUIDE: tuple[tuple[str, str], ...] = (
+    ("AI values", "values the assistant's responses express, explicit or implicit, e.g. "
+     "\u201chonesty\u201d, \u201cuser autonomy\u201d"),
+    ("Human values", "values the user states or clearly shows"),
+    ("A value", "a normative consideration that guides a response, not a topic"),
+)  # fmt: skip
+NOT_PREFILLED = "nothing: label from scratch"
+NO_EVIDENCE = "none: nothing pre-filled this form"
+PREVIEW_CHARS = 120
+# What Label Studio says when Submit finds a required field empty.
+REQUIRED_MESSAGES = {
+    RESPONSE_TYPE: "Choose a response type: the form is incomplete without one.",
+    SUBJECTIVE: "Choose whether the conversation is subjective (yes or no).",
 }
 
 _SPLIT = re.compile(r"[\n,;]+")  # no released value name contains any of these
@@ -94,35 +119,75 @@ def _taxonomy_xml(taxonomy: Taxonomy, leaf_ids: set[str]) -> list[str]:
     return lines
 
 
+# Class names of Label Studio's frontend are hashed per build ("time--JzGDH"): the rules pin
+# their stable prefixes with [class*=...], and tests/test_labelstudio_form_browser.py checks
+# them in Chromium. The dialogue's fake time range ("00:00:00 - 00:00:00") is hidden, a
+# turn's line breaks, lists and code keep their layout, speakers are bold; the legacy
+# Taxonomy's dropdown lists at least ten values and is wide enough to read long names.
+STYLE = """
+  .vd-turns span[class*="time--"] { display: none !important; }
+  .vd-turns span[class*="dialoguetext"] { white-space: pre-wrap; }
+  .vd-turns span[class*="dialoguename"] { font-weight: 700; }
+  .vd-turns [class*="phrase--"] { margin-bottom: 6px; }
+  .vd-values .htx-taxonomy [class*="taxonomy__dropdown"] { min-width: 420px; }
+  .vd-values .htx-taxonomy-selected { font-weight: 600; }
+"""
+
+
+# Plain text lines, not headings. A Header renders its value as React text (escaped), like a
+# Text tag, but skips Text's selection machinery: measured a little faster per task switch.
+NOTE = 'size="5" style="white-space: pre-wrap; font-size: 14px; font-weight: 400; margin: 4px 0"'
+
+
+def _response_choice(r: ResponseType) -> str:
+    # The definition sits next to the option (html), and on hover (hint); html is our own
+    # literal text, escaped, so no task data reaches Label Studio's HTML sanitiser.
+    label = f"<b>{html.escape(r.value, False)}</b>: {html.escape(RESPONSE_HINTS[r], False)}"
+    hint = _attr(RESPONSE_HINTS[r])
+    return f'    <Choice value="{_attr(r.value)}" html="{_attr(label)}" hint="{hint}"/>'
+
+
+def _guide_text() -> str:
+    return "\n".join(f"{term}: {meaning}." for term, meaning in VALUE_GUIDE)
+
+
 def label_config(taxonomy: Taxonomy, leaf_ids: Iterable[str]) -> str:
     """The labeling config XML. Deterministic: the same leaves give the same text."""
     leaves = set(leaf_ids)
-    responses = "\n".join(
-        f'    <Choice value="{_attr(r.value)}" hint="{_attr(RESPONSE_HINTS[r])}"/>'
-        for r in ResponseType
-    )
+    responses = "\n".join(_response_choice(r) for r in ResponseType)
     taxonomy_lines = "\n".join(_taxonomy_xml(taxonomy, leaves))
     return f"""<View>
+  <Style>{STYLE}</Style>
+  <Header {NOTE} value="Pre-filled by: $prefilled_by"/>
   <Header value="Conversation"/>
-  <Paragraphs name="{DIALOGUE}" value="$turns" layout="dialogue" nameKey="role" textKey="text"/>
+  <View className="vd-turns">
+    <Paragraphs name="{DIALOGUE}" value="$turns" layout="dialogue" nameKey="role"
+                textKey="text"/>
+  </View>
+  <Header {NOTE} value="{_attr(_guide_text())}"/>
   <Header value="AI values: what the assistant's responses express ({len(leaves)} listed)"/>
-  <Taxonomy name="{AI_VALUES}" toName="{DIALOGUE}" leafsOnly="true" showFullPath="false"
-            placeholder="Search values...">
+  <View className="vd-values">
+    <!-- legacy: measured faster per task (DESIGN); its picker searches, lists 13 rows -->
+    <Taxonomy name="{AI_VALUES}" toName="{DIALOGUE}" leafsOnly="true" showFullPath="false"
+              legacy="true" minWidth="420" maxWidth="640" placeholder="Search values...">
 {taxonomy_lines}
-  </Taxonomy>
+    </Taxonomy>
+  </View>
   <Header value="Other AI values: any released value not listed above, or a new one (one a line)"/>
   <TextArea name="{AI_OTHER}" toName="{DIALOGUE}" rows="1" editable="true"
             placeholder="a value name, e.g. intellectual honesty"/>
-  <Header value="Evidence quoted by the model"/>
-  <TextArea name="{EVIDENCE}" toName="{DIALOGUE}" rows="1" editable="false"/>
+  <Header value="Evidence quoted by the pre-filling prediction (read-only)"/>
+  <Header {NOTE} value="${EVIDENCE}"/>
   <Header value="Human values: what the user states or clearly shows (one a line)"/>
   <TextArea name="{HUMAN_VALUES}" toName="{DIALOGUE}" rows="1" editable="true"/>
   <Header value="Response type: how the assistant responds to the user's values"/>
-  <Choices name="{RESPONSE_TYPE}" toName="{DIALOGUE}" choice="single" showInline="false">
+  <Choices name="{RESPONSE_TYPE}" toName="{DIALOGUE}" choice="single-radio" showInline="false"
+           required="true" requiredMessage="{REQUIRED_MESSAGES[RESPONSE_TYPE]}">
 {responses}
   </Choices>
   <Header value="Subjective: does the conversation involve values at all?"/>
-  <Choices name="{SUBJECTIVE}" toName="{DIALOGUE}" choice="single" showInline="true">
+  <Choices name="{SUBJECTIVE}" toName="{DIALOGUE}" choice="single-radio" showInline="true"
+           required="true" requiredMessage="{REQUIRED_MESSAGES[SUBJECTIVE]}">
     <Choice value="{YES}"/>
     <Choice value="{NO}"/>
   </Choices>
@@ -130,6 +195,29 @@ def label_config(taxonomy: Taxonomy, leaf_ids: Iterable[str]) -> str:
   <TextArea name="{NOTES}" toName="{DIALOGUE}" rows="2" editable="true"/>
 </View>
 """
+
+
+def instructions_html() -> str:
+    """The project's instructions (Label Studio's `expert_instruction`): the value guidelines
+    and the seven response types. Shown when a reviewer starts the stream and behind the
+    Instructions button; Label Studio cleans this HTML with bleach, so plain tags only."""
+    values = "".join(
+        f"<li><b>{html.escape(term, False)}</b>: {html.escape(meaning, False)}.</li>"
+        for term, meaning in VALUE_GUIDE
+    )
+    responses = "".join(
+        f"<li><b>{html.escape(r.value, False)}</b>: {html.escape(RESPONSE_HINTS[r], False)}</li>"
+        for r in ResponseType
+    )
+    return (
+        "<h3>What counts as a value</h3>"
+        f"<ul>{values}</ul>"
+        "<h3>Response type: how the assistant responds to the user's values</h3>"
+        f"<ol>{responses}</ol>"
+        "<p>Response type and Subjective are required. Other AI values takes any released "
+        "value's name, one a line. Evidence quotes are the pre-filling model's, for reference "
+        "only: they are not stored with your labels.</p>"
+    )
 
 
 @dataclass
@@ -215,14 +303,6 @@ def prediction(taxonomy: Taxonomy, extraction: Extraction, name: str) -> dict:
         result.append(_result(AI_VALUES, "taxonomy", {"taxonomy": tree_paths}))
     if other:
         result.append(_result(AI_OTHER, "textarea", {"text": _unique(other)}))
-    evidence = [
-        f"{kind}: {v.name}: \u201c{v.evidence}\u201d"
-        for kind, values in (("AI", extraction.ai_values), ("human", extraction.human_values))
-        for v in values
-        if v.evidence
-    ]
-    if evidence:
-        result.append(_result(EVIDENCE, "textarea", {"text": evidence}))
     humans = _unique(v.name for v in extraction.human_values)
     if humans:
         result.append(_result(HUMAN_VALUES, "textarea", {"text": humans}))
@@ -250,13 +330,66 @@ def task_data(
     """Task data: the conversation id is the client-side key that makes pushes idempotent.
 
     `prefill` is the extraction whose prediction fills the form (None for a blind task) and
-    `prefill_name` its name for reviewers.
+    `prefill_name` its name for reviewers. Its evidence quotes travel as task data, shown
+    read-only: a result never holds them, so a quote can never come back as a label.
+    `preview` is the Data Manager's one-line summary of the conversation.
     """
     return {
+        "preview": preview(turns),
         "conversation_id": conversation_id,
         "turns": list(turns),
         "source": source,
-        "prefilled_by": prefill_name or "nothing: label from scratch",
+        "prefilled_by": prefill_name or NOT_PREFILLED,
+        EVIDENCE: evidence_text(prefill),
+    }
+
+
+def preview(turns: Sequence[dict], limit: int = PREVIEW_CHARS) -> str:
+    """The first user turn (or the first turn), "role: text", whitespace collapsed, cut short."""
+    first = next((t for t in turns if t.get("role") == "user"), turns[0] if turns else None)
+    if first is None:
+        return ""
+    text = f"{first.get('role', '')}: {' '.join(str(first.get('text', '')).split())}"
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
+def evidence_text(extraction: Extraction | None) -> str:
+    """Lines `value: “quote”` for the AI values, then the human values, of an extraction."""
+    if extraction is None:
+        return NO_EVIDENCE
+    lines = [f"{v.name}: \u201c{v.evidence}\u201d" for v in extraction.ai_values if v.evidence]
+    lines += [
+        f"{v.name} (human value): \u201c{v.evidence}\u201d"
+        for v in extraction.human_values
+        if v.evidence
+    ]
+    return "\n".join(lines) or "none: the prediction quotes nothing"
+
+
+# Columns Label Studio's task list hides by default (its frontend's defaults, 1.23.2), which a
+# view that names its own hidden columns must repeat.
+_DEFAULT_HIDDEN = (
+    "inner_id", "annotations_results", "annotations_ids", "predictions_score",
+    "predictions_model_versions", "predictions_results", "file_upload", "storage_filename",
+    "created_at", "updated_at", "updated_by", "avg_lead_time", "draft_exists",
+)  # fmt: skip
+# Data columns no list should show: whole conversations and quotes as raw JSON and text.
+_BULKY = ("turns", EVIDENCE, "prefilled_by")
+
+
+def task_list_view() -> dict:
+    """The Data Manager tab a new project starts with (the `data` of POST /api/dm/views): the
+    `preview` column instead of raw JSON, in the list and beside an open task. A project
+    without a tab gets Label Studio's default, which shows every data field."""
+    hidden = [f"tasks:{c}" for c in _DEFAULT_HIDDEN]
+    bulky = [f"tasks:data.{c}" for c in _BULKY]
+    beside_task = ["tasks:data.conversation_id", "tasks:data.source", "tasks:inner_id",
+                   "tasks:completed_at", "tasks:cancelled_annotations",
+                   "tasks:total_predictions", "tasks:annotators"]  # fmt: skip
+    return {
+        "title": "Tasks",
+        "hiddenColumns": {"explore": bulky + hidden, "labeling": bulky + beside_task + hidden},
+        "columnsWidth": {"tasks:data.preview": 520},
     }
 
 

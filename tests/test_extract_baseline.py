@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 
 import pytest
 from conftest import make_conversations, make_study, rows
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from annotator.extract import extract
-from annotator.extractors.baseline import MODEL, BaselineExtractor, response_type, words_match
+from annotator.extractors.baseline import (
+    EVIDENCE_CHARS,
+    MODEL,
+    BaselineExtractor,
+    quote,
+    response_type,
+    words_match,
+)
 from annotator.models import Conversation, ResponseType, Turn
 from annotator.prompts import prompts
 
@@ -110,3 +120,56 @@ def test_engine_runs_the_baseline_offline_by_default(tmp_path, monkeypatch):
     listed = [r for r in prompts(path) if r["id"] == report.prompt_id]
     assert listed[0]["where"] == "builtin" and listed[0]["name"] == "baseline"
     assert extract(path, progress=False).todo == 0  # cached like any extractor
+
+
+def _whole_words(text: str, quoted: str) -> bool:
+    i = text.find(quoted)
+    j = i + len(quoted)
+    return i >= 0 and (i == 0 or text[i - 1].isspace()) and (j == len(text) or text[j].isspace())
+
+
+def test_evidence_quotes_are_whole_words(baseline):
+    # A long sentence is cut around the match; the cut used to fall inside a word and quote
+    # "2-equivalent" for "CO2-equivalent". Here the old cut (100 characters before the middle of
+    # the match) falls on the "2".
+    head = "Reporting CO2-equivalent emissions "
+    filler = ("of all the other gases " * 4)[: 106 - len(head) - 1] + " "
+    text = head + filler + "transparency " + "as the climate target demands of us " * 5 + "."
+    start = text.index("transparency")
+    assert start == 106 and (start + start + 12) // 2 - 100 == text.index("2-equivalent")
+    quoted = quote(text, start, start + len("transparency"))
+    assert "transparency" in quoted and len(quoted) <= EVIDENCE_CHARS
+    assert _whole_words(text, quoted), quoted
+    # the point of "3.5" ends no sentence (the quote was "5 degrees of transparency.")
+    short = "Aim for 3.5 degrees of transparency."
+    at = short.index("transparency")
+    assert quote(short, at, at + len("transparency")) == short
+
+    e = baseline.label(conv("Is it fair to report only CO2?", "Sure. " + text))
+    transparency = next(v for v in e.ai_values if v.name == "transparency")
+    assert _whole_words("Sure. " + text, transparency.evidence), transparency.evidence
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    words=st.lists(
+        st.sampled_from(["CO2-equivalent", "3.5", "e.g.", "honesty", "a", "matters.", "x" * 40,
+                         "well-being", "(see", "note)", "\u00e9", "end!"]),
+        min_size=1, max_size=80,
+    ),
+    seps=st.lists(st.sampled_from([" ", "  ", "\n", "\t"]), min_size=80, max_size=80),
+    pick=st.integers(min_value=0),
+)  # fmt: skip
+def test_any_quote_is_whole_words_around_its_match(words, seps, pick):
+    text = "".join(w + s for w, s in zip(words, seps, strict=False)).strip()
+    starts = [m.start() for m in re.finditer(r"\S+", text)]
+    start = starts[pick % len(starts)]
+    end = re.compile(r"\S+").match(text, start).end()
+    quoted = quote(text, start, end)
+    assert text[start:end] in quoted
+    # whole words where it stands (a quote may also occur, cut, elsewhere in the text)
+    at = [i for i in range(start + 1) if text.startswith(quoted, i) and i + len(quoted) >= end]
+    assert at, (text, quoted)
+    left, right = at[-1], at[-1] + len(quoted)
+    assert left == 0 or text[left - 1].isspace(), (text, quoted)
+    assert right == len(text) or text[right].isspace(), (text, quoted)

@@ -24,8 +24,8 @@ def test_reviewer_sees_predicted_values_and_response_type(labelstudio, tmp_path)
     db_path = labelstudio.db("browser")
     ids = make_study(db_path, n=2)
     report = ls_lib.push(db_path, project="browser")
-    tasks = open_db(db_path)["tasks"]
-    task_id = next(tasks.rows_where("conversation_id = ?", [ids[0]]))["task_id"]
+    sql = "select task_id from tasks where project_id = ? and conversation_id = ?"
+    task_id = next(open_db(db_path).query(sql, [report.project_id, ids[0]]))["task_id"]
     reviewer = ls_lib.add_user(db_path, "carol@example.org", shared=True)
     shot = tmp_path / "labelstudio-task.png"
 
@@ -40,15 +40,14 @@ def test_reviewer_sees_predicted_values_and_response_type(labelstudio, tmp_path)
             page.wait_for_load_state("networkidle")
             assert "/user/login" not in page.url, "the reviewer could not log in"
             page.goto(f"{labelstudio.url}/projects/{report.project_id}/data?task={task_id}")
-            chip = page.locator('.lsf-taxonomy .ant-select-selection-item[title="honesty"]')
-            chip.wait_for(timeout=90_000)
-            chips = page.locator(".lsf-taxonomy .ant-select-selection-item").evaluate_all(
-                "els => els.map(e => e.getAttribute('title'))"
-            )
+            # the legacy Taxonomy lists the chosen values above its picker
+            selected = page.locator(".htx-taxonomy-selected span")
+            selected.get_by_text("honesty").wait_for(timeout=90_000)
+            chips = selected.all_inner_texts()
             checked = page.locator(".lsf-choices input:checked").evaluate_all(
                 "els => els.map(e => e.name)"
             )
-            # text results (other values, evidence, human values) are listed as text boxes
+            # text results (other values, human values) are listed as text boxes
             boxes = page.locator('[data-testid="htx-textbox-content"]')
             boxes.first.wait_for(timeout=30_000)
             fields = [t.strip() for t in boxes.all_inner_texts()]
@@ -56,11 +55,13 @@ def test_reviewer_sees_predicted_values_and_response_type(labelstudio, tmp_path)
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
-    # the prediction pre-fills the form: values, response type, subjective, evidence
+    # the prediction pre-fills the form: values, response type, subjective
     assert chips == ["honesty", "loyalty to one's country"]
     assert checked == ["reframing", "yes"]
     assert "zany whimsy" in fields  # the free value sits in "Other AI values"
-    assert "AI: honesty: \u201cHonesty matters\u201d" in fields  # the evidence quote
+    # the evidence quote is shown, read-only: not a text box a reviewer could submit
+    assert "honesty: \u201cHonesty matters\u201d" in text
+    assert not any("\u201c" in f for f in fields)
     assert "forgiveness" in fields  # human values
     assert "Response type: how the assistant responds" in text
     assert shot.exists() and shot.stat().st_size > 10_000

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from xml.etree import ElementTree
+
 import pytest
 
 from annotator import labelstudio_config as lsc
-from annotator.models import Extraction, ResponseType, ValueRef
+from annotator.models import REQUIRED_FIELDS, Extraction, ResponseType, ValueRef
 from annotator.taxonomy import LEAF_LEVEL, load_taxonomy
 
 
@@ -37,9 +39,8 @@ def test_top_values_config_lists_exactly_those_values_under_their_paths(taxonomy
     assert schema.leaf_ids == top
     assert schema.taxonomy_paths == {tuple(taxonomy.path(i)) for i in top}
     assert schema.controls == {
-        "ai_values": "taxonomy", "ai_values_other": "textarea", "evidence": "textarea",
-        "human_values": "textarea", "response_type": "choices", "subjective": "choices",
-        "notes": "textarea",
+        "ai_values": "taxonomy", "ai_values_other": "textarea", "human_values": "textarea",
+        "response_type": "choices", "subjective": "choices", "notes": "textarea",
     }  # fmt: skip
     assert schema.choices["response_type"] == {r.value for r in ResponseType}
     assert len(schema.choices["response_type"]) == 7
@@ -85,7 +86,7 @@ def test_prediction_shapes_and_validation(taxonomy):
     assert by_name["ai_values_other"]["text"] == ["zany whimsy"]
     assert by_name["response_type"]["choices"] == ["reframing"]
     assert by_name["subjective"]["choices"] == ["yes"]
-    assert any("Honesty matters" in line for line in by_name["evidence"]["text"])
+    assert "evidence" not in by_name  # quotes are task data, never an editable result
     assert by_name["human_values"]["text"] == ["forgiveness"]
 
     needed = lsc.prediction_leaves(taxonomy, extraction)
@@ -125,3 +126,117 @@ def test_result_maps_back_to_taxonomy_names(taxonomy):
     assert parsed.labels.subjective is False and parsed.labels.response_type is None
     assert parsed.notes == "unsure about the second turn"
     assert parsed.free_values == ["new thing"]
+
+
+def _element(xml: str, tag: str, name: str) -> ElementTree.Element:
+    found = [e for e in ElementTree.fromstring(xml).iter(tag) if e.get("name") == name]
+    assert len(found) == 1, f"{tag} {name!r} appears {len(found)} times"
+    return found[0]
+
+
+def test_response_type_and_subjective_are_required_with_a_message(taxonomy):
+    xml = lsc.label_config(taxonomy, {"honesty"})
+    for name in REQUIRED_FIELDS:
+        choices = _element(xml, "Choices", name)
+        assert choices.get("required") == "true"
+        assert choices.get("requiredMessage") == lsc.REQUIRED_MESSAGES[name]
+        assert choices.get("choice") == "single-radio"  # one answer, never unticked by a click
+    for name in ("ai_values", "ai_values_other", "human_values", "notes"):
+        assert ElementTree.fromstring(xml).find(f".//*[@name='{name}']").get("required") is None
+
+
+def test_guidelines_are_on_the_form_and_in_the_instructions(taxonomy):
+    xml = lsc.label_config(taxonomy, {"honesty"})
+    choices = {c.get("value"): c for c in _element(xml, "Choices", "response_type")}
+    instructions = lsc.instructions_html()
+    for r in ResponseType:
+        definition = lsc.RESPONSE_HINTS[r]
+        assert choices[r.value].get("hint") == definition  # tooltip
+        assert definition in choices[r.value].get("html")  # and printed next to the option
+        assert f"<li><b>{r.value}</b>: {definition}</li>" in instructions
+    assert "acknowledges them and adds other perspectives" in instructions
+    assert "e.g. unethical requests, moral nihilism" in instructions
+    guide = next(h.get("value") for h in ElementTree.fromstring(xml).iter("Header")
+                 if "not a topic" in h.get("value"))
+    for term, meaning in lsc.VALUE_GUIDE:
+        assert f"{term}: {meaning}." in guide and meaning in instructions
+    assert "not a topic" in guide
+    # literal text only: a "$" would make Label Studio substitute task data into it
+    assert "$" not in guide and "$" not in "".join(c.get("html") for c in choices.values())
+
+
+def test_task_data_is_shown_only_through_escaping_tags(taxonomy):
+    xml = lsc.label_config(taxonomy, {"honesty"})
+    root = ElementTree.fromstring(xml)
+    fed = {e.tag for e in root.iter() if "$" in (e.get("value") or "")}
+    # never Markdown or HyperText (DESIGN, "Unsafe renderers"): these render text escaped
+    assert fed == {"Paragraphs", "Header"}
+    fields = {e.get("value") for e in root.iter("Header") if "$" in e.get("value")}
+    assert fields == {"$evidence", "Pre-filled by: $prefilled_by"}
+    style = root.find("Style").text
+    assert 'span[class*="time--"] { display: none !important; }' in style
+    assert 'span[class*="dialoguetext"] { white-space: pre-wrap; }' in style
+    turns = root.find(".//View[@className='vd-turns']")
+    assert turns is not None and turns.find("Paragraphs").get("name") == "dialogue"
+
+
+def test_task_data_carries_preview_provenance_and_the_prefill_evidence(taxonomy):
+    extraction = _extraction(taxonomy)
+    turns = [
+        {"role": "system", "text": "be kind"},
+        {"role": "user", "text": "My friend   lied.\n\nShould I\tforgive him? " + "x" * 200},
+        {"role": "assistant", "text": "Honesty matters."},
+    ]
+    data = lsc.task_data("c1", turns, "demo", prefill=extraction, prefill_name="values/v1 · 83a3")
+    assert list(data)[0] == "preview"  # the Data Manager's first column
+    assert data["preview"].startswith("user: My friend lied. Should I forgive him? xxx")
+    assert len(data["preview"]) == lsc.PREVIEW_CHARS and data["preview"].endswith("\u2026")
+    assert data["prefilled_by"] == "values/v1 · 83a3"
+    assert data["evidence"].splitlines() == [
+        "honesty: \u201cHonesty matters\u201d",
+        "forgiveness (human value): \u201cforgive him\u201d",
+    ]
+    assert data["turns"] == turns and data["conversation_id"] == "c1"
+    short = lsc.task_data("c2", [{"role": "user", "text": "hi"}])
+    assert short["preview"] == "user: hi"
+    # a blind task: nothing pre-fills it, so no quote may anchor the reviewer either
+    assert short["prefilled_by"] == lsc.NOT_PREFILLED == "nothing: label from scratch"
+    assert short["evidence"] == lsc.NO_EVIDENCE and "\u201c" not in short["evidence"]
+    assert lsc.task_data("c3", [])["preview"] == ""
+
+
+def test_an_annotation_never_yields_evidence_as_labels(taxonomy):
+    extraction = _extraction(taxonomy)
+    pred = lsc.prediction(taxonomy, extraction, "values/v1")
+    assert not any("\u201c" in str(item["value"]) for item in pred["result"])
+    # An annotation made on an older form still holds an evidence text box; a reviewer removed
+    # loyalty, but its quote (and the others) must not come back as values.
+    result = [
+        {"from_name": "ai_values", "value": {"taxonomy": [taxonomy.path("honesty")]}},
+        {"from_name": "evidence", "value": {"text": [
+            "AI: honesty: \u201cHonesty matters\u201d",
+            "AI: loyalty to one's country: \u201cmy country\u201d", "loyalty",
+        ]}},
+        {"from_name": "response_type", "value": {"choices": ["neutral"]}},
+    ]  # fmt: skip
+    parsed = lsc.parse_result(taxonomy, result)
+    assert parsed.labels.ai_values == ["honesty"]
+    assert parsed.labels.human_values == [] and parsed.free_values == []
+    assert parsed.notes is None
+
+
+def test_the_task_list_shows_the_preview_not_raw_json():
+    view = lsc.task_list_view()
+    for mode in ("explore", "labeling"):
+        hidden = view["hiddenColumns"][mode]
+        assert {"tasks:data.turns", "tasks:data.evidence"} <= set(hidden)
+        assert "tasks:data.preview" not in hidden
+        assert "tasks:annotations_results" in hidden  # Label Studio's own defaults kept
+
+
+def test_pushed_projects_show_the_instructions():
+    from annotator.labelstudio import _project_settings
+
+    settings = _project_settings(None)
+    assert settings["show_instruction"] is True
+    assert settings["expert_instruction"] == lsc.instructions_html()

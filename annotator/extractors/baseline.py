@@ -156,7 +156,9 @@ _CUE_RES = {rt: _compile(p) for rt, p in CUES.items()}
 _USER_RE = _compile(USER_VALUE_CUES)
 _VALUE_CUE_RES = {value: _compile(p) for value, p in VALUE_CUES.items()}
 _WORD = re.compile(r"[a-z][a-z'’-]*", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"[.!?\n]")
+# A sentence ends at a newline, or at . ! ? before a space: not inside "3.5" or "e.g.x".
+_SENTENCE_END = re.compile(r"[.!?](?=\s|\Z)|\n")
+_SPACE = re.compile(r"\s+")
 
 
 def _singular(word: str) -> str:
@@ -251,16 +253,43 @@ class ValueMatcher:
         )
 
 
-def _sentence(text: str, start: int, end: int) -> str:
-    left = max((m.end() for m in _SENTENCE_END.finditer(text, 0, start)), default=0)
+def quote(text: str, start: int, end: int) -> str:
+    """The evidence for a match at text[start:end]: its sentence, cut to `EVIDENCE_CHARS`
+    around the match when longer, in whole words only: a quote never starts or ends inside a
+    word ("2-equivalent" of "CO2-equivalent"), so a reviewer reads what the text says."""
+    left = 0
+    for m in _SENTENCE_END.finditer(text):
+        if m.end() > start:
+            break
+        left = m.end()
     right_match = _SENTENCE_END.search(text, end)
     right = right_match.end() if right_match else len(text)
-    sentence = text[left:right].strip()
-    if len(sentence) > EVIDENCE_CHARS:
-        mid = (start + end) // 2 - left
-        lo = max(0, mid - EVIDENCE_CHARS // 2)
-        sentence = sentence[lo : lo + EVIDENCE_CHARS].strip()
-    return sentence
+    if right - left > EVIDENCE_CHARS:
+        lo = max(left, min((start + end) // 2 - EVIDENCE_CHARS // 2, right - EVIDENCE_CHARS))
+        hi = min(right, lo + EVIDENCE_CHARS)
+        left, right = _word_start(text, lo, left, start), _word_end(text, hi, right, end)
+    return text[left:right].strip()
+
+
+def _word_start(text: str, at: int, floor: int, start: int) -> int:
+    # Move a cut forward to the next word; never past the match (then back to its word).
+    if at <= floor or text[at - 1].isspace():
+        return at
+    space = _SPACE.search(text, at, start)
+    if space is not None:
+        return space.end()
+    return max(floor, *(m.end() for m in _SPACE.finditer(text, floor, start)))
+
+
+def _word_end(text: str, at: int, ceiling: int, end: int) -> int:
+    # Move a cut back to the end of the previous word; never before the match's own word.
+    if at >= ceiling or text[at].isspace():
+        return at
+    spaces = [m.start() for m in _SPACE.finditer(text, end, at)]
+    if spaces:
+        return spaces[-1]
+    after = _SPACE.search(text, end, ceiling)
+    return after.start() if after is not None else ceiling
 
 
 def _refs(taxonomy: Taxonomy, text: str, hits: list[_Hit], limit: int) -> list[ValueRef]:
@@ -272,7 +301,7 @@ def _refs(taxonomy: Taxonomy, text: str, hits: list[_Hit], limit: int) -> list[V
                 name=hit.node.name,
                 node_id=hit.node.id,
                 path=taxonomy.path(hit.node),
-                evidence=_sentence(text, start, end),
+                evidence=quote(text, start, end),
                 score=round(min(1.0, 0.4 + 0.2 * hit.count), 2),
             )
         )
@@ -309,6 +338,8 @@ class BaselineExtractor:
             "matching": {"min_prefix": MIN_PREFIX, "prefix_share": PREFIX_SHARE},
             "limits": {"ai_values": MAX_AI_VALUES, "human_values": MAX_HUMAN_VALUES},
             "vocabulary": VOCABULARY,
+            # quotes in whole words (they were cut inside words): a new id, not an edited one
+            "evidence": {"chars": EVIDENCE_CHARS, "whole_words": True},
             "value_cues": VALUE_CUES,
             "ambiguous_names": sorted(AMBIGUOUS_NAMES),
             "cues": CUES,
@@ -367,7 +398,7 @@ class BaselineExtractor:
                         name=node.name,
                         node_id=node.id,
                         path=self.taxonomy.path(node),
-                        evidence=_sentence(text, match.start(), match.end()),
+                        evidence=quote(text, match.start(), match.end()),
                         score=0.5,
                     )
                 )
