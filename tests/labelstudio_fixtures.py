@@ -138,3 +138,13 @@ def make_study(path: Path, n: int = 6, prompts: tuple[str, ...] = ("p1",)) -> li
             rows.append(extraction_to_row(e))
     db["extractions"].upsert_all(rows, pk=("conversation_id", "prompt_id", "model"))
     return [c.id for c in conversations]
+
+
+def open_stream(page, url: str, project_id: int) -> None:
+    """Open "Label All Tasks" as a reviewer does and close the instructions it opens with."""
+    page.goto(f"{url}/projects/{project_id}/data?labeling=1")
+    modal = page.locator(".lsf-modal-ls_visible")
+    modal.wait_for(timeout=90_000)  # the project shows its guidelines first (show_instruction)
+    modal.locator('button[aria-label="Close modal"]').click()
+    modal.wait_for(state="hidden", timeout=30_000)
+    page.locator(".lsf-choices").first.wait_for(timeout=90_000)

@@ -11,7 +11,13 @@ import re
 from pathlib import Path
 
 import pytest
-from labelstudio_fixtures import CHROMIUM, CHROMIUM_ARGS, labelstudio, reviewer_client  # noqa: F401
+from labelstudio_fixtures import (  # noqa: F401
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    labelstudio,
+    open_stream,
+    reviewer_client,
+)
 from typer.testing import CliRunner
 
 from annotator import labelstudio as ls_lib
@@ -58,7 +64,7 @@ def _login(page, url: str, email: str, password: str) -> bool:
 
 def _stream_order(page, url: str, project_id: int, n: int) -> list[int]:
     """The conversations a reviewer gets from "Label All Tasks", submitting each pre-fill."""
-    page.goto(f"{url}/projects/{project_id}/data?labeling=1")
+    open_stream(page, url, project_id)
     seen: list[int] = []
     for _ in range(n):
         marker = page.get_by_text(re.compile(r"Conversation #\d+")).first

@@ -16,6 +16,7 @@ from labelstudio_fixtures import (  # noqa: F401
     CHROMIUM_ARGS,
     labelstudio,
     make_study,
+    open_stream,
     reviewer_client,
 )
 from test_labelstudio_isolated import _login
@@ -28,8 +29,7 @@ pytestmark = pytest.mark.integration
 
 def _submit_from_stream(page, url: str, project_id: int, choose: str | None) -> str:
     """Open "Label All Tasks", optionally pick a response type, submit; the page's text."""
-    page.goto(f"{url}/projects/{project_id}/data?labeling=1")
-    page.locator(".lsf-choices").first.wait_for(timeout=90_000)
+    open_stream(page, url, project_id)
     text = page.inner_text("body")
     if choose:
         page.locator(f'.lsf-choices input[name="{choose}"]').first.check(force=True)
@@ -85,8 +85,7 @@ def test_shared_stream_is_blind_and_foreign_edits_are_flagged(labelstudio, tmp_p
             page.context.clear_cookies()
             assert _login(page, labelstudio.url, bob.email, bob.password)
             # breadth first: bob's stream brings the task ada just finished, without her labels
-            page.goto(f"{labelstudio.url}/projects/{pid}/data?labeling=1")
-            page.locator(".lsf-choices").first.wait_for(timeout=90_000)
+            open_stream(page, labelstudio.url, pid)
             body = page.inner_text("body")
             checked = page.locator(".lsf-choices input:checked").evaluate_all(
                 "els => els.map(e => e.name)"
