@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import sqlite_utils
 
+from . import study_key
 from .errors import AnnotatorError, NotAStudyError
 from .models import (
     Annotation,
@@ -246,6 +247,12 @@ def _add_label_sources(db: sqlite_utils.Database) -> None:
     db["tasks"].create_index(["conversation_id"])
 
 
+def _add_study_key(db: sqlite_utils.Database) -> None:
+    # Conversation ids become keyed hashes of the unscrubbed text (study_key.py); the table
+    # holds the key's fingerprint and whether older conversations keep content-hash ids.
+    study_key.create_table(db)
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_core_tables", _create_core_tables),
     ("0002_ingest_runs", _add_ingest_runs),
@@ -255,6 +262,8 @@ MIGRATIONS: list[Migration] = [
     ("0006_gold_history", _add_gold_history),
     ("0007_drop_conversation_source_index", _drop_source_index),
     ("0008_label_sources", _add_label_sources),
+    # On merge, after ("0009_extraction_claims", ...) from another branch.
+    ("0010_study_key", _add_study_key),
 ]
 
 
