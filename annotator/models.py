@@ -95,7 +95,8 @@ def keyed_id(key: bytes, pairs: Iterable[tuple[str, str]]) -> str:
     text merged them); without the key an id reveals nothing about the text it came from.
     """
     normalised = [[role, _collapse_whitespace(text)] for role, text in pairs]
-    return hmac.new(key, orjson.dumps(normalised), hashlib.sha256).hexdigest()[:24]
+    # hmac.digest: OpenSSL's one-shot HMAC, several microseconds cheaper than hmac.new.
+    return hmac.digest(key, orjson.dumps(normalised), "sha256").hex()[:24]
 
 
 def conversation_id(turns: Iterable[Turn]) -> str:
