@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pii_corpus
 import pytest
+from typer.testing import CliRunner
 
+from annotator.cli import app
 from annotator.db import MIGRATIONS, open_db
 from annotator.ingest import RawConversation, RowSettings, conversation_row, ingest, read_jsonl
 from annotator.models import content_id, keyed_id
@@ -151,3 +153,17 @@ def test_a_new_study_has_no_legacy_ids(tmp_path: Path) -> None:
     db = open_db(tmp_path / "new.db")
     assert db.execute("select legacy_ids from study_key").fetchone()[0] == 0
     assert [name for name, _ in MIGRATIONS][-1] == "0010_study_key"
+
+
+def test_the_cli_names_a_missing_key_file_in_one_line(tmp_path: Path) -> None:
+    study, path = tmp_path / "study.db", _write(tmp_path / "t.jsonl", _customers(2))
+    runner = CliRunner()
+    first = runner.invoke(app, ["ingest", str(path), "--db", str(study), "--json"])
+    assert first.exit_code == 0, first.output
+    key_hex = (tmp_path / "study.db.key").read_text().strip()
+    assert key_hex not in first.output
+    (tmp_path / "study.db.key").unlink()
+    again = runner.invoke(app, ["ingest", str(path), "--db", str(study)])
+    assert again.exit_code == 1
+    assert "study.db.key is missing" in " ".join(again.output.split())
+    assert "Traceback" not in again.output
