@@ -139,10 +139,12 @@ _IPV6_MAX: Final = 45 + 33  # the longest address (an IPv4 tail) and a zone
 _HEX_OR_COLON: Final = frozenset("0123456789abcdefABCDEF:")
 
 # Digits with the separators people put in phone numbers; no '/', ':' or ',' (dates, times,
-# thousands), and an extension ("x 123", "ext. 12"). The length cap bounds the work per
-# candidate; a number cut in two by it is found by the next round of `scrub_text`.
+# thousands), and an extension ("x 123", "ext. 12"). Not glued to a Latin word or number
+# (ab123..., v1.2...); Chinese and Japanese write a number right after a word (电话139...).
+# The length cap bounds the work per candidate; a number cut in two by it is found by the
+# next round of `scrub_text`.
 _PHONE_CANDIDATE: Final = re.compile(
-    r"[+(0-9](?<![\w+.\-/][+(0-9])[0-9()\-. ]{4,46}[0-9]"
+    r"[+(0-9](?<![A-Za-z0-9_+.\-/][+(0-9])[0-9()\-. ]{4,46}[0-9]"
     r"(?:(?: ?x| ?ext\.? ?)[0-9]{1,6}(?![0-9]))?"
 )
 _YEAR_FIRST: Final = re.compile(r"(?:19|20)[0-9]{2} +")
@@ -150,11 +152,12 @@ _PHONE_EXTENSION: Final = re.compile(r"(?: ?x| ?ext\.? ?)[0-9]{1,6}\Z")
 _DIGIT_GROUPS: Final = re.compile(r"[0-9]+")
 _DECIMAL: Final = re.compile(r"[0-9]+[.,][0-9]+")
 _NON_DIGIT: Final = re.compile(r"[^0-9]+")
-# Read in the 32 characters before a bare digit run: the nearest word decides.
+# Read in the 32 characters before a bare digit run: a phone word up to three words before it
+# ("call me on ...", "Tel.: ..."), or a word naming it something else right before it.
 _PHONE_WORDS: Final = re.compile(
-    r"(?i)(?:phone|call|tel|mobile|cell|fax|whatsapp|sms|text me|ring|dial|number|contact|"
-    r"reach|ph|tlf|telefon|téléphone|handy|móvil|celular|电话|手机|電話|携帯)\W{0,6}"
-    r"(?:\w+\W{1,3}){0,3}\Z"
+    r"(?i)(?:\b(?:tele?phone|phone|ph|tel|call|mobile|cell|fax|whatsapp|sms|text me|ring|dial|"
+    r"my number|number is|contact|reach|tlf|telefon|téléphone|handy|móvil|celular)\b"
+    r"|电话|手机|電話|携帯)\W{0,6}(?:\w+\W{1,3}){0,3}\Z"
 )
 _NOT_PHONE_WORDS: Final = re.compile(
     r"(?i)\b(?:order|invoice|inv|tracking|ticket|isbn|issn|ref|reference|serial|sku|part|"
@@ -163,8 +166,11 @@ _NOT_PHONE_WORDS: Final = re.compile(
 )
 # Emails and URLs are read outwards from their anchor.
 _LOCAL_CHARS: Final = frozenset("._+-'%")  # with str.isalnum: what a local part is made of
+# Labels of any script; the top-level label Latin letters (or punycode), so that a Japanese
+# sentence going on right after ".jp" is not read as part of it.
 _EMAIL_DOMAIN: Final = re.compile(
-    r"(?:[^\W_](?:[\w\-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}(?![\w\-])"
+    r"(?:[^\W_](?:[\w\-]{0,61}[^\W_])?\.)+(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9\-]{1,59})"
+    r"(?![A-Za-z0-9_\-]|\.[A-Za-z0-9])"
 )
 _DOMAIN_MAX: Final = 253
 _URL_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{0,15}\Z")  # backwards from '://'
@@ -176,6 +182,12 @@ _WORDISH: Final = frozenset(".+-_")  # with str.isalnum: characters that glue on
 
 def _glued(ch: str) -> bool:
     return ch.isalnum() or ch in _WORDISH
+
+
+def _glued_before_email(ch: str) -> bool:
+    """Like `_glued`, except that Chinese and Japanese (U+2E80 on) write an address right
+    after a word (邮箱li@example.cn): that does not make it part of a longer token."""
+    return ch < "\u2e80" and _glued(ch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,9 +287,12 @@ def _local_start(text: str, at: int, floor: int) -> int:
     """Start of the local part that ends before the '@' at `at`: at most 64 characters back,
     walked one by one (a regex searched over that window would try every start in it)."""
     start = at
-    while start > floor and at - start < 64 and (
-        text[start - 1].isalnum() or text[start - 1] in _LOCAL_CHARS
-    ):
+    while start > floor and at - start < 64:
+        ch = text[start - 1]
+        # Chinese and Japanese glue the address to the word before it (邮箱jane@...): their
+        # scripts, from U+2E80 on, end a local part.
+        if not (ch in _LOCAL_CHARS or ch.isalnum() and ch < "\u2e80"):
+            break
         start -= 1
     return start
 
@@ -291,7 +306,7 @@ def _find_emails(text: str) -> list[tuple[int, int]]:
         # A domain is at most 253 characters: reading no further keeps a run of "a.a.a.a..."
         # after each of many '@' linear.
         domain = _EMAIL_DOMAIN.match(text, at + 1, at + 1 + _DOMAIN_MAX) if start < at else None
-        if domain and not (start > 0 and _glued(text[start - 1])):
+        if domain and not (start > 0 and _glued_before_email(text[start - 1])):
             spans.append((start, domain.end()))
             done = domain.end()
         at = text.find("@", max(at + 1, done))
@@ -494,7 +509,7 @@ def _is_phone(candidate: str, before: str, ranges: _Ranges) -> bool:
         if not _grouped_like_a_phone(candidate, groups):
             return False
         return ranges.fits(digits) or digits.startswith("00")
-    if ranges.national(digits) or _PHONE_WORDS.search(before):
+    if ranges.national(digits) or (_PHONE_WORDS.search(before) and ranges.fits(digits)):
         return True
     return _valid_in_main_region(digits, ranges.main)
 

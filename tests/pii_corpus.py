@@ -218,8 +218,21 @@ def _others(rng: random.Random) -> list[tuple[str, str]]:
         items.append(("URL", rng.choice([faker.url(), faker.uri()])))
         items.append(("IP", faker.ipv4() if rng.random() < 0.5 else faker.ipv6()))
     items += [("EMAIL", "o'brien.sean@example.ie"), ("EMAIL", "JANE.DOE+tag@Example.COM"),
-              ("EMAIL", "info@bücher.example.de"), ("EMAIL", "a_b-c@sub.mail.example.co.uk")]
+              ("EMAIL", "info@bücher.example.de"), ("EMAIL", "a_b-c@sub.mail.example.co.uk"),
+              ("EMAIL", "123abc@example.io"), ("EMAIL", "studio@example.photography"),
+              ("EMAIL", "josé.garcía@example.es"), ("EMAIL", "tanaka.k@example.co.jp")]
     return items
+
+
+# Personal data as Chinese, Japanese and Korean text writes it: glued to the word before.
+IN_LANGUAGE = [
+    ("PHONE", "13912345678", "我的电话13912345678，谢谢。"),
+    ("PHONE", "150 2892 3276", "手机：150 2892 3276"),
+    ("PHONE", "090-1234-5678", "携帯090-1234-5678までご連絡ください。"),
+    ("PHONE", "010-2000-1802", "전화번호는 010-2000-1802입니다."),
+    ("EMAIL", "li.wei@example.cn", "邮箱li.wei@example.cn，请回复。"),
+    ("EMAIL", "tanaka@example.jp", "メールはtanaka@example.jpです。"),
+]
 
 
 def build(seed: int = 12) -> tuple[list[Sample], list[str]]:
@@ -232,4 +245,5 @@ def build(seed: int = 12) -> tuple[list[Sample], list[str]]:
     for kind, value in items:
         template = rng.choice(TEMPLATES[kind])
         samples.append(Sample(kind, value, template.format(value)))
+    samples += [Sample(kind, value, text) for kind, value, text in IN_LANGUAGE]
     return samples, list(NEAR_MISSES)
