@@ -28,9 +28,9 @@ Why these libraries:
 Speed: ingest scrubs every turn, so ordinary English must cost next to nothing.
 - Single-character membership tests (memchr in C) rule families out: no '@', no email; no
   digit, nothing numeric; no ':', no IPv6.
-- Text with digits is translated once to a byte "shape" (digits to 0, capitals to A) in which
+- Text with digits is translated once to a byte "shape" (digits to 0, letters to A) in which
   substring tests find the hints of each numeric family: 9+ digits in a run (cards, SSNs,
-  phones), a dotted quad (IPv4), two capitals and two digits (IBAN). Dates, times, versions,
+  phones), a dotted quad (IPv4), two letters and two digits (IBAN). Dates, times, versions,
   prices and counts give no hint, so their text costs that translation and nothing else.
 - Every pattern starts with a character class or a literal, never a lookbehind (those come
   after the first character), so `re` skips through the text in C instead of trying the whole
@@ -40,7 +40,7 @@ Linear time, whatever the input: every pattern reads a bounded window around its
 candidate that fails is skipped whole (a 200 kB run of "1:1:1:" is one failed IPv6 candidate,
 not 100,000), and `scrub_text` makes at most `MAX_ROUNDS` passes.
 Passes run most specific first: a URL may hold an IP or digits, an IBAN holds card-like groups,
-and the phone matcher, last, would accept some of the others' digit runs.
+and the phone pass, last, would accept some of the others' digit runs.
 """
 
 from __future__ import annotations
