@@ -317,6 +317,7 @@ def _find_emails(text: str) -> list[tuple[int, int]]:
 # Numeric families: each check returns how many leading characters of the candidate are PII.
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_card(digits: str) -> bool:
     if not 12 <= len(digits) <= 19 or not _luhn.is_valid(digits):
         return False
@@ -576,10 +577,10 @@ def scrub_text(text: str, counts: Counter[str] | None = None) -> str:
     # once its neighbour is a placeholder). Text with nothing found costs one round; at most
     # MAX_ROUNDS, so a hostile chain of such items stays linear.
     for _ in range(MAX_ROUNDS):
-        before = counts.total()
-        text = _scrub_once(text, counts)
-        if counts.total() == before:
+        scrubbed = _scrub_once(text, counts)
+        if scrubbed == text:  # every replacement changes the text; a C compare, no counting
             break
+        text = scrubbed
     return text
 
 
