@@ -60,6 +60,24 @@ def settings() -> Settings:
     )
 
 
+# Regions whose national formats (numbers written without a country code) the scrubber reads:
+# the most populous and the most common in English-language data, on every continent. A number
+# with its country code (+44 ..., 0044 ...) is found whatever this list holds.
+DEFAULT_PHONE_REGIONS = (
+    "US", "CA", "GB", "IE", "AU", "NZ", "IN", "PK", "BD", "CN", "JP", "KR", "ID", "PH", "VN", "TH",
+    "MY", "SG", "DE", "FR", "ES", "IT", "NL", "BE", "CH", "AT", "PL", "SE", "PT", "RU", "UA", "TR",
+    "BR", "MX", "AR", "CO", "ZA", "NG", "KE", "EG", "SA", "AE", "IL",
+)
+
+
+def phone_regions() -> tuple[str, ...]:
+    """$ANNOTATOR_PHONE_REGIONS (two-letter region codes, comma- or space-separated; the first
+    is the study's main locale), else `DEFAULT_PHONE_REGIONS`."""
+    value = os.environ.get("ANNOTATOR_PHONE_REGIONS", "")
+    regions = tuple(dict.fromkeys(r.upper() for r in value.replace(",", " ").split()))
+    return regions or DEFAULT_PHONE_REGIONS
+
+
 def default_db_path() -> Path:
     return settings().db_path
 

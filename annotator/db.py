@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import sqlite_utils
 
+from . import study_key
 from .errors import AnnotatorError, NotAStudyError
 from .models import (
     Annotation,
@@ -278,6 +279,12 @@ def _add_extraction_claims(db: sqlite_utils.Database) -> None:
     db["model_calls"].create_index(["status"])
 
 
+def _add_study_key(db: sqlite_utils.Database) -> None:
+    # Conversation ids become keyed hashes of the unscrubbed text (study_key.py); the table
+    # holds the key's fingerprint and whether older conversations keep content-hash ids.
+    study_key.create_table(db)
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_core_tables", _create_core_tables),
     ("0002_ingest_runs", _add_ingest_runs),
@@ -288,6 +295,7 @@ MIGRATIONS: list[Migration] = [
     ("0007_drop_conversation_source_index", _drop_source_index),
     ("0008_label_sources", _add_label_sources),
     ("0009_extraction_claims", _add_extraction_claims),
+    ("0010_study_key", _add_study_key),
 ]
 
 

@@ -35,8 +35,10 @@ from .models import (
     GoldRecord,
     Labels,
     RejectedRecord,
+    content_id,
     utc_now,
 )
+from .study_key import study_key
 
 MAJORITY = "majority"
 
@@ -96,6 +98,7 @@ def import_gold(
     report = GoldImportReport()
     counts: Counter[str] = Counter()
     now = utc_now().isoformat()
+    key = study_key(db)
     for path in gold_files(paths):
         report.files.append(str(path))
         for line_no, record in _numbered_records(path):
@@ -103,8 +106,9 @@ def import_gold(
                 report.rejected.append(record)
                 continue
             raw = RawConversation(0, [(t.role.value, t.text) for t in record.turns])
-            row = conversation_row(raw, record.source, scrub, counts, now)
-            conversation_id = row[0]
+            row = conversation_row(raw, record.source, scrub, counts, now, key)
+            conversation_id = _gold_conversation_id(db, record.conversation_id, row)
+            row = (conversation_id, *row[1:])
             annotations = [
                 Annotation(
                     id=f"{record.source}:{conversation_id}:{labels.annotator}",
@@ -141,6 +145,25 @@ def import_gold(
             else:
                 report.gold_labels += 1
     return report
+
+
+def _gold_conversation_id(db: sqlite_utils.Database, named: str, row: tuple[Any, ...]) -> str:
+    """The id a gold record's conversation gets here: the one its file names, so a gold file
+    exported from this study links its labels to the rows already here (ids cannot be computed
+    again from the turns: they were made from the unscrubbed text, under the key of the study
+    that exported them). If that id names another conversation here (turns edited, or ids
+    made up), the record gets the id this study gives its text (`row[0]`), never merging two."""
+    stored = db.execute("select turns from conversations where id = ?", [named]).fetchone()
+    if stored is None or _same_turns(stored[0], row[3]):
+        return named
+    return str(row[0])
+
+
+def _same_turns(a: str, b: str) -> bool:
+    def pairs(turns_json: str) -> list[tuple[str, str]]:
+        return [(t["role"], t["text"]) for t in loads(turns_json, [])]
+
+    return content_id(pairs(a)) == content_id(pairs(b))
 
 
 # --- adjudication ------------------------------------------------------------------------------

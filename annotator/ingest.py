@@ -9,9 +9,10 @@ Formats (each also gzip-compressed, `.gz`):
 - CSV in long form: conversation id, turn index, role, text (other columns kept as metadata).
 
 Readers are generators of `RawConversation | RejectedRecord`, so memory stays flat whatever the
-file size. Rows are written in batches, one transaction each, with INSERT OR IGNORE on the
-content-hash id: an interrupted run leaves whole batches only, and a rerun adds just what is
-missing.
+file size. A conversation's id is a keyed hash of its text as read, before scrubbing, under the
+study's key (`study_key`): conversations that differ only in personal data stay apart. Rows are
+written in batches, one transaction each, with INSERT OR IGNORE on that id: an interrupted run
+leaves whole batches only, and a rerun adds just what is missing.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ import sqlite_utils
 
 from .db import dumps
 from .errors import InputError
-from .models import IngestReport, RejectedRecord, content_id, utc_now
+from .models import IngestReport, RejectedRecord, content_id, keyed_id, utc_now
 from .privacy import scrub_text, scrub_value
+from .study_key import has_legacy_ids, study_key
 
 BATCH_SIZE = 2000  # records parsed and scrubbed as one unit of work
 # Rows per transaction. Content-hash keys land all over the primary-key index, and each commit
@@ -632,22 +634,34 @@ class RowSettings:
     ingested_at: str
     transcript_field: str = "chosen"
     max_record_bytes: int = MAX_RECORD_BYTES
+    key: bytes | None = field(default=None, repr=False)  # the study's; never printed
+    legacy_ids: bool = False  # the study has conversations with unkeyed ids
 
 
 @dataclass(slots=True)
 class Batch:
-    """Rows ready to insert, with what was rejected and scrubbed on the way."""
+    """Rows ready to insert, with what was rejected and scrubbed on the way; with
+    `legacy_ids` set, the unkeyed id each row would have had, in the same order."""
 
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     rejected: list[RejectedRecord] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     last_line: int = 0
+    legacy_ids: list[str] = field(default_factory=list)
 
 
 def conversation_row(
-    raw: RawConversation, source: str, scrub: bool, counts: Counter[str], ingested_at: str
+    raw: RawConversation,
+    source: str,
+    scrub: bool,
+    counts: Counter[str],
+    ingested_at: str,
+    key: bytes | None = None,
 ) -> tuple[Any, ...]:
-    """The database row of one conversation: scrubbed turns, content id, JSON columns."""
+    """The database row of one conversation: scrubbed turns, id, JSON columns.
+
+    The id is `keyed_id` under the study's `key`, from the turns as read (before scrubbing);
+    without a key, the unkeyed content id of the stored turns (the id before keyed ids)."""
     if scrub:
         turns = [(role, scrub_text(text, counts)) for role, text in raw.turns]
         metadata = scrub_value(raw.metadata, counts) if raw.metadata else raw.metadata
@@ -656,7 +670,7 @@ def conversation_row(
         turns, metadata, external_id = raw.turns, raw.metadata, raw.external_id
     turns_json = orjson.dumps([{"role": role, "text": text} for role, text in turns]).decode()
     return (
-        content_id(turns),
+        keyed_id(key, raw.turns) if key is not None else content_id(turns),
         source,
         external_id,
         turns_json,
@@ -676,8 +690,9 @@ def build_batch(records: Iterable[Record], settings: RowSettings) -> Batch:
             continue
         try:
             row = conversation_row(
-                record, settings.source, settings.scrub, batch.counts, settings.ingested_at
-            )
+                record, settings.source, settings.scrub, batch.counts, settings.ingested_at,
+                settings.key,
+            )  # fmt: skip
         except (TypeError, ValueError, RecursionError) as exc:  # orjson: depth, integer range
             reason = f"cannot be stored ({type(exc).__name__}: {exc})"
             batch.rejected.append(
@@ -685,7 +700,30 @@ def build_batch(records: Iterable[Record], settings: RowSettings) -> Batch:
             )
             continue
         batch.rows.append(row)
+        if settings.legacy_ids:
+            batch.legacy_ids.append(content_id(_stored_pairs(row[3])))
     return batch
+
+
+def _stored_pairs(turns_json: str) -> list[tuple[str, str]]:
+    return [(turn["role"], turn["text"]) for turn in orjson.loads(turns_json)]
+
+
+def _without_legacy_duplicates(db: sqlite_utils.Database, batch: Batch) -> list[tuple[Any, ...]]:
+    """The rows of `batch` whose unkeyed id is not in the study: a conversation stored before
+    keyed ids, under the hash of its stored text, is not stored again."""
+    present: set[str] = set()
+    ids = batch.legacy_ids
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        present.update(
+            r[0] for r in db.execute(
+                f"select id from conversations where id in ({','.join('?' * len(chunk))})", chunk
+            )
+        )  # fmt: skip
+    if not present:
+        return batch.rows
+    return [row for row, old in zip(batch.rows, ids, strict=True) if old not in present]
 
 
 @dataclass(slots=True, frozen=True)
@@ -1083,6 +1121,7 @@ def ingest(
     ingested_at = utc_now().isoformat()
     workers = _default_workers(files) if workers is None else workers
     rejections = _Rejections(report, keep_rejected, Path(rejects) if rejects else None)
+    key, legacy = study_key(db), has_legacy_ids(db)
     pool: _Pool | None = None
     pending: list[tuple[Any, ...]] = []
 
@@ -1107,10 +1146,15 @@ def ingest(
                 ingested_at=ingested_at,
                 transcript_field=transcript_field,
                 max_record_bytes=max_record_bytes,
+                key=key,
+                legacy_ids=legacy,
             )
             on_bytes = (lambda n, p=path, t=total: progress(str(p), n, t)) if progress else None
             for batch in file_batches(path, settings, batch_size, pool, on_bytes):
-                pending.extend(batch.rows)
+                rows = _without_legacy_duplicates(db, batch) if legacy else batch.rows
+                report.duplicates += len(batch.rows) - len(rows)
+                report.read += len(batch.rows) - len(rows)
+                pending.extend(rows)
                 rejections.add(batch.rejected)
                 counts.update(batch.counts)
                 flush(at_least=commit_every)

@@ -434,11 +434,12 @@ def test_an_exported_jsonl_ingests_back_losslessly(study, tmp_path):
     assert ingested.exit_code == 0, ingested.output
     original = {c.id: c.turns for c in iter_conversations(open_db(study))}
     exported_ids = [r["conversation_id"] for r in jsonl_rows(out)]
-    back = {c.id: c for c in iter_conversations(open_db(fresh))}
+    # Each study keys its own ids (study_key.py): the exported id comes back as the external id.
+    back = {c.external_id: c for c in iter_conversations(open_db(fresh))}
     assert sorted(back) == sorted(exported_ids)
     for conversation_id, conversation in back.items():
         assert conversation.turns == original[conversation_id]
-        assert conversation.external_id == conversation_id
+        assert conversation.id != conversation_id
         assert conversation.metadata["response_type"]  # the labels ride along as metadata
 
 

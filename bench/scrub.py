@@ -1,0 +1,155 @@
+"""Scrubbing benchmark: recall per kind, near-misses changed and throughput of
+`annotator.privacy.scrub_text`, beside Microsoft Presidio's pattern recognisers on the same set.
+
+The set is tests/pii_corpus.py (phones of 15 regions in national, international, E.164 and Faker
+formats and in unassigned ranges; cards of 8 brands in every grouping; IBANs of 8 countries,
+grouped, compact and lowercase; SSNs dashed, spaced, dotted and bare; emails, URLs, IPv4 and
+IPv6; 60 near-misses). An item counts as found when it is gone from the output (Presidio: when
+a result of its entity type covers it); a near-miss counts as changed when anything in it is
+replaced (Presidio: when any result touches it).
+
+Presidio is not a dependency of annotator: it runs in its own virtual environment, made on
+first use (`python -m venv` and `pip install presidio-analyzer`, about a minute), by default
+~/.cache/annotator/bench-presidio-venv (`--presidio-venv`). Only its pattern recognisers run
+(email, phone, URL, IP, credit card, IBAN, US SSN), called directly with no NLP engine: the
+AnalyzerEngine would need a spaCy language model, a download this project does not make.
+
+    python bench/scrub.py                 # both
+    python bench/scrub.py --no-presidio   # annotator only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import pii_corpus  # noqa: E402
+
+from annotator.privacy import PLACEHOLDERS, scrub_text  # noqa: E402
+
+DEFAULT_VENV = Path.home() / ".cache/annotator/bench-presidio-venv"
+KINDS = ("PHONE", "CARD", "IBAN", "SSN", "EMAIL", "URL", "IP")
+
+# Runs inside the Presidio venv: reads texts (JSON) on stdin, writes per text the results of
+# every pattern recogniser, then the seconds the whole set took (best of `repeat`).
+PRESIDIO = r"""
+import json, sys, time
+from presidio_analyzer.predefined_recognizers import (
+    CreditCardRecognizer, EmailRecognizer, IbanRecognizer, IpRecognizer, PhoneRecognizer,
+    UrlRecognizer, UsSsnRecognizer)
+recognizers = [EmailRecognizer(), PhoneRecognizer(), UrlRecognizer(), IpRecognizer(),
+               CreditCardRecognizer(), IbanRecognizer(), UsSsnRecognizer()]
+texts, repeat = json.load(sys.stdin)
+def analyze(text):
+    found = []
+    for recognizer in recognizers:
+        for r in recognizer.analyze(text, recognizer.supported_entities, None) or []:
+            if r.score > 0:
+                found.append((r.entity_type, r.start, r.end))
+    return found
+results = [analyze(t) for t in texts]
+best = float("inf")
+for _ in range(repeat):
+    started = time.perf_counter()
+    for t in texts:
+        analyze(t)
+    best = min(best, time.perf_counter() - started)
+import importlib.metadata as md
+json.dump({"results": results, "seconds": best,
+           "version": md.version("presidio-analyzer")}, sys.stdout)
+"""
+ENTITY_KIND = {
+    "EMAIL_ADDRESS": "EMAIL", "PHONE_NUMBER": "PHONE", "URL": "URL", "IP_ADDRESS": "IP",
+    "CREDIT_CARD": "CARD", "IBAN_CODE": "IBAN", "US_SSN": "SSN",
+}
+
+
+def ensure_presidio(venv: Path) -> Path:
+    """The Presidio venv's python, creating the venv on first use."""
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", "import presidio_analyzer"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    print(f"installing presidio-analyzer into {venv} (once) ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "presidio-analyzer"], check=True)
+    return python
+
+
+def run_presidio(python: Path, texts: list[str], repeat: int) -> dict:
+    proc = subprocess.run(
+        [str(python), "-c", PRESIDIO], input=json.dumps([texts, repeat]), capture_output=True,
+        text=True, check=False,
+    )
+    if proc.returncode:
+        raise SystemExit(f"presidio failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout)
+
+
+def annotator_scores(samples: list[pii_corpus.Sample], near: list[str], repeat: int) -> dict:
+    found = Counter(
+        s.kind for s in samples
+        if s.value not in (out := scrub_text(s.text)) and PLACEHOLDERS[s.kind] in out
+    )
+    changed = sum(scrub_text(t) != t for t in near)
+    texts = [s.text for s in samples] + near
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        for text in texts:
+            scrub_text(text)
+        best = min(best, time.perf_counter() - started)
+    return {"found": found, "changed": changed, "seconds": best}
+
+
+def presidio_scores(samples: list[pii_corpus.Sample], near: list[str], output: dict) -> dict:
+    results = output["results"]
+    found: Counter[str] = Counter()
+    for sample, hits in zip(samples, results, strict=False):
+        start = sample.text.index(sample.value)
+        end = start + len(sample.value)
+        if any(ENTITY_KIND.get(kind) == sample.kind and s <= start and e >= end
+               for kind, s, e in hits):
+            found[sample.kind] += 1
+    changed = sum(bool(hits) for hits in results[len(samples) :])
+    return {"found": found, "changed": changed, "seconds": output["seconds"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presidio-venv", type=Path, default=DEFAULT_VENV)
+    parser.add_argument("--no-presidio", action="store_true")
+    parser.add_argument("--repeat", type=int, default=5, help="timing runs (the best counts)")
+    parser.add_argument("--seed", type=int, default=12)
+    args = parser.parse_args()
+    samples, near = pii_corpus.build(args.seed)
+    texts = [s.text for s in samples] + near
+    kilobytes = sum(len(t.encode()) for t in texts) / 1000
+    totals = Counter(s.kind for s in samples)
+    print(f"set: {len(samples)} items in sentences, {len(near)} near-misses, {kilobytes:.0f} kB")
+    columns = {"annotator": annotator_scores(samples, near, args.repeat)}
+    if not args.no_presidio:
+        output = run_presidio(ensure_presidio(args.presidio_venv), texts, args.repeat)
+        columns[f"presidio {output['version']} (patterns)"] = presidio_scores(samples, near, output)
+    print(f"{'recall':<14}" + "".join(f"{name:>34}" for name in columns))
+    for kind in KINDS:
+        cells = [f"{c['found'][kind]:>4}/{totals[kind]:<4} {c['found'][kind] / totals[kind]:>6.1%}"
+                 for c in columns.values()]
+        print(f"{kind:<14}" + "".join(f"{cell:>34}" for cell in cells))
+    cells = [f"{c['changed']}/{len(near)} {c['changed'] / len(near):>6.1%}"
+             for c in columns.values()]
+    print(f"{'near-misses':<14}" + "".join(f"{cell:>34}" for cell in cells))
+    cells = [f"{kilobytes / c['seconds']:,.0f} kB/s" for c in columns.values()]
+    print(f"{'throughput':<14}" + "".join(f"{cell:>34}" for cell in cells))
+
+
+if __name__ == "__main__":
+    main()
