@@ -820,8 +820,13 @@ def push(
         ),
     ] = None,
     values: Annotated[
-        int, typer.Option(help="List this many most frequent values (plus all predicted ones).")
-    ] = 300,
+        int,
+        typer.Option(
+            help="List this many most frequent values (plus all predicted ones) in the value "
+            "picker; any other value is typed into Other AI values. More makes each task "
+            "slower to open (300: about 0.55 s instead of 0.47 s)."
+        ),
+    ] = 100,
     all_values: Annotated[
         bool, typer.Option("--all-values", help="List the whole tree (slower task switching).")
     ] = False,

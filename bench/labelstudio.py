@@ -37,6 +37,7 @@ from pathlib import Path
 
 from annotator import labelstudio as ls_lib
 from annotator import labelstudio_config as lsc
+from annotator import labelstudio_instances as instances
 from annotator import labelstudio_server as server
 from annotator.db import (
     conversation_to_row,
@@ -224,15 +225,16 @@ def form_speed(
 
     db_path = study / f"form-{top_values}-{len(list(study.glob('form-*.db')))}.db"
     build_study(db_path, samples + 10)
-    # no blind share: every task is pre-filled, so Submit goes through without clicks
-    report = ls_lib.push(
-        db_path, project=db_path.stem, blind_share=0.0, top_values=top_values
-    )
+    # The reviewer's own instance, as `add-user` makes by default (isolated review); no blind
+    # share: every task is pre-filled, so Submit goes through without clicks.
     reviewer = ls_lib.add_user(db_path, "reviewer@bench.local")
+    report = ls_lib.push(
+        db_path, project=db_path.stem, blind_share=0.0, top_values=top_values, overlap=1
+    )
     taxonomy = load_taxonomy()
-    _, ls = ls_lib.connect(db_path)
-    schema = lsc.parse_config(ls.projects.get(id=report.project_id).label_config)
-    url, project_id = report.url, report.project_id
+    ls = ls_lib.client(instances.connection(instances.instance(db_path, reviewer.email)))
+    url, project_id = reviewer.url, report.reviewers[0].project_id
+    schema = lsc.parse_config(ls.projects.get(id=project_id).label_config)
     opens, switches, nexts = [], [], []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
@@ -379,6 +381,7 @@ def main() -> int:
                 ok = print_form(figures) and ok
         finally:
             server.stop(db_path)
+            instances.stop_all(db_path)
     return 0 if ok else 1
 
 
