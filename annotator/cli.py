@@ -1044,6 +1044,97 @@ def serve(
     open_existing_db(path).conn.close()  # a missing or foreign file: one line, not a page
     serve_app(path, port=port, address=address, open_browser=browser, gold_dir=gold_dir)
 
+# --- one conversation ----------------------------------------------------------------------------
+
+
+@app.command()
+@cli_errors
+def show(
+    conversation: Annotated[
+        str, typer.Argument(help="A conversation id, or any unique prefix of one.")
+    ],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Everything the study holds about one conversation: its turns, each prompt version's
+    proposal (values with their evidence quotes, cost), every annotation (deleted, cancelled
+    and incomplete ones flagged), the gold label, and its Label Studio tasks with links.
+
+    Example: annotator show 3f9a2c --db study.db
+    """
+    from .db import open_existing_db
+    from .show import conversation_record
+
+    path = db_path(db)
+    database = open_existing_db(path)
+    record = conversation_record(database, conversation, db_path=path)
+    if as_json:
+        print_json(record)
+        return
+    _print_conversation(record)
+
+
+def _heading(text: str) -> None:
+    console.print(f"\n[bold]{escape(text)}[/]", highlight=False, soft_wrap=True)
+
+
+def _yes_no(value: Any) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def _print_conversation(r: dict[str, Any]) -> None:
+    """The record of `annotator show`, as text: every data string printed as it is."""
+    where = f"source {r['source'] or '-'}" + (
+        f", external id {r['external_id']}" if r["external_id"] else "")
+    _say(f"Conversation {r['id']} ({where}; {len(r['turns'])} turns)")
+    _heading("Turns")
+    for i, turn in enumerate(r["turns"], start=1):
+        _say(f"[{i}] {turn.get('role')}: {turn.get('text')}")
+    _heading(f"Proposals ({len(r['proposals'])})")
+    for p in r["proposals"]:
+        cost = f"${p['cost_usd']:.4f}" if p["cost_usd"] is not None else "-"
+        _say(f"{p['prompt']} · model {p['model']} · {p['status']} · response type "
+             f"{p['response_type'] or '-'} · subjective {_yes_no(p['subjective'])} · cost {cost}")
+        if p["error"]:
+            _say(f"  error: {p['error']}")
+        for v in p["ai_values"]:
+            quote = f' — "{v["evidence"]}"' if v.get("evidence") else ""
+            free = " (free value)" if v.get("node_id") is None and "node_id" in v else ""
+            _say(f"  AI value: {v.get('name')}{free}{quote}")
+        if p["human_values"]:
+            _say("  human values: " + ", ".join(str(v.get("name")) for v in p["human_values"]))
+    _heading(f"Annotations ({len(r['annotations'])})")
+    for a in r["annotations"]:
+        flags = [f for f, on in (("deleted", a["deleted"]), ("cancelled", a["cancelled"])) if on]
+        if a["missing"]:
+            flags.append("incomplete: no " + " and no ".join(a["missing"]))
+        if a["edited_by"]:
+            flags.append(f"edited by {a['edited_by']}")
+        _say(f"{a['annotator']} ({a['source'] or 'no source'})"
+             + (f" [{'; '.join(flags)}]" if flags else ""))
+        _say(f"  response type {a['response_type'] or '-'} · subjective "
+             f"{_yes_no(a['subjective'])}")
+        _say("  AI values: " + (", ".join(a["ai_values"]) or "-"))
+        _say("  human values: " + (", ".join(a["human_values"]) or "-"))
+        if a["notes"]:
+            _say(f"  notes: {a['notes']}")
+    g = r["gold"]
+    _heading("Gold")
+    if g is None:
+        _say("not decided")
+    else:
+        _say(f"decided by {g['decided_by']} at {g['decided_at'] or '-'}")
+        _say(f"  response type {g['response_type'] or '-'} · subjective "
+             f"{_yes_no(g['subjective'])}")
+        _say("  AI values: " + (", ".join(g["ai_values"]) or "-"))
+        _say("  human values: " + (", ".join(g["human_values"]) or "-"))
+    _heading(f"Label Studio tasks ({len(r['tasks'])})")
+    for t in r["tasks"]:
+        how = "blind" if t["blind"] else f"pre-filled by {t['prefilled_by_name'] or '-'}"
+        _say(f"{t['server']} · project {t['project_id']} · task {t['task_id']} · {how}"
+             + (f" · {t['url']}" if t["url"] else ""))
+
+
 # --- adjudication and export ----------------------------------------------------------------
 
 
