@@ -1138,6 +1138,62 @@ def _print_conversation(r: dict[str, Any]) -> None:
 # --- adjudication and export ----------------------------------------------------------------
 
 
+@app.command("import-labels")
+@cli_errors
+def import_labels(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Label files: .jsonl (one object a line) or .csv.")
+    ],
+    annotator: Annotated[
+        str | None,
+        typer.Option("--annotator", help="Annotator of rows that name none.",
+                     show_default=False),
+    ] = None,
+    db: DbOption = None,
+    summaries: SummariesOption = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Read labels made outside Label Studio into the study, as annotations; safe to rerun.
+
+    Fields (JSONL keys or CSV columns): conversation (the full id, a unique id prefix, or the
+    conversation's external id), annotator, ai_values and human_values (JSON lists; in CSV,
+    names separated by `;`), response_type (one of the seven), subjective (true, false, yes,
+    no), notes (optional). Value names resolve against the taxonomy as `pull` does; names outside
+    it are kept as free values and counted. A row without a response type or subjective is kept
+    as incomplete. Each file is its own source (`import:<file name>`): importing it again
+    changes only its own rows. Bad lines are listed with file, line and reason while the good
+    ones land; the exit code is then 1. Then `annotator adjudicate` and `annotator agreement`
+    work as after a pull.
+
+    Example: annotator import-labels labels.csv --annotator alice --db study.db
+    """
+    from .db import open_existing_db
+    from .import_labels import import_labels as run_import
+
+    database = open_existing_db(db_path(db))
+    report = run_import(database, paths, annotator=annotator)
+    if as_json:
+        print_json({**report.model_dump(), "landed": report.landed,
+                    "app_summaries": _precompute_summaries(db_path(db), summaries, True)})
+    else:
+        for bad in report.rejected[:SHOWN_ITEMS]:
+            err_console.print(f"[yellow]rejected[/] {escape(bad.file)}:{bad.line}: "
+                              f"{escape(bad.reason)}", highlight=False, soft_wrap=True)
+        if len(report.rejected) > SHOWN_ITEMS:
+            err_console.print(f"  … and {len(report.rejected) - SHOWN_ITEMS:,} more (all of "
+                              "them: --json)", highlight=False)
+        _say(f"{report.read} rows read from {len(report.files)} files: {report.new} new, "
+             f"{report.updated} updated, {report.unchanged} unchanged, {len(report.rejected)} "
+             f"rejected; {report.incomplete} incomplete (no response type or subjective); "
+             f"{report.free_values} values outside the taxonomy kept as free values")
+        if report.free_value_names:
+            shown = list(report.free_value_names.items())[:SHOWN_ITEMS]
+            _say("  free values: " + ", ".join(f"{name} ({n})" for name, n in shown))
+        _precompute_summaries(db_path(db), summaries, False)
+    if report.rejected:
+        raise typer.Exit(1)
+
+
 @app.command()
 @cli_errors
 def adjudicate(
