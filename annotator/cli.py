@@ -1238,6 +1238,80 @@ def adjudicate(
     _precompute_summaries(db_path(db), summaries, False)
 
 
+gold_app = typer.Typer(
+    help=(
+        "Gold files (JSONL, one conversation a line: turns, annotations, gold label): load one "
+        "into the study, or save the study's gold labels.\n\nExample: annotator gold load "
+        "gold/ && annotator gold save gold/study.jsonl"
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(gold_app, name="gold")
+
+
+@gold_app.command("load")
+@cli_errors
+def gold_load(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Gold .jsonl files, or folders of them.")
+    ],
+    db: DbOption = None,
+    no_scrub: Annotated[
+        bool,
+        typer.Option("--no-scrub", help="Store the turns as they are (not scrubbed)."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Load gold files into the study: their conversations, each annotator's labels (source
+    `gold:<file source>`) and the gold labels; safe to rerun.
+
+    A gold label without a response type or subjective is not loaded (its conversation and
+    annotations are) and is listed, like a line that does not parse; the exit code is then 1.
+
+    Example: annotator gold load gold/ --db study.db
+    """
+    from .db import open_db
+    from .gold import import_gold
+
+    report = import_gold(open_db(db_path(db)), paths, scrub=not no_scrub)
+    if as_json:
+        print_json(report.model_dump())
+    else:
+        for bad in report.rejected[:SHOWN_ITEMS]:
+            err_console.print(f"[yellow]rejected[/] {escape(bad.file)}:{bad.line}: "
+                              f"{escape(bad.reason)}", highlight=False, soft_wrap=True)
+        if len(report.rejected) > SHOWN_ITEMS:
+            err_console.print(f"  … and {len(report.rejected) - SHOWN_ITEMS:,} more (all of "
+                              "them: --json)", highlight=False)
+        _say(f"{len(report.files)} files: {report.conversations} conversations, "
+             f"{report.annotations} annotations, {report.gold_labels} gold labels loaded; "
+             f"{len(report.rejected)} rejected")
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+@gold_app.command("save")
+@cli_errors
+def gold_save(
+    path: Annotated[Path, typer.Argument(help="The gold .jsonl file to write (replaced).")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write the study's gold labels to a JSONL file, one conversation a line, sorted by id:
+    its turns, its live annotations and its gold label (the file `gold load` reads).
+
+    Example: annotator gold save gold/study.jsonl --db study.db
+    """
+    from .db import open_existing_db
+    from .gold import write_gold_file
+
+    written = write_gold_file(open_existing_db(db_path(db)), path)
+    if as_json:
+        print_json({"written": written, "path": str(path)})
+        return
+    _say(f"wrote {written} gold records to {path}")
+
+
 @app.command()
 @cli_errors
 def export(
