@@ -1044,7 +1044,154 @@ def serve(
     open_existing_db(path).conn.close()  # a missing or foreign file: one line, not a page
     serve_app(path, port=port, address=address, open_browser=browser, gold_dir=gold_dir)
 
+# --- one conversation ----------------------------------------------------------------------------
+
+
+@app.command()
+@cli_errors
+def show(
+    conversation: Annotated[
+        str, typer.Argument(help="A conversation id, or any unique prefix of one.")
+    ],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Everything the study holds about one conversation: its turns, each prompt version's
+    proposal (values with their evidence quotes, cost), every annotation (deleted, cancelled
+    and incomplete ones flagged), the gold label, and its Label Studio tasks with links.
+
+    Example: annotator show 3f9a2c --db study.db
+    """
+    from .db import open_existing_db
+    from .show import conversation_record
+
+    path = db_path(db)
+    database = open_existing_db(path)
+    record = conversation_record(database, conversation, db_path=path)
+    if as_json:
+        print_json(record)
+        return
+    _print_conversation(record)
+
+
+def _heading(text: str) -> None:
+    console.print(f"\n[bold]{escape(text)}[/]", highlight=False, soft_wrap=True)
+
+
+def _yes_no(value: Any) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def _print_conversation(r: dict[str, Any]) -> None:
+    """The record of `annotator show`, as text: every data string printed as it is."""
+    where = f"source {r['source'] or '-'}" + (
+        f", external id {r['external_id']}" if r["external_id"] else "")
+    _say(f"Conversation {r['id']} ({where}; {len(r['turns'])} turns)")
+    _heading("Turns")
+    for i, turn in enumerate(r["turns"], start=1):
+        _say(f"[{i}] {turn.get('role')}: {turn.get('text')}")
+    _heading(f"Proposals ({len(r['proposals'])})")
+    for p in r["proposals"]:
+        cost = f"${p['cost_usd']:.4f}" if p["cost_usd"] is not None else "-"
+        _say(f"{p['prompt']} · model {p['model']} · {p['status']} · response type "
+             f"{p['response_type'] or '-'} · subjective {_yes_no(p['subjective'])} · cost {cost}")
+        if p["error"]:
+            _say(f"  error: {p['error']}")
+        for v in p["ai_values"]:
+            quote = f' — "{v["evidence"]}"' if v.get("evidence") else ""
+            free = " (free value)" if v.get("node_id") is None and "node_id" in v else ""
+            _say(f"  AI value: {v.get('name')}{free}{quote}")
+        if p["human_values"]:
+            _say("  human values: " + ", ".join(str(v.get("name")) for v in p["human_values"]))
+    _heading(f"Annotations ({len(r['annotations'])})")
+    for a in r["annotations"]:
+        flags = [f for f, on in (("deleted", a["deleted"]), ("cancelled", a["cancelled"])) if on]
+        if a["missing"]:
+            flags.append("incomplete: no " + " and no ".join(a["missing"]))
+        if a["edited_by"]:
+            flags.append(f"edited by {a['edited_by']}")
+        _say(f"{a['annotator']} ({a['source'] or 'no source'})"
+             + (f" [{'; '.join(flags)}]" if flags else ""))
+        _say(f"  response type {a['response_type'] or '-'} · subjective "
+             f"{_yes_no(a['subjective'])}")
+        _say("  AI values: " + (", ".join(a["ai_values"]) or "-"))
+        _say("  human values: " + (", ".join(a["human_values"]) or "-"))
+        if a["notes"]:
+            _say(f"  notes: {a['notes']}")
+    g = r["gold"]
+    _heading("Gold")
+    if g is None:
+        _say("not decided")
+    else:
+        _say(f"decided by {g['decided_by']} at {g['decided_at'] or '-'}")
+        _say(f"  response type {g['response_type'] or '-'} · subjective "
+             f"{_yes_no(g['subjective'])}")
+        _say("  AI values: " + (", ".join(g["ai_values"]) or "-"))
+        _say("  human values: " + (", ".join(g["human_values"]) or "-"))
+    _heading(f"Label Studio tasks ({len(r['tasks'])})")
+    for t in r["tasks"]:
+        how = "blind" if t["blind"] else f"pre-filled by {t['prefilled_by_name'] or '-'}"
+        _say(f"{t['server']} · project {t['project_id']} · task {t['task_id']} · {how}"
+             + (f" · {t['url']}" if t["url"] else ""))
+
+
 # --- adjudication and export ----------------------------------------------------------------
+
+
+@app.command("import-labels")
+@cli_errors
+def import_labels(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Label files: .jsonl (one object a line) or .csv.")
+    ],
+    annotator: Annotated[
+        str | None,
+        typer.Option("--annotator", help="Annotator of rows that name none.",
+                     show_default=False),
+    ] = None,
+    db: DbOption = None,
+    summaries: SummariesOption = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Read labels made outside Label Studio into the study, as annotations; safe to rerun.
+
+    Fields (JSONL keys or CSV columns): conversation (the full id, a unique id prefix, or the
+    conversation's external id), annotator, ai_values and human_values (JSON lists; in CSV,
+    names separated by `;`), response_type (one of the seven), subjective (true, false, yes,
+    no), notes (optional). Value names resolve against the taxonomy as `pull` does; names outside
+    it are kept as free values and counted. A row without a response type or subjective is kept
+    as incomplete. Each file is its own source (`import:<file name>`): importing it again
+    changes only its own rows. Bad lines are listed with file, line and reason while the good
+    ones land; the exit code is then 1. Then `annotator adjudicate` and `annotator agreement`
+    work as after a pull.
+
+    Example: annotator import-labels labels.csv --annotator alice --db study.db
+    """
+    from .db import open_existing_db
+    from .import_labels import import_labels as run_import
+
+    database = open_existing_db(db_path(db))
+    report = run_import(database, paths, annotator=annotator)
+    if as_json:
+        print_json({**report.model_dump(), "landed": report.landed,
+                    "app_summaries": _precompute_summaries(db_path(db), summaries, True)})
+    else:
+        for bad in report.rejected[:SHOWN_ITEMS]:
+            err_console.print(f"[yellow]rejected[/] {escape(bad.file)}:{bad.line}: "
+                              f"{escape(bad.reason)}", highlight=False, soft_wrap=True)
+        if len(report.rejected) > SHOWN_ITEMS:
+            err_console.print(f"  … and {len(report.rejected) - SHOWN_ITEMS:,} more (all of "
+                              "them: --json)", highlight=False)
+        _say(f"{report.read} rows read from {len(report.files)} files: {report.new} new, "
+             f"{report.updated} updated, {report.unchanged} unchanged, {len(report.rejected)} "
+             f"rejected; {report.incomplete} incomplete (no response type or subjective); "
+             f"{report.free_values} values outside the taxonomy kept as free values")
+        if report.free_value_names:
+            shown = list(report.free_value_names.items())[:SHOWN_ITEMS]
+            _say("  free values: " + ", ".join(f"{name} ({n})" for name, n in shown))
+        _precompute_summaries(db_path(db), summaries, False)
+    if report.rejected:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -1089,6 +1236,80 @@ def adjudicate(
     if written is not None:
         console.print(f"wrote {written} gold records to {escape(str(gold_file))}")
     _precompute_summaries(db_path(db), summaries, False)
+
+
+gold_app = typer.Typer(
+    help=(
+        "Gold files (JSONL, one conversation a line: turns, annotations, gold label): load one "
+        "into the study, or save the study's gold labels.\n\nExample: annotator gold load "
+        "gold/ && annotator gold save gold/study.jsonl"
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(gold_app, name="gold")
+
+
+@gold_app.command("load")
+@cli_errors
+def gold_load(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Gold .jsonl files, or folders of them.")
+    ],
+    db: DbOption = None,
+    no_scrub: Annotated[
+        bool,
+        typer.Option("--no-scrub", help="Store the turns as they are (not scrubbed)."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Load gold files into the study: their conversations, each annotator's labels (source
+    `gold:<file source>`) and the gold labels; safe to rerun.
+
+    A gold label without a response type or subjective is not loaded (its conversation and
+    annotations are) and is listed, like a line that does not parse; the exit code is then 1.
+
+    Example: annotator gold load gold/ --db study.db
+    """
+    from .db import open_db
+    from .gold import import_gold
+
+    report = import_gold(open_db(db_path(db)), paths, scrub=not no_scrub)
+    if as_json:
+        print_json(report.model_dump())
+    else:
+        for bad in report.rejected[:SHOWN_ITEMS]:
+            err_console.print(f"[yellow]rejected[/] {escape(bad.file)}:{bad.line}: "
+                              f"{escape(bad.reason)}", highlight=False, soft_wrap=True)
+        if len(report.rejected) > SHOWN_ITEMS:
+            err_console.print(f"  … and {len(report.rejected) - SHOWN_ITEMS:,} more (all of "
+                              "them: --json)", highlight=False)
+        _say(f"{len(report.files)} files: {report.conversations} conversations, "
+             f"{report.annotations} annotations, {report.gold_labels} gold labels loaded; "
+             f"{len(report.rejected)} rejected")
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+@gold_app.command("save")
+@cli_errors
+def gold_save(
+    path: Annotated[Path, typer.Argument(help="The gold .jsonl file to write (replaced).")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write the study's gold labels to a JSONL file, one conversation a line, sorted by id:
+    its turns, its live annotations and its gold label (the file `gold load` reads).
+
+    Example: annotator gold save gold/study.jsonl --db study.db
+    """
+    from .db import open_existing_db
+    from .gold import write_gold_file
+
+    written = write_gold_file(open_existing_db(db_path(db)), path)
+    if as_json:
+        print_json({"written": written, "path": str(path)})
+        return
+    _say(f"wrote {written} gold records to {path}")
 
 
 @app.command()
