@@ -99,7 +99,8 @@ def study(labelstudio) -> Study:  # noqa: F811
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", False)
     db_path = labelstudio.db("form")
     _study(db_path, 4)
-    prefilled = ls_lib.push(db_path, project="form-prefilled", blind_share=0.0)
+    # 300 values listed, so the twin clusters' values are in the picker (the default lists 100)
+    prefilled = ls_lib.push(db_path, project="form-prefilled", blind_share=0.0, top_values=300)
     blind = ls_lib.push(db_path, project="form-blind", blind_share=1.0)
     assert prefilled.blind_tasks == 0 and blind.blind_tasks == 4
     return Study(
