@@ -1176,12 +1176,8 @@ def import_labels(
         print_json({**report.model_dump(), "landed": report.landed,
                     "app_summaries": _precompute_summaries(db_path(db), summaries, True)})
     else:
-        for bad in report.rejected[:SHOWN_ITEMS]:
-            err_console.print(f"[yellow]rejected[/] {escape(bad.file)}:{bad.line}: "
-                              f"{escape(bad.reason)}", highlight=False, soft_wrap=True)
-        if len(report.rejected) > SHOWN_ITEMS:
-            err_console.print(f"  … and {len(report.rejected) - SHOWN_ITEMS:,} more (all of "
-                              "them: --json)", highlight=False)
+        print_listed([(f"{bad.file}:{bad.line}", bad.reason) for bad in report.rejected],
+                     "rejected")
         _say(f"{report.read} rows read from {len(report.files)} files: {report.new} new, "
              f"{report.updated} updated, {report.unchanged} unchanged, {len(report.rejected)} "
              f"rejected; {report.incomplete} incomplete (no response type or subjective); "
@@ -1277,12 +1273,8 @@ def gold_load(
     if as_json:
         print_json(report.model_dump())
     else:
-        for bad in report.rejected[:SHOWN_ITEMS]:
-            err_console.print(f"[yellow]rejected[/] {escape(bad.file)}:{bad.line}: "
-                              f"{escape(bad.reason)}", highlight=False, soft_wrap=True)
-        if len(report.rejected) > SHOWN_ITEMS:
-            err_console.print(f"  … and {len(report.rejected) - SHOWN_ITEMS:,} more (all of "
-                              "them: --json)", highlight=False)
+        print_listed([(f"{bad.file}:{bad.line}", bad.reason) for bad in report.rejected],
+                     "rejected")
         _say(f"{len(report.files)} files: {report.conversations} conversations, "
              f"{report.annotations} annotations, {report.gold_labels} gold labels loaded; "
              f"{len(report.rejected)} rejected")
