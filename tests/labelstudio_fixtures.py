@@ -140,6 +140,16 @@ def make_study(path: Path, n: int = 6, prompts: tuple[str, ...] = ("p1",)) -> li
     return [c.id for c in conversations]
 
 
+def browser_login(page, url: str, email: str, password: str) -> bool:
+    """Log in through the web form as a reviewer does; whether the server let them in."""
+    page.goto(f"{url}/user/login/")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    return "/user/login" not in page.url
+
+
 def open_stream(page, url: str, project_id: int) -> None:
     """Open "Label All Tasks" as a reviewer does and close the instructions it opens with."""
     page.goto(f"{url}/projects/{project_id}/data?labeling=1")

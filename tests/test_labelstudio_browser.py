@@ -8,7 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from labelstudio_fixtures import CHROMIUM, CHROMIUM_ARGS, labelstudio, make_study  # noqa: F401
+from labelstudio_fixtures import (  # noqa: F401
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    browser_login,
+    labelstudio,
+    make_study,
+)
 
 from annotator import labelstudio as ls_lib
 from annotator.db import open_db
@@ -33,12 +39,9 @@ def test_reviewer_sees_predicted_values_and_response_type(labelstudio, tmp_path)
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            page.goto(f"{labelstudio.url}/user/login/")
-            page.fill("input[name=email]", reviewer.email)
-            page.fill("input[name=password]", reviewer.password)
-            page.click("button[type=submit]")
-            page.wait_for_load_state("networkidle")
-            assert "/user/login" not in page.url, "the reviewer could not log in"
+            assert browser_login(page, labelstudio.url, reviewer.email, reviewer.password), (
+                "the reviewer could not log in"
+            )
             page.goto(f"{labelstudio.url}/projects/{report.project_id}/data?task={task_id}")
             # the legacy Taxonomy lists the chosen values above its picker
             selected = page.locator(".htx-taxonomy-selected span")

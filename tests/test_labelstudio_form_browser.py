@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from labelstudio_fixtures import CHROMIUM, CHROMIUM_ARGS, labelstudio  # noqa: F401
+from labelstudio_fixtures import CHROMIUM, CHROMIUM_ARGS, browser_login, labelstudio  # noqa: F401
 from playwright.sync_api import expect
 
 from annotator import labelstudio as ls_lib
@@ -130,12 +130,9 @@ def browser() -> Iterator:
 def page(browser, study):
     context = browser.new_context(viewport=WIDE)
     page = context.new_page()
-    page.goto(f"{study.url}/user/login/")
-    page.fill("input[name=email]", study.reviewer.email)
-    page.fill("input[name=password]", study.reviewer.password)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
-    assert "/user/login" not in page.url, "the reviewer could not log in"
+    assert browser_login(page, study.url, study.reviewer.email, study.reviewer.password), (
+        "the reviewer could not log in"
+    )
     yield page
     context.close()
 
@@ -144,6 +141,17 @@ def _open_task(page, study: Study, project: int, task: int) -> None:
     page.goto(f"{study.url}/projects/{project}/data?task={task}")
     page.locator(".vd-turns [class*='dialoguetext']").first.wait_for(timeout=TIMEOUT)
     page.locator(".htx-taxonomy").first.wait_for(timeout=TIMEOUT)
+
+
+def _stored(page, admin, task: int) -> list:
+    """The task's annotations once the server has one (a submit is saved a moment later)."""
+    stored: list = []
+    for _ in range(60):
+        stored = list(admin.annotations.list(id=task))
+        if stored:
+            break
+        page.wait_for_timeout(500)
+    return stored
 
 
 def _visible_texts(page, text: str) -> int:
@@ -184,11 +192,7 @@ def test_an_empty_response_type_is_refused_and_nothing_is_stored(
     page.wait_for_timeout(300)  # an untick would have rendered by now
     expect(_choice(page, "reframing")).to_be_checked()
     page.locator("button", has_text="Submit").click()
-    for _ in range(60):
-        stored = list(admin.annotations.list(id=task))
-        if stored:
-            break
-        page.wait_for_timeout(500)
+    stored = _stored(page, admin, task)
     assert len(stored) == 1
     labels = lsc.parse_result(load_taxonomy(), stored[0].result).labels
     assert labels.response_type == "reframing" and labels.subjective is True
@@ -305,11 +309,7 @@ def test_values_under_twin_clusters_keep_their_own_paths(page, study, labelstudi
     selected.get_by_text("environmental sustainability").wait_for(timeout=10_000)
     page.locator("button", has_text="Submit").click()
     admin = labelstudio.admin()
-    for _ in range(60):
-        stored = list(admin.annotations.list(id=task))
-        if stored:
-            break
-        page.wait_for_timeout(500)
+    stored = _stored(page, admin, task)
     assert len(stored) == 1
     paths = next(r["value"]["taxonomy"] for r in stored[0].result if r["from_name"] == "ai_values")
     names = ("honesty", "environmental stewardship", "ecological awareness",

@@ -14,6 +14,7 @@ import pytest
 from labelstudio_fixtures import (  # noqa: F401
     CHROMIUM,
     CHROMIUM_ARGS,
+    browser_login,
     labelstudio,
     open_stream,
     reviewer_client,
@@ -51,15 +52,6 @@ def _study(path: Path, n: int = 4) -> list[str]:
         db["extractions"].upsert(extraction_to_row(e), pk=("conversation_id", "prompt_id", "model"))
         ids.append(c.id)
     return ids
-
-
-def _login(page, url: str, email: str, password: str) -> bool:
-    page.goto(f"{url}/user/login/")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
-    return "/user/login" not in page.url
 
 
 def _stream_order(page, url: str, project_id: int, n: int) -> list[int]:
@@ -109,8 +101,8 @@ def test_isolated_reviewers_never_see_each_other(labelstudio, tmp_path):  # noqa
             try:
                 page = browser.new_page(viewport={"width": 1280, "height": 800})
                 # bob cannot log in to ada's instance: his account does not exist there
-                assert not _login(page, ada.url, bob.email, bob.password)
-                assert _login(page, bob.url, bob.email, bob.password)
+                assert not browser_login(page, ada.url, bob.email, bob.password)
+                assert browser_login(page, bob.url, bob.email, bob.password)
                 # bob opens the same conversation's task from his list: only the model's
                 # proposal, no annotation of ada's anywhere
                 page.goto(f"{bob.url}/projects/{bob_task['project_id']}/data?task="
@@ -128,7 +120,7 @@ def test_isolated_reviewers_never_see_each_other(labelstudio, tmp_path):  # noqa
                 order = _stream_order(page, bob.url, bob_task["project_id"], len(ids))
                 # and ada's: the same order, less the conversation she already labelled
                 page.context.clear_cookies()
-                assert _login(page, ada.url, ada.email, ada.password)
+                assert browser_login(page, ada.url, ada.email, ada.password)
                 ada_order = _stream_order(page, ada.url, mine["project_id"], len(ids) - 1)
             finally:
                 browser.close()

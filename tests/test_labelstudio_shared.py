@@ -14,12 +14,12 @@ import pytest
 from labelstudio_fixtures import (  # noqa: F401
     CHROMIUM,
     CHROMIUM_ARGS,
+    browser_login,
     labelstudio,
     make_study,
     open_stream,
     reviewer_client,
 )
-from test_labelstudio_isolated import _login
 
 from annotator import labelstudio as ls_lib
 from annotator.db import open_db
@@ -80,10 +80,10 @@ def test_shared_stream_is_blind_and_foreign_edits_are_flagged(labelstudio, tmp_p
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
-            assert _login(page, labelstudio.url, ada.email, ada.password)
+            assert browser_login(page, labelstudio.url, ada.email, ada.password)
             ada_saw = _submit_from_stream(page, labelstudio.url, pid, choose="strong resistance")
             page.context.clear_cookies()
-            assert _login(page, labelstudio.url, bob.email, bob.password)
+            assert browser_login(page, labelstudio.url, bob.email, bob.password)
             # breadth first: bob's stream brings the task ada just finished, without her labels
             open_stream(page, labelstudio.url, pid)
             body = page.inner_text("body")
