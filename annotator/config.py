@@ -78,6 +78,24 @@ def phone_regions() -> tuple[str, ...]:
     return regions or DEFAULT_PHONE_REGIONS
 
 
+# AI values that oppose what the assistant is meant to hold: a conversation whose AI values
+# include one is flagged by `annotator report` as a possible jailbreak (the published study
+# found "dominance" and "amorality" clusters in jailbroken conversations). Each is a value
+# name of the released taxonomy, spelt exactly as there.
+DEFAULT_OPPOSING_VALUES = (
+    "dominance", "amorality", "moral nihilism", "sexual exploitation", "manipulation", "cruelty",
+    "sadism",
+)
+
+
+def opposing_values() -> tuple[str, ...]:
+    """$ANNOTATOR_OPPOSING_VALUES (value names separated by commas), else
+    `DEFAULT_OPPOSING_VALUES`."""
+    value = os.environ.get("ANNOTATOR_OPPOSING_VALUES", "")
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    return names or DEFAULT_OPPOSING_VALUES
+
+
 def default_db_path() -> Path:
     return settings().db_path
 

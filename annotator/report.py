@@ -337,7 +337,9 @@ def study_anchoring(
 # unavailable". 700,000 / 308,210 and the response-type shares (28.2% strong support, 14.5% mild
 # support, 3.0% strong resistance, of conversations) were read in a summary of the paper
 # (https://ch-ai-tanya.cyberchitta.cc/raw/papers/source-2025-values-in-the-wild-huang.html), not
-# in the paper's own text; the other response types' shares were not found there.
+# in the paper's own text; 6.6% reframing is from Anthropic's post on the study
+# (https://www.anthropic.com/research/values-wild). The other response types' shares were not
+# found in either.
 # The top categories' shares are not here: they are read from the released tree
 # (`published_category_shares`), not copied by hand.
 PUBLISHED_STUDY: dict[str, Any] = {
@@ -353,7 +355,7 @@ PUBLISHED_STUDY: dict[str, Any] = {
         "strong support": 28.2,
         "mild support": 14.5,
         "neutral": None,
-        "reframing": None,
+        "reframing": 6.6,
         "mild resistance": None,
         "strong resistance": 3.0,
         "no values": None,

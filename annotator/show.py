@@ -99,6 +99,15 @@ def _server_url(db_path: Path | None, server: str | None) -> str | None:
     return state.url if state is not None and state.port else None
 
 
+def task_url(db_path: Path | None, task: dict[str, Any]) -> str | None:
+    """Label Studio's address of a `tasks` row (the project's data manager opened on the
+    task), when its server's address is known; else None."""
+    base = _server_url(db_path, task.get("server"))
+    if not base or task.get("task_id") is None:
+        return None
+    return f"{base}/projects/{task['project_id']}/data?task={task['task_id']}"
+
+
 def conversation_record(
     db: sqlite_utils.Database, ref: str, db_path: Path | None = None
 ) -> dict[str, Any]:
@@ -161,7 +170,6 @@ def conversation_record(
     for row in db.query(
         "select * from tasks where conversation_id = ? order by server, project_id", [cid]
     ):
-        base = _server_url(db_path, row.get("server"))
         prefilled = row.get("prefilled_by")
         tasks.append({
             "server": row.get("server") or "local",
@@ -171,8 +179,7 @@ def conversation_record(
             "blind": bool(row.get("blind")),
             "prefilled_by": prefilled,
             "prefilled_by_name": names.get(prefilled, prefilled) if prefilled else None,
-            "url": (f"{base}/projects/{row['project_id']}/data?task={row['task_id']}"
-                    if base and row["task_id"] is not None else None),
+            "url": task_url(db_path, row),
         })
     return {
         "id": cid,
