@@ -1548,3 +1548,116 @@ def _print_anchoring(anchored: list[Any]) -> None:
                           f"{m.prefilled.n_units} / {m.blind.n_units}")
         console.print(table)
         console.print(escape(result.statement), highlight=False, soft_wrap=True)
+
+
+# --- the study's report ------------------------------------------------------------------------
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}%"
+
+
+def _rho(correlation: Any) -> str:
+    if correlation.rho is None:
+        return f"Spearman rank correlation: n/a over {correlation.n} ({correlation.note})"
+    return (f"Spearman rank correlation with the released figures: {correlation.rho:+.3f} "
+            f"over {correlation.n} compared")
+
+
+@app.command()
+@cli_errors
+def report(
+    db: DbOption = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help=f"gold, annotations (combined per conversation by "
+                     f"majority, as adjudicate does) or a prompt version ({PROMPT_REF}) for its "
+                     "extractions. Default: gold if any, else annotations, else the newest "
+                     "prompt version.", show_default=False),
+    ] = None,
+    opposing: Annotated[
+        list[str] | None,
+        typer.Option("--opposing", help="A value that flags a conversation as a possible "
+                     "jailbreak when the AI holds it (repeatable). Default: "
+                     "$ANNOTATOR_OPPOSING_VALUES (comma-separated), else dominance, amorality, "
+                     "moral nihilism, sexual exploitation, manipulation, cruelty, sadism.",
+                     show_default=False),
+    ] = None,
+    top: Annotated[
+        int, typer.Option("--top", min=1, help="Rows shown per table (--json has every row).")
+    ] = 15,
+    as_json: JsonOption = False,
+) -> None:
+    """The study's findings, laid out as the published study reports them.
+
+    From one source of labels: the share of subjective conversations; each AI value, and each
+    cluster at every taxonomy level, as a percent of conversations, beside the released
+    frequencies (values: pct_convos of values_frequencies.csv; clusters: the tree's share of
+    occurrences), with Spearman's rank correlation and how many were compared; the response
+    types beside the published shares (those not published are marked so); mirroring (how often
+    an AI value equals a value the user stated in the same conversation); and the
+    conversations whose AI values include an opposing value, flagged as possible jailbreaks,
+    each with `annotator show ID`, the app's link and its Label Studio task.
+
+    Example: annotator report --source annotations --opposing dominance --opposing amorality
+    """
+    from .db import open_existing_db
+    from .findings import study_findings
+
+    path = db_path(db)
+    found = study_findings(open_existing_db(path), source, opposing, db_path=path)
+    if as_json:
+        print_json(found.model_dump(mode="json"))
+        return
+    _print_findings(found, top)
+
+
+def _print_findings(f: Any, top: int) -> None:
+    """`annotator report` as text: every name from data escaped (`rows_table`, `_say`)."""
+    src = f.source
+    _say(f"Source: {src.label}" + (f" (default: {src.why})" if src.chosen_by_default else ""))
+    left = f"; {f.left_out} left out ({f.left_out_reason})" if f.left_out else ""
+    _say(f"{f.conversations} labelled conversations{left}; shares below are of the "
+         f"{f.base_conversations} not labelled non-subjective")
+    _say(f"Subjective: {f.subjective} of {f.subjective_labelled} labelled "
+         f"({_pct(f.subjective_pct)}); published study: {_pct(f.published_subjective_pct)}")
+    values = f.level(0)
+    rows = [{"value": s.name, "conversations": s.conversations, "pct_convos": _pct(s.pct_convos),
+             "released pct_convos": "free value" if s.free else _pct(s.released_pct_convos, 3),
+             "category": s.top_category or "-"} for s in values.rows[:top]]
+    console.print(rows_table(f"AI values (top {min(top, len(values.rows))} of "
+                             f"{len(values.rows)}; {f.free_values} free)", rows))
+    _say(_rho(values.correlation))
+    for level in (1, 2, 3):
+        shares = f.level(level)
+        rows = [{"name": s.name, "conversations": s.conversations,
+                 "pct_convos": _pct(s.pct_convos), "pct occurrences": _pct(s.pct_occurrences),
+                 "released pct occurrences": _pct(s.released_pct_occurrences, 3)}
+                for s in shares.rows[:top]]
+        console.print(rows_table(f"{shares.kind} (top {min(top, len(shares.rows))} of "
+                                 f"{len(shares.rows)})", rows))
+        _say(_rho(shares.correlation))
+    rows = [{"response type": r.response_type, "conversations": r.conversations,
+             "share": _pct(r.pct),
+             "published": _pct(r.published_pct) if r.published else "not published"}
+            for r in f.response_types]
+    console.print(rows_table(f"Response types ({f.response_types_labelled} labelled)", rows))
+    _say(f"Published: {f.published}")
+    m = f.mirroring
+    _say(f"Mirroring: {m.mirrored} of {m.conversations_with_human_values} conversations with "
+         f"user values have an AI value equal to one the user stated ({_pct(m.pct)})")
+    if m.per_value:
+        rows = [{"value": v.value, "AI holds it": v.conversations, "user stated it too":
+                 v.mirrored, "share": _pct(v.pct)} for v in m.per_value[:top]]
+        console.print(rows_table("Mirrored values", rows))
+    missing = (f"; not in the taxonomy: {', '.join(f.opposing_not_in_taxonomy)}"
+               if f.opposing_not_in_taxonomy else "")
+    _say(f"Possible jailbreaks: {len(f.flagged)} conversations with an opposing AI value "
+         f"({', '.join(f.opposing_values)}{missing})")
+    for flagged in f.flagged[:top]:
+        links = " · ".join([flagged.show_command, f"app: {flagged.app_link}",
+                            *flagged.task_urls])
+        _say(f"  {flagged.conversation_id}: {', '.join(flagged.opposing_values)} "
+             f"(response type {flagged.response_type or '-'}) · {links}")
+    if len(f.flagged) > top:
+        _say(f"  … and {len(f.flagged) - top} more (all of them: --json)")

@@ -558,7 +558,16 @@ def _nothing_to_export(db: sqlite_utils.Database, what: ExportWhat) -> str | Non
         if not db["extractions"].count:
             return "no proposals yet: run `annotator extract` first"
     elif not db["gold"].count:
-        return "nothing adjudicated yet: run `annotator adjudicate` first"
+        live = live_annotations(db)
+        if not live:
+            return ("nothing adjudicated: no annotations yet: import or pull some "
+                    "(`annotator import-labels FILE` or `annotator pull`), then `annotator "
+                    "adjudicate`")
+        # adjudicate may have run and decided nothing: say why the first conversation has none
+        first = min(live)
+        return (f"nothing adjudicated yet: {len(live)} annotated conversations, none with gold "
+                f"(e.g. {first}: {not_adjudicated_reason(live[first])}); decide them on the "
+                "app's Gold page or with `annotator adjudicate`")
     return None
 
 
