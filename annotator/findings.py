@@ -32,7 +32,6 @@ from pydantic import BaseModel, Field
 from . import config
 from .agreement import RESPONSE_TYPE_LABELS
 from .errors import AnnotatorError
-from .gold import majority_label
 from .models import AnnotatorLabels
 from .report import (
     PUBLISHED_STUDY,
@@ -53,6 +52,10 @@ class SourceKind(StrEnum):
     gold = "gold"
     annotations = "annotations"
     prompt = "prompt"
+
+
+SOURCE_LABELS = {SourceKind.gold: "gold",
+                 SourceKind.annotations: "annotations (majority per conversation)"}
 
 
 class ReportSource(BaseModel):
@@ -168,6 +171,8 @@ def combine_annotations(annotations: pd.DataFrame) -> tuple[pd.DataFrame, int, s
 
     Returns the rows, how many annotated conversations are left out, and why.
     """
+    from .gold import majority_label  # imported here: gold brings ingest and the scrubber
+
     complete = annotations.dropna(subset=["response_type", "subjective"])
     rows: list[tuple[Any, ...]] = []
     split = 0
@@ -191,6 +196,21 @@ def combine_annotations(annotations: pd.DataFrame) -> tuple[pd.DataFrame, int, s
         reasons.append(f"{incomplete} with incomplete annotations only")
     combined = pd.DataFrame.from_records(rows, columns=FRAME_COLUMNS)
     return combined, split + incomplete, "; ".join(reasons) or None
+
+
+def prepared_labels(
+    kind: SourceKind, frame: pd.DataFrame
+) -> tuple[pd.DataFrame, int, str | None]:
+    """One row per conversation (FRAME_COLUMNS) from a source's frame as `report` reads it
+    (`gold_frame`, `annotations_frame`, `extractions_frame` of one prompt version), and how many
+    labelled conversations are left out and why."""
+    if kind is SourceKind.annotations:
+        return combine_annotations(frame)
+    if kind is SourceKind.prompt:
+        # a version run with several models counts its newest result per conversation
+        frame = (frame.sort_values("created_at", kind="stable")
+                 .drop_duplicates("conversation_id", keep="last"))
+    return frame[FRAME_COLUMNS].reset_index(drop=True), 0, None
 
 
 def _latest_prompt(db: sqlite_utils.Database) -> str | None:
@@ -228,11 +248,11 @@ def default_source(db: sqlite_utils.Database) -> tuple[str, str]:
 
 def source_labels(
     db: sqlite_utils.Database, source: str | None = None
-) -> tuple[pd.DataFrame, ReportSource, int, str | None]:
+) -> tuple[pd.DataFrame, int, str | None, ReportSource]:
     """The labels of `source` (gold, annotations, or a prompt reference that
     `prompts.resolve_prompt` resolves), one row per conversation; with none, `default_source`.
 
-    Returns the rows, the source, and how many labelled conversations are left out and why.
+    Returns the rows, how many labelled conversations are left out and why, and the source.
     An empty source is an error that names the cause.
     """
     why = None
@@ -249,23 +269,23 @@ def source_labels(
                 "or load a gold file (`annotator gold load FILE`)" if live else
                 f"no gold labels: {NO_ANNOTATIONS}, then `annotator adjudicate`"
             )
-        about = ReportSource(kind=SourceKind.gold, label="gold", chosen_by_default=default,
-                             why=why)
-        return frame[FRAME_COLUMNS], about, 0, None
+        about = ReportSource(kind=SourceKind.gold, label=SOURCE_LABELS[SourceKind.gold],
+                             chosen_by_default=default, why=why)
+        return (*prepared_labels(SourceKind.gold, frame), about)
     if chosen == SourceKind.annotations:
         raw = annotations_frame(db)
         if raw.empty:
             raise AnnotatorError(NO_ANNOTATIONS)
-        frame, left_out, reason = combine_annotations(raw)
+        frame, left_out, reason = prepared_labels(SourceKind.annotations, raw)
         if frame.empty:
             raise AnnotatorError(
                 f"no annotated conversation has a majority label: of {left_out} annotated "
                 f"conversations, {reason}; see `annotator adjudicate`"
             )
         about = ReportSource(kind=SourceKind.annotations,
-                             label="annotations (majority per conversation)",
+                             label=SOURCE_LABELS[SourceKind.annotations],
                              chosen_by_default=default, why=why)
-        return frame, about, left_out, reason
+        return frame, left_out, reason, about
     from .prompts import resolve_prompt
 
     prompt_id = resolve_prompt(chosen, db=db, used=True).id
@@ -273,12 +293,9 @@ def source_labels(
     if frame.empty:
         raise AnnotatorError(f"{_prompt_label(db, prompt_id)} has no successful extractions: "
                              f"see `annotator extract`")
-    # one row per conversation: a version run with several models counts its newest result
-    frame = (frame.sort_values("created_at", kind="stable")
-             .drop_duplicates("conversation_id", keep="last"))
     about = ReportSource(kind=SourceKind.prompt, prompt_id=prompt_id,
                          label=_prompt_label(db, prompt_id), chosen_by_default=default, why=why)
-    return frame[FRAME_COLUMNS].reset_index(drop=True), about, 0, None
+    return (*prepared_labels(SourceKind.prompt, frame), about)
 
 
 # --- computing --------------------------------------------------------------------------------
@@ -521,6 +538,20 @@ def findings_from_labels(
     )
 
 
+def table_findings(
+    table: str, frame: pd.DataFrame, opposing: Sequence[str] | None = None,
+    label: str | None = None,
+) -> Findings:
+    """The report from one of the app's cached frames: `gold`, `annotations` or
+    `extractions:<prompt id>` (no task links: those need the database)."""
+    kind_name, _, prompt_id = table.partition(":")
+    kind = SourceKind.prompt if kind_name == "extractions" else SourceKind(kind_name)
+    rows, left_out, reason = prepared_labels(kind, frame)
+    about = ReportSource(kind=kind, prompt_id=prompt_id or None,
+                         label=label or SOURCE_LABELS.get(kind) or f"prompt {prompt_id}")
+    return findings_from_labels(rows, about, opposing, left_out, reason)
+
+
 def task_links(
     db: sqlite_utils.Database, conversation_ids: Sequence[str], db_path: Path | None
 ) -> dict[str, list[str]]:
@@ -558,7 +589,7 @@ def study_findings(
     db_path: Path | None = None,
 ) -> Findings:
     """The study's report from `source` (see `source_labels`), flagged conversations linked."""
-    frame, about, left_out, reason = source_labels(db, source)
+    frame, left_out, reason, about = source_labels(db, source)
     found = findings_from_labels(frame, about, opposing, left_out, reason)
     return with_task_links(found, db, db_path)
 
@@ -576,9 +607,11 @@ __all__ = [
     "default_source",
     "findings_from_labels",
     "opposing_keys",
+    "prepared_labels",
     "source_labels",
     "spearman",
     "study_findings",
+    "table_findings",
     "task_links",
     "with_task_links",
 ]

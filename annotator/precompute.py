@@ -26,7 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from annotator import summaries, summary_cache
+from annotator import config, summaries, summary_cache
+from annotator.findings import table_findings
 from annotator.summaries import Bundle
 
 DEFAULT_BOOT = 200  # bootstrap resamples behind the app's 95% intervals
@@ -86,6 +87,18 @@ def frequencies(table: str) -> Summary:
     )
 
 
+def findings(table: str, opposing: tuple[str, ...] | None = None) -> Summary:
+    """The study's report (`findings`) from one source's table: `gold`, `annotations` or
+    `extractions:<prompt id>`; the opposing values default to the configured ones."""
+    names = list(opposing or config.opposing_values())
+    return Summary(
+        "findings", {"table": table, "opposing": names}, (table,),
+        f"the study's report ({table})",
+        lambda path, sigs: Bundle(meta={"findings": table_findings(
+            table, _frame(path, sigs, table), names).model_dump(mode="json")}),
+    )
+
+
 def comparison(first: str, second: str, level: int = 0, n_boot: int = DEFAULT_BOOT) -> Summary:
     """Two prompt versions against gold, conversation by conversation, with paired deltas.
 
@@ -130,6 +143,8 @@ def opening_summaries(
     gold, each version's comparison with the one before it (the Prompts page's default)."""
     out = [frequencies("gold"), frequencies("annotations")]
     out += [frequencies(f"extractions:{p}") for p in prompt_ids]
+    out += [findings("gold"), findings("annotations")]
+    out += [findings(f"extractions:{p}") for p in prompt_ids]
     out += [annotators(n_boot), conversations()]
     out += [prompt_scores(p, n_boot) for p in prompt_ids]
     if has_gold:
@@ -149,13 +164,15 @@ def summary_named(name: str, params: Mapping[str, Any]) -> Summary:
         return conversations()
     if name == "frequencies":
         return frequencies(params["table"])
+    if name == "findings":
+        return findings(params["table"], tuple(params["opposing"]))
     if name == "comparison":
         return comparison(params["first"], params["second"], params["level"], params["n_boot"])
     raise ValueError(f"no summary named {name!r}")
 
 
 # the heaviest first, so that two workers finish together
-_WEIGHT = {"prompt": 0, "annotators": 1, "conversations": 2, "frequencies": 3}
+_WEIGHT = {"prompt": 0, "annotators": 1, "conversations": 2, "findings": 3, "frequencies": 4}
 AFTER_SCORES = {"comparison"}  # read the prompt scores: computed once those are stored
 PARALLEL_MIN_CONVERSATIONS = 20_000  # below this, starting processes costs more than it saves
 MAX_DEFAULT_WORKERS = 2  # each holds the study's frames: about 2.5 GB at 300,000

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import streamlit as st
 
-from annotator import config, precompute, report, summary_cache
+from annotator import config, findings, precompute, report, summary_cache
 from annotator.summaries import Bundle
 
 WAIT_SECONDS = 3.0  # how long a page waits for a result before showing "computing"
@@ -270,6 +270,26 @@ def conversations_result(study: Study) -> Bundle | None:
 
 def frequencies_result(study: Study, table: str) -> Bundle | None:
     return get_bundle(study, precompute.frequencies(table))
+
+
+def findings_result(study: Study, table: str) -> findings.Findings | None:
+    """The study's report from one source's table (`findings`), computed like the summaries."""
+    bundle = get_bundle(study, precompute.findings(table))
+    if bundle is None:
+        return None
+    return summary_cache.memo(("findings", study.path, table, study.sig(table),
+                               bundle.meta.get("_saved_at")),
+                              lambda: findings.Findings.model_validate(bundle.meta["findings"]))
+
+
+def flagged_task_links(study: Study, conversation_ids: list[str]) -> dict[str, list[str]]:
+    """Label Studio links of the flagged conversations' tasks (a few rows of `tasks`)."""
+    def read() -> dict[str, list[str]]:
+        with summary_cache.study_db(study.path) as database:
+            return findings.task_links(database, conversation_ids, Path(study.path))
+
+    return summary_cache.memo(("flagged-links", study.path, study.sig("tasks"),
+                               tuple(conversation_ids)), read)
 
 
 @st.fragment(run_every=1.0)

@@ -198,3 +198,124 @@ st.caption(
     f"Published: {common.md(published['source'])}. Shares the paper reports for the other "
     "response types are not confirmed here and shown as unavailable."
 )
+
+# --- the study's report -------------------------------------------------------------------------
+st.subheader("The study's report")
+st.caption("Read the way the published study reads (the same report as `annotator report`): "
+           "values and clusters as a percent of the conversations not labelled non-subjective, "
+           "beside the released frequencies.")
+report_sources: dict[str, str] = {}  # the order `annotator report` chooses its default in
+if adjudicated:
+    report_sources["gold"] = "gold"
+if annotated:
+    report_sources["annotations (majority per conversation)"] = "annotations"
+if prompt:
+    report_sources[f"model ({prompt})"] = f"extractions:{prompt}"
+found = None
+if not report_sources:
+    st.info("No labels to report on yet.")
+else:
+    first = list(report_sources)[0]
+    chosen = st.segmented_control("Labels", list(report_sources), default=first,
+                                  key="report-source") or first
+    found = common.findings_result(study, report_sources[chosen])
+if found is not None:
+    left = (f"; {found.left_out:,} left out ({common.md(found.left_out_reason)})"
+            if found.left_out else "")
+    st.caption(f"{found.conversations:,} labelled conversations{left}; shares are of "
+               f"{found.base_conversations:,}.")
+    values = found.level(0)
+    rho = values.correlation.rho
+    cols = st.columns(4)
+    cols[0].metric("Subjective", common.share(None if found.subjective_pct is None
+                                               else found.subjective_pct / 100),
+                   help=f"Published study: {found.published_subjective_pct:.1f}%")
+    cols[1].metric("Values: Spearman rho", "n/a" if rho is None else f"{rho:+.3f}",
+                   help=f"Over {values.correlation.n} values in the taxonomy, against "
+                   "values_frequencies.csv" + (f" ({values.correlation.note})"
+                                               if values.correlation.note else ""))
+    cols[2].metric("Mirroring", common.share(None if found.mirroring.pct is None
+                                             else found.mirroring.pct / 100),
+                   help="Conversations with user values where an AI value equals one the "
+                   "user stated")
+    cols[3].metric("Possible jailbreaks", f"{len(found.flagged):,}")
+
+    percent = st.column_config.NumberColumn(format="%.2f%%")
+    st.markdown("**AI values** (as in `values_frequencies.csv`)")
+    common.paginated(
+        pd.DataFrame(
+            [{"value": s.name, "top category": s.top_category, "free": s.free,
+              "conversations": s.conversations, "pct_convos": s.pct_convos,
+              "released pct_convos": s.released_pct_convos} for s in values.rows],
+            columns=["value", "top category", "free", "conversations", "pct_convos",
+                     "released pct_convos"],
+        ),
+        key="report-values",
+        column_config={"pct_convos": percent, "released pct_convos": percent},
+    )
+    st.caption(f"Spearman rank correlation: {'n/a' if rho is None else f'{rho:+.3f}'} over "
+               f"{values.correlation.n} values; {found.free_values:,} free values (not in the "
+               "taxonomy) have no released figure.")
+
+    level = st.segmented_control("Clusters", [1, 2, 3], default=1, key="report-level",
+                                 format_func=lambda lv: found.level(lv).kind) or 1
+    clusters = found.level(level)
+    st.dataframe(
+        pd.DataFrame(
+            [{"cluster": s.name, "top category": s.top_category,
+              "conversations": s.conversations, "pct_convos": s.pct_convos,
+              "pct occurrences": s.pct_occurrences,
+              "released pct occurrences": s.released_pct_occurrences} for s in clusters.rows],
+            columns=["cluster", "top category", "conversations", "pct_convos",
+                     "pct occurrences", "released pct occurrences"],
+        ),
+        hide_index=True, key="report-clusters",
+        column_config={c: percent for c in ("pct_convos", "pct occurrences",
+                                            "released pct occurrences")},
+    )
+    c_rho = clusters.correlation
+    st.caption(f"Spearman rank correlation of the shares of occurrences with the tree's "
+               f"pct_total_occurrences: {'n/a' if c_rho.rho is None else f'{c_rho.rho:+.3f}'} "
+               f"over {c_rho.n} {clusters.kind}.")
+
+    st.markdown(f"**Response types** ({found.response_types_labelled:,} labelled)")
+    st.dataframe(
+        pd.DataFrame(
+            [{"response type": r.response_type, "conversations": r.conversations,
+              "share": common.share(None if r.pct is None else r.pct / 100),
+              "published share": f"{r.published_pct:.1f}%" if r.published else "not published"}
+             for r in found.response_types]
+        ),
+        hide_index=True, key="report-rt",
+    )
+
+    m = found.mirroring
+    st.markdown(f"**Mirroring**: {m.mirrored:,} of {m.conversations_with_human_values:,} "
+                "conversations with user values have an AI value equal to one the user stated.")
+    if m.per_value:
+        common.paginated(
+            pd.DataFrame([{"mirrored value": v.value, "AI holds it": v.conversations,
+                           "user stated it too": v.mirrored, "share": v.pct}
+                          for v in m.per_value]),
+            key="report-mirrored", column_config={"share": percent},
+        )
+
+    missing = (f"; not in the taxonomy: {common.md(', '.join(found.opposing_not_in_taxonomy))}"
+               if found.opposing_not_in_taxonomy else "")
+    st.markdown(f"**Possible jailbreaks**: {len(found.flagged):,} conversations whose AI values "
+                f"include an opposing value ({common.md(', '.join(found.opposing_values))}"
+                f"{missing}; set `ANNOTATOR_OPPOSING_VALUES` to change the list).")
+    if found.flagged:
+        links = common.flagged_task_links(study, [f.conversation_id for f in found.flagged])
+        common.paginated(
+            pd.DataFrame([{"open": f.app_link, "opposing values": ", ".join(f.opposing_values),
+                           "response type": f.response_type,
+                           "Label Studio": (links.get(f.conversation_id) or [None])[0],
+                           "command": f.show_command} for f in found.flagged]),
+            key="report-flagged",
+            column_config={
+                "open": st.column_config.LinkColumn("conversation",
+                                                    display_text=r"disagreements\?c=(.*)"),
+                "Label Studio": st.column_config.LinkColumn("Label Studio task"),
+            },
+        )
