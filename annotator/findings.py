@@ -18,7 +18,6 @@ level, compared with the study's share of value occurrences at that level.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -32,7 +31,6 @@ from pydantic import BaseModel, Field
 from . import config
 from .agreement import RESPONSE_TYPE_LABELS
 from .errors import AnnotatorError
-from .models import AnnotatorLabels
 from .report import (
     PUBLISHED_STUDY,
     annotations_frame,
@@ -166,35 +164,63 @@ class Findings(BaseModel):
 
 
 def combine_annotations(annotations: pd.DataFrame) -> tuple[pd.DataFrame, int, str | None]:
-    """One row per annotated conversation: its annotators' labels combined by majority, the
-    rule `adjudicate` decides gold with (`gold.majority_label`), over complete annotations.
+    """One row per annotated conversation: its annotators' labels combined by the rule
+    `adjudicate` decides gold with (`gold.majority_label`), over its complete annotations: the
+    response type and `subjective` that more than half gave (else the conversation is left out,
+    as split), and the values that more than half listed.
 
-    Returns the rows, how many annotated conversations are left out, and why.
+    Computed for every conversation at once (a pydantic label per annotation, as
+    `majority_label` takes them, costs minutes at 900,000 annotations); the tests check that it
+    agrees with `majority_label`. Returns the rows, how many annotated conversations are left
+    out, and why.
     """
-    from .gold import majority_label  # imported here: gold brings ingest and the scrubber
+    complete = annotations.dropna(subset=["response_type", "subjective"]).reset_index(drop=True)
+    conv_codes, conv_ids = pd.factorize(complete["conversation_id"])
+    conv_codes = conv_codes.astype(np.int64)
+    need = np.bincount(conv_codes, minlength=len(conv_ids)) // 2 + 1
 
-    complete = annotations.dropna(subset=["response_type", "subjective"])
-    rows: list[tuple[Any, ...]] = []
-    split = 0
-    for conversation_id, group in complete.groupby("conversation_id", sort=True):
-        label = majority_label([
-            AnnotatorLabels(annotator=r.annotator, ai_values=list(r.ai_values),
-                            human_values=list(r.human_values), response_type=r.response_type,
-                            subjective=bool(r.subjective))
-            for r in group.itertuples(index=False)
-        ])
-        if label is None:
-            split += 1
-            continue
-        rows.append((conversation_id, tuple(label.ai_values), tuple(label.human_values),
-                     str(label.response_type), label.subjective))
-    incomplete = annotations["conversation_id"].nunique() - complete["conversation_id"].nunique()
+    def majority(codes: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(conversation, code) pairs that more than half of its annotations hold."""
+        packed, counts = np.unique((conv_codes[rows] << _SHIFT) | codes, return_counts=True)
+        conv, code = packed >> _SHIFT, packed & _LOW
+        won = counts >= need[conv]
+        return conv[won], code[won]
+
+    def decided(column: str) -> tuple[np.ndarray, Any]:
+        codes, values = pd.factorize(complete[column].astype(object))
+        conv, code = majority(codes.astype(np.int64), np.arange(len(codes)))
+        chosen = np.full(len(conv_ids), -1, dtype=np.int64)
+        chosen[conv] = code
+        return chosen, values
+
+    def agreed(column: str) -> list[list[str]]:
+        lists = [list(dict.fromkeys(_names(c))) for c in complete[column].tolist()]  # once each
+        out: list[list[str]] = [[] for _ in range(len(conv_ids))]
+        flat = [name for names in lists for name in names]
+        if flat:
+            rows = np.repeat(np.arange(len(lists), dtype=np.int64), [len(x) for x in lists])
+            codes, names = pd.factorize(np.array(flat, dtype=object))
+            for conv, code in zip(*majority(codes.astype(np.int64), rows), strict=True):
+                out[conv].append(str(names[code]))
+        return out
+
+    rt_code, rt_values = decided("response_type")
+    subjective_code, subjective_values = decided("subjective")
+    ai, human = agreed("ai_values"), agreed("human_values")
+    rows = [
+        (str(conv_ids[c]), tuple(ai[c]), tuple(human[c]), str(rt_values[rt_code[c]]),
+         bool(subjective_values[subjective_code[c]]))
+        for c in np.flatnonzero((rt_code >= 0) & (subjective_code >= 0))
+    ]
+    split = len(conv_ids) - len(rows)
+    incomplete = annotations["conversation_id"].nunique() - len(conv_ids)
     reasons = []
     if split:
         reasons.append(f"{split} split on the response type or subjective")
     if incomplete:
         reasons.append(f"{incomplete} with incomplete annotations only")
     combined = pd.DataFrame.from_records(rows, columns=FRAME_COLUMNS)
+    combined = combined.sort_values("conversation_id", kind="stable").reset_index(drop=True)
     return combined, split + incomplete, "; ".join(reasons) or None
 
 
@@ -299,6 +325,8 @@ def source_labels(
 
 
 # --- computing --------------------------------------------------------------------------------
+# Vectorised: a study holds 300,000 conversations and a million value names. Each distinct
+# name is resolved once; (conversation, value) pairs are integer arrays.
 
 
 def _pct(part: float, whole: float) -> float | None:
@@ -321,98 +349,129 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-class _Keys:
-    """The key each value name counts under: its leaf id where the tree has it (so
-    "Honesty" and "honesty" are one value), else its normalised name (a free value)."""
+def _names(values: Any) -> list[str]:
+    """A cell of value names (a tuple, a list or an array) as strings; nothing if empty."""
+    if isinstance(values, (tuple, list, np.ndarray)):
+        return [str(v) for v in values]
+    return []
+
+
+_SHIFT = np.int64(32)  # a (row, key) pair packed in one int64: both stay below 2**31
+_LOW = np.int64(0xFFFFFFFF)
+
+
+class _Vocabulary:
+    """The key each value name counts under: its leaf's id where the tree has it (so
+    "Honesty" and "honesty" are one value), else its normalised name (a free value, shown as
+    first spelt). Keys are numbered; each distinct name is resolved once."""
 
     def __init__(self, tree: Taxonomy) -> None:
         self.tree = tree
-        self.known: dict[str, tuple[str, bool]] = {}
+        self.keys: list[str] = []
+        self.shown: list[str] = []
+        self.in_tree: list[bool] = []
+        self._index: dict[str, int] = {}
+        self._of_name: dict[str, int] = {}
 
-    def __call__(self, name: str) -> tuple[str, bool]:
-        """(key, in the tree)."""
-        found = self.known.get(name)
+    def key_of(self, name: str) -> int:
+        found = self._of_name.get(name)
         if found is None:
-            leaf = self.tree.level_keys([name], 0)[0]
-            found = (leaf, True) if leaf is not None else (normalise(name), False)
-            self.known[name] = found
+            leaf = self.tree.get(name)
+            if leaf is None or leaf.level != 0:
+                leaf = self.tree.resolve(name)
+            key = leaf.id if leaf is not None else normalise(name)
+            found = self._index.get(key)
+            if found is None:
+                found = self._index[key] = len(self.keys)
+                self.keys.append(key)
+                self.shown.append(leaf.name if leaf is not None else name)
+                self.in_tree.append(leaf is not None)
+            self._of_name[name] = found
         return found
 
-
-def _value_pairs(frame: pd.DataFrame, keys: _Keys) -> pd.DataFrame:
-    """One row per (conversation, AI value) with the value's key, counted once per
-    conversation, and the spelling shown for a free value (its most common one)."""
-    exploded = frame[["conversation_id", "ai_values"]].explode("ai_values")
-    exploded = exploded.dropna(subset=["ai_values"])
-    names = exploded["ai_values"].astype(str)
-    found = [keys(n) for n in names]
-    pairs = pd.DataFrame({
-        "conversation_id": exploded["conversation_id"].to_numpy(),
-        "name": names.to_numpy(),
-        "key": [k for k, _ in found],
-        "in_tree": np.array([t for _, t in found], dtype=bool),
-    })
-    return pairs.drop_duplicates(["conversation_id", "key"])
+    def pairs(self, cells: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(row, key) of every value in `cells` (one cell per row), each pair once, sorted."""
+        lists = [_names(c) for c in cells]
+        rows = np.repeat(np.arange(len(lists), dtype=np.int64), [len(x) for x in lists])
+        flat = [name for names in lists for name in names]
+        if not flat:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        codes, uniques = pd.factorize(np.array(flat, dtype=object))
+        keys = np.array([self.key_of(u) for u in uniques], dtype=np.int64)[codes]
+        packed = np.unique((rows << _SHIFT) | keys)
+        return packed >> _SHIFT, packed & _LOW
 
 
-def _level_shares(pairs: pd.DataFrame, base: int, tree: Taxonomy) -> list[LevelShares]:
-    known = pairs.loc[pairs["in_tree"]]
+def _level_shares(
+    rows: np.ndarray, keys: np.ndarray, vocab: _Vocabulary, base: int
+) -> list[LevelShares]:
+    """Per level, each node's conversations and occurrences among (conversation, value)
+    pairs, beside the released figures; free values listed after the values."""
+    tree = vocab.tree
+    in_tree = np.asarray(vocab.in_tree, dtype=bool)
+    known = in_tree[keys] if len(keys) else np.empty(0, bool)
+    k_rows, k_keys = rows[known], keys[known]
     out = []
     for level in LEVELS:
-        ids = tree.level_keys(known["key"], level) if len(known) else []
-        at = pd.DataFrame({"conversation_id": known["conversation_id"].to_numpy(),
-                           "node": np.asarray(ids, dtype=object)})
-        grouped = at.groupby("node")
-        occurrences = grouped.size()
-        conversations = grouped["conversation_id"].nunique()
+        mapping = tree.level_map(level)
+        node_ids = [mapping.get(k) if inside else None
+                    for k, inside in zip(vocab.keys, vocab.in_tree, strict=True)]
+        codes, nodes = pd.factorize(pd.Series(node_ids, dtype=object), use_na_sentinel=True)
+        node_of_pair = codes[k_keys] if len(k_keys) else np.empty(0, np.int64)
+        placed = node_of_pair >= 0  # every leaf has an ancestor at each level: a safeguard
+        node_of_pair, level_rows = node_of_pair[placed], k_rows[placed]
+        occurrences = np.bincount(node_of_pair, minlength=len(nodes))
+        distinct = np.unique((level_rows << _SHIFT) | node_of_pair)
+        conversations = np.bincount(distinct & _LOW, minlength=len(nodes))
         total = int(occurrences.sum())
-        rows = []
-        for node_id, n_occ in occurrences.items():
+        shares = []
+        for code, node_id in enumerate(nodes):
             node = tree.get(str(node_id))
-            if node is None:
+            if node is None or not occurrences[code]:
                 continue
             top = tree.ancestor(node, 3)
-            rows.append(Share(
+            shares.append(Share(
                 key=node.id, name=node.short_name if level == 3 else node.name, level=level,
                 top_category=top.short_name if top else None,
-                conversations=int(conversations[node_id]),
-                pct_convos=_pct(int(conversations[node_id]), base) or 0.0,
-                occurrences=int(n_occ), pct_occurrences=_pct(int(n_occ), total),
+                conversations=int(conversations[code]),
+                pct_convos=_pct(int(conversations[code]), base) or 0.0,
+                occurrences=int(occurrences[code]),
+                pct_occurrences=_pct(int(occurrences[code]), total),
                 released_pct_convos=node.pct_convos if level == 0 else None,
                 released_pct_occurrences=node.pct_total_occurrences,
             ))
-        rows.sort(key=lambda s: (-s.conversations, -s.occurrences, s.name, s.key))
+        shares.sort(key=lambda s: (-s.conversations, -s.occurrences, s.name, s.key))
         if level == 0:
             # a value's share of conversations, as values_frequencies.csv gives it
-            paired = [(s.pct_convos, s.released_pct_convos) for s in rows]
+            paired = [(s.pct_convos, s.released_pct_convos) for s in shares]
             compared = "pct_convos (values_frequencies.csv)"
         else:
             # a cluster's share of occurrences: the only figure the tree releases for it
-            paired = [(s.pct_occurrences, s.released_pct_occurrences) for s in rows]
+            paired = [(s.pct_occurrences, s.released_pct_occurrences) for s in shares]
             compared = "pct_total_occurrences (values_tree.csv)"
         known_pairs = [(a, b) for a, b in paired if a is not None and b is not None]
         correlation = spearman([a for a, _ in known_pairs], [b for _, b in known_pairs])
         if level == 0:
-            rows += _free_rows(pairs.loc[~pairs["in_tree"]], base)
+            shares += _free_rows(keys[~known], vocab, base)
         out.append(LevelShares(level=level, kind=LEVEL_KINDS[level], compared_with=compared,
-                               rows=rows, correlation=correlation))
+                               rows=shares, correlation=correlation))
     return out
 
 
-def _free_rows(free: pd.DataFrame, base: int) -> list[Share]:
-    rows = []
-    for key, group in free.groupby("key", sort=False):
-        n = int(group["conversation_id"].nunique())
-        rows.append(Share(key=str(key), name=Counter(group["name"]).most_common(1)[0][0],
-                          level=0, free=True, conversations=n,
-                          pct_convos=_pct(n, base) or 0.0, occurrences=len(group)))
+def _free_rows(keys: np.ndarray, vocab: _Vocabulary, base: int) -> list[Share]:
+    counts = np.bincount(keys, minlength=len(vocab.keys)) if len(keys) else np.empty(0, int)
+    rows = [
+        Share(key=vocab.keys[k], name=vocab.shown[k], level=0, free=True,
+              conversations=int(n), pct_convos=_pct(int(n), base) or 0.0, occurrences=int(n))
+        for k, n in enumerate(counts) if n
+    ]
     rows.sort(key=lambda s: (-s.conversations, s.name))
     return rows
 
 
-def _response_types(frame: pd.DataFrame) -> tuple[list[ResponseTypeShare], int]:
+def _response_types(types: pd.Series) -> tuple[list[ResponseTypeShare], int]:
     published = PUBLISHED_STUDY["response_type_pct"]
-    types = frame["response_type"].dropna().astype(str)
+    types = types.dropna().astype(str)
     counts = types.value_counts()
     labelled = int(len(types))
     shares = []
@@ -424,72 +483,52 @@ def _response_types(frame: pd.DataFrame) -> tuple[list[ResponseTypeShare], int]:
     return shares, labelled
 
 
-def _names(values: Any) -> list[str]:
-    """A cell of value names (a tuple, a list or an array) as strings; nothing if empty."""
-    if isinstance(values, (tuple, list, np.ndarray)):
-        return [str(v) for v in values]
-    return []
-
-
-def _mirroring(frame: pd.DataFrame, keys: _Keys) -> Mirroring:
-    with_human = 0
-    mirrored = 0
-    held: Counter[str] = Counter()
-    matched: Counter[str] = Counter()
-    names: dict[str, str] = {}
-    for ai, human in zip(frame["ai_values"], frame["human_values"], strict=True):
-        human_keys = {keys(h)[0] for h in _names(human)}
-        if not human_keys:
-            continue
-        with_human += 1
-        ai_keys: dict[str, str] = {}
-        for name in _names(ai):
-            ai_keys.setdefault(keys(name)[0], name)
-        if human_keys & set(ai_keys):
-            mirrored += 1
-        for key, name in ai_keys.items():
-            names.setdefault(key, name)
-            held[key] += 1
-            matched[key] += key in human_keys
+def _mirroring(ai: tuple[np.ndarray, np.ndarray], human: tuple[np.ndarray, np.ndarray],
+               vocab: _Vocabulary) -> Mirroring:
+    """Conversations where an AI value equals a value the user stated, of those where the
+    user stated any; per AI value, of the conversations with user values that hold it."""
+    with_human = np.unique(human[0])
+    ai_packed = (ai[0] << _SHIFT) | ai[1]
+    held = ai_packed[np.isin(ai[0], with_human)]
+    matched = np.intersect1d(held, (human[0] << _SHIFT) | human[1], assume_unique=True)
+    n_keys = len(vocab.keys)
+    held_per = np.bincount(held & _LOW, minlength=n_keys)
+    matched_per = np.bincount(matched & _LOW, minlength=n_keys)
     per_value = [
-        MirroredValue(value=names[key], conversations=held[key], mirrored=matched[key],
-                      pct=100.0 * matched[key] / held[key])
-        for key in held
-        if matched[key]
+        MirroredValue(value=vocab.shown[k], conversations=int(held_per[k]),
+                      mirrored=int(matched_per[k]), pct=100.0 * matched_per[k] / held_per[k])
+        for k in np.flatnonzero(matched_per)
     ]
     per_value.sort(key=lambda m: (-m.mirrored, -m.pct, m.value))
-    return Mirroring(conversations_with_human_values=with_human, mirrored=mirrored,
-                     pct=_pct(mirrored, with_human), per_value=per_value)
+    mirrored = len(np.unique(matched >> _SHIFT))
+    return Mirroring(conversations_with_human_values=len(with_human), mirrored=mirrored,
+                     pct=_pct(mirrored, len(with_human)), per_value=per_value)
 
 
-def opposing_keys(
-    names: Iterable[str], tree: Taxonomy | None = None
-) -> tuple[dict[str, str], list[str]]:
-    """{key: name} of the opposing values, and those of them that are not in the taxonomy
+def _opposing_keys(names: Iterable[str], vocab: _Vocabulary) -> tuple[set[int], list[str]]:
+    """Key numbers of the opposing values, and those of them that are not in the taxonomy
     (still matched, by their normalised name, against free values)."""
-    keys = _Keys(tree or load_taxonomy())
-    found: dict[str, str] = {}
-    missing = []
-    for name in names:
-        key, in_tree = keys(name)
-        found.setdefault(key, name)
-        if not in_tree:
-            missing.append(name)
-    return found, missing
+    keys = {vocab.key_of(name) for name in names}
+    return keys, [name for name in names if not vocab.in_tree[vocab.key_of(name)]]
 
 
-def _flagged(frame: pd.DataFrame, opposing: dict[str, str], keys: _Keys) -> list[
-        FlaggedConversation]:
-    out = []
-    for cid, ai, response_type in zip(frame["conversation_id"], frame["ai_values"],
-                                      frame["response_type"], strict=True):
-        hits = list(dict.fromkeys(name for name in _names(ai) if keys(name)[0] in opposing))
-        if hits:
-            out.append(FlaggedConversation(
-                conversation_id=str(cid), opposing_values=hits,
-                response_type=None if _missing(response_type) else str(response_type),
-                show_command=f"annotator show {cid}", app_link=f"disagreements?c={cid}",
-            ))
+def _flagged(frame: pd.DataFrame, pairs: tuple[np.ndarray, np.ndarray], opposing: set[int],
+             vocab: _Vocabulary) -> list[FlaggedConversation]:
+    rows, keys = pairs
+    hit = np.isin(keys, np.fromiter(opposing, np.int64, len(opposing)))
+    by_row: dict[int, list[str]] = {}
+    for row, key in zip(rows[hit].tolist(), keys[hit].tolist(), strict=True):
+        by_row.setdefault(row, []).append(vocab.shown[key])
+    ids = frame["conversation_id"].tolist()
+    types = frame["response_type"].tolist()
+    out = [
+        FlaggedConversation(
+            conversation_id=str(ids[row]), opposing_values=values,
+            response_type=None if _missing(types[row]) else str(types[row]),
+            show_command=f"annotator show {ids[row]}", app_link=f"disagreements?c={ids[row]}",
+        )
+        for row, values in by_row.items()
+    ]
     out.sort(key=lambda f: f.conversation_id)
     return out
 
@@ -502,26 +541,28 @@ def findings_from_labels(
     left_out_reason: str | None = None,
 ) -> Findings:
     """The report from one row per conversation (FRAME_COLUMNS): no database, no output."""
-    tree = load_taxonomy()
-    keys = _Keys(tree)
+    vocab = _Vocabulary(load_taxonomy())
     names = list(opposing) if opposing else list(config.opposing_values())
-    subjective = frame["subjective"].map(lambda v: None if _missing(v) else bool(v))
-    labelled = subjective.dropna()
-    base_frame = frame.loc[subjective.map(lambda v: v is not False)]
-    base = len(base_frame)
-    pairs = _value_pairs(base_frame, keys)
-    levels = _level_shares(pairs, base, tree)
-    response_types, rt_labelled = _response_types(base_frame)
-    wanted, not_in_tree = opposing_keys(names, tree)
+    subjective = [None if _missing(v) else bool(v) for v in frame["subjective"].tolist()]
+    labelled = [v for v in subjective if v is not None]
+    in_base = np.array([v is not False for v in subjective], dtype=bool)
+    base = int(in_base.sum())
+    ai = vocab.pairs(frame["ai_values"].tolist())
+    human = vocab.pairs(frame["human_values"].tolist())
+    ai_base = tuple(a[in_base[ai[0]]] for a in ai)
+    human_base = tuple(a[in_base[human[0]]] for a in human)
+    levels = _level_shares(*ai_base, vocab, base)
+    response_types, rt_labelled = _response_types(frame["response_type"][in_base])
+    wanted, not_in_tree = _opposing_keys(names, vocab)
     published = PUBLISHED_STUDY
     return Findings(
         source=source,
         conversations=len(frame),
         left_out=left_out,
         left_out_reason=left_out_reason,
-        subjective=int(labelled.astype(bool).sum()),
+        subjective=sum(labelled),
         subjective_labelled=len(labelled),
-        subjective_pct=_pct(int(labelled.astype(bool).sum()), len(labelled)),
+        subjective_pct=_pct(sum(labelled), len(labelled)),
         base_conversations=base,
         published_subjective_pct=100.0 * published["conversations_subjective"]
         / published["conversations_sampled"],
@@ -529,10 +570,10 @@ def findings_from_labels(
         free_values=sum(1 for s in levels[0].rows if s.free),
         response_types=response_types,
         response_types_labelled=rt_labelled,
-        mirroring=_mirroring(base_frame, keys),
+        mirroring=_mirroring(ai_base, human_base, vocab),
         opposing_values=names,
         opposing_not_in_taxonomy=not_in_tree,
-        flagged=_flagged(frame, wanted, keys),
+        flagged=_flagged(frame, ai, wanted, vocab),
         published=published["source"],
         published_url=published["url"],
     )
@@ -606,7 +647,6 @@ __all__ = [
     "combine_annotations",
     "default_source",
     "findings_from_labels",
-    "opposing_keys",
     "prepared_labels",
     "source_labels",
     "spearman",
