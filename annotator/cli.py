@@ -1579,8 +1579,8 @@ def report(
         list[str] | None,
         typer.Option("--opposing", help="A value that flags a conversation as a possible "
                      "jailbreak when the AI holds it (repeatable). Default: "
-                     "$ANNOTATOR_OPPOSING_VALUES (comma-separated), else dominance, amorality, "
-                     "moral nihilism, sexual exploitation, manipulation, cruelty, sadism.",
+                     "$ANNOTATOR_OPPOSING_VALUES (comma-separated), else "
+                     f"{', '.join(config.DEFAULT_OPPOSING_VALUES)}.",
                      show_default=False),
     ] = None,
     top: Annotated[
