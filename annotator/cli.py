@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import config
-from .errors import AnnotatorError
+from .errors import NO_ANNOTATIONS, AnnotatorError
 
 app = typer.Typer(
     help=(
@@ -1479,10 +1479,7 @@ def agreement(
 
     database = open_existing_db(db_path(db))
     if not database["annotations"].count:
-        raise AnnotatorError(
-            "no annotations yet: pull them from Label Studio (`annotator pull`) or import a gold "
-            "file (`annotator demo`)"
-        )
+        raise AnnotatorError(NO_ANNOTATIONS)
     levels = tuple(sorted(set(level))) if level else (0, 1, 2, 3)
     report = study_agreement(database, prompt_ids=prompt, levels=levels, n_boot=boot, top_k=top_k)
     anchored = study_anchoring(database, prompt_ids=prompt, n_boot=boot)

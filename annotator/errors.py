@@ -2,6 +2,12 @@
 
 import sqlite3
 
+# One wording wherever a command needs human labels and the study has none (agreement, report,
+# export), naming both ways in.
+NO_ANNOTATIONS = (
+    "no annotations yet: import or pull some (`annotator import-labels FILE` or `annotator pull`)"
+)
+
 
 class AnnotatorError(Exception):
     """A problem the user can act on; the message says what to do."""

@@ -26,7 +26,7 @@ import sqlite_utils
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
 
 from .db import loads, row_to_extraction
-from .errors import AnnotatorError
+from .errors import NO_ANNOTATIONS, AnnotatorError
 from .export_files import (
     HF_DATA_FILE,
     SCHEMAS,
@@ -560,9 +560,7 @@ def _nothing_to_export(db: sqlite_utils.Database, what: ExportWhat) -> str | Non
     elif not db["gold"].count:
         live = live_annotations(db)
         if not live:
-            return ("nothing adjudicated: no annotations yet: import or pull some "
-                    "(`annotator import-labels FILE` or `annotator pull`), then `annotator "
-                    "adjudicate`")
+            return f"nothing adjudicated: {NO_ANNOTATIONS}, then `annotator adjudicate`"
         # adjudicate may have run and decided nothing: say why the first conversation has none
         first = min(live)
         return (f"nothing adjudicated yet: {len(live)} annotated conversations, none with gold "

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from . import config
 from .agreement import RESPONSE_TYPE_LABELS
-from .errors import AnnotatorError
+from .errors import NO_ANNOTATIONS, AnnotatorError
 from .report import (
     PUBLISHED_STUDY,
     annotations_frame,
@@ -42,8 +42,6 @@ from .taxonomy import LEVEL_KINDS, LEVELS, Taxonomy, load_taxonomy, normalise
 
 MIN_RANKED = 3  # a rank correlation over fewer values says nothing
 FRAME_COLUMNS = ["conversation_id", "ai_values", "human_values", "response_type", "subjective"]
-NO_ANNOTATIONS = ("no annotations yet: import or pull some (`annotator import-labels FILE` or "
-                  "`annotator pull`)")
 
 
 class SourceKind(StrEnum):
