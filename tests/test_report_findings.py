@@ -510,3 +510,13 @@ def test_overview_report_is_cached_like_the_summaries(tmp_path) -> None:
     values = dataframe_with(at, {"value", "pct_convos", "released pct_convos"})
     d = four_values()[3]
     assert d not in set(values["value"])  # D was only in conversation 0
+
+
+def test_agreement_without_annotations_names_both_ways_in(tmp_path) -> None:
+    path = tmp_path / "study.db"
+    make_study(path, n=3)
+    result = runner.invoke(app, ["agreement", "--db", str(path)])
+    assert result.exit_code == 1
+    line = " ".join(result.output.split())
+    assert "no annotations yet" in line
+    assert "annotator import-labels FILE" in line and "annotator pull" in line
