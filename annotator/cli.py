@@ -1509,6 +1509,9 @@ def agreement(
         f"{escape(', '.join(report.annotators))}",
         highlight=False,
     )
+    for pid, n in report.settings.get("few_shot_left_out", {}).items():
+        console.print(f"model {escape(pid)}: {n} conversations left out of its scores, its own "
+                      "few-shot examples", highlight=False)
     for scope, rows in frame.groupby("scope", sort=False):
         table = Table(title=escape(str(scope)), title_justify="left")
         for column in ("metric", "labels", "value", "95% interval", "n", "note"):

@@ -73,7 +73,7 @@ def spec_of(front: dict[str, Any], label: str) -> FewShotSpec | None:
         raise InputError(f"prompt {label}: few_shot.{where}: {first['msg']}") from None
 
 
-def gold_path(spec: FewShotSpec, base: Path | None) -> Path:
+def gold_path(spec: FewShotSpec, label: str, base: Path | None) -> Path:
     """The gold file a spec names: absolute, else beside the prompt (`base`), else in gold/."""
     named = Path(spec.gold).expanduser()
     candidates = [named] if named.is_absolute() else [
@@ -81,13 +81,13 @@ def gold_path(spec: FewShotSpec, base: Path | None) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
-    raise InputError(f"few_shot gold file {spec.gold!r} not found (looked in "
+    raise InputError(f"prompt {label}: few_shot gold file {spec.gold!r} not found (looked in "
                      f"{', '.join(str(c.parent) for c in candidates)})")
 
 
 def resolve(spec: FewShotSpec, label: str, base: Path | None = None) -> FewShot:
     """Choose and render the examples a spec asks for."""
-    path = gold_path(spec, base)
+    path = gold_path(spec, label, base)
     stat = path.stat()
     return _resolve(str(path), stat.st_mtime_ns, stat.st_size, spec.k, spec.seed, spec.gold,
                     label)
