@@ -334,6 +334,8 @@ async def evaluate_async(
     report = EvalReport(against=against, gold_conversations=len(gold_ids), dry_run=dry_run,
                         prompt=run, baseline=base_run, notes=list(dict.fromkeys(notes)))
     if dry_run:
+        if thresholds:
+            report.notes.append("a dry run scores nothing: the thresholds were not tested")
         return report
     db = open_existing_db(path)
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TEST_API_KEY, rows
+from test_app_pages import open_app
 from typer.testing import CliRunner
 
 from annotator import config, precompute, summary_cache
@@ -236,6 +237,9 @@ def test_few_shot_examples_are_not_extracted_nor_scored_for_their_version(gate):
     assert not examples & set(bundle.frames["outcomes"]["conversation_id"])
     assert len(bundle.frames["outcomes"]) == n_gold - 4
     database.conn.close()
+    page = open_app(path, "prompts")
+    said = " ".join(" ".join(c.value.split()) for c in page.caption)
+    assert "as its own few-shot examples" in said and "4 conversations" in said
 
 
 def test_a_copied_study_prompt_folder_keeps_the_few_shot_gold_beside_it(gate, tmp_path):
