@@ -183,6 +183,15 @@ def test_against_a_gold_file_and_without_a_key_the_baseline_stands_in(gate, monk
     code, report, out = run_eval(path, "values/v2", "--against", str(DEMO))
     assert code == 0, out
     assert report["gold_conversations"] == n_gold and figure(report, "response_accuracy") == 1.0
+    outside = path.parent / "outside.jsonl"
+    first = json.loads(DEMO.read_text().splitlines()[0])
+    stranger = {**first, "conversation_id": "not-in-the-study",
+                "turns": [{"role": "user", "text": "a conversation this study never saw"}]}
+    outside.write_text(DEMO.read_text() + json.dumps(stranger) + "\n")
+    result = runner.invoke(app, ["eval", "values/v2", "--db", str(path), "--against",
+                                 str(outside)])
+    assert result.exit_code == 1
+    assert f"1 of the {n_gold + 1} conversations" in " ".join(result.output.split())
     monkeypatch.delenv("ANTHROPIC_API_KEY")
     sent = sum(fake.attempts.values())
     code, report, out = run_eval(path, "values/v2")
@@ -237,6 +246,11 @@ def test_few_shot_examples_are_not_extracted_nor_scored_for_their_version(gate):
     assert not examples & set(bundle.frames["outcomes"]["conversation_id"])
     assert len(bundle.frames["outcomes"]) == n_gold - 4
     database.conn.close()
+    # against a version without examples: compared on the conversations both were scored on
+    code, compared, out = run_eval(path, "values/v3", "--baseline", "values/v2")
+    assert code == 0, out
+    assert compared["compared"] == n_gold - 4 and compared["baseline"]["in_scope"] == n_gold
+    assert all(d["n"] == n_gold - 4 for d in compared["differences"])
     page = open_app(path, "prompts")
     said = " ".join(" ".join(c.value.split()) for c in page.caption)
     assert "as its own few-shot examples" in said and "4 conversations" in said
