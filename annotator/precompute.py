@@ -74,7 +74,7 @@ def _prompt_scores(path: str, sigs: Mapping[str, str], prompt_id: str, table: st
     """A version's scores without its few-shot examples (`report.without_few_shot`); the
     bundle's meta says how many conversations were left out (`few_shot_left_out`)."""
     with summary_cache.study_db(path) as database:
-        examples = {p: ids for p, ids in few_shot_map(database).items() if p == prompt_id}
+        examples = few_shot_map(database)
     extractions, left_out = without_few_shot(_frame(path, sigs, table), examples)
     bundle = summaries.prompt_bundle(extractions, _frame(path, sigs, "gold"),
                                      _frame(path, sigs, "annotations"), n_boot)

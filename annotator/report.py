@@ -216,12 +216,11 @@ def without_few_shot(
 
 
 def scored_extractions(
-    db: sqlite_utils.Database, prompt_id: str | None = None, pushed_only: bool = False
+    db: sqlite_utils.Database, pushed_only: bool = False
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """`extractions_frame` as agreement scores it: without each version's few-shot examples
     (`without_few_shot`), and how many were left out per prompt id."""
-    return without_few_shot(extractions_frame(db, prompt_id, pushed_only=pushed_only),
-                            few_shot_map(db))
+    return without_few_shot(extractions_frame(db, pushed_only=pushed_only), few_shot_map(db))
 
 
 def prompt_versions(db: sqlite_utils.Database) -> pd.DataFrame:
