@@ -21,7 +21,7 @@ from annotator.cli import app
 from annotator.db import open_db, row_to_conversation
 from annotator.eval_metrics import METRICS
 from annotator.gold import import_gold
-from annotator.prompts import render_conversation
+from annotator.prompts import render_conversation, resolve_prompt
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -162,7 +162,7 @@ def test_unknown_prompt_and_metric_are_one_line_errors_before_any_call(gate):
     path, _, fake, _ = gate
     for args, said in (
         (["nosuch"], "no prompt 'nosuch'"),
-        (["83"], "too short to be an id prefix"),  # values/v1 is 83a3bb...
+        ([resolve_prompt("values/v1").id[:2]], "too short to be an id prefix"),
         (["values/v2", "--baseline", "values/v9"], "no prompt 'values/v9'"),
         (["values/v2", "--fail-under", "kappa=0.5"], "unknown metric 'kappa'"),
         (["values/v2", "--fail-under", "response_kappa"], "METRIC=VALUE"),
