@@ -20,6 +20,7 @@ from rich.table import Table
 
 from . import config
 from .errors import NO_ANNOTATIONS, AnnotatorError
+from .eval_metrics import metric_help
 
 app = typer.Typer(
     help=(
@@ -1505,6 +1506,9 @@ def agreement(
         f"{escape(', '.join(report.annotators))}",
         highlight=False,
     )
+    for pid, n in report.settings.get("few_shot_left_out", {}).items():
+        console.print(f"model {escape(pid)}: {n} conversations left out of its scores, its own "
+                      "few-shot examples", highlight=False)
     for scope, rows in frame.groupby("scope", sort=False):
         table = Table(title=escape(str(scope)), title_justify="left")
         for column in ("metric", "labels", "value", "95% interval", "n", "note"):
@@ -1658,3 +1662,138 @@ def _print_findings(f: Any, top: int) -> None:
              f"(response type {flagged.response_type or '-'}) · {links}")
     if len(f.flagged) > top:
         _say(f"  … and {len(f.flagged) - top} more (all of them: --json)")
+
+
+# --- the prompt gate (issue 11, item 5) ----------------------------------------------------------
+
+
+@app.command("eval")
+@cli_errors
+def eval_command(
+    prompt: Annotated[
+        str, typer.Argument(metavar="PROMPT", help=f"The version to evaluate: {PROMPT_REF}.")
+    ],
+    db: DbOption = None,
+    against: Annotated[
+        str,
+        typer.Option(help="gold: the study's gold labels; or a gold JSONL file whose "
+                     "conversations the study holds (`annotator gold load FILE`)."),
+    ] = "gold",
+    baseline: Annotated[
+        str | None,
+        typer.Option(help=f"A version to compare with ({PROMPT_REF}): the difference, prompt "
+                     "minus baseline, with a paired 95% bootstrap interval.", show_default=False),
+    ] = None,
+    fail_under: Annotated[
+        list[str] | None,
+        typer.Option("--fail-under", metavar="METRIC=VALUE",
+                     help="Exit 1 if METRIC (its point value) is below VALUE; repeatable. "
+                     f"Metrics: {metric_help()}.", show_default=False),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the calls it would make and their estimated "
+                     "cost; send none, score nothing."),
+    ] = False,
+    prompts_dir: PromptsDirOption = None,
+    extractor: Annotated[
+        str | None,
+        typer.Option(help="claude or baseline. Default: claude if ANTHROPIC_API_KEY is set, "
+                     "else the offline baseline (which then stands in for the prompt)."),
+    ] = None,
+    worst: Annotated[
+        int, typer.Option(min=0, help="List this many conversations most at odds with gold.")
+    ] = 5,
+    boot: Annotated[
+        int, typer.Option("--boot", help="Bootstrap resamples for the 95% intervals (0: none).")
+    ] = 200,
+    concurrency: Annotated[int, typer.Option(help="Calls in flight at once.")] = 8,
+    prices: Annotated[
+        Path | None,
+        typer.Option(help="JSON/TOML file of per-model prices (USD per million tokens)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Gate a prompt version on its agreement with gold: extract the gold conversations with it
+    (cached per conversation, version and model: a rerun pays for nothing done), print its
+    agreement with gold with 95% intervals, the difference from `--baseline`, and the
+    conversations it gets most wrong; exit 1 when a `--fail-under` threshold fails, else 0.
+
+    A version's few-shot examples are left out of its scores (and not extracted), and counted.
+
+    Example: annotator eval values/v2 --baseline values/v1 --fail-under response_kappa=0.6
+    """
+    from .evaluation import evaluate
+
+    report = evaluate(
+        db_path(db), prompt, against=against, baseline=baseline, fail_under=fail_under or [],
+        dry_run=dry_run, extractor=extractor, prompts_dir=prompts_dir, n_boot=boot,
+        worst=worst, concurrency=concurrency, prices=prices, progress=not as_json,
+        console=err_console,
+    )
+    if as_json:
+        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+    else:
+        _print_eval(report)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def _print_eval(report: Any) -> None:
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    runs = [("prompt", report.prompt)] + ([("baseline", report.baseline)]
+                                           if report.baseline else [])
+    for role, run in runs:
+        left_out = (f"; {run.few_shot_left_out} left out as its own few-shot examples"
+                    if run.few_shot_left_out else "")
+        console.print(
+            f"{role}: {escape(run.label)} ({escape(run.prompt_id)}), {escape(run.extractor)} "
+            f"{escape(run.model)}: {run.in_scope} of {report.gold_conversations} gold "
+            f"conversations{left_out}",
+            highlight=False, soft_wrap=True)
+        if report.dry_run:
+            estimate = run.estimate or {}
+            console.print(
+                f"  dry run: {estimate.get('calls', 0)} calls to make, {run.cached} cached; "
+                f"estimated ${estimate.get('cost_usd', 0.0):.4f} "
+                f"({estimate.get('input_tokens', 0):,} input, "
+                f"{estimate.get('cache_read_tokens', 0):,} cache-read, "
+                f"{estimate.get('output_tokens', 0):,} output tokens); nothing was sent",
+                highlight=False, soft_wrap=True)
+        else:
+            console.print(f"  {run.cached} cached, {run.extracted} extracted now, {run.errors} "
+                          f"errors; {run.calls} calls, ${run.cost_usd:.4f}", highlight=False)
+    if report.dry_run:
+        return
+    table = Table(title=f"agreement with {escape(report.against)}", title_justify="left")
+    for column in ("metric", "value", "95% interval", "n", "note"):
+        table.add_column(column, overflow="fold")
+    for f in report.figures:
+        interval = "" if f.low is None else f"{_figure(f.low)}-{_figure(f.high)}"
+        table.add_row(f.name, _figure(f.value), interval, str(f.n), escape(f.note or ""))
+    console.print(table)
+    if report.baseline is not None:
+        table = Table(title=f"prompt minus baseline, on the {report.compared} conversations "
+                      "both were scored on (paired 95% interval)", title_justify="left")
+        for column in ("metric", "baseline", "prompt", "difference", "95% interval"):
+            table.add_column(column)
+        for d in report.differences:
+            interval = "" if d.low is None else f"{d.low:+.3f} to {d.high:+.3f}"
+            delta = "n/a" if d.delta is None or d.delta != d.delta else f"{d.delta:+.3f}"
+            table.add_row(d.name, _figure(d.baseline), _figure(d.prompt), delta, interval)
+        console.print(table)
+    if report.worst:
+        table = Table(title="most at odds with gold", title_justify="left")
+        for column in ("conversation", "disagreement", "why"):
+            table.add_column(column, overflow="fold")
+        for w in report.worst:
+            table.add_row(escape(w.conversation_id), f"{w.disagreement:.2f}", escape(w.reason))
+        console.print(table)
+    for gate in report.gates:
+        verdict = "[green]pass[/]" if gate.passed else "[bold red]FAIL[/]"
+        console.print(f"{verdict} {gate.metric} = {_figure(gate.value)} (at least "
+                      f"{gate.minimum:g})", highlight=False)
+    if report.gates:
+        console.print("gate passed" if report.passed else "gate failed: exit 1",
+                      style="green" if report.passed else "bold red")

@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -463,22 +463,29 @@ def select_pending(
     limit: int | None,
     require_scrubbed: bool,
     report: ExtractReport,
+    scope: Sequence[str] | None = None,
 ) -> list[str]:
     """Conversation ids to take now, in id order; fills the report's counts. `db` is a study
-    database or a plain connection (inside a write transaction, when claiming)."""
-    report.in_scope = db.execute("select count(*) from conversations").fetchone()[0]
+    database or a plain connection (inside a write transaction, when claiming). `scope`: only
+    these conversations (`eval` extracts the gold ones); None: the whole study."""
+    # one JSON parameter, not one per id: a scope may hold thousands
+    within, scope_args = ("", []) if scope is None else (
+        " and {col} in (select value from json_each(?))", [orjson.dumps(list(scope)).decode()])
+    report.in_scope = db.execute(
+        "select count(*) from conversations where 1 = 1" + within.format(col="id"), scope_args
+    ).fetchone()[0]
     done_statuses = ("ok",) if retry_errors else ("ok", "error")
     report.cached = db.execute(
         "select count(*) from extractions where prompt_id = ? and model = ? and status in "
-        f"({', '.join('?' for _ in done_statuses)})",
-        [prompt_id, model, *done_statuses],
+        f"({', '.join('?' for _ in done_statuses)})" + within.format(col="conversation_id"),
+        [prompt_id, model, *done_statuses, *scope_args],
     ).fetchone()[0]
     rows = db.execute(
         "select c.id, c.scrubbed from conversations c left join extractions e "
         "on e.conversation_id = c.id and e.prompt_id = ? and e.model = ? "
-        "where e.conversation_id is null" + (" or e.status = 'error'" if retry_errors else "")
-        + " order by c.id",
-        [prompt_id, model],
+        "where (e.conversation_id is null" + (" or e.status = 'error'" if retry_errors else "")
+        + ")" + within.format(col="c.id") + " order by c.id",
+        [prompt_id, model, *scope_args],
     ).fetchall()
     in_batches = _open_batch_ids(db, prompt_id, model)
     pending: list[str] = []
@@ -501,12 +508,13 @@ def take_pending(
     limit: int | None,
     require_scrubbed: bool,
     report: ExtractReport,
+    scope: Sequence[str] | None = None,
 ) -> list[str]:
     """`select_pending` minus what other live runs hold, up to `limit`; claimed for `owner` in
     the caller's write transaction (so the choice and the claim are one step), or only counted
     for a dry run (`owner` None)."""
     pending = select_pending(
-        conn, prompt_id, model, retry_errors, None, require_scrubbed, report
+        conn, prompt_id, model, retry_errors, None, require_scrubbed, report, scope
     )
     held = ledger.held_elsewhere(conn, prompt_id, model, owner.id if owner else None)
     free = [cid for cid in pending if cid not in held]
@@ -863,7 +871,8 @@ def estimate(
 # --- the run ---------------------------------------------------------------------------------
 
 
-def _choose_extractor(name: str | None, api_key: str | None) -> str:
+def choose_extractor(name: str | None, api_key: str | None) -> str:
+    """The extractor a run uses: `name`, else claude with an API key, else the baseline."""
     chosen = name or ("claude" if api_key else "baseline")
     if chosen not in EXTRACTORS:
         raise AnnotatorError(f"unknown extractor {chosen!r}: choose one of {', '.join(EXTRACTORS)}")
@@ -873,7 +882,7 @@ def _choose_extractor(name: str | None, api_key: str | None) -> str:
 async def extract_async(
     db_path: str | Path | None = None,
     *,
-    prompt: str | None = None,
+    prompt: str | PromptVersion | None = None,
     extractor: str | None = None,
     model: str | None = None,
     limit: int | None = None,
@@ -895,9 +904,11 @@ async def extract_async(
     lease: float = ledger.DEFAULT_LEASE,
     console: Console | None = None,
     prompts_dir: str | Path | None = None,
+    conversation_ids: Sequence[str] | None = None,
 ) -> ExtractReport:
     """`extract`, for callers already inside an event loop. `prompts_dir`: the study's own
-    prompt folder (default `config.prompts_dir()`)."""
+    prompt folder (default `config.prompts_dir()`); `prompt` may be a version already resolved;
+    `conversation_ids`: only these conversations (None: the whole study)."""
     settings = config.settings()
     path = Path(db_path) if db_path is not None else settings.db_path
     if concurrency < 1:
@@ -906,7 +917,7 @@ async def extract_async(
     api_key = api_key or settings.anthropic_api_key
     base_url = base_url or settings.anthropic_base_url
     prices = prices or settings.prices_path
-    name = _choose_extractor(extractor, api_key)
+    name = choose_extractor(extractor, api_key)
     price_table = load_prices(prices)
     console = console or Console(stderr=True)
 
@@ -918,7 +929,8 @@ async def extract_async(
             console.print("[yellow]note:[/] the baseline has its own rules; --prompt is ignored")
         model = None
     else:
-        chosen_prompt = load_prompt(prompt, Path(prompts_dir) if prompts_dir else None, db=db)
+        chosen_prompt = prompt if isinstance(prompt, PromptVersion) else load_prompt(
+            prompt, Path(prompts_dir) if prompts_dir else None, db=db)
         if USER_MARKER not in chosen_prompt.text:  # the baseline's rules, or an id-only version
             raise InputError(f"prompt {prompt!r} ({chosen_prompt.name or chosen_prompt.id}) is "
                              "not a prompt file a model can run: give a file's version")
@@ -947,7 +959,7 @@ async def extract_async(
         if dry_run:
             ids = take_pending(
                 db.conn, None, chosen_prompt.id, ex.model, retry_errors, limit,
-                require_scrubbed, report,
+                require_scrubbed, report, conversation_ids,
             )
             report.todo = len(ids)
             report.ledger = ledger.call_ledger(db.conn).as_dict()
@@ -965,7 +977,7 @@ async def extract_async(
             ids = store.run_sync(
                 lambda conn: _start_run(
                     conn, owner, chosen_prompt.id, ex.model, lease, retry_errors, limit,
-                    require_scrubbed, report,
+                    require_scrubbed, report, conversation_ids,
                 )
             )
             report.todo = len(ids)
@@ -1006,12 +1018,13 @@ def _start_run(
     limit: int | None,
     require_scrubbed: bool,
     report: ExtractReport,
+    scope: Sequence[str] | None = None,
 ) -> list[str]:
     """One transaction: settle runs that died, register this one, choose and claim its work."""
     report.settled_possibly_paid = ledger.settle_dead_runs(conn)
     ledger.register_run(conn, owner, prompt_id, model, lease)
     return take_pending(
-        conn, owner, prompt_id, model, retry_errors, limit, require_scrubbed, report
+        conn, owner, prompt_id, model, retry_errors, limit, require_scrubbed, report, scope
     )
 
 

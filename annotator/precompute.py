@@ -28,6 +28,8 @@ from pydantic import BaseModel
 
 from annotator import config, summaries, summary_cache
 from annotator.findings import table_findings
+from annotator.prompts import few_shot_map
+from annotator.report import without_few_shot
 from annotator.summaries import Bundle
 
 DEFAULT_BOOT = 200  # bootstrap resamples behind the app's 95% intervals
@@ -64,11 +66,21 @@ def prompt_scores(prompt_id: str, n_boot: int = DEFAULT_BOOT) -> Summary:
     return Summary(
         "prompt", {"n_boot": n_boot, "prompt": prompt_id}, (table, "gold", "annotations"),
         f"the scores of prompt {prompt_id}",
-        lambda path, sigs: summaries.prompt_bundle(
-            _frame(path, sigs, table), _frame(path, sigs, "gold"),
-            _frame(path, sigs, "annotations"), n_boot,
-        ),
+        lambda path, sigs: _prompt_scores(path, sigs, prompt_id, table, n_boot),
     )
+
+
+def _prompt_scores(path: str, sigs: Mapping[str, str], prompt_id: str, table: str,
+                   n_boot: int) -> Bundle:
+    """A version's scores without its few-shot examples (`report.without_few_shot`); the
+    bundle's meta says how many conversations were left out (`few_shot_left_out`)."""
+    with summary_cache.study_db(path) as database:
+        examples = few_shot_map(database)
+    extractions, left_out = without_few_shot(_frame(path, sigs, table), examples)
+    bundle = summaries.prompt_bundle(extractions, _frame(path, sigs, "gold"),
+                                     _frame(path, sigs, "annotations"), n_boot)
+    bundle.meta["few_shot_left_out"] = left_out.get(prompt_id, 0)
+    return bundle
 
 
 def conversations() -> Summary:

@@ -6,12 +6,17 @@ which `{conversation}` is replaced by the rendered conversation. Everything stat
 that prompt caching applies to it; only the user turn differs between conversations.
 
 A version's id is a hash of the whole file, so any edit is a new version; a used version is
-never edited (DESIGN.md): a change is a new file (`v2.md`).
+never edited (DESIGN.md): a change is a new file (`v2.md`). A prompt whose front matter asks for
+few-shot examples from a gold file (`few_shot: {gold: demo.jsonl, k: 4, seed: 1}`, see
+`few_shot`) has them rendered into its system text; the chosen conversation ids and the rendered
+examples are hashed into its id too, and those conversations are left out of its scores
+(`few_shot_ids`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,10 +26,10 @@ from typing import Any
 import sqlite_utils
 import yaml
 
-from . import config
+from . import config, few_shot
 from .db import loads, open_existing_db, prompt_to_row, row_to_prompt
 from .errors import InputError
-from .models import Conversation, PromptVersion
+from .models import Conversation, PromptVersion, Turn
 
 DEFAULT_NAME = "values"
 USER_MARKER = "<!-- user -->"
@@ -56,8 +61,9 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
     return data, text[match.end() :]
 
 
-def parse_prompt(text: str, name: str, version: str) -> PromptVersion:
-    """A PromptVersion from file content; checks the front matter a run needs."""
+def parse_prompt(text: str, name: str, version: str, base: Path | None = None) -> PromptVersion:
+    """A PromptVersion from file content; checks the front matter a run needs. `base`: the
+    prompt file's folder, where a `few_shot` gold file is looked for first."""
     front, body = split_front_matter(text)
     missing = [k for k in REQUIRED_FRONT_MATTER if k not in front]
     if missing:
@@ -70,8 +76,15 @@ def parse_prompt(text: str, name: str, version: str) -> PromptVersion:
             f"prompt {name}/{version}: needs a `{USER_MARKER}` line followed by a user template "
             f"containing {CONVERSATION_SLOT}"
         )
+    identity = text
+    spec = few_shot.spec_of(front, f"{name}/{version}")
+    if spec is not None:
+        chosen = few_shot.resolve(spec, f"{name}/{version}", base)
+        front["few_shot"] = chosen.model_dump()
+        # The examples shape every reply: which ones, and how they read, make the version.
+        identity += f"\n<!-- few-shot {json.dumps(chosen.ids)} -->\n{chosen.examples}"
     return PromptVersion(
-        id=prompt_id(text),
+        id=prompt_id(identity),
         name=str(front.get("name", name)),
         version=str(front.get("version", version)),
         text=text,
@@ -86,7 +99,7 @@ def read_prompt_file(path: Path, root: Path | None = None) -> PromptVersion:
     except OSError as exc:
         raise InputError(f"cannot read prompt {path}: {exc}") from exc
     name = path.parent.name if root is None or path.parent != root else DEFAULT_NAME
-    return parse_prompt(text, name=name, version=path.stem)
+    return parse_prompt(text, name=name, version=path.stem, base=path.parent)
 
 
 def _version_key(p: PromptVersion) -> tuple[str, int, str]:
@@ -278,8 +291,16 @@ class Rendered:
 
 
 def body_parts(prompt: PromptVersion) -> tuple[str, str]:
-    """(system text, user template) of a prompt version."""
-    return _body_parts(prompt.text)
+    """(system text, user template) of a prompt version; few-shot examples go where the system
+    text has `{examples}`, else at its end (static: cached with the rest)."""
+    system, user = _body_parts(prompt.text)
+    examples = (prompt.front_matter.get("few_shot") or {}).get("examples")
+    if examples:
+        if few_shot.EXAMPLES_SLOT in system:
+            system = system.replace(few_shot.EXAMPLES_SLOT, examples)
+        else:
+            system = f"{system}\n\n{examples}"
+    return system, user
 
 
 @lru_cache(maxsize=64)
@@ -292,8 +313,13 @@ def _body_parts(text: str) -> tuple[str, str]:
 
 def render_conversation(conversation: Conversation) -> str:
     """Turns as tagged blocks, numbered so evidence quotes can be traced to a turn."""
+    return render_turns(conversation.turns)
+
+
+def render_turns(turns: list[Turn]) -> str:
+    """`render_conversation` of bare turns (a gold record's, for few-shot examples)."""
     lines = ["<conversation>"]
-    for i, turn in enumerate(conversation.turns, start=1):
+    for i, turn in enumerate(turns, start=1):
         lines.append(f'<turn index="{i}" role="{turn.role.value}">')
         lines.append(turn.text.strip())
         lines.append("</turn>")
@@ -310,6 +336,19 @@ def render(prompt: PromptVersion, conversation: Conversation) -> Rendered:
 
 
 # --- the study database ----------------------------------------------------------------------
+
+
+def few_shot_ids(prompt: PromptVersion) -> frozenset[str]:
+    """The conversations a version shows as few-shot examples: never scored for it."""
+    return frozenset((prompt.front_matter.get("few_shot") or {}).get("ids") or ())
+
+
+def few_shot_map(db: sqlite_utils.Database) -> dict[str, frozenset[str]]:
+    """`few_shot_ids` of each version the study recorded that has examples, by prompt id."""
+    if "prompts" not in db.table_names():
+        return {}
+    versions = (row_to_prompt(r) for r in db["prompts"].rows)
+    return {p.id: ids for p in versions if (ids := few_shot_ids(p))}
 
 
 def record_prompt(db: sqlite_utils.Database, prompt: PromptVersion) -> None:

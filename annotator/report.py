@@ -21,7 +21,7 @@ from .agreement import (
     anchoring,
 )
 from .ledger import call_ledger
-from .prompts import resolve_used_ids
+from .prompts import few_shot_map, resolve_used_ids
 
 ANNOTATION_COLUMNS = [
     "annotation_id",
@@ -197,6 +197,32 @@ def extractions_frame(
     return pd.DataFrame.from_records(rows, columns=EXTRACTION_COLUMNS)
 
 
+def without_few_shot(
+    extractions: pd.DataFrame, examples: dict[str, frozenset[str]]
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Extractions minus each prompt version's own few-shot examples (`prompts.few_shot_map`):
+    a model shown a conversation's gold labels in its prompt is not scored on it. Also how many
+    conversations were left out, per prompt id (versions that lost none are not named)."""
+    if not examples or extractions.empty:
+        return extractions, {}
+    leak = pd.Series(False, index=extractions.index)
+    left_out: dict[str, int] = {}
+    for pid, ids in examples.items():
+        hit = (extractions["prompt_id"] == pid) & extractions["conversation_id"].isin(list(ids))
+        if hit.any():
+            left_out[pid] = int(extractions.loc[hit, "conversation_id"].nunique())
+            leak |= hit
+    return extractions.loc[~leak], left_out
+
+
+def scored_extractions(
+    db: sqlite_utils.Database, pushed_only: bool = False
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """`extractions_frame` as agreement scores it: without each version's few-shot examples
+    (`without_few_shot`), and how many were left out per prompt id."""
+    return without_few_shot(extractions_frame(db, pushed_only=pushed_only), few_shot_map(db))
+
+
 def prompt_versions(db: sqlite_utils.Database) -> pd.DataFrame:
     """Every prompt version with extractions: how many, how many failed, cost, first use, and
     the calls for it that were sent without a recorded reply (possibly paid, not in the cost)."""
@@ -252,16 +278,18 @@ def study_agreement(
 
     Value names are mapped to their taxonomy ancestors at each level with the released tree;
     names outside it stay free values. `prompt_ids` may name versions any way `--prompt` does
-    (`prompts.resolve_prompt`).
+    (`prompts.resolve_prompt`). A version's few-shot examples are left out of its figures; the
+    report's `settings["few_shot_left_out"]` says how many conversations, per prompt id.
     """
     from .taxonomy import load_taxonomy
 
     prompt_ids = resolve_used_ids(db, prompt_ids)  # an unknown or ambiguous one is an error
     tree = load_taxonomy()
-    extractions = extractions_frame(db)
+    extractions, left_out = scored_extractions(db)
     if prompt_ids:
         extractions = extractions[extractions["prompt_id"].isin(prompt_ids)]
-    return agreement_report(
+        left_out = {pid: n for pid, n in left_out.items() if pid in prompt_ids}
+    report = agreement_report(
         annotations_frame(db),
         gold_frame(db),
         extractions,
@@ -272,6 +300,8 @@ def study_agreement(
         top_k=top_k,
         seed=seed,
     )
+    report.settings["few_shot_left_out"] = left_out
+    return report
 
 
 REVIEW_COLUMNS = ["conversation_id", "annotator", "blind", "prefilled_by", "response_type",
@@ -312,12 +342,13 @@ def study_anchoring(
     """Anchoring per prompt version: its extractions against each Label Studio annotation, on
     pre-filled and on blind tasks (`agreement.anchoring`). Versions with extractions of pushed
     conversations, in order of first use; none when no annotation came from Label Studio.
-    `prompt_ids` are resolved as in `study_agreement`."""
+    `prompt_ids` are resolved as in `study_agreement`; a version's few-shot examples are left
+    out of its figures."""
     prompt_ids = resolve_used_ids(db, prompt_ids)  # checked even when nothing was reviewed
     reviews = review_annotations_frame(db)
     if reviews.empty:
         return []
-    extractions = extractions_frame(db, pushed_only=True)
+    extractions, _ = scored_extractions(db, pushed_only=True)
     # in order of first use, as `prompt_versions` lists them
     order = list(dict.fromkeys(extractions.sort_values("created_at", kind="stable")["prompt_id"]))
     return [

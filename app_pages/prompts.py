@@ -70,6 +70,11 @@ if summary_rows:
     st.dataframe(pd.DataFrame(summary_rows), hide_index=True, key="prompt-summary")
     st.caption(f"Value scores at the {summaries.LEVEL_LABELS[level]} level. Against gold: value "
                "and 95% bootstrap interval; against each annotator: value.")
+    left_out = {pid: b.meta.get("few_shot_left_out", 0) for pid, b in ready.items()}
+    if any(left_out.values()):
+        st.caption("Left out of a version's scores, as its own few-shot examples: " + "; ".join(
+            f"{common.md(common.prompt_label(study, pid))}: {n:,} conversations"
+            for pid, n in left_out.items() if n))
 
 # --- anchoring ----------------------------------------------------------------------------------
 st.subheader("Anchoring: pre-filled against blind tasks")

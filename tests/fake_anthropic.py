@@ -134,6 +134,8 @@ def names_in_text_rule(names: list[str], max_values: int = 6) -> Rule:
         seen: dict[str, str] = {}
         for i, (word, start, _) in enumerate(words):
             for n in starts.get(word, ()):
+                if i + n > len(words):  # a longer name than the words left: not here
+                    continue
                 name = " ".join(w for w, _, _ in words[i : i + n])
                 if name in wanted:
                     seen.setdefault(name, text[start : words[i + n - 1][2]])

@@ -102,7 +102,8 @@ def test_db_naming_a_folder_a_device_or_another_apps_file_is_one_line_and_change
 def test_read_only_commands_do_not_turn_an_empty_file_into_a_study(tmp_path) -> None:
     empty = tmp_path / "empty.db"
     empty.touch()
-    for command in (["status"], ["agreement"], ["prompts"], ["summarize"], ["export", "x.jsonl"]):
+    for command in (["status"], ["agreement"], ["prompts"], ["summarize"], ["export", "x.jsonl"],
+                    ["eval", "values/v1"], ["eval", "values/v1", "--dry-run"]):
         result = runner.invoke(app, [*command, "--db", str(empty)])
         assert result.exit_code == 1, (command, result.output)
         assert "is empty" in result.output, (command, result.output)
