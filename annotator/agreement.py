@@ -85,7 +85,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy import sparse
 
 from annotator.models import ORDERED_RESPONSE_TYPES, ResponseType
@@ -190,16 +190,52 @@ def _percentile(samples: np.ndarray) -> tuple[float | None, float | None, str | 
     return float(low), float(high), note
 
 
-def _boot_patterns(
-    weights: np.ndarray, stat: Callable[[np.ndarray], float], n_boot: int, seed: int
+def _pattern_draws(
+    weights: np.ndarray, n_boot: int, seed: int | np.random.Generator
 ) -> np.ndarray:
-    """Resample units by resampling their pattern counts (multinomial, same distribution)."""
+    """`n_boot` resamples of the units as pattern counts (multinomial: same distribution as
+    drawing the units with replacement). A Generator as `seed` continues its own stream, so a
+    caller can chain several statistics on one reproducible stream."""
     total = int(weights.sum())
     if n_boot <= 0 or total == 0:
-        return np.empty(0)
+        return np.empty((0, weights.size))
     rng = np.random.default_rng(seed)
-    draws = rng.multinomial(total, weights / total, size=n_boot)
-    return np.array([stat(d.astype(float)) for d in draws])
+    return rng.multinomial(total, weights / total, size=n_boot)
+
+
+def _boot_patterns(
+    weights: np.ndarray, stat: Callable[[np.ndarray], float], n_boot: int,
+    seed: int | np.random.Generator,
+) -> np.ndarray:
+    """Resample units by resampling their pattern counts (multinomial, same distribution)."""
+    return np.array([stat(d.astype(float)) for d in _pattern_draws(weights, n_boot, seed)])
+
+
+def paired_stats(
+    weights: np.ndarray,
+    first: Callable[[np.ndarray], float],
+    second: Callable[[np.ndarray], float],
+    *,
+    n_units: tuple[int, int, int],
+    undefined: tuple[str, str, str],
+    n_boot: int,
+    seed: int | np.random.Generator,
+) -> tuple[Stat, Stat, Stat]:
+    """Two statistics of the same units and their difference first - second, each with a 95%
+    interval. Units enter through pattern counts `weights`; the three see the same resamples,
+    so the difference's interval is that of the paired difference. `undefined[i]` is the
+    reason given when the i-th figure is NaN."""
+    draws = _pattern_draws(weights, n_boot, seed).astype(float)
+    firsts = np.array([first(d) for d in draws])
+    seconds = np.array([second(d) for d in draws])
+    out = []
+    for value, samples, n, why in zip(
+        (first(weights), second(weights), first(weights) - second(weights)),
+        (firsts, seconds, firsts - seconds), n_units, undefined, strict=True,
+    ):
+        stat = Stat(value=value, n_units=n, reason=why if math.isnan(value) else None)
+        out.append(_with_interval(stat, samples))
+    return out[0], out[1], out[2]
 
 
 def _boot_units(
@@ -515,7 +551,8 @@ def percent_agreement(
 # --------------------------------------------------------------------------- two raters
 
 
-def _kappa_from_table(table: np.ndarray) -> tuple[float, str | None]:
+def kappa_from_table(table: np.ndarray) -> tuple[float, str | None]:
+    """Cohen's kappa of a confusion table (rows one rater, columns the other)."""
     total = table.sum()
     if total == 0:
         return float("nan"), "no shared units"
@@ -566,10 +603,11 @@ def cohen_kappa(
     if not pairs:
         return _nan("no shared units")
     table, _ = _paired_table([p[0] for p in pairs], [p[1] for p in pairs], labels)
-    return _table_stat(table, _kappa_from_table, n_boot, seed)
+    return _table_stat(table, kappa_from_table, n_boot, seed)
 
 
-def _accuracy_from_table(table: np.ndarray) -> tuple[float, str | None]:
+def accuracy_from_table(table: np.ndarray) -> tuple[float, str | None]:
+    """Share of a confusion table on its diagonal."""
     total = table.sum()
     if total == 0:
         return float("nan"), "no shared units"
@@ -605,7 +643,7 @@ def pairwise_cohen_kappa(
                 out[key] = _nan("no shared units")
                 continue
             table = np.bincount(a[both] * v + b[both], minlength=v * v).reshape(v, v)
-            out[key] = _table_stat(table, _kappa_from_table, n_boot, seed)
+            out[key] = _table_stat(table, kappa_from_table, n_boot, seed)
     return out
 
 
@@ -701,6 +739,14 @@ def _norm(name: str) -> str:
     return " ".join(str(name).split()).casefold()
 
 
+def level_name(name: str, level_map: Mapping[str, str] | None) -> str:
+    """The key a value counts under in `level_map`: its ancestor, looked up as written, then
+    whitespace-collapsed and casefolded; a value found neither way (a free value) is itself."""
+    if not level_map:
+        return name
+    return level_map.get(name, level_map.get(_norm(name), name))
+
+
 def set_ratings(data: pd.DataFrame | np.ndarray, label: str = "ai_values") -> SetRatings:
     """Build the CSR form from any accepted input shape (see module docstring)."""
     long = as_long(data, label)
@@ -738,7 +784,7 @@ def map_level(ratings: SetRatings, level_map: Mapping[str, str] | None) -> SetRa
     """Replace each value by its ancestor (free values stay themselves), merge duplicates."""
     if not level_map:
         return ratings
-    mapped = [level_map.get(n, level_map.get(_norm(n), n)) for n in ratings.vocab.tolist()]
+    mapped = [level_name(n, level_map) for n in ratings.vocab.tolist()]
     new_codes, new_vocab = pd.factorize(pd.Series(mapped, dtype=object))
     rating_of = np.repeat(np.arange(ratings.unit.size), ratings.sizes)
     return _csr(ratings.unit, rating_of, np.asarray(new_codes)[ratings.indices],
@@ -1221,12 +1267,14 @@ def response_type_scores(
         return _nan("no shared conversations"), _nan("no shared conversations"), z
     table, _ = _paired_table(both[f"{label}_ref"].tolist(), both[f"{label}_model"].tolist(),
                              RESPONSE_TYPE_LABELS)
-    acc = _table_stat(table, _accuracy_from_table, n_boot, seed)
-    kap = _table_stat(table, _kappa_from_table, n_boot, seed)
+    acc = _table_stat(table, accuracy_from_table, n_boot, seed)
+    kap = _table_stat(table, kappa_from_table, n_boot, seed)
     return acc, kap, table
 
 
-def _micro(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, w: np.ndarray) -> dict[str, float]:
+def micro_scores(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, w: np.ndarray
+                 ) -> dict[str, float]:
+    """Micro precision, recall and F1 of units with counts (tp, fp, fn) and weights w."""
     stp, sfp, sfn = float(w @ tp), float(w @ fp), float(w @ fn)
     nan = float("nan")
     return {
@@ -1234,6 +1282,50 @@ def _micro(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, w: np.ndarray) -> dic
         "recall": stp / (stp + sfn) if stp + sfn > 0 else nan,
         "f1": 2 * stp / (2 * stp + sfp + sfn) if stp + sfp + sfn > 0 else nan,
     }
+
+
+def jaccard_index(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """Per unit |model & reference| / |model | reference| from its counts; two empty sets: 1."""
+    union = tp + fp + fn
+    return np.where(union > 0, tp / np.where(union > 0, union, 1), 1.0)
+
+
+def per_value_scores(
+    tp: np.ndarray, predicted: np.ndarray, reference: np.ndarray, zero_division: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per value: precision, recall and F1 from its true positives and the times the model and
+    the reference name it; a ratio over zero is `zero_division` (scikit-learn's name)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(predicted > 0, tp / np.where(predicted > 0, predicted, 1), zero_division)
+        r = np.where(reference > 0, tp / np.where(reference > 0, reference, 1), zero_division)
+        f = 2 * tp / (predicted + reference)
+    return p, r, f
+
+
+@dataclass(frozen=True)
+class SetCounts:
+    """Model and reference sets of paired ratings (`pair_sets`), one row per unit."""
+
+    predicted: sparse.csr_matrix  # units x values: the model names the value
+    reference: sparse.csr_matrix
+    hits: sparse.csr_matrix  # both name it
+    tp: np.ndarray  # (U,) per unit
+    fp: np.ndarray
+    fn: np.ndarray
+
+
+def set_counts(r: SetRatings) -> SetCounts:
+    """True positives, false positives and false negatives of each unit of paired ratings."""
+    x = r.matrix()
+    is_model = r.raters == "model"
+    pm = x[np.flatnonzero(is_model)]
+    pr = x[np.flatnonzero(~is_model)]
+    # ratings are sorted by unit and each unit has exactly one of each: rows align.
+    tp_m = pm.multiply(pr).tocsr()
+    tp = np.asarray(tp_m.sum(1)).ravel()
+    fp = np.asarray(pm.sum(1)).ravel() - tp
+    fn = np.asarray(pr.sum(1)).ravel() - tp
+    return SetCounts(pm, pr, tp_m, tp, fp, fn)
 
 
 def _macro(tp: sparse.csr_matrix, pred: sparse.csr_matrix, ref: sparse.csr_matrix,
@@ -1244,11 +1336,7 @@ def _macro(tp: sparse.csr_matrix, pred: sparse.csr_matrix, ref: sparse.csr_matri
     used = (pv > 0) | (rv > 0)
     if not used.any():
         return {"precision": float("nan"), "recall": float("nan"), "f1": float("nan")}
-    tpv, pv, rv = tpv[used], pv[used], rv[used]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.where(pv > 0, tpv / np.where(pv > 0, pv, 1), 0.0)
-        r = np.where(rv > 0, tpv / np.where(rv > 0, rv, 1), 0.0)
-        f = 2 * tpv / (pv + rv)
+    p, r, f = per_value_scores(tpv[used], pv[used], rv[used], 0.0)
     return {"precision": float(p.mean()), "recall": float(r.mean()), "f1": float(f.mean())}
 
 
@@ -1423,15 +1511,8 @@ def pair_ratings(
 
 def _value_scores(r: SetRatings, n_boot: int, seed: int, boot_budget: float) -> dict[str, Stat]:
     n = r.units.size
-    x = r.matrix()
-    is_model = r.raters == "model"
-    pm = x[np.flatnonzero(is_model)]
-    pr = x[np.flatnonzero(~is_model)]
-    # ratings are sorted by unit and each unit has exactly one of each: rows align.
-    tp_m = pm.multiply(pr).tocsr()
-    tp = np.asarray(tp_m.sum(1)).ravel()
-    fp = np.asarray(pm.sum(1)).ravel() - tp
-    fn = np.asarray(pr.sum(1)).ravel() - tp
+    c = set_counts(r)
+    pm, pr, tp_m, tp, fp, fn = c.predicted, c.reference, c.hits, c.tp, c.fp, c.fn
     ones = np.ones(n)
     out: dict[str, Stat] = {}
     # micro scores: a unit enters through (tp, fp, fn) only -> pattern bootstrap.
@@ -1439,13 +1520,12 @@ def _value_scores(r: SetRatings, n_boot: int, seed: int, boot_budget: float) -> 
     pw = pw.astype(float)
     for name in ("precision", "recall", "f1"):
         def micro(w: np.ndarray, name: str = name) -> float:
-            return _micro(pats[:, 0], pats[:, 1], pats[:, 2], w)[name]
+            return micro_scores(pats[:, 0], pats[:, 1], pats[:, 2], w)[name]
         v = micro(pw)
         stat = Stat(value=v, n_units=n,
                     reason=None if not math.isnan(v) else "no values on either side")
         out[f"micro_{name}"] = _with_interval(stat, _boot_patterns(pw, micro, n_boot, seed))
-    union = tp + fp + fn
-    jac = np.where(union > 0, tp / np.where(union > 0, union, 1), 1.0)
+    jac = jaccard_index(tp, fp, fn)
     jp, jinv = np.unique(jac, return_inverse=True)
     jw = np.bincount(jinv.ravel(), minlength=jp.size).astype(float)
     jstat = Stat(value=float(jac.mean()), n_units=n)
@@ -1477,11 +1557,28 @@ def _value_scores(r: SetRatings, n_boot: int, seed: int, boot_budget: float) -> 
 # --------------------------------------------------------------------------- report
 
 
+class MetricKey(BaseModel):
+    """What a figure measures: the statistic, the labels it reads, the taxonomy level (value
+    sets) and, for a per-value statistic, the value. Hashable, so display names and lookups key
+    on it instead of on a name parsed back out of a string."""
+
+    model_config = ConfigDict(frozen=True)
+
+    metric: str  # "krippendorff_alpha_masi", "value_alpha", "micro_f1", ...
+    field: str  # "response_type", "ai_values", "human_values"
+    level: int | None = None  # taxonomy level for value sets (0 leaf .. 3 top)
+    value: str | None = None  # per-value statistics: the value (name or taxonomy id)
+
+
 class AgreementRow(BaseModel):
-    scope: str  # "annotators", "annotators a~b", "model <prompt> vs gold", "... vs annotator x"
+    scope: str  # shown: "annotators", "annotators a~b", "model <prompt> vs gold", ...
     metric: str
     field: str  # "response_type", "ai_values", "human_values"
     level: int | None = None  # taxonomy level for value sets (0 leaf .. 3 top)
+    value_name: str | None = None  # per-value statistics: the value
+    model: str | None = None  # model-human rows: "<prompt id>[ <model>]"
+    reference: str | None = None  # model-human rows: "gold" or "annotator <name>"
+    pair: tuple[str, str] | None = None  # pairwise rows: the two annotators
     value: float
     low: float | None = None
     high: float | None = None
@@ -1489,6 +1586,15 @@ class AgreementRow(BaseModel):
     note: str | None = None
 
     _nan_from_null = field_validator("value", mode="before")(lambda v: _null_to_nan(v))
+
+    @property
+    def key(self) -> MetricKey:
+        return MetricKey(metric=self.metric, field=self.field, level=self.level,
+                         value=self.value_name)
+
+
+# `pair` stays out of the frame: a tuple column does not fit a flat table (rows have it)
+FRAME_COLUMNS = [name for name in AgreementRow.model_fields if name != "pair"]
 
 
 class AgreementReport(BaseModel):
@@ -1501,15 +1607,19 @@ class AgreementReport(BaseModel):
     how_to_read: str = HOW_TO_READ
 
     def to_frame(self) -> pd.DataFrame:
-        cols = list(AgreementRow.model_fields)
-        frame = pd.DataFrame([r.model_dump() for r in self.rows], columns=cols)
+        frame = pd.DataFrame([r.model_dump(include=set(FRAME_COLUMNS)) for r in self.rows],
+                             columns=FRAME_COLUMNS)
         frame["level"] = frame["level"].astype("Int64")  # ints with gaps, not 0.0 floats
         return frame
 
 
-def _row(scope: str, metric: str, field: str, stat: Stat, level: int | None = None) -> AgreementRow:
+def _row(scope: str, metric: str, field: str, stat: Stat, level: int | None = None,
+         **where: Any) -> AgreementRow:
+    """One figure; `where` names what the scope string shows (value_name, model, reference,
+    pair) for code to read without parsing it."""
     return AgreementRow(scope=scope, metric=metric, field=field, level=level, value=stat.value,
-                        low=stat.low, high=stat.high, n_units=stat.n_units, note=stat.reason)
+                        low=stat.low, high=stat.high, n_units=stat.n_units, note=stat.reason,
+                        **where)
 
 
 def agreement_report(
@@ -1577,7 +1687,8 @@ def agreement_report(
             for (a, b), s in pairwise_cohen_kappa(long, label=RESPONSE_TYPE,
                                                   labels=RESPONSE_TYPE_LABELS,
                                                   n_boot=n_boot, seed=seed).items():
-                report.rows.append(_row(f"annotators {a}~{b}", "cohen_kappa", RESPONSE_TYPE, s))
+                report.rows.append(_row(f"annotators {a}~{b}", "cohen_kappa", RESPONSE_TYPE, s,
+                                        pair=(a, b)))
 
     # ---- inter-annotator: value sets at each level
     for field in value_fields:
@@ -1592,7 +1703,8 @@ def agreement_report(
                 report.rows.append(_row("annotators", f"krippendorff_alpha_{dist}", field, s, lv))
             for value, s in per_value_alpha(ratings, top_k=top_k, n_boot=n_boot,
                                             seed=seed).items():
-                report.rows.append(_row("annotators", f"value_alpha:{value}", field, s, lv))
+                report.rows.append(_row("annotators", "value_alpha", field, s, lv,
+                                        value_name=str(value)))
 
     # ---- model vs human, per prompt version (and model, when given)
     if extractions is not None and len(extractions):
@@ -1617,10 +1729,11 @@ def agreement_report(
             who = " ".join(str(k) for k in key)
             for ref_name, ref in refs:
                 scope = f"model {who} vs {ref_name}"
+                where = {"model": who, "reference": ref_name}
                 if RESPONSE_TYPE in group.columns and RESPONSE_TYPE in ref.columns:
                     acc, kap, table = response_type_scores(group, ref, n_boot=n_boot, seed=seed)
-                    report.rows.append(_row(scope, "accuracy", RESPONSE_TYPE, acc))
-                    report.rows.append(_row(scope, "cohen_kappa", RESPONSE_TYPE, kap))
+                    report.rows.append(_row(scope, "accuracy", RESPONSE_TYPE, acc, **where))
+                    report.rows.append(_row(scope, "cohen_kappa", RESPONSE_TYPE, kap, **where))
                     report.confusion.append(ConfusionMatrix(
                         scope=scope, labels=list(RESPONSE_TYPE_LABELS), counts=table.tolist()))
                 for field in value_fields:
@@ -1635,7 +1748,7 @@ def agreement_report(
                             scores = _value_scores(map_level(leaf, maps.get(lv)), n_boot, seed,
                                                    boot_budget)
                         for metric, s in scores.items():
-                            report.rows.append(_row(scope, metric, field, s, lv))
+                            report.rows.append(_row(scope, metric, field, s, lv, **where))
     return report
 
 
@@ -1729,37 +1842,26 @@ def _accuracy_of(p: np.ndarray, w: np.ndarray) -> float:
 
 
 def _f1_of(p: np.ndarray, w: np.ndarray) -> float:
-    return _micro(p[:, 0], p[:, 1], p[:, 2], w)["f1"]
+    return micro_scores(p[:, 0], p[:, 1], p[:, 2], w)["f1"]
 
 
 def _split_stats(table: np.ndarray, width: int, ratio: Callable[[np.ndarray, np.ndarray], float],
                  n_pre: int, n_blind: int, n_boot: int, seed: int) -> tuple[Stat, Stat, Stat]:
     """The ratio on pre-filled and on blind tasks and their difference, each with a 95%
-    interval over conversations. The three use the same seed and weights, so they see the same
-    resamples: the difference's interval is that of the paired difference."""
+    interval over conversations, from the same resamples (`paired_stats`)."""
     if table.size == 0:
         none = _nan("no conversation annotated with an extraction")
         return none, none, none
     patterns, counts = _distinct_rows(table)
-    weights = counts.astype(float)
-
-    def pre(w: np.ndarray) -> float:
-        return ratio(patterns[:, :width], w)
-
-    def blind(w: np.ndarray) -> float:
-        return ratio(patterns[:, width:], w)
-
-    def diff(w: np.ndarray) -> float:
-        return pre(w) - blind(w)
-
-    out = []
-    for fn, n, empty in ((pre, n_pre, "no annotated pre-filled task"),
-                         (blind, n_blind, "no annotated blind task"),
-                         (diff, len(table), "needs both pre-filled and blind tasks")):
-        value = fn(weights)
-        stat = Stat(value=value, n_units=n, reason=empty if math.isnan(value) else None)
-        out.append(_with_interval(stat, _boot_patterns(weights, fn, n_boot, seed)))
-    return out[0], out[1], out[2]
+    return paired_stats(
+        counts.astype(float),
+        lambda w: ratio(patterns[:, :width], w),
+        lambda w: ratio(patterns[:, width:], w),
+        n_units=(n_pre, n_blind, len(table)),
+        undefined=("no annotated pre-filled task", "no annotated blind task",
+                   "needs both pre-filled and blind tasks"),
+        n_boot=n_boot, seed=seed,
+    )
 
 
 def _reading(metric: str, anchoring: Stat) -> str:

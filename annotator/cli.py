@@ -313,8 +313,6 @@ def demo(
 
     Example: annotator demo --db demo/annotator.db
     """
-    import pandas as pd
-
     from .db import open_db
     from .export import export as export_dataset
     from .extract import extract as run_extract
@@ -342,22 +340,22 @@ def demo(
         f"{decided.kept_person_decisions} person decisions kept, "
         f"{len(decided.need_a_person)} need a person"
     )
-    frame = study_agreement(database, levels=(0, 3), n_boot=100, top_k=0).to_frame()
+    rows = study_agreement(database, levels=(0, 3), n_boot=100, top_k=0).rows
     wanted = {
         ("annotators", "krippendorff_alpha_nominal", "response_type"): "annotators, response type",
         ("annotators", "krippendorff_alpha_masi", "ai_values"): "annotators, AI values (MASI)",
     }
     lines = []
-    for row in frame.itertuples():
+    for row in rows:
         label = wanted.get((row.scope, row.metric, row.field))
         if (
-            row.scope.endswith("vs gold")
+            row.reference == "gold"
             and row.field != "human_values"
             and row.metric in ("accuracy", "micro_f1")
         ):
             label = f"baseline vs gold, {row.field} {row.metric}"
         if label:
-            level = "" if pd.isna(row.level) else f" level {row.level}"
+            level = "" if row.level is None else f" level {row.level}"
             lines.append(f"   {label}{level}: {_figure(row.value)} (n={row.n_units})")
     console.print("4. agreement:\n" + "\n".join(lines))
     exported = export_dataset(database, Path(db).parent / "validated.jsonl")
@@ -1496,10 +1494,9 @@ def agreement(
 
     tree = load_taxonomy()
 
-    def metric_label(metric: str) -> str:
-        name, _, value = metric.partition(":")
+    def metric_label(metric: str, value: str | None) -> str:
         node = tree.get(value) if value else None
-        shown = METRIC_NAMES.get(name, name.replace("_", " "))
+        shown = METRIC_NAMES.get(metric, metric.replace("_", " "))
         return f"{shown}: {node.name if node else value}" if value else shown
 
     frame = report.to_frame()
@@ -1516,7 +1513,8 @@ def agreement(
             interval = "" if pd.isna(row.low) else f"{_figure(row.low)}-{_figure(row.high)}"
             level_text = "" if pd.isna(row.level) else f" L{row.level}"
             table.add_row(  # value names and notes come from data: escaped
-                escape(metric_label(str(row.metric))),
+                escape(metric_label(str(row.metric),
+                                    None if pd.isna(row.value_name) else str(row.value_name))),
                 escape(f"{row.field}{level_text}"),
                 _figure(row.value),
                 interval,

@@ -44,7 +44,7 @@ from annotator.db import open_db
 from annotator.summaries import Bundle
 
 # Bump when a bundle's content changes shape: old files on disk are then ignored.
-BUNDLE_VERSION = "7"
+BUNDLE_VERSION = "8"
 CACHE_DIR = ".annotator-cache"
 KEEP_ON_DISK = 2  # results kept per bundle name and parameters (the newest)
 MEMORY_BUNDLES = 48

@@ -377,13 +377,20 @@ def test_agreement_report_rows_and_json() -> None:
                                        "ai_values", "status"])
     report = ag.agreement_report(annotations, gold_f, ext_f, level_maps, n_boot=30, seed=1)
     frame = report.to_frame()
-    assert list(frame.columns) == ["scope", "metric", "field", "level", "value", "low", "high",
-                                   "n_units", "note"]
+    assert list(frame.columns) == ["scope", "metric", "field", "level", "value_name", "model",
+                                   "reference", "value", "low", "high", "n_units", "note"]
     assert report.prompt_ids == ["p1", "p2"]
     assert set(frame.level.dropna()) == {0, 1, 2, 3}
     masi = frame[(frame.metric == "krippendorff_alpha_masi")].sort_values("level")
     assert len(masi) == 4 and masi.value.notna().all()
     assert {"model p1 vs gold", "model p2 vs annotator ann-a"} <= set(frame.scope)
+    # what the scope and metric show is also in typed fields, for code to read without parsing
+    vs_gold = frame[frame.scope == "model p1 vs gold"]
+    assert set(vs_gold.model) == {"p1"} and set(vs_gold.reference) == {"gold"}
+    per_value = [r for r in report.rows if r.metric == "value_alpha"]
+    assert per_value and all(r.value_name and r.key.value == r.value_name for r in per_value)
+    assert {r.pair for r in report.rows if r.metric == "cohen_kappa" and r.pair} == {
+        ("ann-a", "ann-b"), ("ann-a", "ann-c"), ("ann-b", "ann-c")}
     assert len(report.confusion) == 2 * 4
     assert "accuracy" in set(frame.metric) and "gwet_ac1" in set(frame.metric)
     assert report.model_validate_json(report.model_dump_json()).rows[0].scope == "annotators"

@@ -261,6 +261,58 @@ def test_paired_deltas_match_direct_computation(app_study) -> None:
     db.conn.close()
 
 
+def test_summaries_figures_are_the_agreement_modules(app_study) -> None:
+    """The app's figures and the CLI's come from one statistics core: the same numbers,
+    intervals included, for a prompt version against gold and each annotator, for the
+    annotators' agreement, and for the two versions compared."""
+    from annotator import summaries
+
+    db = open_db(app_study)
+    gold, ann = report.gold_frame(db), report.annotations_frame(db)
+    full = report.study_agreement(db, prompt_ids=[V1, V2], n_boot=50, top_k=5).rows
+    db_frames = {v: report.extractions_frame(db, v) for v in (V1, V2)}
+    db.conn.close()
+
+    def figures(row) -> tuple:
+        return (row.value, row.low, row.high, row.n_units)
+
+    expected = {(r.model, r.reference, r.metric, r.field, r.level): figures(r)
+                for r in full if r.model is not None}
+    bundles = {}
+    for version in (V1, V2):
+        bundles[version] = summaries.prompt_bundle(db_frames[version], gold, ann, n_boot=50)
+        metrics = bundles[version].frames["metrics"]
+        assert len(metrics) > 20
+        for m in metrics.itertuples():
+            level = None if pd.isna(m.level) else int(m.level)
+            want = expected[(f"{version} test-model", m.reference, m.metric, m.field, level)]
+            got = (m.value, None if pd.isna(m.low) else m.low,
+                   None if pd.isna(m.high) else m.high, m.n_units)
+            if m.reference != "gold":  # the app shows point values against each annotator
+                got, want = (got[0], got[3]), (want[0], want[3])
+            assert got == pytest.approx(want, nan_ok=True), (version, m)
+    annotators = summaries.annotators_bundle(ann, n_boot=50, top_k=5).frames["agreement"]
+    inter = {(r.metric, r.field, r.level, r.value_name): figures(r) for r in full
+             if r.scope == "annotators"}
+    assert len(annotators) > 10
+    for a in annotators.itertuples():
+        level = None if pd.isna(a.level) else int(a.level)
+        value_name = None if pd.isna(a.value_name) else a.value_name
+        got = (a.value, None if pd.isna(a.low) else a.low, None if pd.isna(a.high) else a.high,
+               a.n_units)
+        assert got == pytest.approx(inter[(a.metric, a.field, level, value_name)],
+                                    nan_ok=True), a
+    # the paired comparison's point values are each version's own figures against gold
+    _, deltas = summaries.compare_versions(bundles[V1].frames["outcomes"],
+                                           bundles[V2].frames["outcomes"], 0, n_boot=50)
+    for d in deltas.itertuples():
+        fld = "response_type" if d.metric in ("accuracy", "cohen_kappa") else "ai_values"
+        level = None if fld == "response_type" else 0
+        for version, got in ((V1, d.a), (V2, d.b)):
+            want = expected[(f"{version} test-model", "gold", d.metric, fld, level)][0]
+            assert got == pytest.approx(want), (d.metric, version)
+
+
 def test_store_serves_the_previous_result_while_computing(tmp_path) -> None:
     """Past the wait, a page gets "pending" (nothing yet) or the previous result marked stale,
     and the finished result once the job is done; a failure is reported, then retried."""
