@@ -20,6 +20,7 @@ from .agreement import (
     agreement_report,
     anchoring,
 )
+from .db import loads, optional_bool, row_to_annotation, row_to_extraction, row_to_gold
 from .ledger import call_ledger
 from .prompts import resolve_used_ids
 
@@ -94,10 +95,6 @@ def _names(values: list[Any]) -> tuple[str, ...]:
     return tuple(v["name"] if isinstance(v, dict) else str(v) for v in values)
 
 
-def _bool(value: Any) -> bool | None:
-    return None if value is None else bool(value)
-
-
 def annotations_frame(db: sqlite_utils.Database, include_cancelled: bool = False) -> pd.DataFrame:
     """One row per live annotation: who labelled which conversation how."""
     sql = (
@@ -134,7 +131,7 @@ def gold_frame(db: sqlite_utils.Database) -> pd.DataFrame:
             response_type,
             _names(orjson.loads(ai or "[]")),
             _names(orjson.loads(human or "[]")),
-            _bool(subjective),
+            optional_bool(subjective),
             decided_by,
             decided_at,
         )
@@ -174,7 +171,7 @@ def extractions_frame(
             response_type,
             _names(orjson.loads(ai or "[]")),
             _names(orjson.loads(human or "[]")),
-            _bool(subjective),
+            optional_bool(subjective),
             error,
             cost,
             created,
@@ -479,77 +476,47 @@ def stage_counts(db: sqlite_utils.Database) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=["stage", "detail", "conversations"])
 
 
+_LABEL_FIELDS = {"response_type", "ai_values", "human_values", "subjective"}
+
+
 def conversation_detail(db: sqlite_utils.Database, conversation_id: str) -> dict[str, Any] | None:
     """One conversation with every source's labels: turns, annotations, gold, extractions.
 
-    Extraction values keep their ValueRef fields (name, node_id, path, evidence, score), so
-    the app can highlight each value's evidence quote in the dialogue.
+    Rows are decoded by `db.row_to_*`. Extraction values keep their ValueRef fields (name,
+    node_id, path, evidence, score), so the app can highlight each value's evidence quote in
+    the dialogue.
     """
     found = conversation_rows(db, [conversation_id]).get(conversation_id)
     if found is None:
         return None
     annotations = []
-    for ident, annotator, labels, lead, cancelled, updated in db.execute(
-        "select id, annotator, labels, lead_time, cancelled, updated_at from annotations "
-        "where conversation_id = ? and deleted = 0 order by annotator",
-        [conversation_id],
-    ):
-        data = orjson.loads(labels)
-        annotations.append(
-            {
-                "annotation_id": ident,
-                "annotator": annotator,
-                "response_type": data.get("response_type"),
-                "ai_values": list(_names(data.get("ai_values") or [])),
-                "human_values": list(_names(data.get("human_values") or [])),
-                "subjective": data.get("subjective"),
-                "lead_time": lead,
-                "cancelled": bool(cancelled),
-                "updated_at": updated,
-            }
-        )
+    for row in db["annotations"].rows_where("conversation_id = ? and deleted = 0",
+                                            [conversation_id], order_by="annotator"):
+        a = row_to_annotation(row)
+        annotations.append({
+            "annotation_id": a.id,
+            "annotator": a.annotator,
+            **a.labels.model_dump(mode="json", include=_LABEL_FIELDS),
+            "lead_time": a.lead_time,
+            "cancelled": a.cancelled,
+            "updated_at": row["updated_at"],
+        })
     gold = None
-    for ai, human, response_type, subjective, by, at, history in db.execute(
-        "select ai_values, human_values, response_type, subjective, decided_by, decided_at, "
-        "history from gold where conversation_id = ?",
-        [conversation_id],
-    ):
+    for row in db["gold"].rows_where("conversation_id = ?", [conversation_id]):
+        g = row_to_gold(row)
         gold = {
-            "ai_values": list(_names(orjson.loads(ai or "[]"))),
-            "human_values": list(_names(orjson.loads(human or "[]"))),
-            "response_type": response_type,
-            "subjective": _bool(subjective),
-            "decided_by": by,
-            "decided_at": at,
-            "history": orjson.loads(history or "[]"),
+            **g.model_dump(mode="json", include=_LABEL_FIELDS),
+            "decided_by": g.decided_by,
+            "decided_at": row["decided_at"],
+            "history": loads(row["history"], []),  # replaced decisions: not part of GoldLabel
         }
-    extractions = []
-    for prompt, model, extractor, status, response_type, ai, human, subjective, error in (
-        db.execute(
-            "select prompt_id, model, extractor, status, response_type, ai_values, human_values, "
-            "subjective, error from extractions where conversation_id = ? order by created_at",
-            [conversation_id],
-        )
-    ):
-        extractions.append(
-            {
-                "prompt_id": prompt,
-                "model": model,
-                "extractor": extractor,
-                "status": status,
-                "response_type": response_type,
-                "ai_values": [
-                    v if isinstance(v, dict) else {"name": str(v)}
-                    for v in orjson.loads(ai or "[]")
-                ],
-                "human_values": [
-                    v if isinstance(v, dict) else {"name": str(v)}
-                    for v in orjson.loads(human or "[]")
-                ],
-                "subjective": _bool(subjective),
-                "error": error,
-            }
-        )
+    extractions = [
+        row_to_extraction(row).model_dump(
+            mode="json", include=_LABEL_FIELDS | {"prompt_id", "model", "extractor", "status",
+                                                  "error"})
+        for row in db["extractions"].rows_where("conversation_id = ?", [conversation_id],
+                                                order_by="created_at")
+    ]
     task = None
     for project_id, task_id, pushed_at in db.execute(
         "select project_id, task_id, pushed_at from tasks where conversation_id = ?",
