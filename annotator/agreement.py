@@ -50,9 +50,8 @@ Statistics
   count_a(T) * count_b(T) counts pairs weighted by C(t, r), and Moebius inversion
   N(t) = sum_r (-1)^(r-t) C(r, t) F_r gives the exact count of pairs with overlap t, in integers.
   The subsets are those of the DISTINCT sets (cost sum 2^a - 1 over distinct sets; coarse
-  levels have few). `_prepare_sets(..., "cross")` is a second exact counter that keeps only
-  subsets shared by two units (apriori pruning) and adds within-unit pairs directly; the tests
-  check that both agree, the default is the one measured faster.
+  levels have few). The tests check the counts against a second exact counter that keeps only
+  subsets shared by two units (apriori pruning, tests/pair_counter.py).
 * Per-value binary alpha (value present / absent in each rating) for the K most used values.
 * Fleiss' kappa (Fleiss 1971), Gwet's AC1 (Gwet 2008), percent agreement (mean over units of
   the share of agreeing rater pairs), Cohen's kappa for each pair of annotators.
@@ -815,126 +814,13 @@ def _pack(cols: np.ndarray, bits: int) -> list[np.ndarray]:
     return words
 
 
-def _subsets(vals: np.ndarray, r: int) -> np.ndarray:
-    """(n, k) rows -> (n * C(k, r), r): every r-subset of every row, rows kept sorted."""
-    idx = np.array(list(combinations(range(vals.shape[1]), r)), dtype=np.int64)
-    return vals[:, idx].reshape(-1, r)
-
-
-@dataclass(frozen=True)
-class _CrossLevel:
-    """Subsets of size r shared by ratings of two or more units (the only ones that matter)."""
-
-    r: int
-    rec_unit: np.ndarray  # unit of each kept record (rating, subset)
-    combo: np.ndarray  # (subset, size of the rating) group of each record
-    combo_t: np.ndarray
-    combo_a: np.ndarray
-    n_t: int
-    group: sparse.csr_matrix  # (subset, unit) x size: ratings of that unit holding the subset
-    group_unit: np.ndarray
-
-
-@dataclass(frozen=True)
-class _PairCounter:
-    """Counts ordered pairs of ratings from DIFFERENT units by (size a, size b, overlap t).
-
-    F_r(a, b) = sum over r-subsets T of [C_a(T) C_b(T) - sum_u c_u(T, a) c_u(T, b)], with
-    C_a(T) the ratings of size a holding T and c_u the same within unit u, counts cross-unit
-    pairs weighted by C(t, r); Moebius inversion gives the exact count per overlap t. A subset
-    held in one unit only adds nothing, and a subset is held in two units only if all its
-    (r-1)-subsets are (apriori), so level r enumerates only subsets of values that lie in a
-    shared (r-1)-subset of the same rating. Unit weights (the bootstrap) enter as w_u per
-    rating in C and w_u^2 in the within-unit term.
-    """
-
-    max_size: int
-    levels: list[_CrossLevel]
-    n_records: int
-
-    @classmethod
-    def build(cls, ratings: SetRatings, keep: np.ndarray) -> _PairCounter:
-        sizes = ratings.sizes
-        rows = np.flatnonzero(keep & (sizes > 0))
-        max_size = int(sizes[rows].max()) if rows.size else 0
-        bits = max(1, int(max(ratings.vocab.size - 1, 1)).bit_length())
-        # alive values of each rating, as (rating, value) pairs; level 1: all of them
-        alive_r = np.repeat(rows, sizes[rows])
-        alive_v = ratings.indices[_ranges(ratings.indptr, rows)]
-        levels: list[_CrossLevel] = []
-        n_records = 0
-        for r in range(1, max_size + 1):
-            if alive_r.size == 0:
-                break
-            # ratings with at least r alive values -> all r-subsets of their alive values
-            cnt = np.bincount(alive_r, minlength=sizes.size)
-            starts = np.concatenate([[0], np.cumsum(cnt)])
-            subs, owners = [], []
-            for k in range(r, int(cnt.max()) + 1):
-                rk = np.flatnonzero(cnt == k)
-                if rk.size == 0:
-                    continue
-                vals = alive_v[starts[rk][:, None] + np.arange(k)]
-                subs.append(_subsets(vals, r))
-                owners.append(np.repeat(rk, math.comb(k, r)))
-            if not subs:
-                break
-            sub = np.concatenate(subs)
-            owner = np.concatenate(owners)
-            t_id, _ = _group(_pack(sub, bits))
-            unit = ratings.unit[owner]
-            # keep subsets held in two or more units
-            tu, _ = _group([t_id, unit])
-            first_tu = np.zeros(int(tu.max()) + 1, np.int64)
-            first_tu[tu] = t_id
-            units_per_t = np.bincount(first_tu, minlength=int(t_id.max()) + 1)
-            shared = units_per_t[t_id] >= 2
-            if not shared.any():
-                break
-            t_id, unit, owner, sub = t_id[shared], unit[shared], owner[shared], sub[shared]
-            a = sizes[owner]
-            t_id, n_t = _group([t_id])
-            combo, n_combo = _group([t_id * (max_size + 1) + a])
-            combo_t = np.zeros(n_combo, np.int64)
-            combo_a = np.zeros(n_combo, np.int64)
-            combo_t[combo], combo_a[combo] = t_id, a
-            g, n_g = _group([t_id, unit])
-            g_unit = np.zeros(n_g, np.int64)
-            g_unit[g] = unit
-            group = sparse.csr_matrix(
-                (np.ones(g.size), (g, a)), shape=(n_g, max_size + 1)
-            )
-            levels.append(_CrossLevel(r, unit, combo, combo_t, combo_a, n_t, group, g_unit))
-            n_records += int(owner.size)
-            # values of shared r-subsets stay alive for level r + 1
-            pairs = np.unique(np.repeat(owner, r) * (ratings.vocab.size + 1) + sub.ravel())
-            alive_r, alive_v = pairs // (ratings.vocab.size + 1), pairs % (ratings.vocab.size + 1)
-        return cls(max_size, levels, n_records)
-
-    def cross_hist(self, unit_w: np.ndarray) -> np.ndarray:
-        """N[a, b, t]: weighted ordered cross-unit pairs of non-empty ratings by overlap t."""
-        a_max = self.max_size
-        f = np.zeros((a_max + 1, a_max + 1, a_max + 1))  # F[r, a, b]
-        for lv in self.levels:
-            cnt = np.bincount(lv.combo, weights=unit_w[lv.rec_unit], minlength=lv.combo_t.size)
-            c = sparse.csr_matrix((cnt, (lv.combo_t, lv.combo_a)), shape=(lv.n_t, a_max + 1))
-            g = lv.group
-            within = g.T @ sparse.diags(unit_w[lv.group_unit] ** 2) @ g
-            f[lv.r] = (c.T @ c).toarray() - within.toarray()
-        return _moebius(f, unit_w)
-
-    def pair_hist(self, unit_w: np.ndarray, unit: np.ndarray) -> np.ndarray:
-        del unit
-        return self.cross_hist(unit_w)
-
-    @staticmethod
-    def similarity(hist: np.ndarray, distance: SetDistance, weights: MasiWeights) -> float:
-        """Sum of N[t, a, b] * (1 - distance(a, b, t)) over t >= 1."""
-        size = hist.shape[0]
-        t, a, b = np.meshgrid(np.arange(size), np.arange(size), np.arange(size), indexing="ij")
-        valid = (t >= 1) & (a >= t) & (b >= t)
-        sim = _set_similarity(a, b, t, distance, weights)
-        return float((hist * np.where(valid, sim, 0.0)).sum())
+def _hist_similarity(hist: np.ndarray, distance: SetDistance, weights: MasiWeights) -> float:
+    """Sum of N[t, a, b] * (1 - distance(a, b, t)) over t >= 1."""
+    size = hist.shape[0]
+    t, a, b = np.meshgrid(np.arange(size), np.arange(size), np.arange(size), indexing="ij")
+    valid = (t >= 1) & (a >= t) & (b >= t)
+    sim = _set_similarity(a, b, t, distance, weights)
+    return float((hist * np.where(valid, sim, 0.0)).sum())
 
 
 @dataclass(frozen=True)
@@ -1048,13 +934,8 @@ class _SetAlphaData:
     m_unit: np.ndarray  # (U,) ratings per unit
     pairable_unit: np.ndarray  # (U,) bool: two or more ratings
     empties: np.ndarray  # (U,) empty-set ratings per pairable unit
-    counter: _PairCounter | _AllPairCounter
+    counter: _AllPairCounter
     _hist: np.ndarray | None = None
-
-    @property
-    def all_pairs(self) -> bool:
-        """True: the counter's histogram holds every pair; False: cross-unit pairs only."""
-        return isinstance(self.counter, _AllPairCounter)
 
     def hist(self, unit_w: np.ndarray) -> np.ndarray:
         return self.counter.pair_hist(unit_w, self.ratings.unit)
@@ -1064,20 +945,17 @@ class _SetAlphaData:
             self._hist = self.hist(np.ones(self.m_unit.size))
         return self._hist
 
-    def per_unit(self, distance: SetDistance, weights: MasiWeights) -> tuple[np.ndarray, ...]:
-        """Per unit: observed disagreement term, and sum of similarities within the unit."""
+    def observed_per_unit(self, distance: SetDistance, weights: MasiWeights) -> np.ndarray:
+        """Per unit: its term of the observed disagreement."""
         sizes = self.ratings.sizes
         sim = _set_similarity(sizes[self.pair_i], sizes[self.pair_j], self.overlap, distance,
                               weights)
         u = self.ratings.unit[self.pair_i]
-        n_units = self.m_unit.size
         m = self.m_unit.astype(float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            observed = np.bincount(u, weights=2.0 * (1.0 - sim), minlength=n_units) / (m - 1.0)
+            observed = np.bincount(u, weights=2.0 * (1.0 - sim), minlength=m.size) / (m - 1.0)
         observed[~self.pairable_unit] = 0.0
-        within = np.bincount(u, weights=2.0 * sim, minlength=n_units) + m  # i = j: similarity 1
-        within[~self.pairable_unit] = 0.0
-        return observed, within
+        return observed
 
 
 def _within_pairs(unit: np.ndarray, max_m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -1091,9 +969,7 @@ def _within_pairs(unit: np.ndarray, max_m: int) -> tuple[np.ndarray, np.ndarray]
     return np.concatenate(ii), np.concatenate(jj)
 
 
-def _prepare_sets(
-    ratings: SetRatings, method: Literal["auto", "all", "cross"] = "auto"
-) -> _SetAlphaData:
+def _prepare_sets(ratings: SetRatings) -> _SetAlphaData:
     n_units = ratings.units.size
     m_unit = np.bincount(ratings.unit, minlength=n_units)
     pairable_unit = m_unit >= 2
@@ -1102,36 +978,30 @@ def _prepare_sets(
     x = ratings.matrix()
     overlap = np.asarray(x[i].multiply(x[j]).sum(1)).ravel() if i.size else np.zeros(0)
     empties = np.bincount(ratings.unit[(ratings.sizes == 0) & pairable], minlength=n_units)
-    # "all" (default): every subset of every distinct set; measured faster than "cross" at
-    # every taxonomy level of the synthetic paper-scale study. "cross" prunes subsets held in
-    # one unit only; both are exact (the tests check they agree).
-    counter: _PairCounter | _AllPairCounter
-    if method == "cross":
-        counter = _PairCounter.build(ratings, pairable)
-    else:
-        counter = _AllPairCounter.build(ratings, pairable)
+    # Every subset of every distinct set: measured faster at every taxonomy level of the
+    # synthetic paper-scale study than an apriori-pruned count of the subsets shared by two
+    # units (that counter is now a test oracle: tests/pair_counter.py).
+    counter = _AllPairCounter.build(ratings, pairable)
     return _SetAlphaData(ratings, i, j, overlap, m_unit, pairable_unit, empties, counter)
 
 
 def _set_alpha_value(
     d: _SetAlphaData,
     unit_w: np.ndarray,
-    terms: tuple[np.ndarray, np.ndarray],
+    observed_u: np.ndarray,
     hist: np.ndarray,
     distance: SetDistance,
     weights: MasiWeights,
 ) -> tuple[float, str | None]:
-    observed_u, within_u = terms
+    """Alpha of the units weighted `unit_w`; `hist` counts every ordered pair of non-empty
+    pairable ratings (same unit and i = j included) by (overlap, size, size)."""
     w = unit_w * d.pairable_unit
     n = float(w @ d.m_unit)
     if n <= 1 or not d.pairable_unit.any():
         return float("nan"), "no unit has two or more ratings"
     observed = float(w @ observed_u)
     e = float(w @ d.empties)
-    similar = e * e + _PairCounter.similarity(hist, distance, weights)
-    if not d.all_pairs:  # the histogram holds cross-unit pairs: add the within-unit ones
-        w2 = w * w
-        similar += float(w2 @ within_u) - float(w2 @ (d.empties**2))
+    similar = e * e + _hist_similarity(hist, distance, weights)
     expected = n * n - similar
     # n^2 - S carries rounding of order 1e-16 n^2: below 1e-12 n^2 it is zero.
     if expected <= 1e-12 * n * n:
@@ -1170,9 +1040,9 @@ def set_alpha_prepared(
     boot_budget: float = 1e8,
 ) -> Stat:
     n_units_all = d.m_unit.size
-    terms = d.per_unit(distance, masi_weights)
+    observed = d.observed_per_unit(distance, masi_weights)
     ones = np.ones(n_units_all)
-    value, reason = _set_alpha_value(d, ones, terms, d.point_hist(), distance, masi_weights)
+    value, reason = _set_alpha_value(d, ones, observed, d.point_hist(), distance, masi_weights)
     stat = Stat(value=value, n_units=int(d.pairable_unit.sum()), reason=reason)
     if not stat.defined or n_boot <= 0:
         return stat
@@ -1186,7 +1056,7 @@ def set_alpha_prepared(
 
     def one(w: np.ndarray) -> float:
         hist = d.hist(w)
-        return _set_alpha_value(d, w, terms, hist, distance, masi_weights)[0]
+        return _set_alpha_value(d, w, observed, hist, distance, masi_weights)[0]
 
     return _with_interval(stat, _boot_units(n_units_all, one, n_boot, seed))
 
