@@ -654,15 +654,6 @@ def _plain(labels: pd.Series) -> pd.Series:
     return labels.map({u: getattr(u, "value", u) for u in uniques})
 
 
-def kappa_matrix(stats: Mapping[tuple[str, str], Stat]) -> pd.DataFrame:
-    """Square annotator x annotator frame of kappa values (diagonal NaN: not a statistic)."""
-    names = sorted({x for pair in stats for x in pair})
-    frame = pd.DataFrame(np.nan, index=names, columns=names)
-    for (a, b), s in stats.items():
-        frame.loc[a, b] = frame.loc[b, a] = s.value
-    return frame
-
-
 # --------------------------------------------------------------------------- value sets
 
 
@@ -1232,27 +1223,6 @@ def value_scores(
     return _value_scores(map_level(leaf, level_map), n_boot, seed, boot_budget)
 
 
-def value_scores_at_levels(
-    model: pd.DataFrame,
-    reference: pd.DataFrame,
-    level_maps: Mapping[int, Mapping[str, str] | None],
-    *,
-    label: str = "ai_values",
-    n_boot: int = 0,
-    seed: int = 0,
-    boot_budget: float = 1e8,
-) -> dict[int, dict[str, Stat]]:
-    """`value_scores` at several taxonomy levels, aligning the two frames once.
-
-    Aligning model and reference sets is most of `value_scores`' cost at paper scale; the
-    levels only re-map the aligned sets. `level_maps[level]` is None for the leaf level.
-    """
-    return value_scores_of_pairs(
-        _model_ref_ratings(model, reference, label), level_maps, n_boot=n_boot, seed=seed,
-        boot_budget=boot_budget,
-    )
-
-
 def value_scores_of_pairs(
     leaf: SetRatings | None,
     level_maps: Mapping[int, Mapping[str, str] | None],
@@ -1261,7 +1231,8 @@ def value_scores_of_pairs(
     seed: int = 0,
     boot_budget: float = 1e8,
 ) -> dict[int, dict[str, Stat]]:
-    """`value_scores_at_levels` of sets already paired (`pair_sets`): one model scored against
+    """`value_scores` at several taxonomy levels (`level_maps[level]` is None for the leaf) of
+    sets already paired (`pair_sets`): the frames are aligned once, and one model scored against
     several references encodes each frame once."""
     if leaf is None:
         return {
@@ -1609,14 +1580,11 @@ def agreement_report(
                 for field in value_fields:
                     if field not in group.columns or field not in ref.columns:
                         continue
-                    leaf = _model_ref_ratings(group, ref, field)
-                    for lv in usable_levels:
-                        if leaf is None:
-                            scores = {k: _nan("no shared conversations")
-                                      for k in VALUE_SCORE_KEYS}
-                        else:
-                            scores = _value_scores(map_level(leaf, maps.get(lv)), n_boot, seed,
-                                                   boot_budget)
+                    by_level = value_scores_of_pairs(
+                        _model_ref_ratings(group, ref, field),
+                        {lv: maps.get(lv) for lv in usable_levels},
+                        n_boot=n_boot, seed=seed, boot_budget=boot_budget)
+                    for lv, scores in by_level.items():
                         for metric, s in scores.items():
                             report.rows.append(_row(scope, metric, field, s, lv, **where))
     return report

@@ -194,36 +194,6 @@ def extractions_frame(
     return pd.DataFrame.from_records(rows, columns=EXTRACTION_COLUMNS)
 
 
-def prompt_versions(db: sqlite_utils.Database) -> pd.DataFrame:
-    """Every prompt version with extractions: how many, how many failed, cost, first use, and
-    the calls for it that were sent without a recorded reply (possibly paid, not in the cost)."""
-    return pd.DataFrame.from_records(
-        list(
-            db.execute(
-                "select e.prompt_id, coalesce(p.name, ''), coalesce(p.version, ''), e.model, "
-                "e.extractor, sum(e.status = 'ok'), sum(e.status = 'error'), "
-                "round(sum(e.cost_usd), 4), min(e.created_at), "
-                "(select count(*) from model_calls m where m.prompt_id = e.prompt_id and "
-                "m.model = e.model and m.status = 'possibly_paid') "
-                "from extractions e left join prompts p on p.id = e.prompt_id "
-                "group by e.prompt_id, e.model, e.extractor order by min(e.created_at)"
-            )
-        ),
-        columns=[
-            "prompt_id",
-            "name",
-            "version",
-            "model",
-            "extractor",
-            "ok",
-            "errors",
-            "cost_usd",
-            "first_used",
-            "possibly_paid_calls",
-        ],
-    )
-
-
 def conversation_rows(db: sqlite_utils.Database, ids: list[str]) -> dict[str, dict[str, Any]]:
     """The stored conversations with these ids (turns decoded), keyed by id."""
     found: dict[str, dict[str, Any]] = {}
