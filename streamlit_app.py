@@ -1,8 +1,9 @@
 """The study in the browser: `streamlit run streamlit_app.py`.
 
-Pages live in `app_pages/`; they read the study through `annotator.report` and compute with
-`annotator.agreement` (see `app_pages/store.py` for caching and `app_pages/analysis.py` for
-what each page derives). The database comes from ANNOTATOR_DB or the sidebar field.
+Pages live in `app_pages/`; they read the study through `annotator.report`, get their figures
+from `annotator.summaries` (which composes `annotator.agreement`) through the cache in
+`annotator.summary_cache` (see `app_pages/common.py`). The database comes from ANNOTATOR_DB or
+the sidebar field.
 """
 
 from __future__ import annotations
