@@ -949,7 +949,7 @@ def _precompute_summaries(
     """
     if not enabled:
         return None
-    from .precompute import DEFAULT_BOOT, precompute
+    from .app.precompute import DEFAULT_BOOT, precompute
 
     try:
         with _progress_bar("App summaries", not quiet) as bar:
@@ -1028,14 +1028,15 @@ def serve(
 ) -> None:
     """Serve the study's app: agreement, prompt versions, disagreements, gold and export.
 
-    The same app as `ANNOTATOR_DB=study.db streamlit run streamlit_app.py`, with its modules
-    loaded before the server starts, so the first page does not wait for them. Stop with Ctrl-C.
+    The same app as `ANNOTATOR_DB=study.db streamlit run annotator/app/streamlit_app.py`, with
+    its modules loaded before the server starts, so the first page does not wait for them. Stop
+    with Ctrl-C.
     The Gold page writes the gold file beside the study (gold/<study name>.jsonl), or in
     --gold-dir.
 
     Example: annotator app --db study.db --port 8502
     """
-    from .app_server import serve_app
+    from .app.server import serve_app
     from .db import open_existing_db
 
     path = db_path(db)

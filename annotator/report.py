@@ -296,7 +296,7 @@ def study_anchoring(
 
 
 # --- app queries ---
-# Read-only queries for the Streamlit app (`streamlit_app.py`, `app_pages/`). The app holds no
+# Read-only queries for the Streamlit app (`annotator/app/`). The app holds no
 # SQL: what it shows comes from the frames above and from these functions.
 
 # Published figures of the study the project follows, for side-by-side display. Only numbers

@@ -11,7 +11,6 @@ values. Each AI value carries an evidence quote taken from the assistant's text.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +33,7 @@ from annotator.models import (
 from annotator.taxonomy import load_taxonomy
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the app package (`app_pages`) lives at the top level
-    sys.path.insert(0, str(ROOT))
-APP = ROOT / "streamlit_app.py"
+APP = ROOT / "annotator" / "app" / "streamlit_app.py"
 V1, V2 = "test-prompt-v1", "test-prompt-v2"
 ANNOTATORS = ("demo-a", "demo-b", "demo-c")
 TYPES = [r.value for r in ResponseType]
@@ -134,7 +131,7 @@ def build_study(path: Path) -> Path:
 
 
 def test_dialogue_html_escapes_everything_and_marks_quotes() -> None:
-    from app_pages.common import dialogue_html
+    from annotator.app.app_pages.common import dialogue_html
 
     turns = [{"role": "user", "text": HOSTILE_USER},
              {"role": "assistant", "text": HOSTILE_ASSISTANT}]
@@ -152,7 +149,7 @@ def test_dialogue_html_escapes_everything_and_marks_quotes() -> None:
 
 
 def test_md_escapes_markup() -> None:
-    from app_pages.common import md
+    from annotator.app.app_pages.common import md
 
     text = "[x](http://e.example) **b** <i> :red[c] $y$"
     escaped = md(text)
@@ -178,7 +175,7 @@ def test_table_signatures_follow_each_table(app_study_copy) -> None:
 
 
 def test_store_recomputes_only_what_changed(app_study_copy, tmp_path) -> None:
-    from annotator import summaries, summary_cache
+    from annotator.app import summaries, summary_cache
     from annotator.gold import decide
 
     path = str(app_study_copy)
@@ -221,7 +218,7 @@ def test_store_recomputes_only_what_changed(app_study_copy, tmp_path) -> None:
 
 
 def test_paired_deltas_match_direct_computation(app_study) -> None:
-    from annotator import summaries
+    from annotator.app import summaries
 
     db = open_db(app_study)
     gold, ann = report.gold_frame(db), report.annotations_frame(db)
@@ -265,7 +262,7 @@ def test_summaries_figures_are_the_agreement_modules(app_study) -> None:
     """The app's figures and the CLI's come from one statistics core: the same numbers,
     intervals included, for a prompt version against gold and each annotator, for the
     annotators' agreement, and for the two versions compared."""
-    from annotator import summaries
+    from annotator.app import summaries
 
     db = open_db(app_study)
     gold, ann = report.gold_frame(db), report.annotations_frame(db)
@@ -318,7 +315,7 @@ def test_store_serves_the_previous_result_while_computing(tmp_path) -> None:
     and the finished result once the job is done; a failure is reported, then retried."""
     import threading
 
-    from annotator import summaries, summary_cache
+    from annotator.app import summaries, summary_cache
 
     path = tmp_path / "study.db"
     path.write_bytes(b"")  # the store only names files after it; nothing opens it here
@@ -357,7 +354,7 @@ def test_disagreement_filters_and_value_options_match_a_row_by_row_reading(app_s
     rows of the stored (Arrow-backed) table the page reads."""
     from collections import Counter
 
-    from annotator import precompute, summaries, summary_cache
+    from annotator.app import precompute, summaries, summary_cache
 
     path = str(app_study)
     sigs = summary_cache.signatures(path, summary_cache.fingerprint(path))

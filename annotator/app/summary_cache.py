@@ -40,8 +40,8 @@ import sqlite_utils
 from pyarrow import feather
 
 from annotator import report
+from annotator.app.summaries import Bundle
 from annotator.db import open_db
-from annotator.summaries import Bundle
 
 # Bump when a bundle's content changes shape: old files on disk are then ignored.
 BUNDLE_VERSION = "8"

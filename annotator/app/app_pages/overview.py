@@ -7,8 +7,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from annotator import report, summaries
-from app_pages import common
+from annotator import report
+from annotator.app import summaries
+from annotator.app.app_pages import common
 
 st.title("Overview")
 study = common.require_study()

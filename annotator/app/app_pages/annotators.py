@@ -7,8 +7,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from annotator import summaries
-from app_pages import common
+from annotator.app import summaries
+from annotator.app.app_pages import common
 
 st.title("Annotators")
 study = common.require_study()

@@ -23,8 +23,9 @@ import pandas as pd
 import pyarrow as pa
 import streamlit as st
 
-from annotator import config, precompute, report, summary_cache
-from annotator.summaries import Bundle
+from annotator import config, report
+from annotator.app import precompute, summary_cache
+from annotator.app.summaries import Bundle
 
 WAIT_SECONDS = 3.0  # how long a page waits for a result before showing "computing"
 DEFAULT_BOOT = precompute.DEFAULT_BOOT

@@ -26,8 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from annotator import summaries, summary_cache
-from annotator.summaries import Bundle
+from annotator.app import summaries, summary_cache
+from annotator.app.summaries import Bundle
 
 DEFAULT_BOOT = 200  # bootstrap resamples behind the app's 95% intervals
 
