@@ -13,6 +13,7 @@ from test_app_study import APP, V1, V2, hostile_conversation, model_labels
 
 from annotator import agreement as ag
 from annotator import report
+from annotator.app import queries
 from annotator.db import conversation_to_row, open_db
 from annotator.models import Conversation, Turn
 
@@ -133,7 +134,7 @@ def test_overview_counts_and_published_figures(app_study) -> None:
     assert rt.loc["strong resistance", "published study"] == "3.0%"
     assert rt.loc["neutral", "published study"] == "unavailable"
     cats = frame_of(at, "categories-table")
-    released = report.published_category_shares()
+    released = queries.published_category_shares()
     assert cats.loc["Practical", "published (released tree)"] == f"{released['Practical']:.1f}%"
     subjective = frame_of(at, "subjective-table").set_index("source")
     assert subjective.loc["published study", "share"] == "44.0%"

@@ -19,6 +19,7 @@ import pytest
 
 from annotator import agreement as ag
 from annotator import config, report
+from annotator.app import queries
 from annotator.db import annotation_to_row, conversation_to_row, extraction_to_row, open_db
 from annotator.gold import import_gold
 from annotator.models import (
@@ -162,13 +163,13 @@ def test_table_signatures_follow_each_table(app_study_copy) -> None:
     from annotator.gold import decide
 
     db = open_db(app_study_copy)
-    before = report.table_signatures(db)
+    before = queries.table_signatures(db)
     assert {"conversations", "annotations", "gold", "tasks", f"extractions:{V1}",
             f"extractions:{V2}"} <= set(before)
     cid = report.gold_frame(db)["conversation_id"].iloc[0]
     decide(db, cid, Labels(ai_values=["honesty"], response_type="neutral", subjective=True),
            "tester")
-    after = report.table_signatures(db)
+    after = queries.table_signatures(db)
     changed = {k for k in before if before[k] != after[k]}
     assert changed == {"gold"}
     db.conn.close()

@@ -7,8 +7,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from annotator import report
-from annotator.app import summaries
+from annotator.app import queries, summaries
 from annotator.app.app_pages import common
 
 st.title("Overview")
@@ -58,7 +57,7 @@ elif adjudicated == 0:
             icon=":material/gavel:")
 
 # --- sources of labels ------------------------------------------------------------------------
-published = report.PUBLISHED_STUDY
+published = queries.PUBLISHED_STUDY
 sources: dict[str, str] = {}
 if adjudicated:
     sources["gold"] = "gold"
@@ -95,7 +94,7 @@ st.subheader("Values by top category")
 if not ready:
     st.info("No labels with values yet.")
 else:
-    released = report.published_category_shares()
+    released = queries.published_category_shares()
     rows = []
     for label, bundle in ready.items():
         values = bundle.frames["values"]
