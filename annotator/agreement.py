@@ -227,11 +227,10 @@ def paired_stats(
     draws = _pattern_draws(weights, n_boot, seed).astype(float)
     firsts = np.array([first(d) for d in draws])
     seconds = np.array([second(d) for d in draws])
+    a, b = first(weights), second(weights)
     out = []
-    for value, samples, n, why in zip(
-        (first(weights), second(weights), first(weights) - second(weights)),
-        (firsts, seconds, firsts - seconds), n_units, undefined, strict=True,
-    ):
+    for value, samples, n, why in zip((a, b, a - b), (firsts, seconds, firsts - seconds),
+                                      n_units, undefined, strict=True):
         stat = Stat(value=value, n_units=n, reason=why if math.isnan(value) else None)
         out.append(_with_interval(stat, samples))
     return out[0], out[1], out[2]
