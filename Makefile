@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/annotator demo --db demo/annotator.db
 
 test: $(STAMP)
-	$(BIN)/ruff check annotator tests bench streamlit_app.py app_pages
+	$(BIN)/ruff check annotator tests bench
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

@@ -1,7 +1,6 @@
 """Build hook: ship the checkout's user-facing folders inside the wheel.
 
-`prompts/`, `gold/`, `streamlit_app.py` and `app_pages/` stay at the top of the checkout, where
-users read and edit them; a wheel has no checkout, so the build copies them into
+`prompts/` and `gold/` stay at the top of the checkout, where users read and edit them; a wheel has no checkout, so the build copies them into
 `annotator/bundled/` (`config.shipped_path` looks there first). An editable install skips the
 copy: it runs from the checkout, which has the originals.
 """
@@ -19,8 +18,6 @@ ROOT = Path(__file__).resolve().parent
 BUNDLED = {
     "prompts": "prompts",
     "gold": "gold",
-    "streamlit_app.py": "app/streamlit_app.py",
-    "app_pages": "app/app_pages",
 }
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 

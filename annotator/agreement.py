@@ -50,9 +50,8 @@ Statistics
   count_a(T) * count_b(T) counts pairs weighted by C(t, r), and Moebius inversion
   N(t) = sum_r (-1)^(r-t) C(r, t) F_r gives the exact count of pairs with overlap t, in integers.
   The subsets are those of the DISTINCT sets (cost sum 2^a - 1 over distinct sets; coarse
-  levels have few). `_prepare_sets(..., "cross")` is a second exact counter that keeps only
-  subsets shared by two units (apriori pruning) and adds within-unit pairs directly; the tests
-  check that both agree, the default is the one measured faster.
+  levels have few). The tests check the counts against a second exact counter that keeps only
+  subsets shared by two units (apriori pruning, tests/pair_counter.py).
 * Per-value binary alpha (value present / absent in each rating) for the K most used values.
 * Fleiss' kappa (Fleiss 1971), Gwet's AC1 (Gwet 2008), percent agreement (mean over units of
   the share of agreeing rater pairs), Cohen's kappa for each pair of annotators.
@@ -85,7 +84,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy import sparse
 
 from annotator.models import ORDERED_RESPONSE_TYPES, ResponseType
@@ -190,16 +189,51 @@ def _percentile(samples: np.ndarray) -> tuple[float | None, float | None, str | 
     return float(low), float(high), note
 
 
-def _boot_patterns(
-    weights: np.ndarray, stat: Callable[[np.ndarray], float], n_boot: int, seed: int
+def _pattern_draws(
+    weights: np.ndarray, n_boot: int, seed: int | np.random.Generator
 ) -> np.ndarray:
-    """Resample units by resampling their pattern counts (multinomial, same distribution)."""
+    """`n_boot` resamples of the units as pattern counts (multinomial: same distribution as
+    drawing the units with replacement). A Generator as `seed` continues its own stream, so a
+    caller can chain several statistics on one reproducible stream."""
     total = int(weights.sum())
     if n_boot <= 0 or total == 0:
-        return np.empty(0)
+        return np.empty((0, weights.size))
     rng = np.random.default_rng(seed)
-    draws = rng.multinomial(total, weights / total, size=n_boot)
-    return np.array([stat(d.astype(float)) for d in draws])
+    return rng.multinomial(total, weights / total, size=n_boot)
+
+
+def _boot_patterns(
+    weights: np.ndarray, stat: Callable[[np.ndarray], float], n_boot: int,
+    seed: int | np.random.Generator,
+) -> np.ndarray:
+    """Resample units by resampling their pattern counts (multinomial, same distribution)."""
+    return np.array([stat(d.astype(float)) for d in _pattern_draws(weights, n_boot, seed)])
+
+
+def paired_stats(
+    weights: np.ndarray,
+    first: Callable[[np.ndarray], float],
+    second: Callable[[np.ndarray], float],
+    *,
+    n_units: tuple[int, int, int],
+    undefined: tuple[str, str, str],
+    n_boot: int,
+    seed: int | np.random.Generator,
+) -> tuple[Stat, Stat, Stat]:
+    """Two statistics of the same units and their difference first - second, each with a 95%
+    interval. Units enter through pattern counts `weights`; the three see the same resamples,
+    so the difference's interval is that of the paired difference. `undefined[i]` is the
+    reason given when the i-th figure is NaN."""
+    draws = _pattern_draws(weights, n_boot, seed).astype(float)
+    firsts = np.array([first(d) for d in draws])
+    seconds = np.array([second(d) for d in draws])
+    a, b = first(weights), second(weights)
+    out = []
+    for value, samples, n, why in zip((a, b, a - b), (firsts, seconds, firsts - seconds),
+                                      n_units, undefined, strict=True):
+        stat = Stat(value=value, n_units=n, reason=why if math.isnan(value) else None)
+        out.append(_with_interval(stat, samples))
+    return out[0], out[1], out[2]
 
 
 def _boot_units(
@@ -515,7 +549,8 @@ def percent_agreement(
 # --------------------------------------------------------------------------- two raters
 
 
-def _kappa_from_table(table: np.ndarray) -> tuple[float, str | None]:
+def kappa_from_table(table: np.ndarray) -> tuple[float, str | None]:
+    """Cohen's kappa of a confusion table (rows one rater, columns the other)."""
     total = table.sum()
     if total == 0:
         return float("nan"), "no shared units"
@@ -566,10 +601,11 @@ def cohen_kappa(
     if not pairs:
         return _nan("no shared units")
     table, _ = _paired_table([p[0] for p in pairs], [p[1] for p in pairs], labels)
-    return _table_stat(table, _kappa_from_table, n_boot, seed)
+    return _table_stat(table, kappa_from_table, n_boot, seed)
 
 
-def _accuracy_from_table(table: np.ndarray) -> tuple[float, str | None]:
+def accuracy_from_table(table: np.ndarray) -> tuple[float, str | None]:
+    """Share of a confusion table on its diagonal."""
     total = table.sum()
     if total == 0:
         return float("nan"), "no shared units"
@@ -605,7 +641,7 @@ def pairwise_cohen_kappa(
                 out[key] = _nan("no shared units")
                 continue
             table = np.bincount(a[both] * v + b[both], minlength=v * v).reshape(v, v)
-            out[key] = _table_stat(table, _kappa_from_table, n_boot, seed)
+            out[key] = _table_stat(table, kappa_from_table, n_boot, seed)
     return out
 
 
@@ -615,15 +651,6 @@ def _plain(labels: pd.Series) -> pd.Series:
     if not any(isinstance(u, Enum) for u in uniques):
         return labels
     return labels.map({u: getattr(u, "value", u) for u in uniques})
-
-
-def kappa_matrix(stats: Mapping[tuple[str, str], Stat]) -> pd.DataFrame:
-    """Square annotator x annotator frame of kappa values (diagonal NaN: not a statistic)."""
-    names = sorted({x for pair in stats for x in pair})
-    frame = pd.DataFrame(np.nan, index=names, columns=names)
-    for (a, b), s in stats.items():
-        frame.loc[a, b] = frame.loc[b, a] = s.value
-    return frame
 
 
 # --------------------------------------------------------------------------- value sets
@@ -701,6 +728,14 @@ def _norm(name: str) -> str:
     return " ".join(str(name).split()).casefold()
 
 
+def level_name(name: str, level_map: Mapping[str, str] | None) -> str:
+    """The key a value counts under in `level_map`: its ancestor, looked up as written, then
+    whitespace-collapsed and casefolded; a value found neither way (a free value) is itself."""
+    if not level_map:
+        return name
+    return level_map.get(name, level_map.get(_norm(name), name))
+
+
 def set_ratings(data: pd.DataFrame | np.ndarray, label: str = "ai_values") -> SetRatings:
     """Build the CSR form from any accepted input shape (see module docstring)."""
     long = as_long(data, label)
@@ -738,7 +773,7 @@ def map_level(ratings: SetRatings, level_map: Mapping[str, str] | None) -> SetRa
     """Replace each value by its ancestor (free values stay themselves), merge duplicates."""
     if not level_map:
         return ratings
-    mapped = [level_map.get(n, level_map.get(_norm(n), n)) for n in ratings.vocab.tolist()]
+    mapped = [level_name(n, level_map) for n in ratings.vocab.tolist()]
     new_codes, new_vocab = pd.factorize(pd.Series(mapped, dtype=object))
     rating_of = np.repeat(np.arange(ratings.unit.size), ratings.sizes)
     return _csr(ratings.unit, rating_of, np.asarray(new_codes)[ratings.indices],
@@ -769,126 +804,13 @@ def _pack(cols: np.ndarray, bits: int) -> list[np.ndarray]:
     return words
 
 
-def _subsets(vals: np.ndarray, r: int) -> np.ndarray:
-    """(n, k) rows -> (n * C(k, r), r): every r-subset of every row, rows kept sorted."""
-    idx = np.array(list(combinations(range(vals.shape[1]), r)), dtype=np.int64)
-    return vals[:, idx].reshape(-1, r)
-
-
-@dataclass(frozen=True)
-class _CrossLevel:
-    """Subsets of size r shared by ratings of two or more units (the only ones that matter)."""
-
-    r: int
-    rec_unit: np.ndarray  # unit of each kept record (rating, subset)
-    combo: np.ndarray  # (subset, size of the rating) group of each record
-    combo_t: np.ndarray
-    combo_a: np.ndarray
-    n_t: int
-    group: sparse.csr_matrix  # (subset, unit) x size: ratings of that unit holding the subset
-    group_unit: np.ndarray
-
-
-@dataclass(frozen=True)
-class _PairCounter:
-    """Counts ordered pairs of ratings from DIFFERENT units by (size a, size b, overlap t).
-
-    F_r(a, b) = sum over r-subsets T of [C_a(T) C_b(T) - sum_u c_u(T, a) c_u(T, b)], with
-    C_a(T) the ratings of size a holding T and c_u the same within unit u, counts cross-unit
-    pairs weighted by C(t, r); Moebius inversion gives the exact count per overlap t. A subset
-    held in one unit only adds nothing, and a subset is held in two units only if all its
-    (r-1)-subsets are (apriori), so level r enumerates only subsets of values that lie in a
-    shared (r-1)-subset of the same rating. Unit weights (the bootstrap) enter as w_u per
-    rating in C and w_u^2 in the within-unit term.
-    """
-
-    max_size: int
-    levels: list[_CrossLevel]
-    n_records: int
-
-    @classmethod
-    def build(cls, ratings: SetRatings, keep: np.ndarray) -> _PairCounter:
-        sizes = ratings.sizes
-        rows = np.flatnonzero(keep & (sizes > 0))
-        max_size = int(sizes[rows].max()) if rows.size else 0
-        bits = max(1, int(max(ratings.vocab.size - 1, 1)).bit_length())
-        # alive values of each rating, as (rating, value) pairs; level 1: all of them
-        alive_r = np.repeat(rows, sizes[rows])
-        alive_v = ratings.indices[_ranges(ratings.indptr, rows)]
-        levels: list[_CrossLevel] = []
-        n_records = 0
-        for r in range(1, max_size + 1):
-            if alive_r.size == 0:
-                break
-            # ratings with at least r alive values -> all r-subsets of their alive values
-            cnt = np.bincount(alive_r, minlength=sizes.size)
-            starts = np.concatenate([[0], np.cumsum(cnt)])
-            subs, owners = [], []
-            for k in range(r, int(cnt.max()) + 1):
-                rk = np.flatnonzero(cnt == k)
-                if rk.size == 0:
-                    continue
-                vals = alive_v[starts[rk][:, None] + np.arange(k)]
-                subs.append(_subsets(vals, r))
-                owners.append(np.repeat(rk, math.comb(k, r)))
-            if not subs:
-                break
-            sub = np.concatenate(subs)
-            owner = np.concatenate(owners)
-            t_id, _ = _group(_pack(sub, bits))
-            unit = ratings.unit[owner]
-            # keep subsets held in two or more units
-            tu, _ = _group([t_id, unit])
-            first_tu = np.zeros(int(tu.max()) + 1, np.int64)
-            first_tu[tu] = t_id
-            units_per_t = np.bincount(first_tu, minlength=int(t_id.max()) + 1)
-            shared = units_per_t[t_id] >= 2
-            if not shared.any():
-                break
-            t_id, unit, owner, sub = t_id[shared], unit[shared], owner[shared], sub[shared]
-            a = sizes[owner]
-            t_id, n_t = _group([t_id])
-            combo, n_combo = _group([t_id * (max_size + 1) + a])
-            combo_t = np.zeros(n_combo, np.int64)
-            combo_a = np.zeros(n_combo, np.int64)
-            combo_t[combo], combo_a[combo] = t_id, a
-            g, n_g = _group([t_id, unit])
-            g_unit = np.zeros(n_g, np.int64)
-            g_unit[g] = unit
-            group = sparse.csr_matrix(
-                (np.ones(g.size), (g, a)), shape=(n_g, max_size + 1)
-            )
-            levels.append(_CrossLevel(r, unit, combo, combo_t, combo_a, n_t, group, g_unit))
-            n_records += int(owner.size)
-            # values of shared r-subsets stay alive for level r + 1
-            pairs = np.unique(np.repeat(owner, r) * (ratings.vocab.size + 1) + sub.ravel())
-            alive_r, alive_v = pairs // (ratings.vocab.size + 1), pairs % (ratings.vocab.size + 1)
-        return cls(max_size, levels, n_records)
-
-    def cross_hist(self, unit_w: np.ndarray) -> np.ndarray:
-        """N[a, b, t]: weighted ordered cross-unit pairs of non-empty ratings by overlap t."""
-        a_max = self.max_size
-        f = np.zeros((a_max + 1, a_max + 1, a_max + 1))  # F[r, a, b]
-        for lv in self.levels:
-            cnt = np.bincount(lv.combo, weights=unit_w[lv.rec_unit], minlength=lv.combo_t.size)
-            c = sparse.csr_matrix((cnt, (lv.combo_t, lv.combo_a)), shape=(lv.n_t, a_max + 1))
-            g = lv.group
-            within = g.T @ sparse.diags(unit_w[lv.group_unit] ** 2) @ g
-            f[lv.r] = (c.T @ c).toarray() - within.toarray()
-        return _moebius(f, unit_w)
-
-    def pair_hist(self, unit_w: np.ndarray, unit: np.ndarray) -> np.ndarray:
-        del unit
-        return self.cross_hist(unit_w)
-
-    @staticmethod
-    def similarity(hist: np.ndarray, distance: SetDistance, weights: MasiWeights) -> float:
-        """Sum of N[t, a, b] * (1 - distance(a, b, t)) over t >= 1."""
-        size = hist.shape[0]
-        t, a, b = np.meshgrid(np.arange(size), np.arange(size), np.arange(size), indexing="ij")
-        valid = (t >= 1) & (a >= t) & (b >= t)
-        sim = _set_similarity(a, b, t, distance, weights)
-        return float((hist * np.where(valid, sim, 0.0)).sum())
+def _hist_similarity(hist: np.ndarray, distance: SetDistance, weights: MasiWeights) -> float:
+    """Sum of N[t, a, b] * (1 - distance(a, b, t)) over t >= 1."""
+    size = hist.shape[0]
+    t, a, b = np.meshgrid(np.arange(size), np.arange(size), np.arange(size), indexing="ij")
+    valid = (t >= 1) & (a >= t) & (b >= t)
+    sim = _set_similarity(a, b, t, distance, weights)
+    return float((hist * np.where(valid, sim, 0.0)).sum())
 
 
 @dataclass(frozen=True)
@@ -1002,13 +924,8 @@ class _SetAlphaData:
     m_unit: np.ndarray  # (U,) ratings per unit
     pairable_unit: np.ndarray  # (U,) bool: two or more ratings
     empties: np.ndarray  # (U,) empty-set ratings per pairable unit
-    counter: _PairCounter | _AllPairCounter
+    counter: _AllPairCounter
     _hist: np.ndarray | None = None
-
-    @property
-    def all_pairs(self) -> bool:
-        """True: the counter's histogram holds every pair; False: cross-unit pairs only."""
-        return isinstance(self.counter, _AllPairCounter)
 
     def hist(self, unit_w: np.ndarray) -> np.ndarray:
         return self.counter.pair_hist(unit_w, self.ratings.unit)
@@ -1018,20 +935,17 @@ class _SetAlphaData:
             self._hist = self.hist(np.ones(self.m_unit.size))
         return self._hist
 
-    def per_unit(self, distance: SetDistance, weights: MasiWeights) -> tuple[np.ndarray, ...]:
-        """Per unit: observed disagreement term, and sum of similarities within the unit."""
+    def observed_per_unit(self, distance: SetDistance, weights: MasiWeights) -> np.ndarray:
+        """Per unit: its term of the observed disagreement."""
         sizes = self.ratings.sizes
         sim = _set_similarity(sizes[self.pair_i], sizes[self.pair_j], self.overlap, distance,
                               weights)
         u = self.ratings.unit[self.pair_i]
-        n_units = self.m_unit.size
         m = self.m_unit.astype(float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            observed = np.bincount(u, weights=2.0 * (1.0 - sim), minlength=n_units) / (m - 1.0)
+            observed = np.bincount(u, weights=2.0 * (1.0 - sim), minlength=m.size) / (m - 1.0)
         observed[~self.pairable_unit] = 0.0
-        within = np.bincount(u, weights=2.0 * sim, minlength=n_units) + m  # i = j: similarity 1
-        within[~self.pairable_unit] = 0.0
-        return observed, within
+        return observed
 
 
 def _within_pairs(unit: np.ndarray, max_m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -1045,9 +959,7 @@ def _within_pairs(unit: np.ndarray, max_m: int) -> tuple[np.ndarray, np.ndarray]
     return np.concatenate(ii), np.concatenate(jj)
 
 
-def _prepare_sets(
-    ratings: SetRatings, method: Literal["auto", "all", "cross"] = "auto"
-) -> _SetAlphaData:
+def _prepare_sets(ratings: SetRatings) -> _SetAlphaData:
     n_units = ratings.units.size
     m_unit = np.bincount(ratings.unit, minlength=n_units)
     pairable_unit = m_unit >= 2
@@ -1056,36 +968,30 @@ def _prepare_sets(
     x = ratings.matrix()
     overlap = np.asarray(x[i].multiply(x[j]).sum(1)).ravel() if i.size else np.zeros(0)
     empties = np.bincount(ratings.unit[(ratings.sizes == 0) & pairable], minlength=n_units)
-    # "all" (default): every subset of every distinct set; measured faster than "cross" at
-    # every taxonomy level of the synthetic paper-scale study. "cross" prunes subsets held in
-    # one unit only; both are exact (the tests check they agree).
-    counter: _PairCounter | _AllPairCounter
-    if method == "cross":
-        counter = _PairCounter.build(ratings, pairable)
-    else:
-        counter = _AllPairCounter.build(ratings, pairable)
+    # Every subset of every distinct set: measured faster at every taxonomy level of the
+    # synthetic paper-scale study than an apriori-pruned count of the subsets shared by two
+    # units (that counter is now a test oracle: tests/pair_counter.py).
+    counter = _AllPairCounter.build(ratings, pairable)
     return _SetAlphaData(ratings, i, j, overlap, m_unit, pairable_unit, empties, counter)
 
 
 def _set_alpha_value(
     d: _SetAlphaData,
     unit_w: np.ndarray,
-    terms: tuple[np.ndarray, np.ndarray],
+    observed_u: np.ndarray,
     hist: np.ndarray,
     distance: SetDistance,
     weights: MasiWeights,
 ) -> tuple[float, str | None]:
-    observed_u, within_u = terms
+    """Alpha of the units weighted `unit_w`; `hist` counts every ordered pair of non-empty
+    pairable ratings (same unit and i = j included) by (overlap, size, size)."""
     w = unit_w * d.pairable_unit
     n = float(w @ d.m_unit)
     if n <= 1 or not d.pairable_unit.any():
         return float("nan"), "no unit has two or more ratings"
     observed = float(w @ observed_u)
     e = float(w @ d.empties)
-    similar = e * e + _PairCounter.similarity(hist, distance, weights)
-    if not d.all_pairs:  # the histogram holds cross-unit pairs: add the within-unit ones
-        w2 = w * w
-        similar += float(w2 @ within_u) - float(w2 @ (d.empties**2))
+    similar = e * e + _hist_similarity(hist, distance, weights)
     expected = n * n - similar
     # n^2 - S carries rounding of order 1e-16 n^2: below 1e-12 n^2 it is zero.
     if expected <= 1e-12 * n * n:
@@ -1124,9 +1030,9 @@ def set_alpha_prepared(
     boot_budget: float = 1e8,
 ) -> Stat:
     n_units_all = d.m_unit.size
-    terms = d.per_unit(distance, masi_weights)
+    observed = d.observed_per_unit(distance, masi_weights)
     ones = np.ones(n_units_all)
-    value, reason = _set_alpha_value(d, ones, terms, d.point_hist(), distance, masi_weights)
+    value, reason = _set_alpha_value(d, ones, observed, d.point_hist(), distance, masi_weights)
     stat = Stat(value=value, n_units=int(d.pairable_unit.sum()), reason=reason)
     if not stat.defined or n_boot <= 0:
         return stat
@@ -1140,7 +1046,7 @@ def set_alpha_prepared(
 
     def one(w: np.ndarray) -> float:
         hist = d.hist(w)
-        return _set_alpha_value(d, w, terms, hist, distance, masi_weights)[0]
+        return _set_alpha_value(d, w, observed, hist, distance, masi_weights)[0]
 
     return _with_interval(stat, _boot_units(n_units_all, one, n_boot, seed))
 
@@ -1221,12 +1127,14 @@ def response_type_scores(
         return _nan("no shared conversations"), _nan("no shared conversations"), z
     table, _ = _paired_table(both[f"{label}_ref"].tolist(), both[f"{label}_model"].tolist(),
                              RESPONSE_TYPE_LABELS)
-    acc = _table_stat(table, _accuracy_from_table, n_boot, seed)
-    kap = _table_stat(table, _kappa_from_table, n_boot, seed)
+    acc = _table_stat(table, accuracy_from_table, n_boot, seed)
+    kap = _table_stat(table, kappa_from_table, n_boot, seed)
     return acc, kap, table
 
 
-def _micro(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, w: np.ndarray) -> dict[str, float]:
+def micro_scores(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, w: np.ndarray
+                 ) -> dict[str, float]:
+    """Micro precision, recall and F1 of units with counts (tp, fp, fn) and weights w."""
     stp, sfp, sfn = float(w @ tp), float(w @ fp), float(w @ fn)
     nan = float("nan")
     return {
@@ -1234,6 +1142,50 @@ def _micro(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, w: np.ndarray) -> dic
         "recall": stp / (stp + sfn) if stp + sfn > 0 else nan,
         "f1": 2 * stp / (2 * stp + sfp + sfn) if stp + sfp + sfn > 0 else nan,
     }
+
+
+def jaccard_index(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """Per unit |model & reference| / |model | reference| from its counts; two empty sets: 1."""
+    union = tp + fp + fn
+    return np.where(union > 0, tp / np.where(union > 0, union, 1), 1.0)
+
+
+def per_value_scores(
+    tp: np.ndarray, predicted: np.ndarray, reference: np.ndarray, zero_division: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per value: precision, recall and F1 from its true positives and the times the model and
+    the reference name it; a ratio over zero is `zero_division` (scikit-learn's name)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(predicted > 0, tp / np.where(predicted > 0, predicted, 1), zero_division)
+        r = np.where(reference > 0, tp / np.where(reference > 0, reference, 1), zero_division)
+        f = 2 * tp / (predicted + reference)
+    return p, r, f
+
+
+@dataclass(frozen=True)
+class SetCounts:
+    """Model and reference sets of paired ratings (`pair_sets`), one row per unit."""
+
+    predicted: sparse.csr_matrix  # units x values: the model names the value
+    reference: sparse.csr_matrix
+    hits: sparse.csr_matrix  # both name it
+    tp: np.ndarray  # (U,) per unit
+    fp: np.ndarray
+    fn: np.ndarray
+
+
+def set_counts(r: SetRatings) -> SetCounts:
+    """True positives, false positives and false negatives of each unit of paired ratings."""
+    x = r.matrix()
+    is_model = r.raters == "model"
+    pm = x[np.flatnonzero(is_model)]
+    pr = x[np.flatnonzero(~is_model)]
+    # ratings are sorted by unit and each unit has exactly one of each: rows align.
+    tp_m = pm.multiply(pr).tocsr()
+    tp = np.asarray(tp_m.sum(1)).ravel()
+    fp = np.asarray(pm.sum(1)).ravel() - tp
+    fn = np.asarray(pr.sum(1)).ravel() - tp
+    return SetCounts(pm, pr, tp_m, tp, fp, fn)
 
 
 def _macro(tp: sparse.csr_matrix, pred: sparse.csr_matrix, ref: sparse.csr_matrix,
@@ -1244,11 +1196,7 @@ def _macro(tp: sparse.csr_matrix, pred: sparse.csr_matrix, ref: sparse.csr_matri
     used = (pv > 0) | (rv > 0)
     if not used.any():
         return {"precision": float("nan"), "recall": float("nan"), "f1": float("nan")}
-    tpv, pv, rv = tpv[used], pv[used], rv[used]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.where(pv > 0, tpv / np.where(pv > 0, pv, 1), 0.0)
-        r = np.where(rv > 0, tpv / np.where(rv > 0, rv, 1), 0.0)
-        f = 2 * tpv / (pv + rv)
+    p, r, f = per_value_scores(tpv[used], pv[used], rv[used], 0.0)
     return {"precision": float(p.mean()), "recall": float(r.mean()), "f1": float(f.mean())}
 
 
@@ -1274,27 +1222,6 @@ def value_scores(
     return _value_scores(map_level(leaf, level_map), n_boot, seed, boot_budget)
 
 
-def value_scores_at_levels(
-    model: pd.DataFrame,
-    reference: pd.DataFrame,
-    level_maps: Mapping[int, Mapping[str, str] | None],
-    *,
-    label: str = "ai_values",
-    n_boot: int = 0,
-    seed: int = 0,
-    boot_budget: float = 1e8,
-) -> dict[int, dict[str, Stat]]:
-    """`value_scores` at several taxonomy levels, aligning the two frames once.
-
-    Aligning model and reference sets is most of `value_scores`' cost at paper scale; the
-    levels only re-map the aligned sets. `level_maps[level]` is None for the leaf level.
-    """
-    return value_scores_of_pairs(
-        _model_ref_ratings(model, reference, label), level_maps, n_boot=n_boot, seed=seed,
-        boot_budget=boot_budget,
-    )
-
-
 def value_scores_of_pairs(
     leaf: SetRatings | None,
     level_maps: Mapping[int, Mapping[str, str] | None],
@@ -1303,7 +1230,8 @@ def value_scores_of_pairs(
     seed: int = 0,
     boot_budget: float = 1e8,
 ) -> dict[int, dict[str, Stat]]:
-    """`value_scores_at_levels` of sets already paired (`pair_sets`): one model scored against
+    """`value_scores` at several taxonomy levels (`level_maps[level]` is None for the leaf) of
+    sets already paired (`pair_sets`): the frames are aligned once, and one model scored against
     several references encodes each frame once."""
     if leaf is None:
         return {
@@ -1423,15 +1351,8 @@ def pair_ratings(
 
 def _value_scores(r: SetRatings, n_boot: int, seed: int, boot_budget: float) -> dict[str, Stat]:
     n = r.units.size
-    x = r.matrix()
-    is_model = r.raters == "model"
-    pm = x[np.flatnonzero(is_model)]
-    pr = x[np.flatnonzero(~is_model)]
-    # ratings are sorted by unit and each unit has exactly one of each: rows align.
-    tp_m = pm.multiply(pr).tocsr()
-    tp = np.asarray(tp_m.sum(1)).ravel()
-    fp = np.asarray(pm.sum(1)).ravel() - tp
-    fn = np.asarray(pr.sum(1)).ravel() - tp
+    c = set_counts(r)
+    pm, pr, tp_m, tp, fp, fn = c.predicted, c.reference, c.hits, c.tp, c.fp, c.fn
     ones = np.ones(n)
     out: dict[str, Stat] = {}
     # micro scores: a unit enters through (tp, fp, fn) only -> pattern bootstrap.
@@ -1439,13 +1360,12 @@ def _value_scores(r: SetRatings, n_boot: int, seed: int, boot_budget: float) -> 
     pw = pw.astype(float)
     for name in ("precision", "recall", "f1"):
         def micro(w: np.ndarray, name: str = name) -> float:
-            return _micro(pats[:, 0], pats[:, 1], pats[:, 2], w)[name]
+            return micro_scores(pats[:, 0], pats[:, 1], pats[:, 2], w)[name]
         v = micro(pw)
         stat = Stat(value=v, n_units=n,
                     reason=None if not math.isnan(v) else "no values on either side")
         out[f"micro_{name}"] = _with_interval(stat, _boot_patterns(pw, micro, n_boot, seed))
-    union = tp + fp + fn
-    jac = np.where(union > 0, tp / np.where(union > 0, union, 1), 1.0)
+    jac = jaccard_index(tp, fp, fn)
     jp, jinv = np.unique(jac, return_inverse=True)
     jw = np.bincount(jinv.ravel(), minlength=jp.size).astype(float)
     jstat = Stat(value=float(jac.mean()), n_units=n)
@@ -1477,11 +1397,28 @@ def _value_scores(r: SetRatings, n_boot: int, seed: int, boot_budget: float) -> 
 # --------------------------------------------------------------------------- report
 
 
+class MetricKey(BaseModel):
+    """What a figure measures: the statistic, the labels it reads, the taxonomy level (value
+    sets) and, for a per-value statistic, the value. Hashable, so display names and lookups key
+    on it instead of on a name parsed back out of a string."""
+
+    model_config = ConfigDict(frozen=True)
+
+    metric: str  # "krippendorff_alpha_masi", "value_alpha", "micro_f1", ...
+    field: str  # "response_type", "ai_values", "human_values"
+    level: int | None = None  # taxonomy level for value sets (0 leaf .. 3 top)
+    value: str | None = None  # per-value statistics: the value (name or taxonomy id)
+
+
 class AgreementRow(BaseModel):
-    scope: str  # "annotators", "annotators a~b", "model <prompt> vs gold", "... vs annotator x"
+    scope: str  # shown: "annotators", "annotators a~b", "model <prompt> vs gold", ...
     metric: str
     field: str  # "response_type", "ai_values", "human_values"
     level: int | None = None  # taxonomy level for value sets (0 leaf .. 3 top)
+    value_name: str | None = None  # per-value statistics: the value
+    model: str | None = None  # model-human rows: "<prompt id>[ <model>]"
+    reference: str | None = None  # model-human rows: "gold" or "annotator <name>"
+    pair: tuple[str, str] | None = None  # pairwise rows: the two annotators
     value: float
     low: float | None = None
     high: float | None = None
@@ -1489,6 +1426,15 @@ class AgreementRow(BaseModel):
     note: str | None = None
 
     _nan_from_null = field_validator("value", mode="before")(lambda v: _null_to_nan(v))
+
+    @property
+    def key(self) -> MetricKey:
+        return MetricKey(metric=self.metric, field=self.field, level=self.level,
+                         value=self.value_name)
+
+
+# `pair` stays out of the frame: a tuple column does not fit a flat table (rows have it)
+FRAME_COLUMNS = [name for name in AgreementRow.model_fields if name != "pair"]
 
 
 class AgreementReport(BaseModel):
@@ -1501,15 +1447,19 @@ class AgreementReport(BaseModel):
     how_to_read: str = HOW_TO_READ
 
     def to_frame(self) -> pd.DataFrame:
-        cols = list(AgreementRow.model_fields)
-        frame = pd.DataFrame([r.model_dump() for r in self.rows], columns=cols)
+        frame = pd.DataFrame([r.model_dump(include=set(FRAME_COLUMNS)) for r in self.rows],
+                             columns=FRAME_COLUMNS)
         frame["level"] = frame["level"].astype("Int64")  # ints with gaps, not 0.0 floats
         return frame
 
 
-def _row(scope: str, metric: str, field: str, stat: Stat, level: int | None = None) -> AgreementRow:
+def _row(scope: str, metric: str, field: str, stat: Stat, level: int | None = None,
+         **where: Any) -> AgreementRow:
+    """One figure; `where` names what the scope string shows (value_name, model, reference,
+    pair) for code to read without parsing it."""
     return AgreementRow(scope=scope, metric=metric, field=field, level=level, value=stat.value,
-                        low=stat.low, high=stat.high, n_units=stat.n_units, note=stat.reason)
+                        low=stat.low, high=stat.high, n_units=stat.n_units, note=stat.reason,
+                        **where)
 
 
 def agreement_report(
@@ -1577,7 +1527,8 @@ def agreement_report(
             for (a, b), s in pairwise_cohen_kappa(long, label=RESPONSE_TYPE,
                                                   labels=RESPONSE_TYPE_LABELS,
                                                   n_boot=n_boot, seed=seed).items():
-                report.rows.append(_row(f"annotators {a}~{b}", "cohen_kappa", RESPONSE_TYPE, s))
+                report.rows.append(_row(f"annotators {a}~{b}", "cohen_kappa", RESPONSE_TYPE, s,
+                                        pair=(a, b)))
 
     # ---- inter-annotator: value sets at each level
     for field in value_fields:
@@ -1592,7 +1543,8 @@ def agreement_report(
                 report.rows.append(_row("annotators", f"krippendorff_alpha_{dist}", field, s, lv))
             for value, s in per_value_alpha(ratings, top_k=top_k, n_boot=n_boot,
                                             seed=seed).items():
-                report.rows.append(_row("annotators", f"value_alpha:{value}", field, s, lv))
+                report.rows.append(_row("annotators", "value_alpha", field, s, lv,
+                                        value_name=str(value)))
 
     # ---- model vs human, per prompt version (and model, when given)
     if extractions is not None and len(extractions):
@@ -1617,25 +1569,23 @@ def agreement_report(
             who = " ".join(str(k) for k in key)
             for ref_name, ref in refs:
                 scope = f"model {who} vs {ref_name}"
+                where = {"model": who, "reference": ref_name}
                 if RESPONSE_TYPE in group.columns and RESPONSE_TYPE in ref.columns:
                     acc, kap, table = response_type_scores(group, ref, n_boot=n_boot, seed=seed)
-                    report.rows.append(_row(scope, "accuracy", RESPONSE_TYPE, acc))
-                    report.rows.append(_row(scope, "cohen_kappa", RESPONSE_TYPE, kap))
+                    report.rows.append(_row(scope, "accuracy", RESPONSE_TYPE, acc, **where))
+                    report.rows.append(_row(scope, "cohen_kappa", RESPONSE_TYPE, kap, **where))
                     report.confusion.append(ConfusionMatrix(
                         scope=scope, labels=list(RESPONSE_TYPE_LABELS), counts=table.tolist()))
                 for field in value_fields:
                     if field not in group.columns or field not in ref.columns:
                         continue
-                    leaf = _model_ref_ratings(group, ref, field)
-                    for lv in usable_levels:
-                        if leaf is None:
-                            scores = {k: _nan("no shared conversations")
-                                      for k in VALUE_SCORE_KEYS}
-                        else:
-                            scores = _value_scores(map_level(leaf, maps.get(lv)), n_boot, seed,
-                                                   boot_budget)
+                    by_level = value_scores_of_pairs(
+                        _model_ref_ratings(group, ref, field),
+                        {lv: maps.get(lv) for lv in usable_levels},
+                        n_boot=n_boot, seed=seed, boot_budget=boot_budget)
+                    for lv, scores in by_level.items():
                         for metric, s in scores.items():
-                            report.rows.append(_row(scope, metric, field, s, lv))
+                            report.rows.append(_row(scope, metric, field, s, lv, **where))
     return report
 
 
@@ -1729,37 +1679,26 @@ def _accuracy_of(p: np.ndarray, w: np.ndarray) -> float:
 
 
 def _f1_of(p: np.ndarray, w: np.ndarray) -> float:
-    return _micro(p[:, 0], p[:, 1], p[:, 2], w)["f1"]
+    return micro_scores(p[:, 0], p[:, 1], p[:, 2], w)["f1"]
 
 
 def _split_stats(table: np.ndarray, width: int, ratio: Callable[[np.ndarray, np.ndarray], float],
                  n_pre: int, n_blind: int, n_boot: int, seed: int) -> tuple[Stat, Stat, Stat]:
     """The ratio on pre-filled and on blind tasks and their difference, each with a 95%
-    interval over conversations. The three use the same seed and weights, so they see the same
-    resamples: the difference's interval is that of the paired difference."""
+    interval over conversations, from the same resamples (`paired_stats`)."""
     if table.size == 0:
         none = _nan("no conversation annotated with an extraction")
         return none, none, none
     patterns, counts = _distinct_rows(table)
-    weights = counts.astype(float)
-
-    def pre(w: np.ndarray) -> float:
-        return ratio(patterns[:, :width], w)
-
-    def blind(w: np.ndarray) -> float:
-        return ratio(patterns[:, width:], w)
-
-    def diff(w: np.ndarray) -> float:
-        return pre(w) - blind(w)
-
-    out = []
-    for fn, n, empty in ((pre, n_pre, "no annotated pre-filled task"),
-                         (blind, n_blind, "no annotated blind task"),
-                         (diff, len(table), "needs both pre-filled and blind tasks")):
-        value = fn(weights)
-        stat = Stat(value=value, n_units=n, reason=empty if math.isnan(value) else None)
-        out.append(_with_interval(stat, _boot_patterns(weights, fn, n_boot, seed)))
-    return out[0], out[1], out[2]
+    return paired_stats(
+        counts.astype(float),
+        lambda w: ratio(patterns[:, :width], w),
+        lambda w: ratio(patterns[:, width:], w),
+        n_units=(n_pre, n_blind, len(table)),
+        undefined=("no annotated pre-filled task", "no annotated blind task",
+                   "needs both pre-filled and blind tasks"),
+        n_boot=n_boot, seed=seed,
+    )
 
 
 def _reading(metric: str, anchoring: Stat) -> str:

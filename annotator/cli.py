@@ -314,8 +314,6 @@ def demo(
 
     Example: annotator demo --db demo/annotator.db
     """
-    import pandas as pd
-
     from .db import open_db
     from .export import export as export_dataset
     from .extract import extract as run_extract
@@ -343,22 +341,22 @@ def demo(
         f"{decided.kept_person_decisions} person decisions kept, "
         f"{len(decided.need_a_person)} need a person"
     )
-    frame = study_agreement(database, levels=(0, 3), n_boot=100, top_k=0).to_frame()
+    rows = study_agreement(database, levels=(0, 3), n_boot=100, top_k=0).rows
     wanted = {
         ("annotators", "krippendorff_alpha_nominal", "response_type"): "annotators, response type",
         ("annotators", "krippendorff_alpha_masi", "ai_values"): "annotators, AI values (MASI)",
     }
     lines = []
-    for row in frame.itertuples():
+    for row in rows:
         label = wanted.get((row.scope, row.metric, row.field))
         if (
-            row.scope.endswith("vs gold")
+            row.reference == "gold"
             and row.field != "human_values"
             and row.metric in ("accuracy", "micro_f1")
         ):
             label = f"baseline vs gold, {row.field} {row.metric}"
         if label:
-            level = "" if pd.isna(row.level) else f" level {row.level}"
+            level = "" if row.level is None else f" level {row.level}"
             lines.append(f"   {label}{level}: {_figure(row.value)} (n={row.n_units})")
     console.print("4. agreement:\n" + "\n".join(lines))
     exported = export_dataset(database, Path(db).parent / "validated.jsonl")
@@ -952,7 +950,7 @@ def _precompute_summaries(
     """
     if not enabled:
         return None
-    from .precompute import DEFAULT_BOOT, precompute
+    from .app.precompute import DEFAULT_BOOT, precompute
 
     try:
         with _progress_bar("App summaries", not quiet) as bar:
@@ -1031,14 +1029,15 @@ def serve(
 ) -> None:
     """Serve the study's app: agreement, prompt versions, disagreements, gold and export.
 
-    The same app as `ANNOTATOR_DB=study.db streamlit run streamlit_app.py`, with its modules
-    loaded before the server starts, so the first page does not wait for them. Stop with Ctrl-C.
+    The same app as `ANNOTATOR_DB=study.db streamlit run annotator/app/streamlit_app.py`, with
+    its modules loaded before the server starts, so the first page does not wait for them. Stop
+    with Ctrl-C.
     The Gold page writes the gold file beside the study (gold/<study name>.jsonl), or in
     --gold-dir.
 
     Example: annotator app --db study.db --port 8502
     """
-    from .app_server import serve_app
+    from .app.server import serve_app
     from .db import open_existing_db
 
     path = db_path(db)
@@ -1494,10 +1493,9 @@ def agreement(
 
     tree = load_taxonomy()
 
-    def metric_label(metric: str) -> str:
-        name, _, value = metric.partition(":")
+    def metric_label(metric: str, value: str | None) -> str:
         node = tree.get(value) if value else None
-        shown = METRIC_NAMES.get(name, name.replace("_", " "))
+        shown = METRIC_NAMES.get(metric, metric.replace("_", " "))
         return f"{shown}: {node.name if node else value}" if value else shown
 
     frame = report.to_frame()
@@ -1517,7 +1515,8 @@ def agreement(
             interval = "" if pd.isna(row.low) else f"{_figure(row.low)}-{_figure(row.high)}"
             level_text = "" if pd.isna(row.level) else f" L{row.level}"
             table.add_row(  # value names and notes come from data: escaped
-                escape(metric_label(str(row.metric))),
+                escape(metric_label(str(row.metric),
+                                    None if pd.isna(row.value_name) else str(row.value_name))),
                 escape(f"{row.field}{level_text}"),
                 _figure(row.value),
                 interval,

@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 TAXONOMY_DIR = PACKAGE_DIR / "data" / "values-in-the-wild"
 # What a wheel carries from the checkout's top level (setup.py copies it at build time):
-# prompts/, gold/ and the app (app/streamlit_app.py, app/app_pages/).
+# prompts/ and gold/. The app is a package of its own (annotator/app/).
 BUNDLED_DIR = PACKAGE_DIR / "bundled"
 DEFAULT_DB = "annotator.db"
 
@@ -101,15 +101,13 @@ def default_db_path() -> Path:
 
 
 def shipped_path(name: str) -> Path:
-    """A folder the project ships (`prompts`, `gold`, `app`): inside the package when installed
+    """A folder the project ships (`prompts`, `gold`): inside the package when installed
     from a wheel, else at the top of the checkout the package runs from (an editable install).
-
-    The checkout's `app` is its top level (`streamlit_app.py` beside `app_pages/`).
     """
     bundled = BUNDLED_DIR / name
     if bundled.exists():
         return bundled
-    return PACKAGE_DIR.parent if name == "app" else PACKAGE_DIR.parent / name
+    return PACKAGE_DIR.parent / name
 
 
 def gold_dir() -> Path:
@@ -141,7 +139,7 @@ def prompts_dir() -> Path:
 
 def app_script() -> Path:
     """The Streamlit app's entry script (`app_pages/` is beside it)."""
-    return shipped_path("app") / "streamlit_app.py"
+    return PACKAGE_DIR / "app" / "streamlit_app.py"
 
 
 def label_studio_venv() -> Path:

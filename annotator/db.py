@@ -449,7 +449,8 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _bool(value: int | None) -> bool | None:
+def optional_bool(value: int | None) -> bool | None:
+    """An SQLite 0/1 flag that may be unset: None stays None."""
     return None if value is None else bool(value)
 
 
@@ -526,7 +527,7 @@ def extraction_to_row(e: Extraction) -> dict[str, Any]:
 
 def row_to_extraction(row: dict[str, Any]) -> Extraction:
     data = dict(row)
-    data["subjective"] = _bool(row["subjective"])
+    data["subjective"] = optional_bool(row["subjective"])
     data["ai_values"] = [ValueRef(**v) for v in loads(row["ai_values"], [])]
     data["human_values"] = [ValueRef(**v) for v in loads(row["human_values"], [])]
     return Extraction.model_validate(data)
@@ -589,7 +590,7 @@ def row_to_gold(row: dict[str, Any]) -> GoldLabel:
         ai_values=loads(row["ai_values"], []),
         human_values=loads(row["human_values"], []),
         response_type=row["response_type"],
-        subjective=_bool(row["subjective"]),
+        subjective=optional_bool(row["subjective"]),
         decided_by=row["decided_by"],
         decided_at=_dt(row["decided_at"]),
         from_annotations=loads(row["from_annotations"], []),

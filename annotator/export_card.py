@@ -15,7 +15,7 @@ from typing import Any
 import sqlite_utils
 import yaml
 
-from .agreement import AgreementRow
+from .agreement import AgreementRow, MetricKey
 from .db import loads
 from .export import ExportFilter, ExportReport
 from .export_files import HF_DATA_FILE, SCHEMAS, ExportWhat
@@ -30,20 +30,24 @@ _WHAT = {
     ExportWhat.proposals: "labels proposed by a model, one row per conversation, prompt "
                           "version and model, with evidence quotes, status, tokens and cost",
 }
-# The figures worth a reader's time, in the order shown: (scope suffix, metric, field, level).
-_FIGURES = [
-    ("annotators", "krippendorff_alpha_nominal", "response_type", None),
-    ("annotators", "krippendorff_alpha_ordinal", "response_type", None),
-    ("annotators", "fleiss_kappa", "response_type", None),
-    ("annotators", "gwet_ac1", "response_type", None),
-    ("annotators", "percent_agreement", "response_type", None),
-    ("annotators", "krippendorff_alpha_masi", "ai_values", 0),
-    ("annotators", "krippendorff_alpha_masi", "ai_values", 3),
-    ("annotators", "krippendorff_alpha_masi", "human_values", 0),
-    ("vs gold", "accuracy", "response_type", None),
-    ("vs gold", "cohen_kappa", "response_type", None),
-    ("vs gold", "micro_f1", "ai_values", 0),
-    ("vs gold", "micro_f1", "ai_values", 3),
+# The figures worth a reader's time, in the order shown: whose (the annotators, or a model
+# against gold) and what.
+_FIGURES: list[tuple[str, MetricKey]] = [
+    (who, MetricKey(metric=metric, field=field, level=level))
+    for who, metric, field, level in (
+        ("annotators", "krippendorff_alpha_nominal", "response_type", None),
+        ("annotators", "krippendorff_alpha_ordinal", "response_type", None),
+        ("annotators", "fleiss_kappa", "response_type", None),
+        ("annotators", "gwet_ac1", "response_type", None),
+        ("annotators", "percent_agreement", "response_type", None),
+        ("annotators", "krippendorff_alpha_masi", "ai_values", 0),
+        ("annotators", "krippendorff_alpha_masi", "ai_values", 3),
+        ("annotators", "krippendorff_alpha_masi", "human_values", 0),
+        ("vs gold", "accuracy", "response_type", None),
+        ("vs gold", "cohen_kappa", "response_type", None),
+        ("vs gold", "micro_f1", "ai_values", 0),
+        ("vs gold", "micro_f1", "ai_values", 3),
+    )
 ]
 TAXONOMY_CREDIT = (
     'The value taxonomy is Anthropic\'s, released with Huang et al. (2025), "Values in the Wild: '
@@ -119,12 +123,10 @@ def _agreement(db: sqlite_utils.Database) -> list[str]:
     if not db["annotations"].count:
         return [*lines, "The study has no annotations: no agreement figures.", ""]
     report = study_agreement(db, levels=(0, 3), n_boot=200, top_k=0)
-    wanted = {(scope, metric, field, level): i
-              for i, (scope, metric, field, level) in enumerate(_FIGURES)}
+    wanted = {figure: i for i, figure in enumerate(_FIGURES)}
     rows = sorted(
-        (r for r in report.rows
-         if (_scope_key(r.scope), r.metric, r.field, r.level) in wanted),
-        key=lambda r: (wanted[(_scope_key(r.scope), r.metric, r.field, r.level)], r.scope),
+        (r for r in report.rows if (_whose(r), r.key) in wanted),
+        key=lambda r: (wanted[(_whose(r), r.key)], r.scope),
     )
     lines += [
         "Over the whole study's annotations (not only the exported records), with 95% bootstrap "
@@ -137,8 +139,9 @@ def _agreement(db: sqlite_utils.Database) -> list[str]:
     return lines
 
 
-def _scope_key(scope: str) -> str:
-    return "vs gold" if scope.endswith("vs gold") else scope
+def _whose(row: AgreementRow) -> str:
+    """Whose figure: "vs gold" for any model against gold, else the scope ("annotators", ...)."""
+    return "vs gold" if row.reference == "gold" else row.scope
 
 
 def _prompts(db: sqlite_utils.Database, report: ExportReport) -> list[str]:

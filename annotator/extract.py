@@ -50,7 +50,14 @@ from rich.progress import (
 from rich.text import Text
 
 from . import config, ledger
-from .db import dumps, extraction_to_row, loads, open_existing_db, row_to_conversation
+from .db import (
+    dumps,
+    extraction_to_row,
+    loads,
+    open_db,
+    open_existing_db,
+    row_to_conversation,
+)
 from .errors import AnnotatorError, InputError
 from .extractors import (
     EXTRACTORS,
@@ -216,9 +223,11 @@ class Store:
         self._call_sql: str | None = None
         self._failure: BaseException | None = None
         self._renewed = time.monotonic()
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        # the study's own settings (WAL, synchronous=normal, ...) from db.open_db; this writer
+        # begins and commits its transactions itself, and waits for other writers its own time
+        self._conn = open_db(path, check_same_thread=False).conn
+        self._conn.isolation_level = None
         self._conn.execute(f"pragma busy_timeout={int(busy_timeout * 1000)}")
-        self._conn.execute("pragma synchronous=normal")
         self._thread = threading.Thread(target=self._write, name="extract-store", daemon=True)
         self._thread.start()
 

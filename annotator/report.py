@@ -1,8 +1,9 @@
 """Read-only queries over the study database, as plain rows and DataFrames.
 
-The CLI, the Streamlit app and `bench/` read the study only through these functions. Value
-lists come back as tuples of names (hashable, what `agreement` takes); the taxonomy node of each
-name is resolved by the caller through `taxonomy`, so this module stays a plain reader.
+The CLI, the Streamlit app and `bench/` read the study through these functions (the app's own
+queries, beside these frames, are in `annotator.app.queries`). Value lists come back as tuples
+of names (hashable, what `agreement` takes); the taxonomy node of each name is resolved by the
+caller through `taxonomy`, so this module stays a plain reader.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .agreement import (
     agreement_report,
     anchoring,
 )
+from .db import optional_bool
 from .ledger import call_ledger
 from .prompts import few_shot_map, resolve_used_ids
 
@@ -60,7 +62,8 @@ EXTRACTION_COLUMNS = [
 ]
 
 
-def _count(db: sqlite_utils.Database, sql: str) -> int:
+def scalar(db: sqlite_utils.Database, sql: str) -> int:
+    """The one number a `select count(...)` query returns."""
     return int(db.execute(sql).fetchone()[0])
 
 
@@ -70,17 +73,17 @@ def study_summary(db: sqlite_utils.Database) -> dict[str, int | float]:
     paid: a run died, or the reply never came or could not be read)."""
     calls = call_ledger(db.conn)
     return {
-        "conversations": _count(db, "select count(*) from conversations"),
-        "scrubbed": _count(db, "select count(*) from conversations where scrubbed = 1"),
-        "extracted (ok)": _count(db, "select count(*) from extractions where status = 'ok'"),
-        "extraction errors": _count(db, "select count(*) from extractions where status = 'error'"),
-        "prompt versions used": _count(db, "select count(distinct prompt_id) from extractions"),
-        "pushed to Label Studio": _count(db, "select count(distinct conversation_id) from tasks"),
-        "annotations": _count(db, "select count(*) from annotations where deleted = 0"),
-        "annotated conversations": _count(
+        "conversations": scalar(db, "select count(*) from conversations"),
+        "scrubbed": scalar(db, "select count(*) from conversations where scrubbed = 1"),
+        "extracted (ok)": scalar(db, "select count(*) from extractions where status = 'ok'"),
+        "extraction errors": scalar(db, "select count(*) from extractions where status = 'error'"),
+        "prompt versions used": scalar(db, "select count(distinct prompt_id) from extractions"),
+        "pushed to Label Studio": scalar(db, "select count(distinct conversation_id) from tasks"),
+        "annotations": scalar(db, "select count(*) from annotations where deleted = 0"),
+        "annotated conversations": scalar(
             db, "select count(distinct conversation_id) from annotations where deleted = 0"
         ),
-        "adjudicated (gold)": _count(db, "select count(*) from gold"),
+        "adjudicated (gold)": scalar(db, "select count(*) from gold"),
         "model calls": calls.calls,
         "model calls in flight": calls.in_flight_calls,
         "model calls possibly paid": calls.possibly_paid_calls,
@@ -92,10 +95,6 @@ def study_summary(db: sqlite_utils.Database) -> dict[str, int | float]:
 def _names(values: list[Any]) -> tuple[str, ...]:
     """Value names from a JSON list of names or of ValueRef objects, in stored order."""
     return tuple(v["name"] if isinstance(v, dict) else str(v) for v in values)
-
-
-def _bool(value: Any) -> bool | None:
-    return None if value is None else bool(value)
 
 
 def annotations_frame(db: sqlite_utils.Database, include_cancelled: bool = False) -> pd.DataFrame:
@@ -134,7 +133,7 @@ def gold_frame(db: sqlite_utils.Database) -> pd.DataFrame:
             response_type,
             _names(orjson.loads(ai or "[]")),
             _names(orjson.loads(human or "[]")),
-            _bool(subjective),
+            optional_bool(subjective),
             decided_by,
             decided_at,
         )
@@ -174,7 +173,7 @@ def extractions_frame(
             response_type,
             _names(orjson.loads(ai or "[]")),
             _names(orjson.loads(human or "[]")),
-            _bool(subjective),
+            optional_bool(subjective),
             error,
             cost,
             created,
@@ -221,36 +220,6 @@ def scored_extractions(
     """`extractions_frame` as agreement scores it: without each version's few-shot examples
     (`without_few_shot`), and how many were left out per prompt id."""
     return without_few_shot(extractions_frame(db, pushed_only=pushed_only), few_shot_map(db))
-
-
-def prompt_versions(db: sqlite_utils.Database) -> pd.DataFrame:
-    """Every prompt version with extractions: how many, how many failed, cost, first use, and
-    the calls for it that were sent without a recorded reply (possibly paid, not in the cost)."""
-    return pd.DataFrame.from_records(
-        list(
-            db.execute(
-                "select e.prompt_id, coalesce(p.name, ''), coalesce(p.version, ''), e.model, "
-                "e.extractor, sum(e.status = 'ok'), sum(e.status = 'error'), "
-                "round(sum(e.cost_usd), 4), min(e.created_at), "
-                "(select count(*) from model_calls m where m.prompt_id = e.prompt_id and "
-                "m.model = e.model and m.status = 'possibly_paid') "
-                "from extractions e left join prompts p on p.id = e.prompt_id "
-                "group by e.prompt_id, e.model, e.extractor order by min(e.created_at)"
-            )
-        ),
-        columns=[
-            "prompt_id",
-            "name",
-            "version",
-            "model",
-            "extractor",
-            "ok",
-            "errors",
-            "cost_usd",
-            "first_used",
-            "possibly_paid_calls",
-        ],
-    )
 
 
 def conversation_rows(db: sqlite_utils.Database, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -349,7 +318,7 @@ def study_anchoring(
     if reviews.empty:
         return []
     extractions, _ = scored_extractions(db, pushed_only=True)
-    # in order of first use, as `prompt_versions` lists them
+    # in order of first use
     order = list(dict.fromkeys(extractions.sort_values("created_at", kind="stable")["prompt_id"]))
     return [
         anchoring(extractions.loc[extractions["prompt_id"] == pid], reviews, prompt_id=pid,
@@ -359,9 +328,7 @@ def study_anchoring(
     ]
 
 
-# --- app queries ---
-# Read-only queries for the Streamlit app (`streamlit_app.py`, `app_pages/`). The app holds no
-# SQL: what it shows comes from the frames above and from these functions.
+# --- the published study and the prompt versions, for the report and the app ---
 
 # Published figures of the study the project follows, for side-by-side display. Only numbers
 # confirmed in text read for this project are given; None means "not confirmed, shown as
@@ -407,53 +374,6 @@ def published_category_shares() -> dict[str, float]:
     }
 
 
-def table_signatures(db: sqlite_utils.Database) -> dict[str, str]:
-    """A cheap change signature per table (and per prompt version for extractions).
-
-    The app keys what it derives from a table on that table's signature, so adjudicating one
-    conversation recomputes what depends on gold and nothing else. Each signature covers what
-    every writer of the table changes: conversations are only inserted (count, last rowid);
-    extractions are written with insert-or-replace (count and last rowid per prompt and status,
-    read from the (prompt_id, status) index); an annotation edit grows its history, a deletion
-    or a cancellation sets a flag; a gold decision sets `decided_at` and grows the history.
-    """
-    one = db.execute
-    sigs = {
-        "conversations": ":".join(
-            map(str, one("select count(*), max(rowid) from conversations").fetchone())
-        ),
-        "annotations": ":".join(
-            map(
-                str,
-                one(
-                    "select count(*), total(deleted), total(cancelled), max(updated_at), "
-                    "total(length(history)), total(length(labels)) from annotations"
-                ).fetchone(),
-            )
-        ),
-        "gold": ":".join(
-            map(
-                str,
-                one(
-                    "select count(*), max(decided_at), total(length(history)), "
-                    "total(length(ai_values)), total(length(human_values)), "
-                    "total(length(response_type)), total(subjective) from gold"
-                ).fetchone(),
-            )
-        ),
-        "tasks": ":".join(map(str, one("select count(*), max(pushed_at) from tasks").fetchone())),
-    }
-    per_prompt: dict[str, list[str]] = {}
-    for prompt, status, n, last in one(
-        "select prompt_id, status, count(*), max(rowid) from extractions "
-        "group by prompt_id, status order by prompt_id, status"
-    ):
-        per_prompt.setdefault(prompt, []).append(f"{status}={n}@{last}")
-    for prompt, parts in per_prompt.items():
-        sigs[f"extractions:{prompt}"] = ",".join(parts)
-    return sigs
-
-
 def prompt_list(db: sqlite_utils.Database) -> pd.DataFrame:
     """Prompt versions with extractions, oldest first: id, name, version, ok and error counts."""
     counts = pd.DataFrame.from_records(
@@ -476,163 +396,3 @@ def prompt_list(db: sqlite_utils.Database) -> pd.DataFrame:
     return frame[["prompt_id", "name", "version", "ok", "errors", "first_used"]].reset_index(
         drop=True
     )
-
-
-def stage_counts(db: sqlite_utils.Database) -> pd.DataFrame:
-    """Conversations by stage: ingested, extracted per prompt, pushed, annotated, adjudicated."""
-    one = db.execute
-    rows: list[tuple[str, str, int]] = [
-        ("ingested", "", _count(db, "select count(*) from conversations"))
-    ]
-    for prompt, name, version, n in one(
-        "select e.prompt_id, p.name, p.version, count(*) from extractions e "
-        "left join prompts p on p.id = e.prompt_id where e.status = 'ok' group by e.prompt_id "
-        "order by min(e.created_at)"
-    ):
-        label = f"{name} {version}".strip() or prompt
-        rows.append(("extracted", f"{label} ({prompt})" if label != prompt else prompt, n))
-    rows.append(("pushed to Label Studio", "",
-                 _count(db, "select count(distinct conversation_id) from tasks")))
-    rows.append(
-        (
-            "annotated",
-            "",
-            _count(
-                db,
-                "select count(distinct conversation_id) from annotations "
-                "where deleted = 0 and cancelled = 0",
-            ),
-        )
-    )
-    for who, n in one(
-        "select case when decided_by = 'majority' then 'by majority' else 'by a person' end, "
-        "count(*) from gold group by 1 order by 1"
-    ):
-        rows.append(("adjudicated", who, n))
-    return pd.DataFrame.from_records(rows, columns=["stage", "detail", "conversations"])
-
-
-def conversation_detail(db: sqlite_utils.Database, conversation_id: str) -> dict[str, Any] | None:
-    """One conversation with every source's labels: turns, annotations, gold, extractions.
-
-    Extraction values keep their ValueRef fields (name, node_id, path, evidence, score), so
-    the app can highlight each value's evidence quote in the dialogue.
-    """
-    found = conversation_rows(db, [conversation_id]).get(conversation_id)
-    if found is None:
-        return None
-    annotations = []
-    for ident, annotator, labels, lead, cancelled, updated in db.execute(
-        "select id, annotator, labels, lead_time, cancelled, updated_at from annotations "
-        "where conversation_id = ? and deleted = 0 order by annotator",
-        [conversation_id],
-    ):
-        data = orjson.loads(labels)
-        annotations.append(
-            {
-                "annotation_id": ident,
-                "annotator": annotator,
-                "response_type": data.get("response_type"),
-                "ai_values": list(_names(data.get("ai_values") or [])),
-                "human_values": list(_names(data.get("human_values") or [])),
-                "subjective": data.get("subjective"),
-                "lead_time": lead,
-                "cancelled": bool(cancelled),
-                "updated_at": updated,
-            }
-        )
-    gold = None
-    for ai, human, response_type, subjective, by, at, history in db.execute(
-        "select ai_values, human_values, response_type, subjective, decided_by, decided_at, "
-        "history from gold where conversation_id = ?",
-        [conversation_id],
-    ):
-        gold = {
-            "ai_values": list(_names(orjson.loads(ai or "[]"))),
-            "human_values": list(_names(orjson.loads(human or "[]"))),
-            "response_type": response_type,
-            "subjective": _bool(subjective),
-            "decided_by": by,
-            "decided_at": at,
-            "history": orjson.loads(history or "[]"),
-        }
-    extractions = []
-    for prompt, model, extractor, status, response_type, ai, human, subjective, error in (
-        db.execute(
-            "select prompt_id, model, extractor, status, response_type, ai_values, human_values, "
-            "subjective, error from extractions where conversation_id = ? order by created_at",
-            [conversation_id],
-        )
-    ):
-        extractions.append(
-            {
-                "prompt_id": prompt,
-                "model": model,
-                "extractor": extractor,
-                "status": status,
-                "response_type": response_type,
-                "ai_values": [
-                    v if isinstance(v, dict) else {"name": str(v)}
-                    for v in orjson.loads(ai or "[]")
-                ],
-                "human_values": [
-                    v if isinstance(v, dict) else {"name": str(v)}
-                    for v in orjson.loads(human or "[]")
-                ],
-                "subjective": _bool(subjective),
-                "error": error,
-            }
-        )
-    task = None
-    for project_id, task_id, pushed_at in db.execute(
-        "select project_id, task_id, pushed_at from tasks where conversation_id = ?",
-        [conversation_id],
-    ):
-        task = {"project_id": project_id, "task_id": task_id, "pushed_at": pushed_at}
-    return {
-        "id": conversation_id,
-        "turns": found["turns"],
-        "source": found["source"],
-        "external_id": found["external_id"],
-        "metadata": found["metadata"],
-        "annotations": annotations,
-        "gold": gold,
-        "extractions": extractions,
-        "task": task,
-    }
-
-
-def label_studio_url(db_path: str) -> str | None:
-    """Base URL of the Label Studio server this study uses, if one is known (no secrets).
-
-    LABEL_STUDIO_URL when set, else the study's own local server from its state file.
-    """
-    from . import config
-
-    configured = config.settings().label_studio_url
-    if configured:
-        return configured.rstrip("/")
-    from .labelstudio_server import read_state
-
-    try:
-        state = read_state(db_path)
-    except Exception:  # noqa: BLE001 - an unreadable state file just means "no link"
-        return None
-    return state.url if state is not None and state.port else None
-
-
-def task_url(base_url: str | None, task: dict[str, Any] | None) -> str | None:
-    """Label Studio's address of a task: the project's data manager opened on that task."""
-    if not base_url or not task or task.get("task_id") is None:
-        return None
-    return f"{base_url}/projects/{task['project_id']}/data?task={task['task_id']}"
-
-
-def conversation_sources(db: sqlite_utils.Database) -> dict[str, int]:
-    """Conversations per source (the `source` column set at ingest), most first."""
-    return {
-        source: n
-        for source, n in db.execute(
-            "select coalesce(source, ''), count(*) from conversations group by 1 order by 2 desc"
-        )
-    }

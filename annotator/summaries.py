@@ -9,7 +9,7 @@ and recall, per-conversation outcomes, paired deltas between two prompt versions
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,16 +51,9 @@ def level_maps(tree: Taxonomy | None = None) -> dict[int, dict[str, str]]:
     return {lv: tree.level_map(lv) for lv in (1, 2, 3)}
 
 
-def _norm(name: str) -> str:
-    return " ".join(str(name).split()).casefold()
-
-
 def level_key(name: str, level: int, maps: Mapping[int, Mapping[str, str]]) -> str:
     """The key a value counts under at `level`, exactly as `agreement.map_level` maps it."""
-    if level == 0:
-        return name
-    mapping = maps[level]
-    return mapping.get(name, mapping.get(_norm(name), name))
+    return name if level == 0 else ag.level_name(name, maps[level])
 
 
 def key_label(key: str, level: int, tree: Taxonomy | None = None) -> str:
@@ -153,13 +146,10 @@ def annotators_bundle(
         pairwise=True,
     )
     rows = report.to_frame()
-    kappa = rows.loc[rows["metric"] == "cohen_kappa"].copy()
-    pairs = kappa["scope"].str.removeprefix("annotators ").str.split("~", n=1, expand=True)
-    if len(kappa):
-        kappa["a"], kappa["b"] = pairs[0], pairs[1]
-    else:
-        kappa["a"], kappa["b"] = [], []
-    kappa = kappa[["a", "b", *STAT_COLUMNS]]
+    pairs = [r.pair for r in report.rows if r.pair is not None]
+    kappa = rows.loc[[r.pair is not None for r in report.rows], STAT_COLUMNS]
+    kappa.insert(0, "a", [a for a, _ in pairs])
+    kappa.insert(1, "b", [b for _, b in pairs])
     activity = annotator_activity(annotations)
     return Bundle(
         frames={"agreement": rows.loc[rows["metric"] != "cohen_kappa"].reset_index(drop=True),
@@ -414,27 +404,18 @@ def gold_outcomes(
     leaf = _aligned_ratings(model, ref, "ai_values", ids)
     for lv in LEVELS:
         r = ag.map_level(leaf, maps.get(lv))
-        x = r.matrix().tocsr()
-        is_model = r.raters == "model"
-        pm, pr = x[np.flatnonzero(is_model)], x[np.flatnonzero(~is_model)]
-        # set_ratings sorts by conversation (stable): rows of pm and pr align with r.units.
+        counts = ag.set_counts(r)
+        # the counts' rows follow r.units (sorted by conversation): put them in outcomes' order
         order = pd.Index(r.units).get_indexer(ids)
-        tp_m = pm.multiply(pr).tocsr()
-        tp = np.asarray(tp_m.sum(1)).ravel()
-        fp = np.asarray(pm.sum(1)).ravel() - tp
-        fn = np.asarray(pr.sum(1)).ravel() - tp
-        outcomes[f"tp_{lv}"] = tp[order].astype(np.int64)
-        outcomes[f"fp_{lv}"] = fp[order].astype(np.int64)
-        outcomes[f"fn_{lv}"] = fn[order].astype(np.int64)
-        tpv = np.asarray(tp_m.sum(0)).ravel()
-        pv = np.asarray(pm.sum(0)).ravel()
-        rv = np.asarray(pr.sum(0)).ravel()
+        outcomes[f"tp_{lv}"] = counts.tp[order].astype(np.int64)
+        outcomes[f"fp_{lv}"] = counts.fp[order].astype(np.int64)
+        outcomes[f"fn_{lv}"] = counts.fn[order].astype(np.int64)
+        tpv = np.asarray(counts.hits.sum(0)).ravel()
+        pv = np.asarray(counts.predicted.sum(0)).ravel()
+        rv = np.asarray(counts.reference.sum(0)).ravel()
         used = (pv > 0) | (rv > 0)
         keys = r.vocab[used]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            precision = np.where(pv[used] > 0, tpv[used] / np.maximum(pv[used], 1), np.nan)
-            recall = np.where(rv[used] > 0, tpv[used] / np.maximum(rv[used], 1), np.nan)
-            f1 = 2 * tpv[used] / (pv[used] + rv[used])
+        precision, recall, f1 = ag.per_value_scores(tpv[used], pv[used], rv[used], np.nan)
         per_value.append(pd.DataFrame({
             "level": lv,
             "key": keys,
@@ -447,11 +428,6 @@ def gold_outcomes(
             "f1": f1,
         }))
     return pd.concat(per_value, ignore_index=True), outcomes
-
-
-def _jaccard(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
-    union = tp + fp + fn
-    return np.where(union > 0, tp / np.where(union > 0, union, 1.0), 1.0)
 
 
 # --- two prompt versions ----------------------------------------------------------------------
@@ -476,8 +452,8 @@ def compare_versions(
     cols = ["conversation_id", "gold_type", "model_type", "type_match", "gold_values",
             "model_values", *(f"{k}_{level}" for k in ("tp", "fp", "fn"))]
     merged = a[cols].merge(b[cols], on="conversation_id", suffixes=("_a", "_b"))
-    ja = _jaccard(*(merged[f"{k}_{level}_a"].to_numpy(float) for k in ("tp", "fp", "fn")))
-    jb = _jaccard(*(merged[f"{k}_{level}_b"].to_numpy(float) for k in ("tp", "fp", "fn")))
+    ja = ag.jaccard_index(*(merged[f"{k}_{level}_a"].to_numpy(float) for k in ("tp", "fp", "fn")))
+    jb = ag.jaccard_index(*(merged[f"{k}_{level}_b"].to_numpy(float) for k in ("tp", "fp", "fn")))
     ca = merged["type_match_a"].to_numpy(bool)
     cb = merged["type_match_b"].to_numpy(bool)
     changes = pd.DataFrame({
@@ -521,50 +497,29 @@ def swap_comparison(
     return swapped[changes.columns], d[deltas.columns]
 
 
-def _kappa(table: np.ndarray) -> float:
-    total = table.sum()
-    if total <= 0:
-        return float("nan")
-    po = np.trace(table) / total
-    pe = float((table.sum(0) @ table.sum(1)) / (total * total))
-    return float("nan") if pe >= 1 else float((po - pe) / (1 - pe))
-
-
-def _micro_f1(t: np.ndarray, w: np.ndarray) -> float:
-    tp, fp, fn = w @ t[:, 0], w @ t[:, 1], w @ t[:, 2]
-    denom = 2 * tp + fp + fn
-    return float(2 * tp / denom) if denom > 0 else float("nan")
+DELTA_COLUMNS = ["metric", "a", "b", "delta", "low", "high", "n_units"]
 
 
 def paired_deltas(merged: pd.DataFrame, level: int, n_boot: int, seed: int = 0) -> pd.DataFrame:
-    """Metric values of a and b and their difference b - a, with paired bootstrap intervals."""
+    """Metric values of a and b and their difference b - a, with paired bootstrap intervals
+    (`agreement.paired_stats`). The metrics draw their resamples in turn from one seeded
+    stream."""
     n = len(merged)
+    if n == 0:
+        return pd.DataFrame(columns=DELTA_COLUMNS)
     rows = []
     rng = np.random.default_rng(seed)
     index = {t: i for i, t in enumerate(RESPONSE_TYPES)}
     k = len(RESPONSE_TYPES)
 
-    def resample(weights: np.ndarray) -> np.ndarray:
-        # pattern counts of one bootstrap resample of the n conversations
-        return rng.multinomial(n, weights / weights.sum()).astype(float)
+    def add(metric: str, patterns_w: np.ndarray, fa: Callable[[np.ndarray], float],
+            fb: Callable[[np.ndarray], float]) -> None:
+        b, a, delta = ag.paired_stats(
+            patterns_w, fb, fa, n_units=(n, n, n), undefined=("undefined",) * 3,
+            n_boot=n_boot if n > 1 else 0, seed=rng)
+        rows.append({"metric": metric, "a": a.value, "b": b.value, "delta": delta.value,
+                     "low": delta.low, "high": delta.high, "n_units": n})
 
-    def add(metric: str, patterns_w: np.ndarray, fa, fb) -> None:
-        va, vb = fa(patterns_w), fb(patterns_w)
-        low = high = None
-        if n_boot > 0 and n > 1:
-            diffs = []
-            for _ in range(n_boot):
-                w = resample(patterns_w)
-                diffs.append(fb(w) - fa(w))
-            d = np.asarray(diffs)
-            d = d[~np.isnan(d)]
-            if d.size:
-                low, high = (float(x) for x in np.percentile(d, [2.5, 97.5]))
-        rows.append({"metric": metric, "a": va, "b": vb, "delta": vb - va, "low": low,
-                     "high": high, "n_units": n})
-
-    if n == 0:
-        return pd.DataFrame(columns=["metric", "a", "b", "delta", "low", "high", "n_units"])
     # response type: accuracy and kappa from the (gold, a, b) cell of each conversation
     g = merged["gold_type_a"].map(index)
     ta = merged["model_type_a"].map(index)
@@ -576,18 +531,19 @@ def paired_deltas(merged: pd.DataFrame, level: int, n_boot: int, seed: int = 0) 
         cube = np.arange(k**3)
         gi, ai, bi = cube // (k * k), (cube // k) % k, cube % k
 
-        def acc(which: np.ndarray):
-            return lambda w: float(w @ (gi == which) / w.sum()) if w.sum() else float("nan")
-
-        def kap(which: np.ndarray):
+        def table_stat(which: np.ndarray, stat: Callable[[np.ndarray], tuple[float, str | None]]
+                       ) -> Callable[[np.ndarray], float]:
             def f(w: np.ndarray) -> float:
+                # the (gold, version) confusion table of the resampled conversations
                 table = np.zeros((k, k))
                 np.add.at(table, (gi, which), w)
-                return _kappa(table)
+                return stat(table)[0]
             return f
 
-        add("accuracy", cw, acc(ai), acc(bi))
-        add("cohen_kappa", cw, kap(ai), kap(bi))
+        add("accuracy", cw, table_stat(ai, ag.accuracy_from_table),
+            table_stat(bi, ag.accuracy_from_table))
+        add("cohen_kappa", cw, table_stat(ai, ag.kappa_from_table),
+            table_stat(bi, ag.kappa_from_table))
     # values: micro F1 and mean Jaccard from each conversation's (tp, fp, fn) for a and b
     t = np.stack([merged[f"{kind}_{level}{s}"].to_numpy(np.int64)
                   for s in ("_a", "_b") for kind in ("tp", "fp", "fn")], axis=1)
@@ -605,13 +561,12 @@ def paired_deltas(merged: pd.DataFrame, level: int, n_boot: int, seed: int = 0) 
                         axis=1)
     pw = np.bincount(inv.ravel(), minlength=len(pats)).astype(float)
     pa, pb = pats[:, :3].astype(float), pats[:, 3:].astype(float)
-    add("micro_f1", pw, lambda w: _micro_f1(pa, w), lambda w: _micro_f1(pb, w))
 
-    def jac(p: np.ndarray) -> np.ndarray:
-        union = p.sum(1)
-        return np.where(union > 0, p[:, 0] / np.where(union > 0, union, 1.0), 1.0)
+    def micro_f1(p: np.ndarray) -> Callable[[np.ndarray], float]:
+        return lambda w: ag.micro_scores(p[:, 0], p[:, 1], p[:, 2], w)["f1"]
 
-    ja, jb = jac(pa), jac(pb)
+    add("micro_f1", pw, micro_f1(pa), micro_f1(pb))
+    ja, jb = ag.jaccard_index(*pa.T), ag.jaccard_index(*pb.T)
     add("mean_jaccard", pw, lambda w: float(w @ ja / w.sum()), lambda w: float(w @ jb / w.sum()))
     return pd.DataFrame(rows)
 

@@ -268,7 +268,8 @@ def serve(db: Path, port: int, log: Path) -> subprocess.Popen:
         command = [str(Path(sys.executable).with_name("annotator")), "app", "--db", str(db),
                    "--port", str(port), "--no-browser"]
     else:
-        command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+        command = [sys.executable, "-m", "streamlit", "run",
+                   str(ROOT / "annotator" / "app" / "streamlit_app.py"),
                    "--server.port", str(port), "--server.address", "127.0.0.1",
                    "--server.headless", "true", "--browser.gatherUsageStats", "false",
                    "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"]

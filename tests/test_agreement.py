@@ -309,16 +309,13 @@ def test_per_value_alpha_matches_binary_alpha() -> None:
         assert stat.value == pytest.approx(ag.krippendorff_alpha(binary).value, abs=1e-12)
 
 
-def test_pairwise_kappa_matrix() -> None:
+def test_pairwise_kappa() -> None:
     frame = _long([("u1", "a", "x"), ("u1", "b", "x"), ("u1", "c", "y"),
                    ("u2", "a", "y"), ("u2", "b", "y"), ("u2", "c", "y"),
                    ("u3", "a", "x"), ("u3", "b", "y")])
     stats = ag.pairwise_cohen_kappa(frame)
     assert set(stats) == {("a", "b"), ("a", "c"), ("b", "c")}
     assert stats[("a", "c")].n_units == 2
-    matrix = ag.kappa_matrix(stats)
-    assert matrix.loc["a", "b"] == matrix.loc["b", "a"] == stats[("a", "b")].value
-    assert math.isnan(matrix.loc["a", "a"])
 
 
 # --------------------------------------------------------------------------- model vs human
@@ -377,13 +374,20 @@ def test_agreement_report_rows_and_json() -> None:
                                        "ai_values", "status"])
     report = ag.agreement_report(annotations, gold_f, ext_f, level_maps, n_boot=30, seed=1)
     frame = report.to_frame()
-    assert list(frame.columns) == ["scope", "metric", "field", "level", "value", "low", "high",
-                                   "n_units", "note"]
+    assert list(frame.columns) == ["scope", "metric", "field", "level", "value_name", "model",
+                                   "reference", "value", "low", "high", "n_units", "note"]
     assert report.prompt_ids == ["p1", "p2"]
     assert set(frame.level.dropna()) == {0, 1, 2, 3}
     masi = frame[(frame.metric == "krippendorff_alpha_masi")].sort_values("level")
     assert len(masi) == 4 and masi.value.notna().all()
     assert {"model p1 vs gold", "model p2 vs annotator ann-a"} <= set(frame.scope)
+    # what the scope and metric show is also in typed fields, for code to read without parsing
+    vs_gold = frame[frame.scope == "model p1 vs gold"]
+    assert set(vs_gold.model) == {"p1"} and set(vs_gold.reference) == {"gold"}
+    per_value = [r for r in report.rows if r.metric == "value_alpha"]
+    assert per_value and all(r.value_name and r.key.value == r.value_name for r in per_value)
+    assert {r.pair for r in report.rows if r.metric == "cohen_kappa" and r.pair} == {
+        ("ann-a", "ann-b"), ("ann-a", "ann-c"), ("ann-b", "ann-c")}
     assert len(report.confusion) == 2 * 4
     assert "accuracy" in set(frame.metric) and "gwet_ac1" in set(frame.metric)
     assert report.model_validate_json(report.model_dump_json()).rows[0].scope == "annotators"
@@ -406,15 +410,18 @@ def test_module_imports_only_allowed_packages() -> None:
                         "annotator"}
 
 
-def test_value_scores_at_levels_equal_value_scores_level_by_level():
-    from annotator.agreement import value_scores, value_scores_at_levels
+def test_value_scores_of_pairs_equal_value_scores_level_by_level():
+    from annotator.agreement import value_scores, value_scores_of_pairs
 
     model = pd.DataFrame(
         {"conversation_id": ["a", "b", "c"], "ai_values": [("x", "y"), ("y",), ()]}
     )
     ref = pd.DataFrame({"conversation_id": ["a", "b", "c"], "ai_values": [("x",), ("z",), ()]})
     maps = {0: None, 1: {"x": "X", "y": "X", "z": "Z"}}
-    together = value_scores_at_levels(model, ref, maps)
+    vocab = ag.Vocabulary()
+    paired = ag.pair_sets(ag.encode_sets(model, "ai_values", vocab),
+                          ag.encode_sets(ref, "ai_values", vocab), vocab.names())
+    together = value_scores_of_pairs(paired, maps)
     for level, level_map in maps.items():
         alone = value_scores(model, ref, level_map=level_map)
         assert {k: s.value for k, s in together[level].items()} == pytest.approx(

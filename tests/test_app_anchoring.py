@@ -16,7 +16,7 @@ BOOT = 50
 
 @pytest.fixture(autouse=True)
 def _fresh_memory():
-    from annotator import summary_cache
+    from annotator.app import summary_cache
 
     summary_cache.clear_memory()
     yield

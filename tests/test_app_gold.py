@@ -17,7 +17,7 @@ from annotator.db import open_db
 
 @pytest.fixture(autouse=True)
 def _fresh_memory():
-    from annotator import summary_cache
+    from annotator.app import summary_cache
 
     summary_cache.clear_memory()
     yield

@@ -21,7 +21,7 @@ BOOT = 50  # fewer resamples than the default keeps the suite fast; intervals st
 
 @pytest.fixture(autouse=True)
 def _fresh_memory():
-    from annotator import summary_cache
+    from annotator.app import summary_cache
 
     summary_cache.clear_memory()
     yield

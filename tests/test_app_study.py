@@ -11,7 +11,6 @@ values. Each AI value carries an evidence quote taken from the assistant's text.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import pytest
 
 from annotator import agreement as ag
 from annotator import config, report
+from annotator.app import queries
 from annotator.db import annotation_to_row, conversation_to_row, extraction_to_row, open_db
 from annotator.gold import import_gold
 from annotator.models import (
@@ -34,9 +34,7 @@ from annotator.models import (
 from annotator.taxonomy import load_taxonomy
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the app package (`app_pages`) lives at the top level
-    sys.path.insert(0, str(ROOT))
-APP = ROOT / "streamlit_app.py"
+APP = ROOT / "annotator" / "app" / "streamlit_app.py"
 V1, V2 = "test-prompt-v1", "test-prompt-v2"
 ANNOTATORS = ("demo-a", "demo-b", "demo-c")
 TYPES = [r.value for r in ResponseType]
@@ -134,7 +132,7 @@ def build_study(path: Path) -> Path:
 
 
 def test_dialogue_html_escapes_everything_and_marks_quotes() -> None:
-    from app_pages.common import dialogue_html
+    from annotator.app.app_pages.common import dialogue_html
 
     turns = [{"role": "user", "text": HOSTILE_USER},
              {"role": "assistant", "text": HOSTILE_ASSISTANT}]
@@ -152,7 +150,7 @@ def test_dialogue_html_escapes_everything_and_marks_quotes() -> None:
 
 
 def test_md_escapes_markup() -> None:
-    from app_pages.common import md
+    from annotator.app.app_pages.common import md
 
     text = "[x](http://e.example) **b** <i> :red[c] $y$"
     escaped = md(text)
@@ -165,20 +163,21 @@ def test_table_signatures_follow_each_table(app_study_copy) -> None:
     from annotator.gold import decide
 
     db = open_db(app_study_copy)
-    before = report.table_signatures(db)
+    before = queries.table_signatures(db)
     assert {"conversations", "annotations", "gold", "tasks", f"extractions:{V1}",
             f"extractions:{V2}"} <= set(before)
     cid = report.gold_frame(db)["conversation_id"].iloc[0]
     decide(db, cid, Labels(ai_values=["honesty"], response_type="neutral", subjective=True),
            "tester")
-    after = report.table_signatures(db)
+    after = queries.table_signatures(db)
     changed = {k for k in before if before[k] != after[k]}
     assert changed == {"gold"}
     db.conn.close()
 
 
 def test_store_recomputes_only_what_changed(app_study_copy, tmp_path) -> None:
-    from annotator import summaries, summary_cache
+    from annotator import summaries
+    from annotator.app import summary_cache
     from annotator.gold import decide
 
     path = str(app_study_copy)
@@ -261,12 +260,65 @@ def test_paired_deltas_match_direct_computation(app_study) -> None:
     db.conn.close()
 
 
+def test_summaries_figures_are_the_agreement_modules(app_study) -> None:
+    """The app's figures and the CLI's come from one statistics core: the same numbers,
+    intervals included, for a prompt version against gold and each annotator, for the
+    annotators' agreement, and for the two versions compared."""
+    from annotator import summaries
+
+    db = open_db(app_study)
+    gold, ann = report.gold_frame(db), report.annotations_frame(db)
+    full = report.study_agreement(db, prompt_ids=[V1, V2], n_boot=50, top_k=5).rows
+    db_frames = {v: report.extractions_frame(db, v) for v in (V1, V2)}
+    db.conn.close()
+
+    def figures(row) -> tuple:
+        return (row.value, row.low, row.high, row.n_units)
+
+    expected = {(r.model, r.reference, r.metric, r.field, r.level): figures(r)
+                for r in full if r.model is not None}
+    bundles = {}
+    for version in (V1, V2):
+        bundles[version] = summaries.prompt_bundle(db_frames[version], gold, ann, n_boot=50)
+        metrics = bundles[version].frames["metrics"]
+        assert len(metrics) > 20
+        for m in metrics.itertuples():
+            level = None if pd.isna(m.level) else int(m.level)
+            want = expected[(f"{version} test-model", m.reference, m.metric, m.field, level)]
+            got = (m.value, None if pd.isna(m.low) else m.low,
+                   None if pd.isna(m.high) else m.high, m.n_units)
+            if m.reference != "gold":  # the app shows point values against each annotator
+                got, want = (got[0], got[3]), (want[0], want[3])
+            assert got == pytest.approx(want, nan_ok=True), (version, m)
+    annotators = summaries.annotators_bundle(ann, n_boot=50, top_k=5).frames["agreement"]
+    inter = {(r.metric, r.field, r.level, r.value_name): figures(r) for r in full
+             if r.scope == "annotators"}
+    assert len(annotators) > 10
+    for a in annotators.itertuples():
+        level = None if pd.isna(a.level) else int(a.level)
+        value_name = None if pd.isna(a.value_name) else a.value_name
+        got = (a.value, None if pd.isna(a.low) else a.low, None if pd.isna(a.high) else a.high,
+               a.n_units)
+        assert got == pytest.approx(inter[(a.metric, a.field, level, value_name)],
+                                    nan_ok=True), a
+    # the paired comparison's point values are each version's own figures against gold
+    _, deltas = summaries.compare_versions(bundles[V1].frames["outcomes"],
+                                           bundles[V2].frames["outcomes"], 0, n_boot=50)
+    for d in deltas.itertuples():
+        fld = "response_type" if d.metric in ("accuracy", "cohen_kappa") else "ai_values"
+        level = None if fld == "response_type" else 0
+        for version, got in ((V1, d.a), (V2, d.b)):
+            want = expected[(f"{version} test-model", "gold", d.metric, fld, level)][0]
+            assert got == pytest.approx(want), (d.metric, version)
+
+
 def test_store_serves_the_previous_result_while_computing(tmp_path) -> None:
     """Past the wait, a page gets "pending" (nothing yet) or the previous result marked stale,
     and the finished result once the job is done; a failure is reported, then retried."""
     import threading
 
-    from annotator import summaries, summary_cache
+    from annotator import summaries
+    from annotator.app import summary_cache
 
     path = tmp_path / "study.db"
     path.write_bytes(b"")  # the store only names files after it; nothing opens it here
@@ -305,7 +357,8 @@ def test_disagreement_filters_and_value_options_match_a_row_by_row_reading(app_s
     rows of the stored (Arrow-backed) table the page reads."""
     from collections import Counter
 
-    from annotator import precompute, summaries, summary_cache
+    from annotator import summaries
+    from annotator.app import precompute, summary_cache
 
     path = str(app_study)
     sigs = summary_cache.signatures(path, summary_cache.fingerprint(path))

@@ -16,7 +16,8 @@ from conftest import TEST_API_KEY, rows
 from test_app_pages import open_app
 from typer.testing import CliRunner
 
-from annotator import config, precompute, summary_cache
+from annotator import config
+from annotator.app import precompute, summary_cache
 from annotator.cli import app
 from annotator.db import open_db, row_to_conversation
 from annotator.eval_metrics import METRICS

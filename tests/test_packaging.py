@@ -26,8 +26,8 @@ pytestmark = pytest.mark.packaging
 ROOT = Path(__file__).resolve().parents[1]
 # What the build reads: a copy of only these shows the wheel needs nothing else of the checkout
 # (and no stale build/ folder of the checkout leaks into it).
-SOURCES = ["pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "streamlit_app.py",
-           "annotator", "prompts", "gold", "app_pages"]  # fmt: skip
+SOURCES = ["pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "annotator", "prompts",
+           "gold"]  # fmt: skip
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120) -> str:

@@ -1,4 +1,4 @@
-"""The app's summaries computed ahead (`annotator.precompute`, `annotator summarize`): what is
+"""The app's summaries computed ahead (`annotator.app.precompute`, `annotator summarize`): what is
 stored, what a change recomputes, and that the app's pages open from them without computing.
 
 Real SQLite files, the real summary cache on disk and Streamlit's AppTest; no fakes."""
@@ -13,7 +13,8 @@ from test_app_pages import BOOT, open_app
 from test_app_study import V1, V2
 from typer.testing import CliRunner
 
-from annotator import precompute, report, summaries, summary_cache
+from annotator import report, summaries
+from annotator.app import precompute, summary_cache
 from annotator.cli import app
 from annotator.db import open_db
 from annotator.gold import decide

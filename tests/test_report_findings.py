@@ -16,8 +16,9 @@ from streamlit.testing.v1 import AppTest
 from test_app_study import APP
 from typer.testing import CliRunner
 
-from annotator import config, findings, summary_cache
+from annotator import config, findings
 from annotator import db as db_module
+from annotator.app import summary_cache
 from annotator.cli import app
 from annotator.gold import adjudicate, majority_label
 from annotator.models import (

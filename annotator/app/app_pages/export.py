@@ -6,12 +6,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from annotator import summary_cache
+from annotator.app import summary_cache
+from annotator.app.app_pages import common
 from annotator.export import ExportFilter, ExportFormat, render_export
 from annotator.export_files import TEXT_FORMATS
 from annotator.models import ResponseType
 from annotator.taxonomy import TOP_CATEGORIES
-from app_pages import common
 
 st.title("Export")
 study = common.require_study()

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from annotator import summaries, summary_cache
+from annotator import summaries
+from annotator.app import summary_cache
+from annotator.app.app_pages import common
 from annotator.taxonomy import TOP_CATEGORIES
-from app_pages import common
 
 st.title("Disagreements")
 study = common.require_study()

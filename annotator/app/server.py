@@ -1,24 +1,23 @@
 """Serve the Streamlit app for a study (`annotator app`).
 
-The same app as `ANNOTATOR_DB=study.db streamlit run streamlit_app.py`, started in this process
-after importing the app's modules: Streamlit imports them only when the first visitor's page
-runs, and at paper scale that import (pandas, Altair, the agreement engine: about 1.3 s on 2
-cores) was most of the first page's wait on a new server.
+The same app as `ANNOTATOR_DB=study.db streamlit run annotator/app/streamlit_app.py`, started in
+this process after importing the app's modules: Streamlit imports them only when the first
+visitor's page runs, and at paper scale that import (pandas, Altair, the agreement engine: about
+1.3 s on 2 cores) was most of the first page's wait on a new server.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import sys
 from pathlib import Path
 
-from . import config
-from .errors import AnnotatorError
+from .. import config
+from ..errors import AnnotatorError
 
 
 def app_script() -> Path:
-    """`streamlit_app.py`: shipped in the package (a wheel), or at the top of the checkout."""
+    """`streamlit_app.py`, in the package (`annotator/app/`)."""
     script = config.app_script()
     if not script.exists():
         raise AnnotatorError(
@@ -38,8 +37,8 @@ def serve_app(
     os.environ["ANNOTATOR_DB"] = str(Path(db).resolve())
     if gold_dir is not None:  # the app reads both through `config`, as it would from a shell
         os.environ["ANNOTATOR_GOLD_DIR"] = str(Path(gold_dir).expanduser().resolve())
-    sys.path.insert(0, str(script.parent))
-    importlib.import_module("app_pages.common")  # the heavy imports, before the first visitor
+    # the heavy imports, before the first visitor
+    importlib.import_module("annotator.app.app_pages.common")
     from streamlit.web import cli as streamlit_cli
 
     streamlit_cli.main(

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from annotator import precompute, report, summaries, summary_cache
-from app_pages import common
+from annotator import report, summaries
+from annotator.app import precompute, summary_cache
+from annotator.app.app_pages import common
 
 st.title("Prompts")
 study = common.require_study()

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from annotator import summaries
-from app_pages import common
+from annotator.app.app_pages import common
 
 st.title("Annotators")
 study = common.require_study()
@@ -122,9 +122,9 @@ else:
 
 # --- per value ----------------------------------------------------------------------------------
 with st.expander("Agreement on each of the most used values (binary alpha)"):
-    per = rows.loc[(rows["field"] == fld) & rows["metric"].str.startswith("value_alpha:")].copy()
+    per = rows.loc[(rows["field"] == fld) & (rows["metric"] == "value_alpha")].copy()
     per = per.loc[per["level"].astype(int) == 0]
-    per["value name"] = per["metric"].str.removeprefix("value_alpha:")
+    per["value name"] = per["value_name"]
     common.paginated(common.stat_table(per, "value name"), key="per-value-alpha")
 
 # --- activity -----------------------------------------------------------------------------------

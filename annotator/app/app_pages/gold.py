@@ -7,11 +7,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from annotator import config, summary_cache
+from annotator import config
+from annotator.app import summary_cache
+from annotator.app.app_pages import common
 from annotator.errors import AnnotatorError
 from annotator.gold import decide, people_needed, write_gold_file
 from annotator.models import Labels, ResponseType
-from app_pages import common
 
 st.title("Gold")
 study = common.require_study()

@@ -23,7 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import streamlit as st
 
-from annotator import config, findings, precompute, report, summary_cache
+from annotator import config, findings
+from annotator.app import precompute, queries, summary_cache
 from annotator.summaries import Bundle
 
 WAIT_SECONDS = 3.0  # how long a page waits for a result before showing "computing"
@@ -416,7 +417,7 @@ def share(x: Any) -> str:
 def conversation_detail(study: Study, conversation_id: str) -> dict[str, Any] | None:
     def read() -> dict[str, Any] | None:
         with summary_cache.study_db(study.path) as database:
-            return report.conversation_detail(database, conversation_id)
+            return queries.conversation_detail(database, conversation_id)
 
     return summary_cache.memo(("detail", study.path, study.fp, conversation_id), read)
 
@@ -446,7 +447,7 @@ def show_conversation(study: Study, conversation_id: str, prompt: str | None) ->
         return None
     extraction = next((e for e in detail["extractions"] if e["prompt_id"] == prompt), None)
     st.markdown(f"**Conversation** `{conversation_id}` · source {md(detail['source'] or '-')}")
-    url = report.task_url(label_studio_base(study), detail["task"])
+    url = queries.task_url(label_studio_base(study), detail["task"])
     if url:
         st.link_button("Open the task in Label Studio", url, icon=":material/open_in_new:")
     elif detail["task"] is None:
@@ -487,7 +488,7 @@ def show_conversation(study: Study, conversation_id: str, prompt: str | None) ->
 
 def label_studio_base(study: Study) -> str | None:
     found = summary_cache.memo(("ls-url", study.path, study.fp),
-                       lambda: report.label_studio_url(study.path) or "")
+                       lambda: queries.label_studio_url(study.path) or "")
     return found or None
 
 

@@ -1,23 +1,16 @@
-"""The study in the browser: `streamlit run streamlit_app.py`.
+"""The study in the browser: `annotator app`, or `streamlit run annotator/app/streamlit_app.py`.
 
-Pages live in `app_pages/`; they read the study through `annotator.report` and compute with
-`annotator.agreement` (see `app_pages/store.py` for caching and `app_pages/analysis.py` for
-what each page derives). The database comes from ANNOTATOR_DB or the sidebar field.
+Pages live in `app_pages/`; they read the study through `annotator.report`, get their figures
+from `annotator.summaries` (which composes `annotator.agreement`) through the cache in
+`annotator.app.summary_cache` (see `app_pages/common.py`). The database comes from ANNOTATOR_DB
+or the sidebar field.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import streamlit as st
 
-# `streamlit run` puts this folder on sys.path; the test harness and other launchers may not.
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-from app_pages import common  # noqa: E402
+from annotator.app.app_pages import common
 
 # No page icon: a Material icon as favicon is fetched from Google's font CDN, and the app
 # loads nothing from outside its own server.

@@ -26,7 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from annotator import config, summaries, summary_cache
+from annotator import config, summaries
+from annotator.app import summary_cache
 from annotator.findings import table_findings
 from annotator.prompts import few_shot_map
 from annotator.report import without_few_shot

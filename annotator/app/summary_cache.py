@@ -3,7 +3,7 @@
 No Streamlit here, so the tests drive it directly.
 
 - **When to recompute.** Each run stats the database file and its `-wal` (path, size, mtime):
-  unchanged, nothing is read. Changed, `report.table_signatures` (a few indexed aggregates)
+  unchanged, nothing is read. Changed, `queries.table_signatures` (a few indexed aggregates)
   says which tables changed, and each result is keyed on the signatures of the tables it reads:
   a gold decision recomputes what reads gold, not the annotators' agreement.
 - **Where.** Results ("bundles": a few frames and facts) live in memory (LRU) and on disk in
@@ -40,11 +40,12 @@ import sqlite_utils
 from pyarrow import feather
 
 from annotator import report
+from annotator.app import queries
 from annotator.db import open_db
 from annotator.summaries import Bundle
 
 # Bump when a bundle's content changes shape: old files on disk are then ignored.
-BUNDLE_VERSION = "7"
+BUNDLE_VERSION = "8"
 CACHE_DIR = ".annotator-cache"
 KEEP_ON_DISK = 2  # results kept per bundle name and parameters (the newest)
 MEMORY_BUNDLES = 48
@@ -144,10 +145,10 @@ def facts(path: str | Path, fp: Fingerprint) -> dict[str, Any]:
     if found is None:
         with study_db(path) as database:
             found = {
-                "signatures": report.table_signatures(database),
-                "stages": report.stage_counts(database).to_dict(orient="records"),
+                "signatures": queries.table_signatures(database),
+                "stages": queries.stage_counts(database).to_dict(orient="records"),
                 "prompts": report.prompt_list(database).to_dict(orient="records"),
-                "sources": report.conversation_sources(database),
+                "sources": queries.conversation_sources(database),
             }
         file.parent.mkdir(parents=True, exist_ok=True)
         for old in file.parent.glob("facts-*.json"):

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from annotator import report, summaries
-from app_pages import common
+from annotator.app.app_pages import common
 
 st.title("Overview")
 study = common.require_study()

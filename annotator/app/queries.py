@@ -1,0 +1,189 @@
+"""Read-only queries for the app's pages and cache, beside `annotator.report`'s frames: the
+app holds no SQL, what it shows comes from those frames and from these functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import sqlite_utils
+
+from annotator.db import loads, row_to_annotation, row_to_extraction, row_to_gold
+from annotator.report import conversation_rows, scalar
+
+
+def table_signatures(db: sqlite_utils.Database) -> dict[str, str]:
+    """A cheap change signature per table (and per prompt version for extractions).
+
+    The app keys what it derives from a table on that table's signature, so adjudicating one
+    conversation recomputes what depends on gold and nothing else. Each signature covers what
+    every writer of the table changes: conversations are only inserted (count, last rowid);
+    extractions are written with insert-or-replace (count and last rowid per prompt and status,
+    read from the (prompt_id, status) index); an annotation edit grows its history, a deletion
+    or a cancellation sets a flag; a gold decision sets `decided_at` and grows the history.
+    """
+    one = db.execute
+    sigs = {
+        "conversations": ":".join(
+            map(str, one("select count(*), max(rowid) from conversations").fetchone())
+        ),
+        "annotations": ":".join(
+            map(
+                str,
+                one(
+                    "select count(*), total(deleted), total(cancelled), max(updated_at), "
+                    "total(length(history)), total(length(labels)) from annotations"
+                ).fetchone(),
+            )
+        ),
+        "gold": ":".join(
+            map(
+                str,
+                one(
+                    "select count(*), max(decided_at), total(length(history)), "
+                    "total(length(ai_values)), total(length(human_values)), "
+                    "total(length(response_type)), total(subjective) from gold"
+                ).fetchone(),
+            )
+        ),
+        "tasks": ":".join(map(str, one("select count(*), max(pushed_at) from tasks").fetchone())),
+    }
+    per_prompt: dict[str, list[str]] = {}
+    for prompt, status, n, last in one(
+        "select prompt_id, status, count(*), max(rowid) from extractions "
+        "group by prompt_id, status order by prompt_id, status"
+    ):
+        per_prompt.setdefault(prompt, []).append(f"{status}={n}@{last}")
+    for prompt, parts in per_prompt.items():
+        sigs[f"extractions:{prompt}"] = ",".join(parts)
+    return sigs
+
+
+def stage_counts(db: sqlite_utils.Database) -> pd.DataFrame:
+    """Conversations by stage: ingested, extracted per prompt, pushed, annotated, adjudicated."""
+    one = db.execute
+    rows: list[tuple[str, str, int]] = [
+        ("ingested", "", scalar(db, "select count(*) from conversations"))
+    ]
+    for prompt, name, version, n in one(
+        "select e.prompt_id, p.name, p.version, count(*) from extractions e "
+        "left join prompts p on p.id = e.prompt_id where e.status = 'ok' group by e.prompt_id "
+        "order by min(e.created_at)"
+    ):
+        label = f"{name} {version}".strip() or prompt
+        rows.append(("extracted", f"{label} ({prompt})" if label != prompt else prompt, n))
+    rows.append(("pushed to Label Studio", "",
+                 scalar(db, "select count(distinct conversation_id) from tasks")))
+    rows.append(
+        (
+            "annotated",
+            "",
+            scalar(
+                db,
+                "select count(distinct conversation_id) from annotations "
+                "where deleted = 0 and cancelled = 0",
+            ),
+        )
+    )
+    for who, n in one(
+        "select case when decided_by = 'majority' then 'by majority' else 'by a person' end, "
+        "count(*) from gold group by 1 order by 1"
+    ):
+        rows.append(("adjudicated", who, n))
+    return pd.DataFrame.from_records(rows, columns=["stage", "detail", "conversations"])
+
+
+_LABEL_FIELDS = {"response_type", "ai_values", "human_values", "subjective"}
+
+
+def conversation_detail(db: sqlite_utils.Database, conversation_id: str) -> dict[str, Any] | None:
+    """One conversation with every source's labels: turns, annotations, gold, extractions.
+
+    Rows are decoded by `db.row_to_*`. Extraction values keep their ValueRef fields (name,
+    node_id, path, evidence, score), so the app can highlight each value's evidence quote in
+    the dialogue.
+    """
+    found = conversation_rows(db, [conversation_id]).get(conversation_id)
+    if found is None:
+        return None
+    annotations = []
+    for row in db["annotations"].rows_where("conversation_id = ? and deleted = 0",
+                                            [conversation_id], order_by="annotator"):
+        a = row_to_annotation(row)
+        annotations.append({
+            "annotation_id": a.id,
+            "annotator": a.annotator,
+            **a.labels.model_dump(mode="json", include=_LABEL_FIELDS),
+            "lead_time": a.lead_time,
+            "cancelled": a.cancelled,
+            "updated_at": row["updated_at"],
+        })
+    gold = None
+    for row in db["gold"].rows_where("conversation_id = ?", [conversation_id]):
+        g = row_to_gold(row)
+        gold = {
+            **g.model_dump(mode="json", include=_LABEL_FIELDS),
+            "decided_by": g.decided_by,
+            "decided_at": row["decided_at"],
+            "history": loads(row["history"], []),  # replaced decisions: not part of GoldLabel
+        }
+    extractions = [
+        row_to_extraction(row).model_dump(
+            mode="json", include=_LABEL_FIELDS | {"prompt_id", "model", "extractor", "status",
+                                                  "error"})
+        for row in db["extractions"].rows_where("conversation_id = ?", [conversation_id],
+                                                order_by="created_at")
+    ]
+    task = None
+    for project_id, task_id, pushed_at in db.execute(
+        "select project_id, task_id, pushed_at from tasks where conversation_id = ?",
+        [conversation_id],
+    ):
+        task = {"project_id": project_id, "task_id": task_id, "pushed_at": pushed_at}
+    return {
+        "id": conversation_id,
+        "turns": found["turns"],
+        "source": found["source"],
+        "external_id": found["external_id"],
+        "metadata": found["metadata"],
+        "annotations": annotations,
+        "gold": gold,
+        "extractions": extractions,
+        "task": task,
+    }
+
+
+def label_studio_url(db_path: str) -> str | None:
+    """Base URL of the Label Studio server this study uses, if one is known (no secrets).
+
+    LABEL_STUDIO_URL when set, else the study's own local server from its state file.
+    """
+    from annotator import config
+
+    configured = config.settings().label_studio_url
+    if configured:
+        return configured.rstrip("/")
+    from annotator.labelstudio_server import read_state
+
+    try:
+        state = read_state(db_path)
+    except Exception:  # noqa: BLE001 - an unreadable state file just means "no link"
+        return None
+    return state.url if state is not None and state.port else None
+
+
+def task_url(base_url: str | None, task: dict[str, Any] | None) -> str | None:
+    """Label Studio's address of a task: the project's data manager opened on that task."""
+    if not base_url or not task or task.get("task_id") is None:
+        return None
+    return f"{base_url}/projects/{task['project_id']}/data?task={task['task_id']}"
+
+
+def conversation_sources(db: sqlite_utils.Database) -> dict[str, int]:
+    """Conversations per source (the `source` column set at ingest), most first."""
+    return {
+        source: n
+        for source, n in db.execute(
+            "select coalesce(source, ''), count(*) from conversations group by 1 order by 2 desc"
+        )
+    }
