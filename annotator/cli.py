@@ -414,10 +414,11 @@ def _serve_demo(db: Path, app_port: int) -> None:
             for i, reviewer in enumerate(running.reviewers, 1):
                 _say(f"Reviewer {i}: open {reviewer.url} and log in as {reviewer.email} with "
                      f"password {reviewer.password}")
-            _say(f"Each reviewer has their own Label Studio with the demo tasks "
-                 f"({running.tasks_created + running.tasks_existing} tasks in all, "
-                 f"{running.blind_tasks} without predictions to measure anchoring). After "
-                 f"labelling: `annotator pull --db {db}`, then reload the app.")
+            _say(f"Each reviewer has a Label Studio of their own with the demo tasks "
+                 f"({running.tasks_created + running.tasks_existing} tasks: "
+                 f"{running.tasks_created} new; {running.blind_tasks} without predictions, to "
+                 f"measure anchoring). After labelling: `annotator pull --db {db}`, then "
+                 "reload the app.")
             wait(running)
     except (KeyboardInterrupt, Stopped):
         pass
