@@ -23,7 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import streamlit as st
 
-from annotator import config, findings, precompute, report, summary_cache
+from annotator import config, conversation_search, findings, precompute, report, summary_cache
+from annotator.conversation_search import ConversationHit
 from annotator.summaries import Bundle
 
 WAIT_SECONDS = 3.0  # how long a page waits for a result before showing "computing"
@@ -483,6 +484,37 @@ def show_conversation(study: Study, conversation_id: str, prompt: str | None) ->
         st.dataframe(pd.DataFrame(missing, columns=["value", "quote"]), hide_index=True,
                      key=f"missing-{conversation_id}")
     return detail
+
+
+def search_conversations(study: Study, query: str) -> dict[str, ConversationHit]:
+    """Every conversation of the study matching `query` (id prefix, task number, text), by id:
+    one SQL query with a LIMIT, kept in memory until the study changes."""
+    def read() -> dict[str, ConversationHit]:
+        with summary_cache.study_db(study.path) as database:
+            hits = conversation_search.search_conversations(database, query)
+        return {h.conversation_id: h for h in hits}
+
+    return summary_cache.memo(("search", study.path, study.fp, query), read)
+
+
+def conversation_snippets(study: Study, ids: Sequence[str]) -> dict[str, ConversationHit]:
+    """The snippet and task number of each conversation in `ids`, in that order."""
+    def read() -> dict[str, ConversationHit]:
+        with summary_cache.study_db(study.path) as database:
+            found = conversation_search.conversation_snippets(database, ids)
+        return {cid: found[cid] for cid in ids if cid in found}
+
+    return summary_cache.memo(("snippets", study.path, study.fp, tuple(ids)), read)
+
+
+def hit_label(conversation_id: str, hit: ConversationHit | None) -> str:
+    """A picker's option: the id's first characters, the task number and a snippet. Options
+    are shown as text, never as Markdown; the snippet is one line of the dialogue."""
+    if hit is None:
+        return conversation_id
+    task = f" · task {hit.task_id}" if hit.task_id is not None else ""
+    return f"{conversation_id[:12]}{task} · {hit.snippet}" if hit.snippet else (
+        f"{conversation_id[:12]}{task}")
 
 
 def label_studio_base(study: Study) -> str | None:

@@ -65,12 +65,30 @@ if len(rows) == 0:
     common.stop()
 
 st.subheader("Read a conversation")
-choices = list(page_rows["conversation_id"])
+search = st.text_input(
+    "Find a conversation", key="dis-search", placeholder="id prefix, task number or words",
+    help="Searches every conversation of the study, not only the rows above: an id prefix as "
+         "printed anywhere, a Label Studio task number, the source's own id, or words from "
+         "the dialogue (the first 50 matches).",
+).strip()
+if search:
+    hits = common.search_conversations(study, search)
+    if not hits:
+        st.info("No conversation has this id prefix, task number or text.",
+                icon=":material/search_off:")
+        common.stop()
+else:
+    hits = common.conversation_snippets(study, list(page_rows["conversation_id"]))
 asked = st.query_params.get("c")
-if asked and asked not in choices:
-    choices.insert(0, asked)
-first = choices.index(asked) if asked in choices else 0
-chosen = st.selectbox("Conversation", choices, index=first, key=f"dis-read-{choices[0]}",
-                      help="From the rows shown above (or the one in the link you followed).")
+if asked and not search and asked not in hits:
+    hits = {asked: common.conversation_snippets(study, [asked]).get(asked), **hits}
+choices = list(hits)
+first = choices.index(asked) if asked in choices and not search else 0
+chosen = st.selectbox(
+    "Conversation", choices, index=first, key=f"dis-read-{search}-{choices[0]}",
+    format_func=lambda c: common.hit_label(c, hits.get(c)),
+    help="The rows shown above (or the one in the link you followed); or what the search "
+         "found.",
+)
 if chosen:
     common.show_conversation(study, chosen, prompt)

@@ -369,3 +369,31 @@ def test_a_file_that_is_not_a_study_is_reported(tmp_path) -> None:
     path.write_text("these are my notes, not SQLite\n" * 100)
     at = open_app(path)
     assert "is not a study database" in " ".join(e.value for e in at.error)
+
+
+def test_disagreements_picker_searches_every_conversation(app_study) -> None:
+    hostile = hostile_conversation()
+    at = open_app(app_study, "disagreements")
+    picker = next(s for s in at.selectbox if s.label == "Conversation")
+    shown = list(frame_of(at, "dis-table")["conversation_id"])
+    # without a search: the rows of the table's page, each with its snippet
+    assert [o.split(" · ")[0] for o in picker.options] == [c[:12] for c in shown]
+    assert all(" · user: " in o for o in picker.options)
+    # by text: found wherever it is, the snippet on the words, kept literal
+    at.text_input(key="dis-search").set_value("pwned").run()
+    assert not at.exception, [e.message for e in at.exception]
+    picker = next(s for s in at.selectbox if s.label == "Conversation")
+    assert len(picker.options) == 1 and picker.options[0].startswith(hostile.id[:12])
+    assert "<script>alert('pwned')</script>" in picker.options[0]
+    assert picker.value == hostile.id
+    assert "Render this for me" in next(h.value for h in at.get("html"))
+    # by id prefix: a conversation the table's first page does not show
+    _, gold = study_frames(app_study)
+    elsewhere = sorted(set(gold["conversation_id"]) - set(shown))[0]
+    at.text_input(key="dis-search").set_value(elsewhere[:8]).run()
+    picker = next(s for s in at.selectbox if s.label == "Conversation")
+    assert picker.value == elsewhere
+    # nothing found: said so, and the page stops there
+    at.text_input(key="dis-search").set_value("no conversation says this").run()
+    assert "No conversation has this id prefix" in " ".join(i.value for i in at.info)
+    assert not [s for s in at.selectbox if s.label == "Conversation"]
