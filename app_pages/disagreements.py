@@ -59,7 +59,7 @@ if prompt and outcomes is None:
 
 show = table[["conversation_id", "gold_type", "model_type", "annotator_types",
               "gold_values", "model_values", "decided_by"]]
-page_rows = common.paginated(show, key="dis", rows=rows)
+page_rows = common.paginated(show, key="dis", rows=rows, opens="conversation_id")
 if len(rows) == 0:
     st.info("No conversation matches these filters.")
     common.stop()
@@ -85,7 +85,7 @@ if asked and not search and asked not in hits:
 choices = list(hits)
 first = choices.index(asked) if asked in choices and not search else 0
 chosen = st.selectbox(
-    "Conversation", choices, index=first, key=f"dis-read-{search}-{choices[0]}",
+    "Conversation", choices, index=first, key=f"dis-read-{search}-{asked}-{choices[0]}",
     format_func=lambda c: common.hit_label(c, hits.get(c)),
     help="The rows shown above (or the one in the link you followed); or what the search "
          "found.",
