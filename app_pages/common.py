@@ -410,10 +410,11 @@ def paginated(
     page = st.pagination(pages, key=f"{key}-page", max_visible_pages=7) if pages > 1 else 1
     window = slice((page - 1) * page_size, page * page_size)
     shown = displayable(frame.iloc[window] if rows is None else frame.iloc[rows[window]])
+    # a new element on every run: see the docstring (a LinkColumn in it gains from this too)
+    table_key = f"{key}-table-{st.session_state.get('_run', 0)}"
     if opens is None:
-        st.dataframe(shown, hide_index=True, key=f"{key}-table", **dataframe_args)
+        st.dataframe(shown, hide_index=True, key=table_key, **dataframe_args)
     else:
-        table_key = f"{key}-table-{st.session_state.get('_run', 0)}"
         config = {opens: st.column_config.TextColumn(
             help="Click an id to read the conversation"), **dataframe_args.pop(
             "column_config", {})}
@@ -459,12 +460,39 @@ def stat_table(frame: pd.DataFrame, name_col: str, names: dict[str, str] | None 
     return out.reset_index(drop=True)
 
 
-def chart(spec: alt.Chart, key: str) -> None:
+# An x-axis label longer than this is shown on two lines, split at the space nearest its middle
+# (Vega's expressions cannot loop, hence one split): value and cluster names run to 40
+# characters and, at a fixed angle, would run into their neighbours.
+WRAP_AT = 16
+_MIDDLE = "floor(length(datum.label) / 2)"
+_AFTER = f"indexof(substring(datum.label, {_MIDDLE}), ' ')"
+_SPLIT = (f"({_AFTER} >= 0 ? {_MIDDLE} + {_AFTER} : lastindexof(datum.label, ' '))")
+WRAP_LABEL = (
+    f"length(datum.label) > {WRAP_AT} && indexof(datum.label, ' ') > 0 ? "
+    f"[substring(datum.label, 0, {_SPLIT}), substring(datum.label, {_SPLIT} + 1)] : datum.label"
+)
+
+
+def chart(spec: alt.TopLevelMixin, key: str) -> None:
+    """An Altair chart across the page, with every axis label shown whole: no length limit
+    (Vega cuts labels at 180 px, Streamlit's theme sooner, with an ellipsis) and long x labels
+    on two lines."""
+    spec = (spec.configure_axis(labelLimit=0).configure_axisX(labelExpr=WRAP_LABEL)
+            .configure_legend(labelLimit=0))
     st.altair_chart(spec, key=key, width="stretch")
 
 
 def share(x: Any) -> str:
-    return "unavailable" if x is None or pd.isna(x) else f"{100 * float(x):.1f}%"
+    """A share (0 to 1) as a percent with one decimal: exactly 0 is "0%", a share too small
+    to show is "<0.1%" (not a misleading 0.0%), no figure is "unavailable"."""
+    if x is None or pd.isna(x):
+        return "unavailable"
+    pct = 100 * float(x)
+    if pct == 0:
+        return "0%"
+    if abs(pct) < 0.05:
+        return "<0.1%" if pct > 0 else ">-0.1%"
+    return f"{pct:.1f}%"
 
 
 # --- one conversation ---------------------------------------------------------------------------

@@ -397,3 +397,19 @@ def test_disagreements_picker_searches_every_conversation(app_study) -> None:
     at.text_input(key="dis-search").set_value("no conversation says this").run()
     assert "No conversation has this id prefix" in " ".join(i.value for i in at.info)
     assert not [s for s in at.selectbox if s.label == "Conversation"]
+
+
+def test_shares_of_zero_read_0_percent(app_study) -> None:
+    from annotator import summaries
+    from app_pages.common import share
+
+    assert [share(x) for x in (0, 0.0, 0.0004, 0.282, 1, None, float("nan"))] == [
+        "0%", "0%", "<0.1%", "28.2%", "100.0%", "unavailable", "unavailable"]
+    at = open_app(app_study)
+    cats = frame_of(at, "categories-table")
+    # the released tree has no free values: 0% of its occurrences, not a missing figure
+    assert cats.loc[summaries.FREE, "published (released tree)"] == "0%"
+    cells = [str(v) for v in cats.to_numpy().ravel()]
+    assert "unavailable" not in cells and "0.0%" not in cells
+    rt = frame_of(at, "rt-table")
+    assert "0.0%" not in [str(v) for v in rt.to_numpy().ravel()]
