@@ -65,6 +65,11 @@ if len(rows) == 0:
     common.stop()
 
 st.subheader("Read a conversation")
+asked = st.query_params.get("c")
+if asked and asked != st.session_state.get("dis-followed"):
+    # a conversation just opened from a table or a link: show it, not an earlier search's hits
+    st.session_state["dis-followed"] = asked
+    st.session_state["dis-search"] = ""
 search = st.text_input(
     "Find a conversation", key="dis-search", placeholder="id prefix, task number or words",
     help="Searches every conversation of the study, not only the rows above: an id prefix as "
@@ -79,7 +84,6 @@ if search:
         common.stop()
 else:
     hits = common.conversation_snippets(study, list(page_rows["conversation_id"]))
-asked = st.query_params.get("c")
 if asked and not search and asked not in hits:
     hits = {asked: common.conversation_snippets(study, [asked]).get(asked), **hits}
 choices = list(hits)

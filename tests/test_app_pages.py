@@ -397,6 +397,11 @@ def test_disagreements_picker_searches_every_conversation(app_study) -> None:
     at.text_input(key="dis-search").set_value("no conversation says this").run()
     assert "No conversation has this id prefix" in " ".join(i.value for i in at.info)
     assert not [s for s in at.selectbox if s.label == "Conversation"]
+    # a conversation opened from a table (?c=) is shown, and the old search is cleared
+    at.query_params["c"] = elsewhere
+    at.run()
+    assert at.text_input(key="dis-search").value == ""
+    assert next(s for s in at.selectbox if s.label == "Conversation").value == elsewhere
 
 
 def test_shares_of_zero_read_0_percent(app_study) -> None:
