@@ -390,9 +390,8 @@ def demo(
                       f"{done['already_stored']} already up to date ({done['seconds']:.1f} s)")
     rows = [{"stage": stage, "count": count} for stage, count in study_summary(database).items()]
     console.print(rows_table(f"Demo study {db}", rows))
-    if report.rejected:
-        raise typer.Exit(1)
-    if serve:
+    if serve and not report.rejected:
+        database.conn.close()  # the app and `annotator pull` use the study while it runs
         _serve_demo(db, app_port)
         return
     console.print(
@@ -400,6 +399,8 @@ def demo(
         f"`annotator app --db {escape(str(db))}` to explore them in the browser "
         "(`annotator demo --serve` adds Label Studio)."
     )
+    if report.rejected:
+        raise typer.Exit(1)
 
 
 def _serve_demo(db: Path, app_port: int) -> None:
@@ -423,6 +424,7 @@ def _serve_demo(db: Path, app_port: int) -> None:
     except (KeyboardInterrupt, Stopped):
         pass
     _say("Stopped the app and Label Studio.")
+
 
 @app.command()
 @cli_errors

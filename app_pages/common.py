@@ -596,9 +596,12 @@ def hit_label(conversation_id: str, hit: ConversationHit | None) -> str:
     are shown as text, never as Markdown; the snippet is one line of the dialogue."""
     if hit is None:
         return conversation_id
-    task = f" · task {hit.task_id}" if hit.task_id is not None else ""
-    return f"{conversation_id[:12]}{task} · {hit.snippet}" if hit.snippet else (
-        f"{conversation_id[:12]}{task}")
+    parts = [conversation_id[:12]]
+    if hit.task_id is not None:
+        parts.append(f"task {hit.task_id}")
+    if hit.snippet:
+        parts.append(hit.snippet)
+    return " · ".join(parts)
 
 
 def label_studio_base(study: Study) -> str | None:
