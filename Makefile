@@ -1,10 +1,11 @@
-# Two commands: `make demo` and `make test`. Each creates .venv and installs what it needs.
+# `make demo` (offline), `make demo-serve` (with Label Studio and the app), `make test`.
+# Each creates .venv and installs what it needs.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean bench
+.PHONY: demo demo-serve test lint install clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +17,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/annotator demo --db demo/annotator.db
+
+# The whole loop: Label Studio (installed once, ~1 GB) for two reviewers and the app; Ctrl-C stops.
+demo-serve: $(STAMP)
+	$(BIN)/annotator labelstudio install
+	$(BIN)/annotator demo --db demo/annotator.db --serve
 
 test: $(STAMP)
 	$(BIN)/ruff check annotator tests bench

@@ -306,13 +306,27 @@ def demo(
     gold: Annotated[
         Path | None, typer.Option("--gold", help="Gold folder (default: the project's gold/).")
     ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Then start a local Label Studio for two reviewers (one each) with the demo "
+            "tasks pre-filled by the baseline, serve the app, print both addresses and the "
+            "logins, and run until Ctrl-C, which stops both. Needs `annotator labelstudio "
+            "install` once.",
+        ),
+    ] = False,
+    app_port: Annotated[
+        int, typer.Option("--app-port", help="With --serve: the port the app is served on.")
+    ] = 8501,
 ) -> None:
     """Run the main job on the bundled data: import gold/, extract with the offline baseline,
     adjudicate, measure agreement and export the validated dataset, then print what it holds.
 
-    Needs no API key and no network. Run it again: nothing is done twice.
+    Needs no API key and no network. Run it again: nothing is done twice. With --serve, the
+    whole loop follows: review in Label Studio, explore in the app.
 
-    Example: annotator demo --db demo/annotator.db
+    Example: annotator demo --db demo/annotator.db --serve
     """
     from .db import open_db
     from .export import export as export_dataset
@@ -321,6 +335,10 @@ def demo(
     from .gold import import_gold
     from .report import study_agreement, study_summary
 
+    if serve:  # before the study is built: a missing Label Studio is said at once
+        from .demo_serve import check_ready
+
+        check_ready(app_port)
     database = open_db(db)
     report = import_gold(database, [gold or config.gold_dir()])
     console.print(
@@ -370,12 +388,41 @@ def demo(
                       f"{done['already_stored']} already up to date ({done['seconds']:.1f} s)")
     rows = [{"stage": stage, "count": count} for stage, count in study_summary(database).items()]
     console.print(rows_table(f"Demo study {db}", rows))
+    if serve and not report.rejected:
+        database.conn.close()  # the app and `annotator pull` use the study while it runs
+        _serve_demo(db, app_port)
+        return
     console.print(
         f"Next: `annotator agreement --db {escape(str(db))}` for every figure, or "
-        f"`annotator app --db {escape(str(db))}` to explore them in the browser."
+        f"`annotator app --db {escape(str(db))}` to explore them in the browser "
+        "(`annotator demo --serve` adds Label Studio)."
     )
     if report.rejected:
         raise typer.Exit(1)
+
+
+def _serve_demo(db: Path, app_port: int) -> None:
+    """`demo --serve` after the study is built: print the addresses and logins, wait for Ctrl-C."""
+    from .demo_serve import Stopped, serving, wait
+
+    try:
+        with serving(db, app_port=app_port, echo=_say) as running:
+            _say("")
+            _say("The demo is running. Stop it (the app and Label Studio) with Ctrl-C.")
+            _say(f"App: {running.app_url}")
+            for i, reviewer in enumerate(running.reviewers, 1):
+                _say(f"Reviewer {i}: open {reviewer.url} and log in as {reviewer.email} with "
+                     f"password {reviewer.password}")
+            _say(f"Each reviewer has a Label Studio of their own with the demo tasks "
+                 f"({running.tasks_created + running.tasks_existing} tasks: "
+                 f"{running.tasks_created} new; {running.blind_tasks} without predictions, to "
+                 f"measure anchoring). After labelling: `annotator pull --db {db}`, then "
+                 "reload the app.")
+            wait(running)
+    except (KeyboardInterrupt, Stopped):
+        pass
+    _say("Stopped the app and Label Studio.")
+
 
 @app.command()
 @cli_errors

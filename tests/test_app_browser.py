@@ -281,3 +281,109 @@ def test_annotator_app_serves_the_study(browser, served, tmp_path) -> None:
         proc.terminate()
         proc.wait(timeout=15)
         log.close()
+
+
+# --- issue 11, item 7: links, search, emails, shares, labels -------------------------------------
+
+
+def _sidebar_prompt(pg) -> str:
+    return pg.locator('[data-testid="stSidebar"]').get_by_role(
+        "combobox", name="Prompt version").input_value()
+
+
+def test_a_conversation_id_opens_on_the_first_click(page, served, tmp_path) -> None:
+    page.goto(f"{served['url']}/prompts")
+    idle(page, "Compare two versions against gold")
+    # a rerun that redraws the table (the other version in the sidebar) used to eat the next
+    # click on it; and the click comes without a hover first, as after scrolling or a tap
+    choose(page, "Prompt version", V1, scope='[data-testid="stSidebar"]')
+    page.wait_for_function(
+        "([v]) => { const t = document.body.innerText; const i = t.indexOf('b = ');"
+        " return i >= 0 && t.slice(i, i + 80).includes(v); }", arg=[V1])
+    idle(page)
+    table = page.locator('[data-testid="stDataFrame"]').filter(has_text="jaccard_a").first
+    table.scroll_into_view_if_needed()
+    first_id = table.locator("td").first.inner_text().strip()
+    assert len(first_id) >= 12
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + 40, box["y"] + 53)  # the first row's id, once
+    page.wait_for_function("() => location.pathname.endsWith('/disagreements')")
+    assert page.url.endswith(f"?c={first_id}")
+    idle(page, "Read a conversation")
+    chosen = page.get_by_role("combobox", name="Conversation").input_value()
+    assert chosen.startswith(first_id[:12]), chosen
+    assert V1 in _sidebar_prompt(page), "the sidebar's choice survives the page change"
+    shot(page, tmp_path, "opened-from-prompts")
+
+
+def test_picker_finds_any_conversation_and_shows_its_snippet_as_text(page, served,
+                                                                     tmp_path) -> None:
+    hostile = hostile_conversation()
+    page.goto(f"{served['url']}/disagreements")
+    idle(page, "Read a conversation")
+    search = page.get_by_role("textbox", name="Find a conversation")
+    search.fill("pwned")
+    search.press("Enter")
+    idle(page, "Render this for me")
+    picker = page.get_by_role("combobox", name="Conversation")
+    label = picker.input_value()  # the chosen option, as text
+    assert label.startswith(hostile.id[:12]) and "<script>alert('pwned')</script>" in label
+    for _ in range(5):  # a rerun just after the click closes the list: open it again
+        picker.click()
+        option = page.get_by_role("option").first
+        try:
+            option.wait_for(state="visible", timeout=10_000)
+            break
+        except sync_api.TimeoutError:
+            page.keyboard.press("Escape")
+            idle(page)
+    assert "<script>alert('pwned')</script>" in option.inner_text()
+    assert option.locator("script, img, a").count() == 0
+    page.keyboard.press("Escape")
+    assert not page.dialogs and not page.foreign
+    shot(page, tmp_path, "picker-search")
+
+
+def test_emails_are_text_not_links(page, served, tmp_path) -> None:
+    email = "ada.lovelace@example.org"
+    db = open_db(served["db"])
+    target = db.execute("select conversation_id from gold where decided_by = 'majority' "
+                        "order by conversation_id limit 1").fetchone()[0]
+    db.conn.close()
+    page.goto(f"{served['url']}/gold?c={target}")
+    idle(page, "Decide the gold labels")
+    page.get_by_role("radiogroup", name="Start from").get_by_text(
+        "annotator demo-a", exact=True).click()
+    idle(page)
+    page.get_by_role("textbox", name="Decided by").fill(email)
+    page.get_by_role("button", name="Save gold decision").click()
+    idle(page, "Saved gold for")
+    # the saved message and the new "current gold (...)" option both name the email
+    start = page.get_by_role("radiogroup", name="Start from")
+    start.get_by_text("current gold", exact=False).first.wait_for()
+    for where in (page.locator('[data-testid="stAlert"]').first, start):
+        assert email in where.inner_text().replace("\u2060", "")
+    assert page.locator('a[href^="mailto:"]').count() == 0
+    assert page.locator('[data-testid="stMain"] a', has_text="example.org").count() == 0
+    shot(page, tmp_path, "email-not-link")
+
+
+def test_shares_and_chart_labels_show_whole(page, served, tmp_path) -> None:
+    page.goto(f"{served['url']}/")
+    idle(page, "Share of conversations per response type")
+    page.wait_for_selector('[data-testid="stVegaLiteChart"] svg')
+    labels = page.locator('[data-testid="stVegaLiteChart"] svg .role-axis-label text')
+    texts = [t for t in labels.evaluate_all("els => els.map(e => e.textContent)") if t.strip()]
+    assert texts, "the charts have axis labels"
+    assert not [t for t in texts if t.endswith("…")], texts
+    joined = " ".join(texts)
+    db = open_db(served["db"])
+    prompts = [r[0] for r in db.execute("select id from prompts")]
+    db.conn.close()
+    for pid in prompts:  # the stage labels name each prompt version in full
+        assert f"({pid})" in joined
+    assert "pushed to Label Studio" in joined
+    # a share of 0 reads 0% in the tables
+    body = page.inner_text("body")
+    assert "0.0%" not in body
+    shot(page, tmp_path, "overview-labels")

@@ -53,7 +53,7 @@ TABLES = {
     "prompt-summary": {"prompt", "reference", "type accuracy"},
     "delta-table": {"metric", "a", "b", "delta", "interval"},
     "per-value": {"label", "gold", "predicted", "precision", "recall"},
-    "changes": {"open", "type_a", "type_b", "jaccard_a", "jaccard_b"},
+    "changes": {"conversation_id", "type_a", "type_b", "jaccard_a", "jaccard_b"},
     "dis-table": {"conversation_id", "gold_type", "model_type", "annotator_types"},
     "gold-queue": {"conversation_id", "annotator_types", "gold_type", "decided_by"},
 }
@@ -203,11 +203,11 @@ def test_prompts_scores_and_comparison(app_study) -> None:
     deltas = frame_of(at, "delta-table").set_index("metric")
     assert deltas.loc["response-type accuracy", "delta"] == pytest.approx(round(acc1 - acc2, 4))
     # now a is v2 and b is v1: the regressed list (shown first) holds what v2 improved, each
-    # worse in b than in a, and links to its reading on the Disagreements page
+    # worse in b than in a
     regressed = frame_of(at, "changes")
     assert 0 < len(regressed) <= m_int(metrics(at)["Regressed"])
     for row in regressed.itertuples():
-        cid = row.open.removeprefix("disagreements?c=")
+        cid = row.conversation_id
         right_a, right_b = l2[cid][0] == g[cid], l1[cid][0] == g[cid]
         assert (row.type_a, row.type_b) == (l2[cid][0], l1[cid][0])
         assert right_b < right_a or (right_a == right_b and row.jaccard_b < row.jaccard_a)
@@ -369,3 +369,53 @@ def test_a_file_that_is_not_a_study_is_reported(tmp_path) -> None:
     path.write_text("these are my notes, not SQLite\n" * 100)
     at = open_app(path)
     assert "is not a study database" in " ".join(e.value for e in at.error)
+
+
+def test_disagreements_picker_searches_every_conversation(app_study) -> None:
+    hostile = hostile_conversation()
+    at = open_app(app_study, "disagreements")
+    picker = next(s for s in at.selectbox if s.label == "Conversation")
+    shown = list(frame_of(at, "dis-table")["conversation_id"])
+    # without a search: the rows of the table's page, each with its snippet
+    assert [o.split(" · ")[0] for o in picker.options] == [c[:12] for c in shown]
+    assert all(" · user: " in o for o in picker.options)
+    # by text: found wherever it is, the snippet on the words, kept literal
+    at.text_input(key="dis-search").set_value("pwned").run()
+    assert not at.exception, [e.message for e in at.exception]
+    picker = next(s for s in at.selectbox if s.label == "Conversation")
+    assert len(picker.options) == 1 and picker.options[0].startswith(hostile.id[:12])
+    assert "<script>alert('pwned')</script>" in picker.options[0]
+    assert picker.value == hostile.id
+    assert "Render this for me" in next(h.value for h in at.get("html"))
+    # by id prefix: a conversation the table's first page does not show
+    _, gold = study_frames(app_study)
+    elsewhere = sorted(set(gold["conversation_id"]) - set(shown))[0]
+    at.text_input(key="dis-search").set_value(elsewhere[:8]).run()
+    picker = next(s for s in at.selectbox if s.label == "Conversation")
+    assert picker.value == elsewhere
+    # nothing found: said so, and the page stops there
+    at.text_input(key="dis-search").set_value("no conversation says this").run()
+    assert "No conversation has this id prefix" in " ".join(i.value for i in at.info)
+    assert not [s for s in at.selectbox if s.label == "Conversation"]
+    # a conversation opened from a table (?c=) is shown, and the old search is cleared
+    at.query_params["c"] = elsewhere
+    at.run()
+    assert at.text_input(key="dis-search").value == ""
+    assert next(s for s in at.selectbox if s.label == "Conversation").value == elsewhere
+
+
+def test_shares_of_zero_read_0_percent(app_study) -> None:
+    from annotator.app.app_pages.common import share
+
+    from annotator import summaries
+
+    assert [share(x) for x in (0, 0.0, 0.0004, 0.282, 1, None, float("nan"))] == [
+        "0%", "0%", "<0.1%", "28.2%", "100.0%", "unavailable", "unavailable"]
+    at = open_app(app_study)
+    cats = frame_of(at, "categories-table")
+    # the released tree has no free values: 0% of its occurrences, not a missing figure
+    assert cats.loc[summaries.FREE, "published (released tree)"] == "0%"
+    cells = [str(v) for v in cats.to_numpy().ravel()]
+    assert "unavailable" not in cells and "0.0%" not in cells
+    rt = frame_of(at, "rt-table")
+    assert "0.0%" not in [str(v) for v in rt.to_numpy().ravel()]

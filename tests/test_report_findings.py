@@ -476,8 +476,8 @@ def test_overview_shows_the_report(tmp_path) -> None:
     assert rt.loc["reframing", "published share"] == "6.6%"
     assert rt.loc["neutral", "published share"] == "not published"
     assert rt.loc["strong support", "share"] == "50.0%"
-    flagged = dataframe_with(at, {"open", "opposing values", "Label Studio"})
-    assert list(flagged["open"]) == [f"disagreements?c={convs[8].id}"]
+    flagged = dataframe_with(at, {"conversation", "opposing values", "Label Studio"})
+    assert list(flagged["conversation"]) == [convs[8].id]  # a click reads it (Disagreements)
     assert list(flagged["Label Studio"]) == ["https://ls.example/projects/5/data?task=9"]
     assert list(flagged["command"]) == [f"annotator show {convs[8].id}"]
 

@@ -145,7 +145,6 @@ def _comparison(path: str, sigs: Mapping[str, str], first: str, second: str, lev
     a, b = (stored_bundle(prompt_scores(p, n_boot), path, sigs).frames["outcomes"]
             for p in (first, second))
     changes, deltas = summaries.compare_versions(a, b, level, n_boot)
-    changes["open"] = "disagreements?c=" + changes["conversation_id"]  # the page's link column
     return Bundle(frames={"changes": changes, "deltas": deltas}, meta={"n": len(changes)})
 
 

@@ -9,6 +9,7 @@ text as text.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import sqlite3
@@ -24,7 +25,8 @@ import pyarrow as pa
 import streamlit as st
 
 from annotator import config, findings
-from annotator.app import precompute, queries, summary_cache
+from annotator.app import conversation_search, precompute, queries, summary_cache
+from annotator.app.conversation_search import ConversationHit
 from annotator.summaries import Bundle
 
 WAIT_SECONDS = 3.0  # how long a page waits for a result before showing "computing"
@@ -37,10 +39,20 @@ PAGE_SIZE = 25
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=\"'@/])")
 
 
+# Streamlit's Markdown links bare emails and web addresses in text after escapes are read
+# (`ada\@example\.org` and `ada&#64;example.org` are still linked: measured in Chromium), so a
+# WORD JOINER, which shows nothing and keeps the text on one line, is put where a link would
+# start: after an email's "@", inside "www." and inside "://".
+_WJ = "\u2060"
+_AUTOLINK = re.compile(r"@(?=[\w-])|(?<!\w)w(?=ww\.)|:(?=//)", re.IGNORECASE)
+
+
 def md(text: Any) -> str:
     """`text` escaped for Markdown: every ASCII punctuation mark that could start markup (links,
-    emphasis, HTML, Streamlit's `:color[...]` and `:icon:` directives, LaTeX) is backslashed."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", "  \n")
+    emphasis, HTML, Streamlit's `:color[...]` and `:icon:` directives, LaTeX) is backslashed,
+    and emails and web addresses are not turned into links."""
+    plain = _AUTOLINK.sub(lambda m: m.group(0) + _WJ, str(text))
+    return _MD_SPECIAL.sub(r"\\\1", plain).replace("\n", "  \n")
 
 
 PALETTE = ("#fde68a", "#bfdbfe", "#bbf7d0", "#fbcfe8", "#ddd6fe", "#fed7aa", "#a5f3fc", "#e5e7eb")
@@ -316,8 +328,18 @@ def stop() -> NoReturn:
 # --- sidebar ------------------------------------------------------------------------------------
 
 
+SIDEBAR_KEYS = ("db_path", "prompt", "n_boot")
+
+
 def sidebar() -> None:
     st.session_state.pop("_pending", None)
+    st.session_state["_run"] = st.session_state.get("_run", 0) + 1  # see `paginated`
+    # Streamlit forgets a widget's value when a run ends in `st.switch_page` (a click on a
+    # conversation id, `paginated`) unless the key is written by the script itself: the study,
+    # prompt version and resamples chosen stay chosen on the page that opens.
+    for key in SIDEBAR_KEYS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
     if "db_path" not in st.session_state:
         st.session_state["db_path"] = str(config.settings().db_path)
     if "n_boot" not in st.session_state:
@@ -350,15 +372,38 @@ def sidebar() -> None:
 # --- tables and charts -------------------------------------------------------------------------
 
 
+READ_PAGE = "app_pages/disagreements.py"
+
+
+def _clicked(table_key: str, key: str, column: str, ids: list[str]) -> None:
+    # A click selects one cell: one in `column` opens that conversation, on the next run (a
+    # callback cannot change page).
+    for row, col in st.session_state[table_key].selection.cells:
+        if col == column and 0 <= row < len(ids):
+            st.session_state[f"{key}-open"] = ids[row]
+
+
 def paginated(
     frame: pd.DataFrame, key: str, page_size: int = PAGE_SIZE, rows: Any = None,
-    **dataframe_args: Any,
+    opens: str | None = None, **dataframe_args: Any,
 ) -> pd.DataFrame:
     """A table shown one page at a time (a wide or long table never loads whole in the browser).
 
     `rows`, if given, are the positions in `frame` to show (a filter's result): only the page's
-    rows are copied. Returns the rows shown.
+    rows are copied. With `opens`, the name of a column of conversation ids, a click on an id
+    reads that conversation on the Disagreements page. Returns the rows shown.
+
+    Not a LinkColumn: Streamlit's grid follows a link only if the pointer moved over it before
+    the click (it measures the link's text while drawing the hover), so a click after scrolling
+    the page under a still pointer, or a tap, only selected the cell. And a grid that a rerun
+    redrew with the same key (after choosing a prompt version, say) loses the first click
+    after it, link or selection: measured in Chromium, the second click opened the link. So
+    the table is a new element on every run (its key names the run) and a click on an id is
+    a selection the page follows, in the same session, on the first click.
     """
+    target = st.session_state.pop(f"{key}-open", None)
+    if target is not None:
+        st.switch_page(READ_PAGE, query_params={"c": target})
     total = len(frame) if rows is None else len(rows)
     pages = max(1, -(-total // page_size))
     if st.session_state.get(f"{key}-page", 1) > pages:  # the filters shrank the table
@@ -366,7 +411,20 @@ def paginated(
     page = st.pagination(pages, key=f"{key}-page", max_visible_pages=7) if pages > 1 else 1
     window = slice((page - 1) * page_size, page * page_size)
     shown = displayable(frame.iloc[window] if rows is None else frame.iloc[rows[window]])
-    st.dataframe(shown, hide_index=True, key=f"{key}-table", **dataframe_args)
+    # a new element on every run: see the docstring (a LinkColumn in it gains from this too)
+    table_key = f"{key}-table-{st.session_state.get('_run', 0)}"
+    if opens is None:
+        st.dataframe(shown, hide_index=True, key=table_key, **dataframe_args)
+    else:
+        config = {opens: st.column_config.TextColumn(
+            help="Click an id to read the conversation"), **dataframe_args.pop(
+            "column_config", {})}
+        st.dataframe(
+            shown, hide_index=True, key=table_key, column_config=config,
+            on_select=functools.partial(_clicked, table_key, key, opens,
+                                        [str(x) for x in shown[opens]]),
+            selection_mode="single-cell", **dataframe_args,
+        )  # fmt: skip
     first = (page - 1) * page_size + 1 if total else 0
     st.caption(f"Rows {first:,}–{(page - 1) * page_size + len(shown):,} of {total:,}")
     return shown
@@ -403,12 +461,39 @@ def stat_table(frame: pd.DataFrame, name_col: str, names: dict[str, str] | None 
     return out.reset_index(drop=True)
 
 
-def chart(spec: alt.Chart, key: str) -> None:
+# An x-axis label longer than this is shown on two lines, split at the space nearest its middle
+# (Vega's expressions cannot loop, hence one split): value and cluster names run to 40
+# characters and, at a fixed angle, would run into their neighbours.
+WRAP_AT = 16
+_MIDDLE = "floor(length(datum.label) / 2)"
+_AFTER = f"indexof(substring(datum.label, {_MIDDLE}), ' ')"
+_SPLIT = (f"({_AFTER} >= 0 ? {_MIDDLE} + {_AFTER} : lastindexof(datum.label, ' '))")
+WRAP_LABEL = (
+    f"length(datum.label) > {WRAP_AT} && indexof(datum.label, ' ') > 0 ? "
+    f"[substring(datum.label, 0, {_SPLIT}), substring(datum.label, {_SPLIT} + 1)] : datum.label"
+)
+
+
+def chart(spec: alt.TopLevelMixin, key: str) -> None:
+    """An Altair chart across the page, with every axis label shown whole: no length limit
+    (Vega cuts labels at 180 px, Streamlit's theme sooner, with an ellipsis) and long x labels
+    on two lines."""
+    spec = (spec.configure_axis(labelLimit=0).configure_axisX(labelExpr=WRAP_LABEL)
+            .configure_legend(labelLimit=0))
     st.altair_chart(spec, key=key, width="stretch")
 
 
 def share(x: Any) -> str:
-    return "unavailable" if x is None or pd.isna(x) else f"{100 * float(x):.1f}%"
+    """A share (0 to 1) as a percent with one decimal: exactly 0 is "0%", a share too small
+    to show is "<0.1%" (not a misleading 0.0%), no figure is "unavailable"."""
+    if x is None or pd.isna(x):
+        return "unavailable"
+    pct = 100 * float(x)
+    if pct == 0:
+        return "0%"
+    if abs(pct) < 0.05:
+        return "<0.1%" if pct > 0 else ">-0.1%"
+    return f"{pct:.1f}%"
 
 
 # --- one conversation ---------------------------------------------------------------------------
@@ -484,6 +569,40 @@ def show_conversation(study: Study, conversation_id: str, prompt: str | None) ->
         st.dataframe(pd.DataFrame(missing, columns=["value", "quote"]), hide_index=True,
                      key=f"missing-{conversation_id}")
     return detail
+
+
+def search_conversations(study: Study, query: str) -> dict[str, ConversationHit]:
+    """Every conversation of the study matching `query` (id prefix, task number, text), by id:
+    one SQL query with a LIMIT, kept in memory until the study changes."""
+    def read() -> dict[str, ConversationHit]:
+        with summary_cache.study_db(study.path) as database:
+            hits = conversation_search.search_conversations(database, query)
+        return {h.conversation_id: h for h in hits}
+
+    return summary_cache.memo(("search", study.path, study.fp, query), read)
+
+
+def conversation_snippets(study: Study, ids: Sequence[str]) -> dict[str, ConversationHit]:
+    """The snippet and task number of each conversation in `ids`, in that order."""
+    def read() -> dict[str, ConversationHit]:
+        with summary_cache.study_db(study.path) as database:
+            found = conversation_search.conversation_snippets(database, ids)
+        return {cid: found[cid] for cid in ids if cid in found}
+
+    return summary_cache.memo(("snippets", study.path, study.fp, tuple(ids)), read)
+
+
+def hit_label(conversation_id: str, hit: ConversationHit | None) -> str:
+    """A picker's option: the id's first characters, the task number and a snippet. Options
+    are shown as text, never as Markdown; the snippet is one line of the dialogue."""
+    if hit is None:
+        return conversation_id
+    parts = [conversation_id[:12]]
+    if hit.task_id is not None:
+        parts.append(f"task {hit.task_id}")
+    if hit.snippet:
+        parts.append(hit.snippet)
+    return " · ".join(parts)
 
 
 def label_studio_base(study: Study) -> str | None:

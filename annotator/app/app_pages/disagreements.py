@@ -60,18 +60,40 @@ if prompt and outcomes is None:
 
 show = table[["conversation_id", "gold_type", "model_type", "annotator_types",
               "gold_values", "model_values", "decided_by"]]
-page_rows = common.paginated(show, key="dis", rows=rows)
+page_rows = common.paginated(show, key="dis", rows=rows, opens="conversation_id")
 if len(rows) == 0:
     st.info("No conversation matches these filters.")
     common.stop()
 
 st.subheader("Read a conversation")
-choices = list(page_rows["conversation_id"])
 asked = st.query_params.get("c")
-if asked and asked not in choices:
-    choices.insert(0, asked)
-first = choices.index(asked) if asked in choices else 0
-chosen = st.selectbox("Conversation", choices, index=first, key=f"dis-read-{choices[0]}",
-                      help="From the rows shown above (or the one in the link you followed).")
+if asked and asked != st.session_state.get("dis-followed"):
+    # a conversation just opened from a table or a link: show it, not an earlier search's hits
+    st.session_state["dis-followed"] = asked
+    st.session_state["dis-search"] = ""
+search = st.text_input(
+    "Find a conversation", key="dis-search", placeholder="id prefix, task number or words",
+    help="Searches every conversation of the study, not only the rows above: an id prefix as "
+         "printed anywhere, a Label Studio task number, the source's own id, or words from "
+         "the dialogue (the first 50 matches).",
+).strip()
+if search:
+    hits = common.search_conversations(study, search)
+    if not hits:
+        st.info("No conversation has this id prefix, task number or text.",
+                icon=":material/search_off:")
+        common.stop()
+else:
+    hits = common.conversation_snippets(study, list(page_rows["conversation_id"]))
+if asked and not search and asked not in hits:
+    hits = {asked: common.conversation_snippets(study, [asked]).get(asked), **hits}
+choices = list(hits)
+first = choices.index(asked) if asked in choices and not search else 0
+chosen = st.selectbox(
+    "Conversation", choices, index=first, key=f"dis-read-{search}-{asked}-{choices[0]}",
+    format_func=lambda c: common.hit_label(c, hits.get(c)),
+    help="The rows shown above (or the one in the link you followed); or what the search "
+         "found.",
+)
 if chosen:
     common.show_conversation(study, chosen, prompt)

@@ -107,7 +107,7 @@ for e in detail["extractions"]:
             "human_values": [v["name"] for v in e["human_values"]],
         }
 start_name = st.radio("Start from", list(starts) or ["empty"], horizontal=True,
-                      key=f"gold-start-{chosen}")
+                      key=f"gold-start-{chosen}", format_func=common.md)  # options are Markdown
 start = starts.get(start_name, {})
 
 

@@ -126,7 +126,8 @@ else:
     )
     table = cats.pivot_table(index="category", columns="source", values="share", aggfunc="sum")
     table = table.reindex([c for c in order if c in table.index])
-    st.dataframe(table.map(common.share), key="categories-table")
+    # a category a source never names is 0% of its occurrences, not a missing figure
+    st.dataframe(table.fillna(0.0).map(common.share), key="categories-table")
     st.caption(f"Published shares: {common.md(published['category_source'])}.")
 
     st.subheader("Values by cluster")
@@ -308,14 +309,13 @@ if found is not None:
     if found.flagged:
         links = common.flagged_task_links(study, [f.conversation_id for f in found.flagged])
         common.paginated(
-            pd.DataFrame([{"open": f.app_link, "opposing values": ", ".join(f.opposing_values),
+            pd.DataFrame([{"conversation": f.conversation_id,
+                           "opposing values": ", ".join(f.opposing_values),
                            "response type": f.response_type,
                            "Label Studio": (links.get(f.conversation_id) or [None])[0],
                            "command": f.show_command} for f in found.flagged]),
-            key="report-flagged",
+            key="report-flagged", opens="conversation",
             column_config={
-                "open": st.column_config.LinkColumn("conversation",
-                                                    display_text=r"disagreements\?c=(.*)"),
                 "Label Studio": st.column_config.LinkColumn("Label Studio task"),
             },
         )

@@ -185,12 +185,10 @@ else:
         # positions, not a copy: only the shown page's rows are taken from 300,000
         picked = np.flatnonzero((changes["change"] == kind).to_numpy(bool))
         common.paginated(
-            changes[["open", "gold_type", "type_a", "type_b", "jaccard_a", "jaccard_b",
-                     "gold_values", "values_a", "values_b"]],
-            key=f"changes-{kind}", rows=picked,
+            changes[["conversation_id", "gold_type", "type_a", "type_b", "jaccard_a",
+                     "jaccard_b", "gold_values", "values_a", "values_b"]],
+            key=f"changes-{kind}", rows=picked, opens="conversation_id",
             column_config={
-                "open": st.column_config.LinkColumn(
-                    "conversation", display_text=r"disagreements\?c=(.*)"),
                 "jaccard_a": st.column_config.NumberColumn(format="%.3f"),
                 "jaccard_b": st.column_config.NumberColumn(format="%.3f"),
             },
