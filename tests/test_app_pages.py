@@ -347,9 +347,10 @@ def test_cache_follows_the_database(app_study_copy) -> None:
 def test_conversation_links_to_its_label_studio_task(app_study_copy, monkeypatch) -> None:
     db = open_db(app_study_copy)
     cid = report.gold_frame(db)["conversation_id"].iloc[0]
-    db["tasks"].insert({"conversation_id": cid, "project_id": 3, "task_id": 42,
-                        "pushed_at": "2026-01-01T00:00:00+00:00", "prompt_versions": "[]"},
-                       pk="conversation_id")
+    # a task as `push` records it on the team's server (LABEL_STUDIO_URL): named by its URL
+    db["tasks"].insert({"server": "http://labelstudio.example:8080", "conversation_id": cid,
+                        "project_id": 3, "task_id": 42,
+                        "pushed_at": "2026-01-01T00:00:00+00:00", "prompt_versions": "[]"})
     db.conn.close()
     monkeypatch.setenv("LABEL_STUDIO_URL", "http://labelstudio.example:8080/")
     at = AppTest.from_file(str(APP), default_timeout=180)
@@ -362,6 +363,31 @@ def test_conversation_links_to_its_label_studio_task(app_study_copy, monkeypatch
     assert not at.exception, [e.message for e in at.exception]
     links = [b.proto.url for b in at.get("link_button")]
     assert links == ["http://labelstudio.example:8080/projects/3/data?task=42"]
+
+
+def test_conversation_links_to_each_reviewers_task(app_study_copy) -> None:
+    """Isolated review puts one task per reviewer's server: the app links every one."""
+    db = open_db(app_study_copy)
+    cid = report.gold_frame(db)["conversation_id"].iloc[0]
+    for n, server in enumerate(("http://ls-ada.example:8081", "http://ls-bob.example:8082")):
+        db["tasks"].insert({"server": server, "conversation_id": cid, "project_id": 1,
+                            "task_id": 7 + n, "pushed_at": f"2026-01-0{n + 1}T00:00:00+00:00",
+                            "prompt_versions": "[]"})
+    db.conn.close()
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.session_state["db_path"] = str(app_study_copy)
+    at.session_state["wait_seconds"] = 180.0
+    at.session_state["n_boot"] = BOOT
+    at.query_params["c"] = cid
+    at.run()
+    at.switch_page("app_pages/disagreements.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert [b.proto.url for b in at.get("link_button")] == [
+        "http://ls-ada.example:8081/projects/1/data?task=7",
+        "http://ls-bob.example:8082/projects/1/data?task=8",
+    ]
+    assert [b.proto.label for b in at.get("link_button")] == [
+        "Open the task in Label Studio (1 of 2)", "Open the task in Label Studio (2 of 2)"]
 
 
 def test_a_file_that_is_not_a_study_is_reported(tmp_path) -> None:
@@ -405,9 +431,8 @@ def test_disagreements_picker_searches_every_conversation(app_study) -> None:
 
 
 def test_shares_of_zero_read_0_percent(app_study) -> None:
-    from annotator.app.app_pages.common import share
-
     from annotator import summaries
+    from annotator.app.app_pages.common import share
 
     assert [share(x) for x in (0, 0.0, 0.0004, 0.282, 1, None, float("nan"))] == [
         "0%", "0%", "<0.1%", "28.2%", "100.0%", "unavailable", "unavailable"]

@@ -134,12 +134,16 @@ def conversation_detail(db: sqlite_utils.Database, conversation_id: str) -> dict
         for row in db["extractions"].rows_where("conversation_id = ?", [conversation_id],
                                                 order_by="created_at")
     ]
-    task = None
-    for project_id, task_id, pushed_at in db.execute(
-        "select project_id, task_id, pushed_at from tasks where conversation_id = ?",
-        [conversation_id],
-    ):
-        task = {"project_id": project_id, "task_id": task_id, "pushed_at": pushed_at}
+    # every Label Studio task of the conversation (one per reviewer's instance in isolated
+    # review), with its server, so `show.task_url` finds each one's address
+    tasks = [
+        {"server": server, "project_id": project_id, "task_id": task_id, "pushed_at": pushed_at}
+        for server, project_id, task_id, pushed_at in db.execute(
+            "select server, project_id, task_id, pushed_at from tasks where conversation_id = ? "
+            "order by pushed_at, server",
+            [conversation_id],
+        )
+    ]
     return {
         "id": conversation_id,
         "turns": found["turns"],
@@ -149,34 +153,8 @@ def conversation_detail(db: sqlite_utils.Database, conversation_id: str) -> dict
         "annotations": annotations,
         "gold": gold,
         "extractions": extractions,
-        "task": task,
+        "tasks": tasks,
     }
-
-
-def label_studio_url(db_path: str) -> str | None:
-    """Base URL of the Label Studio server this study uses, if one is known (no secrets).
-
-    LABEL_STUDIO_URL when set, else the study's own local server from its state file.
-    """
-    from annotator import config
-
-    configured = config.settings().label_studio_url
-    if configured:
-        return configured.rstrip("/")
-    from annotator.labelstudio_server import read_state
-
-    try:
-        state = read_state(db_path)
-    except Exception:  # noqa: BLE001 - an unreadable state file just means "no link"
-        return None
-    return state.url if state is not None and state.port else None
-
-
-def task_url(base_url: str | None, task: dict[str, Any] | None) -> str | None:
-    """Label Studio's address of a task: the project's data manager opened on that task."""
-    if not base_url or not task or task.get("task_id") is None:
-        return None
-    return f"{base_url}/projects/{task['project_id']}/data?task={task['task_id']}"
 
 
 def conversation_sources(db: sqlite_utils.Database) -> dict[str, int]:

@@ -27,6 +27,7 @@ import streamlit as st
 from annotator import config, findings
 from annotator.app import conversation_search, precompute, queries, summary_cache
 from annotator.app.conversation_search import ConversationHit
+from annotator.show import task_url
 from annotator.summaries import Bundle
 
 WAIT_SECONDS = 3.0  # how long a page waits for a result before showing "computing"
@@ -532,12 +533,14 @@ def show_conversation(study: Study, conversation_id: str, prompt: str | None) ->
         return None
     extraction = next((e for e in detail["extractions"] if e["prompt_id"] == prompt), None)
     st.markdown(f"**Conversation** `{conversation_id}` · source {md(detail['source'] or '-')}")
-    url = queries.task_url(label_studio_base(study), detail["task"])
-    if url:
-        st.link_button("Open the task in Label Studio", url, icon=":material/open_in_new:")
-    elif detail["task"] is None:
+    urls = [url for task in detail["tasks"] if (url := task_url(Path(study.path), task))]
+    for n, url in enumerate(urls, 1):
+        of = f" ({n} of {len(urls)})" if len(urls) > 1 else ""
+        label = "Open the task in Label Studio" + of
+        st.link_button(label, url, icon=":material/open_in_new:")
+    if not detail["tasks"]:
         st.caption("Not pushed to Label Studio yet (`annotator push`).")
-    else:
+    elif not urls:
         st.caption("Pushed to Label Studio; start the server (`annotator labelstudio start`) or "
                    "set LABEL_STUDIO_URL for a link.")
 
@@ -603,12 +606,6 @@ def hit_label(conversation_id: str, hit: ConversationHit | None) -> str:
     if hit.snippet:
         parts.append(hit.snippet)
     return " · ".join(parts)
-
-
-def label_studio_base(study: Study) -> str | None:
-    found = summary_cache.memo(("ls-url", study.path, study.fp),
-                       lambda: queries.label_studio_url(study.path) or "")
-    return found or None
 
 
 def prompt_caption(study: Study, prompt: str | None) -> None:
