@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,6 +22,9 @@ from rich.table import Table
 from . import config
 from .errors import NO_ANNOTATIONS, AnnotatorError
 from .eval_metrics import metric_help
+
+if TYPE_CHECKING:
+    from .extract import ExtractProgress
 
 app = typer.Typer(
     help=(
@@ -348,7 +352,8 @@ def demo(
     for rejected in report.rejected:
         err_console.print(f"[red]rejected[/] {escape(rejected.file)}:{rejected.line}: "
                           f"{escape(rejected.reason)}", highlight=False)
-    extracted = run_extract(db, extractor="baseline", console=err_console)
+    with _extract_bar(True) as progress:
+        extracted = run_extract(db, extractor="baseline", progress=progress)
     console.print(
         f"2. baseline extractor (offline, prompt {extracted.prompt_id[:12]}): "
         f"{extracted.ok} proposed now, {extracted.cached} already done, {extracted.errors} errors"
@@ -566,25 +571,28 @@ def extract(
     """
     from .extract import extract as run_extract
 
-    report = run_extract(
-        db_path(db),
-        prompt=prompt,
-        prompts_dir=prompts_dir,
-        extractor=extractor,
-        model=model,
-        limit=limit,
-        concurrency=concurrency,
-        batch=batch,
-        retry_errors=retry_errors,
-        dry_run=dry_run,
-        prices=prices,
-        allow_unscrubbed=allow_unscrubbed,
-        poll_interval=poll_interval,
-        timeout=timeout,
-        max_retries=max_retries,
-        busy_timeout=busy_timeout,
-        progress=not as_json,
-    )
+    with _extract_bar(not as_json) as progress:
+        report = run_extract(
+            db_path(db),
+            prompt=prompt,
+            prompts_dir=prompts_dir,
+            extractor=extractor,
+            model=model,
+            limit=limit,
+            concurrency=concurrency,
+            batch=batch,
+            retry_errors=retry_errors,
+            dry_run=dry_run,
+            prices=prices,
+            allow_unscrubbed=allow_unscrubbed,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            max_retries=max_retries,
+            busy_timeout=busy_timeout,
+            progress=progress,
+        )
+    for note in report.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     data = report.as_dict()
     changed = report.estimate is None and summaries
     if as_json:
@@ -600,7 +608,7 @@ def extract(
         console.print(rows_table("Estimate (nothing was sent)", estimate))
         _print_claims_and_ledger(report)
         return
-    hidden = ("estimate", "error_reasons", "ledger", "held_by")
+    hidden = ("estimate", "error_reasons", "ledger", "held_by", "notes")
     shown = [{"": k, "value": v} for k, v in data.items() if k not in hidden]
     console.print(rows_table("Extraction run", shown))
     _print_claims_and_ledger(report)
@@ -612,6 +620,43 @@ def extract(
         console.print(f"[yellow]No price for {escape(report.model)}:[/] costs show as 0; "
                       "pass --prices.")
     _precompute_summaries(db_path(db), changed, False)
+
+
+@contextmanager
+def _extract_bar(enabled: bool) -> Iterator[Callable[[ExtractProgress], None] | None]:
+    """The extraction's progress bar on stderr: conversations, rate, cost, errors, time left.
+    Yields the callback `extract` takes (None when disabled)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    if not enabled:
+        yield None
+        return
+    rate = TextColumn("{task.fields[rate]}", style="cyan")
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=24),
+        MofNCompleteColumn(), rate, TextColumn("[green]${task.fields[cost]:.4f}"),
+        TextColumn("[red]{task.fields[errors]} err"), TimeElapsedColumn(), TextColumn("eta"),
+        TimeRemainingColumn(), console=err_console, transient=False,
+    ) as bar:  # fmt: skip
+        job = bar.add_task("", total=None, cost=0.0, errors=0, rate="– conv/s")
+
+        def update(at: ExtractProgress) -> None:
+            speed = bar.tasks[job].finished_speed or bar.tasks[job].speed
+            bar.update(
+                job, description=escape(at.what), completed=at.done, total=at.total,
+                cost=at.cost_usd, errors=at.errors,
+                rate=f"{speed:.1f} conv/s" if speed else "– conv/s",
+            )  # fmt: skip
+
+        yield update
 
 
 def _print_claims_and_ledger(report: Any) -> None:

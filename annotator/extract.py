@@ -35,19 +35,6 @@ from typing import Any
 
 import orjson
 import sqlite_utils
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    SpinnerColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
 from . import config, ledger
 from .db import (
@@ -118,6 +105,7 @@ class ExtractReport:
     settled_possibly_paid: int = 0  # calls left in flight by runs that died, marked now
     lock_wait_seconds: float = 0.0  # time spent waiting for another writer to let go
     ledger: dict[str, Any] | None = None  # the study's call ledger after the run
+    notes: list[str] = field(default_factory=list)  # for the user, e.g. an option ignored
 
     def add(self, outcome: Outcome) -> None:
         self.add_calls(outcome.calls)
@@ -549,28 +537,43 @@ def _conversation(db: sqlite_utils.Database, cid: str) -> Conversation:
 # --- progress ----------------------------------------------------------------------------------
 
 
-class RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} conv/s" if speed else "– conv/s", style="cyan")
+@dataclass(frozen=True)
+class ExtractProgress:
+    """Where a run is, for the caller's display (the CLI draws a bar from these)."""
+
+    what: str  # the model, or a batch and its processing status
+    done: int  # conversations whose result is stored
+    total: int
+    cost_usd: float  # so far, this run
+    errors: int  # so far, this run
 
 
-def _progress(console: Console, enabled: bool) -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(bar_width=24),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TextColumn("[green]${task.fields[cost]:.4f}"),
-        TextColumn("[red]{task.fields[errors]} err"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not enabled,
-        transient=False,
-    )
+ProgressFn = Callable[[ExtractProgress], None]
+
+
+class _Tracker:
+    """Counts a run's stored results and tells the caller's callback (if any) after each."""
+
+    def __init__(self, callback: ProgressFn | None, report: ExtractReport) -> None:
+        self.callback, self.report = callback, report
+        self.what, self.done, self.total = "", 0, 0
+
+    def start(self, what: str, total: int) -> None:
+        self.what, self.done, self.total = what, 0, total
+        self._tell()
+
+    def advance(self) -> None:
+        self.done += 1
+        self._tell()
+
+    def describe(self, what: str) -> None:
+        self.what = what
+        self._tell()
+
+    def _tell(self) -> None:
+        if self.callback is not None:
+            r = self.report
+            self.callback(ExtractProgress(self.what, self.done, self.total, r.cost_usd, r.errors))
 
 
 # --- online runs ----------------------------------------------------------------------------
@@ -584,9 +587,9 @@ async def _run_online(
     concurrency: int,
     store: Store,
     report: ExtractReport,
-    progress: Progress,
+    progress: _Tracker,
 ) -> None:
-    task = progress.add_task(extractor.model, total=len(ids), cost=0.0, errors=0)
+    progress.start(extractor.model, len(ids))
     pending = iter(ids)
     failures_before_success = Counter[str]()
 
@@ -604,7 +607,7 @@ async def _run_online(
                 raise
             store.save(outcome)
             report.add(outcome)
-            progress.update(task, advance=1, cost=report.cost_usd, errors=report.errors)
+            progress.advance()
             if report.ok == 0 and outcome.extraction.error:
                 failures_before_success[outcome.extraction.error[:200]] += 1
                 if report.errors >= CIRCUIT_BREAKER:
@@ -739,7 +742,7 @@ async def _run_batch(
     ids: list[str],
     store: Store,
     report: ExtractReport,
-    progress: Progress,
+    progress: _Tracker,
     poll_interval: float,
     batch_size: int,
 ) -> None:
@@ -755,12 +758,10 @@ async def _run_batch(
         open_rows.append(await _submit(db, extractor, prompt, chunk))
     report.todo = sum(r["request_count"] for r in open_rows)
     report.batch_ids = [r["batch_id"] for r in open_rows]
-    task = progress.add_task(
-        f"batch {extractor.model}", total=report.todo, cost=0.0, errors=0
-    )
+    progress.start(f"batch {extractor.model}", report.todo)
     for row in open_rows:
-        await _poll(db, extractor, row, poll_interval, progress, task)
-        await _collect(db, extractor, prompt, row, store, report, progress, task)
+        await _poll(db, extractor, row, poll_interval, progress)
+        await _collect(db, extractor, prompt, row, store, report, progress)
 
 
 async def _poll(
@@ -768,17 +769,14 @@ async def _poll(
     extractor: Any,
     row: dict,
     poll_interval: float,
-    progress: Progress,
-    task: Any,
+    progress: _Tracker,
 ) -> None:
     if row["status"] == "ended":
         return
     while True:
         batch = await extractor.retrieve_batch(row["batch_id"])
         counts = batch.get("request_counts") or {}
-        progress.update(
-            task, description=f"batch …{row['batch_id'][-8:]} {batch['processing_status']}"
-        )
+        progress.describe(f"batch …{row['batch_id'][-8:]} {batch['processing_status']}")
         if batch["processing_status"] == "ended":
             _batch_write(
                 db,
@@ -802,8 +800,7 @@ async def _collect(
     row: dict,
     store: Store,
     report: ExtractReport,
-    progress: Progress,
-    task: Any,
+    progress: _Tracker,
 ) -> None:
     custom_ids = loads(row["custom_ids"], {})
     # Results already stored by an interrupted collection are not stored twice.
@@ -821,7 +818,7 @@ async def _collect(
         store.save(outcome)
         report.add(outcome)
         stored.add(cid)
-        progress.update(task, advance=1, cost=report.cost_usd, errors=report.errors)
+        progress.advance()
     # A request the results file does not mention is kept as an error row, not left silently.
     for cid in set(custom_ids.values()) - stored:
         missing = {"type": "missing", "error": {"message": "no result in the batch's results"}}
@@ -899,7 +896,7 @@ async def extract_async(
     batch: bool = False,
     retry_errors: bool = False,
     dry_run: bool = False,
-    progress: bool = True,
+    progress: ProgressFn | None = None,
     prices: str | Path | None = None,
     api_key: str | None = None,
     base_url: str | None = None,
@@ -911,7 +908,6 @@ async def extract_async(
     timeout: float = DEFAULT_TIMEOUT,
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     lease: float = ledger.DEFAULT_LEASE,
-    console: Console | None = None,
     prompts_dir: str | Path | None = None,
     conversation_ids: Sequence[str] | None = None,
 ) -> ExtractReport:
@@ -928,14 +924,14 @@ async def extract_async(
     prices = prices or settings.prices_path
     name = choose_extractor(extractor, api_key)
     price_table = load_prices(prices)
-    console = console or Console(stderr=True)
+    notes: list[str] = []
 
     if name == "baseline":
         from .extractors.baseline import BaselineExtractor
 
         chosen_prompt = BaselineExtractor.baseline_prompt()
         if prompt:
-            console.print("[yellow]note:[/] the baseline has its own rules; --prompt is ignored")
+            notes.append("the baseline has its own rules; --prompt is ignored")
         model = None
     else:
         chosen_prompt = prompt if isinstance(prompt, PromptVersion) else load_prompt(
@@ -962,6 +958,7 @@ async def extract_async(
         extractor=ex.name,
         mode="dry-run" if dry_run else ("batch" if batch else "online"),
         priced=ex.model in price_table,
+        notes=notes,
     )
     require_scrubbed = name == "claude" and not allow_unscrubbed
     try:
@@ -990,15 +987,13 @@ async def extract_async(
                 )
             )
             report.todo = len(ids)
-            with _progress(console, progress) as bar:
-                if batch:
-                    await _run_batch(
-                        db, ex, chosen_prompt, ids, store, report, bar, poll_interval, batch_size
-                    )
-                elif ids:
-                    await _run_online(
-                        db, ex, chosen_prompt, ids, concurrency, store, report, bar
-                    )
+            tracker = _Tracker(progress, report)
+            if batch:
+                await _run_batch(
+                    db, ex, chosen_prompt, ids, store, report, tracker, poll_interval, batch_size
+                )
+            elif ids:
+                await _run_online(db, ex, chosen_prompt, ids, concurrency, store, report, tracker)
         except BaseException:
             with contextlib.suppress(AnnotatorError):  # keep the first error, still flush
                 _finish(store, "failed", report)
@@ -1055,23 +1050,11 @@ def extract(db_path: str | Path | None = None, **options: Any) -> ExtractReport:
     Options as `extract_async`: prompt (any reference `prompts.resolve_prompt` takes; default
     the latest `values` prompt), prompts_dir (the study's prompt folder), extractor ("claude" or
     "baseline"; default claude when an API key is set), model (default the prompt's), limit,
-    concurrency, batch, retry_errors, dry_run, progress, prices (a JSON/TOML price file),
-    max_attempts (validation), max_retries (HTTP), poll_interval, timeout (seconds for one
-    request), busy_timeout (seconds SQLite waits for another writer before the run backs off and
-    tries again), lease (seconds a run's claims outlive it).
+    concurrency, batch, retry_errors, dry_run, progress (called with an `ExtractProgress` as
+    results are stored), prices (a JSON/TOML price file), max_attempts (validation),
+    max_retries (HTTP), poll_interval, timeout (seconds for one request), busy_timeout (seconds
+    SQLite waits for another writer before the run backs off and tries again), lease (seconds a
+    run's claims outlive it).
     """
     return asyncio.run(extract_async(db_path, **options))
-
-
-def batches(db_path: str | Path | None = None) -> list[dict[str, Any]]:
-    """The batches submitted from this study, newest first (for status displays)."""
-    path = Path(db_path) if db_path is not None else config.settings().db_path
-    db = open_existing_db(path)  # a status display never creates a study
-    rows = [
-        {k: r[k] for k in ("batch_id", "prompt_id", "model", "status", "request_count",
-                           "submitted_at", "ended_at", "collected_at")}
-        for r in db.query("select * from batches order by created_at desc")
-    ]
-    db.conn.close()
-    return rows
 

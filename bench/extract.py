@@ -132,7 +132,6 @@ def run(path: Path, fake: Fake, concurrency: int, limit: int | None = None) -> R
         base_url=fake.url,
         concurrency=concurrency,
         limit=limit,
-        progress=False,
     )
     seconds = time.perf_counter() - started
     return Run(report, seconds, time.process_time() - cpu, fake.cpu() - fake_cpu)

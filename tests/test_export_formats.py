@@ -78,7 +78,7 @@ def base_study(tmp_path_factory) -> Path:
     db = open_db(path)
     import_gold(db, [config.gold_dir() / "demo.jsonl"])
     db.conn.close()
-    extract(path, extractor="baseline", progress=False)
+    extract(path, extractor="baseline")
     db = open_db(path)
     failed = Extraction(
         conversation_id=next(iter_conversations(db)).id, prompt_id="p-claude", model="claude-x",

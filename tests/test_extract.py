@@ -30,7 +30,6 @@ MODEL = "claude-sonnet-4-6"
 
 
 def run(path, fake, **options):
-    options.setdefault("progress", False)
     return extract(
         path, extractor="claude", api_key=TEST_API_KEY, base_url=fake.base_url, **options
     )
@@ -179,7 +178,8 @@ def test_no_api_key_in_the_database_or_logs(study, fake_api, caplog, capfd):
     path, _ = study
     caplog.set_level(logging.DEBUG)  # the SDK's own debug logging included
     fake_api.queued_faults.extend(["429", "malformed"])
-    run(path, fake_api, progress=True)
+    told = []  # what a progress display would show: no key in it either
+    run(path, fake_api, progress=told.append)
     fake_api.batch_seconds = 0
     make_study(path.with_name("batch.db"), 3, seed=99)
     run(path.with_name("batch.db"), fake_api, batch=True, poll_interval=0.01)
@@ -188,7 +188,8 @@ def test_no_api_key_in_the_database_or_logs(study, fake_api, caplog, capfd):
     for file in path.parent.iterdir():  # ...but is in no database, WAL or journal file
         assert secret not in file.read_bytes(), file
     out, err = capfd.readouterr()
-    assert TEST_API_KEY not in out + err + caplog.text
+    assert told and told[-1].done == told[-1].total == 12
+    assert TEST_API_KEY not in out + err + caplog.text + repr(told)
     assert "SECRET" not in caplog.text
 
 

@@ -110,7 +110,9 @@ def test_engine_runs_the_baseline_offline_by_default(tmp_path, monkeypatch):
         raise AssertionError("the baseline must not open a connection")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    report = extract(path, progress=False)
+    told = []
+    report = extract(path, progress=told.append)
+    assert [t.done for t in told] == list(range(21)) and {t.total for t in told} == {20}
     assert (report.extractor, report.model, report.ok, report.calls) == ("baseline", MODEL, 20, 0)
     assert report.prompt_id.startswith("baseline-") and report.cost_usd == 0
     assert rows(path, "select distinct extractor, model, prompt_id from extractions") == [
@@ -119,7 +121,15 @@ def test_engine_runs_the_baseline_offline_by_default(tmp_path, monkeypatch):
     assert rows(path, "select count(*) from model_calls") == [(0,)]
     listed = [r for r in prompts(path) if r["id"] == report.prompt_id]
     assert listed[0]["where"] == "builtin" and listed[0]["name"] == "baseline"
-    assert extract(path, progress=False).todo == 0  # cached like any extractor
+    assert extract(path).todo == 0  # cached like any extractor
+
+
+def test_a_prompt_given_to_the_baseline_is_reported_as_ignored(tmp_path):
+    path = tmp_path / "study.db"
+    make_study(path, 2)
+    report = extract(path, extractor="baseline", prompt="values")
+    assert report.ok == 2
+    assert report.notes == ["the baseline has its own rules; --prompt is ignored"]
 
 
 def _whole_words(text: str, quoted: str) -> bool:
