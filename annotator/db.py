@@ -15,11 +15,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import sqlite_utils
 
 from . import study_key
 from .errors import AnnotatorError, NotAStudyError
+from .json_columns import dumps, loads
 from .models import (
     Annotation,
     Conversation,
@@ -428,17 +428,6 @@ def open_existing_db(path: str | Path, check_same_thread: bool = True) -> sqlite
                 f"{path} holds no study (an empty SQLite file); run `annotator init --db {path}`"
             )
     return open_db(path, check_same_thread=check_same_thread)
-
-
-# -- JSON columns ---------------------------------------------------------------------------
-
-
-def dumps(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-def loads(text: str | None, default: Any = None) -> Any:
-    return default if text in (None, "") else orjson.loads(text)
 
 
 def _iso(value: datetime | None) -> str | None:

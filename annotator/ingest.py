@@ -35,16 +35,18 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
-import sqlite_utils
 
-from .db import dumps
 from .errors import InputError
+from .json_columns import dumps
 from .models import IngestReport, RejectedRecord, content_id, keyed_id, utc_now
 from .privacy import scrub_text, scrub_value
 from .study_key import has_legacy_ids, study_key
+
+if TYPE_CHECKING:  # not at run time: a worker process would import pandas with it, for nothing
+    import sqlite_utils
 
 BATCH_SIZE = 2000  # records parsed and scrubbed as one unit of work
 # Rows per transaction. Content-hash keys land all over the primary-key index, and each commit
@@ -914,9 +916,11 @@ class _Pool:
     """
 
     def __init__(self, workers: int) -> None:
+        # spawn, not fork: the CLI's progress bar runs a thread, and a forked child would inherit
+        # its locks (and any other thread's) in whatever state they were, possibly held.
         self.executor = ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=multiprocessing.get_context("fork"),
+            mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
             initargs=(os.getpid(),),
         )

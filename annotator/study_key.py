@@ -27,11 +27,13 @@ import hmac
 import os
 import secrets
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from .errors import AnnotatorError
 from .models import utc_now
+
+if TYPE_CHECKING:  # annotations only: ingest's workers import this module without SQLite
+    import sqlite_utils
 
 KEY_BYTES = 32
 KEY_SUFFIX = ".key"
