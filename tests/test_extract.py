@@ -9,12 +9,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import orjson
 import pytest
 from conftest import TEST_API_KEY, make_study, rows
 from typer.testing import CliRunner
+from waiting import wait_until
 
 from annotator import extract as extract_module
 from annotator.cli import app
@@ -38,6 +38,11 @@ def run(path, fake, **options):
 def key(conv) -> str:
     """The fake counts requests per conversation by the text of the first user message."""
     return render(load_prompt(), conv).user
+
+
+def committed(path) -> int:
+    """Extraction rows committed so far (read beside a running writer)."""
+    return rows(path, "select count(*) from extractions")[0][0]
 
 
 def extractions(path) -> dict:
@@ -217,10 +222,12 @@ def test_unscrubbed_conversations_are_not_sent(study, fake_api):
 
 
 def test_crash_mid_run_then_resume_pays_for_nothing_twice(tmp_path, fake_api):
-    """kill -9 an `annotator extract` process mid-run; the rerun finishes the rest."""
+    """kill -9 an `annotator extract` process mid-run; the rerun finishes the rest. After 20
+    paid replies the fake answers nothing more, so the run cannot finish before the kill."""
     path = tmp_path / "study.db"
     convs = make_study(path, 60)
     fake_api.latency = 0.05
+    fake_api.fault_fn = lambda req: "silent" if sum(fake_api.paid.values()) >= 20 else None
     env = {
         **os.environ,
         "ANTHROPIC_API_KEY": TEST_API_KEY,
@@ -234,18 +241,16 @@ def test_crash_mid_run_then_resume_pays_for_nothing_twice(tmp_path, fake_api):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 60
-    while sum(fake_api.paid.values()) < 20:
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_until(lambda: committed(path) >= 10, "10 results committed while the run goes on",
+               proc=proc)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=60)
     done_before = set(extractions(path))
     assert 10 <= len(done_before) < 60  # killed mid-run, with results committed as they came
     keys = {c.id: key(c) for c in convs}
     assert all(fake_api.paid[keys[cid]] == 1 for cid in done_before)
 
+    fake_api.fault_fn = None
     report = run(path, fake_api, concurrency=4)
     assert report.cached == len(done_before) and report.todo == 60 - len(done_before)
     assert set(extractions(path)) == {c.id for c in convs}
@@ -298,13 +303,10 @@ def test_batch_interrupted_while_polling_resumes_without_a_second_batch(tmp_path
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 60
-    while fake_api.requests["batches.retrieve"] < 2:  # submitted, and polling
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_until(lambda: fake_api.requests["batches.retrieve"] >= 2,
+               "the batch to be submitted and polled", proc=proc)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=60)
     assert rows(path, "select status from batches") == [("in_progress",)]
     assert rows(path, "select count(*) from extractions") == [(0,)]
     # a rerun sees the open batch: an online run does not take its conversations either

@@ -24,6 +24,7 @@ import pytest
 from conftest import TEST_API_KEY, make_study, rows
 from test_extract import extractions, key, run
 from typer.testing import CliRunner
+from waiting import wait_until
 
 from annotator import ledger
 from annotator.cli import app
@@ -50,12 +51,22 @@ def start_cli_extract(path, fake, *args: str) -> subprocess.Popen:
     )
 
 
-def wait_for(condition, proc: subprocess.Popen | None = None, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert proc is None or proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
+def paid(fake) -> int:
+    return sum(fake.paid.values())
+
+
+def hold_replies_after(fake, n: int) -> threading.Event:
+    """Once `n` replies are paid, the fake answers a request only after the returned event is
+    set (at most a minute): a run cannot finish, or move on, while the test acts."""
+    go_on = threading.Event()
+
+    def hold(req):  # runs in the server, which stops answering until the test is done
+        if paid(fake) >= n:
+            go_on.wait(60)
+        return None
+
+    fake.fault_fn = hold
+    return go_on
 
 
 # --- the journal --------------------------------------------------------------------------------
@@ -94,10 +105,15 @@ def test_kill_9_leaves_calls_in_flight_the_rerun_reports_them_possibly_paid(
     convs = make_study(path, 60)
     keys = {c.id: key(c) for c in convs}
     fake_api.latency = 0.2
+    # after 16 paid replies the fake answers nothing more: the run cannot finish before the kill
+    fake_api.fault_fn = lambda req: "silent" if paid(fake_api) >= 16 else None
     proc = start_cli_extract(path, fake_api, "--concurrency", "8")
-    wait_for(lambda: sum(fake_api.paid.values()) >= 16, proc)
+    wait_until(lambda: paid(fake_api) >= 16, "16 paid replies", proc=proc)
+    wait_until(lambda: rows(path, "select count(*) from model_calls where status = 'in_flight'"
+                            )[0][0], "a call in flight", proc=proc)  # fmt: skip
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=60)
+    fake_api.fault_fn = None
     in_flight = rows(path, "select count(*) from model_calls where status = 'in_flight'")[0][0]
     assert 1 <= in_flight <= 8  # the calls the dead run had sent: recorded, not lost
     # every request the server received is in the study (a row may precede its request)
@@ -145,7 +161,8 @@ def test_two_runs_at_once_never_send_the_same_call(study, fake_api):
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=120)
+        assert not t.is_alive(), "a run did not end within two minutes"
     first, second = sorted(reports, key=lambda r: -r.todo)
     assert (first.todo, second.todo) == (12, 0)
     assert second.held_elsewhere == 12 and first.run_id[:8] in second.held_by[0]
@@ -156,10 +173,14 @@ def test_two_runs_at_once_never_send_the_same_call(study, fake_api):
 def test_a_second_cli_run_skips_claimed_work_and_says_so(study, fake_api, api_env):
     path, convs = study
     fake_api.latency = 0.3
+    go_on = hold_replies_after(fake_api, 1)  # the first run stays mid-way while the second runs
     proc = start_cli_extract(path, fake_api, "--concurrency", "2")
-    wait_for(lambda: sum(fake_api.paid.values()) >= 1, proc)
+    wait_until(lambda: paid(fake_api) >= 1, "a paid reply", proc=proc)
     before = sum(fake_api.attempts.values())
-    second = CliRunner().invoke(app, ["extract", "--db", str(path)])
+    try:
+        second = CliRunner().invoke(app, ["extract", "--db", str(path)])
+    finally:
+        go_on.set()
     assert second.exit_code == 0, second.output
     said = " ".join(second.output.split())
     assert re.search(r"Skipped \d+ conversations: another run is extracting them", said)
@@ -200,7 +221,7 @@ def test_claims_hold_while_the_owner_lives_and_expire_when_it_dies(study, fake_a
                      "where host = 'elsewhere.example'")
     # this host, a pid that is gone (lease still running): dead at once
     gone = subprocess.Popen(["true"])
-    gone.wait()
+    gone.wait(timeout=60)
     _foreign_run(path, socket.gethostname(), gone.pid, 300, cids[5:7])
     report = run(path, fake_api)
     assert report.held_elsewhere == 0 and report.todo == 12 - 3
@@ -216,10 +237,15 @@ def test_a_live_run_renews_its_lease(study, fake_api):
     first = threading.Thread(
         target=lambda: reports.append(run(path, fake_api, concurrency=1, lease=1.0))
     )
+    go_on = hold_replies_after(fake_api, 6)  # the first run waits for its 7th reply meanwhile
     first.start()
-    wait_for(lambda: sum(fake_api.paid.values()) >= 6)  # > 1.5 s in: the lease was renewed
-    second = run(path, fake_api, lease=1.0)
-    first.join()
+    wait_until(lambda: paid(fake_api) >= 6, "6 paid replies")  # > 1.5 s in: lease renewed
+    try:
+        second = run(path, fake_api, lease=1.0)
+    finally:
+        go_on.set()
+    first.join(timeout=120)
+    assert not first.is_alive(), "the first run did not end within two minutes"
     assert second.todo == 0 and second.held_elsewhere >= 1
     assert (reports[0].ok, reports[0].lost_claims) == (12, 0)
     assert all(fake_api.paid[key(c)] == 1 for c in convs)
@@ -245,7 +271,7 @@ def test_a_locked_study_delays_writes_and_drops_no_paid_result(study, fake_api):
     def lock_on_fourth(req):
         if sum(fake_api.attempts.values()) == 4 and not locked.is_set():
             threading.Thread(target=hold_lock, daemon=True).start()
-            locked.wait()
+            assert locked.wait(30), "the lock was not taken within 30 s"
         return None
 
     fake_api.fault_fn = lock_on_fourth

@@ -12,6 +12,7 @@ import pytest
 from conftest import TEST_API_KEY
 from fake_anthropic import FakeAnthropic
 from pydantic import ValidationError
+from waiting import wait_until
 
 from annotator.extractors import ProposedLabels
 
@@ -122,8 +123,10 @@ def test_batches_create_poll_and_serve_jsonl_results(fake_api):
     assert batch.processing_status == "in_progress" and batch.results_url is None
     assert batch.request_counts.processing == 5
     assert [b.id for b in c.messages.batches.list().data] == [batch.id]
-    time.sleep(0.35)
-    done = c.messages.batches.retrieve(batch.id)
+    done = wait_until(
+        lambda: (b := c.messages.batches.retrieve(batch.id)).processing_status == "ended" and b,
+        "the batch to end", interval=0.05,
+    )
     assert done.processing_status == "ended" and done.request_counts.succeeded == 5
     assert done.results_url.startswith(fake_api.base_url)  # absolute, as the API gives it
     results = list(c.messages.batches.results(batch.id))

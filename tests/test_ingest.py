@@ -13,9 +13,10 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from held_ingest import start_held
+from waiting import wait_until
 
 from annotator import ingest as ingest_module
 from annotator.db import iter_conversations, open_db
@@ -249,32 +250,24 @@ def test_crash_mid_file_leaves_whole_batches_and_rerun_completes(db, tmp_path, m
 
 
 def test_sigint_to_the_cli_then_rerun_completes(tmp_path):
-    """A real process, interrupted with Ctrl-C (SIGINT) mid-file, then run again."""
+    """A real process, interrupted with Ctrl-C (SIGINT) mid-file, then run again. It is held
+    at its second write (one of three), so the interrupt lands mid-file on any machine."""
     objects = [
         {"messages": [{"role": "user", "content": f"line {i} mail me at p{i}@example.com"}]}
         for i in range(60_000)
     ]
     path = write_jsonl(tmp_path / "big.jsonl", objects)
     study = tmp_path / "study.db"
-    cmd = [sys.executable, "-m", "annotator", "ingest", str(path), "--db", str(study)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        time.sleep(0.05)
-        if study.exists():
-            try:
-                if open_db(study)["conversations"].count > 0:
-                    break
-            except Exception:  # the writer may hold the lock for a moment
-                continue
+    args = ["ingest", str(path), "--db", str(study)]
+    proc, held = start_held(args, 2, tmp_path)
+    wait_until(held.exists, "the ingest to reach its second write", proc=proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    if proc.returncode == 0:
-        pytest.skip("the ingest finished before the interrupt arrived")
     assert proc.returncode == 130, err.decode()[-3000:]
     assert b"rerun the same command" in err
     partial = open_db(study)["conversations"].count
     assert 0 < partial < 60_000
+    cmd = [sys.executable, "-m", "annotator", *args]
     rerun = subprocess.run(cmd, capture_output=True, env=os.environ, timeout=300)
     assert rerun.returncode == 0, rerun.stderr.decode()
     assert open_db(study)["conversations"].count == 60_000

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 from adversarial import LIMIT, build_corpus, chat, gzip_of_repeats
+from held_ingest import start_held
 from typer.testing import CliRunner
+from waiting import wait_until
 
 from annotator.cli import app
 from annotator.db import iter_conversations, open_db
@@ -189,32 +191,41 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _is_worker(pid: int) -> bool:
+    """A pool worker (started by spawn), not multiprocessing's resource tracker."""
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: ingest starts no workers")
 def test_workers_die_with_a_killed_ingest(tmp_path):
     """kill -9 of `annotator ingest` mid-file: its worker processes end too (they used to stay,
-    holding the database open)."""
+    holding the database open). The ingest is held at its first write, workers running."""
     path = tmp_path / "big.jsonl"
     with open(path, "w") as out:
-        for i in range(300_000):
+        for i in range(60_000):  # over PARALLEL_MIN_BYTES, so workers are started
             out.write(json.dumps(chat(f"w{i}", f"mail me at p{i}@example.com")) + "\n")
-    cmd = [sys.executable, "-m", "annotator", "ingest", str(path), "--db",
-           str(tmp_path / "study.db")]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
-    workers: set[int] = set()
-    deadline = time.time() + 60
-    while time.time() < deadline and len(workers) < 2 and proc.poll() is None:
-        time.sleep(0.05)
-        workers = _children(proc.pid)
-    if proc.poll() is not None or len(workers) < 2:
-        proc.kill()
-        pytest.skip("the ingest finished before its workers were seen")
+    args = ["ingest", str(path), "--db", str(tmp_path / "study.db")]
+    proc, held = start_held(args, 1, tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_until(held.exists, "the ingest to reach its first write", proc=proc)
+
+    def two_workers() -> set[int] | None:
+        workers = {w for w in _children(proc.pid) if _is_worker(w)}
+        return workers if len(workers) >= 2 else None
+
+    workers = wait_until(two_workers, "two worker processes", proc=proc)
+    children = _children(proc.pid)  # the workers and multiprocessing's resource tracker
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    deadline = time.time() + 10
-    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
-        time.sleep(0.05)
-    alive = [w for w in workers if Path(f"/proc/{w}").exists()]
-    for w in alive:  # clean up before failing
-        os.kill(w, signal.SIGKILL)
-    assert not alive, f"workers {alive} outlived their ingest"
+    try:
+        wait_until(lambda: not any(Path(f"/proc/{w}").exists() for w in children),
+                   f"processes {sorted(children)} to end with their ingest", seconds=10)
+    finally:
+        alive = [w for w in children if Path(f"/proc/{w}").exists()]
+        for w in alive:  # clean up before failing
+            os.kill(w, signal.SIGKILL)
+    assert workers <= children and not alive, f"workers {alive} outlived their ingest"
