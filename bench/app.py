@@ -296,24 +296,55 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def _wait_complete(page, before: int, marker: str | None, timeout_s: float) -> None:
-    page.wait_for_function(COMPLETE, arg=[before, marker], timeout=timeout_s * 1000,
-                           polling=50)
+SAY_EVERY_S = 30.0  # a long wait says what it waits for this often, instead of hanging silently
+
+
+def _wait_js(page, js: str, arg: list, what: str, timeout_s: float,
+             server: subprocess.Popen) -> None:
+    """Wait until `js` holds in the page, in slices: between them, fail at once if the app
+    server has exited, say what is awaited, and fail at `timeout_s` naming it."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    started = time.monotonic()
+    while True:
+        left = timeout_s - (time.monotonic() - started)
+        try:
+            page.wait_for_function(js, arg=arg, timeout=max(1.0, min(SAY_EVERY_S, left)) * 1000,
+                                   polling=50)
+            return
+        except PlaywrightTimeout:
+            waited = time.monotonic() - started
+            if server.poll() is not None:
+                raise SystemExit(f"the app server exited ({server.returncode}) while waiting "
+                                 f"for {what}; see its log") from None
+            if waited >= timeout_s:
+                raise SystemExit(f"timed out after {waited:.0f} s (--timeout) waiting for "
+                                 f"{what}") from None
+            print(f"    still waiting for {what}: {waited:.0f} s", flush=True)
+
+
+def _wait_complete(page, before: int, marker: str | None, what: str, timeout_s: float,
+                   server: subprocess.Popen) -> None:
+    _wait_js(page, COMPLETE, [before, marker], what, timeout_s, server)
     if page.locator('[data-testid="stException"]').count():
         raise SystemExit(page.locator('[data-testid="stException"]').first.inner_text()[:2000])
 
 
-def measure_round(browser, url: str, prompts: list[str], timeout_s: float) -> dict[str, dict]:
+def measure_round(
+    browser, url: str, prompts: list[str], timeout_s: float, server: subprocess.Popen
+) -> dict[str, dict]:
     """Per page: seconds to the first complete render and to the rerender after choosing the
     other prompt version (and back, so every page starts from the same version)."""
     out: dict[str, dict] = {}
     for path, marker in PAGES.items():
+        name = path or "overview"
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.set_default_timeout(60_000)  # clicks and reads: fail with Playwright's message
         context.add_init_script(RUN_COUNTER)
         page = context.new_page()
         t0 = time.perf_counter()
         page.goto(f"{url}/{path}")
-        _wait_complete(page, 0, marker, timeout_s)
+        _wait_complete(page, 0, marker, f"the {name} page's first render", timeout_s, server)
         first = time.perf_counter() - t0
         rerenders = []
         for target in (prompts[0], prompts[1]):  # newest is shown first: go to v1, then back
@@ -325,21 +356,21 @@ def measure_round(browser, url: str, prompts: list[str], timeout_s: float) -> di
             option = page.get_by_role("option", name=target, exact=False).first
             t0 = time.perf_counter()
             option.click()
-            _wait_complete(page, before, None, timeout_s)
+            _wait_complete(page, before, None, f"the {name} page's rerender for {target}",
+                           timeout_s, server)
             if names_version:  # the pages showing model labels name the version
-                page.wait_for_function(
-                    "([v]) => document.body.innerText.includes(v)", arg=[target],
-                    timeout=timeout_s * 1000, polling=50)
+                _wait_js(page, "([v]) => document.body.innerText.includes(v)", [target],
+                         f"the {name} page to name {target}", timeout_s, server)
             rerenders.append(time.perf_counter() - t0)
-        out[path or "overview"] = {"first": first, "rerender": rerenders}
-        print(f"  {path or 'overview':14} first {first:6.2f} s, rerender "
+        out[name] = {"first": first, "rerender": rerenders}
+        print(f"  {name:14} first {first:6.2f} s, rerender "
               + ", ".join(f"{r:.2f} s" for r in rerenders), flush=True)
         context.close()
     return out
 
 
 def run_rounds(
-    db: Path, out_dir: Path, timeout_s: float, skip_cold: bool = False
+    db: Path, out_dir: Path, timeout_s: float, summarized_s: float, skip_cold: bool = False
 ) -> list[tuple[str, dict]]:
     from playwright.sync_api import sync_playwright
 
@@ -362,13 +393,13 @@ def run_rounds(
                 print("round 1: a study the app has never seen, nothing computed ahead",
                       flush=True)
                 rounds.append(("1. never seen (computes)",
-                               measure_round(browser, url, prompts, timeout_s)))
+                               measure_round(browser, url, prompts, timeout_s, proc)))
             finally:
                 stop(proc)
         shutil.rmtree(cache, ignore_errors=True)
         t0 = time.perf_counter()
         subprocess.run([str(Path(sys.executable).with_name("annotator")), "summarize", "--db",
-                        str(db)], check=True)
+                        str(db)], check=True, timeout=timeout_s)
         print(f"annotator summarize (what extract, pull and adjudicate run when they finish): "
               f"{time.perf_counter() - t0:.1f} s", flush=True)
         port = free_port()
@@ -377,9 +408,10 @@ def run_rounds(
             url = f"http://127.0.0.1:{port}"
             print("round 2: a new server on the summarized study", flush=True)
             rounds.append(("2. after summarize", measure_round(browser, url, prompts,
-                                                                timeout_s)))
+                                                                summarized_s, proc)))
             print("round 3: a new session", flush=True)
-            rounds.append(("3. new session", measure_round(browser, url, prompts, timeout_s)))
+            rounds.append(("3. new session", measure_round(browser, url, prompts,
+                                                            summarized_s, proc)))
         finally:
             stop(proc)
         browser.close()
@@ -416,6 +448,9 @@ def main() -> None:
                         "app's modules then load on the first visit)")
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="seconds to wait for one render (round 1 computes everything)")
+    parser.add_argument("--summarized-timeout", type=float, default=120.0,
+                        help="seconds to wait for one render once the study is summarized "
+                        "(rounds 2 and 3; the goal is 4 s)")
     args = parser.parse_args()
     args.db.parent.mkdir(parents=True, exist_ok=True)
     if args.rebuild:
@@ -431,7 +466,8 @@ def main() -> None:
     LAUNCHER["value"] = "streamlit" if args.streamlit_run else "annotator"
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; served by "
           f"{'streamlit run' if args.streamlit_run else 'annotator app'}")
-    print_rounds(run_rounds(args.db, args.db.parent, args.timeout, args.skip_cold))
+    print_rounds(run_rounds(args.db, args.db.parent, args.timeout, args.summarized_timeout,
+                            args.skip_cold))
 
 
 if __name__ == "__main__":

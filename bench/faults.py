@@ -91,13 +91,18 @@ def kill_at_random(
     or None if it finished first."""
     target = paid_total(fake) + rng.randint(1, 3 * concurrency)
     proc = start_extract(db, fake, concurrency)
+    deadline = time.monotonic() + 120
     while paid_total(fake) < target:
         if proc.poll() is not None:
             return None
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"timed out after 120 s waiting for {target} paid replies "
+                             f"(the fake has {paid_total(fake)})")
         time.sleep(0.005)
     time.sleep(rng.uniform(0, 0.05))  # not always just after a reply
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=60)
     # The server finishes (and bills) what the dead run had sent: let those land before the
     # next run's target is set, so the next kill is counted from that run's own replies.
     time.sleep(2 * latency + 0.1)
