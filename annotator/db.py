@@ -470,15 +470,6 @@ def row_to_conversation(row: dict[str, Any]) -> Conversation:
     )
 
 
-def get_conversation(db: sqlite_utils.Database, conversation_id: str) -> Conversation:
-    return row_to_conversation(db["conversations"].get(conversation_id))
-
-
-def iter_conversations(db: sqlite_utils.Database, where: str | None = None, params: Any = None):
-    for row in db["conversations"].rows_where(where, params, order_by="id"):
-        yield row_to_conversation(row)
-
-
 # -- prompts ------------------------------------------------------------------------------------
 
 

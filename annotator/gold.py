@@ -51,12 +51,6 @@ class GoldImportReport(BaseModel):
     rejected: list[RejectedRecord] = Field(default_factory=list)
 
 
-def read_gold(path: Path) -> Iterator[GoldRecord | RejectedRecord]:
-    """Records of one gold file; a line that does not validate is reported, not dropped."""
-    for _, record in _numbered_records(path):
-        yield record
-
-
 def _numbered_records(path: Path) -> Iterator[tuple[int, GoldRecord | RejectedRecord]]:
     with open(path, encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
@@ -206,12 +200,6 @@ def _incomplete(votes: list[Vote]) -> str | None:
         if (gone := _missing(v))
     ]
     return "; ".join(parts) or None
-
-
-def incomplete_reason(annotations: list[Annotation]) -> str | None:
-    """Why some of these annotations cannot decide gold ("incomplete annotation by X:
-    response_type missing"), or None when all are complete."""
-    return _incomplete([_vote(a) for a in annotations])
 
 
 def no_majority_reason(annotations: Sequence[AnnotatorLabels | Vote]) -> str | None:

@@ -77,10 +77,6 @@ class Node(BaseModel):
             return self.name[: -len(_TOP_SUFFIX)]
         return self.name
 
-    @property
-    def is_leaf(self) -> bool:
-        return self.level == LEAF_LEVEL
-
 
 # --- name normalisation -------------------------------------------------------------------------
 

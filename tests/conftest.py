@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import shutil
 import sqlite3
+from collections.abc import Iterator
 
 import pytest
 from fake_anthropic import FakeAnthropic, names_in_text_rule, synthetic_turns
@@ -69,6 +70,12 @@ def api_env(monkeypatch, fake_api):
     monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_API_KEY)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_api.base_url)
     return fake_api
+
+
+def iter_conversations(db) -> Iterator[Conversation]:
+    """The study's conversations, by id."""
+    for row in db["conversations"].rows_where(order_by="id"):
+        yield db_module.row_to_conversation(row)
 
 
 def rows(path, sql: str, params=()) -> list[tuple]:

@@ -25,6 +25,7 @@ import pandas as pd  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
+from conftest import iter_conversations  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from annotator import config  # noqa: E402
@@ -34,7 +35,6 @@ from annotator.db import (  # noqa: E402
     annotation_to_row,
     conversation_to_row,
     extraction_to_row,
-    iter_conversations,
     open_db,
 )
 from annotator.errors import AnnotatorError  # noqa: E402

@@ -15,11 +15,12 @@ import subprocess
 import sys
 
 import pytest
+from conftest import iter_conversations
 from held_ingest import start_held
 from waiting import wait_until
 
 from annotator import ingest as ingest_module
-from annotator.db import iter_conversations, open_db
+from annotator.db import open_db
 from annotator.errors import InputError
 from annotator.ingest import ingest
 

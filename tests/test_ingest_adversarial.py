@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 from adversarial import LIMIT, build_corpus, chat, gzip_of_repeats
+from conftest import iter_conversations
 from held_ingest import start_held
 from typer.testing import CliRunner
 from waiting import wait_until
 
 from annotator.cli import app
-from annotator.db import iter_conversations, open_db
+from annotator.db import open_db
 from annotator.errors import InputError
 from annotator.ingest import ingest
 

@@ -23,7 +23,6 @@ import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -595,7 +594,3 @@ def _api_error(exc: Exception) -> str:
         err = body.get("error") if isinstance(body.get("error"), dict) else {}
         return f"HTTP {exc.status_code} {err.get('type', '')}: {err.get('message', exc.message)}"
     return f"{type(exc).__name__}: {exc}"
-
-
-def parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
