@@ -34,6 +34,9 @@ from . import config
 from .errors import AnnotatorError
 
 LABEL_STUDIO_VERSION = "1.23.2"  # the version the config, shapes and tests were verified with
+# The SDK release that server ships with (label-studio 1.23.2 requires label-studio-sdk==2.1.2):
+# pyproject pins the same, so client and server move together (tests/test_labelstudio_sdk.py).
+LABEL_STUDIO_SDK_VERSION = "2.1.2"
 ADMIN_EMAIL = "admin@annotator.local"
 SERVER_DIR = ".labelstudio"
 STATE_FILE = "server.json"

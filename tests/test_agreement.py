@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from oracles import needs
 
 from annotator import agreement as ag
 
@@ -44,6 +45,7 @@ def test_krippendorff_2011_section_c(level: str, printed: float) -> None:
     assert stat.n_units == 11
 
 
+@needs("krippendorff")
 def test_krippendorff_2011_section_c_matches_krippendorff_package() -> None:
     import krippendorff
 

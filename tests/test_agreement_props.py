@@ -13,12 +13,10 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from oracles import needs
 from pair_counter import with_cross_counter
 
 from annotator import agreement as ag
-
-nltk_agreement = pytest.importorskip("nltk.metrics.agreement")
-nltk_distance = pytest.importorskip("nltk.metrics.distance")
 
 SETTINGS = settings(max_examples=50, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -53,6 +51,8 @@ def label_studies(draw: st.DrawFn, n_cats: int = 5) -> pd.DataFrame:
 
 
 def _nltk_set_alpha(frame: pd.DataFrame, distance) -> float:
+    from nltk.metrics import agreement as nltk_agreement
+
     def safe(a: frozenset, b: frozenset) -> float:
         # nltk divides by zero on two empty sets; ours defines their distance as 0
         return 0.0 if not a and not b else distance(a, b)
@@ -66,19 +66,25 @@ def _nltk_set_alpha(frame: pd.DataFrame, distance) -> float:
 
 def _nltk_masi_weights() -> str:
     """Which constants this nltk's masi_distance uses: exact 2/3 or the old rounded 0.67."""
+    from nltk.metrics import distance as nltk_distance
+
     d = nltk_distance.masi_distance({1, 2}, {1})
     return "exact" if abs(d - (1 - 0.5 * 2 / 3)) < 1e-12 else "nltk"
 
 
+@needs("nltk")
 @SETTINGS
 @given(set_studies())
 def test_masi_alpha_matches_nltk(frame: pd.DataFrame) -> None:
+    from nltk.metrics import distance as nltk_distance
+
     ours = ag.set_alpha(frame, "masi", masi_weights=_nltk_masi_weights())
     assume(ours.defined)  # nltk returns a silent 1.0 where we return NaN
     assert ours.value == pytest.approx(
         _nltk_set_alpha(frame, nltk_distance.masi_distance), abs=1e-9)
 
 
+@needs("nltk")
 @SETTINGS
 @given(set_studies())
 def test_masi_rounded_weights_match_nltk_machinery(frame: pd.DataFrame) -> None:
@@ -97,9 +103,12 @@ def test_masi_rounded_weights_match_nltk_machinery(frame: pd.DataFrame) -> None:
     assert ours.value == pytest.approx(_nltk_set_alpha(frame, masi_rounded), abs=1e-9)
 
 
+@needs("nltk")
 @SETTINGS
 @given(set_studies())
 def test_jaccard_alpha_matches_nltk(frame: pd.DataFrame) -> None:
+    from nltk.metrics import distance as nltk_distance
+
     ours = ag.set_alpha(frame, "jaccard")
     assume(ours.defined)
     assert ours.value == pytest.approx(
@@ -158,6 +167,7 @@ def test_level_map_equals_premapped_sets(frame: pd.DataFrame, level: int) -> Non
                                                                                      abs=1e-12)
 
 
+@needs("krippendorff")
 @SETTINGS
 @given(label_studies(), st.sampled_from(["nominal", "ordinal", "interval"]))
 def test_alpha_matches_krippendorff_package(frame: pd.DataFrame, level: str) -> None:
@@ -174,9 +184,12 @@ def test_alpha_matches_krippendorff_package(frame: pd.DataFrame, level: str) -> 
     assert ours.value == pytest.approx(theirs, abs=1e-9)
 
 
+@needs("nltk")
 @SETTINGS
 @given(label_studies())
 def test_nominal_alpha_matches_nltk(frame: pd.DataFrame) -> None:
+    from nltk.metrics import agreement as nltk_agreement
+
     ours = ag.krippendorff_alpha(frame)
     assume(ours.defined)
     task = nltk_agreement.AnnotationTask(
@@ -184,6 +197,7 @@ def test_nominal_alpha_matches_nltk(frame: pd.DataFrame) -> None:
     assert ours.value == pytest.approx(task.alpha(), abs=1e-9)
 
 
+@needs("statsmodels")
 @SETTINGS
 @given(st.integers(2, 40), st.integers(2, 7), st.integers(2, 5), st.randoms())
 def test_fleiss_matches_statsmodels(n_units: int, n_raters: int, n_cats: int, rnd) -> None:
@@ -197,6 +211,7 @@ def test_fleiss_matches_statsmodels(n_units: int, n_raters: int, n_cats: int, rn
     assert ours.value == pytest.approx(fleiss_kappa(table), abs=1e-9)
 
 
+@needs("sklearn")
 @SETTINGS
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=2, max_size=60))
 def test_cohen_matches_sklearn(pairs: list[tuple[int, int]]) -> None:
@@ -208,6 +223,7 @@ def test_cohen_matches_sklearn(pairs: list[tuple[int, int]]) -> None:
     assert ours.value == pytest.approx(cohen_kappa_score(a, b), abs=1e-9)
 
 
+@needs("sklearn")
 @SETTINGS
 @given(st.lists(st.tuples(st.sets(st.sampled_from(VOCAB), max_size=4),
                           st.sets(st.sampled_from(VOCAB), max_size=4)), min_size=1, max_size=40))
