@@ -408,7 +408,7 @@ def test_module_imports_only_allowed_packages() -> None:
     imported = {line.split()[1].split(".")[0] for line in source.splitlines()
                 if line.startswith(("import ", "from "))}
     assert imported <= {"__future__", "math", "collections", "dataclasses", "itertools",
-                        "typing", "enum", "numpy", "pandas", "pydantic", "scipy", "krippendorff",
+                        "typing", "enum", "numpy", "pandas", "pydantic", "scipy",
                         "annotator"}
 
 
