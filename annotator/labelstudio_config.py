@@ -13,7 +13,7 @@ quotes, read-only task data (never part of a result); human values, one a line; 
 The guidelines are on the form and in the project's instructions (`instructions_html`).
 
 Task data is shown only through tags that escape it (Paragraphs, Header): never through
-Markdown or HyperText, which run or restyle HTML in the data (DESIGN, "Unsafe renderers").
+Markdown or HyperText, which run or restyle HTML in the data.
 """
 
 from __future__ import annotations

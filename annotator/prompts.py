@@ -6,7 +6,7 @@ which `{conversation}` is replaced by the rendered conversation. Everything stat
 that prompt caching applies to it; only the user turn differs between conversations.
 
 A version's id is a hash of the whole file, so any edit is a new version; a used version is
-never edited (DESIGN.md): a change is a new file (`v2.md`). A prompt whose front matter asks for
+never edited: a change is a new file (`v2.md`). A prompt whose front matter asks for
 few-shot examples from a gold file (`few_shot: {gold: demo.jsonl, k: 4, seed: 1}`, see
 `few_shot`) has them rendered into its system text; the chosen conversation ids and the rendered
 examples are hashed into its id too, and those conversations are left out of its scores

@@ -169,7 +169,7 @@ def test_task_data_is_shown_only_through_escaping_tags(taxonomy):
     xml = lsc.label_config(taxonomy, {"honesty"})
     root = ElementTree.fromstring(xml)
     fed = {e.tag for e in root.iter() if "$" in (e.get("value") or "")}
-    # never Markdown or HyperText (DESIGN, "Unsafe renderers"): these render text escaped
+    # never Markdown or HyperText (they run or restyle HTML): these render text escaped
     assert fed == {"Paragraphs", "Header"}
     fields = {e.get("value") for e in root.iter("Header") if "$" in e.get("value")}
     assert fields == {"$evidence", "Pre-filled by: $prefilled_by"}

@@ -39,7 +39,7 @@ class ProposedValue(BaseModel):
 
 
 class ProposedLabels(BaseModel):
-    """What the model must return for one conversation (DESIGN.md, "Labels")."""
+    """What the model must return for one conversation (`gold/README.md`, "Labels")."""
 
     model_config = ConfigDict(extra="forbid")
 

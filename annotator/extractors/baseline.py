@@ -379,7 +379,7 @@ class BaselineExtractor:
             model=MODEL,
             extractor=self.name,
             subjective=user_shows_values or refusal,
-            # AI values are labelled in every conversation, subjective or not (DESIGN, Labels).
+            # AI values are labelled in every conversation, subjective or not.
             ai_values=self._ai_values(assistant),
             human_values=_refs(self.taxonomy, user, human_hits, MAX_HUMAN_VALUES),
             # A refusal answers values the request implies, even if the user names none.
