@@ -142,6 +142,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp_name:
         tmp = Path(args.workdir or tmp_name)
         tmp.mkdir(parents=True, exist_ok=True)
+        for old in tmp.glob("*.db*"):  # a reused --workdir: each command starts from nothing
+            old.unlink()
         data = tmp / "conversations.jsonl"
         started = time.perf_counter()
         mean_size = generate(data, args.n)
