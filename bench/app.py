@@ -318,8 +318,8 @@ def _wait_js(page, js: str, arg: list, what: str, timeout_s: float,
                 raise SystemExit(f"the app server exited ({server.returncode}) while waiting "
                                  f"for {what}; see its log") from None
             if waited >= timeout_s:
-                raise SystemExit(f"timed out after {waited:.0f} s (--timeout) waiting for "
-                                 f"{what}") from None
+                raise SystemExit(f"timed out after {waited:.0f} s waiting for {what} (the "
+                                 "deadline: --timeout, --summarized-timeout)") from None
             print(f"    still waiting for {what}: {waited:.0f} s", flush=True)
 
 
