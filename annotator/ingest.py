@@ -33,13 +33,14 @@ import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from .errors import InputError
+from .errors import AnnotatorError, InputError
 from .json_columns import dumps
 from .models import IngestReport, RejectedRecord, content_id, keyed_id, utc_now
 from .privacy import scrub_text, scrub_value
@@ -909,6 +910,13 @@ def _start_worker(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+WORKER_DIED = (
+    "an ingest worker process ended abruptly (killed, out of memory, or started from a script "
+    "without `if __name__ == \"__main__\":`: workers are spawned, and import the script that "
+    "calls ingest); what was written before stays, rerun to complete"
+)
+
+
 class _Pool:
     """A bounded window of chunks in worker processes, results in input order.
 
@@ -927,6 +935,12 @@ class _Pool:
         self.window = workers * 8
 
     def map(self, units: Iterable[LineChunk | Batch], settings: RowSettings) -> Iterator[Batch]:
+        try:
+            yield from self._map(units, settings)
+        except BrokenProcessPool as exc:
+            raise AnnotatorError(WORKER_DIED) from exc
+
+    def _map(self, units: Iterable[LineChunk | Batch], settings: RowSettings) -> Iterator[Batch]:
         pending: deque[Future[Batch]] = deque()
         try:
             for unit in units:
@@ -1032,7 +1046,10 @@ _INSERT = (
     "INSERT OR IGNORE INTO conversations "
     "(id, source, external_id, turns, metadata, scrubbed, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-PARALLEL_MIN_BYTES = 4 << 20  # below this, starting worker processes costs more than it saves
+# Below this, starting worker processes costs more than it saves. Spawned workers each import
+# this module first (~0.3 s before the first chunk); measured here, 2 workers against none:
+# 4 MB 0.53 vs 0.17 s, 17 MB 0.58 vs 0.60 s, 34 MB 0.85 vs 1.15 s.
+PARALLEL_MIN_BYTES = 16 << 20
 
 
 def _write_batch(db: sqlite_utils.Database, rows: list[tuple[Any, ...]]) -> int:
@@ -1112,6 +1129,8 @@ def ingest(
     malformed one; the report keeps the first `keep_rejected` rejections and counts all, and
     `rejects` (a JSONL file) receives every one.
     `progress(file, bytes_read, bytes_total)` is called as the files are read.
+    Workers are spawned (never forked): a script that calls this with workers must start from
+    an `if __name__ == "__main__":` block.
     """
     if max_record_bytes < 1:
         raise InputError("--max-record-bytes must be at least 1")

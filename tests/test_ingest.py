@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import iter_conversations
@@ -252,12 +253,15 @@ def test_crash_mid_file_leaves_whole_batches_and_rerun_completes(db, tmp_path, m
 
 def test_sigint_to_the_cli_then_rerun_completes(tmp_path):
     """A real process, interrupted with Ctrl-C (SIGINT) mid-file, then run again. It is held
-    at its second write (one of three), so the interrupt lands mid-file on any machine."""
+    at its second write (of three or more), so the interrupt lands mid-file on any machine.
+    The file is big enough for worker processes."""
+    n = max(3 * ingest_module.COMMIT_ROWS, ingest_module.PARALLEL_MIN_BYTES * 6 // 5 // 80)
     objects = [
         {"messages": [{"role": "user", "content": f"line {i} mail me at p{i}@example.com"}]}
-        for i in range(60_000)
+        for i in range(n)
     ]
     path = write_jsonl(tmp_path / "big.jsonl", objects)
+    assert path.stat().st_size > ingest_module.PARALLEL_MIN_BYTES
     study = tmp_path / "study.db"
     args = ["ingest", str(path), "--db", str(study)]
     proc, held = start_held(args, 2, tmp_path)
@@ -267,11 +271,32 @@ def test_sigint_to_the_cli_then_rerun_completes(tmp_path):
     assert proc.returncode == 130, err.decode()[-3000:]
     assert b"rerun the same command" in err
     partial = open_db(study)["conversations"].count
-    assert 0 < partial < 60_000
+    assert 0 < partial < n
     cmd = [sys.executable, "-m", "annotator", *args]
     rerun = subprocess.run(cmd, capture_output=True, env=os.environ, timeout=300)
     assert rerun.returncode == 0, rerun.stderr.decode()
-    assert open_db(study)["conversations"].count == 60_000
+    assert open_db(study)["conversations"].count == n
+
+
+def test_a_script_without_a_main_guard_gets_a_clear_error(tmp_path):
+    """Workers are spawned: each imports the calling script again. Without the guard the
+    script's own ingest cannot start them; it says so instead of a pool traceback."""
+    path = write_jsonl(tmp_path / "c.jsonl", [
+        {"messages": [{"role": "user", "content": f"line {i}"}]} for i in range(3000)
+    ])  # fmt: skip
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from annotator.db import open_db\nfrom annotator.ingest import ingest\n"
+        f"ingest(open_db({str(tmp_path / 'study.db')!r}), [{str(path)!r}], workers=2, "
+        "batch_size=100)\n"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": root})  # fmt: skip
+    err = done.stderr.decode()
+    assert done.returncode != 0
+    assert 'AnnotatorError: an ingest worker process ended abruptly' in err, err[-3000:]
+    assert 'without `if __name__ == "__main__":`' in err
 
 
 def test_worker_processes_give_the_same_rows_rejects_and_counts(tmp_path):

@@ -27,7 +27,7 @@ from waiting import wait_until
 from annotator.cli import app
 from annotator.db import open_db
 from annotator.errors import InputError
-from annotator.ingest import ingest
+from annotator.ingest import PARALLEL_MIN_BYTES, ingest
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMORY_LIMIT_MB = 500
@@ -207,8 +207,10 @@ def test_workers_die_with_a_killed_ingest(tmp_path):
     holding the database open). The ingest is held at its first write, workers running."""
     path = tmp_path / "big.jsonl"
     with open(path, "w") as out:
-        for i in range(60_000):  # over PARALLEL_MIN_BYTES, so workers are started
+        i = 0
+        while out.tell() < 1.2 * PARALLEL_MIN_BYTES:  # big enough that workers are started
             out.write(json.dumps(chat(f"w{i}", f"mail me at p{i}@example.com")) + "\n")
+            i += 1
     args = ["ingest", str(path), "--db", str(tmp_path / "study.db")]
     proc, held = start_held(args, 1, tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
