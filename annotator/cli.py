@@ -1816,12 +1816,13 @@ def eval_command(
     """
     from .evaluation import evaluate
 
-    report = evaluate(
-        db_path(db), prompt, against=against, baseline=baseline, fail_under=fail_under or [],
-        dry_run=dry_run, extractor=extractor, prompts_dir=prompts_dir, n_boot=boot,
-        worst=worst, concurrency=concurrency, prices=prices, progress=not as_json,
-        console=err_console,
-    )
+    with _extract_bar(not as_json) as progress:
+        report = evaluate(
+            db_path(db), prompt, against=against, baseline=baseline,
+            fail_under=fail_under or [], dry_run=dry_run, extractor=extractor,
+            prompts_dir=prompts_dir, n_boot=boot, worst=worst, concurrency=concurrency,
+            prices=prices, progress=progress,
+        )
     if as_json:
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
     else:

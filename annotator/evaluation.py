@@ -22,13 +22,12 @@ from typing import Any
 import pandas as pd
 import sqlite_utils
 from pydantic import BaseModel, Field
-from rich.console import Console
 
 from . import config
 from .db import open_existing_db
 from .errors import InputError
 from .eval_metrics import DELTA_NAMES, LEVEL, METRICS, Threshold, parse_threshold
-from .extract import choose_extractor, extract_async
+from .extract import ProgressFn, choose_extractor, extract_async
 from .models import PromptVersion
 from .prompts import few_shot_ids, resolve_prompt
 
@@ -300,8 +299,7 @@ async def evaluate_async(
     api_key: str | None = None,
     n_boot: int = 200,
     worst: int = DEFAULT_WORST,
-    progress: bool = False,
-    console: Console | None = None,
+    progress: ProgressFn | None = None,
     **extract_options: Any,
 ) -> EvalReport:
     """`evaluate`, for callers already inside an event loop."""
@@ -322,8 +320,7 @@ async def evaluate_async(
         db.conn.close()
     gold_ids = sorted(gold["conversation_id"].unique())
     notes: list[str] = []
-    options = {"progress": progress, "console": console or Console(stderr=True, quiet=True),
-               **extract_options}
+    options = {"progress": progress, **extract_options}
     runs = []
     for v in (version, base_version):
         if v is not None:

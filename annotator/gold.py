@@ -51,6 +51,12 @@ class GoldImportReport(BaseModel):
     rejected: list[RejectedRecord] = Field(default_factory=list)
 
 
+def read_gold(path: Path) -> Iterator[GoldRecord | RejectedRecord]:
+    """Records of one gold file; a line that does not validate is reported, not dropped."""
+    for _, record in _numbered_records(path):
+        yield record
+
+
 def _numbered_records(path: Path) -> Iterator[tuple[int, GoldRecord | RejectedRecord]]:
     with open(path, encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):

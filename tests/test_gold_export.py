@@ -23,25 +23,19 @@ from annotator.gold import (
     majority_label,
     no_majority_reason,
     people_needed,
+    read_gold,
     write_gold_file,
 )
 from annotator.models import (
     Annotation,
     AnnotatorLabels,
     Conversation,
-    GoldRecord,
     Labels,
     ResponseType,
     Turn,
 )
 
 GOLD = config.gold_dir() / "demo.jsonl"
-
-
-def read_gold(path) -> list[GoldRecord]:
-    """The records of a gold file, every line valid."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [GoldRecord.model_validate_json(line) for line in lines if line.strip()]
 
 
 @pytest.fixture
