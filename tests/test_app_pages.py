@@ -344,6 +344,19 @@ def test_cache_follows_the_database(app_study_copy) -> None:
     assert metrics(at)["Adjudicated"] == "50"
 
 
+def open_conversation(db_path, conversation_id: str) -> AppTest:
+    """The Disagreements page opened on one conversation by its link (`?c=ID`)."""
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.session_state["db_path"] = str(db_path)
+    at.session_state["wait_seconds"] = 180.0
+    at.session_state["n_boot"] = BOOT
+    at.query_params["c"] = conversation_id
+    at.run()
+    at.switch_page("app_pages/disagreements.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
 def test_conversation_links_to_its_label_studio_task(app_study_copy, monkeypatch) -> None:
     db = open_db(app_study_copy)
     cid = report.gold_frame(db)["conversation_id"].iloc[0]
@@ -353,14 +366,7 @@ def test_conversation_links_to_its_label_studio_task(app_study_copy, monkeypatch
                         "pushed_at": "2026-01-01T00:00:00+00:00", "prompt_versions": "[]"})
     db.conn.close()
     monkeypatch.setenv("LABEL_STUDIO_URL", "http://labelstudio.example:8080/")
-    at = AppTest.from_file(str(APP), default_timeout=180)
-    at.session_state["db_path"] = str(app_study_copy)
-    at.session_state["wait_seconds"] = 180.0
-    at.session_state["n_boot"] = BOOT
-    at.query_params["c"] = cid
-    at.run()
-    at.switch_page("app_pages/disagreements.py").run()
-    assert not at.exception, [e.message for e in at.exception]
+    at = open_conversation(app_study_copy, cid)
     links = [b.proto.url for b in at.get("link_button")]
     assert links == ["http://labelstudio.example:8080/projects/3/data?task=42"]
 
@@ -374,14 +380,7 @@ def test_conversation_links_to_each_reviewers_task(app_study_copy) -> None:
                             "task_id": 7 + n, "pushed_at": f"2026-01-0{n + 1}T00:00:00+00:00",
                             "prompt_versions": "[]"})
     db.conn.close()
-    at = AppTest.from_file(str(APP), default_timeout=180)
-    at.session_state["db_path"] = str(app_study_copy)
-    at.session_state["wait_seconds"] = 180.0
-    at.session_state["n_boot"] = BOOT
-    at.query_params["c"] = cid
-    at.run()
-    at.switch_page("app_pages/disagreements.py").run()
-    assert not at.exception, [e.message for e in at.exception]
+    at = open_conversation(app_study_copy, cid)
     assert [b.proto.url for b in at.get("link_button")] == [
         "http://ls-ada.example:8081/projects/1/data?task=7",
         "http://ls-bob.example:8082/projects/1/data?task=8",
