@@ -636,27 +636,36 @@ def _extract_bar(enabled: bool) -> Iterator[Callable[[ExtractProgress], None] | 
         TimeRemainingColumn,
     )
 
-    if not enabled:
+    # Only on a terminal (a redirected stderr gets no spinner frames), and only from the first
+    # progress report: an error found before any work (an unknown prompt) is not printed under
+    # an empty bar.
+    if not (enabled and err_console.is_terminal):
         yield None
         return
     rate = TextColumn("{task.fields[rate]}", style="cyan")
-    with Progress(
+    bar = Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=24),
         MofNCompleteColumn(), rate, TextColumn("[green]${task.fields[cost]:.4f}"),
         TextColumn("[red]{task.fields[errors]} err"), TimeElapsedColumn(), TextColumn("eta"),
         TimeRemainingColumn(), console=err_console, transient=False,
-    ) as bar:  # fmt: skip
-        job = bar.add_task("", total=None, cost=0.0, errors=0, rate="– conv/s")
+    )  # fmt: skip
+    job = bar.add_task("", total=None, cost=0.0, errors=0, rate="– conv/s")
 
-        def update(at: ExtractProgress) -> None:
-            speed = bar.tasks[job].finished_speed or bar.tasks[job].speed
-            bar.update(
-                job, description=escape(at.what), completed=at.done, total=at.total,
-                cost=at.cost_usd, errors=at.errors,
-                rate=f"{speed:.1f} conv/s" if speed else "– conv/s",
-            )  # fmt: skip
+    def update(at: ExtractProgress) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        speed = bar.tasks[job].finished_speed or bar.tasks[job].speed
+        bar.update(
+            job, description=escape(at.what), completed=at.done, total=at.total,
+            cost=at.cost_usd, errors=at.errors,
+            rate=f"{speed:.1f} conv/s" if speed else "– conv/s",
+        )  # fmt: skip
 
+    try:
         yield update
+    finally:
+        if bar.live.is_started:
+            bar.stop()
 
 
 def _print_claims_and_ledger(report: Any) -> None:
