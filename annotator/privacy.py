@@ -548,12 +548,15 @@ def _phone_spans(candidate: str, before: str, regions: tuple[str, ...]) -> tuple
 
 
 def _scrub_phones(text: str, counts: Counter[str]) -> str:
-    regions = phone_regions()
+    regions: tuple[str, ...] = ()  # read on the first candidate long enough to need them
 
     def replace(m: re.Match[str]) -> str:
+        nonlocal regions
         found = m.group()
         if len(_NON_DIGIT.sub("", found)) < (7 if found[0] == "+" else 9):
             return found
+        # The environment is read here, not for every text: most digit runs are too short.
+        regions = regions or phone_regions()
         before = text[max(0, m.start() - 32) : m.start()]
         return _splice(found, _phone_spans(found, before, regions), "PHONE", counts)
 
