@@ -608,36 +608,62 @@ def _scrub_once(text: str, counts: Counter[str]) -> str:
     ):
         return text
 
+    # The hints are read again after a pass that replaced something: a turn with one card
+    # number has no long digit run once the card is a placeholder, and the later passes it
+    # would have woken (SSN, phone numbers) are skipped.
+    shape, long_run = _numeric_hints(text)
+    # The phone pass runs when the text had a long run before these passes (a number with its
+    # country code and only seven digits is found then, and only then); it is skipped when
+    # the passes before it left nothing it could find (see below).
+    phones = long_run
+    if shape.find(b"AA00") >= 0:  # country code and check digits
+        scrubbed = _sub(_IBAN, "IBAN", _iban_length, text, counts)
+        if scrubbed != text:
+            text, (shape, long_run) = scrubbed, _numeric_hints(scrubbed)
+    if long_run and _SHAPE_CARD.search(shape):
+        scrubbed = _sub(_CARD, "CARD", _card_length, text, counts)
+        if scrubbed != text:
+            text, (shape, long_run) = scrubbed, _numeric_hints(scrubbed)
+    if long_run and _SHAPE_SSN.search(shape):
+        scrubbed = _sub(_SSN, "SSN", _ssn_length, text, counts)
+        if scrubbed != text:
+            text, (shape, long_run) = scrubbed, _numeric_hints(scrubbed)
+    # Bare runs of nine are rare; the context word is read only before one (a search for the
+    # words over the whole text would cost more than the scan for the digits).
+    if long_run and shape.find(b"000000000") >= 0:
+        scrubbed = _sub(_SSN_BARE, "SSN", _bare_ssn_length, text, counts)
+        if scrubbed != text:
+            text, (shape, long_run) = scrubbed, _numeric_hints(scrubbed)
+    if ":" in text:
+        scrubbed = _splice(text, _find_ipv6(text), "IP", counts)
+        if scrubbed != text:
+            text, (shape, long_run) = scrubbed, _numeric_hints(scrubbed)
+    if shape.find(b"0.0") >= 0 and _SHAPE_QUAD.search(shape):
+        scrubbed = _sub(_IPV4, "IP", _ipv4_length, text, counts)
+        if scrubbed != text:
+            text, (shape, long_run) = scrubbed, _numeric_hints(scrubbed)
+    # What the phone pass replaces has nine digits with only separators between them, or is a
+    # '+' and seven such digits.
+    if phones and (long_run or "+" in text and (
+        shape.translate(None, _NUMBER_SEPARATORS).find(b"+0000000") >= 0
+    )):
+        text = _scrub_phones(text, counts)
+    return text
+
+
+def _numeric_hints(text: str) -> tuple[bytes, bool]:
+    """The shape of `text` (digits "0", letters "A") and whether it has a long digit run: nine
+    digits with only separators between them, which cards, SSNs and phone numbers need."""
     shape = text.encode("utf-8", "surrogatepass").translate(_SHAPE)
     # `bytes.find`, not `in`: `needle in shape` first tries the needle as an integer and
     # formats an exception to drop when it is not, which costs more than the search itself.
-    # Nine digits with only separators between them (card, SSN, phone), looked for between the
-    # first and the last digit: deleting separators from that stretch alone costs less.
+    # The run is looked for between the first and the last digit: deleting separators from
+    # that stretch alone costs less.
     first, last = shape.find(b"0"), shape.rfind(b"0")
     long_run = last - first >= 8 and (
         shape[first : last + 1].translate(None, _NUMBER_SEPARATORS).find(b"000000000") >= 0
     )
-    if shape.find(b"AA00") >= 0:  # country code and check digits
-        text = _sub(_IBAN, "IBAN", _iban_length, text, counts)
-    if long_run:
-        # The shape is from before the IBAN and card passes; what they replaced can only take
-        # hints away (placeholders hold no digit or separator), so a hint missing from the shape
-        # is missing from the text.
-        if _SHAPE_CARD.search(shape):
-            text = _sub(_CARD, "CARD", _card_length, text, counts)
-        if _SHAPE_SSN.search(shape):
-            text = _sub(_SSN, "SSN", _ssn_length, text, counts)
-        # Bare runs of nine are rare; the context word is read only before one (a search for
-        # the words over the whole text would cost more than the scan for the digits).
-        if shape.find(b"000000000") >= 0:
-            text = _sub(_SSN_BARE, "SSN", _bare_ssn_length, text, counts)
-    if ":" in text:
-        text = _splice(text, _find_ipv6(text), "IP", counts)
-    if shape.find(b"0.0") >= 0 and _SHAPE_QUAD.search(shape):
-        text = _sub(_IPV4, "IP", _ipv4_length, text, counts)
-    if long_run:
-        text = _scrub_phones(text, counts)
-    return text
+    return shape, long_run
 
 
 def scrub_value(value: Any, counts: Counter[str] | None = None, key: Any = None) -> Any:
