@@ -153,6 +153,9 @@ _PHONE_CANDIDATE: Final = re.compile(
     r"[+(0-9](?<![A-Za-z0-9_+.\-/][+(0-9])[0-9()\-. ]{4,46}[0-9]"
     r"(?:(?: ?x| ?ext\.? ?)[0-9]{1,6}(?![0-9]))?"
 )
+# The most characters a phone candidate holds before its first digit: its first character and
+# all but the last of its {4,46} middle.
+_PHONE_LEAD: Final = 47
 _YEAR_FIRST: Final = re.compile(r"(?:19|20)[0-9]{2} +")
 _PHONE_EXTENSION: Final = re.compile(r"(?: ?x| ?ext\.? ?)[0-9]{1,6}\Z")
 _DIGIT_GROUPS: Final = re.compile(r"[0-9]+")
@@ -217,19 +220,15 @@ def _splice(text: str, spans: Iterable[tuple[int, int]], kind: str, counts: Coun
 
 
 def _sub(pattern: re.Pattern[str], kind: str, length: Callable[[re.Match[str]], int],
-         text: str, counts: Counter[str]) -> str:
-    """Replace the first `length(match)` characters of each match of `pattern` (0: keep it)."""
-    placeholder = PLACEHOLDERS[kind]
-
-    def replace(m: re.Match[str]) -> str:
-        found = m.group()
+         text: str, counts: Counter[str], start: int) -> str:
+    """Replace the first `length(match)` characters of each match of `pattern` (0: keep it)
+    from `start` on, where the caller knows the first match can be."""
+    spans = []
+    for m in pattern.finditer(text, start):
         n = length(m)
-        if n <= 0:
-            return found
-        counts[kind] += 1
-        return placeholder + found[n:]
-
-    return pattern.sub(replace, text)
+        if n > 0:
+            spans.append((m.start(), m.start() + n))
+    return _splice(text, spans, kind, counts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -553,20 +552,20 @@ def _phone_spans(candidate: str, before: str, regions: tuple[str, ...]) -> tuple
     return tuple(spans)
 
 
-def _scrub_phones(text: str, counts: Counter[str]) -> str:
+def _scrub_phones(text: str, counts: Counter[str], start: int) -> str:
+    """Replace the phone numbers among the candidates from `start` on."""
     regions: tuple[str, ...] = ()  # read on the first candidate long enough to need them
-
-    def replace(m: re.Match[str]) -> str:
-        nonlocal regions
+    spans: list[tuple[int, int]] = []
+    for m in _PHONE_CANDIDATE.finditer(text, start):
         found = m.group()
         if len(_NON_DIGIT.sub("", found)) < (7 if found[0] == "+" else 9):
-            return found
+            continue
         # The environment is read here, not for every text: most digit runs are too short.
         regions = regions or phone_regions()
-        before = text[max(0, m.start() - 32) : m.start()]
-        return _splice(found, _phone_spans(found, before, regions), "PHONE", counts)
-
-    return _PHONE_CANDIDATE.sub(replace, text)
+        at = m.start()
+        before = text[max(0, at - 32) : at]
+        spans.extend((at + a, at + b) for a, b in _phone_spans(found, before, regions))
+    return _splice(text, spans, "PHONE", counts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -609,54 +608,69 @@ def scrub_text(text: str, counts: Counter[str] | None = None) -> str:
 
 
 def _scrub_numbers(text: str, counts: Counter[str]) -> str:
-    """One round of the numeric passes (IBAN, card, SSN, IP, phone) over text with a digit."""
+    """One round of the numeric passes (IBAN, card, SSN, IP, phone) over text with a digit.
+
+    Each pass runs only when the shape holds what every match of its pattern holds, and scans
+    from the first place that does (`finditer` from there: lookbehinds still read the text
+    before it), so a long turn with a number near its end costs a short scan.
+    """
     # The hints are read again after a pass that replaced something: a turn with one card
     # number has no long digit run once the card is a placeholder, and the later passes it
     # would have woken (SSN, phone numbers) are skipped.
-    shape, long_run = _numeric_hints(text)
+    shape, first, long_run = _numeric_hints(text)
     # The phone pass runs when the text had a long run before these passes (a number with its
     # country code and only seven digits is found then, and only then); it is skipped when
     # the passes before it left nothing it could find (see below).
     phones = long_run
-    if shape.find(b"AA00") >= 0:  # country code and check digits
-        scrubbed = _sub(_IBAN, "IBAN", _iban_length, text, counts)
+    at = shape.find(b"AA00")  # country code and check digits: where an IBAN starts
+    if at >= 0:
+        scrubbed = _sub(_IBAN, "IBAN", _iban_length, text, counts, at)
         if scrubbed != text:
-            text, (shape, long_run) = scrubbed, _numeric_hints(scrubbed)
-    if long_run and _SHAPE_CARD.search(shape):
-        scrubbed = _sub(_CARD, "CARD", _card_length, text, counts)
+            text, (shape, first, long_run) = scrubbed, _numeric_hints(scrubbed)
+    hint = _SHAPE_CARD.search(shape) if long_run else None
+    if hint:
+        scrubbed = _sub(_CARD, "CARD", _card_length, text, counts, hint.start())
         if scrubbed != text:
-            text, (shape, long_run) = scrubbed, _numeric_hints(scrubbed)
-    if long_run and _SHAPE_SSN.search(shape):
-        scrubbed = _sub(_SSN, "SSN", _ssn_length, text, counts)
+            text, (shape, first, long_run) = scrubbed, _numeric_hints(scrubbed)
+    hint = _SHAPE_SSN.search(shape) if long_run else None
+    if hint:
+        scrubbed = _sub(_SSN, "SSN", _ssn_length, text, counts, hint.start())
         if scrubbed != text:
-            text, (shape, long_run) = scrubbed, _numeric_hints(scrubbed)
+            text, (shape, first, long_run) = scrubbed, _numeric_hints(scrubbed)
     # Bare runs of nine are rare; the context word is read only before one (a search for the
     # words over the whole text would cost more than the scan for the digits).
-    if long_run and shape.find(b"000000000") >= 0:
-        scrubbed = _sub(_SSN_BARE, "SSN", _bare_ssn_length, text, counts)
+    at = shape.find(b"000000000") if long_run else -1
+    if at >= 0:
+        scrubbed = _sub(_SSN_BARE, "SSN", _bare_ssn_length, text, counts, at)
         if scrubbed != text:
-            text, (shape, long_run) = scrubbed, _numeric_hints(scrubbed)
+            text, (shape, first, long_run) = scrubbed, _numeric_hints(scrubbed)
     if ":" in text:
         scrubbed = _splice(text, _find_ipv6(text), "IP", counts)
         if scrubbed != text:
-            text, (shape, long_run) = scrubbed, _numeric_hints(scrubbed)
-    if shape.find(b"0.0") >= 0 and _SHAPE_QUAD.search(shape):
-        scrubbed = _sub(_IPV4, "IP", _ipv4_length, text, counts)
+            text, (shape, first, long_run) = scrubbed, _numeric_hints(scrubbed)
+    hint = _SHAPE_QUAD.search(shape) if shape.find(b"0.0") >= 0 else None
+    if hint:  # found at the last digit of the first octet, at most two after the address
+        scrubbed = _sub(_IPV4, "IP", _ipv4_length, text, counts, max(0, hint.start() - 2))
         if scrubbed != text:
-            text, (shape, long_run) = scrubbed, _numeric_hints(scrubbed)
+            text, (shape, first, long_run) = scrubbed, _numeric_hints(scrubbed)
     # What the phone pass replaces has nine digits with only separators between them, or is a
-    # '+' and seven such digits.
+    # '+' and seven such digits. A candidate starts at most `_PHONE_LEAD` characters before
+    # its first digit.
     if phones and (long_run or "+" in text and (
         shape.translate(None, _NUMBER_SEPARATORS).find(b"+0000000") >= 0
     )):
-        text = _scrub_phones(text, counts)
+        text = _scrub_phones(text, counts, max(0, first - _PHONE_LEAD))
     return text
 
 
-def _numeric_hints(text: str) -> tuple[bytes, bool]:
-    """The shape of `text` (digits "0", letters "A") and whether it has a long digit run: nine
-    digits with only separators between them, which cards, SSNs and phone numbers need."""
-    shape = text.encode("utf-8", "surrogatepass").translate(_SHAPE)
+def _numeric_hints(text: str) -> tuple[bytes, int, bool]:
+    """The shape of `text`, where its first digit is, and whether it has a long digit run:
+    nine digits with only separators between them, which cards, SSNs and phone numbers need.
+
+    The shape has one byte a character (digits "0", letters "A", anything not ASCII "?"), so
+    a place in the shape is the same place in the text.
+    """
+    shape = text.encode("ascii", "replace").translate(_SHAPE)
     # `bytes.find`, not `in`: `needle in shape` first tries the needle as an integer and
     # formats an exception to drop when it is not, which costs more than the search itself.
     # The run is looked for between the first and the last digit: deleting separators from
@@ -665,7 +679,7 @@ def _numeric_hints(text: str) -> tuple[bytes, bool]:
     long_run = last - first >= 8 and (
         shape[first : last + 1].translate(None, _NUMBER_SEPARATORS).find(b"000000000") >= 0
     )
-    return shape, long_run
+    return shape, first, long_run
 
 
 def scrub_value(value: Any, counts: Counter[str] | None = None, key: Any = None) -> Any:
