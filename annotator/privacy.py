@@ -587,6 +587,9 @@ def scrub_text(text: str, counts: Counter[str] | None = None) -> str:
     # once its neighbour is a placeholder). Text with nothing found costs one round; at most
     # MAX_ROUNDS, so a hostile chain of such items stays linear. The round is written out here,
     # not called: most text costs a few membership tests, and a call would cost as much.
+    # A round after one that found something skips the numeric passes when they last ran over
+    # this very text and left it as it was: they would again.
+    seen: str | None = None
     for _ in range(MAX_ROUNDS):
         scrubbed = text
         # Emails first: "bob@www.example.com" is one email, not "bob@" and a URL.
@@ -594,13 +597,19 @@ def scrub_text(text: str, counts: Counter[str] | None = None) -> str:
             scrubbed = _splice(scrubbed, _find_emails(scrubbed), "EMAIL", counts)
         if ("/" in scrubbed and "://" in scrubbed) or "www." in scrubbed or "WWW." in scrubbed:
             scrubbed = _splice(scrubbed, _find_urls(scrubbed), "URL", counts)
+        if scrubbed is seen:
+            break
         # Chained `in` tests on single characters are memchr calls: far cheaper than a regex.
         if (
             "0" in scrubbed or "1" in scrubbed or "2" in scrubbed or "3" in scrubbed
             or "4" in scrubbed or "5" in scrubbed or "6" in scrubbed or "7" in scrubbed
             or "8" in scrubbed or "9" in scrubbed
         ):
-            scrubbed = _scrub_numbers(scrubbed, counts)
+            numbered = _scrub_numbers(scrubbed, counts)
+            if numbered is scrubbed:
+                seen = scrubbed
+            else:
+                seen, scrubbed = None, numbered
         if scrubbed == text:  # every replacement changes the text; a C compare, no counting
             break
         text = scrubbed
