@@ -558,7 +558,9 @@ def _scrub_phones(text: str, counts: Counter[str], start: int) -> str:
     spans: list[tuple[int, int]] = []
     for m in _PHONE_CANDIDATE.finditer(text, start):
         found = m.group()
-        if len(_NON_DIGIT.sub("", found)) < (7 if found[0] == "+" else 9):
+        need = 7 if found[0] == "+" else 9  # digits a number needs, with a country code or not
+        # A candidate shorter than that cannot hold them: no need to count its digits.
+        if len(found) < need or len(_NON_DIGIT.sub("", found)) < need:
             continue
         # The environment is read here, not for every text: most digit runs are too short.
         regions = regions or phone_regions()
