@@ -159,6 +159,7 @@ _PHONE_LEAD: Final = 47
 _YEAR_FIRST: Final = re.compile(r"(?:19|20)[0-9]{2} +")
 _PHONE_EXTENSION: Final = re.compile(r"(?: ?x| ?ext\.? ?)[0-9]{1,6}\Z")
 _DIGIT_GROUPS: Final = re.compile(r"[0-9]+")
+_DIGIT_BYTES: Final = b"0123456789"
 _DECIMAL: Final = re.compile(r"[0-9]+[.,][0-9]+")
 _NON_DIGIT: Final = re.compile(r"[^0-9]+")
 # Read in the 32 characters before a bare digit run: a phone word up to three words before it
@@ -559,8 +560,12 @@ def _scrub_phones(text: str, counts: Counter[str], start: int) -> str:
     for m in _PHONE_CANDIDATE.finditer(text, start):
         found = m.group()
         need = 7 if found[0] == "+" else 9  # digits a number needs, with a country code or not
-        # A candidate shorter than that cannot hold them: no need to count its digits.
-        if len(found) < need or len(_NON_DIGIT.sub("", found)) < need:
+        # A candidate shorter than that cannot hold them: no need to count its digits. It is
+        # ASCII, one byte a character: its digits are what deleting them takes away (a
+        # translate, several times cheaper than a regex substitution).
+        if len(found) < need or (
+            len(found) - len(found.encode().translate(None, _DIGIT_BYTES)) < need
+        ):
             continue
         # The environment is read here, not for every text: most digit runs are too short.
         regions = regions or phone_regions()
