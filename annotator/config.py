@@ -79,8 +79,8 @@ def phone_regions() -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=8)
 def _parse_phone_regions(value: str) -> tuple[str, ...]:
-    # Cached by the variable's text: the scrubber asks for every phone candidate, and the
-    # environment is still read each time, so a changed variable takes effect at once.
+    # Cached by the variable's text: the scrubber asks for each text with a phone candidate,
+    # and the environment is still read each time, so a changed variable takes effect at once.
     regions = tuple(dict.fromkeys(r.upper() for r in value.replace(",", " ").split()))
     return regions or DEFAULT_PHONE_REGIONS
 

@@ -28,14 +28,18 @@ Why these libraries:
 Speed: ingest scrubs every turn, so ordinary English must cost next to nothing.
 - Single-character membership tests (memchr in C) rule families out: no '@', no email; no
   digit, nothing numeric; no ':', no IPv6.
-- Text with digits is translated once to a byte "shape" (digits to 0, letters to A) in which
-  substring tests find the hints of each numeric family: 9+ digits in a run (cards, SSNs,
-  phones), a dotted quad (IPv4), two letters and two digits (IBAN). Dates, times, versions,
-  prices and counts give no hint, so their text costs that translation and nothing else.
+- Text with digits is translated to a byte "shape" (one byte a character: digits to 0,
+  letters to A) in which substring tests find the hints of each numeric family: 9+ digits in a
+  run (cards, SSNs, phones), a card's digit groups, an SSN's 3-2-4, a dotted quad (IPv4), two
+  letters and two digits (IBAN). Dates, times, versions, prices and counts give no hint, so
+  their text costs that translation and nothing else. A pass runs only on its hint and scans
+  from the first one; the hints are read again after a pass replaced something, so one card
+  number does not wake the SSN and phone passes once it is a placeholder.
 - Every pattern starts with a character class or a literal, never a lookbehind (those come
   after the first character), so `re` skips through the text in C instead of trying the whole
   pattern at each position. Emails and URLs are read outwards from their '@', '://' or 'www.'.
 - Validators (checksums, `phonenumbers`) run on candidates only; phone results are cached.
+- A round after the first skips the passes that already saw the same text unchanged.
 Linear time, whatever the input: every pattern reads a bounded window around its anchor, a
 candidate that fails is skipped whole (a 200 kB run of "1:1:1:" is one failed IPv6 candidate,
 not 100,000), and `scrub_text` makes at most `MAX_ROUNDS` passes.
@@ -222,8 +226,8 @@ def _splice(text: str, spans: Iterable[tuple[int, int]], kind: str, counts: Coun
 
 def _sub(pattern: re.Pattern[str], kind: str, length: Callable[[re.Match[str]], int],
          text: str, counts: Counter[str], start: int) -> str:
-    """Replace the first `length(match)` characters of each match of `pattern` (0: keep it)
-    from `start` on, where the caller knows the first match can be."""
+    """Replace the first `length(match)` characters of each match of `pattern` (0: keep it);
+    the caller knows that no match starts before `start`."""
     spans = []
     for m in pattern.finditer(text, start):
         n = length(m)
@@ -593,9 +597,10 @@ def scrub_text(text: str, counts: Counter[str] | None = None) -> str:
     # expose another (a phone number the matcher skipped inside a longer digit run stands alone
     # once its neighbour is a placeholder). Text with nothing found costs one round; at most
     # MAX_ROUNDS, so a hostile chain of such items stays linear. The round is written out here,
-    # not called: most text costs a few membership tests, and a call would cost as much.
+    # not called: most text costs a few membership tests, and a call adds to them.
     # A round after one that found something skips the numeric passes when they last ran over
-    # this very text and left it as it was: they would again.
+    # this very text and left it as it was (the round's finds were emails or URLs): they would
+    # find nothing again.
     seen: str | None = None
     for _ in range(MAX_ROUNDS):
         scrubbed = text
