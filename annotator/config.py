@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,13 @@ DEFAULT_PHONE_REGIONS = (
 def phone_regions() -> tuple[str, ...]:
     """$ANNOTATOR_PHONE_REGIONS (two-letter region codes, comma- or space-separated; the first
     is the study's main locale), else `DEFAULT_PHONE_REGIONS`."""
-    value = os.environ.get("ANNOTATOR_PHONE_REGIONS", "")
+    return _parse_phone_regions(os.environ.get("ANNOTATOR_PHONE_REGIONS", ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_phone_regions(value: str) -> tuple[str, ...]:
+    # Cached by the variable's text: the scrubber asks for each text with a phone candidate,
+    # and the environment is still read each time, so a changed variable takes effect at once.
     regions = tuple(dict.fromkeys(r.upper() for r in value.replace(",", " ").split()))
     return regions or DEFAULT_PHONE_REGIONS
 

@@ -28,14 +28,18 @@ Why these libraries:
 Speed: ingest scrubs every turn, so ordinary English must cost next to nothing.
 - Single-character membership tests (memchr in C) rule families out: no '@', no email; no
   digit, nothing numeric; no ':', no IPv6.
-- Text with digits is translated once to a byte "shape" (digits to 0, letters to A) in which
-  substring tests find the hints of each numeric family: 9+ digits in a run (cards, SSNs,
-  phones), a dotted quad (IPv4), two letters and two digits (IBAN). Dates, times, versions,
-  prices and counts give no hint, so their text costs that translation and nothing else.
+- Text with digits is translated to a byte "shape" (one byte a character: digits to 0,
+  letters to A) in which substring tests find the hints of each numeric family: 9+ digits in a
+  run (cards, SSNs, phones), a card's digit groups, an SSN's 3-2-4, a dotted quad (IPv4), two
+  letters and two digits (IBAN). Dates, times, versions, prices and counts give no hint, so
+  their text costs that translation and nothing else. A pass runs only on its hint and scans
+  from the first one; the hints are read again after a pass replaced something, so one card
+  number does not wake the SSN and phone passes once it is a placeholder.
 - Every pattern starts with a character class or a literal, never a lookbehind (those come
   after the first character), so `re` skips through the text in C instead of trying the whole
   pattern at each position. Emails and URLs are read outwards from their '@', '://' or 'www.'.
 - Validators (checksums, `phonenumbers`) run on candidates only; phone results are cached.
+- A round after the first skips the passes that already saw the same text unchanged.
 Linear time, whatever the input: every pattern reads a bounded window around its anchor, a
 candidate that fails is skipped whole (a 200 kB run of "1:1:1:" is one failed IPv6 candidate,
 not 100,000), and `scrub_text` makes at most `MAX_ROUNDS` passes.
@@ -88,6 +92,12 @@ _SHAPE: Final = bytes.maketrans(
 )
 _NUMBER_SEPARATORS: Final = b" .()-"
 _SHAPE_QUAD: Final = re.compile(rb"0\.0{1,3}\.0{1,3}\.0")
+# What every match of `_CARD` and `_SSN` holds, in the shape: twelve digits in a row or the
+# digit groups of a printed card; 3-2-4 digits with one separator. A text with a long digit run
+# (a phone number, an IP address) rarely has either, and the shape is searched from a literal
+# "0000", several times faster than the patterns' scan of the text from a digit class.
+_SHAPE_CARD: Final = re.compile(rb"0000(?:0{8}|([ .\-])0000\1(?:0000)|([ .\-])000000\2(?:0000))")
+_SHAPE_SSN: Final = re.compile(rb"000([ .\-])00\1(?:0000)")
 
 # 12 to 19 digits, contiguous or in the groupings cards are printed with (4-4-4[-4][-1..4],
 # 4-6-5 Amex, 4-6-4 Diners), one separator throughout: space, dash or dot. Thousands groups of
@@ -147,9 +157,13 @@ _PHONE_CANDIDATE: Final = re.compile(
     r"[+(0-9](?<![A-Za-z0-9_+.\-/][+(0-9])[0-9()\-. ]{4,46}[0-9]"
     r"(?:(?: ?x| ?ext\.? ?)[0-9]{1,6}(?![0-9]))?"
 )
+# The most characters a phone candidate holds before its first digit: its first character and
+# all but the last of its {4,46} middle.
+_PHONE_LEAD: Final = 47
 _YEAR_FIRST: Final = re.compile(r"(?:19|20)[0-9]{2} +")
 _PHONE_EXTENSION: Final = re.compile(r"(?: ?x| ?ext\.? ?)[0-9]{1,6}\Z")
 _DIGIT_GROUPS: Final = re.compile(r"[0-9]+")
+_DIGIT_BYTES: Final = b"0123456789"
 _DECIMAL: Final = re.compile(r"[0-9]+[.,][0-9]+")
 _NON_DIGIT: Final = re.compile(r"[^0-9]+")
 # Read in the 32 characters before a bare digit run: a phone word up to three words before it
@@ -211,19 +225,15 @@ def _splice(text: str, spans: Iterable[tuple[int, int]], kind: str, counts: Coun
 
 
 def _sub(pattern: re.Pattern[str], kind: str, length: Callable[[re.Match[str]], int],
-         text: str, counts: Counter[str]) -> str:
-    """Replace the first `length(match)` characters of each match of `pattern` (0: keep it)."""
-    placeholder = PLACEHOLDERS[kind]
-
-    def replace(m: re.Match[str]) -> str:
-        found = m.group()
+         text: str, counts: Counter[str], start: int) -> str:
+    """Replace the first `length(match)` characters of each match of `pattern` (0: keep it);
+    the caller knows that no match starts before `start`."""
+    spans = []
+    for m in pattern.finditer(text, start):
         n = length(m)
-        if n <= 0:
-            return found
-        counts[kind] += 1
-        return placeholder + found[n:]
-
-    return pattern.sub(replace, text)
+        if n > 0:
+            spans.append((m.start(), m.start() + n))
+    return _splice(text, spans, kind, counts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -547,17 +557,26 @@ def _phone_spans(candidate: str, before: str, regions: tuple[str, ...]) -> tuple
     return tuple(spans)
 
 
-def _scrub_phones(text: str, counts: Counter[str]) -> str:
-    regions = phone_regions()
-
-    def replace(m: re.Match[str]) -> str:
+def _scrub_phones(text: str, counts: Counter[str], start: int) -> str:
+    """Replace the phone numbers among the candidates from `start` on."""
+    regions: tuple[str, ...] = ()  # read on the first candidate long enough to need them
+    spans: list[tuple[int, int]] = []
+    for m in _PHONE_CANDIDATE.finditer(text, start):
         found = m.group()
-        if len(_NON_DIGIT.sub("", found)) < (7 if found[0] == "+" else 9):
-            return found
-        before = text[max(0, m.start() - 32) : m.start()]
-        return _splice(found, _phone_spans(found, before, regions), "PHONE", counts)
-
-    return _PHONE_CANDIDATE.sub(replace, text)
+        need = 7 if found[0] == "+" else 9  # digits a number needs, with a country code or not
+        # A candidate shorter than that cannot hold them: no need to count its digits. It is
+        # ASCII, one byte a character: its digits are what deleting them takes away (a
+        # translate, several times cheaper than a regex substitution).
+        if len(found) < need or (
+            len(found) - len(found.encode().translate(None, _DIGIT_BYTES)) < need
+        ):
+            continue
+        # The environment is read here, not for every text: most digit runs are too short.
+        regions = regions or phone_regions()
+        at = m.start()
+        before = text[max(0, at - 32) : at]
+        spans.extend((at + a, at + b) for a, b in _phone_spans(found, before, regions))
+    return _splice(text, spans, "PHONE", counts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -570,50 +589,118 @@ def scrub_text(text: str, counts: Counter[str] | None = None) -> str:
     If `counts` is given, the number of replacements of each kind ("EMAIL", "PHONE", ...) is
     added to it.
     """
+    if text.isalpha():  # letters only (a word, a metadata key): nothing any pass looks for
+        return text
     if counts is None:
         counts = Counter()
     # Repeat until nothing is found, which makes scrubbing idempotent: removing one item can
     # expose another (a phone number the matcher skipped inside a longer digit run stands alone
     # once its neighbour is a placeholder). Text with nothing found costs one round; at most
-    # MAX_ROUNDS, so a hostile chain of such items stays linear.
+    # MAX_ROUNDS, so a hostile chain of such items stays linear. The round is written out here,
+    # not called: most text costs a few membership tests, and a call adds to them.
+    # A round after one that found something skips the numeric passes when they last ran over
+    # this very text and left it as it was (the round's finds were emails or URLs): they would
+    # find nothing again.
+    seen: str | None = None
     for _ in range(MAX_ROUNDS):
-        scrubbed = _scrub_once(text, counts)
+        scrubbed = text
+        # Emails first: "bob@www.example.com" is one email, not "bob@" and a URL.
+        if "@" in scrubbed:
+            scrubbed = _splice(scrubbed, _find_emails(scrubbed), "EMAIL", counts)
+        if ("/" in scrubbed and "://" in scrubbed) or "www." in scrubbed or "WWW." in scrubbed:
+            scrubbed = _splice(scrubbed, _find_urls(scrubbed), "URL", counts)
+        if scrubbed is seen:
+            break
+        # Chained `in` tests on single characters are memchr calls: far cheaper than a regex.
+        if (
+            "0" in scrubbed or "1" in scrubbed or "2" in scrubbed or "3" in scrubbed
+            or "4" in scrubbed or "5" in scrubbed or "6" in scrubbed or "7" in scrubbed
+            or "8" in scrubbed or "9" in scrubbed
+        ):
+            numbered = _scrub_numbers(scrubbed, counts)
+            if numbered is scrubbed:
+                seen = scrubbed
+            else:
+                seen, scrubbed = None, numbered
         if scrubbed == text:  # every replacement changes the text; a C compare, no counting
             break
         text = scrubbed
     return text
 
 
-def _scrub_once(text: str, counts: Counter[str]) -> str:
-    # Emails first: "bob@www.example.com" is one email, not "bob@" and a URL.
-    if "@" in text:
-        text = _splice(text, _find_emails(text), "EMAIL", counts)
-    if ("/" in text and "://" in text) or "www." in text or "WWW." in text:
-        text = _splice(text, _find_urls(text), "URL", counts)
-    # Chained `in` tests on single characters are memchr calls: far cheaper than a regex scan.
-    if not (
-        "0" in text or "1" in text or "2" in text or "3" in text or "4" in text
-        or "5" in text or "6" in text or "7" in text or "8" in text or "9" in text
-    ):
-        return text
+def _scrub_numbers(text: str, counts: Counter[str]) -> str:
+    """One round of the numeric passes (IBAN, card, SSN, IP, phone) over text with a digit.
 
-    shape = text.encode("utf-8", "surrogatepass").translate(_SHAPE)
-    long_run = b"000000000" in shape.translate(None, _NUMBER_SEPARATORS)  # card, SSN, phone
-    if b"AA00" in shape:  # country code and check digits
-        text = _sub(_IBAN, "IBAN", _iban_length, text, counts)
-    if long_run:
-        text = _sub(_CARD, "CARD", _card_length, text, counts)
-        text = _sub(_SSN, "SSN", _ssn_length, text, counts)
-        # Bare runs of nine are rare; the context word is read only before one (a search for
-        # the words over the whole text would cost more than the scan for the digits).
-        text = _sub(_SSN_BARE, "SSN", _bare_ssn_length, text, counts)
+    Each pass runs only when the shape holds what every match of its pattern holds, and scans
+    from the first place that does (`finditer` from there: lookbehinds still read the text
+    before it), so a long turn with a number near its end costs a short scan.
+    """
+    # The hints are read again after a pass that replaced something: a turn with one card
+    # number has no long digit run once the card is a placeholder, and the later passes it
+    # would have woken (SSN, phone numbers) are skipped.
+    shape, first, long_run = _numeric_hints(text)
+    # The phone pass runs when the text had a long run before these passes (a number with its
+    # country code and only seven digits is found then, and only then); it is skipped when
+    # the passes before it left nothing it could find (see below).
+    phones = long_run
+    at = shape.find(b"AA00")  # country code and check digits: where an IBAN starts
+    if at >= 0:
+        scrubbed = _sub(_IBAN, "IBAN", _iban_length, text, counts, at)
+        if scrubbed != text:
+            text, (shape, first, long_run) = scrubbed, _numeric_hints(scrubbed)
+    hint = _SHAPE_CARD.search(shape) if long_run else None
+    if hint:
+        scrubbed = _sub(_CARD, "CARD", _card_length, text, counts, hint.start())
+        if scrubbed != text:
+            text, (shape, first, long_run) = scrubbed, _numeric_hints(scrubbed)
+    hint = _SHAPE_SSN.search(shape) if long_run else None
+    if hint:
+        scrubbed = _sub(_SSN, "SSN", _ssn_length, text, counts, hint.start())
+        if scrubbed != text:
+            text, (shape, first, long_run) = scrubbed, _numeric_hints(scrubbed)
+    # Bare runs of nine are rare; the context word is read only before one (a search for the
+    # words over the whole text would cost more than the scan for the digits).
+    at = shape.find(b"000000000") if long_run else -1
+    if at >= 0:
+        scrubbed = _sub(_SSN_BARE, "SSN", _bare_ssn_length, text, counts, at)
+        if scrubbed != text:
+            text, (shape, first, long_run) = scrubbed, _numeric_hints(scrubbed)
     if ":" in text:
-        text = _splice(text, _find_ipv6(text), "IP", counts)
-    if b"0.0" in shape and _SHAPE_QUAD.search(shape):
-        text = _sub(_IPV4, "IP", _ipv4_length, text, counts)
-    if long_run:
-        text = _scrub_phones(text, counts)
+        scrubbed = _splice(text, _find_ipv6(text), "IP", counts)
+        if scrubbed != text:
+            text, (shape, first, long_run) = scrubbed, _numeric_hints(scrubbed)
+    hint = _SHAPE_QUAD.search(shape) if shape.find(b"0.0") >= 0 else None
+    if hint:  # found at the last digit of the first octet, at most two after the address
+        scrubbed = _sub(_IPV4, "IP", _ipv4_length, text, counts, max(0, hint.start() - 2))
+        if scrubbed != text:
+            text, (shape, first, long_run) = scrubbed, _numeric_hints(scrubbed)
+    # What the phone pass replaces has nine digits with only separators between them, or is a
+    # '+' and seven such digits. A candidate starts at most `_PHONE_LEAD` characters before
+    # its first digit.
+    if phones and (long_run or "+" in text and (
+        shape.translate(None, _NUMBER_SEPARATORS).find(b"+0000000") >= 0
+    )):
+        text = _scrub_phones(text, counts, max(0, first - _PHONE_LEAD))
     return text
+
+
+def _numeric_hints(text: str) -> tuple[bytes, int, bool]:
+    """The shape of `text`, where its first digit is, and whether it has a long digit run:
+    nine digits with only separators between them, which cards, SSNs and phone numbers need.
+
+    The shape has one byte a character (digits "0", letters "A", anything not ASCII "?"), so
+    a place in the shape is the same place in the text.
+    """
+    shape = text.encode("ascii", "replace").translate(_SHAPE)
+    # `bytes.find`, not `in`: `needle in shape` first tries the needle as an integer and
+    # formats an exception to drop when it is not, which costs more than the search itself.
+    # The run is looked for between the first and the last digit: deleting separators from
+    # that stretch alone costs less.
+    first, last = shape.find(b"0"), shape.rfind(b"0")
+    long_run = last - first >= 8 and (
+        shape[first : last + 1].translate(None, _NUMBER_SEPARATORS).find(b"000000000") >= 0
+    )
+    return shape, first, long_run
 
 
 def scrub_value(value: Any, counts: Counter[str] | None = None, key: Any = None) -> Any:
@@ -629,8 +716,12 @@ def scrub_value(value: Any, counts: Counter[str] | None = None, key: Any = None)
     if isinstance(value, str):
         return scrub_text(value, counts)
     if isinstance(value, dict):
+        # Strings, the common keys and values, go straight to scrub_text: a call less each.
         return {
-            scrub_value(k, counts): scrub_value(v, counts, key=k) for k, v in value.items()
+            (scrub_text(k, counts) if type(k) is str else scrub_value(k, counts)): (
+                scrub_text(v, counts) if type(v) is str else scrub_value(v, counts, key=k)
+            )
+            for k, v in value.items()
         }
     if isinstance(value, list):
         return [scrub_value(v, counts, key) for v in value]
