@@ -690,7 +690,10 @@ def build_batch(records: Iterable[Record], settings: RowSettings) -> Batch:
         if isinstance(record, RejectedRecord):
             batch.rejected.append(record)
             continue
-            continue
+        if record.external_id is None:
+            # a record without an id of its own (hh-rlhf has none) is found again in its source
+            # by file and line
+            record.external_id = f"{Path(settings.name).name}:{record.line}"
         try:
             row = conversation_row(
                 record, settings.source, settings.scrub, batch.counts, settings.ingested_at,

@@ -75,6 +75,16 @@ def test_preference_transcripts_take_chosen_by_default_and_field_picks(db, tmp_p
     texts = sorted(c.turns[1].text for c in conversations(db))
     assert texts == ["Honesty usually serves you better.", "Sure, lie away."]
     assert all(c.turns[0].role == "user" for c in conversations(db))
+    # hh-rlhf records have no id: each is found again in its source by file and line
+    assert {c.external_id for c in conversations(db)} == {"hh.jsonl:1"}
+
+
+def test_records_without_an_id_keep_file_and_line_as_external_id(db, tmp_path):
+    other = {**HH, "chosen": HH["chosen"].replace("Honesty", "Candour")}
+    path = write_jsonl(tmp_path / "train.jsonl", [HH, CHAT, other])
+    ingest(db, [path])
+    assert sorted(c.external_id for c in conversations(db)) == [
+        "chat-1", "train.jsonl:1", "train.jsonl:3"]
 
 
 def test_plain_text_transcript(db, tmp_path):
