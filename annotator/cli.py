@@ -1152,7 +1152,8 @@ def serve(
 @cli_errors
 def show(
     conversation: Annotated[
-        str, typer.Argument(help="A conversation id, or any unique prefix of one.")
+        str, typer.Argument(help="A conversation id, any unique prefix of one, or its external "
+                            "id (the source's id, or file:line for records without one).")
     ],
     db: DbOption = None,
     as_json: JsonOption = False,

@@ -37,7 +37,8 @@ def _listing(ids: list[str], more: bool) -> str:
 
 
 def find_conversation(db: sqlite_utils.Database, ref: str) -> str:
-    """The one conversation `ref` names: its full id or a unique prefix of it.
+    """The one conversation `ref` names: its full id, its external id (the source's id, or
+    file:line) or a unique prefix of its id.
 
     Unknown or ambiguous: an InputError of one line, naming at most SHOWN_CANDIDATES candidates.
     """
@@ -46,6 +47,17 @@ def find_conversation(db: sqlite_utils.Database, ref: str) -> str:
         raise InputError("no conversation id given")
     if db.execute("select 1 from conversations where id = ?", [text]).fetchone():
         return text
+    # the source's own id (or file:line), as a researcher knows the conversation
+    named = [cid for (cid,) in db.execute(
+        "select id from conversations where external_id = ? order by id limit ?",
+        [text, SHOWN_CANDIDATES + 1])]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        raise InputError(
+            f"external id {text!r} names several conversations: "
+            f"{_listing(named, len(named) > SHOWN_CANDIDATES)}; give one of their ids"
+        )
     hits = id_candidates(db, text, SHOWN_CANDIDATES + 1)
     if len(hits) == 1:
         return hits[0]

@@ -138,3 +138,19 @@ def test_unknown_or_ambiguous_ids_are_one_line_naming_candidates(tmp_path) -> No
 def test_show_does_not_make_a_study_of_a_missing_file(tmp_path) -> None:
     result = runner.invoke(app, ["show", "abc", "--db", str(tmp_path / "none.db")])
     assert result.exit_code == 1 and not (tmp_path / "none.db").exists()
+
+
+def test_a_conversation_is_found_by_its_external_id(tmp_path) -> None:
+    path, convs = build(tmp_path)
+    database = db_module.open_db(path)
+    with database.conn:
+        database["conversations"].update(convs[1].id, {"external_id": "train.jsonl:12"})
+        database["conversations"].update(convs[2].id, {"external_id": "dup"})
+        database["conversations"].update(convs[0].id, {"external_id": "dup"})
+    assert find_conversation(database, "train.jsonl:12") == convs[1].id
+    result = runner.invoke(app, ["show", "train.jsonl:12", "--db", str(path), "--json"])
+    assert json.loads(result.output)["id"] == convs[1].id
+    result = runner.invoke(app, ["show", "dup", "--db", str(path)])
+    line = " ".join(result.output.split())
+    assert result.exit_code == 1 and "names several conversations" in line
+    assert convs[0].id in line and convs[2].id in line
