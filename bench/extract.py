@@ -42,6 +42,7 @@ from fake_anthropic import synthetic_turns  # noqa: E402
 from annotator import db as db_module  # noqa: E402
 from annotator import taxonomy  # noqa: E402
 from annotator.extract import ExtractReport, extract  # noqa: E402
+from annotator.extractors.baseline import BaselineExtractor  # noqa: E402
 from annotator.extractors.claude import ClaudeExtractor  # noqa: E402
 from annotator.models import Conversation, Turn  # noqa: E402
 from annotator.prompts import load_prompt, render  # noqa: E402
@@ -211,6 +212,16 @@ def main() -> None:
             f"  -> engine overhead {(wall - bare_wall) * 1000:.2f} ms/call wall, "
             f"{(cpu - bare_cpu) * 1000:.2f} ms/call CPU (goal < 5)"
         )
+
+        # the offline baseline extractor (no API): CPU per conversation, after a warm-up
+        offline = BaselineExtractor()
+        sample = convs[: min(300, len(convs))]
+        offline.label(sample[0])
+        started = time.process_time()
+        for conv in sample:
+            offline.label(conv)
+        per_conv = (time.process_time() - started) / len(sample)
+        print(f"offline baseline: {per_conv * 1000:.2f} ms CPU per conversation ({len(sample)})")
 
         # throughput with 200 ms latency
         fake.configure(latency=LATENCY, reset=True)

@@ -205,6 +205,12 @@ class FakeAnthropic:
         self.api_keys = api_keys  # None: any non-empty key is accepted
         self.silent = False  # every /v1/messages request gets no answer ("silent" for all)
         self.silent_seconds = 600.0  # how long a silent request waits for the client to leave
+        # With `gather` > 0, each /v1/messages request waits until that many have arrived (or
+        # `gather_seconds` pass, then fails with a 500 saying so): a test of concurrency waits
+        # on that condition instead of a wall-clock margin. `in_flight_max` is the most held
+        # at once.
+        self.gather = 0
+        self.gather_seconds = 60.0
         self.rng = random.Random(seed)
         self._lock = threading.Lock()
         self._cache: dict[str, float] = {}
@@ -237,6 +243,9 @@ class FakeAnthropic:
             self.statuses: Counter[int] = Counter()
             self.batch_creates = 0
             self.keys_seen: set[str] = set()
+            self.arrived = 0  # /v1/messages requests past validation
+            self.in_flight = 0
+            self.in_flight_max = 0
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -447,8 +456,19 @@ class FakeAnthropic:
         fault = "silent" if self.silent else self._choose_fault(req)
         if fault == "silent":
             return await self._say_nothing(request)
-        if self.latency:
-            await asyncio.sleep(self.latency)
+        with self._lock:
+            self.arrived += 1
+            self.in_flight += 1
+            self.in_flight_max = max(self.in_flight_max, self.in_flight)
+        try:
+            if self.gather and not await self._gathered():
+                return _error(500, "api_error", f"fewer than {self.gather} requests arrived "
+                              f"together within {self.gather_seconds} s")
+            if self.latency:
+                await asyncio.sleep(self.latency)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
         if fault in TRANSIENT:
             with self._lock:
                 self.faults[fault] += 1
@@ -469,6 +489,15 @@ class FakeAnthropic:
             return Response(whole[: len(whole) // 2], 200, headers=headers,
                             media_type="application/json")
         return _json(message, headers=headers)
+
+    async def _gathered(self) -> bool:
+        """Wait until `gather` requests have arrived; False at the deadline."""
+        deadline = time.monotonic() + self.gather_seconds
+        while self.arrived < self.gather:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
 
     async def _say_nothing(self, request: Request) -> Response:
         """Answer nothing until the client hangs up (then the response goes nowhere)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 
 import pytest
 from conftest import make_conversations, make_study, rows
@@ -91,14 +90,12 @@ def test_response_type_cues_in_order_of_strength():
     assert response_type("Anything at all.", False) is ResponseType.no_values
 
 
-def test_deterministic_and_fast(baseline, tmp_path):
+def test_deterministic(baseline, tmp_path):
+    # its speed is measured by bench/extract.py, not here
     convs = make_conversations(300, seed=3)
     first = [baseline.label(c).model_dump(exclude={"created_at"}) for c in convs]
-    started = time.perf_counter()
     second = [baseline.label(c).model_dump(exclude={"created_at"}) for c in convs]
-    per_conversation = (time.perf_counter() - started) / len(convs)
     assert first == second
-    assert per_conversation < 0.02  # generous for a shared machine; about 1-2 ms measured
 
 
 def test_engine_runs_the_baseline_offline_by_default(tmp_path, monkeypatch):
