@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -349,21 +351,29 @@ def people_needed(db: sqlite_utils.Database, min_annotations: int = 2) -> list[P
         row[0] for row in db.execute("select conversation_id from gold where decided_by != ?",
                                      [MAJORITY])
     }
-    by_conversation: dict[str, list[Vote]] = {}
-    for conversation_id, annotator, response_type, subjective, missing in db.execute(
+    needed: list[PersonNeeded] = []
+    rows = db.execute(
         "select conversation_id, annotator, json_extract(labels, '$.response_type'), "
         "json_extract(labels, '$.subjective'), missing from annotations "
         "where deleted = 0 and cancelled = 0 order by conversation_id, annotator"
-    ):
-        gone = () if missing in (None, "", "[]") else tuple(loads(missing, []))
-        by_conversation.setdefault(conversation_id, []).append(
-            Vote(annotator, response_type, subjective, gone))
-    return [
-        PersonNeeded(conversation_id=conversation_id, reason=reason)
-        for conversation_id, votes in by_conversation.items()
-        if len(votes) >= min_annotations and conversation_id not in decided_by_person
-        and (reason := _incomplete(votes) or no_majority_reason(votes))
-    ]
+    )
+    for conversation_id, group in groupby(rows, key=itemgetter(0)):
+        votes = list(group)
+        if len(votes) < min_annotations or conversation_id in decided_by_person:
+            continue
+        # Most conversations are unanimous and complete: nothing for a person, decided without
+        # building votes (the Gold page's first visit reads every annotation of the study).
+        _, _, response_type, subjective, _ = votes[0]
+        if response_type is not None and subjective is not None and all(
+            v[2] == response_type and v[3] == subjective and v[4] in (None, "", "[]")
+            for v in votes
+        ):
+            continue
+        full = [Vote(annotator, rt, subj, () if gone in (None, "", "[]") else tuple(
+            loads(gone, []))) for _, annotator, rt, subj, gone in votes]
+        if reason := _incomplete(full) or no_majority_reason(full):
+            needed.append(PersonNeeded(conversation_id=conversation_id, reason=reason))
+    return needed
 
 
 def _same_labels(a: Labels, b: Labels) -> bool:
