@@ -31,10 +31,10 @@ def _fresh_memory():
 def test_precompute_stores_every_opening_summary_once(app_study_copy) -> None:
     first = precompute.precompute(app_study_copy, n_boot=BOOT)
     expected = {s.what for s in precompute.opening_summaries([V1, V2], BOOT)}
-    assert first.summaries == len(expected) == 13  # with the v1-v2 comparison
+    assert first.summaries == len(expected) == 14  # with the v1-v2 comparison
     assert set(first.computed) == expected and first.already_stored == 0
     again = precompute.precompute(app_study_copy, n_boot=BOOT)
-    assert again.computed == [] and again.already_stored == 13
+    assert again.computed == [] and again.already_stored == 14
 
     # a person's gold decision: only what reads gold is computed again
     db = open_db(app_study_copy)
@@ -45,7 +45,7 @@ def test_precompute_stores_every_opening_summary_once(app_study_copy) -> None:
     after = precompute.precompute(app_study_copy, n_boot=BOOT)
     assert set(after.computed) == {
         "value frequencies (gold)", "the study's report (gold)", "the conversation table",
-        f"the scores of prompt {V1}", f"the scores of prompt {V2}",
+        "the conversations to decide", f"the scores of prompt {V1}", f"the scores of prompt {V2}",
         f"the comparison of {V1} and {V2}",
     }
     assert after.already_stored == 7
@@ -100,9 +100,9 @@ def test_summarize_command(app_study_copy, tmp_path) -> None:
                                "--json"])
     assert done.exit_code == 0, done.output
     data = json.loads(done.output)
-    assert data["summaries"] == 13 and len(data["computed"]) == 13
+    assert data["summaries"] == 14 and len(data["computed"]) == 14
     text = runner.invoke(app, ["summarize", "--db", str(app_study_copy), "--n-boot", str(BOOT)])
-    assert text.exit_code == 0 and "0 computed, 13 of 13 already up to date" in text.output
+    assert text.exit_code == 0 and "0 computed, 14 of 14 already up to date" in text.output
 
 
 def test_adjudicate_refreshes_summaries_unless_told_not_to(app_study_copy) -> None:
@@ -116,7 +116,7 @@ def test_adjudicate_refreshes_summaries_unless_told_not_to(app_study_copy) -> No
     done = runner.invoke(app, ["adjudicate", "--db", str(app_study_copy), "--json"])
     assert done.exit_code == 0, done.output
     summaries_done = json.loads(done.output)["app_summaries"]
-    assert summaries_done["summaries"] == 13 and len(summaries_done["computed"]) == 13
+    assert summaries_done["summaries"] == 14 and len(summaries_done["computed"]) == 14
     assert any(cache.glob("prompt-*"))
 
 
@@ -129,10 +129,10 @@ def test_worker_processes_store_the_same_summaries(app_study_copy, tmp_path) -> 
     seen: list[tuple[str, int, int]] = []
     parallel = precompute.precompute(app_study_copy, n_boot=BOOT, workers=2,
                                      progress=lambda *a: seen.append(a))
-    assert parallel.workers == 2 and len(parallel.computed) == 13
-    assert [done for _, done, _ in seen] == list(range(14))  # 0 stored, then one per summary
+    assert parallel.workers == 2 and len(parallel.computed) == 14
+    assert [done for _, done, _ in seen] == list(range(15))  # 0 stored, then one per summary
     single = precompute.precompute(other, n_boot=BOOT, workers=1)
-    assert single.workers == 1 and len(single.computed) == 13
+    assert single.workers == 1 and len(single.computed) == 14
     summary_cache.clear_memory()
     for path in (app_study_copy, other):
         sigs = summary_cache.signatures(path, summary_cache.fingerprint(path))

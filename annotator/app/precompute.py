@@ -24,9 +24,10 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from pydantic import BaseModel
 
-from annotator import config, summaries
+from annotator import config, gold, summaries
 from annotator.app import summary_cache
 from annotator.findings import table_findings
 from annotator.prompts import few_shot_map
@@ -112,6 +113,19 @@ def findings(table: str, opposing: tuple[str, ...] | None = None) -> Summary:
     )
 
 
+def people_needed() -> Summary:
+    """What `annotator adjudicate` leaves to a person, and why (the Gold page's queue): it
+    reads every annotation, so a new server's first Gold page does not wait for it."""
+    return Summary("people_needed", {}, ("annotations", "gold"), "the conversations to decide",
+                   _people_needed)
+
+
+def _people_needed(path: str, sigs: Mapping[str, str]) -> Bundle:
+    with summary_cache.study_db(path) as database:
+        rows = [(p.conversation_id, p.reason) for p in gold.people_needed(database)]
+    return Bundle(frames={"needed": pd.DataFrame(rows, columns=["conversation_id", "reason"])})
+
+
 def comparison(first: str, second: str, level: int = 0, n_boot: int = DEFAULT_BOOT) -> Summary:
     """Two prompt versions against gold, conversation by conversation, with paired deltas.
 
@@ -157,7 +171,7 @@ def opening_summaries(
     out += [frequencies(f"extractions:{p}") for p in prompt_ids]
     out += [findings("gold"), findings("annotations")]
     out += [findings(f"extractions:{p}") for p in prompt_ids]
-    out += [annotators(n_boot), conversations()]
+    out += [annotators(n_boot), conversations(), people_needed()]
     out += [prompt_scores(p, n_boot) for p in prompt_ids]
     if has_gold:
         pairs = dict.fromkeys(tuple(sorted(pair)) for pair in pairwise(prompt_ids))
@@ -174,6 +188,8 @@ def summary_named(name: str, params: Mapping[str, Any]) -> Summary:
         return prompt_scores(params["prompt"], params["n_boot"])
     if name == "conversations":
         return conversations()
+    if name == "people_needed":
+        return people_needed()
     if name == "frequencies":
         return frequencies(params["table"])
     if name == "findings":
@@ -184,7 +200,8 @@ def summary_named(name: str, params: Mapping[str, Any]) -> Summary:
 
 
 # the heaviest first, so that two workers finish together
-_WEIGHT = {"prompt": 0, "annotators": 1, "conversations": 2, "findings": 3, "frequencies": 4}
+_WEIGHT = {"prompt": 0, "annotators": 1, "conversations": 2, "people_needed": 2, "findings": 3,
+           "frequencies": 4}
 AFTER_SCORES = {"comparison"}  # read the prompt scores: computed once those are stored
 PARALLEL_MIN_CONVERSATIONS = 20_000  # below this, starting processes costs more than it saves
 MAX_DEFAULT_WORKERS = 2  # each holds the study's frames: about 2.5 GB at 300,000

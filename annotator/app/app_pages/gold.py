@@ -8,10 +8,10 @@ from pathlib import Path
 import streamlit as st
 
 from annotator import config
-from annotator.app import summary_cache
+from annotator.app import precompute, summary_cache
 from annotator.app.app_pages import common
 from annotator.errors import AnnotatorError
-from annotator.gold import decide, people_needed, write_gold_file
+from annotator.gold import decide, write_gold_file
 from annotator.models import Labels, ResponseType
 
 st.title("Gold")
@@ -38,18 +38,15 @@ if table.empty or not (table["n_annotations"] > 0).any():
     common.stop()
 
 # --- the queue ----------------------------------------------------------------------------------
-def _people_needed() -> dict[str, str]:
-    # What `annotator adjudicate` leaves to a person (splits, incomplete annotations), kept in
-    # memory until the annotations or the gold labels change.
-    def read() -> dict[str, str]:
-        with summary_cache.study_db(study.path) as database:
-            return {p.conversation_id: p.reason for p in people_needed(database)}
-
-    return summary_cache.memo(
-        ("people-needed", study.path, study.sig("annotations"), study.sig("gold")), read)
-
-
-needed = _people_needed()
+# What `annotator adjudicate` leaves to a person (splits, incomplete annotations), computed
+# ahead with the other summaries (it reads every annotation of the study).
+needed_bundle = common.get_bundle(study, precompute.people_needed())
+if needed_bundle is None:
+    common.stop()
+needed = summary_cache.memo(
+    ("people-needed", study.path, study.sig("annotations"), study.sig("gold")),
+    lambda: dict(zip(needed_bundle.frames["needed"]["conversation_id"],
+                     needed_bundle.frames["needed"]["reason"], strict=True)))
 st.subheader("Conversations to decide")
 scope = st.segmented_control(
     "Show",
