@@ -385,15 +385,20 @@ def test_cli_errors_name_the_cause(tmp_path, kind, args, message) -> None:
     assert message in line and "Traceback" not in result.output, result.output
 
 
+def add_split_annotations(database, conversation_id: str) -> None:
+    """Two imported annotations that split on the response type: no majority decides."""
+    with database.conn:
+        for who, rt in (("ann", "neutral"), ("bob", "reframing")):
+            database["annotations"].insert(db_module.annotation_to_row(Annotation(
+                id=f"import:t:{who}", conversation_id=conversation_id, annotator=who,
+                labels=Labels(response_type=rt, subjective=True), source="import:t")))
+
+
 def test_annotations_without_a_majority_anywhere_say_so(tmp_path) -> None:
     path = tmp_path / "study.db"
     convs = make_study(path, n=2)
     database = db_module.open_db(path)
-    with database.conn:
-        for who, rt in (("ann", "neutral"), ("bob", "reframing")):
-            database["annotations"].insert(db_module.annotation_to_row(Annotation(
-                id=f"import:t:{who}", conversation_id=convs[0].id, annotator=who,
-                labels=Labels(response_type=rt, subjective=True), source="import:t")))
+    add_split_annotations(database, convs[0].id)
     database.conn.close()
     result = runner.invoke(app, ["report", "--db", str(path)])
     assert result.exit_code == 1
@@ -421,11 +426,7 @@ def test_export_after_an_undecided_adjudication_says_why(tmp_path) -> None:
     path = tmp_path / "study.db"
     convs = make_study(path, n=2)
     database = db_module.open_db(path)
-    with database.conn:
-        for who, rt in (("ann", "neutral"), ("bob", "reframing")):
-            database["annotations"].insert(db_module.annotation_to_row(Annotation(
-                id=f"import:t:{who}", conversation_id=convs[0].id, annotator=who,
-                labels=Labels(response_type=rt, subjective=True), source="import:t")))
+    add_split_annotations(database, convs[0].id)
     assert adjudicate(database).decided == 0
     database.conn.close()
     result = runner.invoke(app, ["export", str(tmp_path / "out.jsonl"), "--db", str(path)])
