@@ -194,9 +194,12 @@ def parse_messages(messages: Any) -> list[tuple[str, str]]:
     return turns
 
 
-def oversize_reason(size: int, limit: int) -> str:
+def oversize_reason(size: int | None, limit: int, what: str = "record") -> str:
+    """Why a record is refused for its size; `size` None when only "over the limit" is known
+    (the read stopped there)."""
+    sized = what if size is None else f"{what} of {size:,} bytes"
     return (
-        f"record of {size:,} bytes is over the limit of {limit:,} bytes (--max-record-bytes); "
+        f"{sized} is over the limit of {limit:,} bytes (--max-record-bytes); "
         "split it, or raise the limit"
     )
 
@@ -328,8 +331,10 @@ def read_json_document(
     items = document if isinstance(document, list) else [document]
     for position, item in enumerate(items, start=1):
         try:
-            if len(data) > max_record_bytes and len(orjson.dumps(item)) > max_record_bytes:
-                raise RecordError(oversize_reason(len(orjson.dumps(item)), max_record_bytes))
+            # an item can be over the limit only when the whole document is: measured then
+            size = len(orjson.dumps(item)) if len(data) > max_record_bytes else 0
+            if size > max_record_bytes:
+                raise RecordError(oversize_reason(size, max_record_bytes))
             yield conversation_from_object(item, position, transcript_field)
         except RecordError as exc:
             yield RejectedRecord(file=name, line=position, reason=f"item {position}: {exc}")
@@ -352,8 +357,7 @@ def read_transcript_text(
         yield RejectedRecord(
             file=name,
             line=1,
-            reason=f"transcript over the limit of {max_record_bytes:,} bytes "
-            "(--max-record-bytes); split it, or raise the limit",
+            reason=oversize_reason(None, max_record_bytes, "transcript"),
         )
         return
     data = data.removeprefix(_BOM)
