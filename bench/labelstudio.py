@@ -49,6 +49,9 @@ from annotator.db import (
 from annotator.models import Conversation, Extraction, ResponseType, Turn, ValueRef
 from annotator.taxonomy import LEAF_LEVEL, Taxonomy, load_taxonomy
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from labelstudio_fixtures import PICKER_ROWS, browser_login  # noqa: E402 (the tests' own)
+
 RESPONSES = list(ResponseType)
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -132,16 +135,6 @@ FORM_READY = """(previous) => {
   if (!text.includes('Conversation') || text === previous) return false;
   return document.querySelectorAll('.lsf-choices input:checked').length >= 2;
 }"""
-# Rows of the open value picker wholly inside both the dropdown and the window.
-PICKER_ROWS = """(d) => {
-  const box = d.getBoundingClientRect();
-  const bottom = Math.min(box.bottom, window.innerHeight);
-  const rows = [...d.querySelectorAll('.item')].filter((i) => {
-    const r = i.getBoundingClientRect();
-    return r.height > 0 && r.top >= box.top && r.bottom <= bottom;
-  });
-  return {rows: rows.length, width: Math.round(box.width)};
-}"""
 TIMEOUT_MS = 90_000
 ROWS = 6
 
@@ -181,14 +174,6 @@ def _timed(page, action, previous: str = "") -> float:
     action()
     page.wait_for_function(FORM_READY, arg=previous, polling="raf", timeout=TIMEOUT_MS)
     return time.perf_counter() - started
-
-
-def _login(page, url: str, email: str, password: str) -> None:
-    page.goto(f"{url}/user/login/")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
 
 
 def _list_page(page, url: str, project_id: int):
@@ -240,7 +225,7 @@ def form_speed(
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
-            _login(page, url, reviewer.email, reviewer.password)
+            assert browser_login(page, url, reviewer.email, reviewer.password)
             # the list renders only the rows in view: the first ROWS, in turn
             for k in range(samples):
                 rows = _list_page(page, url, project_id)  # untimed: a freshly loaded list

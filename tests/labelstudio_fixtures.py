@@ -140,6 +140,19 @@ def make_study(path: Path, n: int = 6, prompts: tuple[str, ...] = ("p1",)) -> li
     return [c.id for c in conversations]
 
 
+# Rows of the open value picker wholly inside both the dropdown and the window (the form test
+# and bench/labelstudio.py count what a reviewer sees without scrolling).
+PICKER_ROWS = """(d) => {
+  const box = d.getBoundingClientRect();
+  const bottom = Math.min(box.bottom, window.innerHeight);
+  const rows = [...d.querySelectorAll('.item')].filter((i) => {
+    const r = i.getBoundingClientRect();
+    return r.height > 0 && r.top >= box.top && r.bottom <= bottom;
+  });
+  return {rows: rows.length, width: Math.round(box.width)};
+}"""
+
+
 def browser_login(page, url: str, email: str, password: str) -> bool:
     """Log in through the web form as a reviewer does; whether the server let them in."""
     page.goto(f"{url}/user/login/")

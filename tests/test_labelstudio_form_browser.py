@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from labelstudio_fixtures import CHROMIUM, CHROMIUM_ARGS, browser_login, labelstudio  # noqa: F401
+from labelstudio_fixtures import (  # noqa: F401
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PICKER_ROWS,
+    browser_login,
+    labelstudio,
+)
 from playwright.sync_api import expect
 
 from annotator import labelstudio as ls_lib
@@ -287,7 +293,7 @@ def test_the_value_picker_shows_ten_rows_and_is_wide(page, study, tmp_path):
     # scrolled up as a reviewer would: the open list lengthens the form, so there is room
     taxonomy.evaluate("e => e.scrollIntoView({block: 'start'})")
     page.wait_for_timeout(100)
-    figures = dropdown.evaluate(VISIBLE_ROWS)
+    figures = dropdown.evaluate(PICKER_ROWS)
     page.screenshot(path=str(tmp_path / "form-value-picker.png"))
     assert figures["rows"] >= 10, figures
     assert figures["width"] > 200, figures
@@ -319,13 +325,3 @@ def test_values_under_twin_clusters_keep_their_own_paths(page, study, labelstudi
     assert len(twins) == 2  # one value under each twin, each under its own parent
 
 
-# Rows of the open value picker wholly inside both the dropdown and the window.
-VISIBLE_ROWS = """(d) => {
-  const box = d.getBoundingClientRect();
-  const bottom = Math.min(box.bottom, window.innerHeight);
-  const rows = [...d.querySelectorAll('.item')].filter((i) => {
-    const r = i.getBoundingClientRect();
-    return r.height > 0 && r.top >= box.top && r.bottom <= bottom;
-  });
-  return {rows: rows.length, width: Math.round(box.width)};
-}"""
