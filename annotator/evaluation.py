@@ -24,6 +24,7 @@ import sqlite_utils
 from pydantic import BaseModel, Field
 
 from . import config
+from .agreement import jaccard_index
 from .db import open_existing_db
 from .errors import InputError
 from .eval_metrics import DELTA_NAMES, LEVEL, METRICS, Threshold, parse_threshold
@@ -247,11 +248,9 @@ def _worst(outcomes: pd.DataFrame, errors: pd.DataFrame, limit: int) -> list[Wor
     found = [Worst(conversation_id=r.conversation_id, disagreement=2.0,
                    reason=f"extraction failed: {str(r.error or 'error')[:120]}")
              for r in errors.itertuples()]
-    for r in outcomes.itertuples():
-        tp, fp, fn = (getattr(r, f"{k}_{LEVEL}") for k in ("tp", "fp", "fn"))
-        union = tp + fp + fn
-        jaccard = tp / union if union else 1.0
-        score = (0.0 if r.type_match else 1.0) + 1.0 - jaccard
+    jaccard = jaccard_index(*(outcomes[f"{k}_{LEVEL}"].to_numpy(float) for k in ("tp", "fp", "fn")))
+    for r, similarity in zip(outcomes.itertuples(), jaccard, strict=True):
+        score = (0.0 if r.type_match else 1.0) + 1.0 - float(similarity)
         if score <= 0:
             continue
         parts = []
