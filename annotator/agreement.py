@@ -1144,6 +1144,15 @@ def micro_scores(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, w: np.ndarray
     }
 
 
+def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman's rank correlation of paired values, ties at their average rank (Pearson's r
+    of the ranks); None when one side has no ranking (all values equal)."""
+    a, b = pd.Series(x, dtype=float), pd.Series(y, dtype=float)
+    if a.nunique() < 2 or b.nunique() < 2:
+        return None
+    return float(a.rank().corr(b.rank()))
+
+
 def jaccard_index(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     """Per unit |model & reference| / |model | reference| from its counts; two empty sets: 1."""
     union = tp + fp + fn

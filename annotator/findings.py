@@ -29,7 +29,7 @@ import sqlite_utils
 from pydantic import BaseModel, Field
 
 from . import config
-from .agreement import RESPONSE_TYPE_LABELS
+from .agreement import RESPONSE_TYPE_LABELS, spearman_rho
 from .errors import NO_ANNOTATIONS, AnnotatorError
 from .report import (
     PUBLISHED_STUDY,
@@ -37,6 +37,7 @@ from .report import (
     extractions_frame,
     gold_frame,
     prompt_list,
+    scalar,
 )
 from .taxonomy import LEVEL_KINDS, LEVELS, Taxonomy, load_taxonomy, normalise
 
@@ -249,16 +250,12 @@ def _prompt_label(db: sqlite_utils.Database, prompt_id: str) -> str:
     return f"prompt {name} ({prompt_id})" if name else f"prompt {prompt_id}"
 
 
-def _count(db: sqlite_utils.Database, sql: str) -> int:
-    return int(db.execute(sql).fetchone()[0])
-
-
 def default_source(db: sqlite_utils.Database) -> tuple[str, str]:
     """What the report reads when no source is named, and why: gold if any, else the
     annotations, else the newest prompt version with extractions."""
-    if _count(db, "select count(*) from gold"):
+    if scalar(db, "select count(*) from gold"):
         return "gold", "the study has gold labels"
-    if _count(db, "select count(*) from annotations where deleted = 0 and cancelled = 0"):
+    if scalar(db, "select count(*) from annotations where deleted = 0 and cancelled = 0"):
         return "annotations", "no gold labels yet; the study has annotations"
     latest = _latest_prompt(db)
     if latest:
@@ -287,7 +284,7 @@ def source_labels(
     if chosen == SourceKind.gold:
         frame = gold_frame(db)
         if frame.empty:
-            live = _count(db, "select count(*) from annotations where deleted = 0")
+            live = scalar(db, "select count(*) from annotations where deleted = 0")
             raise AnnotatorError(
                 "no gold labels: run `annotator adjudicate` (or decide on the app's Gold page), "
                 "or load a gold file (`annotator gold load FILE`)" if live else
@@ -336,10 +333,9 @@ def spearman(study: Sequence[float], released: Sequence[float]) -> RankCorrelati
     n = len(study)
     if n < MIN_RANKED:
         return RankCorrelation(n=n, note=f"needs at least {MIN_RANKED} values to compare")
-    a, b = pd.Series(study, dtype=float), pd.Series(released, dtype=float)
-    if a.nunique() < 2 or b.nunique() < 2:
+    rho = spearman_rho(study, released)
+    if rho is None:
         return RankCorrelation(n=n, note="every share is equal on one side: no ranking")
-    rho = float(a.rank().corr(b.rank()))  # Pearson on average ranks: Spearman with ties
     return RankCorrelation(rho=rho, n=n)
 
 

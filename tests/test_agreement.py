@@ -429,3 +429,13 @@ def test_value_scores_of_pairs_equal_value_scores_level_by_level():
         assert {k: s.value for k, s in together[level].items()} == pytest.approx(
             {k: s.value for k, s in alone.items()}, nan_ok=True
         )
+
+
+def test_spearman_rho_matches_scipy_with_ties() -> None:
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 6, 40).astype(float)  # many ties
+    y = x + rng.normal(0, 2, 40)
+    assert ag.spearman_rho(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
+    assert ag.spearman_rho([1, 1, 1], [1, 2, 3]) is None
