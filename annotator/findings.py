@@ -309,7 +309,10 @@ def source_labels(
         return frame, left_out, reason, about
     from .prompts import resolve_prompt
 
-    prompt_id = resolve_prompt(chosen, db=db, used=True).id
+    try:
+        prompt_id = resolve_prompt(chosen, db=db, used=True).id
+    except AnnotatorError as exc:  # say the other two sources too
+        raise type(exc)(f"--source is gold, annotations or a prompt version; {exc}") from None
     frame = extractions_frame(db, prompt_id=prompt_id)
     if frame.empty:
         raise AnnotatorError(f"{_prompt_label(db, prompt_id)} has no successful extractions: "

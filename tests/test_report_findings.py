@@ -370,7 +370,8 @@ def test_cli_text_says_the_source_and_prints_data_literally(tmp_path) -> None:
         ("bare", ["--source", "annotations"], "no annotations yet: import or pull some"),
         ("bare", ["--source", "gold"], "no gold labels: no annotations yet: import or pull"),
         ("annotated", ["--source", "gold"], "no gold labels: run `annotator adjudicate`"),
-        ("full", ["--source", "nosuch"], "no prompt 'nosuch'"),
+        ("full", ["--source", "nosuch"],
+         "--source is gold, annotations or a prompt version; no prompt 'nosuch'"),
     ],
 )
 def test_cli_errors_name_the_cause(tmp_path, kind, args, message) -> None:
