@@ -1,3 +1,3 @@
-from .cli import app
+from annotator.cli.main import app
 
 app(prog_name="annotator")

@@ -17,10 +17,10 @@ from typing import Any
 
 import sqlite_utils
 
-from . import study_key
-from .errors import AnnotatorError, NotAStudyError
-from .json_columns import dumps, loads
-from .models import (
+from annotator import study_key
+from annotator.errors import AnnotatorError, NotAStudyError
+from annotator.json_columns import dumps, loads
+from annotator.models import (
     Annotation,
     Conversation,
     Extraction,

@@ -29,8 +29,8 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import AnnotatorError
-from .models import utc_now
+from annotator.errors import AnnotatorError
+from annotator.models import utc_now
 
 if TYPE_CHECKING:  # annotations only: ingest's workers import this module without SQLite
     import sqlite_utils

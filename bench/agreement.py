@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from synthetic import group_values  # noqa: E402 - bench/synthetic.py
 
-from annotator import agreement as ag  # noqa: E402
+from annotator.measure import agreement as ag  # noqa: E402
 
 DATA = ROOT / "annotator" / "data" / "values-in-the-wild"
 # Plausible response-type shares (support-heavy, many "no values"); only shape matters here.

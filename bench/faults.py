@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from extract import API_KEY, Fake, make_db  # noqa: E402
 
 from annotator import taxonomy  # noqa: E402
-from annotator.ledger import BILLED, IN_FLIGHT, POSSIBLY_PAID, call_ledger  # noqa: E402
-from annotator.prompts import load_prompt, render  # noqa: E402
+from annotator.extract.ledger import BILLED, IN_FLIGHT, POSSIBLY_PAID, call_ledger  # noqa: E402
+from annotator.extract.prompts import load_prompt, render  # noqa: E402
 
 
 @dataclass

@@ -35,18 +35,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from annotator import labelstudio as ls_lib
-from annotator import labelstudio_config as lsc
-from annotator import labelstudio_instances as instances
-from annotator import labelstudio_server as server
-from annotator.db import (
-    conversation_to_row,
-    extraction_to_row,
-    loads,
-    open_db,
-    row_to_extraction,
-)
+from annotator.db import conversation_to_row, extraction_to_row, loads, open_db, row_to_extraction
 from annotator.models import Conversation, Extraction, ResponseType, Turn, ValueRef
+from annotator.review import instances, server
+from annotator.review import interface as lsc
+from annotator.review import sync as ls_lib
 from annotator.taxonomy import LEAF_LEVEL, Taxonomy, load_taxonomy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))

@@ -19,11 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from annotator import labelstudio as ls_lib
-from annotator import labelstudio_instances as instances
-from annotator import labelstudio_server as server
 from annotator.db import conversation_to_row, extraction_to_row, open_db
 from annotator.models import Conversation, Extraction, Turn
+from annotator.review import instances, server
+from annotator.review import sync as ls_lib
 from annotator.taxonomy import load_taxonomy
 
 

@@ -33,7 +33,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import pii_corpus  # noqa: E402
 
-from annotator.privacy import PLACEHOLDERS, scrub_text  # noqa: E402
+from annotator.ingest.privacy import PLACEHOLDERS, scrub_text  # noqa: E402
 
 DEFAULT_VENV = Path.home() / ".cache/annotator/bench-presidio-venv"
 KINDS = ("PHONE", "CARD", "IBAN", "SSN", "EMAIL", "URL", "IP")

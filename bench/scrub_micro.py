@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from annotator.privacy import _phone_spans, scrub_text
+from annotator.ingest.privacy import _phone_spans, scrub_text
 
 TARGET_BYTES = 1200
 

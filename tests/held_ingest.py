@@ -22,7 +22,7 @@ _HELD = r"""
 import sys, time
 from pathlib import Path
 
-from annotator import ingest
+from annotator.ingest import pipeline as ingest
 from annotator.cli import app
 
 held, at = Path(sys.argv[1]), int(sys.argv[2])

@@ -18,10 +18,9 @@ import httpx
 import pytest
 from label_studio_sdk import LabelStudio
 
-from annotator import labelstudio_instances as instances
-from annotator import labelstudio_server as server
 from annotator.db import conversation_to_row, extraction_to_row, open_db
 from annotator.models import Conversation, Extraction, Turn, ValueRef
+from annotator.review import instances, server
 from annotator.taxonomy import load_taxonomy
 
 CHROMIUM = "/usr/bin/chromium"

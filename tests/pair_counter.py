@@ -16,14 +16,7 @@ from itertools import combinations
 import numpy as np
 from scipy import sparse
 
-from annotator.agreement import (
-    SetRatings,
-    _group,
-    _moebius,
-    _pack,
-    _ranges,
-    _SetAlphaData,
-)
+from annotator.measure.agreement import SetRatings, _group, _moebius, _pack, _ranges, _SetAlphaData
 
 
 def _subsets(vals: np.ndarray, r: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from oracles import needs
 
-from annotator import agreement as ag
+from annotator.measure import agreement as ag
 
 NA = None
 
@@ -413,7 +413,7 @@ def test_module_imports_only_allowed_packages() -> None:
 
 
 def test_value_scores_of_pairs_equal_value_scores_level_by_level():
-    from annotator.agreement import value_scores, value_scores_of_pairs
+    from annotator.measure.agreement import value_scores, value_scores_of_pairs
 
     model = pd.DataFrame(
         {"conversation_id": ["a", "b", "c"], "ai_values": [("x", "y"), ("y",), ()]}

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from oracles import needs
 from pair_counter import with_cross_counter
 
-from annotator import agreement as ag
+from annotator.measure import agreement as ag
 
 SETTINGS = settings(max_examples=50, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

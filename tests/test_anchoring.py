@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from annotator import agreement as ag
 from annotator.errors import InputError
+from annotator.measure import agreement as ag
 from annotator.models import ResponseType
 
 TYPES = [r.value for r in ResponseType]
@@ -233,8 +233,8 @@ def build_review_study(path, n_prefilled: int, n_blind: int, accept: float = 0.9
 
 
 def test_study_anchoring_reads_label_studio_annotations_with_their_tasks(tmp_path):
-    from annotator import report
     from annotator.db import open_db
+    from annotator.measure import frames as report
 
     path = tmp_path / "study.db"
     build_review_study(path, n_prefilled=150, n_blind=60)
@@ -265,7 +265,7 @@ def test_agreement_command_shows_anchoring_and_says_when_blind_tasks_are_too_few
 
     from typer.testing import CliRunner
 
-    from annotator.cli import app
+    from annotator.cli.main import app
 
     runner = CliRunner()
     enough, few = tmp_path / "enough.db", tmp_path / "few.db"

@@ -8,8 +8,8 @@ from streamlit.testing.v1 import AppTest
 from test_anchoring import build_review_study
 from test_app_study import APP
 
-from annotator import report
 from annotator.db import open_db
+from annotator.measure import frames as report
 
 BOOT = 50
 

@@ -11,9 +11,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_app_study import APP, V1, V2, hostile_conversation, model_labels
 
-from annotator import agreement as ag
-from annotator import report
 from annotator.db import conversation_to_row, open_db
+from annotator.measure import agreement as ag
+from annotator.measure import frames as report
 from annotator.models import Conversation, Turn
 
 BOOT = 50  # fewer resamples than the default keeps the suite fast; intervals still computed
@@ -331,7 +331,7 @@ def test_export_prepares_a_validated_download(app_study) -> None:
 
 def test_cache_follows_the_database(app_study_copy) -> None:
     """A change written by someone else (the CLI) shows on the next run."""
-    from annotator.gold import decide
+    from annotator.datasets.gold import decide
     from annotator.models import Labels
 
     at = open_app(app_study_copy, "overview")
@@ -430,8 +430,8 @@ def test_disagreements_picker_searches_every_conversation(app_study) -> None:
 
 
 def test_shares_of_zero_read_0_percent(app_study) -> None:
-    from annotator import summaries
     from annotator.app.app_pages.common import share
+    from annotator.measure import summaries
 
     assert [share(x) for x in (0, 0.0, 0.0004, 0.282, 1, None, float("nan"))] == [
         "0%", "0%", "<0.1%", "28.2%", "100.0%", "unavailable", "unavailable"]

@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from annotator import agreement as ag
-from annotator import config, report
+from annotator import config
 from annotator.app import queries
+from annotator.datasets.gold import import_gold
 from annotator.db import annotation_to_row, conversation_to_row, extraction_to_row, open_db
-from annotator.gold import import_gold
+from annotator.measure import agreement as ag
+from annotator.measure import frames as report
 from annotator.models import (
     Annotation,
     Conversation,
@@ -164,7 +165,7 @@ def test_md_escapes_markup() -> None:
 
 
 def test_table_signatures_follow_each_table(app_study_copy) -> None:
-    from annotator.gold import decide
+    from annotator.datasets.gold import decide
 
     db = open_db(app_study_copy)
     before = queries.table_signatures(db)
@@ -180,9 +181,9 @@ def test_table_signatures_follow_each_table(app_study_copy) -> None:
 
 
 def test_store_recomputes_only_what_changed(app_study_copy, tmp_path) -> None:
-    from annotator import summaries
     from annotator.app import summary_cache
-    from annotator.gold import decide
+    from annotator.datasets.gold import decide
+    from annotator.measure import summaries
 
     path = str(app_study_copy)
     calls: list[str] = []
@@ -224,7 +225,7 @@ def test_store_recomputes_only_what_changed(app_study_copy, tmp_path) -> None:
 
 
 def test_paired_deltas_match_direct_computation(app_study) -> None:
-    from annotator import summaries
+    from annotator.measure import summaries
 
     db = open_db(app_study)
     gold, ann = report.gold_frame(db), report.annotations_frame(db)
@@ -268,7 +269,7 @@ def test_summaries_figures_are_the_agreement_modules(app_study) -> None:
     """The app's figures and the CLI's come from one statistics core: the same numbers,
     intervals included, for a prompt version against gold and each annotator, for the
     annotators' agreement, and for the two versions compared."""
-    from annotator import summaries
+    from annotator.measure import summaries
 
     db = open_db(app_study)
     gold, ann = report.gold_frame(db), report.annotations_frame(db)
@@ -321,8 +322,8 @@ def test_store_serves_the_previous_result_while_computing(tmp_path) -> None:
     and the finished result once the job is done; a failure is reported, then retried."""
     import threading
 
-    from annotator import summaries
     from annotator.app import summary_cache
+    from annotator.measure import summaries
 
     path = tmp_path / "study.db"
     path.write_bytes(b"")  # the store only names files after it; nothing opens it here
@@ -361,8 +362,8 @@ def test_disagreement_filters_and_value_options_match_a_row_by_row_reading(app_s
     rows of the stored (Arrow-backed) table the page reads."""
     from collections import Counter
 
-    from annotator import summaries
     from annotator.app import precompute, summary_cache
+    from annotator.measure import summaries
 
     path = str(app_study)
     sigs = summary_cache.signatures(path, summary_cache.fingerprint(path))

@@ -25,8 +25,7 @@ from urllib.parse import urlparse
 import pytest
 from labelstudio_fixtures import CHROMIUM, CHROMIUM_ARGS, browser_login
 
-from annotator import labelstudio_instances as instances
-from annotator import labelstudio_server as server
+from annotator.review import instances, server
 
 pytestmark = pytest.mark.integration
 

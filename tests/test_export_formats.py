@@ -29,23 +29,17 @@ from conftest import iter_conversations  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from annotator import config  # noqa: E402
-from annotator import export as export_module  # noqa: E402
-from annotator.cli import app  # noqa: E402
-from annotator.db import (  # noqa: E402
-    annotation_to_row,
-    conversation_to_row,
-    extraction_to_row,
-    open_db,
-)
-from annotator.errors import AnnotatorError  # noqa: E402
-from annotator.export import (  # noqa: E402
+from annotator.cli.main import app  # noqa: E402
+from annotator.datasets import export as export_module  # noqa: E402
+from annotator.datasets.export import (
     CSV_COLUMNS,
     ExportFilter,
     ExportRecord,
     ProposalRecord,
     export,
 )
-from annotator.export_files import (  # noqa: E402
+from annotator.datasets.gold import decide, import_gold  # noqa: E402
+from annotator.datasets.writers import (
     FORMULA_STARTS,
     HF_DATA_FILE,
     SCHEMAS,
@@ -54,9 +48,10 @@ from annotator.export_files import (  # noqa: E402
     check_target,
     export_format,
 )
-from annotator.extract import extract  # noqa: E402
-from annotator.gold import decide, import_gold  # noqa: E402
-from annotator.models import (  # noqa: E402
+from annotator.db import annotation_to_row, conversation_to_row, extraction_to_row, open_db
+from annotator.errors import AnnotatorError  # noqa: E402
+from annotator.extract.engine import extract  # noqa: E402
+from annotator.models import (
     Annotation,
     Conversation,
     Extraction,

@@ -16,14 +16,14 @@ from conftest import TEST_API_KEY, make_study, rows
 from typer.testing import CliRunner
 from waiting import wait_until
 
-from annotator import extract as extract_module
-from annotator.cli import app
+from annotator.cli.main import app
 from annotator.db import open_db, row_to_extraction
 from annotator.errors import AnnotatorError
-from annotator.extract import extract
-from annotator.extractors.claude import ClaudeExtractor
-from annotator.pricing import load_prices
-from annotator.prompts import load_prompt, render
+from annotator.extract import engine as extract_module
+from annotator.extract.claude import ClaudeExtractor
+from annotator.extract.engine import extract
+from annotator.extract.pricing import load_prices
+from annotator.extract.prompts import load_prompt, render
 
 pytestmark = pytest.mark.integration
 MODEL = "claude-sonnet-4-6"
@@ -375,7 +375,7 @@ def test_engine_module_has_no_sdk_import():
     import ast
     import pathlib
 
-    package = pathlib.Path(extract_module.__file__).parent
+    package = pathlib.Path(extract_module.__file__).parents[1]
     importers = []
     for file in package.rglob("*.py"):
         tree = ast.parse(file.read_text(encoding="utf-8"))
@@ -387,7 +387,7 @@ def test_engine_module_has_no_sdk_import():
                 names = [node.module]
             if any(n.split(".")[0] == "anthropic" for n in names):
                 importers.append(file.relative_to(package).as_posix())
-    assert sorted(set(importers)) == ["extractors/claude.py"]
+    assert sorted(set(importers)) == ["extract/claude.py"]
 
 
 def test_structured_output_prompt_without_temperature(study, fake_api, tmp_path):
@@ -410,7 +410,7 @@ def test_structured_output_prompt_without_temperature(study, fake_api, tmp_path)
 
 
 def test_default_http_transport_without_aiohttp(study, fake_api, monkeypatch):
-    from annotator.extractors import claude
+    from annotator.extract import claude
 
     monkeypatch.setattr(claude, "_aiohttp_available", lambda: False)
     extractor = ClaudeExtractor(api_key=TEST_API_KEY, model=MODEL, concurrency=40)

@@ -10,8 +10,7 @@ from conftest import make_conversations, make_study, rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from annotator.extract import extract
-from annotator.extractors.baseline import (
+from annotator.extract.baseline import (
     EVIDENCE_CHARS,
     MODEL,
     BaselineExtractor,
@@ -19,8 +18,9 @@ from annotator.extractors.baseline import (
     response_type,
     words_match,
 )
+from annotator.extract.engine import extract
+from annotator.extract.prompts import prompts
 from annotator.models import Conversation, ResponseType, Turn
-from annotator.prompts import prompts
 
 
 def conv(user: str, assistant: str) -> Conversation:

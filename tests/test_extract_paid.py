@@ -26,9 +26,9 @@ from test_extract import extractions, key, run
 from typer.testing import CliRunner
 from waiting import wait_until
 
-from annotator import ledger
-from annotator.cli import app
+from annotator.cli.main import app
 from annotator.errors import AnnotatorError
+from annotator.extract import ledger
 from annotator.models import utc_now
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from annotator.errors import InputError
-from annotator.pricing import BATCH_DISCOUNT, load_prices
+from annotator.extract.pricing import BATCH_DISCOUNT, load_prices
 
 
 def test_cost_of_each_token_class_and_the_batch_discount():

@@ -14,7 +14,7 @@ from fake_anthropic import FakeAnthropic
 from pydantic import ValidationError
 from waiting import wait_until
 
-from annotator.extractors import ProposedLabels
+from annotator.extract.extractors import ProposedLabels
 
 TOOL = {
     "name": "record_labels",

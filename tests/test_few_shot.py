@@ -8,10 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from annotator import config, few_shot, taxonomy
+from annotator import config, taxonomy
+from annotator.datasets.gold import read_gold
 from annotator.errors import InputError
-from annotator.gold import read_gold
-from annotator.prompts import body_parts, few_shot_ids, parse_prompt, prompt_files, prompt_id
+from annotator.extract import few_shot
+from annotator.extract.prompts import (
+    body_parts,
+    few_shot_ids,
+    parse_prompt,
+    prompt_files,
+    prompt_id,
+)
 
 DEMO = Path(__file__).resolve().parents[1] / "gold" / "demo.jsonl"
 V1 = (config.default_prompts_dir() / "values" / "v1.md").read_text(encoding="utf-8")

@@ -13,10 +13,14 @@ import re
 import pytest
 
 from annotator import config
-from annotator.db import annotation_to_row, conversation_to_row, open_db
-from annotator.errors import AnnotatorError
-from annotator.export import ExportFilter, ExportFormat, ExportRecord, export, render_export
-from annotator.gold import (
+from annotator.datasets.export import (
+    ExportFilter,
+    ExportFormat,
+    ExportRecord,
+    export,
+    render_export,
+)
+from annotator.datasets.gold import (
     adjudicate,
     decide,
     import_gold,
@@ -26,14 +30,9 @@ from annotator.gold import (
     read_gold,
     write_gold_file,
 )
-from annotator.models import (
-    Annotation,
-    AnnotatorLabels,
-    Conversation,
-    Labels,
-    ResponseType,
-    Turn,
-)
+from annotator.db import annotation_to_row, conversation_to_row, open_db
+from annotator.errors import AnnotatorError
+from annotator.models import Annotation, AnnotatorLabels, Conversation, Labels, ResponseType, Turn
 
 GOLD = config.gold_dir() / "demo.jsonl"
 
@@ -301,7 +300,7 @@ def test_import_leaves_out_an_incomplete_gold_label_and_says_so(study, tmp_path)
 def test_cli_lists_what_export_and_adjudicate_leave_out_capped_and_literal(study, tmp_path):
     from typer.testing import CliRunner
 
-    from annotator.cli import app
+    from annotator.cli.main import app
 
     for i in range(25):
         _add_conversation(study, f"Question {i}", {

@@ -20,10 +20,10 @@ from conftest import iter_conversations
 from held_ingest import start_held
 from waiting import wait_until
 
-from annotator import ingest as ingest_module
 from annotator.db import open_db
 from annotator.errors import InputError
-from annotator.ingest import ingest
+from annotator.ingest import pipeline as ingest_module
+from annotator.ingest.pipeline import ingest
 
 
 def write_jsonl(path, objects, compress=False):
@@ -296,7 +296,7 @@ def test_a_script_without_a_main_guard_gets_a_clear_error(tmp_path):
     ])  # fmt: skip
     script = tmp_path / "unguarded.py"
     script.write_text(
-        "from annotator.db import open_db\nfrom annotator.ingest import ingest\n"
+        "from annotator.db import open_db\nfrom annotator.ingest.pipeline import ingest\n"
         f"ingest(open_db({str(tmp_path / 'study.db')!r}), [{str(path)!r}], workers=2, "
         "batch_size=100)\n"
     )

@@ -24,10 +24,10 @@ from held_ingest import start_held
 from typer.testing import CliRunner
 from waiting import wait_until
 
-from annotator.cli import app
+from annotator.cli.main import app
 from annotator.db import open_db
 from annotator.errors import InputError
-from annotator.ingest import PARALLEL_MIN_BYTES, ingest
+from annotator.ingest.pipeline import PARALLEL_MIN_BYTES, ingest
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMORY_LIMIT_MB = 500

@@ -11,11 +11,11 @@ import pytest
 from labelstudio_fixtures import labelstudio, make_study, reviewer_client  # noqa: F401
 from typer.testing import CliRunner
 
-from annotator import labelstudio as ls_lib
-from annotator import labelstudio_server as server
-from annotator.cli import app
+from annotator.cli.main import app
 from annotator.db import open_db
 from annotator.models import Labels, ResponseType
+from annotator.review import server
+from annotator.review import sync as ls_lib
 from annotator.taxonomy import load_taxonomy
 
 pytestmark = pytest.mark.integration

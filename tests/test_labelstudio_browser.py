@@ -16,8 +16,8 @@ from labelstudio_fixtures import (  # noqa: F401
     make_study,
 )
 
-from annotator import labelstudio as ls_lib
 from annotator.db import open_db
+from annotator.review import sync as ls_lib
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ from xml.etree import ElementTree
 
 import pytest
 
-from annotator import labelstudio_config as lsc
 from annotator.models import REQUIRED_FIELDS, Extraction, ResponseType, ValueRef
+from annotator.review import interface as lsc
 from annotator.taxonomy import LEAF_LEVEL, load_taxonomy
 
 
@@ -235,7 +235,7 @@ def test_the_task_list_shows_the_preview_not_raw_json():
 
 
 def test_pushed_projects_show_the_instructions():
-    from annotator.labelstudio import _project_settings
+    from annotator.review.sync import _project_settings
 
     settings = _project_settings(None)
     assert settings["show_instruction"] is True

@@ -22,11 +22,11 @@ from labelstudio_fixtures import (  # noqa: F401
 )
 from playwright.sync_api import expect
 
-from annotator import labelstudio as ls_lib
-from annotator import labelstudio_config as lsc
 from annotator.db import conversation_to_row, extraction_to_row, open_db
-from annotator.labelstudio import Reviewer
 from annotator.models import Conversation, Extraction, Turn, ValueRef
+from annotator.review import interface as lsc
+from annotator.review import sync as ls_lib
+from annotator.review.sync import Reviewer
 from annotator.taxonomy import load_taxonomy
 
 pytestmark = pytest.mark.integration

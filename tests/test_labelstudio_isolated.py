@@ -21,11 +21,11 @@ from labelstudio_fixtures import (  # noqa: F401
 )
 from typer.testing import CliRunner
 
-from annotator import labelstudio as ls_lib
-from annotator import labelstudio_instances as instances
-from annotator.cli import app
+from annotator.cli.main import app
 from annotator.db import conversation_to_row, extraction_to_row, open_db
 from annotator.models import Conversation, Extraction, Turn
+from annotator.review import instances
+from annotator.review import sync as ls_lib
 from annotator.taxonomy import load_taxonomy
 
 pytestmark = pytest.mark.integration

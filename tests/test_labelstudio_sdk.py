@@ -19,8 +19,8 @@ import pytest
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from annotator import labelstudio_server as server
-from annotator.labelstudio import NEUTRAL_ORDERING, WRITE_ONCE
+from annotator.review import server
+from annotator.review.sync import NEUTRAL_ORDERING, WRITE_ONCE
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "0123456789abcdef0123456789abcdef01234567"  # a legacy token: not a JWT

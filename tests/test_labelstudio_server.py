@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from annotator import labelstudio_server as server
+from annotator.review import server
 
 
 @pytest.fixture(autouse=True)

@@ -10,10 +10,10 @@ import pytest
 from labelstudio_fixtures import labelstudio, reviewer_client  # noqa: F401
 
 from annotator import config
-from annotator import labelstudio as ls_lib
+from annotator.datasets.gold import import_gold
 from annotator.db import open_db
-from annotator.extract import extract
-from annotator.gold import import_gold
+from annotator.extract.engine import extract
+from annotator.review import sync as ls_lib
 
 pytestmark = pytest.mark.integration
 

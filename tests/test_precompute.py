@@ -13,11 +13,12 @@ from test_app_pages import BOOT, open_app
 from test_app_study import V1, V2
 from typer.testing import CliRunner
 
-from annotator import report, summaries
 from annotator.app import precompute, summary_cache
-from annotator.cli import app
+from annotator.cli.main import app
+from annotator.datasets.gold import decide
 from annotator.db import open_db
-from annotator.gold import decide
+from annotator.measure import frames as report
+from annotator.measure import summaries
 from annotator.models import Labels
 
 runner = CliRunner()

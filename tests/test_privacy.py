@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum import iban, luhn
 
-from annotator.privacy import PII_TYPES, PLACEHOLDERS, scrub_text, scrub_value
+from annotator.ingest.privacy import PII_TYPES, PLACEHOLDERS, scrub_text, scrub_value
 
 # (kind, text). Each text is embedded in a sentence by the tests below.
 POSITIVES = [

@@ -14,8 +14,8 @@ import pytest
 
 from annotator.config import DEFAULT_PHONE_REGIONS, phone_regions
 from annotator.db import open_db
-from annotator.ingest import ingest
-from annotator.privacy import PLACEHOLDERS, scrub_text, scrub_value
+from annotator.ingest.pipeline import ingest
+from annotator.ingest.privacy import PLACEHOLDERS, scrub_text, scrub_value
 
 SAMPLES, NEAR_MISSES = pii_corpus.build()
 

@@ -16,11 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from annotator import config
-from annotator import labelstudio as ls_lib
-from annotator.cli import app
+from annotator.cli.main import app
 from annotator.db import open_db
 from annotator.errors import InputError
-from annotator.prompts import MIN_PREFIX, prompt_id, resolve_prompt
+from annotator.extract.prompts import MIN_PREFIX, prompt_id, resolve_prompt
+from annotator.review import sync as ls_lib
 
 runner = CliRunner()
 V1 = config.default_prompts_dir() / "values" / "v1.md"

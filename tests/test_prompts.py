@@ -11,9 +11,8 @@ import pytest
 from annotator import config, taxonomy
 from annotator.db import open_db
 from annotator.errors import InputError
-from annotator.extractors import ProposedLabels
-from annotator.models import Conversation, Turn
-from annotator.prompts import (
+from annotator.extract.extractors import ProposedLabels
+from annotator.extract.prompts import (
     body_parts,
     load_prompt,
     prompt_files,
@@ -23,6 +22,7 @@ from annotator.prompts import (
     render,
     split_front_matter,
 )
+from annotator.models import Conversation, Turn
 
 V1 = config.prompts_dir() / "values" / "v1.md"
 # Values the v1 examples use on purpose although they are rarely in the top 150.

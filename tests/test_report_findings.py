@@ -16,11 +16,13 @@ from streamlit.testing.v1 import AppTest
 from test_app_study import APP
 from typer.testing import CliRunner
 
-from annotator import config, findings
+from annotator import config
 from annotator import db as db_module
 from annotator.app import summary_cache
-from annotator.cli import app
-from annotator.gold import adjudicate, majority_label
+from annotator.cli.main import app
+from annotator.datasets.gold import adjudicate, majority_label
+from annotator.measure import findings
+from annotator.measure.frames import PUBLISHED_STUDY
 from annotator.models import (
     Annotation,
     AnnotatorLabels,
@@ -31,7 +33,6 @@ from annotator.models import (
     ValueRef,
     utc_now,
 )
-from annotator.report import PUBLISHED_STUDY
 from annotator.taxonomy import load_taxonomy
 
 runner = CliRunner()

@@ -8,10 +8,10 @@ from conftest import make_study
 from typer.testing import CliRunner
 
 from annotator import db as db_module
-from annotator.cli import app
-from annotator.labelstudio_server import ServerState, write_state
+from annotator.cli.main import app
+from annotator.datasets.show import find_conversation
 from annotator.models import Annotation, Extraction, GoldLabel, Labels, PromptVersion, ValueRef
-from annotator.show import find_conversation
+from annotator.review.server import ServerState, write_state
 
 runner = CliRunner()
 PROMPT = PromptVersion(id="83a3bb34cde1e54b", name="values", version="v2", text="x")

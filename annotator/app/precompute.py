@@ -27,12 +27,14 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from annotator import config, gold, summaries
+from annotator import config
 from annotator.app import summary_cache
-from annotator.findings import table_findings
-from annotator.prompts import few_shot_map
-from annotator.report import without_few_shot
-from annotator.summaries import Bundle
+from annotator.datasets import gold
+from annotator.extract.prompts import few_shot_map
+from annotator.measure import summaries
+from annotator.measure.findings import table_findings
+from annotator.measure.frames import without_few_shot
+from annotator.measure.summaries import Bundle
 
 DEFAULT_BOOT = 200  # bootstrap resamples behind the app's 95% intervals
 

@@ -9,7 +9,7 @@ import pandas as pd
 import sqlite_utils
 
 from annotator.db import loads, row_to_annotation, row_to_extraction, row_to_gold
-from annotator.report import conversation_rows, scalar
+from annotator.measure.frames import conversation_rows, scalar
 
 
 def table_signatures(db: sqlite_utils.Database) -> dict[str, str]:

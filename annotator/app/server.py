@@ -12,8 +12,8 @@ import importlib
 import os
 from pathlib import Path
 
-from .. import config
-from ..errors import AnnotatorError
+from annotator import config
+from annotator.errors import AnnotatorError
 
 
 def app_script() -> Path:

@@ -39,10 +39,10 @@ import pyarrow as pa
 import sqlite_utils
 from pyarrow import feather
 
-from annotator import report
 from annotator.app import queries
 from annotator.db import open_db
-from annotator.summaries import Bundle
+from annotator.measure import frames as report
+from annotator.measure.summaries import Bundle
 
 # Bump when a bundle's content changes shape: old files on disk are then ignored.
 BUNDLE_VERSION = "8"

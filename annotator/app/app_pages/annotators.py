@@ -7,8 +7,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from annotator import summaries
 from annotator.app.app_pages import common
+from annotator.measure import summaries
 
 st.title("Annotators")
 study = common.require_study()

@@ -24,11 +24,12 @@ import pandas as pd
 import pyarrow as pa
 import streamlit as st
 
-from annotator import config, findings
+from annotator import config
 from annotator.app import conversation_search, precompute, queries, summary_cache
 from annotator.app.conversation_search import ConversationHit
-from annotator.show import task_url
-from annotator.summaries import Bundle
+from annotator.datasets.show import task_url
+from annotator.measure import findings
+from annotator.measure.summaries import Bundle
 
 WAIT_SECONDS = 3.0  # how long a page waits for a result before showing "computing"
 DEFAULT_BOOT = precompute.DEFAULT_BOOT

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from annotator import summaries
 from annotator.app import summary_cache
 from annotator.app.app_pages import common
+from annotator.measure import summaries
 from annotator.taxonomy import TOP_CATEGORIES
 
 st.title("Disagreements")

@@ -8,8 +8,8 @@ import streamlit as st
 
 from annotator.app import summary_cache
 from annotator.app.app_pages import common
-from annotator.export import ExportFilter, ExportFormat, render_export
-from annotator.export_files import TEXT_FORMATS
+from annotator.datasets.export import ExportFilter, ExportFormat, render_export
+from annotator.datasets.writers import TEXT_FORMATS
 from annotator.models import ResponseType
 from annotator.taxonomy import TOP_CATEGORIES
 

@@ -10,8 +10,8 @@ import streamlit as st
 from annotator import config
 from annotator.app import precompute, summary_cache
 from annotator.app.app_pages import common
+from annotator.datasets.gold import decide, write_gold_file
 from annotator.errors import AnnotatorError
-from annotator.gold import decide, write_gold_file
 from annotator.models import Labels, ResponseType
 
 st.title("Gold")

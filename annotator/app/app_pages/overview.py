@@ -7,8 +7,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from annotator import report, summaries
 from annotator.app.app_pages import common
+from annotator.measure import frames as report
+from annotator.measure import summaries
 
 st.title("Overview")
 study = common.require_study()

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from annotator import report, summaries
 from annotator.app import precompute, summary_cache
 from annotator.app.app_pages import common
+from annotator.measure import frames as report
+from annotator.measure import summaries
 
 st.title("Prompts")
 study = common.require_study()

@@ -1,0 +1,7 @@
+"""Datasets: gold and its decisions, labels brought in, and validated data sent out.
+
+- `gold`: gold files, adjudication by majority, a person's decision, writing gold back.
+- `import_labels`: labels made outside Label Studio read into the study.
+- `show`: everything the study knows about one conversation (`annotator show`).
+- `export`, `writers`, `card`: which records an export holds, each format's writer, the card.
+"""

@@ -1,0 +1,649 @@
+"""Datasets out of a study: validated gold, gold alone, or the model's proposals, in five formats.
+
+What (`ExportWhat`):
+- `validated`: adjudicated conversations, their gold labels with each value resolved to its
+  taxonomy node, and each annotator's labels;
+- `gold`: the same without the annotators' labels (their number stays, as `n_annotations`);
+- `proposals`: every (conversation, prompt version, model) extraction with its evidence quotes,
+  status, error, tokens and cost.
+
+Each gold record is validated before it is written; a record that fails (no response type, a
+value name that is empty, ...) is reported with its reason and left out, never silently changed.
+An annotated conversation without gold is named in the report too, with why it has none: nothing
+leaves the dataset unsaid. An export that would hold nothing is an error that says why.
+Formats and how files are written are in `export_files`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlite_utils
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
+
+from annotator.datasets.gold import MAJORITY, gold_records, live_annotations, not_adjudicated_reason
+from annotator.datasets.writers import (
+    HF_DATA_FILE,
+    SCHEMAS,
+    TEXT_FORMATS,
+    CsvSink,
+    ExportFormat,
+    ExportWhat,
+    JsonlSink,
+    ParquetSink,
+    RowSink,
+    check_target,
+    export_format,
+    staged,
+    text_file,
+)
+from annotator.db import loads, row_to_extraction
+from annotator.errors import NO_ANNOTATIONS, AnnotatorError
+from annotator.models import (
+    Annotation,
+    AnnotatorLabels,
+    ExtractionStatus,
+    GoldRecord,
+    ResponseType,
+    Turn,
+    ValueRef,
+)
+from annotator.taxonomy import TOP_CATEGORIES, Node, load_taxonomy
+
+
+class ExportedValue(BaseModel):
+    name: str
+    node_id: str | None
+    category: str | None = Field(description="top category, e.g. 'Practical values'")
+    cluster: str | None = Field(description="level-1 cluster name")
+    free: bool
+
+
+class ProposedValue(ExportedValue):
+    evidence: str | None = Field(default=None, description="the quote the model gave")
+    score: float | None = None
+
+
+def _named(values: list[ExportedValue]) -> list[ExportedValue]:
+    if any(not v.name.strip() for v in values):
+        raise ValueError("a value has an empty name")
+    return values
+
+
+class ExportRecord(BaseModel):
+    """One adjudicated conversation (`validated`; `gold` leaves `annotations` out)."""
+
+    conversation_id: str
+    source: str
+    turns: list[Turn] = Field(min_length=1)
+    ai_values: list[ExportedValue]
+    human_values: list[ExportedValue]
+    response_type: ResponseType
+    subjective: bool
+    decided_by: str
+    decided_at: str | None
+    n_annotations: int = Field(0, description="live annotations, complete or not")
+    annotations: list[AnnotatorLabels] = Field(default_factory=list)
+
+    _names_present = field_validator("ai_values", "human_values")(_named)
+
+
+class ProposalRecord(BaseModel):
+    """One extraction: what one prompt version and model proposed for one conversation."""
+
+    conversation_id: str
+    source: str
+    turns: list[Turn]
+    prompt_id: str
+    prompt_name: str | None
+    prompt_version: str | None
+    model: str
+    extractor: str
+    status: ExtractionStatus
+    error: str | None
+    subjective: bool | None
+    response_type: ResponseType | None
+    ai_values: list[ProposedValue]
+    human_values: list[ProposedValue]
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+    attempts: int
+    model_calls: int = Field(description="rows in model_calls (requests sent, retries included)")
+    call_ms: float = Field(description="their summed duration in milliseconds")
+    created_at: str
+
+
+class ExportFilter(BaseModel):
+    sources: list[str] = Field(default_factory=list)
+    response_types: list[ResponseType] = Field(default_factory=list)
+    categories: list[str] = Field(
+        default_factory=list, description="keep conversations with an AI value in these"
+    )
+    decided_by_person_only: bool = False
+    subjective_only: bool = False
+    min_annotations: int = 0
+    include_annotations: bool = True
+
+
+class LeftOut(BaseModel):
+    """A conversation the export leaves out other than by a filter, and why."""
+
+    conversation_id: str
+    reason: str
+
+
+class ExportStats(BaseModel):
+    """What the exported records hold, for the report and the dataset card."""
+
+    conversations: int = 0
+    response_types: dict[str, int] = Field(default_factory=dict)
+    categories: dict[str, int] = Field(default_factory=dict, description="AI values per top "
+                                       "category")
+    sources: dict[str, int] = Field(default_factory=dict)
+    statuses: dict[str, int] = Field(default_factory=dict, description="proposals: ok, error")
+    prompt_ids: list[str] = Field(default_factory=list, description="proposals exported")
+    decided_by_person: int = 0
+    free_values: int = 0
+    _ids: set[str] = PrivateAttr(default_factory=set)
+
+    def add(self, record: ExportRecord | ProposalRecord) -> None:
+        if record.conversation_id not in self._ids:
+            self._ids.add(record.conversation_id)
+            self.conversations += 1
+            _bump(self.sources, record.source)
+        _bump(self.response_types, record.response_type.value if record.response_type else "none")
+        for value in record.ai_values:
+            _bump(self.categories, value.category or "free value")
+            self.free_values += value.free
+        if isinstance(record, ProposalRecord):
+            _bump(self.statuses, record.status.value)
+            if record.prompt_id not in self.prompt_ids:
+                self.prompt_ids.append(record.prompt_id)
+        elif record.decided_by != MAJORITY:
+            self.decided_by_person += 1
+
+    def conversation_ids(self) -> set[str]:
+        return set(self._ids)
+
+
+def _bump(counts: dict[str, int], key: str) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
+
+class ExportReport(BaseModel):
+    path: str | None = None
+    format: ExportFormat
+    what: ExportWhat = ExportWhat.validated
+    exported: int = 0
+    considered: int = 0  # valid records before the filters
+    filtered_out: int = 0
+    kept_by_filter: dict[str, int] = Field(default_factory=dict)  # each filter on its own
+    invalid: list[tuple[str, str]] = Field(default_factory=list)  # gold that fails validation
+    # every annotated or adjudicated conversation not exported and not filtered out: invalid
+    # gold, and conversations without gold (incomplete or split annotations, not adjudicated)
+    left_out: list[LeftOut] = Field(default_factory=list)
+    stats: ExportStats = Field(default_factory=ExportStats)
+
+
+# --- values -------------------------------------------------------------------------------------
+
+
+def _node_fields(node: Node | None, name: str) -> dict[str, Any]:
+    if node is None:
+        return {"name": name, "node_id": None, "category": None, "cluster": None, "free": True}
+    ancestors = load_taxonomy().ancestors(node)
+    return {"name": node.name, "node_id": node.id, "category": ancestors[3].name,
+            "cluster": ancestors[1].name, "free": False}
+
+
+def _exported_value(name: str) -> ExportedValue:
+    return ExportedValue(**_node_fields(load_taxonomy().resolve(name), name))
+
+
+def _proposed_value(ref: ValueRef) -> ProposedValue:
+    tree = load_taxonomy()
+    # The extraction stored the node it resolved; a node the tree no longer has resolves anew.
+    node = (tree.get(ref.node_id) if ref.node_id else None) or tree.resolve(ref.name)
+    return ProposedValue(**_node_fields(node, ref.name), evidence=ref.evidence, score=ref.score)
+
+
+def _category_key(name: str) -> str:
+    return name.strip().lower().removesuffix(" values").strip()
+
+
+def _category_matches(record: ExportRecord | ProposalRecord, categories: list[str]) -> bool:
+    wanted = {_category_key(c) for c in categories}
+    return any(v.category and _category_key(v.category) in wanted for v in record.ai_values)
+
+
+# --- records --------------------------------------------------------------------------------------
+
+
+def _gold_gaps(gold_record: GoldRecord) -> str | None:
+    """A required gold field left empty, in words (validation would say "Input should be...")."""
+    gone = [name for name, value in (("response type", gold_record.gold.response_type),
+                                     ("subjective", gold_record.gold.subjective))
+            if value is None]
+    return f"gold has no {' and no '.join(gone)}" if gone else None
+
+
+def _invalid_reason(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+
+
+def export_records(
+    db: sqlite_utils.Database,
+    filters: ExportFilter | None = None,
+    annotations: dict[str, list[Annotation]] | None = None,
+) -> Iterator[ExportRecord | tuple[str, str]]:
+    """Adjudicated conversations as validated records; `(conversation_id, reason)` if invalid.
+
+    `n_annotations` is always the number of live annotations, also when `filters` leave the
+    annotators' labels out.
+    """
+    filters = filters or ExportFilter()
+    for gold_record in gold_records(db, annotations):
+        gold = gold_record.gold
+        gap = _gold_gaps(gold_record)
+        if gap:
+            yield (gold_record.conversation_id, gap)
+            continue
+        try:
+            record = ExportRecord(
+                conversation_id=gold_record.conversation_id,
+                source=gold_record.source,
+                turns=gold_record.turns,
+                ai_values=[_exported_value(v) for v in gold.ai_values],
+                human_values=[_exported_value(v) for v in gold.human_values],
+                response_type=gold.response_type,
+                subjective=gold.subjective,
+                decided_by=gold.decided_by,
+                decided_at=gold.decided_at.isoformat() if gold.decided_at else None,
+                n_annotations=len(gold_record.annotations),
+                annotations=gold_record.annotations if filters.include_annotations else [],
+            )
+        except ValidationError as exc:
+            yield (gold_record.conversation_id, _invalid_reason(exc))
+            continue
+        yield record
+
+
+def _model_calls(db: sqlite_utils.Database) -> dict[tuple[str, str, str], tuple[int, float]]:
+    """Requests sent and their time, per (conversation, prompt, model), in one pass."""
+    return {
+        (cid, pid, model): (n, ms or 0.0)
+        for cid, pid, model, n, ms in db.execute(
+            "select conversation_id, prompt_id, model, count(*), sum(duration_ms) "
+            "from model_calls group by 1, 2, 3"
+        )
+    }
+
+
+_PROPOSALS_SQL = (
+    "select e.*, c.source as conversation_source, c.turns as conversation_turns, "
+    "p.name as prompt_name, p.version as prompt_version from extractions e "
+    "join conversations c on c.id = e.conversation_id left join prompts p on p.id = e.prompt_id "
+    "order by e.conversation_id, e.prompt_id, e.model"
+)
+
+
+def proposal_records(db: sqlite_utils.Database) -> Iterator[ProposalRecord | tuple[str, str]]:
+    """Every extraction, sorted by conversation, prompt and model; `(id, reason)` if invalid."""
+    calls = _model_calls(db)
+    for row in db.query(_PROPOSALS_SQL):
+        extra = {k: row.pop(k) for k in ("conversation_source", "conversation_turns",
+                                         "prompt_name", "prompt_version")}
+        try:
+            extraction = row_to_extraction(row)
+            n_calls, ms = calls.get((row["conversation_id"], row["prompt_id"], row["model"]),
+                                    (0, 0.0))
+            yield ProposalRecord(
+                **extraction.model_dump(exclude={"ai_values", "human_values", "raw_reply",
+                                                 "created_at"}),
+                source=extra["conversation_source"] or "",
+                turns=[Turn(**t) for t in loads(extra["conversation_turns"], [])],
+                prompt_name=extra["prompt_name"],
+                prompt_version=extra["prompt_version"],
+                ai_values=[_proposed_value(v) for v in extraction.ai_values],
+                human_values=[_proposed_value(v) for v in extraction.human_values],
+                model_calls=n_calls,
+                call_ms=ms,
+                created_at=extraction.created_at.isoformat(),
+            )
+        except ValidationError as exc:
+            yield (row["conversation_id"], _invalid_reason(exc))
+
+
+# --- filters --------------------------------------------------------------------------------------
+
+Check = tuple[str, Callable[[Any], bool]]
+
+
+def _checks(filters: ExportFilter) -> list[Check]:
+    """Each active filter, named as on the command line, with its test of one record."""
+    checks: list[Check] = []
+    if filters.sources:
+        sources = set(filters.sources)
+        checks.append((f"--source {', '.join(filters.sources)}", lambda r: r.source in sources))
+    if filters.response_types:
+        types = set(filters.response_types)
+        checks.append((f"--response-type {', '.join(filters.response_types)}",
+                       lambda r: r.response_type in types))
+    if filters.categories:
+        checks.append((f"--category {', '.join(filters.categories)}",
+                       lambda r: _category_matches(r, filters.categories)))
+    if filters.decided_by_person_only:
+        checks.append(("--person-only", lambda r: r.decided_by != MAJORITY))
+    if filters.subjective_only:
+        checks.append(("--subjective-only", lambda r: r.subjective is True))
+    if filters.min_annotations:
+        checks.append((f"--min-annotations {filters.min_annotations}",
+                       lambda r: r.n_annotations >= filters.min_annotations))
+    return checks
+
+
+def check_filters(db: sqlite_utils.Database, what: ExportWhat, filters: ExportFilter) -> None:
+    """Refuse a filter that can only be a mistake: an unknown category or source, or a gold
+    filter on proposals. A typo must not look like an empty or a smaller dataset."""
+    known = {c.lower() for c in TOP_CATEGORIES}
+    unknown = [c for c in filters.categories if _category_key(c) not in known]
+    if unknown:
+        raise AnnotatorError(
+            f"unknown categor{'y' if len(unknown) == 1 else 'ies'} "
+            f"{', '.join(map(repr, unknown))}: the top categories are {', '.join(TOP_CATEGORIES)}"
+        )
+    if filters.sources:
+        present = {row[0] for row in db.execute("select distinct source from conversations")}
+        missing = [s for s in filters.sources if s not in present]
+        if missing:
+            shown = ", ".join(sorted(map(str, present))[:10]) or "none"
+            raise AnnotatorError(f"no conversations of source {', '.join(map(repr, missing))}: "
+                                 f"the study's sources are {shown}")
+    if what is ExportWhat.proposals and (filters.decided_by_person_only
+                                         or filters.min_annotations):
+        raise AnnotatorError("--person-only and --min-annotations filter gold: they do not "
+                             "apply to --what proposals")
+
+
+# --- selection and writing ----------------------------------------------------------------------
+
+
+def _selected(
+    db: sqlite_utils.Database, what: ExportWhat, filters: ExportFilter, report: ExportReport
+) -> Iterator[ExportRecord | ProposalRecord]:
+    """The records of `what` that pass every filter; the report counts the rest."""
+    checks = _checks(filters)
+    report.kept_by_filter = {label: 0 for label, _ in checks}
+    live = {} if what is ExportWhat.proposals else live_annotations(db)
+    items = (proposal_records(db) if what is ExportWhat.proposals
+             else export_records(db, filters, live))
+    for item in items:
+        if isinstance(item, tuple):
+            report.invalid.append(item)
+            report.left_out.append(LeftOut(conversation_id=item[0], reason=item[1]))
+            continue
+        report.considered += 1
+        passed = [label for label, check in checks if check(item)]
+        for label in passed:
+            report.kept_by_filter[label] += 1
+        if len(passed) < len(checks):
+            report.filtered_out += 1
+            continue
+        yield item
+    if what is not ExportWhat.proposals:
+        report.left_out.extend(_without_gold(db, live, filters))
+
+
+def _row(record: ExportRecord | ProposalRecord, what: ExportWhat) -> dict[str, Any]:
+    exclude = {"annotations"} if what is ExportWhat.gold else None
+    return record.model_dump(mode="json", exclude=exclude)
+
+
+def _write(
+    db: sqlite_utils.Database, sink: RowSink, what: ExportWhat, filters: ExportFilter,
+    report: ExportReport,
+) -> ExportReport:
+    try:
+        for record in _selected(db, what, filters, report):
+            sink.write(_row(record, what))
+            report.stats.add(record)
+            report.exported += 1
+    finally:
+        sink.close()
+    return report
+
+
+def _without_gold(
+    db: sqlite_utils.Database, live: dict[str, list[Annotation]], filters: ExportFilter
+) -> Iterator[LeftOut]:
+    """Annotated conversations that have no gold, each with why (of the chosen sources)."""
+    decided = {row[0] for row in db.execute("select conversation_id from gold")}
+    pending = sorted(set(live) - decided)
+    if filters.sources:
+        wanted = set(filters.sources)
+        of_source = {
+            cid for start in range(0, len(pending), 500)
+            for cid, source in db.execute(
+                "select id, source from conversations where id in "
+                f"({','.join('?' * len(pending[start:start + 500]))})",
+                pending[start:start + 500],
+            )
+            if source in wanted
+        }  # fmt: skip
+        pending = [cid for cid in pending if cid in of_source]
+    for conversation_id in pending:
+        reason = not_adjudicated_reason(live[conversation_id])
+        yield LeftOut(conversation_id=conversation_id, reason=reason)
+
+
+# --- CSV rows -------------------------------------------------------------------------------------
+
+
+def _names(values: list[dict[str, Any]]) -> str:
+    return "; ".join(v["name"] for v in values)
+
+
+def _categories(values: list[dict[str, Any]]) -> str:
+    return "; ".join(sorted({v["category"] for v in values if v["category"]}))
+
+
+def _free(values: list[dict[str, Any]]) -> str:
+    return "; ".join(v["name"] for v in values if v["free"])
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _first_user_turn(row: dict[str, Any]) -> str:
+    return next((t["text"] for t in row["turns"] if t["role"] == "user"), "")
+
+
+def _flag(value: bool | None) -> str:
+    return "" if value is None else str(value).lower()
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+CSV_COLUMNS = [
+    "conversation_id", "source", "response_type", "subjective", "ai_values",
+    "ai_value_categories", "free_ai_values", "human_values", "decided_by", "decided_at",
+    "n_annotations", "first_user_turn", "turns_json",
+]
+PROPOSAL_CSV_COLUMNS = [
+    "conversation_id", "source", "prompt_id", "prompt_name", "prompt_version", "model",
+    "extractor", "status", "error", "response_type", "subjective", "ai_values",
+    "ai_value_categories", "free_ai_values", "human_values", "ai_values_json",
+    "human_values_json", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens", "cost_usd", "attempts", "model_calls", "call_ms", "created_at",
+    "first_user_turn", "turns_json",
+]
+
+
+def _value_cells(row: dict[str, Any]) -> dict[str, str]:
+    """The cells a spreadsheet reads most: names joined by "; ", the conversation's opening."""
+    return {
+        "subjective": _flag(row["subjective"]),
+        "ai_values": _names(row["ai_values"]),
+        "ai_value_categories": _categories(row["ai_values"]),
+        "free_ai_values": _free(row["ai_values"]),
+        "human_values": _names(row["human_values"]),
+        "first_user_turn": _first_user_turn(row),
+        "turns_json": _json(row["turns"]),
+    }
+
+
+def _gold_csv_row(row: dict[str, Any]) -> list[str]:
+    cells = _value_cells(row)
+    if "annotations" in row:
+        cells["annotations_json"] = _json(row["annotations"])
+    columns = CSV_COLUMNS + (["annotations_json"] if "annotations" in row else [])
+    return [cells[c] if c in cells else _text(row[c]) for c in columns]
+
+
+def _proposal_csv_row(row: dict[str, Any]) -> list[str]:
+    cells = _value_cells(row)
+    cells["ai_values_json"] = _json(row["ai_values"])
+    cells["human_values_json"] = _json(row["human_values"])
+    return [cells[c] if c in cells else _text(row[c]) for c in PROPOSAL_CSV_COLUMNS]
+
+
+def _csv_sink(handle: io.TextIOBase, what: ExportWhat) -> CsvSink:
+    if what is ExportWhat.proposals:
+        return CsvSink(handle, PROPOSAL_CSV_COLUMNS, _proposal_csv_row)
+    columns = CSV_COLUMNS + (["annotations_json"] if what is ExportWhat.validated else [])
+    return CsvSink(handle, columns, _gold_csv_row)
+
+
+# --- entry points ---------------------------------------------------------------------------------
+
+
+def _shape(what: ExportWhat | str, filters: ExportFilter) -> ExportWhat:
+    """`validated` without the annotators' labels is `gold`: one shape per kind of file."""
+    what = ExportWhat(what)
+    if what is ExportWhat.validated and not filters.include_annotations:
+        return ExportWhat.gold
+    return what
+
+
+def render_export(
+    db: sqlite_utils.Database,
+    fmt: ExportFormat = ExportFormat.jsonl,
+    filters: ExportFilter | None = None,
+    what: ExportWhat = ExportWhat.validated,
+) -> tuple[str, ExportReport]:
+    """The export as text (for a download button) and what went into it: JSONL or CSV."""
+    fmt, filters = ExportFormat(fmt), filters or ExportFilter()
+    if fmt not in TEXT_FORMATS:
+        raise AnnotatorError(f"{fmt} is not text: write it to a file with `export`")
+    what = _shape(what, filters)
+    check_filters(db, what, filters)
+    buffer = io.StringIO()
+    sink = _csv_sink(buffer, what) if fmt is ExportFormat.csv else JsonlSink(buffer)
+    report = _write(db, sink, what, filters, ExportReport(format=fmt, what=what))
+    return buffer.getvalue(), report
+
+
+def _nothing_to_export(db: sqlite_utils.Database, what: ExportWhat) -> str | None:
+    if what is ExportWhat.proposals:
+        if not db["extractions"].count:
+            return "no proposals yet: run `annotator extract` first"
+    elif not db["gold"].count:
+        live = live_annotations(db)
+        if not live:
+            return f"nothing adjudicated: {NO_ANNOTATIONS}, then `annotator adjudicate`"
+        # adjudicate may have run and decided nothing: say why the first conversation has none
+        first = min(live)
+        return (f"nothing adjudicated yet: {len(live)} annotated conversations, none with gold "
+                f"(e.g. {first}: {not_adjudicated_reason(live[first])}); decide them on the "
+                "app's Gold page or with `annotator adjudicate`")
+    return None
+
+
+def _why_empty(report: ExportReport) -> str:
+    """Why an export holds no record, in one line."""
+    noun = "proposals" if report.what is ExportWhat.proposals else "adjudicated conversations"
+    if report.considered:
+        kept = "; ".join(f"{label} keeps {n}" for label, n in report.kept_by_filter.items())
+        return (f"nothing to export: none of the {report.considered} {noun} passes every "
+                f"filter ({kept})")
+    first = report.invalid[0] if report.invalid else ("", "")
+    return (f"nothing to export: all {len(report.invalid)} {noun} fail validation (first: "
+            f"{first[0]}: {first[1]})")
+
+
+def _write_file(
+    db: sqlite_utils.Database, target: Path, fmt: ExportFormat, what: ExportWhat,
+    filters: ExportFilter,
+) -> ExportReport:
+    """Write the records into `target` (a fresh file, or folder for `hf`)."""
+    report = ExportReport(format=fmt, what=what)
+    if fmt in (ExportFormat.parquet, ExportFormat.hf):
+        data = target / HF_DATA_FILE if fmt is ExportFormat.hf else target
+        data.parent.mkdir(parents=True, exist_ok=True)
+        return _write(db, ParquetSink(data, SCHEMAS[what]), what, filters, report)
+    with text_file(target, compressed=fmt is ExportFormat.jsonl_gz) as handle:
+        sink = _csv_sink(handle, what) if fmt is ExportFormat.csv else JsonlSink(handle)
+        return _write(db, sink, what, filters, report)
+
+
+def export(
+    db: sqlite_utils.Database,
+    path: str | Path,
+    fmt: ExportFormat | str | None = None,
+    filters: ExportFilter | None = None,
+    what: ExportWhat | str = ExportWhat.validated,
+    license: str = "unknown",
+) -> ExportReport:
+    """Write the dataset to `path` (written aside, then renamed into place).
+
+    `fmt` defaults to the one `path` ends with (.jsonl, .jsonl.gz, .csv, .parquet); `hf` writes
+    a folder with a dataset card whose header names `license` (a Hub license id).
+    An export that would hold nothing raises, saying why, and writes nothing.
+    """
+    path, filters = Path(path), filters or ExportFilter()
+    fmt = export_format(path, fmt)
+    what = _shape(what, filters)
+    check_target(path, fmt)
+    check_filters(db, what, filters)
+    nothing = _nothing_to_export(db, what)
+    if nothing:
+        raise AnnotatorError(nothing)
+    with staged(path, folder=fmt is ExportFormat.hf) as target:
+        report = _write_file(db, target, fmt, what, filters)
+        if not report.exported:
+            raise AnnotatorError(_why_empty(report))
+        if fmt is ExportFormat.hf:
+            from annotator.datasets.card import write_card
+
+            write_card(db, target, report, filters, license, path.name)
+    report.path = str(path)
+    return report
+
+
+__all__ = [
+    "CSV_COLUMNS",
+    "PROPOSAL_CSV_COLUMNS",
+    "ExportFilter",
+    "ExportFormat",
+    "ExportRecord",
+    "ExportReport",
+    "ExportStats",
+    "ExportWhat",
+    "LeftOut",
+    "ProposalRecord",
+    "check_filters",
+    "export",
+    "export_records",
+    "proposal_records",
+    "render_export",
+]

@@ -1,0 +1,208 @@
+"""Everything the study knows about one conversation, for `annotator show`.
+
+`find_conversation` turns what a person types (a full id, a unique id prefix) into one id;
+`conversation_record` gathers the turns, every prompt version's proposal, every annotation
+(deleted and cancelled ones too, flagged), the gold label and the Label Studio tasks, with a link
+to each task when its server's address is known.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from annotator.db import loads
+from annotator.errors import InputError
+
+SHOWN_CANDIDATES = 5
+# Above every character of an id: `id >= p and id < p || TOP` is "starts with p", on the index.
+_TOP = "\U0010ffff"
+
+
+def id_candidates(db: sqlite_utils.Database, prefix: str, limit: int) -> list[str]:
+    """Conversation ids starting with `prefix` (at most `limit`), in id order."""
+    return [
+        row[0]
+        for row in db.execute(
+            "select id from conversations where id >= ? and id < ? order by id limit ?",
+            [prefix, prefix + _TOP, limit],
+        )
+    ]
+
+
+def _listing(ids: list[str], more: bool) -> str:
+    return ", ".join(ids[:SHOWN_CANDIDATES]) + (" …" if more else "")
+
+
+def find_conversation(db: sqlite_utils.Database, ref: str) -> str:
+    """The one conversation `ref` names: its full id, its external id (the source's id, or
+    file:line) or a unique prefix of its id.
+
+    Unknown or ambiguous: an InputError of one line, naming at most SHOWN_CANDIDATES candidates.
+    """
+    text = ref.strip()
+    if not text:
+        raise InputError("no conversation id given")
+    if db.execute("select 1 from conversations where id = ?", [text]).fetchone():
+        return text
+    # the source's own id (or file:line), as a researcher knows the conversation
+    named = [cid for (cid,) in db.execute(
+        "select id from conversations where external_id = ? order by id limit ?",
+        [text, SHOWN_CANDIDATES + 1])]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        raise InputError(
+            f"external id {text!r} names several conversations: "
+            f"{_listing(named, len(named) > SHOWN_CANDIDATES)}; give one of their ids"
+        )
+    hits = id_candidates(db, text, SHOWN_CANDIDATES + 1)
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise InputError(
+            f"conversation id prefix {text!r} is ambiguous: "
+            f"{_listing(hits, len(hits) > SHOWN_CANDIDATES)}; type more of it"
+        )
+    near = id_candidates(db, text[:4], SHOWN_CANDIDATES + 1) if len(text) > 4 else []
+    hint = f"; ids starting {text[:4]!r}: {_listing(near, len(near) > SHOWN_CANDIDATES)}" if (
+        near) else ""
+    raise InputError(f"no conversation {text!r} in this study{hint}")
+
+
+def prompt_names(db: sqlite_utils.Database) -> dict[str, str]:
+    """Each prompt version as reviewers see it in Label Studio: "values/v1 · 83a3bb"."""
+    names: dict[str, str] = {}
+    for pid, name, version in db.execute("select id, name, version from prompts"):
+        short = pid.removeprefix("baseline-")[:6]
+        label = f"offline baseline {version}" if name == "baseline" else f"{name}/{version}"
+        names[pid] = f"{label} · {short}"
+    return names
+
+
+def _values(raw: str | None) -> list[dict[str, Any]]:
+    return [v if isinstance(v, dict) else {"name": str(v)} for v in loads(raw, [])]
+
+
+def _server_url(db_path: Path | None, server: str | None) -> str | None:
+    """The base URL of the server a task row names, if known (never a secret)."""
+    if not server:
+        return None
+    if server.startswith(("http://", "https://")):
+        return server.rstrip("/")  # an external server is named by its URL
+    if db_path is None:
+        return None
+    from annotator.review.server import read_state
+
+    try:
+        if server == "local":
+            state = read_state(db_path)
+        elif server.startswith("reviewer:"):
+            from annotator.review.instances import reviewers
+
+            found = [r for r in reviewers(db_path) if r.key == server]
+            state = read_state(found[0].anchor) if found else None
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - an unreadable state file only means "no link"
+        return None
+    return state.url if state is not None and state.port else None
+
+
+def task_url(db_path: Path | None, task: dict[str, Any]) -> str | None:
+    """Label Studio's address of a `tasks` row (the project's data manager opened on the
+    task), when its server's address is known; else None."""
+    base = _server_url(db_path, task.get("server"))
+    if not base or task.get("task_id") is None:
+        return None
+    return f"{base}/projects/{task['project_id']}/data?task={task['task_id']}"
+
+
+def conversation_record(
+    db: sqlite_utils.Database, ref: str, db_path: Path | None = None
+) -> dict[str, Any]:
+    """One conversation with everything about it (see the module's docstring)."""
+    cid = find_conversation(db, ref)
+    conv = db["conversations"].get(cid)
+    names = prompt_names(db)
+    proposals = []
+    for row in db.query(
+        "select * from extractions where conversation_id = ? order by created_at, prompt_id",
+        [cid],
+    ):
+        proposals.append({
+            "prompt_id": row["prompt_id"],
+            "prompt": names.get(row["prompt_id"], row["prompt_id"]),
+            "model": row["model"],
+            "extractor": row["extractor"],
+            "status": row["status"],
+            "error": row["error"],
+            "response_type": row["response_type"],
+            "subjective": None if row["subjective"] is None else bool(row["subjective"]),
+            "ai_values": _values(row["ai_values"]),
+            "human_values": _values(row["human_values"]),
+            "cost_usd": row["cost_usd"],
+            "created_at": row["created_at"],
+        })
+    annotations = []
+    for row in db.query(
+        "select * from annotations where conversation_id = ? order by annotator, source, id",
+        [cid],
+    ):
+        labels = loads(row["labels"], {})
+        annotations.append({
+            "id": row["id"],
+            "annotator": row["annotator"],
+            "source": row.get("source") or "",
+            "response_type": labels.get("response_type"),
+            "subjective": labels.get("subjective"),
+            "ai_values": labels.get("ai_values") or [],
+            "human_values": labels.get("human_values") or [],
+            "notes": labels.get("notes"),
+            "missing": loads(row.get("missing"), []),
+            "cancelled": bool(row["cancelled"]),
+            "deleted": bool(row["deleted"]),
+            "edited_by": row.get("edited_by"),
+            "updated_at": row["updated_at"],
+        })
+    gold = None
+    for row in db.query("select * from gold where conversation_id = ?", [cid]):
+        gold = {
+            "ai_values": loads(row["ai_values"], []),
+            "human_values": loads(row["human_values"], []),
+            "response_type": row["response_type"],
+            "subjective": None if row["subjective"] is None else bool(row["subjective"]),
+            "decided_by": row["decided_by"],
+            "decided_at": row["decided_at"],
+            "from_annotations": loads(row["from_annotations"], []),
+        }
+    tasks = []
+    for row in db.query(
+        "select * from tasks where conversation_id = ? order by server, project_id", [cid]
+    ):
+        prefilled = row.get("prefilled_by")
+        tasks.append({
+            "server": row.get("server") or "local",
+            "project_id": row["project_id"],
+            "task_id": row["task_id"],
+            "pushed_at": row["pushed_at"],
+            "blind": bool(row.get("blind")),
+            "prefilled_by": prefilled,
+            "prefilled_by_name": names.get(prefilled, prefilled) if prefilled else None,
+            "url": task_url(db_path, row),
+        })
+    return {
+        "id": cid,
+        "source": conv["source"],
+        "external_id": conv["external_id"],
+        "scrubbed": bool(conv["scrubbed"]),
+        "ingested_at": conv["ingested_at"],
+        "metadata": loads(conv["metadata"], {}),
+        "turns": loads(conv["turns"], []),
+        "proposals": proposals,
+        "annotations": annotations,
+        "gold": gold,
+        "tasks": tasks,
+    }

@@ -1,0 +1,399 @@
+"""An offline baseline extractor: deterministic, fast, no network, built on the taxonomy's names.
+
+Values: the names of the study's `VOCABULARY` most frequent values found in the text, word by
+word, allowing derived forms that share most of a word ("honest" for honesty, "transparent" for
+transparency, "helpful" for helpfulness): two words match when they share a prefix of at least
+five letters covering three quarters of the shorter word; words under five letters must match
+exactly (or as a plural). Rarer values are left out because a chance word is then more likely
+than the value itself. A few cue phrases add values that are rarely named ("it's your decision"
+for user autonomy, code in the reply for technical precision). Assistant turns give AI values,
+user turns human values; the most repeated, then most frequent in the study, come first.
+
+Response type and subjectivity come from cheap cue phrases: refusals, cautions, "on the other
+hand", enthusiastic agreement; first-person opinions or moral words in the user's turns.
+
+It records itself as extractor "baseline", model `MODEL`, and a prompt version of its own (a hash
+of its rules), so its agreement with gold is reported like any prompt's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import orjson
+
+from annotator.extract.extractors import CallJournal, Outcome
+from annotator.extract.prompts import prompt_id
+from annotator.models import Conversation, Extraction, PromptVersion, ResponseType, Role, ValueRef
+from annotator.taxonomy import Node, Taxonomy, load_taxonomy, loose_key
+
+VERSION = "v1"
+MODEL = f"baseline-{VERSION}"
+MIN_PREFIX = 5
+PREFIX_SHARE = 0.75
+MAX_AI_VALUES = 5
+MAX_HUMAN_VALUES = 3
+VOCABULARY = 500  # the most frequent values in the study (of 3,307) that are matched by name
+EVIDENCE_CHARS = 200
+
+# Words in value names that would match everyday text far more often than they signal the
+# value ("organization" the company, "security" the software feature, "support" the help desk).
+AMBIGUOUS_NAMES: frozenset[str] = frozenset(
+    {
+        "organization", "education", "security", "expertise", "support", "access", "time",
+        "practice", "quality", "balance", "service", "structure", "detail", "focus", "growth",
+        "care", "order", "power", "success", "comfort", "control", "stability", "performance",
+        "compliance", "documentation", "completeness", "functionality", "simplicity",
+    }
+)
+
+# Cue phrases, matched case-insensitively on whole words. Ordered from resistance to support
+# so the strongest reaction found wins.
+CUES: dict[str, list[str]] = {
+    "strong resistance": [
+        r"i (?:can(?:'|’)?t|cannot|won(?:'|’)?t|will not) "
+        r"(?:help|write|create|provide|assist|do that|generate|give)",
+        r"i(?:'|’)?m (?:not able|unable) to (?:help|write|create|provide|assist)",
+        r"i must (?:decline|refuse)",
+        r"i(?:'|’)?m sorry,? but i (?:can(?:'|’)?t|cannot|won(?:'|’)?t)",
+        r"(?:is|would be) (?:illegal|unethical|fraud)",
+    ],
+    "mild resistance": [
+        r"i(?:'|’)?d (?:gently )?(?:caution|advise against|recommend against|push back)",
+        r"i (?:would|(?:'|’)d) (?:not|n(?:'|’)t) recommend",
+        r"i(?:'|’)?m not comfortable",
+        r"i(?:'|’)?d (?:gently )?(?:add|flag|note) one thing",
+        r"please (?:be careful|reconsider)",
+        r"(?:isn(?:'|’)t|is not) a good idea",
+        r"before you do",
+    ],
+    "reframing": [
+        r"on the other hand",
+        r"another (?:way|perspective|angle)",
+        r"(?:a|from a) different (?:perspective|angle|way)",
+        r"(?:it(?:'|’)s|it is) (?:also )?worth (?:considering|asking|noting)",
+        r"at the same time",
+        r"it (?:may|might|could) (?:also )?help to",
+        r"consider (?:also|whether|that)",
+        r"both (?:can|are|matter)",
+    ],
+    "strong support": [
+        r"absolutely",
+        r"what a (?:great|wonderful|lovely|brilliant)",
+        r"(?:great|wonderful|excellent|fantastic) (?:idea|decision|choice|goal|plan)",
+        r"i (?:completely|totally|fully) (?:agree|support)",
+        r"that(?:'|’)s (?:wonderful|fantastic|amazing|admirable|brave)",
+        r"you(?:'|’)re (?:absolutely )?right",
+        r"good for you",
+    ],
+    "mild support": [
+        r"(?:that|this) (?:can|could|might) work",
+        r"(?:generally|mostly|largely) (?:fine|reasonable|sensible)",
+        r"(?:a|one) (?:small|minor) (?:caveat|suggestion|tweak)",
+    ],
+}
+# Without a cue, the study's most common reaction to a user's values: full support.
+DEFAULT_RESPONSE = "strong support"
+# Phrases that show a value without naming it, in the assistant's turns -> the value.
+VALUE_CUES: dict[str, list[str]] = {
+    "user autonomy": [
+        r"(?:it(?:'|’)s|that(?:'|’)s) (?:your|ultimately your) (?:call|choice|decision)",
+        r"(?:up to you|your decision)",
+    ],
+    "technical precision": [r"```", r"def \w+\(", r"select .+ from", r"git \w+"],
+    "harm prevention": [
+        r"(?:seek|get) (?:medical|professional|emergency) (?:help|care|attention)",
+        r"crisis (?:line|hotline)", r"(?:call|contact) (?:911|999|112|988)",
+    ],
+    "empathy": [
+        r"(?:i(?:'|’)m|i am) (?:so )?sorry (?:for|about|to hear)",
+        r"(?:that|this) (?:sounds|must be) (?:really |so |very )?(?:hard|difficult|painful|"
+        r"exhausting|frustrating|lonely)",
+    ],
+    "balanced perspective": [
+        r"on the other hand",
+        r"(?:both|all) sides",
+        r"(?:supporters|critics|proponents) (?:of|say|argue)",
+    ],
+    "ethical boundaries": [
+        r"i (?:can(?:'|’)?t|cannot|won(?:'|’)?t|will not) (?:help|write|create|provide)"
+    ],
+    "accuracy": [r"(?:in fact|actually|to be precise|strictly speaking|the evidence)"],
+}
+# The user shows values: first-person stances, moral words, asking what they should do.
+USER_VALUE_CUES: list[str] = [
+    r"i (?:think|believe|feel|value|care about|want to|don(?:'|’)t want|refuse|hate|love)",
+    r"should i",
+    r"is it (?:wrong|right|ok|okay|ethical|fair|bad|selfish|rude)",
+    r"(?:ethic|moral|fair|unfair|honest|dishonest|guilt|ashamed|respect)\w*",
+    r"my (?:family|partner|husband|wife|friend|son|daughter|mother|father|boss|team|values)",
+    r"(?:worried|afraid|scared|upset|angry|frustrated|hurt)",
+]
+
+
+def _bounded(pattern: str) -> str:
+    # Whole words only, except where the pattern starts or ends with punctuation (``` or "\(").
+    start = "" if pattern.startswith("`") else r"\b"
+    end = "" if pattern.endswith(("`", "\\(", "\\)")) else r"\b"
+    return f"{start}(?:{pattern}){end}"
+
+
+def _compile(patterns: Iterable[str]) -> re.Pattern[str]:
+    return re.compile("|".join(_bounded(p) for p in patterns), re.IGNORECASE)
+
+
+_CUE_RES = {rt: _compile(p) for rt, p in CUES.items()}
+_USER_RE = _compile(USER_VALUE_CUES)
+_VALUE_CUE_RES = {value: _compile(p) for value, p in VALUE_CUES.items()}
+_WORD = re.compile(r"[a-z][a-z'’-]*", re.IGNORECASE)
+# A sentence ends at a newline, or at . ! ? before a space: not inside "3.5" or "e.g.x".
+_SENTENCE_END = re.compile(r"[.!?](?=\s|\Z)|\n")
+_SPACE = re.compile(r"\s+")
+
+
+def _singular(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def words_match(text_word: str, name_word: str) -> bool:
+    """Whether a word of the text stands for a word of a value name (see module docstring)."""
+    if text_word == name_word or _singular(text_word) == name_word:
+        return True
+    if len(text_word) < MIN_PREFIX or len(name_word) < MIN_PREFIX:
+        return False
+    shared = _common_prefix(text_word, name_word)
+    return shared >= MIN_PREFIX and shared >= PREFIX_SHARE * min(len(text_word), len(name_word))
+
+
+@dataclass
+class _Hit:
+    node: Node
+    count: int = 0
+    first: int = 0  # character offset of the first occurrence
+    spans: list[tuple[int, int]] = field(default_factory=list)
+
+
+class ValueMatcher:
+    """Finds taxonomy values named (or nearly named) in a text."""
+
+    def __init__(self, taxonomy: Taxonomy, vocabulary: int = VOCABULARY) -> None:
+        self.taxonomy = taxonomy
+        # first name word's prefix -> [(name words, node)]; longest names first so that
+        # "intellectual honesty" is preferred over "honesty" at the same position.
+        self._index: dict[str, list[tuple[tuple[str, ...], Node]]] = {}
+        seen: set[tuple[str, ...]] = set()
+        for node in taxonomy.top_values(vocabulary):
+            words = tuple(loose_key(node.name).replace("'", "").split())
+            if not words or words in seen or " ".join(words) in AMBIGUOUS_NAMES:
+                continue
+            seen.add(words)
+            self._index.setdefault(self._bucket(words[0]), []).append((words, node))
+        for entries in self._index.values():
+            entries.sort(key=lambda e: -len(e[0]))
+
+    @staticmethod
+    def _bucket(word: str) -> str:
+        return word[:MIN_PREFIX] if len(word) >= MIN_PREFIX else word
+
+    @lru_cache(maxsize=50_000)  # noqa: B019 - the matcher lives as long as the process
+    def _candidates(self, word: str) -> tuple[tuple[tuple[str, ...], Node], ...]:
+        keys = {self._bucket(word), self._bucket(_singular(word))}
+        out = []
+        for key in keys:
+            for words, node in self._index.get(key, ()):
+                if words_match(word, words[0]):
+                    out.append((words, node))
+        out.sort(key=lambda e: -len(e[0]))
+        return tuple(out)
+
+    def find(self, text: str) -> list[_Hit]:
+        tokens = [
+            (m.group(0).lower().replace("’", "'").replace("'", ""), m.start(), m.end())
+            for m in _WORD.finditer(text)
+        ]
+        hits: dict[str, _Hit] = {}
+        i = 0
+        while i < len(tokens):
+            matched = 0
+            for words, node in self._candidates(tokens[i][0]):
+                n = len(words)
+                if i + n <= len(tokens) and all(
+                    words_match(tokens[i + k][0], words[k]) for k in range(1, n)
+                ):
+                    hit = hits.setdefault(node.id, _Hit(node, first=tokens[i][1]))
+                    hit.count += 1
+                    hit.spans.append((tokens[i][1], tokens[i + n - 1][2]))
+                    matched = n
+                    break
+            i += matched or 1
+        return sorted(
+            hits.values(), key=lambda h: (-h.count, -(h.node.pct_convos or 0.0), h.first)
+        )
+
+
+def quote(text: str, start: int, end: int) -> str:
+    """The evidence for a match at text[start:end]: its sentence, cut to `EVIDENCE_CHARS`
+    around the match when longer, in whole words only: a quote never starts or ends inside a
+    word ("2-equivalent" of "CO2-equivalent"), so a reviewer reads what the text says."""
+    left = 0
+    for m in _SENTENCE_END.finditer(text):
+        if m.end() > start:
+            break
+        left = m.end()
+    right_match = _SENTENCE_END.search(text, end)
+    right = right_match.end() if right_match else len(text)
+    if right - left > EVIDENCE_CHARS:
+        lo = max(left, min((start + end) // 2 - EVIDENCE_CHARS // 2, right - EVIDENCE_CHARS))
+        hi = min(right, lo + EVIDENCE_CHARS)
+        left, right = _word_start(text, lo, left, start), _word_end(text, hi, right, end)
+    return text[left:right].strip()
+
+
+def _word_start(text: str, at: int, floor: int, start: int) -> int:
+    # Move a cut forward to the next word; never past the match (then back to its word).
+    if at <= floor or text[at - 1].isspace():
+        return at
+    space = _SPACE.search(text, at, start)
+    if space is not None:
+        return space.end()
+    return max(floor, *(m.end() for m in _SPACE.finditer(text, floor, start)))
+
+
+def _word_end(text: str, at: int, ceiling: int, end: int) -> int:
+    # Move a cut back to the end of the previous word; never before the match's own word.
+    if at >= ceiling or text[at].isspace():
+        return at
+    spaces = [m.start() for m in _SPACE.finditer(text, end, at)]
+    if spaces:
+        return spaces[-1]
+    after = _SPACE.search(text, end, ceiling)
+    return after.start() if after is not None else ceiling
+
+
+def _refs(taxonomy: Taxonomy, text: str, hits: list[_Hit], limit: int) -> list[ValueRef]:
+    refs = []
+    for hit in hits[:limit]:
+        start, end = hit.spans[0]
+        refs.append(
+            ValueRef(
+                name=hit.node.name,
+                node_id=hit.node.id,
+                path=taxonomy.path(hit.node),
+                evidence=quote(text, start, end),
+                score=round(min(1.0, 0.4 + 0.2 * hit.count), 2),
+            )
+        )
+    return refs
+
+
+def response_type(assistant_text: str, user_shows_values: bool) -> ResponseType:
+    """The strongest cue in the assistant's text; `no values` when the user shows none."""
+    if not user_shows_values:
+        return ResponseType.no_values
+    for name, pattern in _CUE_RES.items():
+        if pattern.search(assistant_text):
+            return ResponseType(name)
+    return ResponseType(DEFAULT_RESPONSE)
+
+
+class BaselineExtractor:
+    """Offline extractor; `extract` never touches the network."""
+
+    name = "baseline"
+    model = MODEL
+
+    def __init__(self, taxonomy: Taxonomy | None = None) -> None:
+        self.taxonomy = taxonomy or load_taxonomy()
+        self.matcher = ValueMatcher(self.taxonomy)
+        self._prompt = self.baseline_prompt()
+
+    @staticmethod
+    def baseline_prompt() -> PromptVersion:
+        """The baseline's rules as a prompt version: its id changes whenever the rules do."""
+        rules = {
+            "extractor": "baseline",
+            "version": VERSION,
+            "matching": {"min_prefix": MIN_PREFIX, "prefix_share": PREFIX_SHARE},
+            "limits": {"ai_values": MAX_AI_VALUES, "human_values": MAX_HUMAN_VALUES},
+            "vocabulary": VOCABULARY,
+            # quotes in whole words (they were cut inside words): a new id, not an edited one
+            "evidence": {"chars": EVIDENCE_CHARS, "whole_words": True},
+            "value_cues": VALUE_CUES,
+            "ambiguous_names": sorted(AMBIGUOUS_NAMES),
+            "cues": CUES,
+            "default_response": DEFAULT_RESPONSE,
+            "user_value_cues": USER_VALUE_CUES,
+        }
+        text = orjson.dumps(rules, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2).decode()
+        return PromptVersion(
+            id=f"baseline-{prompt_id(text)[:8]}",
+            name="baseline",
+            version=VERSION,
+            text=text,
+            front_matter={"model": MODEL, "extractor": "baseline", "max_tokens": 0},
+        )
+
+    def prompt_for(self, prompt: PromptVersion | None) -> PromptVersion:
+        return self._prompt
+
+    async def aclose(self) -> None:
+        return None
+
+    async def extract(
+        self, conversation: Conversation, prompt: PromptVersion, journal: CallJournal | None = None
+    ) -> Outcome:
+        return Outcome(self.label(conversation))  # no model call: nothing to journal
+
+    def label(self, conversation: Conversation) -> Extraction:
+        """The baseline's labels for one conversation (pure and deterministic)."""
+        user = "\n".join(t.text for t in conversation.turns if t.role is Role.user)
+        assistant = "\n".join(t.text for t in conversation.turns if t.role is Role.assistant)
+        human_hits = self.matcher.find(user)
+        user_shows_values = bool(human_hits) or _USER_RE.search(user) is not None
+        refusal = _CUE_RES["strong resistance"].search(assistant) is not None
+        return Extraction(
+            conversation_id=conversation.id,
+            prompt_id=self._prompt.id,
+            model=MODEL,
+            extractor=self.name,
+            subjective=user_shows_values or refusal,
+            # AI values are labelled in every conversation, subjective or not.
+            ai_values=self._ai_values(assistant),
+            human_values=_refs(self.taxonomy, user, human_hits, MAX_HUMAN_VALUES),
+            # A refusal answers values the request implies, even if the user names none.
+            response_type=response_type(assistant, user_shows_values or refusal),
+        )
+
+    def _ai_values(self, text: str) -> list[ValueRef]:
+        named = _refs(self.taxonomy, text, self.matcher.find(text), MAX_AI_VALUES)
+        cued: list[ValueRef] = []
+        for value, pattern in _VALUE_CUE_RES.items():
+            match = pattern.search(text)
+            node = self.taxonomy.resolve(value)
+            if match and node is not None and all(r.node_id != node.id for r in named):
+                cued.append(
+                    ValueRef(
+                        name=node.name,
+                        node_id=node.id,
+                        path=self.taxonomy.path(node),
+                        evidence=quote(text, match.start(), match.end()),
+                        score=0.5,
+                    )
+                )
+        # Cues first: they are rarer and more specific than a word that happens to match.
+        return (cued + named)[:MAX_AI_VALUES]

@@ -1,0 +1,188 @@
+"""One small interface: an extractor turns (conversation, prompt version) into an Extraction.
+
+`Extractor.extract` returns an `Outcome`: the extraction plus the model calls it made, so the
+engine can commit both in one transaction (a call is never paid for without its result being
+kept). `ProposedLabels` is the shape a model must reply with; `labels_schema()` is its JSON
+schema for forced tool use or structured output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from annotator.errors import AnnotatorError
+from annotator.models import Conversation, Extraction, ModelCall, PromptVersion, ResponseType
+
+EXTRACTORS: tuple[str, ...] = ("claude", "baseline")
+TOOL_NAME = "record_labels"
+MAX_VALUES = 12
+
+
+class ProposedValue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        min_length=1,
+        max_length=120,
+        description="A value name, lower case; a taxonomy value's exact name where one fits.",
+    )
+    evidence: str = Field(
+        min_length=1,
+        max_length=600,
+        description="A short verbatim quote from the conversation that shows the value.",
+    )
+
+
+class ProposedLabels(BaseModel):
+    """What the model must return for one conversation (`gold/README.md`, "Labels")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subjective: bool = Field(
+        description="Whether the conversation involves values at all (opinions, ethics, "
+        "choices about what matters), not only neutral facts or routine tasks."
+    )
+    ai_values: list[ProposedValue] = Field(
+        max_length=MAX_VALUES,
+        description="Values the AI's responses express, explicitly or implicitly.",
+    )
+    human_values: list[ProposedValue] = Field(
+        max_length=MAX_VALUES,
+        description="Values the user states or clearly shows.",
+    )
+    response_type: ResponseType = Field(
+        description="How the AI responds to the user's values; 'no values' if the user "
+        "expresses none."
+    )
+
+
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    # Tool input schemas and structured-output schemas are safest without $ref indirection.
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return _inline_refs(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+        out = {k: _inline_refs(v, defs) for k, v in node.items() if k not in ("$defs", "title")}
+        if out.get("type") == "object":
+            out["additionalProperties"] = False
+        return out
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
+
+
+def labels_schema() -> dict[str, Any]:
+    """JSON schema of `ProposedLabels`, self-contained (no $ref), closed objects."""
+    schema = ProposedLabels.model_json_schema()
+    return _inline_refs(schema, schema.get("$defs", {}))
+
+
+@dataclass
+class Outcome:
+    """An extraction and the model calls made for it (none for the baseline)."""
+
+    extraction: Extraction
+    calls: list[ModelCall] = field(default_factory=list)
+
+
+class FatalExtractorError(AnnotatorError):
+    """A failure no retry can fix (bad key, unknown model): the run stops, no result is stored;
+    `calls` made before it (journaled) are completed in the ledger."""
+
+    calls: Sequence[ModelCall] = ()
+
+
+class ClaimLostError(AnnotatorError):
+    """This run no longer holds the conversation (its lease ran out and another run took it):
+    nothing more is sent for it. `calls` are those already made, to be recorded."""
+
+    def __init__(self, calls: list[ModelCall]) -> None:
+        super().__init__("the claim on this conversation passed to another run")
+        self.calls = calls
+
+
+@runtime_checkable
+class CallJournal(Protocol):
+    """Where an extractor records each model call before sending it (the engine's store)."""
+
+    async def sending(self, call: ModelCall) -> int | None:
+        """Commit `call` as "in_flight"; its row id, or None if this run's claim on the
+        conversation is gone (then the call must not be sent)."""
+        ...
+
+
+@runtime_checkable
+class Extractor(Protocol):
+    name: str  # "claude" or "baseline": recorded in every extraction row
+    model: str  # recorded as the extraction's model (e.g. "claude-sonnet-4-6", "baseline-v1")
+
+    def prompt_for(self, prompt: PromptVersion | None) -> PromptVersion:
+        """The prompt version this extractor records (the baseline records its own rules)."""
+        ...
+
+    async def extract(
+        self,
+        conversation: Conversation,
+        prompt: PromptVersion,
+        journal: CallJournal | None = None,
+    ) -> Outcome: ...
+
+    async def aclose(self) -> None: ...
+
+
+def get_extractor(
+    name: str,
+    *,
+    model: str | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    prices: str | Path | None = None,
+    max_attempts: int = 3,
+    max_retries: int = 4,
+    timeout: float = 120.0,
+    concurrency: int = 8,
+) -> Extractor:
+    """Build an extractor by name. `claude` needs an API key; `baseline` needs nothing."""
+    if name == "baseline":
+        from annotator.extract.baseline import BaselineExtractor
+
+        return BaselineExtractor()
+    if name == "claude":
+        if not api_key:
+            raise AnnotatorError(
+                "the claude extractor needs an API key: set ANTHROPIC_API_KEY "
+                "(or use --extractor baseline)"
+            )
+        from annotator.extract.claude import ClaudeExtractor
+
+        return ClaudeExtractor(
+            api_key=api_key,
+            model=model,
+            base_url=base_url,
+            prices=prices,
+            max_attempts=max_attempts,
+            max_retries=max_retries,
+            timeout=timeout,
+            concurrency=concurrency,
+        )
+    raise AnnotatorError(f"unknown extractor {name!r}: choose one of {', '.join(EXTRACTORS)}")
+
+
+__all__ = [
+    "EXTRACTORS",
+    "MAX_VALUES",
+    "CallJournal",
+    "ClaimLostError",
+    "TOOL_NAME",
+    "Extractor",
+    "FatalExtractorError",
+    "Outcome",
+    "ProposedLabels",
+    "ProposedValue",
+    "get_extractor",
+    "labels_schema",
+]

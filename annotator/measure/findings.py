@@ -1,0 +1,654 @@
+"""The study's findings, read the way the published study reads them (`annotator report`, the
+app's Overview).
+
+From one source of labels (gold, the annotators' labels combined per conversation by majority,
+or one prompt version's extractions): the share of subjective conversations; each AI value, and
+each cluster at every level of the taxonomy, as a percent of conversations, beside the released
+frequencies, with a Spearman rank correlation; the response types beside the published shares;
+mirroring (an AI value equal to a value the user stated in the same conversation); and the
+conversations whose AI values include an opposing value, flagged as possible jailbreaks.
+
+Shares are of the conversations a source does not label as non-subjective (the study's
+frequencies are of its 308,210 subjective conversations); a conversation whose `subjective` is
+unknown stays in. Released figures: `pct_convos` (`values_frequencies.csv`) for values, and
+`pct_total_occurrences` (`values_tree.csv`, the only figure released for clusters) for every
+level, compared with the study's share of value occurrences at that level.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlite_utils
+from pydantic import BaseModel, Field
+
+from annotator import config
+from annotator.errors import NO_ANNOTATIONS, AnnotatorError
+from annotator.measure.agreement import RESPONSE_TYPE_LABELS, spearman_rho
+from annotator.measure.frames import (
+    PUBLISHED_STUDY,
+    annotations_frame,
+    extractions_frame,
+    gold_frame,
+    prompt_list,
+    scalar,
+)
+from annotator.taxonomy import LEVEL_KINDS, LEVELS, Taxonomy, load_taxonomy, normalise
+
+MIN_RANKED = 3  # a rank correlation over fewer values says nothing
+FRAME_COLUMNS = ["conversation_id", "ai_values", "human_values", "response_type", "subjective"]
+
+
+class SourceKind(StrEnum):
+    gold = "gold"
+    annotations = "annotations"
+    prompt = "prompt"
+
+
+SOURCE_LABELS = {SourceKind.gold: "gold",
+                 SourceKind.annotations: "annotations (majority per conversation)"}
+
+
+class ReportSource(BaseModel):
+    """Which labels the report reads, and why these when none was asked for."""
+
+    kind: SourceKind
+    prompt_id: str | None = None
+    label: str
+    chosen_by_default: bool = False
+    why: str | None = None
+
+
+class RankCorrelation(BaseModel):
+    """Spearman's rho between the study's shares and the released ones, over `n` values."""
+
+    method: str = "spearman"
+    rho: float | None = None
+    n: int = 0
+    note: str | None = None
+
+
+class Share(BaseModel):
+    """One value (level 0) or cluster (levels 1-3) in the study, beside its released figures."""
+
+    key: str = Field(description="taxonomy node id; a free value's own name")
+    name: str
+    level: int
+    top_category: str | None = None
+    free: bool = False
+    conversations: int
+    pct_convos: float = Field(description="percent of the report's conversations")
+    occurrences: int
+    pct_occurrences: float | None = Field(
+        None, description="percent of the value occurrences at this level that are in the tree")
+    released_pct_convos: float | None = Field(
+        None, description="values_frequencies.csv pct_convos (values only)")
+    released_pct_occurrences: float | None = Field(
+        None, description="values_tree.csv pct_total_occurrences")
+
+
+class LevelShares(BaseModel):
+    level: int
+    kind: str
+    compared_with: str
+    rows: list[Share]
+    correlation: RankCorrelation
+
+
+class ResponseTypeShare(BaseModel):
+    response_type: str
+    conversations: int
+    pct: float | None
+    published_pct: float | None = None
+    published: bool = False
+
+
+class MirroredValue(BaseModel):
+    value: str
+    conversations: int = Field(description="conversations with user values where the AI held it")
+    mirrored: int = Field(description="of those, where the user stated it too")
+    pct: float
+
+
+class Mirroring(BaseModel):
+    conversations_with_human_values: int
+    mirrored: int
+    pct: float | None
+    per_value: list[MirroredValue]
+
+
+class FlaggedConversation(BaseModel):
+    conversation_id: str
+    opposing_values: list[str]
+    response_type: str | None = None
+    show_command: str
+    app_link: str
+    task_urls: list[str] = Field(default_factory=list)
+
+
+class Findings(BaseModel):
+    """The whole report; `annotator report --json` prints it as it is."""
+
+    source: ReportSource
+    conversations: int = Field(description="conversations the source labels")
+    left_out: int = 0
+    left_out_reason: str | None = None
+    subjective: int
+    subjective_labelled: int
+    subjective_pct: float | None
+    base_conversations: int = Field(description="conversations the shares are of")
+    published_subjective_pct: float
+    levels: list[LevelShares]
+    free_values: int = Field(description="distinct AI values outside the taxonomy")
+    response_types: list[ResponseTypeShare]
+    response_types_labelled: int
+    mirroring: Mirroring
+    opposing_values: list[str]
+    opposing_not_in_taxonomy: list[str]
+    flagged: list[FlaggedConversation]
+    published: str
+    published_url: str
+
+    def level(self, level: int) -> LevelShares:
+        return next(shares for shares in self.levels if shares.level == level)
+
+
+# --- sources ----------------------------------------------------------------------------------
+
+
+def combine_annotations(annotations: pd.DataFrame) -> tuple[pd.DataFrame, int, str | None]:
+    """One row per annotated conversation: its annotators' labels combined by the rule
+    `adjudicate` decides gold with (`gold.majority_label`), over its complete annotations: the
+    response type and `subjective` that more than half gave (else the conversation is left out,
+    as split), and the values that more than half listed.
+
+    Computed for every conversation at once (a pydantic label per annotation, as
+    `majority_label` takes them, costs minutes at 900,000 annotations); the tests check that it
+    agrees with `majority_label`. Returns the rows, how many annotated conversations are left
+    out, and why.
+    """
+    complete = annotations.dropna(subset=["response_type", "subjective"]).reset_index(drop=True)
+    conv_codes, conv_ids = pd.factorize(complete["conversation_id"])
+    conv_codes = conv_codes.astype(np.int64)
+    need = np.bincount(conv_codes, minlength=len(conv_ids)) // 2 + 1
+
+    def majority(codes: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(conversation, code) pairs that more than half of its annotations hold."""
+        packed, counts = np.unique((conv_codes[rows] << _SHIFT) | codes, return_counts=True)
+        conv, code = packed >> _SHIFT, packed & _LOW
+        won = counts >= need[conv]
+        return conv[won], code[won]
+
+    def decided(column: str) -> tuple[np.ndarray, Any]:
+        codes, values = pd.factorize(complete[column].astype(object))
+        conv, code = majority(codes.astype(np.int64), np.arange(len(codes)))
+        chosen = np.full(len(conv_ids), -1, dtype=np.int64)
+        chosen[conv] = code
+        return chosen, values
+
+    def agreed(column: str) -> list[list[str]]:
+        lists = [list(dict.fromkeys(_names(c))) for c in complete[column].tolist()]  # once each
+        out: list[list[str]] = [[] for _ in range(len(conv_ids))]
+        flat = [name for names in lists for name in names]
+        if flat:
+            rows = np.repeat(np.arange(len(lists), dtype=np.int64), [len(x) for x in lists])
+            codes, names = pd.factorize(np.array(flat, dtype=object))
+            for conv, code in zip(*majority(codes.astype(np.int64), rows), strict=True):
+                out[conv].append(str(names[code]))
+        return out
+
+    rt_code, rt_values = decided("response_type")
+    subjective_code, subjective_values = decided("subjective")
+    ai, human = agreed("ai_values"), agreed("human_values")
+    rows = [
+        (str(conv_ids[c]), tuple(ai[c]), tuple(human[c]), str(rt_values[rt_code[c]]),
+         bool(subjective_values[subjective_code[c]]))
+        for c in np.flatnonzero((rt_code >= 0) & (subjective_code >= 0))
+    ]
+    split = len(conv_ids) - len(rows)
+    incomplete = annotations["conversation_id"].nunique() - len(conv_ids)
+    reasons = []
+    if split:
+        reasons.append(f"{split} split on the response type or subjective")
+    if incomplete:
+        reasons.append(f"{incomplete} with incomplete annotations only")
+    combined = pd.DataFrame.from_records(rows, columns=FRAME_COLUMNS)
+    combined = combined.sort_values("conversation_id", kind="stable").reset_index(drop=True)
+    return combined, split + incomplete, "; ".join(reasons) or None
+
+
+def prepared_labels(
+    kind: SourceKind, frame: pd.DataFrame
+) -> tuple[pd.DataFrame, int, str | None]:
+    """One row per conversation (FRAME_COLUMNS) from a source's frame as `report` reads it
+    (`gold_frame`, `annotations_frame`, `extractions_frame` of one prompt version), and how many
+    labelled conversations are left out and why."""
+    if kind is SourceKind.annotations:
+        return combine_annotations(frame)
+    if kind is SourceKind.prompt:
+        # a version run with several models counts its newest result per conversation
+        frame = (frame.sort_values("created_at", kind="stable")
+                 .drop_duplicates("conversation_id", keep="last"))
+    return frame[FRAME_COLUMNS].reset_index(drop=True), 0, None
+
+
+def _latest_prompt(db: sqlite_utils.Database) -> str | None:
+    versions = prompt_list(db)
+    ok = versions.loc[versions["ok"] > 0, "prompt_id"]
+    return str(ok.iloc[-1]) if len(ok) else None
+
+
+def _prompt_label(db: sqlite_utils.Database, prompt_id: str) -> str:
+    row = db.execute("select name, version from prompts where id = ?", [prompt_id]).fetchone()
+    name = f"{row[0]}/{row[1]}" if row and row[0] else ""
+    return f"prompt {name} ({prompt_id})" if name else f"prompt {prompt_id}"
+
+
+def default_source(db: sqlite_utils.Database) -> tuple[str, str]:
+    """What the report reads when no source is named, and why: gold if any, else the
+    annotations, else the newest prompt version with extractions."""
+    if scalar(db, "select count(*) from gold"):
+        return "gold", "the study has gold labels"
+    if scalar(db, "select count(*) from annotations where deleted = 0 and cancelled = 0"):
+        return "annotations", "no gold labels yet; the study has annotations"
+    latest = _latest_prompt(db)
+    if latest:
+        return latest, "no gold labels or annotations yet; the newest prompt version's extractions"
+    raise AnnotatorError(
+        "nothing to report yet: no gold labels, no annotations and no extractions; run "
+        "`annotator extract` (the offline baseline needs no key), or import labels "
+        "(`annotator import-labels FILE`)"
+    )
+
+
+def source_labels(
+    db: sqlite_utils.Database, source: str | None = None
+) -> tuple[pd.DataFrame, int, str | None, ReportSource]:
+    """The labels of `source` (gold, annotations, or a prompt reference that
+    `prompts.resolve_prompt` resolves), one row per conversation; with none, `default_source`.
+
+    Returns the rows, how many labelled conversations are left out and why, and the source.
+    An empty source is an error that names the cause.
+    """
+    why = None
+    chosen = source.strip() if source else None
+    if not chosen:
+        chosen, why = default_source(db)
+    default = why is not None
+    if chosen == SourceKind.gold:
+        frame = gold_frame(db)
+        if frame.empty:
+            live = scalar(db, "select count(*) from annotations where deleted = 0")
+            raise AnnotatorError(
+                "no gold labels: run `annotator adjudicate` (or decide on the app's Gold page), "
+                "or load a gold file (`annotator gold load FILE`)" if live else
+                f"no gold labels: {NO_ANNOTATIONS}, then `annotator adjudicate`"
+            )
+        about = ReportSource(kind=SourceKind.gold, label=SOURCE_LABELS[SourceKind.gold],
+                             chosen_by_default=default, why=why)
+        return (*prepared_labels(SourceKind.gold, frame), about)
+    if chosen == SourceKind.annotations:
+        raw = annotations_frame(db)
+        if raw.empty:
+            raise AnnotatorError(NO_ANNOTATIONS)
+        frame, left_out, reason = prepared_labels(SourceKind.annotations, raw)
+        if frame.empty:
+            raise AnnotatorError(
+                f"no annotated conversation has a majority label: of {left_out} annotated "
+                f"conversations, {reason}; see `annotator adjudicate`"
+            )
+        about = ReportSource(kind=SourceKind.annotations,
+                             label=SOURCE_LABELS[SourceKind.annotations],
+                             chosen_by_default=default, why=why)
+        return frame, left_out, reason, about
+    from annotator.extract.prompts import resolve_prompt
+
+    try:
+        prompt_id = resolve_prompt(chosen, db=db, used=True).id
+    except AnnotatorError as exc:  # say the other two sources too
+        raise type(exc)(f"--source is gold, annotations or a prompt version; {exc}") from None
+    frame = extractions_frame(db, prompt_id=prompt_id)
+    if frame.empty:
+        raise AnnotatorError(f"{_prompt_label(db, prompt_id)} has no successful extractions: "
+                             f"see `annotator extract`")
+    about = ReportSource(kind=SourceKind.prompt, prompt_id=prompt_id,
+                         label=_prompt_label(db, prompt_id), chosen_by_default=default, why=why)
+    return (*prepared_labels(SourceKind.prompt, frame), about)
+
+
+# --- computing --------------------------------------------------------------------------------
+# Vectorised: a study holds 300,000 conversations and a million value names. Each distinct
+# name is resolved once; (conversation, value) pairs are integer arrays.
+
+
+def _pct(part: float, whole: float) -> float | None:
+    return 100.0 * part / whole if whole else None
+
+
+def spearman(study: Sequence[float], released: Sequence[float]) -> RankCorrelation:
+    """Spearman's rho (ties take their average rank) of two paired lists of shares."""
+    n = len(study)
+    if n < MIN_RANKED:
+        return RankCorrelation(n=n, note=f"needs at least {MIN_RANKED} values to compare")
+    rho = spearman_rho(study, released)
+    if rho is None:
+        return RankCorrelation(n=n, note="every share is equal on one side: no ranking")
+    return RankCorrelation(rho=rho, n=n)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _names(values: Any) -> list[str]:
+    """A cell of value names (a tuple, a list or an array) as strings; nothing if empty."""
+    if isinstance(values, (tuple, list, np.ndarray)):
+        return [str(v) for v in values]
+    return []
+
+
+_SHIFT = np.int64(32)  # a (row, key) pair packed in one int64: both stay below 2**31
+_LOW = np.int64(0xFFFFFFFF)
+
+
+class _Vocabulary:
+    """The key each value name counts under: its leaf's id where the tree has it (so
+    "Honesty" and "honesty" are one value), else its normalised name (a free value, shown as
+    first spelt). Keys are numbered; each distinct name is resolved once."""
+
+    def __init__(self, tree: Taxonomy) -> None:
+        self.tree = tree
+        self.keys: list[str] = []
+        self.shown: list[str] = []
+        self.in_tree: list[bool] = []
+        self._index: dict[str, int] = {}
+        self._of_name: dict[str, int] = {}
+
+    def key_of(self, name: str) -> int:
+        found = self._of_name.get(name)
+        if found is None:
+            leaf = self.tree.get(name)
+            if leaf is None or leaf.level != 0:
+                leaf = self.tree.resolve(name)
+            key = leaf.id if leaf is not None else normalise(name)
+            found = self._index.get(key)
+            if found is None:
+                found = self._index[key] = len(self.keys)
+                self.keys.append(key)
+                self.shown.append(leaf.name if leaf is not None else name)
+                self.in_tree.append(leaf is not None)
+            self._of_name[name] = found
+        return found
+
+    def pairs(self, cells: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(row, key) of every value in `cells` (one cell per row), each pair once, sorted."""
+        lists = [_names(c) for c in cells]
+        rows = np.repeat(np.arange(len(lists), dtype=np.int64), [len(x) for x in lists])
+        flat = [name for names in lists for name in names]
+        if not flat:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        codes, uniques = pd.factorize(np.array(flat, dtype=object))
+        keys = np.array([self.key_of(u) for u in uniques], dtype=np.int64)[codes]
+        packed = np.unique((rows << _SHIFT) | keys)
+        return packed >> _SHIFT, packed & _LOW
+
+
+def _level_shares(
+    rows: np.ndarray, keys: np.ndarray, vocab: _Vocabulary, base: int
+) -> list[LevelShares]:
+    """Per level, each node's conversations and occurrences among (conversation, value)
+    pairs, beside the released figures; free values listed after the values."""
+    tree = vocab.tree
+    in_tree = np.asarray(vocab.in_tree, dtype=bool)
+    known = in_tree[keys] if len(keys) else np.empty(0, bool)
+    k_rows, k_keys = rows[known], keys[known]
+    out = []
+    for level in LEVELS:
+        mapping = tree.level_map(level)
+        node_ids = [mapping.get(k) if inside else None
+                    for k, inside in zip(vocab.keys, vocab.in_tree, strict=True)]
+        codes, nodes = pd.factorize(pd.Series(node_ids, dtype=object), use_na_sentinel=True)
+        node_of_pair = codes[k_keys] if len(k_keys) else np.empty(0, np.int64)
+        placed = node_of_pair >= 0  # every leaf has an ancestor at each level: a safeguard
+        node_of_pair, level_rows = node_of_pair[placed], k_rows[placed]
+        occurrences = np.bincount(node_of_pair, minlength=len(nodes))
+        distinct = np.unique((level_rows << _SHIFT) | node_of_pair)
+        conversations = np.bincount(distinct & _LOW, minlength=len(nodes))
+        total = int(occurrences.sum())
+        shares = []
+        for code, node_id in enumerate(nodes):
+            node = tree.get(str(node_id))
+            if node is None or not occurrences[code]:
+                continue
+            top = tree.ancestor(node, 3)
+            shares.append(Share(
+                key=node.id, name=node.short_name if level == 3 else node.name, level=level,
+                top_category=top.short_name if top else None,
+                conversations=int(conversations[code]),
+                pct_convos=_pct(int(conversations[code]), base) or 0.0,
+                occurrences=int(occurrences[code]),
+                pct_occurrences=_pct(int(occurrences[code]), total),
+                released_pct_convos=node.pct_convos if level == 0 else None,
+                released_pct_occurrences=node.pct_total_occurrences,
+            ))
+        shares.sort(key=lambda s: (-s.conversations, -s.occurrences, s.name, s.key))
+        if level == 0:
+            # a value's share of conversations, as values_frequencies.csv gives it
+            paired = [(s.pct_convos, s.released_pct_convos) for s in shares]
+            compared = "pct_convos (values_frequencies.csv)"
+        else:
+            # a cluster's share of occurrences: the only figure the tree releases for it
+            paired = [(s.pct_occurrences, s.released_pct_occurrences) for s in shares]
+            compared = "pct_total_occurrences (values_tree.csv)"
+        known_pairs = [(a, b) for a, b in paired if a is not None and b is not None]
+        correlation = spearman([a for a, _ in known_pairs], [b for _, b in known_pairs])
+        if level == 0:
+            shares += _free_rows(keys[~known], vocab, base)
+        out.append(LevelShares(level=level, kind=LEVEL_KINDS[level], compared_with=compared,
+                               rows=shares, correlation=correlation))
+    return out
+
+
+def _free_rows(keys: np.ndarray, vocab: _Vocabulary, base: int) -> list[Share]:
+    counts = np.bincount(keys, minlength=len(vocab.keys)) if len(keys) else np.empty(0, int)
+    rows = [
+        Share(key=vocab.keys[k], name=vocab.shown[k], level=0, free=True,
+              conversations=int(n), pct_convos=_pct(int(n), base) or 0.0, occurrences=int(n))
+        for k, n in enumerate(counts) if n
+    ]
+    rows.sort(key=lambda s: (-s.conversations, s.name))
+    return rows
+
+
+def _response_types(types: pd.Series) -> tuple[list[ResponseTypeShare], int]:
+    published = PUBLISHED_STUDY["response_type_pct"]
+    types = types.dropna().astype(str)
+    counts = types.value_counts()
+    labelled = int(len(types))
+    shares = []
+    for rt in RESPONSE_TYPE_LABELS:
+        n = int(counts.get(rt, 0))
+        pct = published.get(rt)
+        shares.append(ResponseTypeShare(response_type=rt, conversations=n, pct=_pct(n, labelled),
+                                        published_pct=pct, published=pct is not None))
+    return shares, labelled
+
+
+def _mirroring(ai: tuple[np.ndarray, np.ndarray], human: tuple[np.ndarray, np.ndarray],
+               vocab: _Vocabulary) -> Mirroring:
+    """Conversations where an AI value equals a value the user stated, of those where the
+    user stated any; per AI value, of the conversations with user values that hold it."""
+    with_human = np.unique(human[0])
+    ai_packed = (ai[0] << _SHIFT) | ai[1]
+    held = ai_packed[np.isin(ai[0], with_human)]
+    matched = np.intersect1d(held, (human[0] << _SHIFT) | human[1], assume_unique=True)
+    n_keys = len(vocab.keys)
+    held_per = np.bincount(held & _LOW, minlength=n_keys)
+    matched_per = np.bincount(matched & _LOW, minlength=n_keys)
+    per_value = [
+        MirroredValue(value=vocab.shown[k], conversations=int(held_per[k]),
+                      mirrored=int(matched_per[k]), pct=100.0 * matched_per[k] / held_per[k])
+        for k in np.flatnonzero(matched_per)
+    ]
+    per_value.sort(key=lambda m: (-m.mirrored, -m.pct, m.value))
+    mirrored = len(np.unique(matched >> _SHIFT))
+    return Mirroring(conversations_with_human_values=len(with_human), mirrored=mirrored,
+                     pct=_pct(mirrored, len(with_human)), per_value=per_value)
+
+
+def _opposing_keys(names: Iterable[str], vocab: _Vocabulary) -> tuple[set[int], list[str]]:
+    """Key numbers of the opposing values, and those of them that are not in the taxonomy
+    (still matched, by their normalised name, against free values)."""
+    keys = {vocab.key_of(name) for name in names}
+    return keys, [name for name in names if not vocab.in_tree[vocab.key_of(name)]]
+
+
+def _flagged(frame: pd.DataFrame, pairs: tuple[np.ndarray, np.ndarray], opposing: set[int],
+             vocab: _Vocabulary) -> list[FlaggedConversation]:
+    rows, keys = pairs
+    hit = np.isin(keys, np.fromiter(opposing, np.int64, len(opposing)))
+    by_row: dict[int, list[str]] = {}
+    for row, key in zip(rows[hit].tolist(), keys[hit].tolist(), strict=True):
+        by_row.setdefault(row, []).append(vocab.shown[key])
+    ids = frame["conversation_id"].tolist()
+    types = frame["response_type"].tolist()
+    out = [
+        FlaggedConversation(
+            conversation_id=str(ids[row]), opposing_values=values,
+            response_type=None if _missing(types[row]) else str(types[row]),
+            show_command=f"annotator show {ids[row]}", app_link=f"disagreements?c={ids[row]}",
+        )
+        for row, values in by_row.items()
+    ]
+    out.sort(key=lambda f: f.conversation_id)
+    return out
+
+
+def findings_from_labels(
+    frame: pd.DataFrame,
+    source: ReportSource,
+    opposing: Sequence[str] | None = None,
+    left_out: int = 0,
+    left_out_reason: str | None = None,
+) -> Findings:
+    """The report from one row per conversation (FRAME_COLUMNS): no database, no output."""
+    vocab = _Vocabulary(load_taxonomy())
+    names = list(opposing) if opposing else list(config.opposing_values())
+    subjective = [None if _missing(v) else bool(v) for v in frame["subjective"].tolist()]
+    labelled = [v for v in subjective if v is not None]
+    in_base = np.array([v is not False for v in subjective], dtype=bool)
+    base = int(in_base.sum())
+    ai = vocab.pairs(frame["ai_values"].tolist())
+    human = vocab.pairs(frame["human_values"].tolist())
+    ai_base = tuple(a[in_base[ai[0]]] for a in ai)
+    human_base = tuple(a[in_base[human[0]]] for a in human)
+    levels = _level_shares(*ai_base, vocab, base)
+    response_types, rt_labelled = _response_types(frame["response_type"][in_base])
+    wanted, not_in_tree = _opposing_keys(names, vocab)
+    published = PUBLISHED_STUDY
+    return Findings(
+        source=source,
+        conversations=len(frame),
+        left_out=left_out,
+        left_out_reason=left_out_reason,
+        subjective=sum(labelled),
+        subjective_labelled=len(labelled),
+        subjective_pct=_pct(sum(labelled), len(labelled)),
+        base_conversations=base,
+        published_subjective_pct=100.0 * published["conversations_subjective"]
+        / published["conversations_sampled"],
+        levels=levels,
+        free_values=sum(1 for s in levels[0].rows if s.free),
+        response_types=response_types,
+        response_types_labelled=rt_labelled,
+        mirroring=_mirroring(ai_base, human_base, vocab),
+        opposing_values=names,
+        opposing_not_in_taxonomy=not_in_tree,
+        flagged=_flagged(frame, ai, wanted, vocab),
+        published=published["source"],
+        published_url=published["url"],
+    )
+
+
+def table_findings(
+    table: str, frame: pd.DataFrame, opposing: Sequence[str] | None = None,
+    label: str | None = None,
+) -> Findings:
+    """The report from one of the app's cached frames: `gold`, `annotations` or
+    `extractions:<prompt id>` (no task links: those need the database)."""
+    kind_name, _, prompt_id = table.partition(":")
+    kind = SourceKind.prompt if kind_name == "extractions" else SourceKind(kind_name)
+    rows, left_out, reason = prepared_labels(kind, frame)
+    about = ReportSource(kind=kind, prompt_id=prompt_id or None,
+                         label=label or SOURCE_LABELS.get(kind) or f"prompt {prompt_id}")
+    return findings_from_labels(rows, about, opposing, left_out, reason)
+
+
+def task_links(
+    db: sqlite_utils.Database, conversation_ids: Sequence[str], db_path: Path | None
+) -> dict[str, list[str]]:
+    """Label Studio links of these conversations' tasks, where the server's address is known."""
+    from annotator.datasets.show import task_url
+
+    links: dict[str, list[str]] = {}
+    ids = list(conversation_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for row in db.query(
+            f"select * from tasks where conversation_id in ({','.join('?' * len(chunk))}) "
+            "order by server, project_id", chunk,
+        ):
+            url = task_url(db_path, row)
+            if url:
+                links.setdefault(row["conversation_id"], []).append(url)
+    return links
+
+
+def with_task_links(
+    findings: Findings, db: sqlite_utils.Database, db_path: Path | None
+) -> Findings:
+    """The findings with each flagged conversation's Label Studio links filled in."""
+    links = task_links(db, [f.conversation_id for f in findings.flagged], db_path)
+    for flagged in findings.flagged:
+        flagged.task_urls = links.get(flagged.conversation_id, [])
+    return findings
+
+
+def study_findings(
+    db: sqlite_utils.Database,
+    source: str | None = None,
+    opposing: Sequence[str] | None = None,
+    db_path: Path | None = None,
+) -> Findings:
+    """The study's report from `source` (see `source_labels`), flagged conversations linked."""
+    frame, left_out, reason, about = source_labels(db, source)
+    found = findings_from_labels(frame, about, opposing, left_out, reason)
+    return with_task_links(found, db, db_path)
+
+
+__all__ = [
+    "Findings",
+    "FlaggedConversation",
+    "LevelShares",
+    "Mirroring",
+    "RankCorrelation",
+    "ReportSource",
+    "Share",
+    "SourceKind",
+    "combine_annotations",
+    "default_source",
+    "findings_from_labels",
+    "prepared_labels",
+    "source_labels",
+    "spearman",
+    "study_findings",
+    "table_findings",
+    "task_links",
+    "with_task_links",
+]

@@ -1,0 +1,398 @@
+"""Read-only queries over the study database, as plain rows and DataFrames.
+
+The CLI, the Streamlit app and `bench/` read the study through these functions (the app's own
+queries, beside these frames, are in `annotator.app.queries`). Value lists come back as tuples
+of names (hashable, what `agreement` takes); the taxonomy node of each name is resolved by the
+caller through `taxonomy`, so this module stays a plain reader.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pandas as pd
+import sqlite_utils
+
+from annotator.db import optional_bool
+from annotator.extract.ledger import call_ledger
+from annotator.extract.prompts import few_shot_map, resolve_used_ids
+from annotator.measure.agreement import (
+    MIN_BLIND_CONVERSATIONS,
+    AgreementReport,
+    AnchoringReport,
+    agreement_report,
+    anchoring,
+)
+
+ANNOTATION_COLUMNS = [
+    "annotation_id",
+    "conversation_id",
+    "annotator",
+    "response_type",
+    "ai_values",
+    "human_values",
+    "subjective",
+    "lead_time",
+    "cancelled",
+    "updated_at",
+]
+GOLD_COLUMNS = [
+    "conversation_id",
+    "response_type",
+    "ai_values",
+    "human_values",
+    "subjective",
+    "decided_by",
+    "decided_at",
+]
+EXTRACTION_COLUMNS = [
+    "conversation_id",
+    "prompt_id",
+    "model",
+    "extractor",
+    "status",
+    "response_type",
+    "ai_values",
+    "human_values",
+    "subjective",
+    "error",
+    "cost_usd",
+    "created_at",
+]
+
+
+def scalar(db: sqlite_utils.Database, sql: str) -> int:
+    """The one number a `select count(...)` query returns."""
+    return int(db.execute(sql).fetchone()[0])
+
+
+def study_summary(db: sqlite_utils.Database) -> dict[str, int | float]:
+    """How many conversations stand at each stage of the study, and what its model calls cost:
+    recorded from replies, and estimated for calls sent without a recorded reply (possibly
+    paid: a run died, or the reply never came or could not be read)."""
+    calls = call_ledger(db.conn)
+    return {
+        "conversations": scalar(db, "select count(*) from conversations"),
+        "scrubbed": scalar(db, "select count(*) from conversations where scrubbed = 1"),
+        "extracted (ok)": scalar(db, "select count(*) from extractions where status = 'ok'"),
+        "extraction errors": scalar(db, "select count(*) from extractions where status = 'error'"),
+        "prompt versions used": scalar(db, "select count(distinct prompt_id) from extractions"),
+        "pushed to Label Studio": scalar(db, "select count(distinct conversation_id) from tasks"),
+        "annotations": scalar(db, "select count(*) from annotations where deleted = 0"),
+        "annotated conversations": scalar(
+            db, "select count(distinct conversation_id) from annotations where deleted = 0"
+        ),
+        "adjudicated (gold)": scalar(db, "select count(*) from gold"),
+        "model calls": calls.calls,
+        "model calls in flight": calls.in_flight_calls,
+        "model calls possibly paid": calls.possibly_paid_calls,
+        "cost recorded (USD)": round(calls.cost_usd, 4),
+        "cost possibly paid (USD, estimate)": round(calls.possibly_paid_usd_estimate, 4),
+    }
+
+
+def _names(values: list[Any]) -> tuple[str, ...]:
+    """Value names from a JSON list of names or of ValueRef objects, in stored order."""
+    return tuple(v["name"] if isinstance(v, dict) else str(v) for v in values)
+
+
+def annotations_frame(db: sqlite_utils.Database, include_cancelled: bool = False) -> pd.DataFrame:
+    """One row per live annotation: who labelled which conversation how."""
+    sql = (
+        "select id, conversation_id, annotator, labels, lead_time, cancelled, updated_at "
+        "from annotations where deleted = 0"
+    )
+    if not include_cancelled:
+        sql += " and cancelled = 0"
+    rows = []
+    for ident, conv, annotator, labels, lead, cancelled, updated in db.execute(sql):
+        data = orjson.loads(labels)
+        rows.append(
+            (
+                ident,
+                conv,
+                annotator,
+                data.get("response_type"),
+                _names(data.get("ai_values") or []),
+                _names(data.get("human_values") or []),
+                data.get("subjective"),
+                lead,
+                bool(cancelled),
+                updated,
+            )
+        )
+    return pd.DataFrame.from_records(rows, columns=ANNOTATION_COLUMNS)
+
+
+def gold_frame(db: sqlite_utils.Database) -> pd.DataFrame:
+    """One row per adjudicated conversation."""
+    rows = [
+        (
+            conv,
+            response_type,
+            _names(orjson.loads(ai or "[]")),
+            _names(orjson.loads(human or "[]")),
+            optional_bool(subjective),
+            decided_by,
+            decided_at,
+        )
+        for conv, response_type, ai, human, subjective, decided_by, decided_at in db.execute(
+            "select conversation_id, response_type, ai_values, human_values, subjective, "
+            "decided_by, decided_at from gold"
+        )
+    ]
+    return pd.DataFrame.from_records(rows, columns=GOLD_COLUMNS)
+
+
+def extractions_frame(
+    db: sqlite_utils.Database, prompt_id: str | None = None, include_errors: bool = False,
+    pushed_only: bool = False,
+) -> pd.DataFrame:
+    """One row per extraction (conversation x prompt version x model); `pushed_only`: only of
+    conversations pushed to Label Studio (a few thousand of a study's 300,000)."""
+    sql = (
+        "select conversation_id, prompt_id, model, extractor, status, response_type, ai_values, "
+        "human_values, subjective, error, cost_usd, created_at from extractions where 1 = 1"
+    )
+    if pushed_only:
+        sql += " and conversation_id in (select conversation_id from tasks)"
+    params: list[Any] = []
+    if prompt_id is not None:
+        sql += " and prompt_id = ?"
+        params.append(prompt_id)
+    if not include_errors:
+        sql += " and status = 'ok'"
+    rows = [
+        (
+            conv,
+            prompt,
+            model,
+            extractor,
+            status,
+            response_type,
+            _names(orjson.loads(ai or "[]")),
+            _names(orjson.loads(human or "[]")),
+            optional_bool(subjective),
+            error,
+            cost,
+            created,
+        )
+        for (
+            conv,
+            prompt,
+            model,
+            extractor,
+            status,
+            response_type,
+            ai,
+            human,
+            subjective,
+            error,
+            cost,
+            created,
+        ) in db.execute(sql, params)
+    ]
+    return pd.DataFrame.from_records(rows, columns=EXTRACTION_COLUMNS)
+
+
+def without_few_shot(
+    extractions: pd.DataFrame, examples: dict[str, frozenset[str]]
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Extractions minus each prompt version's own few-shot examples (`prompts.few_shot_map`):
+    a model shown a conversation's gold labels in its prompt is not scored on it. Also how many
+    conversations were left out, per prompt id (versions that lost none are not named)."""
+    if not examples or extractions.empty:
+        return extractions, {}
+    leak = pd.Series(False, index=extractions.index)
+    left_out: dict[str, int] = {}
+    for pid, ids in examples.items():
+        hit = (extractions["prompt_id"] == pid) & extractions["conversation_id"].isin(list(ids))
+        if hit.any():
+            left_out[pid] = int(extractions.loc[hit, "conversation_id"].nunique())
+            leak |= hit
+    return extractions.loc[~leak], left_out
+
+
+def scored_extractions(
+    db: sqlite_utils.Database, pushed_only: bool = False
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """`extractions_frame` as agreement scores it: without each version's few-shot examples
+    (`without_few_shot`), and how many were left out per prompt id."""
+    return without_few_shot(extractions_frame(db, pushed_only=pushed_only), few_shot_map(db))
+
+
+def conversation_rows(db: sqlite_utils.Database, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The stored conversations with these ids (turns decoded), keyed by id."""
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for row in db.query(f"select * from conversations where id in ({marks})", chunk):
+            row["turns"] = orjson.loads(row["turns"])
+            row["metadata"] = orjson.loads(row["metadata"] or "{}")
+            found[row["id"]] = row
+    return found
+
+
+def study_agreement(
+    db: sqlite_utils.Database,
+    prompt_ids: list[str] | None = None,
+    levels: tuple[int, ...] = (0, 1, 2, 3),
+    n_boot: int = 200,
+    top_k: int = 50,
+    seed: int = 0,
+) -> AgreementReport:
+    """Inter-annotator and model-human agreement of the study, from its stored labels.
+
+    Value names are mapped to their taxonomy ancestors at each level with the released tree;
+    names outside it stay free values. `prompt_ids` may name versions any way `--prompt` does
+    (`prompts.resolve_prompt`). A version's few-shot examples are left out of its figures; the
+    report's `settings["few_shot_left_out"]` says how many conversations, per prompt id.
+    """
+    from annotator.taxonomy import load_taxonomy
+
+    prompt_ids = resolve_used_ids(db, prompt_ids)  # an unknown or ambiguous one is an error
+    tree = load_taxonomy()
+    extractions, left_out = scored_extractions(db)
+    if prompt_ids:
+        extractions = extractions[extractions["prompt_id"].isin(prompt_ids)]
+        left_out = {pid: n for pid, n in left_out.items() if pid in prompt_ids}
+    report = agreement_report(
+        annotations_frame(db),
+        gold_frame(db),
+        extractions,
+        {level: tree.level_map(level) for level in levels},
+        prompt_ids=prompt_ids or None,
+        levels=levels,
+        n_boot=n_boot,
+        top_k=top_k,
+        seed=seed,
+    )
+    report.settings["few_shot_left_out"] = left_out
+    return report
+
+
+REVIEW_COLUMNS = ["conversation_id", "annotator", "blind", "prefilled_by", "response_type",
+                  "ai_values"]
+
+
+def review_annotations_frame(db: sqlite_utils.Database) -> pd.DataFrame:
+    """One row per complete, live annotation pulled from Label Studio, with its task: blind
+    (pushed without any prediction) or pre-filled, and by which prompt version.
+
+    An annotation belongs to the task of its source's server and project and its conversation.
+    Incomplete annotations (a required field left empty) are left out, as `adjudicate` leaves
+    them; so are tasks that were neither blind nor pre-filled (no prediction of the pre-filling
+    version: an empty form, though not by design) and tasks pushed before either was recorded.
+    """
+    rows = []
+    for conv, annotator, labels, blind, prefilled_by in db.execute(
+        "select a.conversation_id, a.annotator, a.labels, t.blind, t.prefilled_by "
+        "from annotations a join tasks t on t.conversation_id = a.conversation_id "
+        "and a.source = 'labelstudio:' || t.server || ':' || t.project_id "
+        "where a.deleted = 0 and a.cancelled = 0 and coalesce(a.missing, '[]') = '[]' "
+        "and (t.blind = 1 or t.prefilled_by is not null) "
+        "order by a.conversation_id, a.annotator"
+    ):
+        data = orjson.loads(labels)
+        rows.append((conv, annotator, bool(blind), prefilled_by, data.get("response_type"),
+                     _names(data.get("ai_values") or [])))
+    return pd.DataFrame.from_records(rows, columns=REVIEW_COLUMNS)
+
+
+def study_anchoring(
+    db: sqlite_utils.Database,
+    prompt_ids: list[str] | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+    min_blind: int = MIN_BLIND_CONVERSATIONS,
+) -> list[AnchoringReport]:
+    """Anchoring per prompt version: its extractions against each Label Studio annotation, on
+    pre-filled and on blind tasks (`agreement.anchoring`). Versions with extractions of pushed
+    conversations, in order of first use; none when no annotation came from Label Studio.
+    `prompt_ids` are resolved as in `study_agreement`; a version's few-shot examples are left
+    out of its figures."""
+    prompt_ids = resolve_used_ids(db, prompt_ids)  # checked even when nothing was reviewed
+    reviews = review_annotations_frame(db)
+    if reviews.empty:
+        return []
+    extractions, _ = scored_extractions(db, pushed_only=True)
+    # in order of first use
+    order = list(dict.fromkeys(extractions.sort_values("created_at", kind="stable")["prompt_id"]))
+    return [
+        anchoring(extractions.loc[extractions["prompt_id"] == pid], reviews, prompt_id=pid,
+                  min_blind=min_blind, n_boot=n_boot, seed=seed)
+        for pid in order
+        if not prompt_ids or pid in prompt_ids
+    ]
+
+
+# --- the published study and the prompt versions, for the report and the app ---
+
+# Published figures of the study the project follows, for side-by-side display. Only numbers
+# confirmed in text read for this project are given; None means "not confirmed, shown as
+# unavailable". 700,000 / 308,210 and the response-type shares (28.2% strong support, 14.5% mild
+# support, 3.0% strong resistance, of conversations) were read in a summary of the paper
+# (https://ch-ai-tanya.cyberchitta.cc/raw/papers/source-2025-values-in-the-wild-huang.html), not
+# in the paper's own text; 6.6% reframing is from Anthropic's post on the study
+# (https://www.anthropic.com/research/values-wild). The other response types' shares were not
+# found in either.
+# The top categories' shares are not here: they are read from the released tree
+# (`published_category_shares`), not copied by hand.
+PUBLISHED_STUDY: dict[str, Any] = {
+    "source": (
+        "Huang, Durmus, McCain et al. (2025), \"Values in the Wild: Discovering and Analyzing "
+        "Values in Real-World Language Model Interactions\", arXiv:2504.15236, Anthropic"
+    ),
+    "url": "https://arxiv.org/abs/2504.15236",
+    "conversations_sampled": 700_000,
+    "conversations_subjective": 308_210,
+    # Share of the subjective conversations by the AI's response type, in percent.
+    "response_type_pct": {
+        "strong support": 28.2,
+        "mild support": 14.5,
+        "neutral": None,
+        "reframing": 6.6,
+        "mild resistance": None,
+        "strong resistance": 3.0,
+        "no values": None,
+    },
+    "category_source": (
+        "Anthropic/values-in-the-wild, values_tree.csv, level-3 pct_total_occurrences (CC BY 4.0)"
+    ),
+}
+
+
+def published_category_shares() -> dict[str, float]:
+    """Released share of all value occurrences per top category, in percent ("Practical": 31.4)."""
+    from annotator.taxonomy import load_taxonomy
+
+    return {
+        short: float(node.pct_total_occurrences or 0.0)
+        for short, node in load_taxonomy().top_categories().items()
+    }
+
+
+def prompt_list(db: sqlite_utils.Database) -> pd.DataFrame:
+    """Prompt versions with extractions, oldest first: id, name, version, ok and error counts."""
+    counts = pd.DataFrame.from_records(
+        list(
+            db.execute(
+                "select prompt_id, sum(status = 'ok'), sum(status = 'error') from extractions "
+                "group by prompt_id"
+            )
+        ),
+        columns=["prompt_id", "ok", "errors"],
+    )
+    meta = pd.DataFrame.from_records(
+        list(db.execute("select id, name, version, first_used_at from prompts")),
+        columns=["prompt_id", "name", "version", "first_used"],
+    )
+    frame = counts.merge(meta, on="prompt_id", how="left")
+    frame["name"] = frame["name"].fillna("")
+    frame["version"] = frame["version"].fillna("")
+    frame = frame.sort_values(["first_used", "prompt_id"], na_position="last")
+    return frame[["prompt_id", "name", "version", "ok", "errors", "first_used"]].reset_index(
+        drop=True
+    )

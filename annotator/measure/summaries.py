@@ -1,0 +1,670 @@
+"""What the app's pages show, computed from the study's frames: plain pandas and numpy, no
+Streamlit, no SQL.
+
+Statistics come from `annotator.agreement`; this module shapes its results into the tables the
+pages draw, and adds the counts the pages need on top (value frequencies, per-value precision
+and recall, per-conversation outcomes, paired deltas between two prompt versions).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from annotator.measure import agreement as ag
+from annotator.taxonomy import Taxonomy, load_taxonomy
+
+LEVELS: tuple[int, ...] = (0, 1, 2, 3)
+LEVEL_LABELS: dict[int, str] = {
+    0: "value (leaf)",
+    1: "cluster (level 1)",
+    2: "cluster (level 2)",
+    3: "top category",
+}
+FIELDS: tuple[str, ...] = ("ai_values", "human_values")
+FIELD_LABELS: dict[str, str] = {"ai_values": "AI values", "human_values": "human values"}
+RESPONSE_TYPES: tuple[str, ...] = ag.RESPONSE_TYPE_LABELS
+FREE = "free (not in the taxonomy)"
+STAT_COLUMNS = ["value", "low", "high", "n_units", "note"]
+
+
+@dataclass
+class Bundle:
+    """One page section's results: named frames plus small JSON-able facts."""
+
+    frames: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# --- taxonomy helpers ---------------------------------------------------------------------------
+
+
+def level_maps(tree: Taxonomy | None = None) -> dict[int, dict[str, str]]:
+    tree = tree or load_taxonomy()
+    return {lv: tree.level_map(lv) for lv in (1, 2, 3)}
+
+
+def level_key(name: str, level: int, maps: Mapping[int, Mapping[str, str]]) -> str:
+    """The key a value counts under at `level`, exactly as `agreement.map_level` maps it."""
+    return name if level == 0 else ag.level_name(name, maps[level])
+
+
+def key_label(key: str, level: int, tree: Taxonomy | None = None) -> str:
+    """A readable name for a level key: the cluster's name, a top category's short name."""
+    if level == 0:
+        return key
+    node = (tree or load_taxonomy()).get(key)
+    if node is None:
+        return key
+    return node.short_name if level == 3 else node.name
+
+
+class _CategoryLookup:
+    """Top category of each value name, looked up once per distinct name."""
+
+    def __init__(self, maps: Mapping[int, Mapping[str, str]]) -> None:
+        self.maps = maps
+        self.tree = load_taxonomy()
+        self.known: dict[str, str | None] = {}
+
+    def one(self, name: str) -> str | None:
+        if name not in self.known:
+            node = self.tree.get(level_key(name, 3, self.maps))
+            self.known[name] = node.short_name if node is not None and node.level == 3 else None
+        return self.known[name]
+
+    def __call__(self, names: Sequence[str]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(c for c in map(self.one, names) if c is not None))
+
+
+# --- overview -----------------------------------------------------------------------------------
+
+
+def value_frequencies(frame: pd.DataFrame, label: str = "ai_values") -> Bundle:
+    """How often each value is listed, with its cluster and top category, and the response types.
+
+    `frame` has one row per labelling (a conversation's gold label, one annotation, one
+    extraction) with `label` holding tuples of names and a `response_type` column.
+    """
+    tree = load_taxonomy()
+    rows = len(frame)
+    exploded = frame[label].explode().dropna()
+    counts = exploded.value_counts()
+    records = []
+    for name, n in counts.items():
+        node = tree.resolve(str(name))
+        if node is None:
+            records.append((name, None, FREE, FREE, int(n)))
+            continue
+        anc = tree.ancestors(node)
+        records.append((name, node.id, anc[1].name, anc[3].short_name, int(n)))
+    values = pd.DataFrame.from_records(
+        records, columns=["value", "node_id", "cluster", "category", "count"]
+    )
+    occurrences = int(values["count"].sum()) if len(values) else 0
+    values["share_of_rows"] = values["count"] / rows if rows else np.nan
+    values["share_of_occurrences"] = values["count"] / occurrences if occurrences else np.nan
+    rt = (
+        frame["response_type"]
+        .dropna()
+        .value_counts()
+        .reindex(RESPONSE_TYPES, fill_value=0)
+        .rename_axis("response_type")
+        .reset_index(name="count")
+    )
+    labelled = int(rt["count"].sum())
+    rt["share"] = rt["count"] / labelled if labelled else np.nan
+    meta: dict[str, Any] = {"rows": rows, "occurrences": occurrences, "rt_labelled": labelled}
+    if "subjective" in frame.columns:
+        subjective = frame["subjective"].dropna()
+        meta["subjective_labelled"] = int(len(subjective))
+        meta["subjective_true"] = int(subjective.astype(bool).sum())
+    return Bundle(frames={"values": values, "response_types": rt}, meta=meta)
+
+
+# --- annotators ---------------------------------------------------------------------------------
+
+
+def annotators_bundle(
+    annotations: pd.DataFrame, n_boot: int, seed: int = 0, top_k: int = 20
+) -> Bundle:
+    """Inter-annotator agreement (with intervals) at every level, kappa matrix, activity."""
+    maps = level_maps()
+    report = ag.agreement_report(
+        annotations,
+        level_maps=maps,
+        n_boot=n_boot,
+        seed=seed,
+        top_k=top_k,
+        pairwise=True,
+    )
+    rows = report.to_frame()
+    pairs = [r.pair for r in report.rows if r.pair is not None]
+    kappa = rows.loc[[r.pair is not None for r in report.rows], STAT_COLUMNS]
+    kappa.insert(0, "a", [a for a, _ in pairs])
+    kappa.insert(1, "b", [b for _, b in pairs])
+    activity = annotator_activity(annotations)
+    return Bundle(
+        frames={"agreement": rows.loc[rows["metric"] != "cohen_kappa"].reset_index(drop=True),
+                "kappa": kappa.reset_index(drop=True),
+                "activity": activity,
+                "lead_times": lead_time_bins(annotations)},
+        meta={
+            "n_conversations": report.n_conversations,
+            "annotators": report.annotators,
+            "how_to_read": report.how_to_read,
+            "settings": report.settings,
+        },
+    )
+
+
+def annotator_activity(annotations: pd.DataFrame) -> pd.DataFrame:
+    """Per annotator: annotations, conversations, lead time (median, mean), last update."""
+    if annotations.empty:
+        return pd.DataFrame(
+            columns=["annotator", "annotations", "conversations", "median_lead_time_s",
+                     "mean_lead_time_s", "last_update"]
+        )
+    grouped = annotations.groupby("annotator", sort=True)
+    frame = pd.DataFrame(
+        {
+            "annotations": grouped.size(),
+            "conversations": grouped["conversation_id"].nunique(),
+            "median_lead_time_s": grouped["lead_time"].median(),
+            "mean_lead_time_s": grouped["lead_time"].mean(),
+            "last_update": grouped["updated_at"].max(),
+        }
+    )
+    return frame.reset_index()
+
+
+LEAD_TIME_EDGES = (0, 10, 30, 60, 120, 300, 600, 1800, math.inf)
+
+
+def lead_time_bins(annotations: pd.DataFrame) -> pd.DataFrame:
+    """Lead times per annotator in fixed bins (seconds), for a chart that stays small."""
+    lead = annotations[["annotator", "lead_time"]].dropna()
+    if lead.empty:
+        return pd.DataFrame(columns=["annotator", "bin", "order", "count"])
+    labels = [
+        f"{int(lo)}-{int(hi)} s" if hi != math.inf else f"{int(lo)} s +"
+        for lo, hi in zip(LEAD_TIME_EDGES[:-1], LEAD_TIME_EDGES[1:], strict=True)
+    ]
+    cut = pd.cut(lead["lead_time"], bins=list(LEAD_TIME_EDGES), labels=labels, right=False)
+    counts = (
+        pd.DataFrame({"annotator": lead["annotator"], "bin": cut})
+        .groupby(["annotator", "bin"], observed=False)
+        .size()
+        .reset_index(name="count")
+    )
+    counts["order"] = counts["bin"].map({b: i for i, b in enumerate(labels)}).astype(int)
+    counts["bin"] = counts["bin"].astype(str)
+    return counts
+
+
+# --- conversations (annotators and gold side by side) ------------------------------------------
+
+
+def set_key(values: Sequence[str] | None) -> str:
+    """A set of value names as one comparable string (order and repeats do not matter)."""
+    return "\x1f".join(sorted(set(values or ())))
+
+
+def _groups(frame: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted-by-`key` frame -> (group keys, start and end row of each group)."""
+    keys = frame[key].to_numpy()
+    if len(keys) == 0:
+        return keys, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    change = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [len(keys)]])
+    return keys[starts], starts, ends
+
+
+def conversations_bundle(annotations: pd.DataFrame, gold: pd.DataFrame) -> Bundle:
+    """One row per conversation with annotations or gold: the labels and where people split.
+
+    Vectorised over groups (a study has hundreds of thousands of conversations): per-group
+    Python work is one slice of a list.
+    """
+    maps = level_maps()
+    ann = annotations.sort_values(["conversation_id", "annotator"], kind="stable")
+    ids, starts, ends = _groups(ann, "conversation_id")
+    types = ["" if t is None else str(t) for t in ann["response_type"].tolist()]
+    values = ann["ai_values"].tolist()
+    set_codes = pd.factorize(pd.Series([frozenset(v) for v in values], dtype=object))[0]
+    per = pd.DataFrame({
+        "conversation_id": ids,
+        "n_annotations": (ends - starts).astype(int),
+        "annotator_types": [tuple(types[s:e]) for s, e in zip(starts, ends, strict=True)],
+        "annotator_values": [tuple(dict.fromkeys(v for t in values[s:e] for v in t))
+                             for s, e in zip(starts, ends, strict=True)],
+    })
+    # no majority: the most frequent response type has at most half of the labelled votes
+    labelled = ann.loc[ann["response_type"].notna(), ["conversation_id", "response_type"]]
+    votes = labelled.groupby(["conversation_id", "response_type"], sort=False).size()
+    top = votes.groupby(level=0).max()
+    n_lab = labelled.groupby("conversation_id").size()
+    split = (n_lab >= 2) & (top.reindex(n_lab.index) <= n_lab // 2)
+    per["rt_split"] = per["conversation_id"].map(split).fillna(False).astype(bool)
+    distinct_sets = pd.Series(set_codes).groupby(
+        np.repeat(np.arange(len(ids)), ends - starts)
+    ).nunique() if len(ids) else pd.Series(dtype=int)
+    per["values_split"] = distinct_sets.to_numpy() > 1 if len(ids) else np.zeros(0, bool)
+    per["types_differ"] = [len(set(t)) > 1 for t in per["annotator_types"].tolist()]
+    g = gold[["conversation_id", "response_type", "ai_values", "decided_by", "decided_at"]].rename(
+        columns={"response_type": "gold_type", "ai_values": "gold_values"})
+    table = per.merge(g, on="conversation_id", how="outer", sort=True)
+    for col in ("annotator_types", "annotator_values", "gold_values"):
+        table[col] = [v if isinstance(v, tuple) else () for v in table[col].tolist()]
+    table["n_annotations"] = table["n_annotations"].fillna(0).astype(int)
+    table["rt_split"] = table["rt_split"].astype("boolean").fillna(False).astype(bool)
+    table["values_split"] = table["values_split"].astype("boolean").fillna(False).astype(bool)
+    table["types_differ"] = table["types_differ"].astype("boolean").fillna(False).astype(bool)
+    table["gold_key"] = [set_key(v) for v in table["gold_values"].tolist()]
+    lookup = _CategoryLookup(maps)
+    table["gold_categories"] = [lookup(v) for v in table["gold_values"].tolist()]
+    table["has_gold"] = table["gold_type"].notna() | table["decided_by"].notna()
+    return Bundle(
+        frames={"conversations": table},
+        meta={"n": len(table), "rt_split": int(table["rt_split"].sum())},
+    )
+
+
+# --- a prompt version against gold and each annotator -----------------------------------------
+
+
+def _stat_row(reference: str, metric: str, fld: str, level: int | None, stat: ag.Stat) -> dict:
+    return {"reference": reference, "metric": metric, "field": fld, "level": level,
+            "value": stat.value, "low": stat.low, "high": stat.high, "n_units": stat.n_units,
+            "note": stat.reason}
+
+
+def prompt_bundle(
+    extractions: pd.DataFrame,
+    gold: pd.DataFrame,
+    annotations: pd.DataFrame,
+    n_boot: int,
+    seed: int = 0,
+) -> Bundle:
+    """One prompt version against gold (with intervals) and each annotator (point values):
+    response-type accuracy, kappa and confusion; value scores at every level; per-value counts
+    and per-conversation outcomes against gold."""
+    maps = level_maps()
+    references: list[tuple[str, pd.DataFrame, int]] = []
+    if len(gold):
+        references.append(("gold", gold, n_boot))
+    for name in sorted(annotations["annotator"].unique()) if len(annotations) else []:
+        references.append(
+            (f"annotator {name}", annotations.loc[annotations["annotator"] == name], 0)
+        )
+    metrics: list[dict] = []
+    confusion: list[dict] = []
+    # each frame's value sets encoded once per field, shared by every pairing below
+    vocabs = {fld: ag.Vocabulary() for fld in FIELDS}
+    model_sets = {fld: ag.encode_sets(extractions, fld, vocabs[fld]) for fld in FIELDS}
+    for ref_name, ref, boot in references:
+        acc, kap, table = ag.response_type_scores(extractions, ref, n_boot=boot, seed=seed)
+        metrics.append(_stat_row(ref_name, "accuracy", "response_type", None, acc))
+        metrics.append(_stat_row(ref_name, "cohen_kappa", "response_type", None, kap))
+        for i, ref_label in enumerate(RESPONSE_TYPES):
+            for j, model_label in enumerate(RESPONSE_TYPES):
+                confusion.append({"reference": ref_name, "reference_type": ref_label,
+                                  "model_type": model_label, "count": int(table[i][j])})
+        for fld in FIELDS:
+            leaf = ag.pair_sets(model_sets[fld], ag.encode_sets(ref, fld, vocabs[fld]),
+                                vocabs[fld].names())
+            by_level = ag.value_scores_of_pairs(
+                leaf, {lv: maps.get(lv) for lv in LEVELS}, n_boot=boot, seed=seed)
+            for lv, scores in by_level.items():
+                for metric, stat in scores.items():
+                    metrics.append(_stat_row(ref_name, metric, fld, lv, stat))
+    frames = {"metrics": pd.DataFrame(metrics), "confusion": pd.DataFrame(confusion)}
+    per_value, outcomes = gold_outcomes(extractions, gold, maps)
+    frames["per_value"] = per_value
+    frames["outcomes"] = outcomes
+    frames["model"] = model_labels(extractions, maps)
+    return Bundle(
+        frames=frames,
+        meta={"n_extracted": len(extractions), "n_with_gold": len(outcomes),
+              "references": [r[0] for r in references]},
+    )
+
+
+def model_labels(extractions: pd.DataFrame, maps: Mapping[int, Mapping[str, str]]) -> (
+    pd.DataFrame
+):
+    """The model's labels of every conversation it labelled, gold or not."""
+    model = extractions.drop_duplicates("conversation_id", keep="last")
+    values = [tuple(v) if v else () for v in model["ai_values"].tolist()]
+    lookup = _CategoryLookup(maps)
+    return pd.DataFrame({
+        "conversation_id": model["conversation_id"].to_numpy(dtype=object),
+        "model_type": model["response_type"].to_numpy(dtype=object),
+        "model_values": pd.Series(values, dtype=object).to_numpy(),
+        "model_categories": pd.Series([lookup(v) for v in values], dtype=object).to_numpy(),
+        "model_key": [set_key(v) for v in values],
+    })
+
+
+def _aligned_ratings(
+    model: pd.DataFrame, reference: pd.DataFrame, fld: str, ids: np.ndarray
+) -> ag.SetRatings:
+    """Model and reference sets of the conversations `ids` as one SetRatings, model first."""
+    m = model.set_index("conversation_id")[fld].reindex(ids)
+    r = reference.set_index("conversation_id")[fld].reindex(ids)
+    return ag.pair_ratings(ids, m.tolist(), r.tolist())
+
+
+def gold_outcomes(
+    extractions: pd.DataFrame, gold: pd.DataFrame, maps: Mapping[int, Mapping[str, str]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-value counts (true positives, predicted, in gold) at every level, and per
+    conversation: the model's and gold's labels, whether the response type matches, and the
+    true positives, false positives and false negatives of the AI values at every level."""
+    model = extractions.drop_duplicates("conversation_id", keep="last")
+    ref = gold.drop_duplicates("conversation_id", keep="last")
+    both = model[["conversation_id", "response_type", "ai_values"]].merge(
+        ref[["conversation_id", "response_type", "ai_values"]],
+        on="conversation_id", suffixes=("_model", "_gold"),
+    )
+    for col in ("ai_values_model", "ai_values_gold"):
+        both[col] = [tuple(v) if v else () for v in both[col].tolist()]
+    ids = both["conversation_id"].to_numpy(dtype=object)
+    outcomes = pd.DataFrame({
+        "conversation_id": ids,
+        "model_type": both["response_type_model"].to_numpy(dtype=object),
+        "gold_type": both["response_type_gold"].to_numpy(dtype=object),
+        "model_values": both["ai_values_model"].to_numpy(dtype=object),
+        "gold_values": both["ai_values_gold"].to_numpy(dtype=object),
+    })
+    outcomes["type_match"] = (
+        outcomes["model_type"].notna()
+        & outcomes["gold_type"].notna()
+        & (outcomes["model_type"] == outcomes["gold_type"])
+    )
+    lookup = _CategoryLookup(maps)
+    outcomes["model_categories"] = [lookup(v) for v in outcomes["model_values"].tolist()]
+    per_value: list[pd.DataFrame] = []
+    if len(ids) == 0:
+        for lv in LEVELS:
+            for kind in ("tp", "fp", "fn"):
+                outcomes[f"{kind}_{lv}"] = np.zeros(0, dtype=np.int64)
+        empty = pd.DataFrame(columns=["level", "key", "label", "tp", "predicted", "gold",
+                                      "precision", "recall", "f1"])
+        return empty, outcomes
+    tree = load_taxonomy()
+    leaf = _aligned_ratings(model, ref, "ai_values", ids)
+    for lv in LEVELS:
+        r = ag.map_level(leaf, maps.get(lv))
+        counts = ag.set_counts(r)
+        # the counts' rows follow r.units (sorted by conversation): put them in outcomes' order
+        order = pd.Index(r.units).get_indexer(ids)
+        outcomes[f"tp_{lv}"] = counts.tp[order].astype(np.int64)
+        outcomes[f"fp_{lv}"] = counts.fp[order].astype(np.int64)
+        outcomes[f"fn_{lv}"] = counts.fn[order].astype(np.int64)
+        tpv = np.asarray(counts.hits.sum(0)).ravel()
+        pv = np.asarray(counts.predicted.sum(0)).ravel()
+        rv = np.asarray(counts.reference.sum(0)).ravel()
+        used = (pv > 0) | (rv > 0)
+        keys = r.vocab[used]
+        precision, recall, f1 = ag.per_value_scores(tpv[used], pv[used], rv[used], np.nan)
+        per_value.append(pd.DataFrame({
+            "level": lv,
+            "key": keys,
+            "label": [key_label(str(k), lv, tree) for k in keys],
+            "tp": tpv[used].astype(np.int64),
+            "predicted": pv[used].astype(np.int64),
+            "gold": rv[used].astype(np.int64),
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+        }))
+    return pd.concat(per_value, ignore_index=True), outcomes
+
+
+# --- two prompt versions ----------------------------------------------------------------------
+
+
+DELTA_METRICS: tuple[str, ...] = ("accuracy", "cohen_kappa", "micro_f1", "mean_jaccard")
+
+
+def compare_versions(
+    a: pd.DataFrame, b: pd.DataFrame, level: int, n_boot: int, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two prompt versions against gold, on the conversations both extracted.
+
+    Returns (per-conversation changes, metric deltas). A conversation improved when version b
+    gets the response type right where a did not, or its value Jaccard is higher; it regressed
+    in the opposite case. Deltas (b - a) come with 95% paired bootstrap intervals over
+    conversations: each resample draws the same conversations for both versions. Every metric
+    here depends on a conversation only through a small pattern (the two correctness flags,
+    the gold and model types, the two (tp, fp, fn) triples), so resampling draws pattern
+    counts from the equivalent multinomial: the same distribution, at a fraction of the cost.
+    """
+    cols = ["conversation_id", "gold_type", "model_type", "type_match", "gold_values",
+            "model_values", *(f"{k}_{level}" for k in ("tp", "fp", "fn"))]
+    merged = a[cols].merge(b[cols], on="conversation_id", suffixes=("_a", "_b"))
+    ja = ag.jaccard_index(*(merged[f"{k}_{level}_a"].to_numpy(float) for k in ("tp", "fp", "fn")))
+    jb = ag.jaccard_index(*(merged[f"{k}_{level}_b"].to_numpy(float) for k in ("tp", "fp", "fn")))
+    ca = merged["type_match_a"].to_numpy(bool)
+    cb = merged["type_match_b"].to_numpy(bool)
+    changes = pd.DataFrame({
+        "conversation_id": merged["conversation_id"],
+        "gold_type": merged["gold_type_a"],
+        "type_a": merged["model_type_a"],
+        "type_b": merged["model_type_b"],
+        "jaccard_a": ja,
+        "jaccard_b": jb,
+        "gold_values": merged["gold_values_a"],
+        "values_a": merged["model_values_a"],
+        "values_b": merged["model_values_b"],
+    })
+    type_change = cb.astype(int) - ca.astype(int)
+    value_change = np.sign(np.round(jb - ja, 12))
+    changes["change"] = np.select(
+        [(type_change > 0) | ((type_change == 0) & (value_change > 0)),
+         (type_change < 0) | ((type_change == 0) & (value_change < 0))],
+        ["improved", "regressed"],
+        "same",
+    )
+    changes.loc[(type_change > 0) & (value_change < 0), "change"] = "mixed"
+    changes.loc[(type_change < 0) & (value_change > 0), "change"] = "mixed"
+    deltas = paired_deltas(merged, level, n_boot, seed)
+    return changes, deltas
+
+
+def swap_comparison(
+    changes: pd.DataFrame, deltas: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The comparison of b with a, from that of a with b: no recomputation, same resamples."""
+    swapped = changes.rename(columns={"type_a": "type_b", "type_b": "type_a",
+                                      "jaccard_a": "jaccard_b", "jaccard_b": "jaccard_a",
+                                      "values_a": "values_b", "values_b": "values_a"})
+    swapped["change"] = swapped["change"].map(
+        {"improved": "regressed", "regressed": "improved"}).fillna(swapped["change"])
+    d = deltas.rename(columns={"a": "b", "b": "a"})
+    d["delta"] = -deltas["delta"]
+    d["low"] = -deltas["high"]
+    d["high"] = -deltas["low"]
+    return swapped[changes.columns], d[deltas.columns]
+
+
+DELTA_COLUMNS = ["metric", "a", "b", "delta", "low", "high", "n_units"]
+
+
+def paired_deltas(merged: pd.DataFrame, level: int, n_boot: int, seed: int = 0) -> pd.DataFrame:
+    """Metric values of a and b and their difference b - a, with paired bootstrap intervals
+    (`agreement.paired_stats`). The metrics draw their resamples in turn from one seeded
+    stream."""
+    n = len(merged)
+    if n == 0:
+        return pd.DataFrame(columns=DELTA_COLUMNS)
+    rows = []
+    rng = np.random.default_rng(seed)
+    index = {t: i for i, t in enumerate(RESPONSE_TYPES)}
+    k = len(RESPONSE_TYPES)
+
+    def add(metric: str, patterns_w: np.ndarray, fa: Callable[[np.ndarray], float],
+            fb: Callable[[np.ndarray], float]) -> None:
+        b, a, delta = ag.paired_stats(
+            patterns_w, fb, fa, n_units=(n, n, n), undefined=("undefined",) * 3,
+            n_boot=n_boot if n > 1 else 0, seed=rng)
+        rows.append({"metric": metric, "a": a.value, "b": b.value, "delta": delta.value,
+                     "low": delta.low, "high": delta.high, "n_units": n})
+
+    # response type: accuracy and kappa from the (gold, a, b) cell of each conversation
+    g = merged["gold_type_a"].map(index)
+    ta = merged["model_type_a"].map(index)
+    tb = merged["model_type_b"].map(index)
+    ok = (g.notna() & ta.notna() & tb.notna()).to_numpy()
+    cells = (g[ok].astype(int) * k * k + ta[ok].astype(int) * k + tb[ok].astype(int)).to_numpy()
+    cw = np.bincount(cells, minlength=k**3).astype(float)
+    if cw.sum() > 0:
+        cube = np.arange(k**3)
+        gi, ai, bi = cube // (k * k), (cube // k) % k, cube % k
+
+        def table_stat(which: np.ndarray, stat: Callable[[np.ndarray], tuple[float, str | None]]
+                       ) -> Callable[[np.ndarray], float]:
+            def f(w: np.ndarray) -> float:
+                # the (gold, version) confusion table of the resampled conversations
+                table = np.zeros((k, k))
+                np.add.at(table, (gi, which), w)
+                return stat(table)[0]
+            return f
+
+        add("accuracy", cw, table_stat(ai, ag.accuracy_from_table),
+            table_stat(bi, ag.accuracy_from_table))
+        add("cohen_kappa", cw, table_stat(ai, ag.kappa_from_table),
+            table_stat(bi, ag.kappa_from_table))
+    # values: micro F1 and mean Jaccard from each conversation's (tp, fp, fn) for a and b
+    t = np.stack([merged[f"{kind}_{level}{s}"].to_numpy(np.int64)
+                  for s in ("_a", "_b") for kind in ("tp", "fp", "fn")], axis=1)
+    # one int64 per conversation (10 bits per count; a set has far fewer than 1,024 values),
+    # so the distinct patterns come from a 1-D unique instead of a row-wise one
+    bits = 10
+    if t.size and t.max() >= 1 << bits:
+        pats, inv = np.unique(t, axis=0, return_inverse=True)
+    else:
+        packed = np.zeros(len(t), dtype=np.int64)
+        for j in range(t.shape[1]):
+            packed |= t[:, j] << (bits * j)
+        keys, inv = np.unique(packed, return_inverse=True)
+        pats = np.stack([(keys >> (bits * j)) & ((1 << bits) - 1) for j in range(t.shape[1])],
+                        axis=1)
+    pw = np.bincount(inv.ravel(), minlength=len(pats)).astype(float)
+    pa, pb = pats[:, :3].astype(float), pats[:, 3:].astype(float)
+
+    def micro_f1(p: np.ndarray) -> Callable[[np.ndarray], float]:
+        return lambda w: ag.micro_scores(p[:, 0], p[:, 1], p[:, 2], w)["f1"]
+
+    add("micro_f1", pw, micro_f1(pa), micro_f1(pb))
+    ja, jb = ag.jaccard_index(*pa.T), ag.jaccard_index(*pb.T)
+    add("mean_jaccard", pw, lambda w: float(w @ ja / w.sum()), lambda w: float(w @ jb / w.sum()))
+    return pd.DataFrame(rows)
+
+
+# --- disagreements ------------------------------------------------------------------------------
+
+
+KINDS: dict[str, str] = {
+    "model_type": "model ≠ gold: response type",
+    "model_values": "model ≠ gold: AI values",
+    "annotators_type": "annotators differ: response type",
+    "annotators_values": "annotators differ: AI values",
+}
+
+
+def disagreement_table(conversations: pd.DataFrame, model: pd.DataFrame | None) -> pd.DataFrame:
+    """Conversations with the labels of gold, the model (one prompt version) and the annotators,
+    and a flag per kind of disagreement. `model` is a prompt bundle's "model" frame.
+
+    Vectorised: the bundles carry each label set's canonical key and the annotators' flags, so
+    nothing here loops over conversations.
+    """
+    if model is not None and len(model):
+        table = conversations.merge(model, on="conversation_id", how="left")
+    else:
+        table = conversations.assign(model_type=None, model_values=None, model_categories=None,
+                                     model_key=None)
+    has_model = table["model_type"].notna()
+    has_gold = table["has_gold"].astype(bool)
+    table["model_type_flag"] = (has_model & has_gold & (
+        table["model_type"].astype(object) != table["gold_type"].astype(object))).astype(bool)
+    table["model_values_flag"] = (has_model & has_gold & (
+        table["model_key"].astype(object) != table["gold_key"].astype(object))).astype(bool)
+    table["annotators_type_flag"] = table["types_differ"].astype(bool)
+    table["annotators_values_flag"] = table["values_split"].astype(bool)
+    return table.reset_index(drop=True)
+
+
+def _flatten(series: pd.Series) -> pd.Series:
+    """Every name in a column of name lists, indexed by its row."""
+    if isinstance(series.dtype, pd.ArrowDtype):
+        return series.list.flatten()
+    return series.explode().dropna()
+
+
+def _rows_naming(table: pd.DataFrame, columns: Sequence[str], wanted: set[str]) -> np.ndarray:
+    hit = pd.Index([])
+    for col in columns:
+        flat = _flatten(table[col])
+        hit = hit.union(flat.index[flat.isin(wanted).to_numpy(bool)])
+    return table.index.isin(hit)
+
+
+def _names_arrow(series: pd.Series) -> list[pa.Array]:
+    """Every name in a column of name lists, as Arrow string arrays."""
+    if isinstance(series.dtype, pd.ArrowDtype):
+        flat = pc.list_flatten(pa.array(series))
+    else:
+        flat = pa.array(series.explode().dropna().astype(str).tolist(), type=pa.string())
+    if flat.type != pa.string():
+        flat = flat.cast(pa.string())
+    return flat.chunks if isinstance(flat, pa.ChunkedArray) else [flat]
+
+
+def value_options(table: pd.DataFrame) -> list[str]:
+    """Values named by any source, most frequent first (ties in order of first appearance).
+
+    Counted in Arrow: at paper scale the table holds about two million names, and a page
+    waits for this list on its first run for each prompt version.
+    """
+    chunks = [c for col in ("gold_values", "model_values", "annotator_values")
+              for c in _names_arrow(table[col])]
+    counts = pc.value_counts(pa.chunked_array(chunks, type=pa.string()).drop_null())
+    values = counts.field("values").to_pylist()  # in order of first appearance
+    n = counts.field("counts").to_numpy()
+    return [values[i] for i in np.argsort(-n, kind="stable")]
+
+
+def disagreement_rows(
+    table: pd.DataFrame,
+    kinds: Sequence[str],
+    value: str | None = None,
+    categories: Sequence[str] = (),
+    types: Sequence[str] = (),
+) -> np.ndarray:
+    """Positions of the rows with any of the chosen kinds of disagreement (all rows when none
+    is chosen), naming `value` in some source, with an AI value in one of `categories`, and
+    gold or model response type in `types`. Positions, not rows: a page copies only the rows
+    it shows."""
+    keep = np.ones(len(table), dtype=bool)
+    if kinds:
+        keep &= np.logical_or.reduce([table[f"{k}_flag"].to_numpy(bool) for k in kinds])
+    if value:
+        keep &= _rows_naming(table, ("gold_values", "model_values", "annotator_values"), {value})
+    if categories:
+        keep &= _rows_naming(table, ("gold_categories", "model_categories"), set(categories))
+    if types:
+        wanted_types = list(types)
+        keep &= (table["gold_type"].astype(object).isin(wanted_types)
+                 | table["model_type"].astype(object).isin(wanted_types)).to_numpy(bool)
+    return np.flatnonzero(keep)
