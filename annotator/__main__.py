@@ -1,3 +1,3 @@
-from annotator.cli.main import app
+from annotator.cli import app
 
 app(prog_name="annotator")

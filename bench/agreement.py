@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from synthetic import group_values  # noqa: E402 - bench/synthetic.py
 
-from annotator.measure import agreement as ag  # noqa: E402
+from annotator.measure import agreement, shapes, value_sets  # noqa: E402
 
 DATA = ROOT / "annotator" / "data" / "values-in-the-wild"
 # Plausible response-type shares (support-heavy, many "no values"); only shape matters here.
@@ -99,7 +99,7 @@ def synthetic_study(n: int, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame, 
     val = np.repeat(np.arange(p.size), k)
     conv = rng.integers(0, n, val.size)
     ids = np.array([f"c{i:07d}" for i in range(n)], dtype=object)
-    labels = np.array(ag.RESPONSE_TYPE_LABELS, dtype=object)
+    labels = np.array(shapes.RESPONSE_TYPE_LABELS, dtype=object)
     true_rt = rng.choice(7, n, p=RT_SHARES)
 
     rows = []
@@ -108,20 +108,20 @@ def synthetic_study(n: int, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame, 
         c, v = _noisy(rng, conv, val, n, p, keep=0.85, extra=0.4)
         sets = _sets(c, v, n, names)
         rows.append(pd.DataFrame({
-            ag.UNIT: ids[present], ag.RATER: f"annotator-{a + 1}",
-            ag.RESPONSE_TYPE: labels[_rt(rng, true_rt, 0.8)][present],
+            shapes.UNIT: ids[present], shapes.RATER: f"annotator-{a + 1}",
+            shapes.RESPONSE_TYPE: labels[_rt(rng, true_rt, 0.8)][present],
             "ai_values": sets[present],
         }))
     annotations = pd.concat(rows, ignore_index=True)
-    gold = pd.DataFrame({ag.UNIT: ids, ag.RESPONSE_TYPE: labels[true_rt],
+    gold = pd.DataFrame({shapes.UNIT: ids, shapes.RESPONSE_TYPE: labels[true_rt],
                          "ai_values": _sets(conv, val, n, names)})
     ext = []
     for prompt, (keep, extra, acc) in {"prompt-v1": (0.7, 0.8, 0.65),
                                        "prompt-v2": (0.85, 0.4, 0.8)}.items():
         c, v = _noisy(rng, conv, val, n, p, keep=keep, extra=extra)
         ext.append(pd.DataFrame({
-            ag.UNIT: ids, "prompt_id": prompt, "model": "synthetic",
-            ag.RESPONSE_TYPE: labels[_rt(rng, true_rt, acc)],
+            shapes.UNIT: ids, "prompt_id": prompt, "model": "synthetic",
+            shapes.RESPONSE_TYPE: labels[_rt(rng, true_rt, acc)],
             "ai_values": _sets(c, v, n, names), "status": "ok",
         }))
     return annotations, gold, pd.concat(ext, ignore_index=True)
@@ -136,15 +136,15 @@ def nltk_comparison(annotations: pd.DataFrame, n_units: int, seed: int) -> None:
     from nltk.metrics.distance import masi_distance
 
     rng = np.random.default_rng(seed)
-    units = annotations[ag.UNIT].unique()
+    units = annotations[shapes.UNIT].unique()
     pick = set(rng.choice(units, size=min(n_units, units.size), replace=False).tolist())
-    sample = annotations.loc[annotations[ag.UNIT].isin(pick)]
+    sample = annotations.loc[annotations[shapes.UNIT].isin(pick)]
     triples = [(r, u, frozenset(v)) for u, r, v in
-               sample[[ag.UNIT, ag.RATER, "ai_values"]].itertuples(index=False)]
+               sample[[shapes.UNIT, shapes.RATER, "ai_values"]].itertuples(index=False)]
     # use the MASI constants this nltk uses (2/3, 1/3 now; 0.67, 0.33 in older releases)
     weights = "exact" if abs(masi_distance({1, 2}, {1}) - (1 - 0.5 * 2 / 3)) < 1e-12 else "nltk"
     t0 = time.perf_counter()
-    ours = ag.set_alpha(sample, "masi", masi_weights=weights).value
+    ours = value_sets.set_alpha(sample, "masi", masi_weights=weights).value
     t_ours = time.perf_counter() - t0
     def masi(a: frozenset, b: frozenset) -> float:
         # nltk divides by zero on two empty sets; ours defines their distance as 0
@@ -177,7 +177,7 @@ def main() -> None:
     base = peak_mb()
 
     t0, c0 = time.perf_counter(), time.process_time()
-    report = ag.agreement_report(
+    report = agreement.agreement_report(
         annotations, gold, extractions, maps,
         value_fields=("ai_values",), distances=("masi",), top_k=50, n_boot=args.boot,
         seed=args.seed, per_annotator=False,

@@ -43,8 +43,9 @@ from annotator import db as db_module  # noqa: E402
 from annotator import taxonomy  # noqa: E402
 from annotator.extract.baseline import BaselineExtractor  # noqa: E402
 from annotator.extract.claude import ClaudeExtractor  # noqa: E402
-from annotator.extract.engine import ExtractReport, extract  # noqa: E402
+from annotator.extract.engine import extract  # noqa: E402
 from annotator.extract.prompts import load_prompt, render  # noqa: E402
+from annotator.extract.run_report import ExtractReport  # noqa: E402
 from annotator.models import Conversation, Turn  # noqa: E402
 
 API_KEY = "sk-ant-bench-not-a-real-key"

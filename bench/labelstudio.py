@@ -37,9 +37,8 @@ from pathlib import Path
 
 from annotator.db import conversation_to_row, extraction_to_row, loads, open_db, row_to_extraction
 from annotator.models import Conversation, Extraction, ResponseType, Turn, ValueRef
-from annotator.review import instances, server
+from annotator.review import instances, pull, push, server, sync
 from annotator.review import interface as lsc
-from annotator.review import sync as ls_lib
 from annotator.taxonomy import LEAF_LEVEL, Taxonomy, load_taxonomy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -205,12 +204,12 @@ def form_speed(
     build_study(db_path, samples + 10)
     # The reviewer's own instance, as `add-user` makes by default (isolated review); no blind
     # share: every task is pre-filled, so Submit goes through without clicks.
-    reviewer = ls_lib.add_user(db_path, "reviewer@bench.local")
-    report = ls_lib.push(
+    reviewer = sync.add_user(db_path, "reviewer@bench.local")
+    report = push.push(
         db_path, project=db_path.stem, blind_share=0.0, top_values=top_values, overlap=1
     )
     taxonomy = load_taxonomy()
-    ls = ls_lib.client(instances.connection(instances.instance(db_path, reviewer.email)))
+    ls = sync.client(instances.connection(instances.instance(db_path, reviewer.email)))
     url, project_id = reviewer.url, report.reviewers[0].project_id
     schema = lsc.parse_config(ls.projects.get(id=project_id).label_config)
     opens, switches, nexts = [], [], []
@@ -273,7 +272,7 @@ def push_and_pull(study: Path, db_path: Path, n: int, rounds: int) -> bool:
     t = time.perf_counter()
     build_study(db_path, n)
     print(f"built a study of {n:,} conversations in {time.perf_counter() - t:.1f} s")
-    conn, ls = ls_lib.connect(db_path)
+    conn, ls = sync.connect(db_path)
     payload, config = plain_payload(db_path)
 
     # Rounds of the floor and push, each into a fresh project, in alternating order
@@ -292,7 +291,7 @@ def push_and_pull(study: Path, db_path: Path, n: int, rounds: int) -> bool:
         # annotator push, end to end, from a study database of its own
         round_db = study / f"push-{round_}.db"
         build_study(round_db, n)
-        report = ls_lib.push(round_db, project=f"bench-push-{round_}")
+        report = push.push(round_db, project=f"bench-push-{round_}")
         assert report.tasks_created == n, report
         push_runs.append(report.seconds)
         return round_db
@@ -307,7 +306,7 @@ def push_and_pull(study: Path, db_path: Path, n: int, rounds: int) -> bool:
         print(f"round {round_ + 1}: plain {plain_runs[-1]:.2f} s, push "
               f"{push_runs[-1]:.2f} s")
     plain_s, push_s = min(plain_runs), min(push_runs)
-    again = ls_lib.push(round_db, project=f"bench-push-{rounds - 1}")
+    again = push.push(round_db, project=f"bench-push-{rounds - 1}")
     assert again.tasks_created == 0 and again.predictions_added == 0, again
 
     # pull: N annotations in a project of their own, into a second study
@@ -316,16 +315,16 @@ def push_and_pull(study: Path, db_path: Path, n: int, rounds: int) -> bool:
     annotated = ls.projects.create(title="bench-pull", label_config=config)
     ls.projects.import_tasks(id=annotated.id, request=annotated_payload(payload),
                              request_options={"timeout_in_seconds": 900})
-    first = ls_lib.pull(pull_db, project="bench-pull")
+    first = pull.pull(pull_db, project="bench-pull")
     assert first.annotations == n and first.new == n, first
-    second = ls_lib.pull(pull_db, project="bench-pull")
+    second = pull.pull(pull_db, project="bench-pull")
     assert second.unchanged == n and second.new == 0, second
 
     ratio = plain_s / push_s
     print()
     print(f"best of {rounds} rounds, {n:,} tasks with one prediction each:")
     print(f"plain SDK import_tasks (1 call):  {n / plain_s:8,.0f} tasks/s  ({plain_s:.2f} s)")
-    print(f"annotator push ({ls_lib.BATCH_SIZE}/batch):     {n / push_s:8,.0f} tasks/s  "
+    print(f"annotator push ({sync.BATCH_SIZE}/batch):     {n / push_s:8,.0f} tasks/s  "
           f"({push_s:.2f} s)")
     print(f"push / plain ratio:               {ratio:8.2f}      (goal >= 0.8)")
     print(f"second push (nothing to send):    {again.seconds:8.2f} s")

@@ -21,8 +21,7 @@ from pathlib import Path
 
 from annotator.db import conversation_to_row, extraction_to_row, open_db
 from annotator.models import Conversation, Extraction, Turn
-from annotator.review import instances, server
-from annotator.review import sync as ls_lib
+from annotator.review import instances, push, server, sync
 from annotator.taxonomy import load_taxonomy
 
 
@@ -82,11 +81,11 @@ def main() -> None:
             add_seconds = []
             for email in emails:
                 t0 = time.perf_counter()
-                ls_lib.add_user(db_path, email)
+                sync.add_user(db_path, email)
                 add_seconds.append(time.perf_counter() - t0)
             memory = [rss_mb(server.read_state(r.anchor).pid) for r in instances.reviewers(db_path)]
             t0 = time.perf_counter()
-            pushed = ls_lib.push(db_path, project="bench", overlap=min(2, args.reviewers))
+            pushed = push.push(db_path, project="bench", overlap=min(2, args.reviewers))
             push_seconds = time.perf_counter() - t0
             instances.stop_all(db_path)
             t0 = time.perf_counter()

@@ -16,7 +16,7 @@ from itertools import combinations
 import numpy as np
 from scipy import sparse
 
-from annotator.measure.agreement import SetRatings, _group, _moebius, _pack, _ranges, _SetAlphaData
+from annotator.measure.value_sets import SetRatings, _group, _moebius, _pack, _ranges, _SetAlphaData
 
 
 def _subsets(vals: np.ndarray, r: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from oracles import needs
 
-from annotator.measure import agreement as ag
+from annotator.measure import agreement, coefficients, model_scores, shapes, value_sets
 
 NA = None
 
@@ -39,7 +39,7 @@ def _units_by_raters(raters_by_units: list[list]) -> np.ndarray:
     ("level", "printed"), [("nominal", 0.743), ("ordinal", 0.815), ("interval", 0.849)]
 )
 def test_krippendorff_2011_section_c(level: str, printed: float) -> None:
-    stat = ag.krippendorff_alpha(_units_by_raters(K2011_C), level, order=[1, 2, 3, 4, 5])
+    stat = coefficients.krippendorff_alpha(_units_by_raters(K2011_C), level, order=[1, 2, 3, 4, 5])
     assert round(stat.value, 3) == printed
     # unit 12 has a single rating: not pairable, so 11 units are used
     assert stat.n_units == 11
@@ -51,7 +51,8 @@ def test_krippendorff_2011_section_c_matches_krippendorff_package() -> None:
 
     data = np.array(K2011_C, dtype=float)
     for level in ("nominal", "ordinal", "interval"):
-        ours = ag.krippendorff_alpha(_units_by_raters(K2011_C), level, order=[1, 2, 3, 4, 5])
+        ours = coefficients.krippendorff_alpha(_units_by_raters(K2011_C), level,
+                                               order=[1, 2, 3, 4, 5])
         theirs = krippendorff.alpha(reliability_data=data, level_of_measurement=level)
         assert ours.value == pytest.approx(theirs, abs=1e-12)
 
@@ -61,21 +62,21 @@ def test_krippendorff_2011_section_a_binary_two_observers() -> None:
     # data. Printed: alpha = 0.095.
     a = [0, 1, 0, 0, 0, 0, 0, 0, 1, 0]
     b = [1, 1, 1, 0, 0, 1, 0, 0, 0, 0]
-    stat = ag.krippendorff_alpha(_units_by_raters([a, b]))
+    stat = coefficients.krippendorff_alpha(_units_by_raters([a, b]))
     assert round(stat.value, 3) == 0.095
 
 
 def test_response_type_ordinal_uses_model_order_and_drops_no_values() -> None:
-    order = list(ag.RESPONSE_TYPE_ORDER)
+    order = list(shapes.RESPONSE_TYPE_ORDER)
     # The same 1..5 example written with the first five response types (same order).
     coded = [[order[x - 1] if x else None for x in row] for row in K2011_C]
     frame = pd.DataFrame(_units_by_raters(coded))
-    assert round(ag.response_type_alpha(frame, "ordinal").value, 3) == 0.815
+    assert round(coefficients.response_type_alpha(frame, "ordinal").value, 3) == 0.815
     # "no values" ratings are missing for ordinal alpha, categories for nominal alpha
     frame.iloc[11, 0] = "no values"  # unit 12 gains a second rating
-    ordinal = ag.response_type_alpha(frame, "ordinal")
+    ordinal = coefficients.response_type_alpha(frame, "ordinal")
     assert round(ordinal.value, 3) == 0.815 and "1 ratings outside the scale" in ordinal.reason
-    nominal = ag.response_type_alpha(frame, "nominal")
+    nominal = coefficients.response_type_alpha(frame, "nominal")
     assert nominal.n_units == 12 and nominal.value < 0.743
 
 
@@ -96,7 +97,7 @@ DIAGNOSES = np.array([
 
 
 def test_fleiss_1971_psychiatric_diagnoses() -> None:
-    stat = ag.fleiss_kappa(DIAGNOSES)
+    stat = coefficients.fleiss_kappa(DIAGNOSES)
     assert round(stat.value, 3) == 0.430
     assert stat.value == pytest.approx(0.4302445, abs=5e-8)
 
@@ -108,7 +109,7 @@ def test_fleiss_wikipedia_example() -> None:
         [0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
         [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7],
     ])
-    stat = ag.fleiss_kappa(ag.counts_from_table(table))
+    stat = coefficients.fleiss_kappa(coefficients.counts_from_table(table))
     assert round(stat.value, 3) == 0.210
 
 
@@ -124,11 +125,11 @@ def _artstein_poesio() -> pd.DataFrame:
 
 def test_artstein_poesio_observed_agreement_and_pi() -> None:
     frame = _artstein_poesio()
-    assert ag.percent_agreement(frame).value == pytest.approx(0.88, abs=1e-12)
+    assert coefficients.percent_agreement(frame).value == pytest.approx(0.88, abs=1e-12)
     # with two coders Fleiss' kappa is Scott's pi (A&P's multi-pi)
-    assert round(ag.fleiss_kappa(frame).value, 5) == 0.79953
+    assert round(coefficients.fleiss_kappa(frame).value, 5) == 0.79953
     # Cohen's kappa uses each coder's own marginals: A_e = .46*.52 + .44*.32 + .10*.16 = .396
-    assert ag.cohen_kappa(frame.a, frame.b).value == pytest.approx((0.88 - 0.396) / 0.604)
+    assert coefficients.cohen_kappa(frame.a, frame.b).value == pytest.approx((0.88 - 0.396) / 0.604)
 
 
 # Gwet, Handbook of Inter-Rater Reliability (4th ed., 2014), p. 120: 4 raters, 12 subjects,
@@ -144,26 +145,27 @@ GWET_4RATERS = pd.DataFrame({
 
 
 def test_gwet_ac1_handbook_example() -> None:
-    assert round(ag.gwet_ac1(GWET_4RATERS).value, 3) == 0.775
-    assert round(ag.percent_agreement(GWET_4RATERS).value, 3) == 0.818
+    assert round(coefficients.gwet_ac1(GWET_4RATERS).value, 3) == 0.775
+    assert round(coefficients.percent_agreement(GWET_4RATERS).value, 3) == 0.818
 
 
 def test_masi_distance_passonneau_weights() -> None:
     # Passonneau (2006): MASI = J * M, M = 1 identity, 2/3 subsumption, 1/3 overlap,
     # 0 disjoint; distance 1 - MASI.
-    assert ag.masi_distance({"A", "B"}, {"A", "B"}) == 0.0
-    assert round(ag.masi_distance({"A", "B"}, {"A"}), 3) == 0.667  # 1 - 1/2 * 2/3
-    assert ag.masi_distance({"A", "B"}, {"A"}) == pytest.approx(1 - 0.5 * 2 / 3)
+    assert value_sets.masi_distance({"A", "B"}, {"A", "B"}) == 0.0
+    assert round(value_sets.masi_distance({"A", "B"}, {"A"}), 3) == 0.667  # 1 - 1/2 * 2/3
+    assert value_sets.masi_distance({"A", "B"}, {"A"}) == pytest.approx(1 - 0.5 * 2 / 3)
     # nltk's doctest: masi_distance({1, 2}, {1, 2, 3, 4}) = 0.6666666666666667
-    assert ag.masi_distance({1, 2}, {1, 2, 3, 4}) == pytest.approx(0.6666666666666667)
-    assert ag.masi_distance({"A", "B"}, {"B", "C"}) == pytest.approx(1 - (1 / 3) * (1 / 3))
-    assert ag.masi_distance({"A"}, {"B"}) == 1.0
-    assert ag.masi_distance({"A", "B"}, {"A"}, weights="nltk") == pytest.approx(1 - 0.5 * 0.67)
-    assert ag.jaccard_distance({"A", "B"}, {"B", "C"}) == pytest.approx(2 / 3)
+    assert value_sets.masi_distance({1, 2}, {1, 2, 3, 4}) == pytest.approx(0.6666666666666667)
+    assert value_sets.masi_distance({"A", "B"}, {"B", "C"}) == pytest.approx(1 - (1 / 3) * (1 / 3))
+    assert value_sets.masi_distance({"A"}, {"B"}) == 1.0
+    assert value_sets.masi_distance({"A", "B"}, {"A"}, weights="nltk") == pytest.approx(
+        1 - 0.5 * 0.67)
+    assert value_sets.jaccard_distance({"A", "B"}, {"B", "C"}) == pytest.approx(2 / 3)
     # empty sets: two empty labels agree, an empty and a non-empty one are disjoint
-    assert ag.masi_distance(set(), set()) == 0.0
-    assert ag.masi_distance(set(), {"A"}) == 1.0
-    assert ag.jaccard_distance(set(), set()) == 0.0
+    assert value_sets.masi_distance(set(), set()) == 0.0
+    assert value_sets.masi_distance(set(), {"A"}) == 1.0
+    assert value_sets.jaccard_distance(set(), set()) == 0.0
 
 
 # --------------------------------------------------------------------------- edge cases
@@ -175,40 +177,41 @@ def _long(rows: list[tuple[str, str, object]], label: str = "label") -> pd.DataF
 
 def test_no_variation_is_nan_with_reason_not_one() -> None:
     frame = _long([(f"u{i}", r, "neutral") for i in range(5) for r in "ab"])
-    for stat in (ag.krippendorff_alpha(frame), ag.fleiss_kappa(frame),
-                 ag.cohen_kappa(["x"] * 4, ["x"] * 4)):
+    for stat in (coefficients.krippendorff_alpha(frame), coefficients.fleiss_kappa(frame),
+                 coefficients.cohen_kappa(["x"] * 4, ["x"] * 4)):
         assert math.isnan(stat.value) and "no variation" in stat.reason
-    assert ag.gwet_ac1(frame).value != 1.0  # AC1 with one category: q = 1 -> NaN
-    assert math.isnan(ag.gwet_ac1(frame).value)
+    assert coefficients.gwet_ac1(frame).value != 1.0  # AC1 with one category: q = 1 -> NaN
+    assert math.isnan(coefficients.gwet_ac1(frame).value)
     # with the scale's seven categories declared, AC1 is defined (and 1: full agreement)
-    ac1 = ag.gwet_ac1(frame, categories=ag.RESPONSE_TYPE_LABELS)
+    ac1 = coefficients.gwet_ac1(frame, categories=shapes.RESPONSE_TYPE_LABELS)
     assert ac1.value == pytest.approx(1.0)
-    assert ag.percent_agreement(frame).value == 1.0  # not chance-corrected: defined
+    assert coefficients.percent_agreement(frame).value == 1.0  # not chance-corrected: defined
 
 
 def test_single_ratings_only_is_nan() -> None:
     frame = _long([("u1", "a", "x"), ("u2", "b", "y")])
-    for stat in (ag.krippendorff_alpha(frame), ag.fleiss_kappa(frame),
-                 ag.percent_agreement(frame)):
+    for stat in (coefficients.krippendorff_alpha(frame), coefficients.fleiss_kappa(frame),
+                 coefficients.percent_agreement(frame)):
         assert math.isnan(stat.value) and "two or more" in stat.reason
     sets = _long([("u1", "a", ("x",)), ("u2", "b", ("y",))], "ai_values")
-    assert math.isnan(ag.set_alpha(sets).value)
-    assert math.isnan(ag.krippendorff_alpha(_long([], "label")).value)
+    assert math.isnan(value_sets.set_alpha(sets).value)
+    assert math.isnan(coefficients.krippendorff_alpha(_long([], "label")).value)
 
 
 def test_single_rating_units_ignored_missing_annotators_kept() -> None:
     full = _long([("u1", "a", "x"), ("u1", "b", "x"), ("u2", "a", "y"), ("u2", "b", "y"),
                   ("u3", "a", "x"), ("u3", "b", "y")])
     extra = pd.concat([full, _long([("u4", "a", "y")])])  # u4: one rating only
-    assert ag.krippendorff_alpha(extra).value == ag.krippendorff_alpha(full).value
-    assert ag.krippendorff_alpha(extra).n_units == 3
+    alpha = coefficients.krippendorff_alpha
+    assert alpha(extra).value == alpha(full).value
+    assert coefficients.krippendorff_alpha(extra).n_units == 3
 
 
 def test_empty_sets_are_labels_and_none_is_missing() -> None:
     rows = [("u1", "a", ()), ("u1", "b", ()), ("u2", "a", ("x",)), ("u2", "b", ("x",)),
             ("u3", "a", ("x", "y")), ("u3", "b", ("y",)), ("u4", "a", None), ("u4", "b", ("z",))]
     frame = _long(rows, "ai_values")
-    stat = ag.set_alpha(frame)
+    stat = value_sets.set_alpha(frame)
     assert stat.n_units == 3  # u4 has one rating once None is dropped
     # brute force with the documented convention (empty vs empty = 0)
     sets = [frozenset(), frozenset(), frozenset("x"), frozenset("x"), frozenset("xy"),
@@ -219,7 +222,7 @@ def test_empty_sets_are_labels_and_none_is_missing() -> None:
 
 def _brute_alpha(sets: list[frozenset], units: list[int]) -> float:
     n = len(sets)
-    d = np.array([[ag.masi_distance(a, b) for b in sets] for a in sets])
+    d = np.array([[value_sets.masi_distance(a, b) for b in sets] for a in sets])
     u = np.array(units)
     m = np.bincount(u)
     observed = sum(d[i, j] / (m[u[i]] - 1) for i in range(n) for j in range(n)
@@ -229,7 +232,7 @@ def _brute_alpha(sets: list[frozenset], units: list[int]) -> float:
 
 def test_all_sets_identical_is_nan() -> None:
     frame = _long([(f"u{i}", r, ("a", "b")) for i in range(4) for r in "xy"], "ai_values")
-    stat = ag.set_alpha(frame)
+    stat = value_sets.set_alpha(frame)
     assert math.isnan(stat.value) and "no variation" in stat.reason
 
 
@@ -239,10 +242,10 @@ def test_level_map_merges_values_and_keeps_free_values() -> None:
             ("u3", "a", ("honesty",)), ("u3", "b", ("kindness",))]
     frame = _long(rows, "ai_values")
     top = {"honesty": "epistemic", "truthfulness": "epistemic", "kindness": "social"}
-    leaf = ag.set_alpha(frame)
-    merged = ag.set_alpha(frame, level_map=top)
+    leaf = value_sets.set_alpha(frame)
+    merged = value_sets.set_alpha(frame, level_map=top)
     assert merged.value > leaf.value
-    r = ag.map_level(ag.set_ratings(frame), top)
+    r = value_sets.map_level(value_sets.set_ratings(frame), top)
     assert {"epistemic", "social", "my free value"} == set(r.vocab.tolist())
 
 
@@ -251,7 +254,7 @@ def test_input_shapes_agree() -> None:
     frame = pd.DataFrame(wide, columns=list("ABCD"))
     long = frame.stack().rename("label").reset_index()
     long.columns = ["conversation_id", "annotator", "label"]
-    values = {ag.krippendorff_alpha(x).value for x in (wide, frame, long)}
+    values = {coefficients.krippendorff_alpha(x).value for x in (wide, frame, long)}
     assert len(values) == 1
 
 
@@ -261,24 +264,24 @@ def test_bootstrap_is_seeded_and_brackets_the_value() -> None:
     rows = [(f"u{i}", r, int(truth[i] if rng.random() < 0.7 else rng.integers(0, 4)))
             for i in range(400) for r in "abc"]
     frame = _long(rows)
-    one = ag.krippendorff_alpha(frame, n_boot=200, seed=11)
-    two = ag.krippendorff_alpha(frame, n_boot=200, seed=11)
-    other = ag.krippendorff_alpha(frame, n_boot=200, seed=12)
+    one = coefficients.krippendorff_alpha(frame, n_boot=200, seed=11)
+    two = coefficients.krippendorff_alpha(frame, n_boot=200, seed=11)
+    other = coefficients.krippendorff_alpha(frame, n_boot=200, seed=12)
     assert (one.low, one.high) == (two.low, two.high)
     assert (one.low, one.high) != (other.low, other.high)
     assert one.low < one.value < one.high and one.high - one.low < 0.2
     # pattern bootstrap (multinomial over count patterns) and a plain unit bootstrap
     # estimate the same spread
-    counts = ag._counts(ag.as_long(frame), "label")
-    per, pair = ag._alpha_terms(counts.patterns, counts.weights)
+    counts = coefficients._counts(shapes.as_long(frame), "label")
+    per, pair = coefficients._alpha_terms(counts.patterns, counts.weights)
     unit_table = np.repeat(counts.patterns, counts.weights.astype(int), axis=0)
     n = unit_table.shape[0]
     draws = np.random.default_rng(5)
     sds = []
     for _ in range(300):
         idx = draws.integers(0, n, n)
-        o, _p = ag._alpha_terms(unit_table[idx], np.ones(n))
-        sds.append(ag._alpha_from(o.sum(0), "nominal", None)[0])
+        o, _p = coefficients._alpha_terms(unit_table[idx], np.ones(n))
+        sds.append(coefficients._alpha_from(o.sum(0), "nominal", None)[0])
     width = np.percentile(sds, 97.5) - np.percentile(sds, 2.5)
     assert (one.high - one.low) == pytest.approx(width, rel=0.3)
     del per, pair
@@ -288,14 +291,14 @@ def test_set_alpha_bootstrap_and_budget() -> None:
     rows = [(f"u{i}", r, tuple(sorted({f"v{(i + k) % 7}" for k in range(1 + (i + j) % 3)})))
             for i in range(60) for j, r in enumerate("abc")]
     frame = _long(rows, "ai_values")
-    with_ci = ag.set_alpha(frame, n_boot=50, seed=1)
-    again = ag.set_alpha(frame, n_boot=50, seed=1)
+    with_ci = value_sets.set_alpha(frame, n_boot=50, seed=1)
+    again = value_sets.set_alpha(frame, n_boot=50, seed=1)
     assert with_ci.low is not None and with_ci.low < with_ci.high
     assert (with_ci.low, with_ci.high) == (again.low, again.high)
     # duplicated units in a resample pair with themselves, which shifts alpha: the note says so
     # when the value falls outside; either way the interval sits near the value
     assert with_ci.low - 0.05 < with_ci.value < with_ci.high + 0.05
-    skipped = ag.set_alpha(frame, n_boot=50, seed=1, boot_budget=10)
+    skipped = value_sets.set_alpha(frame, n_boot=50, seed=1, boot_budget=10)
     assert skipped.low is None and "interval omitted" in skipped.reason
     assert skipped.value == with_ci.value
 
@@ -304,18 +307,18 @@ def test_per_value_alpha_matches_binary_alpha() -> None:
     rows = [("u1", "a", ("x", "y")), ("u1", "b", ("x",)), ("u2", "a", ("y",)),
             ("u2", "b", ("y",)), ("u3", "a", ("x",)), ("u3", "b", ()), ("u3", "c", ("x", "y"))]
     frame = _long(rows, "ai_values")
-    per = ag.per_value_alpha(frame, top_k=2)
+    per = value_sets.per_value_alpha(frame, top_k=2)
     assert set(per) == {"x", "y"}
     for value, stat in per.items():
         binary = frame.assign(label=frame.ai_values.map(lambda s, v=value: v in s))
-        assert stat.value == pytest.approx(ag.krippendorff_alpha(binary).value, abs=1e-12)
+        assert stat.value == pytest.approx(coefficients.krippendorff_alpha(binary).value, abs=1e-12)
 
 
 def test_pairwise_kappa() -> None:
     frame = _long([("u1", "a", "x"), ("u1", "b", "x"), ("u1", "c", "y"),
                    ("u2", "a", "y"), ("u2", "b", "y"), ("u2", "c", "y"),
                    ("u3", "a", "x"), ("u3", "b", "y")])
-    stats = ag.pairwise_cohen_kappa(frame)
+    stats = coefficients.pairwise_cohen_kappa(frame)
     assert set(stats) == {("a", "b"), ("a", "c"), ("b", "c")}
     assert stats[("a", "c")].n_units == 2
 
@@ -334,13 +337,13 @@ def test_model_scores_against_reference() -> None:
         "response_type": ["neutral", "neutral", "neutral", "neutral", "neutral"],
         "ai_values": [("a",), ("c", "d"), (), ("b",), ("a",)],
     })
-    acc, kappa, table = ag.response_type_scores(model, ref)
+    acc, kappa, table = model_scores.response_type_scores(model, ref)
     assert acc.value == pytest.approx(2 / 3) and acc.n_units == 3
-    labels = list(ag.RESPONSE_TYPE_LABELS)
+    labels = list(shapes.RESPONSE_TYPE_LABELS)
     assert table[labels.index("reframing"), labels.index("neutral")] == 1
     # the model always says "neutral": p_o = p_e = 2/3, so kappa is exactly 0
     assert table.sum() == 3 and kappa.value == pytest.approx(0.0, abs=1e-12)
-    scores = ag.value_scores(model, ref)
+    scores = model_scores.value_scores(model, ref)
     # tp = 1 + 1 + 0 + 0, fp = 0 + 1 + 0 + 1, fn = 1 + 0 + 0 + 1
     assert scores["micro_precision"].value == pytest.approx(2 / 4)
     assert scores["micro_recall"].value == pytest.approx(2 / 4)
@@ -351,7 +354,7 @@ def test_model_scores_against_reference() -> None:
 
 def test_agreement_report_rows_and_json() -> None:
     rng = np.random.default_rng(0)
-    labels = list(ag.RESPONSE_TYPE_LABELS)
+    labels = list(shapes.RESPONSE_TYPE_LABELS)
     leaves = ["honesty", "clarity", "care", "respect", "rigor", "free one"]
     level_maps = {1: {"honesty": "c1", "clarity": "c1", "care": "c2", "respect": "c2",
                       "rigor": "c1"},
@@ -374,7 +377,7 @@ def test_agreement_report_rows_and_json() -> None:
     gold_f = pd.DataFrame(gold, columns=["conversation_id", "response_type", "ai_values"])
     ext_f = pd.DataFrame(ext, columns=["conversation_id", "prompt_id", "response_type",
                                        "ai_values", "status"])
-    report = ag.agreement_report(annotations, gold_f, ext_f, level_maps, n_boot=30, seed=1)
+    report = agreement.agreement_report(annotations, gold_f, ext_f, level_maps, n_boot=30, seed=1)
     frame = report.to_frame()
     assert list(frame.columns) == ["scope", "metric", "field", "level", "value_name", "model",
                                    "reference", "value", "low", "high", "n_units", "note"]
@@ -395,16 +398,16 @@ def test_agreement_report_rows_and_json() -> None:
     assert report.model_validate_json(report.model_dump_json()).rows[0].scope == "annotators"
     assert ".800" in report.how_to_read and "prevalence" in report.how_to_read
     # a level without a map is reported as skipped, not silently dropped
-    partial = ag.agreement_report(annotations, level_maps={1: level_maps[1]}, n_boot=0)
+    partial = agreement.agreement_report(annotations, level_maps={1: level_maps[1]}, n_boot=0)
     skipped = partial.to_frame().query("metric == 'level skipped'")
     assert set(skipped.level) == {2, 3}
     # NaN rows survive JSON (written as null, read back as NaN)
-    again = ag.AgreementReport.model_validate_json(partial.model_dump_json())
+    again = agreement.AgreementReport.model_validate_json(partial.model_dump_json())
     assert math.isnan(again.rows[0].value) and again.rows[0].note == "no map for level 2"
 
 
 def test_module_imports_only_allowed_packages() -> None:
-    source = Path(ag.__file__).read_text()
+    source = Path(agreement.__file__).read_text()
     imported = {line.split()[1].split(".")[0] for line in source.splitlines()
                 if line.startswith(("import ", "from "))}
     assert imported <= {"__future__", "math", "collections", "dataclasses", "itertools",
@@ -413,16 +416,16 @@ def test_module_imports_only_allowed_packages() -> None:
 
 
 def test_value_scores_of_pairs_equal_value_scores_level_by_level():
-    from annotator.measure.agreement import value_scores, value_scores_of_pairs
+    from annotator.measure.model_scores import value_scores, value_scores_of_pairs
 
     model = pd.DataFrame(
         {"conversation_id": ["a", "b", "c"], "ai_values": [("x", "y"), ("y",), ()]}
     )
     ref = pd.DataFrame({"conversation_id": ["a", "b", "c"], "ai_values": [("x",), ("z",), ()]})
     maps = {0: None, 1: {"x": "X", "y": "X", "z": "Z"}}
-    vocab = ag.Vocabulary()
-    paired = ag.pair_sets(ag.encode_sets(model, "ai_values", vocab),
-                          ag.encode_sets(ref, "ai_values", vocab), vocab.names())
+    vocab = model_scores.Vocabulary()
+    paired = model_scores.pair_sets(model_scores.encode_sets(model, "ai_values", vocab),
+                          model_scores.encode_sets(ref, "ai_values", vocab), vocab.names())
     together = value_scores_of_pairs(paired, maps)
     for level, level_map in maps.items():
         alone = value_scores(model, ref, level_map=level_map)
@@ -437,5 +440,5 @@ def test_spearman_rho_matches_scipy_with_ties() -> None:
     rng = np.random.default_rng(5)
     x = rng.integers(0, 6, 40).astype(float)  # many ties
     y = x + rng.normal(0, 2, 40)
-    assert ag.spearman_rho(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
-    assert ag.spearman_rho([1, 1, 1], [1, 2, 3]) is None
+    assert model_scores.spearman_rho(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
+    assert model_scores.spearman_rho([1, 1, 1], [1, 2, 3]) is None

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from oracles import needs
 from pair_counter import with_cross_counter
 
-from annotator.measure import agreement as ag
+from annotator.measure import coefficients, model_scores, value_sets
 
 SETTINGS = settings(max_examples=50, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -78,7 +78,7 @@ def _nltk_masi_weights() -> str:
 def test_masi_alpha_matches_nltk(frame: pd.DataFrame) -> None:
     from nltk.metrics import distance as nltk_distance
 
-    ours = ag.set_alpha(frame, "masi", masi_weights=_nltk_masi_weights())
+    ours = value_sets.set_alpha(frame, "masi", masi_weights=_nltk_masi_weights())
     assume(ours.defined)  # nltk returns a silent 1.0 where we return NaN
     assert ours.value == pytest.approx(
         _nltk_set_alpha(frame, nltk_distance.masi_distance), abs=1e-9)
@@ -98,7 +98,7 @@ def test_masi_rounded_weights_match_nltk_machinery(frame: pd.DataFrame) -> None:
             m = 0.33 if t else 0.0
         return 1 - t / union * m
 
-    ours = ag.set_alpha(frame, "masi", masi_weights="nltk")
+    ours = value_sets.set_alpha(frame, "masi", masi_weights="nltk")
     assume(ours.defined)
     assert ours.value == pytest.approx(_nltk_set_alpha(frame, masi_rounded), abs=1e-9)
 
@@ -109,7 +109,7 @@ def test_masi_rounded_weights_match_nltk_machinery(frame: pd.DataFrame) -> None:
 def test_jaccard_alpha_matches_nltk(frame: pd.DataFrame) -> None:
     from nltk.metrics import distance as nltk_distance
 
-    ours = ag.set_alpha(frame, "jaccard")
+    ours = value_sets.set_alpha(frame, "jaccard")
     assume(ours.defined)
     assert ours.value == pytest.approx(
         _nltk_set_alpha(frame, nltk_distance.jaccard_distance), abs=1e-9)
@@ -122,20 +122,20 @@ def test_weighted_set_alpha_equals_duplicated_units(frame: pd.DataFrame, copies:
                                                     method: str) -> None:
     """The bootstrap's unit weights give the alpha of the study with units copied, with
     either pair counter (every subset of distinct sets, or cross-unit shared subsets)."""
-    ratings = ag.set_ratings(frame)
-    d = ag._prepare_sets(ratings)
+    ratings = value_sets.set_ratings(frame)
+    d = value_sets._prepare_sets(ratings)
     if method == "cross":
         d = with_cross_counter(d)
     w = np.array(copies[: ratings.units.size], dtype=float)
     hist = d.hist(w)
-    ours, _ = ag._set_alpha_value(d, w, d.observed_per_unit("masi", "exact"), hist, "masi",
+    ours, _ = value_sets._set_alpha_value(d, w, d.observed_per_unit("masi", "exact"), hist, "masi",
                                   "exact")
     parts = []
     for unit, k in zip(ratings.units, w, strict=True):
         part = frame[frame.conversation_id == unit]
         parts += [part.assign(conversation_id=f"{unit}#{c}") for c in range(int(k))]
     assume(parts)
-    copied = ag.set_alpha(pd.concat(parts))
+    copied = value_sets.set_alpha(pd.concat(parts))
     if math.isnan(copied.value):
         assert math.isnan(ours)
     else:
@@ -145,9 +145,9 @@ def test_weighted_set_alpha_equals_duplicated_units(frame: pd.DataFrame, copies:
 @SETTINGS
 @given(set_studies())
 def test_pair_counters_agree(frame: pd.DataFrame) -> None:
-    ratings = ag.set_ratings(frame)
-    a = ag.set_alpha_prepared(ag._prepare_sets(ratings), "masi")
-    b = ag.set_alpha_prepared(with_cross_counter(ag._prepare_sets(ratings)), "masi")
+    ratings = value_sets.set_ratings(frame)
+    a = value_sets.set_alpha_prepared(value_sets._prepare_sets(ratings), "masi")
+    b = value_sets.set_alpha_prepared(with_cross_counter(value_sets._prepare_sets(ratings)), "masi")
     assert (math.isnan(a.value) and math.isnan(b.value)) or a.value == pytest.approx(b.value,
                                                                                      abs=1e-12)
 
@@ -161,8 +161,8 @@ def test_level_map_equals_premapped_sets(frame: pd.DataFrame, level: int) -> Non
     m = maps[level]
     premapped = frame.assign(ai_values=frame.ai_values.map(
         lambda s: tuple(sorted({m.get(v, v) for v in s}))))
-    a = ag.set_alpha(frame, level_map=m)
-    b = ag.set_alpha(premapped)
+    a = value_sets.set_alpha(frame, level_map=m)
+    b = value_sets.set_alpha(premapped)
     assert (math.isnan(a.value) and math.isnan(b.value)) or a.value == pytest.approx(b.value,
                                                                                      abs=1e-12)
 
@@ -173,7 +173,7 @@ def test_level_map_equals_premapped_sets(frame: pd.DataFrame, level: int) -> Non
 def test_alpha_matches_krippendorff_package(frame: pd.DataFrame, level: str) -> None:
     import krippendorff
 
-    ours = ag.krippendorff_alpha(frame, level, order=[1, 2, 3, 4, 5])
+    ours = coefficients.krippendorff_alpha(frame, level, order=[1, 2, 3, 4, 5])
     wide = frame.pivot(index="annotator", columns="conversation_id", values="label")
     data = wide.to_numpy(dtype=float)
     values = set(frame.label)
@@ -190,7 +190,7 @@ def test_alpha_matches_krippendorff_package(frame: pd.DataFrame, level: str) -> 
 def test_nominal_alpha_matches_nltk(frame: pd.DataFrame) -> None:
     from nltk.metrics import agreement as nltk_agreement
 
-    ours = ag.krippendorff_alpha(frame)
+    ours = coefficients.krippendorff_alpha(frame)
     assume(ours.defined)
     task = nltk_agreement.AnnotationTask(
         data=[(r, u, v) for u, r, v in frame.itertuples(index=False)])
@@ -206,7 +206,7 @@ def test_fleiss_matches_statsmodels(n_units: int, n_raters: int, n_cats: int, rn
     ratings = np.array([[rnd.randrange(n_cats) for _ in range(n_raters)]
                         for _ in range(n_units)])
     table = aggregate_raters(ratings)[0]
-    ours = ag.fleiss_kappa(ratings)
+    ours = coefficients.fleiss_kappa(ratings)
     assume(ours.defined)
     assert ours.value == pytest.approx(fleiss_kappa(table), abs=1e-9)
 
@@ -218,7 +218,7 @@ def test_cohen_matches_sklearn(pairs: list[tuple[int, int]]) -> None:
     from sklearn.metrics import cohen_kappa_score
 
     a, b = [p[0] for p in pairs], [p[1] for p in pairs]
-    ours = ag.cohen_kappa(a, b)
+    ours = coefficients.cohen_kappa(a, b)
     assume(ours.defined)
     assert ours.value == pytest.approx(cohen_kappa_score(a, b), abs=1e-9)
 
@@ -234,7 +234,7 @@ def test_value_scores_match_sklearn(pairs: list[tuple[set, set]]) -> None:
     ids = [f"u{i}" for i in range(len(pairs))]
     model = pd.DataFrame({"conversation_id": ids, "ai_values": [tuple(p[0]) for p in pairs]})
     ref = pd.DataFrame({"conversation_id": ids, "ai_values": [tuple(p[1]) for p in pairs]})
-    ours = ag.value_scores(model, ref)
+    ours = model_scores.value_scores(model, ref)
     used = sorted(set().union(*(p[0] | p[1] for p in pairs)))
     assume(len(used) >= 2)  # with one column sklearn switches to binary, not multilabel
     mlb = MultiLabelBinarizer(classes=used)
@@ -268,8 +268,8 @@ def test_pair_ratings_equals_set_ratings_of_the_same_rows(pairs) -> None:
         "annotator": ["model"] * len(pairs) + ["ref"] * len(pairs),
         "ai_values": first + second,
     })
-    want = ag.set_ratings(frame, "ai_values")
-    got = ag.pair_ratings(units, first, second)
+    want = value_sets.set_ratings(frame, "ai_values")
+    got = model_scores.pair_ratings(units, first, second)
     assert got.units.tolist() == want.units.tolist()
     assert got.raters.tolist() == want.raters.tolist()
     assert got.unit.tolist() == want.unit.tolist()
@@ -294,8 +294,8 @@ def test_encoded_pairs_equal_the_merge_of_each_units_last_label(model, reference
     """`encode_sets` + `pair_sets` (each frame encoded once, then gathered) give the units and
     sets of the plain pandas alignment: the last row per unit, both sides present, in the
     model's order."""
-    both = ag._aligned(model, reference, "ai_values")
-    got = ag._model_ref_ratings(model, reference, "ai_values")
+    both = model_scores._aligned(model, reference, "ai_values")
+    got = model_scores._model_ref_ratings(model, reference, "ai_values")
     if both.empty:
         assert got is None
         return

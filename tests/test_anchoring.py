@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from annotator.errors import InputError
-from annotator.measure import agreement as ag
+from annotator.measure import anchoring
 from annotator.models import ResponseType
 
 TYPES = [r.value for r in ResponseType]
@@ -30,7 +30,7 @@ def frames(model_rows, human_rows):
     return model, humans
 
 
-def by_metric(report: ag.AnchoringReport) -> dict[str, ag.AnchoringMetric]:
+def by_metric(report: anchoring.AnchoringReport) -> dict[str, anchoring.AnchoringMetric]:
     return {m.metric: m for m in report.metrics}
 
 
@@ -48,7 +48,7 @@ def test_worked_example():
             ("D", "y", True, "mild support", ()),  # nothing either side
         ],
     )
-    report = ag.anchoring(model, humans, prompt_id="p", min_blind=2, n_boot=0)
+    report = anchoring.anchoring(model, humans, prompt_id="p", min_blind=2, n_boot=0)
     acc, f1 = by_metric(report)["accuracy"], by_metric(report)["micro_f1"]
     assert acc.prefilled.value == pytest.approx(2 / 3)
     assert acc.blind.value == pytest.approx(1 / 2)
@@ -106,7 +106,7 @@ def same(a: float, b: float) -> bool:
 @given(reviewed())
 def test_each_side_is_the_plain_count_and_anchoring_their_difference(data):
     model, humans = data
-    report = ag.anchoring(model, humans, n_boot=20)
+    report = anchoring.anchoring(model, humans, n_boot=20)
     got = by_metric(report)
     for blind, side in ((False, "prefilled"), (True, "blind")):
         accuracy, f1 = plain_counts(model, humans, blind)
@@ -115,7 +115,8 @@ def test_each_side_is_the_plain_count_and_anchoring_their_difference(data):
     for m in got.values():
         assert same(m.anchoring.value, m.prefilled.value - m.blind.value)
     # which side is blind is the only thing that matters: swapping negates the difference
-    swapped = ag.anchoring(model, humans.assign(blind=~humans["blind"].astype(bool)), n_boot=0)
+    swapped = anchoring.anchoring(model, humans.assign(blind=~humans["blind"].astype(bool)),
+                                  n_boot=0)
     for m in swapped.metrics:
         assert same(m.anchoring.value, -got[m.metric].anchoring.value)
 
@@ -143,7 +144,7 @@ def synthetic(n_prefilled: int, n_blind: int, accept: float, agree_blind: float,
 
 def test_reviewers_who_accept_the_prefill_show_anchoring():
     model, humans = synthetic(n_prefilled=150, n_blind=60, accept=0.9, agree_blind=0.4)
-    report = ag.anchoring(model, humans, prompt_id="v1", n_boot=400)
+    report = anchoring.anchoring(model, humans, prompt_id="v1", n_boot=400)
     assert report.enough_blind and report.blind_conversations == 60
     for m in report.metrics:
         assert m.anchoring.value > 0.3
@@ -155,7 +156,7 @@ def test_reviewers_who_accept_the_prefill_show_anchoring():
 
 def test_no_anchoring_when_blind_and_prefilled_reviewers_agree_alike():
     model, humans = synthetic(n_prefilled=150, n_blind=150, accept=0.6, agree_blind=0.6)
-    report = ag.anchoring(model, humans, n_boot=400)
+    report = anchoring.anchoring(model, humans, n_boot=400)
     for m in report.metrics:
         assert m.anchoring.low < 0 < m.anchoring.high
         assert "no anchoring detected, the interval includes 0" in m.reading
@@ -163,13 +164,13 @@ def test_no_anchoring_when_blind_and_prefilled_reviewers_agree_alike():
 
 def test_too_few_blind_tasks_say_so():
     model, humans = synthetic(n_prefilled=150, n_blind=12, accept=0.9, agree_blind=0.4)
-    report = ag.anchoring(model, humans, n_boot=100)
+    report = anchoring.anchoring(model, humans, n_boot=100)
     assert not report.enough_blind and report.blind_conversations == 12
     assert report.statement == (
         "Too few blind tasks to tell: 12 annotated blind conversations with an extraction by "
         "this prompt version, at least 20 needed to measure anchoring; push more blind tasks "
         "(`annotator push --blind-share`).")
-    none_blind = ag.anchoring(*synthetic(30, 0, 0.9, 0.4), n_boot=50)
+    none_blind = anchoring.anchoring(*synthetic(30, 0, 0.9, 0.4), n_boot=50)
     assert none_blind.statement.startswith("Too few blind tasks to tell: 0 annotated")
     acc = by_metric(none_blind)["accuracy"]
     assert math.isnan(acc.blind.value) and acc.blind.reason == "no annotated blind task"
@@ -245,7 +246,7 @@ def test_study_anchoring_reads_label_studio_annotations_with_their_tasks(tmp_pat
     assert set(reviews.loc[~reviews["blind"], "prefilled_by"]) == {"v1"}
     [found] = report.study_anchoring(db, n_boot=200)
     model, humans = synthetic(150, 60, 0.9, 0.4)
-    direct = ag.anchoring(model, humans, prompt_id="v1", n_boot=200)
+    direct = anchoring.anchoring(model, humans, prompt_id="v1", n_boot=200)
     assert found.prompt_id == "v1" and found.blind_conversations == 60
     for got, expected in zip(found.metrics, direct.metrics, strict=True):
         assert got.anchoring.value == pytest.approx(expected.anchoring.value)
@@ -265,7 +266,7 @@ def test_agreement_command_shows_anchoring_and_says_when_blind_tasks_are_too_few
 
     from typer.testing import CliRunner
 
-    from annotator.cli.main import app
+    from annotator.cli import app
 
     runner = CliRunner()
     enough, few = tmp_path / "enough.db", tmp_path / "few.db"

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_app_study import APP, HOSTILE_USER, V1, V2, build_study, hostile_conversation
+from test_app_study import HOSTILE_USER, ROOT, V1, V2, build_study, hostile_conversation
 
 from annotator.db import open_db
 
@@ -39,7 +39,9 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """The test study served by `streamlit run` (module-wide: starting costs seconds)."""
+    """The test study served as the README says to from a checkout: `ANNOTATOR_DB=... streamlit
+    run streamlit_app.py` in the checkout's top folder (module-wide: starting costs seconds).
+    `annotator app` serves the packaged script (test_annotator_app_serves_the_study)."""
     folder = tmp_path_factory.mktemp("app-browser")
     db = build_study(folder / "study.db")
     port = free_port()
@@ -47,11 +49,11 @@ def served(tmp_path_factory):
     env.pop("LABEL_STUDIO_URL", None)
     log = open(folder / "streamlit.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true",
          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
          "--global.developmentMode", "false", "--client.toolbarMode", "viewer"],
-        cwd=str(APP.parent), env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

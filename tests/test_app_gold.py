@@ -84,7 +84,7 @@ def test_annotator_app_passes_gold_dir_to_the_app(app_study_copy, tmp_path, monk
     import streamlit.web.cli as streamlit_cli
     from typer.testing import CliRunner
 
-    from annotator.cli.main import app
+    from annotator.cli import app
 
     seen: dict[str, str | None] = {}
 

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from test_app_study import APP, V1, V2, hostile_conversation, model_labels
 
 from annotator.db import conversation_to_row, open_db
-from annotator.measure import agreement as ag
+from annotator.measure import coefficients, shapes, value_sets
 from annotator.measure import frames as report
 from annotator.models import Conversation, Turn
 
@@ -160,19 +160,19 @@ def test_annotators_agreement_matches_the_library(app_study) -> None:
     assert m["Annotators"] == "3" and m["Annotations"] == "150"
     annotations, _ = study_frames(app_study)
     table = frame_of(at, "rt-agreement").set_index("metric")
-    nominal = ag.response_type_alpha(annotations, "nominal")
+    nominal = coefficients.response_type_alpha(annotations, "nominal")
     assert table.loc["Krippendorff's alpha (nominal)", "value"] == pytest.approx(
         round(nominal.value, 4))
     assert table.loc["Krippendorff's alpha (nominal)", "95% interval"].startswith("[")
     kappa = frame_of(at, "kappa-table").set_index("pair")
-    direct = ag.pairwise_cohen_kappa(annotations, label="response_type",
-                                     labels=ag.RESPONSE_TYPE_LABELS)
+    direct = coefficients.pairwise_cohen_kappa(annotations, label="response_type",
+                                     labels=shapes.RESPONSE_TYPE_LABELS)
     assert len(kappa) == 3
     for (a, b), stat in direct.items():
         assert kappa.loc[f"{a} ~ {b}", "value"] == pytest.approx(round(stat.value, 4))
     levels = frame_of(at, "levels-table")
     assert len(levels) == 8  # 4 levels x (MASI, Jaccard)
-    masi_leaf = ag.set_alpha(annotations, "masi")
+    masi_leaf = value_sets.set_alpha(annotations, "masi")
     row = levels.loc[levels["what"] == "value (leaf) · MASI"].iloc[0]
     assert row["value"] == pytest.approx(round(masi_leaf.value, 4))
     activity = frame_of(at, "activity-table").set_index("annotator")

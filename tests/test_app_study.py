@@ -21,7 +21,7 @@ from annotator import config
 from annotator.app import queries
 from annotator.datasets.gold import import_gold
 from annotator.db import annotation_to_row, conversation_to_row, extraction_to_row, open_db
-from annotator.measure import agreement as ag
+from annotator.measure import coefficients, shapes
 from annotator.measure import frames as report
 from annotator.models import (
     Annotation,
@@ -243,8 +243,8 @@ def test_paired_deltas_match_direct_computation(app_study) -> None:
     assert d.loc["accuracy", "delta"] == pytest.approx(acc2 - acc1)
     assert d.loc["accuracy", "low"] <= acc2 - acc1 <= d.loc["accuracy", "high"]
     # kappa agrees with the agreement module's Cohen's kappa on the same pairs
-    kappa2 = ag.cohen_kappa([g[c] for c in g.index], [labels2[c][0] for c in g.index],
-                            labels=ag.RESPONSE_TYPE_LABELS)
+    kappa2 = coefficients.cohen_kappa([g[c] for c in g.index], [labels2[c][0] for c in g.index],
+                            labels=shapes.RESPONSE_TYPE_LABELS)
     assert d.loc["cohen_kappa", "b"] == pytest.approx(kappa2.value)
     # v2 names all of gold's values: micro F1 1.0 at the leaf; v1 names one of each set
     assert d.loc["micro_f1", "b"] == pytest.approx(1.0)

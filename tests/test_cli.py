@@ -6,7 +6,7 @@ import typer
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from annotator.cli.main import app
+from annotator.cli import app
 
 runner = CliRunner()
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from annotator import config
 from annotator.app import precompute, summary_cache
-from annotator.cli.main import app
+from annotator.cli import app
 from annotator.datasets.gold import import_gold
 from annotator.db import open_db, row_to_conversation
 from annotator.extract.prompts import render_conversation, resolve_prompt

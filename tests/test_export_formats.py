@@ -29,7 +29,7 @@ from conftest import iter_conversations  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from annotator import config  # noqa: E402
-from annotator.cli.main import app  # noqa: E402
+from annotator.cli import app  # noqa: E402
 from annotator.datasets import export as export_module  # noqa: E402
 from annotator.datasets.export import (
     CSV_COLUMNS,

@@ -16,7 +16,7 @@ from conftest import TEST_API_KEY, make_study, rows
 from typer.testing import CliRunner
 from waiting import wait_until
 
-from annotator.cli.main import app
+from annotator.cli import app
 from annotator.db import open_db, row_to_extraction
 from annotator.errors import AnnotatorError
 from annotator.extract import engine as extract_module

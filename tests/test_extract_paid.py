@@ -26,7 +26,7 @@ from test_extract import extractions, key, run
 from typer.testing import CliRunner
 from waiting import wait_until
 
-from annotator.cli.main import app
+from annotator.cli import app
 from annotator.errors import AnnotatorError
 from annotator.extract import ledger
 from annotator.models import utc_now

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from annotator import config, taxonomy
-from annotator.datasets.gold import read_gold
 from annotator.errors import InputError
 from annotator.extract import few_shot
 from annotator.extract.prompts import (
@@ -19,6 +18,7 @@ from annotator.extract.prompts import (
     prompt_files,
     prompt_id,
 )
+from annotator.gold_file import read_gold
 
 DEMO = Path(__file__).resolve().parents[1] / "gold" / "demo.jsonl"
 V1 = (config.default_prompts_dir() / "values" / "v1.md").read_text(encoding="utf-8")

@@ -8,7 +8,7 @@ from pathlib import Path
 from conftest import rows
 from typer.testing import CliRunner
 
-from annotator.cli.main import app
+from annotator.cli import app
 
 runner = CliRunner()
 DEMO = Path(__file__).resolve().parents[1] / "gold" / "demo.jsonl"

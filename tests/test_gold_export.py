@@ -27,11 +27,11 @@ from annotator.datasets.gold import (
     majority_label,
     no_majority_reason,
     people_needed,
-    read_gold,
     write_gold_file,
 )
 from annotator.db import annotation_to_row, conversation_to_row, open_db
 from annotator.errors import AnnotatorError
+from annotator.gold_file import read_gold
 from annotator.models import Annotation, AnnotatorLabels, Conversation, Labels, ResponseType, Turn
 
 GOLD = config.gold_dir() / "demo.jsonl"
@@ -300,7 +300,7 @@ def test_import_leaves_out_an_incomplete_gold_label_and_says_so(study, tmp_path)
 def test_cli_lists_what_export_and_adjudicate_leave_out_capped_and_literal(study, tmp_path):
     from typer.testing import CliRunner
 
-    from annotator.cli.main import app
+    from annotator.cli import app
 
     for i in range(25):
         _add_conversation(study, f"Question {i}", {

@@ -8,7 +8,7 @@ from conftest import make_study, rows, value_names
 from typer.testing import CliRunner
 
 from annotator import db as db_module
-from annotator.cli.main import app
+from annotator.cli import app
 from annotator.datasets.import_labels import import_labels
 from annotator.models import Annotation, Labels
 

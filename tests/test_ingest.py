@@ -22,7 +22,7 @@ from waiting import wait_until
 
 from annotator.db import open_db
 from annotator.errors import InputError
-from annotator.ingest import pipeline as ingest_module
+from annotator.ingest import pipeline
 from annotator.ingest.pipeline import ingest
 
 
@@ -242,7 +242,7 @@ def test_unknown_extension_and_missing_file(db, tmp_path):
 def test_crash_mid_file_leaves_whole_batches_and_rerun_completes(db, tmp_path, monkeypatch):
     objects = [{"messages": [{"role": "user", "content": f"message {i}"}]} for i in range(250)]
     path = write_jsonl(tmp_path / "many.jsonl", objects)
-    real_write = ingest_module._write_batch
+    real_write = pipeline._write_batch
     calls = {"n": 0}
 
     def crash_on_third(database, rows):
@@ -251,11 +251,11 @@ def test_crash_mid_file_leaves_whole_batches_and_rerun_completes(db, tmp_path, m
             raise KeyboardInterrupt
         return real_write(database, rows)
 
-    monkeypatch.setattr(ingest_module, "_write_batch", crash_on_third)
+    monkeypatch.setattr(pipeline, "_write_batch", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         ingest(db, [path], batch_size=50, commit_every=50)
     assert db["conversations"].count == 100  # two whole batches, nothing partial
-    monkeypatch.setattr(ingest_module, "_write_batch", real_write)
+    monkeypatch.setattr(pipeline, "_write_batch", real_write)
     report = ingest(db, [path], batch_size=50, commit_every=50)
     assert (report.landed, report.duplicates) == (150, 100)
     assert db["conversations"].count == 250
@@ -265,13 +265,13 @@ def test_sigint_to_the_cli_then_rerun_completes(tmp_path):
     """A real process, interrupted with Ctrl-C (SIGINT) mid-file, then run again. It is held
     at its second write (of three or more), so the interrupt lands mid-file on any machine.
     The file is big enough for worker processes."""
-    n = max(3 * ingest_module.COMMIT_ROWS, ingest_module.PARALLEL_MIN_BYTES * 6 // 5 // 80)
+    n = max(3 * pipeline.COMMIT_ROWS, pipeline.PARALLEL_MIN_BYTES * 6 // 5 // 80)
     objects = [
         {"messages": [{"role": "user", "content": f"line {i} mail me at p{i}@example.com"}]}
         for i in range(n)
     ]
     path = write_jsonl(tmp_path / "big.jsonl", objects)
-    assert path.stat().st_size > ingest_module.PARALLEL_MIN_BYTES
+    assert path.stat().st_size > pipeline.PARALLEL_MIN_BYTES
     study = tmp_path / "study.db"
     args = ["ingest", str(path), "--db", str(study)]
     proc, held = start_held(args, 2, tmp_path)

@@ -24,7 +24,7 @@ from held_ingest import start_held
 from typer.testing import CliRunner
 from waiting import wait_until
 
-from annotator.cli.main import app
+from annotator.cli import app
 from annotator.db import open_db
 from annotator.errors import InputError
 from annotator.ingest.pipeline import PARALLEL_MIN_BYTES, ingest

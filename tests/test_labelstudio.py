@@ -11,11 +11,10 @@ import pytest
 from labelstudio_fixtures import labelstudio, make_study, reviewer_client  # noqa: F401
 from typer.testing import CliRunner
 
-from annotator.cli.main import app
+from annotator.cli import app
 from annotator.db import open_db
 from annotator.models import Labels, ResponseType
-from annotator.review import server
-from annotator.review import sync as ls_lib
+from annotator.review import pull, push, server, sync
 from annotator.taxonomy import load_taxonomy
 
 pytestmark = pytest.mark.integration
@@ -49,7 +48,7 @@ def test_push_review_pull_roundtrip(labelstudio):  # noqa: F811
     admin = labelstudio.admin()
 
     # 1. push prompt p1: one task per conversation, one prediction each, mapping stored
-    first = ls_lib.push(db_path, prompt_id="p1", project="roundtrip", overlap=2)
+    first = push.push(db_path, prompt_id="p1", project="roundtrip", overlap=2)
     assert first.created_project and first.tasks_created == 6
     db = open_db(db_path)
     tasks = {r["conversation_id"]: r for r in db["tasks"].rows}
@@ -64,12 +63,12 @@ def test_push_review_pull_roundtrip(labelstudio):  # noqa: F811
         assert task.predictions[0].score == pytest.approx(0.7)
 
     # 2. push again: nothing new on the server
-    again = ls_lib.push(db_path, prompt_id="p1", project="roundtrip")
+    again = push.push(db_path, prompt_id="p1", project="roundtrip")
     assert (again.tasks_created, again.predictions_added, again.tasks_existing) == (0, 0, 6)
     assert admin.projects.get(id=first.project_id).task_number == 6
 
     # 3. a new prompt version adds its predictions to the same tasks
-    second = ls_lib.push(db_path, prompt_id="p2", project="roundtrip")
+    second = push.push(db_path, prompt_id="p2", project="roundtrip")
     assert (second.tasks_created, second.predictions_added) == (0, 6)
     for task in admin.tasks.list(project=first.project_id, fields="all"):
         assert sorted(p.model_version for p in task.predictions) == ["p1", "p2"]
@@ -80,8 +79,8 @@ def test_push_review_pull_roundtrip(labelstudio):  # noqa: F811
     }
 
     # 4. two reviewers who can log in annotate through the API
-    ada = ls_lib.add_user(db_path, "ada@example.org", shared=True)
-    bob = ls_lib.add_user(db_path, "bob@example.org", password="bob-pass-123", shared=True)
+    ada = sync.add_user(db_path, "ada@example.org", shared=True)
+    bob = sync.add_user(db_path, "bob@example.org", password="bob-pass-123", shared=True)
     assert ada.created and bob.password == "bob-pass-123"
     as_ada = reviewer_client(labelstudio.url, ada.email, ada.password)
     as_bob = reviewer_client(labelstudio.url, bob.email, bob.password)
@@ -99,7 +98,7 @@ def test_push_review_pull_roundtrip(labelstudio):  # noqa: F811
     a4 = as_ada.annotations.create(id=task_ids[2], result=_result([honesty], "mild support"))
 
     # 5. pull: every annotation lands, labels mapped back to taxonomy names
-    pulled = ls_lib.pull(db_path, project="roundtrip")
+    pulled = pull.pull(db_path, project="roundtrip")
     assert (pulled.annotations, pulled.new, pulled.cancelled) == (4, 4, 1)
     rows = _rows(db_path)
     assert set(rows) == {str(a.id) for a in (a1, a2, a3, a4)}
@@ -116,14 +115,14 @@ def test_push_review_pull_roundtrip(labelstudio):  # noqa: F811
 
     # 6. pulling again changes nothing
     before = _rows(db_path)
-    twice = ls_lib.pull(db_path, project="roundtrip")
+    twice = pull.pull(db_path, project="roundtrip")
     assert (twice.new, twice.updated, twice.deleted, twice.unchanged) == (0, 0, 0, 4)
     assert _rows(db_path) == before
 
     # 7. an edit is updated with the old version in history; a deletion is marked
     as_bob.annotations.update(id=a2.id, result=_result([honesty], "strong resistance"))
     as_ada.annotations.delete(id=a4.id)
-    third = ls_lib.pull(db_path, project="roundtrip")
+    third = pull.pull(db_path, project="roundtrip")
     assert (third.updated, third.deleted, third.unchanged) == (1, 1, 2)
     rows = _rows(db_path)
     edited = rows[str(a2.id)]
@@ -134,13 +133,13 @@ def test_push_review_pull_roundtrip(labelstudio):  # noqa: F811
     assert len(history) == 1 and history[0]["labels"]["response_type"] == "neutral"
     assert rows[str(a4.id)]["deleted"] == 1
     assert json.loads(rows[str(a4.id)]["history"])[-1]["event"] == "deleted"
-    assert ls_lib.pull(db_path, project="roundtrip").deleted == 0  # marked once
+    assert pull.pull(db_path, project="roundtrip").deleted == 0  # marked once
 
 
 def test_restart_keeps_projects_and_annotations(labelstudio):  # noqa: F811
     db_path = labelstudio.db("restart")
     make_study(db_path, n=2)
-    report = ls_lib.push(db_path, project="restart")
+    report = push.push(db_path, project="restart")
     admin = labelstudio.admin()
     task = next(iter(admin.tasks.list(project=report.project_id)))
     admin.annotations.create(id=task.id, result=_result([], "neutral"))
@@ -151,8 +150,8 @@ def test_restart_keeps_projects_and_annotations(labelstudio):  # noqa: F811
     assert started.answering and started.message == "started"
     again_started = server.start(server_db)  # idempotent: no second server
     assert again_started.message == "already running" and again_started.pid == started.pid
-    assert ls_lib.pull(db_path, project="restart").annotations == 1
-    again = ls_lib.push(db_path, project="restart")
+    assert pull.pull(db_path, project="restart").annotations == 1
+    again = push.push(db_path, project="restart")
     assert again.tasks_created == 0 and again.tasks_existing == 2
     # the new port is in the state file, and the fixture's URL follows it
     labelstudio.url = started.url
@@ -223,16 +222,16 @@ def test_errors_are_one_line_with_what_to_do(labelstudio, tmp_path, monkeypatch)
     assert "is not on" in msg and "annotator push --project" in msg
     # a label not in the config: a project whose config lists no values, kept as is
     open_db(db_path)["extractions"].delete_where()
-    ls_lib.push(db_path, project="errors", top_values=0)  # tasks only: empty taxonomy
+    push.push(db_path, project="errors", top_values=0)  # tasks only: empty taxonomy
     make_study(db_path, n=2, prompts=("p1",))
     msg = _one_line_error(["push", "--db", str(db_path), "--project", "errors", "--keep-config"],
                           None, labelstudio.token)
     assert "'honesty' is not in the labeling config" in msg and "nothing was sent" in msg
     admin = labelstudio.admin()
-    project = ls_lib.find_project(admin, server.connection(db_path), "errors")
+    project = sync.find_project(admin, server.connection(db_path), "errors")
     assert all(not t.predictions for t in admin.tasks.list(project=project.id, fields="all"))
     # without --keep-config the same push extends the config and goes through
-    fixed = ls_lib.push(db_path, project="errors")
+    fixed = push.push(db_path, project="errors")
     assert fixed.config_updated and fixed.predictions_added == 2
     # a reviewer's login without @
     msg = _one_line_error(["labelstudio", "add-user", "nobody", "--db", str(db_path)])
@@ -260,12 +259,12 @@ def test_external_server_is_used_and_none_started(labelstudio, tmp_path):  # noq
 def test_push_recovers_a_mapping_lost_in_a_crash(labelstudio):  # noqa: F811
     db_path = labelstudio.db("crash")
     make_study(db_path, n=4, prompts=("p1",))
-    first = ls_lib.push(db_path, project="crash")
+    first = push.push(db_path, project="crash")
     db = open_db(db_path)
     # as if the process died after Label Studio imported a batch but before the commit
     lost = [r["conversation_id"] for r in db["tasks"].rows][:2]
     db["tasks"].delete_where("conversation_id in (?, ?)", lost)
-    again = ls_lib.push(db_path, project="crash")
+    again = push.push(db_path, project="crash")
     assert again.tasks_recovered == 2 and again.tasks_created == 0
     assert again.predictions_added == 0 and again.predictions_skipped == 4
     admin = labelstudio.admin()

@@ -17,7 +17,7 @@ from labelstudio_fixtures import (  # noqa: F401
 )
 
 from annotator.db import open_db
-from annotator.review import sync as ls_lib
+from annotator.review import push, sync
 
 pytestmark = pytest.mark.integration
 
@@ -29,10 +29,10 @@ def test_reviewer_sees_predicted_values_and_response_type(labelstudio, tmp_path)
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", False)
     db_path = labelstudio.db("browser")
     ids = make_study(db_path, n=2)
-    report = ls_lib.push(db_path, project="browser")
+    report = push.push(db_path, project="browser")
     sql = "select task_id from tasks where project_id = ? and conversation_id = ?"
     task_id = next(open_db(db_path).query(sql, [report.project_id, ids[0]]))["task_id"]
-    reviewer = ls_lib.add_user(db_path, "carol@example.org", shared=True)
+    reviewer = sync.add_user(db_path, "carol@example.org", shared=True)
     shot = tmp_path / "labelstudio-task.png"
 
     with sync_playwright() as pw:

@@ -25,7 +25,7 @@ from playwright.sync_api import expect
 from annotator.db import conversation_to_row, extraction_to_row, open_db
 from annotator.models import Conversation, Extraction, Turn, ValueRef
 from annotator.review import interface as lsc
-from annotator.review import sync as ls_lib
+from annotator.review import push, sync
 from annotator.review.sync import Reviewer
 from annotator.taxonomy import load_taxonomy
 
@@ -106,8 +106,8 @@ def study(labelstudio) -> Study:  # noqa: F811
     db_path = labelstudio.db("form")
     _study(db_path, 4)
     # 300 values listed, so the twin clusters' values are in the picker (the default lists 100)
-    prefilled = ls_lib.push(db_path, project="form-prefilled", blind_share=0.0, top_values=300)
-    blind = ls_lib.push(db_path, project="form-blind", blind_share=1.0)
+    prefilled = push.push(db_path, project="form-prefilled", blind_share=0.0, top_values=300)
+    blind = push.push(db_path, project="form-blind", blind_share=1.0)
     assert prefilled.blind_tasks == 0 and blind.blind_tasks == 4
     return Study(
         url=prefilled.url,
@@ -116,7 +116,7 @@ def study(labelstudio) -> Study:  # noqa: F811
         prefilled_tasks=_task_ids(db_path, prefilled.project_id),
         blind_tasks=_task_ids(db_path, blind.project_id),
         prefilled_by=prefilled.prefilled_by or "",
-        reviewer=ls_lib.add_user(db_path, "dana@example.org", shared=True),
+        reviewer=sync.add_user(db_path, "dana@example.org", shared=True),
     )
 
 

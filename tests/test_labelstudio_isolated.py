@@ -21,11 +21,10 @@ from labelstudio_fixtures import (  # noqa: F401
 )
 from typer.testing import CliRunner
 
-from annotator.cli.main import app
+from annotator.cli import app
 from annotator.db import conversation_to_row, extraction_to_row, open_db
 from annotator.models import Conversation, Extraction, Turn
-from annotator.review import instances
-from annotator.review import sync as ls_lib
+from annotator.review import instances, pull, push, sync
 from annotator.taxonomy import load_taxonomy
 
 pytestmark = pytest.mark.integration
@@ -77,11 +76,11 @@ def test_isolated_reviewers_never_see_each_other(labelstudio, tmp_path):  # noqa
     db_path = tmp_path / "iso" / "study.db"
     ids = _study(db_path)
     try:
-        ada = ls_lib.add_user(db_path, "ada-iso@example.org")
-        bob = ls_lib.add_user(db_path, "bob-iso@example.org")
+        ada = sync.add_user(db_path, "ada-iso@example.org")
+        bob = sync.add_user(db_path, "bob-iso@example.org")
         assert ada.isolated and bob.isolated and ada.url != bob.url
         assert instances.isolated(db_path)
-        pushed = ls_lib.push(db_path, project="iso", blind_share=0.0)
+        pushed = push.push(db_path, project="iso", blind_share=0.0)
         assert pushed.overlap == 2 and len(pushed.reviewers) == 2
         assert pushed.tasks_created == 2 * len(ids)  # every conversation to both
         tasks = {(r["server"], r["conversation_id"]): r for r in open_db(db_path)["tasks"].rows}
@@ -127,7 +126,7 @@ def test_isolated_reviewers_never_see_each_other(labelstudio, tmp_path):  # noqa
         assert order == sorted(range(len(ids)), reverse=True)
         assert ada_order == sorted(range(1, len(ids)), reverse=True)
         assert shot.stat().st_size > 10_000
-        pulled = ls_lib.pull(db_path, project="iso")
+        pulled = pull.pull(db_path, project="iso")
         by_source = {s.source: s.new for s in pulled.reviewers}
         assert by_source[f"labelstudio:reviewer:{ada.email}:{mine['project_id']}"] == len(ids)
         assert by_source[f"labelstudio:reviewer:{bob.email}:{bob_task['project_id']}"] == len(ids)
@@ -146,12 +145,12 @@ def test_isolated_reviewers_never_see_each_other(labelstudio, tmp_path):  # noqa
 def test_assignment_is_balanced_stable_and_keeps_holders():
     emails = ["a@x", "b@x", "c@x"]
     cids = [f"c{i}" for i in range(300)]
-    plan = ls_lib.assign(cids, emails, 2, {})
+    plan = push.assign(cids, emails, 2, {})
     assert all(len(set(v)) == 2 for v in plan.values())
     load = {e: sum(e in v for v in plan.values()) for e in emails}
     assert all(150 < n < 250 for n in load.values())  # 200 each on average
-    assert ls_lib.assign(cids, emails, 2, {}) == plan  # stable
+    assert push.assign(cids, emails, 2, {}) == plan  # stable
     # a fourth reviewer joining takes none of the conversations already held
     held = {c: set(v) for c, v in plan.items()}
-    again = ls_lib.assign(cids, [*emails, "d@x"], 2, held)
+    again = push.assign(cids, [*emails, "d@x"], 2, held)
     assert all(set(again[c]) == held[c] for c in cids)

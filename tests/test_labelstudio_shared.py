@@ -22,7 +22,7 @@ from labelstudio_fixtures import (  # noqa: F401
 )
 
 from annotator.db import open_db
-from annotator.review import sync as ls_lib
+from annotator.review import pull, push, sync
 
 pytestmark = pytest.mark.integration
 
@@ -49,10 +49,10 @@ def test_shared_stream_is_blind_and_foreign_edits_are_flagged(labelstudio, tmp_p
 
     db_path = labelstudio.db("shared")
     make_study(db_path, n=3)
-    ada = ls_lib.add_user(db_path, "ada-shared@example.org", shared=True)
-    bob = ls_lib.add_user(db_path, "bob-shared@example.org", shared=True)
+    ada = sync.add_user(db_path, "ada-shared@example.org", shared=True)
+    bob = sync.add_user(db_path, "bob-shared@example.org", shared=True)
     assert not ada.isolated and ada.url == bob.url == labelstudio.url
-    pushed = ls_lib.push(db_path, project="shared", overlap=2, blind_share=0.0)
+    pushed = push.push(db_path, project="shared", overlap=2, blind_share=0.0)
     pid = pushed.project_id
 
     # a reviewer sorts the shared tab; the study's next push puts it back to neutral
@@ -60,7 +60,7 @@ def test_shared_stream_is_blind_and_foreign_edits_are_flagged(labelstudio, tmp_p
     as_bob = reviewer_client(labelstudio.url, bob.email, bob.password)
     as_ada.views.create(project=pid, data={"ordering": ["-tasks:id"], "filters": {
         "conjunction": "and", "items": []}})  # fmt: skip
-    again = ls_lib.push(db_path, project="shared", blind_share=0.0)
+    again = push.push(db_path, project="shared", blind_share=0.0)
     assert again.views_reset == 1
     orderings = [(v.data or {}).get("ordering") for v in as_ada.views.list(project=pid)]
     assert orderings and all(o in (None, [], ["tasks:id"]) for o in orderings)
@@ -103,7 +103,7 @@ def test_shared_stream_is_blind_and_foreign_edits_are_flagged(labelstudio, tmp_p
     # bob changes ada's annotation through the API (Community lets any user): pull flags it
     as_bob.annotations.update(id=ada_done[0]["id"] if isinstance(ada_done[0], dict)
                               else ada_done[0].id, result=[])  # fmt: skip
-    pulled = ls_lib.pull(db_path, project="shared")
+    pulled = pull.pull(db_path, project="shared")
     assert pulled.edited_by_other == 1
     row = next(open_db(db_path)["annotations"].rows_where("source = ?", [pulled.source]))
     assert (row["annotator"], row["edited_by"]) == (ada.email, bob.email)

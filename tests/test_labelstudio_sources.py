@@ -13,7 +13,7 @@ from annotator import config
 from annotator.datasets.gold import import_gold
 from annotator.db import open_db
 from annotator.extract.engine import extract
-from annotator.review import sync as ls_lib
+from annotator.review import pull, push, sync
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def test_pull_changes_only_its_own_annotations(labelstudio):  # noqa: F811
     gold_before = _gold_rows(db_path)
     assert len(gold_before) == imported.annotations > 100  # 147 in the bundled demo set
 
-    pushed = ls_lib.push(db_path, project="sources", overlap=2)
+    pushed = push.push(db_path, project="sources", overlap=2)
     assert pushed.tasks_created == imported.conversations
     # reviewers see the prediction's name, not a hash; the study still keys on prompt ids
     admin = labelstudio.admin()
@@ -53,12 +53,12 @@ def test_pull_changes_only_its_own_annotations(labelstudio):  # noqa: F811
     db = open_db(db_path)
     lost = [r["conversation_id"] for r in db["tasks"].rows_where("blind = 0", limit=2)]
     db["tasks"].delete_where("conversation_id in (?, ?)", lost)
-    again = ls_lib.push(db_path, project="sources", overlap=2)
+    again = push.push(db_path, project="sources", overlap=2)
     assert (again.tasks_recovered, again.tasks_created, again.predictions_added) == (2, 0, 0)
     assert 0 < again.blind_tasks < imported.conversations / 3  # about 10% of 49
     tasks = sorted(r["task_id"] for r in open_db(db_path)["tasks"].rows)
-    ada = ls_lib.add_user(db_path, "ada-src@example.org", shared=True)
-    bob = ls_lib.add_user(db_path, "bob-src@example.org", shared=True)
+    ada = sync.add_user(db_path, "ada-src@example.org", shared=True)
+    bob = sync.add_user(db_path, "bob-src@example.org", shared=True)
     as_ada = reviewer_client(labelstudio.url, ada.email, ada.password)
     as_bob = reviewer_client(labelstudio.url, bob.email, bob.password)
     made = []
@@ -67,14 +67,14 @@ def test_pull_changes_only_its_own_annotations(labelstudio):  # noqa: F811
     for task_id in tasks[:6]:
         made.append(as_bob.annotations.create(id=task_id, result=_result("neutral")))
 
-    first = ls_lib.pull(db_path, project="sources")
+    first = pull.pull(db_path, project="sources")
     assert (first.new, first.deleted, first.updated) == (13, 0, 0)
-    second = ls_lib.pull(db_path, project="sources")
+    second = pull.pull(db_path, project="sources")
     assert (second.new, second.unchanged, second.deleted, second.updated) == (0, 13, 0, 0)
 
     gone = made[3]
     as_ada.annotations.delete(id=gone.id)
-    third = ls_lib.pull(db_path, project="sources")
+    third = pull.pull(db_path, project="sources")
     assert (third.deleted, third.unchanged, third.new) == (1, 12, 0)
     db = open_db(db_path)
     deleted = [r["source_id"] for r in db.query(
@@ -92,12 +92,12 @@ def test_pull_changes_only_its_own_annotations(labelstudio):  # noqa: F811
 def test_an_empty_required_field_is_pulled_as_incomplete(labelstudio):  # noqa: F811
     db_path = labelstudio.db("incomplete")
     import_gold(open_db(db_path), [config.gold_dir()])
-    ls_lib.push(db_path, project="incomplete")
+    push.push(db_path, project="incomplete")
     task_id = min(r["task_id"] for r in open_db(db_path)["tasks"].rows)
     admin = labelstudio.admin()
     # The API accepts what the form's `required` refuses: no response type, no subjective.
     admin.annotations.create(id=task_id, result=[])
-    report = ls_lib.pull(db_path, project="incomplete")
+    report = pull.pull(db_path, project="incomplete")
     assert report.incomplete == 1
     row = next(open_db(db_path)["annotations"].rows_where("source = ?", [report.source]))
     assert row["missing"] == '["response_type","subjective"]'

@@ -14,7 +14,7 @@ from test_app_study import V1, V2
 from typer.testing import CliRunner
 
 from annotator.app import precompute, summary_cache
-from annotator.cli.main import app
+from annotator.cli import app
 from annotator.datasets.gold import decide
 from annotator.db import open_db
 from annotator.measure import frames as report

@@ -16,11 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from annotator import config
-from annotator.cli.main import app
+from annotator.cli import app
 from annotator.db import open_db
 from annotator.errors import InputError
 from annotator.extract.prompts import MIN_PREFIX, prompt_id, resolve_prompt
-from annotator.review import sync as ls_lib
+from annotator.review import push
 
 runner = CliRunner()
 V1 = config.default_prompts_dir() / "values" / "v1.md"
@@ -111,9 +111,9 @@ def test_agreement_with_an_ambiguous_prefix_names_both_versions(study):
 def test_push_resolves_a_prefix_and_a_name_version_before_connecting(study):
     path, baseline = study
     database = open_db(path)
-    assert ls_lib.resolve_prompt(database, baseline[:12]) == baseline
-    assert ls_lib.resolve_prompt(database, "baseline/v1") == baseline
-    assert ls_lib.resolve_prompt(database, baseline.removeprefix("baseline-")[:6]) == baseline
+    assert push.resolve_prompt(database, baseline[:12]) == baseline
+    assert push.resolve_prompt(database, "baseline/v1") == baseline
+    assert push.resolve_prompt(database, baseline.removeprefix("baseline-")[:6]) == baseline
     database.conn.close()
     for ref in (baseline[:12], "baseline/v1"):
         message = one_error_line(cli("push", "--db", str(path), "--prompt", ref))

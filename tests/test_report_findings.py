@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from annotator import config
 from annotator import db as db_module
 from annotator.app import summary_cache
-from annotator.cli.main import app
+from annotator.cli import app
 from annotator.datasets.gold import adjudicate, majority_label
 from annotator.measure import findings
 from annotator.measure.frames import PUBLISHED_STUDY

@@ -8,7 +8,7 @@ from conftest import make_study
 from typer.testing import CliRunner
 
 from annotator import db as db_module
-from annotator.cli.main import app
+from annotator.cli import app
 from annotator.datasets.show import find_conversation
 from annotator.models import Annotation, Extraction, GoldLabel, Labels, PromptVersion, ValueRef
 from annotator.review.server import ServerState, write_state

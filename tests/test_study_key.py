@@ -13,15 +13,11 @@ import pii_corpus
 import pytest
 from typer.testing import CliRunner
 
-from annotator.cli.main import app
+from annotator.cli import app
 from annotator.db import MIGRATIONS, open_db
-from annotator.ingest.pipeline import (
-    RawConversation,
-    RowSettings,
-    conversation_row,
-    ingest,
-    read_jsonl,
-)
+from annotator.ingest.formats import RawConversation, read_jsonl
+from annotator.ingest.pipeline import ingest
+from annotator.ingest.rows import RowSettings, conversation_row
 from annotator.models import content_id, keyed_id
 from annotator.study_key import StudyKeyError, fingerprint, key_path, study_key
 

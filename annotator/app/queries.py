@@ -1,4 +1,4 @@
-"""Read-only queries for the app's pages and cache, beside `annotator.report`'s frames: the
+"""Read-only queries for the app's pages and cache, beside `annotator.measure.frames`: the
 app holds no SQL, what it shows comes from those frames and from these functions."""
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def conversation_detail(db: sqlite_utils.Database, conversation_id: str) -> dict
                                                 order_by="created_at")
     ]
     # every Label Studio task of the conversation (one per reviewer's instance in isolated
-    # review), with its server, so `show.task_url` finds each one's address
+    # review), with its server, so `review.instances.task_url` finds each one's address
     tasks = [
         {"server": server, "project_id": project_id, "task_id": task_id, "pushed_at": pushed_at}
         for server, project_id, task_id, pushed_at in db.execute(

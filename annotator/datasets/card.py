@@ -15,7 +15,7 @@ from typing import Any
 import sqlite_utils
 import yaml
 
-from annotator.datasets.export import ExportFilter, ExportReport
+from annotator.datasets.records import ExportFilter, ExportReport
 from annotator.datasets.writers import HF_DATA_FILE, SCHEMAS, ExportWhat
 from annotator.db import loads
 from annotator.ingest.privacy import PLACEHOLDERS

@@ -11,7 +11,8 @@ Each gold record is validated before it is written; a record that fails (no resp
 value name that is empty, ...) is reported with its reason and left out, never silently changed.
 An annotated conversation without gold is named in the report too, with why it has none: nothing
 leaves the dataset unsaid. An export that would hold nothing is an error that says why.
-Formats and how files are written are in `export_files`.
+The shapes of records and of the report are in `records`; formats and how files are written are
+in `writers`; the dataset card in `card`.
 """
 
 from __future__ import annotations
@@ -23,9 +24,19 @@ from typing import Any
 
 import orjson
 import sqlite_utils
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import ValidationError
 
 from annotator.datasets.gold import MAJORITY, gold_records, live_annotations, not_adjudicated_reason
+from annotator.datasets.records import (
+    ExportedValue,
+    ExportFilter,
+    ExportRecord,
+    ExportReport,
+    ExportStats,
+    LeftOut,
+    ProposalRecord,
+    ProposedValue,
+)
 from annotator.datasets.writers import (
     HF_DATA_FILE,
     SCHEMAS,
@@ -45,152 +56,11 @@ from annotator.db import loads, row_to_extraction
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
 from annotator.models import (
     Annotation,
-    AnnotatorLabels,
-    ExtractionStatus,
     GoldRecord,
-    ResponseType,
     Turn,
     ValueRef,
 )
 from annotator.taxonomy import TOP_CATEGORIES, Node, load_taxonomy
-
-
-class ExportedValue(BaseModel):
-    name: str
-    node_id: str | None
-    category: str | None = Field(description="top category, e.g. 'Practical values'")
-    cluster: str | None = Field(description="level-1 cluster name")
-    free: bool
-
-
-class ProposedValue(ExportedValue):
-    evidence: str | None = Field(default=None, description="the quote the model gave")
-    score: float | None = None
-
-
-def _named(values: list[ExportedValue]) -> list[ExportedValue]:
-    if any(not v.name.strip() for v in values):
-        raise ValueError("a value has an empty name")
-    return values
-
-
-class ExportRecord(BaseModel):
-    """One adjudicated conversation (`validated`; `gold` leaves `annotations` out)."""
-
-    conversation_id: str
-    source: str
-    turns: list[Turn] = Field(min_length=1)
-    ai_values: list[ExportedValue]
-    human_values: list[ExportedValue]
-    response_type: ResponseType
-    subjective: bool
-    decided_by: str
-    decided_at: str | None
-    n_annotations: int = Field(0, description="live annotations, complete or not")
-    annotations: list[AnnotatorLabels] = Field(default_factory=list)
-
-    _names_present = field_validator("ai_values", "human_values")(_named)
-
-
-class ProposalRecord(BaseModel):
-    """One extraction: what one prompt version and model proposed for one conversation."""
-
-    conversation_id: str
-    source: str
-    turns: list[Turn]
-    prompt_id: str
-    prompt_name: str | None
-    prompt_version: str | None
-    model: str
-    extractor: str
-    status: ExtractionStatus
-    error: str | None
-    subjective: bool | None
-    response_type: ResponseType | None
-    ai_values: list[ProposedValue]
-    human_values: list[ProposedValue]
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    cost_usd: float
-    attempts: int
-    model_calls: int = Field(description="rows in model_calls (requests sent, retries included)")
-    call_ms: float = Field(description="their summed duration in milliseconds")
-    created_at: str
-
-
-class ExportFilter(BaseModel):
-    sources: list[str] = Field(default_factory=list)
-    response_types: list[ResponseType] = Field(default_factory=list)
-    categories: list[str] = Field(
-        default_factory=list, description="keep conversations with an AI value in these"
-    )
-    decided_by_person_only: bool = False
-    subjective_only: bool = False
-    min_annotations: int = 0
-    include_annotations: bool = True
-
-
-class LeftOut(BaseModel):
-    """A conversation the export leaves out other than by a filter, and why."""
-
-    conversation_id: str
-    reason: str
-
-
-class ExportStats(BaseModel):
-    """What the exported records hold, for the report and the dataset card."""
-
-    conversations: int = 0
-    response_types: dict[str, int] = Field(default_factory=dict)
-    categories: dict[str, int] = Field(default_factory=dict, description="AI values per top "
-                                       "category")
-    sources: dict[str, int] = Field(default_factory=dict)
-    statuses: dict[str, int] = Field(default_factory=dict, description="proposals: ok, error")
-    prompt_ids: list[str] = Field(default_factory=list, description="proposals exported")
-    decided_by_person: int = 0
-    free_values: int = 0
-    _ids: set[str] = PrivateAttr(default_factory=set)
-
-    def add(self, record: ExportRecord | ProposalRecord) -> None:
-        if record.conversation_id not in self._ids:
-            self._ids.add(record.conversation_id)
-            self.conversations += 1
-            _bump(self.sources, record.source)
-        _bump(self.response_types, record.response_type.value if record.response_type else "none")
-        for value in record.ai_values:
-            _bump(self.categories, value.category or "free value")
-            self.free_values += value.free
-        if isinstance(record, ProposalRecord):
-            _bump(self.statuses, record.status.value)
-            if record.prompt_id not in self.prompt_ids:
-                self.prompt_ids.append(record.prompt_id)
-        elif record.decided_by != MAJORITY:
-            self.decided_by_person += 1
-
-    def conversation_ids(self) -> set[str]:
-        return set(self._ids)
-
-
-def _bump(counts: dict[str, int], key: str) -> None:
-    counts[key] = counts.get(key, 0) + 1
-
-
-class ExportReport(BaseModel):
-    path: str | None = None
-    format: ExportFormat
-    what: ExportWhat = ExportWhat.validated
-    exported: int = 0
-    considered: int = 0  # valid records before the filters
-    filtered_out: int = 0
-    kept_by_filter: dict[str, int] = Field(default_factory=dict)  # each filter on its own
-    invalid: list[tuple[str, str]] = Field(default_factory=list)  # gold that fails validation
-    # every annotated or adjudicated conversation not exported and not filtered out: invalid
-    # gold, and conversations without gold (incomplete or split annotations, not adjudicated)
-    left_out: list[LeftOut] = Field(default_factory=list)
-    stats: ExportStats = Field(default_factory=ExportStats)
-
 
 # --- values -------------------------------------------------------------------------------------
 

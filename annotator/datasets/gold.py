@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import sqlite_utils
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from annotator.db import (
     annotation_to_row,
@@ -27,8 +27,10 @@ from annotator.db import (
     row_to_conversation,
     row_to_gold,
 )
-from annotator.errors import AnnotatorError, InputError
-from annotator.ingest.pipeline import RawConversation, conversation_row
+from annotator.errors import AnnotatorError
+from annotator.gold_file import gold_files, numbered_records
+from annotator.ingest.formats import RawConversation
+from annotator.ingest.rows import conversation_row
 from annotator.models import (
     REQUIRED_FIELDS,
     Annotation,
@@ -53,41 +55,6 @@ class GoldImportReport(BaseModel):
     rejected: list[RejectedRecord] = Field(default_factory=list)
 
 
-def read_gold(path: Path) -> Iterator[GoldRecord | RejectedRecord]:
-    """Records of one gold file; a line that does not validate is reported, not dropped."""
-    for _, record in _numbered_records(path):
-        yield record
-
-
-def _numbered_records(path: Path) -> Iterator[tuple[int, GoldRecord | RejectedRecord]]:
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield line_no, GoldRecord.model_validate_json(line)
-            except ValidationError as exc:
-                reason = "; ".join(
-                    f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3]
-                )
-                yield line_no, RejectedRecord(file=str(path), line=line_no, reason=reason)
-
-
-def gold_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The JSONL files named, folders expanded to their `*.jsonl` files in name order."""
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files.extend(sorted(p.glob("*.jsonl")))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise InputError(f"{p}: no such file or folder")
-    if not files:
-        raise InputError("no gold *.jsonl files found")
-    return files
-
-
 def import_gold(
     db: sqlite_utils.Database, paths: Iterable[str | Path], scrub: bool = True
 ) -> GoldImportReport:
@@ -103,7 +70,7 @@ def import_gold(
     key = study_key(db)
     for path in gold_files(paths):
         report.files.append(str(path))
-        for line_no, record in _numbered_records(path):
+        for line_no, record in numbered_records(path):
             if isinstance(record, RejectedRecord):
                 report.rejected.append(record)
                 continue

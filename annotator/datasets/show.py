@@ -15,6 +15,7 @@ import sqlite_utils
 
 from annotator.db import loads
 from annotator.errors import InputError
+from annotator.review.instances import task_url
 
 SHOWN_CANDIDATES = 5
 # Above every character of an id: `id >= p and id < p || TOP` is "starts with p", on the index.
@@ -84,40 +85,6 @@ def prompt_names(db: sqlite_utils.Database) -> dict[str, str]:
 
 def _values(raw: str | None) -> list[dict[str, Any]]:
     return [v if isinstance(v, dict) else {"name": str(v)} for v in loads(raw, [])]
-
-
-def _server_url(db_path: Path | None, server: str | None) -> str | None:
-    """The base URL of the server a task row names, if known (never a secret)."""
-    if not server:
-        return None
-    if server.startswith(("http://", "https://")):
-        return server.rstrip("/")  # an external server is named by its URL
-    if db_path is None:
-        return None
-    from annotator.review.server import read_state
-
-    try:
-        if server == "local":
-            state = read_state(db_path)
-        elif server.startswith("reviewer:"):
-            from annotator.review.instances import reviewers
-
-            found = [r for r in reviewers(db_path) if r.key == server]
-            state = read_state(found[0].anchor) if found else None
-        else:
-            return None
-    except Exception:  # noqa: BLE001 - an unreadable state file only means "no link"
-        return None
-    return state.url if state is not None and state.port else None
-
-
-def task_url(db_path: Path | None, task: dict[str, Any]) -> str | None:
-    """Label Studio's address of a `tasks` row (the project's data manager opened on the
-    task), when its server's address is known; else None."""
-    base = _server_url(db_path, task.get("server"))
-    if not base or task.get("task_id") is None:
-        return None
-    return f"{base}/projects/{task['project_id']}/data?task={task['task_id']}"
 
 
 def conversation_record(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -134,44 +133,6 @@ class Extractor(Protocol):
     async def aclose(self) -> None: ...
 
 
-def get_extractor(
-    name: str,
-    *,
-    model: str | None = None,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    prices: str | Path | None = None,
-    max_attempts: int = 3,
-    max_retries: int = 4,
-    timeout: float = 120.0,
-    concurrency: int = 8,
-) -> Extractor:
-    """Build an extractor by name. `claude` needs an API key; `baseline` needs nothing."""
-    if name == "baseline":
-        from annotator.extract.baseline import BaselineExtractor
-
-        return BaselineExtractor()
-    if name == "claude":
-        if not api_key:
-            raise AnnotatorError(
-                "the claude extractor needs an API key: set ANTHROPIC_API_KEY "
-                "(or use --extractor baseline)"
-            )
-        from annotator.extract.claude import ClaudeExtractor
-
-        return ClaudeExtractor(
-            api_key=api_key,
-            model=model,
-            base_url=base_url,
-            prices=prices,
-            max_attempts=max_attempts,
-            max_retries=max_retries,
-            timeout=timeout,
-            concurrency=concurrency,
-        )
-    raise AnnotatorError(f"unknown extractor {name!r}: choose one of {', '.join(EXTRACTORS)}")
-
-
 __all__ = [
     "EXTRACTORS",
     "MAX_VALUES",
@@ -183,6 +144,5 @@ __all__ = [
     "Outcome",
     "ProposedLabels",
     "ProposedValue",
-    "get_extractor",
     "labels_schema",
 ]

@@ -104,7 +104,7 @@ def _resolve(path: str, _mtime: int, _size: int, k: int, seed: int, named: str,
 
 
 def _complete_records(path: Path, label: str) -> list[GoldRecord]:
-    from annotator.datasets.gold import read_gold
+    from annotator.gold_file import read_gold
 
     records = []
     for record in read_gold(path):
@@ -168,7 +168,6 @@ def _labels(record: GoldRecord) -> str:
 def render_examples(records: list[GoldRecord]) -> str:
     """The chosen records as worked examples: turns, then the gold labels (names only: a reply
     also quotes evidence for each value)."""
-    from annotator.extract.prompts import render_turns
     from annotator.ingest.privacy import scrub_text
 
     blocks = ["# Worked examples from adjudicated gold", "",
@@ -180,3 +179,14 @@ def render_examples(records: list[GoldRecord]) -> str:
         blocks += [f'<example index="{i}">', render_turns(turns),
                    f"<labels>{_labels(record)}</labels>", "</example>", ""]
     return "\n".join(blocks).strip()
+
+
+def render_turns(turns: list[Turn]) -> str:
+    """`render_conversation` of bare turns (a gold record's, for few-shot examples)."""
+    lines = ["<conversation>"]
+    for i, turn in enumerate(turns, start=1):
+        lines.append(f'<turn index="{i}" role="{turn.role.value}">')
+        lines.append(turn.text.strip())
+        lines.append("</turn>")
+    lines.append("</conversation>")
+    return "\n".join(lines)

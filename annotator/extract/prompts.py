@@ -30,7 +30,7 @@ from annotator import config
 from annotator.db import loads, open_existing_db, prompt_to_row, row_to_prompt
 from annotator.errors import InputError
 from annotator.extract import few_shot
-from annotator.models import Conversation, PromptVersion, Turn
+from annotator.models import Conversation, PromptVersion
 
 DEFAULT_NAME = "values"
 USER_MARKER = "<!-- user -->"
@@ -314,18 +314,7 @@ def _body_parts(text: str) -> tuple[str, str]:
 
 def render_conversation(conversation: Conversation) -> str:
     """Turns as tagged blocks, numbered so evidence quotes can be traced to a turn."""
-    return render_turns(conversation.turns)
-
-
-def render_turns(turns: list[Turn]) -> str:
-    """`render_conversation` of bare turns (a gold record's, for few-shot examples)."""
-    lines = ["<conversation>"]
-    for i, turn in enumerate(turns, start=1):
-        lines.append(f'<turn index="{i}" role="{turn.role.value}">')
-        lines.append(turn.text.strip())
-        lines.append("</turn>")
-    lines.append("</conversation>")
-    return "\n".join(lines)
+    return few_shot.render_turns(conversation.turns)
 
 
 def render(prompt: PromptVersion, conversation: Conversation) -> Rendered:

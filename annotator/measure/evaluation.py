@@ -26,10 +26,11 @@ from pydantic import BaseModel, Field
 from annotator import config
 from annotator.db import open_existing_db
 from annotator.errors import InputError
-from annotator.extract.engine import ProgressFn, choose_extractor, extract_async
+from annotator.extract.engine import choose_extractor, extract_async
 from annotator.extract.prompts import few_shot_ids, resolve_prompt
-from annotator.measure.agreement import jaccard_index
+from annotator.extract.run_report import ProgressFn
 from annotator.measure.eval_metrics import DELTA_NAMES, LEVEL, METRICS, Threshold, parse_threshold
+from annotator.measure.model_scores import jaccard_index
 from annotator.models import PromptVersion
 
 AGAINST_GOLD = "gold"
@@ -118,7 +119,7 @@ def _reference(db: sqlite_utils.Database, against: str) -> pd.DataFrame:
             raise InputError("no gold labels in this study: `annotator gold load FILE`, "
                              "`annotator adjudicate`, or decide them in the app")
         return gold
-    from annotator.datasets.gold import read_gold
+    from annotator.gold_file import read_gold
     from annotator.models import RejectedRecord
 
     path = Path(against).expanduser()

@@ -30,7 +30,6 @@ from pydantic import BaseModel, Field
 
 from annotator import config
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
-from annotator.measure.agreement import RESPONSE_TYPE_LABELS, spearman_rho
 from annotator.measure.frames import (
     PUBLISHED_STUDY,
     annotations_frame,
@@ -39,6 +38,8 @@ from annotator.measure.frames import (
     prompt_list,
     scalar,
 )
+from annotator.measure.model_scores import spearman_rho
+from annotator.measure.shapes import RESPONSE_TYPE_LABELS
 from annotator.taxonomy import LEVEL_KINDS, LEVELS, Taxonomy, load_taxonomy, normalise
 
 MIN_RANKED = 3  # a rank correlation over fewer values says nothing
@@ -594,7 +595,7 @@ def task_links(
     db: sqlite_utils.Database, conversation_ids: Sequence[str], db_path: Path | None
 ) -> dict[str, list[str]]:
     """Label Studio links of these conversations' tasks, where the server's address is known."""
-    from annotator.datasets.show import task_url
+    from annotator.review.instances import task_url
 
     links: dict[str, list[str]] = {}
     ids = list(conversation_ids)

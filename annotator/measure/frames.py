@@ -17,13 +17,8 @@ import sqlite_utils
 from annotator.db import optional_bool
 from annotator.extract.ledger import call_ledger
 from annotator.extract.prompts import few_shot_map, resolve_used_ids
-from annotator.measure.agreement import (
-    MIN_BLIND_CONVERSATIONS,
-    AgreementReport,
-    AnchoringReport,
-    agreement_report,
-    anchoring,
-)
+from annotator.measure.agreement import AgreementReport, agreement_report
+from annotator.measure.anchoring import MIN_BLIND_CONVERSATIONS, AnchoringReport, anchoring
 
 ANNOTATION_COLUMNS = [
     "annotation_id",

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from annotator.measure import agreement as ag
+from annotator.measure import agreement, coefficients, intervals, model_scores, shapes, value_sets
 from annotator.taxonomy import Taxonomy, load_taxonomy
 
 LEVELS: tuple[int, ...] = (0, 1, 2, 3)
@@ -30,7 +30,7 @@ LEVEL_LABELS: dict[int, str] = {
 }
 FIELDS: tuple[str, ...] = ("ai_values", "human_values")
 FIELD_LABELS: dict[str, str] = {"ai_values": "AI values", "human_values": "human values"}
-RESPONSE_TYPES: tuple[str, ...] = ag.RESPONSE_TYPE_LABELS
+RESPONSE_TYPES: tuple[str, ...] = shapes.RESPONSE_TYPE_LABELS
 FREE = "free (not in the taxonomy)"
 STAT_COLUMNS = ["value", "low", "high", "n_units", "note"]
 
@@ -53,7 +53,7 @@ def level_maps(tree: Taxonomy | None = None) -> dict[int, dict[str, str]]:
 
 def level_key(name: str, level: int, maps: Mapping[int, Mapping[str, str]]) -> str:
     """The key a value counts under at `level`, exactly as `agreement.map_level` maps it."""
-    return name if level == 0 else ag.level_name(name, maps[level])
+    return name if level == 0 else value_sets.level_name(name, maps[level])
 
 
 def key_label(key: str, level: int, tree: Taxonomy | None = None) -> str:
@@ -137,7 +137,7 @@ def annotators_bundle(
 ) -> Bundle:
     """Inter-annotator agreement (with intervals) at every level, kappa matrix, activity."""
     maps = level_maps()
-    report = ag.agreement_report(
+    report = agreement.agreement_report(
         annotations,
         level_maps=maps,
         n_boot=n_boot,
@@ -281,7 +281,7 @@ def conversations_bundle(annotations: pd.DataFrame, gold: pd.DataFrame) -> Bundl
 # --- a prompt version against gold and each annotator -----------------------------------------
 
 
-def _stat_row(reference: str, metric: str, fld: str, level: int | None, stat: ag.Stat) -> dict:
+def _stat_row(reference: str, metric: str, fld: str, level: int | None, stat: shapes.Stat) -> dict:
     return {"reference": reference, "metric": metric, "field": fld, "level": level,
             "value": stat.value, "low": stat.low, "high": stat.high, "n_units": stat.n_units,
             "note": stat.reason}
@@ -308,10 +308,11 @@ def prompt_bundle(
     metrics: list[dict] = []
     confusion: list[dict] = []
     # each frame's value sets encoded once per field, shared by every pairing below
-    vocabs = {fld: ag.Vocabulary() for fld in FIELDS}
-    model_sets = {fld: ag.encode_sets(extractions, fld, vocabs[fld]) for fld in FIELDS}
+    vocabs = {fld: model_scores.Vocabulary() for fld in FIELDS}
+    model_sets = {fld: model_scores.encode_sets(extractions, fld, vocabs[fld]) for fld in FIELDS}
     for ref_name, ref, boot in references:
-        acc, kap, table = ag.response_type_scores(extractions, ref, n_boot=boot, seed=seed)
+        acc, kap, table = model_scores.response_type_scores(extractions, ref, n_boot=boot,
+                                                            seed=seed)
         metrics.append(_stat_row(ref_name, "accuracy", "response_type", None, acc))
         metrics.append(_stat_row(ref_name, "cohen_kappa", "response_type", None, kap))
         for i, ref_label in enumerate(RESPONSE_TYPES):
@@ -319,9 +320,10 @@ def prompt_bundle(
                 confusion.append({"reference": ref_name, "reference_type": ref_label,
                                   "model_type": model_label, "count": int(table[i][j])})
         for fld in FIELDS:
-            leaf = ag.pair_sets(model_sets[fld], ag.encode_sets(ref, fld, vocabs[fld]),
-                                vocabs[fld].names())
-            by_level = ag.value_scores_of_pairs(
+            leaf = model_scores.pair_sets(
+                model_sets[fld], model_scores.encode_sets(ref, fld, vocabs[fld]),
+                vocabs[fld].names())
+            by_level = model_scores.value_scores_of_pairs(
                 leaf, {lv: maps.get(lv) for lv in LEVELS}, n_boot=boot, seed=seed)
             for lv, scores in by_level.items():
                 for metric, stat in scores.items():
@@ -356,11 +358,11 @@ def model_labels(extractions: pd.DataFrame, maps: Mapping[int, Mapping[str, str]
 
 def _aligned_ratings(
     model: pd.DataFrame, reference: pd.DataFrame, fld: str, ids: np.ndarray
-) -> ag.SetRatings:
+) -> value_sets.SetRatings:
     """Model and reference sets of the conversations `ids` as one SetRatings, model first."""
     m = model.set_index("conversation_id")[fld].reindex(ids)
     r = reference.set_index("conversation_id")[fld].reindex(ids)
-    return ag.pair_ratings(ids, m.tolist(), r.tolist())
+    return model_scores.pair_ratings(ids, m.tolist(), r.tolist())
 
 
 def gold_outcomes(
@@ -403,8 +405,8 @@ def gold_outcomes(
     tree = load_taxonomy()
     leaf = _aligned_ratings(model, ref, "ai_values", ids)
     for lv in LEVELS:
-        r = ag.map_level(leaf, maps.get(lv))
-        counts = ag.set_counts(r)
+        r = value_sets.map_level(leaf, maps.get(lv))
+        counts = model_scores.set_counts(r)
         # the counts' rows follow r.units (sorted by conversation): put them in outcomes' order
         order = pd.Index(r.units).get_indexer(ids)
         outcomes[f"tp_{lv}"] = counts.tp[order].astype(np.int64)
@@ -415,7 +417,7 @@ def gold_outcomes(
         rv = np.asarray(counts.reference.sum(0)).ravel()
         used = (pv > 0) | (rv > 0)
         keys = r.vocab[used]
-        precision, recall, f1 = ag.per_value_scores(tpv[used], pv[used], rv[used], np.nan)
+        precision, recall, f1 = model_scores.per_value_scores(tpv[used], pv[used], rv[used], np.nan)
         per_value.append(pd.DataFrame({
             "level": lv,
             "key": keys,
@@ -452,8 +454,9 @@ def compare_versions(
     cols = ["conversation_id", "gold_type", "model_type", "type_match", "gold_values",
             "model_values", *(f"{k}_{level}" for k in ("tp", "fp", "fn"))]
     merged = a[cols].merge(b[cols], on="conversation_id", suffixes=("_a", "_b"))
-    ja = ag.jaccard_index(*(merged[f"{k}_{level}_a"].to_numpy(float) for k in ("tp", "fp", "fn")))
-    jb = ag.jaccard_index(*(merged[f"{k}_{level}_b"].to_numpy(float) for k in ("tp", "fp", "fn")))
+    ja, jb = (model_scores.jaccard_index(*(merged[f"{k}_{level}_{side}"].to_numpy(float)
+                                           for k in ("tp", "fp", "fn")))
+              for side in ("a", "b"))
     ca = merged["type_match_a"].to_numpy(bool)
     cb = merged["type_match_b"].to_numpy(bool)
     changes = pd.DataFrame({
@@ -514,7 +517,7 @@ def paired_deltas(merged: pd.DataFrame, level: int, n_boot: int, seed: int = 0) 
 
     def add(metric: str, patterns_w: np.ndarray, fa: Callable[[np.ndarray], float],
             fb: Callable[[np.ndarray], float]) -> None:
-        b, a, delta = ag.paired_stats(
+        b, a, delta = intervals.paired_stats(
             patterns_w, fb, fa, n_units=(n, n, n), undefined=("undefined",) * 3,
             n_boot=n_boot if n > 1 else 0, seed=rng)
         rows.append({"metric": metric, "a": a.value, "b": b.value, "delta": delta.value,
@@ -540,10 +543,10 @@ def paired_deltas(merged: pd.DataFrame, level: int, n_boot: int, seed: int = 0) 
                 return stat(table)[0]
             return f
 
-        add("accuracy", cw, table_stat(ai, ag.accuracy_from_table),
-            table_stat(bi, ag.accuracy_from_table))
-        add("cohen_kappa", cw, table_stat(ai, ag.kappa_from_table),
-            table_stat(bi, ag.kappa_from_table))
+        add("accuracy", cw, table_stat(ai, coefficients.accuracy_from_table),
+            table_stat(bi, coefficients.accuracy_from_table))
+        add("cohen_kappa", cw, table_stat(ai, coefficients.kappa_from_table),
+            table_stat(bi, coefficients.kappa_from_table))
     # values: micro F1 and mean Jaccard from each conversation's (tp, fp, fn) for a and b
     t = np.stack([merged[f"{kind}_{level}{s}"].to_numpy(np.int64)
                   for s in ("_a", "_b") for kind in ("tp", "fp", "fn")], axis=1)
@@ -563,10 +566,10 @@ def paired_deltas(merged: pd.DataFrame, level: int, n_boot: int, seed: int = 0) 
     pa, pb = pats[:, :3].astype(float), pats[:, 3:].astype(float)
 
     def micro_f1(p: np.ndarray) -> Callable[[np.ndarray], float]:
-        return lambda w: ag.micro_scores(p[:, 0], p[:, 1], p[:, 2], w)["f1"]
+        return lambda w: model_scores.micro_scores(p[:, 0], p[:, 1], p[:, 2], w)["f1"]
 
     add("micro_f1", pw, micro_f1(pa), micro_f1(pb))
-    ja, jb = ag.jaccard_index(*pa.T), ag.jaccard_index(*pb.T)
+    ja, jb = model_scores.jaccard_index(*pa.T), model_scores.jaccard_index(*pb.T)
     add("mean_jaccard", pw, lambda w: float(w @ ja / w.sum()), lambda w: float(w @ jb / w.sum()))
     return pd.DataFrame(rows)
 

@@ -1,7 +1,7 @@
 """`annotator demo --serve`: the whole loop on the demo study, for someone new to the project.
 
 After the demo study is built, two reviewers get a Label Studio of their own (isolated review,
-`labelstudio_instances`), the demo tasks are pushed to both pre-filled with the baseline's
+`instances`), the demo tasks are pushed to both pre-filled with the baseline's
 predictions, and the app is served; `serving` hands back the addresses and logins to print and
 stops everything it started when the block ends, whether by Ctrl-C (SIGINT), SIGTERM or an
 error. The app runs as a child process (`annotator app`) in a session of its own, like the
@@ -201,7 +201,7 @@ def serving(
     so a second run prints the same logins; tasks already pushed are not sent twice. On leaving
     the block, for any reason, the app and every Label Studio of the study are stopped.
     """
-    from annotator.review.sync import push
+    from annotator.review.push import push
 
     db = Path(db).resolve()
     venv_path = check_ready(app_port, venv)

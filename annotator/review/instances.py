@@ -8,7 +8,7 @@ own, copied from the migrated template (so it starts in seconds, not the 25 s of
 migration), a port of its own, and the reviewer as its user. The tool talks to it with that
 user's token, kept in the instance's state file (mode 0600) like the main server's.
 
-This module manages the instances (no SDK); `annotator.labelstudio` pushes to and pulls from
+This module manages the instances (no SDK); `push` and `pull` push to and pull from
 them, and names their label sources `labelstudio:reviewer:<email>:<project id>`.
 """
 
@@ -21,6 +21,7 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from annotator.review import server
 from annotator.review.server import Connection, LabelStudioError, ServerState, ServerStatus
@@ -157,3 +158,33 @@ def login(inst: ReviewerInstance) -> dict[str, str]:
     """URL, email and password a reviewer logs in with (asked for only)."""
     info = server.login_info(inst.anchor)
     return {"email": inst.email, "url": info["url"], "password": info["password"]}
+
+
+def _server_url(db_path: Path | None, key: str | None) -> str | None:
+    """The base URL of the server a task row names, if known (never a secret)."""
+    if not key:
+        return None
+    if key.startswith(("http://", "https://")):
+        return key.rstrip("/")  # an external server is named by its URL
+    if db_path is None:
+        return None
+    try:
+        if key == "local":
+            state = server.read_state(db_path)
+        elif key.startswith("reviewer:"):
+            found = [r for r in reviewers(db_path) if r.key == key]
+            state = server.read_state(found[0].anchor) if found else None
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - an unreadable state file only means "no link"
+        return None
+    return state.url if state is not None and state.port else None
+
+
+def task_url(db_path: Path | None, task: dict[str, Any]) -> str | None:
+    """Label Studio's address of a `tasks` row (the project's data manager opened on the
+    task), when its server's address is known; else None."""
+    base = _server_url(db_path, task.get("server"))
+    if not base or task.get("task_id") is None:
+        return None
+    return f"{base}/projects/{task['project_id']}/data?task={task['task_id']}"

@@ -7,7 +7,7 @@ admin login, mode 0600). Secrets go to the child through its environment, never 
 (which `ps` shows), and are printed only when the user asks for the login.
 
 With `LABEL_STUDIO_URL` and `LABEL_STUDIO_API_KEY` set, that server is used and none is started.
-This module does not import the SDK; `annotator.labelstudio` does.
+This module does not import the SDK; `sync` does.
 """
 
 from __future__ import annotations

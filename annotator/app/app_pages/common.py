@@ -27,9 +27,9 @@ import streamlit as st
 from annotator import config
 from annotator.app import conversation_search, precompute, queries, summary_cache
 from annotator.app.conversation_search import ConversationHit
-from annotator.datasets.show import task_url
 from annotator.measure import findings
 from annotator.measure.summaries import Bundle
+from annotator.review.instances import task_url
 
 WAIT_SECONDS = 3.0  # how long a page waits for a result before showing "computing"
 DEFAULT_BOOT = precompute.DEFAULT_BOOT

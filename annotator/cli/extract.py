@@ -1,0 +1,194 @@
+"""`annotator prompts` and `annotator extract`: the model's proposals, priced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from annotator.cli.main import (
+    PROMPT_REF,
+    DbOption,
+    JsonOption,
+    PromptsDirOption,
+    SummariesOption,
+    app,
+    cli_errors,
+    console,
+    db_path,
+    err_console,
+    extract_bar,
+    precompute_summaries,
+    print_json,
+    rows_table,
+)
+
+
+@app.command()
+@cli_errors
+def prompts(
+    db: DbOption = None, prompts_dir: PromptsDirOption = None, as_json: JsonOption = False
+) -> None:
+    """List extraction prompt versions: on disk, and those used in the study database.
+
+    A version's id is a hash of its file; a version shown only in the database had its file
+    edited or removed after use. Every `--prompt` takes an id, any unique prefix of one,
+    name/version or a file.
+
+    Example: annotator prompts --db study.db --prompts my-prompts/
+    """
+    from annotator.extract.prompts import prompts as list_prompts
+
+    rows = list_prompts(db_path(db), prompts_dir)
+    if as_json:
+        print_json(rows)
+        return
+    console.print(rows_table("Prompt versions", rows))
+
+
+@app.command()
+@cli_errors
+def extract(
+    db: DbOption = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option(help=f"Prompt version: {PROMPT_REF}. Default: the latest values/ file."),
+    ] = None,
+    prompts_dir: PromptsDirOption = None,
+    extractor: Annotated[
+        str | None,
+        typer.Option(
+            help="claude or baseline. Default: claude if ANTHROPIC_API_KEY is set, else baseline."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model id. Default: the prompt's front matter.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Take at most this many pending conversations.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Calls in flight at once.")] = 8,
+    batch: Annotated[
+        bool, typer.Option("--batch", help="Use the Message Batches API (half price, slower).")
+    ] = False,
+    retry_errors: Annotated[
+        bool, typer.Option("--retry-errors", help="Take conversations whose last try failed.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print calls, estimated tokens and cost; spend nothing."),
+    ] = False,
+    prices: Annotated[
+        Path | None,
+        typer.Option(help="JSON/TOML file of per-model prices (USD per million tokens)."),
+    ] = None,
+    allow_unscrubbed: Annotated[
+        bool,
+        typer.Option("--allow-unscrubbed", help="Also send conversations ingested unscrubbed."),
+    ] = False,
+    poll_interval: Annotated[
+        float, typer.Option(help="Seconds between polls of a batch's status.")
+    ] = 30.0,
+    timeout: Annotated[
+        float,
+        typer.Option(help="Seconds to wait for one reply before retrying the request."),
+    ] = 120.0,
+    max_retries: Annotated[
+        int,
+        typer.Option(help="Retries of a request that got no usable reply (429, 5xx, timeout)."),
+    ] = 4,
+    busy_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds to wait for another writer before backing off and retrying."),
+    ] = 30.0,
+    summaries: SummariesOption = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Propose labels (values, response type, subjective) for conversations not yet done.
+
+    Results are cached per (conversation, prompt version, model): a rerun, or a rerun after an
+    interruption, only calls for what is missing. Each call is recorded before it is sent; calls
+    a killed run left without a reply are reported as possibly paid. Work another live run has
+    claimed is skipped.
+
+    Example: annotator extract --limit 20 --dry-run
+    """
+    from annotator.extract.engine import extract as run_extract
+
+    with extract_bar(not as_json) as progress:
+        report = run_extract(
+            db_path(db),
+            prompt=prompt,
+            prompts_dir=prompts_dir,
+            extractor=extractor,
+            model=model,
+            limit=limit,
+            concurrency=concurrency,
+            batch=batch,
+            retry_errors=retry_errors,
+            dry_run=dry_run,
+            prices=prices,
+            allow_unscrubbed=allow_unscrubbed,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            max_retries=max_retries,
+            busy_timeout=busy_timeout,
+            progress=progress,
+        )
+    for note in report.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    data = report.as_dict()
+    changed = report.estimate is None and summaries
+    if as_json:
+        print_json({**data, "app_summaries": precompute_summaries(db_path(db), changed, True)})
+        return
+    if report.estimate is not None:
+        console.print(
+            f"Dry run: {report.todo} conversations to label with {escape(report.extractor)} "
+            f"{escape(report.model)}, prompt {escape(report.prompt)} ({report.prompt_id}); "
+            f"{report.cached} cached."
+        )
+        estimate = [{"": k, "value": v} for k, v in report.estimate.items()]
+        console.print(rows_table("Estimate (nothing was sent)", estimate))
+        _print_claims_and_ledger(report)
+        return
+    hidden = ("estimate", "error_reasons", "ledger", "held_by", "notes")
+    shown = [{"": k, "value": v} for k, v in data.items() if k not in hidden]
+    console.print(rows_table("Extraction run", shown))
+    _print_claims_and_ledger(report)
+    for reason, count in report.error_reasons.items():
+        console.print(f"[red]{count} errors:[/] {escape(reason)}", highlight=False)
+    if report.errors:
+        console.print("Error rows are kept; rerun with --retry-errors to take them again.")
+    if not report.priced:
+        console.print(f"[yellow]No price for {escape(report.model)}:[/] costs show as 0; "
+                      "pass --prices.")
+    precompute_summaries(db_path(db), changed, False)
+
+
+def _print_claims_and_ledger(report: Any) -> None:
+    """Work skipped because another run holds it, and calls that may have been paid without a
+    recorded reply: said in words, not only in the table."""
+    if report.held_elsewhere:
+        console.print(
+            f"[yellow]Skipped {report.held_elsewhere} conversations:[/] another run is "
+            f"extracting them ({escape(', '.join(report.held_by))}).",
+            highlight=False, soft_wrap=True,
+        )
+    if report.settled_possibly_paid:
+        console.print(
+            f"[yellow]{report.settled_possibly_paid} calls[/] were in flight when an earlier run "
+            "died: marked possibly paid.",
+            highlight=False, soft_wrap=True,
+        )
+    ledger = report.ledger or {}
+    if ledger.get("possibly_paid_calls"):
+        console.print(
+            f"Possibly paid: {ledger['possibly_paid_calls']} calls in this study were sent "
+            "without a recorded reply (estimate "
+            f"${ledger['possibly_paid_usd_estimate']:.4f}; recorded cost "
+            f"${ledger['cost_usd']:.4f}).",
+            highlight=False, soft_wrap=True,
+        )

@@ -1,0 +1,353 @@
+"""A model against people: response-type accuracy, Cohen's kappa and confusion matrix; value
+precision, recall and F1 (micro and macro, macro as scikit-learn's `zero_division=0`) and mean
+Jaccard (two empty sets count 1), with bootstrap intervals; Spearman's rho for rankings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+from scipy import sparse
+
+from annotator.measure.coefficients import (
+    _distinct_rows,
+    _paired_table,
+    _table_stat,
+    accuracy_from_table,
+    kappa_from_table,
+)
+from annotator.measure.intervals import (
+    _boot_patterns,
+    _with_interval,
+)
+from annotator.measure.shapes import (
+    RESPONSE_TYPE,
+    RESPONSE_TYPE_LABELS,
+    UNIT,
+    Stat,
+    _is_missing,
+    _nan,
+)
+from annotator.measure.value_sets import (
+    SetRatings,
+    _csr,
+    _ranges,
+    map_level,
+)
+
+# --------------------------------------------------------------------------- model vs human
+
+
+class ConfusionMatrix(BaseModel):
+    """Rows: reference (gold or annotator); columns: model."""
+
+    scope: str
+    labels: list[str]
+    counts: list[list[int]]
+
+
+def _aligned(model: pd.DataFrame, reference: pd.DataFrame, label: str) -> pd.DataFrame:
+    left = model[[UNIT, label]].drop_duplicates(UNIT, keep="last")
+    right = reference[[UNIT, label]].drop_duplicates(UNIT, keep="last")
+    both = left.merge(right, on=UNIT, suffixes=("_model", "_ref"))
+    keep = ~(both[f"{label}_model"].isna() | both[f"{label}_ref"].isna())
+    return both.loc[keep.to_numpy()]
+
+
+def response_type_scores(
+    model: pd.DataFrame,
+    reference: pd.DataFrame,
+    *,
+    label: str = RESPONSE_TYPE,
+    n_boot: int = 0,
+    seed: int = 0,
+) -> tuple[Stat, Stat, np.ndarray]:
+    """Accuracy, Cohen's kappa and the confusion matrix (rows reference, columns model) over
+    conversations both labelled, in the order of RESPONSE_TYPE_LABELS."""
+    both = _aligned(model, reference, label)
+    if both.empty:
+        z = np.zeros((len(RESPONSE_TYPE_LABELS),) * 2, dtype=np.int64)
+        return _nan("no shared conversations"), _nan("no shared conversations"), z
+    table, _ = _paired_table(both[f"{label}_ref"].tolist(), both[f"{label}_model"].tolist(),
+                             RESPONSE_TYPE_LABELS)
+    acc = _table_stat(table, accuracy_from_table, n_boot, seed)
+    kap = _table_stat(table, kappa_from_table, n_boot, seed)
+    return acc, kap, table
+
+
+def micro_scores(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, w: np.ndarray
+                 ) -> dict[str, float]:
+    """Micro precision, recall and F1 of units with counts (tp, fp, fn) and weights w."""
+    stp, sfp, sfn = float(w @ tp), float(w @ fp), float(w @ fn)
+    nan = float("nan")
+    return {
+        "precision": stp / (stp + sfp) if stp + sfp > 0 else nan,
+        "recall": stp / (stp + sfn) if stp + sfn > 0 else nan,
+        "f1": 2 * stp / (2 * stp + sfp + sfn) if stp + sfp + sfn > 0 else nan,
+    }
+
+
+def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman's rank correlation of paired values, ties at their average rank (Pearson's r
+    of the ranks); None when one side has no ranking (all values equal)."""
+    a, b = pd.Series(x, dtype=float), pd.Series(y, dtype=float)
+    if a.nunique() < 2 or b.nunique() < 2:
+        return None
+    return float(a.rank().corr(b.rank()))
+
+
+def jaccard_index(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """Per unit |model & reference| / |model | reference| from its counts; two empty sets: 1."""
+    union = tp + fp + fn
+    return np.where(union > 0, tp / np.where(union > 0, union, 1), 1.0)
+
+
+def per_value_scores(
+    tp: np.ndarray, predicted: np.ndarray, reference: np.ndarray, zero_division: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per value: precision, recall and F1 from its true positives and the times the model and
+    the reference name it; a ratio over zero is `zero_division` (scikit-learn's name)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(predicted > 0, tp / np.where(predicted > 0, predicted, 1), zero_division)
+        r = np.where(reference > 0, tp / np.where(reference > 0, reference, 1), zero_division)
+        f = 2 * tp / (predicted + reference)
+    return p, r, f
+
+
+@dataclass(frozen=True)
+class SetCounts:
+    """Model and reference sets of paired ratings (`pair_sets`), one row per unit."""
+
+    predicted: sparse.csr_matrix  # units x values: the model names the value
+    reference: sparse.csr_matrix
+    hits: sparse.csr_matrix  # both name it
+    tp: np.ndarray  # (U,) per unit
+    fp: np.ndarray
+    fn: np.ndarray
+
+
+def set_counts(r: SetRatings) -> SetCounts:
+    """True positives, false positives and false negatives of each unit of paired ratings."""
+    x = r.matrix()
+    is_model = r.raters == "model"
+    pm = x[np.flatnonzero(is_model)]
+    pr = x[np.flatnonzero(~is_model)]
+    # ratings are sorted by unit and each unit has exactly one of each: rows align.
+    tp_m = pm.multiply(pr).tocsr()
+    tp = np.asarray(tp_m.sum(1)).ravel()
+    fp = np.asarray(pm.sum(1)).ravel() - tp
+    fn = np.asarray(pr.sum(1)).ravel() - tp
+    return SetCounts(pm, pr, tp_m, tp, fp, fn)
+
+
+def _macro(tp: sparse.csr_matrix, pred: sparse.csr_matrix, ref: sparse.csr_matrix,
+           w: np.ndarray) -> dict[str, float]:
+    tpv = tp.T @ w
+    pv = pred.T @ w
+    rv = ref.T @ w
+    used = (pv > 0) | (rv > 0)
+    if not used.any():
+        return {"precision": float("nan"), "recall": float("nan"), "f1": float("nan")}
+    p, r, f = per_value_scores(tpv[used], pv[used], rv[used], 0.0)
+    return {"precision": float(p.mean()), "recall": float(r.mean()), "f1": float(f.mean())}
+
+
+VALUE_SCORE_KEYS = ("micro_precision", "micro_recall", "micro_f1", "macro_precision",
+                    "macro_recall", "macro_f1", "mean_jaccard")
+
+
+def value_scores(
+    model: pd.DataFrame,
+    reference: pd.DataFrame,
+    *,
+    label: str = "ai_values",
+    level_map: Mapping[str, str] | None = None,
+    n_boot: int = 0,
+    seed: int = 0,
+    boot_budget: float = 1e8,
+) -> dict[str, Stat]:
+    """Precision, recall, F1 (micro and macro) and mean Jaccard of model value sets against a
+    reference, at the level given by `level_map`; keys as in VALUE_SCORE_KEYS."""
+    leaf = _model_ref_ratings(model, reference, label)
+    if leaf is None:
+        return {k: _nan("no shared conversations") for k in VALUE_SCORE_KEYS}
+    return _value_scores(map_level(leaf, level_map), n_boot, seed, boot_budget)
+
+
+def value_scores_of_pairs(
+    leaf: SetRatings | None,
+    level_maps: Mapping[int, Mapping[str, str] | None],
+    *,
+    n_boot: int = 0,
+    seed: int = 0,
+    boot_budget: float = 1e8,
+) -> dict[int, dict[str, Stat]]:
+    """`value_scores` at several taxonomy levels (`level_maps[level]` is None for the leaf) of
+    sets already paired (`pair_sets`): the frames are aligned once, and one model scored against
+    several references encodes each frame once."""
+    if leaf is None:
+        return {
+            level: {k: _nan("no shared conversations") for k in VALUE_SCORE_KEYS}
+            for level in level_maps
+        }
+    return {
+        level: _value_scores(map_level(leaf, level_map), n_boot, seed, boot_budget)
+        for level, level_map in level_maps.items()
+    }
+
+
+def _model_ref_ratings(model: pd.DataFrame, reference: pd.DataFrame,
+                       label: str) -> SetRatings | None:
+    """Model and reference sets of the conversations both labelled, as one SetRatings."""
+    vocab = Vocabulary()
+    return pair_sets(encode_sets(model, label, vocab), encode_sets(reference, label, vocab),
+                     vocab.names())
+
+
+class Vocabulary:
+    """Value names -> codes, in order of first appearance, shared by the columns encoded with
+    it so that their codes compare."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+
+    def encode(self, names: list[str]) -> np.ndarray:
+        # hash the names in C (factorize), then look up only the distinct ones in Python
+        local, uniques = pd.factorize(pd.Series(names, dtype=object), use_na_sentinel=False)
+        codes = self.codes
+        mapping = np.fromiter((codes.setdefault(n, len(codes)) for n in uniques.tolist()),
+                              dtype=np.int64, count=len(uniques))
+        return mapping[local] if len(names) else np.zeros(0, np.int64)
+
+    def names(self) -> np.ndarray:
+        return np.array(list(self.codes), dtype=object)
+
+
+@dataclass(frozen=True)
+class SetColumn:
+    """One labeller's value sets, one per unit, as CSR over a `Vocabulary`.
+
+    Built once per frame and field: pairing a model's sets with several references (gold, each
+    annotator) then costs array gathers, not a pass over Python lists per pair.
+    """
+
+    units: np.ndarray  # distinct unit labels: each unit's last row, rows with a missing cell out
+    indptr: np.ndarray
+    codes: np.ndarray  # sorted and distinct within a unit
+
+
+def encode_sets(frame: pd.DataFrame, label: str, vocab: Vocabulary) -> SetColumn:
+    """The last row of each unit (a re-submitted label replaces the earlier one), as the
+    model-vs-reference scores align them; a unit whose last cell is missing is left out."""
+    last = frame[[UNIT, label]].drop_duplicates(UNIT, keep="last")
+    cells = last[label].tolist()
+    present = np.fromiter((type(c) in _SET_TYPES or not _is_missing(c) for c in cells),
+                          dtype=bool, count=len(cells))
+    units = last[UNIT].to_numpy(dtype=object)[present]
+    cells = [c for c, keep in zip(cells, present, strict=True) if keep]
+    lengths = np.fromiter(map(len, cells), dtype=np.int64, count=len(cells))
+    codes = vocab.encode(list(chain.from_iterable(cells)))
+    # sort and de-duplicate each set: one unique over (row, code) keys
+    n_codes = max(len(vocab.codes), 1)
+    key = np.unique(np.repeat(np.arange(len(cells), dtype=np.int64), lengths) * n_codes + codes)
+    row, codes = key // n_codes, key % n_codes
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=len(cells)))])
+    return SetColumn(units, indptr.astype(np.int64), codes.astype(np.int64))
+
+
+def pair_sets(model: SetColumn, reference: SetColumn, names: np.ndarray) -> SetRatings | None:
+    """The units both labelled, in the model's order, as one SetRatings: for each unit the
+    model's set, then the reference's. None when they share no unit."""
+    pos = pd.Index(reference.units).get_indexer(model.units)
+    im = np.flatnonzero(pos >= 0)
+    ir = pos[im]
+    n = im.size
+    if n == 0:
+        return None
+    lengths = np.empty(2 * n, dtype=np.int64)
+    lengths[0::2] = model.indptr[im + 1] - model.indptr[im]
+    lengths[1::2] = reference.indptr[ir + 1] - reference.indptr[ir]
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ids = np.empty(int(indptr[-1]), dtype=np.int64)
+    slots = np.arange(n, dtype=np.int64) * 2
+    ids[_ranges(indptr, slots)] = model.codes[_ranges(model.indptr, im)]
+    ids[_ranges(indptr, slots + 1)] = reference.codes[_ranges(reference.indptr, ir)]
+    return SetRatings(np.repeat(np.arange(n), 2), indptr, ids, names, model.units[im],
+                      np.tile(np.array(["model", "ref"], dtype=object), n))
+
+
+_SET_TYPES = (tuple, list, frozenset, set)  # cells that are never missing: skip the check
+
+
+def pair_ratings(
+    units: np.ndarray, first: Sequence[Any], second: Sequence[Any],
+    raters: tuple[str, str] = ("model", "ref"),
+) -> SetRatings:
+    """Two sets for each of `units` (distinct), rated by `raters[0]` then `raters[1]`.
+
+    The SetRatings `set_ratings` builds from the frame of these 2n rows, without building the
+    frame: at paper scale the frame's string columns cost more than the sets. A missing cell
+    counts as an empty set, so the two raters' rows stay aligned unit by unit.
+    """
+    n = len(units)
+    cells = [c if type(c) in _SET_TYPES else () if _is_missing(c) else c
+             for c in chain.from_iterable(zip(first, second, strict=True))]
+    lengths = np.fromiter(map(len, cells), dtype=np.int64, count=len(cells))
+    flat = list(chain.from_iterable(cells))
+    codes, vocab = pd.factorize(pd.Series(flat, dtype=object)) if flat else (
+        np.zeros(0, np.int64), pd.Index([], dtype=object))
+    return _csr(np.repeat(np.arange(n), 2), np.repeat(np.arange(2 * n), lengths),
+                np.asarray(codes), np.asarray(vocab, dtype=object),
+                np.asarray(units, dtype=object), np.tile(np.array(raters, dtype=object), n))
+
+
+def _value_scores(r: SetRatings, n_boot: int, seed: int, boot_budget: float) -> dict[str, Stat]:
+    n = r.units.size
+    c = set_counts(r)
+    pm, pr, tp_m, tp, fp, fn = c.predicted, c.reference, c.hits, c.tp, c.fp, c.fn
+    ones = np.ones(n)
+    out: dict[str, Stat] = {}
+    # micro scores: a unit enters through (tp, fp, fn) only -> pattern bootstrap.
+    pats, pw = _distinct_rows(np.stack([tp, fp, fn], 1).astype(np.int64))
+    pw = pw.astype(float)
+    for name in ("precision", "recall", "f1"):
+        def micro(w: np.ndarray, name: str = name) -> float:
+            return micro_scores(pats[:, 0], pats[:, 1], pats[:, 2], w)[name]
+        v = micro(pw)
+        stat = Stat(value=v, n_units=n,
+                    reason=None if not math.isnan(v) else "no values on either side")
+        out[f"micro_{name}"] = _with_interval(stat, _boot_patterns(pw, micro, n_boot, seed))
+    jac = jaccard_index(tp, fp, fn)
+    jp, jinv = np.unique(jac, return_inverse=True)
+    jw = np.bincount(jinv.ravel(), minlength=jp.size).astype(float)
+    jstat = Stat(value=float(jac.mean()), n_units=n)
+    out["mean_jaccard"] = _with_interval(
+        jstat, _boot_patterns(jw, lambda w: float(w @ jp / w.sum()), n_boot, seed)
+    )
+    macro = _macro(tp_m, pm, pr, ones)
+    cost = float(n + pm.nnz + pr.nnz + tp_m.nnz) * n_boot
+    do_boot = n_boot > 0 and cost <= boot_budget
+    samples = None
+    if do_boot:
+        samples = {k: [] for k in macro}
+        rng = np.random.default_rng(seed)
+        for _ in range(n_boot):
+            w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
+            for k, val in _macro(tp_m, pm, pr, w).items():
+                samples[k].append(val)
+    for name, v in macro.items():
+        stat = Stat(value=v, n_units=n, reason=None if not math.isnan(v) else "no values used")
+        if samples is not None:
+            stat = _with_interval(stat, np.asarray(samples[name]))
+        elif n_boot > 0:
+            stat = stat.model_copy(update={"reason": f"interval omitted: {cost:.1e} operations "
+                                           f"over the budget {boot_budget:.0e}"})
+        out[f"macro_{name}"] = stat
+    return out
