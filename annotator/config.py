@@ -153,3 +153,9 @@ def label_studio_venv() -> Path:
     """Where `annotator labelstudio install` puts label-studio (its own virtual environment)."""
     value = os.environ.get("ANNOTATOR_LABELSTUDIO_VENV")
     return Path(value).expanduser() if value else Path.home() / ".cache/annotator/labelstudio-venv"
+
+
+def app_password() -> str | None:
+    """$ANNOTATOR_APP_PASSWORD: the password the app asks for before it shows anything (set by
+    `annotator app --host` beyond loopback); None: it asks for none."""
+    return os.environ.get("ANNOTATOR_APP_PASSWORD") or None

@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import importlib
 import os
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from annotator import config
 from annotator.errors import AnnotatorError
+from annotator.private_files import write_private
+from annotator.review import demo_serve, server
+
+PASSWORD_FILE = "app-password"
 
 
 def app_script() -> Path:
@@ -27,20 +33,52 @@ def app_script() -> Path:
     return script
 
 
+def app_password(db: Path) -> str:
+    """The study's app password: $ANNOTATOR_APP_PASSWORD, else one made at the first serve
+    beyond loopback and kept (0600) beside the study's servers, so it survives a restart."""
+    given = config.app_password()
+    if given:
+        return given
+    path = server.server_dir(db) / PASSWORD_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        password = secrets.token_urlsafe(12)
+        write_private(path, password + "\n")
+        return password
+
+
 def serve_app(
-    db: Path, port: int, address: str = "127.0.0.1", open_browser: bool = True,
-    gold_dir: Path | None = None,
+    db: Path, port: int, address: str = server.LOOPBACK, open_browser: bool = True,
+    gold_dir: Path | None = None, on_start: Callable[[str, str | None], None] | None = None,
 ) -> None:
     """Serve the app on `address`:`port` for the study `db`, until interrupted; its Gold page
-    writes gold files to `gold_dir` (default: `gold/` beside the study)."""
+    writes gold files to `gold_dir` (default: `gold/` beside the study).
+
+    The app shows every reviewer's labels: beyond loopback it asks for the study's password
+    (`app_password`) before it shows anything. `on_start` is told the URL and the password
+    (None on loopback) just before the server starts."""
     script = app_script()
-    os.environ["ANNOTATOR_DB"] = str(Path(db).resolve())
+    db = Path(db).resolve()
+    os.environ["ANNOTATOR_DB"] = str(db)
     if gold_dir is not None:  # the app reads both through `config`, as it would from a shell
         os.environ["ANNOTATOR_GOLD_DIR"] = str(Path(gold_dir).expanduser().resolve())
+    password = None if address in server.LOOPBACK_HOSTS else app_password(db)
+    if password:
+        os.environ["ANNOTATOR_APP_PASSWORD"] = password
+    server.check_host(address)
+    if not server.port_free(address, port):
+        owner = server.port_owner(port) or "another program"
+        raise AnnotatorError(f"port {port} is taken by {owner}: stop it or pass --port")
     # the heavy imports, before the first visitor
     importlib.import_module("annotator.app.app_pages.common")
     from streamlit.web import cli as streamlit_cli
 
+    # `labelstudio stop` stops the app too: it finds it by this note
+    url = server.http_url(server.shown_host(address), port)
+    demo_serve.record_app(db, os.getpid(), url)
+    if on_start is not None:
+        on_start(url, password)
     streamlit_cli.main(
         ["run", str(script), "--server.port", str(port), "--server.address", address,
          "--server.headless", str(not open_browser).lower(),

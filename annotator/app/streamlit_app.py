@@ -24,6 +24,8 @@ def main() -> None:
     # No page icon: a Material icon as favicon is fetched from Google's font CDN, and the app
     # loads nothing from outside its own server.
     st.set_page_config(page_title="annotator", layout="wide")
+    if not common.signed_in():  # served beyond loopback: the password first
+        return
     page = st.navigation([
         st.Page(PAGES / "overview.py", title="Overview", default=True),
         st.Page(PAGES / "annotators.py", title="Annotators"),

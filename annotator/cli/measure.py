@@ -70,7 +70,15 @@ def summarize(
 def serve(
     db: DbOption = None,
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
-    address: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    address: Annotated[
+        str,
+        typer.Option(
+            "--host", "--address",
+            help="Address to listen on. The app shows every reviewer's labels: beyond "
+            "127.0.0.1 it asks for a password first ($ANNOTATOR_APP_PASSWORD, else one made "
+            "and kept beside the study, printed here).",
+        ),
+    ] = "127.0.0.1",
     browser: Annotated[
         bool, typer.Option("--browser/--no-browser", help="Open a browser tab.")
     ] = True,
@@ -83,7 +91,7 @@ def serve(
 ) -> None:
     """Serve the study's app: agreement, prompt versions, disagreements, gold and export.
 
-    The same app as `ANNOTATOR_DB=study.db streamlit run annotator/app/streamlit_app.py`, with
+    The same app as `ANNOTATOR_DB=study.db streamlit run streamlit_app.py` in a checkout, with
     its modules loaded before the server starts, so the first page does not wait for them. Stop
     with Ctrl-C.
     The Gold page writes the gold file beside the study (gold/<study name>.jsonl), or in
@@ -94,9 +102,13 @@ def serve(
     from annotator.app.server import serve_app
     from annotator.db import open_existing_db
 
+    def started(url: str, password: str | None) -> None:
+        say(f"App: {url}" + (f" (password: {password})" if password else ""))
+
     path = db_path(db)
     open_existing_db(path).conn.close()  # a missing or foreign file: one line, not a page
-    serve_app(path, port=port, address=address, open_browser=browser, gold_dir=gold_dir)
+    serve_app(path, port=port, address=address, open_browser=browser, gold_dir=gold_dir,
+              on_start=started)
 
 
 METRIC_NAMES = {

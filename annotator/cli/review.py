@@ -47,10 +47,34 @@ VenvOption = Annotated[
 ProjectOption = Annotated[str, typer.Option("--project", help="Label Studio project title.")]
 
 
+HostOption = Annotated[
+    str | None,
+    typer.Option(
+        "--host",
+        help="The address the study's Label Studio servers listen on, so reviewers on other "
+        "computers can open them: one of this machine's addresses, or 0.0.0.0 for all. Kept "
+        "for later starts. Default: as before, else 127.0.0.1 (this computer only).",
+        show_default=False,
+    ),
+]
+PublicUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--public-url",
+        help="The address people open when your own proxy (e.g. TLS) stands in front, such as "
+        "https://review.example.org: printed links use it, and each reviewer's instance is "
+        "at <URL>/<instance folder> (status --json lists each one's port for the proxy). "
+        "\"\" removes it. Kept for later starts.",
+        show_default=False,
+    ),
+]
+
+
 def _server_lines(st: Any) -> None:
     where = "external server" if st.external else "local server"
     state = ("answering" if st.answering else "not answering") if st.url else ""
-    say(f"Label Studio ({where}): {st.message}; {st.url or '-'} {state}".rstrip())
+    shown = getattr(st, "shown_url", None) or st.url
+    say(f"Label Studio ({where}): {st.message}; {shown or '-'} {state}".rstrip())
     if st.data_dir and not st.external:
         say(f"  data: {st.data_dir}")
 
@@ -80,17 +104,28 @@ def labelstudio_start(
     db: DbOption = None,
     venv: VenvOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the server.")] = 240.0,
+    host: HostOption = None,
+    public_url: PublicUrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Start the study's Label Studio on 127.0.0.1, data next to the database; print the login.
+    """Start the study's Label Studio (and each reviewer's), data next to the database; print
+    the addresses and the login.
 
-    Example: annotator labelstudio start --db study/annotator.db
+    Each server keeps its port from its first start, so the addresses given to reviewers stay
+    valid; a port taken by another program is an error that names it.
+
+    Example: annotator labelstudio start --db study/annotator.db --host 0.0.0.0
     """
     from annotator.review.instances import start_all
-    from annotator.review.server import login_info, start
+    from annotator.review.server import external_connection, login_info, set_network, start
 
     echo = (lambda _: None) if as_json else say
-    st = start(db_path(db), venv=venv, timeout=timeout, echo=echo)
+    if external_connection() is None:
+        network = set_network(db_path(db), host=host, public_url=public_url)
+        st = start(db_path(db), venv=venv, timeout=timeout, echo=echo, host=network.host,
+                   public_url=network.public_url or "")
+    else:
+        st = start(db_path(db), venv=venv, timeout=timeout, echo=echo)
     login = None if st.external else login_info(db_path(db))
     reviewers = [] if st.external else start_all(db_path(db), echo=echo)
     if as_json:
@@ -105,27 +140,33 @@ def labelstudio_start(
         say(f"  open {login['url']}, log in as {login['username']}, password {login['password']}")
         say("  API token: `annotator labelstudio status --login`")
     for reviewer in reviewers:
-        say(f"  reviewer {reviewer.username}: {reviewer.url} ({reviewer.message})")
+        say(f"  reviewer {reviewer.username}: {reviewer.shown_url} ({reviewer.message})")
 
 
 @labelstudio_app.command("stop")
 @cli_errors
 def labelstudio_stop(db: DbOption = None, as_json: JsonOption = False) -> None:
-    """Stop the study's local Label Studio (projects and annotations stay in its data folder).
+    """Stop everything that serves the study: its Label Studio servers (the main one and each
+    reviewer's) and its app (`annotator app`, `demo --serve`). Projects and annotations stay.
 
     Example: annotator labelstudio stop --db study/annotator.db
     """
+    from annotator.review.demo_serve import stop_app
     from annotator.review.instances import stop_all
     from annotator.review.server import stop
 
+    app_stopped = stop_app(db_path(db))
     st = stop(db_path(db))
     reviewers = [] if st.external else stop_all(db_path(db))
     if as_json:
-        print_json({**st.as_dict(), "reviewers": [r.as_dict() for r in reviewers]})
+        print_json({**st.as_dict(), "reviewers": [r.as_dict() for r in reviewers],
+                    "app_stopped": app_stopped})
         return
     _server_lines(st)
     if reviewers:
         say(f"  and the Label Studio of {len(reviewers)} reviewers")
+    if app_stopped:
+        say("  and the study's app")
 
 
 @labelstudio_app.command("status")
@@ -161,7 +202,7 @@ def labelstudio_status(
     if reviewers and not st.running:
         say("  (isolated review needs no main server: each reviewer has their own)")
     for reviewer, r_st in reviewers:
-        where = r_st.url if r_st.running else "not running"
+        where = r_st.shown_url if r_st.running else f"not running ({r_st.shown_url or '-'})"
         secret = f", password {reviewer_login(reviewer)['password']}" if login else ""
         say(f"  reviewer {reviewer.email} (isolated): {where}{secret}")
     if login and st.external:

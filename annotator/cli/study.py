@@ -85,6 +85,22 @@ def demo(
     app_port: Annotated[
         int, typer.Option("--app-port", help="With --serve: the port the app is served on.")
     ] = 8501,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help="With --serve: the address the reviewers' Label Studios listen on, so "
+            "reviewers on other computers can open them (e.g. this machine's address, or "
+            "0.0.0.0 for all); kept for later runs. Default: as before, else 127.0.0.1. The "
+            "app stays on 127.0.0.1 (it shows everyone's labels).",
+            show_default=False,
+        ),
+    ] = None,
+    pull_every: Annotated[
+        float,
+        typer.Option("--pull-every", help="With --serve: pull the reviewers' annotations "
+                     "every this many seconds (0: never)."),
+    ] = 300.0,
 ) -> None:
     """Run the main job on the bundled data: import gold/, extract with the offline baseline,
     adjudicate, measure agreement and export the validated dataset, then print what it holds.
@@ -105,6 +121,10 @@ def demo(
         from annotator.review.demo_serve import check_ready
 
         check_ready(app_port)
+        if host:
+            from annotator.review.server import check_host
+
+            check_host(host)
     database = open_db(db)
     report = import_gold(database, [gold or config.gold_dir()])
     console.print(
@@ -157,7 +177,7 @@ def demo(
     console.print(rows_table(f"Demo study {db}", rows))
     if serve and not report.rejected:
         database.conn.close()  # the app and `annotator pull` use the study while it runs
-        _serve_demo(db, app_port)
+        _serve_demo(db, app_port, host, pull_every)
         return
     console.print(
         f"Next: `annotator agreement --db {escape(str(db))}` for every figure, or "
@@ -168,14 +188,19 @@ def demo(
         raise typer.Exit(1)
 
 
-def _serve_demo(db: Path, app_port: int) -> None:
-    """`demo --serve` after the study is built: print the addresses and logins, wait for Ctrl-C."""
+def _serve_demo(db: Path, app_port: int, host: str | None, pull_every: float) -> None:
+    """`demo --serve` after the study is built: print the addresses and logins, wait for Ctrl-C
+    (or SIGTERM, or the terminal closing)."""
     from annotator.review.demo_serve import Stopped, serving, wait
 
     try:
-        with serving(db, app_port=app_port, echo=say) as running:
+        with serving(db, app_port=app_port, echo=say, host=host,
+                     pull_every=pull_every) as running:
             say("")
-            say("The demo is running. Stop it (the app and Label Studio) with Ctrl-C.")
+            say("The demo is running. Stop it (the app and Label Studio) with Ctrl-C, or "
+                f"`annotator labelstudio stop --db {db}` from another terminal.")
+            if pull_every > 0:
+                say(f"Annotations are pulled every {pull_every:.0f} s; the app says when.")
             say(f"App: {running.app_url}")
             for i, reviewer in enumerate(running.reviewers, 1):
                 say(f"Reviewer {i}: open {reviewer.url} and log in as {reviewer.email} with "

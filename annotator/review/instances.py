@@ -113,7 +113,7 @@ def add_reviewer(
             venv=str(venv_path),
         )
         server.write_state(inst.anchor, state)
-    status = server.start(inst.anchor, venv=venv_path, echo=echo)
+    status = start(db_path, inst, venv=venv_path, echo=echo)
     if password and not created and password != state.password:
         server.set_password(connection(inst), email, password)
         state = server.read_state(inst.anchor) or state
@@ -137,17 +137,40 @@ def connection(inst: ReviewerInstance) -> Connection:
     )  # fmt: skip
 
 
+def public_url(db_path: Path | str, inst: ReviewerInstance) -> str | None:
+    """Where the reviewer opens their instance behind the study's public URL: its own path,
+    `<public URL>/<instance folder>`, which the team's proxy forwards to the instance's port."""
+    base = server.read_network(db_path).public_url
+    return f"{base}/{inst.anchor.parent.name}" if base else None
+
+
+def start(
+    db_path: Path | str, inst: ReviewerInstance, venv: Path | str | None = None,
+    echo: server.Echo = server.quiet,
+) -> ServerStatus:
+    """Start the reviewer's instance where the study's servers listen (`server.read_network`)."""
+    return server.start(
+        inst.anchor, venv=venv, echo=echo, host=server.read_network(db_path).host,
+        public_url=public_url(db_path, inst) or "", what=f"the Label Studio of {inst.email}",
+    )  # fmt: skip
+
+
 def start_all(db_path: Path | str, echo: server.Echo = server.quiet) -> list[ServerStatus]:
     """Start every reviewer's instance, all at once: each start is mostly waiting for Django."""
     found = reviewers(db_path)
     if not found:
         return []
     with ThreadPoolExecutor(max_workers=len(found)) as pool:
-        return list(pool.map(lambda r: server.start(r.anchor, echo=echo), found))
+        return list(pool.map(lambda r: start(db_path, r, echo=echo), found))
 
 
 def stop_all(db_path: Path | str) -> list[ServerStatus]:
-    return [server.stop(r.anchor) for r in reviewers(db_path)]
+    """Stop every reviewer's instance, all at once (each waits for its process to end)."""
+    found = reviewers(db_path)
+    if not found:
+        return []
+    with ThreadPoolExecutor(max_workers=len(found)) as pool:
+        return list(pool.map(lambda r: server.stop(r.anchor), found))
 
 
 def statuses(db_path: Path | str) -> list[tuple[ReviewerInstance, ServerStatus]]:

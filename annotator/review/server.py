@@ -13,6 +13,7 @@ This module does not import the SDK; `sync` does.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -75,6 +76,107 @@ def log_path(db_path: Path | str) -> Path:
     return server_dir(db_path) / LOG_FILE
 
 
+# --- addresses ----------------------------------------------------------------------------------
+
+LOOPBACK = "127.0.0.1"
+LOOPBACK_HOSTS = (LOOPBACK, "localhost", "::1")
+ANY_HOSTS = ("0.0.0.0", "::")
+NETWORK_FILE = "network.json"
+
+
+def http_url(host: str, port: int | None) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def machine_address() -> str:
+    """This machine's address on its network (the one its default route leaves from), else its
+    host name's, else loopback: what to print for a server that listens on every address."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))  # TEST-NET-1: a UDP connect sends nothing
+        address = s.getsockname()[0]
+        if address and not address.startswith("127."):
+            return str(address)
+    with contextlib.suppress(OSError):
+        for *_, sockaddr in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            if not str(sockaddr[0]).startswith("127."):
+                return str(sockaddr[0])
+    return LOOPBACK
+
+
+def shown_host(host: str) -> str:
+    return machine_address() if host in ANY_HOSTS else host
+
+
+def check_host(host: str) -> str:
+    """`host` if this machine can listen on it; else a one-line error saying what can."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise LabelStudioError(
+            f"--host {host!r}: this machine cannot listen there ({reason}); use one of its "
+            f"addresses (e.g. {machine_address()}), or 0.0.0.0 for all of them"
+        ) from None
+    return host
+
+
+def check_public_url(url: str) -> str:
+    """A base URL people open (behind the team's proxy): http(s), a host, maybe a path."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or \
+            parts.fragment:
+        raise LabelStudioError(
+            f"--public-url {url!r}: give the address people open, such as "
+            "https://review.example.org (http or https, a host, optionally a path)"
+        )
+    return url.strip().rstrip("/")
+
+
+@dataclass(frozen=True)
+class Network:
+    """Where a study's Label Studio servers listen and the address people open: set by
+    `labelstudio start --host/--public-url` (or `demo --serve --host`) and kept for every later
+    start, so a reviewer's address does not move."""
+
+    host: str = LOOPBACK
+    public_url: str | None = None
+
+
+def read_network(db_path: Path | str) -> Network:
+    path = server_dir(db_path) / NETWORK_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return Network()
+    except (ValueError, TypeError, OSError) as exc:
+        raise LabelStudioError(f"{path} is unreadable ({type(exc).__name__}): remove it and "
+                               "start again with --host") from None
+    return Network(host=str(data.get("host") or LOOPBACK), public_url=data.get("public_url"))
+
+
+def set_network(
+    db_path: Path | str, host: str | None = None, public_url: str | None = None
+) -> Network:
+    """The study's network settings with `host` and `public_url` changed where given (an empty
+    public URL removes it); checked, then kept beside the study."""
+    from annotator.private_files import write_private
+
+    current = read_network(db_path)
+    network = Network(
+        host=check_host(host) if host else current.host,
+        public_url=(check_public_url(public_url) if public_url else None)
+        if public_url is not None else current.public_url,
+    )
+    if network != current:
+        write_private(server_dir(db_path) / NETWORK_FILE,
+                      json.dumps(asdict(network), indent=2))
+    return network
+
+
 # --- state file -------------------------------------------------------------------------------
 
 
@@ -88,12 +190,25 @@ class ServerState:
     secret_key: str = field(repr=False)
     venv: str = ""
     pid: int | None = None
-    port: int | None = None
+    port: int | None = None  # chosen at the first start and kept: links sent out stay valid
     started_at: float | None = None
+    host: str = LOOPBACK  # the address it listens on
+    public_url: str | None = None  # the address people open, when a proxy stands in front
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The address a person opens: the public URL, else the direct one."""
+        return self.public_url.rstrip("/") if self.public_url else self.direct_url
+
+    @property
+    def direct_url(self) -> str:
+        """The host and port it listens on (for 0.0.0.0, this machine's network address)."""
+        return http_url(shown_host(self.host), self.port)
+
+    @property
+    def api_url(self) -> str:
+        """The address this tool talks to it on, from this machine."""
+        return http_url(LOOPBACK if self.host in ANY_HOSTS else self.host, self.port)
 
     @classmethod
     def new(cls) -> ServerState:
@@ -181,7 +296,7 @@ def connection(db_path: Path | str) -> Connection:
 
 def _local_connection(db_path: Path | str, state: ServerState) -> Connection:
     return Connection(
-        url=state.url,
+        url=state.api_url,
         api_key=state.token,
         external=False,
         username=state.username,
@@ -246,11 +361,58 @@ def install(
 # --- processes --------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A port nobody listens on now. Label Studio would silently move to another if it were busy."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(host: str = LOOPBACK) -> int:
+    """A port nobody listens on now, for a first start; later starts keep it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on `host`:`port` now. SO_REUSEADDR, as servers set it:
+    connections of a server just stopped (TIME_WAIT) do not hold the port, a listener does."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def port_owner(port: int) -> str | None:
+    """Which program listens on `port` ("pid 123, nginx"), as far as /proc tells; else None."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[3] == "0A" and \
+                        int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])  # 0A: LISTEN
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    name = (proc / "comm").read_text().strip()
+                    return f"pid {proc.name}, {name}"
+    return "a program of another user"
+
+
+def taken_error(port: int, what: str, url: str) -> LabelStudioError:
+    owner = port_owner(port)
+    return LabelStudioError(
+        f"port {port}, where {what} listens ({url}), is taken by "
+        f"{owner or 'another program'}: stop that program and start again (the address stays "
+        "the same, so links already sent out keep working)"
+    )
 
 
 def process_alive(pid: int | None) -> bool:
@@ -300,12 +462,60 @@ class ServerStatus:
     username: str | None = None
     version: str | None = None
     message: str = ""
+    port: int | None = None
+    host: str | None = None
+    public_url: str | None = None  # where people open it, behind a proxy; else `url`
+
+    @property
+    def shown_url(self) -> str | None:
+        """The address to give a person."""
+        return self.public_url or self.url
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def _child_env(state: ServerState) -> dict[str, str]:
+# Label Studio's settings with cookies of the instance's own names. Cookies are scoped by host,
+# not port: two instances on one machine would share `sessionid`, and a lead logged in to one
+# reviewer's instance would be logged out of the other's. Label Studio's settings read Django
+# settings while they import, so the module names Label Studio's own while importing it.
+SETTINGS_MODULE = "annotator_labelstudio_settings"
+SETTINGS_SOURCE = """\
+# Written by annotator (annotator/review/server.py): Label Studio's settings, with cookie names
+# of this instance's own (ANNOTATOR_COOKIE_PREFIX), so instances on one host keep their logins.
+import os
+
+_SELF = os.environ.get("DJANGO_SETTINGS_MODULE", __name__)
+os.environ["DJANGO_SETTINGS_MODULE"] = "label_studio.core.settings.label_studio"
+try:
+    from label_studio.core.settings.label_studio import *  # noqa: F403
+finally:
+    os.environ["DJANGO_SETTINGS_MODULE"] = _SELF
+SESSION_COOKIE_NAME = os.environ["ANNOTATOR_COOKIE_PREFIX"] + "sessionid"
+CSRF_COOKIE_NAME = os.environ["ANNOTATOR_COOKIE_PREFIX"] + "csrftoken"
+"""
+
+
+def _settings_dir(db_path: Path | str) -> Path:
+    """The folder holding the settings module, written beside the instance's data."""
+    folder = server_dir(db_path) / "settings"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{SETTINGS_MODULE}.py"
+    if not target.exists() or target.read_text() != SETTINGS_SOURCE:
+        from annotator.private_files import write_private
+
+        write_private(target, SETTINGS_SOURCE)
+    return folder
+
+
+def cookie_prefix(db_path: Path | str) -> str:
+    """`ls_<8 hex>_`: the same for an instance across restarts (its folder), different for
+    every instance (a lead's browser holds a session in each)."""
+    digest = hashlib.sha256(str(server_dir(db_path)).encode()).hexdigest()[:8]
+    return f"ls_{digest}_"
+
+
+def _child_env(db_path: Path | str, state: ServerState) -> dict[str, str]:
     # The child gets our environment minus secrets it does not need, plus its own settings.
     # Admin login and token travel here rather than as arguments, which `ps` would show.
     env = {k: v for k, v in os.environ.items() if k not in _NOT_FOR_CHILD}
@@ -319,8 +529,28 @@ def _child_env(state: ServerState) -> dict[str, str]:
         # No open signup: a reviewer is someone the study added (read in Label Studio's
         # settings as DISABLE_SIGNUP_WITHOUT_LINK; the signup page then needs an invite link).
         DISABLE_SIGNUP_WITHOUT_LINK="true",
+        # Every page would load an error reporter's script from its CDN first: on a reviewer's
+        # computer without that host, the page waited 28 s for it (3 s without).
+        SENTRY_DSN="",
+        FRONTEND_SENTRY_DSN="",
         PYTHONUNBUFFERED="1",
+        DJANGO_SETTINGS_MODULE=SETTINGS_MODULE,
+        ANNOTATOR_COOKIE_PREFIX=cookie_prefix(db_path),
+        PYTHONPATH=os.pathsep.join(
+            [str(_settings_dir(db_path)), *filter(None, [os.environ.get("PYTHONPATH")])]),
     )
+    public = state.public_url or (
+        None if state.host in LOOPBACK_HOSTS else state.direct_url)
+    if public:
+        # The address its links and redirects name (a path in it becomes the prefix Django
+        # serves under), and the origin a login form may be posted from behind a proxy.
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(public)
+        env.update(LABEL_STUDIO_HOST=public,
+                   CSRF_TRUSTED_ORIGINS=f"{parts.scheme}://{parts.netloc}")
+        if parts.scheme == "https":
+            env["SESSION_COOKIE_SECURE"] = "1"  # Label Studio reads 1 or 0, nothing else
     return env
 
 
@@ -332,52 +562,68 @@ def start(
     venv: Path | str | None = None,
     timeout: float = START_TIMEOUT,
     echo: Echo = quiet,
+    host: str | None = None,
+    public_url: str | None = None,
+    what: str = "the study's Label Studio",
 ) -> ServerStatus:
-    """Start the study's Label Studio on 127.0.0.1 and a free port; wait until it answers.
+    """Start the study's Label Studio on its host and port; wait until it answers.
 
-    Idempotent: a server already running (or still starting) for this study is waited for,
-    not doubled. The data directory survives restarts, and so do the admin login and token
-    (kept in the state file).
+    The port is chosen at the first start and kept, so the address people were given stays
+    valid; a port taken by another program is an error that names it, never a silent move.
+    `host` (default: as before, else 127.0.0.1) and `public_url` (the address behind a proxy;
+    "" removes it) change where it listens and the links it writes; a running server that
+    listens elsewhere is restarted. Idempotent otherwise: a server already running (or still
+    starting) for this study is waited for, not doubled. The data directory survives restarts,
+    and so do the admin login and token (kept in the state file).
     """
     external = external_connection()
     if external is not None:
         return _external_status(external, "using LABEL_STUDIO_URL; no local server is started")
     state = read_state(db_path) or ServerState.new()
+    wanted = (host or state.host, state.public_url if public_url is None else public_url or None)
     if process_alive(state.pid) and state.port:
-        echo(f"Label Studio is already running (pid {state.pid}) ...")
-        _wait(db_path, state, None, None, timeout)
-        return _local_status(db_path, state, "already running")
+        if wanted == (state.host, state.public_url):
+            echo(f"Label Studio is already running (pid {state.pid}) ...")
+            _wait(db_path, state, None, None, timeout, what)
+            return _local_status(db_path, state, "already running")
+        echo(f"Restarting Label Studio (pid {state.pid}) to listen on {wanted[0]} ...")
+        stop(db_path)
+        state = read_state(db_path) or state
+    state.host, state.public_url = wanted
     venv_path = Path(venv) if venv else Path(state.venv) if state.venv else default_venv()
     executable = _bin(venv_path, "label-studio")
     if not executable.exists():
         raise LabelStudioError(
             f"label-studio is not installed in {venv_path}: run `annotator labelstudio install`"
         )
+    if state.port is None:
+        state.port = free_port(state.host)
+    elif not port_free(state.host, state.port):
+        raise taken_error(state.port, what, state.url)
     data = data_dir(db_path)
     data.mkdir(parents=True, exist_ok=True)
     state.venv = str(venv_path)
-    state.port = free_port()
     log = log_path(db_path)
     command = [
         str(executable), "start", "--no-browser", "--data-dir", str(data),
-        "--internal-host", "127.0.0.1", "--port", str(state.port), "--enable-legacy-api-token",
+        "--internal-host", state.host, "--port", str(state.port), "--enable-legacy-api-token",
     ]  # fmt: skip
     with log.open("ab") as out:
         log_offset = out.tell()
         # A session of its own: the server outlives this command, and stop() signals the group.
         proc = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=_child_env(state), cwd=str(data), start_new_session=True,
+            env=_child_env(db_path, state), cwd=str(data), start_new_session=True,
         )  # fmt: skip
     state.pid = proc.pid
     state.started_at = time.time()
     write_state(db_path, state)
     echo(f"Starting Label Studio (pid {proc.pid}, data in {data}) ...")
-    _wait(db_path, state, proc, log_offset, timeout)
+    _wait(db_path, state, proc, log_offset, timeout, what)
     return _local_status(db_path, state, "started")
 
 
-_LISTENING = re.compile(rb"Starting development server at http://[\d.]+:(\d+)/")
+_LISTENING = re.compile(rb"Starting development server at http://[^\s]+:(\d+)/")
 
 
 def _wait(
@@ -386,8 +632,9 @@ def _wait(
     proc: subprocess.Popen | None,
     log_offset: int | None,
     timeout: float,
+    what: str = "the study's Label Studio",
 ) -> None:
-    """Until the server answers; it dying or the time running out is an error."""
+    """Until the server answers; it dying, moving port or the time running out is an error."""
     log = log_path(db_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -397,17 +644,18 @@ def _wait(
                 f"Label Studio (pid {state.pid}) exited while starting: "
                 f"{_log_tail(log)[-300:]} (full log: {log})"
             )
-        if answers(state.url, timeout=1.0):
-            return
         if log_offset is not None:
-            # Label Studio silently moves to another port if ours was taken meanwhile.
+            # Label Studio moves to another port if its own was taken meanwhile: that would
+            # break every link sent out, so it is stopped and said instead.
             moved = _LISTENING.search(_read_from(log, log_offset))
             if moved and int(moved.group(1)) != state.port:
-                state.port = int(moved.group(1))
-                write_state(db_path, state)
+                stop(db_path)
+                raise taken_error(int(state.port or 0), what, state.url)
+        if answers(state.api_url, timeout=1.0):
+            return
         time.sleep(0.5)
     raise LabelStudioError(
-        f"Label Studio did not answer on {state.url} within {timeout:.0f} s; "
+        f"Label Studio did not answer on {state.api_url} within {timeout:.0f} s; "
         f"see {log}, or run `annotator labelstudio stop` and start again"
     )
 
@@ -473,12 +721,14 @@ def status(db_path: Path | str) -> ServerStatus:
 def _local_status(
     db_path: Path | str, state: ServerState, message: str, running: bool = True
 ) -> ServerStatus:
-    url = state.url if state.port else None
     return ServerStatus(
         external=False,
-        url=url,
+        url=state.direct_url if state.port else None,
+        port=state.port,
+        host=state.host,
+        public_url=state.public_url,
         running=running,
-        answering=bool(running and url and answers(url)),
+        answering=bool(running and state.port and answers(state.api_url)),
         pid=state.pid if running else None,
         data_dir=str(data_dir(db_path)),
         username=state.username,

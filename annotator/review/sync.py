@@ -32,6 +32,7 @@ from annotator.review.server import (
     LabelStudioError,
     connection,
     external_connection,
+    read_state,
     set_password,
 )
 
@@ -254,8 +255,8 @@ def add_user(
         conn = instances.connection(inst)
         with _errors(conn, f"reading the account of {email}"):
             user_id = client(conn).users.whoami().id
-        return Reviewer(email=email, user_id=user_id, url=conn.url, password=password,
-                        created=created, isolated=True)  # fmt: skip
+        return Reviewer(email=email, user_id=user_id, url=status.shown_url or conn.url,
+                        password=password, created=created, isolated=True)  # fmt: skip
     conn, ls = connect(db_path)
     password = password or secrets.token_urlsafe(9)
     with _errors(conn, f"creating user {email}"):
@@ -267,5 +268,6 @@ def add_user(
             username = email.split("@", 1)[0][:30] + "-" + secrets.token_hex(2)
             user_id = ls.users.create(username=username, email=email, password=password).id
     set_password(conn, email, password)
-    return Reviewer(email=email, user_id=user_id, url=conn.url, password=password,
-                    created=created)
+    state = read_state(db_path)  # the address people open, not the one this tool talks to
+    return Reviewer(email=email, user_id=user_id, url=state.url if state else conn.url,
+                    password=password, created=created)

@@ -10,6 +10,7 @@ text as text.
 from __future__ import annotations
 
 import functools
+import hmac
 import html
 import re
 import sqlite3
@@ -331,6 +332,25 @@ def stop() -> NoReturn:
 
 
 SIDEBAR_KEYS = ("db_path", "prompt", "n_boot")
+
+
+def signed_in() -> bool:
+    """True when the app may show the study: no password is set (served on loopback), or this
+    session gave it. Otherwise it draws the password form, and nothing of the study."""
+    expected = config.app_password()
+    if expected is None or st.session_state.get("_signed_in"):
+        return True
+    st.title("annotator")
+    with st.form("sign-in"):
+        given = st.text_input("Password", type="password",
+                              help="The app's password: `annotator app --host` printed it.")
+        submitted = st.form_submit_button("Open the study")
+    if submitted:
+        if hmac.compare_digest(given.encode(), expected.encode()):
+            st.session_state["_signed_in"] = True
+            st.rerun()
+        st.error("That is not the app's password.")
+    return False
 
 
 def sidebar() -> None:
