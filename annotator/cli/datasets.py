@@ -50,8 +50,8 @@ def import_labels(
     does; names outside it are kept as free values and counted. A row without a response type
     or subjective is kept as incomplete. Each file is its own source (`import:<file name>`):
     importing it again changes only its own rows. Bad lines are listed with file, line and
-    reason while the good ones land; the exit code is then 1. Then `annotator adjudicate` and `annotator agreement`
-    work as after a pull.
+    reason while the good ones land; the exit code is then 1. Then `annotator adjudicate` and
+    `annotator agreement` work as after a pull.
 
     Example: annotator import-labels labels.csv --annotator alice --db study.db
     """
