@@ -344,6 +344,8 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> Adjudicat
         if label is None:
             report.add_person_needed(conversation_id, reason or "no majority")
             continue
+        if existing:
+            label = _keep_description(row_to_gold(existing), label)
         if existing and _same_labels(row_to_gold(existing), label):
             report.unchanged += 1
             continue
@@ -383,6 +385,14 @@ def people_needed(db: sqlite_utils.Database, min_annotations: int = 2) -> list[P
         if reason := _incomplete(full) or no_majority_reason(full):
             needed.append(PersonNeeded(conversation_id=conversation_id, reason=reason))
     return needed
+
+
+def _keep_description(existing: GoldLabel, label: GoldLabel) -> GoldLabel:
+    """A majority that agrees on the task's category keeps the description gold has: the
+    annotators' forms carry the category only."""
+    if label.task == existing.task and not label.task_description:
+        return label.model_copy(update={"task_description": existing.task_description})
+    return label
 
 
 def _same_labels(a: Labels, b: Labels) -> bool:
