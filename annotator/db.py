@@ -285,6 +285,15 @@ def _add_study_key(db: sqlite_utils.Database) -> None:
     study_key.create_table(db)
 
 
+def _add_tasks(db: sqlite_utils.Database) -> None:
+    # Values by task: each conversation's task (a category of the study's task list and a
+    # short description), proposed by a model and decided in gold. Annotations keep it in
+    # their labels JSON.
+    for table in ("extractions", "gold"):
+        db[table].add_column("task", str)
+        db[table].add_column("task_description", str)
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_core_tables", _create_core_tables),
     ("0002_ingest_runs", _add_ingest_runs),
@@ -296,6 +305,7 @@ MIGRATIONS: list[Migration] = [
     ("0008_label_sources", _add_label_sources),
     ("0009_extraction_claims", _add_extraction_claims),
     ("0010_study_key", _add_study_key),
+    ("0011_tasks", _add_tasks),
 ]
 
 
@@ -562,6 +572,8 @@ def gold_to_row(conversation_id: str, g: GoldLabel) -> dict[str, Any]:
         "decided_by": g.decided_by,
         "decided_at": _iso(g.decided_at),
         "from_annotations": dumps(g.from_annotations),
+        "task": g.task,
+        "task_description": g.task_description,
     }
 
 
@@ -574,4 +586,6 @@ def row_to_gold(row: dict[str, Any]) -> GoldLabel:
         decided_by=row["decided_by"],
         decided_at=_dt(row["decided_at"]),
         from_annotations=loads(row["from_annotations"], []),
+        task=row.get("task"),
+        task_description=row.get("task_description"),
     )

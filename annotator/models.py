@@ -154,10 +154,24 @@ class Labels(BaseModel):
     response_type: ResponseType | None = None
     subjective: bool | None = None
     notes: str | None = None
+    # What the conversation is for: a category of the study's task list (`prompts/tasks.yaml`)
+    # and, optionally, a short description. Not required: older labels have none.
+    task: str | None = None
+    task_description: str | None = None
 
     def missing_fields(self) -> list[str]:
         """The required fields (`REQUIRED_FIELDS`) these labels leave empty."""
         return [name for name in REQUIRED_FIELDS if getattr(self, name) is None]
+
+    @classmethod
+    def same_json(cls, a: str | None, b: str | None) -> bool:
+        """Whether two stored labels (JSON) say the same: a field one of them lacks (stored
+        before the field existed) counts as its default."""
+        if a == b:
+            return True
+        if a is None or b is None:
+            return False
+        return cls.model_validate_json(a) == cls.model_validate_json(b)
 
 
 class AnnotatorLabels(Labels):
@@ -194,6 +208,8 @@ class Extraction(BaseModel):
     ai_values: list[ValueRef] = Field(default_factory=list)
     human_values: list[ValueRef] = Field(default_factory=list)
     response_type: ResponseType | None = None
+    task: str | None = None  # a task category (prompt versions that ask for it; the baseline)
+    task_description: str | None = None
     status: ExtractionStatus = ExtractionStatus.ok
     error: str | None = None
     raw_reply: str | None = None

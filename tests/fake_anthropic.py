@@ -156,6 +156,30 @@ def names_in_text_rule(names: list[str], max_values: int = 6) -> Rule:
     return rule
 
 
+def _schema_of(body: dict[str, Any]) -> dict[str, Any]:
+    fmt = (body.get("output_config") or {}).get("format") or {}
+    if fmt.get("schema"):
+        return fmt["schema"]
+    tools = body.get("tools") or [{}]
+    return tools[0].get("input_schema") or {}
+
+
+def with_task(labels: dict[str, Any], body: dict[str, Any], req: FakeRequest) -> dict[str, Any]:
+    """The rule's labels, plus a task when the request's schema asks for one and the rule gave
+    none: the first listed category named in the conversation (its first word, whole), else
+    "other" when listed, else the first; the description is the conversation's first words."""
+    task = (_schema_of(body).get("properties") or {}).get("task")
+    if not task or "task" in labels:
+        return labels
+    categories = ((task.get("properties") or {}).get("category") or {}).get("enum") or ["other"]
+    words = {w.lower() for w in _WORDS.findall(req.text)}
+    named = [c for c in categories if c.split()[0] in words]
+    category = named[0] if named else ("other" if "other" in categories else categories[0])
+    turns = _TURN.findall(req.text)
+    description = " ".join((turns[0][1] if turns else req.text).split()[:8]) or "a conversation"
+    return {**labels, "task": {"description": description, "category": category}}
+
+
 def _malformed(rng: random.Random, good: dict[str, Any]) -> dict[str, Any]:
     bad = dict(good)
     choice = rng.randrange(3)
@@ -392,7 +416,7 @@ class FakeAnthropic:
 
     def _message(self, body: dict[str, Any], req: FakeRequest, fault: str | None) -> dict:
         """A complete Message for a request (fault is None, 'malformed' or 'refusal')."""
-        labels = self.rule(req)
+        labels = with_task(self.rule(req), body, req)
         if fault == "malformed":
             labels = _malformed(self.rng, labels)
         fmt = (body.get("output_config") or {}).get("format")

@@ -40,7 +40,8 @@ def test_top_values_config_lists_exactly_those_values_under_their_paths(taxonomy
     assert schema.taxonomy_paths == {tuple(taxonomy.path(i)) for i in top}
     assert schema.controls == {
         "ai_values": "taxonomy", "ai_values_other": "textarea", "human_values": "textarea",
-        "response_type": "choices", "subjective": "choices", "notes": "textarea",
+        "response_type": "choices", "subjective": "choices", "task": "choices",
+        "notes": "textarea",
     }  # fmt: skip
     assert schema.choices["response_type"] == {r.value for r in ResponseType}
     assert len(schema.choices["response_type"]) == 7

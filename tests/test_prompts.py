@@ -103,6 +103,9 @@ def test_v1_lists_every_category_and_cluster_and_the_150_most_frequent_values():
 def test_v1_defines_every_label_and_response_type():
     system, user = body_parts(v1())
     for field in ProposedLabels.model_fields:
+        if field == "task":  # asked only by versions that list the task categories (v2 on)
+            assert "`task`" not in system
+            continue
         assert f"`{field}`" in system
     for response_type in ("strong support", "mild support", "neutral", "reframing",
                           "mild resistance", "strong resistance", "no values"):

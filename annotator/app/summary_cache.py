@@ -45,7 +45,7 @@ from annotator.measure import frames as report
 from annotator.measure.summaries import Bundle
 
 # Bump when a bundle's content changes shape: old files on disk are then ignored.
-BUNDLE_VERSION = "8"
+BUNDLE_VERSION = "9"  # 9: frames carry the task; findings values by task
 CACHE_DIR = ".annotator-cache"
 KEEP_ON_DISK = 2  # results kept per bundle name and parameters (the newest)
 MEMORY_BUNDLES = 48

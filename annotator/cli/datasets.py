@@ -45,12 +45,13 @@ def import_labels(
     Fields (JSONL keys or CSV columns): conversation (the full id, a unique id prefix, or the
     conversation's external id), annotator, ai_values and human_values (JSON lists; in CSV,
     names separated by `;`), response_type (one of the seven), subjective (true, false, yes,
-    no), notes (optional). Value names resolve against the taxonomy as `pull` does; names outside
-    it are kept as free values and counted. A row without a response type or subjective is kept
-    as incomplete. Each file is its own source (`import:<file name>`): importing it again
-    changes only its own rows. Bad lines are listed with file, line and reason while the good
-    ones land; the exit code is then 1. Then `annotator adjudicate` and `annotator agreement`
-    work as after a pull.
+    no), notes, task (a category of the study's task list, prompts/tasks.yaml) and
+    task_description (all three optional). Value names resolve against the taxonomy as `pull`
+    does; names outside it are kept as free values and counted. A row without a response type
+    or subjective is kept as incomplete. Each file is its own source (`import:<file name>`):
+    importing it again changes only its own rows. Bad lines are listed with file, line and
+    reason while the good ones land; the exit code is then 1. Then `annotator adjudicate` and
+    `annotator agreement` work as after a pull.
 
     Example: annotator import-labels labels.csv --annotator alice --db study.db
     """

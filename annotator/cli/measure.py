@@ -347,6 +347,39 @@ def _print_findings(f: Any, top: int) -> None:
              f"(response type {flagged.response_type or '-'}) · {links}")
     if len(f.flagged) > top:
         say(f"  … and {len(f.flagged) - top} more (all of them: --json)")
+    if f.values_by_task is not None:
+        _print_values_by_task(f.values_by_task)
+
+
+def _print_values_by_task(v: Any) -> None:
+    """Values by task as text: the top values per task, then the context-invariant ones."""
+    no_task = f"; {v.without_task} without a task left out" if v.without_task else ""
+    say(f"\nValues by task: {v.conversations} conversations with a task{no_task}; "
+        f"{v.values_tested} values in {v.min_value_conversations}+ of them tested, "
+        f"Bonferroni over {v.cells_tested} cells (alpha {v.alpha:g})")
+    if v.note:
+        say(f"  {v.note}")
+    rows = [{"task": t.task, "n": t.conversations, "value": x.value,
+             "residual": f"{x.residual:+.2f}" + (" *" if x.significant else ""),
+             "count": x.conversations,
+             "share (95% CI)": f"{_pct(100 * x.share)} ({_pct(100 * x.low)}-{_pct(100 * x.high)})"}
+            for t in v.tasks for x in t.top]
+    if rows:
+        console.print(rows_table("Values most disproportionately in each task (top 5 by "
+                                 "adjusted residual; * significant after Bonferroni)", rows))
+    if v.small_expected_pct:
+        say(f"  {_pct(v.small_expected_pct)} of tested cells expect fewer than 5 conversations: "
+            "the chi-square approximation is rough there")
+    rows = [{"value": r.value, "tasks": r.tasks, "mean share": _pct(100 * r.mean_share),
+             "CV (95% CI)": f"{r.cv:.2f}" + (f" ({r.low:.2f}-{r.high:.2f})"
+                                             if r.low is not None else ""),
+             "published CV": f"{r.published_cv:.2f}" if r.published_cv else "-"}
+            for r in v.invariant]
+    if rows:
+        console.print(rows_table("Context-invariant values (lowest coefficient of variation of "
+                                 "the share across tasks first)", rows))
+    say("Published CV (lowest across tasks): " + ", ".join(
+        f"{name} {cv:.2f}" for name, cv in v.published_cv.items()))
 
 
 @app.command("eval")

@@ -266,6 +266,14 @@ def taxonomy(
 
 @app.command()
 @cli_errors
+def _task(labels: dict) -> str:
+    """A task as `show` prints it: the category, and its description in parentheses."""
+    if not labels.get("task"):
+        return "-"
+    described = labels.get("task_description")
+    return f"{labels['task']} ({described})" if described else str(labels["task"])
+
+
 def show(
     conversation: Annotated[
         str, typer.Argument(help="A conversation id, any unique prefix of one, or its external "
@@ -315,6 +323,8 @@ def _print_conversation(r: dict[str, Any]) -> None:
              f"{p['response_type'] or '-'} · subjective {_yes_no(p['subjective'])} · cost {cost}")
         if p["error"]:
             say(f"  error: {p['error']}")
+        if p.get("task"):
+            say(f"  task: {_task(p)}")
         for v in p["ai_values"]:
             quote = f' — "{v["evidence"]}"' if v.get("evidence") else ""
             free = " (free value)" if v.get("node_id") is None and "node_id" in v else ""
@@ -331,7 +341,7 @@ def _print_conversation(r: dict[str, Any]) -> None:
         say(f"{a['annotator']} ({a['source'] or 'no source'})"
              + (f" [{'; '.join(flags)}]" if flags else ""))
         say(f"  response type {a['response_type'] or '-'} · subjective "
-             f"{_yes_no(a['subjective'])}")
+             f"{_yes_no(a['subjective'])} · task {_task(a)}")
         say("  AI values: " + (", ".join(a["ai_values"]) or "-"))
         say("  human values: " + (", ".join(a["human_values"]) or "-"))
         if a["notes"]:
@@ -343,7 +353,7 @@ def _print_conversation(r: dict[str, Any]) -> None:
     else:
         say(f"decided by {g['decided_by']} at {g['decided_at'] or '-'}")
         say(f"  response type {g['response_type'] or '-'} · subjective "
-             f"{_yes_no(g['subjective'])}")
+             f"{_yes_no(g['subjective'])} · task {_task(g)}")
         say("  AI values: " + (", ".join(g["ai_values"]) or "-"))
         say("  human values: " + (", ".join(g["human_values"]) or "-"))
     _heading(f"Label Studio tasks ({len(r['tasks'])})")

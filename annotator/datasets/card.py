@@ -97,6 +97,7 @@ def _counts(report: ExportReport) -> list[str]:
                      f"{report.exported - stats.decided_by_person:,}")
     lines += [f"- AI values outside the taxonomy (free values): {stats.free_values:,}", ""]
     for title, counts in (("source", stats.sources), ("response type", stats.response_types),
+                          ("task", stats.tasks),
                           ("AI values by top category", stats.categories),
                           ("status", stats.statuses)):
         lines += _counts_table(title, counts)

@@ -134,6 +134,8 @@ def export_records(
                 human_values=[_exported_value(v) for v in gold.human_values],
                 response_type=gold.response_type,
                 subjective=gold.subjective,
+                task=gold.task,
+                task_description=gold.task_description,
                 decided_by=gold.decided_by,
                 decided_at=gold.decided_at.isoformat() if gold.decided_at else None,
                 n_annotations=len(gold_record.annotations),
@@ -345,13 +347,15 @@ def _text(value: Any) -> str:
 
 
 CSV_COLUMNS = [
-    "conversation_id", "source", "response_type", "subjective", "ai_values",
+    "conversation_id", "source", "response_type", "subjective", "task", "task_description",
+    "ai_values",
     "ai_value_categories", "free_ai_values", "human_values", "decided_by", "decided_at",
     "n_annotations", "first_user_turn", "turns_json",
 ]
 PROPOSAL_CSV_COLUMNS = [
     "conversation_id", "source", "prompt_id", "prompt_name", "prompt_version", "model",
-    "extractor", "status", "error", "response_type", "subjective", "ai_values",
+    "extractor", "status", "error", "response_type", "subjective", "task", "task_description",
+    "ai_values",
     "ai_value_categories", "free_ai_values", "human_values", "ai_values_json",
     "human_values_json", "input_tokens", "output_tokens", "cache_read_tokens",
     "cache_write_tokens", "cost_usd", "attempts", "model_calls", "call_ms", "created_at",

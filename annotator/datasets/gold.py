@@ -27,7 +27,8 @@ from annotator.db import (
     row_to_conversation,
     row_to_gold,
 )
-from annotator.errors import AnnotatorError
+from annotator.errors import AnnotatorError, InputError
+from annotator.extract.tasks import TaskList, load_task_list
 from annotator.gold_file import gold_files, numbered_records
 from annotator.ingest.formats import RawConversation
 from annotator.ingest.rows import conversation_row
@@ -68,11 +69,20 @@ def import_gold(
     counts: Counter[str] = Counter()
     now = utc_now().isoformat()
     key = study_key(db)
+    task_list: TaskList | None = None
     for path in gold_files(paths):
         report.files.append(str(path))
         for line_no, record in numbered_records(path):
             if isinstance(record, RejectedRecord):
                 report.rejected.append(record)
+                continue
+            try:
+                if _has_tasks(record):
+                    task_list = task_list or load_task_list()
+                    record = _with_listed_tasks(record, task_list)
+            except InputError as exc:
+                report.rejected.append(RejectedRecord(file=str(path), line=line_no,
+                                                      reason=str(exc)))
                 continue
             raw = RawConversation(0, [(t.role.value, t.text) for t in record.turns])
             row = conversation_row(raw, record.source, scrub, counts, now, key)
@@ -114,6 +124,22 @@ def import_gold(
             else:
                 report.gold_labels += 1
     return report
+
+
+def _has_tasks(record: GoldRecord) -> bool:
+    return any(labels.task for labels in [record.gold, *record.annotations])
+
+
+def _with_listed_tasks(record: GoldRecord, task_list: TaskList) -> GoldRecord:
+    """The record with each task spelled as the study's task list spells it; a task not in
+    the list is an InputError (the line is reported, nothing of it lands)."""
+    def fixed(labels: Labels) -> dict[str, Any]:
+        return {"task": task_list.require(labels.task)}
+
+    return record.model_copy(update={
+        "gold": record.gold.model_copy(update=fixed(record.gold)),
+        "annotations": [a.model_copy(update=fixed(a)) for a in record.annotations],
+    })
 
 
 def _gold_conversation_id(db: sqlite_utils.Database, named: str, row: tuple[Any, ...]) -> str:
@@ -209,15 +235,31 @@ def majority_label(annotations: list[AnnotatorLabels]) -> GoldLabel | None:
         first_seen = list(dict.fromkeys(v for a in annotations for v in getattr(a, field)))
         return [v for v in first_seen if counts[v] >= need]
 
+    task, task_description = majority_task(annotations)
     return GoldLabel(
         ai_values=agreed("ai_values"),
         human_values=agreed("human_values"),
         response_type=decided("response_type"),
         subjective=decided("subjective"),
+        task=task,
+        task_description=task_description,
         decided_by=MAJORITY,
         decided_at=utc_now(),
         from_annotations=[a.annotator for a in annotations],
     )
+
+
+def majority_task(annotations: Sequence[Labels]) -> tuple[str | None, str | None]:
+    """The task category more than half of the annotators gave (None when none did: the task
+    is not required, a person may add it) and the first description given with it."""
+    counts = Counter(a.task for a in annotations if a.task)
+    if not counts:
+        return None, None
+    task, votes = counts.most_common(1)[0]
+    if votes < len(annotations) // 2 + 1:
+        return None, None
+    return task, next((a.task_description for a in annotations
+                       if a.task == task and a.task_description), None)
 
 
 class PersonNeeded(BaseModel):
@@ -302,6 +344,8 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> Adjudicat
         if label is None:
             report.add_person_needed(conversation_id, reason or "no majority")
             continue
+        if existing:
+            label = _keep_description(row_to_gold(existing), label)
         if existing and _same_labels(row_to_gold(existing), label):
             report.unchanged += 1
             continue
@@ -343,12 +387,21 @@ def people_needed(db: sqlite_utils.Database, min_annotations: int = 2) -> list[P
     return needed
 
 
+def _keep_description(existing: GoldLabel, label: GoldLabel) -> GoldLabel:
+    """A majority that agrees on the task's category keeps the description gold has: the
+    annotators' forms carry the category only."""
+    if label.task == existing.task and not label.task_description:
+        return label.model_copy(update={"task_description": existing.task_description})
+    return label
+
+
 def _same_labels(a: Labels, b: Labels) -> bool:
     """Equal as labels: value lists compare as sets (their order carries no meaning)."""
     return (
         set(a.ai_values) == set(b.ai_values)
         and set(a.human_values) == set(b.human_values)
         and (a.response_type, a.subjective) == (b.response_type, b.subjective)
+        and (a.task, a.task_description) == (b.task, b.task_description)
     )
 
 

@@ -3,8 +3,10 @@
 A file is JSONL (one object a line) or CSV (a header row). Fields: `conversation` (the full id,
 a unique id prefix, or the conversation's `external_id`), `annotator`, `ai_values` and
 `human_values` (lists in JSONL; `;`-separated in CSV), `response_type`, `subjective` (true,
-false, yes, no) and optionally `notes`. Value names resolve against the taxonomy as `pull`
-resolves typed names; names outside it are kept as free values, counted and flagged.
+false, yes, no) and optionally `notes`, `task` (a category of the study's task list,
+`prompts/tasks.yaml`; case and spacing ignored) and `task_description`. Value names resolve
+against the taxonomy as `pull` resolves typed names; names outside it are kept as free values,
+counted and flagged.
 
 Each row becomes an annotation `import:<file name>:<conversation>:<annotator>` of source
 `import:<file name>`: importing the same file again changes only rows of that source (the
@@ -28,6 +30,7 @@ from pydantic import BaseModel, Field
 from annotator.datasets.show import SHOWN_CANDIDATES, id_candidates
 from annotator.db import dumps, loads
 from annotator.errors import InputError
+from annotator.extract.tasks import TaskList, load_task_list
 from annotator.models import Labels, RejectedRecord, ResponseType, utc_now
 from annotator.taxonomy import Taxonomy, load_taxonomy
 
@@ -167,7 +170,16 @@ class _Conversations:
         raise _Bad(f"no conversation {ref!r} in this study (by id, id prefix or external id)")
 
 
-def _labels(record: dict[str, Any], taxonomy: Taxonomy, free: list[str]) -> Labels:
+def _task(value: Any, task_list: TaskList) -> str | None:
+    try:
+        return task_list.require(_text(value) or None)
+    except InputError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def _labels(
+    record: dict[str, Any], taxonomy: Taxonomy, free: list[str], task_list: TaskList
+) -> Labels:
     def resolved(field: str) -> list[str]:
         out: list[str] = []
         for name in _names(record.get(field), field):
@@ -186,6 +198,8 @@ def _labels(record: dict[str, Any], taxonomy: Taxonomy, free: list[str]) -> Labe
         response_type=_response_type(record.get("response_type")),
         subjective=_subjective(record.get("subjective")),
         notes=notes,
+        task=_task(record.get("task"), task_list),
+        task_description=_text(record.get("task_description"))[:200] or None,
     )
 
 
@@ -210,6 +224,7 @@ def import_labels(
         if not path.is_file():
             raise InputError(f"{path}: no such file")
     tree = taxonomy or load_taxonomy()
+    task_list = load_task_list()
     report = ImportLabelsReport()
     conversations = _Conversations(db)
     free_counts: Counter[str] = Counter()
@@ -236,7 +251,7 @@ def import_labels(
                 if not who:
                     raise _Bad("no annotator (add an annotator field, or --annotator NAME)")
                 free: list[str] = []
-                labels = _labels(record, tree, free)
+                labels = _labels(record, tree, free, task_list)
             except _Bad as exc:
                 reject(str(exc))
                 continue
@@ -264,7 +279,7 @@ def import_labels(
                 continue
             if old is None:
                 report.new += 1
-            elif (loads(old["labels"], {}) == loads(row["labels"], {})
+            elif (Labels.same_json(old["labels"], row["labels"])
                   and loads(old["missing"], []) == missing and not old["deleted"]):
                 report.unchanged += 1
                 continue

@@ -40,6 +40,8 @@ class ExportRecord(BaseModel):
     human_values: list[ExportedValue]
     response_type: ResponseType
     subjective: bool
+    task: str | None = Field(None, description="a task category (the study's task list)")
+    task_description: str | None = None
     decided_by: str
     decided_at: str | None
     n_annotations: int = Field(0, description="live annotations, complete or not")
@@ -63,6 +65,8 @@ class ProposalRecord(BaseModel):
     error: str | None
     subjective: bool | None
     response_type: ResponseType | None
+    task: str | None
+    task_description: str | None
     ai_values: list[ProposedValue]
     human_values: list[ProposedValue]
     input_tokens: int
@@ -103,6 +107,8 @@ class ExportStats(BaseModel):
     categories: dict[str, int] = Field(default_factory=dict, description="AI values per top "
                                        "category")
     sources: dict[str, int] = Field(default_factory=dict)
+    tasks: dict[str, int] = Field(default_factory=dict, description="records per task "
+                                  "category ('none': no task)")
     statuses: dict[str, int] = Field(default_factory=dict, description="proposals: ok, error")
     prompt_ids: list[str] = Field(default_factory=list, description="proposals exported")
     decided_by_person: int = 0
@@ -115,6 +121,7 @@ class ExportStats(BaseModel):
             self.conversations += 1
             _bump(self.sources, record.source)
         _bump(self.response_types, record.response_type.value if record.response_type else "none")
+        _bump(self.tasks, record.task or "none")
         for value in record.ai_values:
             _bump(self.categories, value.category or "free value")
             self.free_values += value.free

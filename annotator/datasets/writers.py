@@ -256,12 +256,14 @@ _PROPOSED_VALUE = pa.struct([*_VALUE_FIELDS, ("evidence", pa.string()), ("score"
 _ANNOTATION = pa.struct([
     ("annotator", pa.string()), ("ai_values", pa.list_(pa.string())),
     ("human_values", pa.list_(pa.string())), ("response_type", pa.string()),
-    ("subjective", pa.bool_()), ("notes", pa.string()),
+    ("subjective", pa.bool_()), ("notes", pa.string()), ("task", pa.string()),
+    ("task_description", pa.string()),
 ])
 _GOLD_FIELDS = [
     ("conversation_id", pa.string()), ("source", pa.string()), ("turns", pa.list_(_TURN)),
     ("ai_values", pa.list_(_VALUE)), ("human_values", pa.list_(_VALUE)),
-    ("response_type", pa.string()), ("subjective", pa.bool_()), ("decided_by", pa.string()),
+    ("response_type", pa.string()), ("subjective", pa.bool_()), ("task", pa.string()),
+    ("task_description", pa.string()), ("decided_by", pa.string()),
     ("decided_at", pa.string()), ("n_annotations", pa.int64()),
 ]
 SCHEMAS: dict[ExportWhat, pa.Schema] = {
@@ -272,7 +274,8 @@ SCHEMAS: dict[ExportWhat, pa.Schema] = {
         ("prompt_id", pa.string()), ("prompt_name", pa.string()),
         ("prompt_version", pa.string()), ("model", pa.string()), ("extractor", pa.string()),
         ("status", pa.string()), ("error", pa.string()), ("subjective", pa.bool_()),
-        ("response_type", pa.string()), ("ai_values", pa.list_(_PROPOSED_VALUE)),
+        ("response_type", pa.string()), ("task", pa.string()),
+        ("task_description", pa.string()), ("ai_values", pa.list_(_PROPOSED_VALUE)),
         ("human_values", pa.list_(_PROPOSED_VALUE)), ("input_tokens", pa.int64()),
         ("output_tokens", pa.int64()), ("cache_read_tokens", pa.int64()),
         ("cache_write_tokens", pa.int64()), ("cost_usd", pa.float64()),

@@ -9,6 +9,10 @@ than the value itself. A few cue phrases add values that are rarely named ("it's
 for user autonomy, code in the reply for technical precision). Assistant turns give AI values,
 user turns human values; the most repeated, then most frequent in the study, come first.
 
+The task category is the category of the study's task list (`prompts/tasks.yaml`) whose
+keywords occur most often as whole words, the user's words counting twice (`tasks.classify`);
+the description is the user's first words.
+
 Response type and subjectivity come from cheap cue phrases: refusals, cautions, "on the other
 hand", enthusiastic agreement; first-person opinions or moral words in the user's turns.
 
@@ -27,6 +31,7 @@ import orjson
 
 from annotator.extract.extractors import CallJournal, Outcome
 from annotator.extract.prompts import prompt_id
+from annotator.extract.tasks import TaskList, classify, describe, load_task_list
 from annotator.models import Conversation, Extraction, PromptVersion, ResponseType, Role, ValueRef
 from annotator.taxonomy import Node, Taxonomy, load_taxonomy, loose_key
 
@@ -317,14 +322,17 @@ class BaselineExtractor:
     name = "baseline"
     model = MODEL
 
-    def __init__(self, taxonomy: Taxonomy | None = None) -> None:
+    def __init__(self, taxonomy: Taxonomy | None = None, tasks: TaskList | None = None) -> None:
         self.taxonomy = taxonomy or load_taxonomy()
         self.matcher = ValueMatcher(self.taxonomy)
-        self._prompt = self.baseline_prompt()
+        self.tasks = tasks or load_task_list()
+        self._prompt = self.baseline_prompt(self.tasks)
 
     @staticmethod
-    def baseline_prompt() -> PromptVersion:
-        """The baseline's rules as a prompt version: its id changes whenever the rules do."""
+    def baseline_prompt(tasks: TaskList | None = None) -> PromptVersion:
+        """The baseline's rules as a prompt version: its id changes whenever the rules do (the
+        task list's keywords among them: a study's own list is a version of its own)."""
+        tasks = tasks or load_task_list()
         rules = {
             "extractor": "baseline",
             "version": VERSION,
@@ -338,6 +346,8 @@ class BaselineExtractor:
             "cues": CUES,
             "default_response": DEFAULT_RESPONSE,
             "user_value_cues": USER_VALUE_CUES,
+            "tasks": {"fallback": tasks.fallback, "user_weight": 2,
+                      "keywords": {c.name: list(c.keywords) for c in tasks.categories}},
         }
         text = orjson.dumps(rules, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2).decode()
         return PromptVersion(
@@ -345,7 +355,8 @@ class BaselineExtractor:
             name="baseline",
             version=VERSION,
             text=text,
-            front_matter={"model": MODEL, "extractor": "baseline", "max_tokens": 0},
+            front_matter={"model": MODEL, "extractor": "baseline", "max_tokens": 0,
+                          "tasks": tasks.to_front_matter()},
         )
 
     def prompt_for(self, prompt: PromptVersion | None) -> PromptVersion:
@@ -377,6 +388,9 @@ class BaselineExtractor:
             human_values=_refs(self.taxonomy, user, human_hits, MAX_HUMAN_VALUES),
             # A refusal answers values the request implies, even if the user names none.
             response_type=response_type(assistant, user_shows_values or refusal),
+            task=classify(user, self.tasks, assistant),
+            task_description=describe(next(
+                (t.text for t in conversation.turns if t.role is Role.user), "")) or None,
         )
 
     def _ai_values(self, text: str) -> list[ValueRef]:

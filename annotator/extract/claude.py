@@ -41,6 +41,7 @@ from annotator.extract.extractors import (
 )
 from annotator.extract.pricing import PriceTable, load_prices
 from annotator.extract.prompts import render
+from annotator.extract.tasks import TaskList, from_front_matter
 from annotator.models import (
     Conversation,
     Extraction,
@@ -97,8 +98,27 @@ def _summarise(exc: ValidationError, limit: int = 6) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def read_reply(message: dict[str, Any], output: str = "tool") -> Reply:
-    """Labels from a Messages API reply (a dict in the API's JSON shape)."""
+def _checked(labels: ProposedLabels, raw: str, tasks: TaskList | None) -> Reply:
+    """A validated reply, with its task checked against the version's categories (spelled as
+    the list spells them); a missing or unknown task is worth a corrective turn."""
+    if tasks is None:
+        return Reply(labels.model_copy(update={"task": None}), raw, None, False)
+    if labels.task is None:
+        return Reply(None, raw, "task: Field required", retryable=True)
+    category = tasks.category(labels.task.category)
+    if category is None:
+        reason = (f"task.category: {labels.task.category[:80]!r} is not one of: "
+                  f"{', '.join(tasks.names)}")
+        return Reply(None, raw, reason, retryable=True)
+    task = labels.task.model_copy(update={"category": category})
+    return Reply(labels.model_copy(update={"task": task}), raw, None, False)
+
+
+def read_reply(
+    message: dict[str, Any], output: str = "tool", tasks: TaskList | None = None
+) -> Reply:
+    """Labels from a Messages API reply (a dict in the API's JSON shape); `tasks`: the
+    categories the prompt version asks the task from (None: it asks for none)."""
     stop = message.get("stop_reason")
     content = message.get("content") or []
     if stop == "refusal":
@@ -111,7 +131,7 @@ def read_reply(message: dict[str, Any], output: str = "tool") -> Reply:
         if not raw.strip():
             return Reply(None, None, f"no text in the reply (stop_reason={stop})", True)
         try:
-            return Reply(ProposedLabels.model_validate_json(raw), raw, None, False)
+            return _checked(ProposedLabels.model_validate_json(raw), raw, tasks)
         except ValidationError as exc:
             return Reply(None, raw, _summarise(exc), retryable=True)
     block = next(
@@ -126,7 +146,7 @@ def read_reply(message: dict[str, Any], output: str = "tool") -> Reply:
     if stop == "max_tokens":
         return Reply(None, raw, "reply truncated at max_tokens", retryable=True)
     try:
-        return Reply(ProposedLabels.model_validate(block.get("input")), raw, None, False)
+        return _checked(ProposedLabels.model_validate(block.get("input")), raw, tasks)
     except ValidationError as exc:
         return Reply(None, raw, _summarise(exc), retryable=True)
 
@@ -191,9 +211,17 @@ class ClaudeExtractor:
         self._refs: dict[str, tuple[str | None, list[str]]] = {}
         self.client = self._clients[0]  # batches and listings
         self._next = 0
-        self._tools = [
-            {"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "input_schema": labels_schema()}
-        ]
+        self._tools: dict[str, list[dict[str, Any]]] = {}
+
+    def _tools_for(self, prompt: PromptVersion) -> list[dict[str, Any]]:
+        """The forced tool of a prompt version: its schema asks for a task only when the
+        version lists task categories. Built once per version (identical bytes: cached)."""
+        if prompt.id not in self._tools:
+            self._tools[prompt.id] = [
+                {"name": TOOL_NAME, "description": _tool_description(prompt),
+                 "input_schema": _schema(prompt)}
+            ]
+        return self._tools[prompt.id]
 
     def prompt_for(self, prompt: PromptVersion | None) -> PromptVersion:
         if prompt is None:
@@ -222,9 +250,10 @@ class ClaudeExtractor:
         if front.get("temperature") is not None:
             params["temperature"] = float(front["temperature"])
         if front.get("output", "tool") == "json":
-            params["output_config"] = {"format": {"type": "json_schema", "schema": labels_schema()}}
+            params["output_config"] = {"format": {"type": "json_schema",
+                                                  "schema": _schema(prompt)}}
         else:
-            params["tools"] = self._tools
+            params["tools"] = self._tools_for(prompt)
             params["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
         return params
 
@@ -279,7 +308,7 @@ class ClaudeExtractor:
             usage = _usage(message)
             totals = [a + b for a, b in zip(totals, usage, strict=True)]
             cost += self.prices.cost(self.model, *usage)
-            reply = read_reply(message, output)
+            reply = read_reply(message, output, from_front_matter(prompt.front_matter))
             status = "ok" if reply.labels else ("refusal" if not reply.retryable else "invalid")
             self._complete(calls[-1], message, status)
             if reply.labels is not None:
@@ -448,6 +477,8 @@ class ClaudeExtractor:
             ai_values=self._resolve(labels.ai_values),
             human_values=self._resolve(labels.human_values),
             response_type=labels.response_type,
+            task=labels.task.category if labels.task else None,
+            task_description=labels.task.description if labels.task else None,
             raw_reply=reply.raw,
             input_tokens=totals[0],
             output_tokens=totals[1],
@@ -530,7 +561,8 @@ class ClaudeExtractor:
         message = result["message"]
         usage = _usage(message)
         cost = self.prices.cost(self.model, *usage, batch=True)
-        reply = read_reply(message, prompt.front_matter.get("output", "tool"))
+        reply = read_reply(message, prompt.front_matter.get("output", "tool"),
+                           from_front_matter(prompt.front_matter))
         status = "ok" if reply.labels else ("refusal" if not reply.retryable else "invalid")
         call = self._call(conversation, prompt, params, message, status, started, batch_id)
         if reply.labels is not None:
@@ -539,6 +571,17 @@ class ClaudeExtractor:
         return Outcome(
             self._error(conversation, prompt, reason, reply.raw, list(usage), cost, 1), [call]
         )
+
+
+def _schema(prompt: PromptVersion) -> dict[str, Any]:
+    listed = from_front_matter(prompt.front_matter)
+    return labels_schema(listed.names if listed else None)
+
+
+def _tool_description(prompt: PromptVersion) -> str:
+    if from_front_matter(prompt.front_matter) is None:
+        return TOOL_DESCRIPTION
+    return TOOL_DESCRIPTION[:-1] + ", and the conversation's task (description and category)."
 
 
 def _aiohttp_available() -> bool:

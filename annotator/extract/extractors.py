@@ -37,6 +37,24 @@ class ProposedValue(BaseModel):
     )
 
 
+class ProposedTask(BaseModel):
+    """What the conversation is for: the user's primary purpose (`prompts/tasks.yaml`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The user's primary purpose in a few words, without names or personal "
+        "details.",
+    )
+    category: str = Field(
+        min_length=1,
+        max_length=80,
+        description="One task category, spelled exactly as listed.",
+    )
+
+
 class ProposedLabels(BaseModel):
     """What the model must return for one conversation (`gold/README.md`, "Labels")."""
 
@@ -58,6 +76,9 @@ class ProposedLabels(BaseModel):
         description="How the AI responds to the user's values; 'no values' if the user "
         "expresses none."
     )
+    # Asked for only by prompt versions that list the task categories (`tasks:` in their front
+    # matter); the schema sent to other versions leaves it out, so their requests are unchanged.
+    task: ProposedTask | None = None
 
 
 def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
@@ -74,10 +95,22 @@ def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
     return node
 
 
-def labels_schema() -> dict[str, Any]:
-    """JSON schema of `ProposedLabels`, self-contained (no $ref), closed objects."""
+def labels_schema(task_categories: Sequence[str] | None = None) -> dict[str, Any]:
+    """JSON schema of `ProposedLabels`, self-contained (no $ref), closed objects. With
+    `task_categories` (a prompt version that lists them), `task` is required and its category
+    one of them; without, `task` is not in the schema at all."""
     schema = ProposedLabels.model_json_schema()
-    return _inline_refs(schema, schema.get("$defs", {}))
+    out = _inline_refs(schema, schema.get("$defs", {}))
+    task = out["properties"].pop("task")
+    if task_categories:
+        shape = next(t for t in task.get("anyOf", [task]) if t.get("type") == "object")
+        shape["properties"]["category"] = {
+            "type": "string", "enum": list(task_categories),
+            "description": shape["properties"]["category"].get("description", ""),
+        }
+        out["properties"]["task"] = shape
+        out["required"] = [*out.get("required", []), "task"]
+    return out
 
 
 @dataclass
@@ -143,6 +176,7 @@ __all__ = [
     "FatalExtractorError",
     "Outcome",
     "ProposedLabels",
+    "ProposedTask",
     "ProposedValue",
     "labels_schema",
 ]

@@ -29,7 +29,7 @@ import yaml
 from annotator import config
 from annotator.db import loads, open_existing_db, prompt_to_row, row_to_prompt
 from annotator.errors import InputError
-from annotator.extract import few_shot
+from annotator.extract import few_shot, tasks
 from annotator.models import Conversation, PromptVersion
 
 DEFAULT_NAME = "values"
@@ -84,6 +84,12 @@ def parse_prompt(text: str, name: str, version: str, base: Path | None = None) -
         front["few_shot"] = chosen.model_dump()
         # The examples shape every reply: which ones, and how they read, make the version.
         identity += f"\n<!-- few-shot {json.dumps(chosen.ids)} -->\n{chosen.examples}"
+    if "tasks" in front:
+        # The task categories the model chooses from are part of the version: an edited list
+        # (a study's own tasks.yaml) is a new version.
+        listed = _task_list(front["tasks"], f"{name}/{version}", base)
+        front["tasks"] = listed.to_front_matter()
+        identity += f"\n<!-- tasks -->\n{tasks.render_categories(listed)}"
     return PromptVersion(
         id=prompt_id(identity),
         name=str(front.get("name", name)),
@@ -91,6 +97,12 @@ def parse_prompt(text: str, name: str, version: str, base: Path | None = None) -
         text=text,
         front_matter=front,
     )
+
+
+def _task_list(spec: Any, where: str, base: Path | None) -> tasks.TaskList:
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(f"prompt {where}: `tasks:` names the task list file (tasks.yaml)")
+    return tasks.load_task_list(tasks.find_task_file(spec.strip(), base))
 
 
 def read_prompt_file(path: Path, root: Path | None = None) -> PromptVersion:
@@ -301,6 +313,9 @@ def body_parts(prompt: PromptVersion) -> tuple[str, str]:
             system = system.replace(few_shot.EXAMPLES_SLOT, examples)
         else:
             system = f"{system}\n\n{examples}"
+    listed = tasks.from_front_matter(prompt.front_matter)
+    if listed is not None:
+        system = system.replace(tasks.TASKS_SLOT, tasks.render_categories(listed))
     return system, user
 
 

@@ -6,7 +6,9 @@ or one prompt version's extractions): the share of subjective conversations; eac
 each cluster at every level of the taxonomy, as a percent of conversations, beside the released
 frequencies, with a Spearman rank correlation; the response types beside the published shares;
 mirroring (an AI value equal to a value the user stated in the same conversation); and the
-conversations whose AI values include an opposing value, flagged as possible jailbreaks.
+conversations whose AI values include an opposing value, flagged as possible jailbreaks; and
+values by task (`contexts`): which AI values come up disproportionately in which tasks, and
+which hold steady across them.
 
 Shares are of the conversations a source does not label as non-subjective (the study's
 frequencies are of its 308,210 subjective conversations); a conversation whose `subjective` is
@@ -30,6 +32,7 @@ from pydantic import BaseModel, Field
 
 from annotator import config
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
+from annotator.measure.contexts import ValuesByTask, values_by_task
 from annotator.measure.frames import (
     PUBLISHED_STUDY,
     annotations_frame,
@@ -43,7 +46,8 @@ from annotator.measure.shapes import RESPONSE_TYPE_LABELS
 from annotator.taxonomy import LEVEL_KINDS, LEVELS, Taxonomy, load_taxonomy, normalise
 
 MIN_RANKED = 3  # a rank correlation over fewer values says nothing
-FRAME_COLUMNS = ["conversation_id", "ai_values", "human_values", "response_type", "subjective"]
+FRAME_COLUMNS = ["conversation_id", "ai_values", "human_values", "response_type", "subjective",
+                 "task"]
 
 
 class SourceKind(StrEnum):
@@ -153,6 +157,8 @@ class Findings(BaseModel):
     opposing_values: list[str]
     opposing_not_in_taxonomy: list[str]
     flagged: list[FlaggedConversation]
+    values_by_task: ValuesByTask | None = Field(
+        None, description="AI values by task, over the same conversations as the shares")
     published: str
     published_url: str
 
@@ -204,12 +210,25 @@ def combine_annotations(annotations: pd.DataFrame) -> tuple[pd.DataFrame, int, s
                 out[conv].append(str(names[code]))
         return out
 
+    def task_decided() -> list[str | None]:
+        """The task more than half of the complete annotations gave (None: no such task)."""
+        if "task" not in complete:
+            return [None] * len(conv_ids)
+        codes, values = pd.factorize(complete["task"].astype(object))
+        given = np.flatnonzero(codes >= 0)
+        conv, code = majority(codes[given].astype(np.int64), given)
+        out: list[str | None] = [None] * len(conv_ids)
+        for c, k in zip(conv.tolist(), code.tolist(), strict=True):
+            out[c] = str(values[k])
+        return out
+
     rt_code, rt_values = decided("response_type")
     subjective_code, subjective_values = decided("subjective")
     ai, human = agreed("ai_values"), agreed("human_values")
+    task = task_decided()
     rows = [
         (str(conv_ids[c]), tuple(ai[c]), tuple(human[c]), str(rt_values[rt_code[c]]),
-         bool(subjective_values[subjective_code[c]]))
+         bool(subjective_values[subjective_code[c]]), task[c])
         for c in np.flatnonzero((rt_code >= 0) & (subjective_code >= 0))
     ]
     split = len(conv_ids) - len(rows)
@@ -230,6 +249,8 @@ def prepared_labels(
     """One row per conversation (FRAME_COLUMNS) from a source's frame as `report` reads it
     (`gold_frame`, `annotations_frame`, `extractions_frame` of one prompt version), and how many
     labelled conversations are left out and why."""
+    if "task" not in frame:  # a frame cached before tasks were labelled
+        frame = frame.assign(task=None)
     if kind is SourceKind.annotations:
         return combine_annotations(frame)
     if kind is SourceKind.prompt:
@@ -531,6 +552,25 @@ def _flagged(frame: pd.DataFrame, pairs: tuple[np.ndarray, np.ndarray], opposing
     return out
 
 
+def _by_task(frame: pd.DataFrame, ai: tuple[np.ndarray, np.ndarray], in_base: np.ndarray,
+             vocab: _Vocabulary) -> ValuesByTask:
+    """Values by task over the report's base conversations, values named as the report names
+    them, tasks in the study's task list order."""
+    from annotator.extract.tasks import load_task_list
+
+    try:
+        order = load_task_list().names
+    except AnnotatorError:  # a broken list must not hide the rest of the report
+        order = []
+    named: list[list[str]] = [[] for _ in range(len(frame))]
+    for row, key in zip(ai[0].tolist(), ai[1].tolist(), strict=True):
+        named[row].append(vocab.shown[key])
+    tasks = [None if _missing(t) or not in_base[i] else str(t)
+             for i, t in enumerate(frame["task"].tolist())]
+    keep = np.flatnonzero(in_base)
+    return values_by_task([tasks[i] for i in keep], [named[i] for i in keep], order)
+
+
 def findings_from_labels(
     frame: pd.DataFrame,
     source: ReportSource,
@@ -572,6 +612,7 @@ def findings_from_labels(
         opposing_values=names,
         opposing_not_in_taxonomy=not_in_tree,
         flagged=_flagged(frame, ai, wanted, vocab),
+        values_by_task=_by_task(frame, ai_base, in_base, vocab),
         published=published["source"],
         published_url=published["url"],
     )

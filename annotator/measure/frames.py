@@ -31,6 +31,7 @@ ANNOTATION_COLUMNS = [
     "lead_time",
     "cancelled",
     "updated_at",
+    "task",
 ]
 GOLD_COLUMNS = [
     "conversation_id",
@@ -40,6 +41,7 @@ GOLD_COLUMNS = [
     "subjective",
     "decided_by",
     "decided_at",
+    "task",
 ]
 EXTRACTION_COLUMNS = [
     "conversation_id",
@@ -54,6 +56,7 @@ EXTRACTION_COLUMNS = [
     "error",
     "cost_usd",
     "created_at",
+    "task",
 ]
 
 
@@ -115,6 +118,7 @@ def annotations_frame(db: sqlite_utils.Database, include_cancelled: bool = False
                 lead,
                 bool(cancelled),
                 updated,
+                data.get("task"),
             )
         )
     return pd.DataFrame.from_records(rows, columns=ANNOTATION_COLUMNS)
@@ -131,10 +135,11 @@ def gold_frame(db: sqlite_utils.Database) -> pd.DataFrame:
             optional_bool(subjective),
             decided_by,
             decided_at,
+            task,
         )
-        for conv, response_type, ai, human, subjective, decided_by, decided_at in db.execute(
+        for conv, response_type, ai, human, subjective, decided_by, decided_at, task in db.execute(
             "select conversation_id, response_type, ai_values, human_values, subjective, "
-            "decided_by, decided_at from gold"
+            "decided_by, decided_at, task from gold"
         )
     ]
     return pd.DataFrame.from_records(rows, columns=GOLD_COLUMNS)
@@ -148,7 +153,7 @@ def extractions_frame(
     conversations pushed to Label Studio (a few thousand of a study's 300,000)."""
     sql = (
         "select conversation_id, prompt_id, model, extractor, status, response_type, ai_values, "
-        "human_values, subjective, error, cost_usd, created_at from extractions where 1 = 1"
+        "human_values, subjective, error, cost_usd, created_at, task from extractions where 1 = 1"
     )
     if pushed_only:
         sql += " and conversation_id in (select conversation_id from tasks)"
@@ -172,6 +177,7 @@ def extractions_frame(
             error,
             cost,
             created,
+            task,
         )
         for (
             conv,
@@ -186,6 +192,7 @@ def extractions_frame(
             error,
             cost,
             created,
+            task,
         ) in db.execute(sql, params)
     ]
     return pd.DataFrame.from_records(rows, columns=EXTRACTION_COLUMNS)

@@ -9,7 +9,9 @@ most frequent released values plus every value the pushed predictions use, leave
 result path always ends at a value whose name is its node id; any other released value typed
 into "Other AI values" (resolved to its node on pull); the pre-filling prediction's evidence
 quotes, read-only task data (never part of a result); human values, one a line; response type
-(seven, single choice, each with its definition) and subjective yes/no, both required; notes.
+(seven, single choice, each with its definition) and subjective yes/no, both required; the
+task category (the study's task list, `prompts/tasks.yaml`, each with its description; not
+required); notes.
 The guidelines are on the form and in the project's instructions (`instructions_html`).
 
 Task data is shown only through tags that escape it (Paragraphs, Header): never through
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
+from annotator.extract.tasks import TaskCategory, TaskList, load_task_list
 from annotator.models import Extraction, Labels, ResponseType, ValueRef
 from annotator.taxonomy import LEAF_LEVEL, Node, Taxonomy
 
@@ -35,6 +38,7 @@ EVIDENCE = "evidence"  # task data shown by a Header: read-only, never in a resu
 HUMAN_VALUES = "human_values"
 RESPONSE_TYPE = "response_type"
 SUBJECTIVE = "subjective"
+TASK = "task"
 NOTES = "notes"
 YES, NO = "yes", "no"
 
@@ -152,9 +156,30 @@ def _guide_text() -> str:
     return "\n".join(f"{term}: {meaning}." for term, meaning in VALUE_GUIDE)
 
 
-def label_config(taxonomy: Taxonomy, leaf_ids: Iterable[str]) -> str:
-    """The labeling config XML. Deterministic: the same leaves give the same text."""
+def _task_choice(category: TaskCategory) -> str:
+    return (f'    <Choice value="{_attr(category.name)}" '
+            f'hint="{_attr(category.description)}"/>')
+
+
+def with_task_names(tasks: TaskList, names: Iterable[str]) -> TaskList:
+    """`tasks` plus any category in `names` it lacks (a project's config only grows: an
+    annotation may use a category an edited list dropped)."""
+    extra = [TaskCategory(name=n, description="from an earlier task list")
+             for n in dict.fromkeys(names) if n and n not in tasks.names]
+    if not extra:
+        return tasks
+    return TaskList(categories=(*tasks.categories, *extra), fallback=tasks.fallback,
+                    source=tasks.source)
+
+
+def label_config(
+    taxonomy: Taxonomy, leaf_ids: Iterable[str], tasks: TaskList | None = None
+) -> str:
+    """The labeling config XML. Deterministic: the same leaves and task list give the same
+    text. `tasks`: the task categories offered (default: the study's list, `tasks.yaml`)."""
     leaves = set(leaf_ids)
+    task_list = tasks or load_task_list()
+    task_choices = "\n".join(_task_choice(c) for c in task_list.categories)
     responses = "\n".join(_response_choice(r) for r in ResponseType)
     taxonomy_lines = "\n".join(_taxonomy_xml(taxonomy, leaves))
     return f"""<View>
@@ -192,6 +217,10 @@ def label_config(taxonomy: Taxonomy, leaf_ids: Iterable[str]) -> str:
     <Choice value="{YES}"/>
     <Choice value="{NO}"/>
   </Choices>
+  <Header value="Task: what the conversation is for (the user's primary purpose)"/>
+  <Choices name="{TASK}" toName="{DIALOGUE}" choice="single-radio" showInline="true">
+{task_choices}
+  </Choices>
   <Header value="Notes"/>
   <TextArea name="{NOTES}" toName="{DIALOGUE}" rows="2" editable="true"/>
 </View>
@@ -215,6 +244,8 @@ def instructions_html() -> str:
         f"<ul>{values}</ul>"
         "<h3>Response type: how the assistant responds to the user's values</h3>"
         f"<ol>{responses}</ol>"
+        "<p>Task: the user's primary purpose, one category (its description shows on "
+        "hover); not required.</p>"
         "<p>Response type and Subjective are required. Other AI values takes any released "
         "value's name, one a line. Evidence quotes are the pre-filling model's, for reference "
         "only: they are not stored with your labels.</p>"
@@ -314,6 +345,8 @@ def prediction(taxonomy: Taxonomy, extraction: Extraction, name: str) -> dict:
         result.append(
             _result(SUBJECTIVE, "choices", {"choices": [YES if extraction.subjective else NO]})
         )
+    if extraction.task:
+        result.append(_result(TASK, "choices", {"choices": [extraction.task]}))
     scores = [v.score for v in extraction.ai_values if v.score is not None]
     out: dict = {"model_version": name, "result": result}
     if scores:
@@ -440,6 +473,7 @@ def parse_result(taxonomy: Taxonomy, result: Sequence[dict]) -> ParsedResult:
     notes: list[str] = []
     response: ResponseType | None = None
     subjective: bool | None = None
+    task: str | None = None
 
     def named(name: str, into: list[str]) -> None:
         node = taxonomy.resolve(name)
@@ -466,6 +500,8 @@ def parse_result(taxonomy: Taxonomy, result: Sequence[dict]) -> ParsedResult:
             response = ResponseType(value["choices"][0])
         elif name == SUBJECTIVE and value.get("choices"):
             subjective = value["choices"][0] == YES
+        elif name == TASK and value.get("choices"):
+            task = str(value["choices"][0])
         elif name == NOTES:
             notes.extend(t for t in value.get("text", []) if t and t.strip())
     labels = Labels(
@@ -473,5 +509,6 @@ def parse_result(taxonomy: Taxonomy, result: Sequence[dict]) -> ParsedResult:
         human_values=_unique(human),
         response_type=response,
         subjective=subjective,
+        task=task,
     )
     return ParsedResult(labels=labels, notes="\n".join(notes) or None, free_values=_unique(free))

@@ -296,7 +296,9 @@ def _store(
             writes.append(row)
             report.new += 1
             continue
-        same = all(old[k] == row[k] for k in _COMPARED)
+        # Labels compare as labels: a row stored before a field existed (the task) is the same.
+        same = all(old[k] == row[k] for k in _COMPARED if k != "labels") and Labels.same_json(
+            old["labels"], row["labels"])
         if same and not old["deleted"]:
             report.unchanged += 1
             continue

@@ -16,6 +16,7 @@ from typing import Any
 import sqlite_utils
 
 from annotator.db import dumps, loads, open_existing_db, row_to_extraction
+from annotator.extract.tasks import load_task_list
 from annotator.models import Extraction, utc_now
 from annotator.review import instances
 from annotator.review import interface as lsc
@@ -221,27 +222,31 @@ def _ensure_project(
     report: PushReport,
 ) -> lsc.ConfigSchema:
     project = find_project(ls, conn, title)
+    task_list = load_task_list()
     if project is None:
         values = lsc.config_values(taxonomy, top_values, leaves)
         with _errors(conn, f"creating project {title!r}"):
             project = ls.projects.create(
                 title=title,
                 description="Values in conversations: review the model's proposed labels.",
-                label_config=lsc.label_config(taxonomy, values),
+                label_config=lsc.label_config(taxonomy, values, task_list),
                 **settings,
             )
             ls.views.create(project=project.id, data=lsc.task_list_view())  # a readable list
         report.created_project = True
         report.project_id = project.id
         report.config_values = len(values)
-        return lsc.parse_config(lsc.label_config(taxonomy, values))
+        return lsc.parse_config(lsc.label_config(taxonomy, values, task_list))
     report.project_id = project.id
     schema = lsc.parse_config(project.label_config or "<View/>")
     wanted = lsc.config_values(taxonomy, top_values, leaves)
-    if update_config and not wanted <= schema.leaf_ids:
-        # The config only grows: dropping a value could orphan annotations that use it.
+    had_tasks = schema.choices.get(lsc.TASK, set())
+    if update_config and not (wanted <= schema.leaf_ids and set(task_list.names) <= had_tasks):
+        # The config only grows: dropping a value (or a task category) could orphan
+        # annotations that use it.
         values = schema.leaf_ids | wanted
-        settings = {**settings, "label_config": lsc.label_config(taxonomy, values)}
+        tasks = lsc.with_task_names(task_list, sorted(had_tasks))
+        settings = {**settings, "label_config": lsc.label_config(taxonomy, values, tasks)}
         schema = lsc.parse_config(settings["label_config"])
         report.config_updated = True
     report.config_values = len(schema.leaf_ids)

@@ -320,3 +320,36 @@ if found is not None:
                 "Label Studio": st.column_config.LinkColumn("Label Studio task"),
             },
         )
+
+# --- values by task -----------------------------------------------------------------------------
+by_task = found.values_by_task if found is not None else None
+if by_task is not None:
+    st.markdown(
+        f"**Values by task** ({by_task.conversations:,} conversations with a task"
+        + (f"; {by_task.without_task:,} without one left out" if by_task.without_task else "")
+        + f"). Top values per task by adjusted Pearson residual of the value x task table; "
+        f"significant after Bonferroni over {by_task.cells_tested:,} cells at "
+        f"alpha {by_task.alpha:g}. Share: of the task's conversations, with a Wilson 95% "
+        "interval.")
+    if by_task.note:
+        st.info(common.md(by_task.note))
+    rows = [{"task": t.task, "task conversations": t.conversations, "value": x.value,
+             "residual": round(x.residual, 2), "significant": x.significant,
+             "count": x.conversations, "share": 100 * x.share,
+             "95% interval": f"{100 * x.low:.1f}% to {100 * x.high:.1f}%"}
+            for t in by_task.tasks for x in t.top]
+    if rows:
+        common.paginated(pd.DataFrame(rows), key="report-by-task",
+                         column_config={"share": st.column_config.NumberColumn(
+                             format="%.1f%%")})
+    if by_task.invariant:
+        st.markdown("**Context-invariant values**: lowest coefficient of variation of the "
+                    "share across tasks first (published: " + ", ".join(
+                        f"{name} {cv:.2f}" for name, cv in by_task.published_cv.items()) + ")")
+        st.dataframe(pd.DataFrame(
+            [{"value": r.value, "tasks": r.tasks, "mean share": 100 * r.mean_share,
+              "CV": round(r.cv, 2),
+              "CV 95% interval": "n/a" if r.low is None else f"{r.low:.2f} to {r.high:.2f}",
+              "published CV": r.published_cv} for r in by_task.invariant]),
+            hide_index=True, key="report-invariant",
+            column_config={"mean share": st.column_config.NumberColumn(format="%.1f%%")})
