@@ -28,7 +28,7 @@ from typing import Any
 
 import anthropic
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from annotator.extract.extractors import (
     TOOL_NAME,
@@ -37,7 +37,9 @@ from annotator.extract.extractors import (
     FatalExtractorError,
     Outcome,
     ProposedLabels,
+    ProposedSubjectivity,
     labels_schema,
+    reply_shape,
 )
 from annotator.extract.pricing import PriceTable, load_prices
 from annotator.extract.prompts import render
@@ -55,6 +57,11 @@ TOOL_DESCRIPTION = (
     "Record the labels for the conversation: whether it is subjective, the AI's values, the "
     "human's values (each with a verbatim evidence quote) and the AI's response type."
 )
+TOOL_DESCRIPTIONS: dict[type[BaseModel], str] = {
+    ProposedLabels: TOOL_DESCRIPTION,
+    ProposedSubjectivity: "Record whether the conversation is subjective: whether it involves "
+    "values at all.",
+}
 POOL_SHARD = 16
 DEFAULT_TIMEOUT = 120.0  # seconds for one request: a labels reply takes a few
 BACKOFF_START, BACKOFF_MAX = 0.5, 8.0  # seconds, doubling, as the SDK's own retries did
@@ -82,7 +89,7 @@ if hasattr(anthropic, "PaymentRequiredError"):  # 402: billing; present in the 2
 class Reply:
     """A model reply read against the schema: labels, or the reason it cannot be used."""
 
-    labels: ProposedLabels | None
+    labels: BaseModel | None  # a ProposedLabels, or the prompt's own reply shape
     raw: str | None
     reason: str | None
     retryable: bool  # a validation failure is worth a corrective turn; a refusal is not
@@ -97,8 +104,11 @@ def _summarise(exc: ValidationError, limit: int = 6) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def read_reply(message: dict[str, Any], output: str = "tool") -> Reply:
-    """Labels from a Messages API reply (a dict in the API's JSON shape)."""
+def read_reply(
+    message: dict[str, Any], output: str = "tool", shape: type[BaseModel] = ProposedLabels
+) -> Reply:
+    """Labels from a Messages API reply (a dict in the API's JSON shape), read as `shape`
+    (the prompt's `extractors.reply_shape`)."""
     stop = message.get("stop_reason")
     content = message.get("content") or []
     if stop == "refusal":
@@ -111,7 +121,7 @@ def read_reply(message: dict[str, Any], output: str = "tool") -> Reply:
         if not raw.strip():
             return Reply(None, None, f"no text in the reply (stop_reason={stop})", True)
         try:
-            return Reply(ProposedLabels.model_validate_json(raw), raw, None, False)
+            return Reply(shape.model_validate_json(raw), raw, None, False)
         except ValidationError as exc:
             return Reply(None, raw, _summarise(exc), retryable=True)
     block = next(
@@ -126,7 +136,7 @@ def read_reply(message: dict[str, Any], output: str = "tool") -> Reply:
     if stop == "max_tokens":
         return Reply(None, raw, "reply truncated at max_tokens", retryable=True)
     try:
-        return Reply(ProposedLabels.model_validate(block.get("input")), raw, None, False)
+        return Reply(shape.model_validate(block.get("input")), raw, None, False)
     except ValidationError as exc:
         return Reply(None, raw, _summarise(exc), retryable=True)
 
@@ -149,7 +159,7 @@ class ClaudeExtractor:
     def __init__(
         self,
         *,
-        api_key: str,
+        api_key: str | None,
         model: str | None,
         base_url: str | None = None,
         prices: str | Path | PriceTable | None = None,
@@ -168,6 +178,14 @@ class ClaudeExtractor:
         self.timeout = timeout
         self.prices = prices if isinstance(prices, PriceTable) else load_prices(prices)
         self.taxonomy = load_taxonomy()
+        self._tools: dict[type[BaseModel], list[dict[str, Any]]] = {}
+        self._refs: dict[str, tuple[str | None, list[str]]] = {}
+        self._next = 0
+        if api_key is None:  # a dry run without a key: requests are built and priced, not sent
+            self._clients: list[Any] = []
+            self.client: Any = None
+            self.transport = "none"
+            return
         # The key is passed explicitly (never read from the environment by the SDK) and lives
         # only in the clients' headers, which are never logged.
         # With aiohttp installed (`anthropic[aiohttp]`) the SDK's aiohttp transport costs less
@@ -188,12 +206,13 @@ class ClaudeExtractor:
             for _ in range(shards)
         ]
         self.transport = "aiohttp" if aiohttp else "httpx"
-        self._refs: dict[str, tuple[str | None, list[str]]] = {}
         self.client = self._clients[0]  # batches and listings
-        self._next = 0
-        self._tools = [
-            {"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "input_schema": labels_schema()}
-        ]
+
+    def _tools_for(self, shape: type[BaseModel]) -> list[dict[str, Any]]:
+        if shape not in self._tools:
+            self._tools[shape] = [{"name": TOOL_NAME, "description": TOOL_DESCRIPTIONS[shape],
+                                   "input_schema": labels_schema(shape)}]
+        return self._tools[shape]
 
     def prompt_for(self, prompt: PromptVersion | None) -> PromptVersion:
         if prompt is None:
@@ -222,9 +241,10 @@ class ClaudeExtractor:
         if front.get("temperature") is not None:
             params["temperature"] = float(front["temperature"])
         if front.get("output", "tool") == "json":
-            params["output_config"] = {"format": {"type": "json_schema", "schema": labels_schema()}}
+            params["output_config"] = {
+                "format": {"type": "json_schema", "schema": labels_schema(reply_shape(prompt))}}
         else:
-            params["tools"] = self._tools
+            params["tools"] = self._tools_for(reply_shape(prompt))
             params["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
         return params
 
@@ -279,7 +299,7 @@ class ClaudeExtractor:
             usage = _usage(message)
             totals = [a + b for a, b in zip(totals, usage, strict=True)]
             cost += self.prices.cost(self.model, *usage)
-            reply = read_reply(message, output)
+            reply = read_reply(message, output, reply_shape(prompt))
             status = "ok" if reply.labels else ("refusal" if not reply.retryable else "invalid")
             self._complete(calls[-1], message, status)
             if reply.labels is not None:
@@ -333,6 +353,8 @@ class ClaudeExtractor:
     ) -> tuple[dict[str, Any] | None, str, str, float | None]:
         """Send once: (message, "", "", None) or (None, call status, reason, wait) where wait
         is None for "do not retry", -1 for "back off", else the server's retry-after."""
+        if not self._clients:
+            raise FatalExtractorError("no API key: set ANTHROPIC_API_KEY to send requests")
         client = self._clients[self._next % len(self._clients)]
         self._next += 1
         try:
@@ -439,15 +461,16 @@ class ClaudeExtractor:
     ) -> Extraction:
         labels = reply.labels
         assert labels is not None
+        # a subjectivity-only reply leaves the other labels unset (None, no values)
         return Extraction(
             conversation_id=conversation.id,
             prompt_id=prompt.id,
             model=self.model,
             extractor=self.name,
-            subjective=labels.subjective,
-            ai_values=self._resolve(labels.ai_values),
-            human_values=self._resolve(labels.human_values),
-            response_type=labels.response_type,
+            subjective=labels.subjective,  # type: ignore[attr-defined]
+            ai_values=self._resolve(getattr(labels, "ai_values", [])),
+            human_values=self._resolve(getattr(labels, "human_values", [])),
+            response_type=getattr(labels, "response_type", None),
             raw_reply=reply.raw,
             input_tokens=totals[0],
             output_tokens=totals[1],
@@ -530,7 +553,8 @@ class ClaudeExtractor:
         message = result["message"]
         usage = _usage(message)
         cost = self.prices.cost(self.model, *usage, batch=True)
-        reply = read_reply(message, prompt.front_matter.get("output", "tool"))
+        reply = read_reply(message, prompt.front_matter.get("output", "tool"),
+                           reply_shape(prompt))
         status = "ok" if reply.labels else ("refusal" if not reply.retryable else "invalid")
         call = self._call(conversation, prompt, params, message, status, started, batch_id)
         if reply.labels is not None:

@@ -3,7 +3,9 @@
 `Extractor.extract` returns an `Outcome`: the extraction plus the model calls it made, so the
 engine can commit both in one transaction (a call is never paid for without its result being
 kept). `ProposedLabels` is the shape a model must reply with; `labels_schema()` is its JSON
-schema for forced tool use or structured output.
+schema for forced tool use or structured output. A prompt whose front matter says
+`labels: subjective` asks only whether a conversation is subjective (`ProposedSubjectivity`):
+a cheap first stage that decides which conversations the full prompt is run on.
 """
 
 from __future__ import annotations
@@ -60,6 +62,27 @@ class ProposedLabels(BaseModel):
     )
 
 
+class ProposedSubjectivity(BaseModel):
+    """What a subjectivity-only prompt (`labels: subjective`) must return: one field, so a
+    small model answers in a few output tokens; the other labels stay unset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subjective: bool = Field(description=ProposedLabels.model_fields["subjective"].description)
+
+
+# A prompt's `labels` front matter -> the reply shape it asks for (`prompts.LABEL_SETS`).
+REPLY_SHAPES: dict[str, type[BaseModel]] = {
+    "all": ProposedLabels,
+    "subjective": ProposedSubjectivity,
+}
+
+
+def reply_shape(prompt: PromptVersion) -> type[BaseModel]:
+    """The reply shape a prompt version asks for (default: every label)."""
+    return REPLY_SHAPES[str(prompt.front_matter.get("labels", "all"))]
+
+
 def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
     # Tool input schemas and structured-output schemas are safest without $ref indirection.
     if isinstance(node, dict):
@@ -74,9 +97,9 @@ def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
     return node
 
 
-def labels_schema() -> dict[str, Any]:
-    """JSON schema of `ProposedLabels`, self-contained (no $ref), closed objects."""
-    schema = ProposedLabels.model_json_schema()
+def labels_schema(shape: type[BaseModel] = ProposedLabels) -> dict[str, Any]:
+    """JSON schema of a reply shape (`ProposedLabels`), self-contained (no $ref), closed."""
+    schema = shape.model_json_schema()
     return _inline_refs(schema, schema.get("$defs", {}))
 
 
@@ -143,6 +166,9 @@ __all__ = [
     "FatalExtractorError",
     "Outcome",
     "ProposedLabels",
+    "ProposedSubjectivity",
     "ProposedValue",
+    "REPLY_SHAPES",
     "labels_schema",
+    "reply_shape",
 ]
