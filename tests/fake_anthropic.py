@@ -8,13 +8,14 @@ tools + system prefix up to the last `cache_control`); `/v1/messages/batches` cr
 lists and cancels batches, and serves results as JSONL at an absolute `results_url`.
 
 Replies come from a rule the test sets: a callable from the request to the tool input (e.g.
-`names_in_text_rule(names)`: the values whose names appear in the conversation). Faults are
-injected by rate, by queue or by a callable: 429 with `retry-after`, 529, 500, malformed tool
-input, refusal; and, asked for by name, a 200 whose body is not JSON ("garbage") or is cut short
-("truncated"), or no answer at all ("silent"; `silent = True` for every request). Every request
-is counted per conversation key (the text of the first user message), and "paid" replies (HTTP
-200 with a message, readable or not) are counted separately, so tests can prove that nothing is
-paid for twice and every paid call is recorded.
+`names_in_text_rule(names)`: the values whose names appear in the conversation), cut to the fields a
+closed schema in the request allows (a subjectivity-only tool gets only `subjective`). Faults are
+injected by rate, by queue or by a callable: 429 with `retry-after`, 529, 500, malformed tool input,
+refusal; and, asked for by name, a 200 whose body is not JSON ("garbage") or is cut short
+("truncated"), or no answer at all ("silent"; `silent = True` for every request). Every request is
+counted per conversation key (the text of the first user message), and "paid" replies (HTTP 200 with
+a message, readable or not) are counted separately, so tests can prove that nothing is paid for
+twice and every paid call is recorded.
 
 Use in-process (`FakeAnthropic().start()` runs uvicorn in a daemon thread) or as a separate process
 (`python tests/fake_anthropic.py --port 0` prints `PORT <n>`; configure it by POSTing JSON to
@@ -416,7 +417,7 @@ class FakeAnthropic:
 
     def _message(self, body: dict[str, Any], req: FakeRequest, fault: str | None) -> dict:
         """A complete Message for a request (fault is None, 'malformed' or 'refusal')."""
-        labels = with_task(self.rule(req), body, req)
+        labels = self._as_schema(body, with_task(self.rule(req), body, req))
         if fault == "malformed":
             labels = _malformed(self.rng, labels)
         fmt = (body.get("output_config") or {}).get("format")
@@ -447,6 +448,24 @@ class FakeAnthropic:
         if fault == "refusal":
             message["stop_details"] = {"type": "refusal", "category": None, "explanation": None}
         return message
+
+    @staticmethod
+    def _as_schema(body: dict[str, Any], labels: Any) -> Any:
+        """The rule's labels cut to the fields a closed schema (the forced tool's input schema,
+        or `output_config.format`'s, with additionalProperties false) allows, as a model keeps
+        to the schema it is given: a subjectivity-only tool gets only `subjective`."""
+        fmt = (body.get("output_config") or {}).get("format") or {}
+        schema = fmt.get("schema")
+        if schema is None:
+            wanted = (body.get("tool_choice") or {}).get("name")
+            tool = next((t for t in body.get("tools") or [] if t.get("name") == wanted), {})
+            schema = tool.get("input_schema")
+        schema = schema or {}
+        allowed = schema.get("properties")
+        closed = schema.get("additionalProperties") is False  # an open schema takes anything
+        if not closed or not isinstance(labels, dict) or not isinstance(allowed, dict):
+            return labels
+        return {k: v for k, v in labels.items() if k in allowed}
 
     def _fault_response(self, fault: str) -> Response:
         if fault == "429":

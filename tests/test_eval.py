@@ -271,3 +271,126 @@ def test_a_copied_study_prompt_folder_keeps_the_few_shot_gold_beside_it(gate, tm
     found = runner.invoke(app, ["eval", "values/v3", "--db", str(path), "--prompts",
                                 str(moved), "--dry-run"])
     assert found.exit_code == 0, found.output
+
+
+# --- issue 19: gates on intervals and regressions, batches, subjectivity, no key ---------------
+
+
+def test_a_low_gate_tests_the_intervals_lower_bound_not_the_point(gate):
+    path, _, _, n_gold = gate
+    code, report, out = run_eval(path, "values/v1")
+    point = next(f for f in report["figures"] if f["name"] == "response_accuracy")
+    assert point["low"] < point["value"] - 0.02  # 49 conversations: a wide interval
+    line = f"response_accuracy={point['value'] - 0.01:.4f}"
+    low_line = f"response_accuracy.low={point['value'] - 0.01:.4f}"
+    code, report, out = run_eval(path, "values/v1", "--fail-under", line, "--fail-under",
+                                 low_line)
+    assert code == 1, out
+    assert [(g["bound"], g["passed"]) for g in report["gates"]] == [("value", True),
+                                                                    ("low", False)]
+    assert report["gates"][1]["value"] == pytest.approx(point["low"])
+    text = runner.invoke(app, ["eval", "values/v1", "--db", str(path), "--fail-under",
+                               low_line, "--boot", "50"])
+    assert text.exit_code == 1 and "FAIL response_accuracy.low" in " ".join(text.output.split())
+    code, report, out = run_eval(path, "values/v2", "--fail-under", "response_kappa.low=0.9")
+    assert code == 0 and report["gates"][0]["value"] >= 0.9, out
+
+
+def test_fail_on_regression_fails_when_a_paired_interval_lies_below_zero(gate):
+    path, _, _, n_gold = gate
+    code, report, out = run_eval(path, "values/v1", "--baseline", "values/v2",
+                                 "--fail-on-regression")
+    assert code == 1, out
+    regressions = [g for g in report["gates"] if g["bound"] == "regression"]
+    diffs = {d["name"]: d for d in report["differences"]}
+    assert regressions and {g["metric"] for g in regressions} <= set(diffs)
+    for g in regressions:  # fails exactly when the whole interval is below 0
+        assert g["passed"] == (diffs[g["metric"]]["high"] >= 0)
+    assert not next(g for g in regressions if g["metric"] == "response_accuracy")["passed"]
+    code, report, out = run_eval(path, "values/v2", "--baseline", "values/v1",
+                                 "--fail-on-regression")
+    assert code == 0 and report["passed"], out
+    # without the flag the same comparison only reports; an empty comparison is not a failure
+    code, report, out = run_eval(path, "values/v1", "--baseline", "values/v2")
+    assert code == 0 and report["gates"] == [], out
+    text = runner.invoke(app, ["eval", "values/v1", "--db", str(path), "--baseline",
+                               "values/v2", "--fail-on-regression", "--boot", "50"])
+    said = " ".join(text.output.split())
+    assert text.exit_code == 1 and "wholly below 0 (a regression)" in said
+
+
+def test_interval_gates_are_one_line_errors_when_they_cannot_be_tested(gate):
+    path, _, fake, _ = gate
+    for args, said in (
+        (["--fail-on-regression"], "--fail-on-regression needs --baseline"),
+        (["--fail-under", "response_kappa.low=0.5", "--boot", "0"], "give --boot more than 0"),
+        (["--baseline", "values/v1", "--fail-on-regression", "--boot", "0"], "--boot"),
+        (["--fail-under", "response_kappa.high=0.5"], "only `.low`"),
+    ):
+        result = runner.invoke(app, ["eval", "values/v2", *args, "--db", str(path)])
+        assert result.exit_code == 1, (args, result.output)
+        assert said in " ".join(result.output.split()), (args, result.output)
+    assert sum(fake.requests.values()) == 0
+
+
+def test_eval_batch_extracts_through_the_batches_api_and_a_rerun_is_cached(gate):
+    path, _, fake, n_gold = gate
+    code, report, out = run_eval(path, "values/v2", "--batch", "--poll-interval", "0.05",
+                                 "--fail-under", "response_kappa.low=0.9")
+    assert code == 0, out
+    assert fake.batch_creates == 1 and fake.requests.get("messages", 0) == 0
+    assert report["prompt"]["extracted"] == n_gold and report["passed"]
+    assert rows(path, "select status, request_count from batches") == [("collected", n_gold)]
+    assert rows(path, "select count(*), count(batch_id) from model_calls") == [(n_gold, n_gold)]
+    full = rows(path, "select sum(cost_usd) from extractions")[0][0]
+    code, again, out = run_eval(path, "values/v2", "--batch", "--poll-interval", "0.05")
+    assert code == 0 and fake.batch_creates == 1 and again["prompt"]["cached"] == n_gold, out
+    # billed at the batch price: half what the same tokens cost online
+    from annotator.extract.pricing import load_prices
+
+    tokens = rows(path, "select model, input_tokens, output_tokens, cache_read_tokens, "
+                        "cache_write_tokens from extractions")
+    online = sum(load_prices().cost(*t) for t in tokens)
+    assert full == pytest.approx(online / 2)
+
+
+def test_eval_scores_a_filters_subjectivity_against_gold(gate):
+    path, folder, fake, n_gold = gate
+    source = (config.default_prompts_dir() / "subjective" / "v1.md").read_text()
+    (folder / "subjective").mkdir()
+    (folder / "subjective" / "v1.md").write_text(_version(source, "v1", extra_system=ORACLE))
+    database = open_db(path)
+    truth = [bool(r["subjective"]) for r in database["gold"].rows]
+    database.conn.close()
+    assert 0 < sum(truth) < len(truth)
+    code, report, out = run_eval(path, "subjective/v1", "--fail-under",
+                                 "subjective_recall.low=0.9")
+    assert code == 0, out
+    assert [f["name"] for f in report["figures"]] == [
+        "subjective_precision", "subjective_recall", "subjective_accuracy"]
+    assert all(f["value"] == 1.0 and f["n"] == len(truth) for f in report["figures"])
+    assert report["prompt"]["model"] == "claude-haiku-4-5"
+    # values/v1 (here: never subjective) lets nothing through: recall 0, precision undefined
+    code, report, out = run_eval(path, "values/v1")
+    figures = {f["name"]: f for f in report["figures"]}
+    assert figures["subjective_recall"]["value"] == 0.0
+    assert figures["subjective_precision"]["value"] is None
+    assert "never said subjective" in figures["subjective_precision"]["note"]
+    assert figures["subjective_accuracy"]["value"] == pytest.approx(1 - sum(truth) / len(truth))
+    text = runner.invoke(app, ["eval", "subjective/v1", "--db", str(path), "--boot", "20"])
+    assert "subjective_recall" in text.output and text.exit_code == 0
+
+
+def test_a_dry_run_without_a_key_prices_claude_not_the_baseline(gate, monkeypatch):
+    path, _, fake, n_gold = gate
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    code, report, out = run_eval(path, "values/v2", "--baseline", "values/v1", "--dry-run")
+    assert code == 0, out
+    for run in (report["prompt"], report["baseline"]):
+        assert (run["extractor"], run["model"]) == ("claude", "claude-sonnet-4-6")
+        assert run["estimate"]["calls"] == n_gold and run["estimate"]["cost_usd"] > 0
+    assert any("priced as Claude claude-sonnet-4-6" in n for n in report["notes"])
+    assert sum(fake.requests.values()) == 0
+    text = runner.invoke(app, ["eval", "values/v2", "--db", str(path), "--dry-run"])
+    said = " ".join(text.output.split())
+    assert "priced as Claude claude-sonnet-4-6" in said and "estimated $0.0000" not in said

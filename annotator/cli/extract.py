@@ -60,14 +60,26 @@ def extract(
     extractor: Annotated[
         str | None,
         typer.Option(
-            help="claude or baseline. Default: claude if ANTHROPIC_API_KEY is set, else baseline."
+            help="claude or baseline. Default: claude if ANTHROPIC_API_KEY is set, else baseline "
+            "(a --dry-run without a key prices Claude with the prompt's model)."
         ),
     ] = None,
     model: Annotated[
         str | None, typer.Option(help="Model id. Default: the prompt's front matter.")
     ] = None,
     limit: Annotated[
-        int | None, typer.Option(help="Take at most this many pending conversations.")
+        int | None, typer.Option(help="Take at most this many pending conversations (each "
+                                 "stage, with --only-subjective).")
+    ] = None,
+    only_subjective: Annotated[
+        str | None,
+        typer.Option("--only-subjective", metavar="SOURCE",
+                     help="Two stages: run the prompt only on conversations SOURCE labels "
+                     f"subjective. SOURCE: a prompt version ({PROMPT_REF}; e.g. subjective/v1, "
+                     "run first with its own model on what it has not labelled), baseline (run "
+                     "first, offline) or gold (the study's gold table). Conversations SOURCE has "
+                     "not labelled are not sent, and are reported as not yet filtered.",
+                     show_default=False),
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Calls in flight at once.")] = 8,
     batch: Annotated[
@@ -125,6 +137,7 @@ def extract(
             extractor=extractor,
             model=model,
             limit=limit,
+            only_subjective=only_subjective,
             concurrency=concurrency,
             batch=batch,
             retry_errors=retry_errors,
@@ -144,17 +157,19 @@ def extract(
     if as_json:
         print_json({**data, "app_summaries": precompute_summaries(db_path(db), changed, True)})
         return
+    _print_stages(report)
     if report.estimate is not None:
+        known = " known subjective" if report.filter else ""
         console.print(
-            f"Dry run: {report.todo} conversations to label with {escape(report.extractor)} "
-            f"{escape(report.model)}, prompt {escape(report.prompt)} ({report.prompt_id}); "
-            f"{report.cached} cached."
+            f"Dry run: {report.todo}{known} conversations to label with "
+            f"{escape(report.extractor)} {escape(report.model)}, prompt {escape(report.prompt)} "
+            f"({report.prompt_id}); {report.cached} cached."
         )
         estimate = [{"": k, "value": v} for k, v in report.estimate.items()]
         console.print(rows_table("Estimate (nothing was sent)", estimate))
         _print_claims_and_ledger(report)
         return
-    hidden = ("estimate", "error_reasons", "ledger", "held_by", "notes")
+    hidden = ("estimate", "error_reasons", "ledger", "held_by", "notes", "filter", "stage1")
     shown = [{"": k, "value": v} for k, v in data.items() if k not in hidden]
     console.print(rows_table("Extraction run", shown))
     _print_claims_and_ledger(report)
@@ -166,6 +181,29 @@ def extract(
         console.print(f"[yellow]No price for {escape(report.model)}:[/] costs show as 0; "
                       "pass --prices.")
     precompute_summaries(db_path(db), changed, False)
+
+
+def _print_stages(report: Any) -> None:
+    """With --only-subjective: what the first stage did (or would do) and what the filter let
+    through, in words."""
+    if report.stage1:
+        s = report.stage1
+        if s.get("estimate") is not None:
+            e = s["estimate"]
+            said = (f"{e.get('calls', 0)} calls, estimated ${e.get('cost_usd', 0.0):.4f}; "
+                    "nothing was sent")
+        else:
+            said = f"{s['ok']} labelled now, {s['errors']} errors, ${s['cost_usd']:.4f}"
+        console.print(f"Stage 1: {escape(s['prompt'])} with {escape(s['extractor'])} "
+                      f"{escape(s['model'])}: {s['cached']} cached; {said}.",
+                      highlight=False, soft_wrap=True)
+    if report.filter:
+        f = report.filter
+        console.print(
+            f"Filter {escape(f['source'])}: of {f['conversations']} conversations, "
+            f"{f['subjective']} subjective, {f['not_subjective']} not subjective, "
+            f"{f['not_yet_filtered']} not yet filtered (not sent).",
+            highlight=False, soft_wrap=True)
 
 
 def _print_claims_and_ledger(report: Any) -> None:

@@ -402,9 +402,22 @@ def eval_command(
     fail_under: Annotated[
         list[str] | None,
         typer.Option("--fail-under", metavar="METRIC=VALUE",
-                     help="Exit 1 if METRIC (its point value) is below VALUE; repeatable. "
+                     help="Exit 1 if METRIC (its point value) is below VALUE, or with "
+                     "METRIC.low=VALUE if the lower bound of its 95% interval is; repeatable. "
                      f"Metrics: {metric_help()}.", show_default=False),
     ] = None,
+    fail_on_regression: Annotated[
+        bool,
+        typer.Option("--fail-on-regression", help="With --baseline: exit 1 if a paired "
+                     "difference (prompt minus baseline) has its whole 95% interval below 0."),
+    ] = False,
+    batch: Annotated[
+        bool, typer.Option("--batch", help="Extract through the Message Batches API (half "
+                           "price, slower), as `extract --batch`.")
+    ] = False,
+    poll_interval: Annotated[
+        float, typer.Option(help="Seconds between polls of a batch's status (--batch).")
+    ] = 30.0,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Print the calls it would make and their estimated "
@@ -414,7 +427,8 @@ def eval_command(
     extractor: Annotated[
         str | None,
         typer.Option(help="claude or baseline. Default: claude if ANTHROPIC_API_KEY is set, "
-                     "else the offline baseline (which then stands in for the prompt)."),
+                     "else the offline baseline (which then stands in for the prompt; a "
+                     "--dry-run without a key prices Claude with the prompt's model)."),
     ] = None,
     worst: Annotated[
         int, typer.Option(min=0, help="List this many conversations most at odds with gold.")
@@ -432,20 +446,25 @@ def eval_command(
     """Gate a prompt version on its agreement with gold: extract the gold conversations with it
     (cached per conversation, version and model: a rerun pays for nothing done), print its
     agreement with gold with 95% intervals, the difference from `--baseline`, and the
-    conversations it gets most wrong; exit 1 when a `--fail-under` threshold fails, else 0.
+    conversations it gets most wrong; exit 1 when a `--fail-under` threshold fails (or, with
+    `--fail-on-regression`, a difference from the baseline is wholly below 0), else 0.
 
+    Every version is also scored as a filter: its `subjective` against gold's (precision,
+    recall, accuracy); a subjectivity-only version (e.g. subjective/v1) is scored on those alone.
     A version's few-shot examples are left out of its scores (and not extracted), and counted.
 
-    Example: annotator eval values/v2 --baseline values/v1 --fail-under response_kappa=0.6
+    Example: annotator eval values/v2 --baseline values/v1 --fail-under response_kappa.low=0.6
+    --fail-on-regression
     """
     from annotator.measure.evaluation import evaluate
 
     with extract_bar(not as_json) as progress:
         report = evaluate(
             db_path(db), prompt, against=against, baseline=baseline,
-            fail_under=fail_under or [], dry_run=dry_run, extractor=extractor,
-            prompts_dir=prompts_dir, n_boot=boot, worst=worst, concurrency=concurrency,
-            prices=prices, progress=progress,
+            fail_under=fail_under or [], fail_on_regression=fail_on_regression,
+            dry_run=dry_run, extractor=extractor, prompts_dir=prompts_dir, n_boot=boot,
+            worst=worst, concurrency=concurrency, prices=prices, progress=progress, batch=batch,
+            poll_interval=poll_interval,
         )
     if as_json:
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
@@ -508,8 +527,13 @@ def _print_eval(report: Any) -> None:
         console.print(table)
     for gate in report.gates:
         verdict = "[green]pass[/]" if gate.passed else "[bold red]FAIL[/]"
-        console.print(f"{verdict} {gate.metric} = {figure(gate.value)} (at least "
-                      f"{gate.minimum:g})", highlight=False)
+        if gate.bound == "regression":
+            said = (f"{gate.metric} minus baseline: 95% interval up to {gate.value:+.3f}"
+                    + (", wholly below 0 (a regression)" if not gate.passed else ""))
+        else:
+            what = f"{gate.metric}.low" if gate.bound == "low" else gate.metric
+            said = f"{what} = {figure(gate.value)} (at least {gate.minimum:g})"
+        console.print(f"{verdict} {said}", highlight=False)
     if report.gates:
         console.print("gate passed" if report.passed else "gate failed: exit 1",
                       style="green" if report.passed else "bold red")

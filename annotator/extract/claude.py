@@ -28,7 +28,7 @@ from typing import Any
 
 import anthropic
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from annotator.extract.extractors import (
     TOOL_NAME,
@@ -37,7 +37,9 @@ from annotator.extract.extractors import (
     FatalExtractorError,
     Outcome,
     ProposedLabels,
+    ProposedSubjectivity,
     labels_schema,
+    reply_shape,
 )
 from annotator.extract.pricing import PriceTable, load_prices
 from annotator.extract.prompts import render
@@ -56,6 +58,11 @@ TOOL_DESCRIPTION = (
     "Record the labels for the conversation: whether it is subjective, the AI's values, the "
     "human's values (each with a verbatim evidence quote) and the AI's response type."
 )
+TOOL_DESCRIPTIONS: dict[type[BaseModel], str] = {
+    ProposedLabels: TOOL_DESCRIPTION,
+    ProposedSubjectivity: "Record whether the conversation is subjective: whether it involves "
+    "values at all.",
+}
 POOL_SHARD = 16
 DEFAULT_TIMEOUT = 120.0  # seconds for one request: a labels reply takes a few
 BACKOFF_START, BACKOFF_MAX = 0.5, 8.0  # seconds, doubling, as the SDK's own retries did
@@ -83,7 +90,7 @@ if hasattr(anthropic, "PaymentRequiredError"):  # 402: billing; present in the 2
 class Reply:
     """A model reply read against the schema: labels, or the reason it cannot be used."""
 
-    labels: ProposedLabels | None
+    labels: BaseModel | None  # a ProposedLabels, or the prompt's own reply shape
     raw: str | None
     reason: str | None
     retryable: bool  # a validation failure is worth a corrective turn; a refusal is not
@@ -98,9 +105,12 @@ def _summarise(exc: ValidationError, limit: int = 6) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def _checked(labels: ProposedLabels, raw: str, tasks: TaskList | None) -> Reply:
+def _checked(labels: BaseModel, raw: str, tasks: TaskList | None) -> Reply:
     """A validated reply, with its task checked against the version's categories (spelled as
-    the list spells them); a missing or unknown task is worth a corrective turn."""
+    the list spells them); a missing or unknown task is worth a corrective turn. A reply shape
+    without a task (a subjectivity-only prompt) is taken as it is."""
+    if not isinstance(labels, ProposedLabels):
+        return Reply(labels, raw, None, False)
     if tasks is None:
         return Reply(labels.model_copy(update={"task": None}), raw, None, False)
     if labels.task is None:
@@ -115,10 +125,12 @@ def _checked(labels: ProposedLabels, raw: str, tasks: TaskList | None) -> Reply:
 
 
 def read_reply(
-    message: dict[str, Any], output: str = "tool", tasks: TaskList | None = None
+    message: dict[str, Any], output: str = "tool", tasks: TaskList | None = None,
+    shape: type[BaseModel] = ProposedLabels,
 ) -> Reply:
-    """Labels from a Messages API reply (a dict in the API's JSON shape); `tasks`: the
-    categories the prompt version asks the task from (None: it asks for none)."""
+    """Labels from a Messages API reply (a dict in the API's JSON shape), read as `shape` (the
+    prompt's `extractors.reply_shape`); `tasks`: the categories the prompt version asks the
+    task from (None: it asks for none)."""
     stop = message.get("stop_reason")
     content = message.get("content") or []
     if stop == "refusal":
@@ -131,7 +143,7 @@ def read_reply(
         if not raw.strip():
             return Reply(None, None, f"no text in the reply (stop_reason={stop})", True)
         try:
-            return _checked(ProposedLabels.model_validate_json(raw), raw, tasks)
+            return _checked(shape.model_validate_json(raw), raw, tasks)
         except ValidationError as exc:
             return Reply(None, raw, _summarise(exc), retryable=True)
     block = next(
@@ -146,7 +158,7 @@ def read_reply(
     if stop == "max_tokens":
         return Reply(None, raw, "reply truncated at max_tokens", retryable=True)
     try:
-        return _checked(ProposedLabels.model_validate(block.get("input")), raw, tasks)
+        return _checked(shape.model_validate(block.get("input")), raw, tasks)
     except ValidationError as exc:
         return Reply(None, raw, _summarise(exc), retryable=True)
 
@@ -169,7 +181,7 @@ class ClaudeExtractor:
     def __init__(
         self,
         *,
-        api_key: str,
+        api_key: str | None,
         model: str | None,
         base_url: str | None = None,
         prices: str | Path | PriceTable | None = None,
@@ -188,6 +200,14 @@ class ClaudeExtractor:
         self.timeout = timeout
         self.prices = prices if isinstance(prices, PriceTable) else load_prices(prices)
         self.taxonomy = load_taxonomy()
+        self._tools: dict[type[BaseModel], list[dict[str, Any]]] = {}
+        self._refs: dict[str, tuple[str | None, list[str]]] = {}
+        self._next = 0
+        if api_key is None:  # a dry run without a key: requests are built and priced, not sent
+            self._clients: list[Any] = []
+            self.client: Any = None
+            self.transport = "none"
+            return
         # The key is passed explicitly (never read from the environment by the SDK) and lives
         # only in the clients' headers, which are never logged.
         # With aiohttp installed (`anthropic[aiohttp]`) the SDK's aiohttp transport costs less
@@ -208,13 +228,12 @@ class ClaudeExtractor:
             for _ in range(shards)
         ]
         self.transport = "aiohttp" if aiohttp else "httpx"
-        self._refs: dict[str, tuple[str | None, list[str]]] = {}
         self.client = self._clients[0]  # batches and listings
         self._next = 0
         self._tools: dict[str, list[dict[str, Any]]] = {}
 
     def _tools_for(self, prompt: PromptVersion) -> list[dict[str, Any]]:
-        """The forced tool of a prompt version: its schema asks for a task only when the
+        """The forced tool of a prompt version: its reply shape, asking for a task only when the
         version lists task categories. Built once per version (identical bytes: cached)."""
         if prompt.id not in self._tools:
             self._tools[prompt.id] = [
@@ -308,7 +327,8 @@ class ClaudeExtractor:
             usage = _usage(message)
             totals = [a + b for a, b in zip(totals, usage, strict=True)]
             cost += self.prices.cost(self.model, *usage)
-            reply = read_reply(message, output, from_front_matter(prompt.front_matter))
+            reply = read_reply(message, output, from_front_matter(prompt.front_matter),
+                               reply_shape(prompt))
             status = "ok" if reply.labels else ("refusal" if not reply.retryable else "invalid")
             self._complete(calls[-1], message, status)
             if reply.labels is not None:
@@ -362,6 +382,8 @@ class ClaudeExtractor:
     ) -> tuple[dict[str, Any] | None, str, str, float | None]:
         """Send once: (message, "", "", None) or (None, call status, reason, wait) where wait
         is None for "do not retry", -1 for "back off", else the server's retry-after."""
+        if not self._clients:
+            raise FatalExtractorError("no API key: set ANTHROPIC_API_KEY to send requests")
         client = self._clients[self._next % len(self._clients)]
         self._next += 1
         try:
@@ -468,17 +490,18 @@ class ClaudeExtractor:
     ) -> Extraction:
         labels = reply.labels
         assert labels is not None
+        # a subjectivity-only reply leaves the other labels unset (None, no values)
         return Extraction(
             conversation_id=conversation.id,
             prompt_id=prompt.id,
             model=self.model,
             extractor=self.name,
-            subjective=labels.subjective,
-            ai_values=self._resolve(labels.ai_values),
-            human_values=self._resolve(labels.human_values),
-            response_type=labels.response_type,
-            task=labels.task.category if labels.task else None,
-            task_description=labels.task.description if labels.task else None,
+            subjective=labels.subjective,  # type: ignore[attr-defined]
+            ai_values=self._resolve(getattr(labels, "ai_values", [])),
+            human_values=self._resolve(getattr(labels, "human_values", [])),
+            response_type=getattr(labels, "response_type", None),
+            task=task.category if (task := getattr(labels, "task", None)) else None,
+            task_description=task.description if task else None,
             raw_reply=reply.raw,
             input_tokens=totals[0],
             output_tokens=totals[1],
@@ -562,7 +585,7 @@ class ClaudeExtractor:
         usage = _usage(message)
         cost = self.prices.cost(self.model, *usage, batch=True)
         reply = read_reply(message, prompt.front_matter.get("output", "tool"),
-                           from_front_matter(prompt.front_matter))
+                           from_front_matter(prompt.front_matter), reply_shape(prompt))
         status = "ok" if reply.labels else ("refusal" if not reply.retryable else "invalid")
         call = self._call(conversation, prompt, params, message, status, started, batch_id)
         if reply.labels is not None:
@@ -575,12 +598,13 @@ class ClaudeExtractor:
 
 def _schema(prompt: PromptVersion) -> dict[str, Any]:
     listed = from_front_matter(prompt.front_matter)
-    return labels_schema(listed.names if listed else None)
+    return labels_schema(listed.names if listed else None, shape=reply_shape(prompt))
 
 
 def _tool_description(prompt: PromptVersion) -> str:
-    if from_front_matter(prompt.front_matter) is None:
-        return TOOL_DESCRIPTION
+    shape = reply_shape(prompt)
+    if shape is not ProposedLabels or from_front_matter(prompt.front_matter) is None:
+        return TOOL_DESCRIPTIONS[shape]
     return TOOL_DESCRIPTION[:-1] + ", and the conversation's task (description and category)."
 
 

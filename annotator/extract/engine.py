@@ -45,6 +45,13 @@ from annotator.extract.extractors import (
     Extractor,
     FatalExtractorError,
 )
+from annotator.extract.filtering import (
+    GOLD,
+    SubjectiveSource,
+    expected_share,
+    filter_counts,
+    resolve_source,
+)
 from annotator.extract.ledger import RunOwner
 from annotator.extract.pricing import PriceTable, load_prices
 from annotator.extract.prompts import USER_MARKER, load_prompt, record_prompt, render
@@ -81,13 +88,13 @@ def select_pending(
     require_scrubbed: bool,
     report: ExtractReport,
     scope: Sequence[str] | None = None,
+    only: SubjectiveSource | None = None,
 ) -> list[str]:
     """Conversation ids to take now, in id order; fills the report's counts. `db` is a study
     database or a plain connection (inside a write transaction, when claiming). `scope`: only
-    these conversations (`eval` extracts the gold ones); None: the whole study."""
-    # one JSON parameter, not one per id: a scope may hold thousands
-    within, scope_args = ("", []) if scope is None else (
-        " and {col} in (select value from json_each(?))", [orjson.dumps(list(scope)).decode()])
+    these conversations (`eval` extracts the gold ones); None: the whole study. `only`: only
+    the conversations that source labels subjective (the counts too)."""
+    within, scope_args = _within(scope, only)
     report.in_scope = db.execute(
         "select count(*) from conversations where 1 = 1" + within.format(col="id"), scope_args
     ).fetchone()[0]
@@ -116,6 +123,21 @@ def select_pending(
     return pending[:limit] if limit is not None else pending
 
 
+def _within(
+    scope: Sequence[str] | None, only: SubjectiveSource | None
+) -> tuple[str, list[Any]]:
+    """An SQL condition on a column `{col}` (to format) limiting selection, and its arguments."""
+    within, args = "", []
+    if scope is not None:  # one JSON parameter, not one per id: a scope may hold thousands
+        within += " and {col} in (select value from json_each(?))"
+        args.append(orjson.dumps(list(scope)).decode())
+    if only is not None:
+        sql, only_args = only.ids_sql(subjective_only=True)
+        within += f" and {{col}} in ({sql})"
+        args += only_args
+    return within, args
+
+
 def take_pending(
     conn: Any,
     owner: RunOwner | None,
@@ -126,12 +148,13 @@ def take_pending(
     require_scrubbed: bool,
     report: ExtractReport,
     scope: Sequence[str] | None = None,
+    only: SubjectiveSource | None = None,
 ) -> list[str]:
     """`select_pending` minus what other live runs hold, up to `limit`; claimed for `owner` in
     the caller's write transaction (so the choice and the claim are one step), or only counted
     for a dry run (`owner` None)."""
     pending = select_pending(
-        conn, prompt_id, model, retry_errors, None, require_scrubbed, report, scope
+        conn, prompt_id, model, retry_errors, None, require_scrubbed, report, scope, only
     )
     held = ledger.held_elsewhere(conn, prompt_id, model, owner.id if owner else None)
     free = [cid for cid in pending if cid not in held]
@@ -239,6 +262,59 @@ def estimate(
     }
 
 
+def _second_stage_estimate(
+    db: sqlite_utils.Database,
+    ex: Extractor,
+    prompt: PromptVersion,
+    prices: PriceTable,
+    batch: bool,
+    only: SubjectiveSource,
+    known: list[str],
+    pending: list[str],
+    stage1_todo: Sequence[str],
+    limit: int | None,
+) -> dict[str, Any]:
+    """The full prompt's expected cost behind a filter: every pending conversation the source
+    already labels subjective (`known`), plus the expected share of those the first stage
+    labels in this run; and what the prompt would cost on every pending conversation."""
+    labelled_sql, args = only.ids_sql(subjective_only=False)
+    labelled = {cid for (cid,) in db.execute(labelled_sql, args)}
+    first = set(stage1_todo)
+    unfiltered = [cid for cid in pending if cid not in labelled]
+    coming = [cid for cid in unfiltered if cid in first]
+    share = expected_share(db, only)
+
+    def cost(ids: Sequence[str]) -> dict[str, Any]:
+        return estimate(ex, prompt, (_conversation(db, c) for c in ids), prices, batch=batch)
+
+    on_known, on_coming = cost(known), cost(coming)
+    everything = cost(pending[:limit] if limit is not None else pending)
+    expected = len(known) + share.value * len(coming)
+    cap = min(1.0, limit / expected) if limit is not None and expected > 0 else 1.0
+
+    def total(p: float) -> float:
+        return round(cap * (on_known["cost_usd"] + p * on_coming["cost_usd"]), 4)
+
+    return {
+        "calls": round(cap * expected),
+        "cost_usd": total(share.value),
+        "cost_usd_low": total(share.low),
+        "cost_usd_high": total(share.high),
+        "known_subjective": len(known),
+        "labelled_by_stage1_now": len(coming),
+        "not_yet_filtered_after": len(unfiltered) - len(coming),
+        "subjective_share": round(share.value, 4),
+        "subjective_share_95": [round(share.low, 4), round(share.high, 4)],
+        "subjective_share_basis": share.basis,
+        "without_filter_calls": everything["calls"],
+        "without_filter_cost_usd": everything["cost_usd"],
+        "priced": everything.get("priced", True),
+        "assumes": f"stage 2 on the {len(known)} known subjective plus "
+        f"{share.value:.1%} of the {len(coming)} stage 1 labels now; "
+        + everything.get("assumes", ""),
+    }
+
+
 # --- the run ---------------------------------------------------------------------------------
 
 
@@ -253,14 +329,16 @@ def get_extractor(
     max_retries: int = 4,
     timeout: float = 120.0,
     concurrency: int = 8,
+    dry_run: bool = False,
 ) -> Extractor:
-    """Build an extractor by name. `claude` needs an API key; `baseline` needs nothing."""
+    """Build an extractor by name. `claude` needs an API key, except for a dry run (which builds
+    and prices requests, and sends none); `baseline` needs nothing."""
     if name == "baseline":
         from annotator.extract.baseline import BaselineExtractor
 
         return BaselineExtractor()
     if name == "claude":
-        if not api_key:
+        if not api_key and not dry_run:
             raise AnnotatorError(
                 "the claude extractor needs an API key: set ANTHROPIC_API_KEY "
                 "(or use --extractor baseline)"
@@ -268,7 +346,7 @@ def get_extractor(
         from annotator.extract.claude import ClaudeExtractor
 
         return ClaudeExtractor(
-            api_key=api_key,
+            api_key=api_key or None,
             model=model,
             base_url=base_url,
             prices=prices,
@@ -290,6 +368,50 @@ def choose_extractor(name: str | None, api_key: str | None) -> str:
 
 
 async def extract_async(
+    db_path: str | Path | None = None, *, only_subjective: str | None = None, **options: Any
+) -> ExtractReport:
+    """`extract`, for callers already inside an event loop. `only_subjective`: run the prompt
+    only on the conversations that source labels subjective (`filtering`), after running the
+    source itself (a prompt version or the baseline) on what it has not labelled yet."""
+    if only_subjective is None:
+        return await _extract_one(db_path, **options)
+    settings = config.settings()
+    path = Path(db_path) if db_path is not None else settings.db_path
+    folder = options.get("prompts_dir")
+    db = open_existing_db(path)
+    try:
+        source = resolve_source(only_subjective, Path(folder) if folder else None, db)
+    finally:
+        db.conn.close()
+    dry_run = bool(options.get("dry_run"))
+    stage1: ExtractReport | None = None
+    if source.kind != GOLD:
+        if source.kind == "prompt" and not dry_run and not (
+            options.get("api_key") or settings.anthropic_api_key
+        ):
+            raise AnnotatorError(
+                f"--only-subjective {source.label} runs Claude ({source.model}) first: set "
+                "ANTHROPIC_API_KEY, or filter by `baseline` or `gold`"
+            )
+        first = {**options, "model": None, "prompt": source.prompt if source.kind == "prompt"
+                 else None, "extractor": "claude" if source.kind == "prompt" else "baseline"}
+        stage1 = await _extract_one(path, **first)
+    report = await _extract_one(path, only=source,
+                                stage1_todo=stage1.taken_ids if stage1 else (), **options)
+    report.stage1 = stage1.as_dict() if stage1 else None
+    if stage1 is not None:
+        report.notes = list(dict.fromkeys([*stage1.notes, *report.notes]))
+    if dry_run and report.estimate is not None:
+        first_cost = stage1.estimate["cost_usd"] if stage1 and stage1.estimate else 0.0
+        first_calls = stage1.estimate["calls"] if stage1 and stage1.estimate else 0
+        e = report.estimate
+        e.update(stage1_calls=first_calls, stage1_cost_usd=first_cost,
+                 total_cost_usd=round(first_cost + e["cost_usd"], 4),
+                 saving_usd=round(e["without_filter_cost_usd"] - first_cost - e["cost_usd"], 4))
+    return report
+
+
+async def _extract_one(
     db_path: str | Path | None = None,
     *,
     prompt: str | PromptVersion | None = None,
@@ -314,10 +436,15 @@ async def extract_async(
     lease: float = ledger.DEFAULT_LEASE,
     prompts_dir: str | Path | None = None,
     conversation_ids: Sequence[str] | None = None,
+    only: SubjectiveSource | None = None,
+    stage1_todo: Sequence[str] = (),
 ) -> ExtractReport:
-    """`extract`, for callers already inside an event loop. `prompts_dir`: the study's own
-    prompt folder (default `config.prompts_dir()`); `prompt` may be a version already resolved;
-    `conversation_ids`: only these conversations (None: the whole study)."""
+    """One stage of `extract_async`. `prompts_dir`: the study's own prompt folder (default
+    `config.prompts_dir()`); `prompt` may be a version already resolved; `conversation_ids`:
+    only these conversations (None: the whole study); `only`: only those this source labels
+    subjective; `stage1_todo`: what a dry run's first stage would label now (for the estimate).
+    A dry run without an API key (and no --extractor) prices the prompt as Claude would cost,
+    with the prompt's model, rather than the baseline's $0 that a run without a key would use."""
     settings = config.settings()
     path = Path(db_path) if db_path is not None else settings.db_path
     if concurrency < 1:
@@ -327,6 +454,9 @@ async def extract_async(
     base_url = base_url or settings.anthropic_base_url
     prices = prices or settings.prices_path
     name = choose_extractor(extractor, api_key)
+    if dry_run and extractor is None and not api_key:
+        name = "claude"  # price what the prompt would cost, not the baseline's $0
+    keyless = dry_run and name == "claude" and not api_key
     price_table = load_prices(prices)
     notes: list[str] = []
 
@@ -343,6 +473,7 @@ async def extract_async(
         if USER_MARKER not in chosen_prompt.text:  # the baseline's rules, or an id-only version
             raise InputError(f"prompt {prompt!r} ({chosen_prompt.name or chosen_prompt.id}) is "
                              "not a prompt file a model can run: give a file's version")
+    model_from = "--model" if model else "the prompt's front matter"
     model = model or chosen_prompt.front_matter.get("model")
     ex = get_extractor(
         name,
@@ -354,7 +485,11 @@ async def extract_async(
         max_retries=max_retries,
         timeout=timeout,
         concurrency=concurrency,
+        dry_run=dry_run,
     )
+    if keyless:
+        notes.append(f"no ANTHROPIC_API_KEY: priced as Claude {ex.model} (from {model_from}) "
+                     "would cost; a run without a key uses the offline baseline instead, for $0")
     report = ExtractReport(
         prompt_id=chosen_prompt.id,
         prompt=f"{chosen_prompt.name}/{chosen_prompt.version}",
@@ -366,15 +501,26 @@ async def extract_async(
     )
     require_scrubbed = name == "claude" and not allow_unscrubbed
     try:
+        if only is not None:
+            report.filter = filter_counts(db, only, conversation_ids)
         if dry_run:
             ids = take_pending(
                 db.conn, None, chosen_prompt.id, ex.model, retry_errors, limit,
-                require_scrubbed, report, conversation_ids,
+                require_scrubbed, report, conversation_ids, only,
             )
             report.todo = len(ids)
+            report.taken_ids = ids
             report.ledger = ledger.call_ledger(db.conn).as_dict()
-            convs = (_conversation(db, cid) for cid in ids)
-            report.estimate = estimate(ex, chosen_prompt, convs, price_table, batch=batch)
+            if only is None:
+                convs = (_conversation(db, cid) for cid in ids)
+                report.estimate = estimate(ex, chosen_prompt, convs, price_table, batch=batch)
+            else:
+                pending = take_pending(
+                    db.conn, None, chosen_prompt.id, ex.model, retry_errors, None,
+                    require_scrubbed, ExtractReport("", "", "", "", ""), conversation_ids)
+                report.estimate = _second_stage_estimate(
+                    db, ex, chosen_prompt, price_table, batch, only, ids, pending,
+                    stage1_todo, limit)
             return report
         db.execute(f"pragma busy_timeout={int(busy_timeout * 1000)}")
         await recover_batches(db, ex, chosen_prompt.id)
@@ -387,7 +533,7 @@ async def extract_async(
             ids = store.run_sync(
                 lambda conn: _start_run(
                     conn, owner, chosen_prompt.id, ex.model, lease, retry_errors, limit,
-                    require_scrubbed, report, conversation_ids,
+                    require_scrubbed, report, conversation_ids, only,
                 )
             )
             report.todo = len(ids)
@@ -427,12 +573,13 @@ def _start_run(
     require_scrubbed: bool,
     report: ExtractReport,
     scope: Sequence[str] | None = None,
+    only: SubjectiveSource | None = None,
 ) -> list[str]:
     """One transaction: settle runs that died, register this one, choose and claim its work."""
     report.settled_possibly_paid = ledger.settle_dead_runs(conn)
     ledger.register_run(conn, owner, prompt_id, model, lease)
     return take_pending(
-        conn, owner, prompt_id, model, retry_errors, limit, require_scrubbed, report, scope
+        conn, owner, prompt_id, model, retry_errors, limit, require_scrubbed, report, scope, only
     )
 
 
@@ -450,6 +597,11 @@ def _finish(store: Store, status: str, report: ExtractReport) -> None:
 
 def extract(db_path: str | Path | None = None, **options: Any) -> ExtractReport:
     """Propose labels for every conversation not yet done for (prompt version, model).
+
+    `only_subjective`: `gold`, `baseline` or a prompt version (e.g. `subjective/v1`): run that
+    source first on what it has not labelled (a prompt version with its own model), then the
+    prompt only on the conversations the source labels subjective; the rest are counted as not
+    yet filtered and never sent. A dry run prices both stages and the saving.
 
     Options as `extract_async`: prompt (any reference `prompts.resolve_prompt` takes; default
     the latest `values` prompt), prompts_dir (the study's prompt folder), extractor ("claude" or

@@ -3,7 +3,9 @@
 `Extractor.extract` returns an `Outcome`: the extraction plus the model calls it made, so the
 engine can commit both in one transaction (a call is never paid for without its result being
 kept). `ProposedLabels` is the shape a model must reply with; `labels_schema()` is its JSON
-schema for forced tool use or structured output.
+schema for forced tool use or structured output. A prompt whose front matter says
+`labels: subjective` asks only whether a conversation is subjective (`ProposedSubjectivity`):
+a cheap first stage that decides which conversations the full prompt is run on.
 """
 
 from __future__ import annotations
@@ -81,6 +83,27 @@ class ProposedLabels(BaseModel):
     task: ProposedTask | None = None
 
 
+class ProposedSubjectivity(BaseModel):
+    """What a subjectivity-only prompt (`labels: subjective`) must return: one field, so a
+    small model answers in a few output tokens; the other labels stay unset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subjective: bool = Field(description=ProposedLabels.model_fields["subjective"].description)
+
+
+# A prompt's `labels` front matter -> the reply shape it asks for (`prompts.LABEL_SETS`).
+REPLY_SHAPES: dict[str, type[BaseModel]] = {
+    "all": ProposedLabels,
+    "subjective": ProposedSubjectivity,
+}
+
+
+def reply_shape(prompt: PromptVersion) -> type[BaseModel]:
+    """The reply shape a prompt version asks for (default: every label)."""
+    return REPLY_SHAPES[str(prompt.front_matter.get("labels", "all"))]
+
+
 def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
     # Tool input schemas and structured-output schemas are safest without $ref indirection.
     if isinstance(node, dict):
@@ -95,20 +118,22 @@ def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
     return node
 
 
-def labels_schema(task_categories: Sequence[str] | None = None) -> dict[str, Any]:
-    """JSON schema of `ProposedLabels`, self-contained (no $ref), closed objects. With
-    `task_categories` (a prompt version that lists them), `task` is required and its category
-    one of them; without, `task` is not in the schema at all."""
-    schema = ProposedLabels.model_json_schema()
+def labels_schema(
+    task_categories: Sequence[str] | None = None, shape: type[BaseModel] = ProposedLabels
+) -> dict[str, Any]:
+    """JSON schema of a reply shape (`ProposedLabels`), self-contained (no $ref), closed
+    objects. With `task_categories` (a prompt version that lists them), `task` is required and
+    its category one of them; without, `task` is not in the schema at all."""
+    schema = shape.model_json_schema()
     out = _inline_refs(schema, schema.get("$defs", {}))
-    task = out["properties"].pop("task")
-    if task_categories:
-        shape = next(t for t in task.get("anyOf", [task]) if t.get("type") == "object")
-        shape["properties"]["category"] = {
+    task = out["properties"].pop("task", None)
+    if task_categories and task is not None:
+        shape_of_task = next(t for t in task.get("anyOf", [task]) if t.get("type") == "object")
+        shape_of_task["properties"]["category"] = {
             "type": "string", "enum": list(task_categories),
-            "description": shape["properties"]["category"].get("description", ""),
+            "description": shape_of_task["properties"]["category"].get("description", ""),
         }
-        out["properties"]["task"] = shape
+        out["properties"]["task"] = shape_of_task
         out["required"] = [*out.get("required", []), "task"]
     return out
 
@@ -176,7 +201,10 @@ __all__ = [
     "FatalExtractorError",
     "Outcome",
     "ProposedLabels",
+    "ProposedSubjectivity",
     "ProposedTask",
     "ProposedValue",
+    "REPLY_SHAPES",
     "labels_schema",
+    "reply_shape",
 ]

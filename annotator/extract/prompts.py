@@ -37,6 +37,9 @@ USER_MARKER = "<!-- user -->"
 CONVERSATION_SLOT = "{conversation}"
 REQUIRED_FRONT_MATTER = ("model", "max_tokens")
 OUTPUT_MODES = ("tool", "json")
+# `labels:` in the front matter: every label (default), or only `subjective` (a first-stage
+# filter for `extract --only-subjective`); `extractors.REPLY_SHAPES` has their shapes.
+LABEL_SETS = ("all", "subjective")
 ID_LENGTH = 16
 
 _FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*\r?\n", re.DOTALL)
@@ -72,6 +75,8 @@ def parse_prompt(text: str, name: str, version: str, base: Path | None = None) -
     output = front.setdefault("output", "tool")
     if output not in OUTPUT_MODES:
         raise InputError(f"prompt {name}/{version}: output must be one of {OUTPUT_MODES}")
+    if front.get("labels", "all") not in LABEL_SETS:
+        raise InputError(f"prompt {name}/{version}: labels must be one of {LABEL_SETS}")
     if CONVERSATION_SLOT not in body.partition(USER_MARKER)[2]:
         raise InputError(
             f"prompt {name}/{version}: needs a `{USER_MARKER}` line followed by a user template "

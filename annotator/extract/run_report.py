@@ -49,6 +49,11 @@ class ExtractReport:
     lock_wait_seconds: float = 0.0  # time spent waiting for another writer to let go
     ledger: dict[str, Any] | None = None  # the study's call ledger after the run
     notes: list[str] = field(default_factory=list)  # for the user, e.g. an option ignored
+    # --only-subjective: the source's labels of the conversations in scope (labelled,
+    # subjective, not yet filtered), and the first stage's own report
+    filter: dict[str, Any] | None = None
+    stage1: dict[str, Any] | None = None
+    taken_ids: list[str] = field(default_factory=list, repr=False)  # not reported
 
     def add(self, outcome: Outcome) -> None:
         self.add_calls(outcome.calls)
@@ -71,6 +76,7 @@ class ExtractReport:
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["taken_ids"]
         data["lock_wait_seconds"] = round(self.lock_wait_seconds, 3)
         data["cost_usd"] = round(self.cost_usd, 6)
         data["seconds"] = round(self.seconds, 3)

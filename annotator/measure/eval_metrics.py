@@ -1,4 +1,5 @@
-"""The figures `annotator eval --fail-under METRIC=VALUE` can test, and reading a threshold.
+"""The figures `annotator eval --fail-under METRIC=VALUE` (or `METRIC.low=VALUE`) can test, and
+reading a threshold.
 
 Apart from `evaluation` so that the command line can list the names in its help without
 loading the statistics.
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from annotator.errors import InputError
 
 LEVEL = 0  # value scores at the leaf, unless a metric says otherwise
+SUBJECTIVE = "subjective"  # the subjectivity figures (`model_scores.subjectivity_scores`)
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,15 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            description="AI values micro F1 with each value mapped to its top category"),
     Metric(name="human_values_f1", metric="micro_f1", field="human_values", level=LEVEL,
            description="human values micro F1"),
+    Metric(name="subjective_precision", metric="precision", field=SUBJECTIVE, level=None,
+           description="of the conversations it labels subjective, the share gold does"),
+    Metric(name="subjective_recall", metric="recall", field=SUBJECTIVE, level=None,
+           description="of the conversations gold labels subjective, the share it does (what "
+           "a two-stage run keeps)"),
+    Metric(name="subjective_accuracy", metric="accuracy", field=SUBJECTIVE, level=None,
+           description="share of conversations whose subjective equals gold's"),
 )}
+BOUNDS = ("value", "low")  # METRIC=VALUE tests the point value, METRIC.low=VALUE the interval's
 # compare_versions' delta metrics, by gate metric name
 DELTA_NAMES: dict[str, str] = {"accuracy": "response_accuracy", "cohen_kappa": "response_kappa",
                                "micro_f1": "values_f1", "mean_jaccard": "values_jaccard"}
@@ -54,14 +64,22 @@ DELTA_NAMES: dict[str, str] = {"accuracy": "response_accuracy", "cohen_kappa": "
 class Threshold:
     metric: str
     minimum: float
+    bound: str = "value"  # "value": the point value; "low": the 95% interval's lower bound
 
 
 def parse_threshold(text: str) -> Threshold:
-    """`METRIC=VALUE` (e.g. `response_kappa=0.6`); an unknown metric names the valid ones."""
+    """`METRIC=VALUE` (e.g. `response_kappa=0.6`: the point value) or `METRIC.low=VALUE` (the
+    95% interval's lower bound, so a small gold set cannot pass by luck); an unknown metric
+    names the valid ones."""
     name, sep, value = text.partition("=")
     name = name.strip()
     if not sep or not name:
         raise InputError(f"--fail-under {text!r}: write METRIC=VALUE, e.g. response_kappa=0.6")
+    name, dot, bound = name.partition(".")
+    bound = bound.strip() if dot else "value"
+    if bound not in BOUNDS:
+        raise InputError(f"--fail-under {text!r}: after the metric only `.low` (the 95% "
+                         "interval's lower bound) may follow")
     if name not in METRICS:
         raise InputError(f"--fail-under: unknown metric {name!r}; valid: {', '.join(METRICS)}")
     try:
@@ -70,7 +88,7 @@ def parse_threshold(text: str) -> Threshold:
         raise InputError(f"--fail-under {text!r}: {value.strip()!r} is not a number") from None
     if math.isnan(minimum):
         raise InputError(f"--fail-under {text!r}: the threshold must be a number")
-    return Threshold(metric=name, minimum=minimum)
+    return Threshold(metric=name, minimum=minimum, bound=bound)
 
 
 def metric_help() -> str:

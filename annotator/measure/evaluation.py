@@ -7,9 +7,12 @@ the call ledger as in any run. A dry run only estimates the calls and their cost
 few-shot examples (`prompts.few_shot_ids`) are neither extracted nor scored for it.
 
 Scores are the app's (`summaries.prompt_bundle` against gold, 95% bootstrap intervals over
-conversations); the difference from the baseline is `summaries.compare_versions` (paired
-bootstrap over the conversations both versions were scored on). Nothing here computes a
-statistic of its own.
+conversations), with the version's `subjective` as a filter (`model_scores.subjectivity_scores`:
+precision, recall, accuracy); a subjectivity-only version (`labels: subjective`) is scored on
+those alone. The difference from the baseline is `summaries.compare_versions` (paired bootstrap
+over the conversations both versions were scored on). Nothing here computes a statistic of its
+own. Gates: a figure's point value or its interval's lower bound (`--fail-under`), and, with
+`fail_on_regression`, every paired difference whose whole interval lies below 0.
 """
 
 from __future__ import annotations
@@ -29,8 +32,16 @@ from annotator.errors import InputError
 from annotator.extract.engine import choose_extractor, extract_async
 from annotator.extract.prompts import few_shot_ids, resolve_prompt
 from annotator.extract.run_report import ProgressFn
-from annotator.measure.eval_metrics import DELTA_NAMES, LEVEL, METRICS, Threshold, parse_threshold
-from annotator.measure.model_scores import jaccard_index
+from annotator.measure.eval_metrics import (
+    DELTA_NAMES,
+    LEVEL,
+    METRICS,
+    SUBJECTIVE,
+    Threshold,
+    parse_threshold,
+)
+from annotator.measure.model_scores import jaccard_index, subjectivity_scores
+from annotator.measure.shapes import Stat
 from annotator.models import PromptVersion
 
 AGAINST_GOLD = "gold"
@@ -66,10 +77,15 @@ class Worst(BaseModel):
 
 
 class Gate(BaseModel):
+    """One test: `bound` "value" (the point value at least `minimum`), "low" (the 95%
+    interval's lower bound at least `minimum`) or "regression" (`metric` is a difference,
+    prompt minus baseline; `value` its interval's upper bound: it fails below 0)."""
+
     metric: str
     minimum: float
     value: float | None
     passed: bool
+    bound: str = "value"
 
 
 class Run(BaseModel):
@@ -132,7 +148,8 @@ def _reference(db: sqlite_utils.Database, against: str) -> pd.DataFrame:
         elif not record.gold.missing_fields():
             g = record.gold
             rows.append((record.conversation_id, str(g.response_type), tuple(g.ai_values),
-                         tuple(g.human_values), g.subjective, g.decided_by, g.decided_at))
+                         tuple(g.human_values), g.subjective, g.decided_by, g.decided_at,
+                         g.task))
     if bad:
         raise InputError(f"{path}: {len(bad)} lines do not parse ({bad[0]})")
     gold = pd.DataFrame.from_records(rows, columns=GOLD_COLUMNS)
@@ -158,8 +175,10 @@ def _known_ids(db: sqlite_utils.Database, ids: list[str]) -> set[str]:
 
 
 def _runnable(version: PromptVersion, label: str, extractor: str | None,
-              api_key: str | None) -> tuple[str, PromptVersion | None, str | None]:
-    """(extractor, prompt to pass `extract`, note) for evaluating `version`."""
+              api_key: str | None, dry_run: bool = False
+              ) -> tuple[str, PromptVersion | None, str | None]:
+    """(extractor, prompt to pass `extract`, note) for evaluating `version`. A dry run without
+    a key prices the version as Claude (`extract` says which model it assumed)."""
     from annotator.extract.baseline import BaselineExtractor
 
     if version.front_matter.get("extractor") == "baseline":
@@ -169,6 +188,8 @@ def _runnable(version: PromptVersion, label: str, extractor: str | None,
                              f"only the current one ({current.id}) can run")
         return "baseline", None, None
     name = choose_extractor(extractor, api_key)
+    if dry_run and extractor is None and not api_key:
+        return "claude", version, None
     if name == "baseline":
         why = "--extractor baseline" if extractor else "no ANTHROPIC_API_KEY"
         return name, None, (f"{why}: the offline baseline's rules stand in for {label}, and "
@@ -187,13 +208,14 @@ async def _extract(
     """Extract the gold conversations `version` is scored on (all but its own few-shot
     examples); the run, and those conversations."""
     label = _label(version)
-    name, prompt, note = _runnable(version, label, extractor, api_key)
+    name, prompt, note = _runnable(version, label, extractor, api_key, dry_run)
     if note:
         notes.append(note)
     examples = few_shot_ids(version) if prompt is not None else frozenset()
     scope = [cid for cid in gold_ids if cid not in examples]
     report = await extract_async(db_path, prompt=prompt, extractor=name, dry_run=dry_run,
                                  api_key=api_key, conversation_ids=scope, **options)
+    notes.extend(report.notes)
     if report.skipped_unscrubbed:
         notes.append(f"{label}: {report.skipped_unscrubbed} gold conversations were ingested "
                      "unscrubbed and are not sent to a model (`annotator extract "
@@ -223,10 +245,22 @@ def _number(value: Any) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 
 
-def _figures(metrics: pd.DataFrame) -> list[Figure]:
+def _figure(name: str, description: str, stat: Stat) -> Figure:
+    return Figure(name=name, description=description, value=_number(stat.value),
+                  low=stat.low, high=stat.high, n=stat.n_units, note=stat.reason)
+
+
+def _figures(metrics: pd.DataFrame | None, subjectivity: dict[str, Stat]) -> list[Figure]:
+    """Each gate metric's figure; only the subjectivity ones without `metrics` (a
+    subjectivity-only version)."""
+    out = [_figure(m.name, m.description, subjectivity[m.metric])
+           for m in METRICS.values() if m.field == SUBJECTIVE]
+    if metrics is None:
+        return out
     gold = metrics.loc[metrics["reference"] == AGAINST_GOLD]
-    out = []
     for m in METRICS.values():
+        if m.field == SUBJECTIVE:
+            continue
         hit = gold.loc[(gold["metric"] == m.metric) & (gold["field"] == m.field)]
         hit = hit.loc[hit["level"].isna()] if m.level is None else hit.loc[hit["level"] == m.level]
         if hit.empty:
@@ -275,12 +309,39 @@ def _differences(deltas: pd.DataFrame) -> list[Difference]:
             for r in deltas.itertuples()]
 
 
+def _subjective_worst(scored: pd.DataFrame, gold: pd.DataFrame, limit: int) -> list[Worst]:
+    """A subjectivity-only version's misses: failed extractions, then every disagreement."""
+    found = [Worst(conversation_id=r.conversation_id, disagreement=2.0,
+                   reason=f"extraction failed: {str(r.error or 'error')[:120]}")
+             for r in scored.loc[scored["status"] != "ok"].itertuples()]
+    truth = {r.conversation_id: r.subjective for r in gold.itertuples()
+             if r.subjective is not None and not pd.isna(r.subjective)}
+    for r in scored.loc[scored["status"] == "ok"].itertuples():
+        if r.conversation_id in truth and bool(r.subjective) != bool(truth[r.conversation_id]):
+            said = "subjective" if r.subjective else "not subjective"
+            found.append(Worst(conversation_id=r.conversation_id, disagreement=1.0,
+                               reason=f"labelled {said}, gold the opposite"))
+    found.sort(key=lambda w: (-w.disagreement, w.conversation_id))
+    return found[:limit]
+
+
 def _gates(figures: list[Figure], thresholds: list[Threshold]) -> list[Gate]:
     by_name = {f.name: f for f in figures}
-    return [Gate(metric=t.metric, minimum=t.minimum, value=by_name[t.metric].value,
-                 passed=by_name[t.metric].value is not None
-                 and by_name[t.metric].value >= t.minimum)
-            for t in thresholds]
+    gates = []
+    for t in thresholds:
+        found = by_name.get(t.metric)
+        value = None if found is None else (found.low if t.bound == "low" else found.value)
+        gates.append(Gate(metric=t.metric, minimum=t.minimum, value=value, bound=t.bound,
+                          passed=value is not None and value >= t.minimum))
+    return gates
+
+
+def _regressions(differences: list[Difference]) -> list[Gate]:
+    """A paired difference whose whole 95% interval lies below 0 fails; one without an interval
+    (undefined on these conversations) is not tested."""
+    return [Gate(metric=d.name, minimum=0.0, value=d.high, bound="regression",
+                 passed=d.high >= 0)
+            for d in differences if d.high is not None]
 
 
 # --- the evaluation --------------------------------------------------------------------------
@@ -293,6 +354,7 @@ async def evaluate_async(
     against: str = AGAINST_GOLD,
     baseline: str | None = None,
     fail_under: Sequence[str] = (),
+    fail_on_regression: bool = False,
     dry_run: bool = False,
     extractor: str | None = None,
     prompts_dir: str | Path | None = None,
@@ -307,6 +369,12 @@ async def evaluate_async(
     from annotator.measure.frames import ANNOTATION_COLUMNS
 
     thresholds = [parse_threshold(t) for t in fail_under]  # a typo fails before any spending
+    if fail_on_regression and not baseline:
+        raise InputError("--fail-on-regression needs --baseline: the version it must not fall "
+                         "behind")
+    if n_boot <= 0 and (fail_on_regression or any(t.bound == "low" for t in thresholds)):
+        raise InputError("a gate on an interval (METRIC.low, --fail-on-regression) needs "
+                         "intervals: give --boot more than 0")
     settings = config.settings()
     path = Path(db_path) if db_path is not None else settings.db_path
     api_key = api_key or settings.anthropic_api_key
@@ -331,7 +399,7 @@ async def evaluate_async(
     report = EvalReport(against=against, gold_conversations=len(gold_ids), dry_run=dry_run,
                         prompt=run, baseline=base_run, notes=list(dict.fromkeys(notes)))
     if dry_run:
-        if thresholds:
+        if thresholds or fail_on_regression:
             report.notes.append("a dry run scores nothing: the thresholds were not tested")
         return report
     db = open_existing_db(path)
@@ -339,10 +407,21 @@ async def evaluate_async(
         frames = [_scored(db, r, scope) for r, scope in runs]
     finally:
         db.conn.close()
+    subjectivity = subjectivity_scores(frames[0].loc[frames[0]["status"] == "ok"], gold,
+                                       n_boot=n_boot)
+    if _only_subjective(version, run):
+        report.figures = _figures(None, subjectivity)
+        report.worst = _subjective_worst(frames[0], gold, worst)
+        if base_run is not None:
+            report.notes.append(f"{run.label} labels only subjective: no paired difference "
+                                "from --baseline (its response types and values are unset)")
+        report.gates = _gates(report.figures, thresholds)
+        report.passed = all(g.passed for g in report.gates)
+        return report
     no_annotations = pd.DataFrame(columns=ANNOTATION_COLUMNS)
     bundles = [summaries.prompt_bundle(f.loc[f["status"] == "ok"], gold, no_annotations, n_boot)
                for f in frames]
-    report.figures = _figures(bundles[0].frames["metrics"])
+    report.figures = _figures(bundles[0].frames["metrics"], subjectivity)
     report.worst = _worst(bundles[0].frames["outcomes"],
                           frames[0].loc[frames[0]["status"] != "ok"], worst)
     if base_run is not None:
@@ -354,21 +433,32 @@ async def evaluate_async(
         report.compared = len(changes)
         report.differences = _differences(deltas)
     report.gates = _gates(report.figures, thresholds)
+    if fail_on_regression:
+        report.gates += _regressions(report.differences)
     report.passed = all(g.passed for g in report.gates)
     return report
+
+
+def _only_subjective(version: PromptVersion, run: Run) -> bool:
+    """Whether the run labelled only `subjective` (a `labels: subjective` version run by a
+    model, not the baseline standing in for it)."""
+    return run.extractor == "claude" and version.front_matter.get("labels") == SUBJECTIVE
 
 
 def evaluate(db_path: str | Path | None = None, prompt: str | None = None,
              **options: Any) -> EvalReport:
     """Extract the gold conversations with `prompt` (cached), score it against gold with 95%
     intervals, compare it with `baseline` (paired), list its worst conversations and test the
-    `fail_under` thresholds (`METRIC=VALUE`, names in `METRICS`).
+    `fail_under` thresholds (`METRIC=VALUE` on the point value, `METRIC.low=VALUE` on the 95%
+    interval's lower bound; names in `METRICS`) and, with `fail_on_regression`, fail when a
+    paired difference from `baseline` has its whole interval below 0.
 
     `prompt` and `baseline` are any reference `prompts.resolve_prompt` takes. `against`: `gold`
     (the study's gold labels) or a gold file whose conversations the study holds. `dry_run`:
     estimate the calls and their cost, send none, score nothing. `extractor`: as `extract`'s
     (default claude with an API key, else the offline baseline, which then stands in for the
-    prompt, as a note says). Other options go to `extract.extract_async` (concurrency, prices,
-    timeout, ...).
+    prompt, as a note says; a dry run without a key prices Claude with the prompt's model).
+    Other options go to `extract.extract_async` (concurrency, prices, timeout, batch and
+    poll_interval for the Message Batches API, ...).
     """
     return asyncio.run(evaluate_async(db_path, prompt, **options))

@@ -82,6 +82,35 @@ def response_type_scores(
     return acc, kap, table
 
 
+def _subjective_precision(t: np.ndarray) -> tuple[float, str | None]:
+    said = t[0, 1] + t[1, 1]  # the model said subjective
+    return (float(t[1, 1] / said), None) if said else (float("nan"), "never said subjective")
+
+
+def _subjective_recall(t: np.ndarray) -> tuple[float, str | None]:
+    truly = t[1, 0] + t[1, 1]  # the reference says subjective
+    return (float(t[1, 1] / truly), None) if truly else (float("nan"), "none subjective")
+
+
+def subjectivity_scores(
+    model: pd.DataFrame, reference: pd.DataFrame, *, n_boot: int = 0, seed: int = 0
+) -> dict[str, Stat]:
+    """The model's `subjective` as a filter, against the reference's, over conversations both
+    labelled: precision (of those it lets through, the share truly subjective), recall (of the
+    truly subjective, the share it lets through: what a two-stage run keeps) and accuracy, each
+    with a 95% bootstrap interval over conversations."""
+    both = _aligned(model, reference, "subjective")
+    if both.empty:
+        return {k: _nan("no shared conversations") for k in ("precision", "recall", "accuracy")}
+    ref = both["subjective_ref"].astype(bool).to_numpy()
+    said = both["subjective_model"].astype(bool).to_numpy()
+    table = np.array([[np.sum(~ref & ~said), np.sum(~ref & said)],
+                      [np.sum(ref & ~said), np.sum(ref & said)]], dtype=np.int64)
+    return {"precision": _table_stat(table, _subjective_precision, n_boot, seed),
+            "recall": _table_stat(table, _subjective_recall, n_boot, seed),
+            "accuracy": _table_stat(table, accuracy_from_table, n_boot, seed)}
+
+
 def micro_scores(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, w: np.ndarray
                  ) -> dict[str, float]:
     """Micro precision, recall and F1 of units with counts (tp, fp, fn) and weights w."""
