@@ -229,6 +229,13 @@ class Annotation(BaseModel):
     updated_at: datetime | None = None
     history: list[dict[str, Any]] = Field(default_factory=list)
 
+    @property
+    def edited_by_other(self) -> bool:
+        """Last changed by someone other than its author (a shared Label Studio lets anyone
+        edit anyone's annotation): its labels are not its author's, so nothing counts them as
+        the author's (agreement, gold by majority, anchoring)."""
+        return bool(self.edited_by) and self.edited_by != self.annotator
+
 
 class PromptVersion(BaseModel):
     id: str
