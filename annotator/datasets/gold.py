@@ -278,15 +278,14 @@ def labels_seen(annotations: Iterable[Annotation]) -> str:
     return hashlib.sha256(repr(items).encode()).hexdigest()[:32]
 
 
-def new_labels_since(gold_row: dict[str, Any], annotations: list[Annotation]) -> bool:
+def new_labels_since(seen: str | None, decided_at: datetime | None,
+                     annotations: list[Annotation]) -> bool:
     """Whether a person's decision was made before the conversation's current labels: their
-    digest differs from the one stored with it. A decision stored without one (loaded from a
-    gold file, or decided before digests were kept) has new labels when an own annotation was
-    changed after its `decided_at`."""
-    seen = gold_row.get("labels_seen")
+    digest differs from the one stored with it (`seen`). A decision stored without one (loaded
+    from a gold file, or decided before digests were kept) has new labels when an own
+    annotation was changed after its `decided_at`."""
     if seen:
         return seen != labels_seen(annotations)
-    decided_at = row_to_gold(gold_row).decided_at
     if decided_at is None:
         return False
     own, _ = own_annotations(annotations)
@@ -387,7 +386,8 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> Adjudicat
         existing = current.get(conversation_id)
         if existing and existing["decided_by"] != MAJORITY:
             report.kept_person_decisions += 1
-            if new_labels_since(existing, labelled):
+            if new_labels_since(existing.get("labels_seen"), row_to_gold(existing).decided_at,
+                                labelled):
                 report.new_labels_since.append(conversation_id)
             continue
         if len(own) >= min_annotations:
