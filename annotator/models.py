@@ -206,6 +206,10 @@ class Extraction(BaseModel):
     created_at: datetime = Field(default_factory=utc_now)
 
 
+SET_ASIDE_WHY = ("last changed by someone other than their author (edited_by): their labels "
+                 "are not their author's, so no agreement, majority vote or anchoring counts them")
+
+
 class Annotation(BaseModel):
     """One person's labels of one conversation, from one source.
 

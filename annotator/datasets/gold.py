@@ -36,6 +36,7 @@ from annotator.ingest.formats import RawConversation
 from annotator.ingest.rows import conversation_row
 from annotator.models import (
     REQUIRED_FIELDS,
+    SET_ASIDE_WHY,
     Annotation,
     AnnotatorLabels,
     GoldLabel,
@@ -233,8 +234,6 @@ class PersonNeeded(BaseModel):
     reason: str
 
 
-SET_ASIDE_WHY = ("last changed by someone other than their author (edited_by): their labels "
-                 "are not their author's, so no vote, agreement or anchoring counts them")
 NEW_LABELS_SINCE = "new labels since"
 
 
