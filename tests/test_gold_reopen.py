@@ -45,13 +45,16 @@ def _vote(conversation: str, annotator: str, response_type: str, **more) -> dict
             "subjective": True, "ai_values": ["honesty"], **more}
 
 
+def _three_conversations(path):
+    convs = make_study(path, n=3)
+    return open_db(path), [c.id for c in convs]
+
+
 @pytest.fixture
 def trial(tmp_path):
     """Two conversations decided by majority: a and b agree on both."""
     path = tmp_path / "study.db"
-    convs = make_study(path, n=3)
-    db = open_db(path)
-    first, second = convs[0].id, convs[1].id
+    db, (first, second, _) = _three_conversations(path)
     import_labels(db, [_labels_file(tmp_path / "round1.jsonl", [
         _vote(first, "a", "reframing"), _vote(first, "b", "reframing"),
         _vote(second, "a", "neutral"), _vote(second, "b", "neutral"),
@@ -187,9 +190,8 @@ def _pulled(db, conversation: str, annotator: str, response_type: str, edited_by
 @pytest.fixture
 def shared(tmp_path):
     path = tmp_path / "shared.db"
-    convs = make_study(path, n=3)
-    db = open_db(path)
-    split, agreed = convs[0].id, convs[1].id
+    db, ids = _three_conversations(path)
+    split, agreed = ids[0], ids[1]
     db["annotations"].insert_all([
         # counted as ada's, bob's edit would make "neutral" a 2-1 majority
         _pulled(db, split, "ada@example.org", "neutral", "bob@example.org", 1),
@@ -200,12 +202,12 @@ def shared(tmp_path):
         _pulled(db, agreed, "bob@example.org", "neutral", None, 5),
         _pulled(db, agreed, "cy@example.org", "strong support", "dan@example.org", 6),
         # edited_by the author themself is their own
-        _pulled(db, convs[2].id, "ada@example.org", "neutral", "ada@example.org", 7),
+        _pulled(db, ids[2], "ada@example.org", "neutral", "ada@example.org", 7),
     ], pk="id")
     db["tasks"].insert_all([
-        {"server": "local", "project_id": 1, "conversation_id": c.id, "task_id": i,
+        {"server": "local", "project_id": 1, "conversation_id": c, "task_id": i,
          "pushed_at": "2025-01-01T00:00:00+00:00", "blind": 1, "prefilled_by": None}
-        for i, c in enumerate(convs)
+        for i, c in enumerate(ids)
     ], pk=("server", "project_id", "conversation_id"))
     return path, db, split, agreed
 
