@@ -308,7 +308,7 @@ MIGRATIONS: list[Migration] = [
     ("0008_label_sources", _add_label_sources),
     ("0009_extraction_claims", _add_extraction_claims),
     ("0010_study_key", _add_study_key),
-    ("0011_gold_reopening", _add_gold_reopening),
+    ("0012_gold_reopening", _add_gold_reopening),
 ]
 
 
