@@ -294,6 +294,18 @@ def _add_tasks(db: sqlite_utils.Database) -> None:
         db[table].add_column("task_description", str)
 
 
+def _add_gold_reopening(db: sqlite_utils.Database) -> None:
+    # labels_seen: a digest of the annotations a person's decision was made on, so that labels
+    # that arrive later mark it "new labels since". gold_reopened: a majority decision that new
+    # labels no longer support leaves `gold` (only decided labels are gold); its label and the
+    # history before it wait here until the conversation is decided again.
+    db["gold"].add_column("labels_seen", str)
+    db["gold_reopened"].create(
+        {"conversation_id": str, "history": str, "reopened_at": str, "reason": str},
+        pk="conversation_id",
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_core_tables", _create_core_tables),
     ("0002_ingest_runs", _add_ingest_runs),
@@ -306,6 +318,7 @@ MIGRATIONS: list[Migration] = [
     ("0009_extraction_claims", _add_extraction_claims),
     ("0010_study_key", _add_study_key),
     ("0011_tasks", _add_tasks),
+    ("0012_gold_reopening", _add_gold_reopening),
 ]
 
 
@@ -524,6 +537,13 @@ def row_to_extraction(row: dict[str, Any]) -> Extraction:
 
 
 # -- annotations and gold --------------------------------------------------------------------
+
+
+def authors_own(alias: str = "") -> str:
+    """SQL that holds for an annotation whose labels are its author's: nobody else changed it
+    last (`Annotation.edited_by_other` in SQL). `alias` is the annotations table's, if any."""
+    a = f"{alias}." if alias else ""
+    return f"coalesce({a}edited_by, '') in ('', {a}annotator)"
 
 
 def annotation_to_row(a: Annotation) -> dict[str, Any]:

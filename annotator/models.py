@@ -222,6 +222,10 @@ class Extraction(BaseModel):
     created_at: datetime = Field(default_factory=utc_now)
 
 
+SET_ASIDE_WHY = ("last changed by someone other than their author (edited_by): their labels "
+                 "are not their author's, so no agreement, majority vote or anchoring counts them")
+
+
 class Annotation(BaseModel):
     """One person's labels of one conversation, from one source.
 
@@ -244,6 +248,13 @@ class Annotation(BaseModel):
     deleted: bool = False
     updated_at: datetime | None = None
     history: list[dict[str, Any]] = Field(default_factory=list)
+
+    @property
+    def edited_by_other(self) -> bool:
+        """Last changed by someone other than its author (a shared Label Studio lets anyone
+        edit anyone's annotation): its labels are not its author's, so nothing counts them as
+        the author's (agreement, gold by majority, anchoring)."""
+        return bool(self.edited_by) and self.edited_by != self.annotator
 
 
 class PromptVersion(BaseModel):

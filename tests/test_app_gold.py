@@ -23,16 +23,25 @@ def _fresh_memory():
     yield
 
 
-def decide_on_the_gold_page(db_path) -> AppTest:
-    """Open the Gold page on the study, decide the hostile conversation and save."""
-    hostile = hostile_conversation()
+def gold_page(db_path, conversation: str | None = None) -> AppTest:
+    """The Gold page on the study (on `conversation`, as a link to it opens it)."""
     at = AppTest.from_file(str(APP), default_timeout=180)
     at.session_state["db_path"] = str(db_path)
     at.session_state["wait_seconds"] = 180.0
     at.session_state["n_boot"] = 0
     at.run()
-    at.switch_page("app_pages/gold.py").run()
+    at.switch_page("app_pages/gold.py")
+    if conversation:
+        at.query_params["c"] = conversation
+    at.run()
     assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def decide_on_the_gold_page(db_path) -> AppTest:
+    """Open the Gold page on the study, decide the hostile conversation and save."""
+    hostile = hostile_conversation()
+    at = gold_page(db_path)
     pick = next(s.key for s in at.selectbox if s.key.startswith("gold-pick"))
     at.selectbox(key=pick).set_value(hostile.id).run()
     form_key = f"{hostile.id}-annotator demo-a"
@@ -121,16 +130,34 @@ def test_gold_page_lists_what_needs_a_person_with_why(app_study_copy) -> None:
         labels=Labels(response_type="neutral"), source="labelstudio:local:1", source_id="99",
         missing=["subjective"])), pk="id")
     db.conn.close()
-    at = AppTest.from_file(str(APP), default_timeout=180)
-    at.session_state["db_path"] = str(app_study_copy)
-    at.session_state["wait_seconds"] = 180.0
-    at.session_state["n_boot"] = 0
-    at.run()
-    at.switch_page("app_pages/gold.py").run()
-    assert not at.exception, [e.message for e in at.exception]
+    at = gold_page(app_study_copy)
     queue = frame_of(at, "gold-queue").set_index("conversation_id")
     assert queue.loc[conversation_id, "reason"] == (
         "incomplete annotation by [b]late[/b]: subjective missing")
     assert queue.loc[hostile_conversation().id, "reason"] == (
         "3 annotations split on the response type")
     assert len(queue) == 2
+
+
+def test_gold_page_marks_new_labels_since_and_an_edit_by_another(app_study_copy) -> None:
+    """A person's decision made before the current labels carries a warning, and an annotation
+    last changed by someone other than its author is named with its editor, not as its
+    author's labels (issue 18)."""
+    from annotator.datasets.gold import decide
+    from annotator.models import Labels
+
+    hostile = hostile_conversation()
+    db = open_db(app_study_copy)
+    decide(db, hostile.id, Labels(response_type="neutral", subjective=True), decided_by="ada")
+    row = next(db["annotations"].rows_where("conversation_id = ?", [hostile.id],
+                                            order_by="annotator"))
+    with db.conn:  # a shared server's edit, after the decision
+        db["annotations"].update(row["id"], {"edited_by": "mallory@example.org"})
+    db.conn.close()
+    at = gold_page(app_study_copy, conversation=hostile.id)
+    from annotator.app.app_pages.common import md
+
+    starts = at.radio(key=f"gold-start-{hostile.id}").options  # shown as literal Markdown
+    assert md(f"annotator {row['annotator']}, edited by mallory@example.org") in starts
+    assert md(f"annotator {row['annotator']}") not in starts
+    assert any("New labels since this decision" in w.value for w in at.warning)

@@ -108,3 +108,11 @@ def test_shared_stream_is_blind_and_foreign_edits_are_flagged(labelstudio, tmp_p
     row = next(open_db(db_path)["annotations"].rows_where("source = ?", [pulled.source]))
     assert (row["annotator"], row["edited_by"]) == (ada.email, bob.email)
     assert row["missing"] == '["response_type","subjective"]'
+    # ... and nothing counts bob's edit as ada's labels: no agreement row, no majority vote
+    from annotator.datasets.gold import adjudicate
+    from annotator.measure.frames import annotations_frame, set_aside_count
+
+    study = open_db(db_path)
+    assert set_aside_count(study) == 1
+    assert ada.email not in set(annotations_frame(study)["annotator"])
+    assert adjudicate(study).set_aside == 1

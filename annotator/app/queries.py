@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import sqlite_utils
 
+from annotator.datasets.gold import MAJORITY, new_labels_since, reopened
 from annotator.db import loads, row_to_annotation, row_to_extraction, row_to_gold
 from annotator.measure.frames import conversation_rows, scalar
 
@@ -107,15 +108,18 @@ def conversation_detail(db: sqlite_utils.Database, conversation_id: str) -> dict
     if found is None:
         return None
     annotations = []
+    live = []
     for row in db["annotations"].rows_where("conversation_id = ? and deleted = 0",
                                             [conversation_id], order_by="annotator"):
         a = row_to_annotation(row)
+        live += [] if a.cancelled else [a]
         annotations.append({
             "annotation_id": a.id,
             "annotator": a.annotator,
             **a.labels.model_dump(mode="json", include=_LABEL_FIELDS),
             "lead_time": a.lead_time,
             "cancelled": a.cancelled,
+            "edited_by": a.edited_by if a.edited_by_other else None,  # not the author's labels
             "updated_at": row["updated_at"],
         })
     gold = None
@@ -126,7 +130,10 @@ def conversation_detail(db: sqlite_utils.Database, conversation_id: str) -> dict
             "decided_by": g.decided_by,
             "decided_at": row["decided_at"],
             "history": loads(row["history"], []),  # replaced decisions: not part of GoldLabel
+            "new_labels_since": g.decided_by != MAJORITY and new_labels_since(
+                row.get("labels_seen"), g.decided_at, live),
         }
+    was = None if gold else reopened(db, conversation_id)  # a majority decision new labels undid
     extractions = [
         row_to_extraction(row).model_dump(
             mode="json", include=_LABEL_FIELDS | {"prompt_id", "model", "extractor", "status",
@@ -152,6 +159,7 @@ def conversation_detail(db: sqlite_utils.Database, conversation_id: str) -> dict
         "metadata": found["metadata"],
         "annotations": annotations,
         "gold": gold,
+        "reopened": was,
         "extractions": extractions,
         "tasks": tasks,
     }

@@ -98,6 +98,9 @@ def adjudicate(
     gave them. A person's decision (from the app's Gold page) is never overwritten; conversations
     whose annotators split on the response type or on `subjective`, or with an incomplete
     annotation (a required field left empty), are listed for a person, with the reason.
+    New labels re-open a majority decision they no longer give (listed, and kept in the gold
+    history); a person's decision made before the current labels is listed as "new labels
+    since". An annotation last changed by someone other than its author counts as no vote.
 
     Example: annotator adjudicate --write gold/study.jsonl
     """
@@ -117,6 +120,19 @@ def adjudicate(
         f"{report.kept_person_decisions}, need a person {len(report.need_a_person)}"
     )
     print_listed([(r.conversation_id, r.reason) for r in report.reasons], "needs a person")
+    if report.reopened:
+        console.print(f"re-opened {len(report.reopened)} majority decisions the live annotations "
+                      "no longer give (new labels since; each kept in its gold history)",
+                      highlight=False)
+        print_listed([(r.conversation_id, r.reason) for r in report.reopened], "re-opened")
+    if report.new_labels_since:
+        console.print(f"{len(report.new_labels_since)} person decisions kept with new labels "
+                      "since (the annotations changed after them)", highlight=False)
+        print_listed([(c, "new labels since this person's decision")
+                      for c in report.new_labels_since], "new labels since")
+    if report.set_aside:
+        console.print(f"set aside {report.set_aside} annotations: {escape(report.set_aside_why)}",
+                      highlight=False)
     if written is not None:
         console.print(f"wrote {written} gold records to {escape(str(gold_file))}")
     precompute_summaries(db_path(db), summaries, False)

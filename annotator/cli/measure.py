@@ -193,6 +193,9 @@ def agreement(
         f"{escape(', '.join(report.annotators))}",
         highlight=False,
     )
+    if aside := report.settings.get("set_aside_edited_by_other"):
+        console.print(f"set aside {aside} annotations: {escape(report.settings['set_aside_why'])}",
+                      highlight=False)
     for pid, n in report.settings.get("few_shot_left_out", {}).items():
         console.print(f"model {escape(pid)}: {n} conversations left out of its scores, its own "
                       "few-shot examples", highlight=False)

@@ -264,8 +264,6 @@ def taxonomy(
     console.print(rows_table(f"Taxonomy matches for {query!r}", rows))
 
 
-@app.command()
-@cli_errors
 def _task(labels: dict) -> str:
     """A task as `show` prints it: the category, and its description in parentheses."""
     if not labels.get("task"):
@@ -274,6 +272,8 @@ def _task(labels: dict) -> str:
     return f"{labels['task']} ({described})" if described else str(labels["task"])
 
 
+@app.command()
+@cli_errors
 def show(
     conversation: Annotated[
         str, typer.Argument(help="A conversation id, any unique prefix of one, or its external "
@@ -350,8 +350,17 @@ def _print_conversation(r: dict[str, Any]) -> None:
     _heading("Gold")
     if g is None:
         say("not decided")
+        if r.get("reopened"):
+            was = r["reopened"]
+            say(f"  a majority decision was re-opened at {was['reopened_at']}: "
+                f"{was['reason']} (its labels are kept in the history)")
     else:
         say(f"decided by {g['decided_by']} at {g['decided_at'] or '-'}")
+        if g.get("new_labels_since"):
+            say("  new labels since: the annotations changed after this decision")
+        if g.get("majority_out_of_date"):
+            say(f"  not decided any more: {g['majority_out_of_date']}; run `annotator "
+                "adjudicate` (export leaves it out)")
         say(f"  response type {g['response_type'] or '-'} · subjective "
              f"{_yes_no(g['subjective'])} · task {_task(g)}")
         say("  AI values: " + (", ".join(g["ai_values"]) or "-"))

@@ -26,8 +26,16 @@ import orjson
 import sqlite_utils
 from pydantic import ValidationError
 
-from annotator.datasets.gold import MAJORITY, gold_records, live_annotations, not_adjudicated_reason
+from annotator.datasets.gold import (
+    MAJORITY,
+    gold_records,
+    live_annotations,
+    majority_out_of_date,
+    new_labels_since,
+    not_adjudicated_reason,
+)
 from annotator.datasets.records import (
+    ExportedAnnotation,
     ExportedValue,
     ExportFilter,
     ExportRecord,
@@ -108,23 +116,43 @@ def _invalid_reason(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
 
 
+def _exported_annotation(annotation: Annotation) -> ExportedAnnotation:
+    return ExportedAnnotation(annotator=annotation.annotator, edited_by=annotation.edited_by,
+                              **annotation.labels.model_dump())
+
+
 def export_records(
     db: sqlite_utils.Database,
     filters: ExportFilter | None = None,
     annotations: dict[str, list[Annotation]] | None = None,
-) -> Iterator[ExportRecord | tuple[str, str]]:
+) -> Iterator[ExportRecord | tuple[str, str] | LeftOut]:
     """Adjudicated conversations as validated records; `(conversation_id, reason)` if invalid.
 
+    Only decided labels leave: a majority label the live annotations no longer give (new labels
+    since `adjudicate` ran: a split, an incomplete label, other labels) is a `LeftOut`, with
+    why. A person's decision made before the current labels is exported, `new_labels_since`.
     `n_annotations` is always the number of live annotations, also when `filters` leave the
-    annotators' labels out.
+    annotators' labels out; each exported annotation says who else last changed it.
     """
     filters = filters or ExportFilter()
-    for gold_record in gold_records(db, annotations):
+    live = live_annotations(db) if annotations is None else annotations
+    seen = dict(db.execute("select conversation_id, labels_seen from gold").fetchall())
+    for gold_record in gold_records(db, live):
         gold = gold_record.gold
+        labelled = live.get(gold_record.conversation_id, [])
         gap = _gold_gaps(gold_record)
         if gap:
             yield (gold_record.conversation_id, gap)
             continue
+        if gold.decided_by == MAJORITY and (why := majority_out_of_date(gold, labelled)):
+            if filters.sources and gold_record.source not in filters.sources:
+                continue  # of a source not asked for: not this export's to name
+            yield LeftOut(conversation_id=gold_record.conversation_id,
+                          reason=f"majority gold no longer decided: {why} (new labels since "
+                                 "it was decided; run `annotator adjudicate`)")
+            continue
+        newer = gold.decided_by != MAJORITY and new_labels_since(
+            seen.get(gold_record.conversation_id), gold.decided_at, labelled)
         try:
             record = ExportRecord(
                 conversation_id=gold_record.conversation_id,
@@ -138,8 +166,10 @@ def export_records(
                 task_description=gold.task_description,
                 decided_by=gold.decided_by,
                 decided_at=gold.decided_at.isoformat() if gold.decided_at else None,
-                n_annotations=len(gold_record.annotations),
-                annotations=gold_record.annotations if filters.include_annotations else [],
+                n_annotations=len(labelled),
+                new_labels_since=newer,
+                annotations=([_exported_annotation(a) for a in labelled]
+                             if filters.include_annotations else []),
             )
         except ValidationError as exc:
             yield (gold_record.conversation_id, _invalid_reason(exc))
@@ -257,6 +287,9 @@ def _selected(
     items = (proposal_records(db) if what is ExportWhat.proposals
              else export_records(db, filters, live))
     for item in items:
+        if isinstance(item, LeftOut):
+            report.left_out.append(item)
+            continue
         if isinstance(item, tuple):
             report.invalid.append(item)
             report.left_out.append(LeftOut(conversation_id=item[0], reason=item[1]))
@@ -350,7 +383,7 @@ CSV_COLUMNS = [
     "conversation_id", "source", "response_type", "subjective", "task", "task_description",
     "ai_values",
     "ai_value_categories", "free_ai_values", "human_values", "decided_by", "decided_at",
-    "n_annotations", "first_user_turn", "turns_json",
+    "n_annotations", "new_labels_since", "first_user_turn", "turns_json",
 ]
 PROPOSAL_CSV_COLUMNS = [
     "conversation_id", "source", "prompt_id", "prompt_name", "prompt_version", "model",
@@ -367,6 +400,7 @@ def _value_cells(row: dict[str, Any]) -> dict[str, str]:
     """The cells a spreadsheet reads most: names joined by "; ", the conversation's opening."""
     return {
         "subjective": _flag(row["subjective"]),
+        "new_labels_since": _flag(row.get("new_labels_since")),
         "ai_values": _names(row["ai_values"]),
         "ai_value_categories": _categories(row["ai_values"]),
         "free_ai_values": _free(row["ai_values"]),
@@ -450,9 +484,13 @@ def _why_empty(report: ExportReport) -> str:
         kept = "; ".join(f"{label} keeps {n}" for label, n in report.kept_by_filter.items())
         return (f"nothing to export: none of the {report.considered} {noun} passes every "
                 f"filter ({kept})")
-    first = report.invalid[0] if report.invalid else ("", "")
-    return (f"nothing to export: all {len(report.invalid)} {noun} fail validation (first: "
-            f"{first[0]}: {first[1]})")
+    if report.invalid:
+        first = report.invalid[0]
+        return (f"nothing to export: all {len(report.invalid)} {noun} fail validation (first: "
+                f"{first[0]}: {first[1]})")
+    first_out = report.left_out[0] if report.left_out else LeftOut(conversation_id="", reason="")
+    return (f"nothing to export: no {noun} with decided labels; {len(report.left_out)} left "
+            f"out (first: {first_out.conversation_id}: {first_out.reason})")
 
 
 def _write_file(

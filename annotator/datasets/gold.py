@@ -7,9 +7,11 @@ the study database; importing twice changes nothing.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
@@ -20,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from annotator.db import (
     annotation_to_row,
+    authors_own,
     dumps,
     gold_to_row,
     loads,
@@ -34,6 +37,7 @@ from annotator.ingest.formats import RawConversation
 from annotator.ingest.rows import conversation_row
 from annotator.models import (
     REQUIRED_FIELDS,
+    SET_ASIDE_WHY,
     Annotation,
     AnnotatorLabels,
     GoldLabel,
@@ -110,8 +114,11 @@ def import_gold(
                     [annotation_to_row(a) for a in annotations], pk="id"
                 )
                 if not gaps:
+                    # what the file's decision was made on is not known here: `new_labels_since`
+                    # falls back to the annotations' times
                     db["gold"].upsert(
-                        gold_to_row(conversation_id, record.gold), pk="conversation_id"
+                        {**gold_to_row(conversation_id, record.gold), "labels_seen": None},
+                        pk="conversation_id",
                     )
             report.conversations += 1
             report.annotations += len(annotations)
@@ -269,16 +276,82 @@ class PersonNeeded(BaseModel):
     reason: str
 
 
+NEW_LABELS_SINCE = "new labels since"
+
+
 class AdjudicationReport(BaseModel):
     decided: int = 0
     unchanged: int = 0
     kept_person_decisions: int = 0
     need_a_person: list[str] = Field(default_factory=list)  # ids, as before; `reasons` says why
     reasons: list[PersonNeeded] = Field(default_factory=list)
+    # majority gold the live annotations no longer give: removed from gold (kept in its
+    # history), and why; those now split or incomplete are in `need_a_person` too
+    reopened: list[PersonNeeded] = Field(default_factory=list)
+    # a person's decisions kept though the annotations changed after it: "new labels since"
+    new_labels_since: list[str] = Field(default_factory=list)
+    set_aside: int = 0  # annotations edited by someone other than their author, not counted
+    set_aside_why: str = SET_ASIDE_WHY
 
     def add_person_needed(self, conversation_id: str, reason: str) -> None:
         self.need_a_person.append(conversation_id)
         self.reasons.append(PersonNeeded(conversation_id=conversation_id, reason=reason))
+
+
+def own_annotations(annotations: Iterable[Annotation]) -> tuple[list[Annotation], int]:
+    """The annotations whose labels are their author's, and how many were set aside: last
+    changed by someone else (`Annotation.edited_by_other`), they count as nobody's vote."""
+    own = [a for a in annotations if not a.edited_by_other]
+    return own, sum(1 for a in annotations if a.edited_by_other)
+
+
+def labels_seen(annotations: Iterable[Annotation]) -> str:
+    """A digest of the labels a decision is made on (each own, live annotation's id, author,
+    required fields, values as sets and what it left missing): a person's decision stores it,
+    and a different digest later means new labels since."""
+    own, _ = own_annotations(annotations)
+    items = sorted(
+        (a.id, a.annotator, str(a.labels.response_type), str(a.labels.subjective),
+         sorted(set(a.labels.ai_values)), sorted(set(a.labels.human_values)),
+         sorted(missing_fields(a)))
+        for a in own
+    )
+    return hashlib.sha256(repr(items).encode()).hexdigest()[:32]
+
+
+def new_labels_since(seen: str | None, decided_at: datetime | None,
+                     annotations: list[Annotation]) -> bool:
+    """Whether a person's decision was made before the conversation's current labels: their
+    digest differs from the one stored with it (`seen`). A decision stored without one (loaded
+    from a gold file, or decided before digests were kept) has new labels when an own
+    annotation was changed after its `decided_at`."""
+    if seen:
+        return seen != labels_seen(annotations)
+    if decided_at is None:
+        return False
+    own, _ = own_annotations(annotations)
+    return any(a.updated_at is not None and _utc(a.updated_at) > _utc(decided_at) for a in own)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def majority_out_of_date(gold: GoldLabel, annotations: list[Annotation]) -> str | None:
+    """Why a majority gold label is no longer what the majority rule gives on the live
+    annotations (a split, an incomplete label, other labels, none left), or None when it
+    still is. Such gold is not decided: nothing exports it, `adjudicate` re-opens it."""
+    own, aside = own_annotations(annotations)
+    if not own:
+        return (f"its {aside} annotation{'s were' if aside > 1 else ' was'} {SET_ASIDE_WHY}"
+                if aside else "no live annotations left")
+    reason = undecided_reason(own)
+    if reason:
+        return reason
+    label = majority_label([_as_annotator_labels(a) for a in own])
+    if label is None or not _same_labels(gold, _keep_description(gold, label)):
+        return "the majority of the live annotations now gives other labels"
+    return None
 
 
 def _live_annotations(db: sqlite_utils.Database) -> dict[str, list[Annotation]]:
@@ -305,7 +378,17 @@ def undecided_reason(annotations: list[Annotation]) -> str | None:
 
 
 def not_adjudicated_reason(annotations: list[Annotation], min_annotations: int = 2) -> str:
-    """Why a conversation with these live annotations has no gold, in words for a report."""
+    """Why a conversation with these live annotations has no gold, in words for a report;
+    annotations last changed by someone other than their author are named, not counted."""
+    own, aside = own_annotations(annotations)
+    reason = _not_adjudicated(own, min_annotations)
+    if aside:
+        reason += (f" ({aside} more set aside: last changed by someone other than "
+                   f"{'their authors' if aside > 1 else 'its author'})")
+    return reason
+
+
+def _not_adjudicated(annotations: list[Annotation], min_annotations: int) -> str:
     votes = [_vote(a) for a in annotations]
     complete = [v for v in votes if not _missing(v)]
     incomplete = _incomplete(votes)
@@ -328,36 +411,74 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> Adjudicat
 
     A conversation with an incomplete annotation, or whose annotators split on the response
     type or on `subjective`, is listed for a person (`decide`, or the app's Gold page) with
-    the reason; its gold is left as it was.
+    the reason. New labels re-open a majority decision: when the majority rule no longer gives
+    its label, it leaves gold (the label is kept in the history the next decision carries) and
+    the conversation is decided again, by the rule or by a person. A person's decision stays,
+    listed in `new_labels_since` when the labels changed after it. Annotations last changed by
+    someone other than their author are no one's vote (`set_aside`).
     """
     report = AdjudicationReport()
     current = {row["conversation_id"]: row for row in db["gold"].rows}
-    for conversation_id, labelled in _live_annotations(db).items():
-        if len(labelled) < min_annotations:
-            continue
+    live = _live_annotations(db)
+    for conversation_id in sorted(set(live) | set(current)):
+        labelled = live.get(conversation_id, [])
+        own, aside = own_annotations(labelled)
+        report.set_aside += aside
         existing = current.get(conversation_id)
         if existing and existing["decided_by"] != MAJORITY:
             report.kept_person_decisions += 1
+            if new_labels_since(existing.get("labels_seen"), row_to_gold(existing).decided_at,
+                                labelled):
+                report.new_labels_since.append(conversation_id)
             continue
-        reason = undecided_reason(labelled)
-        label = None if reason else majority_label([_as_annotator_labels(a) for a in labelled])
-        if label is None:
+        if len(own) >= min_annotations:
+            reason = undecided_reason(own)
+            label = None if reason else majority_label([_as_annotator_labels(a) for a in own])
+            if label is not None and existing:
+                label = _keep_description(row_to_gold(existing), label)
+            if label is not None and existing and _same_labels(row_to_gold(existing), label):
+                report.unchanged += 1
+                continue
+            if label is not None:  # new, or other labels than the majority decided before
+                _store_gold(db, conversation_id, label, existing)
+                report.decided += 1
+                continue
             report.add_person_needed(conversation_id, reason or "no majority")
-            continue
-        if existing:
-            label = _keep_description(row_to_gold(existing), label)
-        if existing and _same_labels(row_to_gold(existing), label):
-            report.unchanged += 1
-            continue
-        _store_gold(db, conversation_id, label, existing)
-        report.decided += 1
+        if existing and (why := majority_out_of_date(row_to_gold(existing), labelled)):
+            _reopen(db, conversation_id, existing, why)
+            report.reopened.append(PersonNeeded(conversation_id=conversation_id, reason=why))
     return report
+
+
+def _reopen(db: sqlite_utils.Database, conversation_id: str, existing: dict[str, Any],
+            reason: str) -> None:
+    """Take a majority label the live annotations no longer give out of gold; it and the
+    history before it wait in `gold_reopened` for the conversation's next decision."""
+    history = loads(existing.get("history"), [])
+    history.append(row_to_gold(existing).model_dump(mode="json"))
+    with db.conn:
+        db["gold_reopened"].upsert({
+            "conversation_id": conversation_id, "history": dumps(history),
+            "reopened_at": utc_now().isoformat(), "reason": reason,
+        }, pk="conversation_id")
+        db.execute("delete from gold where conversation_id = ?", [conversation_id])
+
+
+def reopened(db: sqlite_utils.Database, conversation_id: str) -> dict[str, Any] | None:
+    """The majority decision new labels re-opened for this conversation, if it has no gold
+    yet: when, why, and the labels it replaced (`history`, oldest first)."""
+    row = next(db["gold_reopened"].rows_where("conversation_id = ?", [conversation_id]), None)
+    if row is None:
+        return None
+    return {"reopened_at": row["reopened_at"], "reason": row["reason"],
+            "history": loads(row["history"], [])}
 
 
 def people_needed(db: sqlite_utils.Database, min_annotations: int = 2) -> list[PersonNeeded]:
     """The conversations `adjudicate` leaves to a person, and why, without deciding anything
     (for the app's Gold page): an incomplete annotation or no majority, and no person's
-    decision yet. The same reasons as `adjudicate`, from the two fields they need only."""
+    decision yet. The same reasons as `adjudicate`, from the two fields they need only, and
+    the same votes (an annotation last changed by someone other than its author is none)."""
     decided_by_person = {
         row[0] for row in db.execute("select conversation_id from gold where decided_by != ?",
                                      [MAJORITY])
@@ -366,7 +487,8 @@ def people_needed(db: sqlite_utils.Database, min_annotations: int = 2) -> list[P
     rows = db.execute(
         "select conversation_id, annotator, json_extract(labels, '$.response_type'), "
         "json_extract(labels, '$.subjective'), missing from annotations "
-        "where deleted = 0 and cancelled = 0 order by conversation_id, annotator"
+        f"where deleted = 0 and cancelled = 0 and {authors_own()} "
+        "order by conversation_id, annotator"
     )
     for conversation_id, group in groupby(rows, key=itemgetter(0)):
         votes = list(group)
@@ -410,20 +532,25 @@ def _store_gold(
     conversation_id: str,
     label: GoldLabel,
     existing: dict | None,
+    seen: str | None = None,
 ) -> None:
     # The one writer of decided gold: a label without a response type or `subjective` would
-    # be dropped by the export, so it is refused here whoever asks.
+    # be dropped by the export, so it is refused here whoever asks. `seen`: the digest of the
+    # labels a person decided on (`labels_seen`); a majority label is checked anew instead.
     gone = label.missing_fields()
     if gone:
         raise AnnotatorError(f"gold for {conversation_id} needs {_needs(gone)}")
     row = gold_to_row(conversation_id, label)
-    history = loads(existing.get("history"), []) if existing else []
+    was = reopened(db, conversation_id)
+    history = loads(existing.get("history"), []) if existing else (was or {}).get("history", [])
     if existing:
         replaced = row_to_gold(existing).model_dump(mode="json")
         history.append(replaced)
     row["history"] = dumps(history)
+    row["labels_seen"] = seen
     with db.conn:
         db["gold"].upsert(row, pk="conversation_id")
+        db.execute("delete from gold_reopened where conversation_id = ?", [conversation_id])
 
 
 def _needs(fields: list[str]) -> str:
@@ -445,21 +572,17 @@ def decide(
         raise AnnotatorError(f"a gold decision needs {_needs(gone)}")
     if not db["conversations"].count_where("id = ?", [conversation_id]):
         raise AnnotatorError(f"no conversation {conversation_id!r} in this study")
-    annotators = [
-        r["annotator"]
-        for r in db.query(
-            "select annotator from annotations where conversation_id = ? and deleted = 0",
-            [conversation_id],
-        )
-    ]
+    live = [row_to_annotation(r) for r in db.query(
+        "select * from annotations where conversation_id = ? and deleted = 0 and cancelled = 0 "
+        "order by annotator", [conversation_id])]
     label = GoldLabel(
         **labels.model_dump(),
         decided_by=decided_by.strip(),
         decided_at=utc_now(),
-        from_annotations=annotators,
+        from_annotations=[a.annotator for a in own_annotations(live)[0]],
     )
     existing = next(db["gold"].rows_where("conversation_id = ?", [conversation_id]), None)
-    _store_gold(db, conversation_id, label, existing)
+    _store_gold(db, conversation_id, label, existing, seen=labels_seen(live))
     return label
 
 

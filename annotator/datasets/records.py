@@ -30,6 +30,13 @@ def _named(values: list[ExportedValue]) -> list[ExportedValue]:
     return values
 
 
+class ExportedAnnotation(AnnotatorLabels):
+    """One annotator's labels as exported: `edited_by` names who last changed them when that
+    was not their author (a shared Label Studio); such labels were no one's vote."""
+
+    edited_by: str | None = None
+
+
 class ExportRecord(BaseModel):
     """One adjudicated conversation (`validated`; `gold` leaves `annotations` out)."""
 
@@ -45,7 +52,9 @@ class ExportRecord(BaseModel):
     decided_by: str
     decided_at: str | None
     n_annotations: int = Field(0, description="live annotations, complete or not")
-    annotations: list[AnnotatorLabels] = Field(default_factory=list)
+    new_labels_since: bool = Field(False, description="a person's decision made before the "
+                                   "annotators' current labels (they changed after it)")
+    annotations: list[ExportedAnnotation] = Field(default_factory=list)
 
     _names_present = field_validator("ai_values", "human_values")(_named)
 
@@ -112,6 +121,7 @@ class ExportStats(BaseModel):
     statuses: dict[str, int] = Field(default_factory=dict, description="proposals: ok, error")
     prompt_ids: list[str] = Field(default_factory=list, description="proposals exported")
     decided_by_person: int = 0
+    new_labels_since: int = Field(0, description="a person's decisions with newer labels")
     free_values: int = 0
     _ids: set[str] = PrivateAttr(default_factory=set)
 
@@ -131,6 +141,7 @@ class ExportStats(BaseModel):
                 self.prompt_ids.append(record.prompt_id)
         elif record.decided_by != MAJORITY:
             self.decided_by_person += 1
+            self.new_labels_since += record.new_labels_since
 
     def conversation_ids(self) -> set[str]:
         return set(self._ids)
@@ -150,6 +161,7 @@ class ExportReport(BaseModel):
     kept_by_filter: dict[str, int] = Field(default_factory=dict)  # each filter on its own
     invalid: list[tuple[str, str]] = Field(default_factory=list)  # gold that fails validation
     # every annotated or adjudicated conversation not exported and not filtered out: invalid
-    # gold, and conversations without gold (incomplete or split annotations, not adjudicated)
+    # gold, majority gold the live annotations no longer give, and conversations without gold
+    # (incomplete or split annotations, not adjudicated)
     left_out: list[LeftOut] = Field(default_factory=list)
     stats: ExportStats = Field(default_factory=ExportStats)

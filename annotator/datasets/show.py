@@ -2,8 +2,9 @@
 
 `find_conversation` turns what a person types (a full id, a unique id prefix) into one id;
 `conversation_record` gathers the turns, every prompt version's proposal, every annotation
-(deleted and cancelled ones too, flagged), the gold label and the Label Studio tasks, with a link
-to each task when its server's address is known.
+(deleted and cancelled ones too, flagged), the gold label (flagged when labels changed after
+it), a majority decision new labels re-opened, and the Label Studio tasks, with a link to each
+task when its server's address is known.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from typing import Any
 
 import sqlite_utils
 
-from annotator.db import loads
+from annotator.datasets.gold import (
+    MAJORITY,
+    majority_out_of_date,
+    new_labels_since,
+    reopened,
+)
+from annotator.db import loads, row_to_annotation, row_to_gold
 from annotator.errors import InputError
 from annotator.review.instances import task_url
 
@@ -116,10 +123,13 @@ def conversation_record(
             "created_at": row["created_at"],
         })
     annotations = []
+    live = []
     for row in db.query(
         "select * from annotations where conversation_id = ? order by annotator, source, id",
         [cid],
     ):
+        if not (row["deleted"] or row["cancelled"]):
+            live.append(row_to_annotation(row))
         labels = loads(row["labels"], {})
         annotations.append({
             "id": row["id"],
@@ -150,6 +160,12 @@ def conversation_record(
             "decided_by": row["decided_by"],
             "decided_at": row["decided_at"],
             "from_annotations": loads(row["from_annotations"], []),
+            # a person's decision made before the current labels; a majority label they no
+            # longer give (not decided: export leaves it out, `adjudicate` re-opens it)
+            "new_labels_since": row["decided_by"] != MAJORITY and new_labels_since(
+                row.get("labels_seen"), row_to_gold(row).decided_at, live),
+            "majority_out_of_date": majority_out_of_date(row_to_gold(row), live)
+            if row["decided_by"] == MAJORITY else None,
         }
     tasks = []
     for row in db.query(
@@ -177,5 +193,6 @@ def conversation_record(
         "proposals": proposals,
         "annotations": annotations,
         "gold": gold,
+        "reopened": None if gold else reopened(db, cid),
         "tasks": tasks,
     }

@@ -257,14 +257,14 @@ _ANNOTATION = pa.struct([
     ("annotator", pa.string()), ("ai_values", pa.list_(pa.string())),
     ("human_values", pa.list_(pa.string())), ("response_type", pa.string()),
     ("subjective", pa.bool_()), ("notes", pa.string()), ("task", pa.string()),
-    ("task_description", pa.string()),
+    ("task_description", pa.string()), ("edited_by", pa.string()),
 ])
 _GOLD_FIELDS = [
     ("conversation_id", pa.string()), ("source", pa.string()), ("turns", pa.list_(_TURN)),
     ("ai_values", pa.list_(_VALUE)), ("human_values", pa.list_(_VALUE)),
     ("response_type", pa.string()), ("subjective", pa.bool_()), ("task", pa.string()),
     ("task_description", pa.string()), ("decided_by", pa.string()),
-    ("decided_at", pa.string()), ("n_annotations", pa.int64()),
+    ("decided_at", pa.string()), ("n_annotations", pa.int64()), ("new_labels_since", pa.bool_()),
 ]
 SCHEMAS: dict[ExportWhat, pa.Schema] = {
     ExportWhat.gold: pa.schema(_GOLD_FIELDS),

@@ -14,11 +14,12 @@ import orjson
 import pandas as pd
 import sqlite_utils
 
-from annotator.db import optional_bool
+from annotator.db import authors_own, optional_bool
 from annotator.extract.ledger import call_ledger
 from annotator.extract.prompts import few_shot_map, resolve_used_ids
 from annotator.measure.agreement import AgreementReport, agreement_report
 from annotator.measure.anchoring import MIN_BLIND_CONVERSATIONS, AnchoringReport, anchoring
+from annotator.models import SET_ASIDE_WHY
 
 ANNOTATION_COLUMNS = [
     "annotation_id",
@@ -96,10 +97,12 @@ def _names(values: list[Any]) -> tuple[str, ...]:
 
 
 def annotations_frame(db: sqlite_utils.Database, include_cancelled: bool = False) -> pd.DataFrame:
-    """One row per live annotation: who labelled which conversation how."""
+    """One row per live annotation: who labelled which conversation how. An annotation last
+    changed by someone other than its author is left out: its labels are not its author's
+    (`set_aside_count` says how many)."""
     sql = (
         "select id, conversation_id, annotator, labels, lead_time, cancelled, updated_at "
-        "from annotations where deleted = 0"
+        f"from annotations where deleted = 0 and {authors_own()}"
     )
     if not include_cancelled:
         sql += " and cancelled = 0"
@@ -122,6 +125,12 @@ def annotations_frame(db: sqlite_utils.Database, include_cancelled: bool = False
             )
         )
     return pd.DataFrame.from_records(rows, columns=ANNOTATION_COLUMNS)
+
+
+def set_aside_count(db: sqlite_utils.Database) -> int:
+    """Live annotations left out of every frame here as not their author's (`annotations_frame`)."""
+    return scalar(db, f"select count(*) from annotations where deleted = 0 and cancelled = 0 "
+                      f"and not {authors_own()}")
 
 
 def gold_frame(db: sqlite_utils.Database) -> pd.DataFrame:
@@ -272,6 +281,8 @@ def study_agreement(
         seed=seed,
     )
     report.settings["few_shot_left_out"] = left_out
+    report.settings["set_aside_edited_by_other"] = set_aside_count(db)
+    report.settings["set_aside_why"] = SET_ASIDE_WHY
     return report
 
 
@@ -285,8 +296,9 @@ def review_annotations_frame(db: sqlite_utils.Database) -> pd.DataFrame:
 
     An annotation belongs to the task of its source's server and project and its conversation.
     Incomplete annotations (a required field left empty) are left out, as `adjudicate` leaves
-    them; so are tasks that were neither blind nor pre-filled (no prediction of the pre-filling
-    version: an empty form, though not by design) and tasks pushed before either was recorded.
+    them, and so are annotations last changed by someone other than their author; so are tasks
+    that were neither blind nor pre-filled (no prediction of the pre-filling version: an empty
+    form, though not by design) and tasks pushed before either was recorded.
     """
     rows = []
     for conv, annotator, labels, blind, prefilled_by in db.execute(
@@ -294,6 +306,7 @@ def review_annotations_frame(db: sqlite_utils.Database) -> pd.DataFrame:
         "from annotations a join tasks t on t.conversation_id = a.conversation_id "
         "and a.source = 'labelstudio:' || t.server || ':' || t.project_id "
         "where a.deleted = 0 and a.cancelled = 0 and coalesce(a.missing, '[]') = '[]' "
+        f"and {authors_own('a')} "
         "and (t.blind = 1 or t.prefilled_by is not null) "
         "order by a.conversation_id, a.annotator"
     ):

@@ -545,6 +545,13 @@ def labels_row(source: str, labels: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def annotation_name(a: dict[str, Any]) -> str:
+    """"annotator ada", or "annotator ada, edited by bob" when someone else changed it last:
+    its labels are then not ada's (no vote, agreement or anchoring counts them)."""
+    edited = f", edited by {a['edited_by']}" if a.get("edited_by") else ""
+    return f"annotator {a['annotator']}{edited}"
+
+
 def show_conversation(study: Study, conversation_id: str, prompt: str | None) -> dict | None:
     """The dialogue, literally, with the chosen prompt's evidence quotes highlighted, and every
     source's labels side by side. Returns the conversation's detail."""
@@ -573,7 +580,7 @@ def show_conversation(study: Study, conversation_id: str, prompt: str | None) ->
         if e["status"] == "ok":
             rows.append(labels_row(f"model {e['prompt_id']}", e))
     for a in detail["annotations"]:
-        rows.append(labels_row(f"annotator {a['annotator']}", a))
+        rows.append(labels_row(annotation_name(a), a))
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"labels-{conversation_id}")
 

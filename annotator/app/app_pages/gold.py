@@ -95,7 +95,14 @@ starts: dict[str, dict] = {}
 if detail["gold"] is not None:
     starts[f"current gold ({detail['gold']['decided_by']})"] = detail["gold"]
 for a in detail["annotations"]:
-    starts[f"annotator {a['annotator']}"] = a
+    starts[common.annotation_name(a)] = a
+if (detail["gold"] or {}).get("new_labels_since"):
+    st.warning("New labels since this decision: the annotations changed after it was made.",
+               icon=":material/update:")
+if detail.get("reopened"):
+    st.info(f"A majority decision of this conversation was re-opened: "
+            f"{common.md(detail['reopened']['reason'])}. Its labels are in the history below.",
+            icon=":material/history:")
 for e in detail["extractions"]:
     if e["status"] == "ok":
         starts[f"model {e['prompt_id']}"] = {
@@ -175,7 +182,8 @@ if submitted:
             }
             st.rerun()
 
-history = (detail["gold"] or {}).get("history") or []
+history = ((detail["gold"] or {}).get("history")
+           or (detail.get("reopened") or {}).get("history") or [])
 if history:
     with st.expander(f"Earlier gold labels of this conversation ({len(history)})"):
         st.dataframe(
