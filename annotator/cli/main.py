@@ -89,8 +89,10 @@ def db_path(db: Path | None) -> Path:
     return db if db is not None else config.default_db_path()
 
 
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+def print_json(data: Any, to_stderr: bool = False) -> None:
+    (sys.stderr if to_stderr else sys.stdout).write(
+        json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n"
+    )
 
 
 def cli_errors(func: F) -> F:
