@@ -492,8 +492,11 @@ def open_db(
 ) -> sqlite_utils.Database:
     """Open (creating if needed) a study database and bring its schema up to date.
 
-    A folder, a device, a file that is not SQLite or an SQLite file of another application is
-    a `NotAStudyError`, and the file is left byte for byte as it was.
+    A folder, a device, a dangling link, a file that is not SQLite or an SQLite file of another
+    application (its own tables, its own `_migrations`, in WAL mode or with a hot journal) is a
+    `NotAStudyError`, and the file, its -wal and -journal are left byte for byte as they were:
+    they are judged through read-only SQLite connections before a writable one opens them.
+    A new study is created 0600 (its -wal and -shm follow); a link to a study opens the study.
     """
     path = Path(path)
     if path.parent and not path.parent.exists():
