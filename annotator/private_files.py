@@ -47,7 +47,7 @@ def private_folder(folder: Path) -> Path:
     folder there is refused (chmod would follow a link to wherever it leads)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     _refuse_foreign(folder, folder.lstat(), "folder of secrets")
-    os.chmod(folder, 0o700, follow_symlinks=False)  # an existing folder keeps its mode
+    os.chmod(folder, 0o700)  # an existing folder keeps its mode (a link was refused above)
     return folder
 
 
