@@ -7,10 +7,15 @@ transaction, so a crash mid-migration leaves the file at the last completed step
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
 import stat
+import tempfile
+import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -357,14 +362,23 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[Migration] = MIGRATI
 
 
 def _check_path(path: Path) -> bool:
-    """Refuse a folder or a device before SQLite touches it (it would switch on WAL and add
-    tables to whatever it opened); True if the file has content. The file itself is not read
-    here: closing any other handle on it would drop the locks this process's SQLite connections
-    hold on it (POSIX locks are per process), and corrupt it under a concurrent writer."""
+    """Refuse a folder, a device or a dangling link before SQLite touches it (it would switch
+    on WAL and add tables to whatever it opened); True if the file, or its -wal or -journal,
+    has content. Only `stat` here: opening and closing any other handle on the file would drop
+    the locks this process's SQLite connections hold on it (POSIX locks are per process), and
+    corrupt it under a concurrent writer."""
     try:
-        st = path.stat()
+        st = path.lstat()
     except FileNotFoundError:
         return False
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            st = path.stat()
+        except OSError:
+            raise NotAStudyError(
+                f"{path} is a link to {os.readlink(path)}, which does not exist; pass the "
+                "study's own file, or a new name"
+            ) from None
     if stat.S_ISDIR(st.st_mode):
         raise NotAStudyError(
             f"{path} is a folder, not a study database; pass a file name, e.g. "
@@ -374,22 +388,124 @@ def _check_path(path: Path) -> bool:
         raise NotAStudyError(
             f"{path} is not a study database (a device, pipe or socket); pass a regular file"
         )
-    return st.st_size > 0
+    real = path.resolve()
+    return st.st_size > 0 or _size(real, "-wal") > 0 or _size(real, "-journal") > 0
 
 
-def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
-    """Refuse a file that is not SQLite, or an SQLite file of another application (tables, but
-    none of ours). Only reads: SQLite writes nothing to a file it cannot read."""
+def _size(real: Path, suffix: str) -> int:
     try:
-        tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table'")]
-    except sqlite3.DatabaseError as exc:  # not SQLite (a typo in --db), encrypted or corrupt
-        raise NotAStudyError(f"{path} is not a study database ({exc})") from exc
-    if tables and "_migrations" not in tables:
-        shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
-        raise NotAStudyError(
-            f"{path} is not a study database: an SQLite file of another application (tables "
-            f"{shown}); pass another --db"
-        )
+        return os.stat(f"{real}{suffix}").st_size
+    except OSError:
+        return 0
+
+
+@dataclass
+class _View:
+    tables: list[str]
+    migration_columns: list[str]
+    migrations: list[str]
+
+
+def _look(conn: sqlite3.Connection) -> _View:
+    """The tables, and the columns and names of `_migrations` if there is one."""
+    tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table'")]
+    columns: list[str] = []
+    names: list[str] = []
+    if "_migrations" in tables:
+        columns = [r[1] for r in conn.execute("pragma table_info(_migrations)")]
+        if "name" in columns:
+            names = [str(r[0]) for r in conn.execute("select name from _migrations")]
+    return _View(tables, columns, names)
+
+
+_LOOKS = 10  # a refused file is looked at for up to a second
+
+
+def _inspect(path: Path, known: Sequence[Migration] = MIGRATIONS) -> bool:
+    """Whether `path` (which has content) holds a study; False for an SQLite file without
+    tables; `NotAStudyError` for anything else. Decided before any connection that can write
+    opens it: that one would check a foreign file's -wal into it and delete it, or roll its
+    hot journal back, though the command then refuses it. Nothing here writes or deletes."""
+    real = path.resolve()
+    for attempt in range(_LOOKS):
+        seen = _stamp(real)
+        try:
+            view = _view(real)
+        except sqlite3.DatabaseError as exc:  # not SQLite (a typo in --db), encrypted, corrupt
+            # ... or a new study whose first page another process is writing this moment
+            if attempt == _LOOKS - 1 or _stamp(real) == seen:
+                raise NotAStudyError(f"{path} is not a study database ({exc})") from None
+        else:
+            # No tables and a -journal: another application's unfinished transaction, or a
+            # new study switching to WAL this moment (which ends in milliseconds).
+            if view.tables or _size(real, "-journal") == 0 or attempt == _LOOKS - 1:
+                break
+        time.sleep(0.1)
+    verdict = _verdict(path, real, view, {name for name, _ in [*known, *MIGRATIONS]})
+    if verdict is not None:
+        raise verdict
+    return bool(view.tables)
+
+
+def _stamp(real: Path) -> tuple[int, int, int]:
+    st = real.stat()
+    return st.st_size, st.st_mtime_ns, _size(real, "-wal")
+
+
+def _view(real: Path) -> _View:
+    """The file's tables without a connection that can write, without SQLite's recovery
+    touching its -shm, and without a handle of our own on it (closing one would drop the locks
+    this process's SQLite connections hold on it: POSIX locks are per process)."""
+    with closing(sqlite3.connect(f"{real.as_uri()}?immutable=1", uri=True)) as conn:
+        view = _look(conn)  # the main file alone: no -journal rolled back, no -wal read
+        if view.tables or _size(real, "-wal") == 0:
+            # Tables in the main file say whose it is: a study's first checkpoint holds its
+            # `_migrations` with the tables of the first step, committed together.
+            return view
+        main = conn.serialize()
+    # All its tables may be in its -wal (a new study before its first checkpoint, or another
+    # application's file): look at a copy of both. SQLite holds no lock on a -wal, so reading
+    # that file directly is safe.
+    with tempfile.TemporaryDirectory(prefix="annotator-look-") as folder:
+        copy = Path(folder) / "copy.db"
+        copy.write_bytes(main)
+        shutil.copyfile(f"{real}-wal", f"{copy}-wal")
+        with closing(sqlite3.connect(copy)) as conn:
+            return _look(conn)
+
+
+def _verdict(path: Path, real: Path, view: _View, known: set[str]
+             ) -> NotAStudyError | None:
+    if not view.tables:
+        if _size(real, "-journal") > 0:
+            return NotAStudyError(
+                f"{path} is not a study database: an SQLite file with no tables and an "
+                f"unfinished transaction ({real.name}-journal) of another application"
+            )
+        return None
+    if view.migration_columns == ["name", "applied_at"] and (
+        known & set(view.migrations) or (view.tables == ["_migrations"] and not view.migrations)
+    ):
+        return None
+    shown = ", ".join(sorted(view.tables)[:5]) + (", …" if len(view.tables) > 5 else "")
+    whose = (" and a _migrations table that is not annotator's"
+             if "_migrations" in view.tables else "")
+    return NotAStudyError(
+        f"{path} is not a study database: an SQLite file of another application (tables "
+        f"{shown}){whose}; pass another --db"
+    )
+
+
+def _create_private(path: Path) -> None:
+    """A new study file, readable by its owner only from the first moment (it will hold every
+    conversation): SQLite gives its -wal and -shm the database file's mode."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        os.close(os.open(path, flags, 0o600))
+    except FileExistsError:
+        pass  # made by another process a moment ago (checked again below), or a link
+    except OSError as exc:
+        raise AnnotatorError(f"cannot create {path}: {exc.strerror or exc}") from None
 
 
 def open_db(
@@ -399,18 +515,23 @@ def open_db(
 ) -> sqlite_utils.Database:
     """Open (creating if needed) a study database and bring its schema up to date.
 
-    A folder, a device, a file that is not SQLite or an SQLite file of another application is
-    a `NotAStudyError`, and the file is left byte for byte as it was.
+    A folder, a device, a dangling link, a file that is not SQLite or an SQLite file of another
+    application (its own tables, its own `_migrations`, in WAL mode or with a hot journal) is a
+    `NotAStudyError`, and the file, its -wal and -journal are left byte for byte as they were:
+    they are judged through read-only SQLite connections before a writable one opens them.
+    A new study is created 0600 (its -wal and -shm follow); a link to a study opens the study.
     """
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-    has_content = _check_path(path)
+    if str(path) != ":memory:":
+        if not os.path.lexists(path):
+            _create_private(path)
+        if _check_path(path):
+            _inspect(path, migrations)
     conn = sqlite3.connect(str(path), check_same_thread=check_same_thread, timeout=30)
     db = sqlite_utils.Database(conn)
     try:
-        if has_content:
-            _check_schema(conn, path)
         # WAL lets the app read while an ingest or extract writes; NORMAL is durable at
         # checkpoints and much faster for the many small transactions of a resumable run.
         # 16 kB pages hold about a dozen ~1 kB conversations each: fewer B-tree splits on
@@ -436,20 +557,16 @@ def open_existing_db(path: str | Path, check_same_thread: bool = True) -> sqlite
     """`open_db` for commands that read a study: a missing or empty file, or an SQLite file
     without a study in it, is an error, not a new study."""
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):  # a dangling link is named as one by _check_path
         raise AnnotatorError(f"{path}: no study database here; run `annotator init` first")
     if not _check_path(path):  # an empty file: only a command that creates a study fills it
         raise NotAStudyError(
             f"{path} is empty, not a study database; run `annotator init --db {path}` to make one"
         )
-    with closing(sqlite3.connect(str(path), timeout=30)) as conn:
-        _check_schema(conn, path)
-        if not conn.execute(
-            "select 1 from sqlite_master where type='table' and name='_migrations'"
-        ).fetchone():
-            raise NotAStudyError(
-                f"{path} holds no study (an empty SQLite file); run `annotator init --db {path}`"
-            )
+    if not _inspect(path):
+        raise NotAStudyError(
+            f"{path} holds no study (an empty SQLite file); run `annotator init --db {path}`"
+        )
     return open_db(path, check_same_thread=check_same_thread)
 
 

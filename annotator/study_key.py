@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from annotator.errors import AnnotatorError
 from annotator.models import utc_now
+from annotator.private_files import PrivateFileError, read_private
 
 if TYPE_CHECKING:  # annotations only: ingest's workers import this module without SQLite
     import sqlite_utils
@@ -97,7 +98,7 @@ def study_key(db: sqlite_utils.Database) -> bytes:
 
 
 def _file_key(path: Path, recorded: bool) -> bytes:
-    if not path.exists():
+    if not os.path.lexists(path):
         if recorded:
             raise StudyKeyError(
                 f"{path} is missing: this study's conversation ids are computed with the key "
@@ -105,9 +106,15 @@ def _file_key(path: Path, recorded: bool) -> bytes:
                 "never with an export); without it, a file read again would land twice"
             )
         _write_new_key(path)
+    # A link planted at the key's path (or another user's file) would make the study compute
+    # ids with someone else's key: refused, as a write through it would be.
     try:
-        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
-    except (OSError, ValueError) as exc:
+        text = read_private(path, "study key")
+    except PrivateFileError as exc:
+        raise StudyKeyError(str(exc)) from None
+    try:
+        key = bytes.fromhex((text or "").strip())
+    except ValueError as exc:
         raise StudyKeyError(f"{path}: cannot read the study key ({type(exc).__name__})") from None
     if len(key) != KEY_BYTES:
         raise StudyKeyError(f"{path}: not a study key ({len(key)} bytes, expected {KEY_BYTES})")

@@ -124,3 +124,19 @@ def test_markup_in_arguments_and_paths_is_printed_as_text(tmp_path) -> None:
     assert "[red]study[/]/[link=x]s.db" in result.output.replace("\n", "")
     result = runner.invoke(app, ["status", "--db", str(folder / "[link=x]s.db")])
     assert result.exit_code == 0 and "[link=x]s.db" in result.output.replace("\n", "")
+
+
+def test_a_dangling_link_as_db_is_one_line_in_every_command(tmp_path) -> None:
+    """`init`, `ingest` and `adjudicate` used to end in a traceback; nothing is created at the
+    link's target."""
+    link = tmp_path / "study.db"
+    link.symlink_to(tmp_path / "moved" / "study.db")
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    for command in (["init"], ["ingest", str(chats)], ["adjudicate"], ["status"],
+                    ["export", str(tmp_path / "out.jsonl")]):
+        result = runner.invoke(app, [*command, "--db", str(link)])
+        assert result.exit_code == 1, (command, result.output)
+        assert "which does not exist" in result.output and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "moved").exists() and link.is_symlink()

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from adversarial.sqlite_files import MAKERS, foreign_sqlite, snapshot
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -168,3 +174,75 @@ def test_an_empty_file_becomes_a_study_only_when_asked_to_create_one(tmp_path):
     assert bare.read_bytes() == before
     assert set(open_db(path).table_names()) >= CORE_TABLES  # `init` or `ingest` may
     assert set(open_existing_db(path).table_names()) >= CORE_TABLES
+
+
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+@pytest.mark.parametrize("opener", [open_db, open_existing_db])
+def test_a_foreign_file_sqlite_would_rewrite_is_refused_and_left_byte_for_byte(
+    tmp_path, kind, opener
+):
+    """A WAL file with uncheckpointed pages, a hot journal, another application's own
+    `_migrations` table: refused, and the file, its -wal and -journal unchanged (before, a
+    writable connection checkpointed the -wal away or rolled the journal back on close)."""
+    paths = foreign_sqlite(tmp_path / "other", kind)
+    assert len(paths) >= (2 if kind in ("wal", "hot_journal") else 1)
+    before = snapshot(paths)
+    with pytest.raises(NotAStudyError, match="not a study database"):
+        opener(paths[0])
+    assert snapshot(paths) == before
+
+
+def test_a_new_study_killed_before_its_first_checkpoint_is_still_a_study(tmp_path):
+    """Its tables are all in its -wal (no -shm left): still ours, opened and recovered."""
+    path = tmp_path / "study.db"
+    code = ("import os, sys; from annotator.db import open_db; db = open_db(sys.argv[1]); "
+            "db.execute('pragma wal_autocheckpoint=0'); "
+            "db['conversations'].insert({'id': 'c1', 'turns': '[]'}); os._exit(0)")
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+    Path(f"{path}-shm").unlink(missing_ok=True)
+    db = open_existing_db(path)
+    assert db.execute("select id from conversations").fetchall() == [("c1",)]
+
+
+def test_a_dangling_link_as_the_database_is_one_error(tmp_path):
+    link = tmp_path / "study.db"
+    link.symlink_to(tmp_path / "gone" / "study.db")
+    for opener in (open_db, open_existing_db):
+        with pytest.raises(NotAStudyError, match=r"is a link to .*gone/study.db, which does not"):
+            opener(link)
+    assert link.is_symlink() and not (tmp_path / "gone").exists()
+
+
+def test_a_link_to_a_study_opens_the_study(tmp_path):
+    real = tmp_path / "real.db"
+    open_db(real).conn.close()
+    link = tmp_path / "link.db"
+    link.symlink_to(real)
+    assert set(open_existing_db(link).table_names()) >= CORE_TABLES
+    assert link.is_symlink()
+
+
+def test_a_new_study_and_its_wal_and_shm_are_private_from_creation(tmp_path):
+    """0600 from the first moment (the file is made with that mode before SQLite opens it,
+    and SQLite gives the -wal and -shm the database's mode), whatever the umask."""
+    old = os.umask(0o022)
+    try:
+        db = open_db(tmp_path / "study.db")
+        db["conversations"].insert({"id": "c1", "turns": "[]"})
+        for name in ("study.db", "study.db-wal", "study.db-shm"):
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    finally:
+        os.umask(old)
+
+
+def test_a_study_opened_twice_in_one_process_keeps_its_locks(tmp_path):
+    """The checks before opening read through SQLite only: a raw handle closed here would
+    drop the locks the first connection holds (POSIX locks are per process)."""
+    path = tmp_path / "study.db"
+    first = open_db(path)
+    first.conn.execute("begin immediate")
+    second = open_db(path)
+    second.conn.execute("pragma busy_timeout=0")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        second.conn.execute("begin immediate")
+    first.conn.rollback()

@@ -374,7 +374,8 @@ def test_a_failed_export_leaves_the_old_one_and_no_partial_file(study, tmp_path,
 
     monkeypatch.setattr(export_module, "_exported_value", fail_later)
     with pytest.raises(RuntimeError, match="disk gone"):
-        export(db, out, "hf" if fmt == "hf" else None, ExportFilter(subjective_only=True))
+        export(db, out, "hf" if fmt == "hf" else None, ExportFilter(subjective_only=True),
+               force=True)
     after = {p.relative_to(out.parent): p.read_bytes() for p in out.parent.rglob("*")
              if p.is_file()}
     assert after == before  # the old export, whole; no .partial file or folder beside it
@@ -384,7 +385,9 @@ def test_a_second_hf_export_replaces_the_first_folder(study, tmp_path):
     db = open_db(study)
     out = tmp_path / "ds"
     export(db, out, "hf")
-    export(db, out, "hf", ExportFilter(response_types=["strong support"]))
+    with pytest.raises(AnnotatorError, match="holds an earlier export: pass --force"):
+        export(db, out, "hf", ExportFilter(response_types=["strong support"]))
+    export(db, out, "hf", ExportFilter(response_types=["strong support"]), force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["db", "ds"]
     assert pq.read_table(out / HF_DATA_FILE).num_rows == 11
 
@@ -397,7 +400,8 @@ def test_folders_and_devices_are_refused_with_one_line(study, tmp_path):
     for device in ("/dev/null", "/dev/full"):
         result = run("export", device, "--db", study, "--format", "jsonl")
         assert result.exit_code == 1
-        assert f"error: {device} is not a regular file (a device or a pipe)" in result.output
+        assert f"error: {device} is not a regular file (a device, a pipe or a socket)" in (
+            result.output)
         assert stat.S_ISCHR(os.stat(device).st_mode)  # still the device
     assert not list(Path("/dev").glob(".null.*")) and not list(Path("/dev").glob(".full.*"))
     folder = tmp_path / "folder.jsonl"

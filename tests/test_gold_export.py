@@ -321,7 +321,8 @@ def test_cli_lists_what_export_and_adjudicate_leave_out_capped_and_literal(study
     text = " ".join(printed.output.split())
     assert len(re.findall(r"left out [0-9a-f]{24}: ", text)) == 20 and "and 5 more" in text
     assert "left out 25" in text
-    as_json = runner.invoke(app, ["export", str(out), "--db", str(db_file), "--json"])
+    as_json = runner.invoke(app, ["export", str(out), "--db", str(db_file), "--json",
+                                  "--force"])
     left_out = json.loads(as_json.output)["left_out"]
     assert len(left_out) == 25
     assert all(x["reason"].startswith("not adjudicated: incomplete annotation by [red]ann[/red]")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import stat
+from dataclasses import asdict
 
 import pytest
 
+from annotator.private_files import PrivateFileError
 from annotator.review import server
 
 
@@ -91,8 +95,50 @@ def test_state_file_is_private_and_never_written_through_a_planted_name(tmp_path
     assert server.read_state(db) == state
     leftovers = {p.name for p in folder.iterdir()} - {"server.json", "server.tmp"}
     assert not leftovers  # no temporary file left behind
-    target = tmp_path / "elsewhere.json"  # a symlink at the target is replaced, not followed
+    target = tmp_path / "elsewhere.json"  # a symlink at the target: refused, not followed
     stale.unlink()
     os.symlink(target, stale)
-    server.write_state(db, state)
-    assert not target.exists() and not stale.is_symlink()
+    with pytest.raises(PrivateFileError, match="is a link"):
+        server.write_state(db, state)
+    assert not target.exists() and stale.is_symlink()
+
+
+NOBODY = 65534
+
+
+def test_a_planted_state_file_is_refused_on_read(tmp_path):
+    """A symlinked server.json (someone else's login) once made `start` print the attacker's
+    password and use their API token; another user's file there is refused the same way."""
+    db = tmp_path / "study" / "annotator.db"
+    theirs = tmp_path / "attacker.json"
+    theirs.write_text(json.dumps(asdict(server.ServerState.new())))
+    folder = server.server_dir(db)
+    folder.mkdir(parents=True, mode=0o700)
+    server.state_path(db).symlink_to(theirs)
+    with pytest.raises(PrivateFileError, match="is a link"):
+        server.read_state(db)
+    server.state_path(db).unlink()
+    shutil.copy(theirs, server.state_path(db))
+    os.chown(server.state_path(db), NOBODY, NOBODY)
+    with pytest.raises(PrivateFileError, match="belongs to another user"):
+        server.read_state(db)
+    with pytest.raises(PrivateFileError, match="belongs to another user"):
+        server.write_state(db, server.ServerState.new())
+    assert server.state_path(db).read_text() == theirs.read_text()
+
+
+def test_a_linked_or_foreign_folder_of_secrets_is_refused(tmp_path):
+    db = tmp_path / "study" / "annotator.db"
+    db.parent.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o755)
+    server.server_dir(db).symlink_to(elsewhere)
+    with pytest.raises(PrivateFileError, match="is a link"):
+        server.write_state(db, server.ServerState.new())
+    assert not any(elsewhere.iterdir())
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755  # not chmod-ed through the link
+    server.server_dir(db).unlink()
+    server.server_dir(db).mkdir()
+    os.chown(server.server_dir(db), NOBODY, NOBODY)
+    with pytest.raises(PrivateFileError, match="belongs to another user"):
+        server.write_state(db, server.ServerState.new())

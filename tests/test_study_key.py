@@ -5,6 +5,7 @@ its 0600 file, and studies from before keep their ids."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 from collections import Counter
 from pathlib import Path
@@ -169,3 +170,38 @@ def test_the_cli_names_a_missing_key_file_in_one_line(tmp_path: Path) -> None:
     assert again.exit_code == 1
     assert "study.db.key is missing" in " ".join(again.output.split())
     assert "Traceback" not in again.output
+
+
+NOBODY = 65534
+
+
+def test_a_planted_link_or_another_users_file_at_the_key_path_is_refused(tmp_path: Path) -> None:
+    """A link planted where a new study's key will be once made the study compute every id
+    with the attacker's key; a link to a copy of the right key, or another user's file, is
+    refused the same way. Nothing is ingested with a key that is not the study's own."""
+    theirs = tmp_path / "attacker.key"
+    theirs.write_text("ab" * 32 + "\n")
+    study = tmp_path / "study.db"
+    db = open_db(study)
+    key_file = tmp_path / "study.db.key"
+    key_file.symlink_to(theirs)
+    data = _write(tmp_path / "t.jsonl", _customers(3))
+    with pytest.raises(StudyKeyError, match="is a link"):
+        ingest(db, [data])
+    assert db.execute("select count(*) from conversations").fetchone()[0] == 0
+    assert db.execute("select fingerprint from study_key").fetchone()[0] is None
+    key_file.unlink()
+    assert ingest(db, [data]).landed == 3  # its own key, made now
+    own = key_file.read_text()
+    copy = tmp_path / "copy.key"
+    copy.write_text(own)
+    key_file.unlink()
+    key_file.symlink_to(copy)
+    with pytest.raises(StudyKeyError, match="is a link"):
+        study_key(db)
+    key_file.unlink()
+    key_file.write_text(own)
+    os.chown(key_file, NOBODY, NOBODY)
+    with pytest.raises(StudyKeyError, match="belongs to another user"):
+        study_key(db)
+    assert theirs.read_text() == "ab" * 32 + "\n"

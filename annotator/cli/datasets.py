@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from annotator.cli.main import (
     cli_errors,
     console,
     db_path,
+    err_console,
     precompute_summaries,
     print_json,
     print_listed,
@@ -215,8 +217,8 @@ def gold_save(
 def export(
     path: Annotated[
         Path,
-        typer.Argument(help="Output file (.jsonl, .jsonl.gz, .csv, .parquet), or a folder for "
-                       "--format hf."),
+        typer.Argument(help="Output file (.jsonl, .jsonl.gz, .csv, .parquet), a folder for "
+                       "--format hf, or - for standard output (jsonl, jsonl.gz or csv)."),
     ],
     db: DbOption = None,
     fmt: Annotated[
@@ -260,6 +262,9 @@ def export(
         typer.Option("--license", help="License id for the hf dataset card (e.g. cc-by-4.0); "
                      "unknown unless you choose one."),
     ] = "unknown",
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing file (or earlier hf folder).")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Export the validated, adjudicated dataset (or gold alone, or the model's proposals).
@@ -267,7 +272,9 @@ def export(
     The format comes from the file name or --format. JSONL, JSONL.gz and Parquet keep the data
     exactly (Parquet with typed columns); CSV cells that a spreadsheet would run as a formula
     (starting with =, +, -, @, tab or carriage return) get a leading single quote. The file is
-    written beside its name and renamed into place. An export that would be empty is an error
+    written beside its name and renamed into place; an existing file is replaced only with
+    --force, a link is written through (it stays a link), a device or pipe is refused, and -
+    writes to standard output (not a terminal). An export that would be empty is an error
     that says why. Records that fail validation are listed and left out, never silently
     changed; so is every annotated conversation without gold, with why (incomplete or split
     annotations, or not adjudicated yet). The first 20 are printed; --json lists all.
@@ -280,9 +287,11 @@ def export(
     - annotator export proposals.parquet --what proposals
     - annotator export validated.jsonl.gz
     - annotator export values-dataset --format hf --license cc-by-4.0
+    - annotator export - --format csv | head
     """
     from annotator.datasets.export import ExportFilter, ExportWhat
     from annotator.datasets.export import export as export_dataset
+    from annotator.datasets.writers import STDOUT, is_stdout
     from annotator.db import open_existing_db
     from annotator.models import ResponseType
 
@@ -303,15 +312,23 @@ def export(
         min_annotations=min_annotations,
         include_annotations=not no_annotations,
     )
+    stream = None
+    if is_stdout(path):
+        if sys.stdout.isatty():  # data is never control: records are not for a terminal
+            raise AnnotatorError(
+                f"{STDOUT} writes the export to standard output, which is a terminal here: "
+                "pipe it (| less) or name a file"
+            )
+        stream = sys.stdout.buffer
     report = export_dataset(
-        open_existing_db(db_path(db)), path, fmt, filters, what, license_id
+        open_existing_db(db_path(db)), path, fmt, filters, what, license_id, force, stream
     )
     if as_json:
-        print_json(report.model_dump(mode="json"))
+        print_json(report.model_dump(mode="json"), to_stderr=stream is not None)
         return
     print_listed([(x.conversation_id, x.reason) for x in report.left_out], "left out", "red")
     noun = "proposals" if report.what is ExportWhat.proposals else "conversations"
-    console.print(
+    (err_console if stream else console).print(
         f"exported {report.exported} {noun} ({report.what}) to {escape(str(report.path))} "
         f"({report.format}); filtered out {report.filtered_out}; left out "
         f"{len(report.left_out)} (invalid {len(report.invalid)})",

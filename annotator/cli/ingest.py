@@ -17,6 +17,7 @@ from annotator.cli.main import (
     db_path,
     err_console,
     print_json,
+    terminal_safe,
 )
 
 
@@ -98,7 +99,7 @@ def ingest(
 
         def progress(name: str, done: int, total: int) -> None:
             if name not in tasks:  # a file name is data: never read as markup
-                tasks[name] = bar.add_task(escape(Path(name).name), total=total)
+                tasks[name] = bar.add_task(escape(terminal_safe(Path(name).name)), total=total)
             bar.update(tasks[name], completed=done)
 
         try:

@@ -8,8 +8,9 @@ subclasses) print one line and exit non-zero, without a stack trace.
 from __future__ import annotations
 
 import json
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.segment import Segment
 from rich.table import Table
 
 from annotator import config
@@ -38,10 +40,57 @@ app = typer.Typer(
 )
 
 
-console = Console()
+# Characters that steer a terminal instead of showing: C0 controls but newline and tab (ESC
+# starts CSI/OSC sequences: clear screen, colours, window titles, the clipboard, hyperlinks;
+# BEL, backspace and carriage return rewrite what is shown), DEL, the C1 controls U+0080-U+009F
+# (U+009B is a one-character CSI on many terminals) and the bidirectional overrides that
+# reorder what a line seems to say. The line separators end a line where data says.
+_STEERING = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e"
+    "\u2066-\u2069]"
+)
 
 
-err_console = Console(stderr=True)
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with every character that would steer a terminal shown as its escape (ESC as
+    `\\x1b`, U+009B as `\\x9b`); newline and tab kept for layout. Every line this command
+    line prints passes through it (`SafeConsole`, `print_json`): data never controls a
+    terminal."""
+    return _STEERING.sub(_visible, text) if _STEERING.search(text) else text
+
+
+def json_safe(text: str) -> str:
+    """JSON text with the steering characters a JSON encoder leaves raw (DEL, C1, the bidi
+    overrides) written as `\\uXXXX` escapes: the same JSON value, harmless in a terminal.
+    Control characters below U+0020 are already escaped by every JSON encoder."""
+    return _STEERING.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+class SafeConsole(Console):
+    """A rich console that prints data as text: every string is made `terminal_safe` before
+    markup is read (so layout measures what is shown), and every segment of text once more
+    when written (a `Text` built elsewhere, a progress bar's description), while rich's own
+    control segments (cursor moves of a progress bar) and styles pass."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Any:
+        return super().render_str(terminal_safe(text), **kwargs)
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            segment if segment.control else Segment(terminal_safe(segment.text), segment.style)
+            for segment in buffer
+        )
+
+
+console = SafeConsole()
+
+
+err_console = SafeConsole(stderr=True)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -89,8 +138,13 @@ def db_path(db: Path | None) -> Path:
     return db if db is not None else config.default_db_path()
 
 
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+def print_json(data: Any, to_stderr: bool = False) -> None:
+    write_json(json.dumps(data, indent=2, default=str, ensure_ascii=False), to_stderr)
+
+
+def write_json(text: str, to_stderr: bool = False) -> None:
+    """JSON text to standard output (or error), its steering characters escaped."""
+    (sys.stderr if to_stderr else sys.stdout).write(json_safe(text) + "\n")
 
 
 def cli_errors(func: F) -> F:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +26,7 @@ from annotator.cli.main import (
     print_json,
     rows_table,
     say,
+    write_json,
 )
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
 from annotator.measure.eval_metrics import metric_help
@@ -470,7 +470,7 @@ def eval_command(
             poll_interval=poll_interval,
         )
     if as_json:
-        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+        write_json(report.model_dump_json(indent=2))
     else:
         _print_eval(report)
     if not report.passed:

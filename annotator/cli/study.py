@@ -164,7 +164,8 @@ def demo(
             level = "" if row.level is None else f" level {row.level}"
             lines.append(f"   {label}{level}: {figure(row.value)} (n={row.n_units})")
     console.print("4. agreement:\n" + "\n".join(lines))
-    exported = export_dataset(database, Path(db).parent / "validated.jsonl")
+    # The demo's own file beside its study: replaced on every run, as the demo is rerun.
+    exported = export_dataset(database, Path(db).parent / "validated.jsonl", force=True)
     console.print(f"5. exported {exported.exported} validated conversations to "
                   f"{escape(str(exported.path))}; "
                   f"{len(exported.left_out)} left out")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 import sqlite_utils
@@ -48,6 +48,8 @@ from annotator.datasets.records import (
 from annotator.datasets.writers import (
     HF_DATA_FILE,
     SCHEMAS,
+    STDOUT,
+    STREAM_FORMATS,
     TEXT_FORMATS,
     CsvSink,
     ExportFormat,
@@ -57,6 +59,7 @@ from annotator.datasets.writers import (
     RowSink,
     check_target,
     export_format,
+    is_stdout,
     staged,
     text_file,
 )
@@ -495,15 +498,15 @@ def _why_empty(report: ExportReport) -> str:
 
 def _write_file(
     db: sqlite_utils.Database, target: Path, fmt: ExportFormat, what: ExportWhat,
-    filters: ExportFilter,
+    filters: ExportFilter, stream: IO[bytes] | None = None,
 ) -> ExportReport:
-    """Write the records into `target` (a fresh file, or folder for `hf`)."""
+    """Write the records into `target` (a fresh file, or folder for `hf`), or `stream`."""
     report = ExportReport(format=fmt, what=what)
     if fmt in (ExportFormat.parquet, ExportFormat.hf):
         data = target / HF_DATA_FILE if fmt is ExportFormat.hf else target
         data.parent.mkdir(parents=True, exist_ok=True)
         return _write(db, ParquetSink(data, SCHEMAS[what]), what, filters, report)
-    with text_file(target, compressed=fmt is ExportFormat.jsonl_gz) as handle:
+    with text_file(target, fmt is ExportFormat.jsonl_gz, stream) as handle:
         sink = _csv_sink(handle, what) if fmt is ExportFormat.csv else JsonlSink(handle)
         return _write(db, sink, what, filters, report)
 
@@ -515,22 +518,40 @@ def export(
     filters: ExportFilter | None = None,
     what: ExportWhat | str = ExportWhat.validated,
     license: str = "unknown",
+    force: bool = False,
+    stream: IO[bytes] | None = None,
 ) -> ExportReport:
     """Write the dataset to `path` (written aside, then renamed into place).
 
     `fmt` defaults to the one `path` ends with (.jsonl, .jsonl.gz, .csv, .parquet); `hf` writes
     a folder with a dataset card whose header names `license` (a Hub license id).
+    An existing file (or earlier hf folder) is replaced only with `force`; a link is written
+    through, never replaced; a device, pipe or dangling link is refused (`check_target`).
+    `path` "-" writes a single-stream format (jsonl by default, jsonl.gz, csv) to `stream`,
+    the caller's standard output.
     An export that would hold nothing raises, saying why, and writes nothing.
     """
     path, filters = Path(path), filters or ExportFilter()
-    fmt = export_format(path, fmt)
+    to_stream = is_stdout(path)
+    fmt = export_format(path, fmt if fmt is not None or not to_stream else ExportFormat.jsonl)
     what = _shape(what, filters)
-    check_target(path, fmt)
+    if to_stream and (fmt not in STREAM_FORMATS or stream is None):
+        raise AnnotatorError(
+            f"{STDOUT} (standard output) takes one stream: --format "
+            + ", ".join(f.value for f in STREAM_FORMATS) + f", not {fmt}"
+        )
     check_filters(db, what, filters)
+    real = path if to_stream else check_target(path, fmt, force)
     nothing = _nothing_to_export(db, what)
     if nothing:
         raise AnnotatorError(nothing)
-    with staged(path, folder=fmt is ExportFormat.hf) as target:
+    if to_stream:
+        report = _write_file(db, path, fmt, what, filters, stream)
+        if not report.exported:  # nothing was written: records are written as they pass
+            raise AnnotatorError(_why_empty(report))
+        report.path = STDOUT
+        return report
+    with staged(real, folder=fmt is ExportFormat.hf) as target:
         report = _write_file(db, target, fmt, what, filters)
         if not report.exported:
             raise AnnotatorError(_why_empty(report))

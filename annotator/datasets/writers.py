@@ -17,6 +17,7 @@ Formats:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -82,27 +83,54 @@ def export_format(path: Path, chosen: str | None = None) -> ExportFormat:
 
 # --- where an export may go ---------------------------------------------------------------------
 
+STDOUT = "-"  # as the path: the export goes to standard output
+STREAM_FORMATS = (ExportFormat.jsonl, ExportFormat.jsonl_gz, ExportFormat.csv)
 
-def check_target(path: Path, fmt: ExportFormat) -> None:
-    """Refuse a target the rename would clobber or that is not a file: a folder for a file
-    format, a device (/dev/null, /dev/full) or a pipe, a foreign folder for `hf`."""
+
+def is_stdout(path: Path | str) -> bool:
+    return str(path) == STDOUT
+
+
+def check_target(path: Path, fmt: ExportFormat, force: bool = False) -> Path:
+    """Where the export really goes: `path`, or the file a link at `path` leads to (the link
+    stays a link: the file behind it is replaced). Refused, in one line: a dangling link (it
+    could lead anywhere a planted link says), a folder for a file format, a device, pipe or
+    socket (a rename would replace it, as a root export once replaced /dev/stdout; `-` writes
+    to standard output), an existing export without `force`, a foreign folder for `hf`."""
+    real = path
+    if path.is_symlink():
+        try:
+            real = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise AnnotatorError(
+                f"{path} is a link to {os.readlink(path)}, which does not exist: name the file "
+                "itself"
+            ) from None
     if fmt is ExportFormat.hf:
-        _check_folder_target(path)
-        return
-    if path.is_dir():
+        _check_folder_target(real, path, force)
+        return real
+    if real.is_dir():
         raise AnnotatorError(f"{path} is a folder: name a file, e.g. {path / 'export.' }{fmt}")
-    if path.exists() and not path.is_file():
-        raise AnnotatorError(f"{path} is not a regular file (a device or a pipe): name a file")
+    if real.exists() and not real.is_file():
+        raise AnnotatorError(
+            f"{path} is not a regular file (a device, a pipe or a socket): name a file, or "
+            f"{STDOUT} for standard output"
+        )
+    if real.exists() and not force:
+        raise AnnotatorError(f"{path} exists: pass --force to replace it")
+    return real
 
 
-def _check_folder_target(path: Path) -> None:
-    if path.exists() and not path.is_dir():
+def _check_folder_target(real: Path, path: Path, force: bool) -> None:
+    if real.exists() and not real.is_dir():
         raise AnnotatorError(f"{path} is not a folder: --format hf writes a folder")
-    if path.is_dir() and not _replaceable_folder(path):
+    if real.is_dir() and not _replaceable_folder(real):
         raise AnnotatorError(
             f"{path} holds other files: name a new or empty folder (an earlier hf export "
-            "there is replaced)"
+            "there is replaced with --force)"
         )
+    if real.is_dir() and any(real.iterdir()) and not force:
+        raise AnnotatorError(f"{path} holds an earlier export: pass --force to replace it")
 
 
 def _replaceable_folder(path: Path) -> bool:
@@ -231,19 +259,20 @@ class ParquetSink:
 
 
 @contextmanager
-def text_file(path: Path, compressed: bool = False) -> Iterator[IO[str]]:
-    """A UTF-8 text handle on `path`; gzip with no name and no time in its header, so the same
-    export gives the same bytes."""
-    with open(path, "wb") as raw:
-        if not compressed:
-            with io.TextIOWrapper(raw, encoding="utf-8", newline="") as handle:
-                yield handle
-            return
-        with (
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed,
-            io.TextIOWrapper(packed, encoding="utf-8", newline="") as handle,
-        ):
+def text_file(path: Path, compressed: bool = False,
+              stream: IO[bytes] | None = None) -> Iterator[IO[str]]:
+    """A UTF-8 text handle on `path` (or on `stream`, left open); gzip with no name and no
+    time in its header, so the same export gives the same bytes."""
+    with contextlib.ExitStack() as stack:
+        raw = stream if stream is not None else stack.enter_context(open(path, "wb"))
+        if compressed:
+            raw = stack.enter_context(gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0))
+        handle = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        try:
             yield handle
+            handle.flush()
+        finally:
+            handle.detach()  # closing the wrapper would close `stream`; the stack closes ours
 
 
 # --- Arrow schemas, one per kind of record --------------------------------------------------------
@@ -289,6 +318,8 @@ __all__ = [
     "FORMULA_STARTS",
     "HF_DATA_FILE",
     "SCHEMAS",
+    "STDOUT",
+    "STREAM_FORMATS",
     "TEXT_FORMATS",
     "CsvSink",
     "ExportFormat",
@@ -297,6 +328,7 @@ __all__ = [
     "ParquetSink",
     "check_target",
     "export_format",
+    "is_stdout",
     "neutralise",
     "staged",
     "text_file",

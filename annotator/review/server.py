@@ -226,11 +226,16 @@ def state_path(db_path: Path | str) -> Path:
 
 
 def read_state(db_path: Path | str) -> ServerState | None:
+    """What `start` wrote; None before the first start. A link or another user's file at its
+    path is refused (it would hand the study someone else's login and API token)."""
+    from annotator.private_files import read_private
+
     path = state_path(db_path)
-    if not path.exists():
+    text = read_private(path, "Label Studio login file")
+    if text is None:
         return None
     try:
-        return ServerState(**json.loads(path.read_text()))
+        return ServerState(**json.loads(text))
     except (ValueError, TypeError) as exc:
         raise LabelStudioError(
             f"{path} is unreadable ({type(exc).__name__}): remove it and run "
@@ -243,7 +248,8 @@ def write_state(db_path: Path | str, state: ServerState) -> None:
     # a fresh temporary name (a fixed one could be a planted symlink or a stale 0644 file).
     from annotator.private_files import write_private
 
-    write_private(state_path(db_path), json.dumps(asdict(state), indent=2))
+    write_private(state_path(db_path), json.dumps(asdict(state), indent=2),
+                  "Label Studio login file")
 
 
 # --- which server ---------------------------------------------------------------------------
