@@ -16,7 +16,7 @@ from pathlib import Path
 
 from annotator import config
 from annotator.errors import AnnotatorError
-from annotator.private_files import write_private
+from annotator.private_files import read_private, write_private
 from annotator.review import demo_serve, server
 
 PASSWORD_FILE = "app-password"
@@ -40,12 +40,12 @@ def app_password(db: Path) -> str:
     if given:
         return given
     path = server.server_dir(db) / PASSWORD_FILE
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        password = secrets.token_urlsafe(12)
-        write_private(path, password + "\n")
-        return password
+    kept = read_private(path, "app password")
+    if kept and kept.strip():
+        return kept.strip()
+    password = secrets.token_urlsafe(12)
+    write_private(path, password + "\n", "app password")
+    return password
 
 
 def serve_app(

@@ -190,12 +190,14 @@ def record_app(db: Path | str, pid: int, url: str) -> None:
     that stops the study's servers stops it too."""
     from annotator.private_files import write_private
 
-    write_private(app_state_path(db), json.dumps({"pid": pid, "url": url}))
+    write_private(app_state_path(db), json.dumps({"pid": pid, "url": url}), "app state")
 
 
 def _app_pid(db: Path | str) -> int | None:
+    from annotator.private_files import read_private
+
     try:
-        pid = int(json.loads(app_state_path(db).read_text())["pid"])
+        pid = int(json.loads(read_private(app_state_path(db), "app state") or "")["pid"])
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError, KeyError, TypeError):
         return None

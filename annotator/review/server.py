@@ -147,12 +147,15 @@ class Network:
 
 
 def read_network(db_path: Path | str) -> Network:
+    from annotator.private_files import read_private
+
     path = server_dir(db_path) / NETWORK_FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
+    text = read_private(path, "Label Studio network settings")
+    if text is None:
         return Network()
-    except (ValueError, TypeError, OSError) as exc:
+    try:
+        data = json.loads(text)
+    except (ValueError, TypeError) as exc:
         raise LabelStudioError(f"{path} is unreadable ({type(exc).__name__}): remove it and "
                                "start again with --host") from None
     return Network(host=str(data.get("host") or LOOPBACK), public_url=data.get("public_url"))
@@ -173,7 +176,7 @@ def set_network(
     )
     if network != current:
         write_private(server_dir(db_path) / NETWORK_FILE,
-                      json.dumps(asdict(network), indent=2))
+                      json.dumps(asdict(network), indent=2), "Label Studio network settings")
     return network
 
 
@@ -504,13 +507,12 @@ CSRF_COOKIE_NAME = os.environ["ANNOTATOR_COOKIE_PREFIX"] + "csrftoken"
 
 def _settings_dir(db_path: Path | str) -> Path:
     """The folder holding the settings module, written beside the instance's data."""
-    folder = server_dir(db_path) / "settings"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{SETTINGS_MODULE}.py"
-    if not target.exists() or target.read_text() != SETTINGS_SOURCE:
-        from annotator.private_files import write_private
+    from annotator.private_files import read_private, write_private
 
-        write_private(target, SETTINGS_SOURCE)
+    folder = server_dir(db_path) / "settings"
+    target = folder / f"{SETTINGS_MODULE}.py"
+    if read_private(target, "Label Studio settings module") != SETTINGS_SOURCE:
+        write_private(target, SETTINGS_SOURCE, "Label Studio settings module")
     return folder
 
 
