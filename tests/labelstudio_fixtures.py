@@ -94,7 +94,8 @@ def reviewer_client(url: str, email: str, password: str) -> LabelStudio:
     """Log in through the web form as a reviewer would, then use their own API token."""
     with httpx.Client(base_url=url, follow_redirects=False, timeout=30) as web:
         web.get("/user/login/")
-        csrf = web.cookies.get("csrftoken")
+        # each instance names its cookies its own way (`server.cookie_prefix`): ...csrftoken
+        csrf = next(v for k, v in web.cookies.items() if k.endswith("csrftoken"))
         answer = web.post(
             "/user/login/",
             data={"email": email, "password": password, "csrfmiddlewaretoken": csrf},

@@ -155,7 +155,7 @@ def test_a_study_from_before_keyed_ids_keeps_its_ids(tmp_path: Path) -> None:
 def test_a_new_study_has_no_legacy_ids(tmp_path: Path) -> None:
     db = open_db(tmp_path / "new.db")
     assert db.execute("select legacy_ids from study_key").fetchone()[0] == 0
-    assert [name for name, _ in MIGRATIONS][-1] == "0010_study_key"
+    assert "0010_study_key" in [name for name, _ in MIGRATIONS]
 
 
 def test_the_cli_names_a_missing_key_file_in_one_line(tmp_path: Path) -> None:
