@@ -191,7 +191,8 @@ def test_counts_argument_is_optional() -> None:
 
 
 def test_placeholders_and_type_names_are_exported() -> None:
-    assert set(PII_TYPES) == {"EMAIL", "PHONE", "URL", "IP", "CARD", "SSN", "IBAN"}
+    assert set(PII_TYPES) == {
+        "EMAIL", "PHONE", "URL", "IP", "CARD", "SSN", "IBAN", "NAME", "ADDRESS"}
     assert all(PLACEHOLDERS[k] == f"[{k}]" for k in PII_TYPES)
 
 
