@@ -24,6 +24,7 @@ that need Python (stop words, the start of a sentence) run on matches only.
 
 from __future__ import annotations
 
+import codecs
 import re
 from typing import Final
 
@@ -51,7 +52,7 @@ français française española español italiano italiana polak polka svensk hol
 monday tuesday wednesday thursday friday saturday sunday january february march april may
 june july august september october november december christmas easter
 python java javascript google microsoft apple amazon windows linux chatgpt claude excel github
-god lord jesus mum mom dad mama papa grandma grandpa chef boss doctor
+god lord mum mom dad mama papa grandma grandpa chef boss doctor
 from in on at of and or but if for to with by via as thanks thank regards best cheers
 bonjour hallo hola ciao hello hi hey dear monsieur herr frau señor señora signor signora
 mr mrs ms miss mx dr prof herrn fräulein mme mlle madame mademoiselle sr sra srta don doña sig
@@ -135,7 +136,7 @@ _CUES: Final = {
 _TITLES: Final = frozenset(_TITLE.replace("\\", "").split("|"))
 _CUE_WORDS: Final = 4  # the longest cue ("il mio nome è")
 _CUE_WINDOW: Final = 64
-# One byte a character (Latin-1, anything else "?"): capitals "A", small letters "a", digits "0".
+# One byte a character: capitals "A", small letters "a", digits "0" (Latin-1; see `shape`).
 _SHAPE: Final = bytes.maketrans(
     bytes(range(ord("A"), ord("Z") + 1)) + bytes(c for c in range(0xC0, 0xDF) if c != 0xD7)
     + bytes(range(ord("a"), ord("z") + 1)) + bytes(c for c in range(0xDF, 0x100) if c != 0xF7)
@@ -148,20 +149,29 @@ _TITLE_DOT: Final = (
     rb"|(?<=[ \n(]Aa\. A)|(?<=[ \n(]Aaa\. A)|(?<=[ \n(]Aaaa\. A)|(?<=[ \n(]Aaaaa\. A)"
 )
 _CAPITALS: Final = re.compile(rb"A(?:(?<=[ \n(\t]A)(?<![.!?] A)" + _TITLE_DOT + rb")a")
-# Capitals outside Latin-1 (Ł, Ś, Ż) are "?" in the shape, as are "?" and small letters
-# outside Latin-1: read only when the shape has one.
-_OTHER_CAPITALS: Final = re.compile(rb"\?(?<=[ \n(\t]\?)a")
+# Capitals outside Latin-1 (Ł, Ś, Ż) are b"\x01" in the shape, as are small letters outside
+# Latin-1: read only when the shape has one, and checked by `_capitalised`.
+_OTHER_CAPITALS: Final = re.compile(rb"\x01(?<=[ \n(\t]\x01)(?<![.!?] \x01)a")
+
+
+def _other_script(error: UnicodeError) -> tuple[str, int]:
+    assert isinstance(error, UnicodeEncodeError)
+    return "\x01" * (error.end - error.start), error.end
+
+
+codecs.register_error("annotator.shape", _other_script)
 
 
 def shape(text: str) -> bytes:
-    """One byte a character of `text`: capitals b"A", small letters b"a", digits b"0"."""
-    return text.encode("latin-1", "replace").translate(_SHAPE)
+    """One byte a character of `text`: capitals b"A", small letters b"a", digits b"0",
+    characters outside Latin-1 (Ł, ś, 中) b"\\x01", anything else itself."""
+    return text.encode("latin-1", "annotator.shape").translate(_SHAPE)
 
 
 def _capitals(shaped: bytes) -> list[int]:
     """Where capitalised words that may be names start, in order."""
     found = [m.start() for m in _CAPITALS.finditer(shaped)]
-    if shaped.find(b"?") >= 0:
+    if shaped.find(b"\x01") >= 0:
         found = sorted(found + [m.start() for m in _OTHER_CAPITALS.finditer(shaped)])
     return found
 
@@ -184,7 +194,7 @@ def _name_end(text: str, at: int, strict: bool) -> int:
             if token.lower() in _NOT_NAMES and (words == 0 or strict):
                 break
             end, words = m.end(), words + 1
-        elif token.lower() not in _PARTICLES or words == 0:
+        elif token.lower() not in _PARTICLES:
             break
         gap = _GAP.match(text, m.end())
         if gap is None:
@@ -256,6 +266,7 @@ def find_names(text: str, shaped: bytes | None = None) -> list[tuple[int, int]]:
 
 _UPPER: Final = r"A-ZÀ-ÖØ-ÞĀĂĄĆČĎĐĒĖĘĚĞĪĮİĹĽŁŃŇŌŐŒŔŘŚŞŠŢŤŪŮŰŲŹŻŽ"
 _CAP: Final = rf"[{_UPPER}][\w'’\-]*\.?"  # a capitalised word (St., Jean-Jaurès, O'Connell)
+_CAP_END: Final = rf"[{_UPPER}][\w'’\-]*"  # the last word: a full stop after it ends a sentence
 _NUMBER: Final = r"[0-9]{1,5}[A-Za-z]?(?:[ ]?[/\-][ ]?[0-9]{1,4}[A-Za-z]?)?"
 # Number first (English): 221B Baker Street, 1600 Pennsylvania Avenue NW, 17 Heather Grove.
 _EN_STREET: Final = (
@@ -302,11 +313,11 @@ _CITY_TAIL: Final = rf"[{_UPPER}][^\W\d_]+){{0,2}}"
 _ADDRESS: Final = re.compile(
     # 1600 Pennsylvania Avenue NW, 221B Baker Street, 17066 Heather Grove Apt. 915
     rf"(?P<en>[0-9](?<![\w.,$€£\-/][0-9])[0-9]{{0,4}}[A-Za-z]?(?:[/\-][0-9]{{1,4}})?,?[ ]+"
-    rf"(?:{_CAP}[ ]+){{1,3}}(?:{_EN_STREET})\b\.?(?:[ ](?:NW|NE|SW|SE|N|S|E|W)\b)?{_UNIT})"
+    rf"(?:{_CAP}[ ]+){{1,3}}(?:{_EN_STREET})\b(?:[ ](?:NW|NE|SW|SE|N|S|E|W)\b)?{_UNIT})"
     # 12, rue de la Paix; 214, avenue Charlotte Gilles; 8 bis boulevard Haussmann
-    rf"|(?P<fr>[0-9](?<![\w.,$€£\-/][0-9])[0-9]{{0,3}}(?:[ ]?(?:bis|ter))?,?[ ]+"
-    rf"(?i:{_FR_STREET})[ ]+(?:(?:{_PARTICLE_WORDS})[ ]?)*{_CAP}"
-    rf"(?:[ ]+(?:(?:{_PARTICLE_WORDS})[ ]?)*{_CAP}){{0,3}})"
+    rf"|(?P<fr>[0-9](?<![\w.,$€£\-/][0-9])[0-9]{{0,3}}[A-Za-z]?(?:[ ]?(?:bis|ter))?,?[ ]+"
+    rf"(?i:{_FR_STREET})[ ]+(?:(?:{_PARTICLE_WORDS})[ ]?)*{_CAP_END}"
+    rf"(?:[ ]+(?:(?:{_PARTICLE_WORDS})[ ]?)*{_CAP_END}){{0,3}})"
     # Calle Mayor 5; Via Roma, 10; Rua das Flores, 25; ul. Nowy Świat 15/3
     rf"|(?P<first>\b(?i:{_WORD_FIRST})[ ]+(?:(?:{_PARTICLE_WORDS})[ ]?)*{_CAP}"
     rf"(?:[ ]+(?:(?:{_PARTICLE_WORDS})[ ]?)*{_CAP}){{0,3}},?[ ]+(?:n[º°o]\.?[ ]?)?"
@@ -318,13 +329,13 @@ _ADDRESS: Final = re.compile(
     # P.O. Box 123, Postfach 12 34 56, BP 42, Apartado de correos 123
     rf"|(?P<box>\b(?i:p\.?[ ]?o\.?[ ]?box|post office box|postfach|boîte postale|b\.p\.|bp"
     rf"|apartado de correos|apartado|casella postale|caixa postal|postbus|skrytka pocztowa)"
-    rf"[ ]*[0-9]{{1,6}}(?:[ ][0-9]{{2}}){{0,2}}(?![0-9/.,]))"
+    rf"[ ]*[0-9]{{1,6}}(?:[ ][0-9]{{2}}){{0,2}}(?![0-9/]|[.,][0-9]))"
     # SW1A 1AA (London); T4V 6Y4
     rf"|(?P<uk>\b[A-Z]{{1,2}}[0-9][A-Z0-9]?[ ][0-9][A-Z]{{2}}\b(?:[ ]+{_CITY}{_CITY_TAIL})?"
     rf"|\b[A-Z][0-9][A-Z][ ][0-9][A-Z][0-9]\b(?:[ ]+{_CITY}{_CITY_TAIL})?)"
     # 75008 Paris, 00-950 Warszawa, 1012 AB Amsterdam, 111 22 Stockholm, 4000-806 Porto
     rf"|(?P<postcode>[0-9](?<![\w.,$€£\-/+][0-9])(?:[0-9]{{4}}|[0-9]-[0-9]{{3}}"
-    rf"|[0-9]{{3}}-[0-9]{{3}}|[0-9]{{4}}-[0-9]{{3}}|[0-9]{{3}}[ ][A-Z]{{2}}"
+    rf"|[0-9]{{3}}-[0-9]{{3}}|[0-9]{{4}}-[0-9]{{3}}|[0-9]{{3}}[ ]?[A-Z]{{2}}"
     rf"|[0-9]{{2}}[ ][0-9]{{2}})"
     rf"[ ]+(?P<city>{_CITY}{_CITY_TAIL}))"
     # Springfield, IL 62704
@@ -338,6 +349,10 @@ people users members employees students visitors customers items units pieces co
 pages steps rows lines files records points votes views likes years days hours minutes km
 miles meters metres feet tons tonnes kg calories
 """)
+# A flat or suite written before the street: "Flat 17, 194a Robin Lane".
+_UNIT_BEFORE: Final = re.compile(
+    r"\b(?:Flat|Apartment|Apt\.?|Unit|Suite|Wohnung|Appartement)[ ][0-9]{1,4}[A-Za-z]?,?[ ]+\Z"
+)
 # What may stand between two parts of one address.
 _JOIN: Final = re.compile(r"[ \t]*(?:,|\r?\n)?[ \t]*")
 
@@ -368,19 +383,20 @@ _FR_SET: Final = frozenset(_FR_WORDS)
 # T4V 6Y4, "IL 62704"), a number before a small word (12 rue), a number after a word
 # (Hauptstraße 5, Via Roma, 10, Postfach 12). The last two are checked in `_places`.
 _HINTS: Final = re.compile(
-    rb"0(?:(?=[ ,A])(?:(?P<cap>,? [A?]a|A [A?]a| AA )"
+    rb"0(?:(?=[ ,Aa])(?:(?P<cap>[Aa]{0,2}(?:,? [A\x01]a| AA ))"
     rb"|(?P<post>AA(?<= 0AA)|A0(?<=A 0A0))"
-    rb"|(?P<small>,? a{1,10} (?:a{1,5} |a'){0,3}[A?]a))"
+    rb"|(?P<small>[Aa]?,? (?:aaa )?a{1,10} (?:a{1,5} |a'){0,3}[A\x01]a))"
     rb"|(?P<zip>0000(?<=, AA 00000)))"
 )
 # A capitalised word before a number, from its literal first byte. (Every pattern here starts
 # with one literal byte: an alternation at the top would make `re` try every position.)
 _AFTER: Final = re.compile(rb"Aa*\.?,? 0")
-_OTHER_AFTER: Final = re.compile(rb"\?a*\.?,? 0")
+_OTHER_AFTER: Final = re.compile(rb"\x01[a\x01]*\.?,? 0")
 _US: Final = re.compile(
     rf"\b[A-Z][a-z]+(?:[ ][A-Z][a-z]+){{0,2}},[ ](?:{_STATES})[ ][0-9]{{5}}(?:-[0-9]{{4}})?\b"
 )
 _WORD_START: Final = re.compile(r"\S+")
+_LOWER_BOX: Final = re.compile(r"(?i)\b(?:casella|caixa|apartado|bo[iî]te)[ ]")
 
 
 def _token_start(text: str, at: int) -> int:
@@ -400,18 +416,22 @@ def _places(text: str, shaped: bytes) -> list[int]:
         if kind == "cap":
             start = _token_start(text, at)
             places.append(start)
-            if start >= 2 and text[start - 1] == " " and text[start - 2].isdigit():
-                places.append(_token_start(text, start - 2))  # 111 22 Stockholm
+            if start >= 2 and text[start - 1] == " " and text[start - 2].isalnum():
+                places.append(_token_start(text, start - 2))  # 111 22 Stockholm, SW1A 1AA
         elif kind == "zip":  # Springfield, IL 62704
             places.extend(m.start() for m in _US.finditer(text, max(0, at - 40), at + 16))
         elif kind == "post":  # SW1A 1AA, T4V 6Y4
             places.append(_token_start(text, _token_start(text, at) - 1))
-        elif kind == "small":
-            word = at + 1 + (shaped[at + 1] == 44) + 1  # "12 rue", "8, avenue"
-            if text[word : word + 24].split(" ", 1)[0].lower() in _FR_SET:
+        elif kind == "small":  # "12 rue", "8, avenue", "61B, boulevard", "157 bis rue"
+            rest = text[at + 1 : at + 32]
+            rest = (rest[1:] if rest[:1].isalpha() else rest).lstrip(", ")
+            words = rest.lower().split(" ", 2)
+            if words[0] in ("bis", "ter") and len(words) > 1:
+                words = words[1:]
+            if words[0] in _FR_SET:
                 places.append(_token_start(text, at))
     afters = list(_AFTER.finditer(shaped))
-    if shaped.find(b"?") >= 0:
+    if shaped.find(b"\x01") >= 0:
         afters += _OTHER_AFTER.finditer(shaped)
     for hint in afters:
         # A street's name is capitalised (Roma, Hauptstraße, Długa, Postfach): a number after
@@ -424,6 +444,8 @@ def _places(text: str, shaped: bytes) -> list[int]:
         if words and (words[-1].endswith(_STREET_ENDINGS) or not _STREET_FIRST.isdisjoint(words)):
             base = max(0, at - 60)
             places.extend([m.start() + base for m in _WORD_START.finditer(before)][-6:])
+    if "ostal" in text or "orreos" in text:  # Casella postale 12, Apartado de correos 12
+        places.extend(m.start() for m in _LOWER_BOX.finditer(text))
     return places
 
 
@@ -444,7 +466,9 @@ def find_addresses(text: str, shaped: bytes | None = None) -> list[tuple[int, in
             first = m.group("city").split()[0].lower()
             if first in _NOT_CITIES or first in _NOT_NAMES:
                 continue
-        found.append(m.span())
+        start = m.start()
+        unit = _UNIT_BEFORE.search(text, max(0, start - 24), start)
+        found.append((unit.start() if unit else start, m.end()))
         done = m.end()
     spans: list[tuple[int, int]] = []
     for start, end in found:
