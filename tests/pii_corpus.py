@@ -464,6 +464,21 @@ def build(seed: int = 12) -> tuple[list[Sample], list[str]]:
     return samples, list(NEAR_MISSES)
 
 
+def faker_addresses(seed: int, per_locale: int = 10) -> list[Sample]:
+    """Faker's own street addresses, with whatever street type it picks ("Heather Grove",
+    "Callejón ...", "Trecho ...", a street without its word): a harder set than `build`'s,
+    which the bench reports beside it and the tests do not hold to a floor."""
+    rng = random.Random(seed)
+    samples = []
+    for locale in STREETS:
+        faker = Faker(locale)
+        faker.seed_instance(rng.randrange(1 << 30))
+        for _ in range(per_locale):
+            value = faker.street_address().replace("\n", ", ")
+            samples.append(Sample("ADDRESS", value, rng.choice(ADDRESS_TEMPLATES).format(value)))
+    return samples
+
+
 def found(sample: Sample, scrubbed: str, placeholder: str) -> bool:
     """Whether `scrubbed` is `sample.text` with the whole value, and nothing else, replaced:
     "+[SSN] 8668" for a phone number, or a name cut after its first word, is a miss."""

@@ -64,7 +64,7 @@ from stdnum import luhn as _luhn
 from stdnum.us import ssn as _ssn
 
 from annotator.config import phone_regions
-from annotator.ingest.privacy_cues import find_addresses, find_names, shape
+from annotator.ingest.privacy_cues import find_addresses, find_names, may_hold_names, shape
 
 __all__ = [
     "MAX_ROUNDS",
@@ -420,9 +420,13 @@ def _is_card(digits: str) -> bool:
 
 
 def _card_length(m: re.Match[str]) -> int:
-    if _NOT_PHONE_WORDS.search(m.string, max(0, m.start() - 32), m.start()):
+    length = _luhn_card_length(m.group())
+    if length and _NOT_PHONE_WORDS.search(m.string, max(0, m.start() - 32), m.start()):
         return 0  # "order ID 4111...", "invoice no 3782...": named as something else
-    candidate = m.group()
+    return length
+
+
+def _luhn_card_length(candidate: str) -> int:
     spans = [candidate]
     cut = max(candidate.rfind(" "), candidate.rfind("-"), candidate.rfind("."))
     if cut > 0:  # "4111 1111 1111 1111 12/25": the 12 is an expiry month, not card digits
@@ -671,8 +675,7 @@ def _scrub_phones(text: str, counts: Counter[str], start: int) -> str:
         at = m.start()
         before = text[max(0, at - 32) : at]
         for a, b in _phone_spans(found, before, regions):
-            digits = _NON_DIGIT.sub("", found[a:b])
-            if len(digits) >= 13 and _is_card(digits):  # a card is never a phone number
+            if b - a >= 13 and _is_card(_NON_DIGIT.sub("", found[a:b])):  # never a phone
                 cards.append((at + a, at + b))
             else:
                 spans.append((at + a, at + b))
@@ -719,17 +722,22 @@ def scrub_text(text: str, counts: Counter[str] | None = None) -> str:
     # this very text and left it as it was (the round's finds were emails or URLs): they would
     # find nothing again.
     seen: str | None = None
+    first_round = True
     for _ in range(MAX_ROUNDS):
         scrubbed = text
         # Emails first: "bob@www.example.com" is one email, not "bob@" and a URL.
         if "@" in scrubbed:
             scrubbed = _splice(scrubbed, _find_emails(scrubbed), "EMAIL", counts)
-        if _may_be_obfuscated(scrubbed):
-            scrubbed = _splice(scrubbed, _find_obfuscated_emails(scrubbed), "EMAIL", counts)
         if ("/" in scrubbed and "://" in scrubbed) or "www." in scrubbed or "WWW." in scrubbed:
             scrubbed = _splice(scrubbed, _find_urls(scrubbed), "URL", counts)
-        if "/" in scrubbed:
-            scrubbed = _splice(scrubbed, _find_bare_urls(scrubbed), "URL", counts)
+        if first_round:
+            # Written-out addresses and scheme-less URLs: once, as no later replacement makes
+            # one (placeholders hold no "/", "@" or " dot ").
+            first_round = False
+            if _may_be_obfuscated(scrubbed):
+                scrubbed = _splice(scrubbed, _find_obfuscated_emails(scrubbed), "EMAIL", counts)
+            if "/" in scrubbed:
+                scrubbed = _splice(scrubbed, _find_bare_urls(scrubbed), "URL", counts)
         if scrubbed is seen:
             break
         # Chained `in` tests on single characters are memchr calls: far cheaper than a regex.
@@ -751,14 +759,20 @@ def scrub_text(text: str, counts: Counter[str] | None = None) -> str:
 
 def _scrub_cues(text: str, counts: Counter[str]) -> str:
     """Addresses, then names (`privacy_cues`), after the other passes: a postcode read before
-    the phone pass could take the tail of a phone number ("+49 30 12345 Berlin")."""
+    the phone pass could take the tail of a phone number ("+49 30 12345 Berlin"). Most text
+    has no capitalised word inside a sentence and no number, and costs a translation and two
+    searches of its shape."""
     shaped = shape(text)
     if shaped.find(b"0") >= 0:  # every address found has a number
         found = find_addresses(text, shaped)
         if found:
             text = _splice(text, found, "ADDRESS", counts)
             shaped = shape(text)
-    return _splice(text, find_names(text, shaped), "NAME", counts)
+    if may_hold_names(shaped):
+        found = find_names(text, shaped)
+        if found:
+            text = _splice(text, found, "NAME", counts)
+    return text
 
 
 def _scrub_numbers(text: str, counts: Counter[str]) -> str:

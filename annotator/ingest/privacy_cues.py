@@ -28,7 +28,7 @@ import codecs
 import re
 from typing import Final
 
-__all__ = ["find_addresses", "find_names"]
+__all__ = ["find_addresses", "find_names", "may_hold_names", "shape"]
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -135,6 +135,10 @@ _CUES: Final = {
 }
 _TITLES: Final = frozenset(_TITLE.replace("\\", "").split("|"))
 _CUE_WORDS: Final = 4  # the longest cue ("il mio nome è")
+# The last word of every cue: a word not among them ends none.
+_CUE_ENDINGS: Final = frozenset(
+    phrase.rsplit(" ", 1)[-1] for phrases in _CUES.values() for phrase in phrases
+)
 _CUE_WINDOW: Final = 64
 # One byte a character: capitals "A", small letters "a", digits "0" (Latin-1; see `shape`).
 _SHAPE: Final = bytes.maketrans(
@@ -146,9 +150,10 @@ _SHAPE: Final = bytes.maketrans(
 # A capitalised word after a space, a newline or a bracket, not after a full stop unless a
 # title's ("Dr. Smith"); found from a literal first byte, which `re` searches for in C.
 _TITLE_DOT: Final = (
-    rb"|(?<=[ \n(]Aa\. A)|(?<=[ \n(]Aaa\. A)|(?<=[ \n(]Aaaa\. A)|(?<=[ \n(]Aaaaa\. A)"
+    rb"|(?<=[ \n(]Aa\. Aa)|(?<=[ \n(]Aaa\. Aa)|(?<=[ \n(]Aaaa\. Aa)|(?<=[ \n(]Aaaaa\. Aa)"
 )
-_CAPITALS: Final = re.compile(rb"A(?:(?<=[ \n(\t]A)(?<![.!?] A)" + _TITLE_DOT + rb")a")
+# The two bytes "Aa" first: `re` then searches for them in C, skipping placeholders' "AAAA".
+_CAPITALS: Final = re.compile(rb"Aa(?:(?<=[ \n(\t]Aa)(?<![.!?] Aa)" + _TITLE_DOT + rb")")
 # Capitals outside Latin-1 (Ł, Ś, Ż) are b"\x01" in the shape, as are small letters outside
 # Latin-1: read only when the shape has one, and checked by `_capitalised`.
 _OTHER_CAPITALS: Final = re.compile(rb"\x01(?<=[ \n(\t]\x01)(?<![.!?] \x01)a")
@@ -166,6 +171,12 @@ def shape(text: str) -> bytes:
     """One byte a character of `text`: capitals b"A", small letters b"a", digits b"0",
     characters outside Latin-1 (Ł, ś, 中) b"\\x01", anything else itself."""
     return text.encode("latin-1", "annotator.shape").translate(_SHAPE)
+
+
+def may_hold_names(shaped: bytes) -> bool:
+    """Whether the text of this shape has a capitalised word a cue may introduce: a search of
+    the shape, so that text without one skips `find_names`."""
+    return _CAPITALS.search(shaped) is not None or shaped.find(b"\x01") >= 0
 
 
 def _capitals(shaped: bytes) -> list[int]:
@@ -214,8 +225,8 @@ def _cue(text: str, at: int, sentence: bool) -> str | None:
     last = words[-1]
     if last.rstrip(".") in _TITLES:
         return "title"
-    if sentence:
-        return None
+    if sentence or last.lower().rstrip(",.:!") not in _CUE_ENDINGS:
+        return None  # most capitalised words follow a word that ends no cue
     newline = "\n" in before[len(before.rstrip()) :]
     for k in range(1, min(_CUE_WORDS, len(words)) + 1):
         phrase = " ".join(words[-k:]).lower().rstrip(",.:!")
@@ -342,6 +353,17 @@ _ADDRESS: Final = re.compile(
     rf"|(?P<us>\b[A-Z][a-z]+(?:[ ][A-Z][a-z]+){{0,2}},[ ](?:{_STATES})[ ][0-9]{{5}}"
     rf"(?:-[0-9]{{4}})?\b)"
 )
+# The same alternatives in two groups, each tried only where its hint says: a number first
+# (English and French streets, postcodes) or a word first (the others, PO boxes).
+_ALTERNATIVES: Final = dict(
+    (part.split(">", 1)[0][4:], part) for part in re.split(r"\|(?=\(\?P<)", _ADDRESS.pattern)
+)
+_NUMBER_FIRST: Final = re.compile(
+    "|".join(_ALTERNATIVES[k] for k in ("en", "fr", "postcode", "uk", "us"))
+)
+_WORD_FIRST_RE: Final = re.compile(
+    "|".join(_ALTERNATIVES[k] for k in ("first", "compound", "separate", "box", "uk", "us"))
+)
 # Words after a five-digit number that make it an amount or a count, not a postcode.
 _NOT_CITIES: Final = _words("""
 euro euros dollar dollars pounds pound yen yuan francs franc kronor zloty złotych usd eur
@@ -407,21 +429,23 @@ def _token_start(text: str, at: int) -> int:
     return start
 
 
-def _places(text: str, shaped: bytes) -> list[int]:
-    """Places where `_ADDRESS` may match, from the hints and cheap tests of the words."""
-    places: list[int] = []
+def _places(text: str, shaped: bytes) -> list[tuple[int, re.Pattern[str]]]:
+    """Places where an address may start, each with the patterns to try there, from the
+    hints and cheap tests of the words."""
+    starts: list[int] = []  # number first
+    places: list[int] = []  # word first
     for hint in _HINTS.finditer(shaped):
         at = hint.start()
         kind = hint.lastgroup
         if kind == "cap":
             start = _token_start(text, at)
-            places.append(start)
+            starts.append(start)
             if start >= 2 and text[start - 1] == " " and text[start - 2].isalnum():
-                places.append(_token_start(text, start - 2))  # 111 22 Stockholm, SW1A 1AA
+                starts.append(_token_start(text, start - 2))  # 111 22 Stockholm, SW1A 1AA
         elif kind == "zip":  # Springfield, IL 62704
-            places.extend(m.start() for m in _US.finditer(text, max(0, at - 40), at + 16))
+            starts.extend(m.start() for m in _US.finditer(text, max(0, at - 40), at + 16))
         elif kind == "post":  # SW1A 1AA, T4V 6Y4
-            places.append(_token_start(text, _token_start(text, at) - 1))
+            starts.append(_token_start(text, _token_start(text, at) - 1))
         elif kind == "small":  # "12 rue", "8, avenue", "61B, boulevard", "157 bis rue"
             rest = text[at + 1 : at + 32]
             rest = (rest[1:] if rest[:1].isalpha() else rest).lstrip(", ")
@@ -429,7 +453,7 @@ def _places(text: str, shaped: bytes) -> list[int]:
             if words[0] in ("bis", "ter") and len(words) > 1:
                 words = words[1:]
             if words[0] in _FR_SET:
-                places.append(_token_start(text, at))
+                starts.append(_token_start(text, at))
     afters = list(_AFTER.finditer(shaped))
     if shaped.find(b"\x01") >= 0:
         afters += _OTHER_AFTER.finditer(shaped)
@@ -446,7 +470,7 @@ def _places(text: str, shaped: bytes) -> list[int]:
             places.extend([m.start() + base for m in _WORD_START.finditer(before)][-6:])
     if "ostal" in text or "orreos" in text:  # Casella postale 12, Apartado de correos 12
         places.extend(m.start() for m in _LOWER_BOX.finditer(text))
-    return places
+    return [(at, _NUMBER_FIRST) for at in starts] + [(at, _WORD_FIRST_RE) for at in places]
 
 
 def find_addresses(text: str, shaped: bytes | None = None) -> list[tuple[int, int]]:
@@ -456,10 +480,13 @@ def find_addresses(text: str, shaped: bytes | None = None) -> list[tuple[int, in
     shaped = shape(text) if shaped is None else shaped
     found: list[tuple[int, int]] = []
     done = 0
-    for at in sorted(set(_places(text, shaped))):
+    places = _places(text, shaped)
+    if not places:
+        return []
+    for at, pattern in sorted(set(places), key=lambda place: place[0]):
         if at < done:
             continue
-        m = _ADDRESS.match(text, at)
+        m = pattern.match(text, at)
         if m is None:
             continue
         if m.lastgroup == "postcode":
