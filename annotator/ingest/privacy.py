@@ -1,8 +1,11 @@
 """Scrub personal data from text before anything is stored or sent.
 
-Each kind of personal data is replaced by a typed placeholder (`PLACEHOLDERS`): email addresses,
-phone numbers, URLs, IPv4 and IPv6 addresses, payment card numbers, US social security numbers
-and IBANs, in text and in metadata of any type (a number in metadata is read as its digits).
+Each kind of personal data is replaced by a typed placeholder (`PLACEHOLDERS`): email addresses
+(also written to dodge filters: "jane at example dot com", "jane(at)example.com"), phone
+numbers, URLs (also "example.com/users/jane", without a scheme), IPv4 and IPv6 addresses,
+payment card numbers, US social security numbers, IBANs, and, found by the words around them
+(`privacy_cues`), names after a cue and street addresses, in text and in metadata of any type
+(a number in metadata is read as its digits).
 Placeholders hold nothing any pattern looks for, and `scrub_text` repeats its passes until one
 finds nothing (at most `MAX_ROUNDS`), so scrubbing is idempotent.
 
