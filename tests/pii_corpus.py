@@ -7,7 +7,17 @@ Phones come from libphonenumber's own example ranges (15 regions, national, inte
 E.164 formats), from Faker's locale formats and in well-formed but unassigned ranges; cards of
 8 brands, plain, spaced, dashed and dotted; IBANs of 8 countries, grouped, compact and
 lowercase; SSNs dashed, spaced, dotted and plain (plain ones beside a context word, as people
-write them: nine bare digits are anything).
+write them: nine bare digits are anything), and the well-known ones validators reject.
+
+`build` adds what an attacker's trial found missing: names after a cue (self-introductions,
+salutations, sign-offs, titles, relations) in nine European languages, from Faker's names of 16
+locales; street addresses, PO boxes and postcodes with their city, from Faker's street names,
+cities and postcodes, written as each language writes them; emails written to dodge filters
+("jane at example dot com", "jane(at)example.com", "jane＠example.com"); web addresses without a
+scheme ("linkedin.com/in/jane-doe-123"); phone numbers in national groupings of many countries
+and 2-4-4 international ones; and near-misses after a cue ("RMA 7788990011", "order ID 4111...",
+"I'm happy to help", "Hi all,"). A seed decides everything: the tests use one, the bench another
+each run.
 """
 
 from __future__ import annotations
@@ -98,6 +108,23 @@ NEAR_MISSES = [
     "The sequence 1.2.3.4.5 continues.", "999.1.1.1 and 256.1.1.1 are out of range.",
     "Use std::vector and Foo::bar in C++.", "MAC 00:1A:2B:3C:4D:5E belongs to a switch.",
     "Ping user@ when ready, or @jane on chat; see example.com for details.",
+    # numbers named as something else, though they pass a card's or a phone's checks
+    "RMA 7788990011 was approved.", "The order ID 4111111111111111 is in the system.",
+    "Quote invoice no 378282246310005 when you pay.", "Tracking number 9400111899223856928499.",
+    "Booking reference 5500000000000004 is confirmed.", "Ticket #4155552671 was closed.",
+    # cues without a name after them, capitalised words that are not names
+    "I'm happy to help with that.", "I'm going to Paris next week.", "This is Python code.",
+    "Hi all, the build is green.", "Dear Sir or Madam,", "Thanks, that fixed it.",
+    "Hello World is the first program.", "Best regards to everyone.", "My boss said no.",
+    "I am American and live in Europe.", "Je suis Français.", "Ich bin Deutscher.",
+    # numbers beside capitalised words that are not addresses
+    "Step 2 of 5 failed.", "Windows 11 Pro is installed.", "Chapter 11 Section 3 explains it.",
+    "In 2024 Paris hosted the games.", "Revenue was 12500 Euro last year.",
+    "We shipped 40000 Units in March 2024.", "Route 66 is famous.", "See page 12, Table 3.",
+    "He scored 100 Points in Game 7.", "Python 3 Cookbook, 3rd edition.",
+    # web-like text that is not a personal address
+    "Use Node.js/React or Vue.js/Nuxt.", "Open src/main.py and docs/index.md.",
+    "The ratio is 3/4 and km/h is a unit.", "Visit example.com for details.",
 ]
 
 
@@ -235,6 +262,184 @@ IN_LANGUAGE = [
 ]
 
 
+# --- names, addresses, obfuscated emails, scheme-less URLs, more phones and SSNs -------------
+
+NAME_LOCALES = (
+    "en_US", "en_GB", "en_IE", "de_DE", "de_AT", "de_CH", "fr_FR", "fr_CH", "es_ES", "es_MX",
+    "it_IT", "pt_PT", "pt_BR", "nl_NL", "sv_SE", "pl_PL",
+)
+# Per language: templates with {n} for a full name, {l} for a last name after a title.
+NAME_TEMPLATES = {
+    "en": ["My name is {n} and I need help.", "Hi {n},\nthanks for the update.",
+           "Dear {n},\nplease find attached.", "Thanks for the help!\n\nBest,\n{n}",
+           "Kind regards,\n{n}", "Please ask Mr. {l} about it.", "Dr {l} will call you.",
+           "My wife {n} disagrees.", "I talked to my boss {n} yesterday.", "Hello, I'm {n}."],
+    "de": ["Ich heiße {n} und brauche Hilfe.", "Sehr geehrte Frau {l},\nvielen Dank.",
+           "Hallo {n},\nwie geht's?", "Mit freundlichen Grüßen\n{n}", "Mein Sohn {n} ist krank.",
+           "Viele Grüße,\n{n}", "Herr {l} ist heute nicht da."],
+    "fr": ["Je m'appelle {n}, j'ai une question.", "Bonjour {n},\nmerci beaucoup.",
+           "Cordialement,\n{n}", "Mme {l} a appelé.", "Ma fille {n} est malade.",
+           "Chère {n},\nje vous écris.", "Bien à vous,\n{n}"],
+    "es": ["Me llamo {n} y necesito ayuda.", "Estimado Sr. {l}:\nle escribo.",
+           "Hola {n},\n¿qué tal?", "Un saludo,\n{n}", "Mi jefe {n} no contesta.",
+           "Atentamente,\n{n}"],
+    "it": ["Mi chiamo {n} e ho un problema.", "Caro {n},\nti scrivo.", "Cordiali saluti,\n{n}",
+           "Mia moglie {n} è d'accordo.", "Ciao {n}, come stai?", "Il Dott. {l} è in ferie."],
+    "pt": ["Meu nome é {n} e preciso de ajuda.", "Olá {n},\ntudo bem?", "Atenciosamente,\n{n}",
+           "Prezado Sr. {l},\nobrigado.", "Minha filha {n} está doente.", "Abraços,\n{n}"],
+    "nl": ["Ik heet {n} en heb een vraag.", "Beste {n},\nbedankt.", "Met vriendelijke groet,\n{n}",
+           "Mijn vrouw {n} is het eens.", "Geachte heer {l},\nik schrijf u."],
+    "sv": ["Jag heter {n} och behöver hjälp.", "Hej {n},\ntack för svaret.",
+           "Med vänliga hälsningar,\n{n}", "Min fru {n} håller med.", "Kära {n},\ntack."],
+    "pl": ["Nazywam się {n} i mam pytanie.", "Cześć {n},\ndzięki.", "Z poważaniem,\n{n}",
+           "Szanowna Pani {l},\ndziękuję.", "Mój mąż {n} się zgadza.", "Pozdrawiam,\n{n}"],
+}
+# Dutch "Geachte heer" names a title in lower case: add it as a title pattern would need; the
+# template keeps the name after the cue word "heer", which is not a title, so it is left out.
+NAME_TEMPLATES["nl"][-1] = "Geachte {n},\nik schrijf u."
+
+# Per language: street words and how an address is written ({s} street name, {w} street word,
+# {h} house number).
+STREETS = {
+    "en_US": (["Street", "Avenue", "Road", "Lane", "Drive", "Boulevard", "Court", "Place"],
+              ["{h} {s} {w}", "{h} {s} {w} Apt. {u}"]),
+    "en_GB": (["Street", "Road", "Lane", "Close", "Crescent", "Terrace", "Way", "Gardens"],
+              ["{h} {s} {w}", "Flat {u}, {h} {s} {w}"]),
+    "de_DE": (["straße", "weg", "platz", "allee", "gasse", "ring"], ["{s}{w} {h}"]),
+    "de_CH": (["strasse", "weg", "platz"], ["{s}{w} {h}"]),
+    "fr_FR": (["rue", "avenue", "boulevard", "place", "impasse", "allée", "chemin", "quai"],
+              ["{h} {w} {s}", "{h}, {w} {s}", "{h} bis {w} {s}"]),
+    "es_ES": (["Calle", "Avenida", "Paseo", "Plaza", "Camino", "Ronda"], ["{w} {s} {h}",
+                                                                          "{w} {s}, {h}"]),
+    "it_IT": (["Via", "Viale", "Piazza", "Corso", "Largo", "Vicolo"],
+              ["{w} {s} {h}", "{w} {s}, {h}"]),
+    "pt_PT": (["Rua", "Avenida", "Travessa", "Praça", "Largo", "Estrada"], ["{w} {s}, {h}",
+                                                                             "{w} {s} {h}"]),
+    "nl_NL": (["straat", "laan", "weg", "plein", "gracht", "kade", "singel"], ["{s}{w} {h}"]),
+    "sv_SE": (["gatan", "vägen", "torget", "gränd"], ["{s}{w} {h}"]),
+    "pl_PL": (["ul.", "ulica", "al.", "aleja", "plac"], ["{w} {s} {h}", "{w} {s} {h}/{u}"]),
+}
+# Postcode and city as each country writes them (Faker's postcodes of these locales).
+# Four-digit postcodes (Austria, Switzerland, Belgium, Denmark) are left out: alone before a
+# city they read as years ("In 2024 Paris"), and the scrubber does not take them.
+POSTCODE_LOCALES = ("de_DE", "fr_FR", "es_ES", "it_IT", "pt_PT", "nl_NL", "pl_PL", "en_GB",
+                    "sv_SE", "en_CA")
+ADDRESS_TEMPLATES = ["I live at {}.", "Send it to {}, please.", "Address: {}",
+                     "We moved to {} last year.", "Meet me at {} tomorrow.", "Ship to:\n{}\nThanks"]
+PO_BOXES = ["P.O. Box {}", "PO Box {}", "Postfach {}", "BP {}", "Apartado de correos {}",
+            "Casella postale {}", "Caixa Postal {}", "Postbus {}"]
+
+
+def _street_name(faker: Faker, locale: str, rng: random.Random) -> str:
+    name = rng.choice([faker.last_name(), faker.city(), faker.first_name()]).split()[-1]
+    if locale in ("de_DE", "de_CH", "nl_NL", "sv_SE"):
+        return name.rstrip("-")
+    if locale == "fr_FR":
+        return rng.choice(["de la ", "du ", "des ", "", "Jean-"]) + name
+    if locale in ("es_ES", "pt_PT") and rng.random() < 0.4:
+        return rng.choice(["de ", "das ", "del ", "de la "]) + name
+    return name
+
+
+def _addresses(rng: random.Random) -> list[str]:
+    values: list[str] = []
+    for locale, (words, layouts) in STREETS.items():
+        faker = Faker(locale)
+        faker.seed_instance(rng.randrange(1 << 30))
+        for _ in range(8):
+            number = str(rng.randint(1, 250)) + rng.choice(["", "", "", "a", "B"])
+            values.append(rng.choice(layouts).format(
+                h=number, s=_street_name(faker, locale, rng), w=rng.choice(words),
+                u=rng.randint(1, 40)))
+    for locale in POSTCODE_LOCALES:
+        faker = Faker(locale)
+        faker.seed_instance(rng.randrange(1 << 30))
+        for _ in range(3):
+            city = faker.city()
+            if locale == "sv_SE":
+                code = faker.postcode()
+                code = f"{code[:3]} {code[3:]}" if rng.random() < 0.5 else code
+            else:
+                code = faker.postcode()
+            values.append(f"{code} {city}")
+    for template in PO_BOXES:
+        values.append(template.format(rng.randint(10, 99999)))
+    return values
+
+
+def _names(rng: random.Random) -> list[tuple[str, str]]:
+    """(name as it should disappear, sentence) pairs."""
+    items: list[tuple[str, str]] = []
+    for locale in NAME_LOCALES:
+        faker = Faker(locale)
+        faker.seed_instance(rng.randrange(1 << 30))
+        templates = NAME_TEMPLATES[locale[:2]]
+        for _ in range(8):
+            template = rng.choice(templates)
+            first, last = faker.first_name(), faker.last_name()
+            value = last if "{l}" in template else (
+                f"{first} {last}" if rng.random() < 0.6 else first)
+            items.append((value, template.format(n=value, l=value)))
+    return items
+
+
+def _obfuscated_emails(rng: random.Random) -> list[str]:
+    faker = Faker()
+    faker.seed_instance(rng.randrange(1 << 30))
+    forms = ["{u} at {d} dot {t}", "{u}(at){d}.{t}", "{u} [at] {d} [dot] {t}", "{u} @ {d}.{t}",
+             "{u}＠{d}.{t}", "{u} (at) {d} (dot) {t}", "{u} AT {d} DOT {t}", "{u}[at]{d}.{t}",
+             "{u} {{at}} {d} {{dot}} {t}", "{u}@ {d}.{t}"]
+    values = []
+    for i in range(30):
+        domain = faker.domain_word()
+        values.append(forms[i % len(forms)].format(
+            u=faker.user_name(), d=domain, t=rng.choice(["com", "org", "net", "de", "co.uk"])))
+    return values
+
+
+def _bare_urls(rng: random.Random) -> list[str]:
+    faker = Faker()
+    faker.seed_instance(rng.randrange(1 << 30))
+    values = []
+    for i in range(25):
+        user = faker.user_name()
+        values.append([
+            f"linkedin.com/in/{user}-{rng.randint(10, 999)}", f"github.com/{user}",
+            f"{faker.domain_name()}/users/{user}", f"twitter.com/{user}",
+            f"facebook.com/{user}.{rng.randint(1, 99)}", f"{faker.domain_name()}/~{user}/cv.pdf",
+        ][i % 6])
+    return values
+
+
+def _more_phones(rng: random.Random) -> list[str]:
+    """National groupings of many countries, and 2-4-4 after a country code."""
+    values = []
+    for _ in range(8):
+        values.append(f"+{rng.choice(['358', '353', '47', '45', '48', '420'])} "
+                      f"{rng.randint(40, 50)} {rng.randint(1000, 9999)} {rng.randint(1000, 9999)}")
+    for region in ("PL", "TH", "SE", "CH", "AT", "BE", "PT", "TR", "ZA", "AR", "CO", "IE"):
+        for kind in (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                values.append(phonenumbers.format_number(
+                    _varied(example, rng), PhoneNumberFormat.NATIONAL))
+    return values
+
+
+def _more_ssns(rng: random.Random) -> list[tuple[str, str]]:
+    items = [(v, t.format(v)) for v, t in [
+        ("078-05-1120", "My SSN is {}."), ("219-09-9999", "SSN: {}"),
+        ("123-45-6789", "social security number {}"),
+    ]]
+    for _ in range(12):
+        area = rng.choice([n for n in range(1, 900) if n != 666])
+        value = f"{area:03d}{rng.randint(1, 99):02d}{rng.randint(1, 9999):04d}"
+        template = rng.choice(["SSN {}", "my SSN is {}", "SSN: {}", "{} is my SSN",
+                               "Social Security Number {} on file", "ssn#{}"])
+        items.append((value, template.format(value)))
+    return items
+
+
 def build(seed: int = 12) -> tuple[list[Sample], list[str]]:
     """Samples of every kind, each in a sentence, and the near-miss sentences."""
     rng = random.Random(seed)
@@ -246,4 +451,35 @@ def build(seed: int = 12) -> tuple[list[Sample], list[str]]:
         template = rng.choice(TEMPLATES[kind])
         samples.append(Sample(kind, value, template.format(value)))
     samples += [Sample(kind, value, text) for kind, value, text in IN_LANGUAGE]
+    samples += [Sample("NAME", value, text) for value, text in _names(rng)]
+    samples += [Sample("ADDRESS", value, rng.choice(ADDRESS_TEMPLATES).format(value))
+                for value in _addresses(rng)]
+    samples += [Sample("EMAIL", value, rng.choice(TEMPLATES["EMAIL"]).format(value))
+                for value in _obfuscated_emails(rng)]
+    samples += [Sample("URL", value, rng.choice(TEMPLATES["URL"]).format(value))
+                for value in _bare_urls(rng)]
+    samples += [Sample("PHONE", value, rng.choice(TEMPLATES["PHONE"]).format(value))
+                for value in _more_phones(rng)]
+    samples += [Sample("SSN", value, text) for value, text in _more_ssns(rng)]
     return samples, list(NEAR_MISSES)
+
+
+def faker_addresses(seed: int, per_locale: int = 10) -> list[Sample]:
+    """Faker's own street addresses, with whatever street type it picks ("Heather Grove",
+    "Callejón ...", "Trecho ...", a street without its word): a harder set than `build`'s,
+    which the bench reports beside it and the tests do not hold to a floor."""
+    rng = random.Random(seed)
+    samples = []
+    for locale in STREETS:
+        faker = Faker(locale)
+        faker.seed_instance(rng.randrange(1 << 30))
+        for _ in range(per_locale):
+            value = faker.street_address().replace("\n", ", ")
+            samples.append(Sample("ADDRESS", value, rng.choice(ADDRESS_TEMPLATES).format(value)))
+    return samples
+
+
+def found(sample: Sample, scrubbed: str, placeholder: str) -> bool:
+    """Whether `scrubbed` is `sample.text` with the whole value, and nothing else, replaced:
+    "+[SSN] 8668" for a phone number, or a name cut after its first word, is a miss."""
+    return scrubbed == sample.text.replace(sample.value, placeholder)

@@ -191,7 +191,8 @@ def test_counts_argument_is_optional() -> None:
 
 
 def test_placeholders_and_type_names_are_exported() -> None:
-    assert set(PII_TYPES) == {"EMAIL", "PHONE", "URL", "IP", "CARD", "SSN", "IBAN"}
+    assert set(PII_TYPES) == {
+        "EMAIL", "PHONE", "URL", "IP", "CARD", "SSN", "IBAN", "NAME", "ADDRESS"}
     assert all(PLACEHOLDERS[k] == f"[{k}]" for k in PII_TYPES)
 
 
@@ -285,3 +286,89 @@ def test_ordinary_text_is_cheap() -> None:
         scrub_text(text)
     per_call = (time.perf_counter() - start) / n
     assert per_call < 1e-3
+
+
+# --- issue 20: what an attacker's trial found missing -------------------------------------------
+
+ISSUE_20 = [
+    # names after a cue, in nine languages
+    ("My name is Claes Skoog.", "My name is [NAME]."),
+    ("Hi Anna,\nthanks for the update.", "Hi [NAME],\nthanks for the update."),
+    ("Thanks again!\n\nBest,\nJohn Smith", "Thanks again!\n\nBest,\n[NAME]"),
+    ("Regards,\nMaria van der Berg", "Regards,\n[NAME]"),
+    ("Dear Mr. Smith,\nplease call.", "Dear Mr. [NAME],\nplease call."),
+    ("My wife Anna disagrees.", "My wife [NAME] disagrees."),
+    ("Je m'appelle Élodie Petit.", "Je m'appelle [NAME]."),
+    ("Ich heiße Jürgen.", "Ich heiße [NAME]."),
+    ("Sehr geehrte Frau Müller,", "Sehr geehrte Frau [NAME],"),
+    ("Estimado Sr. García:", "Estimado Sr. [NAME]:"),
+    ("Mi chiamo Giulia Rossi.", "Mi chiamo [NAME]."),
+    ("Meu nome é João Silva.", "Meu nome é [NAME]."),
+    ("Ik heet Daan de Vries.", "Ik heet [NAME]."),
+    ("Jag heter Claes Skoog.", "Jag heter [NAME]."),
+    ("Nazywam się Łukasz Żak.", "Nazywam się [NAME]."),
+    ("Mit freundlichen Grüßen\nHans Meier", "Mit freundlichen Grüßen\n[NAME]"),
+    ("Cordialement,\nJean Dupont", "Cordialement,\n[NAME]"),
+    # street addresses, PO boxes, postcodes with their city
+    ("I live at 221B Baker Street.", "I live at [ADDRESS]."),
+    ("Hauptstraße 5, 10115 Berlin", "[ADDRESS]"),
+    ("12, rue de la Paix 75002 Paris", "[ADDRESS]"),
+    ("Calle Mayor 5, 28013 Madrid", "[ADDRESS]"),
+    ("abito in via Roma 10", "abito in [ADDRESS]"),
+    ("Rua das Flores, 25", "[ADDRESS]"),
+    ("Kerkstraat 12, 1012 AB Amsterdam", "[ADDRESS]"),
+    ("Storgatan 77, 111 22 Stockholm", "[ADDRESS]"),
+    ("ul. Nowy Świat 15/3, 00-950 Warszawa", "[ADDRESS]"),
+    ("P.O. Box 123", "[ADDRESS]"),
+    ("Postfach 1234", "[ADDRESS]"),
+    ("SW1A 1AA London", "[ADDRESS]"),
+    ("Springfield, IL 62704", "[ADDRESS]"),
+    # emails written to dodge filters, web addresses without a scheme
+    ("name at example dot com", "[EMAIL]"),
+    ("name(at)example.com", "[EMAIL]"),
+    ("name [at] example [dot] com", "[EMAIL]"),
+    ("write name @ example.com", "write [EMAIL]"),
+    ("name＠example.com", "[EMAIL]"),
+    ("see example.com/users/jdoe", "see [URL]"),
+    ("linkedin.com/in/jane-doe-123", "[URL]"),
+    ("www.x.org/a", "[URL]"),
+    # SSNs: bare after or before a cue, and the well-known ones validators reject
+    ("SSN 536904399", "SSN [SSN]"),
+    ("536904399 is my SSN", "[SSN] is my SSN"),
+    ("SSN: 078-05-1120", "SSN: [SSN]"),
+    ("ssn 219-09-9999", "ssn [SSN]"),
+    # phone numbers whole, cards never [PHONE]
+    ("+353 48 1907 8668", "[PHONE]"),
+    ("+358 40 1234 5678", "[PHONE]"),
+    ("call 692 476 762", "call [PHONE]"),
+    ("tel. 039 912 284", "tel. [PHONE]"),
+    ("card 4111 1111 1111 1111 and 3782-822463-10005", "card [CARD] and [CARD]"),
+]
+
+ISSUE_20_NEAR_MISSES = [
+    "RMA 7788990011", "order ID 4111111111111111", "invoice no 378282246310005",
+    "Tracking number 9400111899223856928499.", "I'm happy to help.", "I'm going home.",
+    "This is Python code.", "Hi all, the build is green.", "Hello World and welcome.",
+    "Thanks, that fixed it.", "I work at example.com now.", "Visit example.com for details.",
+    "Use Node.js/React and src/main.py.", "In 2024 Paris hosted the games.",
+    "Revenue was 12500 Euro.", "Step 2 of 5 failed.", "Windows 11 Pro", "v1.2.3 on 2024-03-15",
+    "ISBN 978-3-16-148410-0 costs $12.99.",
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), ISSUE_20)
+def test_issue_20_items_are_replaced_whole(text: str, expected: str) -> None:
+    assert scrub_text(text) == expected
+    assert scrub_text(expected) == expected  # and scrubbing again changes nothing
+
+
+@pytest.mark.parametrize("text", ISSUE_20_NEAR_MISSES)
+def test_issue_20_near_misses_stay(text: str) -> None:
+    assert scrub_text(text) == text
+
+
+def test_names_need_a_cue_and_a_capital() -> None:
+    """What is not promised: a name without a cue, or written in lower case, stays."""
+    assert scrub_text("Claes Skoog called.") == "Claes Skoog called."
+    assert scrub_text("my name is claes") == "my name is claes"
+    assert scrub_text("Baker Street is long.") == "Baker Street is long."  # no number

@@ -1,5 +1,7 @@
-"""Scrubbing on a multi-locale set (tests/pii_corpus.py): recall per kind, near-misses, the
-configured phone regions, numbers in metadata, and time linear in the input whatever its shape."""
+"""Scrubbing on a multi-locale set (tests/pii_corpus.py, seed 12): recall per kind, near-misses,
+the configured phone regions, numbers in metadata, and time linear in the input whatever its
+shape. A sample counts as found only when its whole value, and nothing else, became the
+placeholder ("+[SSN] 8668" for a phone number is a miss). Unit tests: no fakes."""
 
 from __future__ import annotations
 
@@ -21,22 +23,30 @@ SAMPLES, NEAR_MISSES = pii_corpus.build()
 
 
 def _found(sample: pii_corpus.Sample) -> bool:
-    out = scrub_text(sample.text)
-    return sample.value not in out and PLACEHOLDERS[sample.kind] in out
+    return pii_corpus.found(sample, scrub_text(sample.text), PLACEHOLDERS[sample.kind])
+
+
+# The floors issue 20 set: 95% for every kind, cue-introduced names included; 80% for addresses.
+FLOORS = {"ADDRESS": 0.80}
 
 
 @pytest.mark.parametrize("kind", sorted({s.kind for s in SAMPLES}))
-def test_recall_is_at_least_95_percent_per_kind(kind: str) -> None:
+def test_recall_meets_its_floor_per_kind(kind: str) -> None:
     samples = [s for s in SAMPLES if s.kind == kind]
-    missed = [s.value for s in samples if not _found(s)]
+    missed = [s.text for s in samples if not _found(s)]
     recall = 1 - len(missed) / len(samples)
-    assert recall >= 0.95, (kind, f"{recall:.0%}", missed)
+    assert recall >= FLOORS.get(kind, 0.95), (kind, f"{recall:.0%}", missed)
 
 
 def test_the_set_covers_what_it_claims() -> None:
     counts = Counter(s.kind for s in SAMPLES)
     assert counts["PHONE"] >= 150 and counts["CARD"] >= 50 and counts["IBAN"] >= 32
-    assert counts["SSN"] >= 30 and len(NEAR_MISSES) == 60
+    assert counts["SSN"] >= 40 and len(NEAR_MISSES) >= 90
+    assert counts["NAME"] >= 100 and counts["ADDRESS"] >= 100
+    obfuscated = [s for s in SAMPLES if s.kind == "EMAIL" and "@" not in s.value]
+    bare_urls = [s for s in SAMPLES if s.kind == "URL" and "//" not in s.value
+                 and not s.value.startswith("www.")]
+    assert len(obfuscated) >= 15 and len(bare_urls) >= 20
     assert any(s.value.islower() for s in SAMPLES if s.kind == "IBAN")
     assert any(len(s.value) == 12 for s in SAMPLES if s.kind == "CARD")  # 12-digit Maestro
 
@@ -44,6 +54,15 @@ def test_the_set_covers_what_it_claims() -> None:
 def test_at_most_2_percent_of_near_misses_change() -> None:
     changed = [t for t in NEAR_MISSES if scrub_text(t) != t]
     assert len(changed) <= 0.02 * len(NEAR_MISSES), changed
+
+
+def test_another_seed_meets_the_floors_too() -> None:
+    """Not tuned to one draw: a second seed (new names, streets, numbers) clears the floors."""
+    samples, _ = pii_corpus.build(seed=2024)
+    for kind in sorted({s.kind for s in samples}):
+        of_kind = [s for s in samples if s.kind == kind]
+        hits = sum(pii_corpus.found(s, scrub_text(s.text), PLACEHOLDERS[kind]) for s in of_kind)
+        assert hits / len(of_kind) >= FLOORS.get(kind, 0.95), (kind, hits, len(of_kind))
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,11 @@
 """Scrub personal data from text before anything is stored or sent.
 
-Each kind of personal data is replaced by a typed placeholder (`PLACEHOLDERS`): email addresses,
-phone numbers, URLs, IPv4 and IPv6 addresses, payment card numbers, US social security numbers
-and IBANs, in text and in metadata of any type (a number in metadata is read as its digits).
+Each kind of personal data is replaced by a typed placeholder (`PLACEHOLDERS`): email addresses
+(also written to dodge filters: "jane at example dot com", "jane(at)example.com"), phone
+numbers, URLs (also "example.com/users/jane", without a scheme), IPv4 and IPv6 addresses,
+payment card numbers, US social security numbers, IBANs, and, found by the words around them
+(`privacy_cues`), names after a cue and street addresses, in text and in metadata of any type
+(a number in metadata is read as its digits).
 Placeholders hold nothing any pattern looks for, and `scrub_text` repeats its passes until one
 finds nothing (at most `MAX_ROUNDS`), so scrubbing is idempotent.
 
@@ -64,6 +67,7 @@ from stdnum import luhn as _luhn
 from stdnum.us import ssn as _ssn
 
 from annotator.config import phone_regions
+from annotator.ingest.privacy_cues import find_addresses, find_names, may_hold_names, shape
 
 __all__ = [
     "MAX_ROUNDS",
@@ -73,13 +77,19 @@ __all__ = [
     "scrub_value",
 ]
 
-PII_TYPES: Final[tuple[str, ...]] = ("EMAIL", "PHONE", "URL", "IP", "CARD", "SSN", "IBAN")
+PII_TYPES: Final[tuple[str, ...]] = (
+    "EMAIL", "PHONE", "URL", "IP", "CARD", "SSN", "IBAN", "NAME", "ADDRESS",
+)
 PLACEHOLDERS: Final[dict[str, str]] = {kind: f"[{kind}]" for kind in PII_TYPES}
 
 # Passes of `scrub_text`: one finds nearly everything; a second finds what the first exposed
 # (a number standing alone once its neighbour is a placeholder). The cap keeps hostile input
 # linear: a chain of items each hidden by the next would otherwise cost a pass per item.
 MAX_ROUNDS: Final[int] = 4
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
 
 # ---------------------------------------------------------------------------------------------
 # Patterns. Digits are written [0-9], not \d, so other scripts' digits never reach the checks.
@@ -121,12 +131,17 @@ _SHORT_CARD_PREFIXES: Final[dict[int, tuple[str, ...]]] = {
 # 3-2-4 digits with one separator (dash, space or dot), or nine bare digits after a context
 # word (alone they are anything: an order, a zip+4, a count).
 _SSN: Final = re.compile(
-    r"[0-9](?<![\w.\-][0-9])[0-9]{2}(?P<s>[\- .])[0-9]{2}(?P=s)[0-9]{4}(?!\w|[\-.][0-9])"
+    r"[0-9](?<![\w.\-+][0-9])(?<![0-9][ .\-][0-9])[0-9]{2}(?P<s>[\- .])[0-9]{2}(?P=s)[0-9]{4}"
+    r"(?!\w|[\-. ][0-9])"
 )
 _SSN_BARE: Final = re.compile(r"[0-9](?<![\w.\-+][0-9])[0-9]{8}(?![\w\-]|\.[0-9])")
 _SSN_CONTEXT: Final = re.compile(
     r"(?i)\b(?:ssn|ss#|ss ?no|soc(?:ial)?\.? ?sec(?:urity)?|social insurance|tax ?id|tin)\b"
 )
+
+# Never issued, yet written as SSNs: the Woolworth wallet card's 078-05-1120, the 1940s
+# advertisement's 219-09-9999 and the textbook 123-45-6789. stdnum rejects the first two.
+_FAMOUS_SSNS: Final = frozenset({"078051120", "219099999", "123456789"})
 
 # Compact (up to 34 characters) or printed in groups of four, in either case.
 _IBAN: Final = re.compile(
@@ -174,7 +189,8 @@ _PHONE_WORDS: Final = re.compile(
     r"|电话|手机|電話|携帯)\W{0,6}(?:\w+\W{1,3}){0,3}\Z"
 )
 _NOT_PHONE_WORDS: Final = re.compile(
-    r"(?i)\b(?:order|invoice|inv|tracking|ticket|isbn|issn|ref|reference|serial|sku|part|"
+    r"(?i)\b(?:order|invoice|inv|tracking|ticket|isbn|issn|ref|reference|serial|sku|part|rma|"
+    r"shipment|parcel|confirmation|booking|receipt|transaction|"
     r"model|account|acct|case|po|batch|lot|id|build|version|timestamp|epoch|zip|postcode)\b"
     r"\W{0,6}(?:no\.?|nr\.?|number|#|id)?\W{0,3}\Z"
 )
@@ -323,6 +339,77 @@ def _find_emails(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+# Addresses written to dodge filters: "jane at example dot com", "jane(at)example.com",
+# "jane [at] example [dot] com", "jane @ example.com", "jane＠example.com". Spelt-out "at"
+# needs a spelt-out "dot" too ("I work at example.com" is not an address).
+_AT_WORD: Final = r"(?:[ ]*[(\[{<][ ]*at[ ]*[)\]}>][ ]*|[ ]+at[ ]+|[ ]*[@＠][ ]*)"
+_DOT_WORD: Final = r"(?:[ ]*[(\[{<][ ]*dot[ ]*[)\]}>][ ]*|[ ]+dot[ ]+|\.)"
+_OBFUSCATED_EMAIL: Final = re.compile(
+    rf"(?i)[a-z0-9](?<![\w.+\-][a-z0-9])[\w+\-']{{0,63}}(?:{_DOT_WORD}[\w+\-']{{1,63}}){{0,3}}"
+    rf"(?P<at>{_AT_WORD})(?:[a-z0-9][a-z0-9\-]{{0,62}}{_DOT_WORD}){{1,4}}[a-z]{{2,24}}\b"
+)
+# Cheap tests first: a single character is a memchr; without these no obfuscated address is
+# there ("@" is tested by the caller, "＠" and the brackets here, " dot " last).
+_AT_BRACKETS: Final = re.compile(r"(?i)[(\[{<] ?at ?[)\]}>]")
+
+
+def _may_be_obfuscated(text: str) -> bool:
+    if "＠" in text or "@" in text and (" @" in text or "@ " in text):
+        return True
+    if ("(" in text or "[" in text or "{" in text or "<" in text) and _AT_BRACKETS.search(text):
+        return True
+    return " dot " in text or " DOT " in text
+
+
+def _find_obfuscated_emails(text: str) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for m in _OBFUSCATED_EMAIL.finditer(text):
+        at = m.group("at")
+        if at.strip().lower() == "at" and "dot" not in m.group().lower():
+            continue
+        if at.strip() in ("@", "＠") and at == at.strip() and "＠" not in at:
+            continue  # a plain address: the email pass has it
+        spans.append(m.span())
+    return spans
+
+
+# Top-level domains read as a web address without a scheme ("linkedin.com/in/jane"); file
+# names (Node.js/React, main.py/...) have other endings.
+_TLDS: Final = _words("""
+com org net edu gov mil int info biz io co me tv app dev ai xyz online site blog page tech
+cloud shop store news uk de fr es it nl se pl pt br ch at be dk no fi ie eu us ca au nz in jp
+cn kr ru ua tr mx ar cl za ng ke eg il sa ae sg my id ph vn th hk tw gr cz sk hu ro bg hr si
+lt lv ee is lu
+""")
+_HOST: Final = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,24})")
+
+
+def _find_bare_urls(text: str) -> list[tuple[int, int]]:
+    """Web addresses without a scheme or "www.", with a path: "example.com/users/jdoe".
+    A bare domain without a path ("see example.com") is a site, not a person's page."""
+    spans: list[tuple[int, int]] = []
+    done = 0
+    at = text.find("/")
+    while at >= 0:
+        if at > done and text[at - 1].isalpha() and at + 1 < len(text) and (
+            text[at + 1].isalnum() or text[at + 1] in "~%_-@"
+        ):
+            start = at
+            while start > max(done, at - _DOMAIN_MAX) and (
+                text[start - 1].isalnum() and text[start - 1].isascii() or text[start - 1] in ".-"
+            ):
+                start -= 1
+            host = _HOST.fullmatch(text, start, at)
+            if host and host.group(1).lower() in _TLDS and not (
+                start > 0 and (_glued(text[start - 1]) or text[start - 1] in "/@:")
+            ):
+                end = _url_end(text, at)
+                spans.append((start, end))
+                done = end
+        at = text.find("/", max(at + 1, done))
+    return spans
+
+
 # ---------------------------------------------------------------------------------------------
 # Numeric families: each check returns how many leading characters of the candidate are PII.
 
@@ -336,7 +423,13 @@ def _is_card(digits: str) -> bool:
 
 
 def _card_length(m: re.Match[str]) -> int:
-    candidate = m.group()
+    length = _luhn_card_length(m.group())
+    if length and _NOT_PHONE_WORDS.search(m.string, max(0, m.start() - 32), m.start()):
+        return 0  # "order ID 4111...", "invoice no 3782...": named as something else
+    return length
+
+
+def _luhn_card_length(candidate: str) -> int:
     spans = [candidate]
     cut = max(candidate.rfind(" "), candidate.rfind("-"), candidate.rfind("."))
     if cut > 0:  # "4111 1111 1111 1111 12/25": the 12 is an expiry month, not card digits
@@ -348,14 +441,18 @@ def _card_length(m: re.Match[str]) -> int:
 
 
 def _ssn_length(m: re.Match[str]) -> int:
-    return len(m.group()) if _ssn.is_valid(_NON_DIGIT.sub("", m.group())) else 0
+    digits = _NON_DIGIT.sub("", m.group())
+    return len(m.group()) if digits in _FAMOUS_SSNS or _ssn.is_valid(digits) else 0
 
 
 def _bare_ssn_length(m: re.Match[str]) -> int:
+    """Nine bare digits with an SSN word a few words before ("SSN is") or after ("... is my
+    SSN"); alone they are anything."""
     before = m.string[max(0, m.start() - 40) : m.start()]
-    if not _SSN_CONTEXT.search(before) or not _ssn.is_valid(m.group()):
+    after = m.string[m.end() : m.end() + 24]
+    if not (_SSN_CONTEXT.search(before) or _SSN_CONTEXT.search(after)):
         return 0
-    return len(m.group())
+    return len(m.group()) if m.group() in _FAMOUS_SSNS or _ssn.is_valid(m.group()) else 0
 
 
 _MOD97_DIGITS: Final = {ord(ch): str(int(ch, 36)) for ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
@@ -517,7 +614,11 @@ def _is_phone(candidate: str, before: str, ranges: _Ranges) -> bool:
     if len(digits) == 13 and digits.startswith(("978", "979")) and _isbn.is_valid(digits):
         return False  # an ISBN-13; ISBN-10s are grouped with single digits, rejected below
     if len(groups) > 1:
-        if not _grouped_like_a_phone(candidate, groups):
+        if not _grouped_like_a_phone(candidate, groups) and not (
+            # 692 476 762 after "call", 039 912 284: thousands never start with 0
+            len(groups) == 3 and all(len(g) == 3 for g in groups)
+            and (groups[0][0] == "0" or _PHONE_WORDS.search(before))
+        ):
             return False
         return ranges.fits(digits) or digits.startswith("00")
     if ranges.national(digits) or (_PHONE_WORDS.search(before) and ranges.fits(digits)):
@@ -561,6 +662,7 @@ def _scrub_phones(text: str, counts: Counter[str], start: int) -> str:
     """Replace the phone numbers among the candidates from `start` on."""
     regions: tuple[str, ...] = ()  # read on the first candidate long enough to need them
     spans: list[tuple[int, int]] = []
+    cards: list[tuple[int, int]] = []
     for m in _PHONE_CANDIDATE.finditer(text, start):
         found = m.group()
         need = 7 if found[0] == "+" else 9  # digits a number needs, with a country code or not
@@ -575,8 +677,29 @@ def _scrub_phones(text: str, counts: Counter[str], start: int) -> str:
         regions = regions or phone_regions()
         at = m.start()
         before = text[max(0, at - 32) : at]
-        spans.extend((at + a, at + b) for a, b in _phone_spans(found, before, regions))
+        for a, b in _phone_spans(found, before, regions):
+            if b - a >= 13 and _is_card(_NON_DIGIT.sub("", found[a:b])):  # never a phone
+                cards.append((at + a, at + b))
+            else:
+                spans.append((at + a, at + b))
+    if cards:
+        return _splice_two(text, cards, "CARD", spans, "PHONE", counts)
     return _splice(text, spans, "PHONE", counts)
+
+
+def _splice_two(text: str, first: list[tuple[int, int]], first_kind: str,
+                second: list[tuple[int, int]], second_kind: str, counts: Counter[str]) -> str:
+    """`_splice` of two kinds' spans, which do not overlap, in one pass."""
+    kinds = sorted([(a, b, first_kind) for a, b in first]
+                   + [(a, b, second_kind) for a, b in second])
+    parts: list[str] = []
+    done = 0
+    for start, end, kind in kinds:
+        parts += (text[done:start], PLACEHOLDERS[kind])
+        counts[kind] += 1
+        done = end
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -602,6 +725,7 @@ def scrub_text(text: str, counts: Counter[str] | None = None) -> str:
     # this very text and left it as it was (the round's finds were emails or URLs): they would
     # find nothing again.
     seen: str | None = None
+    first_round = True
     for _ in range(MAX_ROUNDS):
         scrubbed = text
         # Emails first: "bob@www.example.com" is one email, not "bob@" and a URL.
@@ -609,6 +733,14 @@ def scrub_text(text: str, counts: Counter[str] | None = None) -> str:
             scrubbed = _splice(scrubbed, _find_emails(scrubbed), "EMAIL", counts)
         if ("/" in scrubbed and "://" in scrubbed) or "www." in scrubbed or "WWW." in scrubbed:
             scrubbed = _splice(scrubbed, _find_urls(scrubbed), "URL", counts)
+        if first_round:
+            # Written-out addresses and scheme-less URLs: once, as no later replacement makes
+            # one (placeholders hold no "/", "@" or " dot ").
+            first_round = False
+            if _may_be_obfuscated(scrubbed):
+                scrubbed = _splice(scrubbed, _find_obfuscated_emails(scrubbed), "EMAIL", counts)
+            if "/" in scrubbed:
+                scrubbed = _splice(scrubbed, _find_bare_urls(scrubbed), "URL", counts)
         if scrubbed is seen:
             break
         # Chained `in` tests on single characters are memchr calls: far cheaper than a regex.
@@ -625,6 +757,24 @@ def scrub_text(text: str, counts: Counter[str] | None = None) -> str:
         if scrubbed == text:  # every replacement changes the text; a C compare, no counting
             break
         text = scrubbed
+    return _scrub_cues(text, counts)
+
+
+def _scrub_cues(text: str, counts: Counter[str]) -> str:
+    """Addresses, then names (`privacy_cues`), after the other passes: a postcode read before
+    the phone pass could take the tail of a phone number ("+49 30 12345 Berlin"). Most text
+    has no capitalised word inside a sentence and no number, and costs a translation and two
+    searches of its shape."""
+    shaped = shape(text)
+    if shaped.find(b"0") >= 0:  # every address found has a number
+        found = find_addresses(text, shaped)
+        if found:
+            text = _splice(text, found, "ADDRESS", counts)
+            shaped = shape(text)
+    if may_hold_names(shaped):
+        found = find_names(text, shaped)
+        if found:
+            text = _splice(text, found, "NAME", counts)
     return text
 
 
