@@ -1,27 +1,32 @@
 """Isolated review benchmark: what one Label Studio instance per reviewer costs.
 
-For R reviewers (default 3), the way `annotator labelstudio add-user EMAIL` meets a user: the
-time until the reviewer's own instance answers (a copy of the migrated template, then a start),
-the time to start all of them again after a stop (`annotator labelstudio start`), each
-instance's resident memory, and an isolated `push --overlap 2` of N conversations to them.
-The one-off template build (a first migration, about 25 s) is done before timing and reported
-apart.
+For R reviewers (default 10), each command timed as a lead runs it, a process from the shell:
+`annotator labelstudio add-user EMAIL` per reviewer (a copy of the migrated template, then a
+start until it answers), `annotator labelstudio stop` and `annotator labelstudio start` (all R
+instances at once), each instance's resident memory once started, and `annotator push`
+(isolated, overlap 2) of N conversations. Beside them, the floor of the same run: `annotator
+labelstudio status` (a process that imports the same code and starts nothing). The one-off
+template build (a first migration, about 25 s) is done before timing and reported apart. It
+ends with how many reviewers a machine of a given memory holds.
 
-    python bench/reviewer_instances.py              # 3 reviewers, 300 conversations
-    python bench/reviewer_instances.py --reviewers 5 --n 1000
+    python bench/reviewer_instances.py                # 10 reviewers, 300 conversations
+    python bench/reviewer_instances.py --reviewers 3 --n 1000
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from annotator.db import conversation_to_row, extraction_to_row, open_db
 from annotator.models import Conversation, Extraction, Turn
-from annotator.review import instances, push, server, sync
+from annotator.review import instances, server
 from annotator.taxonomy import load_taxonomy
 
 
@@ -64,9 +69,21 @@ def rss_mb(pid: int | None) -> float:
     return total / 1024
 
 
+def timed(*args: str) -> float:
+    """Seconds `annotator ARGS` takes as a process, as a lead runs it; its failure ends the run."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LABEL_STUDIO_URL",
+                                                             "LABEL_STUDIO_API_KEY")}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "annotator", *args], capture_output=True,
+                          text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"annotator {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reviewers", type=int, default=3)
+    parser.add_argument("--reviewers", type=int, default=10)
     parser.add_argument("--n", type=int, default=300)
     args = parser.parse_args()
     venv = server.install(server.default_venv())
@@ -74,31 +91,35 @@ def main() -> None:
     server.ensure_template(venv)
     print(f"template ready in {time.perf_counter() - started:.1f} s (built once per machine)")
     with tempfile.TemporaryDirectory(prefix="bench-reviewers-") as tmp:
-        db_path = Path(tmp) / "study.db"
-        build_study(db_path, args.n)
+        db = str(Path(tmp) / "study.db")
+        build_study(Path(db), args.n)
         emails = [f"reviewer{i}@example.org" for i in range(args.reviewers)]
         try:
-            add_seconds = []
-            for email in emails:
-                t0 = time.perf_counter()
-                sync.add_user(db_path, email)
-                add_seconds.append(time.perf_counter() - t0)
-            memory = [rss_mb(server.read_state(r.anchor).pid) for r in instances.reviewers(db_path)]
-            t0 = time.perf_counter()
-            pushed = push.push(db_path, project="bench", overlap=min(2, args.reviewers))
-            push_seconds = time.perf_counter() - t0
-            instances.stop_all(db_path)
-            t0 = time.perf_counter()
-            instances.start_all(db_path)
-            restart_seconds = time.perf_counter() - t0
+            floor = min(timed("labelstudio", "status", "--db", db) for _ in range(3))
+            add_seconds = [timed("labelstudio", "add-user", email, "--db", db)
+                           for email in emails]
+            memory = [rss_mb(server.read_state(r.anchor).pid)
+                      for r in instances.reviewers(Path(db))]
+            push_seconds = timed("push", "--db", db, "--project", "bench", "--overlap",
+                                 str(min(2, args.reviewers)))
+            stop_seconds = timed("labelstudio", "stop", "--db", db)
+            start_seconds = timed("labelstudio", "start", "--db", db)
         finally:
-            instances.stop_all(db_path)
-    print(f"add-user (copy template + start until it answers), {args.reviewers} reviewers: "
+            instances.stop_all(db)
+    print(f"floor (annotator labelstudio status, a process): {floor:.2f} s")
+    print(f"annotator labelstudio add-user, {args.reviewers} reviewers one after another: "
           f"median {statistics.median(add_seconds):.1f} s, max {max(add_seconds):.1f} s")
-    print(f"start all {args.reviewers} instances again after a stop: {restart_seconds:.1f} s")
-    print(f"memory per instance: median {statistics.median(memory):.0f} MB RSS")
-    print(f"isolated push of {args.n} conversations, overlap {pushed.overlap}: "
-          f"{pushed.tasks_created} tasks in {push_seconds:.1f} s")
+    print(f"annotator labelstudio stop ({args.reviewers} instances): {stop_seconds:.1f} s")
+    print(f"annotator labelstudio start ({args.reviewers} instances at once): "
+          f"{start_seconds:.1f} s")
+    per = statistics.median(memory)
+    print(f"memory per instance: median {per:.0f} MB RSS (min {min(memory):.0f}, "
+          f"max {max(memory):.0f})")
+    print(f"annotator push of {args.n} conversations to {args.reviewers} instances, overlap "
+          f"{min(2, args.reviewers)}: {push_seconds:.1f} s")
+    for gib in (8, 16, 32, 64):
+        # 2 GiB left for the system, the app and the tool itself
+        print(f"  a machine with {gib} GiB holds about {int((gib - 2) * 1024 / per)} reviewers")
 
 
 if __name__ == "__main__":

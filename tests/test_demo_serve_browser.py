@@ -1,7 +1,9 @@
 """`annotator demo --serve` followed as a newcomer would: run it, read what it prints, log into
 Label Studio as a reviewer with the printed login and find the demo tasks pre-filled, open the
-printed app address and find the Overview, then press Ctrl-C (SIGINT) and find every server
-gone. Real Label Studio (the cached venv and template of `labelstudio_fixtures`), real
+printed app address and find the Overview, then press Ctrl-C (SIGINT), send SIGTERM, or close
+the terminal (SIGHUP to the process group), and find every server gone within 10 s. With
+`--host` the reviewers' servers listen on this machine's network address, the same URLs on
+every run. Real Label Studio (the cached venv and template of `labelstudio_fixtures`), real
 Chromium; every wait has a deadline."""
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from urllib.parse import urlparse
 
 import pytest
 from labelstudio_fixtures import CHROMIUM, CHROMIUM_ARGS, browser_login
+from test_team_network import network_address
 
 from annotator.review import instances, server
 
@@ -31,7 +34,8 @@ pytestmark = pytest.mark.integration
 
 APP_LINE = re.compile(r"^App: (http://127\.0\.0\.1:\d+)$")
 REVIEWER_LINE = re.compile(
-    r"^Reviewer (\d): open (http://127\.0\.0\.1:\d+) and log in as (\S+) with password (\S+)$")
+    r"^Reviewer (\d): open (http://[\d.]+:\d+) and log in as (\S+) with password (\S+)$")
+STOPPED_WITHIN = 10.0  # seconds from the signal until every server the demo started is gone
 ROOT = Path(__file__).resolve().parents[1]
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
@@ -115,25 +119,30 @@ class Running:
     def urls(self) -> list[str]:
         return [self.app_url] + [url for _, url, _, _ in self.logins]
 
-    def stop(self, sig: int) -> None:
-        """Send `sig`; the command exits 0 having said so, and every server it ran is gone."""
-        self.proc.send_signal(sig)
+    def stop(self, sig: int, group: bool = False) -> None:
+        """Send `sig` (to the whole process group, as a closing terminal does, with `group`);
+        the command exits 0 having said so, and every server it ran is gone within 10 s."""
+        sent = time.monotonic()
+        if group:
+            os.killpg(self.proc.pid, sig)
+        else:
+            self.proc.send_signal(sig)
         assert self.proc.wait(timeout=120) == 0
         self.lines.until(re.compile(r"^Stopped the app and Label Studio\.$"),
                          time.monotonic() + 10)
-        # each server's main process is waited for before the command exits; a child of one
-        # may take a moment more
-        deadline = time.monotonic() + 10
+        deadline = sent + STOPPED_WITHIN
         while time.monotonic() < deadline and (self.pids & _pids_naming(str(self.study))):
             time.sleep(0.2)
-        assert not self.pids & _pids_naming(str(self.study)), "a server outlived the signal"
+        assert not self.pids & _pids_naming(str(self.study)), (
+            f"a server outlived the signal by {STOPPED_WITHIN:.0f} s")
         for url in self.urls:
             assert not _port_open(url), f"{url} still answers"
 
 
 @contextlib.contextmanager
-def demo_serve(tmp_path: Path) -> Iterator[Running]:
-    """`annotator demo --serve` in a fresh folder, once it has printed the addresses and logins."""
+def demo_serve(tmp_path: Path, *extra: str) -> Iterator[Running]:
+    """`annotator demo --serve` in a fresh folder (a session of its own, as in a terminal), once
+    it has printed the addresses and logins."""
     try:
         server.install(server.default_venv())
     except server.LabelStudioError as exc:
@@ -142,8 +151,9 @@ def demo_serve(tmp_path: Path) -> Iterator[Running]:
     errors = (tmp_path / "stderr.txt").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "annotator", "demo", "--db", str(study / "annotator.db"),
-         "--serve", "--app-port", str(_free_port())],
+         "--serve", "--app-port", str(_free_port()), *extra],
         cwd=str(tmp_path), env=_env(), stdout=subprocess.PIPE, stderr=errors, text=True,
+        start_new_session=True,
     )
     try:
         lines = Lines(proc, tmp_path / "stderr.txt")
@@ -166,11 +176,15 @@ def demo_serve(tmp_path: Path) -> Iterator[Running]:
 
 
 def test_demo_serve_follows_the_printed_instructions(tmp_path) -> None:
+    """Through the network address (`--host`), as a reviewer on another computer would; the
+    terminal is closed at the end (SIGHUP to the process group)."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", False)
-    with demo_serve(tmp_path) as running:
+    address = network_address()
+    with demo_serve(tmp_path, "--host", address) as running:
+        assert all(urlparse(url).hostname == address for _, url, _, _ in running.logins)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
@@ -205,15 +219,17 @@ def test_demo_serve_follows_the_printed_instructions(tmp_path) -> None:
                 page.screenshot(path=str(tmp_path / "app-overview.png"))
             finally:
                 browser.close()
-        running.stop(signal.SIGINT)  # what Ctrl-C sends
+        running.stop(signal.SIGHUP, group=True)  # what closing the terminal sends
 
 
 def test_demo_serve_stops_on_sigterm_and_keeps_the_logins(tmp_path) -> None:
     with demo_serve(tmp_path) as first:
         first.stop(signal.SIGTERM)
     # a second run (same folder) reuses the reviewers: the same logins, no task sent twice
-    with demo_serve(tmp_path) as second:
+    with demo_serve(tmp_path) as second:  # right after the stop: no port is refused
         assert [(e, p) for _, _, e, p in second.logins] == [(e, p) for _, _, e, p in first.logins]
+        # and the same addresses: the links already sent to reviewers still work
+        assert [u for _, u, _, _ in second.logins] == [u for _, u, _, _ in first.logins]
         tasks = second.lines.until(re.compile(r".*\((\d+) tasks: (\d+) new"),
                                    time.monotonic() + 30)
         assert int(tasks.group(1)) > 0 and int(tasks.group(2)) == 0

@@ -7,7 +7,9 @@ import os
 import shutil
 import socket
 import stat
+import time
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +144,75 @@ def test_a_linked_or_foreign_folder_of_secrets_is_refused(tmp_path):
     os.chown(server.server_dir(db), NOBODY, NOBODY)
     with pytest.raises(PrivateFileError, match="belongs to another user"):
         server.write_state(db, server.ServerState.new())
+
+
+# --- addresses and ports (issue 18): unit tests, no server ------------------------------------
+
+
+def test_a_host_this_machine_cannot_listen_on_is_one_line_saying_what_can(tmp_path):
+    with pytest.raises(server.LabelStudioError) as caught:
+        server.set_network(tmp_path / "s.db", host="203.0.113.77")  # TEST-NET-3: not ours
+    assert "cannot listen there" in str(caught.value) and "0.0.0.0" in str(caught.value)
+    with pytest.raises(server.LabelStudioError, match="https://review.example.org"):
+        server.set_network(tmp_path / "s.db", public_url="review.example.org")
+    assert server.read_network(tmp_path / "s.db") == server.Network()  # nothing kept
+
+
+def test_network_settings_are_kept_and_changed_only_where_given(tmp_path):
+    db = tmp_path / "s.db"
+    server.set_network(db, host="0.0.0.0", public_url="https://review.example.org/")
+    assert server.read_network(db) == server.Network("0.0.0.0", "https://review.example.org")
+    server.set_network(db, host="127.0.0.1")
+    assert server.read_network(db).public_url == "https://review.example.org"
+    server.set_network(db, public_url="")
+    assert server.read_network(db) == server.Network("127.0.0.1", None)
+    assert (server.server_dir(db) / server.NETWORK_FILE).stat().st_mode & 0o777 == 0o600
+
+
+def test_the_address_people_open_and_the_one_the_tool_uses(tmp_path):
+    state = server.ServerState.new()
+    state.port = 8123
+    assert state.url == state.api_url == "http://127.0.0.1:8123"
+    state.host = "0.0.0.0"
+    assert state.api_url == "http://127.0.0.1:8123"
+    assert state.url == f"http://{server.machine_address()}:8123"
+    state.public_url = "https://review.example.org/r/ada"
+    assert state.url == "https://review.example.org/r/ada"
+    env = server._child_env(tmp_path / "s.db", state)
+    assert env["LABEL_STUDIO_HOST"] == "https://review.example.org/r/ada"
+    assert env["CSRF_TRUSTED_ORIGINS"] == "https://review.example.org"
+    assert env["SESSION_COOKIE_SECURE"] == "1"
+    assert env["SENTRY_DSN"] == env["FRONTEND_SENTRY_DSN"] == ""
+    assert env["DJANGO_SETTINGS_MODULE"] == server.SETTINGS_MODULE
+    settings = Path(env["PYTHONPATH"].split(os.pathsep)[0]) / f"{server.SETTINGS_MODULE}.py"
+    assert "SESSION_COOKIE_NAME" in settings.read_text()
+    loopback = server.ServerState.new()
+    loopback.port = 8124
+    assert "LABEL_STUDIO_HOST" not in server._child_env(tmp_path / "s.db", loopback)
+
+
+def test_a_port_held_only_by_time_wait_is_free_and_a_listener_is_named():
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers set it
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    assert not server.port_free("127.0.0.1", port)
+    me = Path("/proc/self/comm").read_text().strip()
+    assert server.port_owner(port) == f"pid {os.getpid()}, {me}"
+    # the server side closes first: its end of the connection waits in TIME_WAIT
+    accepted.close()
+    listener.close()
+    client.close()
+    states = set()
+    for _ in range(50):  # until the kernel has moved the server's end to TIME_WAIT (06)
+        states = {line.split()[3] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                  if int(line.split()[1].rsplit(":", 1)[1], 16) == port}
+        if states == {"06"}:
+            break
+        time.sleep(0.05)
+    assert states == {"06"}, states
+    assert server.port_owner(port) is None
+    assert server.port_free("127.0.0.1", port), "a TIME_WAIT connection refused a restart"
