@@ -8,6 +8,7 @@ subclasses) print one line and exit non-zero, without a stack trace.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,6 +43,15 @@ console = Console()
 
 
 err_console = Console(stderr=True)
+
+# Control characters other than line breaks and tabs (escape sequences, carriage returns, C1):
+# a reviewer's note or a conversation could otherwise recolour, rewrite or clear the terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def inert(text: str) -> str:
+    """`text` with every control character shown as its escape (`\\x1b`), never sent raw."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -134,7 +144,7 @@ def rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
         for key in rows[0]:
             table.add_column(escape(str(key)))
         for row in rows:
-            table.add_row(*("" if v is None else escape(str(v)) for v in row.values()))
+            table.add_row(*("" if v is None else escape(inert(str(v))) for v in row.values()))
     return table
 
 
@@ -187,7 +197,7 @@ def extract_bar(enabled: bool) -> Iterator[Callable[[ExtractProgress], None] | N
 def say(line: str) -> None:
     # soft_wrap: a URL, password or token must stay on one line to be copied. No markup: every
     # line here carries names, URLs and messages from a server or from data.
-    console.print(line, highlight=False, soft_wrap=True, markup=False)
+    console.print(inert(line), highlight=False, soft_wrap=True, markup=False)
 
 
 def progress_bar(label: str, enabled: bool) -> Any:

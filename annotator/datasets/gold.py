@@ -19,6 +19,7 @@ import sqlite_utils
 from pydantic import BaseModel, Field
 
 from annotator.db import (
+    VOTES,
     annotation_to_row,
     dumps,
     gold_to_row,
@@ -242,8 +243,7 @@ class AdjudicationReport(BaseModel):
 def _live_annotations(db: sqlite_utils.Database) -> dict[str, list[Annotation]]:
     by_conversation: dict[str, list[Annotation]] = {}
     for row in db.query(
-        "select * from annotations where deleted = 0 and cancelled = 0 order by conversation_id, "
-        "annotator"
+        f"select * from annotations where {VOTES} order by conversation_id, annotator"
     ):
         annotation = row_to_annotation(row)
         by_conversation.setdefault(annotation.conversation_id, []).append(annotation)
@@ -322,7 +322,7 @@ def people_needed(db: sqlite_utils.Database, min_annotations: int = 2) -> list[P
     rows = db.execute(
         "select conversation_id, annotator, json_extract(labels, '$.response_type'), "
         "json_extract(labels, '$.subjective'), missing from annotations "
-        "where deleted = 0 and cancelled = 0 order by conversation_id, annotator"
+        f"where {VOTES} order by conversation_id, annotator"
     )
     for conversation_id, group in groupby(rows, key=itemgetter(0)):
         votes = list(group)
@@ -414,7 +414,8 @@ def decide(
 
 
 def live_annotations(db: sqlite_utils.Database) -> dict[str, list[Annotation]]:
-    """Each conversation's annotations that are neither deleted nor cancelled."""
+    """Each conversation's annotations that are votes: neither deleted nor cancelled, nor a
+    flag raised instead of labels (`db.VOTES`)."""
     return _live_annotations(db)
 
 
