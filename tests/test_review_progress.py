@@ -201,3 +201,27 @@ def test_ago_reads_like_a_person() -> None:
     assert ago((now - timedelta(hours=2)).isoformat(), now) == "2 h ago"
     assert ago(now - timedelta(days=1), now) == "1 day ago"
     assert ago(now - timedelta(days=5), now) == "5 days ago"
+
+
+def test_the_annotators_page_shows_progress_and_flags(tmp_path) -> None:
+    from test_app_pages import open_app
+
+    from annotator.app import summary_cache
+
+    summary_cache.clear_memory()
+    path, c, db = build(tmp_path)
+    expected = review_progress(db)
+    db.conn.close()
+    at = open_app(path, "annotators")
+    tables = [d.value for d in at.dataframe]
+    progress = next(t for t in tables if "remaining" in t.columns).set_index("reviewer")
+    for r in expected.reviewers:
+        row = progress.loc[r.reviewer]
+        assert (row["assigned"], row["done"], row["skipped"], row["flagged"],
+                row["remaining"]) == (r.assigned, r.done, r.skipped, r.flagged, r.remaining)
+        assert row["last_pulled"].endswith("ago") or row["last_pulled"] == "just now"
+    flagged = next(t for t in tables if "note" in t.columns)
+    assert len(flagged) == 4 and HOSTILE_NOTE in set(flagged["note"])
+    assert any("Annotations pulled just now" in c.value for c in at.caption)
+    text = " ".join(m.value for m in at.markdown)
+    assert "3 flagged" in text and "2 skipped" in text

@@ -142,7 +142,9 @@ def _taxonomy_xml(taxonomy: Taxonomy, leaf_ids: set[str]) -> list[str]:
 # window's height (its left edge where it would have opened), it fits wherever the field is:
 # 12% + 50% + the search box stays inside any window over about 150 px tall (tested at
 # 1280x800). Its own "Add" and "Add Inside" (user labels, a second path for free values beside
-# "Other AI values") are hidden: the tag has no attribute to turn them off in 1.23.2.
+# "Other AI values") are hidden: the tag has no attribute to turn them off in 1.23.2. The right
+# column (region details, history, regions, relations) serves region labelling, which this
+# form has none of: hidden.
 STYLE = """
   .vd-turns span[class*="time--"] { display: none !important; }
   .vd-turns span[class*="dialoguetext"] { white-space: pre-wrap; }
@@ -151,12 +153,13 @@ STYLE = """
   .vd-values .htx-taxonomy [class*="taxonomy__dropdown"] { min-width: 420px; }
   .vd-values .htx-taxonomy-selected { font-weight: 600; }
   .vd-values .htx-taxonomy [class*="taxonomy__dropdown"] {
-    position: fixed !important; top: 12vh !important; z-index: 1000;
+    position: fixed !important; top: 12vh !important; left: auto !important; z-index: 1000;
     box-shadow: 0 6px 24px rgba(0, 0, 0, 0.25);
   }
   .vd-values [class*="taxonomy__add"], .vd-values [class*="taxonomy__extra_actions"] {
     display: none !important;
   }
+  .lsf-sidepanels__wrapper_align_right { display: none !important; }
 """
 
 
@@ -171,6 +174,13 @@ def _response_choice(r: ResponseType) -> str:
     label = f"<b>{html.escape(r.value, False)}</b>: {html.escape(RESPONSE_HINTS[r], False)}"
     hint = _attr(RESPONSE_HINTS[r])
     return f'    <Choice value="{_attr(r.value)}" html="{_attr(label)}" hint="{hint}"/>'
+
+
+# Label Studio keeps typed text only once it is added (Enter, or the Add button): Submit adds
+# it, Skip does not (1.23.2 `skipTask` skips `beforeSend`; measured in Chromium by
+# tests/test_labelstudio_form_browser.py). One row, so Enter adds it, and the form says so.
+NOTE_HEADER = ("Note (optional): why you flag or skip, or anything else. Press Enter to add it "
+               "before you Skip; kept with your labels")
 
 
 def _flag_choice(name: str) -> str:
@@ -226,8 +236,8 @@ def label_config(taxonomy: Taxonomy, leaf_ids: Iterable[str]) -> str:
   <Choices name="{FLAG}" toName="{DIALOGUE}" choice="single" showInline="true">
 {flags}
   </Choices>
-  <Header value="Note (optional): why you flag or skip, or anything else; kept with your labels"/>
-  <TextArea name="{NOTES}" toName="{DIALOGUE}" rows="2" editable="true"
+  <Header value="{_attr(NOTE_HEADER)}"/>
+  <TextArea name="{NOTES}" toName="{DIALOGUE}" rows="1" editable="true"
             placeholder="e.g. turn 3 still has a phone number"/>
 </View>
 """
