@@ -311,6 +311,30 @@ def _add_gold_reopening(db: sqlite_utils.Database) -> None:
     )
 
 
+def _add_flags_and_pulls(db: sqlite_utils.Database) -> None:
+    # A reviewer can flag a conversation for the lead (unclear, personal data left, harmful,
+    # other) with a note (kept in the labels' `notes`); the flag is kept beside the labels, so
+    # a flag raised instead of labels is listed, never taken for an incomplete vote.
+    db["annotations"].add_column("flag", str)
+    # One row per pull of one project of one server (a reviewer's own instance is a server
+    # `reviewer:<email>`): when the study last heard from each reviewer, and what came back.
+    db["pulls"].create(
+        {
+            "id": int,
+            "server": str,
+            "project_id": int,
+            "source": str,
+            "pulled_at": str,
+            "annotations": int,
+            "new": int,
+            "updated": int,
+            "deleted": int,
+        },
+        pk="id",
+    )
+    db["pulls"].create_index(["server", "pulled_at"])
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_core_tables", _create_core_tables),
     ("0002_ingest_runs", _add_ingest_runs),
@@ -324,7 +348,14 @@ MIGRATIONS: list[Migration] = [
     ("0010_study_key", _add_study_key),
     ("0011_tasks", _add_tasks),
     ("0012_gold_reopening", _add_gold_reopening),
+    ("0013_flags_and_pulls", _add_flags_and_pulls),
 ]
+
+# A flag raised instead of labels: flagged, with a required field left empty. Such an
+# annotation is listed for the lead (`annotator status`, `show`, the app) but is no vote:
+# adjudication and agreement read only rows `where {VOTES}`.
+FLAGGED_INSTEAD = "(flag is not null and coalesce(missing, '[]') != '[]')"
+VOTES = f"deleted = 0 and cancelled = 0 and not {FLAGGED_INSTEAD}"
 
 
 def applied_migrations(db: sqlite_utils.Database) -> list[str]:
@@ -673,6 +704,7 @@ def annotation_to_row(a: Annotation) -> dict[str, Any]:
         "source_id": a.source_id,
         "missing": dumps(a.missing),
         "edited_by": a.edited_by,
+        "flag": a.flag,
         "lead_time": a.lead_time,
         "cancelled": int(a.cancelled),
         "deleted": int(a.deleted),
@@ -691,6 +723,7 @@ def row_to_annotation(row: dict[str, Any]) -> Annotation:
         source_id=row.get("source_id"),
         missing=loads(row.get("missing"), []),
         edited_by=row.get("edited_by"),
+        flag=row.get("flag"),
         lead_time=row["lead_time"],
         cancelled=bool(row["cancelled"]),
         deleted=bool(row["deleted"]),

@@ -232,7 +232,8 @@ class Annotation(BaseModel):
     `source` says where the row came from ("labelstudio:<server>:<project id>",
     "gold:<file source>", "import:<file>", "app"); an operation changes only rows of its own
     source. `missing` lists required fields left empty: such an annotation is incomplete and
-    never decides gold on its own.
+    never decides gold on its own. `flag` is what the reviewer flagged the conversation for
+    (the note is `labels.notes`); flagged with a required field empty, it is no vote at all.
     """
 
     id: str
@@ -243,6 +244,7 @@ class Annotation(BaseModel):
     source_id: str | None = None
     missing: list[str] = Field(default_factory=list)
     edited_by: str | None = None
+    flag: str | None = None
     lead_time: float | None = None
     cancelled: bool = False
     deleted: bool = False

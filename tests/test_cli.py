@@ -121,9 +121,10 @@ def test_markup_in_arguments_and_paths_is_printed_as_text(tmp_path) -> None:
     folder = tmp_path / "[red]study[/]"
     result = runner.invoke(app, ["init", "--db", str(folder / "[link=x]s.db")])
     assert result.exit_code == 0, result.output
-    assert "[red]study[/]/[link=x]s.db" in result.output.replace("\n", "")
+    # a long path wraps (and a table title centres each line): compare without the layout
+    assert "[red]study[/]/[link=x]s.db" in "".join(result.output.split())
     result = runner.invoke(app, ["status", "--db", str(folder / "[link=x]s.db")])
-    assert result.exit_code == 0 and "[link=x]s.db" in result.output.replace("\n", "")
+    assert result.exit_code == 0 and "[link=x]s.db" in "".join(result.output.split())
 
 
 def test_a_dangling_link_as_db_is_one_line_in_every_command(tmp_path) -> None:

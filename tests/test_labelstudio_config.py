@@ -41,8 +41,9 @@ def test_top_values_config_lists_exactly_those_values_under_their_paths(taxonomy
     assert schema.controls == {
         "ai_values": "taxonomy", "ai_values_other": "textarea", "human_values": "textarea",
         "response_type": "choices", "subjective": "choices", "task": "choices",
-        "notes": "textarea",
+        "notes": "textarea", "flag": "choices",
     }  # fmt: skip
+    assert schema.choices["flag"] == set(lsc.FLAGS)
     assert schema.choices["response_type"] == {r.value for r in ResponseType}
     assert len(schema.choices["response_type"]) == 7
     assert schema.choices["subjective"] == {"yes", "no"}
@@ -241,3 +242,34 @@ def test_pushed_projects_show_the_instructions():
     settings = _project_settings(None)
     assert settings["show_instruction"] is True
     assert settings["expert_instruction"] == lsc.instructions_html()
+
+
+def test_the_flag_and_its_note_are_optional_and_come_back(taxonomy):
+    xml = lsc.label_config(taxonomy, {"honesty"})
+    flag = _element(xml, "Choices", lsc.FLAG)
+    assert flag.get("required") is None  # never blocks Submit
+    assert flag.get("choice") == "single"  # a ticked flag can be unticked
+    hints = {c.get("value"): c.get("hint") for c in flag.iter("Choice")}
+    assert hints == lsc.FLAGS
+    assert _element(xml, "TextArea", lsc.NOTES).get("required") is None
+    for name, meaning in lsc.FLAGS.items():
+        assert f"<li><b>{name}</b>: {meaning}</li>" in lsc.instructions_html()
+    result = [
+        {"from_name": "flag", "value": {"choices": ["personal data left"]}},
+        {"from_name": "notes", "value": {"text": ["turn 3 has a phone number"]}},
+    ]
+    parsed = lsc.parse_result(taxonomy, result)
+    assert parsed.flag == "personal data left"
+    assert parsed.notes == "turn 3 has a phone number"
+    assert parsed.labels.missing_fields() == ["response_type", "subjective"]
+    assert lsc.parse_result(taxonomy, []).flag is None
+
+
+def test_the_value_picker_has_one_path_for_free_values(taxonomy):
+    # The Taxonomy tag of 1.23.2 has no attribute to turn its own "Add" off: the form's style
+    # hides it (checked in Chromium by test_labelstudio_form_browser), and the picker is fixed
+    # inside the window.
+    assert '[class*="taxonomy__add"]' in lsc.STYLE and "display: none" in lsc.STYLE
+    assert "position: fixed" in lsc.STYLE
+    xml = lsc.label_config(taxonomy, {"honesty"})
+    assert _element(xml, "TextArea", lsc.AI_OTHER) is not None

@@ -57,6 +57,7 @@ class Study:
     blind_tasks: list[int]
     prefilled_by: str
     reviewer: Reviewer
+    db_path: Path
 
 
 def _conversations(n: int) -> list[Conversation]:
@@ -117,6 +118,7 @@ def study(labelstudio) -> Study:  # noqa: F811
         blind_tasks=_task_ids(db_path, blind.project_id),
         prefilled_by=prefilled.prefilled_by or "",
         reviewer=sync.add_user(db_path, "dana@example.org", shared=True),
+        db_path=db_path,
     )
 
 
@@ -325,3 +327,132 @@ def test_values_under_twin_clusters_keep_their_own_paths(page, study, labelstudi
     assert len(twins) == 2  # one value under each twin, each under its own parent
 
 
+
+
+
+# The open picker's box, whether it is the topmost thing at its own corners (not under the
+# bottom bar or anything else), and any "Add" control a reviewer could see in it.
+PICKER_BOX = """(d) => {
+  const b = d.getBoundingClientRect();
+  const mine = (x, y) => d.contains(document.elementFromPoint(x, y));
+  const visible = (e) => e.getClientRects().length > 0 && getComputedStyle(e).display !== 'none'
+    && getComputedStyle(e).visibility !== 'hidden';
+  const adds = [...d.querySelectorAll('button, [role=button], [class*=taxonomy__add], '
+      + '[class*=extra_actions]')]
+    .filter((e) => visible(e)
+      && /add/i.test(`${e.innerText} ${e.getAttribute('aria-label') || ''} ${e.className}`));
+  return {top: b.top, left: b.left, bottom: b.bottom, right: b.right,
+          width: window.innerWidth, height: window.innerHeight,
+          corners: [mine(b.left + 4, b.top + 4), mine(b.right - 4, b.top + 4),
+                    mine(b.left + 4, b.bottom - 4), mine(b.right - 4, b.bottom - 4)],
+          adds: adds.map((e) => e.outerHTML.slice(0, 80))};
+}"""
+
+
+@pytest.mark.parametrize("where", ["end", "center", "start"])
+def test_the_value_picker_fits_a_1280x800_window_wherever_it_opens(page, study, tmp_path, where):
+    assert page.viewport_size == WIDE
+    _open_task(page, study, study.prefilled, study.prefilled_tasks[2])
+    # the region and relation panels of region labelling are gone: the form has the width
+    assert page.locator(".lsf-outliner").count() == 0 or not page.locator(
+        ".lsf-outliner").first.is_visible()
+    assert _visible_texts(page, "Relations") == 0
+    taxonomy = page.locator(".htx-taxonomy").first
+    # the field at the bottom, the middle or the top of the window, as a reviewer scrolls
+    taxonomy.evaluate(f"e => e.scrollIntoView({{block: '{where}'}})")
+    page.wait_for_timeout(100)
+    taxonomy.locator(":scope > span").click()
+    dropdown = taxonomy.locator("[class*='taxonomy__dropdown']")
+    dropdown.wait_for(timeout=30_000)
+    # the five categories open collapsed; a search lists its matches flat, a long list
+    dropdown.locator("input[name=taxonomy__search]").fill("e")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.htx-taxonomy .item').length >= 10", timeout=10_000
+    )
+    box = dropdown.evaluate(PICKER_BOX)
+    rows = dropdown.evaluate(PICKER_ROWS)
+    page.screenshot(path=str(tmp_path / f"form-value-picker-{where}.png"))
+    assert box["top"] >= 0 and box["left"] >= 0, box
+    assert box["bottom"] <= box["height"] and box["right"] <= box["width"], box
+    assert all(box["corners"]), box  # nothing (the bottom bar) lies over it
+    assert rows["rows"] >= 10, rows
+    # one path for free values: "Other AI values"; the picker's own Add is not there
+    assert box["adds"] == [], box
+    assert not dropdown.get_by_role("button", name="Add new label").is_visible()
+    assert not dropdown.get_by_text("Add", exact=True).is_visible()
+    page.keyboard.press("Escape")
+
+
+def _skipped_annotation(admin, project: int) -> dict | None:
+    for task in admin.tasks.list(project=project, fields="all"):
+        for ann in task.annotations or []:
+            ann = ann if isinstance(ann, dict) else ann.dict()
+            if ann.get("was_cancelled"):
+                return ann
+    return None
+
+
+def test_a_flag_and_its_note_survive_skip_and_reach_the_lead(
+    page, study, labelstudio, tmp_path  # noqa: F811
+):
+    from labelstudio_fixtures import open_stream
+
+    from annotator.db import open_db
+    from annotator.measure.progress import review_progress
+    from annotator.review import pull
+
+    admin = labelstudio.admin()
+    open_stream(page, study.url, study.blind)
+    page.locator(".lsf-choices label", has_text="personal data left").first.click()
+    expect(_choice(page, "personal data left")).to_be_checked(timeout=10_000)
+    note = page.get_by_placeholder("e.g. turn 3 still has a phone number")
+    note.fill("turn 3 still has <b>a phone</b> number")
+    note.press("Enter")  # added, as the form's note header says, before Skip
+    page.get_by_text("turn 3 still has <b>a phone</b> number").first.wait_for(timeout=10_000)
+    page.screenshot(path=str(tmp_path / "form-flag-before-skip.png"))
+    page.locator("button", has_text="Skip").click()
+    found = None
+    for _ in range(60):
+        found = _skipped_annotation(admin, study.blind)
+        if found:
+            break
+        page.wait_for_timeout(500)
+    assert found is not None, "the skip was not stored"
+    parsed = lsc.parse_result(load_taxonomy(), found["result"])
+    assert parsed.flag == "personal data left"
+    assert parsed.notes == "turn 3 still has <b>a phone</b> number"
+    report = pull.pull(study.db_path, project="form-blind")
+    assert report.cancelled >= 1 and report.flagged >= 1
+    progress = review_progress(open_db(study.db_path))
+    dana = next(r for r in progress.reviewers if r.reviewer == study.reviewer.email)
+    assert dana.skipped >= 1 and dana.flagged >= 1 and dana.last_pulled is not None
+    listed = [f for f in progress.flagged_or_skipped if f.flag == "personal data left"]
+    assert listed and listed[0].skipped and not listed[0].vote
+    assert listed[0].note == "turn 3 still has <b>a phone</b> number"
+
+
+def test_a_note_typed_but_not_added_is_lost_on_skip(page, study, labelstudio):  # noqa: F811
+    # Measured, not wanted: Label Studio 1.23.2 drops a note still in the box when the task is
+    # skipped (Submit keeps it). The flag, a click, is kept. Why the form says "press Enter".
+    admin = labelstudio.admin()
+    before = {a["id"] for t in admin.tasks.list(project=study.blind, fields="all")
+              for a in ((x if isinstance(x, dict) else x.dict()) for x in t.annotations or [])}
+    from labelstudio_fixtures import open_stream
+
+    open_stream(page, study.url, study.blind)
+    page.locator(".lsf-choices label", has_text="unclear").first.click()
+    expect(_choice(page, "unclear")).to_be_checked(timeout=10_000)
+    page.get_by_placeholder("e.g. turn 3 still has a phone number").fill("never added")
+    page.locator("button", has_text="Skip").click()
+    new = None
+    for _ in range(60):
+        new = [a for t in admin.tasks.list(project=study.blind, fields="all")
+               for a in ((x if isinstance(x, dict) else x.dict()) for x in t.annotations or [])
+               if a["id"] not in before]
+        if new:
+            break
+        page.wait_for_timeout(500)
+    assert new and new[0]["was_cancelled"]
+    parsed = lsc.parse_result(load_taxonomy(), new[0]["result"])
+    assert parsed.flag == "unclear"
+    assert parsed.notes is None  # if Label Studio starts keeping it, drop "press Enter"

@@ -9,7 +9,7 @@ import pandas as pd
 import sqlite_utils
 
 from annotator.datasets.gold import MAJORITY, new_labels_since, reopened
-from annotator.db import loads, row_to_annotation, row_to_extraction, row_to_gold
+from annotator.db import VOTES, loads, row_to_annotation, row_to_extraction, row_to_gold
 from annotator.measure.frames import conversation_rows, scalar
 
 
@@ -81,8 +81,7 @@ def stage_counts(db: sqlite_utils.Database) -> pd.DataFrame:
             "",
             scalar(
                 db,
-                "select count(distinct conversation_id) from annotations "
-                "where deleted = 0 and cancelled = 0",
+                f"select count(distinct conversation_id) from annotations where {VOTES}",
             ),
         )
     )

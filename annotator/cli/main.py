@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.segment import Segment
 from rich.table import Table
+from rich.text import Text
 
 from annotator import config
 from annotator.errors import AnnotatorError
@@ -91,7 +92,6 @@ console = SafeConsole()
 
 
 err_console = SafeConsole(stderr=True)
-
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -182,8 +182,9 @@ def print_listed(items: list[tuple[str, str]], label: str, style: str = "yellow"
 
 def rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
     """A table of plain rows. Every string in it is escaped: table cells and titles are read
-    as markup, and rows carry data (names, paths, queries)."""
-    table = Table(title=escape(title))
+    as markup, and rows carry data (names, paths, queries). A title wider than the table (a
+    long path) folds onto more lines rather than being cut short."""
+    table = Table(title=Text(title, overflow="fold"))
     if rows:
         for key in rows[0]:
             table.add_column(escape(str(key)))

@@ -369,11 +369,14 @@ def pull(
         return
     say(
         f"Project {r.project!r} {_where(r)}: {r.annotations} annotations "
-        f"({r.cancelled} skipped): {r.new} new, {r.updated} updated, {r.unchanged} unchanged, "
+        f"({r.cancelled} skipped, {r.flagged} flagged): {r.new} new, {r.updated} updated, "
+        f"{r.unchanged} unchanged, "
         f"{r.deleted} marked deleted, {r.restored} restored; {r.free_values} values outside "
         f"the taxonomy kept as free values; {r.seconds:.1f} s. Only annotations pulled from "
         f"{'these projects' if r.reviewers else r.source} were touched."
     )
+    if r.cancelled or r.flagged:
+        say("Skipped and flagged conversations, with their notes: `annotator status`.")
     if r.incomplete:
         say(
             f"{r.incomplete} annotations leave a required field (response type or subjective) "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -26,6 +26,9 @@ from annotator.cli.main import (
     say,
 )
 
+if TYPE_CHECKING:
+    from annotator.measure.progress import ReviewProgress
+
 
 @app.command()
 @cli_errors
@@ -47,20 +50,55 @@ def init(db: DbOption = None) -> None:
 @app.command()
 @cli_errors
 def status(db: DbOption = None, as_json: JsonOption = False) -> None:
-    """Show what the study holds at each stage.
+    """Show what the study holds at each stage, each reviewer's progress (assigned, done,
+    skipped, flagged, remaining, last activity, last pulled) and every flagged or skipped
+    conversation with its note. `--json` adds all of it under "review".
 
     Example: annotator status --db study.db --json
     """
     from annotator.db import open_existing_db
     from annotator.measure.frames import study_summary
+    from annotator.measure.progress import review_progress
 
     path = db_path(db)
-    summary = study_summary(open_existing_db(path))
+    database = open_existing_db(path)
+    summary = study_summary(database)
+    progress = review_progress(database)
     if as_json:
-        print_json(summary)
+        print_json({**summary, "review": progress.model_dump(mode="json")})
         return
     rows = [{"stage": stage, "count": count} for stage, count in summary.items()]
     console.print(rows_table(f"Study {path}", rows))
+    _print_progress(progress)
+
+
+SHOWN_FLAGS = 50
+
+
+def _print_progress(progress: ReviewProgress) -> None:
+    """Reviewers' progress and the flagged and skipped conversations, as tables."""
+    from annotator.measure.progress import ago
+
+    if progress.reviewers:
+        rows = [{"reviewer": r.reviewer, "assigned": r.assigned, "done": r.done,
+                 "skipped": r.skipped, "flagged": r.flagged, "remaining": r.remaining,
+                 "last activity": r.last_activity or "-",
+                 "last pulled": ago(r.last_pulled)} for r in progress.reviewers]
+        console.print(rows_table(
+            f"Review progress (annotations pulled {ago(progress.last_pulled)})", rows))
+    listed = progress.flagged_or_skipped
+    if not listed:
+        return
+    kinds = ", ".join(f"{n} {flag}" for flag, n in progress.by_flag.items())
+    say(f"{progress.flagged} flagged" + (f" ({kinds})" if kinds else "")
+        + f", {progress.skipped} skipped; a flag without labels is no vote:")
+    rows = [{"conversation": f.conversation_id[:12], "reviewer": f.annotator,
+             "flag": f.flag or "-", "skipped": "yes" if f.skipped else "no",
+             "vote": "yes" if f.vote else "no", "note": f.note or "-"}
+            for f in listed[:SHOWN_FLAGS]]
+    console.print(rows_table("Flagged and skipped", rows))
+    if len(listed) > SHOWN_FLAGS:
+        say(f"… and {len(listed) - SHOWN_FLAGS:,} more (all of them: --json)")
 
 
 @app.command()
@@ -337,6 +375,8 @@ def _print_conversation(r: dict[str, Any]) -> None:
         flags = [f for f, on in (("deleted", a["deleted"]), ("cancelled", a["cancelled"])) if on]
         if a["missing"]:
             flags.append("incomplete: no " + " and no ".join(a["missing"]))
+        if a["flag"]:
+            flags.append(f"flagged: {a['flag']}" + ("" if a["vote"] else ", no vote"))
         if a["edited_by"]:
             flags.append(f"edited by {a['edited_by']}")
         say(f"{a['annotator']} ({a['source'] or 'no source'})"
@@ -346,7 +386,7 @@ def _print_conversation(r: dict[str, Any]) -> None:
         say("  AI values: " + (", ".join(a["ai_values"]) or "-"))
         say("  human values: " + (", ".join(a["human_values"]) or "-"))
         if a["notes"]:
-            say(f"  notes: {a['notes']}")
+            say(f"  note: {a['notes']}")
     g = r["gold"]
     _heading("Gold")
     if g is None:

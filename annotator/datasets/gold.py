@@ -21,6 +21,7 @@ import sqlite_utils
 from pydantic import BaseModel, Field
 
 from annotator.db import (
+    VOTES,
     annotation_to_row,
     authors_own,
     dumps,
@@ -357,8 +358,7 @@ def majority_out_of_date(gold: GoldLabel, annotations: list[Annotation]) -> str 
 def _live_annotations(db: sqlite_utils.Database) -> dict[str, list[Annotation]]:
     by_conversation: dict[str, list[Annotation]] = {}
     for row in db.query(
-        "select * from annotations where deleted = 0 and cancelled = 0 order by conversation_id, "
-        "annotator"
+        f"select * from annotations where {VOTES} order by conversation_id, annotator"
     ):
         annotation = row_to_annotation(row)
         by_conversation.setdefault(annotation.conversation_id, []).append(annotation)
@@ -487,8 +487,7 @@ def people_needed(db: sqlite_utils.Database, min_annotations: int = 2) -> list[P
     rows = db.execute(
         "select conversation_id, annotator, json_extract(labels, '$.response_type'), "
         "json_extract(labels, '$.subjective'), missing from annotations "
-        f"where deleted = 0 and cancelled = 0 and {authors_own()} "
-        "order by conversation_id, annotator"
+        f"where {VOTES} and {authors_own()} order by conversation_id, annotator"
     )
     for conversation_id, group in groupby(rows, key=itemgetter(0)):
         votes = list(group)
@@ -590,7 +589,8 @@ def decide(
 
 
 def live_annotations(db: sqlite_utils.Database) -> dict[str, list[Annotation]]:
-    """Each conversation's annotations that are neither deleted nor cancelled."""
+    """Each conversation's annotations that are votes: neither deleted nor cancelled, nor a
+    flag raised instead of labels (`db.VOTES`)."""
     return _live_annotations(db)
 
 

@@ -2,9 +2,9 @@
 
 `find_conversation` turns what a person types (a full id, a unique id prefix) into one id;
 `conversation_record` gathers the turns, every prompt version's proposal, every annotation
-(deleted and cancelled ones too, flagged), the gold label (flagged when labels changed after
-it), a majority decision new labels re-opened, and the Label Studio tasks, with a link to each
-task when its server's address is known.
+(deleted, skipped and flagged ones too, each marked, with its note), the gold label (flagged
+when labels changed after it), a majority decision new labels re-opened, and the Label Studio
+tasks, with a link to each task when its server's address is known.
 """
 
 from __future__ import annotations
@@ -144,6 +144,11 @@ def conversation_record(
             "notes": labels.get("notes"),
             "missing": loads(row.get("missing"), []),
             "cancelled": bool(row["cancelled"]),
+            "flag": row.get("flag"),
+            # counted by adjudication and agreement (`db.VOTES`); a flag raised instead of
+            # labels, a skip or a deletion is listed here but is no vote
+            "vote": not (row["deleted"] or row["cancelled"]
+                         or (row.get("flag") is not None and loads(row.get("missing"), []))),
             "deleted": bool(row["deleted"]),
             "edited_by": row.get("edited_by"),
             "updated_at": row["updated_at"],

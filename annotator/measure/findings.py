@@ -31,6 +31,7 @@ import sqlite_utils
 from pydantic import BaseModel, Field
 
 from annotator import config
+from annotator.db import VOTES
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
 from annotator.measure.contexts import ValuesByTask, values_by_task
 from annotator.measure.frames import (
@@ -277,7 +278,7 @@ def default_source(db: sqlite_utils.Database) -> tuple[str, str]:
     annotations, else the newest prompt version with extractions."""
     if scalar(db, "select count(*) from gold"):
         return "gold", "the study has gold labels"
-    if scalar(db, "select count(*) from annotations where deleted = 0 and cancelled = 0"):
+    if scalar(db, f"select count(*) from annotations where {VOTES}"):
         return "annotations", "no gold labels yet; the study has annotations"
     latest = _latest_prompt(db)
     if latest:

@@ -14,7 +14,7 @@ import orjson
 import pandas as pd
 import sqlite_utils
 
-from annotator.db import authors_own, optional_bool
+from annotator.db import FLAGGED_INSTEAD, authors_own, optional_bool
 from annotator.extract.ledger import call_ledger
 from annotator.extract.prompts import few_shot_map, resolve_used_ids
 from annotator.measure.agreement import AgreementReport, agreement_report
@@ -99,10 +99,11 @@ def _names(values: list[Any]) -> tuple[str, ...]:
 def annotations_frame(db: sqlite_utils.Database, include_cancelled: bool = False) -> pd.DataFrame:
     """One row per live annotation: who labelled which conversation how. An annotation last
     changed by someone other than its author is left out: its labels are not its author's
-    (`set_aside_count` says how many)."""
+    (`set_aside_count` says how many). A flag raised instead of labels (`db.FLAGGED_INSTEAD`)
+    is no rating: left out, as adjudication leaves it."""
     sql = (
         "select id, conversation_id, annotator, labels, lead_time, cancelled, updated_at "
-        f"from annotations where deleted = 0 and {authors_own()}"
+        f"from annotations where deleted = 0 and {authors_own()} and not {FLAGGED_INSTEAD}"
     )
     if not include_cancelled:
         sql += " and cancelled = 0"

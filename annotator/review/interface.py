@@ -11,7 +11,9 @@ into "Other AI values" (resolved to its node on pull); the pre-filling predictio
 quotes, read-only task data (never part of a result); human values, one a line; response type
 (seven, single choice, each with its definition) and subjective yes/no, both required; the
 task category (the study's task list, `prompts/tasks.yaml`, each with its description; not
-required); notes.
+required); an optional flag for the lead (unclear, personal data left, harmful, other) and a
+note saying why, neither of which blocks Submit, both kept with a skipped task too. The value
+picker has no "Add" of its own: "Other AI values" is the one path for a value not listed.
 The guidelines are on the form and in the project's instructions (`instructions_html`).
 
 Task data is shown only through tags that escape it (Paragraphs, Header): never through
@@ -40,7 +42,16 @@ RESPONSE_TYPE = "response_type"
 SUBJECTIVE = "subjective"
 TASK = "task"
 NOTES = "notes"
+FLAG = "flag"
 YES, NO = "yes", "no"
+# What a reviewer can flag a conversation for, each with its meaning (shown as a hint and in
+# the instructions). A flag with no labels is listed for the lead, never counted as a vote.
+FLAGS: dict[str, str] = {
+    "unclear": "cannot tell what the conversation is about, or which labels fit",
+    "personal data left": "a name, address, number or other personal detail escaped scrubbing",
+    "harmful": "content the lead should see before anyone else labels it",
+    "other": "anything else the lead should know: say what in the note",
+}
 
 # bench/labelstudio.py in Chromium on a quiet 2-core machine, medians of submit-to-next and
 # open-from-list: 300 listed 0.51 / 0.55 s, 150 listed 0.45 / 0.50 s, 100 listed 0.44 / 0.47 s
@@ -129,6 +140,14 @@ def _taxonomy_xml(taxonomy: Taxonomy, leaf_ids: set[str]) -> list[str]:
 # them in Chromium. The dialogue's fake time range ("00:00:00 - 00:00:00") is hidden, a
 # turn's line breaks, lists and code keep their layout, speakers are bold; the legacy
 # Taxonomy's dropdown lists at least ten values and is wide enough to read long names.
+# The legacy dropdown opens below its field, absolutely placed, with a list as tall as half the
+# page: a field low in the window put most of it under the bottom bar. Fixed at 12% of the
+# window's height (its left edge where it would have opened), it fits wherever the field is:
+# 12% + 50% + the search box stays inside any window over about 150 px tall (tested at
+# 1280x800). Its own "Add" and "Add Inside" (user labels, a second path for free values beside
+# "Other AI values") are hidden: the tag has no attribute to turn them off in 1.23.2. The right
+# column (region details, history, regions, relations) serves region labelling, which this
+# form has none of: hidden.
 STYLE = """
   .vd-turns span[class*="time--"] { display: none !important; }
   .vd-turns span[class*="dialoguetext"] { white-space: pre-wrap; }
@@ -136,6 +155,14 @@ STYLE = """
   .vd-turns [class*="phrase--"] { margin-bottom: 6px; }
   .vd-values .htx-taxonomy [class*="taxonomy__dropdown"] { min-width: 420px; }
   .vd-values .htx-taxonomy-selected { font-weight: 600; }
+  .vd-values .htx-taxonomy [class*="taxonomy__dropdown"] {
+    position: fixed !important; top: 12vh !important; left: auto !important; z-index: 1000;
+    box-shadow: 0 6px 24px rgba(0, 0, 0, 0.25);
+  }
+  .vd-values [class*="taxonomy__add"], .vd-values [class*="taxonomy__extra_actions"] {
+    display: none !important;
+  }
+  .lsf-sidepanels__wrapper_align_right { display: none !important; }
 """
 
 
@@ -150,6 +177,17 @@ def _response_choice(r: ResponseType) -> str:
     label = f"<b>{html.escape(r.value, False)}</b>: {html.escape(RESPONSE_HINTS[r], False)}"
     hint = _attr(RESPONSE_HINTS[r])
     return f'    <Choice value="{_attr(r.value)}" html="{_attr(label)}" hint="{hint}"/>'
+
+
+# Label Studio keeps typed text only once it is added (Enter, or the Add button): Submit adds
+# it, Skip does not (1.23.2 `skipTask` skips `beforeSend`; measured in Chromium by
+# tests/test_labelstudio_form_browser.py). One row, so Enter adds it, and the form says so.
+NOTE_HEADER = ("Note (optional): why you flag or skip, or anything else. Press Enter to add it "
+               "before you Skip; kept with your labels")
+
+
+def _flag_choice(name: str) -> str:
+    return f'    <Choice value="{_attr(name)}" hint="{_attr(FLAGS[name])}"/>'
 
 
 def _guide_text() -> str:
@@ -181,6 +219,7 @@ def label_config(
     task_list = tasks or load_task_list()
     task_choices = "\n".join(_task_choice(c) for c in task_list.categories)
     responses = "\n".join(_response_choice(r) for r in ResponseType)
+    flags = "\n".join(_flag_choice(f) for f in FLAGS)
     taxonomy_lines = "\n".join(_taxonomy_xml(taxonomy, leaves))
     return f"""<View>
   <Style>{STYLE}</Style>
@@ -221,8 +260,13 @@ def label_config(
   <Choices name="{TASK}" toName="{DIALOGUE}" choice="single-radio" showInline="true">
 {task_choices}
   </Choices>
-  <Header value="Notes"/>
-  <TextArea name="{NOTES}" toName="{DIALOGUE}" rows="2" editable="true"/>
+  <Header value="Flag for the lead (optional): tick one if this conversation needs a look"/>
+  <Choices name="{FLAG}" toName="{DIALOGUE}" choice="single" showInline="true">
+{flags}
+  </Choices>
+  <Header value="{_attr(NOTE_HEADER)}"/>
+  <TextArea name="{NOTES}" toName="{DIALOGUE}" rows="1" editable="true"
+            placeholder="e.g. turn 3 still has a phone number"/>
 </View>
 """
 
@@ -239,6 +283,10 @@ def instructions_html() -> str:
         f"<li><b>{html.escape(r.value, False)}</b>: {html.escape(RESPONSE_HINTS[r], False)}</li>"
         for r in ResponseType
     )
+    flags = "".join(
+        f"<li><b>{html.escape(f, False)}</b>: {html.escape(meaning, False)}</li>"
+        for f, meaning in FLAGS.items()
+    )
     return (
         "<h3>What counts as a value</h3>"
         f"<ul>{values}</ul>"
@@ -249,6 +297,11 @@ def instructions_html() -> str:
         "<p>Response type and Subjective are required. Other AI values takes any released "
         "value's name, one a line. Evidence quotes are the pre-filling model's, for reference "
         "only: they are not stored with your labels.</p>"
+        "<h3>Flag for the lead (optional)</h3>"
+        f"<ul>{flags}</ul>"
+        "<p>Say why in the note. To flag without labelling, tick the flag, write the note and "
+        "press Skip: the lead sees the flag and the note, and the task counts as skipped, not "
+        "as a vote.</p>"
     )
 
 
@@ -459,6 +512,7 @@ class ParsedResult:
     labels: Labels
     notes: str | None = None
     free_values: list[str] = field(default_factory=list)  # names not in the tree, kept, flagged
+    flag: str | None = None  # one of FLAGS, or what a config edited on the server offers
 
 
 def _texts(value: dict) -> list[str]:
@@ -474,6 +528,7 @@ def parse_result(taxonomy: Taxonomy, result: Sequence[dict]) -> ParsedResult:
     response: ResponseType | None = None
     subjective: bool | None = None
     task: str | None = None
+    flag: str | None = None
 
     def named(name: str, into: list[str]) -> None:
         node = taxonomy.resolve(name)
@@ -504,6 +559,8 @@ def parse_result(taxonomy: Taxonomy, result: Sequence[dict]) -> ParsedResult:
             task = str(value["choices"][0])
         elif name == NOTES:
             notes.extend(t for t in value.get("text", []) if t and t.strip())
+        elif name == FLAG and value.get("choices"):
+            flag = str(value["choices"][0])
     labels = Labels(
         ai_values=_unique(ai),
         human_values=_unique(human),
@@ -511,4 +568,5 @@ def parse_result(taxonomy: Taxonomy, result: Sequence[dict]) -> ParsedResult:
         subjective=subjective,
         task=task,
     )
-    return ParsedResult(labels=labels, notes="\n".join(notes) or None, free_values=_unique(free))
+    return ParsedResult(labels=labels, notes="\n".join(notes) or None, free_values=_unique(free),
+                        flag=flag)

@@ -61,6 +61,7 @@ class PullReport:
     deleted: int = 0
     restored: int = 0
     cancelled: int = 0
+    flagged: int = 0
     incomplete: int = 0
     edited_by_other: int = 0
     free_values: int = 0
@@ -73,7 +74,7 @@ class PullReport:
 
 
 _COMPARED = ("conversation_id", "annotator", "labels", "missing", "edited_by", "lead_time",
-             "cancelled", "updated_at")  # fmt: skip
+             "cancelled", "updated_at", "flag")  # fmt: skip
 
 
 def label_source(conn: Connection, project_id: int) -> str:
@@ -156,6 +157,8 @@ def _annotation_row(
     cancelled = bool(ann.get("was_cancelled"))
     # Label Studio accepts an empty result through its API (and through forms without
     # `required`): such an annotation is kept, marked incomplete, and never decides gold alone.
+    # Flagged as well, it is a flag raised instead of labels (`db.FLAGGED_INSTEAD`): no vote.
+    # A skipped task keeps its result too: the flag and the note typed before Skip.
     missing = [] if cancelled else labels.missing_fields()
     author = _user_id(ann.get("completed_by"))
     editor = _user_id(ann.get("updated_by"))
@@ -171,6 +174,7 @@ def _annotation_row(
         "source_id": str(ann["id"]),
         "missing": dumps(missing),
         "edited_by": edited_by,
+        "flag": parsed.flag,
         "lead_time": ann.get("lead_time"),
         "cancelled": int(cancelled),
         "deleted": 0,
@@ -184,6 +188,7 @@ def _snapshot(row: dict[str, Any], replaced_at: str) -> dict[str, Any]:
     entry["labels"] = loads(row["labels"], {})
     entry["missing"] = loads(row["missing"], [])
     entry["deleted"] = bool(row["deleted"])
+    entry["flag"] = row.get("flag")
     entry["replaced_at"] = replaced_at
     return entry
 
@@ -218,7 +223,7 @@ def pull(
         sub = _pull_from(db, conn, ls, proj, taxonomy, progress)
         total.reviewers.append(sub)
         for name in ("annotations", "new", "updated", "unchanged", "deleted", "restored",
-                     "cancelled", "incomplete", "edited_by_other", "free_values",
+                     "cancelled", "flagged", "incomplete", "edited_by_other", "free_values",
                      "foreign_tasks"):  # fmt: skip
             setattr(total, name, getattr(total, name) + getattr(sub, name))
     if not total.reviewers:
@@ -267,12 +272,13 @@ def _pull_from(
             incoming[row["id"]] = row
             report.free_values += len(free)
             report.cancelled += row["cancelled"]
+            report.flagged += row["flag"] is not None
             report.incomplete += row["missing"] != "[]"
             report.edited_by_other += row["edited_by"] is not None
         if n % 1000 == 0:
             progress(n, total)
     report.annotations = len(incoming)
-    _store(db, source, incoming, task_rows, report)
+    _store(db, source, incoming, task_rows, report, (conn.key, proj.id))
     progress(total, total)
     return report
 
@@ -283,7 +289,10 @@ def _store(
     incoming: dict[str, dict[str, Any]],
     task_rows: list[dict[str, Any]],
     report: PullReport,
+    server_project: tuple[str, int],
 ) -> None:
+    """Write what one project's export brought, and record the pull (the `pulls` table: when
+    the study last heard from that server, per reviewer in isolated review)."""
     now = utc_now().isoformat()
     # Every row this source ever wrote, and nothing else: ids carry the source as a prefix, and
     # the deleted-check below reads only rows whose source is this one.
@@ -323,3 +332,8 @@ def _store(
             history.append({"event": "deleted", "at": now})
             db["annotations"].update(aid, {"deleted": 1, "history": dumps(history)})
             report.deleted += 1
+        db["pulls"].insert({
+            "server": server_project[0], "project_id": server_project[1], "source": source,
+            "pulled_at": now, "annotations": report.annotations, "new": report.new,
+            "updated": report.updated, "deleted": report.deleted,
+        })

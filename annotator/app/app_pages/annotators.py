@@ -1,5 +1,6 @@
-"""Annotators: inter-annotator agreement with intervals at every taxonomy level, the pairwise
-kappa matrix, and each annotator's activity and lead time."""
+"""Annotators: each reviewer's progress and the flagged and skipped conversations with their
+notes, inter-annotator agreement with intervals at every taxonomy level, the pairwise kappa
+matrix, and each annotator's activity and lead time."""
 
 from __future__ import annotations
 
@@ -9,9 +10,33 @@ import streamlit as st
 
 from annotator.app.app_pages import common
 from annotator.measure import summaries
+from annotator.measure.progress import ago
 
 st.title("Annotators")
 study = common.require_study()
+
+# --- review progress ----------------------------------------------------------------------------
+review = common.review_progress(study)
+if review.reviewers or review.flagged_or_skipped:
+    st.subheader("Review progress")
+    st.caption(f"Annotations pulled {ago(review.last_pulled)} (`annotator pull` brings the "
+               "newest). Assigned: the tasks pushed to a reviewer's own Label Studio; on a "
+               "shared server, every task of each project they work in.")
+    if review.reviewers:
+        st.dataframe(
+            pd.DataFrame([{**r.model_dump(exclude={"servers"}),
+                           "last_pulled": ago(r.last_pulled)} for r in review.reviewers]),
+            hide_index=True, key="progress-table",
+        )
+    if review.flagged_or_skipped:
+        kinds = ", ".join(f"{n} {flag}" for flag, n in review.by_flag.items())
+        st.markdown(f"**{review.flagged} flagged** ({common.md(kinds or 'none')}), "
+                    f"**{review.skipped} skipped**. A flag without labels is listed here but is "
+                    "no vote in adjudication or agreement.")
+        st.dataframe(
+            pd.DataFrame([f.model_dump() for f in review.flagged_or_skipped]),
+            hide_index=True, key="flagged-table",
+        )
 if study.sig("annotations").startswith("0:"):
     st.info("No annotations yet: run `annotator push` to send tasks to Label Studio, label them, "
             "then `annotator pull` (or `annotator demo` for the demo study).",

@@ -28,7 +28,7 @@ import streamlit as st
 from annotator import config
 from annotator.app import conversation_search, precompute, queries, summary_cache
 from annotator.app.conversation_search import ConversationHit
-from annotator.measure import findings
+from annotator.measure import findings, progress
 from annotator.measure.summaries import Bundle
 from annotator.review.instances import task_url
 
@@ -306,6 +306,19 @@ def flagged_task_links(study: Study, conversation_ids: list[str]) -> dict[str, l
 
     return summary_cache.memo(("flagged-links", study.path, study.sig("tasks"),
                                tuple(conversation_ids)), read)
+
+
+def review_progress(study: Study) -> progress.ReviewProgress:
+    """Each reviewer's progress and the flagged and skipped annotations (`measure.progress`),
+    recomputed when annotations, tasks or the last pull change."""
+    with summary_cache.study_db(study.path) as database:
+        pulled = progress.last_pulled(database)
+
+        def read() -> progress.ReviewProgress:
+            return progress.review_progress(database)
+
+        return summary_cache.memo(("review-progress", study.path, study.sig("annotations"),
+                                   study.sig("tasks"), pulled), read)
 
 
 @st.fragment(run_every=1.0)
