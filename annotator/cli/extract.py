@@ -25,6 +25,25 @@ from annotator.cli.main import (
     rows_table,
 )
 
+# Options `extract` and `scrub` share (both run the extraction engine).
+ConcurrencyOption = Annotated[int, typer.Option(help="Calls in flight at once.")]
+BatchOption = Annotated[
+    bool, typer.Option("--batch", help="Use the Message Batches API (half price, slower).")
+]
+RetryErrorsOption = Annotated[
+    bool, typer.Option("--retry-errors", help="Take conversations whose last try failed.")
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Print calls, estimated tokens and cost; spend nothing.")
+]
+PricesOption = Annotated[
+    Path | None,
+    typer.Option(help="JSON/TOML file of per-model prices (USD per million tokens)."),
+]
+ModelOption = Annotated[
+    str | None, typer.Option(help="Model id. Default: the prompt's front matter.")
+]
+
 
 @app.command()
 @cli_errors
@@ -64,9 +83,7 @@ def extract(
             "(a --dry-run without a key prices Claude with the prompt's model)."
         ),
     ] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Model id. Default: the prompt's front matter.")
-    ] = None,
+    model: ModelOption = None,
     limit: Annotated[
         int | None, typer.Option(help="Take at most this many pending conversations (each "
                                  "stage, with --only-subjective).")
@@ -81,21 +98,11 @@ def extract(
                      "not labelled are not sent, and are reported as not yet filtered.",
                      show_default=False),
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Calls in flight at once.")] = 8,
-    batch: Annotated[
-        bool, typer.Option("--batch", help="Use the Message Batches API (half price, slower).")
-    ] = False,
-    retry_errors: Annotated[
-        bool, typer.Option("--retry-errors", help="Take conversations whose last try failed.")
-    ] = False,
-    dry_run: Annotated[
-        bool,
-        typer.Option("--dry-run", help="Print calls, estimated tokens and cost; spend nothing."),
-    ] = False,
-    prices: Annotated[
-        Path | None,
-        typer.Option(help="JSON/TOML file of per-model prices (USD per million tokens)."),
-    ] = None,
+    concurrency: ConcurrencyOption = 8,
+    batch: BatchOption = False,
+    retry_errors: RetryErrorsOption = False,
+    dry_run: DryRunOption = False,
+    prices: PricesOption = None,
     allow_unscrubbed: Annotated[
         bool,
         typer.Option("--allow-unscrubbed", help="Also send conversations ingested unscrubbed."),
@@ -241,9 +248,7 @@ def scrub(
         typer.Option(help=f"Scrub prompt version: {PROMPT_REF}. Default: the latest scrub/ file."),
     ] = None,
     prompts_dir: PromptsDirOption = None,
-    model: Annotated[
-        str | None, typer.Option(help="Model id. Default: the prompt's front matter.")
-    ] = None,
+    model: ModelOption = None,
     limit: Annotated[
         int | None, typer.Option(help="Take at most this many conversations not yet cleared.")
     ] = None,
@@ -255,21 +260,11 @@ def scrub(
     no_require: Annotated[
         bool, typer.Option("--no-require", help="Turn the study setting off.")
     ] = False,
-    concurrency: Annotated[int, typer.Option(help="Calls in flight at once.")] = 8,
-    batch: Annotated[
-        bool, typer.Option("--batch", help="Use the Message Batches API (half price, slower).")
-    ] = False,
-    retry_errors: Annotated[
-        bool, typer.Option("--retry-errors", help="Take conversations whose last try failed.")
-    ] = False,
-    dry_run: Annotated[
-        bool,
-        typer.Option("--dry-run", help="Print calls, estimated tokens and cost; spend nothing."),
-    ] = False,
-    prices: Annotated[
-        Path | None,
-        typer.Option(help="JSON/TOML file of per-model prices (USD per million tokens)."),
-    ] = None,
+    concurrency: ConcurrencyOption = 8,
+    batch: BatchOption = False,
+    retry_errors: RetryErrorsOption = False,
+    dry_run: DryRunOption = False,
+    prices: PricesOption = None,
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for one reply before retrying the request.")
     ] = 120.0,
