@@ -225,7 +225,7 @@ def test_push_refuses_uncleared_conversations_when_the_study_requires_the_pass(t
 
 @pytest.mark.integration
 def test_a_scrub_pass_is_never_a_prediction_or_a_scored_version(tmp_path, fake):
-    from annotator.measure.frames import extractions_frame, prompt_list
+    from annotator.measure.frames import extractions_frame, prompt_list, study_summary
     from annotator.review.push import _load_extractions, _newest_prompt
 
     path = tmp_path / "study.db"
@@ -235,4 +235,7 @@ def test_a_scrub_pass_is_never_a_prediction_or_a_scored_version(tmp_path, fake):
     assert rows(path, "select count(*) from extractions") == [(3,)]
     assert _load_extractions(database, None) == {} and _newest_prompt(database) is None
     assert extractions_frame(database).empty and prompt_list(database).empty
+    summary = study_summary(database)
+    assert summary["extracted (ok)"] == 0 and summary["prompt versions used"] == 0
+    assert summary["cleared by the model privacy pass"] == 3
     database.conn.close()

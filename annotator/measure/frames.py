@@ -74,9 +74,14 @@ def study_summary(db: sqlite_utils.Database) -> dict[str, int | float]:
     return {
         "conversations": scalar(db, "select count(*) from conversations"),
         "scrubbed": scalar(db, "select count(*) from conversations where scrubbed = 1"),
-        "extracted (ok)": scalar(db, "select count(*) from extractions where status = 'ok'"),
-        "extraction errors": scalar(db, "select count(*) from extractions where status = 'error'"),
-        "prompt versions used": scalar(db, "select count(distinct prompt_id) from extractions"),
+        "cleared by the model privacy pass": scalar(
+            db, "select count(distinct conversation_id) from scrub_passes"),
+        "extracted (ok)": scalar(
+            db, f"select count(*) from extractions where status = 'ok' and {NOT_SCRUB}"),
+        "extraction errors": scalar(
+            db, f"select count(*) from extractions where status = 'error' and {NOT_SCRUB}"),
+        "prompt versions used": scalar(
+            db, f"select count(distinct prompt_id) from extractions where {NOT_SCRUB}"),
         "pushed to Label Studio": scalar(db, "select count(distinct conversation_id) from tasks"),
         "annotations": scalar(db, "select count(*) from annotations where deleted = 0"),
         "annotated conversations": scalar(
