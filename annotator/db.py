@@ -335,6 +335,18 @@ def _add_flags_and_pulls(db: sqlite_utils.Database) -> None:
     db["pulls"].create_index(["server", "pulled_at"])
 
 
+def _add_scrub_passes(db: sqlite_utils.Database) -> None:
+    # The model privacy pass (`extract.scrub_pass`): per conversation, which pass (prompt version
+    # and model) cleared it and which spans it replaced in the stored turns. study_settings:
+    # study-wide switches, e.g. that push sends only conversations a scrub pass has cleared.
+    db["scrub_passes"].create(
+        {"conversation_id": str, "prompt_id": str, "model": str, "replaced": str,
+         "not_found": str, "applied_at": str},
+        pk=("conversation_id", "prompt_id", "model"),
+    )
+    db["study_settings"].create({"key": str, "value": str, "set_at": str}, pk="key")
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_core_tables", _create_core_tables),
     ("0002_ingest_runs", _add_ingest_runs),
@@ -349,6 +361,7 @@ MIGRATIONS: list[Migration] = [
     ("0011_tasks", _add_tasks),
     ("0012_gold_reopening", _add_gold_reopening),
     ("0013_flags_and_pulls", _add_flags_and_pulls),
+    ("0014_scrub_passes", _add_scrub_passes),
 ]
 
 # A flag raised instead of labels: flagged, with a required field left empty. Such an

@@ -25,6 +25,25 @@ from annotator.cli.main import (
     rows_table,
 )
 
+# Options `extract` and `scrub` share (both run the extraction engine).
+ConcurrencyOption = Annotated[int, typer.Option(help="Calls in flight at once.")]
+BatchOption = Annotated[
+    bool, typer.Option("--batch", help="Use the Message Batches API (half price, slower).")
+]
+RetryErrorsOption = Annotated[
+    bool, typer.Option("--retry-errors", help="Take conversations whose last try failed.")
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Print calls, estimated tokens and cost; spend nothing.")
+]
+PricesOption = Annotated[
+    Path | None,
+    typer.Option(help="JSON/TOML file of per-model prices (USD per million tokens)."),
+]
+ModelOption = Annotated[
+    str | None, typer.Option(help="Model id. Default: the prompt's front matter.")
+]
+
 
 @app.command()
 @cli_errors
@@ -64,9 +83,7 @@ def extract(
             "(a --dry-run without a key prices Claude with the prompt's model)."
         ),
     ] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Model id. Default: the prompt's front matter.")
-    ] = None,
+    model: ModelOption = None,
     limit: Annotated[
         int | None, typer.Option(help="Take at most this many pending conversations (each "
                                  "stage, with --only-subjective).")
@@ -81,21 +98,11 @@ def extract(
                      "not labelled are not sent, and are reported as not yet filtered.",
                      show_default=False),
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Calls in flight at once.")] = 8,
-    batch: Annotated[
-        bool, typer.Option("--batch", help="Use the Message Batches API (half price, slower).")
-    ] = False,
-    retry_errors: Annotated[
-        bool, typer.Option("--retry-errors", help="Take conversations whose last try failed.")
-    ] = False,
-    dry_run: Annotated[
-        bool,
-        typer.Option("--dry-run", help="Print calls, estimated tokens and cost; spend nothing."),
-    ] = False,
-    prices: Annotated[
-        Path | None,
-        typer.Option(help="JSON/TOML file of per-model prices (USD per million tokens)."),
-    ] = None,
+    concurrency: ConcurrencyOption = 8,
+    batch: BatchOption = False,
+    retry_errors: RetryErrorsOption = False,
+    dry_run: DryRunOption = False,
+    prices: PricesOption = None,
     allow_unscrubbed: Annotated[
         bool,
         typer.Option("--allow-unscrubbed", help="Also send conversations ingested unscrubbed."),
@@ -230,3 +237,86 @@ def _print_claims_and_ledger(report: Any) -> None:
             f"${ledger['cost_usd']:.4f}).",
             highlight=False, soft_wrap=True,
         )
+
+
+@app.command()
+@cli_errors
+def scrub(
+    db: DbOption = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option(help=f"Scrub prompt version: {PROMPT_REF}. Default: the latest scrub/ file."),
+    ] = None,
+    prompts_dir: PromptsDirOption = None,
+    model: ModelOption = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Take at most this many conversations not yet cleared.")
+    ] = None,
+    require: Annotated[
+        bool,
+        typer.Option("--require", help="From now on, push refuses conversations this pass "
+                     "has not cleared (a study setting; --no-require turns it off)."),
+    ] = False,
+    no_require: Annotated[
+        bool, typer.Option("--no-require", help="Turn the study setting off.")
+    ] = False,
+    concurrency: ConcurrencyOption = 8,
+    batch: BatchOption = False,
+    retry_errors: RetryErrorsOption = False,
+    dry_run: DryRunOption = False,
+    prices: PricesOption = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for one reply before retrying the request.")
+    ] = 120.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Model privacy pass: a small Claude model finds names and street addresses the offline
+    scrubber left; they become [NAME] / [ADDRESS] in the stored conversations.
+
+    Every call is recorded and priced like `extract`, cached per (conversation, prompt version,
+    model), resumed after an interruption; --dry-run prices it (no API key needed). With
+    --require, push sends only conversations the pass has cleared.
+
+    Example: annotator scrub --dry-run; annotator scrub --require
+    """
+    from annotator.db import open_existing_db
+    from annotator.extract.scrub_pass import scrub as run_scrub
+    from annotator.extract.scrub_pass import set_required
+
+    if no_require:
+        database = open_existing_db(db_path(db))
+        try:
+            set_required(database, False)
+        finally:
+            database.conn.close()
+        console.print("Push no longer requires the model privacy pass.")
+        return
+    with extract_bar(not as_json) as progress:
+        report = run_scrub(
+            db_path(db), prompt=prompt, prompts_dir=prompts_dir, model=model, limit=limit,
+            require=require, concurrency=concurrency, batch=batch, retry_errors=retry_errors,
+            dry_run=dry_run, prices=prices, timeout=timeout, progress=progress,
+        )
+    for note in report.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    if as_json:
+        print_json(report.as_dict())
+        return
+    run = report.run
+    if run.get("estimate") is not None:
+        console.print(f"Dry run: {run['todo']} conversations to check with {escape(run['model'])}, "
+                      f"prompt {escape(run['prompt'])}; {run['cached']} cached.")
+        rows = [{"": k, "value": v} for k, v in run["estimate"].items()]
+        console.print(rows_table("Estimate (nothing was sent)", rows))
+    else:
+        console.print(
+            f"Checked {run['ok']} conversations ({run['errors']} errors, {run['cached']} cached) "
+            f"with {escape(run['model'])} for ${run['cost_usd']:.4f}; applied {report.applied}: "
+            f"{report.replaced} spans replaced, {report.not_found} given but not in the text.",
+            highlight=False, soft_wrap=True)
+        if run["errors"]:
+            console.print("Error rows are kept; rerun with --retry-errors to take them again.")
+    console.print(
+        f"Cleared by the model pass: {report.cleared}; not cleared: {report.uncleared}. Push "
+        + ("requires it." if report.required else "does not require it (--require)."),
+        highlight=False, soft_wrap=True)

@@ -65,6 +65,7 @@ from annotator.datasets.writers import (
 )
 from annotator.db import loads, row_to_extraction
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
+from annotator.extract.prompts import NOT_SCRUB
 from annotator.models import (
     Annotation,
     GoldRecord,
@@ -195,7 +196,7 @@ _PROPOSALS_SQL = (
     "select e.*, c.source as conversation_source, c.turns as conversation_turns, "
     "p.name as prompt_name, p.version as prompt_version from extractions e "
     "join conversations c on c.id = e.conversation_id left join prompts p on p.id = e.prompt_id "
-    "order by e.conversation_id, e.prompt_id, e.model"
+    f"where e.{NOT_SCRUB} order by e.conversation_id, e.prompt_id, e.model"
 )
 
 

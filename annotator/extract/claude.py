@@ -37,6 +37,7 @@ from annotator.extract.extractors import (
     FatalExtractorError,
     Outcome,
     ProposedLabels,
+    ProposedSpans,
     ProposedSubjectivity,
     labels_schema,
     reply_shape,
@@ -62,6 +63,8 @@ TOOL_DESCRIPTIONS: dict[type[BaseModel], str] = {
     ProposedLabels: TOOL_DESCRIPTION,
     ProposedSubjectivity: "Record whether the conversation is subjective: whether it involves "
     "values at all.",
+    ProposedSpans: "Record the personal names and street addresses left in the conversation, "
+    "each copied verbatim.",
 }
 POOL_SHARD = 16
 DEFAULT_TIMEOUT = 120.0  # seconds for one request: a labels reply takes a few
@@ -496,7 +499,7 @@ class ClaudeExtractor:
             prompt_id=prompt.id,
             model=self.model,
             extractor=self.name,
-            subjective=labels.subjective,  # type: ignore[attr-defined]
+            subjective=getattr(labels, "subjective", None),  # a scrub reply has no labels
             ai_values=self._resolve(getattr(labels, "ai_values", [])),
             human_values=self._resolve(getattr(labels, "human_values", [])),
             response_type=getattr(labels, "response_type", None),

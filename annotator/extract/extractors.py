@@ -92,10 +92,30 @@ class ProposedSubjectivity(BaseModel):
     subjective: bool = Field(description=ProposedLabels.model_fields["subjective"].description)
 
 
+MAX_SPANS = 60
+
+
+class ProposedSpans(BaseModel):
+    """What a scrub prompt (`labels: scrub`) must return: the personal names and street
+    addresses still in a conversation, verbatim, for `scrub_pass` to replace. No labels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    names: list[str] = Field(
+        max_length=MAX_SPANS,
+        description="Personal names of private people, each copied exactly as written.",
+    )
+    addresses: list[str] = Field(
+        max_length=MAX_SPANS,
+        description="Street addresses (or parts of one) of private people, copied exactly.",
+    )
+
+
 # A prompt's `labels` front matter -> the reply shape it asks for (`prompts.LABEL_SETS`).
 REPLY_SHAPES: dict[str, type[BaseModel]] = {
     "all": ProposedLabels,
     "subjective": ProposedSubjectivity,
+    "scrub": ProposedSpans,
 }
 
 
@@ -201,6 +221,7 @@ __all__ = [
     "FatalExtractorError",
     "Outcome",
     "ProposedLabels",
+    "ProposedSpans",
     "ProposedSubjectivity",
     "ProposedTask",
     "ProposedValue",

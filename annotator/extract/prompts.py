@@ -38,8 +38,13 @@ CONVERSATION_SLOT = "{conversation}"
 REQUIRED_FRONT_MATTER = ("model", "max_tokens")
 OUTPUT_MODES = ("tool", "json")
 # `labels:` in the front matter: every label (default), or only `subjective` (a first-stage
-# filter for `extract --only-subjective`); `extractors.REPLY_SHAPES` has their shapes.
-LABEL_SETS = ("all", "subjective")
+# filter for `extract --only-subjective`), or `scrub` (names and addresses to replace, no labels:
+# `scrub_pass`); `extractors.REPLY_SHAPES` has their shapes.
+LABEL_SETS = ("all", "subjective", "scrub")
+# SQL: the study's scrub-pass prompt versions, and a condition on `prompt_id` leaving them out
+# (they propose no labels: never predictions, never scored, never exported as proposals).
+SCRUB_PROMPT_IDS = "select id from prompts where json_extract(front_matter, '$.labels') = 'scrub'"
+NOT_SCRUB = f"prompt_id not in ({SCRUB_PROMPT_IDS})"
 ID_LENGTH = 16
 
 _FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*\r?\n", re.DOTALL)

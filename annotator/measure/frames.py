@@ -16,7 +16,7 @@ import sqlite_utils
 
 from annotator.db import FLAGGED_INSTEAD, authors_own, optional_bool
 from annotator.extract.ledger import call_ledger
-from annotator.extract.prompts import few_shot_map, resolve_used_ids
+from annotator.extract.prompts import NOT_SCRUB, few_shot_map, resolve_used_ids
 from annotator.measure.agreement import AgreementReport, agreement_report
 from annotator.measure.anchoring import MIN_BLIND_CONVERSATIONS, AnchoringReport, anchoring
 from annotator.models import SET_ASIDE_WHY
@@ -74,9 +74,14 @@ def study_summary(db: sqlite_utils.Database) -> dict[str, int | float]:
     return {
         "conversations": scalar(db, "select count(*) from conversations"),
         "scrubbed": scalar(db, "select count(*) from conversations where scrubbed = 1"),
-        "extracted (ok)": scalar(db, "select count(*) from extractions where status = 'ok'"),
-        "extraction errors": scalar(db, "select count(*) from extractions where status = 'error'"),
-        "prompt versions used": scalar(db, "select count(distinct prompt_id) from extractions"),
+        "cleared by the model privacy pass": scalar(
+            db, "select count(distinct conversation_id) from scrub_passes"),
+        "extracted (ok)": scalar(
+            db, f"select count(*) from extractions where status = 'ok' and {NOT_SCRUB}"),
+        "extraction errors": scalar(
+            db, f"select count(*) from extractions where status = 'error' and {NOT_SCRUB}"),
+        "prompt versions used": scalar(
+            db, f"select count(distinct prompt_id) from extractions where {NOT_SCRUB}"),
         "pushed to Label Studio": scalar(db, "select count(distinct conversation_id) from tasks"),
         "annotations": scalar(db, "select count(*) from annotations where deleted = 0"),
         "annotated conversations": scalar(
@@ -163,7 +168,8 @@ def extractions_frame(
     conversations pushed to Label Studio (a few thousand of a study's 300,000)."""
     sql = (
         "select conversation_id, prompt_id, model, extractor, status, response_type, ai_values, "
-        "human_values, subjective, error, cost_usd, created_at, task from extractions where 1 = 1"
+        "human_values, subjective, error, cost_usd, created_at, task from extractions "
+        f"where {NOT_SCRUB}"  # a scrub pass proposes no labels: nothing to score
     )
     if pushed_only:
         sql += " and conversation_id in (select conversation_id from tasks)"
@@ -396,7 +402,7 @@ def prompt_list(db: sqlite_utils.Database) -> pd.DataFrame:
         list(
             db.execute(
                 "select prompt_id, sum(status = 'ok'), sum(status = 'error') from extractions "
-                "group by prompt_id"
+                f"where {NOT_SCRUB} group by prompt_id"
             )
         ),
         columns=["prompt_id", "ok", "errors"],

@@ -16,6 +16,8 @@ from typing import Any
 import sqlite_utils
 
 from annotator.db import dumps, loads, open_existing_db, row_to_extraction
+from annotator.extract.prompts import NOT_SCRUB
+from annotator.extract.scrub_pass import check_cleared
 from annotator.extract.tasks import load_task_list
 from annotator.models import Extraction, utc_now
 from annotator.review import instances
@@ -88,7 +90,7 @@ class _Item:
 def _load_extractions(
     db: sqlite_utils.Database, prompt_id: str | None
 ) -> dict[str, list[Extraction]]:
-    where, params = "status = 'ok'", []
+    where, params = f"status = 'ok' and {NOT_SCRUB}", []  # a scrub pass has no labels
     if prompt_id is not None:
         where += " and prompt_id = ?"
         params.append(prompt_id)
@@ -346,6 +348,7 @@ def push(
     names = prediction_names(db)
     with _no_cyclic_gc():
         items, leaves = _items(db, taxonomy, prompt_id, newest, blind_share, blind_seed)
+    check_cleared(db, [i.conversation_id for i in items])  # before any server sees one
     if instances.isolated(db_path):
         report = _push_isolated(
             db, db_path, project, overlap, items, leaves, taxonomy, top_values, update_config,
@@ -565,7 +568,7 @@ def resolve_prompt(db: sqlite_utils.Database, ref: str) -> str:
 
 def _newest_prompt(db: sqlite_utils.Database) -> str | None:
     rows = list(db.query(
-        "select prompt_id from extractions where status = 'ok' "
+        f"select prompt_id from extractions where status = 'ok' and {NOT_SCRUB} "
         "order by created_at desc limit 1"
     ))
     return rows[0]["prompt_id"] if rows else None
