@@ -74,3 +74,22 @@ def test_the_app_password_is_made_once_kept_private_and_overridable(tmp_path, mo
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     monkeypatch.setenv("ANNOTATOR_APP_PASSWORD", "chosen-by-the-lead")
     assert app_server.app_password(db) == "chosen-by-the-lead"
+
+
+def test_start_with_host_makes_label_studio_listen_there_and_remembers_it(tmp_path):
+    """A placeholder label-studio writes the arguments it was started with, then exits: the
+    server is told to listen on the host given, and a later start without --host uses it too."""
+    db = tmp_path / "study" / "annotator.db"
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    args = tmp_path / "args"
+    fake = venv / "bin" / "label-studio"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {args}\nexit 1\n')
+    fake.chmod(0o755)
+    for host in ("0.0.0.0", None):
+        with pytest.raises(server.LabelStudioError):  # the placeholder never answers
+            server.start(db, venv=venv, timeout=5, host=host)
+    started = args.read_text().splitlines()
+    assert len(started) == 2 and all("--internal-host 0.0.0.0" in line for line in started)
+    ports = {line.split("--port ")[1].split()[0] for line in started}
+    assert len(ports) == 1  # the second start kept the first one's port
