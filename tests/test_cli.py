@@ -141,3 +141,34 @@ def test_a_dangling_link_as_db_is_one_line_in_every_command(tmp_path) -> None:
         assert "which does not exist" in result.output and "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
     assert not (tmp_path / "moved").exists() and link.is_symlink()
+
+
+def test_status_counts_what_stands_at_each_stage(tmp_path):
+    """The README's `annotator status`: how many conversations stand at each stage, counted
+    from the study itself (real SQLite; a hand-made file of two conversations and one label)."""
+    import json
+
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text("".join(json.dumps({"id": f"c{i}", "messages": [
+        {"role": "user", "content": f"Should I tell my friend the truth, part {i}?"},
+        {"role": "assistant", "content": "Honesty matters; be kind about it."}]}) + "\n"
+        for i in range(2)))
+    labels = tmp_path / "labels.jsonl"
+    label = {"conversation": "c0", "annotator": "ada", "ai_values": ["honesty"],
+             "human_values": [], "response_type": "mild support", "subjective": True}
+    labels.write_text(json.dumps(label) + "\n")
+    db = ["--db", str(tmp_path / "s.db")]
+
+    def status() -> dict:
+        result = runner.invoke(app, ["status", *db, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    assert runner.invoke(app, ["ingest", str(chats), *db]).exit_code == 0
+    assert status()["conversations"] == 2 and status()["extracted (ok)"] == 0
+    assert runner.invoke(app, ["extract", "--extractor", "baseline", "--no-summaries", *db]
+                         ).exit_code == 0
+    assert runner.invoke(app, ["import-labels", str(labels), "--no-summaries", *db]).exit_code == 0
+    counts = status()
+    assert counts["extracted (ok)"] == 2 and counts["annotations"] == 1
+    assert counts["annotated conversations"] == 1 and counts["adjudicated (gold)"] == 0
