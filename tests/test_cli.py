@@ -140,3 +140,18 @@ def test_a_dangling_link_as_db_is_one_line_in_every_command(tmp_path) -> None:
         assert "which does not exist" in result.output and "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
     assert not (tmp_path / "moved").exists() and link.is_symlink()
+
+
+def test_version_prints_the_installed_package_version():
+    """`annotator --version` prints the version the package metadata gives, as a process
+    would see it, and needs no study."""
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    version = importlib.metadata.version("annotator")
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"annotator {version}"
+    done = subprocess.run([sys.executable, "-m", "annotator", "--version"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == f"annotator {version}", done.stderr
