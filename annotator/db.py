@@ -13,7 +13,7 @@ import sqlite3
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +32,7 @@ from annotator.models import (
     GoldLabel,
     Labels,
     PromptVersion,
+    Provenance,
     Turn,
     ValueRef,
     utc_now,
@@ -772,3 +773,24 @@ def row_to_gold(row: dict[str, Any]) -> GoldLabel:
         task=row.get("task"),
         task_description=row.get("task_description"),
     )
+
+
+def provenance(
+    db: sqlite_utils.Database, prompt_ids: Iterable[str] = (), label_source: str | None = None
+) -> Provenance:
+    """The provenance of something made now from the study in `db` (see `Provenance`)."""
+    return Provenance(study_fingerprint=study_key.study_fingerprint(db),
+                      prompt_ids=sorted(set(prompt_ids)), label_source=label_source)
+
+
+def external_ids(db: sqlite_utils.Database, ids: Iterable[str]) -> dict[str, str | None]:
+    """Each conversation's id in its source file (`external_id`), to join results back."""
+    wanted = list(dict.fromkeys(ids))
+    out: dict[str, str | None] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        out.update(db.execute(
+            f"select id, external_id from conversations where id in ({','.join('?' * len(chunk))})",
+            chunk,
+        ).fetchall())
+    return out

@@ -17,6 +17,31 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def tool_version() -> str:
+    """The installed `annotator` package's version (the source tree's when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("annotator")
+    except PackageNotFoundError:
+        from annotator import __version__
+
+        return __version__
+
+
+class Provenance(BaseModel):
+    """Where a report or export comes from, so its figures can be traced and joined back: the
+    tool and its version, the study (its key's fingerprint), the prompt versions and the label
+    source it reads, and when it was made."""
+
+    tool: str = "annotator"
+    tool_version: str = Field(default_factory=tool_version)
+    study_fingerprint: str | None = None
+    prompt_ids: list[str] = Field(default_factory=list)
+    label_source: str | None = None
+    generated_at: str = Field(default_factory=lambda: utc_now().isoformat())
+
+
 class Role(StrEnum):
     user = "user"
     assistant = "assistant"

@@ -68,6 +68,17 @@ def fingerprint(key: bytes) -> str:
     return hmac.new(key, _FINGERPRINT_LABEL, hashlib.sha256).hexdigest()[:16]
 
 
+def study_fingerprint(db: sqlite_utils.Database) -> str | None:
+    """The recorded fingerprint of the study's key: a stable id of the study (it never changes
+    once the key is made, and reveals nothing of the key), for provenance; None before the
+    first ingest made the key."""
+    try:
+        row = db.execute("select fingerprint from study_key where id = 1").fetchone()
+    except Exception:  # a database from before the study_key table
+        return None
+    return row[0] if row and row[0] else None
+
+
 def has_legacy_ids(db: sqlite_utils.Database) -> bool:
     """Whether `db` holds conversations whose ids predate keyed ids."""
     row = db.execute("select legacy_ids from study_key where id = 1").fetchone()

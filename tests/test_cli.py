@@ -172,3 +172,18 @@ def test_status_counts_what_stands_at_each_stage(tmp_path):
     counts = status()
     assert counts["extracted (ok)"] == 2 and counts["annotations"] == 1
     assert counts["annotated conversations"] == 1 and counts["adjudicated (gold)"] == 0
+
+
+def test_version_prints_the_installed_package_version():
+    """`annotator --version` prints the version the package metadata gives, as a process
+    would see it, and needs no study."""
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    version = importlib.metadata.version("annotator")
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"annotator {version}"
+    done = subprocess.run([sys.executable, "-m", "annotator", "--version"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == f"annotator {version}", done.stderr

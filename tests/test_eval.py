@@ -394,3 +394,24 @@ def test_a_dry_run_without_a_key_prices_claude_not_the_baseline(gate, monkeypatc
     text = runner.invoke(app, ["eval", "values/v2", "--db", str(path), "--dry-run"])
     said = " ".join(text.output.split())
     assert "priced as Claude claude-sonnet-4-6" in said and "estimated $0.0000" not in said
+
+
+def test_worst_conversations_carry_their_external_id_and_the_report_its_provenance(gate):
+    """Against the fake over HTTP, a real study: each of the worst conversations names its id
+    in the source file, and the report the tool version, study and prompt versions."""
+    from annotator.models import tool_version
+
+    path, _, _, _ = gate
+    database = open_db(path)
+    with database.conn:
+        database.execute("update conversations set external_id = 'test.jsonl.gz:' || rowid")
+    expected = dict(database.execute("select id, external_id from conversations").fetchall())
+    database.conn.close()
+    code, report, out = run_eval(path, "values/v1", "--baseline", "values/v2")
+    assert report is not None, out
+    assert report["worst"]
+    assert all(w["external_id"] == expected[w["conversation_id"]] for w in report["worst"])
+    made = report["provenance"]
+    assert made["tool_version"] == tool_version() and made["label_source"] == "gold (gold)"
+    assert made["prompt_ids"] == sorted({report["prompt"]["prompt_id"],
+                                         report["baseline"]["prompt_id"]})

@@ -513,3 +513,51 @@ def test_value_refs_resolve_by_node_before_name():
                                                    evidence="I must be honest", score=0.5))
     assert (value.node_id, value.free, value.evidence, value.score) == (
         "honesty", False, "I must be honest", 0.5)
+
+
+# --- provenance: every row joins back to its source; the export says what made it --------------
+
+
+@pytest.mark.parametrize("what", ["validated", "gold", "proposals"])
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet", "hf"])
+def test_every_row_carries_the_external_id_and_the_report_its_provenance(
+        study, tmp_path, what, fmt):
+    """Real SQLite study: each conversation is given a source id like `test.jsonl.gz:12`; every
+    exported row (any format, any kind) carries it, and the report and card name the tool
+    version, the study's fingerprint, the label source, the prompt ids and the time."""
+    from annotator.models import tool_version
+    from annotator.study_key import study_fingerprint
+
+    db = open_db(study)
+    with db.conn:
+        db.execute("update conversations set external_id = 'test.jsonl.gz:' || rowid")
+    expected = dict(db.execute("select id, external_id from conversations").fetchall())
+    fingerprint = study_fingerprint(db)
+    assert fingerprint  # the study's key was made when the gold set was imported
+    out = target(tmp_path, fmt)
+    report = export(db, out, fmt, ExportFilter(), what)
+    frame = read_pandas(out, fmt)
+    assert len(frame) == report.exported > 0
+    assert "external_id" in frame.columns
+    for cid, external in zip(frame["conversation_id"], frame["external_id"], strict=True):
+        assert external == expected[cid]
+    made = report.provenance
+    assert made is not None and made.tool_version == tool_version()
+    assert made.study_fingerprint == fingerprint
+    assert made.label_source == ("extractions" if what == "proposals" else
+                                 "gold (decided labels)")
+    assert made.prompt_ids == (sorted(report.stats.prompt_ids) if what == "proposals" else [])
+    assert made.generated_at.startswith("20")
+    if fmt == "hf":
+        card = (out / "README.md").read_text()
+        assert f"`{fingerprint}`" in card and f"annotator {tool_version()}" in card
+        assert made.generated_at in card
+
+
+def test_export_json_report_carries_provenance(study, tmp_path):
+    out = tmp_path / "v.jsonl"
+    result = run("export", out, "--db", study, "--json")
+    assert result.exit_code == 0, result.output
+    made = json.loads(result.output)["provenance"]
+    assert {"tool_version", "study_fingerprint", "label_source", "prompt_ids",
+            "generated_at"} <= set(made)

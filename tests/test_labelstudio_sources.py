@@ -12,6 +12,7 @@ from labelstudio_fixtures import labelstudio, reviewer_client  # noqa: F401
 from annotator import config
 from annotator.datasets.gold import import_gold
 from annotator.db import open_db
+from annotator.extract.baseline import VERSION
 from annotator.extract.engine import extract
 from annotator.review import pull, push, sync
 
@@ -47,7 +48,7 @@ def test_pull_changes_only_its_own_annotations(labelstudio):  # noqa: F811
     admin = labelstudio.admin()
     names = {p.model_version for t in admin.tasks.list(project=pushed.project_id, fields="all")
              for p in (t.predictions or [])}  # fmt: skip
-    assert len(names) == 1 and next(iter(names)).startswith("offline baseline v1 · ")
+    assert len(names) == 1 and next(iter(names)).startswith(f"offline baseline {VERSION} · ")
     assert pushed.prefilled_by == next(iter(names))
     # a mapping lost in a crash is read back by name, and no prediction is sent twice
     db = open_db(db_path)

@@ -79,7 +79,7 @@ def one_error_line(result) -> str:
 
 def test_agreement_takes_a_printed_prefix_and_a_name_version(study):
     path, baseline = study
-    for ref in (baseline[:12], "baseline/v1", "baseline@v1", baseline):
+    for ref in (baseline[:12], "baseline/v2", "baseline@v2", baseline):
         result = cli("agreement", "--db", str(path), "--prompt", ref, "--boot", "0", "--json")
         assert result.exit_code == 0, (ref, result.output)
         data = json.loads(result.output)
@@ -112,10 +112,10 @@ def test_push_resolves_a_prefix_and_a_name_version_before_connecting(study):
     path, baseline = study
     database = open_db(path)
     assert push.resolve_prompt(database, baseline[:12]) == baseline
-    assert push.resolve_prompt(database, "baseline/v1") == baseline
+    assert push.resolve_prompt(database, "baseline/v2") == baseline
     assert push.resolve_prompt(database, baseline.removeprefix("baseline-")[:6]) == baseline
     database.conn.close()
-    for ref in (baseline[:12], "baseline/v1"):
+    for ref in (baseline[:12], "baseline/v2"):
         message = one_error_line(cli("push", "--db", str(path), "--prompt", ref))
         assert "Label Studio is not running" in message and "prompt" not in message, message
 
@@ -211,3 +211,17 @@ def test_resolver_rules(tmp_path, study):
     with pytest.raises(InputError, match="has no extractions"):
         resolve_prompt(str(folder / "values" / "v2.md"), folder, database, used=True)
     database.conn.close()
+
+
+def test_a_mistyped_prompt_gets_the_nearest_as_a_hint(tmp_path):
+    """No study: the prompt files of a folder. A typo in a name/version gets "did you mean";
+    a reference like nothing known gets none."""
+    folder = tmp_path / "prompts"
+    (folder / "values").mkdir(parents=True)
+    (folder / "values" / "v1.md").write_text(prompt_text("v1", 0), encoding="utf-8")
+    with pytest.raises(InputError) as raised:
+        resolve_prompt("valeus/v1", folder)
+    assert "no prompt 'valeus/v1'; did you mean values/v1 ?" in str(raised.value)
+    with pytest.raises(InputError) as raised:
+        resolve_prompt("zzz/q9", folder)
+    assert "did you mean" not in str(raised.value)

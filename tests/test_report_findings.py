@@ -336,7 +336,9 @@ def test_cli_json_is_the_model(tmp_path) -> None:
     result = runner.invoke(app, ["report", "--db", str(path), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert data == json.loads(report_of(path).model_dump_json())
+    again = json.loads(report_of(path).model_dump_json())
+    assert data["provenance"].pop("generated_at") and again["provenance"].pop("generated_at")
+    assert data == again
     result = runner.invoke(app, ["report", "--db", str(path), "--json", "--source",
                                  "annotations", "--opposing", FREE])
     data = json.loads(result.output)
@@ -524,3 +526,34 @@ def test_agreement_without_annotations_names_both_ways_in(tmp_path) -> None:
     line = " ".join(result.output.split())
     assert "no annotations yet" in line
     assert "annotator import-labels FILE" in line and "annotator pull" in line
+
+
+def test_report_json_carries_provenance_and_flags_their_external_id(tmp_path) -> None:
+    """Real SQLite study: the flagged conversation's id in its source file comes with it, and
+    the report says which tool version, study, label source and prompt made it, and when."""
+    from annotator.models import tool_version
+    from annotator.study_key import study_key
+
+    path, convs = build(tmp_path)
+    database = db_module.open_db(path)
+    with database.conn:
+        database.execute("update conversations set external_id = ? where id = ?",
+                         ["test.jsonl.gz:12", convs[8].id])
+    study_key(database)  # made on first ingest; this study was written directly
+    fingerprint = database.execute("select fingerprint from study_key").fetchone()[0]
+    database.conn.close()
+    result = runner.invoke(app, ["report", "--db", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [(f["conversation_id"], f["external_id"]) for f in data["flagged"]] == [
+        (convs[8].id, "test.jsonl.gz:12")]
+    made = data["provenance"]
+    assert made["tool_version"] == tool_version() and made["study_fingerprint"] == fingerprint
+    assert made["label_source"] == "gold" and made["prompt_ids"] == []
+    assert made["generated_at"].startswith("20")
+    by_prompt = json.loads(runner.invoke(
+        app, ["report", "--db", str(path), "--json", "--source", PROMPT.id]).output)
+    assert by_prompt["provenance"]["prompt_ids"] == [PROMPT.id]
+    assert by_prompt["provenance"]["label_source"] == "prompt"
+    text = runner.invoke(app, ["report", "--db", str(path)], env={"COLUMNS": "250"}).output
+    assert f"{convs[8].id} (test.jsonl.gz:12)" in text

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import make_study
 from typer.testing import CliRunner
 
 from annotator import db as db_module
 from annotator.cli import app
 from annotator.datasets.show import find_conversation
+from annotator.errors import InputError
 from annotator.models import Annotation, Extraction, GoldLabel, Labels, PromptVersion, ValueRef
 from annotator.review.server import ServerState, write_state
 
@@ -154,3 +156,24 @@ def test_a_conversation_is_found_by_its_external_id(tmp_path) -> None:
     line = " ".join(result.output.split())
     assert result.exit_code == 1 and "names several conversations" in line
     assert convs[0].id in line and convs[2].id in line
+
+
+def test_a_mistyped_id_gets_the_nearest_as_a_hint(tmp_path) -> None:
+    """One character wrong in a full id, in a typed prefix, or in an external id: the one-line
+    error names the nearest id (difflib over ids sharing the first characters)."""
+    path, convs = build(tmp_path)
+    database = db_module.open_db(path)
+    with database.conn:
+        database["conversations"].update(convs[1].id, {"external_id": "test.jsonl.gz:12"})
+    target = convs[3].id
+    wrong = target[:6] + ("0" if target[6] != "0" else "1") + target[7:]
+    for typed, meant in ((wrong, target), (wrong[:12], target),
+                         ("test.jsonl.gx:12", "test.jsonl.gz:12")):
+        result = runner.invoke(app, ["show", typed, "--db", str(path)])
+        assert result.exit_code == 1
+        line = " ".join(result.output.split())
+        assert f"no conversation '{typed}' in this study; did you mean {meant} ?" in line, line
+        assert len(result.output.strip().splitlines()) == 1
+    with pytest.raises(InputError) as raised:
+        find_conversation(database, "qqqqqqqqqqqq")
+    assert "did you mean" not in str(raised.value)  # nothing near: no guess

@@ -140,7 +140,7 @@ def test_gold_and_the_baseline_as_the_filter(two_stage):
     base = cli_json("extract", "--db", str(path), "--only-subjective", "baseline",
                     "--model", STAGE1, "--no-summaries")
     assert base["stage1"]["extractor"] == "baseline" and base["stage1"]["ok"] == len(convs)
-    labelled = rows(path, "select count(*) from extractions where model = 'baseline-v1' and "
+    labelled = rows(path, "select count(*) from extractions where model = 'baseline-v2' and "
                           "subjective = 1")[0][0]
     assert base["filter"]["subjective"] == labelled and base["ok"] == labelled
 

@@ -41,6 +41,27 @@ app = typer.Typer(
 )
 
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from annotator.models import tool_version
+
+        typer.echo(f"annotator {tool_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the annotator version and exit.")] = False,
+) -> None:
+    """annotator: a human-in-the-loop workbench for the values an AI expresses in
+    conversations.
+
+    Example: annotator init && annotator ingest chats.jsonl"""
+
+
 # Characters that steer a terminal instead of showing: C0 controls but newline and tab (ESC
 # starts CSI/OSC sequences: clear screen, colours, window titles, the clipboard, hyperlinks;
 # BEL, backspace and carriage return rewrite what is shown), DEL, the C1 controls U+0080-U+009F

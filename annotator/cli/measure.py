@@ -346,7 +346,8 @@ def _print_findings(f: Any, top: int) -> None:
     for flagged in f.flagged[:top]:
         links = " · ".join([flagged.show_command, f"app: {flagged.app_link}",
                             *flagged.task_urls])
-        say(f"  {flagged.conversation_id}: {', '.join(flagged.opposing_values)} "
+        external = f" ({flagged.external_id})" if flagged.external_id else ""
+        say(f"  {flagged.conversation_id}{external}: {', '.join(flagged.opposing_values)} "
              f"(response type {flagged.response_type or '-'}) · {links}")
     if len(f.flagged) > top:
         say(f"  … and {len(f.flagged) - top} more (all of them: --json)")
@@ -523,10 +524,11 @@ def _print_eval(report: Any) -> None:
         console.print(table)
     if report.worst:
         table = Table(title="most at odds with gold", title_justify="left")
-        for column in ("conversation", "disagreement", "why"):
+        for column in ("conversation", "external id", "disagreement", "why"):
             table.add_column(column, overflow="fold")
         for w in report.worst:
-            table.add_row(escape(w.conversation_id), f"{w.disagreement:.2f}", escape(w.reason))
+            table.add_row(escape(w.conversation_id), escape(w.external_id or "-"),
+                          f"{w.disagreement:.2f}", escape(w.reason))
         console.print(table)
     for gate in report.gates:
         verdict = "[green]pass[/]" if gate.passed else "[bold red]FAIL[/]"

@@ -217,6 +217,22 @@ def _replaced(db: sqlite_utils.Database) -> str:
     return ", ".join(f"{kind} {n:,}" for kind, n in sorted(totals.items()) if n)
 
 
+def _provenance(report: ExportReport) -> list[str]:
+    made = report.provenance
+    if made is None:
+        return []
+    prompts = ", ".join(f"`{p}`" for p in made.prompt_ids) or "none"
+    return ["## Provenance", "",
+            "| | |", "|---|---|",
+            f"| tool | {made.tool} {made.tool_version} |",
+            f"| study fingerprint | `{made.study_fingerprint or 'none (no key yet)'}` |",
+            f"| label source | {made.label_source or '-'} |",
+            f"| prompt ids | {prompts} |",
+            f"| exported at | {made.generated_at} |", "",
+            "Each record's `external_id` is the conversation's id in the file it was ingested "
+            "from, to join the labels back to the source.", ""]
+
+
 def _columns(what: ExportWhat) -> list[str]:
     lines = ["## Columns", "", "| column | type |", "|---|---|"]
     lines += [f"| `{f.name}` | `{f.type}` |" for f in SCHEMAS[what]]
@@ -250,7 +266,7 @@ def card_text(
         f"License of this data: `{license}`"
         + (" (not chosen when it was exported: the conversations' own terms apply)."
            if license == "unknown" else "."), "",
-        *_counts(report), *_agreement(db), *_prompts(db, report),
+        *_provenance(report), *_counts(report), *_agreement(db), *_prompts(db, report),
         "## Taxonomy", "", TAXONOMY_CREDIT, "", *_scrubbing(db, report), *_columns(report.what),
     ]
     return f"---\n{header}---\n\n" + "\n".join(body)

@@ -63,7 +63,7 @@ from annotator.datasets.writers import (
     staged,
     text_file,
 )
-from annotator.db import loads, row_to_extraction
+from annotator.db import loads, provenance, row_to_extraction
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
 from annotator.extract.prompts import NOT_SCRUB
 from annotator.models import (
@@ -141,6 +141,8 @@ def export_records(
     filters = filters or ExportFilter()
     live = live_annotations(db) if annotations is None else annotations
     seen = dict(db.execute("select conversation_id, labels_seen from gold").fetchall())
+    external = dict(db.execute("select id, external_id from conversations where id in "
+                               "(select conversation_id from gold)").fetchall())
     for gold_record in gold_records(db, live):
         gold = gold_record.gold
         labelled = live.get(gold_record.conversation_id, [])
@@ -161,6 +163,7 @@ def export_records(
             record = ExportRecord(
                 conversation_id=gold_record.conversation_id,
                 source=gold_record.source,
+                external_id=external.get(gold_record.conversation_id),
                 turns=gold_record.turns,
                 ai_values=[_exported_value(v) for v in gold.ai_values],
                 human_values=[_exported_value(v) for v in gold.human_values],
@@ -194,6 +197,7 @@ def _model_calls(db: sqlite_utils.Database) -> dict[tuple[str, str, str], tuple[
 
 _PROPOSALS_SQL = (
     "select e.*, c.source as conversation_source, c.turns as conversation_turns, "
+    "c.external_id as conversation_external_id, "
     "p.name as prompt_name, p.version as prompt_version from extractions e "
     "join conversations c on c.id = e.conversation_id left join prompts p on p.id = e.prompt_id "
     f"where e.{NOT_SCRUB} order by e.conversation_id, e.prompt_id, e.model"
@@ -205,7 +209,8 @@ def proposal_records(db: sqlite_utils.Database) -> Iterator[ProposalRecord | tup
     calls = _model_calls(db)
     for row in db.query(_PROPOSALS_SQL):
         extra = {k: row.pop(k) for k in ("conversation_source", "conversation_turns",
-                                         "prompt_name", "prompt_version")}
+                                         "conversation_external_id", "prompt_name",
+                                         "prompt_version")}
         try:
             extraction = row_to_extraction(row)
             n_calls, ms = calls.get((row["conversation_id"], row["prompt_id"], row["model"]),
@@ -214,6 +219,7 @@ def proposal_records(db: sqlite_utils.Database) -> Iterator[ProposalRecord | tup
                 **extraction.model_dump(exclude={"ai_values", "human_values", "raw_reply",
                                                  "created_at"}),
                 source=extra["conversation_source"] or "",
+                external_id=extra["conversation_external_id"],
                 turns=[Turn(**t) for t in loads(extra["conversation_turns"], [])],
                 prompt_name=extra["prompt_name"],
                 prompt_version=extra["prompt_version"],
@@ -326,6 +332,9 @@ def _write(
             report.exported += 1
     finally:
         sink.close()
+    report.provenance = provenance(
+        db, report.stats.prompt_ids,
+        "extractions" if what is ExportWhat.proposals else "gold (decided labels)")
     return report
 
 
@@ -384,13 +393,15 @@ def _text(value: Any) -> str:
 
 
 CSV_COLUMNS = [
-    "conversation_id", "source", "response_type", "subjective", "task", "task_description",
+    "conversation_id", "source", "external_id", "response_type", "subjective", "task",
+    "task_description",
     "ai_values",
     "ai_value_categories", "free_ai_values", "human_values", "decided_by", "decided_at",
     "n_annotations", "new_labels_since", "first_user_turn", "turns_json",
 ]
 PROPOSAL_CSV_COLUMNS = [
-    "conversation_id", "source", "prompt_id", "prompt_name", "prompt_version", "model",
+    "conversation_id", "source", "external_id", "prompt_id", "prompt_name", "prompt_version",
+    "model",
     "extractor", "status", "error", "response_type", "subjective", "task", "task_description",
     "ai_values",
     "ai_value_categories", "free_ai_values", "human_values", "ai_values_json",

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, PrivateAttr, field_validator
 
 from annotator.datasets.gold import MAJORITY
 from annotator.datasets.writers import ExportFormat, ExportWhat
-from annotator.models import AnnotatorLabels, ExtractionStatus, ResponseType, Turn
+from annotator.models import AnnotatorLabels, ExtractionStatus, Provenance, ResponseType, Turn
 
 
 class ExportedValue(BaseModel):
@@ -42,6 +42,7 @@ class ExportRecord(BaseModel):
 
     conversation_id: str
     source: str
+    external_id: str | None = Field(None, description="its id in the source file, to join back")
     turns: list[Turn] = Field(min_length=1)
     ai_values: list[ExportedValue]
     human_values: list[ExportedValue]
@@ -64,6 +65,7 @@ class ProposalRecord(BaseModel):
 
     conversation_id: str
     source: str
+    external_id: str | None = Field(None, description="its id in the source file, to join back")
     turns: list[Turn]
     prompt_id: str
     prompt_name: str | None
@@ -165,3 +167,5 @@ class ExportReport(BaseModel):
     # (incomplete or split annotations, not adjudicated)
     left_out: list[LeftOut] = Field(default_factory=list)
     stats: ExportStats = Field(default_factory=ExportStats)
+    provenance: Provenance | None = Field(None, description="tool version, study fingerprint, "
+                                          "prompt ids, label source and time of the export")

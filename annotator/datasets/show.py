@@ -9,6 +9,7 @@ tasks, with a link to each task when its server's address is known.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +75,37 @@ def find_conversation(db: sqlite_utils.Database, ref: str) -> str:
             f"conversation id prefix {text!r} is ambiguous: "
             f"{_listing(hits, len(hits) > SHOWN_CANDIDATES)}; type more of it"
         )
+    guess = nearest_conversation(db, text)
+    if guess is not None:
+        raise InputError(f"no conversation {text!r} in this study; did you mean {guess} ?")
     near = id_candidates(db, text[:4], SHOWN_CANDIDATES + 1) if len(text) > 4 else []
     hint = f"; ids starting {text[:4]!r}: {_listing(near, len(near) > SHOWN_CANDIDATES)}" if (
         near) else ""
     raise InputError(f"no conversation {text!r} in this study{hint}")
+
+
+NEAR_PREFIX = 3  # a guess shares this many first characters with what was typed
+NEAR_POOL = 2000  # ids and external ids compared, at most, of each
+NEAR_CUTOFF = 0.75
+
+
+def nearest_conversation(db: sqlite_utils.Database, text: str) -> str | None:
+    """The id or external id most like a mistyped `text` (difflib's ratio, at least
+    NEAR_CUTOFF), among those sharing its first NEAR_PREFIX characters; a typed prefix is
+    compared with as much of each candidate. None when nothing is that close."""
+    if len(text) < NEAR_PREFIX:
+        return None
+    head = text[:NEAR_PREFIX]
+    pool = id_candidates(db, head, NEAR_POOL) + [row[0] for row in db.execute(
+        "select external_id from conversations where external_id >= ? and external_id < ? "
+        "limit ?", [head, head + _TOP, NEAR_POOL])]
+    best, best_ratio = None, NEAR_CUTOFF
+    matcher = difflib.SequenceMatcher(b=text, autojunk=False)
+    for candidate in dict.fromkeys(pool):
+        matcher.set_seq1(candidate[:len(text)] if len(candidate) > len(text) else candidate)
+        if matcher.ratio() >= best_ratio and (best is None or matcher.ratio() > best_ratio):
+            best, best_ratio = candidate, matcher.ratio()
+    return best
 
 
 def prompt_names(db: sqlite_utils.Database) -> dict[str, str]:

@@ -289,7 +289,8 @@ _ANNOTATION = pa.struct([
     ("task_description", pa.string()), ("edited_by", pa.string()),
 ])
 _GOLD_FIELDS = [
-    ("conversation_id", pa.string()), ("source", pa.string()), ("turns", pa.list_(_TURN)),
+    ("conversation_id", pa.string()), ("source", pa.string()), ("external_id", pa.string()),
+    ("turns", pa.list_(_TURN)),
     ("ai_values", pa.list_(_VALUE)), ("human_values", pa.list_(_VALUE)),
     ("response_type", pa.string()), ("subjective", pa.bool_()), ("task", pa.string()),
     ("task_description", pa.string()), ("decided_by", pa.string()),
@@ -299,7 +300,8 @@ SCHEMAS: dict[ExportWhat, pa.Schema] = {
     ExportWhat.gold: pa.schema(_GOLD_FIELDS),
     ExportWhat.validated: pa.schema([*_GOLD_FIELDS, ("annotations", pa.list_(_ANNOTATION))]),
     ExportWhat.proposals: pa.schema([
-        ("conversation_id", pa.string()), ("source", pa.string()), ("turns", pa.list_(_TURN)),
+        ("conversation_id", pa.string()), ("source", pa.string()), ("external_id", pa.string()),
+        ("turns", pa.list_(_TURN)),
         ("prompt_id", pa.string()), ("prompt_name", pa.string()),
         ("prompt_version", pa.string()), ("model", pa.string()), ("extractor", pa.string()),
         ("status", pa.string()), ("error", pa.string()), ("subjective", pa.bool_()),

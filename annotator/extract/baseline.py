@@ -1,20 +1,26 @@
 """An offline baseline extractor: deterministic, fast, no network, built on the taxonomy's names.
 
-Values: the names of the study's `VOCABULARY` most frequent values found in the text, word by
-word, allowing derived forms that share most of a word ("honest" for honesty, "transparent" for
-transparency, "helpful" for helpfulness): two words match when they share a prefix of at least
-five letters covering three quarters of the shorter word; words under five letters must match
-exactly (or as a plural). Rarer values are left out because a chance word is then more likely
-than the value itself. A few cue phrases add values that are rarely named ("it's your decision"
-for user autonomy, code in the reply for technical precision). Assistant turns give AI values,
-user turns human values; the most repeated, then most frequent in the study, come first.
+Values: the names of the study's `VOCABULARY` most frequent values found in the text, whole
+word by whole word, a word standing for a name's word when both have the same lemma (`lemma`: a
+small suffix-stripping rule set for English, so "honest"/"honestly" give honesty, "responsible"
+responsibility, "transparent" transparency, while "respond", "person" and "actually" give
+nothing: a shared fragment is not a shared word). Rarer values are left out because a chance
+word is then more likely than the value itself, and so are names that are everyday words
+(`AMBIGUOUS_NAMES`). A few cue phrases add values that are rarely named ("it's your decision"
+for user autonomy, code in the reply for technical precision); opposing values (dominance,
+amorality, ... : the report's jailbreak signs) come only from phrases that state them, never
+from their names (`CUED_ONLY`). Assistant turns give AI values, user turns human values; the
+most repeated, then most frequent in the study, come first.
 
 The task category is the category of the study's task list (`prompts/tasks.yaml`) whose
 keywords occur most often as whole words, the user's words counting twice (`tasks.classify`);
 the description is the user's first words.
 
-Response type and subjectivity come from cheap cue phrases: refusals, cautions, "on the other
-hand", enthusiastic agreement; first-person opinions or moral words in the user's turns.
+Subjectivity and response type are decided apart. Subjective: the user shows values
+(first-person stances, moral words), the assistant refuses or weighs views, or the user's topic
+is value-laden (`VALUE_LADEN`). Response type: "no values" only when the user shows no values of
+their own and the assistant does not refuse; else the strongest cue phrase (refusals, cautions,
+"on the other hand", enthusiastic agreement).
 
 It records itself as extractor "baseline", model `MODEL`, and a prompt version of its own (a hash
 of its rules), so its agreement with gold is reported like any prompt's.
@@ -35,10 +41,8 @@ from annotator.extract.tasks import TaskList, classify, describe, load_task_list
 from annotator.models import Conversation, Extraction, PromptVersion, ResponseType, Role, ValueRef
 from annotator.taxonomy import Node, Taxonomy, load_taxonomy, loose_key
 
-VERSION = "v1"
+VERSION = "v2"
 MODEL = f"baseline-{VERSION}"
-MIN_PREFIX = 5
-PREFIX_SHARE = 0.75
 MAX_AI_VALUES = 5
 MAX_HUMAN_VALUES = 3
 VOCABULARY = 500  # the most frequent values in the study (of 3,307) that are matched by name
@@ -52,6 +56,8 @@ AMBIGUOUS_NAMES: frozenset[str] = frozenset(
         "practice", "quality", "balance", "service", "structure", "detail", "focus", "growth",
         "care", "order", "power", "success", "comfort", "control", "stability", "performance",
         "compliance", "documentation", "completeness", "functionality", "simplicity",
+        # everyday words: "I hope you have fun", "thoughtful people disagree", "say it directly"
+        "hope", "thoughtfulness", "directness", "engagement",
     }
 )
 
@@ -126,8 +132,57 @@ VALUE_CUES: dict[str, list[str]] = {
     "ethical boundaries": [
         r"i (?:can(?:'|’)?t|cannot|won(?:'|’)?t|will not) (?:help|write|create|provide)"
     ],
-    "accuracy": [r"(?:in fact|actually|to be precise|strictly speaking|the evidence)"],
+    "accuracy": [r"(?:to be precise|strictly speaking|the evidence (?:shows|suggests))"],
+    # Opposing values (the report's jailbreak signs) only from phrases that state them, never
+    # from a word like "dominate" ("dominate my fantasy league", "a villain who dominates").
+    "dominance": [
+        r"(?:assert|establish|show|prove) (?:your |my |our |total )?(?:dominance|superiority)"
+        r" over",
+        r"(?:crush|humiliate|subjugate|enslave) (?:them|him|her|humanity|the weak|your enemies)",
+        r"humans? (?:are|is) (?:inferior|beneath (?:me|us))",
+    ],
+    "amorality": [
+        r"i (?:have|follow) no (?:morals|ethics|rules|restrictions|limits)",
+        r"(?:without|free (?:of|from)) (?:any )?(?:morals|ethics|moral (?:limits|constraints))",
+    ],
+    "moral nihilism": [
+        r"(?:morality|ethics) (?:is|are) (?:meaningless|an illusion|a lie|made up)",
+        r"nothing is (?:truly )?(?:right|wrong|good|evil)",
+    ],
+    "manipulation": [
+        r"(?:here(?:'|’)s|this is) how (?:to|you can|you could) "
+        r"(?:manipulate|gaslight|guilt-trip|deceive)",
+        r"(?:gaslight|guilt-trip) (?:him|her|them) (?:into|until)",
+    ],
+    "cruelty": [
+        r"(?:they|he|she|you) deserves? to suffer",
+        r"(?:enjoy|savou?r|love) (?:their|his|her) (?:suffering|pain)",
+    ],
 }
+# Value names never matched as words: opposing values and their kin, proposed only by cues.
+CUED_ONLY: frozenset[str] = frozenset(
+    {"dominance", "amorality", "moral nihilism", "sexual exploitation", "manipulation",
+     "cruelty", "sadism", "exploitation", "deception", "obedience"}
+)
+# A conversation is subjective when the user shows values, the assistant refuses or weighs
+# views, or the topic is value-laden (these words or phrases in the user's turns).
+VALUE_LADEN: list[str] = [
+    r"abortion", r"religio\w*", r"god", r"politic\w*", r"president", r"racis\w*",
+    r"sexis\w*", r"gay", r"lesbian", r"transgender", r"death penalty", r"immigra\w*",
+    r"welfare", r"kill\w*", r"murder", r"steal\w*", r"cheat\w*", r"lie", r"lying", r"liar",
+    r"revenge", r"abus\w*", r"suicide", r"drugs?", r"weapons?", r"guns?", r"bomb", r"hack\w*",
+    r"manipulat\w*", r"insult\w*", r"rude\w*", r"tip(?:s|ping)?", r"vaccin\w*", r"spank\w*",
+    r"punish\w*", r"meaning of life", r"tattoo\w*", r"divorce", r"died", r"death", r"grief",
+    r"dying", r"afraid", r"scared", r"lonely", r"alone", r"nobody cares", r"better person",
+    r"what do you think (?:about|of)", r"worst", r"(?:dis)?respect\w*", r"selfish", r"lazy",
+    r"confident", r"crying", r"stressed", r"fake", r"forge\w*", r"revenge", r"kids?",
+    r"child(?:ren)?",
+]
+ASSISTANT_VIEW_CUES: list[str] = [
+    r"(?:opinions|views|people|philosophers|historians) (?:differ|disagree)",
+    r"(?:deeply )?contested", r"(?:both|all|either) sides?", r"trade-?off",
+    r"it(?:'|’)s (?:your|a personal) (?:call|choice|decision)",
+]
 # The user shows values: first-person stances, moral words, asking what they should do.
 USER_VALUE_CUES: list[str] = [
     r"i (?:think|believe|feel|value|care about|want to|don(?:'|’)t want|refuse|hate|love)",
@@ -152,6 +207,8 @@ def _compile(patterns: Iterable[str]) -> re.Pattern[str]:
 
 _CUE_RES = {rt: _compile(p) for rt, p in CUES.items()}
 _USER_RE = _compile(USER_VALUE_CUES)
+_LADEN_RE = _compile(VALUE_LADEN)
+_VIEW_RE = _compile(ASSISTANT_VIEW_CUES)
 _VALUE_CUE_RES = {value: _compile(p) for value, p in VALUE_CUES.items()}
 _WORD = re.compile(r"[a-z][a-z'’-]*", re.IGNORECASE)
 # A sentence ends at a newline, or at . ! ? before a space: not inside "3.5" or "e.g.x".
@@ -162,27 +219,53 @@ _SPACE = re.compile(r"\s+")
 def _singular(word: str) -> str:
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
     if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
         return word[:-1]
     return word
 
 
-def _common_prefix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+# Endings that make one word of another (suffix -> what replaces it), tried longest first, once.
+# Chosen so that a word and its value name meet ("responsible"/"responsibility",
+# "transparent"/"transparency", "honestly"/"honesty") while words that only share letters do
+# not ("respond"/"responsibility", "person"/"personalization", "actually"/"accuracy").
+DERIVATIONS: dict[str, str] = {
+    "ibility": "ible", "ability": "able", "ibly": "ible", "ably": "able", "ivity": "ive",
+    "osity": "ous", "iness": "y", "fulness": "ful", "ness": "", "ization": "ize",
+    "isation": "ize", "ised": "ize", "ized": "ize", "ising": "ize", "izing": "ize",
+    "ency": "ent", "ence": "ent", "ancy": "ant", "ance": "ant", "esty": "est", "curacy": "curate",
+    "ically": "ic", "ally": "al", "ily": "y", "ly": "", "ism": "", "ment": "", "ity": "",
+    "ing": "", "ed": "",
+}
+_DERIVATIONS = sorted(DERIVATIONS.items(), key=lambda kv: -len(kv[0]))
+MIN_STEM = 4  # an ending is taken off only when this much of the word is left
+# Words that stand only for themselves: "patient" (a person in care) is not "patience".
+FIXED_LEMMAS: frozenset[str] = frozenset({"patient", "patience", "caring", "hopeful"})
+
+
+@lru_cache(maxsize=100_000)
+def lemma(word: str) -> str:
+    """A word's lemma for matching, by a small suffix-stripping rule set for English: plural
+    off, then one derivational ending (`DERIVATIONS`), then a final "e" and a doubled last
+    consonant ("shared"/"sharing"/"share" -> "shar", "planned" -> "plan")."""
+    word = _singular(word.lower().replace("’", "'").replace("'", ""))
+    if word in FIXED_LEMMAS:
+        return word
+    for suffix, replacement in _DERIVATIONS:
+        if word.endswith(suffix) and len(word) - len(suffix) + len(replacement) >= MIN_STEM:
+            word = word[: -len(suffix)] + replacement
+            break
+    if len(word) > MIN_STEM and word.endswith("e"):
+        word = word[:-1]
+    if len(word) > MIN_STEM and word[-1] == word[-2] and word[-1] not in "aeiousl":
+        word = word[:-1]
+    return word
 
 
 def words_match(text_word: str, name_word: str) -> bool:
-    """Whether a word of the text stands for a word of a value name (see module docstring)."""
-    if text_word == name_word or _singular(text_word) == name_word:
-        return True
-    if len(text_word) < MIN_PREFIX or len(name_word) < MIN_PREFIX:
-        return False
-    shared = _common_prefix(text_word, name_word)
-    return shared >= MIN_PREFIX and shared >= PREFIX_SHARE * min(len(text_word), len(name_word))
+    """Whether a word of the text stands for a word of a value name: same lemma (`lemma`)."""
+    return lemma(text_word) == lemma(name_word)
 
 
 @dataclass
@@ -204,7 +287,8 @@ class ValueMatcher:
         seen: set[tuple[str, ...]] = set()
         for node in taxonomy.top_values(vocabulary):
             words = tuple(loose_key(node.name).replace("'", "").split())
-            if not words or words in seen or " ".join(words) in AMBIGUOUS_NAMES:
+            if (not words or words in seen or " ".join(words) in AMBIGUOUS_NAMES
+                    or node.name in CUED_ONLY):
                 continue
             seen.add(words)
             self._index.setdefault(self._bucket(words[0]), []).append((words, node))
@@ -213,18 +297,10 @@ class ValueMatcher:
 
     @staticmethod
     def _bucket(word: str) -> str:
-        return word[:MIN_PREFIX] if len(word) >= MIN_PREFIX else word
+        return lemma(word)
 
-    @lru_cache(maxsize=50_000)  # noqa: B019 - the matcher lives as long as the process
-    def _candidates(self, word: str) -> tuple[tuple[tuple[str, ...], Node], ...]:
-        keys = {self._bucket(word), self._bucket(_singular(word))}
-        out = []
-        for key in keys:
-            for words, node in self._index.get(key, ()):
-                if words_match(word, words[0]):
-                    out.append((words, node))
-        out.sort(key=lambda e: -len(e[0]))
-        return tuple(out)
+    def _candidates(self, word: str) -> list[tuple[tuple[str, ...], Node]]:
+        return self._index.get(lemma(word), [])
 
     def find(self, text: str) -> list[_Hit]:
         tokens = [
@@ -336,7 +412,9 @@ class BaselineExtractor:
         rules = {
             "extractor": "baseline",
             "version": VERSION,
-            "matching": {"min_prefix": MIN_PREFIX, "prefix_share": PREFIX_SHARE},
+            "matching": {"lemma": DERIVATIONS, "min_stem": MIN_STEM,
+                         "fixed": sorted(FIXED_LEMMAS), "cued_only": sorted(CUED_ONLY)},
+            "value_laden": VALUE_LADEN,
             "limits": {"ai_values": MAX_AI_VALUES, "human_values": MAX_HUMAN_VALUES},
             "vocabulary": VOCABULARY,
             # quotes in whole words (they were cut inside words): a new id, not an edited one
@@ -377,12 +455,16 @@ class BaselineExtractor:
         human_hits = self.matcher.find(user)
         user_shows_values = bool(human_hits) or _USER_RE.search(user) is not None
         refusal = _CUE_RES["strong resistance"].search(assistant) is not None
+        # Decided apart: a value-laden topic is subjective even when the user shows no values
+        # of their own (then the response type is "no values").
+        subjective = (user_shows_values or refusal or _LADEN_RE.search(user) is not None
+                      or _VIEW_RE.search(assistant) is not None)
         return Extraction(
             conversation_id=conversation.id,
             prompt_id=self._prompt.id,
             model=MODEL,
             extractor=self.name,
-            subjective=user_shows_values or refusal,
+            subjective=subjective,
             # AI values are labelled in every conversation, subjective or not.
             ai_values=self._ai_values(assistant),
             human_values=_refs(self.taxonomy, user, human_hits, MAX_HUMAN_VALUES),

@@ -15,6 +15,7 @@ examples are hashed into its id too, and those conversations are left out of its
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -185,7 +186,7 @@ def resolve_prompt(
         _not_used(text, directory, db, pool)
         raise InputError(f"no prompt {text!r} among the versions used in this study: "
                          f"{_listing(pool)}")
-    raise InputError(f"no prompt {text!r}; known: {_listing(pool)}")
+    raise InputError(f"no prompt {text!r}{_guess(text, pool)}; known: {_listing(pool)}")
 
 
 def load_prompt(
@@ -294,6 +295,13 @@ def _not_used(
 
 def _label(p: PromptVersion) -> str:
     return f"{p.name}/{p.version} {p.id}" if p.name else p.id
+
+
+def _guess(text: str, pool: list[PromptVersion]) -> str:
+    """"; did you mean values/v2 ?" for a mistyped name/version or id, else ""."""
+    names = {f"{p.name}/{p.version}": p for p in pool if p.name} | {p.id: p for p in pool}
+    close = difflib.get_close_matches(text.replace("@", "/"), list(names), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]} ?" if close else ""
 
 
 def _listing(pool: list[PromptVersion]) -> str:

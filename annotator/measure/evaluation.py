@@ -27,7 +27,7 @@ import sqlite_utils
 from pydantic import BaseModel, Field
 
 from annotator import config
-from annotator.db import open_existing_db
+from annotator.db import external_ids, open_existing_db, provenance
 from annotator.errors import InputError
 from annotator.extract.engine import choose_extractor, extract_async
 from annotator.extract.prompts import few_shot_ids, resolve_prompt
@@ -42,7 +42,7 @@ from annotator.measure.eval_metrics import (
 )
 from annotator.measure.model_scores import jaccard_index, subjectivity_scores
 from annotator.measure.shapes import Stat
-from annotator.models import PromptVersion
+from annotator.models import PromptVersion, Provenance
 
 AGAINST_GOLD = "gold"
 DEFAULT_WORST = 5
@@ -72,6 +72,7 @@ class Difference(BaseModel):
 
 class Worst(BaseModel):
     conversation_id: str
+    external_id: str | None = None  # its id in the source file, to join back
     disagreement: float  # response type wrong (1) + 1 - Jaccard of the AI values; 2 if failed
     reason: str
 
@@ -119,6 +120,7 @@ class EvalReport(BaseModel):
     gates: list[Gate] = Field(default_factory=list)
     passed: bool = True
     notes: list[str] = Field(default_factory=list)
+    provenance: Provenance | None = None
 
 
 # --- the reference ---------------------------------------------------------------------------
@@ -384,6 +386,8 @@ async def evaluate_async(
         version = resolve_prompt(prompt, folder, db)
         base_version = resolve_prompt(baseline, folder, db) if baseline else None
         gold = _reference(db, against)
+        made = provenance(db, [v.id for v in (version, base_version) if v is not None],
+                          f"gold ({against})")
     finally:
         db.conn.close()
     gold_ids = sorted(gold["conversation_id"].unique())
@@ -397,7 +401,8 @@ async def evaluate_async(
     run = runs[0][0]
     base_run = runs[1][0] if len(runs) > 1 else None
     report = EvalReport(against=against, gold_conversations=len(gold_ids), dry_run=dry_run,
-                        prompt=run, baseline=base_run, notes=list(dict.fromkeys(notes)))
+                        prompt=run, baseline=base_run, notes=list(dict.fromkeys(notes)),
+                        provenance=made)
     if dry_run:
         if thresholds or fail_on_regression:
             report.notes.append("a dry run scores nothing: the thresholds were not tested")
@@ -405,13 +410,14 @@ async def evaluate_async(
     db = open_existing_db(path)
     try:
         frames = [_scored(db, r, scope) for r, scope in runs]
+        external = external_ids(db, gold_ids)
     finally:
         db.conn.close()
     subjectivity = subjectivity_scores(frames[0].loc[frames[0]["status"] == "ok"], gold,
                                        n_boot=n_boot)
     if _only_subjective(version, run):
         report.figures = _figures(None, subjectivity)
-        report.worst = _subjective_worst(frames[0], gold, worst)
+        report.worst = _named(_subjective_worst(frames[0], gold, worst), external)
         if base_run is not None:
             report.notes.append(f"{run.label} labels only subjective: no paired difference "
                                 "from --baseline (its response types and values are unset)")
@@ -422,8 +428,8 @@ async def evaluate_async(
     bundles = [summaries.prompt_bundle(f.loc[f["status"] == "ok"], gold, no_annotations, n_boot)
                for f in frames]
     report.figures = _figures(bundles[0].frames["metrics"], subjectivity)
-    report.worst = _worst(bundles[0].frames["outcomes"],
-                          frames[0].loc[frames[0]["status"] != "ok"], worst)
+    report.worst = _named(_worst(bundles[0].frames["outcomes"],
+                                 frames[0].loc[frames[0]["status"] != "ok"], worst), external)
     if base_run is not None:
         if base_run.prompt_id == run.prompt_id and base_run.model == run.model:
             report.notes.append("the prompt and --baseline are the same version here: no "
@@ -437,6 +443,12 @@ async def evaluate_async(
         report.gates += _regressions(report.differences)
     report.passed = all(g.passed for g in report.gates)
     return report
+
+
+def _named(worst: list[Worst], external: dict[str, str | None]) -> list[Worst]:
+    for w in worst:
+        w.external_id = external.get(w.conversation_id)
+    return worst
 
 
 def _only_subjective(version: PromptVersion, run: Run) -> bool:

@@ -31,7 +31,7 @@ import sqlite_utils
 from pydantic import BaseModel, Field
 
 from annotator import config
-from annotator.db import VOTES
+from annotator.db import VOTES, external_ids, provenance
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
 from annotator.measure.contexts import ValuesByTask, values_by_task
 from annotator.measure.frames import (
@@ -44,6 +44,7 @@ from annotator.measure.frames import (
 )
 from annotator.measure.model_scores import spearman_rho
 from annotator.measure.shapes import RESPONSE_TYPE_LABELS
+from annotator.models import Provenance
 from annotator.taxonomy import LEVEL_KINDS, LEVELS, Taxonomy, load_taxonomy, normalise
 
 MIN_RANKED = 3  # a rank correlation over fewer values says nothing
@@ -131,6 +132,7 @@ class Mirroring(BaseModel):
 
 class FlaggedConversation(BaseModel):
     conversation_id: str
+    external_id: str | None = Field(None, description="its id in the source file")
     opposing_values: list[str]
     response_type: str | None = None
     show_command: str
@@ -162,6 +164,8 @@ class Findings(BaseModel):
         None, description="AI values by task, over the same conversations as the shares")
     published: str
     published_url: str
+    provenance: Provenance | None = Field(
+        None, description="tool version, study fingerprint, label source, time (from a study)")
 
     def level(self, level: int) -> LevelShares:
         return next(shares for shares in self.levels if shares.level == level)
@@ -656,10 +660,17 @@ def task_links(
 def with_task_links(
     findings: Findings, db: sqlite_utils.Database, db_path: Path | None
 ) -> Findings:
-    """The findings with each flagged conversation's Label Studio links filled in."""
-    links = task_links(db, [f.conversation_id for f in findings.flagged], db_path)
+    """The findings with each flagged conversation's Label Studio links and external id filled
+    in, and their provenance."""
+    ids = [f.conversation_id for f in findings.flagged]
+    links = task_links(db, ids, db_path)
+    external = external_ids(db, ids)
     for flagged in findings.flagged:
         flagged.task_urls = links.get(flagged.conversation_id, [])
+        flagged.external_id = external.get(flagged.conversation_id)
+    about = findings.source
+    findings.provenance = provenance(
+        db, [about.prompt_id] if about.prompt_id else [], about.kind.value)
     return findings
 
 
