@@ -62,11 +62,14 @@ def _study_frames(seed: int = 3, n: int = 1_500) -> tuple[pd.DataFrame, ...]:
     # a re-submitted label: the unit's last row counts
     annotations = pd.concat([annotations, annotations.iloc[:40]], ignore_index=True)
     gold = pd.DataFrame({UNIT: ids, "response_type": labels[rng.integers(0, 7, n)],
-                         "ai_values": _sets(rng, n), "human_values": _sets(rng, n, 0.9)})
+                         "ai_values": _sets(rng, n), "human_values": [()] * n})
     ext = pd.concat([pd.DataFrame({
         UNIT: ids, "prompt_id": pid, "model": "m", "status": "ok",
         "response_type": labels[rng.integers(0, 7, n)], "ai_values": _sets(rng, n),
         "human_values": _sets(rng, n, 0.95)}) for pid in ("p1", "p2")], ignore_index=True)
+    # a field nobody used: no macro figure, and no interval to draw
+    ext.loc[ext["prompt_id"] == "p2", "human_values"] = pd.Series(
+        [()] * n, index=ext.index[ext["prompt_id"] == "p2"], dtype=object)
     return annotations, gold, ext
 
 
@@ -178,3 +181,15 @@ def test_frames_equal_row_by_row_parsing(tmp_path: Path) -> None:
         got = {cid: (ai, human) for cid, ai, human in
                frame[["conversation_id", "ai_values", "human_values"]].itertuples(index=False)}
         assert got == want
+
+
+def test_macro_scores_of_a_field_nobody_used_say_so_not_interval_omitted() -> None:
+    """Within the bootstrap budget, a macro figure with no values on either side is NaN with
+    "no values used", as when every resample was drawn (their intervals were never shown)."""
+    annotations, gold, ext = _study_frames()
+    report = agreement.agreement_report(annotations, gold, ext, _level_maps(), n_boot=20,
+                                        top_k=2)
+    rows = [r for r in report.rows if r.scope == "model p2 m vs gold"
+            and r.field == "human_values" and r.metric.startswith("macro_")]
+    assert len(rows) == 3 * 3
+    assert all(math.isnan(r.value) and r.note == "no values used" for r in rows)

@@ -392,7 +392,7 @@ def _value_scores(r: SetRatings, n_boot: int, seed: int, boot_budget: float) -> 
         stat = Stat(value=v, n_units=n, reason=None if not math.isnan(v) else "no values used")
         if samples is not None:
             stat = _with_interval(stat, np.asarray(samples[name]))
-        elif n_boot > 0:
+        elif n_boot > 0 and not do_boot:
             stat = stat.model_copy(update={"reason": f"interval omitted: {cost:.1e} operations "
                                            f"over the budget {boot_budget:.0e}"})
         out[f"macro_{name}"] = stat
