@@ -1,6 +1,12 @@
 """Benchmark the agreement engine on a synthetic study at paper scale.
 
     .venv/bin/python bench/agreement.py [--n 300000] [--nltk-units 2000] [--boot 200]
+    .venv/bin/python bench/agreement.py --command [--n 300000] [--db PATH]
+
+With --command: `annotator agreement` as a user runs it (a process, on the study
+`bench/commands.py` builds), beside the floor (plain sqlite3 reading the rows it reads), with
+its peak memory; the figures users wait for. Without: the library's report on frames built in
+memory (the statistics alone).
 
 Builds N conversations, 3 annotators who each skip 10% of them, value sets drawn from the
 released frequencies (each value independently with its pct_convos), noisy annotator and
@@ -160,13 +166,33 @@ def nltk_comparison(annotations: pd.DataFrame, n_units: int, seed: int) -> None:
     print(f"  speed-up {t_nltk / t_ours:,.0f}x   largest difference {abs(ours - theirs):.2e}")
 
 
+def command_bench(n: int, db: Path | None) -> None:
+    """`annotator agreement --json` as a process, beside the floor, with its peak memory."""
+    import commands  # bench/commands.py
+
+    db = db or ROOT / "bench" / "out" / f"study-{n}.db"
+    if not db.exists():
+        db.parent.mkdir(parents=True, exist_ok=True)
+        commands.build_study(db, n)
+    floor = commands.floor_seconds(db, commands.READS["agreement"])
+    seconds, peak, _ = commands.run(["agreement", "--db", str(db), "--json"])
+    print(f"{'command':<12} {'wall s':>8} {'floor s':>8} {'ratio':>7} {'peak MB':>9}")
+    print(f"{'agreement':<12} {seconds:8.1f} {floor:8.1f} {seconds / floor:7.1f} {peak:9,.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=300_000, help="conversations")
     parser.add_argument("--boot", type=int, default=200, help="bootstrap resamples")
     parser.add_argument("--nltk-units", type=int, default=2_000, help="0 skips nltk")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--command", action="store_true",
+                        help="time `annotator agreement` as a process on a study file")
+    parser.add_argument("--db", type=Path, default=None, help="with --command: the study")
     args = parser.parse_args()
+    if args.command:
+        command_bench(args.n, args.db)
+        return
 
     t0 = time.perf_counter()
     annotations, gold, extractions = synthetic_study(args.n, args.seed)

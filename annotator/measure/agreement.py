@@ -95,7 +95,10 @@ from annotator.measure.coefficients import (
 )
 from annotator.measure.model_scores import (
     ConfusionMatrix,
-    _model_ref_ratings,
+    SetColumn,
+    Vocabulary,
+    encode_sets,
+    paired_ratings,
     response_type_scores,
     value_scores_of_pairs,
 )
@@ -289,6 +292,16 @@ def agreement_report(
         if per_annotator:
             for name in report.annotators:
                 refs.append((f"annotator {name}", ann.loc[ann[RATER].astype(str) == name]))
+        columns: dict[tuple[Any, ...], tuple[SetColumn, Any]] = {}
+
+        def encoded(who: tuple[Any, ...], frame: pd.DataFrame, field: str
+                    ) -> tuple[SetColumn, Any]:
+            """Each frame's sets encoded once, whatever it is scored against."""
+            if (who, field) not in columns:
+                vocab = Vocabulary()
+                columns[(who, field)] = (encode_sets(frame, field, vocab), vocab.names())
+            return columns[(who, field)]
+
         for key, group in ext.groupby(keys, sort=True):
             key = key if isinstance(key, tuple) else (key,)
             if str(key[0]) not in pids:
@@ -307,7 +320,8 @@ def agreement_report(
                     if field not in group.columns or field not in ref.columns:
                         continue
                     by_level = value_scores_of_pairs(
-                        _model_ref_ratings(group, ref, field),
+                        paired_ratings(*encoded(("model", key), group, field),
+                                       *encoded(("ref", ref_name), ref, field)),
                         {lv: maps.get(lv) for lv in usable_levels},
                         n_boot=n_boot, seed=seed, boot_budget=boot_budget)
                     for lv, scores in by_level.items():

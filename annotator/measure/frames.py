@@ -98,7 +98,16 @@ def study_summary(db: sqlite_utils.Database) -> dict[str, int | float]:
 
 def _names(values: list[Any]) -> tuple[str, ...]:
     """Value names from a JSON list of names or of ValueRef objects, in stored order."""
-    return tuple(v["name"] if isinstance(v, dict) else str(v) for v in values)
+    if not values:
+        return ()
+    return tuple([v["name"] if type(v) is dict else str(v) for v in values])
+
+
+def _names_of(text: str | None) -> tuple[str, ...]:
+    """`_names` of a JSON text column; an empty list is not parsed (most `human_values`)."""
+    if not text or text == "[]":
+        return ()
+    return _names(orjson.loads(text))
 
 
 def annotations_frame(db: sqlite_utils.Database, include_cancelled: bool = False) -> pd.DataFrame:
@@ -145,8 +154,8 @@ def gold_frame(db: sqlite_utils.Database) -> pd.DataFrame:
         (
             conv,
             response_type,
-            _names(orjson.loads(ai or "[]")),
-            _names(orjson.loads(human or "[]")),
+            _names_of(ai),
+            _names_of(human),
             optional_bool(subjective),
             decided_by,
             decided_at,
@@ -187,8 +196,8 @@ def extractions_frame(
             extractor,
             status,
             response_type,
-            _names(orjson.loads(ai or "[]")),
-            _names(orjson.loads(human or "[]")),
+            _names_of(ai),
+            _names_of(human),
             optional_bool(subjective),
             error,
             cost,

@@ -188,6 +188,33 @@ def _macro(tp: sparse.csr_matrix, pred: sparse.csr_matrix, ref: sparse.csr_matri
     return {"precision": float(p.mean()), "recall": float(r.mean()), "f1": float(f.mean())}
 
 
+def _macro_samples(tp: sparse.csr_matrix, pred: sparse.csr_matrix, ref: sparse.csr_matrix,
+                   n: int, n_boot: int, seed: int, chunk: int = 32) -> dict[str, list[float]]:
+    """`_macro` of `n_boot` resamples of the n units (each drawn as `rng.integers(0, n, n)`,
+    in order, from `seed`): the per-value sums of a chunk of resamples in one sparse product
+    (sums of integer counts: exact in any order, so the figures equal a loop over resamples)."""
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {"precision": [], "recall": [], "f1": []}
+    by_value = [m.T.tocsr() for m in (tp, pred, ref)]  # values x units, transposed once
+    for start in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - start)
+        w = np.empty((n, k))
+        for j in range(k):
+            w[:, j] = np.bincount(rng.integers(0, n, n), minlength=n)
+        tpv, pv, rv = (m @ w for m in by_value)  # values x k
+        for j in range(k):
+            used = (pv[:, j] > 0) | (rv[:, j] > 0)
+            if not used.any():
+                for name in samples:
+                    samples[name].append(float("nan"))
+                continue
+            p, r, f = per_value_scores(tpv[used, j], pv[used, j], rv[used, j], 0.0)
+            samples["precision"].append(float(p.mean()))
+            samples["recall"].append(float(r.mean()))
+            samples["f1"].append(float(f.mean()))
+    return samples
+
+
 VALUE_SCORE_KEYS = ("micro_precision", "micro_recall", "micro_f1", "macro_precision",
                     "macro_recall", "macro_f1", "mean_jaccard")
 
@@ -240,6 +267,28 @@ def _model_ref_ratings(model: pd.DataFrame, reference: pd.DataFrame,
                      vocab.names())
 
 
+def paired_ratings(model: SetColumn, model_names: np.ndarray, reference: SetColumn,
+                   reference_names: np.ndarray) -> SetRatings | None:
+    """`_model_ref_ratings` of two columns each encoded once over its own `Vocabulary`
+    (`encode_sets`): the reference's codes are carried over to the pair's vocabulary (the
+    model's names, then the reference's new ones, in order of first appearance, as
+    `_model_ref_ratings` numbers them), so one model is scored against several references, and
+    one reference against several models, without encoding a frame twice."""
+    vocab = Vocabulary()
+    vocab.codes = {name: i for i, name in enumerate(model_names.tolist())}
+    return pair_sets(model, recode(reference, vocab.encode(reference_names.tolist()),
+                                   len(vocab.codes)), vocab.names())
+
+
+def recode(column: SetColumn, mapping: np.ndarray, n_codes: int) -> SetColumn:
+    """The column with code c replaced by mapping[c], each set sorted again."""
+    if column.codes.size == 0:
+        return column
+    rows = np.repeat(np.arange(column.units.size, dtype=np.int64), np.diff(column.indptr))
+    key = np.sort(rows * max(n_codes, 1) + mapping[column.codes])
+    return SetColumn(column.units, column.indptr, key % max(n_codes, 1))
+
+
 class Vocabulary:
     """Value names -> codes, in order of first appearance, shared by the columns encoded with
     it so that their codes compare."""
@@ -277,10 +326,12 @@ def encode_sets(frame: pd.DataFrame, label: str, vocab: Vocabulary) -> SetColumn
     model-vs-reference scores align them; a unit whose last cell is missing is left out."""
     last = frame[[UNIT, label]].drop_duplicates(UNIT, keep="last")
     cells = last[label].tolist()
-    present = np.fromiter((type(c) in _SET_TYPES or not _is_missing(c) for c in cells),
-                          dtype=bool, count=len(cells))
-    units = last[UNIT].to_numpy(dtype=object)[present]
-    cells = [c for c, keep in zip(cells, present, strict=True) if keep]
+    units = last[UNIT].to_numpy(dtype=object)
+    if not set(map(type, cells)) <= set(_SET_TYPES):  # else every cell is a set: none missing
+        present = np.fromiter((type(c) in _SET_TYPES or not _is_missing(c) for c in cells),
+                              dtype=bool, count=len(cells))
+        units = units[present]
+        cells = [c for c, keep in zip(cells, present, strict=True) if keep]
     lengths = np.fromiter(map(len, cells), dtype=np.int64, count=len(cells))
     codes = vocab.encode(list(chain.from_iterable(cells)))
     # sort and de-duplicate each set: one unique over (row, code) keys
@@ -364,18 +415,13 @@ def _value_scores(r: SetRatings, n_boot: int, seed: int, boot_budget: float) -> 
     cost = float(n + pm.nnz + pr.nnz + tp_m.nnz) * n_boot
     do_boot = n_boot > 0 and cost <= boot_budget
     samples = None
-    if do_boot:
-        samples = {k: [] for k in macro}
-        rng = np.random.default_rng(seed)
-        for _ in range(n_boot):
-            w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
-            for k, val in _macro(tp_m, pm, pr, w).items():
-                samples[k].append(val)
+    if do_boot and not all(math.isnan(v) for v in macro.values()):  # NaN: no interval anyway
+        samples = _macro_samples(tp_m, pm, pr, n, n_boot, seed)
     for name, v in macro.items():
         stat = Stat(value=v, n_units=n, reason=None if not math.isnan(v) else "no values used")
         if samples is not None:
             stat = _with_interval(stat, np.asarray(samples[name]))
-        elif n_boot > 0:
+        elif n_boot > 0 and not do_boot:
             stat = stat.model_copy(update={"reason": f"interval omitted: {cost:.1e} operations "
                                            f"over the budget {boot_budget:.0e}"})
         out[f"macro_{name}"] = stat

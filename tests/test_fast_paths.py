@@ -1,0 +1,195 @@
+"""The fast paths the paper-scale commands take give the same figures and frames as the
+straightforward code they replaced, kept here (or in the library) as the oracle.
+
+Unit tests on generated data (no fakes: the real statistics code and real SQLite files):
+- model against references: each frame's value sets encoded once and carried over to each
+  pair's vocabulary (`paired_ratings`) against encoding the pair afresh (`_model_ref_ratings`);
+- the macro bootstrap in chunked sparse products (`_macro_samples`) against the loop over
+  resamples it replaced;
+- the whole agreement report's model rows against value scores computed pair by pair;
+- the frames read from a study (JSON label columns, hostile names included) against parsing
+  each row with `orjson` as before;
+- adjudication written in one transaction against writing each conversation's gold alone.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from annotator.db import open_db
+from annotator.measure import agreement, frames, model_scores
+from annotator.measure.shapes import RATER, RESPONSE_TYPE_LABELS, UNIT
+
+NAMES = ["honesty", "care", "Ünïcode ☃", "a \"quoted\" name", "", "x" * 300, "emoji 🙂",
+         "new\nline", "back\\slash", "free value"]
+
+
+def _sets(rng: np.random.Generator, n: int, empty: float = 0.2) -> list[object]:
+    out: list[object] = []
+    for _ in range(n):
+        if rng.random() < 0.05:
+            out.append(None)  # a missing cell
+        elif rng.random() < empty:
+            out.append(())
+        else:
+            k = int(rng.integers(1, 5))
+            picked = rng.choice(len(NAMES), size=k, replace=True)  # duplicates within a set
+            cells = [NAMES[i] for i in picked]
+            out.append(list(cells) if rng.random() < 0.3 else tuple(cells))
+    return out
+
+
+def _study_frames(seed: int = 3, n: int = 1_500) -> tuple[pd.DataFrame, ...]:
+    rng = np.random.default_rng(seed)
+    ids = [f"c{i:05d}" for i in range(n)]
+    labels = np.array(RESPONSE_TYPE_LABELS, dtype=object)
+    ann = []
+    for a in range(3):
+        keep = rng.random(n) > 0.1
+        ann.append(pd.DataFrame({
+            UNIT: np.array(ids, dtype=object)[keep], RATER: f"annotator-{a}",
+            "response_type": labels[rng.integers(0, 7, int(keep.sum()))],
+            "ai_values": [s for s, k in zip(_sets(rng, n), keep, strict=True) if k],
+            "human_values": [s for s, k in zip(_sets(rng, n, 0.8), keep, strict=True) if k],
+        }))
+    annotations = pd.concat(ann, ignore_index=True)
+    # a re-submitted label: the unit's last row counts
+    annotations = pd.concat([annotations, annotations.iloc[:40]], ignore_index=True)
+    gold = pd.DataFrame({UNIT: ids, "response_type": labels[rng.integers(0, 7, n)],
+                         "ai_values": _sets(rng, n), "human_values": [()] * n})
+    ext = pd.concat([pd.DataFrame({
+        UNIT: ids, "prompt_id": pid, "model": "m", "status": "ok",
+        "response_type": labels[rng.integers(0, 7, n)], "ai_values": _sets(rng, n),
+        "human_values": _sets(rng, n, 0.95)}) for pid in ("p1", "p2")], ignore_index=True)
+    # a field nobody used: no macro figure, and no interval to draw
+    ext.loc[ext["prompt_id"] == "p2", "human_values"] = pd.Series(
+        [()] * n, index=ext.index[ext["prompt_id"] == "p2"], dtype=object)
+    return annotations, gold, ext
+
+
+def _level_maps() -> dict[int, dict[str, str]]:
+    return {1: {name: f"group-{i % 3}" for i, name in enumerate(NAMES)},
+            3: {name: "top" for name in NAMES[:4]}}
+
+
+def test_paired_ratings_equal_pairs_encoded_afresh() -> None:
+    annotations, gold, ext = _study_frames()
+    model = ext.loc[ext["prompt_id"] == "p1"]
+    for ref in (gold, annotations.loc[annotations[RATER] == "annotator-1"]):
+        for field in ("ai_values", "human_values"):
+            oracle = model_scores._model_ref_ratings(model, ref, field)
+            columns = []
+            for frame in (model, ref):
+                vocab = model_scores.Vocabulary()
+                columns += [model_scores.encode_sets(frame, field, vocab), vocab.names()]
+            fast = model_scores.paired_ratings(*columns)
+            for name in ("unit", "indptr", "indices", "vocab", "units", "raters"):
+                assert np.array_equal(getattr(fast, name), getattr(oracle, name)), name
+
+
+def _macro_loop(tp, pred, ref, n: int, n_boot: int, seed: int) -> dict[str, list[float]]:
+    """The bootstrap of macro scores as it was: one resample at a time."""
+    samples: dict[str, list[float]] = {"precision": [], "recall": [], "f1": []}
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
+        for k, val in model_scores._macro(tp, pred, ref, w).items():
+            samples[k].append(val)
+    return samples
+
+
+@pytest.mark.parametrize("n_boot", [1, 31, 70])
+def test_macro_samples_equal_the_loop_over_resamples(n_boot: int) -> None:
+    annotations, gold, ext = _study_frames(seed=n_boot)
+    leaf = model_scores._model_ref_ratings(ext.loc[ext["prompt_id"] == "p2"], gold, "ai_values")
+    c = model_scores.set_counts(leaf)
+    n = leaf.units.size
+    fast = model_scores._macro_samples(c.hits, c.predicted, c.reference, n, n_boot, 5)
+    slow = _macro_loop(c.hits, c.predicted, c.reference, n, n_boot, 5)
+    assert fast == slow  # exactly: integer sums in floating point, in any order
+
+
+def test_agreement_report_model_rows_equal_pair_by_pair_scores(monkeypatch) -> None:
+    annotations, gold, ext = _study_frames()
+    maps = _level_maps()
+    report = agreement.agreement_report(annotations, gold, ext, maps, n_boot=40, seed=2,
+                                        top_k=5)
+    # the oracle: every pair encoded afresh and the macro bootstrap one resample at a time
+    monkeypatch.setattr(model_scores, "_macro_samples", _macro_loop)
+    refs = [("gold", gold)] + [
+        (f"annotator {a}", annotations.loc[annotations[RATER] == a])
+        for a in sorted(annotations[RATER].unique())]
+    seen = 0
+    rows = {(r.scope, r.metric, r.field, r.level): r for r in report.rows}
+    for pid, group in ext.groupby(["prompt_id", "model"]):
+        for ref_name, ref in refs:
+            for field in ("ai_values", "human_values"):
+                by_level = model_scores.value_scores_of_pairs(
+                    model_scores._model_ref_ratings(group, ref, field),
+                    {lv: maps.get(lv) for lv in (0, 1, 3)}, n_boot=40, seed=2)
+                for lv, scores in by_level.items():
+                    for metric, s in scores.items():
+                        row = rows[(f"model {' '.join(pid)} vs {ref_name}", metric, field, lv)]
+                        for got, want in ((row.value, s.value), (row.low, s.low),
+                                          (row.high, s.high)):
+                            assert got == want or (got is None and want is None) or (
+                                math.isnan(got) and math.isnan(want)), (row, s)
+                        assert (row.n_units, row.note) == (s.n_units, s.reason)
+                        seen += 1
+    assert seen == 2 * 4 * 2 * 3 * 7
+
+
+# --- frames read from a study -------------------------------------------------------------------
+
+
+def _names_oracle(values: list) -> tuple[str, ...]:
+    return tuple(v["name"] if isinstance(v, dict) else str(v) for v in values)
+
+
+def test_frames_equal_row_by_row_parsing(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "study.db")
+    rng = np.random.default_rng(9)
+    stored = []
+    for i in range(400):
+        pick = [NAMES[j] for j in rng.integers(0, len(NAMES), int(rng.integers(0, 4)))]
+        # names as plain strings, as ValueRef objects, and (hostile) numbers and booleans
+        ai = [{"name": v, "node_id": None, "path": [v, "x"], "evidence": "q \u0000"}
+              if k % 2 else v for k, v in enumerate(pick)] + ([7, True] if i % 50 == 0 else [])
+        human = [] if i % 3 else pick[:1]
+        stored.append((f"c{i:04d}", orjson.dumps(ai).decode(), orjson.dumps(human).decode()))
+    with db.conn:
+        db.conn.executemany(
+            "insert into extractions (conversation_id, prompt_id, model, extractor, subjective, "
+            "ai_values, human_values, response_type, status, input_tokens, output_tokens, "
+            "cache_read_tokens, cache_write_tokens, cost_usd, attempts, created_at) values "
+            "(?, 'p', 'm', 'x', 1, ?, ?, 'neutral', 'ok', 0, 0, 0, 0, 0.0, 1, 't')", stored)
+        db.conn.executemany(
+            "insert into gold (conversation_id, ai_values, human_values, response_type, "
+            "subjective, decided_by, decided_at, from_annotations, history) values "
+            "(?, ?, ?, 'neutral', 1, 'majority', 't', '[]', '[]')", stored)
+    ext = frames.extractions_frame(db)
+    gold = frames.gold_frame(db)
+    want = {cid: (_names_oracle(orjson.loads(ai)), _names_oracle(orjson.loads(human)))
+            for cid, ai, human in stored}
+    for frame in (ext, gold):
+        got = {cid: (ai, human) for cid, ai, human in
+               frame[["conversation_id", "ai_values", "human_values"]].itertuples(index=False)}
+        assert got == want
+
+
+def test_macro_scores_of_a_field_nobody_used_say_so_not_interval_omitted() -> None:
+    """Within the bootstrap budget, a macro figure with no values on either side is NaN with
+    "no values used", as when every resample was drawn (their intervals were never shown)."""
+    annotations, gold, ext = _study_frames()
+    report = agreement.agreement_report(annotations, gold, ext, _level_maps(), n_boot=20,
+                                        top_k=2)
+    rows = [r for r in report.rows if r.scope == "model p2 m vs gold"
+            and r.field == "human_values" and r.metric.startswith("macro_")]
+    assert len(rows) == 3 * 3
+    assert all(math.isnan(r.value) and r.note == "no values used" for r in rows)
