@@ -326,10 +326,10 @@ def _print_findings(f: Any, top: int) -> None:
         console.print(rows_table(f"{shares.kind} (top {min(top, len(shares.rows))} of "
                                  f"{len(shares.rows)})", rows))
         say(_rho(shares.correlation))
-    rows = [{"figure": h.figure, "share [95% Wilson interval] (k of n denominator)": h.text,
-             "published": h.published} for h in f.headline()]
-    console.print(rows_table("Headline figures (the app's Overview and the dataset card print "
-                             "the same)", rows))
+    say("Headline figures: share [95% Wilson interval] (k of n, the denominator); published "
+        "(the app's Overview and the dataset card print the same)")
+    for h in f.headline():
+        say(f"  {h.figure}: {h.text}; published: {h.published}")
     say(f"Published: {f.published}")
     m = f.mirroring
     say(f"Mirroring: {m.mirrored} of {m.conversations_with_human_values} conversations with "

@@ -3,7 +3,7 @@ its Wilson 95% interval, and one way to print it.
 
 A figure is printed the same way by `annotator report`, the app's Overview and an export's
 dataset card (`Share.text`, `Mean.text`), so the three agree to the character. A share of
-fewer than `MIN_CONVERSATIONS` conversations is printed as "too few conversations: n" rather
+fewer than `MIN_CONVERSATIONS` conversations is printed as "too few gold conversations: n" rather
 than as a share with an interval that says nothing (a Wilson interval from 2 of 2 is still
 34% to 100%); the counts and the interval stay in the JSON.
 
@@ -70,7 +70,7 @@ def share(k: int, n: int, denominator_name: str = "conversations",
     k, n = int(k), int(n)
     low, high = wilson(k, n)
     return Share(k=k, n=n, value=k / n if n else None, low=low, high=high,
-                 denominator_name=denominator_name, note=too_few(n),
+                 denominator_name=denominator_name, note=too_few(n, denominator_name),
                  published_pct=published_pct)
 
 
@@ -101,12 +101,12 @@ def mean(values: Sequence[float], denominator_name: str = "conversations",
     n = len(values)
     if n == 0:
         return Mean(n=0, value=None, low=None, high=None, denominator_name=denominator_name,
-                    note=too_few(0), published=published)
+                    note=too_few(0, denominator_name), published=published)
     m = math.fsum(values) / n
     sd = math.sqrt(math.fsum((v - m) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
     half = Z95 * sd / math.sqrt(n)
     return Mean(n=n, value=m, low=m - half, high=m + half, denominator_name=denominator_name,
-                note=too_few(n), published=published)
+                note=too_few(n, denominator_name), published=published)
 
 
 __all__ = ["MIN_CONVERSATIONS", "Mean", "Share", "mean", "share", "too_few", "wilson"]
