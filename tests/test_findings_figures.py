@@ -205,3 +205,59 @@ def test_report_overview_and_card_print_the_same_figures(tmp_path) -> None:
     for h in from_json:
         if h.figure.startswith("response type: "):
             assert rt.loc[h.figure.removeprefix("response type: "), "gold"] == h.text
+
+
+# --- agreement tables: no degenerate per-value figures, no free value as a category ---------
+
+
+def test_per_value_alpha_from_few_conversations_says_so_and_lists_no_free_category() -> None:
+    """Unit test on a hand-made frame: 30 conversations rated by two annotators. "rare" is
+    held in 2 of them (both agree: alpha would read 1.000 [1.000-1.000]); "free one" is not in
+    the taxonomy and must not be listed as a top category, only counted."""
+    import math
+
+    from annotator.measure import agreement
+
+    level_maps = {3: {"honesty": "cat-ethical", "clarity": "cat-practical",
+                      "rare": "cat-epistemic"}}
+    rows = []
+    for i in range(30):
+        values = ("honesty",) if i % 2 else ("clarity",)
+        if i < 2:
+            values = (*values, "rare")
+        if i % 3 == 0:
+            values = (*values, "free one")
+        for who in ("a", "b"):
+            mine = values if who == "a" or i % 5 else values[:1]
+            rows.append((f"u{i}", who, mine))
+    annotations = pd.DataFrame(rows, columns=["conversation_id", "annotator", "ai_values"])
+    report = agreement.agreement_report(annotations, None, None, level_maps, levels=(0, 3),
+                                        value_fields=("ai_values",), n_boot=20, top_k=10)
+    per = {(r.level, r.value_name): r for r in report.rows if r.metric == "value_alpha"}
+    rare = per[(0, "rare")]
+    assert math.isnan(rare.value) and rare.low is None and rare.note == (
+        "too few conversations: 2")
+    assert not math.isnan(per[(0, "honesty")].value)  # 15 conversations: a figure
+    assert {name for level, name in per if level == 3} == {
+        "cat-ethical", "cat-practical", "cat-epistemic"}
+    assert (0, "free one") in per  # a free value is still a value
+    assert report.settings["free_values_not_listed"] == {"ai_values": {"3": 1}}
+
+
+def test_agreement_cli_counts_free_values_apart_and_says_too_few(tmp_path) -> None:
+    """The real CLI on a real study: the free value is counted at the top-category level, not
+    listed as a category; per-value rows from under 10 conversations say how few."""
+    path, _ = build(tmp_path, extractions=False)
+    result = runner.invoke(app, ["agreement", "--db", str(path), "--level", "0",
+                                 "--level", "3", "--boot", "20"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "ai_values L3: 1 free values (not in the taxonomy)" in result.output
+    assert "too few conversations:" in result.output
+    data = json.loads(runner.invoke(app, ["agreement", "--db", str(path), "--level", "3",
+                                          "--boot", "0", "--json"]).output)
+    listed = {r["value_name"] for r in data["rows"]
+              if r["metric"] == "value_alpha" and r["level"] == 3}
+    assert listed and "[b]odd[/b] value" not in listed
+    few = [r for r in data["rows"] if r["metric"] == "value_alpha" and r["value"] is None]
+    assert few and all(r["note"].startswith("too few conversations: ") and r["low"] is None
+                       for r in few)

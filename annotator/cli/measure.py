@@ -216,6 +216,12 @@ def agreement(
                 "" if pd.isna(row.note) else escape(str(row.note)),
             )
         console.print(table)
+    for field, by_level in report.settings.get("free_values_not_listed", {}).items():
+        for lv, n in by_level.items():
+            if n:
+                console.print(f"{escape(field)} L{lv}: {n} free values (not in the taxonomy) "
+                              "are not clusters or top categories: not listed per value",
+                              highlight=False)
     _print_anchoring(anchored)
     console.print(escape(report.how_to_read), style="dim", highlight=False)
 
