@@ -10,6 +10,7 @@ import streamlit as st
 from annotator.app.app_pages import by_response_type, common
 from annotator.measure import frames as report
 from annotator.measure import summaries
+from annotator.measure.shares import share
 
 st.title("Overview")
 study = common.require_study()
@@ -84,7 +85,8 @@ for label, bundle in ready.items():
             "source": label,
             "subjective": meta["subjective_true"],
             "labelled": meta["subjective_labelled"],
-            "share": common.share(meta["subjective_true"] / meta["subjective_labelled"]),
+            "share": share(meta["subjective_true"], meta["subjective_labelled"],
+                           "conversations labelled subjective or not").text(),
         })
 subjective_rows.append({"source": "published study", "subjective": 308_210,
                         "labelled": 700_000, "share": common.share(kept)})
@@ -240,7 +242,8 @@ if found is not None:
     cols = st.columns(4)
     cols[0].metric("Subjective", common.share(None if found.subjective_pct is None
                                                else found.subjective_pct / 100),
-                   help=f"Published study: {found.published_subjective_pct:.1f}%")
+                   help=(found.subjective_share.text() + "; " if found.subjective_share else "")
+                   + f"published study: {found.published_subjective_pct:.1f}%")
     cols[1].metric("Values: Spearman rho", "n/a" if rho is None else f"{rho:+.3f}",
                    help=f"Over {values.correlation.n} values in the taxonomy, against "
                    "values_frequencies.csv" + (f" ({values.correlation.note})"
@@ -248,7 +251,8 @@ if found is not None:
     cols[2].metric("Mirroring", common.share(None if found.mirroring.pct is None
                                              else found.mirroring.pct / 100),
                    help="Conversations with user values where an AI value equals one the "
-                   "user stated")
+                   "user stated" + (f": {found.mirroring.share.text()}"
+                                    if found.mirroring.share else ""))
     cols[3].metric("Possible jailbreaks", f"{len(found.flagged):,}")
 
     percent = st.column_config.NumberColumn(format="%.2f%%")
