@@ -44,6 +44,7 @@ def test_a_share_names_its_denominator_or_says_too_few() -> None:
     assert s.published_text() == "28.2%"
     # two positives out of two: no degenerate "100% [100%-100%]", but how few there are
     assert share(2, 2).text() == "too few conversations: 2"
+    assert s.short() == s.text().removesuffix(" subjective conversations)") + ")"
     assert share(0, 0).text() == "too few conversations: 0" and share(0, 0).value is None
     assert share(MIN_CONVERSATIONS - 1, MIN_CONVERSATIONS - 1).note is not None
     assert share(MIN_CONVERSATIONS, MIN_CONVERSATIONS).note is None
@@ -200,6 +201,12 @@ def test_report_overview_and_card_print_the_same_figures(tmp_path) -> None:
     shown = next(d.value for d in at.dataframe
                  if {"figure", "text", "published"} <= set(map(str, d.value.columns)))
     assert shown.to_dict("records") == [h.model_dump() for h in from_json]
+    mirroring = next(d.value for d in at.dataframe
+                     if {"response type", "mirroring"} <= set(map(str, d.value.columns)))
+    assert [f"mirroring: {t}" for t in mirroring["response type"]] == [
+        h.figure for h in from_json if h.figure.startswith("mirroring: ")]
+    assert list(mirroring["mirroring"]) == [
+        h.text for h in from_json if h.figure.startswith("mirroring: ")]
     # the Overview's response-type table too: gold's column is the report's text
     rt = next(d.value for d in at.dataframe if d.value.index.name == "response_type")
     for h in from_json:

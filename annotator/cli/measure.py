@@ -371,12 +371,15 @@ def _print_by_response_type(b: Any, top: int) -> None:
         say(f"  {s.note}")
     for title, chosen in (("more when resisting", s.most_resisting),
                           ("more when supporting", s.most_supporting)):
-        rows = [{"value": v.value, "when resisting": v.resisting.text(),
-                 "when supporting": v.supporting.text(),
+        rows = [{"value": v.value, "when resisting": v.resisting.short(),
+                 "when supporting": v.supporting.short(),
                  "z": "-" if v.z is None else f"{v.z:+.2f}"} for v in chosen[:top]]
         if rows:
-            console.print(rows_table(f"AI values {title} (two-proportion z)", rows))
-    rows = [{"user value": v.value, "share": v.share.text()}
+            console.print(rows_table(f"AI values {title} (two-proportion z; shares of "
+                                     f"{s.resisting_conversations} resisting and "
+                                     f"{s.supporting_conversations} supporting conversations)",
+                                     rows))
+    rows = [{"user value": v.value, "conversations": v.share.k, "share": v.share.short()}
             for v in b.before_strong_resistance[:top]]
     if rows:
         console.print(rows_table(f"User values before strong resistance "

@@ -60,6 +60,13 @@ class Share(BaseModel):
         return (f"{100 * self.value:.1f}% [{100 * self.low:.1f}%-{100 * self.high:.1f}%] "
                 f"({self.k:,} of {self.n:,} {self.denominator_name})")
 
+    def short(self) -> str:
+        """`text` without the denominator's name, for a table whose title names it."""
+        if self.note is not None or self.value is None:
+            return self.note or f"too few: {self.n}"
+        return (f"{100 * self.value:.1f}% [{100 * self.low:.1f}%-{100 * self.high:.1f}%] "
+                f"({self.k:,} of {self.n:,})")
+
     def published_text(self) -> str:
         return "not published" if self.published_pct is None else f"{self.published_pct:.1f}%"
 

@@ -14,8 +14,8 @@ from annotator.measure.response_types import ByResponseType, StanceValue
 
 def _stance_rows(rows: list[StanceValue]) -> pd.DataFrame:
     return pd.DataFrame(
-        [{"value": v.value, "when resisting": v.resisting.text(),
-          "when supporting": v.supporting.text(),
+        [{"value": v.value, "when resisting": v.resisting.short(),
+          "when supporting": v.supporting.short(),
           "z": None if v.z is None else round(v.z, 2)} for v in rows],
         columns=["value", "when resisting", "when supporting", "z"])
 
@@ -36,7 +36,7 @@ def show(b: ByResponseType) -> None:
     st.markdown(f"**User values before strong resistance** "
                 f"({b.strong_resistance_conversations:,} strong-resistance conversations)")
     st.dataframe(pd.DataFrame([{"user value": v.value, "conversations": v.share.k,
-                                "share": v.share.text()} for v in b.before_strong_resistance],
+                                "share": v.share.short()} for v in b.before_strong_resistance],
                               columns=["user value", "conversations", "share"]),
                  hide_index=True, key="report-before-resistance")
 
