@@ -268,3 +268,17 @@ def test_agreement_cli_counts_free_values_apart_and_says_too_few(tmp_path) -> No
     few = [r for r in data["rows"] if r["metric"] == "value_alpha" and r["value"] is None]
     assert few and all(r["note"].startswith("too few conversations: ") and r["low"] is None
                        for r in few)
+
+
+def test_value_and_cluster_shares_carry_their_wilson_interval() -> None:
+    f = hand_findings()
+    a = four_values()[0]
+    row = next(s for s in f.level(0).rows if s.name == a)
+    low, high = proportion_confint(9, 15, method="wilson")  # a: 9 of the 15 subjective
+    assert (row.conversations, f.base_conversations) == (9, 15)
+    assert (row.pct_convos_low, row.pct_convos_high) == pytest.approx((100 * low, 100 * high))
+    assert row.interval_text() == f"{100 * low:.1f}%-{100 * high:.1f}%"
+    for level in (1, 2, 3):
+        for s in f.level(level).rows:
+            low, high = proportion_confint(s.conversations, 15, method="wilson")
+            assert s.pct_convos_low == pytest.approx(100 * low)

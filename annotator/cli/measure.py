@@ -318,6 +318,7 @@ def _print_findings(f: Any, top: int) -> None:
          f"({_pct(f.subjective_pct)}); published study: {_pct(f.published_subjective_pct)}")
     values = f.level(0)
     rows = [{"value": s.name, "conversations": s.conversations, "pct_convos": _pct(s.pct_convos),
+             "95% interval": s.interval_text(),
              "released pct_convos": "free value" if s.free else _pct(s.released_pct_convos, 3),
              "category": s.top_category or "-"} for s in values.rows[:top]]
     console.print(rows_table(f"AI values (top {min(top, len(values.rows))} of "
@@ -326,7 +327,8 @@ def _print_findings(f: Any, top: int) -> None:
     for level in (1, 2, 3):
         shares = f.level(level)
         rows = [{"name": s.name, "conversations": s.conversations,
-                 "pct_convos": _pct(s.pct_convos), "pct occurrences": _pct(s.pct_occurrences),
+                 "pct_convos": _pct(s.pct_convos), "95% interval": s.interval_text(),
+                 "pct occurrences": _pct(s.pct_occurrences),
                  "released pct occurrences": _pct(s.released_pct_occurrences, 3)}
                 for s in shares.rows[:top]]
         console.print(rows_table(f"{shares.kind} (top {min(top, len(shares.rows))} of "

@@ -92,6 +92,14 @@ class Share(BaseModel):
     free: bool = False
     conversations: int
     pct_convos: float = Field(description="percent of the report's conversations")
+    pct_convos_low: float | None = Field(None, description="Wilson 95% interval, percent")
+    pct_convos_high: float | None = None
+
+    def interval_text(self) -> str:
+        """The Wilson 95% interval of pct_convos as `annotator report` and the app print it."""
+        if self.pct_convos_low is None or self.pct_convos_high is None:
+            return "-"
+        return f"{self.pct_convos_low:.1f}%-{self.pct_convos_high:.1f}%"
     occurrences: int
     pct_occurrences: float | None = Field(
         None, description="percent of the value occurrences at this level that are in the tree")
@@ -490,6 +498,7 @@ def _level_shares(
                 top_category=top.short_name if top else None,
                 conversations=int(conversations[code]),
                 pct_convos=_pct(int(conversations[code]), base) or 0.0,
+                **_interval(int(conversations[code]), base),
                 occurrences=int(occurrences[code]),
                 pct_occurrences=_pct(int(occurrences[code]), total),
                 released_pct_convos=node.pct_convos if level == 0 else None,
@@ -513,11 +522,17 @@ def _level_shares(
     return out
 
 
+def _interval(k: int, n: int) -> dict[str, float]:
+    low, high = figures.wilson(k, n)
+    return {"pct_convos_low": 100.0 * low, "pct_convos_high": 100.0 * high}
+
+
 def _free_rows(keys: np.ndarray, vocab: _Vocabulary, base: int) -> list[Share]:
     counts = np.bincount(keys, minlength=len(vocab.keys)) if len(keys) else np.empty(0, int)
     rows = [
         Share(key=vocab.keys[k], name=vocab.shown[k], level=0, free=True,
-              conversations=int(n), pct_convos=_pct(int(n), base) or 0.0, occurrences=int(n))
+              conversations=int(n), pct_convos=_pct(int(n), base) or 0.0, occurrences=int(n),
+              **_interval(int(n), base))
         for k, n in enumerate(counts) if n
     ]
     rows.sort(key=lambda s: (-s.conversations, s.name))

@@ -55,17 +55,17 @@ class Share(BaseModel):
 
     def text(self) -> str:
         """"28.6% [13.2%-51.0%] (8 of 28 gold conversations)", or why there is no figure."""
-        if self.note is not None or self.value is None:
-            return self.note or f"too few {self.denominator_name}: {self.n}"
-        return (f"{100 * self.value:.1f}% [{100 * self.low:.1f}%-{100 * self.high:.1f}%] "
-                f"({self.k:,} of {self.n:,} {self.denominator_name})")
+        return self._figure(f" {self.denominator_name}")
 
     def short(self) -> str:
         """`text` without the denominator's name, for a table whose title names it."""
+        return self._figure("")
+
+    def _figure(self, named: str) -> str:
         if self.note is not None or self.value is None:
-            return self.note or f"too few: {self.n}"
+            return self.note or f"too few {self.denominator_name}: {self.n}"
         return (f"{100 * self.value:.1f}% [{100 * self.low:.1f}%-{100 * self.high:.1f}%] "
-                f"({self.k:,} of {self.n:,})")
+                f"({self.k:,} of {self.n:,}{named})")
 
     def published_text(self) -> str:
         return "not published" if self.published_pct is None else f"{self.published_pct:.1f}%"
