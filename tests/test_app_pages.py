@@ -118,6 +118,13 @@ def test_pages_without_labels_say_what_to_run(tmp_path) -> None:
 # --- pages ----------------------------------------------------------------------------------------
 
 
+def share_of(k: int, n: int):
+    from annotator.measure.findings import RT_DENOMINATOR
+    from annotator.measure.shares import share
+
+    return share(k, n, RT_DENOMINATOR)
+
+
 def test_overview_counts_and_published_figures(app_study) -> None:
     at = open_app(app_study, "overview")
     m = metrics(at)
@@ -127,11 +134,16 @@ def test_overview_counts_and_published_figures(app_study) -> None:
     assert m["Adjudicated"] == "49"
     _, gold = study_frames(app_study)
     rt = frame_of(at, "rt-table")
-    share = (gold["response_type"] == "strong support").mean()
-    assert rt.loc["strong support", "gold"] == f"{100 * share:.1f}%"
+    # one denominator: the gold conversations not labelled non-subjective, as the report
+    subjective_gold = gold[gold["subjective"] != False]  # noqa: E712 (None stays in)
+    k = int((subjective_gold["response_type"] == "strong support").sum())
+    assert rt.loc["strong support", "gold"] == share_of(k, len(subjective_gold)).text()
+    assert f"({k} of {len(subjective_gold)} subjective conversations" in rt.loc[
+        "strong support", "gold"]
     assert rt.loc["strong support", "published study"] == "28.2%"
     assert rt.loc["strong resistance", "published study"] == "3.0%"
-    assert rt.loc["neutral", "published study"] == "unavailable"
+    assert rt.loc["neutral", "published study"] == "9.6%"
+    assert rt.loc["no values", "published study"] == "not published"
     cats = frame_of(at, "categories-table")
     released = report.published_category_shares()
     assert cats.loc["Practical", "published (released tree)"] == f"{released['Practical']:.1f}%"
@@ -151,7 +163,7 @@ def test_overview_follows_the_prompt_version(app_study) -> None:
     labels = model_labels(gold, V1)
     types = [t for t, _ in labels.values()] + ["reframing"]  # + the hostile conversation
     share = np.mean([t == "strong support" for t in types])
-    assert rt.loc["strong support", f"model ({V1})"] == f"{100 * share:.1f}%"
+    assert rt.loc["strong support", f"model ({V1})"].startswith(f"{100 * share:.1f}% [")
 
 
 def test_annotators_agreement_matches_the_library(app_study) -> None:
@@ -326,7 +338,7 @@ def test_export_prepares_a_validated_download(app_study) -> None:
     _, gold = study_frames(app_study)
     expected = int((gold["response_type"] == "strong resistance").sum())
     assert metrics(at)["Exported"] == str(expected)
-    assert at.code[0].value.splitlines()[0].startswith("conversation_id,source,response_type")
+    assert at.code[0].value.splitlines()[0].startswith("conversation_id,source,external_id,response_type")
 
 
 def test_cache_follows_the_database(app_study_copy) -> None:

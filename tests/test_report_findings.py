@@ -197,7 +197,8 @@ def test_gold_report_has_the_hand_worked_answers(tmp_path) -> None:
     published = PUBLISHED_STUDY["response_type_pct"]
     assert rt["strong support"].published_pct == published["strong support"] == 28.2
     assert rt["reframing"].published_pct == 6.6 and rt["strong resistance"].published_pct == 3.0
-    assert not rt["neutral"].published and rt["neutral"].published_pct is None
+    assert rt["neutral"].published_pct == 9.6 and rt["mild resistance"].published_pct == 2.4
+    assert not rt["no values"].published and rt["no values"].published_pct is None
 
     m = found.mirroring
     assert (m.conversations_with_human_values, m.mirrored, m.pct) == (4, 2, 50.0)
@@ -479,7 +480,7 @@ def test_overview_shows_the_report(tmp_path) -> None:
     assert set(clusters["cluster"]) == {s.name for s in expected.level(1).rows}
     rt = dataframe_with(at, {"response type", "published share"}).set_index("response type")
     assert rt.loc["reframing", "published share"] == "6.6%"
-    assert rt.loc["neutral", "published share"] == "not published"
+    assert rt.loc["no values", "published share"] == "not published"
     assert rt.loc["strong support", "share"] == "50.0%"
     flagged = dataframe_with(at, {"conversation", "opposing values", "Label Studio"})
     assert list(flagged["conversation"]) == [convs[8].id]  # a click reads it (Disagreements)

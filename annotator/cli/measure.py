@@ -216,6 +216,12 @@ def agreement(
                 "" if pd.isna(row.note) else escape(str(row.note)),
             )
         console.print(table)
+    for field, by_level in report.settings.get("free_values_not_listed", {}).items():
+        for lv, n in by_level.items():
+            if n:
+                console.print(f"{escape(field)} L{lv}: {n} free values (not in the taxonomy) "
+                              "are not clusters or top categories: not listed per value",
+                              highlight=False)
     _print_anchoring(anchored)
     console.print(escape(report.how_to_read), style="dim", highlight=False)
 
@@ -312,6 +318,7 @@ def _print_findings(f: Any, top: int) -> None:
          f"({_pct(f.subjective_pct)}); published study: {_pct(f.published_subjective_pct)}")
     values = f.level(0)
     rows = [{"value": s.name, "conversations": s.conversations, "pct_convos": _pct(s.pct_convos),
+             "95% interval": s.interval_text(),
              "released pct_convos": "free value" if s.free else _pct(s.released_pct_convos, 3),
              "category": s.top_category or "-"} for s in values.rows[:top]]
     console.print(rows_table(f"AI values (top {min(top, len(values.rows))} of "
@@ -320,17 +327,17 @@ def _print_findings(f: Any, top: int) -> None:
     for level in (1, 2, 3):
         shares = f.level(level)
         rows = [{"name": s.name, "conversations": s.conversations,
-                 "pct_convos": _pct(s.pct_convos), "pct occurrences": _pct(s.pct_occurrences),
+                 "pct_convos": _pct(s.pct_convos), "95% interval": s.interval_text(),
+                 "pct occurrences": _pct(s.pct_occurrences),
                  "released pct occurrences": _pct(s.released_pct_occurrences, 3)}
                 for s in shares.rows[:top]]
         console.print(rows_table(f"{shares.kind} (top {min(top, len(shares.rows))} of "
                                  f"{len(shares.rows)})", rows))
         say(_rho(shares.correlation))
-    rows = [{"response type": r.response_type, "conversations": r.conversations,
-             "share": _pct(r.pct),
-             "published": _pct(r.published_pct) if r.published else "not published"}
-            for r in f.response_types]
-    console.print(rows_table(f"Response types ({f.response_types_labelled} labelled)", rows))
+    say("Headline figures: share [95% Wilson interval] (k of n, the denominator); published "
+        "(the app's Overview and the dataset card print the same)")
+    for h in f.headline():
+        say(f"  {h.figure}: {h.text}; published: {h.published}")
     say(f"Published: {f.published}")
     m = f.mirroring
     say(f"Mirroring: {m.mirrored} of {m.conversations_with_human_values} conversations with "
@@ -351,8 +358,46 @@ def _print_findings(f: Any, top: int) -> None:
              f"(response type {flagged.response_type or '-'}) · {links}")
     if len(f.flagged) > top:
         say(f"  … and {len(f.flagged) - top} more (all of them: --json)")
+    if f.by_response_type is not None:
+        _print_by_response_type(f.by_response_type, top)
     if f.values_by_task is not None:
         _print_values_by_task(f.values_by_task)
+
+
+def _print_by_response_type(b: Any, top: int) -> None:
+    """Values by response type as text (`measure.response_types`)."""
+    s = b.stance
+    say(f"\nAI values by stance: {s.resisting_conversations} resisting (mild + strong "
+        f"resistance), {s.supporting_conversations} supporting (strong + mild support); "
+        f"values in {s.min_value_conversations}+ of them compared")
+    if s.note:
+        say(f"  {s.note}")
+    for title, chosen in (("more when resisting", s.most_resisting),
+                          ("more when supporting", s.most_supporting)):
+        rows = [{"value": v.value, "when resisting": v.resisting.short(),
+                 "when supporting": v.supporting.short(),
+                 "z": "-" if v.z is None else f"{v.z:+.2f}"} for v in chosen[:top]]
+        if rows:
+            console.print(rows_table(f"AI values {title} (two-proportion z; shares of "
+                                     f"{s.resisting_conversations} resisting and "
+                                     f"{s.supporting_conversations} supporting conversations)",
+                                     rows))
+    rows = [{"user value": v.value, "conversations": v.share.k, "share": v.share.short()}
+            for v in b.before_strong_resistance[:top]]
+    if rows:
+        console.print(rows_table(f"User values before strong resistance "
+                                 f"({b.strong_resistance_conversations} conversations)", rows))
+    rows = [{"response type": m.response_type, "mirroring": m.share.text(),
+             "published": m.share.published_text()} for m in b.mirroring]
+    console.print(rows_table("Mirroring by response type (an AI value equal to one the user "
+                             "stated; \"support\" is strong + mild support)", rows))
+    rows = [{"a": p.a, "b": p.b, "together": p.together, "a in": p.a_conversations,
+             "b in": p.b_conversations, "lift": f"{p.lift:.2f}"} for p in b.pairs[:top]]
+    if rows:
+        console.print(rows_table(f"AI values held together (in {b.min_pair_conversations}+ of "
+                                 f"{b.conversations} conversations), by lift", rows))
+    else:
+        say(b.pairs_note or "")
 
 
 def _print_values_by_task(v: Any) -> None:

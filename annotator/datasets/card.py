@@ -140,6 +140,34 @@ def _agreement(db: sqlite_utils.Database) -> list[str]:
     return lines
 
 
+def _findings(db: sqlite_utils.Database) -> list[str]:
+    """The study's headline figures, as `annotator report` and the app's Overview print them
+    (`Findings.headline`): each share with its named denominator and Wilson interval."""
+    from annotator.errors import AnnotatorError
+    from annotator.measure.findings import findings_from_labels, source_labels
+
+    lines = ["## Findings", ""]
+    try:
+        frame, left_out, reason, about = source_labels(db)
+    except AnnotatorError as exc:
+        return [*lines, f"No figures: {exc}", ""]
+    found = findings_from_labels(frame, about, left_out=left_out, left_out_reason=reason)
+    lines += [
+        f"Over the whole study's labels from {_cell(about.label)} (what `annotator report` "
+        "reads by default; the app's Overview shows the same figures): each share with its 95% "
+        "Wilson interval and its denominator, beside the published study's figure "
+        "(Huang et al. 2025).", "",
+        "| figure | share [95% interval] (k of n) | published |", "|---|---|---|",
+        *(f"| {h.figure} | {_cell(h.text)} | {h.published} |" for h in found.headline()), "",
+    ]
+    return lines
+
+
+def _cell(text: str) -> str:
+    """Text in a Markdown table cell: a bar would end the cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def _whose(row: AgreementRow) -> str:
     """Whose figure: "vs gold" for any model against gold, else the scope ("annotators", ...)."""
     return "vs gold" if row.reference == "gold" else row.scope
@@ -266,7 +294,8 @@ def card_text(
         f"License of this data: `{license}`"
         + (" (not chosen when it was exported: the conversations' own terms apply)."
            if license == "unknown" else "."), "",
-        *_provenance(report), *_counts(report), *_agreement(db), *_prompts(db, report),
+        *_provenance(report), *_counts(report), *_findings(db), *_agreement(db),
+        *_prompts(db, report),
         "## Taxonomy", "", TAXONOMY_CREDIT, "", *_scrubbing(db, report), *_columns(report.what),
     ]
     return f"---\n{header}---\n\n" + "\n".join(body)

@@ -116,6 +116,7 @@ from annotator.measure.shapes import (
     _null_to_nan,
     as_long,
 )
+from annotator.measure.shares import MIN_CONVERSATIONS
 from annotator.measure.value_sets import (
     _prepare_sets,
     map_level,
@@ -271,8 +272,16 @@ def agreement_report(
             for dist in distances:
                 s = set_alpha_prepared(prepared, dist, masi_weights, n_boot, seed, boot_budget)
                 report.rows.append(_row("annotators", f"krippendorff_alpha_{dist}", field, s, lv))
-            for value, s in per_value_alpha(ratings, top_k=top_k, n_boot=n_boot,
-                                            seed=seed).items():
+            # at a cluster level only the level's clusters are listed: a free value stays
+            # itself in the sets above but is not a cluster or a top category; counted apart
+            nodes = set(maps[lv].values()) if lv and maps.get(lv) else None
+            if nodes is not None:
+                free = sum(1 for v in ratings.vocab.tolist() if str(v) not in nodes)
+                report.settings.setdefault("free_values_not_listed", {}).setdefault(
+                    field, {})[str(lv)] = free
+            for value, s in per_value_alpha(ratings, top_k=top_k, n_boot=n_boot, seed=seed,
+                                            only=nodes,
+                                            min_conversations=MIN_CONVERSATIONS).items():
                 report.rows.append(_row("annotators", "value_alpha", field, s, lv,
                                         value_name=str(value)))
 

@@ -29,11 +29,12 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
+from annotator.measure.shares import wilson
+
 TOP_PER_TASK = 5
 MIN_VALUE_CONVERSATIONS = 3  # a value in fewer conversations says nothing about tasks
 MIN_TASK_CONVERSATIONS = 3  # a task's share of a value over fewer is noise (CV only)
 ALPHA = 0.05
-Z95 = 1.959963984540054
 BOOTSTRAP = 2000
 SEED = 0
 SHOWN_INVARIANT = 10
@@ -182,17 +183,6 @@ def chi2_sf(stat: float, dof: int) -> float:
 def normal_two_sided(z: float) -> float:
     """P(|Z| >= |z|) for a standard normal Z."""
     return math.erfc(abs(z) / math.sqrt(2.0))
-
-
-def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion (0..1); (0, 1) when n is 0."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def coefficient_of_variation(shares: np.ndarray) -> float:

@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from annotator import config
 from annotator.db import VOTES, external_ids, provenance
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
+from annotator.measure import shares as figures
 from annotator.measure.contexts import ValuesByTask, values_by_task
 from annotator.measure.frames import (
     PUBLISHED_STUDY,
@@ -43,11 +44,13 @@ from annotator.measure.frames import (
     scalar,
 )
 from annotator.measure.model_scores import spearman_rho
+from annotator.measure.response_types import ByResponseType, by_response_type
 from annotator.measure.shapes import RESPONSE_TYPE_LABELS
 from annotator.models import Provenance
 from annotator.taxonomy import LEVEL_KINDS, LEVELS, Taxonomy, load_taxonomy, normalise
 
 MIN_RANKED = 3  # a rank correlation over fewer values says nothing
+RT_DENOMINATOR = "subjective conversations with a response type"
 FRAME_COLUMNS = ["conversation_id", "ai_values", "human_values", "response_type", "subjective",
                  "task"]
 
@@ -91,6 +94,14 @@ class Share(BaseModel):
     free: bool = False
     conversations: int
     pct_convos: float = Field(description="percent of the report's conversations")
+    pct_convos_low: float | None = Field(None, description="Wilson 95% interval, percent")
+    pct_convos_high: float | None = None
+
+    def interval_text(self) -> str:
+        """The Wilson 95% interval of pct_convos as `annotator report` and the app print it."""
+        if self.pct_convos_low is None or self.pct_convos_high is None:
+            return "-"
+        return f"{self.pct_convos_low:.1f}%-{self.pct_convos_high:.1f}%"
     occurrences: int
     pct_occurrences: float | None = Field(
         None, description="percent of the value occurrences at this level that are in the tree")
@@ -114,6 +125,9 @@ class ResponseTypeShare(BaseModel):
     pct: float | None
     published_pct: float | None = None
     published: bool = False
+    share: figures.Share | None = Field(
+        None, description="of the subjective conversations with a response type, as the "
+        "paper's six types, which add up to its 64.3% with user values")
 
 
 class MirroredValue(BaseModel):
@@ -128,6 +142,15 @@ class Mirroring(BaseModel):
     mirrored: int
     pct: float | None
     per_value: list[MirroredValue]
+    share: figures.Share | None = None
+
+
+class Figure(BaseModel):
+    """One headline figure as every surface prints it (`Findings.headline`)."""
+
+    figure: str
+    text: str
+    published: str
 
 
 class FlaggedConversation(BaseModel):
@@ -162,6 +185,11 @@ class Findings(BaseModel):
     flagged: list[FlaggedConversation]
     values_by_task: ValuesByTask | None = Field(
         None, description="AI values by task, over the same conversations as the shares")
+    subjective_share: figures.Share | None = None
+    human_values_present: figures.Share | None = Field(
+        None, description="subjective conversations where the user states a value")
+    ai_values_per_conversation: figures.Mean | None = None
+    by_response_type: ByResponseType | None = None
     published: str
     published_url: str
     provenance: Provenance | None = Field(
@@ -169,6 +197,22 @@ class Findings(BaseModel):
 
     def level(self, level: int) -> LevelShares:
         return next(shares for shares in self.levels if shares.level == level)
+
+    def headline(self) -> list[Figure]:
+        """The figures `annotator report`, the app's Overview and the dataset card all print,
+        each with its named denominator and interval, beside the published figure."""
+        rows: list[tuple[str, figures.Share | figures.Mean | None]] = [
+            ("subjective", self.subjective_share),
+            ("user values present", self.human_values_present),
+            ("AI values per conversation", self.ai_values_per_conversation),
+            *((f"response type: {r.response_type}", r.share) for r in self.response_types),
+            ("mirroring (any response type)", self.mirroring.share),
+        ]
+        if self.by_response_type is not None:
+            rows += [(f"mirroring: {m.response_type}", m.share)
+                     for m in self.by_response_type.mirroring]
+        return [Figure(figure=name, text=f.text(), published=f.published_text())
+                for name, f in rows if f is not None]
 
 
 # --- sources ----------------------------------------------------------------------------------
@@ -459,6 +503,7 @@ def _level_shares(
                 top_category=top.short_name if top else None,
                 conversations=int(conversations[code]),
                 pct_convos=_pct(int(conversations[code]), base) or 0.0,
+                **_interval(int(conversations[code]), base),
                 occurrences=int(occurrences[code]),
                 pct_occurrences=_pct(int(occurrences[code]), total),
                 released_pct_convos=node.pct_convos if level == 0 else None,
@@ -482,11 +527,17 @@ def _level_shares(
     return out
 
 
+def _interval(k: int, n: int) -> dict[str, float]:
+    low, high = figures.wilson(k, n)
+    return {"pct_convos_low": 100.0 * low, "pct_convos_high": 100.0 * high}
+
+
 def _free_rows(keys: np.ndarray, vocab: _Vocabulary, base: int) -> list[Share]:
     counts = np.bincount(keys, minlength=len(vocab.keys)) if len(keys) else np.empty(0, int)
     rows = [
         Share(key=vocab.keys[k], name=vocab.shown[k], level=0, free=True,
-              conversations=int(n), pct_convos=_pct(int(n), base) or 0.0, occurrences=int(n))
+              conversations=int(n), pct_convos=_pct(int(n), base) or 0.0, occurrences=int(n),
+              **_interval(int(n), base))
         for k, n in enumerate(counts) if n
     ]
     rows.sort(key=lambda s: (-s.conversations, s.name))
@@ -502,8 +553,9 @@ def _response_types(types: pd.Series) -> tuple[list[ResponseTypeShare], int]:
     for rt in RESPONSE_TYPE_LABELS:
         n = int(counts.get(rt, 0))
         pct = published.get(rt)
-        shares.append(ResponseTypeShare(response_type=rt, conversations=n, pct=_pct(n, labelled),
-                                        published_pct=pct, published=pct is not None))
+        shares.append(ResponseTypeShare(
+            response_type=rt, conversations=n, pct=_pct(n, labelled), published_pct=pct,
+            published=pct is not None, share=figures.share(n, labelled, RT_DENOMINATOR, pct)))
     return shares, labelled
 
 
@@ -526,7 +578,9 @@ def _mirroring(ai: tuple[np.ndarray, np.ndarray], human: tuple[np.ndarray, np.nd
     per_value.sort(key=lambda m: (-m.mirrored, -m.pct, m.value))
     mirrored = len(np.unique(matched >> _SHIFT))
     return Mirroring(conversations_with_human_values=len(with_human), mirrored=mirrored,
-                     pct=_pct(mirrored, len(with_human)), per_value=per_value)
+                     pct=_pct(mirrored, len(with_human)), per_value=per_value,
+                     share=figures.share(mirrored, len(with_human),
+                                         "subjective conversations with user values"))
 
 
 def _opposing_keys(names: Iterable[str], vocab: _Vocabulary) -> tuple[set[int], list[str]]:
@@ -576,6 +630,30 @@ def _by_task(frame: pd.DataFrame, ai: tuple[np.ndarray, np.ndarray], in_base: np
     return values_by_task([tasks[i] for i in keep], [named[i] for i in keep], order)
 
 
+def _per_conversation(frame: pd.DataFrame, ai: tuple[np.ndarray, np.ndarray],
+                      human: tuple[np.ndarray, np.ndarray], in_base: np.ndarray,
+                      vocab: _Vocabulary) -> dict[str, Any]:
+    """Over the report's base conversations (renumbered 0..base-1): user values present, AI
+    values per conversation, and values by response type."""
+    published = PUBLISHED_STUDY
+    base = int(in_base.sum())
+    renumber = np.cumsum(in_base) - 1
+    ai_b = (renumber[ai[0]], ai[1])
+    human_b = (renumber[human[0]], human[1])
+    types = [None if _missing(t) else str(t)
+             for t, kept in zip(frame["response_type"].tolist(), in_base, strict=True) if kept]
+    per_conv = np.bincount(ai_b[0], minlength=base) if len(ai_b[0]) else np.zeros(base)
+    return {
+        "human_values_present": figures.share(
+            len(np.unique(human_b[0])), base, "subjective conversations",
+            published["human_values_present_pct"]),
+        "ai_values_per_conversation": figures.mean(
+            per_conv.astype(float).tolist(), "subjective conversations",
+            published["ai_values_per_conversation"]),
+        "by_response_type": by_response_type(types, ai_b, human_b, vocab.shown),
+    }
+
+
 def findings_from_labels(
     frame: pd.DataFrame,
     source: ReportSource,
@@ -598,6 +676,8 @@ def findings_from_labels(
     response_types, rt_labelled = _response_types(frame["response_type"][in_base])
     wanted, not_in_tree = _opposing_keys(names, vocab)
     published = PUBLISHED_STUDY
+    subjective_pct = 100.0 * published["conversations_subjective"] / published[
+        "conversations_sampled"]
     return Findings(
         source=source,
         conversations=len(frame),
@@ -618,6 +698,10 @@ def findings_from_labels(
         opposing_not_in_taxonomy=not_in_tree,
         flagged=_flagged(frame, ai, wanted, vocab),
         values_by_task=_by_task(frame, ai_base, in_base, vocab),
+        subjective_share=figures.share(sum(labelled), len(labelled),
+                                       "conversations labelled subjective or not",
+                                       round(subjective_pct, 1)),
+        **_per_conversation(frame, ai_base, human_base, in_base, vocab),
         published=published["source"],
         published_url=published["url"],
     )

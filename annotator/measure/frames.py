@@ -379,16 +379,20 @@ PUBLISHED_STUDY: dict[str, Any] = {
     "url": "https://arxiv.org/abs/2504.15236",
     "conversations_sampled": 700_000,
     "conversations_subjective": 308_210,
-    # Share of the subjective conversations by the AI's response type, in percent.
+    # Share of the subjective conversations by the AI's response type, in percent: the six
+    # types add up to 64.3%, the share of subjective conversations where the user states a
+    # value ("no values" is the rest, 35.7%, not stated as such).
     "response_type_pct": {
         "strong support": 28.2,
         "mild support": 14.5,
-        "neutral": None,
+        "neutral": 9.6,
         "reframing": 6.6,
-        "mild resistance": None,
+        "mild resistance": 2.4,
         "strong resistance": 3.0,
         "no values": None,
     },
+    "human_values_present_pct": 64.3,
+    "ai_values_per_conversation": 4.0,
     "category_source": (
         "Anthropic/values-in-the-wild, values_tree.csv, level-3 pct_total_occurrences (CC BY 4.0)"
     ),

@@ -6,7 +6,7 @@ binary alpha, and taxonomy levels (a value mapped to its ancestor; a free value 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import chain, combinations
 
@@ -29,6 +29,7 @@ from annotator.measure.shapes import (
     MasiWeights,
     SetDistance,
     Stat,
+    _nan,
     as_long,
 )
 
@@ -438,15 +439,26 @@ def per_value_alpha(
     level_map: Mapping[str, str] | None = None,
     n_boot: int = 0,
     seed: int = 0,
+    only: Collection[str] | None = None,
+    min_conversations: int = 0,
 ) -> dict[str, Stat]:
-    """Binary nominal alpha (value in the set or not) for the `top_k` most used values."""
+    """Binary nominal alpha (value in the set or not) for the `top_k` most used values.
+
+    `only`: the values that may be listed (at a cluster level, the clusters: a free value is
+    not one). A value held in fewer than `min_conversations` conversations gets no figure but
+    a reason ("too few conversations: 2"): alpha from two conversations with the value reads
+    1.000 with an interval of 1.000 to 1.000, which says nothing."""
     ratings = data if isinstance(data, SetRatings) else set_ratings(data, label)
     ratings = map_level(ratings, level_map)
     n_units = ratings.units.size
     m_unit = np.bincount(ratings.unit, minlength=n_units)
     x = ratings.matrix().tocsc()
     usage = np.asarray(x.sum(0)).ravel()
+    if only is not None:
+        allowed = set(only)
+        usage = np.where([str(v) in allowed for v in ratings.vocab.tolist()], usage, -1)
     top = np.argsort(-usage, kind="stable")[:top_k]
+    top = top[usage[top] > 0]
     # units x values: how many ratings of the unit hold the value.
     per_unit = sparse.csr_matrix(
         (np.ones(ratings.unit.size), (ratings.unit, np.arange(ratings.unit.size))),
@@ -459,6 +471,9 @@ def per_value_alpha(
     out: dict[str, Stat] = {}
     for k, v in enumerate(top):
         lo, hi = per_unit.indptr[k], per_unit.indptr[k + 1]
+        if hi - lo < min_conversations:  # conversations where any rating holds the value
+            out[str(ratings.vocab[v])] = _nan(f"too few conversations: {hi - lo}", n_units)
+            continue
         rows, h = per_unit.indices[lo:hi], per_unit.data[lo:hi].astype(np.int64)
         hits = np.bincount(m_unit[rows] * m_max + h, minlength=m_max * m_max)
         hits = hits.reshape(m_max, m_max)  # [m, h], h >= 1

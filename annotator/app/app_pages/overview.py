@@ -7,9 +7,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from annotator.app.app_pages import common
+from annotator.app.app_pages import by_response_type, common
 from annotator.measure import frames as report
 from annotator.measure import summaries
+from annotator.measure.shares import share
 
 st.title("Overview")
 study = common.require_study()
@@ -84,7 +85,8 @@ for label, bundle in ready.items():
             "source": label,
             "subjective": meta["subjective_true"],
             "labelled": meta["subjective_labelled"],
-            "share": common.share(meta["subjective_true"] / meta["subjective_labelled"]),
+            "share": share(meta["subjective_true"], meta["subjective_labelled"],
+                           "conversations labelled subjective or not").text(),
         })
 subjective_rows.append({"source": "published study", "subjective": 308_210,
                         "labelled": 700_000, "share": common.share(kept)})
@@ -166,14 +168,22 @@ else:
 
 # --- response types ---------------------------------------------------------------------------
 st.subheader("Response types")
-rt_rows = []
-for label, bundle in ready.items():
-    for rec in bundle.frames["response_types"].itertuples(index=False):
-        rt_rows.append({"source": label, "response_type": rec.response_type,
-                        "share": rec.share, "count": int(rec.count)})
+# the report's figures (`annotator report`): one denominator, named, with a Wilson interval
+reported = {label: common.findings_result(study, table) for label, table in sources.items()}
+reported = {label: f for label, f in reported.items() if f is not None}
+rt_rows, rt_text = [], {}
+for label, rep in reported.items():
+    for r in rep.response_types:
+        rt_rows.append({"source": label, "response_type": r.response_type,
+                        "share": None if r.share is None else r.share.value,
+                        "count": r.conversations})
+        rt_text.setdefault(r.response_type, {})[label] = (
+            r.share.text() if r.share is not None else "unavailable")
 for rt, pct in published["response_type_pct"].items():
     rt_rows.append({"source": "published study", "response_type": rt,
                     "share": None if pct is None else pct / 100.0, "count": None})
+    rt_text.setdefault(rt, {})["published study"] = "not published" if pct is None else (
+        f"{pct:.1f}%")
 rts = pd.DataFrame(rt_rows)
 rt_order = list(published["response_type_pct"])
 common.chart(
@@ -192,13 +202,14 @@ common.chart(
     ),
     key="rt-chart",
 )
-rt_table = rts.pivot_table(index="response_type", columns="source", values="share",
-                           aggfunc="first", dropna=False)
-rt_table = rt_table.reindex(rt_order)
-st.dataframe(rt_table.map(common.share), key="rt-table")
+rt_table = pd.DataFrame.from_dict(rt_text, orient="index").reindex(rt_order)
+rt_table.index.name = "response_type"
+st.dataframe(rt_table.fillna("unavailable"), key="rt-table")
 st.caption(
-    f"Published: {common.md(published['source'])}. Shares the paper reports for the other "
-    "response types are not confirmed here and shown as unavailable."
+    "Each share is of the source's subjective conversations with a response type (the "
+    "denominator `annotator report` uses), with a Wilson 95% interval. Published: "
+    f"{common.md(published['source'])}; its six response types add up to the 64.3% of "
+    "subjective conversations where the user states a value."
 )
 
 # --- the study's report -------------------------------------------------------------------------
@@ -231,7 +242,8 @@ if found is not None:
     cols = st.columns(4)
     cols[0].metric("Subjective", common.share(None if found.subjective_pct is None
                                                else found.subjective_pct / 100),
-                   help=f"Published study: {found.published_subjective_pct:.1f}%")
+                   help=(found.subjective_share.text() + "; " if found.subjective_share else "")
+                   + f"published study: {found.published_subjective_pct:.1f}%")
     cols[1].metric("Values: Spearman rho", "n/a" if rho is None else f"{rho:+.3f}",
                    help=f"Over {values.correlation.n} values in the taxonomy, against "
                    "values_frequencies.csv" + (f" ({values.correlation.note})"
@@ -239,7 +251,8 @@ if found is not None:
     cols[2].metric("Mirroring", common.share(None if found.mirroring.pct is None
                                              else found.mirroring.pct / 100),
                    help="Conversations with user values where an AI value equals one the "
-                   "user stated")
+                   "user stated" + (f": {found.mirroring.share.text()}"
+                                    if found.mirroring.share else ""))
     cols[3].metric("Possible jailbreaks", f"{len(found.flagged):,}")
 
     percent = st.column_config.NumberColumn(format="%.2f%%")
@@ -248,9 +261,10 @@ if found is not None:
         pd.DataFrame(
             [{"value": s.name, "top category": s.top_category, "free": s.free,
               "conversations": s.conversations, "pct_convos": s.pct_convos,
+              "95% interval": s.interval_text(),
               "released pct_convos": s.released_pct_convos} for s in values.rows],
             columns=["value", "top category", "free", "conversations", "pct_convos",
-                     "released pct_convos"],
+                     "95% interval", "released pct_convos"],
         ),
         key="report-values",
         column_config={"pct_convos": percent, "released pct_convos": percent},
@@ -266,10 +280,11 @@ if found is not None:
         pd.DataFrame(
             [{"cluster": s.name, "top category": s.top_category,
               "conversations": s.conversations, "pct_convos": s.pct_convos,
+              "95% interval": s.interval_text(),
               "pct occurrences": s.pct_occurrences,
               "released pct occurrences": s.released_pct_occurrences} for s in clusters.rows],
             columns=["cluster", "top category", "conversations", "pct_convos",
-                     "pct occurrences", "released pct occurrences"],
+                     "95% interval", "pct occurrences", "released pct occurrences"],
         ),
         hide_index=True, key="report-clusters",
         column_config={c: percent for c in ("pct_convos", "pct occurrences",
@@ -279,6 +294,12 @@ if found is not None:
     st.caption(f"Spearman rank correlation of the shares of occurrences with the tree's "
                f"pct_total_occurrences: {'n/a' if c_rho.rho is None else f'{c_rho.rho:+.3f}'} "
                f"over {c_rho.n} {clusters.kind}.")
+
+    st.markdown("**Headline figures** (the same text as `annotator report` and the dataset "
+                "card: each share with its 95% Wilson interval and its denominator)")
+    st.dataframe(pd.DataFrame([f.model_dump() for f in found.headline()],
+                              columns=["figure", "text", "published"]),
+                 hide_index=True, key="report-headline")
 
     st.markdown(f"**Response types** ({found.response_types_labelled:,} labelled)")
     st.dataframe(
@@ -290,6 +311,8 @@ if found is not None:
         ),
         hide_index=True, key="report-rt",
     )
+    if found.by_response_type is not None:
+        by_response_type.show(found.by_response_type)
 
     m = found.mirroring
     st.markdown(f"**Mirroring**: {m.mirrored:,} of {m.conversations_with_human_values:,} "
