@@ -180,14 +180,9 @@ def may_hold_names(shaped: bytes) -> bool:
 
 
 def _capitals(shaped: bytes) -> list[int]:
-    """Where capitalised words that may be names start, in order: a search of the shape, and
-    nothing more when it finds none (most text has no capitalised word inside a sentence)."""
-    first = _CAPITALS.search(shaped)
-    other = shaped.find(b"\x01") >= 0
-    if first is None:
-        return [m.start() for m in _OTHER_CAPITALS.finditer(shaped)] if other else []
-    found = [first.start()] + [m.start() for m in _CAPITALS.finditer(shaped, first.end())]
-    if other:
+    """Where capitalised words that may be names start, in order."""
+    found = [m.start() for m in _CAPITALS.finditer(shaped)]
+    if shaped.find(b"\x01") >= 0:
         found = sorted(found + [m.start() for m in _OTHER_CAPITALS.finditer(shaped)])
     return found
 
@@ -224,14 +219,15 @@ def _cue(text: str, at: int, sentence: bool) -> str | None:
     "title"), read from the last words before it, or None. After a full stop only a title
     ("Dr. Smith") counts: anything else there is a sentence's first word."""
     before = text[max(0, at - _CUE_WINDOW) : at]
-    words = before.split()
-    if not words:
+    tail = before.rsplit(None, 1)  # the last word alone: the whole window only for a cue
+    if not tail:
         return None
-    last = words[-1]
+    last = tail[-1]
     if last.rstrip(".") in _TITLES:
         return "title"
     if sentence or last.lower().rstrip(",.:!") not in _CUE_ENDINGS:
         return None  # most capitalised words follow a word that ends no cue
+    words = before.split()
     newline = "\n" in before[len(before.rstrip()) :]
     for k in range(1, min(_CUE_WORDS, len(words)) + 1):
         phrase = " ".join(words[-k:]).lower().rstrip(",.:!")
