@@ -667,9 +667,20 @@ def _valid_in_main_region(digits: str, region: str) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def _phone_spans(candidate: str, before: str, regions: tuple[str, ...]) -> tuple[
+        tuple[int, int, str], ...]:
+    """Where `candidate` holds phone numbers, each with its kind: "CARD" for a Luhn-valid run
+    of 13 characters or more (never a phone), else "PHONE". Cached: the same digit runs (a
+    help line, a date with a time) recur across conversations. The cache lives in memory only.
+    """
+    return tuple(
+        (a, b, "CARD" if b - a >= 13 and _is_card(_NON_DIGIT.sub("", candidate[a:b])) else "PHONE")
+        for a, b in _phone_number_spans(candidate, before, regions)
+    )
+
+
+def _phone_number_spans(candidate: str, before: str, regions: tuple[str, ...]) -> tuple[
         tuple[int, int], ...]:
-    """Where `candidate` holds phone numbers. Cached: the same digit runs (a help line, a
-    date with a time) recur across conversations. The cache lives in memory only."""
+    """Where `candidate` holds phone numbers (`_phone_spans`, uncached)."""
     ranges = _ranges(regions)
     extension = _PHONE_EXTENSION.search(candidate)
     number = candidate[: extension.start()] if extension else candidate
@@ -708,11 +719,8 @@ def _scrub_phones(text: str, counts: Counter[str], start: int) -> str:
         regions = regions or phone_regions()
         at = m.start()
         before = text[max(0, at - 32) : at]
-        for a, b in _phone_spans(found, before, regions):
-            if b - a >= 13 and _is_card(_NON_DIGIT.sub("", found[a:b])):  # never a phone
-                cards.append((at + a, at + b))
-            else:
-                spans.append((at + a, at + b))
+        for a, b, kind in _phone_spans(found, before, regions):
+            (spans if kind == "PHONE" else cards).append((at + a, at + b))
     if cards:
         return _splice_two(text, cards, "CARD", spans, "PHONE", counts)
     return _splice(text, spans, "PHONE", counts)
