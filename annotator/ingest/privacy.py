@@ -198,16 +198,6 @@ _NOT_PHONE_NAMES: Final = (
 _NOT_PHONE_WORDS: Final = re.compile(
     rf"(?i)\b(?:{_NOT_PHONE_NAMES})\b\W{{0,6}}(?:no\.?|nr\.?|number|#|id)?\W{{0,3}}\Z"
 )
-# The same pattern read backwards, matched at the start of the reversed window: one attempt,
-# not one at every place of the window (the words are at its end, which a forward search
-# reaches last). A string matches one when its reverse matches the other.
-_NOT_PHONE_REVERSED: Final = re.compile(
-    r"(?i)\W{0,3}(?:\.?on|\.?rn|rebmun|#|di)?\W{0,6}\b(?:"
-    + "|".join(word[::-1] for word in _NOT_PHONE_NAMES.split("|"))
-    + r")\b"
-)
-
-
 _NOT_PHONE_SET: Final = frozenset(_NOT_PHONE_NAMES.split("|"))
 _WORD_RUN: Final = re.compile(r"\w+")
 
@@ -224,7 +214,10 @@ def _named_otherwise(text: str, start: int, end: int) -> bool:
         before = _WORD_RUN.search(reverse, last.end())
         if before is None or before.group()[::-1].casefold() not in _NOT_PHONE_SET:
             return False
-    return _NOT_PHONE_REVERSED.match(reverse) is not None
+    # The pattern itself, on the text: its \b sees the character before `start`.
+    return _NOT_PHONE_WORDS.search(text, start, end) is not None
+
+
 # Emails and URLs are read outwards from their anchor.
 _LOCAL_CHARS: Final = frozenset("._+-'%")  # with str.isalnum: what a local part is made of
 # Labels of any script; the top-level label Latin letters (or punycode), so that a Japanese
