@@ -31,8 +31,9 @@ Why these libraries:
 Speed: ingest scrubs every turn, so ordinary English must cost next to nothing.
 - Single-character membership tests (memchr in C) rule families out: no '@', no email; no
   digit, nothing numeric; no ':', no IPv6.
-- Text with digits is translated to a byte "shape" (one byte a character: digits to 0,
-  letters to A) in which substring tests find the hints of each numeric family: 9+ digits in a
+- Text with digits is translated to a byte "shape" (`privacy_cues.shape`, one byte a
+  character: digits to 0, capitals to A, small letters to a; the name and address passes
+  read the same one) in which substring tests find the hints of each numeric family: 9+ digits in a
   run (cards, SSNs, phones), a card's digit groups, an SSN's 3-2-4, a dotted quad (IPv4), two
   letters and two digits (IBAN). Dates, times, versions, prices and counts give no hint, so
   their text costs that translation and nothing else. A pass runs only on its hint and scans
