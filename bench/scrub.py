@@ -20,6 +20,14 @@ first use (`python -m venv` and `pip install presidio-analyzer`, about a minute)
 (email, phone, URL, IP, credit card, IBAN, US SSN), called directly with no NLP engine: the
 AnalyzerEngine would need a spaCy language model, a download this project does not make.
 
+Throughput against the scrubber before issue 20 (names, addresses, written-out emails): its
+privacy.py is read from git (`git show REV:annotator/ingest/privacy.py`, `--baseline-rev`) into
+a temporary directory outside the code tree and loaded beside the current one; both scrub the
+same texts in interleaved rounds, timed in CPU seconds (`time.process_time`, best round), so a
+shared machine's load moves both alike. Printed for this run's set and for the set of REV
+(its tests/pii_corpus.py, seed 12), each beside a floor: one `str.lower()` a text, the least
+any pass over the text costs. Without git or the revision, that part says why and is skipped.
+
     python bench/scrub.py                 # both
     python bench/scrub.py --no-presidio   # annotator only
 """
@@ -27,10 +35,12 @@ AnalyzerEngine would need a spaCy language model, a download this project does n
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -117,6 +127,63 @@ def annotator_scores(samples: list[pii_corpus.Sample], near: list[str], repeat: 
     return {"found": found, "changed": changed, "seconds": best, "kinds": KINDS}
 
 
+# main before the privacy merge (issue 20): the throughput the issue holds this scrubber to.
+BASELINE_REV = "ed53b1f^1"
+
+
+def load_from_git(rev: str, path: str, name: str, folder: Path) -> object:
+    """Module `name` from `path` as it was at `rev`, written into `folder` (not the code tree)."""
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"],
+                            capture_output=True, text=True, check=True).stdout
+    file = folder / f"{name}.py"
+    file.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+def cpu_rates(texts: list[str], scrubbers: dict, rounds: int) -> dict[str, float]:
+    """kB/s of CPU time per scrubber (best of `rounds` interleaved rounds), and of the floor."""
+    kilobytes = sum(len(t.encode()) for t in texts) / 1000
+    runs = {"floor (str.lower)": str.lower, **scrubbers}
+    for fn in runs.values():  # warm caches alike
+        for text in texts:
+            fn(text)
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            started = time.process_time()
+            for text in texts:
+                fn(text)
+            best[name] = min(best[name], time.process_time() - started)
+    return {name: kilobytes / max(seconds, 1e-9) for name, seconds in best.items()}
+
+
+def against_baseline(texts: list[str], rev: str, rounds: int) -> None:
+    """Print this scrubber's CPU throughput beside the one at `rev`, on this set and on rev's."""
+    with tempfile.TemporaryDirectory(prefix="annotator-bench-") as folder:
+        try:
+            old = load_from_git(rev, "annotator/ingest/privacy.py", "baseline_privacy",
+                                Path(folder))
+            old_corpus = load_from_git(rev, "tests/pii_corpus.py", "baseline_pii_corpus",
+                                       Path(folder))
+        except (OSError, subprocess.CalledProcessError) as error:
+            print(f"baseline {rev}: unavailable ({type(error).__name__}); skipped")
+            return
+        old_samples, old_near = old_corpus.build(12)
+        sets = {"this run's set": texts,
+                f"{rev}'s set (seed 12)": [s.text for s in old_samples] + old_near}
+        print(f"CPU throughput against the scrubber at {rev} (best of {rounds} rounds):")
+        for label, items in sets.items():
+            rates = cpu_rates(items, {"now": scrub_text, rev: old.scrub_text}, rounds)
+            print(f"  {label:<28} now {rates['now']:>7,.0f} kB/s   {rev} {rates[rev]:>7,.0f} kB/s"
+                  f"   ratio {rates['now'] / rates[rev]:.2f}"
+                  f"   floor {rates['floor (str.lower)']:>9,.0f} kB/s")
+
+
 def presidio_scores(samples: list[pii_corpus.Sample], near: list[str], output: dict) -> dict:
     results = output["results"]
     found: Counter[str] = Counter()
@@ -137,6 +204,9 @@ def main() -> None:
     parser.add_argument("--no-presidio", action="store_true")
     parser.add_argument("--repeat", type=int, default=5, help="timing runs (the best counts)")
     parser.add_argument("--seed", type=int, default=None, help="default: a new one each run")
+    parser.add_argument("--baseline-rev", default=BASELINE_REV,
+                        help="git revision of the scrubber to compare CPU throughput with")
+    parser.add_argument("--rounds", type=int, default=30, help="rounds of that comparison")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
     print(f"seed {seed}")
@@ -163,6 +233,7 @@ def main() -> None:
     hits = sum(pii_corpus.found(s, scrub_text(s.text), PLACEHOLDERS["ADDRESS"]) for s in native)
     print(f"Faker's own street addresses (any street type): annotator {hits}/{len(native)} "
           f"{hits / len(native):.1%}")
+    against_baseline(texts, args.baseline_rev, args.rounds)
 
 
 if __name__ == "__main__":

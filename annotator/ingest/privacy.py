@@ -31,8 +31,9 @@ Why these libraries:
 Speed: ingest scrubs every turn, so ordinary English must cost next to nothing.
 - Single-character membership tests (memchr in C) rule families out: no '@', no email; no
   digit, nothing numeric; no ':', no IPv6.
-- Text with digits is translated to a byte "shape" (one byte a character: digits to 0,
-  letters to A) in which substring tests find the hints of each numeric family: 9+ digits in a
+- Text with digits is translated to a byte "shape" (`privacy_cues.shape`, one byte a
+  character: digits to 0, capitals to A, small letters to a; the name and address passes
+  read the same one) in which substring tests find the hints of each numeric family: 9+ digits in a
   run (cards, SSNs, phones), a card's digit groups, an SSN's 3-2-4, a dotted quad (IPv4), two
   letters and two digits (IBAN). Dates, times, versions, prices and counts give no hint, so
   their text costs that translation and nothing else. A pass runs only on its hint and scans
@@ -67,7 +68,8 @@ from stdnum import luhn as _luhn
 from stdnum.us import ssn as _ssn
 
 from annotator.config import phone_regions
-from annotator.ingest.privacy_cues import find_addresses, find_names, may_hold_names, shape
+from annotator.ingest.privacy_cues import find_addresses, find_names, may_hold_names
+from annotator.ingest.privacy_cues import shape as _shape
 
 __all__ = [
     "MAX_ROUNDS",
@@ -94,13 +96,14 @@ def _words(text: str) -> frozenset[str]:
 # ---------------------------------------------------------------------------------------------
 # Patterns. Digits are written [0-9], not \d, so other scripts' digits never reach the checks.
 
-# Which numeric families have a hint, read from a byte copy of the text where every digit is
-# "0" and every letter "A": bytes.translate and substring tests run in C at about a
-# nanosecond a character, several times faster than a regex scan for a digit class.
-_SHAPE: Final = bytes.maketrans(
-    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", b"0" * 10 + b"A" * 52
-)
+# Which numeric families have a hint, read from the text's shape (`privacy_cues.shape`: one
+# byte a character, every digit "0", capitals "A", small letters "a"): bytes.translate and
+# substring tests run in C at about a nanosecond a character, several times faster than a regex
+# scan for a digit class. The same shape serves the name and address passes after these.
 _NUMBER_SEPARATORS: Final = b" .()-"
+# Country code and check digits, where an IBAN starts (either case): found from the literal
+# digits, which `re` searches for in C.
+_SHAPE_IBAN: Final = re.compile(rb"00(?<=[Aa][Aa]00)")
 _SHAPE_QUAD: Final = re.compile(rb"0\.0{1,3}\.0{1,3}\.0")
 # What every match of `_CARD` and `_SSN` holds, in the shape: twelve digits in a row or the
 # digit groups of a printed card; 3-2-4 digits with one separator. A text with a long digit run
@@ -188,12 +191,34 @@ _PHONE_WORDS: Final = re.compile(
     r"my number|number is|contact|reach|tlf|telefon|téléphone|handy|móvil|celular)\b"
     r"|电话|手机|電話|携帯)\W{0,6}(?:\w+\W{1,3}){0,3}\Z"
 )
-_NOT_PHONE_WORDS: Final = re.compile(
-    r"(?i)\b(?:order|invoice|inv|tracking|ticket|isbn|issn|ref|reference|serial|sku|part|rma|"
-    r"shipment|parcel|confirmation|booking|receipt|transaction|"
-    r"model|account|acct|case|po|batch|lot|id|build|version|timestamp|epoch|zip|postcode)\b"
-    r"\W{0,6}(?:no\.?|nr\.?|number|#|id)?\W{0,3}\Z"
+_NOT_PHONE_NAMES: Final = (
+    "order|invoice|inv|tracking|ticket|isbn|issn|ref|reference|serial|sku|part|rma|"
+    "shipment|parcel|confirmation|booking|receipt|transaction|"
+    "model|account|acct|case|po|batch|lot|id|build|version|timestamp|epoch|zip|postcode"
 )
+_NOT_PHONE_WORDS: Final = re.compile(
+    rf"(?i)\b(?:{_NOT_PHONE_NAMES})\b\W{{0,6}}(?:no\.?|nr\.?|number|#|id)?\W{{0,3}}\Z"
+)
+_NOT_PHONE_SET: Final = frozenset(_NOT_PHONE_NAMES.split("|"))
+_WORD_RUN: Final = re.compile(r"\w+")
+
+
+def _named_otherwise(text: str, start: int, end: int) -> bool:
+    """Whether `text[start:end]` ends with a word naming the number after it something other
+    than personal data ("order ID", "invoice no", "RMA"): `_NOT_PHONE_WORDS`. Its word is the
+    last word or the one before: looked up first, the pattern tried only when one is named."""
+    reverse = text[start:end][::-1]
+    last = _WORD_RUN.search(reverse)
+    if last is None:
+        return False
+    if last.group()[::-1].casefold() not in _NOT_PHONE_SET:
+        before = _WORD_RUN.search(reverse, last.end())
+        if before is None or before.group()[::-1].casefold() not in _NOT_PHONE_SET:
+            return False
+    # The pattern itself, on the text: its \b sees the character before `start`.
+    return _NOT_PHONE_WORDS.search(text, start, end) is not None
+
+
 # Emails and URLs are read outwards from their anchor.
 _LOCAL_CHARS: Final = frozenset("._+-'%")  # with str.isalnum: what a local part is made of
 # Labels of any script; the top-level label Latin letters (or punycode), so that a Japanese
@@ -424,7 +449,7 @@ def _is_card(digits: str) -> bool:
 
 def _card_length(m: re.Match[str]) -> int:
     length = _luhn_card_length(m.group())
-    if length and _NOT_PHONE_WORDS.search(m.string, max(0, m.start() - 32), m.start()):
+    if length and _named_otherwise(m.string, max(0, m.start() - 32), m.start()):
         return 0  # "order ID 4111...", "invoice no 3782...": named as something else
     return length
 
@@ -609,7 +634,7 @@ def _is_phone(candidate: str, before: str, ranges: _Ranges) -> bool:
     digits = "".join(groups)
     if candidate[0] == "+":  # a country code: nothing else is written that way
         return 7 <= len(digits) <= 15
-    if not 9 <= len(digits) <= 15 or _NOT_PHONE_WORDS.search(before):
+    if not 9 <= len(digits) <= 15 or _named_otherwise(before, 0, len(before)):
         return False
     if len(digits) == 13 and digits.startswith(("978", "979")) and _isbn.is_valid(digits):
         return False  # an ISBN-13; ISBN-10s are grouped with single digits, rejected below
@@ -636,9 +661,20 @@ def _valid_in_main_region(digits: str, region: str) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def _phone_spans(candidate: str, before: str, regions: tuple[str, ...]) -> tuple[
+        tuple[int, int, str], ...]:
+    """Where `candidate` holds phone numbers, each with its kind: "CARD" for a Luhn-valid run
+    of 13 characters or more (never a phone), else "PHONE". Cached: the same digit runs (a
+    help line, a date with a time) recur across conversations. The cache lives in memory only.
+    """
+    return tuple(
+        (a, b, "CARD" if b - a >= 13 and _is_card(_NON_DIGIT.sub("", candidate[a:b])) else "PHONE")
+        for a, b in _phone_number_spans(candidate, before, regions)
+    )
+
+
+def _phone_number_spans(candidate: str, before: str, regions: tuple[str, ...]) -> tuple[
         tuple[int, int], ...]:
-    """Where `candidate` holds phone numbers. Cached: the same digit runs (a help line, a
-    date with a time) recur across conversations. The cache lives in memory only."""
+    """Where `candidate` holds phone numbers (`_phone_spans`, uncached)."""
     ranges = _ranges(regions)
     extension = _PHONE_EXTENSION.search(candidate)
     number = candidate[: extension.start()] if extension else candidate
@@ -677,11 +713,8 @@ def _scrub_phones(text: str, counts: Counter[str], start: int) -> str:
         regions = regions or phone_regions()
         at = m.start()
         before = text[max(0, at - 32) : at]
-        for a, b in _phone_spans(found, before, regions):
-            if b - a >= 13 and _is_card(_NON_DIGIT.sub("", found[a:b])):  # never a phone
-                cards.append((at + a, at + b))
-            else:
-                spans.append((at + a, at + b))
+        for a, b, kind in _phone_spans(found, before, regions):
+            (spans if kind == "PHONE" else cards).append((at + a, at + b))
     if cards:
         return _splice_two(text, cards, "CARD", spans, "PHONE", counts)
     return _splice(text, spans, "PHONE", counts)
@@ -725,6 +758,8 @@ def scrub_text(text: str, counts: Counter[str] | None = None) -> str:
     # this very text and left it as it was (the round's finds were emails or URLs): they would
     # find nothing again.
     seen: str | None = None
+    shaped: bytes | None = None  # the shape of `shaped_text`, kept for the cue passes
+    shaped_text: str | None = None
     first_round = True
     for _ in range(MAX_ROUNDS):
         scrubbed = text
@@ -737,7 +772,10 @@ def scrub_text(text: str, counts: Counter[str] | None = None) -> str:
             # Written-out addresses and scheme-less URLs: once, as no later replacement makes
             # one (placeholders hold no "/", "@" or " dot ").
             first_round = False
-            if _may_be_obfuscated(scrubbed):
+            # The tests of `_may_be_obfuscated` that most text fails, here: a call less.
+            if (" dot " in scrubbed or " DOT " in scrubbed or "＠" in scrubbed
+                    or "@" in scrubbed or "(" in scrubbed or "[" in scrubbed
+                    or "{" in scrubbed or "<" in scrubbed) and _may_be_obfuscated(scrubbed):
                 scrubbed = _splice(scrubbed, _find_obfuscated_emails(scrubbed), "EMAIL", counts)
             if "/" in scrubbed:
                 scrubbed = _splice(scrubbed, _find_bare_urls(scrubbed), "URL", counts)
@@ -749,7 +787,8 @@ def scrub_text(text: str, counts: Counter[str] | None = None) -> str:
             or "4" in scrubbed or "5" in scrubbed or "6" in scrubbed or "7" in scrubbed
             or "8" in scrubbed or "9" in scrubbed
         ):
-            numbered = _scrub_numbers(scrubbed, counts)
+            numbered, shaped = _scrub_numbers(scrubbed, counts)
+            shaped_text = numbered
             if numbered is scrubbed:
                 seen = scrubbed
             else:
@@ -757,20 +796,19 @@ def scrub_text(text: str, counts: Counter[str] | None = None) -> str:
         if scrubbed == text:  # every replacement changes the text; a C compare, no counting
             break
         text = scrubbed
-    return _scrub_cues(text, counts)
-
-
-def _scrub_cues(text: str, counts: Counter[str]) -> str:
-    """Addresses, then names (`privacy_cues`), after the other passes: a postcode read before
-    the phone pass could take the tail of a phone number ("+49 30 12345 Berlin"). Most text
-    has no capitalised word inside a sentence and no number, and costs a translation and two
-    searches of its shape."""
-    shaped = shape(text)
+    # The numeric passes' shape of the text, when they made it from this very text: one
+    # translation a text, not two.
+    if shaped is None or shaped_text is not text and shaped_text != text:
+        shaped = _shape(text)
+    # Addresses, then names (`privacy_cues`), after the other passes: a postcode read before
+    # the phone pass could take the tail of a phone number ("+49 30 12345 Berlin"). Most text
+    # has no capitalised word inside a sentence and no number, and costs two searches of its
+    # shape. Written out here, not called: a call costs as much as those searches.
     if shaped.find(b"0") >= 0:  # every address found has a number
         found = find_addresses(text, shaped)
         if found:
             text = _splice(text, found, "ADDRESS", counts)
-            shaped = shape(text)
+            shaped = _shape(text)
     if may_hold_names(shaped):
         found = find_names(text, shaped)
         if found:
@@ -778,8 +816,9 @@ def _scrub_cues(text: str, counts: Counter[str]) -> str:
     return text
 
 
-def _scrub_numbers(text: str, counts: Counter[str]) -> str:
-    """One round of the numeric passes (IBAN, card, SSN, IP, phone) over text with a digit.
+def _scrub_numbers(text: str, counts: Counter[str]) -> tuple[str, bytes | None]:
+    """One round of the numeric passes (IBAN, card, SSN, IP, phone) over text with a digit,
+    and the shape of the text it returns when it has it (None when the phone pass changed it).
 
     Each pass runs only when the shape holds what every match of its pattern holds, and scans
     from the first place that does (`finditer` from there: lookbehinds still read the text
@@ -793,9 +832,9 @@ def _scrub_numbers(text: str, counts: Counter[str]) -> str:
     # country code and only seven digits is found then, and only then); it is skipped when
     # the passes before it left nothing it could find (see below).
     phones = long_run
-    at = shape.find(b"AA00")  # country code and check digits: where an IBAN starts
-    if at >= 0:
-        scrubbed = _sub(_IBAN, "IBAN", _iban_length, text, counts, at)
+    hint = _SHAPE_IBAN.search(shape)
+    if hint:
+        scrubbed = _sub(_IBAN, "IBAN", _iban_length, text, counts, hint.start() - 2)
         if scrubbed != text:
             text, (shape, first, long_run) = scrubbed, _numeric_hints(scrubbed)
     hint = _SHAPE_CARD.search(shape) if long_run else None
@@ -830,18 +869,20 @@ def _scrub_numbers(text: str, counts: Counter[str]) -> str:
     if phones and (long_run or "+" in text and (
         shape.translate(None, _NUMBER_SEPARATORS).find(b"+0000000") >= 0
     )):
-        text = _scrub_phones(text, counts, max(0, first - _PHONE_LEAD))
-    return text
+        scrubbed = _scrub_phones(text, counts, max(0, first - _PHONE_LEAD))
+        if scrubbed is not text:
+            return scrubbed, None
+    return text, shape
 
 
 def _numeric_hints(text: str) -> tuple[bytes, int, bool]:
     """The shape of `text`, where its first digit is, and whether it has a long digit run:
     nine digits with only separators between them, which cards, SSNs and phone numbers need.
 
-    The shape has one byte a character (digits "0", letters "A", anything not ASCII "?"), so
-    a place in the shape is the same place in the text.
+    The shape has one byte a character (see `privacy_cues.shape`), so a place in the shape is
+    the same place in the text.
     """
-    shape = text.encode("ascii", "replace").translate(_SHAPE)
+    shape = _shape(text)
     # `bytes.find`, not `in`: `needle in shape` first tries the needle as an integer and
     # formats an exception to drop when it is not, which costs more than the search itself.
     # The run is looked for between the first and the last digit: deleting separators from

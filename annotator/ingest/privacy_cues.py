@@ -219,14 +219,15 @@ def _cue(text: str, at: int, sentence: bool) -> str | None:
     "title"), read from the last words before it, or None. After a full stop only a title
     ("Dr. Smith") counts: anything else there is a sentence's first word."""
     before = text[max(0, at - _CUE_WINDOW) : at]
-    words = before.split()
-    if not words:
+    tail = before.rsplit(None, 1)  # the last word alone: the whole window only for a cue
+    if not tail:
         return None
-    last = words[-1]
+    last = tail[-1]
     if last.rstrip(".") in _TITLES:
         return "title"
     if sentence or last.lower().rstrip(",.:!") not in _CUE_ENDINGS:
         return None  # most capitalised words follow a word that ends no cue
+    words = before.split()
     newline = "\n" in before[len(before.rstrip()) :]
     for k in range(1, min(_CUE_WORDS, len(words)) + 1):
         phrase = " ".join(words[-k:]).lower().rstrip(",.:!")
@@ -403,11 +404,13 @@ _FR_SET: Final = frozenset(_FR_WORDS)
 # Where in the shape (see `shape`) an address may be, each found from a literal "0" (a digit):
 # a number before a capitalised word (221B Baker, 75008 Paris, 1012 AB), a postcode (SW1A 1AA,
 # T4V 6Y4, "IL 62704"), a number before a small word (12 rue), a number after a word
-# (Hauptstraße 5, Via Roma, 10, Postfach 12). The last two are checked in `_places`.
+# (Hauptstraße 5, Via Roma, 10, Postfach 12). The last two are checked in `_places`. A run of
+# letters is taken whole ("{1,10}+": what follows it is a space, never a letter), so a failed
+# hint is given up at once, not tried again with each shorter run.
 _HINTS: Final = re.compile(
-    rb"0(?:(?=[ ,Aa])(?:(?P<cap>[Aa]{0,2}(?:,? [A\x01]a| AA ))"
+    rb"0(?:(?=[ ,Aa])(?:(?P<cap>[Aa]{0,2}+(?:,? [A\x01]a| AA ))"
     rb"|(?P<post>AA(?<= 0AA)|A0(?<=A 0A0))"
-    rb"|(?P<small>[Aa]?,? (?:aaa )?a{1,10} (?:a{1,5} |a'){0,3}[A\x01]a))"
+    rb"|(?P<small>[Aa]?,? (?:aaa )?a{1,10}+ (?:a{1,5}+ |a'){0,3}[A\x01]a))"
     rb"|(?P<zip>0000(?<=, AA 00000)))"
 )
 # A capitalised word before a number, from its literal first byte. (Every pattern here starts
@@ -457,12 +460,23 @@ def _places(text: str, shaped: bytes) -> list[tuple[int, re.Pattern[str]]]:
     afters = list(_AFTER.finditer(shaped))
     if shaped.find(b"\x01") >= 0:
         afters += _OTHER_AFTER.finditer(shaped)
+    street_first: bool | None = None  # whether any word of the text starts a street
     for hint in afters:
         # A street's name is capitalised (Roma, Hauptstraße, Długa, Postfach): a number after
         # a small word ("version 3", "to 30") is none, nor one after "March" or "Step".
         word, at = hint.start(), hint.end() - 1
-        if text[word : at - 1].rstrip(", ").lower() in _NOT_STREETS:
+        last = text[word : at - 1].rstrip(", ").lower()
+        if last in _NOT_STREETS:
             continue
+        if not last.endswith(_STREET_ENDINGS):
+            # The words before the number must hold a word that starts a street: read once
+            # for the whole text, as most text has none ("Chrome 120", "PR 12345").
+            if street_first is None:
+                street_first = not _STREET_FIRST.isdisjoint(
+                    text.lower().replace(",", " ").split()
+                )
+            if not street_first:
+                continue
         before = text[max(0, at - 60) : at]
         words = before.lower().replace(",", " ").split()[-6:]
         if words and (words[-1].endswith(_STREET_ENDINGS) or not _STREET_FIRST.isdisjoint(words)):
@@ -478,14 +492,11 @@ def find_addresses(text: str, shaped: bytes | None = None) -> list[tuple[int, in
     docstring), neighbouring parts joined. `_ADDRESS` is tried only at the places `_places`
     names, so text with numbers but no address costs a search of its shape."""
     shaped = shape(text) if shaped is None else shaped
-    if (_HINTS.search(shaped) is None and _AFTER.search(shaped) is None
-            and shaped.find(b"\x01") < 0 and "ostal" not in text and "orreos" not in text):
+    places = _places(text, shaped)
+    if not places:
         return []  # the common case, a number and no address: two searches of the shape
     found: list[tuple[int, int]] = []
     done = 0
-    places = _places(text, shaped)
-    if not places:
-        return []
     for at, pattern in sorted(set(places), key=lambda place: place[0]):
         if at < done:
             continue
