@@ -338,7 +338,8 @@ def test_export_prepares_a_validated_download(app_study) -> None:
     _, gold = study_frames(app_study)
     expected = int((gold["response_type"] == "strong resistance").sum())
     assert metrics(at)["Exported"] == str(expected)
-    assert at.code[0].value.splitlines()[0].startswith("conversation_id,source,external_id,response_type")
+    header = at.code[0].value.splitlines()[0]
+    assert header.startswith("conversation_id,source,external_id,response_type")
 
 
 def test_cache_follows_the_database(app_study_copy) -> None:

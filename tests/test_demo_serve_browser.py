@@ -28,7 +28,8 @@ import pytest
 from labelstudio_fixtures import CHROMIUM, CHROMIUM_ARGS, browser_login
 from test_team_network import network_address
 
-from annotator.review import instances, server
+from annotator.review import server
+from annotator.review.demo_serve import stop_serving
 
 pytestmark = pytest.mark.integration
 
@@ -170,8 +171,8 @@ def demo_serve(tmp_path: Path, *extra: str) -> Iterator[Running]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-            with contextlib.suppress(Exception):
-                instances.stop_all(study / "annotator.db")
+            with contextlib.suppress(Exception):  # what a killed demo left: servers and app
+                stop_serving(study / "annotator.db")
         errors.close()
 
 
