@@ -407,7 +407,9 @@ def sidebar() -> None:
 # --- tables and charts -------------------------------------------------------------------------
 
 
-READ_PAGE = "app_pages/disagreements.py"
+# by absolute path: the app runs the same from the packaged script or the checkout's top-level
+# streamlit_app.py, and Streamlit reads a relative page path from the script it started on
+READ_PAGE = Path(__file__).resolve().parent / "disagreements.py"
 
 
 def _clicked(table_key: str, key: str, column: str, ids: list[str]) -> None:
