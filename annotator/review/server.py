@@ -827,4 +827,10 @@ def start_from_template(
     target = server_dir(db_path)
     if not target.exists():
         shutil.copytree(template / SERVER_DIR, target)
+        # a copy gets a port of its own at its first start: the template's would be shared by
+        # every copy, and a second copy could not start while the first runs
+        state = read_state(db_path)
+        if state is not None:
+            state.port, state.pid = None, None
+            write_state(db_path, state)
     return start(db_path, venv=venv, echo=echo)
