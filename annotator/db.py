@@ -500,7 +500,18 @@ def _stamp(real: Path) -> tuple[int, int, int]:
 def _view(real: Path) -> _View:
     """The file's tables without a connection that can write, without SQLite's recovery
     touching its -shm, and without a handle of our own on it (closing one would drop the locks
-    this process's SQLite connections hold on it: POSIX locks are per process)."""
+    this process's SQLite connections hold on it: POSIX locks are per process). A -wal that
+    vanishes while it is read was checkpointed into the main file: look again."""
+    for _ in range(3):
+        try:
+            return _view_once(real)
+        except FileNotFoundError:
+            if not real.exists():
+                raise
+    return _view_once(real)
+
+
+def _view_once(real: Path) -> _View:
     with closing(sqlite3.connect(f"{real.as_uri()}?immutable=1", uri=True)) as conn:
         view = _look(conn)  # the main file alone: no -journal rolled back, no -wal read
         if view.tables or _size(real, "-wal") == 0:
