@@ -373,7 +373,10 @@ def test_emails_are_text_not_links(page, served, tmp_path) -> None:
 def test_shares_and_chart_labels_show_whole(page, served, tmp_path) -> None:
     page.goto(f"{served['url']}/")
     idle(page, "Share of conversations per response type")
-    page.wait_for_selector('[data-testid="stVegaLiteChart"] svg')
+    # every chart drawn: Vega draws each one when it is ready, the stage chart among them
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stVegaLiteChart\"] svg "
+        ".role-axis-label text')].some(e => e.textContent.includes('pushed to Label Studio'))")
     labels = page.locator('[data-testid="stVegaLiteChart"] svg .role-axis-label text')
     texts = [t for t in labels.evaluate_all("els => els.map(e => e.textContent)") if t.strip()]
     assert texts, "the charts have axis labels"
