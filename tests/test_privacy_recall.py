@@ -96,6 +96,22 @@ def test_bare_ssn_needs_a_context_word() -> None:
     assert scrub_text("Zip+4 and 536904399 items shipped.") == "Zip+4 and 536904399 items shipped."
 
 
+def test_issuable_ssn_is_stdnums_rule() -> None:
+    """The SSN pass's own check answers as python-stdnum's `us.ssn.is_valid` does, on every
+    boundary of its rule and on random numbers (the oracle is the library it replaced)."""
+    from stdnum.us import ssn
+
+    from annotator.ingest.privacy import _issuable_ssn
+
+    rng = random.Random(20)
+    edges = ["000123456", "666123456", "900123456", "999999999", "123001234", "123450000",
+             "078051120", "457555462", "219099999", "001010001", "665999999", "899999999"]
+    numbers = edges + [f"{rng.randrange(10**9):09d}" for _ in range(20_000)]
+    differ = [n for n in numbers if _issuable_ssn(n) != ssn.is_valid(n)]
+    assert not differ, differ[:5]
+    assert sum(map(_issuable_ssn, numbers)) > 10_000  # the rule accepts most, not none
+
+
 def test_phone_regions_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     text = "Ring 0131 496 0774 today."
     monkeypatch.setenv("ANNOTATOR_PHONE_REGIONS", "us, ca")
