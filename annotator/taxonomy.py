@@ -531,7 +531,15 @@ def _load(directory: Path) -> Taxonomy:
 
 def load_taxonomy(directory: Path | str | None = None) -> Taxonomy:
     """The tree shipped with the package (or in `directory`), read once per process."""
-    return _load(Path(directory or config.TAXONOMY_DIR).resolve())
+    return _load_named(str(directory or config.TAXONOMY_DIR))
+
+
+@cache
+def _load_named(directory: str) -> Taxonomy:
+    # Keyed by the folder as named, before `resolve`: callers ask once per value (an export of
+    # 300,000 conversations a million times), and resolving a path costs a system call for
+    # each of its parts. Two names of one folder still share one tree (`_load`).
+    return _load(Path(directory).resolve())
 
 
 # --- module-level shortcuts on the shipped tree --------------------------------------------------

@@ -143,6 +143,9 @@ def export_records(
     seen = dict(db.execute("select conversation_id, labels_seen from gold").fetchall())
     external = dict(db.execute("select id, external_id from conversations where id in "
                                "(select conversation_id from gold)").fetchall())
+    # Each value resolved once: a study's values repeat (a few thousand names in a million
+    # listings), and the records share the resolved value, which nothing changes.
+    values: dict[str, ExportedValue] = {}
     for gold_record in gold_records(db, live):
         gold = gold_record.gold
         labelled = live.get(gold_record.conversation_id, [])
@@ -165,8 +168,10 @@ def export_records(
                 source=gold_record.source,
                 external_id=external.get(gold_record.conversation_id),
                 turns=gold_record.turns,
-                ai_values=[_exported_value(v) for v in gold.ai_values],
-                human_values=[_exported_value(v) for v in gold.human_values],
+                ai_values=[values.get(v) or values.setdefault(v, _exported_value(v))
+                           for v in gold.ai_values],
+                human_values=[values.get(v) or values.setdefault(v, _exported_value(v))
+                              for v in gold.human_values],
                 response_type=gold.response_type,
                 subjective=gold.subjective,
                 task=gold.task,

@@ -4,7 +4,7 @@ filters a user chose, and the report of what an export wrote and what it left ou
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from annotator.datasets.gold import MAJORITY
 from annotator.datasets.writers import ExportFormat, ExportWhat
@@ -12,6 +12,8 @@ from annotator.models import AnnotatorLabels, ExtractionStatus, Provenance, Resp
 
 
 class ExportedValue(BaseModel):
+    model_config = ConfigDict(frozen=True)  # one resolved value is shared by every record
+
     name: str
     node_id: str | None
     category: str | None = Field(description="top category, e.g. 'Practical values'")
