@@ -59,26 +59,6 @@ EXTRACTION_COLUMNS = [
     "created_at",
     "task",
 ]
-# Columns of names and text (see `_frame`); the others (numbers, flags, value tuples) as given.
-_TEXT_COLUMNS = frozenset({"conversation_id", "annotator", "response_type", "updated_at", "task",
-                           "decided_by", "decided_at", "prompt_id", "model", "extractor",
-                           "status", "error", "created_at", "prefilled_by"})
-
-
-def _frame(rows: list[tuple[Any, ...]], columns: list[str], text: frozenset[str]) -> pd.DataFrame:
-    """A frame of `rows` whose `text` columns keep Python strings (numpy object columns).
-
-    pandas 3 would store them as Arrow strings: building those from a million Python strings,
-    and turning them back into Python objects for every group, merge and factorisation the
-    statistics do, took a third of `annotator agreement` at 300,000 conversations.
-    """
-    if not rows:
-        return pd.DataFrame.from_records(rows, columns=columns)
-    data = {
-        name: pd.Series(values, dtype=object) if name in text else list(values)
-        for name, values in zip(columns, zip(*rows, strict=True), strict=True)
-    }
-    return pd.DataFrame(data, columns=columns)
 
 
 def scalar(db: sqlite_utils.Database, sql: str) -> int:
@@ -159,7 +139,7 @@ def annotations_frame(db: sqlite_utils.Database, include_cancelled: bool = False
                 data.get("task"),
             )
         )
-    return _frame(rows, ANNOTATION_COLUMNS, _TEXT_COLUMNS)
+    return pd.DataFrame.from_records(rows, columns=ANNOTATION_COLUMNS)
 
 
 def set_aside_count(db: sqlite_utils.Database) -> int:
@@ -186,7 +166,7 @@ def gold_frame(db: sqlite_utils.Database) -> pd.DataFrame:
             "decided_by, decided_at, task from gold"
         )
     ]
-    return _frame(rows, GOLD_COLUMNS, _TEXT_COLUMNS)
+    return pd.DataFrame.from_records(rows, columns=GOLD_COLUMNS)
 
 
 def extractions_frame(
@@ -240,7 +220,7 @@ def extractions_frame(
             task,
         ) in db.execute(sql, params)
     ]
-    return _frame(rows, EXTRACTION_COLUMNS, _TEXT_COLUMNS)
+    return pd.DataFrame.from_records(rows, columns=EXTRACTION_COLUMNS)
 
 
 def without_few_shot(
@@ -349,7 +329,7 @@ def review_annotations_frame(db: sqlite_utils.Database) -> pd.DataFrame:
         data = orjson.loads(labels)
         rows.append((conv, annotator, bool(blind), prefilled_by, data.get("response_type"),
                      _names(data.get("ai_values") or [])))
-    return _frame(rows, REVIEW_COLUMNS, _TEXT_COLUMNS)
+    return pd.DataFrame.from_records(rows, columns=REVIEW_COLUMNS)
 
 
 def study_anchoring(
