@@ -7,6 +7,7 @@ transaction, so a crash mid-migration leaves the file at the last completed step
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sqlite3
@@ -624,6 +625,22 @@ def open_existing_db(path: str | Path, check_same_thread: bool = True) -> sqlite
             f"{path} holds no study (an empty SQLite file); run `annotator init --db {path}`"
         )
     return open_db(path, check_same_thread=check_same_thread)
+
+
+# Cyclic garbage collection every this many new container objects (Python's default is 700).
+BULK_GC_THRESHOLD = 100_000
+
+
+def collect_garbage_rarely() -> None:
+    """Run Python's cycle collector rarely, for a process that reads a whole study.
+
+    A command reading 800,000 annotations keeps millions of objects alive, and with the
+    default thresholds the collector walks all of them again and again while they are made:
+    half of `adjudicate`'s time at 300,000 conversations (55 s, 28 s with this). What it
+    reads holds no reference cycles; cycles are still collected, later. Commands
+    (`annotator.cli`) and the app's summary workers call this once at their start.
+    """
+    gc.set_threshold(BULK_GC_THRESHOLD, 50, 100)
 
 
 def _iso(value: datetime | None) -> str | None:

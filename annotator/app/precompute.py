@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from annotator import config
 from annotator.app import summary_cache
 from annotator.datasets import gold
+from annotator.db import collect_garbage_rarely
 from annotator.extract.prompts import few_shot_map
 from annotator.measure import summaries
 from annotator.measure.findings import table_findings
@@ -221,6 +222,7 @@ class PrecomputeReport(BaseModel):
 
 
 def _compute(path: str, name: str, params: dict[str, Any], signatures: dict[str, str]) -> bool:
+    collect_garbage_rarely()  # a spawned worker starts with Python's defaults
     summary = summary_named(name, params)
     return summary_cache.ensure(path, summary.name, summary.params,
                                 summary.dep_signatures(signatures),

@@ -60,6 +60,9 @@ def _main(
     conversations.
 
     Example: annotator init && annotator ingest chats.jsonl"""
+    from annotator.db import collect_garbage_rarely
+
+    collect_garbage_rarely()
 
 
 # Characters that steer a terminal instead of showing: C0 controls but newline and tab (ESC

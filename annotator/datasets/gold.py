@@ -419,7 +419,11 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> Adjudicat
     """
     report = AdjudicationReport()
     decided: list[dict[str, Any]] = []
+    reopening: list[dict[str, Any]] = []
     current = {row["conversation_id"]: row for row in db["gold"].rows}
+    # Decisions re-opened by an earlier run, read once: a decided conversation carries the
+    # history of its re-opened label (`_gold_row`); a query each costs a minute at 300,000.
+    waiting = {row["conversation_id"]: row for row in db["gold_reopened"].rows}
     live = _live_annotations(db)
     for conversation_id in sorted(set(live) | set(current)):
         labelled = live.get(conversation_id, [])
@@ -441,35 +445,46 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> Adjudicat
                 report.unchanged += 1
                 continue
             if label is not None:  # new, or other labels than the majority decided before
-                decided.append(_gold_row(db, conversation_id, label, existing))
+                decided.append(_gold_row(db, conversation_id, label, existing,
+                                         was=_reopened_row(waiting.get(conversation_id))))
                 report.decided += 1
                 continue
             report.add_person_needed(conversation_id, reason or "no majority")
         if existing and (why := majority_out_of_date(row_to_gold(existing), labelled)):
-            _reopen(db, conversation_id, existing, why)
+            reopening.append(_reopen_row(conversation_id, existing, why))
             report.reopened.append(PersonNeeded(conversation_id=conversation_id, reason=why))
+    # Written at the end, in two batches: a statement a conversation cost minutes at 300,000.
+    with db.conn:
+        _reopen_rows(db, reopening)
     _store_gold_rows(db, decided)
     return report
 
 
-def _reopen(db: sqlite_utils.Database, conversation_id: str, existing: dict[str, Any],
-            reason: str) -> None:
-    """Take a majority label the live annotations no longer give out of gold; it and the
-    history before it wait in `gold_reopened` for the conversation's next decision."""
+def _reopen_row(conversation_id: str, existing: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The `gold_reopened` row of a majority label the live annotations no longer give: it
+    and the history before it wait there for the conversation's next decision."""
     history = loads(existing.get("history"), [])
     history.append(row_to_gold(existing).model_dump(mode="json"))
-    with db.conn:
-        db["gold_reopened"].upsert({
-            "conversation_id": conversation_id, "history": dumps(history),
-            "reopened_at": utc_now().isoformat(), "reason": reason,
-        }, pk="conversation_id")
-        db.execute("delete from gold where conversation_id = ?", [conversation_id])
+    return {"conversation_id": conversation_id, "history": dumps(history),
+            "reopened_at": utc_now().isoformat(), "reason": reason}
+
+
+def _reopen_rows(db: sqlite_utils.Database, rows: list[dict[str, Any]]) -> None:
+    """Take these conversations' majority labels out of gold, into `gold_reopened`."""
+    if rows:
+        db["gold_reopened"].upsert_all(rows, pk="conversation_id")
+        db.conn.executemany("delete from gold where conversation_id = ?",
+                            [[row["conversation_id"]] for row in rows])
 
 
 def reopened(db: sqlite_utils.Database, conversation_id: str) -> dict[str, Any] | None:
     """The majority decision new labels re-opened for this conversation, if it has no gold
     yet: when, why, and the labels it replaced (`history`, oldest first)."""
-    row = next(db["gold_reopened"].rows_where("conversation_id = ?", [conversation_id]), None)
+    return _reopened_row(
+        next(db["gold_reopened"].rows_where("conversation_id = ?", [conversation_id]), None))
+
+
+def _reopened_row(row: dict[str, Any] | None) -> dict[str, Any] | None:
     if row is None:
         return None
     return {"reopened_at": row["reopened_at"], "reason": row["reason"],
@@ -534,6 +549,7 @@ def _gold_row(
     label: GoldLabel,
     existing: dict | None,
     seen: str | None = None,
+    was: dict[str, Any] | None | bool = False,
 ) -> dict[str, Any]:
     # The one maker of decided gold rows: a label without a response type or `subjective`
     # would be dropped by the export, so it is refused here whoever asks. `seen`: the digest of
@@ -542,7 +558,8 @@ def _gold_row(
     if gone:
         raise AnnotatorError(f"gold for {conversation_id} needs {_needs(gone)}")
     row = gold_to_row(conversation_id, label)
-    was = reopened(db, conversation_id)
+    # `was`: the conversation's re-opened decision (`reopened`), when the caller read it
+    was = reopened(db, conversation_id) if was is False else was
     history = loads(existing.get("history"), []) if existing else (was or {}).get("history", [])
     if existing:
         replaced = row_to_gold(existing).model_dump(mode="json")
@@ -570,7 +587,7 @@ def _store_gold_rows(db: sqlite_utils.Database, rows: list[dict[str, Any]]) -> N
         with db.conn:
             db["gold"].upsert_all(rows, pk="conversation_id")
             db.conn.executemany("delete from gold_reopened where conversation_id = ?",
-                           [[row["conversation_id"]] for row in rows])
+                                [[row["conversation_id"]] for row in rows])
 
 
 def _needs(fields: list[str]) -> str:
