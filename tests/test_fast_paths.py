@@ -214,3 +214,56 @@ def test_every_command_runs_the_cycle_collector_rarely(tmp_path: Path) -> None:
         assert gc.get_threshold()[0] == BULK_GC_THRESHOLD
     finally:
         gc.set_threshold(*before)
+
+
+def _majority_by_counter(annotations: list) -> tuple | None:
+    """The majority rule as `gold.majority_label` wrote it with `Counter` (the oracle)."""
+    from collections import Counter
+
+    need = len(annotations) // 2 + 1
+    for field in ("response_type", "subjective"):
+        votes = Counter(getattr(a, field) for a in annotations if getattr(a, field) is not None)
+        if not votes or votes.most_common(1)[0][1] < need:
+            return None
+
+    def agreed(field: str) -> list[str]:
+        counts = Counter(v for a in annotations for v in dict.fromkeys(getattr(a, field)))
+        first_seen = list(dict.fromkeys(v for a in annotations for v in getattr(a, field)))
+        return [v for v in first_seen if counts[v] >= need]
+
+    def decided(field: str) -> object:
+        return Counter(getattr(a, field) for a in annotations).most_common(1)[0][0]
+
+    return (agreed("ai_values"), agreed("human_values"), decided("response_type"),
+            decided("subjective"))
+
+
+def test_majority_rule_equals_counting_with_counter() -> None:
+    """Deciding gold with plain dicts gives the labels, value order included, that counting
+    with `Counter` gave, on random annotations with ties, repeats and missing fields."""
+    from annotator.datasets.gold import majority_label
+    from annotator.models import AnnotatorLabels
+
+    rng = np.random.default_rng(21)
+    values = ["honesty", "care", "autonomy", "Ünïcode ☃", "x"]
+    types = [None, "strong support", "neutral", "reframing"]
+    compared = decided = 0
+    for _ in range(3000):
+        annotations = [
+            AnnotatorLabels(
+                annotator=f"a{i}",
+                ai_values=[values[j] for j in rng.integers(0, 5, rng.integers(0, 5))],
+                human_values=[values[j] for j in rng.integers(0, 5, rng.integers(0, 3))],
+                response_type=types[rng.integers(0, 4)],
+                subjective=[None, True, False][rng.integers(0, 3)],
+            )
+            for i in range(int(rng.integers(1, 6)))
+        ]
+        label = majority_label(annotations)
+        expected = _majority_by_counter(annotations)
+        got = None if label is None else (label.ai_values, label.human_values,
+                                          label.response_type, label.subjective)
+        assert got == expected
+        compared += 1
+        decided += label is not None
+    assert compared == 3000 and 300 < decided < 2700  # both outcomes were exercised

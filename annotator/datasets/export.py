@@ -146,7 +146,7 @@ def export_records(
     # Each value resolved once: a study's values repeat (a few thousand names in a million
     # listings), and the records share the resolved value, which nothing changes.
     values: dict[str, ExportedValue] = {}
-    for gold_record in gold_records(db, live):
+    for gold_record in gold_records(db, live, with_annotations=False):  # `live` has them
         gold = gold_record.gold
         labelled = live.get(gold_record.conversation_id, [])
         gap = _gold_gaps(gold_record)

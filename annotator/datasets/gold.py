@@ -218,10 +218,26 @@ def no_majority_reason(annotations: Sequence[AnnotatorLabels | Vote]) -> str | N
         return "no annotations"
     need = len(annotations) // 2 + 1
     for field in REQUIRED_FIELDS:
-        votes = Counter(getattr(a, field) for a in annotations if getattr(a, field) is not None)
-        if not votes or votes.most_common(1)[0][1] < need:
+        votes = _tally(getattr(a, field) for a in annotations)
+        votes.pop(None, None)
+        if not votes or max(votes.values()) < need:
             return f"{len(annotations)} annotations split on {FIELD_NAMES[field]}"
     return None
+
+
+def _tally(items: Iterable[Any]) -> dict[Any, int]:
+    """How often each item occurs, in order of first occurrence: `Counter`'s counts, without
+    its cost (a conversation has a few annotations; an export of 300,000 tallies a million
+    times)."""
+    counts: dict[Any, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return counts
+
+
+def _most_common(counts: dict[Any, int]) -> Any:
+    """The item counted most; of a tie, the first seen (as `Counter.most_common` orders)."""
+    return max(counts.items(), key=itemgetter(1))[0]
 
 
 def majority_label(annotations: list[AnnotatorLabels]) -> GoldLabel | None:
@@ -236,12 +252,12 @@ def majority_label(annotations: list[AnnotatorLabels]) -> GoldLabel | None:
     need = len(annotations) // 2 + 1
 
     def decided(field: str) -> Any:
-        return Counter(getattr(a, field) for a in annotations).most_common(1)[0][0]
+        return _most_common(_tally(getattr(a, field) for a in annotations))
 
     def agreed(field: str) -> list[str]:
-        counts = Counter(v for a in annotations for v in dict.fromkeys(getattr(a, field)))
-        first_seen = list(dict.fromkeys(v for a in annotations for v in getattr(a, field)))
-        return [v for v in first_seen if counts[v] >= need]
+        # each annotation counts a value once; the order is the one values were first listed
+        counts = _tally(v for a in annotations for v in dict.fromkeys(getattr(a, field)))
+        return [v for v, n in counts.items() if n >= need]
 
     task, task_description = majority_task(annotations)
     return GoldLabel(
@@ -366,7 +382,10 @@ def _live_annotations(db: sqlite_utils.Database) -> dict[str, list[Annotation]]:
 
 
 def _as_annotator_labels(annotation: Annotation) -> AnnotatorLabels:
-    return AnnotatorLabels(annotator=annotation.annotator, **annotation.labels.model_dump())
+    # Built from labels already validated (`Annotation.labels`): not validated again, which
+    # cost a model dump and a validation per annotation.
+    return AnnotatorLabels.model_construct(annotator=annotation.annotator,
+                                           **annotation.labels.__dict__)
 
 
 def undecided_reason(annotations: list[Annotation]) -> str | None:
@@ -633,13 +652,17 @@ def live_annotations(db: sqlite_utils.Database) -> dict[str, list[Annotation]]:
 
 
 def gold_records(
-    db: sqlite_utils.Database, annotations: dict[str, list[Annotation]] | None = None
+    db: sqlite_utils.Database, annotations: dict[str, list[Annotation]] | None = None,
+    with_annotations: bool = True,
 ) -> Iterator[GoldRecord]:
     """Every adjudicated conversation as a gold-file record, sorted by conversation id.
 
-    `annotations` (from `live_annotations`) saves reading them again for a caller that has them.
+    `annotations` (from `live_annotations`) saves reading them again for a caller that has them;
+    `with_annotations=False` leaves the records' `annotations` empty, for a caller that reads
+    them from there (`export`).
     """
-    by_conversation = _live_annotations(db) if annotations is None else annotations
+    by_conversation = ({} if not with_annotations else
+                       _live_annotations(db) if annotations is None else annotations)
     # each gold row with its conversation in one query (a lookup per row costs a minute at
     # 300,000 conversations)
     columns = ("id", "source", "external_id", "turns", "metadata", "scrubbed", "ingested_at")
