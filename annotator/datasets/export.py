@@ -30,6 +30,7 @@ from annotator.datasets.gold import (
     MAJORITY,
     gold_records,
     live_annotations,
+    live_annotations_in_order,
     majority_out_of_date,
     new_labels_since,
     not_adjudicated_reason,
@@ -129,6 +130,7 @@ def export_records(
     db: sqlite_utils.Database,
     filters: ExportFilter | None = None,
     annotations: dict[str, list[Annotation]] | None = None,
+    without_gold: list[tuple[str, str]] | None = None,
 ) -> Iterator[ExportRecord | tuple[str, str] | LeftOut]:
     """Adjudicated conversations as validated records; `(conversation_id, reason)` if invalid.
 
@@ -137,18 +139,30 @@ def export_records(
     why. A person's decision made before the current labels is exported, `new_labels_since`.
     `n_annotations` is always the number of live annotations, also when `filters` leave the
     annotators' labels out; each exported annotation says who else last changed it.
+
+    Annotations are read one conversation at a time beside gold, both in id order (or taken
+    from `annotations`, a `live_annotations` dict); each annotated conversation without gold
+    is added to `without_gold` with why, when given.
     """
     filters = filters or ExportFilter()
-    live = live_annotations(db) if annotations is None else annotations
+    live = iter(sorted(annotations.items()) if annotations is not None
+                else live_annotations_in_order(db))
     seen = dict(db.execute("select conversation_id, labels_seen from gold").fetchall())
     external = dict(db.execute("select id, external_id from conversations where id in "
                                "(select conversation_id from gold)").fetchall())
     # Each value resolved once: a study's values repeat (a few thousand names in a million
     # listings), and the records share the resolved value, which nothing changes.
     values: dict[str, ExportedValue] = {}
-    for gold_record in gold_records(db, live, with_annotations=False):  # `live` has them
+    pending = next(live, None)  # the next conversation with annotations, not yet reached
+    for gold_record in gold_records(db, with_annotations=False):
         gold = gold_record.gold
-        labelled = live.get(gold_record.conversation_id, [])
+        labelled: list[Annotation] = []
+        while pending is not None and pending[0] <= gold_record.conversation_id:
+            if pending[0] == gold_record.conversation_id:
+                labelled = pending[1]
+            elif without_gold is not None:
+                without_gold.append((pending[0], not_adjudicated_reason(pending[1])))
+            pending = next(live, None)
         gap = _gold_gaps(gold_record)
         if gap:
             yield (gold_record.conversation_id, gap)
@@ -187,6 +201,10 @@ def export_records(
             yield (gold_record.conversation_id, _invalid_reason(exc))
             continue
         yield record
+    while pending is not None:
+        if without_gold is not None:
+            without_gold.append((pending[0], not_adjudicated_reason(pending[1])))
+        pending = next(live, None)
 
 
 def _model_calls(db: sqlite_utils.Database) -> dict[tuple[str, str, str], tuple[int, float]]:
@@ -298,9 +316,9 @@ def _selected(
     """The records of `what` that pass every filter; the report counts the rest."""
     checks = _checks(filters)
     report.kept_by_filter = {label: 0 for label, _ in checks}
-    live = {} if what is ExportWhat.proposals else live_annotations(db)
+    without_gold: list[tuple[str, str]] = []
     items = (proposal_records(db) if what is ExportWhat.proposals
-             else export_records(db, filters, live))
+             else export_records(db, filters, without_gold=without_gold))
     for item in items:
         if isinstance(item, LeftOut):
             report.left_out.append(item)
@@ -318,7 +336,7 @@ def _selected(
             continue
         yield item
     if what is not ExportWhat.proposals:
-        report.left_out.extend(_without_gold(db, live, filters))
+        report.left_out.extend(_without_gold(db, without_gold, filters))
 
 
 def _row(record: ExportRecord | ProposalRecord, what: ExportWhat) -> dict[str, Any]:
@@ -344,11 +362,12 @@ def _write(
 
 
 def _without_gold(
-    db: sqlite_utils.Database, live: dict[str, list[Annotation]], filters: ExportFilter
+    db: sqlite_utils.Database, reasons: list[tuple[str, str]], filters: ExportFilter
 ) -> Iterator[LeftOut]:
-    """Annotated conversations that have no gold, each with why (of the chosen sources)."""
-    decided = {row[0] for row in db.execute("select conversation_id from gold")}
-    pending = sorted(set(live) - decided)
+    """Annotated conversations that have no gold, each with why (`export_records` found
+    them), of the chosen sources."""
+    why = dict(reasons)
+    pending = sorted(why)
     if filters.sources:
         wanted = set(filters.sources)
         of_source = {
@@ -362,8 +381,7 @@ def _without_gold(
         }  # fmt: skip
         pending = [cid for cid in pending if cid in of_source]
     for conversation_id in pending:
-        reason = not_adjudicated_reason(live[conversation_id])
-        yield LeftOut(conversation_id=conversation_id, reason=reason)
+        yield LeftOut(conversation_id=conversation_id, reason=why[conversation_id])
 
 
 # --- CSV rows -------------------------------------------------------------------------------------

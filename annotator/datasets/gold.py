@@ -372,13 +372,16 @@ def majority_out_of_date(gold: GoldLabel, annotations: list[Annotation]) -> str 
 
 
 def _live_annotations(db: sqlite_utils.Database) -> dict[str, list[Annotation]]:
-    by_conversation: dict[str, list[Annotation]] = {}
-    for row in db.query(
-        f"select * from annotations where {VOTES} order by conversation_id, annotator"
-    ):
-        annotation = row_to_annotation(row)
-        by_conversation.setdefault(annotation.conversation_id, []).append(annotation)
-    return by_conversation
+    return dict(live_annotations_in_order(db))
+
+
+def live_annotations_in_order(db: sqlite_utils.Database) -> Iterator[tuple[str, list[Annotation]]]:
+    """`live_annotations` one conversation at a time, in conversation id order (SQLite's
+    binary order, which is Python's order of the ids): a reader that walks gold in the same
+    order holds one conversation's annotations, not the study's."""
+    rows = db.query(f"select * from annotations where {VOTES} order by conversation_id, annotator")
+    for conversation_id, group in groupby(rows, key=itemgetter("conversation_id")):
+        yield conversation_id, [row_to_annotation(row) for row in group]
 
 
 def _as_annotator_labels(annotation: Annotation) -> AnnotatorLabels:
