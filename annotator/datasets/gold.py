@@ -442,16 +442,18 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> Adjudicat
     report = AdjudicationReport()
     decided: list[dict[str, Any]] = []
     reopening: list[dict[str, Any]] = []
-    current = {row["conversation_id"]: row for row in db["gold"].rows}
     # Decisions re-opened by an earlier run, read once: a decided conversation carries the
     # history of its re-opened label (`_gold_row`); a query each costs a minute at 300,000.
     waiting = {row["conversation_id"]: row for row in db["gold_reopened"].rows}
-    live = _live_annotations(db)
-    for conversation_id in sorted(set(live) | set(current)):
-        labelled = live.get(conversation_id, [])
+    # Annotations and gold are read side by side in id order, one conversation at a time;
+    # what changes is written after the reading, at the end.
+    gold_rows = ((row["conversation_id"], row)
+                 for row in db.query("select * from gold order by conversation_id"))
+    for conversation_id, labelled, existing in _side_by_side(live_annotations_in_order(db),
+                                                              gold_rows):
+        labelled = labelled or []
         own, aside = own_annotations(labelled)
         report.set_aside += aside
-        existing = current.get(conversation_id)
         if existing and existing["decided_by"] != MAJORITY:
             report.kept_person_decisions += 1
             if new_labels_since(existing.get("labels_seen"), row_to_gold(existing).decided_at,
@@ -480,6 +482,23 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> Adjudicat
         _reopen_rows(db, reopening)
     _store_gold_rows(db, decided)
     return report
+
+
+def _side_by_side(first: Iterator[tuple[str, Any]], second: Iterator[tuple[str, Any]]
+                  ) -> Iterator[tuple[str, Any, Any]]:
+    """Two streams of (id, item), each in id order, as one: (id, first's item or None,
+    second's item or None) for every id either has, in id order."""
+    a, b = next(first, None), next(second, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a[0] < b[0]):
+            yield a[0], a[1], None  # type: ignore[index]
+            a = next(first, None)
+        elif a is None or b[0] < a[0]:
+            yield b[0], None, b[1]
+            b = next(second, None)
+        else:
+            yield a[0], a[1], b[1]
+            a, b = next(first, None), next(second, None)
 
 
 def _reopen_row(conversation_id: str, existing: dict[str, Any], reason: str) -> dict[str, Any]:
