@@ -681,7 +681,7 @@ def gold_records(
 
     `annotations` (from `live_annotations`) saves reading them again for a caller that has them;
     `with_annotations=False` leaves the records' `annotations` empty, for a caller that reads
-    them from there (`export`).
+    the annotations itself (`export`, one conversation at a time).
     """
     by_conversation = ({} if not with_annotations else
                        _live_annotations(db) if annotations is None else annotations)
