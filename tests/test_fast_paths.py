@@ -12,7 +12,8 @@ Unit tests on generated data (no fakes: the real statistics code and real SQLite
 - adjudication written in one transaction against writing each conversation's gold alone;
 - every command sets the cycle collector's threshold (`db.collect_garbage_rarely`);
 - the majority rule counted with plain dicts against counting with `Counter`;
-- annotations and gold walked side by side against dict lookups.
+- annotations and gold walked side by side against dict lookups;
+- labels coded by a dict lookup against `pd.Categorical`.
 """
 
 from __future__ import annotations
@@ -283,3 +284,20 @@ def test_side_by_side_visits_every_id_once_in_order() -> None:
         right = {i: f"g{i}" for i in ids if rng.random() < 0.6}
         walked = list(_side_by_side(iter(sorted(left.items())), iter(sorted(right.items()))))
         assert walked == [(i, left.get(i), right.get(i)) for i in sorted(set(left) | set(right))]
+
+
+def test_category_codes_equal_pandas_categorical() -> None:
+    """Confusion tables code labels by a dict lookup: the codes `pd.Categorical` gives, for
+    listed, unlisted and missing labels (None, NaN) alike."""
+    import warnings
+
+    from annotator.measure.coefficients import _category_codes
+
+    rng = np.random.default_rng(8)
+    pool = [*RESPONSE_TYPE_LABELS, "not a type", None, float("nan"), "", "Ünïcode ☃"]
+    values = [pool[i] for i in rng.integers(0, len(pool), 5000)]
+    with warnings.catch_warnings():  # pandas deprecates unlisted values: the lookup has none
+        warnings.simplefilter("ignore")
+        expected = pd.Categorical(values, categories=list(RESPONSE_TYPE_LABELS)).codes
+    assert _category_codes(values, RESPONSE_TYPE_LABELS).tolist() == expected.tolist()
+    assert (expected == -1).sum() > 1000  # unlisted and missing labels were exercised
