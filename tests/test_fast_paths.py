@@ -272,17 +272,17 @@ def test_majority_rule_equals_counting_with_counter() -> None:
     assert compared == 3000 and 300 < decided < 2700  # both outcomes were exercised
 
 
-def test_side_by_side_visits_every_id_once_in_order() -> None:
+def testside_by_side_visits_every_id_once_in_order() -> None:
     """Adjudication and export walk annotations and gold together: every id of either stream,
     once, in order, with each side's item or None (the dict lookups they replaced)."""
-    from annotator.datasets.gold import _side_by_side
+    from annotator.datasets.gold import side_by_side
 
     rng = np.random.default_rng(5)
     for _ in range(200):
         ids = [f"{i:04x}" for i in range(int(rng.integers(0, 40)))]
         left = {i: f"a{i}" for i in ids if rng.random() < 0.6}
         right = {i: f"g{i}" for i in ids if rng.random() < 0.6}
-        walked = list(_side_by_side(iter(sorted(left.items())), iter(sorted(right.items()))))
+        walked = list(side_by_side(iter(sorted(left.items())), iter(sorted(right.items()))))
         assert walked == [(i, left.get(i), right.get(i)) for i in sorted(set(left) | set(right))]
 
 

@@ -17,6 +17,7 @@ in `writers`; the dataset card in `card`.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ from annotator.datasets.gold import (
     majority_out_of_date,
     new_labels_since,
     not_adjudicated_reason,
+    side_by_side,
 )
 from annotator.datasets.records import (
     ExportedAnnotation,
@@ -152,17 +154,16 @@ def export_records(
                                "(select conversation_id from gold)").fetchall())
     # Each value resolved once: a study's values repeat (a few thousand names in a million
     # listings), and the records share the resolved value, which nothing changes.
-    values: dict[str, ExportedValue] = {}
-    pending = next(live, None)  # the next conversation with annotations, not yet reached
-    for gold_record in gold_records(db, with_annotations=False):
+    exported_value = functools.cache(_exported_value)
+    golds = ((record.conversation_id, record)
+             for record in gold_records(db, with_annotations=False))
+    for conversation_id, labelled, gold_record in side_by_side(live, golds):
+        if gold_record is None:  # annotated, no gold
+            if without_gold is not None:
+                without_gold.append((conversation_id, not_adjudicated_reason(labelled)))
+            continue
+        labelled = labelled or []
         gold = gold_record.gold
-        labelled: list[Annotation] = []
-        while pending is not None and pending[0] <= gold_record.conversation_id:
-            if pending[0] == gold_record.conversation_id:
-                labelled = pending[1]
-            elif without_gold is not None:
-                without_gold.append((pending[0], not_adjudicated_reason(pending[1])))
-            pending = next(live, None)
         gap = _gold_gaps(gold_record)
         if gap:
             yield (gold_record.conversation_id, gap)
@@ -182,10 +183,8 @@ def export_records(
                 source=gold_record.source,
                 external_id=external.get(gold_record.conversation_id),
                 turns=gold_record.turns,
-                ai_values=[values.get(v) or values.setdefault(v, _exported_value(v))
-                           for v in gold.ai_values],
-                human_values=[values.get(v) or values.setdefault(v, _exported_value(v))
-                              for v in gold.human_values],
+                ai_values=[exported_value(v) for v in gold.ai_values],
+                human_values=[exported_value(v) for v in gold.human_values],
                 response_type=gold.response_type,
                 subjective=gold.subjective,
                 task=gold.task,
@@ -201,10 +200,6 @@ def export_records(
             yield (gold_record.conversation_id, _invalid_reason(exc))
             continue
         yield record
-    while pending is not None:
-        if without_gold is not None:
-            without_gold.append((pending[0], not_adjudicated_reason(pending[1])))
-        pending = next(live, None)
 
 
 def _model_calls(db: sqlite_utils.Database) -> dict[tuple[str, str, str], tuple[int, float]]:

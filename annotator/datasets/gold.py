@@ -449,7 +449,7 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> Adjudicat
     # what changes is written after the reading, at the end.
     gold_rows = ((row["conversation_id"], row)
                  for row in db.query("select * from gold order by conversation_id"))
-    for conversation_id, labelled, existing in _side_by_side(live_annotations_in_order(db),
+    for conversation_id, labelled, existing in side_by_side(live_annotations_in_order(db),
                                                               gold_rows):
         labelled = labelled or []
         own, aside = own_annotations(labelled)
@@ -469,8 +469,8 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> Adjudicat
                 report.unchanged += 1
                 continue
             if label is not None:  # new, or other labels than the majority decided before
-                decided.append(_gold_row(db, conversation_id, label, existing,
-                                         was=_reopened_row(waiting.get(conversation_id))))
+                decided.append(_gold_row(conversation_id, label, existing, None,
+                                         _reopened_row(waiting.get(conversation_id))))
                 report.decided += 1
                 continue
             report.add_person_needed(conversation_id, reason or "no majority")
@@ -484,7 +484,7 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> Adjudicat
     return report
 
 
-def _side_by_side(first: Iterator[tuple[str, Any]], second: Iterator[tuple[str, Any]]
+def side_by_side(first: Iterator[tuple[str, Any]], second: Iterator[tuple[str, Any]]
                   ) -> Iterator[tuple[str, Any, Any]]:
     """Two streams of (id, item), each in id order, as one: (id, first's item or None,
     second's item or None) for every id either has, in id order."""
@@ -585,12 +585,11 @@ def _same_labels(a: Labels, b: Labels) -> bool:
 
 
 def _gold_row(
-    db: sqlite_utils.Database,
     conversation_id: str,
     label: GoldLabel,
     existing: dict | None,
-    seen: str | None = None,
-    was: dict[str, Any] | None | bool = False,
+    seen: str | None,
+    was: dict[str, Any] | None,
 ) -> dict[str, Any]:
     # The one maker of decided gold rows: a label without a response type or `subjective`
     # would be dropped by the export, so it is refused here whoever asks. `seen`: the digest of
@@ -599,8 +598,7 @@ def _gold_row(
     if gone:
         raise AnnotatorError(f"gold for {conversation_id} needs {_needs(gone)}")
     row = gold_to_row(conversation_id, label)
-    # `was`: the conversation's re-opened decision (`reopened`), when the caller read it
-    was = reopened(db, conversation_id) if was is False else was
+    # `was`: the conversation's re-opened decision (`reopened`), whose history it carries
     history = loads(existing.get("history"), []) if existing else (was or {}).get("history", [])
     if existing:
         replaced = row_to_gold(existing).model_dump(mode="json")
@@ -617,7 +615,8 @@ def _store_gold(
     existing: dict | None,
     seen: str | None = None,
 ) -> None:
-    _store_gold_rows(db, [_gold_row(db, conversation_id, label, existing, seen)])
+    _store_gold_rows(db, [_gold_row(conversation_id, label, existing, seen,
+                                    reopened(db, conversation_id))])
 
 
 def _store_gold_rows(db: sqlite_utils.Database, rows: list[dict[str, Any]]) -> None:
