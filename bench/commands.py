@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from app import build_study  # noqa: E402 - bench/app.py
 
 ANNOTATOR = str(Path(sys.executable).with_name("annotator"))
-CACHE_DIR = ".annotator-cache"  # annotator.app.summary_cache.CACHE_DIR
+CACHE_DIR = ".annotator-cache"  # annotator.measure.frame_store.CACHE_DIR
 
 # What each command reads, as plain SQL: its floor is the time to fetch every row of these.
 ANNOTATIONS = ("select id, conversation_id, annotator, labels, lead_time, cancelled, updated_at "

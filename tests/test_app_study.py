@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 
 from annotator import config
-from annotator.app import queries
 from annotator.datasets.gold import import_gold
 from annotator.db import annotation_to_row, conversation_to_row, extraction_to_row, open_db
 from annotator.measure import coefficients, shapes
@@ -166,15 +165,16 @@ def test_md_escapes_markup() -> None:
 
 def test_table_signatures_follow_each_table(app_study_copy) -> None:
     from annotator.datasets.gold import decide
+    from annotator.measure.frame_store import table_signatures
 
     db = open_db(app_study_copy)
-    before = queries.table_signatures(db)
+    before = table_signatures(db)
     assert {"conversations", "annotations", "gold", "tasks", f"extractions:{V1}",
             f"extractions:{V2}"} <= set(before)
     cid = report.gold_frame(db)["conversation_id"].iloc[0]
     decide(db, cid, Labels(ai_values=["honesty"], response_type="neutral", subjective=True),
            "tester")
-    after = queries.table_signatures(db)
+    after = table_signatures(db)
     changed = {k for k in before if before[k] != after[k]}
     assert changed == {"gold"}
     db.conn.close()

@@ -13,53 +13,6 @@ from annotator.db import VOTES, loads, row_to_annotation, row_to_extraction, row
 from annotator.measure.frames import conversation_rows, scalar
 
 
-def table_signatures(db: sqlite_utils.Database) -> dict[str, str]:
-    """A cheap change signature per table (and per prompt version for extractions).
-
-    The app keys what it derives from a table on that table's signature, so adjudicating one
-    conversation recomputes what depends on gold and nothing else. Each signature covers what
-    every writer of the table changes: conversations are only inserted (count, last rowid);
-    extractions are written with insert-or-replace (count and last rowid per prompt and status,
-    read from the (prompt_id, status) index); an annotation edit grows its history, a deletion
-    or a cancellation sets a flag; a gold decision sets `decided_at` and grows the history.
-    """
-    one = db.execute
-    sigs = {
-        "conversations": ":".join(
-            map(str, one("select count(*), max(rowid) from conversations").fetchone())
-        ),
-        "annotations": ":".join(
-            map(
-                str,
-                one(
-                    "select count(*), total(deleted), total(cancelled), max(updated_at), "
-                    "total(length(history)), total(length(labels)) from annotations"
-                ).fetchone(),
-            )
-        ),
-        "gold": ":".join(
-            map(
-                str,
-                one(
-                    "select count(*), max(decided_at), total(length(history)), "
-                    "total(length(ai_values)), total(length(human_values)), "
-                    "total(length(response_type)), total(subjective) from gold"
-                ).fetchone(),
-            )
-        ),
-        "tasks": ":".join(map(str, one("select count(*), max(pushed_at) from tasks").fetchone())),
-    }
-    per_prompt: dict[str, list[str]] = {}
-    for prompt, status, n, last in one(
-        "select prompt_id, status, count(*), max(rowid) from extractions "
-        "group by prompt_id, status order by prompt_id, status"
-    ):
-        per_prompt.setdefault(prompt, []).append(f"{status}={n}@{last}")
-    for prompt, parts in per_prompt.items():
-        sigs[f"extractions:{prompt}"] = ",".join(parts)
-    return sigs
-
-
 def stage_counts(db: sqlite_utils.Database) -> pd.DataFrame:
     """Conversations by stage: ingested, extracted per prompt, pushed, annotated, adjudicated."""
     one = db.execute

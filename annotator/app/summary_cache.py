@@ -3,7 +3,7 @@
 No Streamlit here, so the tests drive it directly.
 
 - **When to recompute.** Each run stats the database file and its `-wal` (path, size, mtime):
-  unchanged, nothing is read. Changed, `queries.table_signatures` (a few indexed aggregates)
+  unchanged, nothing is read. Changed, `frame_store.table_signatures` (a few indexed aggregates)
   says which tables changed, and each result is keyed on the signatures of the tables it reads:
   a gold decision recomputes what reads gold, not the annotators' agreement.
 - **Where.** Results ("bundles": a few frames and facts) live in memory (LRU) and on disk in
@@ -42,11 +42,11 @@ from pyarrow import feather
 from annotator.app import queries
 from annotator.db import open_db
 from annotator.measure import frames as report
+from annotator.measure.frame_store import cache_root, stored_frame, table_signatures
 from annotator.measure.summaries import Bundle
 
 # Bump when a bundle's content changes shape: old files on disk are then ignored.
 BUNDLE_VERSION = "9"  # 9: frames carry the task; findings values by task
-CACHE_DIR = ".annotator-cache"
 KEEP_ON_DISK = 2  # results kept per bundle name and parameters (the newest)
 MEMORY_BUNDLES = 48
 MEMORY_FRAMES = 6
@@ -145,7 +145,7 @@ def facts(path: str | Path, fp: Fingerprint) -> dict[str, Any]:
     if found is None:
         with study_db(path) as database:
             found = {
-                "signatures": queries.table_signatures(database),
+                "signatures": table_signatures(database),
                 "stages": queries.stage_counts(database).to_dict(orient="records"),
                 "prompts": report.prompt_list(database).to_dict(orient="records"),
                 "sources": queries.conversation_sources(database),
@@ -168,14 +168,9 @@ def signatures(path: str | Path, fp: Fingerprint) -> dict[str, str]:
 # --- the study's frames, loaded once per table signature ----------------------------------------
 
 
-def _load(path: str, table: str) -> pd.DataFrame:
+def _build(path: str, table: str) -> tuple[pd.DataFrame, str]:
     with study_db(path) as database:
-        if table == "annotations":
-            return report.annotations_frame(database)
-        if table == "gold":
-            return report.gold_frame(database)
-        prompt = table.split(":", 1)[1]
-        return report.extractions_frame(database, prompt_id=prompt)
+        return report.built_frame(database, table)
 
 
 def frame(path: str | Path, table: str, sig: str) -> pd.DataFrame:
@@ -189,17 +184,12 @@ def frame(path: str | Path, table: str, sig: str) -> pd.DataFrame:
     with lock:  # two jobs that need the same table load it once
         found = _frames.get(key)
         if found is None:
-            found = _load(str(path), table)
+            found = stored_frame(path, table, sig, lambda: _build(str(path), table))
             _frames.put(key, found)
     return found
 
 
 # --- bundles on disk ---------------------------------------------------------------------------
-
-
-def cache_root(path: str | Path) -> Path:
-    p = Path(path).resolve()
-    return p.parent / CACHE_DIR / p.name
 
 
 def _bundle_dir(path: str | Path, name: str, params_hash: str) -> Path:

@@ -37,11 +37,9 @@ from annotator.measure import shares as figures
 from annotator.measure.contexts import ValuesByTask, values_by_task
 from annotator.measure.frames import (
     PUBLISHED_STUDY,
-    annotations_frame,
-    extractions_frame,
-    gold_frame,
     prompt_list,
     scalar,
+    stored_frames,
 )
 from annotator.measure.model_scores import spearman_rho
 from annotator.measure.response_types import ByResponseType, by_response_type
@@ -353,7 +351,7 @@ def source_labels(
         chosen, why = default_source(db)
     default = why is not None
     if chosen == SourceKind.gold:
-        frame = gold_frame(db)
+        frame = stored_frames(db, ["gold"])["gold"]
         if frame.empty:
             live = scalar(db, "select count(*) from annotations where deleted = 0")
             raise AnnotatorError(
@@ -365,7 +363,7 @@ def source_labels(
                              chosen_by_default=default, why=why)
         return (*prepared_labels(SourceKind.gold, frame), about)
     if chosen == SourceKind.annotations:
-        raw = annotations_frame(db)
+        raw = stored_frames(db, ["annotations"])["annotations"]
         if raw.empty:
             raise AnnotatorError(NO_ANNOTATIONS)
         frame, left_out, reason = prepared_labels(SourceKind.annotations, raw)
@@ -384,7 +382,8 @@ def source_labels(
         prompt_id = resolve_prompt(chosen, db=db, used=True).id
     except AnnotatorError as exc:  # say the other two sources too
         raise type(exc)(f"--source is gold, annotations or a prompt version; {exc}") from None
-    frame = extractions_frame(db, prompt_id=prompt_id)
+    table = f"extractions:{prompt_id}"
+    frame = stored_frames(db, [table])[table]
     if frame.empty:
         raise AnnotatorError(f"{_prompt_label(db, prompt_id)} has no successful extractions: "
                              f"see `annotator extract`")

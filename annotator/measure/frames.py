@@ -19,6 +19,12 @@ from annotator.extract.ledger import call_ledger
 from annotator.extract.prompts import NOT_SCRUB, few_shot_map, resolve_used_ids
 from annotator.measure.agreement import AgreementReport, agreement_report
 from annotator.measure.anchoring import MIN_BLIND_CONVERSATIONS, AnchoringReport, anchoring
+from annotator.measure.frame_store import (
+    database_path,
+    snapshot,
+    stored_frame,
+    table_signature,
+)
 from annotator.models import SET_ASIDE_WHY
 
 ANNOTATION_COLUMNS = [
@@ -223,6 +229,37 @@ def extractions_frame(
     return pd.DataFrame.from_records(rows, columns=EXTRACTION_COLUMNS)
 
 
+def table_frame(db: sqlite_utils.Database, table: str) -> pd.DataFrame:
+    """The frame of `annotations`, `gold` or `extractions:<prompt id>` (every status 'ok'
+    extraction of that version, few-shot examples included), as `frame_store` keeps it."""
+    if table == "annotations":
+        return annotations_frame(db)
+    if table == "gold":
+        return gold_frame(db)
+    if table.startswith("extractions:"):
+        return extractions_frame(db, prompt_id=table.removeprefix("extractions:"))
+    raise ValueError(f"no frame of table {table!r}")
+
+
+def built_frame(db: sqlite_utils.Database, table: str) -> tuple[pd.DataFrame, str]:
+    """`table_frame` and the signature of the rows it read, both of one snapshot."""
+    with snapshot(db):
+        return table_frame(db, table), table_signature(db, table)
+
+
+def stored_frames(db: sqlite_utils.Database, tables: list[str]) -> dict[str, pd.DataFrame]:
+    """`table_frame` of each table, read from the study's frame store when the table has not
+    changed since it was stored (`frame_store`), else built and stored."""
+    path = database_path(db)
+    if path is None:  # a database in memory has no folder to keep frames in
+        return {table: table_frame(db, table) for table in tables}
+    with snapshot(db):
+        signatures = {table: table_signature(db, table) for table in tables}
+        return {table: stored_frame(path, table, signatures[table],
+                                    lambda table=table: built_frame(db, table))
+                for table in tables}
+
+
 def without_few_shot(
     extractions: pd.DataFrame, examples: dict[str, frozenset[str]]
 ) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -262,6 +299,19 @@ def conversation_rows(db: sqlite_utils.Database, ids: list[str]) -> dict[str, di
     return found
 
 
+def _study_frames(db: sqlite_utils.Database) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The annotations, gold and extractions frames (`extractions_frame`: every prompt version
+    scored), read from the frame store. Each version's rows keep the table's order, which the
+    report's resampling follows; the versions are scored apart, so their order is free."""
+    prompts = [prompt for (prompt,) in db.execute(
+        f"select distinct prompt_id from extractions where {NOT_SCRUB} and status = 'ok' "
+        "order by prompt_id")]
+    found = stored_frames(db, ["annotations", "gold", *(f"extractions:{p}" for p in prompts)])
+    parts = [found[f"extractions:{p}"] for p in prompts]
+    extractions = pd.concat(parts, ignore_index=True) if parts else extractions_frame(db)
+    return found["annotations"], found["gold"], extractions
+
+
 def study_agreement(
     db: sqlite_utils.Database,
     prompt_ids: list[str] | None = None,
@@ -281,13 +331,15 @@ def study_agreement(
 
     prompt_ids = resolve_used_ids(db, prompt_ids)  # an unknown or ambiguous one is an error
     tree = load_taxonomy()
-    extractions, left_out = scored_extractions(db)
+    with snapshot(db):
+        annotations, gold, extractions = _study_frames(db)
+    extractions, left_out = without_few_shot(extractions, few_shot_map(db))
     if prompt_ids:
         extractions = extractions[extractions["prompt_id"].isin(prompt_ids)]
         left_out = {pid: n for pid, n in left_out.items() if pid in prompt_ids}
     report = agreement_report(
-        annotations_frame(db),
-        gold_frame(db),
+        annotations,
+        gold,
         extractions,
         {level: tree.level_map(level) for level in levels},
         prompt_ids=prompt_ids or None,

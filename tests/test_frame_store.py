@@ -1,0 +1,163 @@
+"""The study's frames kept on disk (`measure.frame_store`): real SQLite files and real Arrow
+files; no fakes.
+
+- a stored frame reads back equal to the one built from the study (hostile names, tasks,
+  missing and boolean cells), and a changed table is built afresh, its old file removed;
+- a damaged file, a link planted at a frame's name and a folder nobody may write are not
+  trusted or fatal: the frame is built from the study;
+- `study_agreement` from stored frames equals the report from frames built in memory, with
+  two prompt versions' extractions interleaved in the table.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from annotator.db import open_db
+from annotator.measure import frame_store, frames
+from annotator.taxonomy import load_taxonomy
+
+NAMES = ["honesty", "care", "Ünïcode ☃", "a \"quoted\" name", "", "x" * 300, "emoji 🙂",
+         "new\nline", "back\\slash", "nul \u0000 inside", "=cmd|' /C calc'!A0", "free value"]
+TABLES = ["annotations", "gold", "extractions:p1", "extractions:p 2/../ü"]
+
+
+def _pick(rng: np.random.Generator) -> list[str]:
+    return [NAMES[j] for j in rng.integers(0, len(NAMES), int(rng.integers(0, 5)))]
+
+
+def _study(path: Path, n: int = 300) -> None:
+    db = open_db(path)
+    rng = np.random.default_rng(5)
+    annotations, extractions, gold = [], [], []
+    for i in range(n):
+        cid = f"c{i:04d}"
+        for k in range(int(rng.integers(0, 4))):
+            labels = {"ai_values": _pick(rng), "human_values": _pick(rng)[:1],
+                      "response_type": ["neutral", "reframing", None][k % 3],
+                      "subjective": [True, False, None][i % 3]}
+            if i % 4 == 0:
+                labels["task"] = NAMES[i % len(NAMES)]
+            annotations.append((f"a{i}-{k}", cid, f"annotator {k} ☃", orjson.dumps(labels).decode(),
+                                None if i % 5 == 0 else float(i), int(i % 17 == 0), f"t{i}"))
+        for prompt in ("p1", "p 2/../ü") if i % 2 else ("p 2/../ü", "p1"):  # interleaved
+            ai = [{"name": v, "node_id": None, "path": [v], "evidence": None} if j % 2 else v
+                  for j, v in enumerate(_pick(rng))]
+            extractions.append((cid, prompt, orjson.dumps(ai).decode(),
+                                orjson.dumps(_pick(rng)[:2]).decode(),
+                                [1, 0, None][i % 3], None if i % 3 else "travel"))
+        gold.append((cid, orjson.dumps(_pick(rng)).decode(), [1, 0, None][i % 3],
+                     None if i % 2 else "coding"))
+    with db.conn:
+        db.conn.executemany(
+            "insert into annotations (id, conversation_id, annotator, labels, lead_time, "
+            "cancelled, deleted, updated_at, history) values (?, ?, ?, ?, ?, ?, 0, ?, '[]')",
+            annotations)
+        db.conn.executemany(
+            "insert into extractions (conversation_id, prompt_id, model, extractor, ai_values, "
+            "human_values, subjective, task, response_type, status, input_tokens, "
+            "output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, attempts, "
+            "created_at) values (?, ?, 'm', 'x', ?, ?, ?, ?, 'neutral', 'ok', 0, 0, 0, 0, 0.0, "
+            "1, 't')", extractions)
+        db.conn.executemany(
+            "insert into gold (conversation_id, ai_values, human_values, response_type, "
+            "subjective, task, decided_by, decided_at, from_annotations, history) values "
+            "(?, ?, '[]', 'neutral', ?, ?, 'majority', 't', '[]', '[]')", gold)
+    db.conn.close()
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Path:
+    path = tmp_path / "study.db"
+    _study(path)
+    return path
+
+
+def _frames_dir(path: Path) -> Path:
+    return frame_store.cache_root(path) / frame_store.FRAMES_DIR
+
+
+def test_stored_frames_read_back_equal_to_built_ones(study: Path) -> None:
+    db = open_db(study)
+    built = {table: frames.table_frame(db, table) for table in TABLES}
+    first = frames.stored_frames(db, TABLES)  # built and stored
+    files = sorted(_frames_dir(study).glob("*.arrow"))
+    assert len(files) == len(TABLES)
+    second = frames.stored_frames(db, TABLES)  # read from disk
+    for table in TABLES:
+        assert len(built[table]) > 0
+        pd.testing.assert_frame_equal(first[table], built[table])
+        pd.testing.assert_frame_equal(second[table], built[table])
+    # private like the study itself
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)
+    assert _frames_dir(study).stat().st_mode & 0o777 == 0o700
+    # the same value name is one string object, not one per occurrence
+    names = [n for values in second["annotations"]["ai_values"] for n in values]
+    assert len({id(n) for n in names}) == len(set(names)) < len(names)
+
+
+def test_a_changed_table_is_built_afresh_and_its_old_file_removed(study: Path) -> None:
+    db = open_db(study)
+    frames.stored_frames(db, TABLES)
+    before = {f.name for f in _frames_dir(study).glob("*.arrow")}
+    with db.conn:
+        db.conn.execute("update annotations set edited_by = 'someone else' where id = 'a1-0'")
+        db.conn.execute("insert into annotations (id, conversation_id, annotator, labels, "
+                        "lead_time, cancelled, deleted, updated_at, history) values "
+                        "('new', 'c0001', 'late', '{\"ai_values\": [\"late value\"]}', 1.0, 0, 0, "
+                        "'t', '[]')")
+    got = frames.stored_frames(db, TABLES)["annotations"]
+    pd.testing.assert_frame_equal(got, frames.annotations_frame(db))
+    assert "new" in set(got["annotation_id"]) and "a1-0" not in set(got["annotation_id"])
+    after = {f.name for f in _frames_dir(study).glob("*.arrow")}
+    assert len(after) == len(TABLES) and len(after - before) == 1  # only annotations changed
+
+
+def test_damaged_linked_or_unwritable_stores_fall_back_to_the_study(study: Path,
+                                                                     tmp_path: Path) -> None:
+    db = open_db(study)
+    want = frames.annotations_frame(db)
+    frames.stored_frames(db, ["annotations"])
+    (stored,) = _frames_dir(study).glob("*.arrow")
+    stored.write_bytes(stored.read_bytes()[:1000])  # cut short, as by a crash or a full disk
+    pd.testing.assert_frame_equal(frames.stored_frames(db, ["annotations"])["annotations"], want)
+
+    # someone else's rows linked in at the frame's name are not read, and the link stays
+    other = tmp_path / "other.db"
+    _study(other)
+    with open_db(other).conn as conn:
+        conn.execute("update annotations set labels = '{\"ai_values\": [\"planted\"]}'")
+    frames.stored_frames(open_db(other), ["annotations"])
+    (planted,) = _frames_dir(other).glob("*.arrow")
+    stored.unlink()
+    stored.symlink_to(planted)
+    pd.testing.assert_frame_equal(frames.stored_frames(db, ["annotations"])["annotations"], want)
+    assert stored.is_symlink()
+
+    if os.geteuid() != 0:  # root writes anywhere: the read-only case cannot be made
+        stored.unlink()
+        _frames_dir(study).chmod(0o500)
+        try:
+            got = frames.stored_frames(db, ["annotations"])["annotations"]
+        finally:
+            _frames_dir(study).chmod(0o700)
+        pd.testing.assert_frame_equal(got, want)
+
+
+def test_agreement_from_stored_frames_equals_frames_built_in_memory(study: Path) -> None:
+    db = open_db(study)
+    direct = frames.agreement_report(
+        frames.annotations_frame(db), frames.gold_frame(db), frames.extractions_frame(db),
+        {0: load_taxonomy().level_map(0)}, levels=(0,), n_boot=20, top_k=3)
+    for _ in range(2):  # stored, then read back
+        report = frames.study_agreement(db, levels=(0,), n_boot=20, top_k=3)
+        # repr: a NaN figure equals itself
+        assert [repr(r.model_dump()) for r in report.rows] == [
+            repr(r.model_dump()) for r in direct.rows]
+    assert any((r.model or "").startswith("p 2/../ü") for r in report.rows)
