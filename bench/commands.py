@@ -10,9 +10,10 @@ command's peak memory (the child's maximum resident set, `os.wait4`).
 
 Commands that change the study (adjudicate, import-labels) run on a fresh copy of it and of
 its summary cache, so every run starts from the same state; the copy is not timed. `summarize`
-runs with the summary cache removed (what `annotator summarize` does on a study it has never
-seen); `import-labels` imports 1,000 new labels (a new annotator) and reports the seconds of the
-summaries it recomputed.
+and `agreement-cold` run with the cache removed (a study never seen: no stored summaries or
+frames); the other commands run on the study as a team has it after its last command, its
+summaries and frames stored (`annotator summarize`, not timed). `import-labels` imports 1,000
+new labels (a new annotator) and reports the seconds of the summaries it recomputed.
 """
 
 from __future__ import annotations
@@ -156,6 +157,20 @@ def main() -> None:
         return run(["summarize", "--db", str(study)])
 
     measure("summarize", "summarize", summarize)
+
+    def agreement_cold() -> tuple[float, float, str]:
+        study = fresh_copy(db, cold)
+        shutil.rmtree(cold / CACHE_DIR, ignore_errors=True)  # no stored frames either
+        return run(["agreement", "--db", str(study), "--json"])
+
+    measure("agreement-cold", "agreement", agreement_cold)
+    if not only or only - {"summarize", "agreement-cold"}:
+        # the study as a team has it after its last command (`extract`, `pull` and
+        # `adjudicate` end by storing the app's summaries and the frames they read): not timed
+        started = time.perf_counter()
+        run(["summarize", "--db", str(db)])
+        print(f"  (the study summarized, not timed: {time.perf_counter() - started:.0f} s)",
+              flush=True)
     measure("agreement", "agreement", lambda: run(["agreement", "--db", str(db), "--json"]))
 
     def adjudicate() -> tuple[float, float, str]:
