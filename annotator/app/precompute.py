@@ -34,6 +34,7 @@ from annotator.db import collect_garbage_rarely
 from annotator.extract.prompts import few_shot_map
 from annotator.measure import summaries
 from annotator.measure.findings import table_findings
+from annotator.measure.frame_store import has_frame
 from annotator.measure.frames import without_few_shot
 from annotator.measure.summaries import Bundle
 
@@ -229,6 +230,17 @@ def _compute(path: str, name: str, params: dict[str, Any], signatures: dict[str,
                                 lambda: summary.compute(path, signatures))
 
 
+def _tables_read(wanted: list[Summary]) -> list[str]:
+    """The frame tables these summaries read, the largest (annotations) first."""
+    tables = dict.fromkeys(t for s in wanted for t in s.deps)
+    return sorted(tables, key=lambda t: (t != "annotations", t))
+
+
+def _store_frame(path: str, table: str, signature: str) -> None:
+    collect_garbage_rarely()
+    summary_cache.frame(path, table, signature)  # built and stored; kept in this worker too
+
+
 def precompute(
     path: str | Path,
     n_boot: int = DEFAULT_BOOT,
@@ -273,7 +285,7 @@ def precompute(
         if progress:
             progress(summary.what, done, len(wanted))
 
-    if workers == 1:
+    if workers == 1:  # each frame is built (or read) when a summary first needs it
         for summary in missing:
             finished(summary, _compute(path, summary.name, summary.params, signatures))
     else:
@@ -281,6 +293,13 @@ def precompute(
         # a progress bar's) whose locks a forked child would inherit held. Each worker reads
         # the frames it needs itself and writes its result to the cache (atomic renames).
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            # the frames the summaries read, built and stored first, one table per worker at a
+            # time: else each worker would build the same tables itself
+            unstored = [t for t in _tables_read(missing + later)
+                        if not has_frame(path, t, signatures.get(t, ""))]
+            for built in [pool.submit(_store_frame, path, t, signatures.get(t, ""))
+                          for t in unstored]:
+                built.result()
             futures = {
                 pool.submit(_compute, path, s.name, s.params, signatures): s for s in missing
             }

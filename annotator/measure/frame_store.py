@@ -147,6 +147,11 @@ def stored_frame(
     return frame
 
 
+def has_frame(path: str | Path, table: str, signature: str) -> bool:
+    """Whether the frame of `table` at `signature` is stored (not whether it reads back)."""
+    return _file(path, table, signature).is_file()
+
+
 def _read(file: Path) -> pd.DataFrame | None:
     try:
         # a link planted at a frame's name (someone else's rows) is not followed: rebuilt
