@@ -249,28 +249,36 @@ def majority_label(annotations: list[AnnotatorLabels]) -> GoldLabel | None:
     """
     if no_majority_reason(annotations) is not None:
         return None
-    need = len(annotations) // 2 + 1
+    return GoldLabel(**_majority_of(annotations)._asdict(), decided_by=MAJORITY,
+                     decided_at=utc_now(), from_annotations=[a.annotator for a in annotations])
+
+
+class _Majority(NamedTuple):
+    """The labels a majority gives, as plain values (`majority_label` makes them gold)."""
+
+    ai_values: list[str]
+    human_values: list[str]
+    response_type: Any
+    subjective: Any
+    task: str | None
+    task_description: str | None
+
+
+def _majority_of(labels: Sequence[Labels]) -> _Majority:
+    """`majority_label`'s fields, for labels on which a majority decides (`no_majority_reason`
+    is None): no model is built, which an export checking every majority gold would pay."""
+    need = len(labels) // 2 + 1
 
     def decided(field: str) -> Any:
-        return _most_common(_tally(getattr(a, field) for a in annotations))
+        return _most_common(_tally(getattr(a, field) for a in labels))
 
     def agreed(field: str) -> list[str]:
         # each annotation counts a value once; the order is the one values were first listed
-        counts = _tally(v for a in annotations for v in dict.fromkeys(getattr(a, field)))
+        counts = _tally(v for a in labels for v in dict.fromkeys(getattr(a, field)))
         return [v for v, n in counts.items() if n >= need]
 
-    task, task_description = majority_task(annotations)
-    return GoldLabel(
-        ai_values=agreed("ai_values"),
-        human_values=agreed("human_values"),
-        response_type=decided("response_type"),
-        subjective=decided("subjective"),
-        task=task,
-        task_description=task_description,
-        decided_by=MAJORITY,
-        decided_at=utc_now(),
-        from_annotations=[a.annotator for a in annotations],
-    )
+    return _Majority(agreed("ai_values"), agreed("human_values"), decided("response_type"),
+                     decided("subjective"), *majority_task(labels))
 
 
 def majority_task(annotations: Sequence[Labels]) -> tuple[str | None, str | None]:
@@ -365,8 +373,9 @@ def majority_out_of_date(gold: GoldLabel, annotations: list[Annotation]) -> str 
     reason = undecided_reason(own)
     if reason:
         return reason
-    label = majority_label([_as_annotator_labels(a) for a in own])
-    if label is None or not _same_labels(gold, _keep_description(gold, label)):
+    # a majority decides (no reason above): its labels, compared as `adjudicate` compares them
+    found = _majority_of([a.labels for a in own])
+    if not _same_labels(gold, found._replace(task_description=_kept_description(gold, found))):
         return "the majority of the live annotations now gives other labels"
     return None
 
@@ -566,15 +575,22 @@ def people_needed(db: sqlite_utils.Database, min_annotations: int = 2) -> list[P
     return needed
 
 
-def _keep_description(existing: GoldLabel, label: GoldLabel) -> GoldLabel:
+def _kept_description(existing: Labels, label: Labels | _Majority) -> str | None:
     """A majority that agrees on the task's category keeps the description gold has: the
     annotators' forms carry the category only."""
     if label.task == existing.task and not label.task_description:
-        return label.model_copy(update={"task_description": existing.task_description})
-    return label
+        return existing.task_description
+    return label.task_description
 
 
-def _same_labels(a: Labels, b: Labels) -> bool:
+def _keep_description(existing: GoldLabel, label: GoldLabel) -> GoldLabel:
+    description = _kept_description(existing, label)
+    if description == label.task_description:
+        return label
+    return label.model_copy(update={"task_description": description})
+
+
+def _same_labels(a: Labels, b: Labels | _Majority) -> bool:
     """Equal as labels: value lists compare as sets (their order carries no meaning)."""
     return (
         set(a.ai_values) == set(b.ai_values)
