@@ -155,9 +155,22 @@ def test_agreement_from_stored_frames_equals_frames_built_in_memory(study: Path)
     direct = frames.agreement_report(
         frames.annotations_frame(db), frames.gold_frame(db), frames.extractions_frame(db),
         {0: load_taxonomy().level_map(0)}, levels=(0,), n_boot=20, top_k=3)
-    for _ in range(2):  # stored, then read back
-        report = frames.study_agreement(db, levels=(0,), n_boot=20, top_k=3)
+    # stored, then read back; then the inter-annotator part in a second process
+    for parallel_from in (10**9, 10**9, 1):
+        report = frames.study_agreement(db, levels=(0,), n_boot=20, top_k=3,
+                                        parallel_min_annotations=parallel_from)
         # repr: a NaN figure equals itself
         assert [repr(r.model_dump()) for r in report.rows] == [
             repr(r.model_dump()) for r in direct.rows]
+        assert report.confusion == direct.confusion
+        assert report.prompt_ids == direct.prompt_ids
+        assert {k: report.settings[k] for k in direct.settings} == direct.settings
     assert any((r.model or "").startswith("p 2/../ü") for r in report.rows)
+    # what the second process computes: from the stored frame of the signature it is given
+    signature = frame_store.table_signature(db, "annotations")
+    part = frames._inter_annotator_part(str(study), signature, (0,), 20, 3, 0)
+    assert part is not None and part.rows and all(r.scope.startswith("annotators")
+                                                  for r in part.rows)
+    assert [repr(r.model_dump()) for r in part.rows] == [
+        repr(r.model_dump()) for r in direct.rows[:len(part.rows)]]
+    assert frames._inter_annotator_part(str(study), "another signature", (0,), 20, 3, 0) is None

@@ -210,6 +210,7 @@ def agreement_report(
     boot_budget: float = 1e8,
     pairwise: bool = True,
     per_annotator: bool = True,
+    inter_annotator: bool = True,
 ) -> AgreementReport:
     """Every agreement figure of a study, as rows for the CLI and the app.
 
@@ -223,6 +224,10 @@ def agreement_report(
     at level l (1..3); level 0 is the leaf and needs no map (pass one to merge spellings); a
     level without a map is skipped with a note row. Lookups try the name as written, then
     whitespace-collapsed and casefolded; a name found neither way is a free value.
+
+    Each figure draws its resamples from `seed` alone, so parts may be computed apart and
+    `joined`: `inter_annotator=False` leaves out the annotators' own figures (the model rows
+    still use the annotations, as references).
     """
     maps = dict(level_maps or {})
     report = AgreementReport(
@@ -234,6 +239,29 @@ def agreement_report(
     report.n_conversations = int(ann[UNIT].nunique()) if len(ann) else 0
     report.annotators = sorted(map(str, ann[RATER].unique())) if len(ann) else []
     usable_levels = [lv for lv in levels if lv == 0 or lv in maps]
+    if inter_annotator:
+        _inter_annotator_rows(report, ann, maps, levels, usable_levels, value_fields,
+                              distances, masi_weights, top_k, n_boot, seed, boot_budget,
+                              pairwise)
+    _model_rows(report, ann, gold, extractions, maps, usable_levels, prompt_ids, value_fields,
+                n_boot, seed, boot_budget, per_annotator)
+    return report
+
+
+def joined(annotators: AgreementReport, models: AgreementReport) -> AgreementReport:
+    """One report from its inter-annotator part and its model part (`inter_annotator=False`),
+    computed apart with the same settings: the rows in the order one call gives them."""
+    return annotators.model_copy(update={"rows": annotators.rows + models.rows,
+                                         "confusion": models.confusion,
+                                         "prompt_ids": models.prompt_ids})
+
+
+def _inter_annotator_rows(
+    report: AgreementReport, ann: pd.DataFrame, maps: dict[int, Mapping[str, str]],
+    levels: Sequence[int], usable_levels: list[int], value_fields: Sequence[str],
+    distances: Sequence[SetDistance], masi_weights: MasiWeights, top_k: int, n_boot: int,
+    seed: int, boot_budget: float, pairwise: bool,
+) -> None:
     for lv in levels:
         if lv not in usable_levels:
             report.rows.append(AgreementRow(scope="annotators", metric="level skipped",
@@ -285,7 +313,15 @@ def agreement_report(
                 report.rows.append(_row("annotators", "value_alpha", field, s, lv,
                                         value_name=str(value)))
 
-    # ---- model vs human, per prompt version (and model, when given)
+
+
+def _model_rows(
+    report: AgreementReport, ann: pd.DataFrame, gold: pd.DataFrame | None,
+    extractions: pd.DataFrame | None, maps: dict[int, Mapping[str, str]],
+    usable_levels: list[int], prompt_ids: Sequence[str] | None, value_fields: Sequence[str],
+    n_boot: int, seed: int, boot_budget: float, per_annotator: bool,
+) -> None:
+    """Model against human, per prompt version (and model, when given)."""
     if extractions is not None and len(extractions):
         ext = extractions
         if "status" in ext.columns:
@@ -336,6 +372,5 @@ def agreement_report(
                     for lv, scores in by_level.items():
                         for metric, s in scores.items():
                             report.rows.append(_row(scope, metric, field, s, lv, **where))
-    return report
 
 

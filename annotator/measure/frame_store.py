@@ -147,6 +147,11 @@ def stored_frame(
     return frame
 
 
+def read_frame(path: str | Path, table: str, signature: str) -> pd.DataFrame | None:
+    """The stored frame of `table` at `signature`, or None when it is not stored (or damaged)."""
+    return _read(_file(path, table, signature))
+
+
 def has_frame(path: str | Path, table: str, signature: str) -> bool:
     """Whether the frame of `table` at `signature` is stored (not whether it reads back)."""
     return _file(path, table, signature).is_file()

@@ -8,7 +8,9 @@ caller through `taxonomy`, so this module stays a plain reader.
 
 from __future__ import annotations
 
-from typing import Any
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, NamedTuple
 
 import orjson
 import pandas as pd
@@ -17,10 +19,12 @@ import sqlite_utils
 from annotator.db import FLAGGED_INSTEAD, authors_own, optional_bool
 from annotator.extract.ledger import call_ledger
 from annotator.extract.prompts import NOT_SCRUB, few_shot_map, resolve_used_ids
-from annotator.measure.agreement import AgreementReport, agreement_report
+from annotator.measure.agreement import AgreementReport, agreement_report, joined
 from annotator.measure.anchoring import MIN_BLIND_CONVERSATIONS, AnchoringReport, anchoring
 from annotator.measure.frame_store import (
     database_path,
+    has_frame,
+    read_frame,
     snapshot,
     stored_frame,
     table_signature,
@@ -247,14 +251,18 @@ def built_frame(db: sqlite_utils.Database, table: str) -> tuple[pd.DataFrame, st
         return table_frame(db, table), table_signature(db, table)
 
 
-def stored_frames(db: sqlite_utils.Database, tables: list[str]) -> dict[str, pd.DataFrame]:
+def stored_frames(
+    db: sqlite_utils.Database, tables: list[str], signatures: dict[str, str] | None = None
+) -> dict[str, pd.DataFrame]:
     """`table_frame` of each table, read from the study's frame store when the table has not
-    changed since it was stored (`frame_store`), else built and stored."""
+    changed since it was stored (`frame_store`), else built and stored. `signatures`: the
+    tables' signatures, when the caller read them in its own snapshot."""
     path = database_path(db)
     if path is None:  # a database in memory has no folder to keep frames in
         return {table: table_frame(db, table) for table in tables}
     with snapshot(db):
-        signatures = {table: table_signature(db, table) for table in tables}
+        if signatures is None:
+            signatures = {table: table_signature(db, table) for table in tables}
         return {table: stored_frame(path, table, signatures[table],
                                     lambda table=table: built_frame(db, table))
                 for table in tables}
@@ -299,17 +307,50 @@ def conversation_rows(db: sqlite_utils.Database, ids: list[str]) -> dict[str, di
     return found
 
 
-def _study_frames(db: sqlite_utils.Database) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The annotations, gold and extractions frames (`extractions_frame`: every prompt version
-    scored), read from the frame store. Each version's rows keep the table's order, which the
-    report's resampling follows; the versions are scored apart, so their order is free."""
-    prompts = [prompt for (prompt,) in db.execute(
-        f"select distinct prompt_id from extractions where {NOT_SCRUB} and status = 'ok' "
-        "order by prompt_id")]
-    found = stored_frames(db, ["annotations", "gold", *(f"extractions:{p}" for p in prompts)])
-    parts = [found[f"extractions:{p}"] for p in prompts]
-    extractions = pd.concat(parts, ignore_index=True) if parts else extractions_frame(db)
-    return found["annotations"], found["gold"], extractions
+class _StudyFrames(NamedTuple):
+    annotations: pd.DataFrame
+    gold: pd.DataFrame
+    extractions: pd.DataFrame  # every prompt version's, few-shot examples included
+    annotations_signature: str
+
+
+def _study_frames(db: sqlite_utils.Database) -> _StudyFrames:
+    """The annotations, gold and extractions frames of one snapshot, from the frame store.
+    Each version's rows keep the table's order, which the report's resampling follows; the
+    versions are scored apart, so their order is free."""
+    with snapshot(db):
+        prompts = [prompt for (prompt,) in db.execute(
+            f"select distinct prompt_id from extractions where {NOT_SCRUB} and status = 'ok' "
+            "order by prompt_id")]
+        tables = ["annotations", "gold", *(f"extractions:{p}" for p in prompts)]
+        signatures = {table: table_signature(db, table) for table in tables}
+        found = stored_frames(db, tables, signatures)
+        parts = [found[f"extractions:{p}"] for p in prompts]
+        extractions = pd.concat(parts, ignore_index=True) if parts else extractions_frame(db)
+    return _StudyFrames(found["annotations"], found["gold"], extractions,
+                        signatures["annotations"])
+
+
+# From this many annotations, the inter-annotator figures are computed in a second process
+# while this one computes the model rows (each about half the work): below it, starting the
+# process costs more than it saves.
+PARALLEL_MIN_ANNOTATIONS = 50_000
+
+
+def _inter_annotator_part(path: str, signature: str, levels: tuple[int, ...], n_boot: int,
+                          top_k: int, seed: int) -> AgreementReport | None:
+    """The inter-annotator part of `study_agreement`, in a worker process, from the stored
+    annotations frame of exactly this signature (None if it is no longer stored)."""
+    from annotator.db import collect_garbage_rarely
+    from annotator.taxonomy import load_taxonomy
+
+    collect_garbage_rarely()  # a spawned worker starts with Python's defaults
+    annotations = read_frame(path, "annotations", signature)
+    if annotations is None:
+        return None
+    tree = load_taxonomy()
+    return agreement_report(annotations, level_maps={lv: tree.level_map(lv) for lv in levels},
+                            levels=levels, n_boot=n_boot, top_k=top_k, seed=seed)
 
 
 def study_agreement(
@@ -319,6 +360,7 @@ def study_agreement(
     n_boot: int = 200,
     top_k: int = 50,
     seed: int = 0,
+    parallel_min_annotations: int = PARALLEL_MIN_ANNOTATIONS,
 ) -> AgreementReport:
     """Inter-annotator and model-human agreement of the study, from its stored labels.
 
@@ -326,28 +368,37 @@ def study_agreement(
     names outside it stay free values. `prompt_ids` may name versions any way `--prompt` does
     (`prompts.resolve_prompt`). A version's few-shot examples are left out of its figures; the
     report's `settings["few_shot_left_out"]` says how many conversations, per prompt id.
+    From `parallel_min_annotations` annotations, the inter-annotator figures are computed in
+    a second process (the same figures: each draws its resamples from `seed` alone).
     """
     from annotator.taxonomy import load_taxonomy
 
     prompt_ids = resolve_used_ids(db, prompt_ids)  # an unknown or ambiguous one is an error
     tree = load_taxonomy()
-    with snapshot(db):
-        annotations, gold, extractions = _study_frames(db)
-    extractions, left_out = without_few_shot(extractions, few_shot_map(db))
+    study = _study_frames(db)
+    extractions, left_out = without_few_shot(study.extractions, few_shot_map(db))
     if prompt_ids:
         extractions = extractions[extractions["prompt_id"].isin(prompt_ids)]
         left_out = {pid: n for pid, n in left_out.items() if pid in prompt_ids}
-    report = agreement_report(
-        annotations,
-        gold,
-        extractions,
-        {level: tree.level_map(level) for level in levels},
-        prompt_ids=prompt_ids or None,
-        levels=levels,
-        n_boot=n_boot,
-        top_k=top_k,
-        seed=seed,
-    )
+    maps = {level: tree.level_map(level) for level in levels}
+    settings = {"levels": levels, "n_boot": n_boot, "top_k": top_k, "seed": seed}
+    path = database_path(db)
+    if (path is None or len(study.annotations) < parallel_min_annotations
+            or not has_frame(path, "annotations", study.annotations_signature)):
+        report = agreement_report(study.annotations, study.gold, extractions, maps,
+                                  prompt_ids=prompt_ids or None, **settings)
+    else:
+        # spawn, not fork: the caller may hold threads (a progress bar's) and their locks
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            part = pool.submit(_inter_annotator_part, str(path), study.annotations_signature,
+                               levels, n_boot, top_k, seed)
+            models = agreement_report(study.annotations, study.gold, extractions, maps,
+                                      prompt_ids=prompt_ids or None, inter_annotator=False,
+                                      **settings)
+            annotators = part.result()
+        if annotators is None:  # the stored frame changed meanwhile: computed here instead
+            annotators = agreement_report(study.annotations, level_maps=maps, **settings)
+        report = joined(annotators, models)
     report.settings["few_shot_left_out"] = left_out
     report.settings["set_aside_edited_by_other"] = set_aside_count(db)
     report.settings["set_aside_why"] = SET_ASIDE_WHY
