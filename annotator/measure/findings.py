@@ -273,10 +273,12 @@ def combine_annotations(annotations: pd.DataFrame) -> tuple[pd.DataFrame, int, s
     subjective_code, subjective_values = decided("subjective")
     ai, human = agreed("ai_values"), agreed("human_values")
     task = task_decided()
+    # plain lists: indexing a pandas Index once per conversation cost seconds at 300,000
+    ids, rts, subjectives = conv_ids.tolist(), rt_values.tolist(), subjective_values.tolist()
     rows = [
-        (str(conv_ids[c]), tuple(ai[c]), tuple(human[c]), str(rt_values[rt_code[c]]),
-         bool(subjective_values[subjective_code[c]]), task[c])
-        for c in np.flatnonzero((rt_code >= 0) & (subjective_code >= 0))
+        (str(ids[c]), tuple(ai[c]), tuple(human[c]), str(rts[rt_code[c]]),
+         bool(subjectives[subjective_code[c]]), task[c])
+        for c in np.flatnonzero((rt_code >= 0) & (subjective_code >= 0)).tolist()
     ]
     split = len(conv_ids) - len(rows)
     incomplete = annotations["conversation_id"].nunique() - len(conv_ids)
