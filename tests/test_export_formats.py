@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
 
 # `datasets` reads these when imported: never reach the Hub from a test.
@@ -475,6 +476,36 @@ def test_hf_card_says_what_the_data_is_and_what_scrubbing_missed(study, tmp_path
     loaded = datasets.load_dataset("parquet", data_dir=str(out / "data"), split="train",
                                    cache_dir=str(tmp_path / "hf-cache"))
     assert loaded.num_rows == 49
+
+
+def _card_section(folder: Path, title: str) -> str:
+    card = (folder / "README.md").read_text()
+    start = card.index(f"## {title}")
+    return card[start:card.index("\n## ", start)]
+
+
+def test_hf_card_figures_computed_beside_the_records_are_the_cards_own(study, tmp_path,
+                                                                        monkeypatch):
+    """A large study's card figures come from a worker process started as the export begins
+    (`CARD_IN_WORKER_MIN_ANNOTATIONS`, lowered here): the same figures; an export that fails
+    meanwhile ends its worker and leaves nothing."""
+    db = open_db(study)
+    export(db, tmp_path / "here", "hf")
+    monkeypatch.setattr(export_module, "CARD_IN_WORKER_MIN_ANNOTATIONS", 1)
+    export(db, tmp_path / "beside", "hf")
+    here = _card_section(tmp_path / "here", "Agreement")
+    assert "krippendorff_alpha_nominal on response_type" in here and " to " in here
+    assert _card_section(tmp_path / "beside", "Agreement") == here
+
+    def fail(name):
+        raise RuntimeError("disk gone")
+
+    monkeypatch.setattr(export_module, "_exported_value", fail)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="disk gone"):
+        export(db, tmp_path / "failed", "hf")
+    assert time.monotonic() - started < 30
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["beside", "db", "here"]
 
 
 def test_hf_card_of_proposals_names_only_their_prompts(study, tmp_path):

@@ -19,7 +19,7 @@ from annotator.datasets.records import ExportFilter, ExportReport
 from annotator.datasets.writers import HF_DATA_FILE, SCHEMAS, ExportWhat
 from annotator.db import loads
 from annotator.ingest.privacy import PLACEHOLDERS
-from annotator.measure.agreement import AgreementRow, MetricKey
+from annotator.measure.agreement import AgreementReport, AgreementRow, MetricKey
 
 # The Hub's size categories, upper bounds first.
 _SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
@@ -117,13 +117,36 @@ def _label(row: AgreementRow) -> str:
     return f"{row.scope}: {row.metric} on {row.field}{level}"
 
 
-def _agreement(db: sqlite_utils.Database) -> list[str]:
+# The card's agreement figures: its levels (the value, its top category) and resamples.
+CARD_AGREEMENT = {"levels": (0, 3), "n_boot": 200, "top_k": 0}
+
+
+def card_agreement(path: str) -> AgreementReport | None:
+    """The whole study's agreement figures the card shows (None without annotations), from the
+    study file: what `export` computes in a worker process while it writes the records, the
+    figures being over the study, not the records. One process here: the export's own writing
+    takes the other core."""
+    from annotator.db import collect_garbage_rarely, open_db
+    from annotator.measure.frames import study_agreement
+
+    collect_garbage_rarely()  # a spawned worker starts with Python's defaults
+    db = open_db(path)
+    try:
+        if not db["annotations"].count:
+            return None
+        return study_agreement(db, **CARD_AGREEMENT, parallel_min_annotations=2**62)
+    finally:
+        db.conn.close()
+
+
+def _agreement(db: sqlite_utils.Database, report: AgreementReport | None) -> list[str]:
     from annotator.measure.frames import study_agreement
 
     lines = ["## Agreement", ""]
-    if not db["annotations"].count:
+    if report is None and db["annotations"].count:
+        report = study_agreement(db, **CARD_AGREEMENT)
+    if report is None:
         return [*lines, "The study has no annotations: no agreement figures.", ""]
-    report = study_agreement(db, levels=(0, 3), n_boot=200, top_k=0)
     wanted = {figure: i for i, figure in enumerate(_FIGURES)}
     rows = sorted(
         (r for r in report.rows if (_whose(r), r.key) in wanted),
@@ -277,7 +300,7 @@ def _filters(filters: ExportFilter) -> str:
 
 def card_text(
     db: sqlite_utils.Database, report: ExportReport, filters: ExportFilter, license: str,
-    title: str,
+    title: str, agreement: AgreementReport | None = None,
 ) -> str:
     header = yaml.safe_dump(card_header(report, license, title), sort_keys=False,
                             allow_unicode=True)
@@ -294,7 +317,7 @@ def card_text(
         f"License of this data: `{license}`"
         + (" (not chosen when it was exported: the conversations' own terms apply)."
            if license == "unknown" else "."), "",
-        *_provenance(report), *_counts(report), *_findings(db), *_agreement(db),
+        *_provenance(report), *_counts(report), *_findings(db), *_agreement(db, agreement),
         *_prompts(db, report),
         "## Taxonomy", "", TAXONOMY_CREDIT, "", *_scrubbing(db, report), *_columns(report.what),
     ]
@@ -303,9 +326,10 @@ def card_text(
 
 def write_card(
     db: sqlite_utils.Database, folder: Path, report: ExportReport, filters: ExportFilter,
-    license: str, name: str,
+    license: str, name: str, agreement: AgreementReport | None = None,
 ) -> None:
-    """Write `README.md` into `folder`; `name` is the export's (the folder's final name)."""
+    """Write `README.md` into `folder`; `name` is the export's (the folder's final name);
+    `agreement`: the study's figures (`card_agreement`), computed here when not given."""
     title = f"{name} ({report.what})"
-    (folder / "README.md").write_text(card_text(db, report, filters, license, title),
-                                      encoding="utf-8")
+    (folder / "README.md").write_text(
+        card_text(db, report, filters, license, title, agreement), encoding="utf-8")

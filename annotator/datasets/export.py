@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import functools
 import io
+import multiprocessing
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import IO, Any
 
@@ -69,6 +72,7 @@ from annotator.datasets.writers import (
 from annotator.db import loads, provenance, row_to_extraction
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
 from annotator.extract.prompts import NOT_SCRUB
+from annotator.measure.frame_store import database_path
 from annotator.models import (
     Annotation,
     GoldRecord,
@@ -581,16 +585,40 @@ def export(
             raise AnnotatorError(_why_empty(report))
         report.path = STDOUT
         return report
-    with staged(real, folder=fmt is ExportFormat.hf) as target:
+    with staged(real, folder=fmt is ExportFormat.hf) as target, _card_agreement(
+            db, fmt is ExportFormat.hf) as agreement:
         report = _write_file(db, target, fmt, what, filters)
         if not report.exported:
             raise AnnotatorError(_why_empty(report))
         if fmt is ExportFormat.hf:
             from annotator.datasets.card import write_card
 
-            write_card(db, target, report, filters, license, path.name)
+            write_card(db, target, report, filters, license, path.name,
+                       agreement.get() if agreement else None)
     report.path = str(path)
     return report
+
+
+# From this many annotations, the card's agreement figures are computed in a worker process
+# while the records are written (each about half the work); below it, starting the process
+# costs more than it saves.
+CARD_IN_WORKER_MIN_ANNOTATIONS = 50_000
+
+
+@contextmanager
+def _card_agreement(db: sqlite_utils.Database, wanted: bool) -> Iterator[AsyncResult | None]:
+    """The dataset card's agreement figures (`card.card_agreement`), started in a worker process
+    for a large study; None: the card computes them itself when it is written."""
+    path = database_path(db)
+    if not wanted or path is None or db["annotations"].count < CARD_IN_WORKER_MIN_ANNOTATIONS:
+        yield None
+        return
+    from annotator.datasets.card import card_agreement
+
+    # spawn, not fork: the caller may hold threads (a progress bar's) and their locks. Leaving
+    # the pool ends its worker: an export that failed does not wait for its card.
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        yield pool.apply_async(card_agreement, (str(path),))
 
 
 __all__ = [
