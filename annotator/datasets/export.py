@@ -96,11 +96,18 @@ def _exported_value(name: str) -> ExportedValue:
     return ExportedValue(**_node_fields(load_taxonomy().resolve(name), name))
 
 
-def _proposed_value(ref: ValueRef) -> ProposedValue:
+def _proposal_fields(node_id: str | None, name: str) -> dict[str, Any]:
     tree = load_taxonomy()
     # The extraction stored the node it resolved; a node the tree no longer has resolves anew.
-    node = (tree.get(ref.node_id) if ref.node_id else None) or tree.resolve(ref.name)
-    return ProposedValue(**_node_fields(node, ref.name), evidence=ref.evidence, score=ref.score)
+    node = (tree.get(node_id) if node_id else None) or tree.resolve(name)
+    return _node_fields(node, name)
+
+
+def _proposed_value(
+    ref: ValueRef, fields: Callable[[str | None, str], dict[str, Any]] = _proposal_fields,
+) -> ProposedValue:
+    """`fields`: `_proposal_fields`, or a cache of it (an export resolves each value once)."""
+    return ProposedValue(**fields(ref.node_id, ref.name), evidence=ref.evidence, score=ref.score)
 
 
 def _category_key(name: str) -> str:
@@ -229,6 +236,7 @@ _PROPOSALS_SQL = (
 def proposal_records(db: sqlite_utils.Database) -> Iterator[ProposalRecord | tuple[str, str]]:
     """Every extraction, sorted by conversation, prompt and model; `(id, reason)` if invalid."""
     calls = _model_calls(db)
+    fields = functools.cache(_proposal_fields)
     for row in db.query(_PROPOSALS_SQL):
         extra = {k: row.pop(k) for k in ("conversation_source", "conversation_turns",
                                          "conversation_external_id", "prompt_name",
@@ -245,8 +253,8 @@ def proposal_records(db: sqlite_utils.Database) -> Iterator[ProposalRecord | tup
                 turns=[Turn(**t) for t in loads(extra["conversation_turns"], [])],
                 prompt_name=extra["prompt_name"],
                 prompt_version=extra["prompt_version"],
-                ai_values=[_proposed_value(v) for v in extraction.ai_values],
-                human_values=[_proposed_value(v) for v in extraction.human_values],
+                ai_values=[_proposed_value(v, fields) for v in extraction.ai_values],
+                human_values=[_proposed_value(v, fields) for v in extraction.human_values],
                 model_calls=n_calls,
                 call_ms=ms,
                 created_at=extraction.created_at.isoformat(),
