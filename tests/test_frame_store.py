@@ -102,6 +102,31 @@ def test_stored_frames_read_back_equal_to_built_ones(study: Path) -> None:
     assert len({id(n) for n in names}) == len(set(names)) < len(names)
 
 
+def test_columns_arrow_would_not_give_back_are_not_stored(tmp_path: Path) -> None:
+    """Unit (plain frames, no study): a frame is stored only if it reads back the same."""
+    frames_dir = tmp_path / "folder"
+    odd = {
+        "tuples and a missing cell": pd.Series([("a",), None], dtype=object),
+        "a list among tuples": pd.Series([("a",), ["b"]], dtype=object),
+        "a number among names": pd.Series([("a", 1)], dtype=object),
+        "NaN beside strings": pd.Series(["a", float("nan")], dtype=object),
+        "a dict": pd.Series([{"name": "a"}], dtype=object),
+    }
+    for i, (why, column) in enumerate(odd.items()):
+        frame = pd.DataFrame({"conversation_id": ["c1", "c2"][:len(column)], "x": column})
+        got = frame_store.stored_frame(frames_dir / "s.db", f"t{i}", "sig",
+                                       lambda frame=frame: (frame, "sig"))
+        assert got is frame, why
+        assert frame_store.read_frame(frames_dir / "s.db", f"t{i}", "sig") is None, why
+    fine = pd.DataFrame({"names": pd.Series([("a", "b"), ()], dtype=object),
+                         "flags": pd.Series([True, None], dtype=object),
+                         "text": pd.Series(["x", None], dtype="str"),
+                         "n": [1.5, float("nan")]})
+    frame_store.stored_frame(frames_dir / "s.db", "fine", "sig", lambda: (fine, "sig"))
+    pd.testing.assert_frame_equal(frame_store.read_frame(frames_dir / "s.db", "fine", "sig"),
+                                  fine)
+
+
 def test_a_changed_table_is_built_afresh_and_its_old_file_removed(study: Path) -> None:
     db = open_db(study)
     frames.stored_frames(db, TABLES)

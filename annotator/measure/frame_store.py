@@ -220,6 +220,11 @@ def _name_tuples_from_arrow(column: pa.ChunkedArray) -> list[tuple[str, ...]]:
     return [tuple(flat[start:end]) for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
+# what an "objects" column may hold: read back as the same Python values (a tuple would come
+# back a list, a float NaN beside strings would not convert)
+_SCALARS = {type(None), bool, str}
+
+
 def _to_arrow(frame: pd.DataFrame) -> pa.Table:
     columns, kinds = {}, {}
     for name in frame.columns:
@@ -227,8 +232,11 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
         if series.dtype == object:
             if len(series) and _is_name_tuples(series):
                 columns[name], kinds[name] = _name_tuples_to_arrow(series), "names"
-            else:  # None, booleans or strings as Python objects: kept as such
-                columns[name], kinds[name] = pa.array(series.tolist()), "objects"
+            else:  # None, booleans, numbers or strings as Python objects: kept as such
+                values = series.tolist()
+                if not all(type(v) in _SCALARS for v in values):
+                    raise TypeError(f"column {name} holds values Arrow would not give back")
+                columns[name], kinds[name] = pa.array(values), "objects"
         else:
             columns[name], kinds[name] = pa.Array.from_pandas(series), str(series.dtype)
     table = pa.table(columns)
