@@ -34,7 +34,7 @@ from annotator.db import collect_garbage_rarely
 from annotator.extract.prompts import few_shot_map
 from annotator.measure import summaries
 from annotator.measure.findings import table_findings
-from annotator.measure.frame_store import has_frame
+from annotator.measure.frame_store import has_frame, is_frame_table
 from annotator.measure.frames import without_few_shot
 from annotator.measure.summaries import Bundle
 
@@ -232,7 +232,7 @@ def _compute(path: str, name: str, params: dict[str, Any], signatures: dict[str,
 
 def _tables_read(wanted: list[Summary]) -> list[str]:
     """The frame tables these summaries read, the largest (annotations) first."""
-    tables = dict.fromkeys(t for s in wanted for t in s.deps)
+    tables = dict.fromkeys(t for s in wanted for t in s.deps if is_frame_table(t))
     return sorted(tables, key=lambda t: (t != "annotations", t))
 
 

@@ -111,6 +111,11 @@ def snapshot(db: sqlite_utils.Database) -> Iterator[None]:
         db.conn.rollback()  # nothing was written: ending the read is all this does
 
 
+def is_frame_table(table: str) -> bool:
+    """Whether `table` names a frame the store keeps: annotations, gold, extractions:<prompt>."""
+    return table in ("annotations", "gold") or table.startswith("extractions:")
+
+
 def database_path(db: sqlite_utils.Database) -> Path | None:
     """The file behind this connection; None for a database in memory."""
     for _, name, file in db.execute("pragma database_list"):

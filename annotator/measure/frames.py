@@ -3,7 +3,9 @@
 The CLI, the Streamlit app and `bench/` read the study through these functions (the app's own
 queries, beside these frames, are in `annotator.app.queries`). Value lists come back as tuples
 of names (hashable, what `agreement` takes); the taxonomy node of each name is resolved by the
-caller through `taxonomy`, so this module stays a plain reader.
+caller through `taxonomy`, so this module stays a plain reader of the database. The frames of
+the annotations, gold and each prompt version's extractions are kept beside the study while
+their table is unchanged (`stored_frames`, `frame_store`): building one parses every row's JSON.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from annotator.measure.anchoring import MIN_BLIND_CONVERSATIONS, AnchoringReport
 from annotator.measure.frame_store import (
     database_path,
     has_frame,
+    is_frame_table,
     read_frame,
     snapshot,
     stored_frame,
@@ -236,13 +239,13 @@ def extractions_frame(
 def table_frame(db: sqlite_utils.Database, table: str) -> pd.DataFrame:
     """The frame of `annotations`, `gold` or `extractions:<prompt id>` (every status 'ok'
     extraction of that version, few-shot examples included), as `frame_store` keeps it."""
+    if not is_frame_table(table):
+        raise ValueError(f"no frame of table {table!r}")
     if table == "annotations":
         return annotations_frame(db)
     if table == "gold":
         return gold_frame(db)
-    if table.startswith("extractions:"):
-        return extractions_frame(db, prompt_id=table.removeprefix("extractions:"))
-    raise ValueError(f"no frame of table {table!r}")
+    return extractions_frame(db, prompt_id=table.removeprefix("extractions:"))
 
 
 def built_frame(db: sqlite_utils.Database, table: str) -> tuple[pd.DataFrame, str]:
