@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import sqlite_utils
@@ -198,22 +197,19 @@ def _write(frame: pd.DataFrame, file: Path) -> None:
 # --- frames <-> Arrow, exactly ---------------------------------------------------------------
 
 
-def _is_name_tuples(values: pd.Series) -> bool:
-    return all(type(v) is tuple for v in values) and all(
-        type(name) is str for v in values for name in v
-    )
-
-
-def _name_tuples_to_arrow(values: pd.Series) -> pa.Array:
-    """Tuples of names -> a list column of dictionary-coded names (each name stored once)."""
-    sizes = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
-    offsets = np.zeros(len(values) + 1, dtype=np.int64)
-    np.cumsum(sizes, out=offsets[1:])
-    flat = [name for names in values for name in names]
-    codes, uniques = pd.factorize(pd.Series(flat, dtype=object))
-    names = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()),
-                                           pa.array(list(uniques), pa.string()))
-    return pa.LargeListArray.from_arrays(pa.array(offsets), names)
+def _name_tuples_to_arrow(values: pd.Series) -> pa.Array | None:
+    """Tuples of names -> a list column of dictionary-coded names (each name stored once);
+    None when the column holds anything else (a list, None, a name that is not a string)."""
+    cells = values.tolist()
+    if not all(type(cell) is tuple for cell in cells):
+        return None
+    try:
+        lists = pa.array(cells, type=pa.large_list(pa.string()))  # a non-string name raises
+    except (TypeError, pa.ArrowException):
+        return None
+    if lists.values.null_count:
+        return None
+    return pa.LargeListArray.from_arrays(lists.offsets, lists.values.dictionary_encode())
 
 
 def _name_tuples_from_arrow(column: pa.ChunkedArray) -> list[tuple[str, ...]]:
@@ -235,8 +231,9 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
     for name in frame.columns:
         series = frame[name]
         if series.dtype == object:
-            if len(series) and _is_name_tuples(series):
-                columns[name], kinds[name] = _name_tuples_to_arrow(series), "names"
+            names = _name_tuples_to_arrow(series) if len(series) else None
+            if names is not None:
+                columns[name], kinds[name] = names, "names"
             else:  # None, booleans, numbers or strings as Python objects: kept as such
                 values = series.tolist()
                 if not all(type(v) in _SCALARS for v in values):
