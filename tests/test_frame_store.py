@@ -96,6 +96,16 @@ def test_stored_frames_read_back_equal_to_built_ones(study: Path) -> None:
         pd.testing.assert_frame_equal(second[table], built[table])
     # private like the study itself
     assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)
+    # a write that died long ago leaves nothing for good; one in progress is left alone
+    dead, alive = _frames_dir(study) / ".dead.tmp", _frames_dir(study) / ".alive.tmp"
+    dead.write_bytes(b"half")
+    alive.write_bytes(b"half")
+    long_ago = dead.stat().st_mtime - frame_store.STALE_WRITE_SECONDS - 60
+    os.utime(dead, (long_ago, long_ago))
+    with db.conn:
+        db.conn.execute("update gold set task = 'changed' where conversation_id = 'c0000'")
+    frames.stored_frames(db, ["gold"])
+    assert not dead.exists() and alive.exists()
     assert _frames_dir(study).stat().st_mode & 0o777 == 0o700
     # the same value name is one string object, not one per occurrence
     names = [n for values in second["annotations"]["ai_values"] for n in values]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ FRAMES_DIR = "frames"
 FRAME_VERSION = "1"
 _KIND = b"annotator.kinds"  # schema metadata: how each column is read back
 _NOFOLLOW = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+STALE_WRITE_SECONDS = 3600  # a temporary file this old belongs to no running writer
 
 
 def cache_root(path: str | Path) -> Path:
@@ -190,6 +192,9 @@ def _write(frame: pd.DataFrame, file: Path) -> None:
         for old in file.parent.glob(f"{prefix}*.arrow"):
             if old != file:  # the table's earlier versions: never read again
                 old.unlink(missing_ok=True)
+        for stale in file.parent.glob(".*.tmp"):  # left by a writer that died mid-write
+            if time.time() - stale.lstat().st_mtime > STALE_WRITE_SECONDS:
+                stale.unlink(missing_ok=True)
     except OSError:
         return  # a folder the user cannot write: the frame is built each time instead
 
@@ -234,7 +239,7 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
             names = _name_tuples_to_arrow(series) if len(series) else None
             if names is not None:
                 columns[name], kinds[name] = names, "names"
-            else:  # None, booleans, numbers or strings as Python objects: kept as such
+            else:  # None, booleans or strings as Python objects: kept as such
                 values = series.tolist()
                 if not all(type(v) in _SCALARS for v in values):
                     raise TypeError(f"column {name} holds values Arrow would not give back")
