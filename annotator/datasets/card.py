@@ -124,8 +124,8 @@ CARD_AGREEMENT = {"levels": (0, 3), "n_boot": 200, "top_k": 0}
 def card_agreement(path: str) -> AgreementReport | None:
     """The whole study's agreement figures the card shows (None without annotations), from the
     study file: what `export` computes in a worker process while it writes the records, the
-    figures being over the study, not the records. One process here: the export's own writing
-    takes the other core."""
+    figures being over the study, not the records. One process here: a pool's worker may not
+    start processes of its own, and the export's writing takes the other core."""
     from annotator.db import collect_garbage_rarely, open_db
     from annotator.measure.frames import study_agreement
 

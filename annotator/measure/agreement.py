@@ -314,7 +314,6 @@ def _inter_annotator_rows(
                                         value_name=str(value)))
 
 
-
 def _model_rows(
     report: AgreementReport, ann: pd.DataFrame, gold: pd.DataFrame | None,
     extractions: pd.DataFrame | None, maps: dict[int, Mapping[str, str]],
