@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pandas as pd
 import pytest
 from test_app_pages import BOOT, open_app
 from test_app_study import V1, V2
@@ -24,6 +25,11 @@ from annotator.models import Labels
 runner = CliRunner()
 
 
+# frequencies and report of 4 tables, agreement, conversations, people to decide, each version's
+# scores (against gold, against the annotators, joined), the v1-v2 comparison
+OPENING = 18
+
+
 @pytest.fixture(autouse=True)
 def _fresh_memory():
     summary_cache.clear_memory()  # each test starts as a new process would
@@ -32,10 +38,10 @@ def _fresh_memory():
 def test_precompute_stores_every_opening_summary_once(app_study_copy) -> None:
     first = precompute.precompute(app_study_copy, n_boot=BOOT)
     expected = {s.what for s in precompute.opening_summaries([V1, V2], BOOT)}
-    assert first.summaries == len(expected) == 14  # with the v1-v2 comparison
+    assert first.summaries == len(expected) == OPENING
     assert set(first.computed) == expected and first.already_stored == 0
     again = precompute.precompute(app_study_copy, n_boot=BOOT)
-    assert again.computed == [] and again.already_stored == 14
+    assert again.computed == [] and again.already_stored == OPENING
 
     # a person's gold decision: only what reads gold is computed again
     db = open_db(app_study_copy)
@@ -47,9 +53,49 @@ def test_precompute_stores_every_opening_summary_once(app_study_copy) -> None:
     assert set(after.computed) == {
         "value frequencies (gold)", "the study's report (gold)", "the conversation table",
         "the conversations to decide", f"the scores of prompt {V1}", f"the scores of prompt {V2}",
+        f"the scores of prompt {V1} against gold", f"the scores of prompt {V2} against gold",
         f"the comparison of {V1} and {V2}",
     }
-    assert after.already_stored == 7
+    assert after.already_stored == OPENING - 9
+
+
+def test_new_labels_recompute_what_reads_annotations_not_the_scores_against_gold(
+        app_study_copy, tmp_path) -> None:
+    """Labels imported from a file change the annotations alone: each version's scores against
+    gold (with their intervals) and the comparison of versions are kept, and the joined scores
+    equal a direct computation from the study's frames."""
+    precompute.precompute(app_study_copy, n_boot=BOOT)
+    db = open_db(app_study_copy)
+    cid = report.gold_frame(db)["conversation_id"].iloc[0]
+    db.conn.close()
+    labels = tmp_path / "carol.jsonl"
+    labels.write_text(json.dumps({"conversation": cid, "ai_values": ["honesty"],
+                                  "response_type": "neutral", "subjective": True}) + "\n")
+    done = runner.invoke(app, ["import-labels", str(labels), "--annotator", "carol", "--db",
+                               str(app_study_copy), "--no-summaries"])
+    assert done.exit_code == 0, done.output
+    computed = set(precompute.precompute(app_study_copy, n_boot=BOOT).computed)
+    assert computed == {
+        "value frequencies (annotations)", "the study's report (annotations)",
+        "inter-annotator agreement", "the conversation table", "the conversations to decide",
+        f"the scores of prompt {V1} against each annotator",
+        f"the scores of prompt {V2} against each annotator",
+        f"the scores of prompt {V1}", f"the scores of prompt {V2}",
+    }
+    summary_cache.clear_memory()
+    db = open_db(app_study_copy)
+    frames = {t: report.table_frame(db, t) for t in ("annotations", "gold", f"extractions:{V2}")}
+    db.conn.close()
+    sigs = summary_cache.signatures(app_study_copy, summary_cache.fingerprint(app_study_copy))
+    summary = precompute.prompt_scores(V2, BOOT)
+    stored = summary_cache.get(str(app_study_copy), summary.name, summary.params,
+                               summary.dep_signatures(sigs), lambda: pytest.fail("missing"), 0)
+    assert stored.bundle is not None and "annotator carol" in stored.bundle.meta["references"]
+    direct = summaries.prompt_bundle(frames[f"extractions:{V2}"], frames["gold"],
+                                     frames["annotations"], BOOT)
+    for name in ("metrics", "confusion", "per_value"):
+        pd.testing.assert_frame_equal(stored.bundle.frames[name], direct.frames[name],
+                                      check_dtype=False)
 
 
 def test_precomputed_result_equals_a_direct_computation(app_study_copy) -> None:
@@ -77,7 +123,8 @@ def test_app_pages_open_from_precomputed_summaries_without_computing(app_study_c
     def refuse(*_args, **_kwargs):
         raise AssertionError("the app computed a summary that was stored ahead")
 
-    for name in ("annotators_bundle", "prompt_bundle", "conversations_bundle",
+    for name in ("annotators_bundle", "prompt_bundle", "prompt_gold_part",
+                 "prompt_annotators_part", "joined_prompt_parts", "conversations_bundle",
                  "value_frequencies", "compare_versions"):
         monkeypatch.setattr(summaries, name, refuse)
     for page, heading in (
@@ -101,9 +148,10 @@ def test_summarize_command(app_study_copy, tmp_path) -> None:
                                "--json"])
     assert done.exit_code == 0, done.output
     data = json.loads(done.output)
-    assert data["summaries"] == 14 and len(data["computed"]) == 14
+    assert data["summaries"] == OPENING and len(data["computed"]) == OPENING
     text = runner.invoke(app, ["summarize", "--db", str(app_study_copy), "--n-boot", str(BOOT)])
-    assert text.exit_code == 0 and "0 computed, 14 of 14 already up to date" in text.output
+    assert text.exit_code == 0
+    assert f"0 computed, {OPENING} of {OPENING} already up to date" in text.output
 
 
 def test_adjudicate_refreshes_summaries_unless_told_not_to(app_study_copy) -> None:
@@ -117,7 +165,7 @@ def test_adjudicate_refreshes_summaries_unless_told_not_to(app_study_copy) -> No
     done = runner.invoke(app, ["adjudicate", "--db", str(app_study_copy), "--json"])
     assert done.exit_code == 0, done.output
     summaries_done = json.loads(done.output)["app_summaries"]
-    assert summaries_done["summaries"] == 14 and len(summaries_done["computed"]) == 14
+    assert summaries_done["summaries"] == OPENING and len(summaries_done["computed"]) == OPENING
     assert any(cache.glob("prompt-*"))
 
 
@@ -130,10 +178,11 @@ def test_worker_processes_store_the_same_summaries(app_study_copy, tmp_path) -> 
     seen: list[tuple[str, int, int]] = []
     parallel = precompute.precompute(app_study_copy, n_boot=BOOT, workers=2,
                                      progress=lambda *a: seen.append(a))
-    assert parallel.workers == 2 and len(parallel.computed) == 14
-    assert [done for _, done, _ in seen] == list(range(15))  # 0 stored, then one per summary
+    assert parallel.workers == 2 and len(parallel.computed) == OPENING
+    # 0 stored, then one per summary
+    assert [done for _, done, _ in seen] == list(range(OPENING + 1))
     single = precompute.precompute(other, n_boot=BOOT, workers=1)
-    assert single.workers == 1 and len(single.computed) == 14
+    assert single.workers == 1 and len(single.computed) == OPENING
     summary_cache.clear_memory()
     for path in (app_study_copy, other):
         sigs = summary_cache.signatures(path, summary_cache.fingerprint(path))

@@ -68,23 +68,50 @@ def annotators(n_boot: int = DEFAULT_BOOT) -> Summary:
 
 
 def prompt_scores(prompt_id: str, n_boot: int = DEFAULT_BOOT) -> Summary:
+    """A version's scores against gold and each annotator (`summaries.prompt_bundle`), joined
+    from its two stored parts: a new annotation recomputes the annotators' part alone."""
     table = f"extractions:{prompt_id}"
     return Summary(
         "prompt", {"n_boot": n_boot, "prompt": prompt_id}, (table, "gold", "annotations"),
         f"the scores of prompt {prompt_id}",
-        lambda path, sigs: _prompt_scores(path, sigs, prompt_id, table, n_boot),
+        lambda path, sigs: summaries.joined_prompt_parts(
+            stored_bundle(prompt_against_gold(prompt_id, n_boot), path, sigs),
+            stored_bundle(prompt_against_annotators(prompt_id), path, sigs)),
     )
 
 
-def _prompt_scores(path: str, sigs: Mapping[str, str], prompt_id: str, table: str,
-                   n_boot: int) -> Bundle:
-    """A version's scores without its few-shot examples (`report.without_few_shot`); the
-    bundle's meta says how many conversations were left out (`few_shot_left_out`)."""
+def prompt_against_gold(prompt_id: str, n_boot: int = DEFAULT_BOOT) -> Summary:
+    table = f"extractions:{prompt_id}"
+    return Summary(
+        "prompt_gold", {"n_boot": n_boot, "prompt": prompt_id}, (table, "gold"),
+        f"the scores of prompt {prompt_id} against gold",
+        lambda path, sigs: _without_few_shot(
+            path, sigs, prompt_id,
+            lambda ext: summaries.prompt_gold_part(ext, _frame(path, sigs, "gold"), n_boot)),
+    )
+
+
+def prompt_against_annotators(prompt_id: str) -> Summary:
+    table = f"extractions:{prompt_id}"
+    return Summary(
+        "prompt_annotators", {"prompt": prompt_id}, (table, "annotations"),
+        f"the scores of prompt {prompt_id} against each annotator",
+        lambda path, sigs: _without_few_shot(
+            path, sigs, prompt_id,
+            lambda ext: summaries.prompt_annotators_part(ext, _frame(path, sigs, "annotations"))),
+    )
+
+
+def _without_few_shot(path: str, sigs: Mapping[str, str], prompt_id: str,
+                      scores: Callable[[pd.DataFrame], Bundle]) -> Bundle:
+    """`scores` of a version's extractions without its few-shot examples
+    (`report.without_few_shot`); the bundle's meta says how many were left out
+    (`few_shot_left_out`)."""
     with summary_cache.study_db(path) as database:
         examples = few_shot_map(database)
-    extractions, left_out = without_few_shot(_frame(path, sigs, table), examples)
-    bundle = summaries.prompt_bundle(extractions, _frame(path, sigs, "gold"),
-                                     _frame(path, sigs, "annotations"), n_boot)
+    extractions, left_out = without_few_shot(_frame(path, sigs, f"extractions:{prompt_id}"),
+                                             examples)
+    bundle = scores(extractions)
     bundle.meta["few_shot_left_out"] = left_out.get(prompt_id, 0)
     return bundle
 
@@ -134,11 +161,11 @@ def comparison(first: str, second: str, level: int = 0, n_boot: int = DEFAULT_BO
     """Two prompt versions against gold, conversation by conversation, with paired deltas.
 
     `first` and `second` in sorted order: the other order is the mirror image
-    (`summaries.swap_comparison`). Reads the two versions' stored scores.
+    (`summaries.swap_comparison`). Reads the two versions' stored scores against gold.
     """
     return Summary(
         "comparison", {"first": first, "second": second, "level": level, "n_boot": n_boot},
-        (f"extractions:{first}", f"extractions:{second}", "gold", "annotations"),
+        (f"extractions:{first}", f"extractions:{second}", "gold"),
         f"the comparison of {first} and {second}",
         lambda path, sigs: _comparison(path, sigs, first, second, level, n_boot),
     )
@@ -160,7 +187,7 @@ def stored_bundle(summary: Summary, path: str, signatures: Mapping[str, str]) ->
 
 def _comparison(path: str, sigs: Mapping[str, str], first: str, second: str, level: int,
                 n_boot: int) -> Bundle:
-    a, b = (stored_bundle(prompt_scores(p, n_boot), path, sigs).frames["outcomes"]
+    a, b = (stored_bundle(prompt_against_gold(p, n_boot), path, sigs).frames["outcomes"]
             for p in (first, second))
     changes, deltas = summaries.compare_versions(a, b, level, n_boot)
     return Bundle(frames={"changes": changes, "deltas": deltas}, meta={"n": len(changes)})
@@ -176,6 +203,8 @@ def opening_summaries(
     out += [findings("gold"), findings("annotations")]
     out += [findings(f"extractions:{p}") for p in prompt_ids]
     out += [annotators(n_boot), conversations(), people_needed()]
+    for p in prompt_ids:
+        out += [prompt_against_gold(p, n_boot), prompt_against_annotators(p)]
     out += [prompt_scores(p, n_boot) for p in prompt_ids]
     if has_gold:
         pairs = dict.fromkeys(tuple(sorted(pair)) for pair in pairwise(prompt_ids))
@@ -190,6 +219,10 @@ def summary_named(name: str, params: Mapping[str, Any]) -> Summary:
         return annotators(params["n_boot"])
     if name == "prompt":
         return prompt_scores(params["prompt"], params["n_boot"])
+    if name == "prompt_gold":
+        return prompt_against_gold(params["prompt"], params["n_boot"])
+    if name == "prompt_annotators":
+        return prompt_against_annotators(params["prompt"])
     if name == "conversations":
         return conversations()
     if name == "people_needed":
@@ -204,9 +237,10 @@ def summary_named(name: str, params: Mapping[str, Any]) -> Summary:
 
 
 # the heaviest first, so that two workers finish together
-_WEIGHT = {"prompt": 0, "annotators": 1, "conversations": 2, "people_needed": 2, "findings": 3,
-           "frequencies": 4}
-AFTER_SCORES = {"comparison"}  # read the prompt scores: computed once those are stored
+_WEIGHT = {"prompt_gold": 0, "annotators": 1, "prompt_annotators": 2, "conversations": 2,
+           "people_needed": 2, "findings": 3, "frequencies": 4}
+# joined from the prompt scores' parts, or read them: computed once those are stored
+AFTER_SCORES = {"prompt", "comparison"}
 PARALLEL_MIN_CONVERSATIONS = 20_000  # below this, starting processes costs more than it saves
 MAX_DEFAULT_WORKERS = 2  # each holds the study's frames: about 2.5 GB at 300,000
 

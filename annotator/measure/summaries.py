@@ -296,15 +296,64 @@ def prompt_bundle(
 ) -> Bundle:
     """One prompt version against gold (with intervals) and each annotator (point values):
     response-type accuracy, kappa and confusion; value scores at every level; per-value counts
-    and per-conversation outcomes against gold."""
+    and per-conversation outcomes against gold. The two parts (`prompt_gold_part`,
+    `prompt_annotators_part`) read different tables, so the app stores them apart and a new
+    annotation recomputes only the second."""
+    return joined_prompt_parts(prompt_gold_part(extractions, gold, n_boot, seed),
+                               prompt_annotators_part(extractions, annotations, seed))
+
+
+def prompt_gold_part(extractions: pd.DataFrame, gold: pd.DataFrame, n_boot: int,
+                     seed: int = 0) -> Bundle:
+    """`prompt_bundle`'s part that reads gold: its scores with intervals, the per-value counts,
+    the per-conversation outcomes and the model's labels."""
     maps = level_maps()
-    references: list[tuple[str, pd.DataFrame, int]] = []
-    if len(gold):
-        references.append(("gold", gold, n_boot))
-    for name in sorted(annotations["annotator"].unique()) if len(annotations) else []:
-        references.append(
-            (f"annotator {name}", annotations.loc[annotations["annotator"] == name], 0)
-        )
+    references = [("gold", gold, n_boot)] if len(gold) else []
+    metrics, confusion = _reference_scores(extractions, references, maps, seed)
+    per_value, outcomes = gold_outcomes(extractions, gold, maps)
+    frames = {"metrics": metrics, "confusion": confusion, "per_value": per_value,
+              "outcomes": outcomes, "model": model_labels(extractions, maps)}
+    return Bundle(
+        frames=frames,
+        meta={"n_extracted": len(extractions), "n_with_gold": len(outcomes),
+              "references": [r[0] for r in references]},
+    )
+
+
+def prompt_annotators_part(extractions: pd.DataFrame, annotations: pd.DataFrame,
+                           seed: int = 0) -> Bundle:
+    """`prompt_bundle`'s part that reads the annotations: the scores against each annotator
+    (point values, no intervals)."""
+    references = [
+        (f"annotator {name}", annotations.loc[annotations["annotator"] == name], 0)
+        for name in (sorted(annotations["annotator"].unique()) if len(annotations) else [])
+    ]
+    metrics, confusion = _reference_scores(extractions, references, level_maps(), seed)
+    return Bundle(frames={"metrics": metrics, "confusion": confusion},
+                  meta={"references": [r[0] for r in references]})
+
+
+def joined_prompt_parts(gold_part: Bundle, annotators_part: Bundle) -> Bundle:
+    """`prompt_bundle` from its two parts: gold's rows first, then each annotator's."""
+    frames = dict(gold_part.frames)
+    for name in ("metrics", "confusion"):
+        # one frame of both parts' rows, typed as if built at once (a part's column of point
+        # values only holds None for its interval, which beside gold's floats is NaN)
+        frames[name] = pd.DataFrame.from_records(
+            [*gold_part.frames[name].to_dict("records"),
+             *annotators_part.frames[name].to_dict("records")])
+    # a stored part's meta also holds the cache's own notes ("_saved_at"): not the join's
+    meta = {key: value for key, value in gold_part.meta.items() if not key.startswith("_")}
+    meta["references"] = [*gold_part.meta["references"], *annotators_part.meta["references"]]
+    return Bundle(frames=frames, meta=meta)
+
+
+def _reference_scores(
+    extractions: pd.DataFrame, references: list[tuple[str, pd.DataFrame, int]],
+    maps: Mapping[int, Mapping[str, str]], seed: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The metrics and confusion rows of one prompt version against each (name, frame,
+    resamples) reference, in order."""
     metrics: list[dict] = []
     confusion: list[dict] = []
     # each frame's value sets encoded once per field, shared by every pairing below
@@ -328,16 +377,7 @@ def prompt_bundle(
             for lv, scores in by_level.items():
                 for metric, stat in scores.items():
                     metrics.append(_stat_row(ref_name, metric, fld, lv, stat))
-    frames = {"metrics": pd.DataFrame(metrics), "confusion": pd.DataFrame(confusion)}
-    per_value, outcomes = gold_outcomes(extractions, gold, maps)
-    frames["per_value"] = per_value
-    frames["outcomes"] = outcomes
-    frames["model"] = model_labels(extractions, maps)
-    return Bundle(
-        frames=frames,
-        meta={"n_extracted": len(extractions), "n_with_gold": len(outcomes),
-              "references": [r[0] for r in references]},
-    )
+    return pd.DataFrame(metrics), pd.DataFrame(confusion)
 
 
 def model_labels(extractions: pd.DataFrame, maps: Mapping[int, Mapping[str, str]]) -> (
