@@ -312,6 +312,9 @@ def _inter_annotator_rows(
                                             min_conversations=MIN_CONVERSATIONS).items():
                 report.rows.append(_row("annotators", "value_alpha", field, s, lv,
                                         value_name=str(value)))
+            # a level's subset counts take hundreds of MB at paper scale: freed before the
+            # next level's are built, not after
+            del prepared
 
 
 def _model_rows(

@@ -233,6 +233,8 @@ class _AllPairCounter:
         bits = max(1, (n_vocab - 1).bit_length())
         per_word = max(1, 62 // bits)
         combos, n_records = [], 0
+        # kept for every resample: 32-bit indices halve the largest arrays held here
+        own_type = np.int32 if n_distinct < 2**31 else np.int64
         for r in range(1, max_size + 1):
             words: list[list[np.ndarray]] = []
             owner, owner_size = [], []
@@ -248,7 +250,8 @@ class _AllPairCounter:
                         key |= vals[:, idx[:, k]].astype(np.int64) << (bits * (k - w0))
                     block.append(key.ravel())
                 words.append(block)
-                owner.append(np.repeat(np.arange(vals.shape[0]) + start, idx.shape[0]))
+                owner.append(np.repeat(np.arange(start, start + vals.shape[0], dtype=own_type),
+                                       idx.shape[0]))
                 owner_size.append(np.full(vals.shape[0] * idx.shape[0], a, dtype=np.int8))
             cols = [np.concatenate([b[k] for b in words]) for k in range(len(words[0]))]
             if len(cols) == 1 and (1 << (bits * r)) <= 4 * cols[0].size:
@@ -257,7 +260,7 @@ class _AllPairCounter:
             else:
                 t_row, n_t = _group(cols)
             own, size = np.concatenate(owner), np.concatenate(owner_size)
-            combos.append((t_row, size, own, n_t))
+            combos.append((_compact(t_row, n_t), size, own, n_t))
             n_records += own.size
         return cls(max_size, combos, distinct_of, n_distinct, n_records)
 
@@ -272,6 +275,11 @@ class _AllPairCounter:
             c = sparse.csr_matrix((dw[own], (t_row, size)), shape=(n_t, a_max + 1))
             f[r] = (c.T @ c).toarray()
         return _moebius(f, unit_w)
+
+
+def _compact(index: np.ndarray, bound: int) -> np.ndarray:
+    """`index` (values below `bound`) as int32 when they fit."""
+    return index.astype(np.int32) if bound < 2**31 else index
 
 
 def _moebius(f: np.ndarray, unit_w: np.ndarray) -> np.ndarray:
