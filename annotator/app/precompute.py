@@ -14,6 +14,7 @@ tables each result depends on: a summary is recomputed only when one of those ta
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import time
@@ -34,8 +35,8 @@ from annotator.db import collect_garbage_rarely
 from annotator.extract.prompts import few_shot_map
 from annotator.measure import summaries
 from annotator.measure.findings import table_findings
-from annotator.measure.frame_store import has_frame, is_frame_table
-from annotator.measure.frames import without_few_shot
+from annotator.measure.frame_store import has_frame, is_frame_table, stored_frame
+from annotator.measure.frames import built_frame, without_few_shot
 from annotator.measure.summaries import Bundle
 
 DEFAULT_BOOT = 200  # bootstrap resamples behind the app's 95% intervals
@@ -259,9 +260,13 @@ class PrecomputeReport(BaseModel):
 def _compute(path: str, name: str, params: dict[str, Any], signatures: dict[str, str]) -> bool:
     collect_garbage_rarely()  # a spawned worker starts with Python's defaults
     summary = summary_named(name, params)
-    return summary_cache.ensure(path, summary.name, summary.params,
+    done = summary_cache.ensure(path, summary.name, summary.params,
                                 summary.dep_signatures(signatures),
                                 lambda: summary.compute(path, signatures))
+    # what the summary freed gives its memory back before the next one (`frame_store`: Python's
+    # free lists hold on to the heap until a full collection)
+    gc.collect()
+    return done
 
 
 def _tables_read(wanted: list[Summary]) -> list[str]:
@@ -271,8 +276,11 @@ def _tables_read(wanted: list[Summary]) -> list[str]:
 
 
 def _store_frame(path: str, table: str, signature: str) -> None:
+    """Build and store a table's frame. Not kept in this worker: building leaves its memory
+    fragmented, and a summary that needs the frame reads it back into a heap freed of that."""
     collect_garbage_rarely()
-    summary_cache.frame(path, table, signature)  # built and stored; kept in this worker too
+    with summary_cache.study_db(path) as database:
+        stored_frame(path, table, signature, lambda: built_frame(database, table))
 
 
 def precompute(

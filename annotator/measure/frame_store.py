@@ -15,6 +15,7 @@ that cannot be written just means the frame is built each time.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -149,8 +150,19 @@ def stored_frame(
     if found is not None:
         return found
     frame, built_at = build()
-    _write(frame, _file(path, table, built_at))
-    return frame
+    try:
+        arrow = _to_arrow(frame)
+    except (TypeError, ValueError, pa.ArrowException):
+        return frame  # a column Arrow cannot hold exactly (mixed types): this frame is not stored
+    # The frame as it reads back, not as built: built from the study's rows, it holds an object
+    # per row for every string (at 300,000 conversations, 0.74 GB of memory for the annotations
+    # instead of 0.16 GB). Freeing it leaves a few thousand of its tuples on Python's free
+    # lists, each holding on to an arena of the heap: a full collection clears those lists and
+    # gives the memory back (0.43 GB here, in 0.1 s).
+    del frame
+    gc.collect()
+    _write(arrow, _file(path, table, built_at))
+    return _from_arrow(arrow)
 
 
 def read_frame(path: str | Path, table: str, signature: str) -> pd.DataFrame | None:
@@ -173,11 +185,7 @@ def _read(file: Path) -> pd.DataFrame | None:
         return None  # absent, half-written, or of a shape this version does not read: rebuild
 
 
-def _write(frame: pd.DataFrame, file: Path) -> None:
-    try:
-        table = _to_arrow(frame)
-    except (TypeError, ValueError, pa.ArrowException):
-        return  # a column Arrow cannot hold exactly (mixed types): this frame is not stored
+def _write(table: pa.Table, file: Path) -> None:
     try:
         file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if file.is_symlink():
