@@ -257,15 +257,15 @@ class PrecomputeReport(BaseModel):
     seconds: float
 
 
-def _compute(path: str, name: str, params: dict[str, Any], signatures: dict[str, str]) -> bool:
+def _compute(path: str, name: str, params: dict[str, Any], signatures: dict[str, str],
+             in_worker: bool = False) -> bool:
     collect_garbage_rarely()  # a spawned worker starts with Python's defaults
     summary = summary_named(name, params)
     done = summary_cache.ensure(path, summary.name, summary.params,
                                 summary.dep_signatures(signatures),
                                 lambda: summary.compute(path, signatures))
-    # what the summary freed gives its memory back before the next one (`frame_store`: Python's
-    # free lists hold on to the heap until a full collection)
-    gc.collect()
+    if in_worker:  # a large study: what the summary freed is given back before the next one
+        gc.collect()  # (`frame_store`: Python's free lists hold on to the heap until then)
     return done
 
 
@@ -343,7 +343,8 @@ def precompute(
                           for t in unstored]:
                 built.result()
             futures = {
-                pool.submit(_compute, path, s.name, s.params, signatures): s for s in missing
+                pool.submit(_compute, path, s.name, s.params, signatures, True): s
+                for s in missing
             }
             for future in as_completed(futures):
                 finished(futures[future], future.result())
