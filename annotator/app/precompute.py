@@ -35,8 +35,8 @@ from annotator.db import collect_garbage_rarely
 from annotator.extract.prompts import few_shot_map
 from annotator.measure import summaries
 from annotator.measure.findings import table_findings
-from annotator.measure.frame_store import has_frame, is_frame_table, stored_frame
-from annotator.measure.frames import built_frame, without_few_shot
+from annotator.measure.frame_store import has_frame, is_frame_table
+from annotator.measure.frames import without_few_shot
 from annotator.measure.summaries import Bundle
 
 DEFAULT_BOOT = 200  # bootstrap resamples behind the app's 95% intervals
@@ -279,8 +279,7 @@ def _store_frame(path: str, table: str, signature: str) -> None:
     """Build and store a table's frame. Not kept in this worker: building leaves its memory
     fragmented, and a summary that needs the frame reads it back into a heap freed of that."""
     collect_garbage_rarely()
-    with summary_cache.study_db(path) as database:
-        stored_frame(path, table, signature, lambda: built_frame(database, table))
+    summary_cache.store_frame(path, table, signature)
 
 
 def precompute(

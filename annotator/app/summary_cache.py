@@ -173,6 +173,12 @@ def _build(path: str, table: str) -> tuple[pd.DataFrame, str]:
         return report.built_frame(database, table)
 
 
+def store_frame(path: str | Path, table: str, sig: str) -> pd.DataFrame:
+    """The frame of `table` at `sig` from the frame store, built and stored if it is not;
+    not kept in memory (`frame` keeps it)."""
+    return stored_frame(path, table, sig, lambda: _build(str(path), table))
+
+
 def frame(path: str | Path, table: str, sig: str) -> pd.DataFrame:
     """`annotations`, `gold` or `extractions:<prompt id>` as a frame; shared, read-only."""
     key = (str(path), table, sig)
@@ -184,7 +190,7 @@ def frame(path: str | Path, table: str, sig: str) -> pd.DataFrame:
     with lock:  # two jobs that need the same table load it once
         found = _frames.get(key)
         if found is None:
-            found = stored_frame(path, table, sig, lambda: _build(str(path), table))
+            found = store_frame(path, table, sig)
             _frames.put(key, found)
     return found
 
