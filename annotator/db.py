@@ -372,6 +372,21 @@ MIGRATIONS: list[Migration] = [
 FLAGGED_INSTEAD = "(flag is not null and coalesce(missing, '[]') != '[]')"
 VOTES = f"deleted = 0 and cancelled = 0 and not {FLAGGED_INSTEAD}"
 
+# Conversation ids from the first (included) to before the second; None leaves that end open.
+# A reader given a range reads the part of the study an export's worker writes (`export`).
+IdRange = tuple[str | None, str | None]
+EVERY_ID: IdRange = (None, None)
+
+
+def id_range_sql(column: str, ids: IdRange) -> tuple[str, list[str]]:
+    """A SQL condition on `column` that holds for the ids in `ids`, and its parameters."""
+    clauses, params = [], []
+    for bound, operator in zip(ids, (">=", "<"), strict=True):
+        if bound is not None:
+            clauses.append(f"{column} {operator} ?")
+            params.append(bound)
+    return " and ".join(clauses) or "1", params
+
 
 def applied_migrations(db: sqlite_utils.Database) -> list[str]:
     if "_migrations" not in db.table_names():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ from annotator.datasets.export import (
     CSV_COLUMNS,
     ExportFilter,
     ExportRecord,
+    ExportReport,
     ProposalRecord,
     export,
 )
@@ -592,3 +594,66 @@ def test_export_json_report_carries_provenance(study, tmp_path):
     made = json.loads(result.output)["provenance"]
     assert {"tool_version", "study_fingerprint", "label_source", "prompt_ids",
             "generated_at"} <= set(made)
+
+
+def _files_of(out: Path, fmt: str) -> object:
+    """What an export file holds, to compare: its bytes (unzipped), or its Parquet table."""
+    if fmt == "jsonl.gz":
+        return gzip.decompress(out.read_bytes())
+    if fmt in ("parquet", "hf"):
+        return pq.read_table(out / HF_DATA_FILE if fmt == "hf" else out)
+    return out.read_bytes()
+
+
+def _report_of(report: ExportReport) -> dict:
+    return report.model_dump(mode="json", exclude={"path": True,
+                                                   "provenance": {"generated_at"}})
+
+
+@pytest.mark.parametrize("what", list(ExportWhat))
+def test_an_export_written_in_two_parts_is_the_export_written_in_one(study, tmp_path,
+                                                                      monkeypatch, what):
+    """Real SQLite, a real worker process: from `PARTS_MIN_RECORDS` records (lowered here)
+    the second half of the conversations is written by a worker into a file of its own and
+    appended. Every format, a filter, and standard output give the same records in the same
+    order as one part, and the same report: counts, and the conversations left out (here two
+    without gold, one in each half) in the same order. The part's file is gone after."""
+    db = open_db(study)
+    ids = [row[0] for row in db.execute("select conversation_id from gold order by 1")]
+    with db.conn:
+        db.execute("delete from gold where conversation_id in (?, ?)", [ids[1], ids[-2]])
+    filters = [ExportFilter(), ExportFilter(categories=["Epistemic"])]
+    formats = [*FILE_FORMATS, "hf"]
+
+    def each_export(folder: Path) -> list[tuple[object, dict]]:
+        folder.mkdir()
+        made = []
+        for n, (fmt, chosen) in enumerate([(f, filters[0]) for f in formats]
+                                          + [("jsonl", filters[1])]):
+            out = target(folder, fmt, f"out{n}")
+            report = export(db, out, fmt, chosen, what)
+            made.append((_files_of(out, fmt), _report_of(report)))
+        stream = io.BytesIO()
+        report = export(db, "-", "csv", filters[0], what, stream=stream)
+        made.append((stream.getvalue(), _report_of(report)))
+        return made
+
+    one = each_export(tmp_path / "one")
+    parts: list[str] = []
+    two_parts = export_module._write_in_two_parts
+
+    def spy(*args, **kwargs):
+        parts.append(args[5])  # the conversation id the second part starts at
+        return two_parts(*args, **kwargs)
+
+    monkeypatch.setattr(export_module, "PARTS_MIN_RECORDS", 1)
+    monkeypatch.setattr(export_module, "_write_in_two_parts", spy)
+    two = each_export(tmp_path / "two")
+    assert len(parts) == len(two) and ids[0] < parts[0] <= ids[-1]
+    for (one_file, one_report), (two_file, two_report) in zip(one, two, strict=True):
+        assert two_file == one_file
+        assert two_report == one_report
+    if what is not ExportWhat.proposals:
+        left = [x["conversation_id"] for x in one[0][1]["left_out"]]
+        assert left == [ids[1], ids[-2]]
+    assert not [p for p in (tmp_path / "two").iterdir() if p.name.startswith(".")]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import io
 import multiprocessing
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing.pool import AsyncResult
@@ -53,6 +54,7 @@ from annotator.datasets.records import (
 )
 from annotator.datasets.writers import (
     HF_DATA_FILE,
+    PARQUET_FORMATS,
     SCHEMAS,
     STDOUT,
     STREAM_FORMATS,
@@ -69,7 +71,16 @@ from annotator.datasets.writers import (
     staged,
     text_file,
 )
-from annotator.db import loads, provenance, row_to_extraction
+from annotator.db import (
+    EVERY_ID,
+    IdRange,
+    collect_garbage_rarely,
+    id_range_sql,
+    loads,
+    open_existing_db,
+    provenance,
+    row_to_extraction,
+)
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
 from annotator.extract.prompts import NOT_SCRUB
 from annotator.measure.frame_store import database_path
@@ -144,6 +155,7 @@ def export_records(
     filters: ExportFilter | None = None,
     annotations: dict[str, list[Annotation]] | None = None,
     without_gold: list[tuple[str, str]] | None = None,
+    ids: IdRange = EVERY_ID,
 ) -> Iterator[ExportRecord | tuple[str, str] | LeftOut]:
     """Adjudicated conversations as validated records; `(conversation_id, reason)` if invalid.
 
@@ -155,19 +167,22 @@ def export_records(
 
     Annotations are read one conversation at a time beside gold, both in id order (or taken
     from `annotations`, a `live_annotations` dict); each annotated conversation without gold
-    is added to `without_gold` with why, when given.
+    is added to `without_gold` with why, when given. `ids`: only the conversations in it.
     """
     filters = filters or ExportFilter()
     live = iter(sorted(annotations.items()) if annotations is not None
-                else live_annotations_in_order(db))
-    seen = dict(db.execute("select conversation_id, labels_seen from gold").fetchall())
+                else live_annotations_in_order(db, ids))
+    in_range, params = id_range_sql("conversation_id", ids)
+    seen = dict(db.execute(f"select conversation_id, labels_seen from gold where {in_range}",
+                           params).fetchall())
     external = dict(db.execute("select id, external_id from conversations where id in "
-                               "(select conversation_id from gold)").fetchall())
+                               f"(select conversation_id from gold where {in_range})",
+                               params).fetchall())
     # Each value resolved once: a study's values repeat (a few thousand names in a million
     # listings), and the records share the resolved value, which nothing changes.
     exported_value = functools.cache(_exported_value)
     golds = ((record.conversation_id, record)
-             for record in gold_records(db, with_annotations=False))
+             for record in gold_records(db, with_annotations=False, ids=ids))
     for conversation_id, labelled, gold_record in side_by_side(live, golds):
         if gold_record is None:  # annotated, no gold
             if without_gold is not None:
@@ -213,13 +228,15 @@ def export_records(
         yield record
 
 
-def _model_calls(db: sqlite_utils.Database) -> dict[tuple[str, str, str], tuple[int, float]]:
+def _model_calls(db: sqlite_utils.Database, ids: IdRange
+                 ) -> dict[tuple[str, str, str], tuple[int, float]]:
     """Requests sent and their time, per (conversation, prompt, model), in one pass."""
+    in_range, params = id_range_sql("conversation_id", ids)
     return {
         (cid, pid, model): (n, ms or 0.0)
         for cid, pid, model, n, ms in db.execute(
             "select conversation_id, prompt_id, model, count(*), sum(duration_ms) "
-            "from model_calls group by 1, 2, 3"
+            f"from model_calls where {in_range} group by 1, 2, 3", params
         )
     }
 
@@ -229,15 +246,18 @@ _PROPOSALS_SQL = (
     "c.external_id as conversation_external_id, "
     "p.name as prompt_name, p.version as prompt_version from extractions e "
     "join conversations c on c.id = e.conversation_id left join prompts p on p.id = e.prompt_id "
-    f"where e.{NOT_SCRUB} order by e.conversation_id, e.prompt_id, e.model"
+    f"where e.{NOT_SCRUB} and {{in_range}} order by e.conversation_id, e.prompt_id, e.model"
 )
 
 
-def proposal_records(db: sqlite_utils.Database) -> Iterator[ProposalRecord | tuple[str, str]]:
-    """Every extraction, sorted by conversation, prompt and model; `(id, reason)` if invalid."""
-    calls = _model_calls(db)
+def proposal_records(db: sqlite_utils.Database, ids: IdRange = EVERY_ID
+                     ) -> Iterator[ProposalRecord | tuple[str, str]]:
+    """Every extraction (of the conversations in `ids`), sorted by conversation, prompt and
+    model; `(id, reason)` if invalid."""
+    calls = _model_calls(db, ids)
     fields = functools.cache(_proposal_fields)
-    for row in db.query(_PROPOSALS_SQL):
+    in_range, params = id_range_sql("e.conversation_id", ids)
+    for row in db.query(_PROPOSALS_SQL.format(in_range=in_range), params):
         extra = {k: row.pop(k) for k in ("conversation_source", "conversation_turns",
                                          "conversation_external_id", "prompt_name",
                                          "prompt_version")}
@@ -318,14 +338,15 @@ def check_filters(db: sqlite_utils.Database, what: ExportWhat, filters: ExportFi
 
 
 def _selected(
-    db: sqlite_utils.Database, what: ExportWhat, filters: ExportFilter, report: ExportReport
+    db: sqlite_utils.Database, what: ExportWhat, filters: ExportFilter, report: ExportReport,
+    ids: IdRange, without_gold: list[tuple[str, str]],
 ) -> Iterator[ExportRecord | ProposalRecord]:
-    """The records of `what` that pass every filter; the report counts the rest."""
+    """The records of `what` (of the conversations in `ids`) that pass every filter; the
+    report counts the rest. Annotated conversations without gold go to `without_gold`."""
     checks = _checks(filters)
     report.kept_by_filter = {label: 0 for label, _ in checks}
-    without_gold: list[tuple[str, str]] = []
-    items = (proposal_records(db) if what is ExportWhat.proposals
-             else export_records(db, filters, without_gold=without_gold))
+    items = (proposal_records(db, ids) if what is ExportWhat.proposals
+             else export_records(db, filters, without_gold=without_gold, ids=ids))
     for item in items:
         if isinstance(item, LeftOut):
             report.left_out.append(item)
@@ -342,8 +363,6 @@ def _selected(
             report.filtered_out += 1
             continue
         yield item
-    if what is not ExportWhat.proposals:
-        report.left_out.extend(_without_gold(db, without_gold, filters))
 
 
 def _row(record: ExportRecord | ProposalRecord, what: ExportWhat) -> dict[str, Any]:
@@ -353,19 +372,120 @@ def _row(record: ExportRecord | ProposalRecord, what: ExportWhat) -> dict[str, A
 
 def _write(
     db: sqlite_utils.Database, sink: RowSink, what: ExportWhat, filters: ExportFilter,
-    report: ExportReport,
+    report: ExportReport, parts_folder: Path | None = None,
 ) -> ExportReport:
+    """Write the records into `sink` and count them in `report`; a large study's in two parts
+    at once (`PARTS_MIN_RECORDS`), the second's file made in `parts_folder` (None: the
+    system's temporary folder) and appended."""
     try:
-        for record in _selected(db, what, filters, report):
-            sink.write(_row(record, what))
-            report.stats.add(record)
-            report.exported += 1
+        split = _second_part_start(db, what)
+        if split is None:
+            without_gold = _write_records(db, sink, what, filters, report, EVERY_ID)
+        else:
+            without_gold = _write_in_two_parts(db, sink, what, filters, report, split,
+                                               parts_folder)
+        report.left_out.extend(without_gold)
     finally:
         sink.close()
     report.provenance = provenance(
         db, report.stats.prompt_ids,
         "extractions" if what is ExportWhat.proposals else "gold (decided labels)")
     return report
+
+
+def _write_records(
+    db: sqlite_utils.Database, sink: RowSink, what: ExportWhat, filters: ExportFilter,
+    report: ExportReport, ids: IdRange,
+) -> list[LeftOut]:
+    """Write the records of the conversations in `ids` into `sink` (left open), counted in
+    `report`; the annotated conversations among them without gold, with why, are returned:
+    the report lists them after every record's."""
+    without_gold: list[tuple[str, str]] = []
+    for record in _selected(db, what, filters, report, ids, without_gold):
+        sink.write(_row(record, what))
+        report.stats.add(record)
+        report.exported += 1
+    return list(_without_gold(db, without_gold, filters))
+
+
+# From this many records (gold labels, or proposals), an export is written in two parts at
+# once, on two cores: the second half of the conversation ids by a worker process into a file
+# of its own, appended when the first half is written. Below it, starting the process costs
+# more than it saves.
+PARTS_MIN_RECORDS = 50_000
+
+
+def _second_part_start(db: sqlite_utils.Database, what: ExportWhat) -> str | None:
+    """The conversation id the second part starts at; None: one part (a small study, or a
+    database in memory, which a worker cannot open)."""
+    table = "extractions" if what is ExportWhat.proposals else "gold"
+    count = db[table].count
+    if count < PARTS_MIN_RECORDS or database_path(db) is None:
+        return None
+    row = db.execute(f"select conversation_id from {table} order by conversation_id "
+                     "limit 1 offset ?", [count // 2]).fetchone()
+    return row[0] if row else None
+
+
+def _write_in_two_parts(
+    db: sqlite_utils.Database, sink: RowSink, what: ExportWhat, filters: ExportFilter,
+    report: ExportReport, split: str, parts_folder: Path | None,
+) -> list[LeftOut]:
+    """`_write_records` of every conversation: those before `split` here, the others at the
+    same time in a worker, whose file is then appended to `sink` and whose report is merged
+    into `report`. Records, report and its lists come out in the order one part gives."""
+    with tempfile.TemporaryDirectory(prefix=".annotator-export-", dir=parts_folder) as folder, \
+            multiprocessing.get_context("spawn").Pool(1) as pool:  # spawn: see _card_agreement
+        part = Path(folder) / "second-part"
+        second = pool.apply_async(_write_part, (str(database_path(db)), what, report.format,
+                                                filters, (split, None), str(part)))
+        without_gold = _write_records(db, sink, what, filters, report, (None, split))
+        later, later_without_gold = second.get()
+        sink.append(part)
+    report.merge(later)
+    return [*without_gold, *later_without_gold]
+
+
+def _write_part(
+    path: str, what: ExportWhat, fmt: ExportFormat, filters: ExportFilter, ids: IdRange,
+    part: str,
+) -> tuple[ExportReport, list[LeftOut]]:
+    """In a worker process: the records of `ids` written into the file `part`, as `fmt`'s sink
+    appends it (Parquet, or text without a header and uncompressed), with their report and
+    the annotated conversations without gold among them."""
+    collect_garbage_rarely()  # a spawned worker starts with Python's defaults
+    db = open_existing_db(path)
+    report = ExportReport(format=fmt, what=what)
+    try:
+        with _part_file(Path(part), fmt) as target:
+            sink = _sink(target, fmt, what, header=False)
+            try:
+                return report, _write_records(db, sink, what, filters, report, ids)
+            finally:
+                sink.close()
+    finally:
+        db.conn.close()
+
+
+@contextmanager
+def _part_file(part: Path, fmt: ExportFormat) -> Iterator[Path | IO[str]]:
+    if fmt in PARQUET_FORMATS:
+        yield part
+        return
+    with open(part, "w", encoding="utf-8", newline="") as handle:
+        yield handle
+
+
+def _sink(target: Path | IO[str], fmt: ExportFormat, what: ExportWhat, header: bool = True
+          ) -> RowSink:
+    """The sink of `fmt` writing into `target`: a file's path for Parquet, else a text handle."""
+    if fmt in PARQUET_FORMATS:
+        assert isinstance(target, Path)
+        return ParquetSink(target, SCHEMAS[what])
+    assert not isinstance(target, Path)
+    if fmt is ExportFormat.csv:
+        return _csv_sink(target, what, header)
+    return JsonlSink(target)
 
 
 def _without_gold(
@@ -470,11 +590,11 @@ def _proposal_csv_row(row: dict[str, Any]) -> list[str]:
     return [cells[c] if c in cells else _text(row[c]) for c in PROPOSAL_CSV_COLUMNS]
 
 
-def _csv_sink(handle: io.TextIOBase, what: ExportWhat) -> CsvSink:
+def _csv_sink(handle: IO[str], what: ExportWhat, header: bool = True) -> CsvSink:
     if what is ExportWhat.proposals:
-        return CsvSink(handle, PROPOSAL_CSV_COLUMNS, _proposal_csv_row)
+        return CsvSink(handle, PROPOSAL_CSV_COLUMNS, _proposal_csv_row, header)
     columns = CSV_COLUMNS + (["annotations_json"] if what is ExportWhat.validated else [])
-    return CsvSink(handle, columns, _gold_csv_row)
+    return CsvSink(handle, columns, _gold_csv_row, header)
 
 
 # --- entry points ---------------------------------------------------------------------------------
@@ -501,8 +621,8 @@ def render_export(
     what = _shape(what, filters)
     check_filters(db, what, filters)
     buffer = io.StringIO()
-    sink = _csv_sink(buffer, what) if fmt is ExportFormat.csv else JsonlSink(buffer)
-    report = _write(db, sink, what, filters, ExportReport(format=fmt, what=what))
+    report = _write(db, _sink(buffer, fmt, what), what, filters,
+                    ExportReport(format=fmt, what=what))
     return buffer.getvalue(), report
 
 
@@ -544,13 +664,14 @@ def _write_file(
 ) -> ExportReport:
     """Write the records into `target` (a fresh file, or folder for `hf`), or `stream`."""
     report = ExportReport(format=fmt, what=what)
-    if fmt in (ExportFormat.parquet, ExportFormat.hf):
+    # a second part's file goes beside the export (on the disk chosen for it), not in /tmp
+    parts_folder = None if stream is not None else target.parent
+    if fmt in PARQUET_FORMATS:
         data = target / HF_DATA_FILE if fmt is ExportFormat.hf else target
         data.parent.mkdir(parents=True, exist_ok=True)
-        return _write(db, ParquetSink(data, SCHEMAS[what]), what, filters, report)
+        return _write(db, _sink(data, fmt, what), what, filters, report, parts_folder)
     with text_file(target, fmt is ExportFormat.jsonl_gz, stream) as handle:
-        sink = _csv_sink(handle, what) if fmt is ExportFormat.csv else JsonlSink(handle)
-        return _write(db, sink, what, filters, report)
+        return _write(db, _sink(handle, fmt, what), what, filters, report, parts_folder)
 
 
 def export(

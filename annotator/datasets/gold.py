@@ -21,11 +21,14 @@ import sqlite_utils
 from pydantic import BaseModel, Field
 
 from annotator.db import (
+    EVERY_ID,
     VOTES,
+    IdRange,
     annotation_to_row,
     authors_own,
     dumps,
     gold_to_row,
+    id_range_sql,
     loads,
     row_to_annotation,
     row_to_conversation,
@@ -384,11 +387,14 @@ def _live_annotations(db: sqlite_utils.Database) -> dict[str, list[Annotation]]:
     return dict(live_annotations_in_order(db))
 
 
-def live_annotations_in_order(db: sqlite_utils.Database) -> Iterator[tuple[str, list[Annotation]]]:
+def live_annotations_in_order(db: sqlite_utils.Database, ids: IdRange = EVERY_ID
+                              ) -> Iterator[tuple[str, list[Annotation]]]:
     """`live_annotations` one conversation at a time, in conversation id order (SQLite's
     binary order, which is Python's order of the ids): a reader that walks gold in the same
-    order holds one conversation's annotations, not the study's."""
-    rows = db.query(f"select * from annotations where {VOTES} order by conversation_id, annotator")
+    order holds one conversation's annotations, not the study's. `ids`: only those."""
+    in_range, params = id_range_sql("conversation_id", ids)
+    rows = db.query(f"select * from annotations where {VOTES} and {in_range} "
+                    "order by conversation_id, annotator", params)
     for conversation_id, group in groupby(rows, key=itemgetter("conversation_id")):
         yield conversation_id, [row_to_annotation(row) for row in group]
 
@@ -690,9 +696,10 @@ def live_annotations(db: sqlite_utils.Database) -> dict[str, list[Annotation]]:
 
 def gold_records(
     db: sqlite_utils.Database, annotations: dict[str, list[Annotation]] | None = None,
-    with_annotations: bool = True,
+    with_annotations: bool = True, ids: IdRange = EVERY_ID,
 ) -> Iterator[GoldRecord]:
-    """Every adjudicated conversation as a gold-file record, sorted by conversation id.
+    """Every adjudicated conversation as a gold-file record, sorted by conversation id (of
+    those in `ids`).
 
     `annotations` (from `live_annotations`) saves reading them again for a caller that has them;
     `with_annotations=False` leaves the records' `annotations` empty, for a caller that reads
@@ -704,8 +711,10 @@ def gold_records(
     # 300,000 conversations)
     columns = ("id", "source", "external_id", "turns", "metadata", "scrubbed", "ingested_at")
     joined = ", ".join(f"c.{name} as _c_{name}" for name in columns)
+    in_range, params = id_range_sql("g.conversation_id", ids)
     for row in db.query(f"select g.*, {joined} from gold g left join conversations c "
-                        "on c.id = g.conversation_id order by g.conversation_id"):
+                        f"on c.id = g.conversation_id where {in_range} "
+                        "order by g.conversation_id", params):
         conversation_id = row["conversation_id"]
         found = {name: row.pop(f"_c_{name}") for name in columns}
         conversation = row_to_conversation(

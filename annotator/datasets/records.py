@@ -156,6 +156,20 @@ class ExportStats(BaseModel):
     def conversation_ids(self) -> set[str]:
         return set(self._ids)
 
+    def merge(self, later: ExportStats) -> None:
+        """Add the stats of records that came after these, of other conversations (an export's
+        second part): as if `add` had counted them here, counts in first-seen order."""
+        for name in ("response_types", "categories", "sources", "tasks", "statuses"):
+            counts = getattr(self, name)
+            for key, n in getattr(later, name).items():
+                counts[key] = counts.get(key, 0) + n
+        self.prompt_ids.extend(p for p in later.prompt_ids if p not in self.prompt_ids)
+        self._ids |= later._ids
+        self.conversations = len(self._ids)
+        self.decided_by_person += later.decided_by_person
+        self.new_labels_since += later.new_labels_since
+        self.free_values += later.free_values
+
 
 def _bump(counts: dict[str, int], key: str) -> None:
     counts[key] = counts.get(key, 0) + 1
@@ -177,3 +191,14 @@ class ExportReport(BaseModel):
     stats: ExportStats = Field(default_factory=ExportStats)
     provenance: Provenance | None = Field(None, description="tool version, study fingerprint, "
                                           "prompt ids, label source and time of the export")
+
+    def merge(self, later: ExportReport) -> None:
+        """Add the report of records written after these (an export's second part)."""
+        self.exported += later.exported
+        self.considered += later.considered
+        self.filtered_out += later.filtered_out
+        for label, n in later.kept_by_filter.items():
+            self.kept_by_filter[label] = self.kept_by_filter.get(label, 0) + n
+        self.invalid.extend(later.invalid)
+        self.left_out.extend(later.left_out)
+        self.stats.merge(later.stats)

@@ -53,6 +53,8 @@ class ExportWhat(StrEnum):
     proposals = "proposals"
 
 
+# Formats written as Parquet (`hf`: a folder around one Parquet file).
+PARQUET_FORMATS = (ExportFormat.parquet, ExportFormat.hf)
 # Formats a caller can hold as text (the app's download button).
 TEXT_FORMATS = (ExportFormat.jsonl, ExportFormat.csv)
 # Longest suffix first: "x.jsonl.gz" is jsonl.gz, not gz.
@@ -192,7 +194,15 @@ def _remove(path: Path) -> None:
 class RowSink(Protocol):
     def write(self, row: dict[str, Any]) -> None: ...
 
+    def append(self, part: Path) -> None:
+        """Add the rows a sink of the same kind wrote into `part` (without a header)."""
+
     def close(self) -> None: ...
+
+
+def _append_text(handle: IO[str], part: Path) -> None:
+    with open(part, encoding="utf-8", newline="") as rows:
+        shutil.copyfileobj(rows, handle, 1 << 20)
 
 
 class JsonlSink:
@@ -203,6 +213,9 @@ class JsonlSink:
 
     def write(self, row: dict[str, Any]) -> None:
         self.handle.write(orjson.dumps(row).decode() + "\n")
+
+    def append(self, part: Path) -> None:
+        _append_text(self.handle, part)
 
     def close(self) -> None:
         self.handle.flush()
@@ -221,14 +234,18 @@ class CsvSink:
     """One row a record, flattened by `to_row`; every cell neutralised."""
 
     def __init__(self, handle: IO[str], columns: list[str],
-                 to_row: Callable[[dict[str, Any]], list[str]]) -> None:
+                 to_row: Callable[[dict[str, Any]], list[str]], header: bool = True) -> None:
         self.writer = csv.writer(handle)
         self.to_row = to_row
         self.handle = handle
-        self.writer.writerow(columns)
+        if header:
+            self.writer.writerow(columns)
 
     def write(self, row: dict[str, Any]) -> None:
         self.writer.writerow([neutralise(cell) for cell in self.to_row(row)])
+
+    def append(self, part: Path) -> None:
+        _append_text(self.handle, part)
 
     def close(self) -> None:
         self.handle.flush()
@@ -252,6 +269,13 @@ class ParquetSink:
         if self.pending:
             self.writer.write_table(pa.Table.from_pylist(self.pending, schema=self.schema))
             self.pending = []
+
+    def append(self, part: Path) -> None:
+        # a row group at a time: the part is never in memory whole
+        self._flush()
+        rows = pq.ParquetFile(part)
+        for group in range(rows.num_row_groups):
+            self.writer.write_table(rows.read_row_group(group))
 
     def close(self) -> None:
         self._flush()
@@ -319,6 +343,7 @@ SCHEMAS: dict[ExportWhat, pa.Schema] = {
 __all__ = [
     "FORMULA_STARTS",
     "HF_DATA_FILE",
+    "PARQUET_FORMATS",
     "SCHEMAS",
     "STDOUT",
     "STREAM_FORMATS",
