@@ -657,3 +657,23 @@ def test_an_export_written_in_two_parts_is_the_export_written_in_one(study, tmp_
         left = [x["conversation_id"] for x in one[0][1]["left_out"]]
         assert left == [ids[1], ids[-2]]
     assert not [p for p in (tmp_path / "two").iterdir() if p.name.startswith(".")]
+
+
+def test_the_card_computes_its_own_figures_only_and_each_is_the_full_reports(study):
+    """Real SQLite: the card asks `study_agreement` for the figures it shows alone
+    (`CARD_AGREEMENT`, a third of the work at 300,000 conversations); each of them is the
+    figure the full report gives, interval and count included."""
+    from annotator.datasets.card import _FIGURES, CARD_AGREEMENT, _whose
+    from annotator.measure.frames import study_agreement
+
+    db = open_db(study)
+    card = study_agreement(db, **CARD_AGREEMENT)
+    full = study_agreement(db, **{k: v for k, v in CARD_AGREEMENT.items() if k != "figures"})
+
+    def shown(report) -> dict:
+        return {(_whose(r), r.key, r.scope): r.model_dump() for r in report.rows
+                if (_whose(r), r.key) in set(_FIGURES)}
+
+    assert len(shown(card)) >= len(_FIGURES)
+    assert shown(card) == shown(full)
+    assert len(card.rows) < len(full.rows) / 2

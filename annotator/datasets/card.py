@@ -118,7 +118,10 @@ def _label(row: AgreementRow) -> str:
 
 
 # The card's agreement figures: its levels (the value, its top category) and resamples.
-CARD_AGREEMENT = {"levels": (0, 3), "n_boot": 200, "top_k": 0}
+# The figures the card shows (`_FIGURES`) and no others: the MASI distance alone, no pair of
+# annotators, no model against one annotator (a third of the work; each figure the same).
+CARD_AGREEMENT = {"levels": (0, 3), "n_boot": 200, "top_k": 0,
+                  "figures": {"distances": ("masi",), "pairwise": False, "per_annotator": False}}
 
 
 def card_agreement(path: str) -> AgreementReport | None:

@@ -11,6 +11,7 @@ their table is unchanged (`stored_frames`, `frame_store`): building one parses e
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from sys import intern
 from typing import Any, NamedTuple
@@ -345,7 +346,8 @@ PARALLEL_MIN_ANNOTATIONS = 50_000
 
 
 def _inter_annotator_part(path: str, signature: str, levels: tuple[int, ...], n_boot: int,
-                          top_k: int, seed: int) -> AgreementReport | None:
+                          top_k: int, seed: int, figures: Mapping[str, Any]
+                          ) -> AgreementReport | None:
     """The inter-annotator part of `study_agreement`, in a worker process, from the stored
     annotations frame of exactly this signature (None if it is no longer stored)."""
     from annotator.db import collect_garbage_rarely
@@ -357,7 +359,7 @@ def _inter_annotator_part(path: str, signature: str, levels: tuple[int, ...], n_
         return None
     tree = load_taxonomy()
     return agreement_report(annotations, level_maps={lv: tree.level_map(lv) for lv in levels},
-                            levels=levels, n_boot=n_boot, top_k=top_k, seed=seed)
+                            levels=levels, n_boot=n_boot, top_k=top_k, seed=seed, **figures)
 
 
 def study_agreement(
@@ -368,6 +370,7 @@ def study_agreement(
     top_k: int = 50,
     seed: int = 0,
     parallel_min_annotations: int = PARALLEL_MIN_ANNOTATIONS,
+    figures: Mapping[str, Any] | None = None,
 ) -> AgreementReport:
     """Inter-annotator and model-human agreement of the study, from its stored labels.
 
@@ -377,6 +380,8 @@ def study_agreement(
     report's `settings["few_shot_left_out"]` says how many conversations, per prompt id.
     From `parallel_min_annotations` annotations, the inter-annotator figures are computed in
     a second process (the same figures: each draws its resamples from `seed` alone).
+    `figures`: `agreement_report`'s choices of figures (`distances`, `pairwise`,
+    `per_annotator`), for a caller that shows only some; each figure is the same either way.
     """
     from annotator.taxonomy import load_taxonomy
 
@@ -388,7 +393,8 @@ def study_agreement(
         extractions = extractions[extractions["prompt_id"].isin(prompt_ids)]
         left_out = {pid: n for pid, n in left_out.items() if pid in prompt_ids}
     maps = {level: tree.level_map(level) for level in levels}
-    settings = {"levels": levels, "n_boot": n_boot, "top_k": top_k, "seed": seed}
+    settings = {"levels": levels, "n_boot": n_boot, "top_k": top_k, "seed": seed,
+                **(figures or {})}
     path = database_path(db)
     if (path is None or len(study.annotations) < parallel_min_annotations
             or not has_frame(path, "annotations", study.annotations_signature)):
@@ -398,7 +404,7 @@ def study_agreement(
         # spawn, not fork: the caller may hold threads (a progress bar's) and their locks
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             part = pool.submit(_inter_annotator_part, str(path), study.annotations_signature,
-                               levels, n_boot, top_k, seed)
+                               levels, n_boot, top_k, seed, figures or {})
             models = agreement_report(study.annotations, study.gold, extractions, maps,
                                       prompt_ids=prompt_ids or None, inter_annotator=False,
                                       **settings)
