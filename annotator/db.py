@@ -642,6 +642,14 @@ def open_existing_db(path: str | Path, check_same_thread: bool = True) -> sqlite
     return open_db(path, check_same_thread=check_same_thread)
 
 
+def database_path(db: sqlite_utils.Database) -> Path | None:
+    """The file behind this connection; None for a database in memory."""
+    for _, name, file in db.execute("pragma database_list"):
+        if name == "main":
+            return Path(file) if file else None
+    return None
+
+
 # Cyclic garbage collection every this many new container objects (Python's default is 700).
 BULK_GC_THRESHOLD = 100_000
 

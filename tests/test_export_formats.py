@@ -33,6 +33,7 @@ from typer.testing import CliRunner  # noqa: E402
 from annotator import config  # noqa: E402
 from annotator.cli import app  # noqa: E402
 from annotator.datasets import export as export_module  # noqa: E402
+from annotator.datasets import halves  # noqa: E402
 from annotator.datasets.export import (
     CSV_COLUMNS,
     ExportFilter,
@@ -613,7 +614,7 @@ def _report_of(report: ExportReport) -> dict:
 @pytest.mark.parametrize("what", list(ExportWhat))
 def test_an_export_written_in_two_parts_is_the_export_written_in_one(study, tmp_path,
                                                                       monkeypatch, what):
-    """Real SQLite, a real worker process: from `PARTS_MIN_RECORDS` records (lowered here)
+    """Real SQLite, a real worker process: from `halves.MIN_ROWS` records (lowered here)
     the second half of the conversations is written by a worker into a file of its own and
     appended. Every format, a filter, and standard output give the same records in the same
     order as one part, and the same report: counts, and the conversations left out (here two
@@ -646,7 +647,7 @@ def test_an_export_written_in_two_parts_is_the_export_written_in_one(study, tmp_
         parts.append(args[5])  # the conversation id the second part starts at
         return two_parts(*args, **kwargs)
 
-    monkeypatch.setattr(export_module, "PARTS_MIN_RECORDS", 1)
+    monkeypatch.setattr(halves, "MIN_ROWS", 1)
     monkeypatch.setattr(export_module, "_write_in_two_parts", spy)
     two = each_export(tmp_path / "two")
     assert len(parts) == len(two) and ids[0] < parts[0] <= ids[-1]

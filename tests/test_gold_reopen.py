@@ -264,3 +264,64 @@ def test_edited_annotations_leave_agreement_and_anchoring(shared):
     assert printed.exit_code == 0, printed.output
     assert "set aside 2 annotations: last changed by someone other than their author" in " ".join(
         printed.output.split())
+
+
+def _table(db, name: str, drop: tuple[str, ...]) -> list[dict]:
+    """A table's rows without the columns that hold the time of a run."""
+    return [{k: v for k, v in row.items() if k not in drop}
+            for row in db.query(f"select * from {name} order by conversation_id")]
+
+
+def test_adjudicate_in_two_halves_decides_as_one_pass(tmp_path, monkeypatch):
+    """Real SQLite, a real worker process: from `halves.MIN_ROWS` annotations (lowered here) a
+    second process reads the second half of the conversations. Every kind of outcome, in both
+    halves (a new majority, other labels, a split, an incomplete label, a person's decision
+    with newer labels, nothing changed): the same report, lists in the same order, and the
+    same gold and re-opened rows, as one pass gives."""
+    from annotator.datasets import gold as gold_module
+    from annotator.datasets import halves
+
+    path = tmp_path / "study.db"
+    ids = sorted(c.id for c in make_study(path, n=14))
+    db = open_db(path)
+    import_labels(db, [_labels_file(tmp_path / "round1.jsonl", [
+        _vote(cid, who, "neutral") for cid in ids[:12] for who in ("a", "b")])])
+    assert adjudicate(db).decided == 12
+    for cid in (ids[2], ids[9]):
+        decide(db, cid, Labels(response_type="reframing", subjective=True), decided_by="ada")
+    more = []
+    for half in (0, 7):
+        first, split, person, incomplete, new = (ids[half + k] for k in (0, 1, 2, 3, 5))
+        more += [*(_vote(first, who, "mild support") for who in ("c", "d", "e")),
+                 _vote(split, "c", "reframing"), _vote(split, "d", "reframing"),
+                 _vote(person, "c", "neutral"),
+                 {"conversation": incomplete, "annotator": "c", "response_type": "neutral"},
+                 _vote(new, "a", "neutral"), _vote(new, "b", "neutral")]
+    import_labels(db, [_labels_file(tmp_path / "round2.jsonl", more)])
+    copies = []
+    for name in ("one", "two"):
+        copy = open_db(tmp_path / f"{name}.db")
+        db.conn.backup(copy.conn)
+        copies.append(copy)
+    one = adjudicate(copies[0])
+    started = []
+    in_worker = gold_module.in_worker
+
+    def spy(*args):
+        started.append(args[-1])
+        return in_worker(*args)
+
+    monkeypatch.setattr(halves, "MIN_ROWS", 1)
+    monkeypatch.setattr(gold_module, "in_worker", spy)
+    two = adjudicate(copies[1])
+    assert len(started) == 1 and ids[0] < started[0][0] <= ids[-1]
+    assert two.model_dump() == one.model_dump()
+    assert (one.decided, one.new_labels_since) == (3, [ids[2], ids[9]])
+    assert [r.conversation_id for r in one.reopened] == one.need_a_person == [
+        ids[1], ids[3], ids[8], ids[10]]
+    for table, when in (("gold", ("decided_at", "history")), ("gold_reopened", ("reopened_at",
+                                                                                  "history"))):
+        assert _table(copies[1], table, when) == _table(copies[0], table, when)
+    assert [json.loads(r["history"])[-1]["response_type"] for r in
+            copies[1].query("select history from gold_reopened order by conversation_id")] == [
+        "neutral"] * 4

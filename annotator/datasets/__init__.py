@@ -4,4 +4,5 @@
 - `import_labels`: labels made outside Label Studio read into the study.
 - `show`: everything the study knows about one conversation (`annotator show`).
 - `export`, `writers`, `card`: which records an export holds, each format's writer, the card.
+- `halves`: a large study read in two halves at once, by `export` and `adjudicate`.
 """

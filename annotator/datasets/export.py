@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import io
-import multiprocessing
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,6 +40,7 @@ from annotator.datasets.gold import (
     not_adjudicated_reason,
     side_by_side,
 )
+from annotator.datasets.halves import in_worker, second_half_start
 from annotator.datasets.records import (
     ExportedAnnotation,
     ExportedValue,
@@ -75,6 +75,7 @@ from annotator.db import (
     EVERY_ID,
     IdRange,
     collect_garbage_rarely,
+    database_path,
     id_range_sql,
     loads,
     open_existing_db,
@@ -83,7 +84,6 @@ from annotator.db import (
 )
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
 from annotator.extract.prompts import NOT_SCRUB
-from annotator.measure.frame_store import database_path
 from annotator.models import (
     Annotation,
     GoldRecord,
@@ -374,11 +374,11 @@ def _write(
     db: sqlite_utils.Database, sink: RowSink, what: ExportWhat, filters: ExportFilter,
     report: ExportReport, parts_folder: Path | None = None,
 ) -> ExportReport:
-    """Write the records into `sink` and count them in `report`; a large study's in two parts
-    at once (`PARTS_MIN_RECORDS`), the second's file made in `parts_folder` (None: the
-    system's temporary folder) and appended."""
+    """Write the records into `sink` and count them in `report`; a large study's in two
+    halves at once (`halves`), the second's file made in `parts_folder` (None: the system's
+    temporary folder) and appended."""
     try:
-        split = _second_part_start(db, what)
+        split = second_half_start(db, "extractions" if what is ExportWhat.proposals else "gold")
         if split is None:
             without_gold = _write_records(db, sink, what, filters, report, EVERY_ID)
         else:
@@ -408,25 +408,6 @@ def _write_records(
     return list(_without_gold(db, without_gold, filters))
 
 
-# From this many records (gold labels, or proposals), an export is written in two parts at
-# once, on two cores: the second half of the conversation ids by a worker process into a file
-# of its own, appended when the first half is written. Below it, starting the process costs
-# more than it saves.
-PARTS_MIN_RECORDS = 50_000
-
-
-def _second_part_start(db: sqlite_utils.Database, what: ExportWhat) -> str | None:
-    """The conversation id the second part starts at; None: one part (a small study, or a
-    database in memory, which a worker cannot open)."""
-    table = "extractions" if what is ExportWhat.proposals else "gold"
-    count = db[table].count
-    if count < PARTS_MIN_RECORDS or database_path(db) is None:
-        return None
-    row = db.execute(f"select conversation_id from {table} order by conversation_id "
-                     "limit 1 offset ?", [count // 2]).fetchone()
-    return row[0] if row else None
-
-
 def _write_in_two_parts(
     db: sqlite_utils.Database, sink: RowSink, what: ExportWhat, filters: ExportFilter,
     report: ExportReport, split: str, parts_folder: Path | None,
@@ -434,13 +415,12 @@ def _write_in_two_parts(
     """`_write_records` of every conversation: those before `split` here, the others at the
     same time in a worker, whose file is then appended to `sink` and whose report is merged
     into `report`. Records, report and its lists come out in the order one part gives."""
-    with tempfile.TemporaryDirectory(prefix=".annotator-export-", dir=parts_folder) as folder, \
-            multiprocessing.get_context("spawn").Pool(1) as pool:  # spawn: see _card_agreement
+    with tempfile.TemporaryDirectory(prefix=".annotator-export-", dir=parts_folder) as folder:
         part = Path(folder) / "second-part"
-        second = pool.apply_async(_write_part, (str(database_path(db)), what, report.format,
-                                                filters, (split, None), str(part)))
-        without_gold = _write_records(db, sink, what, filters, report, (None, split))
-        later, later_without_gold = second.get()
+        with in_worker(_write_part, str(database_path(db)), what, report.format, filters,
+                       (split, None), str(part)) as second:
+            without_gold = _write_records(db, sink, what, filters, report, (None, split))
+            later, later_without_gold = second.get()
         sink.append(part)
     report.merge(later)
     return [*without_gold, *later_without_gold]
@@ -744,10 +724,8 @@ def _card_agreement(db: sqlite_utils.Database, wanted: bool) -> Iterator[AsyncRe
         return
     from annotator.datasets.card import card_agreement
 
-    # spawn, not fork: the caller may hold threads (a progress bar's) and their locks. Leaving
-    # the pool ends its worker: an export that failed does not wait for its card.
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        yield pool.apply_async(card_agreement, (str(path),))
+    with in_worker(card_agreement, str(path)) as figures:  # an export that fails does not wait
+        yield figures
 
 
 __all__ = [

@@ -20,16 +20,20 @@ from typing import Any, NamedTuple
 import sqlite_utils
 from pydantic import BaseModel, Field
 
+from annotator.datasets.halves import in_worker, second_half_start
 from annotator.db import (
     EVERY_ID,
     VOTES,
     IdRange,
     annotation_to_row,
     authors_own,
+    collect_garbage_rarely,
+    database_path,
     dumps,
     gold_to_row,
     id_range_sql,
     loads,
+    open_existing_db,
     row_to_annotation,
     row_to_conversation,
     row_to_gold,
@@ -325,6 +329,13 @@ class AdjudicationReport(BaseModel):
         self.need_a_person.append(conversation_id)
         self.reasons.append(PersonNeeded(conversation_id=conversation_id, reason=reason))
 
+    def merge(self, later: AdjudicationReport) -> None:
+        """Add the report of conversations after these (`adjudicate`'s second half)."""
+        for name in ("decided", "unchanged", "kept_person_decisions", "set_aside"):
+            setattr(self, name, getattr(self, name) + getattr(later, name))
+        for name in ("need_a_person", "reasons", "reopened", "new_labels_since"):
+            getattr(self, name).extend(getattr(later, name))
+
 
 def own_annotations(annotations: Iterable[Annotation]) -> tuple[list[Annotation], int]:
     """The annotations whose labels are their author's, and how many were set aside: last
@@ -453,18 +464,56 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> Adjudicat
     the conversation is decided again, by the rule or by a person. A person's decision stays,
     listed in `new_labels_since` when the labels changed after it. Annotations last changed by
     someone other than their author are no one's vote (`set_aside`).
+
+    A large study is read in two halves at once (`halves`), the decisions written after both.
     """
+    split = second_half_start(db, "annotations")
+    if split is None:
+        report, decided, reopening = _decisions(db, min_annotations, EVERY_ID)
+    else:
+        with in_worker(_decisions_of_file, str(database_path(db)), min_annotations,
+                       (split, None)) as second:
+            report, decided, reopening = _decisions(db, min_annotations, (None, split))
+            later, later_decided, later_reopening = second.get()
+        report.merge(later)
+        decided += later_decided
+        reopening += later_reopening
+    # Written at the end, in two batches: a statement a conversation cost minutes at 300,000.
+    with db.conn:
+        _reopen_rows(db, reopening)
+    _store_gold_rows(db, decided)
+    return report
+
+
+Decisions = tuple[AdjudicationReport, list[dict[str, Any]], list[dict[str, Any]]]
+
+
+def _decisions_of_file(path: str, min_annotations: int, ids: IdRange) -> Decisions:
+    """`_decisions` in a worker process, from the study file."""
+    collect_garbage_rarely()  # a spawned worker starts with Python's defaults
+    db = open_existing_db(path)
+    try:
+        return _decisions(db, min_annotations, ids)
+    finally:
+        db.conn.close()
+
+
+def _decisions(db: sqlite_utils.Database, min_annotations: int, ids: IdRange) -> Decisions:
+    """What `adjudicate` decides for the conversations in `ids`, nothing written: its report,
+    the gold rows to store and the majority labels to re-open."""
     report = AdjudicationReport()
     decided: list[dict[str, Any]] = []
     reopening: list[dict[str, Any]] = []
+    in_range, params = id_range_sql("conversation_id", ids)
     # Decisions re-opened by an earlier run, read once: a decided conversation carries the
     # history of its re-opened label (`_gold_row`); a query each costs a minute at 300,000.
-    waiting = {row["conversation_id"]: row for row in db["gold_reopened"].rows}
+    waiting = {row["conversation_id"]: row for row in db.query(
+        f"select * from gold_reopened where {in_range}", params)}
     # Annotations and gold are read side by side in id order, one conversation at a time;
     # what changes is written after the reading, at the end.
-    gold_rows = ((row["conversation_id"], row)
-                 for row in db.query("select * from gold order by conversation_id"))
-    for conversation_id, labelled, existing in side_by_side(live_annotations_in_order(db),
+    gold_rows = ((row["conversation_id"], row) for row in db.query(
+        f"select * from gold where {in_range} order by conversation_id", params))
+    for conversation_id, labelled, existing in side_by_side(live_annotations_in_order(db, ids),
                                                               gold_rows):
         labelled = labelled or []
         own, aside = own_annotations(labelled)
@@ -492,11 +541,7 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> Adjudicat
         if existing and (why := majority_out_of_date(row_to_gold(existing), labelled)):
             reopening.append(_reopen_row(conversation_id, existing, why))
             report.reopened.append(PersonNeeded(conversation_id=conversation_id, reason=why))
-    # Written at the end, in two batches: a statement a conversation cost minutes at 300,000.
-    with db.conn:
-        _reopen_rows(db, reopening)
-    _store_gold_rows(db, decided)
-    return report
+    return report, decided, reopening
 
 
 def side_by_side(first: Iterator[tuple[str, Any]], second: Iterator[tuple[str, Any]]

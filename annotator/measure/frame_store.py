@@ -118,14 +118,6 @@ def is_frame_table(table: str) -> bool:
     return table in ("annotations", "gold") or table.startswith("extractions:")
 
 
-def database_path(db: sqlite_utils.Database) -> Path | None:
-    """The file behind this connection; None for a database in memory."""
-    for _, name, file in db.execute("pragma database_list"):
-        if name == "main":
-            return Path(file) if file else None
-    return None
-
-
 def _digest(*parts: str) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
 

@@ -20,13 +20,12 @@ import orjson
 import pandas as pd
 import sqlite_utils
 
-from annotator.db import FLAGGED_INSTEAD, authors_own, optional_bool
+from annotator.db import FLAGGED_INSTEAD, authors_own, database_path, optional_bool
 from annotator.extract.ledger import call_ledger
 from annotator.extract.prompts import NOT_SCRUB, few_shot_map, resolve_used_ids
 from annotator.measure.agreement import AgreementReport, agreement_report, joined
 from annotator.measure.anchoring import MIN_BLIND_CONVERSATIONS, AnchoringReport, anchoring
 from annotator.measure.frame_store import (
-    database_path,
     has_frame,
     is_frame_table,
     read_frame,
@@ -346,7 +345,7 @@ PARALLEL_MIN_ANNOTATIONS = 50_000
 
 
 def _inter_annotator_part(path: str, signature: str, levels: tuple[int, ...], n_boot: int,
-                          top_k: int, seed: int, figures: Mapping[str, Any]
+                          top_k: int, seed: int, figures: Mapping[str, Any] | None = None
                           ) -> AgreementReport | None:
     """The inter-annotator part of `study_agreement`, in a worker process, from the stored
     annotations frame of exactly this signature (None if it is no longer stored)."""
@@ -359,7 +358,8 @@ def _inter_annotator_part(path: str, signature: str, levels: tuple[int, ...], n_
         return None
     tree = load_taxonomy()
     return agreement_report(annotations, level_maps={lv: tree.level_map(lv) for lv in levels},
-                            levels=levels, n_boot=n_boot, top_k=top_k, seed=seed, **figures)
+                            levels=levels, n_boot=n_boot, top_k=top_k, seed=seed,
+                            **(figures or {}))
 
 
 def study_agreement(
@@ -404,7 +404,7 @@ def study_agreement(
         # spawn, not fork: the caller may hold threads (a progress bar's) and their locks
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             part = pool.submit(_inter_annotator_part, str(path), study.annotations_signature,
-                               levels, n_boot, top_k, seed, figures or {})
+                               levels, n_boot, top_k, seed, figures)
             models = agreement_report(study.annotations, study.gold, extractions, maps,
                                       prompt_ids=prompt_ids or None, inter_annotator=False,
                                       **settings)
