@@ -12,6 +12,7 @@ files; no fakes.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -192,10 +193,15 @@ def test_agreement_from_stored_frames_equals_frames_built_in_memory(study: Path)
     direct = frames.agreement_report(
         frames.annotations_frame(db), frames.gold_frame(db), frames.extractions_frame(db),
         {0: load_taxonomy().level_map(0)}, levels=(0,), n_boot=20, top_k=3)
-    # stored, then read back; then the inter-annotator part in a second process
-    for parallel_from in (10**9, 10**9, 1):
+    # stored, then read back; then the inter-annotator part in a second process; then, on a
+    # study never seen, the second process also builds the annotations frame meanwhile
+    for parallel_from, seen in ((10**9, False), (10**9, True), (1, True), (1, False)):
+        if not seen:
+            shutil.rmtree(_frames_dir(study), ignore_errors=True)
         report = frames.study_agreement(db, levels=(0,), n_boot=20, top_k=3,
                                         parallel_min_annotations=parallel_from)
+        assert frame_store.has_frame(study, "annotations",
+                                     frame_store.table_signature(db, "annotations"))
         # repr: a NaN figure equals itself
         assert [repr(r.model_dump()) for r in report.rows] == [
             repr(r.model_dump()) for r in direct.rows]

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import nullcontext
 from sys import intern
 from typing import Any, NamedTuple
 
@@ -20,7 +21,14 @@ import orjson
 import pandas as pd
 import sqlite_utils
 
-from annotator.db import FLAGGED_INSTEAD, authors_own, database_path, optional_bool
+from annotator.db import (
+    FLAGGED_INSTEAD,
+    authors_own,
+    collect_garbage_rarely,
+    database_path,
+    open_existing_db,
+    optional_bool,
+)
 from annotator.extract.ledger import call_ledger
 from annotator.extract.prompts import NOT_SCRUB, few_shot_map, resolve_used_ids
 from annotator.measure.agreement import AgreementReport, agreement_report, joined
@@ -259,20 +267,42 @@ def built_frame(db: sqlite_utils.Database, table: str) -> tuple[pd.DataFrame, st
 
 
 def stored_frames(
-    db: sqlite_utils.Database, tables: list[str], signatures: dict[str, str] | None = None
+    db: sqlite_utils.Database, tables: list[str], signatures: dict[str, str] | None = None,
+    worker: Executor | None = None,
 ) -> dict[str, pd.DataFrame]:
     """`table_frame` of each table, read from the study's frame store when the table has not
     changed since it was stored (`frame_store`), else built and stored. `signatures`: the
-    tables' signatures, when the caller read them in its own snapshot."""
+    tables' signatures, when the caller read them in its own snapshot. `worker`: a process
+    that builds the annotations frame, the largest, while this one builds the others."""
     path = database_path(db)
     if path is None:  # a database in memory has no folder to keep frames in
         return {table: table_frame(db, table) for table in tables}
     with snapshot(db):
         if signatures is None:
             signatures = {table: table_signature(db, table) for table in tables}
-        return {table: stored_frame(path, table, signatures[table],
-                                    lambda table=table: built_frame(db, table))
-                for table in tables}
+        building = None
+        if (worker is not None and "annotations" in tables and len(tables) > 1
+                and not has_frame(path, "annotations", signatures["annotations"])):
+            building = worker.submit(_store_frame_of_file, str(path), "annotations")
+        found = {table: stored_frame(path, table, signatures[table],
+                                     lambda table=table: built_frame(db, table))
+                 for table in tables if building is None or table != "annotations"}
+        if building is not None:
+            building.result()
+            # read back; built here after all if the table changed before the worker read it
+            found["annotations"] = stored_frame(path, "annotations", signatures["annotations"],
+                                                lambda: built_frame(db, "annotations"))
+        return {table: found[table] for table in tables}
+
+
+def _store_frame_of_file(path: str, table: str) -> None:
+    """Build and store `table`'s frame in a worker process (`stored_frames`)."""
+    collect_garbage_rarely()  # a spawned worker starts with Python's defaults
+    db = open_existing_db(path)
+    try:
+        stored_frames(db, [table])
+    finally:
+        db.conn.close()
 
 
 def without_few_shot(
@@ -321,17 +351,17 @@ class _StudyFrames(NamedTuple):
     annotations_signature: str
 
 
-def _study_frames(db: sqlite_utils.Database) -> _StudyFrames:
-    """The annotations, gold and extractions frames of one snapshot, from the frame store.
-    Each version's rows keep the table's order, which the report's resampling follows; the
-    versions are scored apart, so their order is free."""
+def _study_frames(db: sqlite_utils.Database, worker: Executor | None = None) -> _StudyFrames:
+    """The annotations, gold and extractions frames of one snapshot, from the frame store
+    (`worker`: see `stored_frames`). Each version's rows keep the table's order, which the
+    report's resampling follows; the versions are scored apart, so their order is free."""
     with snapshot(db):
         prompts = [prompt for (prompt,) in db.execute(
             f"select distinct prompt_id from extractions where {NOT_SCRUB} and status = 'ok' "
             "order by prompt_id")]
         tables = ["annotations", "gold", *(f"extractions:{p}" for p in prompts)]
         signatures = {table: table_signature(db, table) for table in tables}
-        found = stored_frames(db, tables, signatures)
+        found = stored_frames(db, tables, signatures, worker)
         parts = [found[f"extractions:{p}"] for p in prompts]
         extractions = pd.concat(parts, ignore_index=True) if parts else extractions_frame(db)
     return _StudyFrames(found["annotations"], found["gold"], extractions,
@@ -349,7 +379,6 @@ def _inter_annotator_part(path: str, signature: str, levels: tuple[int, ...], n_
                           ) -> AgreementReport | None:
     """The inter-annotator part of `study_agreement`, in a worker process, from the stored
     annotations frame of exactly this signature (None if it is no longer stored)."""
-    from annotator.db import collect_garbage_rarely
     from annotator.taxonomy import load_taxonomy
 
     collect_garbage_rarely()  # a spawned worker starts with Python's defaults
@@ -378,8 +407,10 @@ def study_agreement(
     names outside it stay free values. `prompt_ids` may name versions any way `--prompt` does
     (`prompts.resolve_prompt`). A version's few-shot examples are left out of its figures; the
     report's `settings["few_shot_left_out"]` says how many conversations, per prompt id.
-    From `parallel_min_annotations` annotations, the inter-annotator figures are computed in
-    a second process (the same figures: each draws its resamples from `seed` alone).
+    From `parallel_min_annotations` annotations, a second process builds the annotations frame
+    (when not stored) while this one builds the others, then computes the inter-annotator
+    figures while this one computes the model rows (the same figures: each draws its
+    resamples from `seed` alone).
     `figures`: `agreement_report`'s choices of figures (`distances`, `pairwise`,
     `per_annotator`), for a caller that shows only some; each figure is the same either way.
     """
@@ -387,31 +418,32 @@ def study_agreement(
 
     prompt_ids = resolve_used_ids(db, prompt_ids)  # an unknown or ambiguous one is an error
     tree = load_taxonomy()
-    study = _study_frames(db)
-    extractions, left_out = without_few_shot(study.extractions, few_shot_map(db))
-    if prompt_ids:
-        extractions = extractions[extractions["prompt_id"].isin(prompt_ids)]
-        left_out = {pid: n for pid, n in left_out.items() if pid in prompt_ids}
     maps = {level: tree.level_map(level) for level in levels}
     settings = {"levels": levels, "n_boot": n_boot, "top_k": top_k, "seed": seed,
                 **(figures or {})}
     path = database_path(db)
-    if (path is None or len(study.annotations) < parallel_min_annotations
-            or not has_frame(path, "annotations", study.annotations_signature)):
-        report = agreement_report(study.annotations, study.gold, extractions, maps,
-                                  prompt_ids=prompt_ids or None, **settings)
-    else:
-        # spawn, not fork: the caller may hold threads (a progress bar's) and their locks
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            part = pool.submit(_inter_annotator_part, str(path), study.annotations_signature,
-                               levels, n_boot, top_k, seed, figures)
+    large = path is not None and db["annotations"].count >= parallel_min_annotations
+    # spawn, not fork: the caller may hold threads (a progress bar's) and their locks
+    with (ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) if large
+          else nullcontext()) as worker:
+        study = _study_frames(db, worker)
+        extractions, left_out = without_few_shot(study.extractions, few_shot_map(db))
+        if prompt_ids:
+            extractions = extractions[extractions["prompt_id"].isin(prompt_ids)]
+            left_out = {pid: n for pid, n in left_out.items() if pid in prompt_ids}
+        if worker is None or not has_frame(path, "annotations", study.annotations_signature):
+            report = agreement_report(study.annotations, study.gold, extractions, maps,
+                                      prompt_ids=prompt_ids or None, **settings)
+        else:
+            part = worker.submit(_inter_annotator_part, str(path), study.annotations_signature,
+                                 levels, n_boot, top_k, seed, figures)
             models = agreement_report(study.annotations, study.gold, extractions, maps,
                                       prompt_ids=prompt_ids or None, inter_annotator=False,
                                       **settings)
             annotators = part.result()
-        if annotators is None:  # the stored frame changed meanwhile: computed here instead
-            annotators = agreement_report(study.annotations, level_maps=maps, **settings)
-        report = joined(annotators, models)
+            if annotators is None:  # the stored frame changed meanwhile: computed here instead
+                annotators = agreement_report(study.annotations, level_maps=maps, **settings)
+            report = joined(annotators, models)
     report.settings["few_shot_left_out"] = left_out
     report.settings["set_aside_edited_by_other"] = set_aside_count(db)
     report.settings["set_aside_why"] = SET_ASIDE_WHY
