@@ -489,9 +489,10 @@ def _card_section(folder: Path, title: str) -> str:
 
 def test_hf_card_figures_computed_beside_the_records_are_the_cards_own(study, tmp_path,
                                                                         monkeypatch):
-    """A large study's card figures come from a worker process started as the export begins
-    (`CARD_IN_WORKER_MIN_ANNOTATIONS`, lowered here): the same figures; an export that fails
-    meanwhile ends its worker and leaves nothing."""
+    """A large study's card sections about the whole study (findings, agreement) come from a
+    worker process started as the export begins (`CARD_IN_WORKER_MIN_ANNOTATIONS`, lowered
+    here): the same figures; an export that fails meanwhile ends its worker and leaves
+    nothing."""
     db = open_db(study)
     export(db, tmp_path / "here", "hf")
     monkeypatch.setattr(export_module, "CARD_IN_WORKER_MIN_ANNOTATIONS", 1)
@@ -499,6 +500,9 @@ def test_hf_card_figures_computed_beside_the_records_are_the_cards_own(study, tm
     here = _card_section(tmp_path / "here", "Agreement")
     assert "krippendorff_alpha_nominal on response_type" in here and " to " in here
     assert _card_section(tmp_path / "beside", "Agreement") == here
+    findings = _card_section(tmp_path / "here", "Findings")
+    assert "Wilson interval" in findings and "| figure |" in findings
+    assert _card_section(tmp_path / "beside", "Findings") == findings
 
     def fail(name):
         raise RuntimeError("disk gone")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlite_utils
 import yaml
@@ -117,37 +117,48 @@ def _label(row: AgreementRow) -> str:
     return f"{row.scope}: {row.metric} on {row.field}{level}"
 
 
-# The card's agreement figures: its levels (the value, its top category) and resamples.
-# The figures the card shows (`_FIGURES`) and no others: the MASI distance alone, no pair of
-# annotators, no model against one annotator (a third of the work; each figure the same).
+# The card's agreement figures: its levels (the value, its top category) and resamples, and
+# only the figures it shows (`_FIGURES`): the MASI distance alone, no pair of annotators, no
+# model against one annotator (a third of the work; each figure is the same either way).
 CARD_AGREEMENT = {"levels": (0, 3), "n_boot": 200, "top_k": 0,
                   "figures": {"distances": ("masi",), "pairwise": False, "per_annotator": False}}
 
 
-def card_agreement(path: str) -> AgreementReport | None:
-    """The whole study's agreement figures the card shows (None without annotations), from the
-    study file: what `export` computes in a worker process while it writes the records, the
-    figures being over the study, not the records. One process here: a pool's worker may not
-    start processes of its own, and the export's writing takes the other core."""
-    from annotator.db import collect_garbage_rarely, open_db
+class StudySections(NamedTuple):
+    """The card's sections about the whole study, not the exported records: its findings
+    and its agreement figures, as Markdown lines."""
+
+    findings: list[str]
+    agreement: list[str]
+
+
+def study_sections(db: sqlite_utils.Database) -> StudySections:
+    """The card's `StudySections`. The agreement figures in this one process: in `export`'s
+    worker, a pool's worker may not start processes of its own, and the records take the
+    other core."""
     from annotator.measure.frames import study_agreement
+
+    findings = _findings(db)  # first: the agreement figures' peak is the process's peak
+    report = (study_agreement(db, **CARD_AGREEMENT, parallel_min_annotations=2**62)
+              if db["annotations"].count else None)
+    return StudySections(findings, _agreement(report))
+
+
+def study_sections_of_file(path: str) -> StudySections:
+    """`study_sections` from the study file: what `export` computes in a worker process while
+    it writes the records."""
+    from annotator.db import collect_garbage_rarely, open_db
 
     collect_garbage_rarely()  # a spawned worker starts with Python's defaults
     db = open_db(path)
     try:
-        if not db["annotations"].count:
-            return None
-        return study_agreement(db, **CARD_AGREEMENT, parallel_min_annotations=2**62)
+        return study_sections(db)
     finally:
         db.conn.close()
 
 
-def _agreement(db: sqlite_utils.Database, report: AgreementReport | None) -> list[str]:
-    from annotator.measure.frames import study_agreement
-
+def _agreement(report: AgreementReport | None) -> list[str]:
     lines = ["## Agreement", ""]
-    if report is None and db["annotations"].count:
-        report = study_agreement(db, **CARD_AGREEMENT)
     if report is None:
         return [*lines, "The study has no annotations: no agreement figures.", ""]
     wanted = {figure: i for i, figure in enumerate(_FIGURES)}
@@ -303,8 +314,11 @@ def _filters(filters: ExportFilter) -> str:
 
 def card_text(
     db: sqlite_utils.Database, report: ExportReport, filters: ExportFilter, license: str,
-    title: str, agreement: AgreementReport | None = None,
+    title: str, sections: StudySections | None = None,
 ) -> str:
+    """The card's text; `sections`: the whole study's (`study_sections`), computed here when
+    not given."""
+    sections = sections or study_sections(db)
     header = yaml.safe_dump(card_header(report, license, title), sort_keys=False,
                             allow_unicode=True)
     body = [
@@ -320,7 +334,7 @@ def card_text(
         f"License of this data: `{license}`"
         + (" (not chosen when it was exported: the conversations' own terms apply)."
            if license == "unknown" else "."), "",
-        *_provenance(report), *_counts(report), *_findings(db), *_agreement(db, agreement),
+        *_provenance(report), *_counts(report), *sections.findings, *sections.agreement,
         *_prompts(db, report),
         "## Taxonomy", "", TAXONOMY_CREDIT, "", *_scrubbing(db, report), *_columns(report.what),
     ]
@@ -329,10 +343,10 @@ def card_text(
 
 def write_card(
     db: sqlite_utils.Database, folder: Path, report: ExportReport, filters: ExportFilter,
-    license: str, name: str, agreement: AgreementReport | None = None,
+    license: str, name: str, sections: StudySections | None = None,
 ) -> None:
     """Write `README.md` into `folder`; `name` is the export's (the folder's final name);
-    `agreement`: the study's figures (`card_agreement`), computed here when not given."""
+    `sections`: the whole study's (`study_sections`), computed here when not given."""
     title = f"{name} ({report.what})"
     (folder / "README.md").write_text(
-        card_text(db, report, filters, license, title, agreement), encoding="utf-8")
+        card_text(db, report, filters, license, title, sections), encoding="utf-8")

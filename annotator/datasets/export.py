@@ -694,8 +694,8 @@ def export(
             raise AnnotatorError(_why_empty(report))
         report.path = STDOUT
         return report
-    with staged(real, folder=fmt is ExportFormat.hf) as target, _card_agreement(
-            db, fmt is ExportFormat.hf) as agreement:
+    with staged(real, folder=fmt is ExportFormat.hf) as target, _card_sections(
+            db, fmt is ExportFormat.hf) as sections:
         report = _write_file(db, target, fmt, what, filters)
         if not report.exported:
             raise AnnotatorError(_why_empty(report))
@@ -703,29 +703,29 @@ def export(
             from annotator.datasets.card import write_card
 
             write_card(db, target, report, filters, license, path.name,
-                       agreement.get() if agreement else None)
+                       sections.get() if sections else None)
     report.path = str(path)
     return report
 
 
-# From this many annotations, the card's agreement figures are computed in a worker process
-# while the records are written (each about half the work); below it, starting the process
-# costs more than it saves.
+# From this many annotations, the card's sections about the whole study (its findings and
+# agreement figures) are computed in a worker process while the records are written; below
+# it, starting the process costs more than it saves.
 CARD_IN_WORKER_MIN_ANNOTATIONS = 50_000
 
 
 @contextmanager
-def _card_agreement(db: sqlite_utils.Database, wanted: bool) -> Iterator[AsyncResult | None]:
-    """The dataset card's agreement figures (`card.card_agreement`), started in a worker process
-    for a large study; None: the card computes them itself when it is written."""
+def _card_sections(db: sqlite_utils.Database, wanted: bool) -> Iterator[AsyncResult | None]:
+    """The dataset card's sections about the whole study (`card.study_sections`), started in a
+    worker process for a large study; None: the card computes them when it is written."""
     path = database_path(db)
     if not wanted or path is None or db["annotations"].count < CARD_IN_WORKER_MIN_ANNOTATIONS:
         yield None
         return
-    from annotator.datasets.card import card_agreement
+    from annotator.datasets.card import study_sections_of_file
 
-    with in_worker(card_agreement, str(path)) as figures:  # an export that fails does not wait
-        yield figures
+    with in_worker(study_sections_of_file, str(path)) as sections:  # a failed export: no wait
+        yield sections
 
 
 __all__ = [

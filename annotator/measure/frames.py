@@ -431,19 +431,21 @@ def study_agreement(
         if prompt_ids:
             extractions = extractions[extractions["prompt_id"].isin(prompt_ids)]
             left_out = {pid: n for pid, n in left_out.items() if pid in prompt_ids}
-        if worker is None or not has_frame(path, "annotations", study.annotations_signature):
-            report = agreement_report(study.annotations, study.gold, extractions, maps,
-                                      prompt_ids=prompt_ids or None, **settings)
-        else:
+        part = None
+        if worker is not None and has_frame(path, "annotations", study.annotations_signature):
             part = worker.submit(_inter_annotator_part, str(path), study.annotations_signature,
                                  levels, n_boot, top_k, seed, figures)
-            models = agreement_report(study.annotations, study.gold, extractions, maps,
-                                      prompt_ids=prompt_ids or None, inter_annotator=False,
-                                      **settings)
-            annotators = part.result()
-            if annotators is None:  # the stored frame changed meanwhile: computed here instead
-                annotators = agreement_report(study.annotations, level_maps=maps, **settings)
-            report = joined(annotators, models)
+        models = agreement_report(study.annotations, study.gold, extractions, maps,
+                                  prompt_ids=prompt_ids or None, inter_annotator=False,
+                                  **settings)
+        annotations = study.annotations
+        # the frames only the model rows read are freed before the inter-annotator figures'
+        # counter is built here: that counter is the peak of a process computing both
+        del study, extractions
+        annotators = part.result() if part is not None else None
+        if annotators is None:  # here: no worker, or the stored frame changed meanwhile
+            annotators = agreement_report(annotations, level_maps=maps, **settings)
+        report = joined(annotators, models)
     report.settings["few_shot_left_out"] = left_out
     report.settings["set_aside_edited_by_other"] = set_aside_count(db)
     report.settings["set_aside_why"] = SET_ASIDE_WHY
