@@ -22,7 +22,6 @@ import io
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,7 +39,7 @@ from annotator.datasets.gold import (
     not_adjudicated_reason,
     side_by_side,
 )
-from annotator.datasets.halves import in_worker, second_half_start
+from annotator.datasets.halves import WorkerResult, in_worker, second_half_start
 from annotator.datasets.records import (
     ExportedAnnotation,
     ExportedValue,
@@ -417,8 +416,8 @@ def _write_in_two_parts(
     into `report`. Records, report and its lists come out in the order one part gives."""
     with tempfile.TemporaryDirectory(prefix=".annotator-export-", dir=parts_folder) as folder:
         part = Path(folder) / "second-part"
-        with in_worker(_write_part, str(database_path(db)), what, report.format, filters,
-                       (split, None), str(part)) as second:
+        with in_worker("the export's second half", _write_part, str(database_path(db)), what,
+                       report.format, filters, (split, None), str(part)) as second:
             without_gold = _write_records(db, sink, what, filters, report, (None, split))
             later, later_without_gold = second.get()
         sink.append(part)
@@ -715,7 +714,7 @@ CARD_IN_WORKER_MIN_ANNOTATIONS = 50_000
 
 
 @contextmanager
-def _card_sections(db: sqlite_utils.Database, wanted: bool) -> Iterator[AsyncResult | None]:
+def _card_sections(db: sqlite_utils.Database, wanted: bool) -> Iterator[WorkerResult | None]:
     """The dataset card's sections about the whole study (`card.study_sections`), started in a
     worker process for a large study; None: the card computes them when it is written."""
     path = database_path(db)
@@ -724,7 +723,8 @@ def _card_sections(db: sqlite_utils.Database, wanted: bool) -> Iterator[AsyncRes
         return
     from annotator.datasets.card import study_sections_of_file
 
-    with in_worker(study_sections_of_file, str(path)) as sections:  # a failed export: no wait
+    # an export that fails does not wait for its card
+    with in_worker("the dataset card's figures", study_sections_of_file, str(path)) as sections:
         yield sections
 
 

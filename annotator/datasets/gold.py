@@ -471,8 +471,8 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> Adjudicat
     if split is None:
         report, decided, reopening = _decisions(db, min_annotations, EVERY_ID)
     else:
-        with in_worker(_decisions_of_file, str(database_path(db)), min_annotations,
-                       (split, None)) as second:
+        with in_worker("the decisions of the study's second half", _decisions_of_file,
+                       str(database_path(db)), min_annotations, (split, None)) as second:
             report, decided, reopening = _decisions(db, min_annotations, (None, split))
             later, later_decided, later_reopening = second.get()
         report.merge(later)

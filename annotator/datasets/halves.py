@@ -12,12 +12,14 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from multiprocessing.pool import AsyncResult
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import sqlite_utils
 
 from annotator.db import database_path
+from annotator.errors import AnnotatorError
 
 # From this many rows of the table split on, the second half is read by a worker: below it,
 # starting the process (about a second) costs more than it saves.
@@ -35,14 +37,64 @@ def second_half_start(db: sqlite_utils.Database, table: str) -> str | None:
     return row[0] if row else None
 
 
+class WorkerResult:
+    """What a worker process started by `in_worker` returns, once it has."""
+
+    def __init__(self, process: BaseProcess, receiver: Connection, what: str) -> None:
+        self.process = process
+        self._receiver = receiver
+        self._what = what
+
+    def get(self) -> Any:
+        """The worker's result; its exception, raised here; a one-line error if it ended
+        without either (killed, out of memory), never a wait for a result that cannot come."""
+        try:
+            # the worker holds the pipe's only other end: its death is the pipe's end (EOF)
+            failed, value = self._receiver.recv()
+        except EOFError:
+            self.process.join()
+            raise AnnotatorError(
+                f"the worker process computing {self._what} ended without a result (exit "
+                f"code {self.process.exitcode}: killed, or out of memory?); nothing was "
+                "written") from None
+        if failed:
+            raise value
+        return value
+
+
 @contextmanager
-def in_worker(function: Callable[..., Any], *args: Any) -> Iterator[AsyncResult]:
+def in_worker(what: str, function: Callable[..., Any], *args: Any) -> Iterator[WorkerResult]:
     """`function(*args)` started in a worker process, its result to `get()` in the block;
-    leaving the block ends the worker, so an error here does not wait for it.
+    leaving the block ends the worker, so an error here does not wait for it. `what` it
+    computes, in words for an error.
 
-    Spawned, not forked: the caller may hold threads (a progress bar's) and their locks."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        yield pool.apply_async(function, args)
+    Spawned, not forked: the caller may hold threads (a progress bar's) and their locks. A
+    plain process, not a pool's: a pool waits forever for the result of a worker the system
+    killed. Daemonic: it may start no process of its own, and ends with this one."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_run, args=(sender, function, args), daemon=True)
+    process.start()
+    sender.close()  # so that the worker's end is the only one: see `WorkerResult.get`
+    try:
+        yield WorkerResult(process, receiver, what)
+    finally:
+        if process.is_alive():
+            process.terminate()
+        process.join()
+        receiver.close()
 
 
-__all__ = ["MIN_ROWS", "in_worker", "second_half_start"]
+def _run(sender: Connection, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    try:
+        outcome: tuple[bool, Any] = (False, function(*args))
+    except BaseException as exc:  # noqa: BLE001 - raised again in the caller's process
+        outcome = (True, exc)
+    try:
+        sender.send(outcome)
+    except Exception as exc:  # noqa: BLE001 - a result or an exception that does not pickle
+        sender.send((True, RuntimeError(f"{type(exc).__name__}: {exc}")))
+    sender.close()
+
+
+__all__ = ["MIN_ROWS", "WorkerResult", "in_worker", "second_half_start"]

@@ -3,7 +3,9 @@
 Every format is written beside its final name (a hidden `.NAME.*.partial` file or folder in the
 same folder, so the rename never crosses a file system) and renamed into place only once it is
 complete: a reader sees the old export or the new one, never half of one, and a failed export
-leaves nothing behind.
+leaves nothing behind. A large export's second half is written by a worker into a hidden
+`.annotator-export-*` folder beside it (`export._write_in_two_parts`), appended through its
+sink (`RowSink.append`) and removed when the export ends.
 
 Formats:
 - `jsonl`, `jsonl.gz`: one record a line, exactly as the record's pydantic model dumps it.
