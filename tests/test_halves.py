@@ -36,8 +36,8 @@ def test_a_killed_worker_is_a_one_line_error_not_a_wait_for_ever() -> None:
 
 def test_leaving_the_block_ends_the_worker() -> None:
     started = time.monotonic()
-    with pytest.raises(RuntimeError, match="the export failed"), in_worker("a sleep", time.sleep,
-                                                                             120) as result:
+    with pytest.raises(RuntimeError, match="the export failed"), \
+            in_worker("a sleep", time.sleep, 120) as result:
         process = result.process
         raise RuntimeError("the export failed")
     assert not process.is_alive() and time.monotonic() - started < 30

@@ -52,6 +52,7 @@ class Summary:
     deps: tuple[str, ...]
     what: str  # how a page names it while it computes
     compute: Callable[[str, Mapping[str, str]], Bundle] = field(compare=False, repr=False)
+    reads_frames: bool = True  # False: it queries the study itself (its deps key it alone)
 
     def dep_signatures(self, signatures: Mapping[str, str]) -> dict[str, str]:
         return {table: signatures.get(table, "") for table in self.deps}
@@ -149,7 +150,7 @@ def people_needed() -> Summary:
     """What `annotator adjudicate` leaves to a person, and why (the Gold page's queue): it
     reads every annotation, so a new server's first Gold page does not wait for it."""
     return Summary("people_needed", {}, ("annotations", "gold"), "the conversations to decide",
-                   _people_needed)
+                   _people_needed, reads_frames=False)
 
 
 def _people_needed(path: str, sigs: Mapping[str, str]) -> Bundle:
@@ -271,7 +272,8 @@ def _compute(path: str, name: str, params: dict[str, Any], signatures: dict[str,
 
 def _tables_read(wanted: list[Summary]) -> list[str]:
     """The frame tables these summaries read, the largest (annotations) first."""
-    tables = dict.fromkeys(t for s in wanted for t in s.deps if is_frame_table(t))
+    tables = dict.fromkeys(t for s in wanted if s.reads_frames for t in s.deps
+                           if is_frame_table(t))
     return sorted(tables, key=lambda t: (t != "annotations", t))
 
 
@@ -338,13 +340,19 @@ def precompute(
             # time: else each worker would build the same tables itself
             unstored = [t for t in _tables_read(missing + later)
                         if not has_frame(path, t, signatures.get(t, ""))]
-            for built in [pool.submit(_store_frame, path, t, signatures.get(t, ""))
-                          for t in unstored]:
+            building = [pool.submit(_store_frame, path, t, signatures.get(t, ""))
+                        for t in unstored]
+            # a summary reading no frame still to be built starts now, on a worker the
+            # frames leave free (after new labels, only the annotations frame is built)
+            ready = [s for s in missing if not set(_tables_read([s])) & set(unstored)]
+            futures = {pool.submit(_compute, path, s.name, s.params, signatures, True): s
+                       for s in ready}
+            for built in building:
                 built.result()
-            futures = {
+            futures.update({
                 pool.submit(_compute, path, s.name, s.params, signatures, True): s
-                for s in missing
-            }
+                for s in missing if s not in ready
+            })
             for future in as_completed(futures):
                 finished(futures[future], future.result())
     for summary in later:  # light, and they read what the loop above stored

@@ -115,6 +115,7 @@ from annotator.measure.shapes import (
     Stat,
     _null_to_nan,
     as_long,
+    by_rater,
 )
 from annotator.measure.shares import MIN_CONVERSATIONS
 from annotator.measure.value_sets import (
@@ -337,8 +338,7 @@ def _model_rows(
         if gold is not None and len(gold):
             refs.append(("gold", gold))
         if per_annotator:
-            for name in report.annotators:
-                refs.append((f"annotator {name}", ann.loc[ann[RATER].astype(str) == name]))
+            refs += [(f"annotator {name}", rows) for name, rows in by_rater(ann).items()]
         columns: dict[tuple[Any, ...], tuple[SetColumn, Any]] = {}
 
         def encoded(who: tuple[Any, ...], frame: pd.DataFrame, field: str

@@ -324,10 +324,8 @@ def prompt_annotators_part(extractions: pd.DataFrame, annotations: pd.DataFrame,
                            seed: int = 0) -> Bundle:
     """`prompt_bundle`'s part that reads the annotations: the scores against each annotator
     (point values, no intervals)."""
-    references = [
-        (f"annotator {name}", annotations.loc[annotations["annotator"] == name], 0)
-        for name in (sorted(annotations["annotator"].unique()) if len(annotations) else [])
-    ]
+    references = [(f"annotator {name}", rows, 0)
+                  for name, rows in shapes.by_rater(annotations).items()]
     metrics, confusion = _reference_scores(extractions, references, level_maps(), seed)
     return Bundle(frames={"metrics": metrics, "confusion": confusion},
                   meta={"references": [r[0] for r in references]})
