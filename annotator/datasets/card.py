@@ -133,9 +133,9 @@ class StudySections(NamedTuple):
 
 
 def study_sections(db: sqlite_utils.Database) -> StudySections:
-    """The card's `StudySections`. The agreement figures in this one process: in `export`'s
-    worker, a pool's worker may not start processes of its own, and the records take the
-    other core."""
+    """The card's `StudySections`. The agreement figures in this one process: `export`'s
+    worker (`halves.in_worker`) is daemonic, so it may not start processes of its own, and
+    the records take the other core."""
     from annotator.measure.frames import study_agreement
 
     findings = _findings(db)  # first: the agreement figures' peak is the process's peak
