@@ -217,3 +217,42 @@ def test_agreement_from_stored_frames_equals_frames_built_in_memory(study: Path)
     assert [repr(r.model_dump()) for r in part.rows] == [
         repr(r.model_dump()) for r in direct.rows[:len(part.rows)]]
     assert frames._inter_annotator_part(str(study), "another signature", (0,), 20, 3, 0) is None
+
+
+def test_the_annotations_frame_built_in_two_halves_is_the_frame_built_whole(study: Path) -> None:
+    """Real SQLite: the annotations frame built in two parts (rowid halves, each by
+    `store_annotations_part`, as two summary workers build it) and joined by the store
+    (`store_joined`) reads back as the frame built whole, hostile names included; also when
+    Arrow typed a column of one part as null (a half where no annotation names a task). Parts
+    of different columns are refused, and nothing is stored."""
+    db = open_db(study)
+    signature = frame_store.table_signature(db, "annotations")
+    halves = frames.annotations_halves(db)
+    assert len(halves) == 2 and halves[0][1] == halves[1][0]
+    with frame_store.parts_folder(study) as folder:
+        assert folder is not None and folder.stat().st_mode & 0o777 == 0o700
+        parts = [folder / f"{i}.arrow" for i in range(2)]
+        read_at = [frames.store_annotations_part(str(study), rowids, str(part))
+                   for rowids, part in zip(halves, parts, strict=True)]
+        assert read_at == [signature, signature]
+        assert frame_store.store_joined(study, "annotations", signature, parts)
+    assert not folder.exists()
+    joined = frame_store.read_frame(study, "annotations", signature)
+    assert joined is not None and len(joined) > 300
+    pd.testing.assert_frame_equal(joined, frames.annotations_frame(db))
+
+    with db.conn:  # no task in the first half: that part's task column is typed null
+        db.execute("update annotations set labels = json_remove(labels, '$.task') "
+                   "where rowid < ?", [halves[0][1]])
+    signature = frame_store.table_signature(db, "annotations")
+    with frame_store.parts_folder(study) as folder:
+        parts = [folder / f"{i}.arrow" for i in range(2)]
+        for rowids, part in zip(halves, parts, strict=True):
+            frames.store_annotations_part(str(study), rowids, str(part))
+        assert frame_store.write_part(frames.gold_frame(db), folder / "gold.arrow")
+        assert not frame_store.store_joined(study, "annotations", "other",
+                                            [parts[0], folder / "gold.arrow"])
+        assert frame_store.read_frame(study, "annotations", "other") is None
+        assert frame_store.store_joined(study, "annotations", signature, parts)
+    pd.testing.assert_frame_equal(frame_store.read_frame(study, "annotations", signature),
+                                  frames.annotations_frame(db))

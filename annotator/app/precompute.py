@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -35,8 +35,8 @@ from annotator.db import collect_garbage_rarely
 from annotator.extract.prompts import few_shot_map
 from annotator.measure import summaries
 from annotator.measure.findings import table_findings
-from annotator.measure.frame_store import has_frame, is_frame_table
-from annotator.measure.frames import without_few_shot
+from annotator.measure.frame_store import has_frame, is_frame_table, parts_folder, store_joined
+from annotator.measure.frames import annotations_halves, store_annotations_part, without_few_shot
 from annotator.measure.summaries import Bundle
 
 DEFAULT_BOOT = 200  # bootstrap resamples behind the app's 95% intervals
@@ -284,6 +284,24 @@ def _store_frame(path: str, table: str, signature: str) -> None:
     summary_cache.store_frame(path, table, signature)
 
 
+def _annotations_parts(pool: ProcessPoolExecutor, path: str, folder: Path
+                       ) -> dict[Future, Path]:
+    """The annotations frame's halves, each built by a worker into a file in `folder`."""
+    with summary_cache.study_db(path) as database:
+        halves = annotations_halves(database)
+    return {pool.submit(store_annotations_part, path, rowids, str(folder / f"{i}.arrow")):
+            folder / f"{i}.arrow" for i, rowids in enumerate(halves)}
+
+
+def _joined(path: str, signature: str, parts: dict[Future, Path]) -> bool:
+    """Whether the parts, read at `signature`, are stored as the annotations frame; False: it
+    is to be built whole (the table changed between the parts' reads, or their columns
+    differ in type)."""
+    read_at = [future.result() for future in parts]
+    return (all(sig == signature for sig in read_at)
+            and store_joined(path, "annotations", signature, list(parts.values())))
+
+
 def precompute(
     path: str | Path,
     n_boot: int = DEFAULT_BOOT,
@@ -340,13 +358,20 @@ def precompute(
             # time: else each worker would build the same tables itself
             unstored = [t for t in _tables_read(missing + later)
                         if not has_frame(path, t, signatures.get(t, ""))]
-            building = [pool.submit(_store_frame, path, t, signatures.get(t, ""))
-                        for t in unstored]
-            # a summary reading no frame still to be built starts now, on a worker the
-            # frames leave free (after new labels, only the annotations frame is built)
-            ready = [s for s in missing if not set(_tables_read([s])) & set(unstored)]
-            futures = {pool.submit(_compute, path, s.name, s.params, signatures, True): s
-                       for s in ready}
+            with parts_folder(path) as folder:
+                # the annotations frame, the largest, in two parts at once, then joined
+                parts = (_annotations_parts(pool, path, folder)
+                         if "annotations" in unstored and folder is not None else {})
+                building = [pool.submit(_store_frame, path, t, signatures.get(t, ""))
+                            for t in unstored if t != "annotations" or not parts]
+                # a summary reading no frame still to be built starts now, on a worker the
+                # frames leave free (after new labels, only the annotations frame is built)
+                ready = [s for s in missing if not set(_tables_read([s])) & set(unstored)]
+                futures = {pool.submit(_compute, path, s.name, s.params, signatures, True): s
+                           for s in ready}
+                if parts and not _joined(path, signatures.get("annotations", ""), parts):
+                    building.append(pool.submit(_store_frame, path, "annotations",
+                                                signatures.get("annotations", "")))
             for built in building:
                 built.result()
             futures.update({

@@ -19,6 +19,8 @@ import gc
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -160,6 +162,66 @@ def stored_frame(
         gc.collect()
     _write(arrow, _file(path, table, built_at))
     return _from_arrow(arrow)
+
+
+@contextmanager
+def parts_folder(path: str | Path) -> Iterator[Path | None]:
+    """A private folder in the frame store for parts of a frame (`write_part`), removed after;
+    None when the store cannot be written (the frame is then built whole)."""
+    try:
+        frames = cache_root(path) / FRAMES_DIR
+        frames.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=".parts-", dir=frames))  # made 0700
+    except OSError:
+        yield None
+        return
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_part(frame: pd.DataFrame, file: Path) -> bool:
+    """Write some rows of a table's frame to `file`, for `store_joined`; False when Arrow
+    cannot hold them exactly (as `stored_frame` then keeps the frame unstored)."""
+    try:
+        feather.write_feather(_to_arrow(frame), file, compression="uncompressed")
+    except (TypeError, ValueError, OSError, pa.ArrowException):
+        return False
+    return True
+
+
+def store_joined(path: str | Path, table: str, signature: str, parts: list[Path]) -> bool:
+    """Store the frame of `table` at `signature` as the rows of `parts` one after the other,
+    each written by `write_part` from the table read at `signature`. A column whose every
+    value is None in one part (a half where no annotation names a task) is typed there as
+    nothing in particular: it takes the other parts' type, as the whole column would have.
+    False, nothing stored, when the parts differ otherwise (the frame is then built whole)."""
+    try:
+        tables = [feather.read_table(part, memory_map=False) for part in parts]
+    except (OSError, pa.ArrowException):
+        return False
+    names = tables[0].schema.names
+    if any(t.schema.names != names for t in tables[1:]):
+        return False
+    kinds, fields = {}, []
+    for name in names:
+        # (kind, type) of each part, but for a column of Nones alone
+        seen = {(json.loads(t.schema.metadata[_KIND])[name], t.schema.field(name).type)
+                for t in tables} - {("objects", pa.null())}
+        if len(seen) > 1:
+            return False
+        kinds[name], kind_type = seen.pop() if seen else ("objects", pa.null())
+        fields.append(pa.field(name, kind_type))
+    schema = pa.schema(fields, metadata={_KIND: json.dumps(kinds).encode()})
+    joined = pa.concat_tables([t.replace_schema_metadata(None).cast(schema.remove_metadata())
+                               for t in tables]).replace_schema_metadata(schema.metadata)
+    for i, field in enumerate(joined.schema):
+        if pa.types.is_large_list(field.type) and pa.types.is_dictionary(field.type.value_type):
+            # a file holds one dictionary a column: the parts' dictionaries of names unified
+            joined = joined.set_column(i, field, joined.column(i).combine_chunks())
+    _write(joined, _file(path, table, signature))
+    return True
 
 
 def read_frame(path: str | Path, table: str, signature: str) -> pd.DataFrame | None:

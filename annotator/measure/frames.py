@@ -14,6 +14,7 @@ import multiprocessing
 from collections.abc import Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import nullcontext
+from pathlib import Path
 from sys import intern
 from typing import Any, NamedTuple
 
@@ -40,6 +41,7 @@ from annotator.measure.frame_store import (
     snapshot,
     stored_frame,
     table_signature,
+    write_part,
 )
 from annotator.models import SET_ASIDE_WHY
 
@@ -135,19 +137,30 @@ def _names_of(text: str | None) -> tuple[str, ...]:
     return _names(orjson.loads(text))
 
 
-def annotations_frame(db: sqlite_utils.Database, include_cancelled: bool = False) -> pd.DataFrame:
+# rowids from the first (included) to before the second; None leaves that end open
+RowidRange = tuple[int | None, int | None]
+
+
+def annotations_frame(db: sqlite_utils.Database, include_cancelled: bool = False,
+                      rowids: RowidRange = (None, None)) -> pd.DataFrame:
     """One row per live annotation: who labelled which conversation how. An annotation last
     changed by someone other than its author is left out: its labels are not its author's
     (`set_aside_count` says how many). A flag raised instead of labels (`db.FLAGGED_INSTEAD`)
-    is no rating: left out, as adjudication leaves it."""
+    is no rating: left out, as adjudication leaves it. Rows in the table's order (rowid);
+    `rowids`: only those rows, as a part of the frame (`annotations_halves`)."""
     sql = (
         "select id, conversation_id, annotator, labels, lead_time, cancelled, updated_at "
         f"from annotations where deleted = 0 and {authors_own()} and not {FLAGGED_INSTEAD}"
     )
     if not include_cancelled:
         sql += " and cancelled = 0"
+    params = []
+    for bound, operator in zip(rowids, (">=", "<"), strict=True):
+        if bound is not None:
+            sql += f" and rowid {operator} ?"
+            params.append(bound)
     rows = []
-    for ident, conv, annotator, labels, lead, cancelled, updated in db.execute(sql):
+    for ident, conv, annotator, labels, lead, cancelled, updated in db.execute(sql, params):
         data = orjson.loads(labels)
         rows.append(
             (
@@ -293,6 +306,29 @@ def stored_frames(
             found["annotations"] = stored_frame(path, "annotations", signatures["annotations"],
                                                 lambda: built_frame(db, "annotations"))
         return {table: found[table] for table in tables}
+
+
+def annotations_halves(db: sqlite_utils.Database) -> list[RowidRange]:
+    """Two rowid ranges splitting the annotations table in half: the annotations frame built
+    in two processes at once, one part each (`store_annotations_part`)."""
+    row = db.execute("select rowid from annotations order by rowid limit 1 offset ?",
+                     [db["annotations"].count // 2]).fetchone()
+    return [(None, None)] if row is None else [(None, row[0]), (row[0], None)]
+
+
+def store_annotations_part(path: str, rowids: RowidRange, part: str) -> str | None:
+    """In a worker process: the annotations frame's rows in `rowids`, written to `part`
+    (`frame_store.write_part`); the signature of the table as read, or None when the rows
+    could not be written (the frame is then built whole)."""
+    collect_garbage_rarely()  # a spawned worker starts with Python's defaults
+    db = open_existing_db(path)
+    try:
+        with snapshot(db):
+            frame = annotations_frame(db, rowids=rowids)
+            signature = table_signature(db, "annotations")
+    finally:
+        db.conn.close()
+    return signature if write_part(frame, Path(part)) else None
 
 
 def _store_frame_of_file(path: str, table: str) -> None:
