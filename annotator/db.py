@@ -14,8 +14,8 @@ import sqlite3
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -378,9 +378,12 @@ IdRange = tuple[str | None, str | None]
 EVERY_ID: IdRange = (None, None)
 
 
-def id_range_sql(column: str, ids: IdRange) -> tuple[str, list[str]]:
-    """A SQL condition on `column` that holds for the ids in `ids`, and its parameters."""
-    clauses, params = [], []
+def id_range_sql(column: str, ids: IdRange | tuple[int | None, int | None]
+                 ) -> tuple[str, list[str | int]]:
+    """A SQL condition on `column` that holds for the ids (or rowids) in `ids`, and its
+    parameters."""
+    clauses: list[str] = []
+    params: list[str | int] = []
     for bound, operator in zip(ids, (">=", "<"), strict=True):
         if bound is not None:
             clauses.append(f"{column} {operator} ?")
@@ -664,6 +667,19 @@ def collect_garbage_rarely() -> None:
     (`annotator.cli`) and the app's summary workers call this once at their start.
     """
     gc.set_threshold(BULK_GC_THRESHOLD, 50, 100)
+
+
+@contextmanager
+def worker_study(path: str | Path) -> Iterator[sqlite_utils.Database]:
+    """The study at `path`, for a spawned worker process's one piece of work: the collector
+    set as a command sets it (a spawned worker starts with Python's defaults), the
+    connection closed after."""
+    collect_garbage_rarely()
+    db = open_existing_db(path)
+    try:
+        yield db
+    finally:
+        db.conn.close()
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -147,14 +147,10 @@ def study_sections(db: sqlite_utils.Database) -> StudySections:
 def study_sections_of_file(path: str) -> StudySections:
     """`study_sections` from the study file: what `export` computes in a worker process while
     it writes the records."""
-    from annotator.db import collect_garbage_rarely, open_db
+    from annotator.db import worker_study
 
-    collect_garbage_rarely()  # a spawned worker starts with Python's defaults
-    db = open_db(path)
-    try:
+    with worker_study(path) as db:
         return study_sections(db)
-    finally:
-        db.conn.close()
 
 
 def _agreement(report: AgreementReport | None) -> list[str]:

@@ -73,13 +73,12 @@ from annotator.datasets.writers import (
 from annotator.db import (
     EVERY_ID,
     IdRange,
-    collect_garbage_rarely,
     database_path,
     id_range_sql,
     loads,
-    open_existing_db,
     provenance,
     row_to_extraction,
+    worker_study,
 )
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
 from annotator.extract.prompts import NOT_SCRUB
@@ -432,18 +431,13 @@ def _write_part(
     """In a worker process: the records of `ids` written into the file `part`, as `fmt`'s sink
     appends it (Parquet, or text without a header and uncompressed), with their report and
     the annotated conversations without gold among them."""
-    collect_garbage_rarely()  # a spawned worker starts with Python's defaults
-    db = open_existing_db(path)
     report = ExportReport(format=fmt, what=what)
-    try:
-        with _part_file(Path(part), fmt) as target:
-            sink = _sink(target, fmt, what, header=False)
-            try:
-                return report, _write_records(db, sink, what, filters, report, ids)
-            finally:
-                sink.close()
-    finally:
-        db.conn.close()
+    with worker_study(path) as db, _part_file(Path(part), fmt) as target:
+        sink = _sink(target, fmt, what, header=False)
+        try:
+            return report, _write_records(db, sink, what, filters, report, ids)
+        finally:
+            sink.close()
 
 
 @contextmanager

@@ -27,16 +27,15 @@ from annotator.db import (
     IdRange,
     annotation_to_row,
     authors_own,
-    collect_garbage_rarely,
     database_path,
     dumps,
     gold_to_row,
     id_range_sql,
     loads,
-    open_existing_db,
     row_to_annotation,
     row_to_conversation,
     row_to_gold,
+    worker_study,
 )
 from annotator.errors import AnnotatorError, InputError
 from annotator.extract.tasks import TaskList, load_task_list
@@ -490,12 +489,8 @@ Decisions = tuple[AdjudicationReport, list[dict[str, Any]], list[dict[str, Any]]
 
 def _decisions_of_file(path: str, min_annotations: int, ids: IdRange) -> Decisions:
     """`_decisions` in a worker process, from the study file."""
-    collect_garbage_rarely()  # a spawned worker starts with Python's defaults
-    db = open_existing_db(path)
-    try:
+    with worker_study(path) as db:
         return _decisions(db, min_annotations, ids)
-    finally:
-        db.conn.close()
 
 
 def _decisions(db: sqlite_utils.Database, min_annotations: int, ids: IdRange) -> Decisions:

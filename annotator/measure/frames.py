@@ -27,8 +27,9 @@ from annotator.db import (
     authors_own,
     collect_garbage_rarely,
     database_path,
-    open_existing_db,
+    id_range_sql,
     optional_bool,
+    worker_study,
 )
 from annotator.extract.ledger import call_ledger
 from annotator.extract.prompts import NOT_SCRUB, few_shot_map, resolve_used_ids
@@ -154,11 +155,8 @@ def annotations_frame(db: sqlite_utils.Database, include_cancelled: bool = False
     )
     if not include_cancelled:
         sql += " and cancelled = 0"
-    params = []
-    for bound, operator in zip(rowids, (">=", "<"), strict=True):
-        if bound is not None:
-            sql += f" and rowid {operator} ?"
-            params.append(bound)
+    in_range, params = id_range_sql("rowid", rowids)
+    sql += f" and {in_range}"
     rows = []
     for ident, conv, annotator, labels, lead, cancelled, updated in db.execute(sql, params):
         data = orjson.loads(labels)
@@ -320,25 +318,16 @@ def store_annotations_part(path: str, rowids: RowidRange, part: str) -> str | No
     """In a worker process: the annotations frame's rows in `rowids`, written to `part`
     (`frame_store.write_part`); the signature of the table as read, or None when the rows
     could not be written (the frame is then built whole)."""
-    collect_garbage_rarely()  # a spawned worker starts with Python's defaults
-    db = open_existing_db(path)
-    try:
-        with snapshot(db):
-            frame = annotations_frame(db, rowids=rowids)
-            signature = table_signature(db, "annotations")
-    finally:
-        db.conn.close()
+    with worker_study(path) as db, snapshot(db):
+        frame = annotations_frame(db, rowids=rowids)
+        signature = table_signature(db, "annotations")
     return signature if write_part(frame, Path(part)) else None
 
 
 def _store_frame_of_file(path: str, table: str) -> None:
     """Build and store `table`'s frame in a worker process (`stored_frames`)."""
-    collect_garbage_rarely()  # a spawned worker starts with Python's defaults
-    db = open_existing_db(path)
-    try:
+    with worker_study(path) as db:
         stored_frames(db, [table])
-    finally:
-        db.conn.close()
 
 
 def without_few_shot(
