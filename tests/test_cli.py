@@ -187,3 +187,43 @@ def test_version_prints_the_installed_package_version():
     done = subprocess.run([sys.executable, "-m", "annotator", "--version"], capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.returncode == 0 and done.stdout.strip() == f"annotator {version}", done.stderr
+
+
+_HUGEPAGE_PROBE = """
+import multiprocessing, sys
+import annotator.cli  # the console script's first import
+import numpy
+
+def advised(_):
+    import numpy
+    return numpy._core.multiarray._get_madvise_hugepage()
+
+if __name__ == "__main__":
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        worker = pool.map(advised, [0])[0]
+    print(numpy._core.multiarray._get_madvise_hugepage(), worker)
+"""
+
+
+def test_the_commands_and_their_workers_do_not_ask_for_huge_pages_unless_the_user_does(
+    tmp_path,
+) -> None:
+    """The command line turns numpy's huge-page advice off before numpy is imported (it cost
+    the commands more time in the kernel than in computing); spawned workers inherit it, and
+    a user's own NUMPY_MADVISE_HUGEPAGE wins. Real processes: the setting is read once, at
+    numpy's import."""
+    import os
+    import subprocess
+    import sys
+
+    probe = tmp_path / "probe.py"
+    probe.write_text(_HUGEPAGE_PROBE)
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+
+    def run(extra: dict[str, str]) -> str:
+        return subprocess.run([sys.executable, str(probe)], env={**env, **extra},
+                              capture_output=True, text=True, check=True,
+                              timeout=120).stdout.strip()
+
+    assert run({}) == "False False"
+    assert run({"NUMPY_MADVISE_HUGEPAGE": "1"}) == "True True"

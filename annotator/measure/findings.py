@@ -247,13 +247,13 @@ def combine_annotations(annotations: pd.DataFrame) -> tuple[pd.DataFrame, int, s
         return chosen, values
 
     def agreed(column: str) -> list[list[str]]:
-        lists = [list(dict.fromkeys(_names(c))) for c in complete[column].tolist()]  # once each
+        rows, flat = _row_names(complete[column].tolist())
         out: list[list[str]] = [[] for _ in range(len(conv_ids))]
-        flat = [name for names in lists for name in names]
         if flat:
-            rows = np.repeat(np.arange(len(lists), dtype=np.int64), [len(x) for x in lists])
             codes, names = pd.factorize(np.array(flat, dtype=object))
-            for conv, code in zip(*majority(codes.astype(np.int64), rows), strict=True):
+            # each name once per annotation: a name repeated in one list is one vote
+            once = np.unique((rows << _SHIFT) | codes.astype(np.int64))
+            for conv, code in zip(*majority(once & _LOW, once >> _SHIFT), strict=True):
                 out[conv].append(str(names[code]))
         return out
 
@@ -425,6 +425,18 @@ def _names(values: Any) -> list[str]:
     return []
 
 
+def _row_names(cells: Sequence[Any]) -> tuple[np.ndarray, list[str]]:
+    """`_names` of every cell at once: each name's row, and the names in row order (one pass
+    over the cells, not a list per cell: 810,000 annotations took 1.7 s that way)."""
+    lengths = np.fromiter((len(c) if isinstance(c, _LIST_CELLS) else 0 for c in cells),
+                          dtype=np.int64, count=len(cells))
+    flat = [str(v) for c in cells if isinstance(c, _LIST_CELLS) for v in c]
+    return np.repeat(np.arange(len(cells), dtype=np.int64), lengths), flat
+
+
+_LIST_CELLS = (tuple, list, np.ndarray)
+
+
 _SHIFT = np.int64(32)  # a (row, key) pair packed in one int64: both stay below 2**31
 _LOW = np.int64(0xFFFFFFFF)
 
@@ -460,9 +472,7 @@ class _Vocabulary:
 
     def pairs(self, cells: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
         """(row, key) of every value in `cells` (one cell per row), each pair once, sorted."""
-        lists = [_names(c) for c in cells]
-        rows = np.repeat(np.arange(len(lists), dtype=np.int64), [len(x) for x in lists])
-        flat = [name for names in lists for name in names]
+        rows, flat = _row_names(cells)
         if not flat:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         codes, uniques = pd.factorize(np.array(flat, dtype=object))
