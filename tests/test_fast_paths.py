@@ -13,7 +13,9 @@ Unit tests on generated data (no fakes: the real statistics code and real SQLite
 - every command sets the cycle collector's threshold (`db.collect_garbage_rarely`);
 - the majority rule counted with plain dicts against counting with `Counter`;
 - annotations and gold walked side by side against dict lookups;
-- labels coded by a dict lookup against `pd.Categorical`.
+- labels coded by a dict lookup against `pd.Categorical`;
+- response types and value sets coded once per frame (shared unit codes) against merging the
+  two frames of each pair.
 """
 
 from __future__ import annotations
@@ -95,6 +97,55 @@ def test_paired_ratings_equal_pairs_encoded_afresh() -> None:
             fast = model_scores.paired_ratings(*columns)
             for name in ("unit", "indptr", "indices", "vocab", "units", "raters"):
                 assert np.array_equal(getattr(fast, name), getattr(oracle, name)), name
+
+
+def _hostile_types(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Response types as a study may hold them: missing (None, NaN), a category not listed,
+    an enum member instead of its value, and units only one side labelled."""
+    from annotator.models import ResponseType
+
+    types = frame["response_type"].to_numpy(dtype=object).copy()
+    odd = [None, float("nan"), "not a response type", list(ResponseType)[2], ""]
+    for i in rng.choice(len(types), size=len(types) // 5, replace=False):
+        types[i] = odd[int(rng.integers(len(odd)))]
+    return frame.assign(response_type=types).iloc[: int(len(frame) * 0.9)]
+
+
+def test_frames_coded_once_pair_as_frames_merged_pair_by_pair() -> None:
+    """Response types and value sets coded once per frame over shared unit codes
+    (`last_labels`, `encode_sets(..., unit_codes)`) give the tables and pairs that merging
+    the two frames gives, re-submitted labels, missing and unlisted types included; a pair
+    with no shared conversation, or no labelled one, says so as before."""
+    rng = np.random.default_rng(11)
+    annotations, gold, ext = _study_frames()
+    model = _hostile_types(ext.loc[ext["prompt_id"] == "p1"], rng)
+    refs = [_hostile_types(gold, rng), annotations.loc[annotations[RATER] == "annotator-1"],
+            gold.iloc[:0], gold.assign(response_type=None),
+            pd.DataFrame({UNIT: ["elsewhere"], "response_type": ["neutral"],
+                          "ai_values": [("care",)], "human_values": [()]})]
+    units = model_scores.UnitCodes()
+    coded = model_scores.last_labels(model, "response_type", RESPONSE_TYPE_LABELS, units)
+    for ref in refs:
+        slow = model_scores.response_type_scores(model, ref, n_boot=30, seed=2)
+        fast = model_scores.response_type_scores(
+            coded, model_scores.last_labels(ref, "response_type", RESPONSE_TYPE_LABELS, units),
+            n_boot=30, seed=2)
+        assert np.array_equal(fast[2], slow[2])
+        assert fast[0].model_dump_json() == slow[0].model_dump_json()
+        assert fast[1].model_dump_json() == slow[1].model_dump_json()
+        for field in ("ai_values", "human_values"):
+            vocab = model_scores.Vocabulary()
+            oracle = model_scores.pair_sets(model_scores.encode_sets(model, field, vocab),
+                                            model_scores.encode_sets(ref, field, vocab),
+                                            vocab.names())
+            vocab = model_scores.Vocabulary()
+            fast_pair = model_scores.pair_sets(
+                model_scores.encode_sets(model, field, vocab, units),
+                model_scores.encode_sets(ref, field, vocab, units), vocab.names())
+            assert (fast_pair is None) == (oracle is None)
+            if oracle is not None:
+                for name in ("unit", "indptr", "indices", "vocab", "units", "raters"):
+                    assert np.array_equal(getattr(fast_pair, name), getattr(oracle, name))
 
 
 def _macro_loop(tp, pred, ref, n: int, n_boot: int, seed: int) -> dict[str, list[float]]:

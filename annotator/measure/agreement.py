@@ -95,9 +95,12 @@ from annotator.measure.coefficients import (
 )
 from annotator.measure.model_scores import (
     ConfusionMatrix,
+    LastLabels,
     SetColumn,
+    UnitCodes,
     Vocabulary,
     encode_sets,
+    last_labels,
     paired_ratings,
     response_type_scores,
     value_scores_of_pairs,
@@ -340,14 +343,22 @@ def _model_rows(
         if per_annotator:
             refs += [(f"annotator {name}", rows) for name, rows in by_rater(ann).items()]
         columns: dict[tuple[Any, ...], tuple[SetColumn, Any]] = {}
+        types: dict[tuple[Any, ...], LastLabels] = {}
+        units = UnitCodes()  # every frame's conversations coded alike: pairs are gathers
 
         def encoded(who: tuple[Any, ...], frame: pd.DataFrame, field: str
                     ) -> tuple[SetColumn, Any]:
             """Each frame's sets encoded once, whatever it is scored against."""
             if (who, field) not in columns:
                 vocab = Vocabulary()
-                columns[(who, field)] = (encode_sets(frame, field, vocab), vocab.names())
+                columns[(who, field)] = (encode_sets(frame, field, vocab, units), vocab.names())
             return columns[(who, field)]
+
+        def typed(who: tuple[Any, ...], frame: pd.DataFrame) -> LastLabels:
+            """Each frame's response types coded once."""
+            if who not in types:
+                types[who] = last_labels(frame, RESPONSE_TYPE, RESPONSE_TYPE_LABELS, units)
+            return types[who]
 
         for key, group in ext.groupby(keys, sort=True):
             key = key if isinstance(key, tuple) else (key,)
@@ -358,7 +369,9 @@ def _model_rows(
                 scope = f"model {who} vs {ref_name}"
                 where = {"model": who, "reference": ref_name}
                 if RESPONSE_TYPE in group.columns and RESPONSE_TYPE in ref.columns:
-                    acc, kap, table = response_type_scores(group, ref, n_boot=n_boot, seed=seed)
+                    acc, kap, table = response_type_scores(
+                        typed(("model", key), group), typed(("ref", ref_name), ref),
+                        n_boot=n_boot, seed=seed)
                     report.rows.append(_row(scope, "accuracy", RESPONSE_TYPE, acc, **where))
                     report.rows.append(_row(scope, "cohen_kappa", RESPONSE_TYPE, kap, **where))
                     report.confusion.append(ConfusionMatrix(

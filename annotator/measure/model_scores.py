@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from scipy import sparse
 
 from annotator.measure.coefficients import (
+    _category_codes,
     _distinct_rows,
     _paired_table,
     _table_stat,
@@ -62,24 +63,76 @@ def _aligned(model: pd.DataFrame, reference: pd.DataFrame, label: str) -> pd.Dat
 
 
 def response_type_scores(
-    model: pd.DataFrame,
-    reference: pd.DataFrame,
+    model: pd.DataFrame | LastLabels,
+    reference: pd.DataFrame | LastLabels,
     *,
     label: str = RESPONSE_TYPE,
     n_boot: int = 0,
     seed: int = 0,
 ) -> tuple[Stat, Stat, np.ndarray]:
     """Accuracy, Cohen's kappa and the confusion matrix (rows reference, columns model) over
-    conversations both labelled, in the order of RESPONSE_TYPE_LABELS."""
-    both = _aligned(model, reference, label)
-    if both.empty:
+    conversations both labelled, in the order of RESPONSE_TYPE_LABELS. Either side may be
+    given as frames or as `last_labels` encoded once (one model against several references)."""
+    if isinstance(model, LastLabels) and isinstance(reference, LastLabels):
+        table, shared = _paired_last_labels(model, reference, len(RESPONSE_TYPE_LABELS))
+    else:
+        both = _aligned(model, reference, label)  # type: ignore[arg-type]
+        shared = not both.empty
+        if shared:
+            table, _ = _paired_table(both[f"{label}_ref"].tolist(),
+                                     both[f"{label}_model"].tolist(), RESPONSE_TYPE_LABELS)
+    if not shared:
         z = np.zeros((len(RESPONSE_TYPE_LABELS),) * 2, dtype=np.int64)
         return _nan("no shared conversations"), _nan("no shared conversations"), z
-    table, _ = _paired_table(both[f"{label}_ref"].tolist(), both[f"{label}_model"].tolist(),
-                             RESPONSE_TYPE_LABELS)
     acc = _table_stat(table, accuracy_from_table, n_boot, seed)
     kap = _table_stat(table, kappa_from_table, n_boot, seed)
     return acc, kap, table
+
+
+@dataclass(frozen=True)
+class LastLabels:
+    """One labeller's last label of each unit (a re-submitted label replaces the earlier
+    one), as positions in a list of categories (-1: missing or not listed), the units coded
+    in `UnitCodes` shared by the frames to be paired. Built once per frame: pairing two is
+    then array gathers, not a merge of frames and a lookup per row."""
+
+    units: np.ndarray  # unit codes, distinct
+    codes: np.ndarray
+    present: np.ndarray  # the label is not missing (it may still be a category not listed)
+
+
+def last_labels(frame: pd.DataFrame, label: str, categories: Sequence[Any],
+                units: UnitCodes) -> LastLabels:
+    """`frame`'s last `label` of each unit, coded as `_paired_table` codes it."""
+    last = frame[[UNIT, label]].drop_duplicates(UNIT, keep="last")
+    values = [getattr(x, "value", x) for x in last[label].tolist()]
+    return LastLabels(units.encode(last[UNIT].to_numpy(dtype=object)),
+                      _category_codes(values, categories),
+                      ~last[label].isna().to_numpy(bool))
+
+
+def _paired_last_labels(model: LastLabels, reference: LastLabels, n: int
+                        ) -> tuple[np.ndarray, bool]:
+    """The (reference, model) table of the units both labelled with a listed category, and
+    whether any unit has a label on both sides: what `_aligned` and `_paired_table` give for
+    the frames (an inner join on the unit, missing labels out, then unlisted ones; counts, so
+    the order of units does not matter)."""
+    pos = _positions(reference.units, model.units)
+    matched = np.flatnonzero(pos >= 0)
+    at = pos[matched]
+    shared = bool((reference.present[at] & model.present[matched]).any())
+    ref, mod = reference.codes[at], model.codes[matched]
+    keep = (ref >= 0) & (mod >= 0)
+    return np.bincount(ref[keep] * n + mod[keep], minlength=n * n).reshape(n, n), shared
+
+
+def _positions(of: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """For each code in `wanted`, its position in `of` (distinct codes of one vocabulary), or
+    -1: `pd.Index(of).get_indexer(wanted)` over integers, by one dense array."""
+    size = int(max(of.max(initial=-1), wanted.max(initial=-1))) + 1
+    where = np.full(size, -1, dtype=np.int64)
+    where[of] = np.arange(of.size, dtype=np.int64)
+    return where[wanted]
 
 
 def _subjective_precision(t: np.ndarray) -> tuple[float, str | None]:
@@ -286,7 +339,25 @@ def recode(column: SetColumn, mapping: np.ndarray, n_codes: int) -> SetColumn:
         return column
     rows = np.repeat(np.arange(column.units.size, dtype=np.int64), np.diff(column.indptr))
     key = np.sort(rows * max(n_codes, 1) + mapping[column.codes])
-    return SetColumn(column.units, column.indptr, key % max(n_codes, 1))
+    return SetColumn(column.units, column.indptr, key % max(n_codes, 1), column.unit_codes)
+
+
+class UnitCodes:
+    """Unit labels -> integer codes shared by the frames to be paired, so that pairing two of
+    them is an array gather (`_positions`). Only equality of codes means anything: new labels
+    get the next codes, looked up in C (a hash index over the labels seen so far)."""
+
+    def __init__(self) -> None:
+        self.known = pd.Index([], dtype=object)
+
+    def encode(self, units: np.ndarray) -> np.ndarray:
+        """Codes of `units`, distinct labels (each frame's last row per unit)."""
+        codes = self.known.get_indexer(units) if len(self.known) else np.full(len(units), -1)
+        new = np.flatnonzero(codes < 0)
+        if new.size:
+            codes[new] = len(self.known) + np.arange(new.size)
+            self.known = self.known.append(pd.Index(units[new], dtype=object))
+        return codes.astype(np.int64)
 
 
 class Vocabulary:
@@ -319,11 +390,15 @@ class SetColumn:
     units: np.ndarray  # distinct unit labels: each unit's last row, rows with a missing cell out
     indptr: np.ndarray
     codes: np.ndarray  # sorted and distinct within a unit
+    unit_codes: np.ndarray | None = None  # `units` in UnitCodes shared by the columns paired
 
 
-def encode_sets(frame: pd.DataFrame, label: str, vocab: Vocabulary) -> SetColumn:
+def encode_sets(frame: pd.DataFrame, label: str, vocab: Vocabulary,
+                unit_codes: UnitCodes | None = None) -> SetColumn:
     """The last row of each unit (a re-submitted label replaces the earlier one), as the
-    model-vs-reference scores align them; a unit whose last cell is missing is left out."""
+    model-vs-reference scores align them; a unit whose last cell is missing is left out.
+    With `unit_codes`, the units are coded in it too: columns coded in one such vocabulary are
+    paired by array gathers instead of hashing their units again for every pair."""
     last = frame[[UNIT, label]].drop_duplicates(UNIT, keep="last")
     cells = last[label].tolist()
     units = last[UNIT].to_numpy(dtype=object)
@@ -339,13 +414,17 @@ def encode_sets(frame: pd.DataFrame, label: str, vocab: Vocabulary) -> SetColumn
     key = np.unique(np.repeat(np.arange(len(cells), dtype=np.int64), lengths) * n_codes + codes)
     row, codes = key // n_codes, key % n_codes
     indptr = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=len(cells)))])
-    return SetColumn(units, indptr.astype(np.int64), codes.astype(np.int64))
+    return SetColumn(units, indptr.astype(np.int64), codes.astype(np.int64),
+                     None if unit_codes is None else unit_codes.encode(units))
 
 
 def pair_sets(model: SetColumn, reference: SetColumn, names: np.ndarray) -> SetRatings | None:
     """The units both labelled, in the model's order, as one SetRatings: for each unit the
     model's set, then the reference's. None when they share no unit."""
-    pos = pd.Index(reference.units).get_indexer(model.units)
+    if model.unit_codes is not None and reference.unit_codes is not None:
+        pos = _positions(reference.unit_codes, model.unit_codes)
+    else:
+        pos = pd.Index(reference.units).get_indexer(model.units)
     im = np.flatnonzero(pos >= 0)
     ir = pos[im]
     n = im.size
