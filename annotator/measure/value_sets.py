@@ -161,16 +161,23 @@ def map_level(ratings: SetRatings, level_map: Mapping[str, str] | None) -> SetRa
 
 
 def _group(words: list[np.ndarray]) -> tuple[np.ndarray, int]:
-    """Exact group ids for rows given as several int64 key columns (hash factorize per column).
+    """Exact group ids for rows given as several int64 key columns (one column at a time).
 
-    Ids come in order of first appearance, not sorted: callers use them only to tell groups
-    apart, and hashing is several times faster than sorting at paper scale."""
-    codes = pd.factorize(words[0])[0].astype(np.int64)
+    Callers use the ids only to tell groups apart (every figure from them is a sum of integer
+    counts), so any numbering does. Sorting (`np.unique`) measured faster than hashing
+    (`pd.factorize`) on the subset keys of the 300,000-conversation study: 2.4 s against
+    3.4 s for both taxonomy levels that have many, as the hash tables outgrow the cache."""
+    codes = _codes(words[0])
     for w in words[1:]:
-        c2 = pd.factorize(w)[0].astype(np.int64)
+        c2 = _codes(w)
         # both codes < 2**31 here, so the combined key is exact in int64
-        codes = pd.factorize(codes * (int(c2.max()) + 1) + c2)[0].astype(np.int64)
+        codes = _codes(codes * (int(c2.max()) + 1) + c2)
     return codes, (int(codes.max()) + 1 if codes.size else 0)
+
+
+def _codes(keys: np.ndarray) -> np.ndarray:
+    """Dense ids of int64 keys: the rank of each key among the distinct ones."""
+    return np.unique(keys, return_inverse=True)[1].astype(np.int64).ravel()
 
 
 def _pack(cols: np.ndarray, bits: int) -> list[np.ndarray]:
