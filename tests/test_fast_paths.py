@@ -113,7 +113,7 @@ def _hostile_types(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFram
 
 def test_frames_coded_once_pair_as_frames_merged_pair_by_pair() -> None:
     """Response types and value sets coded once per frame over shared unit codes
-    (`last_labels`, `encode_sets(..., unit_codes)`) give the tables and pairs that merging
+    (`last_rows`, then `last_labels` and `encode_sets`) give the tables and pairs that merging
     the two frames gives, re-submitted labels, missing and unlisted types included; a pair
     with no shared conversation, or no labelled one, says so as before."""
     rng = np.random.default_rng(11)
@@ -124,11 +124,13 @@ def test_frames_coded_once_pair_as_frames_merged_pair_by_pair() -> None:
             pd.DataFrame({UNIT: ["elsewhere"], "response_type": ["neutral"],
                           "ai_values": [("care",)], "human_values": [()]})]
     units = model_scores.UnitCodes()
-    coded = model_scores.last_labels(model, "response_type", RESPONSE_TYPE_LABELS, units)
+    model_rows = model_scores.last_rows(model, units)
+    coded = model_scores.last_labels(model_rows, "response_type", RESPONSE_TYPE_LABELS)
     for ref in refs:
+        ref_rows = model_scores.last_rows(ref, units)
         slow = model_scores.response_type_scores(model, ref, n_boot=30, seed=2)
         fast = model_scores.response_type_scores(
-            coded, model_scores.last_labels(ref, "response_type", RESPONSE_TYPE_LABELS, units),
+            coded, model_scores.last_labels(ref_rows, "response_type", RESPONSE_TYPE_LABELS),
             n_boot=30, seed=2)
         assert np.array_equal(fast[2], slow[2])
         assert fast[0].model_dump_json() == slow[0].model_dump_json()
@@ -140,8 +142,8 @@ def test_frames_coded_once_pair_as_frames_merged_pair_by_pair() -> None:
                                             vocab.names())
             vocab = model_scores.Vocabulary()
             fast_pair = model_scores.pair_sets(
-                model_scores.encode_sets(model, field, vocab, units),
-                model_scores.encode_sets(ref, field, vocab, units), vocab.names())
+                model_scores.encode_sets(model_rows, field, vocab),
+                model_scores.encode_sets(ref_rows, field, vocab), vocab.names())
             assert (fast_pair is None) == (oracle is None)
             if oracle is not None:
                 for name in ("unit", "indptr", "indices", "vocab", "units", "raters"):

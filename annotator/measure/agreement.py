@@ -96,11 +96,13 @@ from annotator.measure.coefficients import (
 from annotator.measure.model_scores import (
     ConfusionMatrix,
     LastLabels,
+    LastRows,
     SetColumn,
     UnitCodes,
     Vocabulary,
     encode_sets,
     last_labels,
+    last_rows,
     paired_ratings,
     response_type_scores,
     value_scores_of_pairs,
@@ -344,20 +346,28 @@ def _model_rows(
             refs += [(f"annotator {name}", rows) for name, rows in by_rater(ann).items()]
         columns: dict[tuple[Any, ...], tuple[SetColumn, Any]] = {}
         types: dict[tuple[Any, ...], LastLabels] = {}
+        last: dict[tuple[Any, ...], LastRows] = {}
         units = UnitCodes()  # every frame's conversations coded alike: pairs are gathers
+
+        def rows(who: tuple[Any, ...], frame: pd.DataFrame) -> LastRows:
+            """Each frame's last row per conversation, found and coded once."""
+            if who not in last:
+                last[who] = last_rows(frame, units)
+            return last[who]
 
         def encoded(who: tuple[Any, ...], frame: pd.DataFrame, field: str
                     ) -> tuple[SetColumn, Any]:
             """Each frame's sets encoded once, whatever it is scored against."""
             if (who, field) not in columns:
                 vocab = Vocabulary()
-                columns[(who, field)] = (encode_sets(frame, field, vocab, units), vocab.names())
+                columns[(who, field)] = (encode_sets(rows(who, frame), field, vocab),
+                                         vocab.names())
             return columns[(who, field)]
 
         def typed(who: tuple[Any, ...], frame: pd.DataFrame) -> LastLabels:
             """Each frame's response types coded once."""
             if who not in types:
-                types[who] = last_labels(frame, RESPONSE_TYPE, RESPONSE_TYPE_LABELS, units)
+                types[who] = last_labels(rows(who, frame), RESPONSE_TYPE, RESPONSE_TYPE_LABELS)
             return types[who]
 
         for key, group in ext.groupby(keys, sort=True):

@@ -101,13 +101,31 @@ class LastLabels:
     present: np.ndarray  # the label is not missing (it may still be a category not listed)
 
 
-def last_labels(frame: pd.DataFrame, label: str, categories: Sequence[Any],
-                units: UnitCodes) -> LastLabels:
-    """`frame`'s last `label` of each unit, coded as `_paired_table` codes it."""
-    last = frame[[UNIT, label]].drop_duplicates(UNIT, keep="last")
+@dataclass(frozen=True)
+class LastRows:
+    """A frame's last row of each unit (a re-submitted label replaces the earlier one), and
+    those units' codes in `UnitCodes` shared by the frames to be paired: found and coded once
+    per frame, whichever of its labels are then scored."""
+
+    frame: pd.DataFrame
+    keep: np.ndarray  # the rows kept
+    unit_codes: np.ndarray  # their units' codes, in row order
+
+    def column(self, label: str) -> pd.DataFrame:
+        return self.frame.loc[self.keep, [UNIT, label]]
+
+
+def last_rows(frame: pd.DataFrame, units: UnitCodes) -> LastRows:
+    """The frame's last row of each unit, its units coded in `units`."""
+    keep = ~frame[UNIT].duplicated(keep="last").to_numpy(bool)
+    return LastRows(frame, keep, units.encode(frame[UNIT].to_numpy(dtype=object)[keep]))
+
+
+def last_labels(rows: LastRows, label: str, categories: Sequence[Any]) -> LastLabels:
+    """The last `label` of each unit, coded as `_paired_table` codes it."""
+    last = rows.column(label)
     values = [getattr(x, "value", x) for x in last[label].tolist()]
-    return LastLabels(units.encode(last[UNIT].to_numpy(dtype=object)),
-                      _category_codes(values, categories),
+    return LastLabels(rows.unit_codes, _category_codes(values, categories),
                       ~last[label].isna().to_numpy(bool))
 
 
@@ -343,9 +361,9 @@ def recode(column: SetColumn, mapping: np.ndarray, n_codes: int) -> SetColumn:
 
 
 class UnitCodes:
-    """Unit labels -> integer codes shared by the frames to be paired, so that pairing two of
-    them is an array gather (`_positions`). Only equality of codes means anything: new labels
-    get the next codes, looked up in C (a hash index over the labels seen so far)."""
+    """Unit labels -> integer codes shared by the frames to be paired (`last_rows`), so that
+    pairing two of them is an array gather (`_positions`). Only equality of codes means
+    anything: new labels get the next codes, looked up in C (a hash index over those seen)."""
 
     def __init__(self) -> None:
         self.known = pd.Index([], dtype=object)
@@ -393,19 +411,22 @@ class SetColumn:
     unit_codes: np.ndarray | None = None  # `units` in UnitCodes shared by the columns paired
 
 
-def encode_sets(frame: pd.DataFrame, label: str, vocab: Vocabulary,
-                unit_codes: UnitCodes | None = None) -> SetColumn:
+def encode_sets(frame: pd.DataFrame | LastRows, label: str, vocab: Vocabulary) -> SetColumn:
     """The last row of each unit (a re-submitted label replaces the earlier one), as the
     model-vs-reference scores align them; a unit whose last cell is missing is left out.
-    With `unit_codes`, the units are coded in it too: columns coded in one such vocabulary are
+    Given `last_rows`, the units keep its codes: columns coded over one `UnitCodes` are
     paired by array gathers instead of hashing their units again for every pair."""
-    last = frame[[UNIT, label]].drop_duplicates(UNIT, keep="last")
+    if isinstance(frame, LastRows):
+        last, unit_codes = frame.column(label), frame.unit_codes
+    else:
+        last, unit_codes = frame[[UNIT, label]].drop_duplicates(UNIT, keep="last"), None
     cells = last[label].tolist()
     units = last[UNIT].to_numpy(dtype=object)
     if not set(map(type, cells)) <= set(_SET_TYPES):  # else every cell is a set: none missing
         present = np.fromiter((type(c) in _SET_TYPES or not _is_missing(c) for c in cells),
                               dtype=bool, count=len(cells))
         units = units[present]
+        unit_codes = None if unit_codes is None else unit_codes[present]
         cells = [c for c, keep in zip(cells, present, strict=True) if keep]
     lengths = np.fromiter(map(len, cells), dtype=np.int64, count=len(cells))
     codes = vocab.encode(list(chain.from_iterable(cells)))
@@ -414,8 +435,7 @@ def encode_sets(frame: pd.DataFrame, label: str, vocab: Vocabulary,
     key = np.unique(np.repeat(np.arange(len(cells), dtype=np.int64), lengths) * n_codes + codes)
     row, codes = key // n_codes, key % n_codes
     indptr = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=len(cells)))])
-    return SetColumn(units, indptr.astype(np.int64), codes.astype(np.int64),
-                     None if unit_codes is None else unit_codes.encode(units))
+    return SetColumn(units, indptr.astype(np.int64), codes.astype(np.int64), unit_codes)
 
 
 def pair_sets(model: SetColumn, reference: SetColumn, names: np.ndarray) -> SetRatings | None:

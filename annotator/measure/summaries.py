@@ -373,12 +373,13 @@ def _reference_scores(
     # each frame's value sets encoded once per field, shared by every pairing below
     vocabs = {fld: model_scores.Vocabulary() for fld in FIELDS}
     units = model_scores.UnitCodes()  # every frame's conversations coded alike
-    model_sets = {fld: model_scores.encode_sets(extractions, fld, vocabs[fld], units)
-                  for fld in FIELDS}
-    model_types = model_scores.last_labels(extractions, "response_type", RESPONSE_TYPES, units)
-    for ref_name, ref, boot in references:
+    model = model_scores.last_rows(extractions, units)
+    model_sets = {fld: model_scores.encode_sets(model, fld, vocabs[fld]) for fld in FIELDS}
+    model_types = model_scores.last_labels(model, "response_type", RESPONSE_TYPES)
+    for ref_name, frame, boot in references:
+        ref = model_scores.last_rows(frame, units)
         acc, kap, table = model_scores.response_type_scores(
-            model_types, model_scores.last_labels(ref, "response_type", RESPONSE_TYPES, units),
+            model_types, model_scores.last_labels(ref, "response_type", RESPONSE_TYPES),
             n_boot=boot, seed=seed)
         metrics.append(_stat_row(ref_name, "accuracy", "response_type", None, acc))
         metrics.append(_stat_row(ref_name, "cohen_kappa", "response_type", None, kap))
@@ -388,7 +389,7 @@ def _reference_scores(
                                   "model_type": model_label, "count": int(table[i][j])})
         for fld in FIELDS:
             leaf = model_scores.pair_sets(
-                model_sets[fld], model_scores.encode_sets(ref, fld, vocabs[fld], units),
+                model_sets[fld], model_scores.encode_sets(ref, fld, vocabs[fld]),
                 vocabs[fld].names())
             by_level = model_scores.value_scores_of_pairs(
                 leaf, {lv: maps.get(lv) for lv in LEVELS}, n_boot=boot, seed=seed)
