@@ -354,3 +354,26 @@ def test_category_codes_equal_pandas_categorical() -> None:
         expected = pd.Categorical(values, categories=list(RESPONSE_TYPE_LABELS)).codes
     assert _category_codes(values, RESPONSE_TYPE_LABELS).tolist() == expected.tolist()
     assert (expected == -1).sum() > 1000  # unlisted and missing labels were exercised
+
+
+def test_no_majority_counted_at_once_equals_the_group_by() -> None:
+    """The conversation table's `rt_split` counted over (conversation, type) codes at once
+    (`summaries._no_majority`) against the pandas group-by it replaced, with missing types
+    (None, NaN), types outside the list, one-annotation conversations and ties."""
+    from annotator.measure import summaries
+
+    rng = np.random.default_rng(4)
+    annotations, _, _ = _study_frames(seed=8, n=2_000)
+    annotations = pd.concat([_hostile_types(annotations, rng),
+                             annotations.iloc[:300].assign(response_type="neutral")])
+    ann = annotations.sort_values(["conversation_id", "annotator"], kind="stable")
+    ids, starts, ends = summaries._groups(ann, "conversation_id")
+    labelled = ann.loc[ann["response_type"].notna(), ["conversation_id", "response_type"]]
+    votes = labelled.groupby(["conversation_id", "response_type"], sort=False).size()
+    top = votes.groupby(level=0).max()
+    n_lab = labelled.groupby("conversation_id").size()
+    split = (n_lab >= 2) & (top.reindex(n_lab.index) <= n_lab // 2)
+    oracle = pd.Series(ids).map(split).fillna(False).astype(bool).to_numpy()
+    fast = summaries._no_majority(ann["response_type"], starts, ends)
+    assert 0 < oracle.sum() < len(oracle)
+    assert np.array_equal(fast, oracle)

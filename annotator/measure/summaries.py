@@ -244,6 +244,20 @@ def _groups(frame: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray, np.n
     return keys[starts], starts, ends
 
 
+def _no_majority(types: pd.Series, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Per group of rows (starts, ends): whether its most frequent response type has at most
+    half of its labelled votes, with two or more (missing types are no vote). Counted over
+    (group, type) codes at once: a pandas group-by of 800,000 rows took most of a second."""
+    group = np.repeat(np.arange(len(starts), dtype=np.int64), ends - starts)
+    labelled = types.notna().to_numpy(bool)
+    codes, kinds = pd.factorize(types[labelled].astype(object))
+    votes = np.bincount(group[labelled], minlength=len(starts))
+    pair, count = np.unique(group[labelled] * max(len(kinds), 1) + codes, return_counts=True)
+    top = np.zeros(len(starts), dtype=np.int64)
+    np.maximum.at(top, pair // max(len(kinds), 1), count)
+    return (votes >= 2) & (top <= votes // 2)
+
+
 def conversations_bundle(annotations: pd.DataFrame, gold: pd.DataFrame) -> Bundle:
     """One row per conversation with annotations or gold: the labels and where people split.
 
@@ -263,13 +277,7 @@ def conversations_bundle(annotations: pd.DataFrame, gold: pd.DataFrame) -> Bundl
         "annotator_values": [tuple(dict.fromkeys(v for t in values[s:e] for v in t))
                              for s, e in zip(starts, ends, strict=True)],
     })
-    # no majority: the most frequent response type has at most half of the labelled votes
-    labelled = ann.loc[ann["response_type"].notna(), ["conversation_id", "response_type"]]
-    votes = labelled.groupby(["conversation_id", "response_type"], sort=False).size()
-    top = votes.groupby(level=0).max()
-    n_lab = labelled.groupby("conversation_id").size()
-    split = (n_lab >= 2) & (top.reindex(n_lab.index) <= n_lab // 2)
-    per["rt_split"] = per["conversation_id"].map(split).fillna(False).astype(bool)
+    per["rt_split"] = _no_majority(ann["response_type"], starts, ends)
     distinct_sets = pd.Series(set_codes).groupby(
         np.repeat(np.arange(len(ids)), ends - starts)
     ).nunique() if len(ids) else pd.Series(dtype=int)
