@@ -143,10 +143,17 @@ def _csr(
 ) -> SetRatings:
     n = unit.size
     v = max(int(vocab.size), 1)
-    key = np.unique(rating_of.astype(np.int64) * v + codes.astype(np.int64))
-    rating, ids = key // v, key % v
+    # np.unique(rating * v + code), with no copy it does not need: at paper scale each copy
+    # of these arrays is fresh memory, and the model rows make dozens of them
+    key = np.multiply(rating_of, v, dtype=np.int64)
+    key += codes
+    key.sort()
+    distinct = np.empty(key.size, dtype=bool)
+    distinct[:1] = True
+    np.not_equal(key[1:], key[:-1], out=distinct[1:])
+    rating, ids = np.divmod(key[distinct], v)
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rating, minlength=n))]).astype(np.int64)
-    return SetRatings(unit, indptr, ids.astype(np.int64), vocab, units, raters)
+    return SetRatings(unit, indptr, ids, vocab, units, raters)
 
 
 def map_level(ratings: SetRatings, level_map: Mapping[str, str] | None) -> SetRatings:
