@@ -8,15 +8,10 @@ import: `study` (init, status, demo, taxonomy, show), `ingest`, `extract` (promp
 """
 
 import importlib
-import os
 
-# Before anything imports numpy: numpy asks the kernel to back each large array with huge
-# pages (madvise). Where the kernel then compacts memory synchronously to find one (Debian's
-# default, transparent_hugepage/defrag "madvise"), the commands spent more time in the kernel
-# than computing: the inter-annotator figures at 300,000 conversations took 11.4 s, 5 s of it
-# in the kernel, and 7.6 s without the advice (numpy/numpy#31590). Set before any worker is
-# spawned, so the workers inherit it; a user's own setting of the variable wins.
-os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+from annotator import config
+
+config.numpy_without_huge_pages()  # before anything imports numpy, and before any worker
 
 from annotator.cli.main import app  # noqa: E402 - after the setting above
 
