@@ -184,7 +184,7 @@ def _group(words: list[np.ndarray]) -> tuple[np.ndarray, int]:
 
 def _codes(keys: np.ndarray) -> np.ndarray:
     """Dense ids of int64 keys: the rank of each key among the distinct ones."""
-    return np.unique(keys, return_inverse=True)[1].astype(np.int64).ravel()
+    return np.unique(keys, return_inverse=True)[1].astype(np.int64, copy=False).ravel()
 
 
 def _pack(cols: np.ndarray, bits: int) -> list[np.ndarray]:
