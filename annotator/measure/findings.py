@@ -43,7 +43,7 @@ from annotator.measure.frames import (
 )
 from annotator.measure.model_scores import spearman_rho
 from annotator.measure.response_types import ByResponseType, by_response_type
-from annotator.measure.shapes import RESPONSE_TYPE_LABELS
+from annotator.measure.shapes import LIST_CELLS, RESPONSE_TYPE_LABELS
 from annotator.models import Provenance
 from annotator.taxonomy import LEVEL_KINDS, LEVELS, Taxonomy, load_taxonomy, normalise
 
@@ -420,7 +420,7 @@ def _missing(value: Any) -> bool:
 
 def _names(values: Any) -> list[str]:
     """A cell of value names (a tuple, a list or an array) as strings; nothing if empty."""
-    if isinstance(values, (tuple, list, np.ndarray)):
+    if isinstance(values, LIST_CELLS):
         return [str(v) for v in values]
     return []
 
@@ -428,13 +428,10 @@ def _names(values: Any) -> list[str]:
 def _row_names(cells: Sequence[Any]) -> tuple[np.ndarray, list[str]]:
     """`_names` of every cell at once: each name's row, and the names in row order (one pass
     over the cells, not a list per cell: 810,000 annotations took 1.7 s that way)."""
-    lengths = np.fromiter((len(c) if isinstance(c, _LIST_CELLS) else 0 for c in cells),
+    lengths = np.fromiter((len(c) if isinstance(c, LIST_CELLS) else 0 for c in cells),
                           dtype=np.int64, count=len(cells))
-    flat = [str(v) for c in cells if isinstance(c, _LIST_CELLS) for v in c]
+    flat = [str(v) for c in cells if isinstance(c, LIST_CELLS) for v in c]
     return np.repeat(np.arange(len(cells), dtype=np.int64), lengths), flat
-
-
-_LIST_CELLS = (tuple, list, np.ndarray)
 
 
 _SHIFT = np.int64(32)  # a (row, key) pair packed in one int64: both stay below 2**31

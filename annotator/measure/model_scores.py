@@ -71,8 +71,8 @@ def response_type_scores(
     seed: int = 0,
 ) -> tuple[Stat, Stat, np.ndarray]:
     """Accuracy, Cohen's kappa and the confusion matrix (rows reference, columns model) over
-    conversations both labelled, in the order of RESPONSE_TYPE_LABELS. Either side may be
-    given as frames or as `last_labels` encoded once (one model against several references)."""
+    conversations both labelled, in the order of RESPONSE_TYPE_LABELS. Both sides are frames,
+    or both `last_labels`, coded once (one model against several references)."""
     if isinstance(model, LastLabels) and isinstance(reference, LastLabels):
         table, shared = _paired_last_labels(model, reference, len(RESPONSE_TYPE_LABELS))
     else:

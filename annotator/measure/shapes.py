@@ -20,6 +20,8 @@ VALUE_FIELDS = ("ai_values", "human_values")
 LEVEL_NAMES: dict[int, str] = {0: "leaf", 1: "cluster-1", 2: "cluster-2", 3: "top"}
 RESPONSE_TYPE_ORDER: tuple[str, ...] = tuple(r.value for r in ORDERED_RESPONSE_TYPES)
 RESPONSE_TYPE_LABELS: tuple[str, ...] = tuple(r.value for r in ResponseType)
+# the cells of a frame's name columns that hold names (others are missing, or one name)
+LIST_CELLS = (tuple, list, np.ndarray)
 MASI_WEIGHTS: dict[str, tuple[float, float]] = {"exact": (2 / 3, 1 / 3), "nltk": (0.67, 0.33)}
 
 Level = Literal["nominal", "ordinal", "interval"]

@@ -128,9 +128,6 @@ def value_frequencies(frame: pd.DataFrame, label: str = "ai_values") -> Bundle:
     return Bundle(frames={"values": values, "response_types": rt}, meta=meta)
 
 
-_LIST_CELLS = (tuple, list, np.ndarray)
-
-
 def _every_name(series: pd.Series) -> pd.Series:
     """Every name in a column of name lists, in row order, missing ones left out: what
     `series.explode().dropna()` holds, as Python objects (exploding makes two million names
@@ -138,7 +135,7 @@ def _every_name(series: pd.Series) -> pd.Series:
     300,000 conversations). A cell that is not a list counts as itself, as explode has it."""
     flat: list[Any] = []
     for cell in series.tolist():
-        if isinstance(cell, _LIST_CELLS):
+        if isinstance(cell, shapes.LIST_CELLS):
             flat.extend(cell)
         else:
             flat.append(cell)
