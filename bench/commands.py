@@ -71,6 +71,9 @@ def floor_seconds(db: Path, queries: tuple[str, ...]) -> float:
 def run(args: list[str], stdout: Path | None = None) -> tuple[float, float, str]:
     """Run `annotator args` as a user does; wall seconds, peak resident MB, its stdout."""
     out = open(stdout, "wb") if stdout else subprocess.PIPE  # noqa: SIM115 - closed below
+    # what the bench wrote before (a study's copy, the last export: gigabytes at 700k) goes
+    # to disk now, not while this command runs: its write-back is not this command's cost
+    os.sync()
     started = time.perf_counter()
     proc = subprocess.Popen([ANNOTATOR, *args], stdout=out, stderr=subprocess.PIPE)
     text = b"" if stdout else proc.stdout.read()  # type: ignore[union-attr]
