@@ -19,7 +19,6 @@ from scipy import sparse
 from annotator.measure.coefficients import (
     _category_codes,
     _distinct_rows,
-    _paired_table,
     _table_stat,
     accuracy_from_table,
     kappa_from_table,
@@ -72,15 +71,15 @@ def response_type_scores(
 ) -> tuple[Stat, Stat, np.ndarray]:
     """Accuracy, Cohen's kappa and the confusion matrix (rows reference, columns model) over
     conversations both labelled, in the order of RESPONSE_TYPE_LABELS. Both sides are frames,
-    or both `last_labels`, coded once (one model against several references)."""
-    if isinstance(model, LastLabels) and isinstance(reference, LastLabels):
-        table, shared = _paired_last_labels(model, reference, len(RESPONSE_TYPE_LABELS))
-    else:
-        both = _aligned(model, reference, label)  # type: ignore[arg-type]
-        shared = not both.empty
-        if shared:
-            table, _ = _paired_table(both[f"{label}_ref"].tolist(),
-                                     both[f"{label}_model"].tolist(), RESPONSE_TYPE_LABELS)
+    or both `last_labels` coded over one `UnitCodes` (one model against several references
+    codes each frame once)."""
+    if not isinstance(model, LastLabels) or not isinstance(reference, LastLabels):
+        if isinstance(model, LastLabels) or isinstance(reference, LastLabels):
+            raise TypeError("response_type_scores: both sides frames, or both coded")
+        units = UnitCodes()
+        model, reference = (last_labels(last_rows(frame, units), label, RESPONSE_TYPE_LABELS)
+                            for frame in (model, reference))
+    table, shared = _paired_last_labels(model, reference, len(RESPONSE_TYPE_LABELS))
     if not shared:
         z = np.zeros((len(RESPONSE_TYPE_LABELS),) * 2, dtype=np.int64)
         return _nan("no shared conversations"), _nan("no shared conversations"), z
@@ -122,7 +121,7 @@ def last_rows(frame: pd.DataFrame, units: UnitCodes) -> LastRows:
 
 
 def last_labels(rows: LastRows, label: str, categories: Sequence[Any]) -> LastLabels:
-    """The last `label` of each unit, coded as `_paired_table` codes it."""
+    """The last `label` of each unit, coded as `coefficients._paired_table` codes it."""
     last = rows.column(label)
     values = [getattr(x, "value", x) for x in last[label].tolist()]
     return LastLabels(rows.unit_codes, _category_codes(values, categories),
@@ -132,9 +131,8 @@ def last_labels(rows: LastRows, label: str, categories: Sequence[Any]) -> LastLa
 def _paired_last_labels(model: LastLabels, reference: LastLabels, n: int
                         ) -> tuple[np.ndarray, bool]:
     """The (reference, model) table of the units both labelled with a listed category, and
-    whether any unit has a label on both sides: what `_aligned` and `_paired_table` give for
-    the frames (an inner join on the unit, missing labels out, then unlisted ones; counts, so
-    the order of units does not matter)."""
+    whether any unit has a label on both sides: what joining the two frames on the unit gives,
+    missing labels out, then unlisted ones (counts, so the order of units does not matter)."""
     pos = _positions(reference.units, model.units)
     matched = np.flatnonzero(pos >= 0)
     at = pos[matched]
