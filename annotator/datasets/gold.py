@@ -255,8 +255,14 @@ def majority_label(annotations: list[AnnotatorLabels]) -> GoldLabel | None:
     """
     if no_majority_reason(annotations) is not None:
         return None
-    return GoldLabel(**_majority_of(annotations)._asdict(), decided_by=MAJORITY,
-                     decided_at=utc_now(), from_annotations=[a.annotator for a in annotations])
+    return _majority_gold(annotations, [a.annotator for a in annotations])
+
+
+def _majority_gold(labels: Sequence[Labels], annotators: list[str]) -> GoldLabel:
+    """The gold a majority decides from these labels (`no_majority_reason` is None for them),
+    decided now; `annotators`: whose labels they are."""
+    return GoldLabel(**_majority_of(labels)._asdict(), decided_by=MAJORITY,
+                     decided_at=utc_now(), from_annotations=annotators)
 
 
 class _Majority(NamedTuple):
@@ -290,10 +296,11 @@ def _majority_of(labels: Sequence[Labels]) -> _Majority:
 def majority_task(annotations: Sequence[Labels]) -> tuple[str | None, str | None]:
     """The task category more than half of the annotators gave (None when none did: the task
     is not required, a person may add it) and the first description given with it."""
-    counts = Counter(a.task for a in annotations if a.task)
+    counts = _tally(a.task for a in annotations if a.task)
     if not counts:
         return None, None
-    task, votes = counts.most_common(1)[0]
+    task = _most_common(counts)
+    votes = counts[task]
     if votes < len(annotations) // 2 + 1:
         return None, None
     return task, next((a.task_description for a in annotations
@@ -513,18 +520,19 @@ def _decisions(db: sqlite_utils.Database, min_annotations: int, ids: IdRange) ->
         labelled = labelled or []
         own, aside = own_annotations(labelled)
         report.set_aside += aside
-        if existing and existing["decided_by"] != MAJORITY:
+        gold = row_to_gold(existing) if existing else None
+        if gold is not None and gold.decided_by != MAJORITY:
             report.kept_person_decisions += 1
-            if new_labels_since(existing.get("labels_seen"), row_to_gold(existing).decided_at,
-                                labelled):
+            if new_labels_since(existing.get("labels_seen"), gold.decided_at, labelled):
                 report.new_labels_since.append(conversation_id)
             continue
         if len(own) >= min_annotations:
-            reason = undecided_reason(own)
-            label = None if reason else majority_label([_as_annotator_labels(a) for a in own])
-            if label is not None and existing:
-                label = _keep_description(row_to_gold(existing), label)
-            if label is not None and existing and _same_labels(row_to_gold(existing), label):
+            reason = undecided_reason(own)  # None: a majority decides (`no_majority_reason`)
+            label = None if reason else _majority_gold([a.labels for a in own],
+                                                       [a.annotator for a in own])
+            if label is not None and gold is not None:
+                label = _keep_description(gold, label)
+            if label is not None and gold is not None and _same_labels(gold, label):
                 report.unchanged += 1
                 continue
             if label is not None:  # new, or other labels than the majority decided before
@@ -533,7 +541,7 @@ def _decisions(db: sqlite_utils.Database, min_annotations: int, ids: IdRange) ->
                 report.decided += 1
                 continue
             report.add_person_needed(conversation_id, reason or "no majority")
-        if existing and (why := majority_out_of_date(row_to_gold(existing), labelled)):
+        if gold is not None and (why := majority_out_of_date(gold, labelled)):
             reopening.append(_reopen_row(conversation_id, existing, why))
             report.reopened.append(PersonNeeded(conversation_id=conversation_id, reason=why))
     return report, decided, reopening
