@@ -176,7 +176,33 @@ def test_table_signatures_follow_each_table(app_study_copy) -> None:
            "tester")
     after = table_signatures(db)
     changed = {k for k in before if before[k] != after[k]}
-    assert changed == {"gold"}
+    assert changed == {"gold", "gold:people"}  # a person's decision
+    db.conn.close()
+
+
+def test_a_majority_decision_keeps_the_signature_of_persons_decisions(app_study_copy) -> None:
+    """The Gold page's queue depends on gold only through who a person decided
+    (`gold:people`): `adjudicate` deciding by majority leaves that signature, a person's
+    decision (also one replacing a person's decision) changes it."""
+    from annotator.datasets.gold import MAJORITY, adjudicate, decide
+    from annotator.measure.frame_store import table_signatures
+
+    db = open_db(app_study_copy)
+    by_majority = [row[0] for row in db.execute(
+        "select conversation_id from gold where decided_by = ? order by 1", [MAJORITY])]
+    assert len(by_majority) >= 2
+    before = table_signatures(db)
+    with db.conn:
+        db.execute("delete from gold where conversation_id = ?", [by_majority[0]])
+    assert adjudicate(db).decided == 1  # decided again, by majority
+    after = table_signatures(db)
+    assert after["gold"] != before["gold"] and after["gold:people"] == before["gold:people"]
+    labels = Labels(ai_values=["honesty"], response_type="neutral", subjective=True)
+    decide(db, by_majority[1], labels, "tester")
+    by_person = table_signatures(db)["gold:people"]
+    assert by_person != after["gold:people"]
+    decide(db, by_majority[1], labels.model_copy(update={"subjective": False}), "another")
+    assert table_signatures(db)["gold:people"] != by_person
     db.conn.close()
 
 

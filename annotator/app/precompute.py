@@ -148,8 +148,10 @@ def findings(table: str, opposing: tuple[str, ...] | None = None) -> Summary:
 
 def people_needed() -> Summary:
     """What `annotator adjudicate` leaves to a person, and why (the Gold page's queue): it
-    reads every annotation, so a new server's first Gold page does not wait for it."""
-    return Summary("people_needed", {}, ("annotations", "gold"), "the conversations to decide",
+    reads every annotation, so a new server's first Gold page does not wait for it. Of gold
+    it reads only which conversations a person decided: a decision by majority keeps it."""
+    return Summary("people_needed", {}, ("annotations", "gold:people"),
+                   "the conversations to decide",
                    _people_needed, reads_frames=False)
 
 

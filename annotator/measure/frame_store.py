@@ -57,6 +57,12 @@ _SIGNATURE_SQL = {
             "total(length(ai_values)), total(length(human_values)), "
             "total(length(response_type)), total(subjective), total(length(task)), "
             "total(length(decided_by)) from gold",
+    # Gold decided by a person (not by majority: `gold.MAJORITY`), alone: the Gold page's queue
+    # leaves these out and reads nothing else of gold, so a majority decision does not
+    # recompute it. The ids are summed in (rowid, length) as one decision may replace another.
+    "gold:people": "select count(*), max(decided_at), total(rowid), "
+                   "total(length(conversation_id)), total(length(history)) from gold "
+                   "where decided_by != 'majority'",
     "tasks": "select count(*), max(pushed_at) from tasks",
 }
 _EXTRACTIONS_SQL = (

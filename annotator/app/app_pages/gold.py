@@ -44,7 +44,7 @@ needed_bundle = common.get_bundle(study, precompute.people_needed())
 if needed_bundle is None:
     common.stop()
 needed = summary_cache.memo(
-    ("people-needed", study.path, study.sig("annotations"), study.sig("gold")),
+    ("people-needed", study.path, study.sig("annotations"), study.sig("gold:people")),
     lambda: dict(zip(needed_bundle.frames["needed"]["conversation_id"],
                      needed_bundle.frames["needed"]["reason"], strict=True)))
 st.subheader("Conversations to decide")
