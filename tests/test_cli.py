@@ -193,37 +193,44 @@ _HUGEPAGE_PROBE = """
 import multiprocessing, sys
 import annotator.cli  # the console script's first import
 import numpy
+import pyarrow
 
 def advised(_):
     import numpy
-    return numpy._core.multiarray._get_madvise_hugepage()
+    import pyarrow
+    return (numpy._core.multiarray._get_madvise_hugepage(),
+            pyarrow.default_memory_pool().backend_name)
 
 if __name__ == "__main__":
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         worker = pool.map(advised, [0])[0]
-    print(numpy._core.multiarray._get_madvise_hugepage(), worker)
+    here = advised(0)
+    print(here[0], worker[0], here[1], worker[1])
 """
 
 
 def test_the_commands_and_their_workers_do_not_ask_for_huge_pages_unless_the_user_does(
     tmp_path,
 ) -> None:
-    """The command line turns numpy's huge-page advice off before numpy is imported (it cost
-    the commands more time in the kernel than in computing); spawned workers inherit it, and
-    a user's own NUMPY_MADVISE_HUGEPAGE wins. Real processes: the setting is read once, at
-    numpy's import."""
+    """The command line turns numpy's huge-page advice off and gives Arrow the C library's
+    malloc (mimalloc advises huge pages) before either is loaded: they cost the commands more
+    time in the kernel than in computing. Spawned workers inherit both, and a user's own
+    NUMPY_MADVISE_HUGEPAGE or ARROW_DEFAULT_MEMORY_POOL wins. Real processes: each setting is
+    read once, when its library is loaded."""
     import os
     import subprocess
     import sys
 
     probe = tmp_path / "probe.py"
     probe.write_text(_HUGEPAGE_PROBE)
-    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMPY_MADVISE_HUGEPAGE", "ARROW_DEFAULT_MEMORY_POOL")}
 
     def run(extra: dict[str, str]) -> str:
         return subprocess.run([sys.executable, str(probe)], env={**env, **extra},
                               capture_output=True, text=True, check=True,
                               timeout=120).stdout.strip()
 
-    assert run({}) == "False False"
-    assert run({"NUMPY_MADVISE_HUGEPAGE": "1"}) == "True True"
+    assert run({}) == "False False system system"
+    chosen = run({"NUMPY_MADVISE_HUGEPAGE": "1", "ARROW_DEFAULT_MEMORY_POOL": "mimalloc"})
+    assert chosen == "True True mimalloc mimalloc"

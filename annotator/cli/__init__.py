@@ -11,7 +11,7 @@ import importlib
 
 from annotator import config
 
-config.numpy_without_huge_pages()  # before anything imports numpy, and before any worker
+config.memory_without_huge_pages()  # before numpy or Arrow is loaded, and before any worker
 
 from annotator.cli.main import app  # noqa: E402 - after the setting above
 
