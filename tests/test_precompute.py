@@ -27,7 +27,7 @@ runner = CliRunner()
 
 # frequencies and report of 4 tables, agreement, conversations, people to decide, each version's
 # scores (against gold, against the annotators, joined), the v1-v2 comparison
-OPENING = 18
+OPENING = 20
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +93,7 @@ def test_new_labels_recompute_what_reads_annotations_not_the_scores_against_gold
     assert stored.bundle is not None and "annotator carol" in stored.bundle.meta["references"]
     direct = summaries.prompt_bundle(frames[f"extractions:{V2}"], frames["gold"],
                                      frames["annotations"], BOOT)
-    for name in ("metrics", "confusion", "per_value"):
+    for name in ("metrics", "confusion", "per_value", "model"):
         pd.testing.assert_frame_equal(stored.bundle.frames[name], direct.frames[name],
                                       check_dtype=False)
 
@@ -124,7 +124,8 @@ def test_app_pages_open_from_precomputed_summaries_without_computing(app_study_c
         raise AssertionError("the app computed a summary that was stored ahead")
 
     for name in ("annotators_bundle", "prompt_bundle", "prompt_gold_part",
-                 "prompt_annotators_part", "joined_prompt_parts", "conversations_bundle",
+                 "prompt_annotators_part", "prompt_model_part", "joined_prompt_parts",
+                 "conversations_bundle",
                  "value_frequencies", "compare_versions"):
         monkeypatch.setattr(summaries, name, refuse)
     for page, heading in (

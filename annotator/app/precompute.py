@@ -70,15 +70,17 @@ def annotators(n_boot: int = DEFAULT_BOOT) -> Summary:
 
 
 def prompt_scores(prompt_id: str, n_boot: int = DEFAULT_BOOT) -> Summary:
-    """A version's scores against gold and each annotator (`summaries.prompt_bundle`), joined
-    from its two stored parts: a new annotation recomputes the annotators' part alone."""
+    """A version's scores against gold and each annotator, and its labels
+    (`summaries.prompt_bundle`), joined from its three stored parts: a new annotation
+    recomputes the annotators' part alone, a gold decision the gold part alone."""
     table = f"extractions:{prompt_id}"
     return Summary(
         "prompt", {"n_boot": n_boot, "prompt": prompt_id}, (table, "gold", "annotations"),
         f"the scores of prompt {prompt_id}",
         lambda path, sigs: summaries.joined_prompt_parts(
             stored_bundle(prompt_against_gold(prompt_id, n_boot), path, sigs),
-            stored_bundle(prompt_against_annotators(prompt_id), path, sigs)),
+            stored_bundle(prompt_against_annotators(prompt_id), path, sigs),
+            stored_bundle(prompt_model(prompt_id), path, sigs)),
     )
 
 
@@ -101,6 +103,14 @@ def prompt_against_annotators(prompt_id: str) -> Summary:
         lambda path, sigs: _without_few_shot(
             path, sigs, prompt_id,
             lambda ext: summaries.prompt_annotators_part(ext, _frame(path, sigs, "annotations"))),
+    )
+
+
+def prompt_model(prompt_id: str) -> Summary:
+    table = f"extractions:{prompt_id}"
+    return Summary(
+        "prompt_model", {"prompt": prompt_id}, (table,), f"the labels of prompt {prompt_id}",
+        lambda path, sigs: _without_few_shot(path, sigs, prompt_id, summaries.prompt_model_part),
     )
 
 
@@ -208,7 +218,7 @@ def opening_summaries(
     out += [findings(f"extractions:{p}") for p in prompt_ids]
     out += [annotators(n_boot), conversations(), people_needed()]
     for p in prompt_ids:
-        out += [prompt_against_gold(p, n_boot), prompt_against_annotators(p)]
+        out += [prompt_against_gold(p, n_boot), prompt_against_annotators(p), prompt_model(p)]
     out += [prompt_scores(p, n_boot) for p in prompt_ids]
     if has_gold:
         pairs = dict.fromkeys(tuple(sorted(pair)) for pair in pairwise(prompt_ids))
@@ -227,6 +237,8 @@ def summary_named(name: str, params: Mapping[str, Any]) -> Summary:
         return prompt_against_gold(params["prompt"], params["n_boot"])
     if name == "prompt_annotators":
         return prompt_against_annotators(params["prompt"])
+    if name == "prompt_model":
+        return prompt_model(params["prompt"])
     if name == "conversations":
         return conversations()
     if name == "people_needed":
@@ -242,7 +254,7 @@ def summary_named(name: str, params: Mapping[str, Any]) -> Summary:
 
 # the heaviest first, so that two workers finish together
 _WEIGHT = {"prompt_gold": 0, "annotators": 1, "prompt_annotators": 2, "conversations": 2,
-           "people_needed": 2, "findings": 3, "frequencies": 4}
+           "people_needed": 2, "findings": 3, "prompt_model": 3, "frequencies": 4}
 # joined from the prompt scores' parts, or read them: computed once those are stored
 AFTER_SCORES = {"prompt", "comparison"}
 PARALLEL_MIN_CONVERSATIONS = 20_000  # below this, starting processes costs more than it saves

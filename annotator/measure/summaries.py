@@ -317,23 +317,25 @@ def prompt_bundle(
 ) -> Bundle:
     """One prompt version against gold (with intervals) and each annotator (point values):
     response-type accuracy, kappa and confusion; value scores at every level; per-value counts
-    and per-conversation outcomes against gold. The two parts (`prompt_gold_part`,
-    `prompt_annotators_part`) read different tables, so the app stores them apart and a new
-    annotation recomputes only the second."""
+    and per-conversation outcomes against gold; the model's labels. The three parts
+    (`prompt_gold_part`, `prompt_annotators_part`, `prompt_model_part`) read different tables,
+    so the app stores them apart: a new annotation recomputes only the second, a gold decision
+    only the first."""
     return joined_prompt_parts(prompt_gold_part(extractions, gold, n_boot, seed),
-                               prompt_annotators_part(extractions, annotations, seed))
+                               prompt_annotators_part(extractions, annotations, seed),
+                               prompt_model_part(extractions))
 
 
 def prompt_gold_part(extractions: pd.DataFrame, gold: pd.DataFrame, n_boot: int,
                      seed: int = 0) -> Bundle:
-    """`prompt_bundle`'s part that reads gold: its scores with intervals, the per-value counts,
-    the per-conversation outcomes and the model's labels."""
+    """`prompt_bundle`'s part that reads gold: its scores with intervals, the per-value counts
+    and the per-conversation outcomes."""
     maps = level_maps()
     references = [("gold", gold, n_boot)] if len(gold) else []
     metrics, confusion = _reference_scores(extractions, references, maps, seed)
     per_value, outcomes = gold_outcomes(extractions, gold, maps)
     frames = {"metrics": metrics, "confusion": confusion, "per_value": per_value,
-              "outcomes": outcomes, "model": model_labels(extractions, maps)}
+              "outcomes": outcomes}
     return Bundle(
         frames=frames,
         meta={"n_extracted": len(extractions), "n_with_gold": len(outcomes),
@@ -352,9 +354,16 @@ def prompt_annotators_part(extractions: pd.DataFrame, annotations: pd.DataFrame,
                   meta={"references": [r[0] for r in references]})
 
 
-def joined_prompt_parts(gold_part: Bundle, annotators_part: Bundle) -> Bundle:
-    """`prompt_bundle` from its two parts: gold's rows first, then each annotator's."""
-    frames = dict(gold_part.frames)
+def prompt_model_part(extractions: pd.DataFrame) -> Bundle:
+    """`prompt_bundle`'s part that reads the extractions alone: the model's labels of every
+    conversation it labelled (`model_labels`)."""
+    return Bundle(frames={"model": model_labels(extractions, level_maps())})
+
+
+def joined_prompt_parts(gold_part: Bundle, annotators_part: Bundle, model_part: Bundle
+                        ) -> Bundle:
+    """`prompt_bundle` from its three parts: gold's rows first, then each annotator's."""
+    frames = {**gold_part.frames, **model_part.frames}
     for name in ("metrics", "confusion"):
         # one frame of both parts' rows, typed as if built at once (a part's column of point
         # values only holds None for its interval, which beside gold's floats is NaN)
