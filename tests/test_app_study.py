@@ -180,6 +180,29 @@ def test_table_signatures_follow_each_table(app_study_copy) -> None:
     db.conn.close()
 
 
+def test_facts_kept_by_an_earlier_version_are_not_read(app_study_copy) -> None:
+    """The app keeps the signatures on disk (facts) per version of the study file; a copy kept
+    by a version that signed fewer things (here without `gold:people`) is not read, or what
+    depends on the missing signature would be keyed on "" and computed once too often."""
+    import json
+
+    from annotator.app import summary_cache
+
+    path = str(app_study_copy)
+    fp = summary_cache.fingerprint(path)
+    current = summary_cache.facts(path, fp)
+    older = json.loads(json.dumps(current))
+    del older["signatures"]["gold:people"]
+    folder = summary_cache.cache_root(path)
+    for file in folder.glob("facts-*.json"):
+        file.unlink()
+    # the file the version before this one wrote, under the name it gave it
+    (folder / f"facts-{summary_cache._hash(fp)}.json").write_text(json.dumps(older))
+    summary_cache.clear_memory()
+    assert summary_cache.facts(path, fp)["signatures"]["gold:people"] == \
+        current["signatures"]["gold:people"]
+
+
 def test_a_majority_decision_keeps_the_signature_of_persons_decisions(app_study_copy) -> None:
     """The Gold page's queue depends on gold only through who a person decided
     (`gold:people`): `adjudicate` deciding by majority leaves that signature, a person's

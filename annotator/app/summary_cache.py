@@ -42,7 +42,12 @@ from pyarrow import feather
 from annotator.app import queries
 from annotator.db import open_db
 from annotator.measure import frames as report
-from annotator.measure.frame_store import cache_root, stored_frame, table_signatures
+from annotator.measure.frame_store import (
+    SIGNATURES_MADE_OF,
+    cache_root,
+    stored_frame,
+    table_signatures,
+)
 from annotator.measure.summaries import Bundle
 
 # Bump when a bundle's content changes shape: old files on disk are then ignored.
@@ -137,7 +142,7 @@ def facts(path: str | Path, fp: Fingerprint) -> dict[str, Any]:
     found = _signatures.get(key)
     if found is not None:
         return found
-    file = cache_root(path) / f"facts-{_hash(fp)}.json"
+    file = cache_root(path) / f"facts-{_hash(fp, SIGNATURES_MADE_OF)}.json"
     try:
         found = json.loads(file.read_text())
     except (OSError, ValueError):
