@@ -51,7 +51,7 @@ def memory_without_huge_pages() -> None:
     - Arrow's default memory pool (mimalloc) advises it for each arena it reserves, 1 GiB at
       a time: a first hash of 300,000 conversation ids in a summary worker took 0.6 s, not
       0.05 s. `ARROW_DEFAULT_MEMORY_POOL=system` (the C library's malloc) advises nothing:
-      `summarize` at 300,000 ran 1-4 s faster in each of four pairs of runs (31-35 s), and
+      `summarize` at 300,000 ran 1-4 s faster in each of five pairs of runs (28-35 s), and
       every command held less memory."""
     os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
