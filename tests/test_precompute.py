@@ -26,7 +26,7 @@ runner = CliRunner()
 
 
 # frequencies and report of 4 tables, agreement, conversations, people to decide, each version's
-# scores (against gold, against the annotators, joined), the v1-v2 comparison
+# scores (against gold, against the annotators, joined) and labels, the v1-v2 comparison
 OPENING = 20
 
 
