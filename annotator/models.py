@@ -203,8 +203,13 @@ class AnnotatorLabels(Labels):
     annotator: str
 
 
+# Who decided gold that the majority rule decided (`gold.adjudicate`); any other `decided_by`
+# names the person who decided.
+MAJORITY = "majority"
+
+
 class GoldLabel(Labels):
-    decided_by: str = "majority"
+    decided_by: str = MAJORITY
     decided_at: datetime | None = None
     from_annotations: list[str] = Field(default_factory=list)
 

@@ -39,7 +39,7 @@ def stage_counts(db: sqlite_utils.Database) -> pd.DataFrame:
         )
     )
     for who, n in one(
-        "select case when decided_by = 'majority' then 'by majority' else 'by a person' end, "
+        f"select case when decided_by = '{MAJORITY}' then 'by majority' else 'by a person' end, "
         "count(*) from gold group by 1 order by 1"
     ):
         rows.append(("adjudicated", who, n))

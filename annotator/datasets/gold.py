@@ -43,6 +43,7 @@ from annotator.gold_file import gold_files, numbered_records
 from annotator.ingest.formats import RawConversation
 from annotator.ingest.rows import conversation_row
 from annotator.models import (
+    MAJORITY,
     REQUIRED_FIELDS,
     SET_ASIDE_WHY,
     Annotation,
@@ -55,8 +56,6 @@ from annotator.models import (
     utc_now,
 )
 from annotator.study_key import study_key
-
-MAJORITY = "majority"
 
 
 class GoldImportReport(BaseModel):

@@ -32,6 +32,8 @@ import pyarrow as pa
 import sqlite_utils
 from pyarrow import feather
 
+from annotator.models import MAJORITY
+
 CACHE_DIR = ".annotator-cache"
 FRAMES_DIR = "frames"
 # Bump when a frame's columns or their meaning change: files of older versions are then unused.
@@ -57,12 +59,12 @@ _SIGNATURE_SQL = {
             "total(length(ai_values)), total(length(human_values)), "
             "total(length(response_type)), total(subjective), total(length(task)), "
             "total(length(decided_by)) from gold",
-    # Gold decided by a person (not by majority: `gold.MAJORITY`), alone: the Gold page's queue
-    # leaves these out and reads nothing else of gold, so a majority decision does not
-    # recompute it. The ids are summed in (rowid, length) as one decision may replace another.
+    # Gold decided by a person (not by majority), alone: the Gold page's queue leaves these
+    # out and reads nothing else of gold, so a majority decision does not recompute it. The
+    # ids are summed in (rowid, length) as one decision may replace another.
     "gold:people": "select count(*), max(decided_at), total(rowid), "
                    "total(length(conversation_id)), total(length(history)) from gold "
-                   "where decided_by != 'majority'",
+                   f"where decided_by != '{MAJORITY}'",
     "tasks": "select count(*), max(pushed_at) from tasks",
 }
 _EXTRACTIONS_SQL = (

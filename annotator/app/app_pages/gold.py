@@ -12,7 +12,7 @@ from annotator.app import precompute, summary_cache
 from annotator.app.app_pages import common
 from annotator.datasets.gold import decide, write_gold_file
 from annotator.errors import AnnotatorError
-from annotator.models import Labels, ResponseType
+from annotator.models import MAJORITY, Labels, ResponseType
 
 st.title("Gold")
 study = common.require_study()
@@ -61,7 +61,7 @@ masks = {
     "needs a person": table["conversation_id"].isin(list(needed)),
     "no majority": table["rt_split"],
     "any disagreement": table["rt_split"] | table["values_split"] | table["types_differ"],
-    "decided by a person": table["decided_by"].notna() & (table["decided_by"] != "majority"),
+    "decided by a person": table["decided_by"].notna() & (table["decided_by"] != MAJORITY),
     "all": table["n_annotations"] >= 0,
 }
 queue = table.loc[masks[scope].to_numpy(bool)]
