@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -283,6 +284,46 @@ def test_annotator_app_serves_the_study(browser, served, tmp_path) -> None:
         proc.terminate()
         proc.wait(timeout=15)
         log.close()
+
+
+def test_annotator_app_opening_a_browser_starts_without_a_terminal(served, tmp_path) -> None:
+    """`annotator app` with its default `--browser`, on an account where Streamlit never ran
+    (no ~/.streamlit) and with no terminal (started from a script, or with `&`): Streamlit's
+    first-run e-mail prompt used to read standard input, find it closed and end the app. It
+    serves, asks nothing, and stops when its terminal closes (SIGHUP)."""
+    port = free_port()
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("ANNOTATOR_DB", "DISPLAY")}
+    log = open(tmp_path / "app.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("annotator")), "app", "--db", str(served["db"]),
+         "--port", str(port)],
+        cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        env={**env, "HOME": str(home), "BROWSER": "true"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
+                                            timeout=2) as reply:
+                    assert reply.status == 200
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.close()
+                    pytest.fail((tmp_path / "app.log").read_text())
+                time.sleep(0.2)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGHUP)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=15)
+        log.close()
+    assert "Email" not in (tmp_path / "app.log").read_text()
 
 
 # --- issue 11, item 7: links, search, emails, shares, labels -------------------------------------

@@ -79,9 +79,13 @@ def serve_app(
     demo_serve.record_app(db, os.getpid(), url)
     if on_start is not None:
         on_start(url, password)
+    # Opening a browser (not headless), Streamlit first asks for an e-mail address on an
+    # account where it never ran, from standard input: with no terminal (a script, `&`) that
+    # ended the app, and in one it asked the person something that is not the study's.
     streamlit_cli.main(
         ["run", str(script), "--server.port", str(port), "--server.address", address,
          "--server.headless", str(not open_browser).lower(),
+         "--server.showEmailPrompt", "false",
          "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
         prog_name="streamlit",
     )
