@@ -15,7 +15,9 @@ Unit tests on generated data (no fakes: the real statistics code and real SQLite
 - annotations and gold walked side by side against dict lookups;
 - labels coded by a dict lookup against `pd.Categorical`;
 - response types and value sets coded once per frame (shared unit codes) against merging the
-  two frames of each pair.
+  two frames of each pair;
+- the inter-annotator figures taken from a report computed with more of them (the app's stored
+  summary) against computing them with the settings asked for.
 """
 
 from __future__ import annotations
@@ -403,3 +405,35 @@ def test_no_majority_counted_at_once_equals_the_group_by() -> None:
     fast = summaries._no_majority(ann["response_type"], starts, ends)
     assert 0 < oracle.sum() < len(oracle)
     assert np.array_equal(fast, oracle)
+
+
+# settings `inter_annotator_part` must answer from a report with every level, both distances,
+# the pairs and the 6 most used values: fewer of each, levels out of order, a level without a map
+TAKEN = [{"top_k": 6}, {"top_k": 2, "distances": ("jaccard",)},
+         {"levels": (3, 0), "top_k": 0, "pairwise": False, "distances": ("masi",)},
+         {"levels": (2,), "top_k": 1},
+         {"levels": (1,), "distances": ("jaccard", "masi"), "top_k": 4},
+         {"levels": (0,), "top_k": 3, "pairwise": False}]
+# settings it must refuse: figures the stored report does not hold, or drew differently
+NOT_HELD = [{"top_k": 7}, {"n_boot": 31}, {"seed": 1}, {"masi_weights": "nltk"}]
+
+
+def test_inter_annotator_figures_taken_from_a_fuller_report_equal_those_computed() -> None:
+    annotations, _, _ = _study_frames()
+    maps = _level_maps()  # level 2 has no map: its "level skipped" row is carried over too
+    stored = agreement.agreement_report(annotations, level_maps=maps, top_k=6, n_boot=30)
+    assert any(r.metric == "level skipped" for r in stored.rows)
+    for settings in TAKEN:
+        direct = agreement.agreement_report(annotations, level_maps=maps, n_boot=30, **settings)
+        taken = agreement.inter_annotator_part(stored, n_boot=30, **settings)
+        assert taken is not None, settings
+        assert taken.model_dump_json() == direct.model_dump_json(), settings
+    for settings in NOT_HELD:
+        assert agreement.inter_annotator_part(stored, **{"n_boot": 30, **settings}) is None
+    some_levels = agreement.agreement_report(annotations, level_maps=maps, levels=(0, 1),
+                                             n_boot=30)
+    assert agreement.inter_annotator_part(some_levels, levels=(0, 3), n_boot=30) is None
+    no_pairs = agreement.agreement_report(annotations, level_maps=maps, n_boot=30,
+                                          pairwise=False)
+    assert agreement.inter_annotator_part(no_pairs, n_boot=30) is None
+    assert agreement.inter_annotator_part(no_pairs, n_boot=30, pairwise=False) is not None

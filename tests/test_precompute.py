@@ -18,8 +18,8 @@ from annotator.app import precompute, summary_cache
 from annotator.cli import app
 from annotator.datasets.gold import decide
 from annotator.db import open_db
+from annotator.measure import agreement, summaries
 from annotator.measure import frames as report
-from annotator.measure import summaries
 from annotator.models import Labels
 
 runner = CliRunner()
@@ -259,3 +259,54 @@ def test_a_result_stored_twice_keeps_the_first_for_its_readers(app_study_copy) -
     )
     assert {p: p.stat().st_ino for p in files} == inodes  # the same files, untouched
     assert len(first.frames["values"]) > 0  # read only now
+
+
+def _agreement_and_card(study, folder) -> tuple[str, list[str]]:
+    """`annotator agreement --json` and the dataset card `export --format hf` writes (but
+    the time it was written)."""
+    figures = runner.invoke(app, ["agreement", "--json", "--db", str(study)])
+    assert figures.exit_code == 0, figures.output
+    done = runner.invoke(app, ["export", str(folder / "data"), "--format", "hf", "--db",
+                               str(study)])
+    assert done.exit_code == 0, done.output
+    card = (folder / "data" / "README.md").read_text().splitlines()
+    return figures.output, [line for line in card if not line.startswith("| exported at |")]
+
+
+def test_agreement_and_the_card_read_the_stored_annotators_figures(app_study_copy, tmp_path,
+                                                                    monkeypatch) -> None:
+    """Once `annotator summarize` stored the app's inter-annotator summary for the current
+    annotations, `annotator agreement` and the dataset card take their inter-annotator figures
+    from it instead of computing them, and print exactly what they printed computing them; a
+    new label makes the stored one out of date, and they compute again."""
+    computing: list[int] = []
+    compute_rows = agreement._inter_annotator_rows
+    monkeypatch.setattr(agreement, "_inter_annotator_rows",
+                        lambda *args: computing.append(1) or compute_rows(*args))
+    for name in ("computed", "stored", "new label", "new label stored"):
+        (tmp_path / name).mkdir()
+    computed = _agreement_and_card(app_study_copy, tmp_path / "computed")
+    assert len(computing) == 2  # agreement, then the card
+    done = runner.invoke(app, ["summarize", "--db", str(app_study_copy)])
+    assert done.exit_code == 0, done.output
+    computing.clear()
+    assert _agreement_and_card(app_study_copy, tmp_path / "stored") == computed
+    assert computing == []
+
+    db = open_db(app_study_copy)
+    cid = report.gold_frame(db)["conversation_id"].iloc[0]
+    db.conn.close()
+    labels = tmp_path / "carol.jsonl"
+    labels.write_text(json.dumps({"conversation": cid, "ai_values": ["honesty"],
+                                  "response_type": "neutral", "subjective": True}) + "\n")
+    imported = runner.invoke(app, ["import-labels", str(labels), "--annotator", "carol",
+                                   "--db", str(app_study_copy), "--no-summaries"])
+    assert imported.exit_code == 0, imported.output
+    computing.clear()
+    changed = _agreement_and_card(app_study_copy, tmp_path / "new label")
+    assert changed != computed and len(computing) == 2
+    summarized = runner.invoke(app, ["summarize", "--db", str(app_study_copy)])
+    assert summarized.exit_code == 0, summarized.output
+    computing.clear()
+    assert _agreement_and_card(app_study_copy, tmp_path / "new label stored") == changed
+    assert computing == []

@@ -34,12 +34,14 @@ from annotator.datasets import gold
 from annotator.db import collect_garbage_rarely
 from annotator.extract.prompts import few_shot_map
 from annotator.measure import summaries
+from annotator.measure.agreement import AgreementReport
 from annotator.measure.findings import table_findings
 from annotator.measure.frame_store import has_frame, is_frame_table, parts_folder, store_joined
 from annotator.measure.frames import annotations_halves, store_annotations_part, without_few_shot
 from annotator.measure.summaries import Bundle
 
 DEFAULT_BOOT = 200  # bootstrap resamples behind the app's 95% intervals
+ANNOTATORS_TOP_K = 20  # values with a figure of their own on the Annotators page, per level
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,23 @@ def _frame(path: str, signatures: Mapping[str, str], table: str) -> Any:
 
 def annotators(n_boot: int = DEFAULT_BOOT) -> Summary:
     return Summary(
-        "annotators", {"n_boot": n_boot}, ("annotations",), "inter-annotator agreement",
-        lambda path, sigs: summaries.annotators_bundle(_frame(path, sigs, "annotations"), n_boot),
+        "annotators", {"n_boot": n_boot, "top_k": ANNOTATORS_TOP_K}, ("annotations",),
+        "inter-annotator agreement",
+        lambda path, sigs: summaries.annotators_bundle(_frame(path, sigs, "annotations"), n_boot,
+                                                       top_k=ANNOTATORS_TOP_K),
     )
+
+
+def stored_inter_annotator(path: str | Path, signature: str) -> AgreementReport | None:
+    """The inter-annotator report of the annotations at `signature`, as the app's summary
+    stored it (`annotators`, every level, distance and pair, `DEFAULT_BOOT` resamples), else
+    None: read, never computed (`frames.study_agreement` computes what is not stored)."""
+    summary = annotators()
+    bundle = summary_cache.read_stored(path, summary.name, summary.params,
+                                       summary.dep_signatures({"annotations": signature}))
+    if bundle is None or "report" not in bundle.meta:
+        return None
+    return AgreementReport.model_validate(bundle.meta["report"])
 
 
 def prompt_scores(prompt_id: str, n_boot: int = DEFAULT_BOOT) -> Summary:

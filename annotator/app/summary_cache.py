@@ -409,8 +409,15 @@ def ensure(
 
 def stored(path: str | Path, name: str, params: dict[str, Any], deps: dict[str, str]) -> bool:
     """Whether the bundle for these parameters and dependency signatures is on disk, whole."""
+    return read_stored(path, name, params, deps) is not None
+
+
+def read_stored(path: str | Path, name: str, params: dict[str, Any], deps: dict[str, str]
+                ) -> Bundle | None:
+    """The bundle for these parameters and dependency signatures as stored on disk, else None:
+    never computed here (a command that only reads a result when it is there)."""
     directory = _bundle_dir(path, name, _hash(BUNDLE_VERSION, name, params)) / _hash(deps)
-    return (directory / "meta.json").exists() and _read(directory) is not None
+    return _read(directory) if (directory / "meta.json").exists() else None
 
 
 def _forget(job_key: tuple[str, str, str], future: Future) -> None:

@@ -289,6 +289,7 @@ def export(
     - annotator export values-dataset --format hf --license cc-by-4.0
     - annotator export - --format csv | head
     """
+    from annotator.app.precompute import stored_inter_annotator
     from annotator.datasets.export import ExportFilter, ExportWhat
     from annotator.datasets.export import export as export_dataset
     from annotator.datasets.writers import STDOUT, is_stdout
@@ -321,7 +322,8 @@ def export(
             )
         stream = sys.stdout.buffer
     report = export_dataset(
-        open_existing_db(db_path(db)), path, fmt, filters, what, license_id, force, stream
+        open_existing_db(db_path(db)), path, fmt, filters, what, license_id, force, stream,
+        stored_inter_annotator=stored_inter_annotator,
     )
     if as_json:
         print_json(report.model_dump(mode="json"), to_stderr=stream is not None)

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 import sqlite_utils
@@ -89,6 +89,9 @@ from annotator.models import (
     ValueRef,
 )
 from annotator.taxonomy import TOP_CATEGORIES, Node, load_taxonomy
+
+if TYPE_CHECKING:  # the card's figures import the frames module when they are computed
+    from annotator.measure.frames import StoredInterAnnotator
 
 # --- values -------------------------------------------------------------------------------------
 
@@ -656,6 +659,7 @@ def export(
     license: str = "unknown",
     force: bool = False,
     stream: IO[bytes] | None = None,
+    stored_inter_annotator: StoredInterAnnotator | None = None,
 ) -> ExportReport:
     """Write the dataset to `path` (written aside, then renamed into place).
 
@@ -666,6 +670,8 @@ def export(
     `path` "-" writes a single-stream format (jsonl by default, jsonl.gz, csv) to `stream`,
     the caller's standard output.
     An export that would hold nothing raises, saying why, and writes nothing.
+    `stored_inter_annotator`: where the dataset card may read the annotators' figures instead
+    of computing them (`study_agreement`).
     """
     path, filters = Path(path), filters or ExportFilter()
     to_stream = is_stdout(path)
@@ -688,7 +694,7 @@ def export(
         report.path = STDOUT
         return report
     with staged(real, folder=fmt is ExportFormat.hf) as target, _card_sections(
-            db, fmt is ExportFormat.hf) as sections:
+            db, fmt is ExportFormat.hf, stored_inter_annotator) as sections:
         report = _write_file(db, target, fmt, what, filters)
         if not report.exported:
             raise AnnotatorError(_why_empty(report))
@@ -696,7 +702,7 @@ def export(
             from annotator.datasets.card import write_card
 
             write_card(db, target, report, filters, license, path.name,
-                       sections.get() if sections else None)
+                       sections.get() if sections else None, stored_inter_annotator)
     report.path = str(path)
     return report
 
@@ -708,7 +714,9 @@ CARD_IN_WORKER_MIN_ANNOTATIONS = 50_000
 
 
 @contextmanager
-def _card_sections(db: sqlite_utils.Database, wanted: bool) -> Iterator[WorkerResult | None]:
+def _card_sections(db: sqlite_utils.Database, wanted: bool,
+                   stored_inter_annotator: StoredInterAnnotator | None
+                   ) -> Iterator[WorkerResult | None]:
     """The dataset card's sections about the whole study (`card.study_sections`), started in a
     worker process for a large study; None: the card computes them when it is written."""
     path = database_path(db)
@@ -718,7 +726,8 @@ def _card_sections(db: sqlite_utils.Database, wanted: bool) -> Iterator[WorkerRe
     from annotator.datasets.card import study_sections_of_file
 
     # an export that fails does not wait for its card
-    with in_worker("the dataset card's figures", study_sections_of_file, str(path)) as sections:
+    with in_worker("the dataset card's figures", study_sections_of_file, str(path),
+                   stored_inter_annotator) as sections:
         yield sections
 
 

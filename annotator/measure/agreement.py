@@ -262,6 +262,71 @@ def joined(annotators: AgreementReport, models: AgreementReport) -> AgreementRep
                                          "prompt_ids": models.prompt_ids})
 
 
+def inter_annotator_part(
+    stored: AgreementReport,
+    *,
+    levels: Sequence[int] = (0, 1, 2, 3),
+    distances: Sequence[SetDistance] = ("masi", "jaccard"),
+    masi_weights: MasiWeights = "exact",
+    top_k: int = 50,
+    n_boot: int = 200,
+    seed: int = 0,
+    pairwise: bool = True,
+) -> AgreementReport | None:
+    """The report `agreement_report(annotations, ..., these settings)` gives without models,
+    taken from `stored`: the same annotations' inter-annotator report computed with the same
+    resamples, seed and weights (and the default budget), on at least these levels, distances,
+    most used values and pairs. None when `stored` does not hold them all.
+
+    Each figure draws its resamples from the seed alone and the most used values are listed in
+    one stable order, so a figure is the same whether computed among more or fewer; the rows
+    and settings are laid out in the order one call with these settings gives them."""
+    had = stored.settings
+    if (had.get("n_boot"), had.get("seed"), had.get("masi_weights")) != (
+            n_boot, seed, masi_weights):
+        return None
+    if (not set(levels) <= set(had.get("levels", ())) or top_k > had.get("top_k", -1)
+            or not set(distances) <= set(had.get("distances", ()))):
+        return None
+    skipped: dict[Any, AgreementRow] = {}
+    types: list[AgreementRow] = []
+    pairs: list[AgreementRow] = []
+    sets: dict[tuple[str, Any, str], AgreementRow] = {}
+    per_value: dict[tuple[str, Any], list[AgreementRow]] = {}
+    fields: dict[str, None] = {}
+    for row in stored.rows:
+        if row.metric == "level skipped":
+            skipped[row.level] = row
+        elif row.field == RESPONSE_TYPE:
+            (pairs if row.pair is not None else types).append(row)
+        elif row.metric == "value_alpha":
+            per_value.setdefault((row.field, row.level), []).append(row)
+        else:
+            fields[row.field] = None
+            sets[(row.field, row.level, row.metric)] = row
+    if pairwise and not pairs and len(stored.annotators) > 1:
+        return None  # computed without the pairs
+    rows = [skipped[lv] for lv in levels if lv in skipped]
+    rows += types + (pairs if pairwise else [])
+    free_had = had.get("free_values_not_listed", {})
+    free: dict[str, dict[str, int]] = {}
+    for field in fields:
+        for lv in levels:
+            if lv in skipped:
+                continue
+            rows += [sets[(field, lv, f"krippendorff_alpha_{dist}")] for dist in distances]
+            rows += per_value.get((field, lv), [])[:top_k]
+            if str(lv) in free_had.get(field, {}):
+                free.setdefault(field, {})[str(lv)] = free_had[field][str(lv)]
+    settings = {"n_boot": n_boot, "seed": seed, "masi_weights": masi_weights,
+                "masi_weight_values": list(MASI_WEIGHTS[masi_weights]), "top_k": top_k,
+                "levels": list(levels), "distances": list(distances)}
+    if free:
+        settings["free_values_not_listed"] = free
+    return AgreementReport(rows=rows, n_conversations=stored.n_conversations,
+                           annotators=list(stored.annotators), settings=settings)
+
+
 def _inter_annotator_rows(
     report: AgreementReport, ann: pd.DataFrame, maps: dict[int, Mapping[str, str]],
     levels: Sequence[int], usable_levels: list[int], value_fields: Sequence[str],

@@ -11,7 +11,7 @@ their table is unchanged (`stored_frames`, `frame_store`): building one parses e
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
@@ -33,7 +33,12 @@ from annotator.db import (
 )
 from annotator.extract.ledger import call_ledger
 from annotator.extract.prompts import NOT_SCRUB, few_shot_map, resolve_used_ids
-from annotator.measure.agreement import AgreementReport, agreement_report, joined
+from annotator.measure.agreement import (
+    AgreementReport,
+    agreement_report,
+    inter_annotator_part,
+    joined,
+)
 from annotator.measure.anchoring import MIN_BLIND_CONVERSATIONS, AnchoringReport, anchoring
 from annotator.measure.frame_store import (
     has_frame,
@@ -393,6 +398,10 @@ def _study_frames(db: sqlite_utils.Database, worker: Executor | None = None) -> 
                         signatures["annotations"])
 
 
+# Where a caller finds the inter-annotator report already computed from a study's annotations
+# at a signature (the app's summary: `precompute.stored_inter_annotator`), else None.
+StoredInterAnnotator = Callable[[Path, str], AgreementReport | None]
+
 # From this many annotations, the inter-annotator figures are computed in a second process
 # while this one computes the model rows (each about half the work): below it, starting the
 # process costs more than it saves.
@@ -425,6 +434,7 @@ def study_agreement(
     seed: int = 0,
     parallel_min_annotations: int = PARALLEL_MIN_ANNOTATIONS,
     figures: Mapping[str, Any] | None = None,
+    stored_inter_annotator: StoredInterAnnotator | None = None,
 ) -> AgreementReport:
     """Inter-annotator and model-human agreement of the study, from its stored labels.
 
@@ -438,6 +448,9 @@ def study_agreement(
     resamples from `seed` alone).
     `figures`: `agreement_report`'s choices of figures (`distances`, `pairwise`,
     `per_annotator`), for a caller that shows only some; each figure is the same either way.
+    `stored_inter_annotator`: where an inter-annotator report of the annotations may be
+    stored already; when one holds the figures asked for (`inter_annotator_part`), they are
+    taken from it.
     """
     from annotator.taxonomy import load_taxonomy
 
@@ -447,7 +460,15 @@ def study_agreement(
     settings = {"levels": levels, "n_boot": n_boot, "top_k": top_k, "seed": seed,
                 **(figures or {})}
     path = database_path(db)
-    large = path is not None and db["annotations"].count >= parallel_min_annotations
+    signature = table_signature(db, "annotations")
+    found = (stored_inter_annotator(path, signature)
+             if stored_inter_annotator is not None and path is not None else None)
+    # of the figures chosen, the distances and pairs are the annotators' own (not the models')
+    stored_part = found and inter_annotator_part(
+        found, levels=levels, n_boot=n_boot, top_k=top_k, seed=seed,
+        **{k: v for k, v in (figures or {}).items() if k != "per_annotator"})
+    large = (path is not None and not stored_part
+             and db["annotations"].count >= parallel_min_annotations)
     # spawn, not fork: the caller may hold threads (a progress bar's) and their locks
     with (ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) if large
           else nullcontext()) as worker:
@@ -463,11 +484,13 @@ def study_agreement(
         models = agreement_report(study.annotations, study.gold, extractions, maps,
                                   prompt_ids=prompt_ids or None, inter_annotator=False,
                                   **settings)
-        annotations = study.annotations
+        annotations, study_signature = study.annotations, study.annotations_signature
         # the frames only the model rows read are freed before the inter-annotator figures'
         # counter is built here: that counter is the peak of a process computing both
         del study, extractions
         annotators = part.result() if part is not None else None
+        if stored_part and study_signature == signature:  # unchanged since it was looked up
+            annotators = stored_part
         if annotators is None:  # here: no worker, or the stored frame changed meanwhile
             annotators = agreement_report(annotations, level_maps=maps, **settings)
         report = joined(annotators, models)

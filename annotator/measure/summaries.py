@@ -174,6 +174,9 @@ def annotators_bundle(
             "annotators": report.annotators,
             "how_to_read": report.how_to_read,
             "settings": report.settings,
+            # whole, for `annotator agreement` and the dataset card to take their figures
+            # from (`agreement.inter_annotator_part`) instead of computing them again
+            "report": report.model_dump(),
         },
     )
 
