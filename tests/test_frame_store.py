@@ -193,13 +193,28 @@ def test_agreement_from_stored_frames_equals_frames_built_in_memory(study: Path)
     direct = frames.agreement_report(
         frames.annotations_frame(db), frames.gold_frame(db), frames.extractions_frame(db),
         {0: load_taxonomy().level_map(0)}, levels=(0,), n_boot=20, top_k=3)
+    # the inter-annotator figures as the app's summary stores them: with more of them
+    fuller = frames.agreement_report(frames.annotations_frame(db), level_maps={
+        0: load_taxonomy().level_map(0)}, levels=(0,), n_boot=20, top_k=5)
+    asked: list[str] = []
+
+    def stored(path: Path, signature: str) -> frames.AgreementReport:
+        asked.append(signature)
+        return fuller
+
     # stored, then read back; then the inter-annotator part in a second process; then, on a
-    # study never seen, the second process also builds the annotations frame meanwhile
-    for parallel_from, seen in ((10**9, False), (10**9, True), (1, True), (1, False)):
+    # study never seen, the second process also builds the annotations frame meanwhile; then
+    # with the inter-annotator figures stored, in one process, and with the second process
+    # scoring the later prompt version
+    for parallel_from, seen, given in ((10**9, False, None), (10**9, True, None),
+                                       (1, True, None), (1, False, None),
+                                       (10**9, True, stored), (1, True, stored),
+                                       (1, False, stored)):
         if not seen:
             shutil.rmtree(_frames_dir(study), ignore_errors=True)
         report = frames.study_agreement(db, levels=(0,), n_boot=20, top_k=3,
-                                        parallel_min_annotations=parallel_from)
+                                        parallel_min_annotations=parallel_from,
+                                        stored_inter_annotator=given)
         assert frame_store.has_frame(study, "annotations",
                                      frame_store.table_signature(db, "annotations"))
         # repr: a NaN figure equals itself
@@ -209,6 +224,17 @@ def test_agreement_from_stored_frames_equals_frames_built_in_memory(study: Path)
         assert report.prompt_ids == direct.prompt_ids
         assert {k: report.settings[k] for k in direct.settings} == direct.settings
     assert any((r.model or "").startswith("p 2/../ü") for r in report.rows)
+    assert asked == [frame_store.table_signature(db, "annotations")] * 3
+    # the model rows of a later version, in a second process: from the frames stored at the
+    # signatures it is given, else None (the first process scores it)
+    study_frames = frames._study_frames(db)
+    settings = {"levels": (0,), "n_boot": 20, "top_k": 3, "seed": 0}
+    later = frames._models_part(str(study), study_frames.signatures, ["p1"], {}, settings)
+    assert later is not None and later.prompt_ids == ["p1"]
+    assert [repr(r.model_dump()) for r in later.rows] == [
+        repr(r.model_dump()) for r in direct.rows if (r.model or "").startswith("p1")]
+    assert frames._models_part(str(study), {**study_frames.signatures, "gold": "another"},
+                               ["p1"], {}, settings) is None
     # what the second process computes: from the stored frame of the signature it is given
     signature = frame_store.table_signature(db, "annotations")
     part = frames._inter_annotator_part(str(study), signature, (0,), 20, 3, 0)

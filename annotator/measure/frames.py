@@ -378,7 +378,11 @@ class _StudyFrames(NamedTuple):
     annotations: pd.DataFrame
     gold: pd.DataFrame
     extractions: pd.DataFrame  # every prompt version's, few-shot examples included
-    annotations_signature: str
+    signatures: dict[str, str]  # of each table read ("extractions:<prompt id>" per version)
+
+    @property
+    def annotations_signature(self) -> str:
+        return self.signatures["annotations"]
 
 
 def _study_frames(db: sqlite_utils.Database, worker: Executor | None = None) -> _StudyFrames:
@@ -394,8 +398,7 @@ def _study_frames(db: sqlite_utils.Database, worker: Executor | None = None) -> 
         found = stored_frames(db, tables, signatures, worker)
         parts = [found[f"extractions:{p}"] for p in prompts]
         extractions = pd.concat(parts, ignore_index=True) if parts else extractions_frame(db)
-    return _StudyFrames(found["annotations"], found["gold"], extractions,
-                        signatures["annotations"])
+    return _StudyFrames(found["annotations"], found["gold"], extractions, signatures)
 
 
 # Where a caller finds the inter-annotator report already computed from a study's annotations
@@ -425,6 +428,43 @@ def _inter_annotator_part(path: str, signature: str, levels: tuple[int, ...], n_
                             **(figures or {}))
 
 
+def _models_part(path: str, signatures: dict[str, str], prompt_ids: list[str],
+                 few_shot: dict[str, list[str]], settings: dict[str, Any]
+                 ) -> AgreementReport | None:
+    """The model rows of `study_agreement` for these prompt versions, in a worker process,
+    from the frames stored at exactly these signatures (None if one is no longer stored)."""
+    from annotator.taxonomy import load_taxonomy
+
+    collect_garbage_rarely()  # a spawned worker starts with Python's defaults
+    tables = ["annotations", "gold", *(f"extractions:{p}" for p in prompt_ids)]
+    found = [read_frame(path, table, signatures.get(table, "")) for table in tables]
+    if any(frame is None for frame in found):
+        return None
+    annotations, gold, *parts = found
+    extractions, _ = without_few_shot(pd.concat(parts, ignore_index=True), few_shot)
+    tree = load_taxonomy()
+    maps = {level: tree.level_map(level) for level in settings["levels"]}
+    return agreement_report(annotations, gold, extractions, maps, prompt_ids=prompt_ids,
+                            inter_annotator=False, **settings)
+
+
+def _model_rows_of(study: _StudyFrames, extractions: pd.DataFrame, prompt_ids: list[str],
+                   maps: Mapping[int, Mapping[str, str]], settings: dict[str, Any]
+                   ) -> AgreementReport:
+    """The model rows of these prompt versions, computed here."""
+    return agreement_report(study.annotations, study.gold,
+                            extractions[extractions["prompt_id"].isin(prompt_ids)], maps,
+                            prompt_ids=prompt_ids, inter_annotator=False, **settings)
+
+
+def _models_joined(first: AgreementReport, second: AgreementReport) -> AgreementReport:
+    """The model rows of two sets of prompt versions, the second's versions after the
+    first's: the rows one call over both gives (each figure draws from the seed alone)."""
+    return first.model_copy(update={"rows": first.rows + second.rows,
+                                    "confusion": first.confusion + second.confusion,
+                                    "prompt_ids": first.prompt_ids + second.prompt_ids})
+
+
 def study_agreement(
     db: sqlite_utils.Database,
     prompt_ids: list[str] | None = None,
@@ -444,8 +484,9 @@ def study_agreement(
     report's `settings["few_shot_left_out"]` says how many conversations, per prompt id.
     From `parallel_min_annotations` annotations, a second process builds the annotations frame
     (when not stored) while this one builds the others, then computes the inter-annotator
-    figures while this one computes the model rows (the same figures: each draws its
-    resamples from `seed` alone).
+    figures while this one computes the model rows, or, with those figures stored, the model
+    rows of the later half of the prompt versions (the same figures: each draws its resamples
+    from `seed` alone).
     `figures`: `agreement_report`'s choices of figures (`distances`, `pairwise`,
     `per_annotator`), for a caller that shows only some; each figure is the same either way.
     `stored_inter_annotator`: where an inter-annotator report of the annotations may be
@@ -467,23 +508,36 @@ def study_agreement(
     stored_part = found and inter_annotator_part(
         found, levels=levels, n_boot=n_boot, top_k=top_k, seed=seed,
         **{k: v for k, v in (figures or {}).items() if k != "per_annotator"})
-    large = (path is not None and not stored_part
-             and db["annotations"].count >= parallel_min_annotations)
+    large = path is not None and db["annotations"].count >= parallel_min_annotations
     # spawn, not fork: the caller may hold threads (a progress bar's) and their locks
     with (ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) if large
           else nullcontext()) as worker:
         study = _study_frames(db, worker)
-        extractions, left_out = without_few_shot(study.extractions, few_shot_map(db))
+        few_shot = few_shot_map(db)
+        extractions, left_out = without_few_shot(study.extractions, few_shot)
         if prompt_ids:
             extractions = extractions[extractions["prompt_id"].isin(prompt_ids)]
             left_out = {pid: n for pid, n in left_out.items() if pid in prompt_ids}
-        part = None
-        if worker is not None and has_frame(path, "annotations", study.annotations_signature):
+        part = theirs = None
+        scored = sorted(map(str, extractions["prompt_id"].unique()))
+        later = scored[len(scored) // 2:] if len(scored) > 1 else []
+        if worker is not None and stored_part and later:
+            # the annotators' figures are stored: the worker takes the later versions' model
+            # rows instead, and this process the earlier ones'
+            theirs = worker.submit(_models_part, str(path), study.signatures, later, few_shot,
+                                   settings)
+        elif worker is not None and has_frame(path, "annotations", study.annotations_signature):
             part = worker.submit(_inter_annotator_part, str(path), study.annotations_signature,
                                  levels, n_boot, top_k, seed, figures)
-        models = agreement_report(study.annotations, study.gold, extractions, maps,
-                                  prompt_ids=prompt_ids or None, inter_annotator=False,
-                                  **settings)
+        if theirs is None:
+            models = agreement_report(study.annotations, study.gold, extractions, maps,
+                                      prompt_ids=prompt_ids or None, inter_annotator=False,
+                                      **settings)
+        else:  # None from the worker: a frame it was to read changed meanwhile, scored here
+            models = _models_joined(
+                _model_rows_of(study, extractions, scored[:len(scored) - len(later)], maps,
+                               settings),
+                theirs.result() or _model_rows_of(study, extractions, later, maps, settings))
         annotations, study_signature = study.annotations, study.annotations_signature
         # the frames only the model rows read are freed before the inter-annotator figures'
         # counter is built here: that counter is the peak of a process computing both
