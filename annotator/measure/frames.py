@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 from sys import intern
@@ -374,6 +374,20 @@ def conversation_rows(db: sqlite_utils.Database, ids: list[str]) -> dict[str, di
     return found
 
 
+def _study_signatures(db: sqlite_utils.Database) -> dict[str, str]:
+    """The signature of each table `study_agreement` reads: annotations, gold and each prompt
+    version's extractions ("extractions:<prompt id>", in order of prompt id)."""
+    prompts = [prompt for (prompt,) in db.execute(
+        f"select distinct prompt_id from extractions where {NOT_SCRUB} and status = 'ok' "
+        "order by prompt_id")]
+    tables = ["annotations", "gold", *(f"extractions:{p}" for p in prompts)]
+    return {table: table_signature(db, table) for table in tables}
+
+
+def _prompts_of(signatures: dict[str, str]) -> list[str]:
+    return [t.removeprefix("extractions:") for t in signatures if t.startswith("extractions:")]
+
+
 class _StudyFrames(NamedTuple):
     annotations: pd.DataFrame
     gold: pd.DataFrame
@@ -390,12 +404,9 @@ def _study_frames(db: sqlite_utils.Database, worker: Executor | None = None) -> 
     (`worker`: see `stored_frames`). Each version's rows keep the table's order, which the
     report's resampling follows; the versions are scored apart, so their order is free."""
     with snapshot(db):
-        prompts = [prompt for (prompt,) in db.execute(
-            f"select distinct prompt_id from extractions where {NOT_SCRUB} and status = 'ok' "
-            "order by prompt_id")]
-        tables = ["annotations", "gold", *(f"extractions:{p}" for p in prompts)]
-        signatures = {table: table_signature(db, table) for table in tables}
-        found = stored_frames(db, tables, signatures, worker)
+        signatures = _study_signatures(db)
+        prompts = _prompts_of(signatures)
+        found = stored_frames(db, list(signatures), signatures, worker)
         parts = [found[f"extractions:{p}"] for p in prompts]
         extractions = pd.concat(parts, ignore_index=True) if parts else extractions_frame(db)
     return _StudyFrames(found["annotations"], found["gold"], extractions, signatures)
@@ -446,6 +457,35 @@ def _models_part(path: str, signatures: dict[str, str], prompt_ids: list[str],
     maps = {level: tree.level_map(level) for level in settings["levels"]}
     return agreement_report(annotations, gold, extractions, maps, prompt_ids=prompt_ids,
                             inter_annotator=False, **settings)
+
+
+class _LaterModels(NamedTuple):
+    """The model rows of the later prompt versions, computing in the worker."""
+
+    prompt_ids: list[str]
+    signatures: dict[str, str]  # of the tables whose stored frames it reads
+    future: Future
+
+
+def _later_models_started(
+    db: sqlite_utils.Database, worker: Executor | None, stored_part: AgreementReport | None,
+    prompt_ids: list[str], few_shot: dict[str, list[str]], settings: dict[str, Any],
+) -> _LaterModels | None:
+    """With the annotators' figures stored (`stored_part`), the model rows of the later half
+    of the prompt versions started in the worker from their stored frames, before this
+    process reads its own. None: no worker, nothing stored, fewer than two versions scored, or
+    a frame still to be built (the worker then builds the annotations frame meanwhile)."""
+    path = database_path(db)
+    if worker is None or not stored_part or path is None:
+        return None
+    with snapshot(db):
+        signatures = _study_signatures(db)
+    scored = [p for p in _prompts_of(signatures) if not prompt_ids or p in prompt_ids]
+    later = scored[len(scored) // 2:] if len(scored) > 1 else []
+    if not later or not all(has_frame(path, t, sig) for t, sig in signatures.items()):
+        return None
+    return _LaterModels(later, signatures, worker.submit(
+        _models_part, str(path), signatures, later, few_shot, settings))
 
 
 def _model_rows_of(study: _StudyFrames, extractions: pd.DataFrame, prompt_ids: list[str],
@@ -509,35 +549,33 @@ def study_agreement(
         found, levels=levels, n_boot=n_boot, top_k=top_k, seed=seed,
         **{k: v for k, v in (figures or {}).items() if k != "per_annotator"})
     large = path is not None and db["annotations"].count >= parallel_min_annotations
+    few_shot = few_shot_map(db)
     # spawn, not fork: the caller may hold threads (a progress bar's) and their locks
     with (ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) if large
           else nullcontext()) as worker:
-        study = _study_frames(db, worker)
-        few_shot = few_shot_map(db)
+        theirs = _later_models_started(db, worker, stored_part, prompt_ids, few_shot, settings)
+        study = _study_frames(db, worker if theirs is None else None)
         extractions, left_out = without_few_shot(study.extractions, few_shot)
         if prompt_ids:
             extractions = extractions[extractions["prompt_id"].isin(prompt_ids)]
             left_out = {pid: n for pid, n in left_out.items() if pid in prompt_ids}
-        part = theirs = None
-        scored = sorted(map(str, extractions["prompt_id"].unique()))
-        later = scored[len(scored) // 2:] if len(scored) > 1 else []
-        if worker is not None and stored_part and later:
-            # the annotators' figures are stored: the worker takes the later versions' model
-            # rows instead, and this process the earlier ones'
-            theirs = worker.submit(_models_part, str(path), study.signatures, later, few_shot,
-                                   settings)
-        elif worker is not None and has_frame(path, "annotations", study.annotations_signature):
+        part = None
+        if (theirs is None and worker is not None and not stored_part
+                and has_frame(path, "annotations", study.annotations_signature)):
             part = worker.submit(_inter_annotator_part, str(path), study.annotations_signature,
                                  levels, n_boot, top_k, seed, figures)
         if theirs is None:
             models = agreement_report(study.annotations, study.gold, extractions, maps,
                                       prompt_ids=prompt_ids or None, inter_annotator=False,
                                       **settings)
-        else:  # None from the worker: a frame it was to read changed meanwhile, scored here
-            models = _models_joined(
-                _model_rows_of(study, extractions, scored[:len(scored) - len(later)], maps,
-                               settings),
-                theirs.result() or _model_rows_of(study, extractions, later, maps, settings))
+        else:
+            earlier = [p for p in _prompts_of(study.signatures)
+                       if p not in theirs.prompt_ids and (not prompt_ids or p in prompt_ids)]
+            models = _model_rows_of(study, extractions, earlier, maps, settings)
+            rest = theirs.future.result() if theirs.signatures == study.signatures else None
+            # None: a table changed since the worker was given its signatures: scored here
+            models = _models_joined(models, rest or _model_rows_of(
+                study, extractions, theirs.prompt_ids, maps, settings))
         annotations, study_signature = study.annotations, study.annotations_signature
         # the frames only the model rows read are freed before the inter-annotator figures'
         # counter is built here: that counter is the peak of a process computing both
