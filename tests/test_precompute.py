@@ -310,3 +310,12 @@ def test_agreement_and_the_card_read_the_stored_annotators_figures(app_study_cop
     computing.clear()
     assert _agreement_and_card(app_study_copy, tmp_path / "new label stored") == changed
     assert computing == []
+
+    # a stored report that does not read back (damaged, another version's) is computed again
+    for meta in summary_cache.cache_root(app_study_copy).glob("annotators-*/*/meta.json"):
+        stored = json.loads(meta.read_text())
+        stored["meta"]["report"]["rows"] = [{"scope": "annotators", "value": "not a number"}]
+        meta.write_text(json.dumps(stored))
+    (tmp_path / "damaged").mkdir()
+    assert _agreement_and_card(app_study_copy, tmp_path / "damaged") == changed
+    assert len(computing) == 2

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from annotator import config
 from annotator.app import summary_cache
@@ -82,7 +82,10 @@ def stored_inter_annotator(path: str | Path, signature: str) -> AgreementReport 
                                        summary.dep_signatures({"annotations": signature}))
     if bundle is None or "report" not in bundle.meta:
         return None
-    return AgreementReport.model_validate(bundle.meta["report"])
+    try:
+        return AgreementReport.model_validate(bundle.meta["report"])
+    except ValidationError:  # damaged, or kept by another version: computed instead
+        return None
 
 
 def prompt_scores(prompt_id: str, n_boot: int = DEFAULT_BOOT) -> Summary:
