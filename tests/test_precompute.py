@@ -59,21 +59,27 @@ def test_precompute_stores_every_opening_summary_once(app_study_copy) -> None:
     assert after.already_stored == OPENING - 9
 
 
+def _import_a_label(study, folder) -> None:
+    """A new annotator's label of the first gold conversation, imported from a file as
+    `annotator import-labels` does, without computing the summaries."""
+    db = open_db(study)
+    cid = report.gold_frame(db)["conversation_id"].iloc[0]
+    db.conn.close()
+    labels = folder / "carol.jsonl"
+    labels.write_text(json.dumps({"conversation": cid, "ai_values": ["honesty"],
+                                  "response_type": "neutral", "subjective": True}) + "\n")
+    done = runner.invoke(app, ["import-labels", str(labels), "--annotator", "carol", "--db",
+                               str(study), "--no-summaries"])
+    assert done.exit_code == 0, done.output
+
+
 def test_new_labels_recompute_what_reads_annotations_not_the_scores_against_gold(
         app_study_copy, tmp_path) -> None:
     """Labels imported from a file change the annotations alone: each version's scores against
     gold (with their intervals) and the comparison of versions are kept, and the joined scores
     equal a direct computation from the study's frames."""
     precompute.precompute(app_study_copy, n_boot=BOOT)
-    db = open_db(app_study_copy)
-    cid = report.gold_frame(db)["conversation_id"].iloc[0]
-    db.conn.close()
-    labels = tmp_path / "carol.jsonl"
-    labels.write_text(json.dumps({"conversation": cid, "ai_values": ["honesty"],
-                                  "response_type": "neutral", "subjective": True}) + "\n")
-    done = runner.invoke(app, ["import-labels", str(labels), "--annotator", "carol", "--db",
-                               str(app_study_copy), "--no-summaries"])
-    assert done.exit_code == 0, done.output
+    _import_a_label(app_study_copy, tmp_path)
     computed = set(precompute.precompute(app_study_copy, n_boot=BOOT).computed)
     assert computed == {
         "value frequencies (annotations)", "the study's report (annotations)",
@@ -293,15 +299,7 @@ def test_agreement_and_the_card_read_the_stored_annotators_figures(app_study_cop
     assert _agreement_and_card(app_study_copy, tmp_path / "stored") == computed
     assert computing == []
 
-    db = open_db(app_study_copy)
-    cid = report.gold_frame(db)["conversation_id"].iloc[0]
-    db.conn.close()
-    labels = tmp_path / "carol.jsonl"
-    labels.write_text(json.dumps({"conversation": cid, "ai_values": ["honesty"],
-                                  "response_type": "neutral", "subjective": True}) + "\n")
-    imported = runner.invoke(app, ["import-labels", str(labels), "--annotator", "carol",
-                                   "--db", str(app_study_copy), "--no-summaries"])
-    assert imported.exit_code == 0, imported.output
+    _import_a_label(app_study_copy, tmp_path)
     computing.clear()
     changed = _agreement_and_card(app_study_copy, tmp_path / "new label")
     assert changed != computed and len(computing) == 2
