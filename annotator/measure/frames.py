@@ -399,12 +399,14 @@ class _StudyFrames(NamedTuple):
         return self.signatures["annotations"]
 
 
-def _study_frames(db: sqlite_utils.Database, worker: Executor | None = None) -> _StudyFrames:
+def _study_frames(db: sqlite_utils.Database, worker: Executor | None = None,
+                  signatures: dict[str, str] | None = None) -> _StudyFrames:
     """The annotations, gold and extractions frames of one snapshot, from the frame store
-    (`worker`: see `stored_frames`). Each version's rows keep the table's order, which the
-    report's resampling follows; the versions are scored apart, so their order is free."""
+    (`worker`: see `stored_frames`; `signatures`: `_study_signatures`, read by the caller in
+    the snapshot it holds). Each version's rows keep the table's order, which the report's
+    resampling follows; the versions are scored apart, so their order is free."""
     with snapshot(db):
-        signatures = _study_signatures(db)
+        signatures = signatures or _study_signatures(db)
         prompts = _prompts_of(signatures)
         found = stored_frames(db, list(signatures), signatures, worker)
         parts = [found[f"extractions:{p}"] for p in prompts]
@@ -463,28 +465,24 @@ class _LaterModels(NamedTuple):
     """The model rows of the later prompt versions, computing in the worker."""
 
     prompt_ids: list[str]
-    signatures: dict[str, str]  # of the tables whose stored frames it reads
     future: Future
 
 
 def _later_models_started(
-    db: sqlite_utils.Database, worker: Executor | None, stored_part: AgreementReport | None,
+    path: Path | None, worker: Executor | None, signatures: dict[str, str],
     prompt_ids: list[str], few_shot: dict[str, list[str]], settings: dict[str, Any],
 ) -> _LaterModels | None:
-    """With the annotators' figures stored (`stored_part`), the model rows of the later half
-    of the prompt versions started in the worker from their stored frames, before this
-    process reads its own. None: no worker, nothing stored, fewer than two versions scored, or
-    a frame still to be built (the worker then builds the annotations frame meanwhile)."""
-    path = database_path(db)
-    if worker is None or not stored_part or path is None:
+    """The model rows of the later half of the prompt versions, started in the worker from
+    the frames stored at `signatures`, before this process reads its own. None: no worker,
+    fewer than two versions scored, or a frame still to be built (the worker then builds the
+    annotations frame meanwhile)."""
+    if worker is None or path is None:
         return None
-    with snapshot(db):
-        signatures = _study_signatures(db)
     scored = [p for p in _prompts_of(signatures) if not prompt_ids or p in prompt_ids]
     later = scored[len(scored) // 2:] if len(scored) > 1 else []
     if not later or not all(has_frame(path, t, sig) for t, sig in signatures.items()):
         return None
-    return _LaterModels(later, signatures, worker.submit(
+    return _LaterModels(later, worker.submit(
         _models_part, str(path), signatures, later, few_shot, settings))
 
 
@@ -541,26 +539,30 @@ def study_agreement(
     settings = {"levels": levels, "n_boot": n_boot, "top_k": top_k, "seed": seed,
                 **(figures or {})}
     path = database_path(db)
-    signature = table_signature(db, "annotations")
-    found = (stored_inter_annotator(path, signature)
-             if stored_inter_annotator is not None and path is not None else None)
-    # of the figures chosen, the distances and pairs are the annotators' own (not the models')
-    stored_part = found and inter_annotator_part(
-        found, levels=levels, n_boot=n_boot, top_k=top_k, seed=seed,
-        **{k: v for k, v in (figures or {}).items() if k != "per_annotator"})
     large = path is not None and db["annotations"].count >= parallel_min_annotations
     few_shot = few_shot_map(db)
     # spawn, not fork: the caller may hold threads (a progress bar's) and their locks
     with (ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) if large
           else nullcontext()) as worker:
-        theirs = _later_models_started(db, worker, stored_part, prompt_ids, few_shot, settings)
-        study = _study_frames(db, worker if theirs is None else None)
+        with snapshot(db):  # the signatures, the figures stored for them, the frames: one read
+            signatures = _study_signatures(db)
+            found = (stored_inter_annotator(path, signatures["annotations"])
+                     if stored_inter_annotator is not None and path is not None else None)
+            # of the figures chosen, the distances and pairs are the annotators' own
+            stored_part = found and inter_annotator_part(
+                found, levels=levels, n_boot=n_boot, top_k=top_k, seed=seed,
+                **{k: v for k, v in (figures or {}).items() if k != "per_annotator"})
+            # with those stored, the worker scores the later versions while this one scores
+            # the earlier ones (else it computes the annotators' figures)
+            theirs = (_later_models_started(path, worker, signatures, prompt_ids, few_shot,
+                                            settings) if stored_part else None)
+            study = _study_frames(db, worker if theirs is None else None, signatures)
         extractions, left_out = without_few_shot(study.extractions, few_shot)
         if prompt_ids:
             extractions = extractions[extractions["prompt_id"].isin(prompt_ids)]
             left_out = {pid: n for pid, n in left_out.items() if pid in prompt_ids}
         part = None
-        if (theirs is None and worker is not None and not stored_part
+        if (worker is not None and not stored_part
                 and has_frame(path, "annotations", study.annotations_signature)):
             part = worker.submit(_inter_annotator_part, str(path), study.annotations_signature,
                                  levels, n_boot, top_k, seed, figures)
@@ -572,17 +574,14 @@ def study_agreement(
             earlier = [p for p in _prompts_of(study.signatures)
                        if p not in theirs.prompt_ids and (not prompt_ids or p in prompt_ids)]
             models = _model_rows_of(study, extractions, earlier, maps, settings)
-            rest = theirs.future.result() if theirs.signatures == study.signatures else None
-            # None: a table changed since the worker was given its signatures: scored here
-            models = _models_joined(models, rest or _model_rows_of(
+            # None from the worker: a frame it was to read is no longer stored, scored here
+            models = _models_joined(models, theirs.future.result() or _model_rows_of(
                 study, extractions, theirs.prompt_ids, maps, settings))
-        annotations, study_signature = study.annotations, study.annotations_signature
+        annotations = study.annotations
         # the frames only the model rows read are freed before the inter-annotator figures'
         # counter is built here: that counter is the peak of a process computing both
         del study, extractions
-        annotators = part.result() if part is not None else None
-        if stored_part and study_signature == signature:  # unchanged since it was looked up
-            annotators = stored_part
+        annotators = stored_part or (part.result() if part is not None else None)
         if annotators is None:  # here: no worker, or the stored frame changed meanwhile
             annotators = agreement_report(annotations, level_maps=maps, **settings)
         report = joined(annotators, models)
