@@ -230,8 +230,8 @@ def test_agreement_from_stored_frames_equals_frames_built_in_memory(study: Path)
     study_frames = frames._study_frames(db)
     settings = {"levels": (0,), "n_boot": 20, "top_k": 3, "seed": 0}
     later = frames._models_part(str(study), study_frames.signatures, ["p1"], {}, settings)
-    assert later is not None and later.prompt_ids == ["p1"]
-    assert [repr(r.model_dump()) for r in later.rows] == [
+    assert later is not None and later[0].prompt_ids == ["p1"] and later[1] == {}
+    assert [repr(r.model_dump()) for r in later[0].rows] == [
         repr(r.model_dump()) for r in direct.rows if (r.model or "").startswith("p1")]
     assert frames._models_part(str(study), {**study_frames.signatures, "gold": "another"},
                                ["p1"], {}, settings) is None
@@ -282,3 +282,25 @@ def test_the_annotations_frame_built_in_two_halves_is_the_frame_built_whole(stud
         assert frame_store.store_joined(study, "annotations", signature, parts)
     pd.testing.assert_frame_equal(frame_store.read_frame(study, "annotations", signature),
                                   frames.annotations_frame(db))
+
+
+def test_versions_scored_in_two_processes_leave_out_their_few_shot_examples(
+        study: Path, monkeypatch) -> None:
+    """With the annotators' figures stored, the second process scores the later version: each
+    version's few-shot examples are left out of its own figures, and the counts are reported
+    in the order one process reports them (the study's few-shot map, not the versions')."""
+    db = open_db(study)
+    examples = {"p1": frozenset({"c0001", "c0003", "c0005"}), "p 2/../ü": frozenset({"c0002"})}
+    monkeypatch.setattr(frames, "few_shot_map", lambda _db: examples)
+    one = frames.study_agreement(db, levels=(0,), n_boot=20, top_k=3,
+                                 parallel_min_annotations=10**9)
+    fuller = frames.agreement_report(frames.annotations_frame(db), level_maps={
+        0: load_taxonomy().level_map(0)}, levels=(0,), n_boot=20, top_k=5)
+    two = frames.study_agreement(db, levels=(0,), n_boot=20, top_k=3,
+                                 parallel_min_annotations=1,
+                                 stored_inter_annotator=lambda path, signature: fuller)
+    assert list(one.settings["few_shot_left_out"].items()) == [("p1", 3), ("p 2/../ü", 1)]
+    assert list(two.settings["few_shot_left_out"].items()) == list(
+        one.settings["few_shot_left_out"].items())
+    assert [repr(r.model_dump()) for r in two.rows] == [repr(r.model_dump()) for r in one.rows]
+    assert two.prompt_ids == one.prompt_ids == ["p 2/../ü", "p1"]

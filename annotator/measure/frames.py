@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 from sys import intern
@@ -441,58 +441,75 @@ def _inter_annotator_part(path: str, signature: str, levels: tuple[int, ...], n_
                             **(figures or {}))
 
 
-def _models_part(path: str, signatures: dict[str, str], prompt_ids: list[str],
-                 few_shot: dict[str, list[str]], settings: dict[str, Any]
-                 ) -> AgreementReport | None:
-    """The model rows of `study_agreement` for these prompt versions, in a worker process,
-    from the frames stored at exactly these signatures (None if one is no longer stored)."""
+def _versions_scored(annotations: pd.DataFrame, gold: pd.DataFrame, parts: list[pd.DataFrame],
+                     prompt_ids: list[str], few_shot: dict[str, frozenset[str]],
+                     settings: dict[str, Any]) -> tuple[AgreementReport, dict[str, int]]:
+    """The model rows of these prompt versions from their extraction frames (`parts`), and how
+    many conversations each left out as its few-shot examples."""
     from annotator.taxonomy import load_taxonomy
 
+    extractions, left_out = without_few_shot(pd.concat(parts, ignore_index=True), few_shot)
+    tree = load_taxonomy()
+    maps = {level: tree.level_map(level) for level in settings["levels"]}
+    return agreement_report(annotations, gold, extractions, maps, prompt_ids=prompt_ids,
+                            inter_annotator=False, **settings), left_out
+
+
+def _models_part(path: str, signatures: dict[str, str], prompt_ids: list[str],
+                 few_shot: dict[str, frozenset[str]], settings: dict[str, Any]
+                 ) -> tuple[AgreementReport, dict[str, int]] | None:
+    """`_versions_scored` in a worker process, from the frames stored at exactly these
+    signatures (None if one is no longer stored)."""
     collect_garbage_rarely()  # a spawned worker starts with Python's defaults
     tables = ["annotations", "gold", *(f"extractions:{p}" for p in prompt_ids)]
     found = [read_frame(path, table, signatures.get(table, "")) for table in tables]
     if any(frame is None for frame in found):
         return None
     annotations, gold, *parts = found
-    extractions, _ = without_few_shot(pd.concat(parts, ignore_index=True), few_shot)
-    tree = load_taxonomy()
-    maps = {level: tree.level_map(level) for level in settings["levels"]}
-    return agreement_report(annotations, gold, extractions, maps, prompt_ids=prompt_ids,
-                            inter_annotator=False, **settings)
+    return _versions_scored(annotations, gold, parts, prompt_ids, few_shot, settings)
 
 
-class _LaterModels(NamedTuple):
-    """The model rows of the later prompt versions, computing in the worker."""
-
-    prompt_ids: list[str]
-    future: Future
-
-
-def _later_models_started(
-    path: Path | None, worker: Executor | None, signatures: dict[str, str],
-    prompt_ids: list[str], few_shot: dict[str, list[str]], settings: dict[str, Any],
-) -> _LaterModels | None:
-    """The model rows of the later half of the prompt versions, started in the worker from
-    the frames stored at `signatures`, before this process reads its own. None: no worker,
-    fewer than two versions scored, or a frame still to be built (the worker then builds the
+def _version_halves(path: Path | None, worker: Executor | None, signatures: dict[str, str],
+                    prompt_ids: list[str]) -> tuple[list[str], list[str]] | None:
+    """The prompt versions scored, in two halves (earlier, later), when the worker can score
+    the later half from stored frames while this process scores the earlier one. None: no
+    worker, fewer than two versions, or a frame still to be built (the worker then builds the
     annotations frame meanwhile)."""
     if worker is None or path is None:
         return None
     scored = [p for p in _prompts_of(signatures) if not prompt_ids or p in prompt_ids]
-    later = scored[len(scored) // 2:] if len(scored) > 1 else []
-    if not later or not all(has_frame(path, t, sig) for t, sig in signatures.items()):
+    if len(scored) < 2 or not all(has_frame(path, t, sig) for t, sig in signatures.items()):
         return None
-    return _LaterModels(later, worker.submit(
-        _models_part, str(path), signatures, later, few_shot, settings))
+    return scored[:len(scored) // 2], scored[len(scored) // 2:]
 
 
-def _model_rows_of(study: _StudyFrames, extractions: pd.DataFrame, prompt_ids: list[str],
-                   maps: Mapping[int, Mapping[str, str]], settings: dict[str, Any]
-                   ) -> AgreementReport:
-    """The model rows of these prompt versions, computed here."""
-    return agreement_report(study.annotations, study.gold,
-                            extractions[extractions["prompt_id"].isin(prompt_ids)], maps,
-                            prompt_ids=prompt_ids, inter_annotator=False, **settings)
+def _models_in_halves(
+    db: sqlite_utils.Database, worker: Executor, signatures: dict[str, str],
+    halves: tuple[list[str], list[str]], few_shot: dict[str, frozenset[str]],
+    settings: dict[str, Any],
+) -> tuple[AgreementReport, dict[str, int]]:
+    """The model rows of both halves of the prompt versions: the later half's in the worker,
+    started first, the earlier half's here, from the frames of those versions alone; joined in
+    the order one call over both gives (each figure draws from the seed alone). Inside the
+    caller's snapshot, at `signatures`."""
+    earlier, later = halves
+    path = database_path(db)
+    theirs = worker.submit(_models_part, str(path), signatures, later, few_shot, settings)
+    study = _study_frames(db, None, {t: sig for t, sig in signatures.items()
+                                     if t.removeprefix("extractions:") not in later})
+    models, left_out = _versions_scored(
+        study.annotations, study.gold,
+        [study.extractions.loc[study.extractions["prompt_id"].isin(earlier)]], earlier,
+        few_shot, settings)
+    rest = theirs.result()
+    if rest is None:  # a frame it was to read is no longer stored: read or built here
+        tables = [f"extractions:{p}" for p in later]
+        found = stored_frames(db, tables, {t: signatures[t] for t in tables})
+        rest = _versions_scored(study.annotations, study.gold, [found[t] for t in tables],
+                                later, few_shot, settings)
+    joined_left_out = {**left_out, **rest[1]}
+    return (_models_joined(models, rest[0]),
+            {pid: joined_left_out[pid] for pid in few_shot if pid in joined_left_out})
 
 
 def _models_joined(first: AgreementReport, second: AgreementReport) -> AgreementReport:
@@ -552,38 +569,38 @@ def study_agreement(
             stored_part = found and inter_annotator_part(
                 found, levels=levels, n_boot=n_boot, top_k=top_k, seed=seed,
                 **{k: v for k, v in (figures or {}).items() if k != "per_annotator"})
-            # with those stored, the worker scores the later versions while this one scores
-            # the earlier ones (else it computes the annotators' figures)
-            theirs = (_later_models_started(path, worker, signatures, prompt_ids, few_shot,
-                                            settings) if stored_part else None)
-            study = _study_frames(db, worker if theirs is None else None, signatures)
-        extractions, left_out = without_few_shot(study.extractions, few_shot)
-        if prompt_ids:
-            extractions = extractions[extractions["prompt_id"].isin(prompt_ids)]
-            left_out = {pid: n for pid, n in left_out.items() if pid in prompt_ids}
-        part = None
-        if (worker is not None and not stored_part
-                and has_frame(path, "annotations", study.annotations_signature)):
-            part = worker.submit(_inter_annotator_part, str(path), study.annotations_signature,
-                                 levels, n_boot, top_k, seed, figures)
-        if theirs is None:
+            # with those stored, the worker scores the later versions while this process
+            # scores the earlier ones (else it computes the annotators' figures)
+            halves = stored_part and _version_halves(path, worker, signatures, prompt_ids)
+            if halves:
+                models, left_out = _models_in_halves(db, worker, signatures, halves, few_shot,
+                                                     settings)
+            else:
+                study = _study_frames(db, worker, signatures)
+        if halves:
+            annotators = stored_part
+        else:
+            extractions, left_out = without_few_shot(study.extractions, few_shot)
+            if prompt_ids:
+                extractions = extractions[extractions["prompt_id"].isin(prompt_ids)]
+                left_out = {pid: n for pid, n in left_out.items() if pid in prompt_ids}
+            part = None
+            if (worker is not None and not stored_part
+                    and has_frame(path, "annotations", study.annotations_signature)):
+                part = worker.submit(_inter_annotator_part, str(path),
+                                     study.annotations_signature, levels, n_boot, top_k, seed,
+                                     figures)
             models = agreement_report(study.annotations, study.gold, extractions, maps,
                                       prompt_ids=prompt_ids or None, inter_annotator=False,
                                       **settings)
-        else:
-            earlier = [p for p in _prompts_of(study.signatures)
-                       if p not in theirs.prompt_ids and (not prompt_ids or p in prompt_ids)]
-            models = _model_rows_of(study, extractions, earlier, maps, settings)
-            # None from the worker: a frame it was to read is no longer stored, scored here
-            models = _models_joined(models, theirs.future.result() or _model_rows_of(
-                study, extractions, theirs.prompt_ids, maps, settings))
-        annotations = study.annotations
-        # the frames only the model rows read are freed before the inter-annotator figures'
-        # counter is built here: that counter is the peak of a process computing both
-        del study, extractions
-        annotators = stored_part or (part.result() if part is not None else None)
-        if annotators is None:  # here: no worker, or the stored frame changed meanwhile
-            annotators = agreement_report(annotations, level_maps=maps, **settings)
+            annotations = study.annotations
+            # the frames only the model rows read are freed before the inter-annotator
+            # figures' counter is built here: that counter is the peak of a process computing
+            # both
+            del study, extractions
+            annotators = stored_part or (part.result() if part is not None else None)
+            if annotators is None:  # here: no worker, or the stored frame changed meanwhile
+                annotators = agreement_report(annotations, level_maps=maps, **settings)
         report = joined(annotators, models)
     report.settings["few_shot_left_out"] = left_out
     report.settings["set_aside_edited_by_other"] = set_aside_count(db)
