@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -304,3 +305,21 @@ def test_versions_scored_in_two_processes_leave_out_their_few_shot_examples(
         one.settings["few_shot_left_out"].items())
     assert [repr(r.model_dump()) for r in two.rows] == [repr(r.model_dump()) for r in one.rows]
     assert two.prompt_ids == one.prompt_ids == ["p 2/../ü", "p1"]
+
+
+def test_the_later_half_is_scored_here_when_its_stored_frame_is_gone(study: Path) -> None:
+    """The second process finds the later version's frame gone (another command replaced it):
+    this process reads it from the study and scores that half itself, the same rows. The
+    worker here is a thread running the real code (a process would not change what it does)."""
+    db = open_db(study)
+    one = frames.study_agreement(db, levels=(0,), n_boot=20, top_k=3,
+                                 parallel_min_annotations=10**9)
+    signatures = frames._study_signatures(db)
+    frame_store._file(study, "extractions:p1", signatures["extractions:p1"]).unlink()
+    settings = {"levels": (0,), "n_boot": 20, "top_k": 3, "seed": 0}
+    with ThreadPoolExecutor(1) as worker, frame_store.snapshot(db):
+        models, left_out = frames._models_in_halves(db, worker, signatures,
+                                                    (["p 2/../ü"], ["p1"]), {}, settings)
+    assert [repr(r.model_dump()) for r in models.rows] == [
+        repr(r.model_dump()) for r in one.rows if r.model]
+    assert models.prompt_ids == one.prompt_ids and left_out == {}

@@ -495,15 +495,15 @@ def _models_in_halves(
     earlier, later = halves
     path = database_path(db)
     theirs = worker.submit(_models_part, str(path), signatures, later, few_shot, settings)
+    tables = [f"extractions:{p}" for p in later]
     study = _study_frames(db, None, {t: sig for t, sig in signatures.items()
-                                     if t.removeprefix("extractions:") not in later})
+                                     if t not in tables})
     models, left_out = _versions_scored(
         study.annotations, study.gold,
         [study.extractions.loc[study.extractions["prompt_id"].isin(earlier)]], earlier,
         few_shot, settings)
     rest = theirs.result()
     if rest is None:  # a frame it was to read is no longer stored: read or built here
-        tables = [f"extractions:{p}" for p in later]
         found = stored_frames(db, tables, {t: signatures[t] for t in tables})
         rest = _versions_scored(study.annotations, study.gold, [found[t] for t in tables],
                                 later, few_shot, settings)
