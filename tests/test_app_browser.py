@@ -249,6 +249,23 @@ def test_adjudicate_then_see_it_in_gold_and_export(page, served, tmp_path) -> No
     shot(page, tmp_path, "export")
 
 
+def _wait_until_healthy(proc: subprocess.Popen, port: int, log, log_path: Path) -> None:
+    """Until the app on `port` answers its health check; fails with what the app wrote when it
+    ends first or after 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
+                                        timeout=2) as reply:
+                assert reply.status == 200
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.close()
+                pytest.fail(log_path.read_text())
+            time.sleep(0.2)
+
+
 def test_annotator_app_serves_the_study(browser, served, tmp_path) -> None:
     """`annotator app` (the app's modules loaded before the server starts) serves the same app
     for the study it is given: the overview draws the study's stages."""
@@ -261,17 +278,7 @@ def test_annotator_app_serves_the_study(browser, served, tmp_path) -> None:
         env={k: v for k, v in os.environ.items() if k != "ANNOTATOR_DB"},
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
-                                            timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.close()
-                    pytest.fail((tmp_path / "app.log").read_text())
-                time.sleep(0.2)
+        _wait_until_healthy(proc, port, log, tmp_path / "app.log")
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         pg = context.new_page()
         pg.set_default_timeout(90_000)
@@ -303,18 +310,7 @@ def test_annotator_app_opening_a_browser_starts_without_a_terminal(served, tmp_p
         env={**env, "HOME": str(home), "BROWSER": "true"},
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
-                                            timeout=2) as reply:
-                    assert reply.status == 200
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.close()
-                    pytest.fail((tmp_path / "app.log").read_text())
-                time.sleep(0.2)
+        _wait_until_healthy(proc, port, log, tmp_path / "app.log")
         assert proc.poll() is None
         proc.send_signal(signal.SIGHUP)
         proc.wait(timeout=30)
