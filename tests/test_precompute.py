@@ -317,3 +317,63 @@ def test_agreement_and_the_card_read_the_stored_annotators_figures(app_study_cop
     (tmp_path / "damaged").mkdir()
     assert _agreement_and_card(app_study_copy, tmp_path / "damaged") == changed
     assert len(computing) == 2
+
+
+def test_agreement_on_a_study_never_seen_keeps_the_annotators_figures_for_the_app(
+        app_study_copy, tmp_path, monkeypatch) -> None:
+    """`annotator agreement` on a study whose summaries are not stored computes the
+    inter-annotator figures in its second process as the app's summary (a real spawned
+    process): it prints what it prints computing them alone, the summary is stored as
+    `summarize` stores it, and the app and the next `agreement` read it. A request the
+    summary does not hold (other resamples) is computed as asked, and nothing is kept."""
+    one_process = runner.invoke(app, ["agreement", "--json", "--db", str(app_study_copy)])
+    assert one_process.exit_code == 0, one_process.output
+    assert not list(summary_cache.cache_root(app_study_copy).glob("annotators-*/*/meta.json"))
+
+    # the study is small: from one annotation on, the figures go to the second process
+    study_agreement = report.study_agreement
+    monkeypatch.setattr(report, "study_agreement", lambda *args, **kwargs: study_agreement(
+        *args, **kwargs, parallel_min_annotations=1))
+    kept = runner.invoke(app, ["agreement", "--json", "--db", str(app_study_copy)])
+    assert kept.exit_code == 0, kept.output
+    assert kept.output == one_process.output
+
+    db = open_db(app_study_copy)
+    signature = report._study_signatures(db)["annotations"]
+    summary = precompute.annotators()
+    stored = summary_cache.read_stored(app_study_copy, summary.name, summary.params,
+                                       summary.dep_signatures({"annotations": signature}))
+    assert stored is not None
+    summarized = precompute.precompute(app_study_copy)
+    assert "inter-annotator agreement" not in summarized.computed
+    # as `summarize` stores it when it computes it
+    for directory in summary_cache.cache_root(app_study_copy).glob("annotators-*"):
+        shutil.rmtree(directory)
+    summary_cache.clear_memory()
+    deps = summary.dep_signatures({"annotations": signature})
+    assert summary_cache.ensure(app_study_copy, summary.name, summary.params, deps,
+                                lambda: summary.compute(str(app_study_copy), deps))
+    direct = summary_cache.read_stored(app_study_copy, summary.name, summary.params, deps)
+    assert (agreement.AgreementReport.model_validate(stored.meta["report"]).model_dump_json()
+            == agreement.AgreementReport.model_validate(direct.meta["report"]).model_dump_json())
+    assert list(stored.frames) == list(direct.frames)
+    for name, frame in direct.frames.items():
+        pd.testing.assert_frame_equal(stored.frames[name], frame)
+
+    # read, not computed, by the next `agreement`
+    computing: list[int] = []
+    compute_rows = agreement._inter_annotator_rows
+    monkeypatch.setattr(agreement, "_inter_annotator_rows",
+                        lambda *args: computing.append(1) or compute_rows(*args))
+    again = runner.invoke(app, ["agreement", "--json", "--db", str(app_study_copy)])
+    assert again.exit_code == 0 and again.output == one_process.output and computing == []
+
+    # other resamples than the summary's: computed as asked (in the second process), not kept
+    shutil.rmtree(summary_cache.cache_root(app_study_copy))
+    other = study_agreement(db, n_boot=20, top_k=3, parallel_min_annotations=1,
+                                   stored_inter_annotator=precompute.stored_inter_annotator,
+                                   kept_inter_annotator=precompute.KEPT_INTER_ANNOTATOR)
+    alone = study_agreement(db, n_boot=20, top_k=3, parallel_min_annotations=10**9)
+    assert [repr(r.model_dump()) for r in other.rows] == [repr(r.model_dump())
+                                                          for r in alone.rows]
+    assert not list(summary_cache.cache_root(app_study_copy).glob("annotators-*/*/meta.json"))

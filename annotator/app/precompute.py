@@ -36,8 +36,19 @@ from annotator.extract.prompts import few_shot_map
 from annotator.measure import summaries
 from annotator.measure.agreement import AgreementReport
 from annotator.measure.findings import table_findings
-from annotator.measure.frame_store import has_frame, is_frame_table, parts_folder, store_joined
-from annotator.measure.frames import annotations_halves, store_annotations_part, without_few_shot
+from annotator.measure.frame_store import (
+    has_frame,
+    is_frame_table,
+    parts_folder,
+    read_frame,
+    store_joined,
+)
+from annotator.measure.frames import (
+    KeptInterAnnotator,
+    annotations_halves,
+    store_annotations_part,
+    without_few_shot,
+)
 from annotator.measure.summaries import Bundle
 
 DEFAULT_BOOT = 200  # bootstrap resamples behind the app's 95% intervals
@@ -68,9 +79,12 @@ def annotators(n_boot: int = DEFAULT_BOOT) -> Summary:
     return Summary(
         "annotators", {"n_boot": n_boot, "top_k": ANNOTATORS_TOP_K}, ("annotations",),
         "inter-annotator agreement",
-        lambda path, sigs: summaries.annotators_bundle(_frame(path, sigs, "annotations"), n_boot,
-                                                       top_k=ANNOTATORS_TOP_K),
+        lambda path, sigs: _annotators_bundle(_frame(path, sigs, "annotations"), n_boot),
     )
+
+
+def _annotators_bundle(annotations: pd.DataFrame, n_boot: int) -> Bundle:
+    return summaries.annotators_bundle(annotations, n_boot, top_k=ANNOTATORS_TOP_K)
 
 
 def stored_inter_annotator(path: str | Path, signature: str) -> AgreementReport | None:
@@ -86,6 +100,31 @@ def stored_inter_annotator(path: str | Path, signature: str) -> AgreementReport 
         return AgreementReport.model_validate(bundle.meta["report"])
     except ValidationError:  # damaged, or kept by another version: computed instead
         return None
+
+
+def computed_inter_annotator(path: str, signature: str) -> AgreementReport | None:
+    """The app's inter-annotator summary of the annotations frame stored at exactly
+    `signature`, computed and stored as `summarize` stores it, and its report (None: that
+    frame is no longer stored). `annotator agreement`'s second process runs this on a study
+    whose summary is not stored, so the app and the next `agreement` read it."""
+    collect_garbage_rarely()  # a spawned worker starts with Python's defaults
+    annotations = read_frame(path, "annotations", signature)
+    if annotations is None:
+        return None
+    summary = annotators()
+    summary_cache.ensure(path, summary.name, summary.params,
+                         summary.dep_signatures({"annotations": signature}),
+                         lambda: _annotators_bundle(annotations, DEFAULT_BOOT))
+    return stored_inter_annotator(path, signature)
+
+
+# What `annotator agreement` computes in its second process when the app's summary is not
+# stored: that summary's report, whose settings are `agreement_report`'s defaults but these.
+KEPT_INTER_ANNOTATOR = KeptInterAnnotator(
+    computed_inter_annotator,
+    {"levels": (0, 1, 2, 3), "distances": ("masi", "jaccard"), "masi_weights": "exact",
+     "n_boot": DEFAULT_BOOT, "top_k": ANNOTATORS_TOP_K, "seed": 0},
+)
 
 
 def prompt_scores(prompt_id: str, n_boot: int = DEFAULT_BOOT) -> Summary:

@@ -163,7 +163,7 @@ def agreement(
     """
     import pandas as pd
 
-    from annotator.app.precompute import stored_inter_annotator
+    from annotator.app.precompute import KEPT_INTER_ANNOTATOR, stored_inter_annotator
     from annotator.db import open_existing_db
     from annotator.measure.frames import study_agreement, study_anchoring
 
@@ -172,7 +172,8 @@ def agreement(
         raise AnnotatorError(NO_ANNOTATIONS)
     levels = tuple(sorted(set(level))) if level else (0, 1, 2, 3)
     report = study_agreement(database, prompt_ids=prompt, levels=levels, n_boot=boot, top_k=top_k,
-                             stored_inter_annotator=stored_inter_annotator)
+                             stored_inter_annotator=stored_inter_annotator,
+                             kept_inter_annotator=KEPT_INTER_ANNOTATOR)
     anchored = study_anchoring(database, prompt_ids=prompt, n_boot=boot)
     if as_json:
         # the report's own JSON (NaN as null), with anchoring added as one more key

@@ -38,6 +38,7 @@ from annotator.measure.agreement import (
     agreement_report,
     inter_annotator_part,
     joined,
+    settings_cover,
 )
 from annotator.measure.anchoring import MIN_BLIND_CONVERSATIONS, AnchoringReport, anchoring
 from annotator.measure.frame_store import (
@@ -418,6 +419,19 @@ def _study_frames(db: sqlite_utils.Database, worker: Executor | None = None,
 # at a signature (the app's summary: `precompute.stored_inter_annotator`), else None.
 StoredInterAnnotator = Callable[[Path, str], AgreementReport | None]
 
+
+class KeptInterAnnotator(NamedTuple):
+    """How a caller has the inter-annotator report computed so that later readers find it
+    (the app's summary: `precompute.KEPT_INTER_ANNOTATOR`). `compute(path, signature)` runs in
+    the second process: it computes the report of the annotations frame stored at exactly
+    `signature` with `settings`, stores it where `StoredInterAnnotator` reads, and returns it
+    (None: that frame is no longer stored). A module-level function: it is sent to a spawned
+    process by name."""
+
+    compute: Callable[[str, str], AgreementReport | None]
+    settings: Mapping[str, Any]  # `agreement_report`'s: levels, distances, top_k, n_boot, ...
+
+
 # From this many annotations, the inter-annotator figures are computed in a second process
 # while this one computes the model rows (each about half the work): below it, starting the
 # process costs more than it saves.
@@ -512,6 +526,16 @@ def _models_in_halves(
             {pid: joined_left_out[pid] for pid in few_shot if pid in joined_left_out})
 
 
+def _kept_for(kept: KeptInterAnnotator | None, requested: Mapping[str, Any]
+              ) -> KeptInterAnnotator | None:
+    """`kept` when the report it computes holds the figures `requested` (`settings_cover`:
+    the pairs it always holds), else None: those are computed as asked, and nothing kept."""
+    if kept is None:
+        return None
+    asked = {k: v for k, v in requested.items() if k != "pairwise"}
+    return kept if settings_cover(kept.settings, **asked) else None
+
+
 def _models_joined(first: AgreementReport, second: AgreementReport) -> AgreementReport:
     """The model rows of two sets of prompt versions, the second's versions after the
     first's: the rows one call over both gives (each figure draws from the seed alone)."""
@@ -530,6 +554,7 @@ def study_agreement(
     parallel_min_annotations: int = PARALLEL_MIN_ANNOTATIONS,
     figures: Mapping[str, Any] | None = None,
     stored_inter_annotator: StoredInterAnnotator | None = None,
+    kept_inter_annotator: KeptInterAnnotator | None = None,
 ) -> AgreementReport:
     """Inter-annotator and model-human agreement of the study, from its stored labels.
 
@@ -547,6 +572,9 @@ def study_agreement(
     `stored_inter_annotator`: where an inter-annotator report of the annotations may be
     stored already; when one holds the figures asked for (`inter_annotator_part`), they are
     taken from it.
+    `kept_inter_annotator`: when the figures are computed here (none stored) and its settings
+    hold the figures asked for, the second process computes its report and stores it, and the
+    figures are taken from that: the next reader (the app, the next `agreement`) finds them.
     """
     from annotator.taxonomy import load_taxonomy
 
@@ -557,6 +585,10 @@ def study_agreement(
                 **(figures or {})}
     path = database_path(db)
     large = path is not None and db["annotations"].count >= parallel_min_annotations
+    # the inter-annotator figures asked for (of the figures chosen, the distances and pairs are
+    # the annotators' own)
+    requested = {"levels": levels, "n_boot": n_boot, "top_k": top_k, "seed": seed,
+                 **{k: v for k, v in (figures or {}).items() if k != "per_annotator"}}
     few_shot = few_shot_map(db)
     # spawn, not fork: the caller may hold threads (a progress bar's) and their locks
     with (ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) if large
@@ -565,10 +597,7 @@ def study_agreement(
             signatures = _study_signatures(db)
             found = (stored_inter_annotator(path, signatures["annotations"])
                      if stored_inter_annotator is not None and path is not None else None)
-            # of the figures chosen, the distances and pairs are the annotators' own
-            stored_part = found and inter_annotator_part(
-                found, levels=levels, n_boot=n_boot, top_k=top_k, seed=seed,
-                **{k: v for k, v in (figures or {}).items() if k != "per_annotator"})
+            stored_part = found and inter_annotator_part(found, **requested)
             # with those stored, the worker scores the later versions while this process
             # scores the earlier ones (else it computes the annotators' figures)
             halves = stored_part and _version_halves(path, worker, signatures, prompt_ids)
@@ -584,12 +613,15 @@ def study_agreement(
             if prompt_ids:
                 extractions = extractions[extractions["prompt_id"].isin(prompt_ids)]
                 left_out = {pid: n for pid, n in left_out.items() if pid in prompt_ids}
-            part = None
+            part = kept = None
             if (worker is not None and not stored_part
                     and has_frame(path, "annotations", study.annotations_signature)):
-                part = worker.submit(_inter_annotator_part, str(path),
-                                     study.annotations_signature, levels, n_boot, top_k, seed,
-                                     figures)
+                kept = _kept_for(kept_inter_annotator, requested)
+                part = (worker.submit(kept.compute, str(path), study.annotations_signature)
+                        if kept is not None else
+                        worker.submit(_inter_annotator_part, str(path),
+                                      study.annotations_signature, levels, n_boot, top_k, seed,
+                                      figures))
             models = agreement_report(study.annotations, study.gold, extractions, maps,
                                       prompt_ids=prompt_ids or None, inter_annotator=False,
                                       **settings)
@@ -599,6 +631,8 @@ def study_agreement(
             # both
             del study, extractions
             annotators = stored_part or (part.result() if part is not None else None)
+            if kept is not None and annotators is not None:  # the kept report: what was asked
+                annotators = inter_annotator_part(annotators, **requested)
             if annotators is None:  # here: no worker, or the stored frame changed meanwhile
                 annotators = agreement_report(annotations, level_maps=maps, **settings)
         report = joined(annotators, models)
