@@ -795,21 +795,38 @@ def annotation_to_row(a: Annotation) -> dict[str, Any]:
 
 
 def row_to_annotation(row: dict[str, Any]) -> Annotation:
+    return vote_to_annotation([row.get(column) for column in VOTE_COLUMNS],
+                              loads(row["history"], []))
+
+
+# An annotation's columns but its edit history (`history`), which nothing that counts or
+# exports votes reads: a reader of every vote fetches these (`vote_to_annotation`).
+VOTE_COLUMNS = ("id", "conversation_id", "annotator", "labels", "source", "source_id",
+                "missing", "edited_by", "flag", "lead_time", "cancelled", "deleted",
+                "updated_at")
+
+
+def vote_to_annotation(values: Sequence[Any], history: list[dict[str, Any]] | None = None
+                       ) -> Annotation:
+    """An annotation from its `VOTE_COLUMNS`, in that order (a cursor's tuple: no dict is made
+    per row); `history` as given, else empty."""
+    (ident, conversation_id, annotator, labels, source, source_id, missing, edited_by, flag,
+     lead_time, cancelled, deleted, updated_at) = values
     return Annotation(
-        id=row["id"],
-        conversation_id=row["conversation_id"],
-        annotator=row["annotator"],
-        labels=Labels.model_validate_json(row["labels"]),
-        source=row.get("source") or "",
-        source_id=row.get("source_id"),
-        missing=loads(row.get("missing"), []),
-        edited_by=row.get("edited_by"),
-        flag=row.get("flag"),
-        lead_time=row["lead_time"],
-        cancelled=bool(row["cancelled"]),
-        deleted=bool(row["deleted"]),
-        updated_at=_dt(row["updated_at"]),
-        history=loads(row["history"], []),
+        id=ident,
+        conversation_id=conversation_id,
+        annotator=annotator,
+        labels=Labels.model_validate_json(labels),
+        source=source or "",
+        source_id=source_id,
+        missing=loads(missing, []),
+        edited_by=edited_by,
+        flag=flag,
+        lead_time=lead_time,
+        cancelled=bool(cancelled),
+        deleted=bool(deleted),
+        updated_at=_dt(updated_at),
+        history=history or [],
     )
 
 

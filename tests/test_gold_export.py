@@ -166,6 +166,27 @@ def test_invalid_gold_is_reported_not_exported(study, tmp_path):
     assert report.exported == study["gold"].count - 1
 
 
+def test_gold_whose_conversation_is_gone_or_damaged_is_reported_not_exported(study, tmp_path):
+    """A damaged study: gold of a conversation no longer in it, and a conversation whose
+    stored turns no longer validate. Each is named with why, one line, and left out; every
+    other record is exported (it used to stop the whole export with a traceback)."""
+    first, second = [cid for (cid,) in study.execute(
+        "select conversation_id from gold order by conversation_id limit 2")]
+    with study.conn:
+        study.execute("pragma foreign_keys = off")
+        study.execute("delete from conversations where id = ?", [first])
+        study.execute("update conversations set turns = ? where id = ?",
+                      [json.dumps([{"role": "\x1b[31mroot", "text": "hi"}]), second])
+    report = export(study, tmp_path / "out.jsonl")
+    assert report.invalid[0] == (first, "gold of a conversation that is not in the study")
+    assert report.invalid[1][0] == second and report.invalid[1][1].startswith("turns.0.role")
+    assert len(report.invalid) == 2
+    assert report.exported == study["gold"].count - 2
+    exported = {json.loads(line)["conversation_id"]
+                for line in (tmp_path / "out.jsonl").read_text().splitlines()}
+    assert first not in exported and second not in exported and len(exported) == report.exported
+
+
 def test_export_without_gold_says_what_to_run(tmp_path):
     with pytest.raises(AnnotatorError, match="annotator adjudicate"):
         export(open_db(tmp_path / "empty.db"), tmp_path / "out.jsonl")

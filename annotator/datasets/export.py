@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 import sqlite_utils
@@ -31,7 +31,6 @@ from pydantic import ValidationError
 
 from annotator.datasets.gold import (
     MAJORITY,
-    gold_records,
     live_annotations,
     live_annotations_in_order,
     majority_out_of_date,
@@ -41,7 +40,6 @@ from annotator.datasets.gold import (
 )
 from annotator.datasets.halves import WorkerResult, in_worker, second_half_start
 from annotator.datasets.records import (
-    ExportedAnnotation,
     ExportedValue,
     ExportFilter,
     ExportRecord,
@@ -78,13 +76,14 @@ from annotator.db import (
     loads,
     provenance,
     row_to_extraction,
+    row_to_gold,
     worker_study,
 )
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
 from annotator.extract.prompts import NOT_SCRUB
 from annotator.models import (
     Annotation,
-    GoldRecord,
+    GoldLabel,
     Turn,
     ValueRef,
 )
@@ -134,10 +133,10 @@ def _category_matches(record: ExportRecord | ProposalRecord, categories: list[st
 # --- records --------------------------------------------------------------------------------------
 
 
-def _gold_gaps(gold_record: GoldRecord) -> str | None:
+def _gold_gaps(gold: GoldLabel) -> str | None:
     """A required gold field left empty, in words (validation would say "Input should be...")."""
-    gone = [name for name, value in (("response type", gold_record.gold.response_type),
-                                     ("subjective", gold_record.gold.subjective))
+    gone = [name for name, value in (("response type", gold.response_type),
+                                     ("subjective", gold.subjective))
             if value is None]
     return f"gold has no {' and no '.join(gone)}" if gone else None
 
@@ -146,9 +145,36 @@ def _invalid_reason(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
 
 
-def _exported_annotation(annotation: Annotation) -> ExportedAnnotation:
-    return ExportedAnnotation(annotator=annotation.annotator, edited_by=annotation.edited_by,
-                              **annotation.labels.model_dump())
+def _exported_annotation(annotation: Annotation) -> dict[str, Any]:
+    """An annotation as `ExportRecord` validates it into an `ExportedAnnotation`: its labels'
+    fields (already validated) as they are, no dump of them per annotation."""
+    return {"annotator": annotation.annotator, "edited_by": annotation.edited_by,
+            **annotation.labels.__dict__}
+
+
+class _Gold(NamedTuple):
+    """One adjudicated conversation as an export reads it, in one query (`_gold_in_order`)."""
+
+    conversation_id: str
+    source: str
+    external_id: str | None
+    turns: list[Any] | None  # as stored (`ExportRecord` validates them); None: no such
+    # conversation in the study
+    gold: GoldLabel
+    labels_seen: str | None  # the digest stored with a person's decision (`new_labels_since`)
+
+
+def _gold_in_order(db: sqlite_utils.Database, ids: IdRange) -> Iterator[_Gold]:
+    """The gold of the conversations in `ids` with what the export needs of each
+    conversation, in conversation id order (`gold_records` without models made of turns)."""
+    in_range, params = id_range_sql("g.conversation_id", ids)
+    for row in db.query("select g.*, c.id as _c_id, c.source as _c_source, "
+                        "c.external_id as _c_external_id, c.turns as _c_turns from gold g "
+                        "left join conversations c on c.id = g.conversation_id "
+                        f"where {in_range} order by g.conversation_id", params):
+        yield _Gold(row["conversation_id"], row["_c_source"] or "", row["_c_external_id"],
+                    None if row["_c_id"] is None else loads(row["_c_turns"], []),
+                    row_to_gold(row), row.get("labels_seen"))
 
 
 def export_records(
@@ -173,17 +199,10 @@ def export_records(
     filters = filters or ExportFilter()
     live = iter(sorted(annotations.items()) if annotations is not None
                 else live_annotations_in_order(db, ids))
-    in_range, params = id_range_sql("conversation_id", ids)
-    seen = dict(db.execute(f"select conversation_id, labels_seen from gold where {in_range}",
-                           params).fetchall())
-    external = dict(db.execute("select id, external_id from conversations where id in "
-                               f"(select conversation_id from gold where {in_range})",
-                               params).fetchall())
     # Each value resolved once: a study's values repeat (a few thousand names in a million
     # listings), and the records share the resolved value, which nothing changes.
     exported_value = functools.cache(_exported_value)
-    golds = ((record.conversation_id, record)
-             for record in gold_records(db, with_annotations=False, ids=ids))
+    golds = ((gold.conversation_id, gold) for gold in _gold_in_order(db, ids))
     for conversation_id, labelled, gold_record in side_by_side(live, golds):
         if gold_record is None:  # annotated, no gold
             if without_gold is not None:
@@ -191,7 +210,10 @@ def export_records(
             continue
         labelled = labelled or []
         gold = gold_record.gold
-        gap = _gold_gaps(gold_record)
+        if gold_record.turns is None:
+            yield (conversation_id, "gold of a conversation that is not in the study")
+            continue
+        gap = _gold_gaps(gold)
         if gap:
             yield (gold_record.conversation_id, gap)
             continue
@@ -203,12 +225,12 @@ def export_records(
                                  "it was decided; run `annotator adjudicate`)")
             continue
         newer = gold.decided_by != MAJORITY and new_labels_since(
-            seen.get(gold_record.conversation_id), gold.decided_at, labelled)
+            gold_record.labels_seen, gold.decided_at, labelled)
         try:
             record = ExportRecord(
                 conversation_id=gold_record.conversation_id,
                 source=gold_record.source,
-                external_id=external.get(gold_record.conversation_id),
+                external_id=gold_record.external_id,
                 turns=gold_record.turns,
                 ai_values=[exported_value(v) for v in gold.ai_values],
                 human_values=[exported_value(v) for v in gold.human_values],

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from annotator.datasets.halves import in_worker, second_half_start
 from annotator.db import (
     EVERY_ID,
+    VOTE_COLUMNS,
     VOTES,
     IdRange,
     annotation_to_row,
@@ -35,6 +36,7 @@ from annotator.db import (
     row_to_annotation,
     row_to_conversation,
     row_to_gold,
+    vote_to_annotation,
     worker_study,
 )
 from annotator.errors import AnnotatorError, InputError
@@ -409,10 +411,10 @@ def live_annotations_in_order(db: sqlite_utils.Database, ids: IdRange = EVERY_ID
     binary order, which is Python's order of the ids): a reader that walks gold in the same
     order holds one conversation's annotations, not the study's. `ids`: only those."""
     in_range, params = id_range_sql("conversation_id", ids)
-    rows = db.query(f"select * from annotations where {VOTES} and {in_range} "
-                    "order by conversation_id, annotator", params)
-    for conversation_id, group in groupby(rows, key=itemgetter("conversation_id")):
-        yield conversation_id, [row_to_annotation(row) for row in group]
+    rows = db.execute(f"select {', '.join(VOTE_COLUMNS)} from annotations where {VOTES} and "
+                      f"{in_range} order by conversation_id, annotator", params)
+    for conversation_id, group in groupby(rows, key=itemgetter(1)):
+        yield conversation_id, [vote_to_annotation(row) for row in group]
 
 
 def _as_annotator_labels(annotation: Annotation) -> AnnotatorLabels:
@@ -737,7 +739,8 @@ def decide(
 
 def live_annotations(db: sqlite_utils.Database) -> dict[str, list[Annotation]]:
     """Each conversation's annotations that are votes: neither deleted nor cancelled, nor a
-    flag raised instead of labels (`db.VOTES`)."""
+    flag raised instead of labels (`db.VOTES`); their edit history is not read (left empty:
+    no vote is counted by it)."""
     return _live_annotations(db)
 
 
