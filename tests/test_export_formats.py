@@ -682,3 +682,39 @@ def test_the_card_computes_its_own_figures_only_and_each_is_the_full_reports(stu
     assert len(shown(card)) >= len(_FIGURES)
     assert shown(card) == shown(full)
     assert len(card.rows) < len(full.rows) / 2
+
+
+@pytest.mark.parametrize("what", ["validated", "proposals"])
+def test_an_export_reports_its_progress_with_both_halves_rows(study, tmp_path, monkeypatch,
+                                                              what) -> None:
+    """Real SQLite, a real spawned worker: `export(progress=...)` is called as rows are read
+    (gold rows, or extractions for proposals), never past the total and never going back,
+    and last with (total, total); in two parts, the worker adds the rows it read to a count
+    shared with this process, which reports both as one."""
+    db = open_db(study)
+    total = db["extractions" if what == "proposals" else "gold"].count
+    counters: list[export_module._RowsRead] = []
+
+    class Recorded(export_module._RowsRead):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            counters.append(self)
+
+    monkeypatch.setattr(export_module, "_RowsRead", Recorded)
+    monkeypatch.setattr(export_module, "PROGRESS_EVERY", 2)
+    for min_rows in (10**9, 1):  # one part, then two
+        monkeypatch.setattr(halves, "MIN_ROWS", min_rows)
+        seen: list[tuple[int, int]] = []
+        export(db, tmp_path / f"{what}-{min_rows}.jsonl", what=what,
+               progress=lambda read, of, seen=seen: seen.append((read, of)))
+        reads = [read for read, _ in seen]
+        assert len(seen) > 3 and seen[-1] == (total, total)
+        assert reads == sorted(reads) and all(of == total for _, of in seen)
+        here, worker = counters[-1].here, counters[-1].shared.value
+        if min_rows == 1:
+            assert here > 0 and worker > 0 and here + worker > total - 4
+        else:
+            assert worker == 0 and here > total - 2
+    # the command line shows it on a terminal only: a file's stderr gets no bar
+    done = run("export", tmp_path / "cli.jsonl", "--db", study)
+    assert done.exit_code == 0 and "Exporting" not in done.output

@@ -22,6 +22,7 @@ from annotator.cli.main import (
     precompute_summaries,
     print_json,
     print_listed,
+    progress_bar,
     say,
 )
 from annotator.errors import AnnotatorError
@@ -321,10 +322,13 @@ def export(
                 "pipe it (| less) or name a file"
             )
         stream = sys.stdout.buffer
-    report = export_dataset(
-        open_existing_db(db_path(db)), path, fmt, filters, what, license_id, force, stream,
-        stored_inter_annotator=stored_inter_annotator,
-    )
+    with progress_bar("Exporting", not as_json) as bar:  # on stderr, only on a terminal
+        job = bar.add_task("export", total=None)
+        report = export_dataset(
+            open_existing_db(db_path(db)), path, fmt, filters, what, license_id, force, stream,
+            stored_inter_annotator=stored_inter_annotator,
+            progress=lambda read, total: bar.update(job, completed=read, total=total),
+        )
     if as_json:
         print_json(report.model_dump(mode="json"), to_stderr=stream is not None)
         return

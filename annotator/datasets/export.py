@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import io
+import multiprocessing
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -360,17 +361,55 @@ def check_filters(db: sqlite_utils.Database, what: ExportWhat, filters: ExportFi
 # --- selection and writing ----------------------------------------------------------------------
 
 
+# (rows read, of how many): an export's progress, in gold rows (validated, gold) or
+# extractions (proposals), both halves of a large study's counted together.
+ExportProgress = Callable[[int, int], None]
+PROGRESS_EVERY = 5_000  # rows read between two reports of an export's progress
+
+
+class _RowsRead:
+    """The rows an export has read, here and in its worker (which adds to `shared`),
+    reported to `progress` as one count."""
+
+    def __init__(self, progress: ExportProgress, total: int, every: int) -> None:
+        self.progress, self.total, self.every = progress, total, every
+        self.here = 0
+        # shared with a spawned worker, which adds its rows to it (`_add_rows`)
+        self.shared = multiprocessing.get_context("spawn").Value("q", 0)
+
+    def add(self, rows: int) -> None:
+        self.here += rows
+        self.report()
+
+    def report(self) -> None:
+        self.progress(min(self.here + self.shared.value, self.total), self.total)
+
+
+def _counting(rows_read: _RowsRead | None) -> tuple[Callable[[int], None] | None, int]:
+    """`_write_records`' `rows_read` and `every` for this process's rows."""
+    return (rows_read.add, rows_read.every) if rows_read else (None, PROGRESS_EVERY)
+
+
+def _add_rows(shared: Any, rows: int) -> None:
+    with shared.get_lock():
+        shared.value += rows
+
+
 def _selected(
     db: sqlite_utils.Database, what: ExportWhat, filters: ExportFilter, report: ExportReport,
     ids: IdRange, without_gold: list[tuple[str, str]],
+    rows_read: Callable[[int], None] | None = None, every: int = PROGRESS_EVERY,
 ) -> Iterator[ExportRecord | ProposalRecord]:
     """The records of `what` (of the conversations in `ids`) that pass every filter; the
-    report counts the rest. Annotated conversations without gold go to `without_gold`."""
+    report counts the rest. Annotated conversations without gold go to `without_gold`.
+    `rows_read(every)` is called each time `every` more rows are read."""
     checks = _checks(filters)
     report.kept_by_filter = {label: 0 for label, _ in checks}
     items = (proposal_records(db, ids) if what is ExportWhat.proposals
              else export_records(db, filters, without_gold=without_gold, ids=ids))
-    for item in items:
+    for read, item in enumerate(items, start=1):
+        if rows_read is not None and read % every == 0:
+            rows_read(every)
         if isinstance(item, LeftOut):
             report.left_out.append(item)
             continue
@@ -396,20 +435,27 @@ def _row(record: ExportRecord | ProposalRecord, what: ExportWhat) -> dict[str, A
 def _write(
     db: sqlite_utils.Database, sink: RowSink, what: ExportWhat, filters: ExportFilter,
     report: ExportReport, parts_folder: Path | None = None,
+    progress: ExportProgress | None = None,
 ) -> ExportReport:
     """Write the records into `sink` and count them in `report`; a large study's in two
     halves at once (`halves`), the second's file made in `parts_folder` (None: the system's
-    temporary folder) and appended."""
+    temporary folder) and appended. `progress(read, total)`: as rows are read."""
+    table = "extractions" if what is ExportWhat.proposals else "gold"
+    rows_read = (_RowsRead(progress, db[table].count, PROGRESS_EVERY)
+                 if progress is not None else None)
     try:
-        split = second_half_start(db, "extractions" if what is ExportWhat.proposals else "gold")
+        split = second_half_start(db, table)
         if split is None:
-            without_gold = _write_records(db, sink, what, filters, report, EVERY_ID)
+            without_gold = _write_records(db, sink, what, filters, report, EVERY_ID,
+                                          *_counting(rows_read))
         else:
             without_gold = _write_in_two_parts(db, sink, what, filters, report, split,
-                                               parts_folder)
+                                               parts_folder, rows_read)
         report.left_out.extend(without_gold)
     finally:
         sink.close()
+    if rows_read is not None:
+        rows_read.progress(rows_read.total, rows_read.total)
     report.provenance = provenance(
         db, report.stats.prompt_ids,
         "extractions" if what is ExportWhat.proposals else "gold (decided labels)")
@@ -418,13 +464,14 @@ def _write(
 
 def _write_records(
     db: sqlite_utils.Database, sink: RowSink, what: ExportWhat, filters: ExportFilter,
-    report: ExportReport, ids: IdRange,
+    report: ExportReport, ids: IdRange, rows_read: Callable[[int], None] | None = None,
+    every: int = PROGRESS_EVERY,
 ) -> list[LeftOut]:
     """Write the records of the conversations in `ids` into `sink` (left open), counted in
     `report`; the annotated conversations among them without gold, with why, are returned:
-    the report lists them after every record's."""
+    the report lists them after every record's. `rows_read`: see `_selected`."""
     without_gold: list[tuple[str, str]] = []
-    for record in _selected(db, what, filters, report, ids, without_gold):
+    for record in _selected(db, what, filters, report, ids, without_gold, rows_read, every):
         sink.write(_row(record, what))
         report.stats.add(record)
         report.exported += 1
@@ -434,16 +481,20 @@ def _write_records(
 def _write_in_two_parts(
     db: sqlite_utils.Database, sink: RowSink, what: ExportWhat, filters: ExportFilter,
     report: ExportReport, split: str, parts_folder: Path | None,
+    rows_read: _RowsRead | None = None,
 ) -> list[LeftOut]:
     """`_write_records` of every conversation: those before `split` here, the others at the
     same time in a worker, whose file is then appended to `sink` and whose report is merged
-    into `report`. Records, report and its lists come out in the order one part gives."""
+    into `report`. Records, report and its lists come out in the order one part gives.
+    `rows_read` counts the rows both read."""
     with tempfile.TemporaryDirectory(prefix=".annotator-export-", dir=parts_folder) as folder:
         part = Path(folder) / "second-part"
+        counted = (rows_read.shared, rows_read.every) if rows_read else None
         with in_worker("the export's second half", _write_part, str(database_path(db)), what,
-                       report.format, filters, (split, None), str(part)) as second:
-            without_gold = _write_records(db, sink, what, filters, report, (None, split))
-            later, later_without_gold = second.get()
+                       report.format, filters, (split, None), str(part), counted) as second:
+            without_gold = _write_records(db, sink, what, filters, report, (None, split),
+                                          *_counting(rows_read))
+            later, later_without_gold = second.get(rows_read.report if rows_read else None)
         sink.append(part)
     report.merge(later)
     return [*without_gold, *later_without_gold]
@@ -451,16 +502,20 @@ def _write_in_two_parts(
 
 def _write_part(
     path: str, what: ExportWhat, fmt: ExportFormat, filters: ExportFilter, ids: IdRange,
-    part: str,
+    part: str, counted: tuple[Any, int] | None = None,
 ) -> tuple[ExportReport, list[LeftOut]]:
     """In a worker process: the records of `ids` written into the file `part`, as `fmt`'s sink
     appends it (Parquet, or text without a header and uncompressed), with their report and
-    the annotated conversations without gold among them."""
+    the annotated conversations without gold among them. `counted`: the count shared with
+    the first process (`_RowsRead.shared`) this one adds its rows to, every so many."""
     report = ExportReport(format=fmt, what=what)
+    rows_read, every = ((functools.partial(_add_rows, counted[0]), counted[1]) if counted
+                        else (None, PROGRESS_EVERY))
     with worker_study(path) as db, _part_file(Path(part), fmt) as target:
         sink = _sink(target, fmt, what, header=False)
         try:
-            return report, _write_records(db, sink, what, filters, report, ids)
+            return report, _write_records(db, sink, what, filters, report, ids, rows_read,
+                                          every)
         finally:
             sink.close()
 
@@ -659,6 +714,7 @@ def _why_empty(report: ExportReport) -> str:
 def _write_file(
     db: sqlite_utils.Database, target: Path, fmt: ExportFormat, what: ExportWhat,
     filters: ExportFilter, stream: IO[bytes] | None = None,
+    progress: ExportProgress | None = None,
 ) -> ExportReport:
     """Write the records into `target` (a fresh file, or folder for `hf`), or `stream`."""
     report = ExportReport(format=fmt, what=what)
@@ -667,9 +723,11 @@ def _write_file(
     if fmt in PARQUET_FORMATS:
         data = target / HF_DATA_FILE if fmt is ExportFormat.hf else target
         data.parent.mkdir(parents=True, exist_ok=True)
-        return _write(db, _sink(data, fmt, what), what, filters, report, parts_folder)
+        return _write(db, _sink(data, fmt, what), what, filters, report, parts_folder,
+                      progress)
     with text_file(target, fmt is ExportFormat.jsonl_gz, stream) as handle:
-        return _write(db, _sink(handle, fmt, what), what, filters, report, parts_folder)
+        return _write(db, _sink(handle, fmt, what), what, filters, report, parts_folder,
+                      progress)
 
 
 def export(
@@ -682,6 +740,7 @@ def export(
     force: bool = False,
     stream: IO[bytes] | None = None,
     stored_inter_annotator: StoredInterAnnotator | None = None,
+    progress: ExportProgress | None = None,
 ) -> ExportReport:
     """Write the dataset to `path` (written aside, then renamed into place).
 
@@ -693,7 +752,8 @@ def export(
     the caller's standard output.
     An export that would hold nothing raises, saying why, and writes nothing.
     `stored_inter_annotator`: where the dataset card may read the annotators' figures instead
-    of computing them (`study_agreement`).
+    of computing them (`study_agreement`). `progress(read, total)` is called as rows are read
+    (gold rows, or extractions for proposals), and once with `read == total` at the end.
     """
     path, filters = Path(path), filters or ExportFilter()
     to_stream = is_stdout(path)
@@ -710,14 +770,14 @@ def export(
     if nothing:
         raise AnnotatorError(nothing)
     if to_stream:
-        report = _write_file(db, path, fmt, what, filters, stream)
+        report = _write_file(db, path, fmt, what, filters, stream, progress)
         if not report.exported:  # nothing was written: records are written as they pass
             raise AnnotatorError(_why_empty(report))
         report.path = STDOUT
         return report
     with staged(real, folder=fmt is ExportFormat.hf) as target, _card_sections(
             db, fmt is ExportFormat.hf, stored_inter_annotator) as sections:
-        report = _write_file(db, target, fmt, what, filters)
+        report = _write_file(db, target, fmt, what, filters, progress=progress)
         if not report.exported:
             raise AnnotatorError(_why_empty(report))
         if fmt is ExportFormat.hf:
@@ -758,6 +818,7 @@ __all__ = [
     "PROPOSAL_CSV_COLUMNS",
     "ExportFilter",
     "ExportFormat",
+    "ExportProgress",
     "ExportRecord",
     "ExportReport",
     "ExportStats",

@@ -37,6 +37,9 @@ def second_half_start(db: sqlite_utils.Database, table: str) -> str | None:
     return row[0] if row else None
 
 
+WAIT_TICK = 0.2  # seconds between calls of `WorkerResult.get`'s `while_waiting`
+
+
 class WorkerResult:
     """What a worker process started by `in_worker` returns, once it has."""
 
@@ -45,10 +48,14 @@ class WorkerResult:
         self._receiver = receiver
         self._what = what
 
-    def get(self) -> Any:
+    def get(self, while_waiting: Callable[[], None] | None = None) -> Any:
         """The worker's result; its exception, raised here; a one-line error if it ended
-        without either (killed, out of memory), never a wait for a result that cannot come."""
+        without either (killed, out of memory), never a wait for a result that cannot come.
+        `while_waiting` is called every `WAIT_TICK` seconds until the result comes (progress
+        shown meanwhile)."""
         try:
+            while while_waiting is not None and not self._receiver.poll(WAIT_TICK):
+                while_waiting()  # a dead worker's pipe polls readable (EOF): no endless wait
             # the worker holds the pipe's only other end: its death is the pipe's end (EOF)
             failed, value = self._receiver.recv()
         except EOFError:
