@@ -693,15 +693,15 @@ def test_an_export_reports_its_progress_with_both_halves_rows(study, tmp_path, m
     shared with this process, which reports both as one."""
     db = open_db(study)
     total = db["extractions" if what == "proposals" else "gold"].count
-    counters: list[export_module._RowsRead] = []
+    counters: list[halves.RowsRead] = []
 
-    class Recorded(export_module._RowsRead):
+    class Recorded(halves.RowsRead):
         def __init__(self, *args) -> None:
             super().__init__(*args)
             counters.append(self)
 
-    monkeypatch.setattr(export_module, "_RowsRead", Recorded)
-    monkeypatch.setattr(export_module, "PROGRESS_EVERY", 2)
+    monkeypatch.setattr(export_module, "RowsRead", Recorded)
+    monkeypatch.setattr(halves, "PROGRESS_EVERY", 2)
     for min_rows in (10**9, 1):  # one part, then two
         monkeypatch.setattr(halves, "MIN_ROWS", min_rows)
         seen: list[tuple[int, int]] = []

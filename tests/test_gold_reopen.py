@@ -22,7 +22,7 @@ from annotator.datasets.export import ExportFormat, export, render_export
 from annotator.datasets.gold import adjudicate, decide, people_needed
 from annotator.datasets.import_labels import import_labels
 from annotator.datasets.show import conversation_record
-from annotator.db import annotation_to_row, open_db
+from annotator.db import VOTES, annotation_to_row, open_db
 from annotator.errors import AnnotatorError
 from annotator.measure.frames import (
     annotations_frame,
@@ -308,7 +308,7 @@ def test_adjudicate_in_two_halves_decides_as_one_pass(tmp_path, monkeypatch):
     in_worker = gold_module.in_worker
 
     def spy(*args):
-        started.append(args[-1])
+        started.append(args[4])  # the conversation ids the worker reads
         return in_worker(*args)
 
     monkeypatch.setattr(halves, "MIN_ROWS", 1)
@@ -325,3 +325,25 @@ def test_adjudicate_in_two_halves_decides_as_one_pass(tmp_path, monkeypatch):
     assert [json.loads(r["history"])[-1]["response_type"] for r in
             copies[1].query("select history from gold_reopened order by conversation_id")] == [
         "neutral"] * 4
+
+    # with its progress shown: the same decisions; the votes read in both halves are counted
+    # together (the worker adds to a count shared with this process), and the last report is
+    # (total, total)
+    three = open_db(tmp_path / "three.db")
+    db.conn.backup(three.conn)
+    monkeypatch.setattr(halves, "PROGRESS_EVERY", 2)
+    counters: list[halves.RowsRead] = []
+
+    class Recorded(halves.RowsRead):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            counters.append(self)
+
+    monkeypatch.setattr(gold_module, "RowsRead", Recorded)
+    seen: list[tuple[int, int]] = []
+    assert adjudicate(three, progress=lambda read, of: seen.append((read, of))).model_dump() == (
+        one.model_dump())
+    votes = three.execute(f"select count(*) from annotations where {VOTES}").fetchone()[0]
+    assert seen[-1] == (votes, votes) and len(seen) > 3
+    assert [read for read, _ in seen] == sorted(read for read, _ in seen)
+    assert counters[0].here > 0 and counters[0].shared.value > 0

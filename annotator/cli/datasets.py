@@ -112,7 +112,11 @@ def adjudicate(
     from annotator.db import open_db
 
     database = open_db(db_path(db))
-    report = adjudicate_study(database, min_annotations=min_annotations)
+    with progress_bar("Adjudicating", not as_json) as bar:  # on stderr, only on a terminal
+        job = bar.add_task("adjudicate", total=None)
+        report = adjudicate_study(
+            database, min_annotations=min_annotations,
+            progress=lambda read, total: bar.update(job, completed=read, total=total))
     written = write_gold_file(database, gold_file) if gold_file else None
     if as_json:
         print_json({**report.model_dump(), "written": written,

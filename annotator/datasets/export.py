@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import io
-import multiprocessing
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,7 +38,16 @@ from annotator.datasets.gold import (
     not_adjudicated_reason,
     side_by_side,
 )
-from annotator.datasets.halves import WorkerResult, in_worker, second_half_start
+from annotator.datasets.halves import (
+    PROGRESS_EVERY,
+    Progress,
+    RowsRead,
+    WorkerResult,
+    add_rows,
+    counting,
+    in_worker,
+    second_half_start,
+)
 from annotator.datasets.records import (
     ExportedValue,
     ExportFilter,
@@ -362,37 +370,8 @@ def check_filters(db: sqlite_utils.Database, what: ExportWhat, filters: ExportFi
 
 
 # (rows read, of how many): an export's progress, in gold rows (validated, gold) or
-# extractions (proposals), both halves of a large study's counted together.
-ExportProgress = Callable[[int, int], None]
-PROGRESS_EVERY = 5_000  # rows read between two reports of an export's progress
-
-
-class _RowsRead:
-    """The rows an export has read, here and in its worker (which adds to `shared`),
-    reported to `progress` as one count."""
-
-    def __init__(self, progress: ExportProgress, total: int, every: int) -> None:
-        self.progress, self.total, self.every = progress, total, every
-        self.here = 0
-        # shared with a spawned worker, which adds its rows to it (`_add_rows`)
-        self.shared = multiprocessing.get_context("spawn").Value("q", 0)
-
-    def add(self, rows: int) -> None:
-        self.here += rows
-        self.report()
-
-    def report(self) -> None:
-        self.progress(min(self.here + self.shared.value, self.total), self.total)
-
-
-def _counting(rows_read: _RowsRead | None) -> tuple[Callable[[int], None] | None, int]:
-    """`_write_records`' `rows_read` and `every` for this process's rows."""
-    return (rows_read.add, rows_read.every) if rows_read else (None, PROGRESS_EVERY)
-
-
-def _add_rows(shared: Any, rows: int) -> None:
-    with shared.get_lock():
-        shared.value += rows
+# extractions (proposals), both halves of a large study's counted together (`RowsRead`).
+ExportProgress = Progress
 
 
 def _selected(
@@ -441,13 +420,13 @@ def _write(
     halves at once (`halves`), the second's file made in `parts_folder` (None: the system's
     temporary folder) and appended. `progress(read, total)`: as rows are read."""
     table = "extractions" if what is ExportWhat.proposals else "gold"
-    rows_read = (_RowsRead(progress, db[table].count, PROGRESS_EVERY)
+    rows_read = (RowsRead(progress, db[table].count)
                  if progress is not None else None)
     try:
         split = second_half_start(db, table)
         if split is None:
             without_gold = _write_records(db, sink, what, filters, report, EVERY_ID,
-                                          *_counting(rows_read))
+                                          *counting(rows_read))
         else:
             without_gold = _write_in_two_parts(db, sink, what, filters, report, split,
                                                parts_folder, rows_read)
@@ -455,7 +434,7 @@ def _write(
     finally:
         sink.close()
     if rows_read is not None:
-        rows_read.progress(rows_read.total, rows_read.total)
+        rows_read.done()
     report.provenance = provenance(
         db, report.stats.prompt_ids,
         "extractions" if what is ExportWhat.proposals else "gold (decided labels)")
@@ -481,7 +460,7 @@ def _write_records(
 def _write_in_two_parts(
     db: sqlite_utils.Database, sink: RowSink, what: ExportWhat, filters: ExportFilter,
     report: ExportReport, split: str, parts_folder: Path | None,
-    rows_read: _RowsRead | None = None,
+    rows_read: RowsRead | None = None,
 ) -> list[LeftOut]:
     """`_write_records` of every conversation: those before `split` here, the others at the
     same time in a worker, whose file is then appended to `sink` and whose report is merged
@@ -493,7 +472,7 @@ def _write_in_two_parts(
         with in_worker("the export's second half", _write_part, str(database_path(db)), what,
                        report.format, filters, (split, None), str(part), counted) as second:
             without_gold = _write_records(db, sink, what, filters, report, (None, split),
-                                          *_counting(rows_read))
+                                          *counting(rows_read))
             later, later_without_gold = second.get(rows_read.report if rows_read else None)
         sink.append(part)
     report.merge(later)
@@ -507,9 +486,9 @@ def _write_part(
     """In a worker process: the records of `ids` written into the file `part`, as `fmt`'s sink
     appends it (Parquet, or text without a header and uncompressed), with their report and
     the annotated conversations without gold among them. `counted`: the count shared with
-    the first process (`_RowsRead.shared`) this one adds its rows to, every so many."""
+    the first process (`RowsRead.shared`) this one adds its rows to, every so many."""
     report = ExportReport(format=fmt, what=what)
-    rows_read, every = ((functools.partial(_add_rows, counted[0]), counted[1]) if counted
+    rows_read, every = ((functools.partial(add_rows, counted[0]), counted[1]) if counted
                         else (None, PROGRESS_EVERY))
     with worker_study(path) as db, _part_file(Path(part), fmt) as target:
         sink = _sink(target, fmt, what, header=False)

@@ -7,10 +7,11 @@ the study database; importing twice changes nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import groupby
 from operator import itemgetter
@@ -20,7 +21,14 @@ from typing import Any, NamedTuple
 import sqlite_utils
 from pydantic import BaseModel, Field
 
-from annotator.datasets.halves import in_worker, second_half_start
+from annotator.datasets.halves import (
+    Progress,
+    RowsRead,
+    add_rows,
+    counting,
+    in_worker,
+    second_half_start,
+)
 from annotator.db import (
     EVERY_ID,
     VOTE_COLUMNS,
@@ -461,7 +469,8 @@ def _not_adjudicated(annotations: list[Annotation], min_annotations: int) -> str
     return "not adjudicated yet: a majority agrees, run `annotator adjudicate`"
 
 
-def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> AdjudicationReport:
+def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2,
+               progress: Progress | None = None) -> AdjudicationReport:
     """Decide gold by majority where annotators agree; never overwrite a person's decision.
 
     A conversation with an incomplete annotation, or whose annotators split on the response
@@ -473,15 +482,24 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> Adjudicat
     someone other than their author are no one's vote (`set_aside`).
 
     A large study is read in two halves at once (`halves`), the decisions written after both.
+    `progress(read, total)` is called as the annotations that are votes are read.
     """
+    rows_read = (RowsRead(progress, db.execute(f"select count(*) from annotations where "
+                                               f"{VOTES}").fetchone()[0])
+                 if progress is not None else None)
     split = second_half_start(db, "annotations")
     if split is None:
-        report, decided, reopening = _decisions(db, min_annotations, EVERY_ID)
+        report, decided, reopening = _decisions(db, min_annotations, EVERY_ID,
+                                                *counting(rows_read))
     else:
+        counted = (rows_read.shared, rows_read.every) if rows_read else None
         with in_worker("the decisions of the study's second half", _decisions_of_file,
-                       str(database_path(db)), min_annotations, (split, None)) as second:
-            report, decided, reopening = _decisions(db, min_annotations, (None, split))
-            later, later_decided, later_reopening = second.get()
+                       str(database_path(db)), min_annotations, (split, None),
+                       counted) as second:
+            report, decided, reopening = _decisions(db, min_annotations, (None, split),
+                                                    *counting(rows_read))
+            later, later_decided, later_reopening = second.get(
+                rows_read.report if rows_read else None)
         report.merge(later)
         decided += later_decided
         reopening += later_reopening
@@ -489,21 +507,30 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2) -> Adjudicat
     with db.conn:
         _reopen_rows(db, reopening)
     _store_gold_rows(db, decided)
+    if rows_read is not None:
+        rows_read.done()
     return report
 
 
 Decisions = tuple[AdjudicationReport, list[dict[str, Any]], list[dict[str, Any]]]
 
 
-def _decisions_of_file(path: str, min_annotations: int, ids: IdRange) -> Decisions:
-    """`_decisions` in a worker process, from the study file."""
+def _decisions_of_file(path: str, min_annotations: int, ids: IdRange,
+                       counted: tuple[Any, int] | None = None) -> Decisions:
+    """`_decisions` in a worker process, from the study file; `counted`: the count shared
+    with the first process (`RowsRead.shared`) it adds its rows to, every so many."""
     with worker_study(path) as db:
-        return _decisions(db, min_annotations, ids)
+        if counted is None:
+            return _decisions(db, min_annotations, ids)
+        return _decisions(db, min_annotations, ids, functools.partial(add_rows, counted[0]),
+                          counted[1])
 
 
-def _decisions(db: sqlite_utils.Database, min_annotations: int, ids: IdRange) -> Decisions:
+def _decisions(db: sqlite_utils.Database, min_annotations: int, ids: IdRange,
+               rows_read: Callable[[int], None] | None = None, every: int = 0) -> Decisions:
     """What `adjudicate` decides for the conversations in `ids`, nothing written: its report,
-    the gold rows to store and the majority labels to re-open."""
+    the gold rows to store and the majority labels to re-open. `rows_read(n)` is called each
+    time about `every` more annotations are read."""
     report = AdjudicationReport()
     decided: list[dict[str, Any]] = []
     reopening: list[dict[str, Any]] = []
@@ -516,9 +543,14 @@ def _decisions(db: sqlite_utils.Database, min_annotations: int, ids: IdRange) ->
     # what changes is written after the reading, at the end.
     gold_rows = ((row["conversation_id"], row) for row in db.query(
         f"select * from gold where {in_range} order by conversation_id", params))
+    unreported = 0
     for conversation_id, labelled, existing in side_by_side(live_annotations_in_order(db, ids),
                                                               gold_rows):
         labelled = labelled or []
+        unreported += len(labelled)
+        if rows_read is not None and unreported >= every:
+            rows_read(unreported)
+            unreported = 0
         own, aside = own_annotations(labelled)
         report.set_aside += aside
         gold = row_to_gold(existing) if existing else None

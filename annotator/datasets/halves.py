@@ -39,6 +39,44 @@ def second_half_start(db: sqlite_utils.Database, table: str) -> str | None:
 
 WAIT_TICK = 0.2  # seconds between calls of `WorkerResult.get`'s `while_waiting`
 
+# (rows read, of how many): the progress of a read in two halves, both counted together.
+Progress = Callable[[int, int], None]
+PROGRESS_EVERY = 5_000  # rows read between two reports of progress
+
+
+class RowsRead:
+    """The rows a read in two halves has read, here and in its worker (which adds to
+    `shared`: `add_rows`), reported to `progress` as one count."""
+
+    def __init__(self, progress: Progress, total: int, every: int | None = None) -> None:
+        self.progress, self.total = progress, total
+        self.every = every or PROGRESS_EVERY
+        self.here = 0
+        # a count a spawned worker is given when it starts (a shared value is passed to a
+        # process that way, not later)
+        self.shared = multiprocessing.get_context("spawn").Value("q", 0)
+
+    def add(self, rows: int) -> None:
+        self.here += rows
+        self.report()
+
+    def report(self) -> None:
+        self.progress(min(self.here + self.shared.value, self.total), self.total)
+
+    def done(self) -> None:
+        self.progress(self.total, self.total)
+
+
+def counting(rows_read: RowsRead | None) -> tuple[Callable[[int], None] | None, int]:
+    """The callback and the interval for this process's part of a read (none: no progress)."""
+    return (rows_read.add, rows_read.every) if rows_read else (None, PROGRESS_EVERY)
+
+
+def add_rows(shared: Any, rows: int) -> None:
+    """In the worker: add `rows` to the count shared with the first process."""
+    with shared.get_lock():
+        shared.value += rows
+
 
 class WorkerResult:
     """What a worker process started by `in_worker` returns, once it has."""
@@ -104,4 +142,14 @@ def _run(sender: Connection, function: Callable[..., Any], args: tuple[Any, ...]
     sender.close()
 
 
-__all__ = ["MIN_ROWS", "WorkerResult", "in_worker", "second_half_start"]
+__all__ = [
+    "MIN_ROWS",
+    "PROGRESS_EVERY",
+    "Progress",
+    "RowsRead",
+    "WorkerResult",
+    "add_rows",
+    "counting",
+    "in_worker",
+    "second_half_start",
+]
