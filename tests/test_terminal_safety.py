@@ -162,15 +162,22 @@ def test_eval_lists_its_worst_conversations_escaped(hostile_study) -> None:
 SGR = re.compile(r"\x1b\[[0-9;]*m")  # rich's own styles: colour and bold, nothing else
 
 
-@pytest.mark.parametrize("command", [["show"], ["agreement", "--boot", "0"], ["status"]],
+@pytest.mark.parametrize("command", [["show"], ["agreement", "--boot", "0"], ["status"],
+                                     ["adjudicate", "--no-summaries"], ["export", "x.jsonl"]],
                          ids=lambda c: c[0])
-def test_on_a_colour_terminal_only_richs_own_styles_are_escape_codes(hostile_study, command):
+def test_on_a_colour_terminal_only_richs_own_styles_are_escape_codes(hostile_study, command,
+                                                                     tmp_path):
     """With colour forced on, rich writes SGR codes for its styles; anything else that acts on
-    a terminal (a title, a hyperlink, a clear screen, C1) would come from data."""
+    a terminal (a title, a hyperlink, a clear screen, C1) would come from data. Forced colour
+    on a pipe draws no progress bar or spinner either (their cursor movements are control
+    codes a log would keep)."""
     env = {**os.environ, "FORCE_COLOR": "1", "COLUMNS": "100"}
     env.pop("NO_COLOR", None)
     if command == ["show"]:
         command = ["show", _first_id(hostile_study)]
+    if command[0] == "export":
+        runner.invoke(app, ["adjudicate", "--db", str(hostile_study), "--no-summaries"])
+        command = ["export", str(tmp_path / command[1])]
     proc = subprocess.run([sys.executable, "-m", "annotator", *command, "--db",
                            str(hostile_study)], capture_output=True, env=env, timeout=300)
     text = (proc.stdout + proc.stderr).decode()

@@ -16,6 +16,7 @@ from annotator.cli.main import (
     console,
     db_path,
     err_console,
+    live,
     print_json,
     terminal_safe,
 )
@@ -92,7 +93,7 @@ def ingest(
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         console=err_console,
-        disable=as_json,
+        disable=not live(not as_json),
         transient=True,
     ) as bar:
         tasks: dict[str, Any] = {}

@@ -234,7 +234,7 @@ def extract_bar(enabled: bool) -> Iterator[Callable[[ExtractProgress], None] | N
     # Only on a terminal (a redirected stderr gets no spinner frames), and only from the first
     # progress report: an error found before any work (an unknown prompt) is not printed under
     # an empty bar.
-    if not (enabled and err_console.is_terminal):
+    if not live(enabled):
         yield None
         return
     rate = TextColumn("{task.fields[rate]}", style="cyan")
@@ -263,6 +263,13 @@ def extract_bar(enabled: bool) -> Iterator[Callable[[ExtractProgress], None] | N
             bar.stop()
 
 
+def live(enabled: bool) -> bool:
+    """Whether a live display (a progress bar, a spinner) is drawn on stderr: only when it is
+    a terminal. Forced colour (FORCE_COLOR) on a pipe or a log gets styles but no animation:
+    a bar's cursor movements are control codes a log keeps."""
+    return enabled and err_console.is_terminal and sys.stderr.isatty()
+
+
 def say(line: str) -> None:
     # soft_wrap: a URL, password or token must stay on one line to be copied. No markup: every
     # line here carries names, URLs and messages from a server or from data.
@@ -274,8 +281,20 @@ def progress_bar(label: str, enabled: bool) -> Any:
 
     return Progress(
         f"[bold]{label}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, disable=not (enabled and err_console.is_terminal), transient=True,
+        console=err_console, disable=not live(enabled), transient=True,
     )  # fmt: skip
+
+
+@contextmanager
+def working(label: str, enabled: bool) -> Iterator[None]:
+    """A spinner and the time elapsed on stderr, on a terminal only, while uncounted work
+    runs (a bar would have no total to fill)."""
+    from rich.progress import Progress, SpinnerColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), f"[bold]{label}", TimeElapsedColumn(), console=err_console,
+                  disable=not live(enabled), transient=True) as shown:
+        shown.add_task(label, total=None)
+        yield
 
 
 def precompute_summaries(

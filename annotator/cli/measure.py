@@ -26,6 +26,7 @@ from annotator.cli.main import (
     print_json,
     rows_table,
     say,
+    working,
     write_json,
 )
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
@@ -171,10 +172,12 @@ def agreement(
     if not database["annotations"].count:
         raise AnnotatorError(NO_ANNOTATIONS)
     levels = tuple(sorted(set(level))) if level else (0, 1, 2, 3)
-    report = study_agreement(database, prompt_ids=prompt, levels=levels, n_boot=boot, top_k=top_k,
-                             stored_inter_annotator=stored_inter_annotator,
-                             kept_inter_annotator=KEPT_INTER_ANNOTATOR)
-    anchored = study_anchoring(database, prompt_ids=prompt, n_boot=boot)
+    # the figures take a minute at paper scale, in steps that are not counted
+    with working("Computing agreement", not as_json):
+        report = study_agreement(database, prompt_ids=prompt, levels=levels, n_boot=boot,
+                                 top_k=top_k, stored_inter_annotator=stored_inter_annotator,
+                                 kept_inter_annotator=KEPT_INTER_ANNOTATOR)
+        anchored = study_anchoring(database, prompt_ids=prompt, n_boot=boot)
     if as_json:
         # the report's own JSON (NaN as null), with anchoring added as one more key
         data = json.loads(report.model_dump_json())
