@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
+from pydantic import TypeAdapter
 
 from annotator import study_key
 from annotator.errors import AnnotatorError, NotAStudyError
@@ -757,11 +758,20 @@ def extraction_to_row(e: Extraction) -> dict[str, Any]:
     return row
 
 
+# A stored list of values, parsed and validated in one call (not a model made per value in
+# Python: an export of 700,000 proposals holds millions of them).
+_VALUE_REFS = TypeAdapter(list[ValueRef])
+
+
+def _value_refs(text: str | None) -> list[ValueRef]:
+    return _VALUE_REFS.validate_json(text) if text else []
+
+
 def row_to_extraction(row: dict[str, Any]) -> Extraction:
     data = dict(row)
     data["subjective"] = optional_bool(row["subjective"])
-    data["ai_values"] = [ValueRef(**v) for v in loads(row["ai_values"], [])]
-    data["human_values"] = [ValueRef(**v) for v in loads(row["human_values"], [])]
+    data["ai_values"] = _value_refs(row["ai_values"])
+    data["human_values"] = _value_refs(row["human_values"])
     return Extraction.model_validate(data)
 
 

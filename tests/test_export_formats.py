@@ -43,6 +43,7 @@ from annotator.datasets.export import (
     export,
 )
 from annotator.datasets.gold import decide, import_gold  # noqa: E402
+from annotator.datasets.records import ProposedValue  # noqa: E402
 from annotator.datasets.writers import (
     FORMULA_STARTS,
     HF_DATA_FILE,
@@ -547,8 +548,8 @@ def test_jsonl_gz_is_gzip_with_the_jsonl_inside(study, tmp_path):
 
 
 def test_value_refs_resolve_by_node_before_name():
-    value = export_module._proposed_value(ValueRef(name="Honesty!", node_id="honesty",
-                                                   evidence="I must be honest", score=0.5))
+    value = ProposedValue.model_validate(export_module._proposed_value(ValueRef(
+        name="Honesty!", node_id="honesty", evidence="I must be honest", score=0.5)))
     assert (value.node_id, value.free, value.evidence, value.score) == (
         "honesty", False, "I must be honest", 0.5)
 
@@ -718,3 +719,23 @@ def test_an_export_reports_its_progress_with_both_halves_rows(study, tmp_path, m
     # the command line shows it on a terminal only: a file's stderr gets no bar
     done = run("export", tmp_path / "cli.jsonl", "--db", study)
     assert done.exit_code == 0 and "Exporting" not in done.output
+
+
+def test_a_damaged_proposal_is_reported_and_the_others_are_exported(study, tmp_path) -> None:
+    """Stored values that no longer parse or validate (not JSON; a value that is not an
+    object; a name that is not text) name their extraction with why, in one line, and every
+    other proposal is exported (a value that was not an object stopped the whole export)."""
+    db = open_db(study)
+    rows = db.execute("select rowid, conversation_id from extractions where status = 'ok' "
+                      "order by rowid limit 3").fetchall()
+    with db.conn:
+        for (rowid, _), stored in zip(rows, ('not json', '["\\u001b[2J"]', '[{"name": 7}]'),
+                                      strict=True):
+            db.execute("update extractions set ai_values = ? where rowid = ?", [stored, rowid])
+    total = db["extractions"].count
+    report = export(db, tmp_path / "p.jsonl", what="proposals")
+    assert [cid for cid, _ in report.invalid] == sorted(cid for _, cid in rows)
+    assert all(reason and "\n" not in reason and "\x1b" not in reason
+               for _, reason in report.invalid)
+    assert report.exported == total - 3
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == total - 3

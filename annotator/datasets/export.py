@@ -56,7 +56,6 @@ from annotator.datasets.records import (
     ExportStats,
     LeftOut,
     ProposalRecord,
-    ProposedValue,
 )
 from annotator.datasets.writers import (
     HF_DATA_FILE,
@@ -93,7 +92,6 @@ from annotator.extract.prompts import NOT_SCRUB
 from annotator.models import (
     Annotation,
     GoldLabel,
-    Turn,
     ValueRef,
 )
 from annotator.taxonomy import TOP_CATEGORIES, Node, load_taxonomy
@@ -125,9 +123,10 @@ def _proposal_fields(node_id: str | None, name: str) -> dict[str, Any]:
 
 def _proposed_value(
     ref: ValueRef, fields: Callable[[str | None, str], dict[str, Any]] = _proposal_fields,
-) -> ProposedValue:
-    """`fields`: `_proposal_fields`, or a cache of it (an export resolves each value once)."""
-    return ProposedValue(**fields(ref.node_id, ref.name), evidence=ref.evidence, score=ref.score)
+) -> dict[str, Any]:
+    """A value as `ProposalRecord` validates it into a `ProposedValue` (no model is made per
+    value here). `fields`: `_proposal_fields`, or a cache of it (each value resolved once)."""
+    return {**fields(ref.node_id, ref.name), "evidence": ref.evidence, "score": ref.score}
 
 
 def _category_key(name: str) -> str:
@@ -302,7 +301,7 @@ def proposal_records(db: sqlite_utils.Database, ids: IdRange = EVERY_ID
                                                  "created_at"}),
                 source=extra["conversation_source"] or "",
                 external_id=extra["conversation_external_id"],
-                turns=[Turn(**t) for t in loads(extra["conversation_turns"], [])],
+                turns=loads(extra["conversation_turns"], []),  # validated as the record's
                 prompt_name=extra["prompt_name"],
                 prompt_version=extra["prompt_version"],
                 ai_values=[_proposed_value(v, fields) for v in extraction.ai_values],
