@@ -325,7 +325,8 @@ def test_agreement_on_a_study_never_seen_keeps_the_annotators_figures_for_the_ap
     inter-annotator figures in its second process as the app's summary (a real spawned
     process): it prints what it prints computing them alone, the summary is stored as
     `summarize` stores it, and the app and the next `agreement` read it. A request the
-    summary does not hold (other resamples) is computed as asked, and nothing is kept."""
+    summary does not hold (other resamples), or fewer levels than it holds (which would wait
+    for the others), is computed as asked, and nothing is kept."""
     one_process = runner.invoke(app, ["agreement", "--json", "--db", str(app_study_copy)])
     assert one_process.exit_code == 0, one_process.output
     assert not list(summary_cache.cache_root(app_study_copy).glob("annotators-*/*/meta.json"))
@@ -368,12 +369,15 @@ def test_agreement_on_a_study_never_seen_keeps_the_annotators_figures_for_the_ap
     again = runner.invoke(app, ["agreement", "--json", "--db", str(app_study_copy)])
     assert again.exit_code == 0 and again.output == one_process.output and computing == []
 
-    # other resamples than the summary's: computed as asked (in the second process), not kept
-    shutil.rmtree(summary_cache.cache_root(app_study_copy))
-    other = study_agreement(db, n_boot=20, top_k=3, parallel_min_annotations=1,
-                                   stored_inter_annotator=precompute.stored_inter_annotator,
-                                   kept_inter_annotator=precompute.KEPT_INTER_ANNOTATOR)
-    alone = study_agreement(db, n_boot=20, top_k=3, parallel_min_annotations=10**9)
-    assert [repr(r.model_dump()) for r in other.rows] == [repr(r.model_dump())
-                                                          for r in alone.rows]
-    assert not list(summary_cache.cache_root(app_study_copy).glob("annotators-*/*/meta.json"))
+    # other resamples than the summary's, or fewer levels: computed as asked (in the second
+    # process), not kept
+    for asked in ({"n_boot": 20, "top_k": 3}, {"levels": (0,), "top_k": 3}):
+        shutil.rmtree(summary_cache.cache_root(app_study_copy))
+        other = study_agreement(db, **asked, parallel_min_annotations=1,
+                                stored_inter_annotator=precompute.stored_inter_annotator,
+                                kept_inter_annotator=precompute.KEPT_INTER_ANNOTATOR)
+        alone = study_agreement(db, **asked, parallel_min_annotations=10**9)
+        assert [repr(r.model_dump()) for r in other.rows] == [repr(r.model_dump())
+                                                              for r in alone.rows]
+        assert not list(summary_cache.cache_root(app_study_copy).glob(
+            "annotators-*/*/meta.json"))

@@ -528,12 +528,16 @@ def _models_in_halves(
 
 def _kept_for(kept: KeptInterAnnotator | None, requested: Mapping[str, Any]
               ) -> KeptInterAnnotator | None:
-    """`kept` when the report it computes holds the figures `requested` (`settings_cover`:
-    the pairs it always holds), else None: those are computed as asked, and nothing kept."""
+    """`kept` when the report it computes holds the figures `requested` (`settings_cover`;
+    the pairs it always holds) at the same levels and distances, so that it costs little
+    more than they do; else None: those are computed as asked, and nothing kept (`--level 0`
+    alone is not made to wait for the other levels)."""
     if kept is None:
         return None
     asked = {k: v for k, v in requested.items() if k != "pairwise"}
-    return kept if settings_cover(kept.settings, **asked) else None
+    same = all(set(asked.get(k, kept.settings[k])) == set(kept.settings[k])
+               for k in ("levels", "distances"))
+    return kept if same and settings_cover(kept.settings, **asked) else None
 
 
 def _models_joined(first: AgreementReport, second: AgreementReport) -> AgreementReport:
