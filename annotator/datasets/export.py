@@ -42,11 +42,13 @@ from annotator.datasets.halves import (
     PROGRESS_EVERY,
     Progress,
     RowsRead,
+    WorkerCount,
     WorkerResult,
-    add_rows,
     counting,
+    for_worker,
     in_worker,
     second_half_start,
+    worker_counting,
 )
 from annotator.datasets.records import (
     ExportedValue,
@@ -467,9 +469,9 @@ def _write_in_two_parts(
     `rows_read` counts the rows both read."""
     with tempfile.TemporaryDirectory(prefix=".annotator-export-", dir=parts_folder) as folder:
         part = Path(folder) / "second-part"
-        counted = (rows_read.shared, rows_read.every) if rows_read else None
         with in_worker("the export's second half", _write_part, str(database_path(db)), what,
-                       report.format, filters, (split, None), str(part), counted) as second:
+                       report.format, filters, (split, None), str(part),
+                       for_worker(rows_read)) as second:
             without_gold = _write_records(db, sink, what, filters, report, (None, split),
                                           *counting(rows_read))
             later, later_without_gold = second.get(rows_read.report if rows_read else None)
@@ -480,20 +482,18 @@ def _write_in_two_parts(
 
 def _write_part(
     path: str, what: ExportWhat, fmt: ExportFormat, filters: ExportFilter, ids: IdRange,
-    part: str, counted: tuple[Any, int] | None = None,
+    part: str, count: WorkerCount = None,
 ) -> tuple[ExportReport, list[LeftOut]]:
     """In a worker process: the records of `ids` written into the file `part`, as `fmt`'s sink
     appends it (Parquet, or text without a header and uncompressed), with their report and
-    the annotated conversations without gold among them. `counted`: the count shared with
-    the first process (`RowsRead.shared`) this one adds its rows to, every so many."""
+    the annotated conversations without gold among them. `count`: the first process's count
+    this one adds its rows to (`halves.for_worker`)."""
     report = ExportReport(format=fmt, what=what)
-    rows_read, every = ((functools.partial(add_rows, counted[0]), counted[1]) if counted
-                        else (None, PROGRESS_EVERY))
     with worker_study(path) as db, _part_file(Path(part), fmt) as target:
         sink = _sink(target, fmt, what, header=False)
         try:
-            return report, _write_records(db, sink, what, filters, report, ids, rows_read,
-                                          every)
+            return report, _write_records(db, sink, what, filters, report, ids,
+                                          *worker_counting(count))
         finally:
             sink.close()
 

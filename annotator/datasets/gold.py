@@ -7,7 +7,6 @@ the study database; importing twice changes nothing.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from collections import Counter
@@ -24,10 +23,12 @@ from pydantic import BaseModel, Field
 from annotator.datasets.halves import (
     Progress,
     RowsRead,
-    add_rows,
+    WorkerCount,
     counting,
+    for_worker,
     in_worker,
     second_half_start,
+    worker_counting,
 )
 from annotator.db import (
     EVERY_ID,
@@ -492,10 +493,9 @@ def adjudicate(db: sqlite_utils.Database, min_annotations: int = 2,
         report, decided, reopening = _decisions(db, min_annotations, EVERY_ID,
                                                 *counting(rows_read))
     else:
-        counted = (rows_read.shared, rows_read.every) if rows_read else None
         with in_worker("the decisions of the study's second half", _decisions_of_file,
                        str(database_path(db)), min_annotations, (split, None),
-                       counted) as second:
+                       for_worker(rows_read)) as second:
             report, decided, reopening = _decisions(db, min_annotations, (None, split),
                                                     *counting(rows_read))
             later, later_decided, later_reopening = second.get(
@@ -516,18 +516,15 @@ Decisions = tuple[AdjudicationReport, list[dict[str, Any]], list[dict[str, Any]]
 
 
 def _decisions_of_file(path: str, min_annotations: int, ids: IdRange,
-                       counted: tuple[Any, int] | None = None) -> Decisions:
-    """`_decisions` in a worker process, from the study file; `counted`: the count shared
-    with the first process (`RowsRead.shared`) it adds its rows to, every so many."""
+                       count: WorkerCount = None) -> Decisions:
+    """`_decisions` in a worker process, from the study file; `count`: the first process's
+    count it adds its rows to (`halves.for_worker`)."""
     with worker_study(path) as db:
-        if counted is None:
-            return _decisions(db, min_annotations, ids)
-        return _decisions(db, min_annotations, ids, functools.partial(add_rows, counted[0]),
-                          counted[1])
+        return _decisions(db, min_annotations, ids, *worker_counting(count))
 
 
 def _decisions(db: sqlite_utils.Database, min_annotations: int, ids: IdRange,
-               rows_read: Callable[[int], None] | None = None, every: int = 0) -> Decisions:
+               rows_read: Callable[[int], None] | None = None, every: int = 1) -> Decisions:
     """What `adjudicate` decides for the conversations in `ids`, nothing written: its report,
     the gold rows to store and the majority labels to re-open. `rows_read(n)` is called each
     time about `every` more annotations are read."""

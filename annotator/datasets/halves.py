@@ -9,6 +9,7 @@ comes out is what one pass gives.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -67,13 +68,27 @@ class RowsRead:
         self.progress(self.total, self.total)
 
 
+# What a worker is given to count its rows with (`RowsRead.shared`, `every`); None: nothing.
+WorkerCount = tuple[Any, int] | None
+
+
 def counting(rows_read: RowsRead | None) -> tuple[Callable[[int], None] | None, int]:
     """The callback and the interval for this process's part of a read (none: no progress)."""
     return (rows_read.add, rows_read.every) if rows_read else (None, PROGRESS_EVERY)
 
 
-def add_rows(shared: Any, rows: int) -> None:
-    """In the worker: add `rows` to the count shared with the first process."""
+def for_worker(rows_read: RowsRead | None) -> WorkerCount:
+    """What the worker is given (`in_worker`'s arguments) to add its rows to `rows_read`."""
+    return (rows_read.shared, rows_read.every) if rows_read else None
+
+
+def worker_counting(count: WorkerCount) -> tuple[Callable[[int], None] | None, int]:
+    """In the worker: `counting` of the count it was given."""
+    return (functools.partial(_add_rows, count[0]), count[1]) if count else (None,
+                                                                           PROGRESS_EVERY)
+
+
+def _add_rows(shared: Any, rows: int) -> None:
     with shared.get_lock():
         shared.value += rows
 
@@ -148,8 +163,10 @@ __all__ = [
     "Progress",
     "RowsRead",
     "WorkerResult",
-    "add_rows",
+    "WorkerCount",
     "counting",
+    "for_worker",
     "in_worker",
     "second_half_start",
+    "worker_counting",
 ]
