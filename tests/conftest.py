@@ -97,3 +97,21 @@ def app_study_copy(app_study, tmp_path):
     target = tmp_path / "study.db"
     shutil.copy(app_study, target)
     return target
+
+
+@pytest.fixture
+def reads_counted(monkeypatch) -> list:
+    """Every `halves.RowsRead` a read in two halves makes during the test (its rows counted
+    here, `here`, and by the worker, `shared`), each reporting every 2 rows."""
+    from annotator.datasets import halves
+
+    made: list[halves.RowsRead] = []
+    init = halves.RowsRead.__init__
+
+    def recorded(self, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(halves.RowsRead, "__init__", recorded)
+    monkeypatch.setattr(halves, "PROGRESS_EVERY", 2)
+    return made

@@ -687,22 +687,14 @@ def test_the_card_computes_its_own_figures_only_and_each_is_the_full_reports(stu
 
 @pytest.mark.parametrize("what", ["validated", "proposals"])
 def test_an_export_reports_its_progress_with_both_halves_rows(study, tmp_path, monkeypatch,
-                                                              what) -> None:
+                                                              reads_counted, what) -> None:
     """Real SQLite, a real spawned worker: `export(progress=...)` is called as rows are read
     (gold rows, or extractions for proposals), never past the total and never going back,
     and last with (total, total); in two parts, the worker adds the rows it read to a count
     shared with this process, which reports both as one."""
     db = open_db(study)
     total = db["extractions" if what == "proposals" else "gold"].count
-    counters: list[halves.RowsRead] = []
-
-    class Recorded(halves.RowsRead):
-        def __init__(self, *args) -> None:
-            super().__init__(*args)
-            counters.append(self)
-
-    monkeypatch.setattr(export_module, "RowsRead", Recorded)
-    monkeypatch.setattr(halves, "PROGRESS_EVERY", 2)
+    counters = reads_counted
     for min_rows in (10**9, 1):  # one part, then two
         monkeypatch.setattr(halves, "MIN_ROWS", min_rows)
         seen: list[tuple[int, int]] = []

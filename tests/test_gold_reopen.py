@@ -272,7 +272,7 @@ def _table(db, name: str, drop: tuple[str, ...]) -> list[dict]:
             for row in db.query(f"select * from {name} order by conversation_id")]
 
 
-def test_adjudicate_in_two_halves_decides_as_one_pass(tmp_path, monkeypatch):
+def test_adjudicate_in_two_halves_decides_as_one_pass(tmp_path, monkeypatch, reads_counted):
     """Real SQLite, a real worker process: from `halves.MIN_ROWS` annotations (lowered here) a
     second process reads the second half of the conversations. Every kind of outcome, in both
     halves (a new majority, other labels, a split, an incomplete label, a person's decision
@@ -331,15 +331,7 @@ def test_adjudicate_in_two_halves_decides_as_one_pass(tmp_path, monkeypatch):
     # (total, total)
     three = open_db(tmp_path / "three.db")
     db.conn.backup(three.conn)
-    monkeypatch.setattr(halves, "PROGRESS_EVERY", 2)
-    counters: list[halves.RowsRead] = []
-
-    class Recorded(halves.RowsRead):
-        def __init__(self, *args) -> None:
-            super().__init__(*args)
-            counters.append(self)
-
-    monkeypatch.setattr(gold_module, "RowsRead", Recorded)
+    counters = reads_counted
     seen: list[tuple[int, int]] = []
     assert adjudicate(three, progress=lambda read, of: seen.append((read, of))).model_dump() == (
         one.model_dump())
