@@ -144,8 +144,9 @@ def _csr(
     n = unit.size
     v = max(int(vocab.size), 1)
     # np.unique(rating * v + code), with no copy it does not need: at paper scale each copy
-    # of these arrays is fresh memory, and the model rows make dozens of them
-    key = np.multiply(rating_of, v, dtype=np.int64)
+    # of these arrays is fresh memory, and the model rows make dozens of them. The keys are
+    # 32-bit when every one fits (below n * v): sorted in about half the time.
+    key = np.multiply(rating_of, v, dtype=np.int32 if n * v < 2**31 else np.int64)
     key += codes
     key.sort()
     distinct = np.empty(key.size, dtype=bool)
@@ -153,7 +154,7 @@ def _csr(
     np.not_equal(key[1:], key[:-1], out=distinct[1:])
     rating, ids = np.divmod(key[distinct], v)
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rating, minlength=n))]).astype(np.int64)
-    return SetRatings(unit, indptr, ids, vocab, units, raters)
+    return SetRatings(unit, indptr, ids.astype(np.int64, copy=False), vocab, units, raters)
 
 
 def map_level(ratings: SetRatings, level_map: Mapping[str, str] | None) -> SetRatings:
