@@ -47,7 +47,7 @@ PROGRESS_EVERY = 5_000  # rows read between two reports of progress
 
 class RowsRead:
     """The rows a read in two halves has read, here and in its worker (which adds to
-    `shared`: `add_rows`), reported to `progress` as one count."""
+    `shared`: `for_worker`, `worker_counting`), reported to `progress` as one count."""
 
     def __init__(self, progress: Progress, total: int, every: int | None = None) -> None:
         self.progress, self.total = progress, total
