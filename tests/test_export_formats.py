@@ -716,7 +716,8 @@ def test_an_export_reports_its_progress_with_both_halves_rows(study, tmp_path, m
 def test_a_damaged_proposal_is_reported_and_the_others_are_exported(study, tmp_path) -> None:
     """Stored values that no longer parse or validate (not JSON; a value that is not an
     object; a name that is not text) name their extraction with why, in one line, and every
-    other proposal is exported (a value that was not an object stopped the whole export)."""
+    other proposal is exported (a value that was not an object stopped the whole export); so
+    is each proposal of a conversation no longer in the study (it was dropped unsaid)."""
     db = open_db(study)
     rows = db.execute("select rowid, conversation_id from extractions where status = 'ok' "
                       "order by rowid limit 3").fetchall()
@@ -731,3 +732,16 @@ def test_a_damaged_proposal_is_reported_and_the_others_are_exported(study, tmp_p
                for _, reason in report.invalid)
     assert report.exported == total - 3
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == total - 3
+
+    # the proposals of a conversation no longer in the study are named too, not dropped
+    gone = db.execute("select conversation_id from extractions where rowid > ? "
+                      "order by rowid limit 1", [rows[-1][0]]).fetchone()[0]
+    with db.conn:
+        db.execute("pragma foreign_keys = off")
+        db.execute("delete from conversations where id = ?", [gone])
+    report = export(db, tmp_path / "p2.jsonl", what="proposals")
+    theirs = db.execute("select count(*) from extractions where conversation_id = ?",
+                        [gone]).fetchone()[0]
+    assert [reason for cid, reason in report.invalid if cid == gone] == [
+        "proposal of a conversation that is not in the study"] * theirs
+    assert report.exported == total - 3 - theirs

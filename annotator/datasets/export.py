@@ -275,10 +275,11 @@ def _model_calls(db: sqlite_utils.Database, ids: IdRange
 
 
 _PROPOSALS_SQL = (
-    "select e.*, c.source as conversation_source, c.turns as conversation_turns, "
-    "c.external_id as conversation_external_id, "
+    "select e.*, c.id as conversation_present, c.source as conversation_source, "
+    "c.turns as conversation_turns, c.external_id as conversation_external_id, "
     "p.name as prompt_name, p.version as prompt_version from extractions e "
-    "join conversations c on c.id = e.conversation_id left join prompts p on p.id = e.prompt_id "
+    "left join conversations c on c.id = e.conversation_id "
+    "left join prompts p on p.id = e.prompt_id "
     f"where e.{NOT_SCRUB} and {{in_range}} order by e.conversation_id, e.prompt_id, e.model"
 )
 
@@ -291,9 +292,12 @@ def proposal_records(db: sqlite_utils.Database, ids: IdRange = EVERY_ID
     fields = functools.cache(_proposal_fields)
     in_range, params = id_range_sql("e.conversation_id", ids)
     for row in db.query(_PROPOSALS_SQL.format(in_range=in_range), params):
-        extra = {k: row.pop(k) for k in ("conversation_source", "conversation_turns",
-                                         "conversation_external_id", "prompt_name",
-                                         "prompt_version")}
+        extra = {k: row.pop(k) for k in ("conversation_present", "conversation_source",
+                                         "conversation_turns", "conversation_external_id",
+                                         "prompt_name", "prompt_version")}
+        if extra["conversation_present"] is None:  # named, never left out unsaid
+            yield (row["conversation_id"], "proposal of a conversation that is not in the study")
+            continue
         try:
             extraction = row_to_extraction(row)
             n_calls, ms = calls.get((row["conversation_id"], row["prompt_id"], row["model"]),
