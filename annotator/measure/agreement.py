@@ -262,24 +262,18 @@ def joined(annotators: AgreementReport, models: AgreementReport) -> AgreementRep
                                          "prompt_ids": models.prompt_ids})
 
 
-def settings_cover(
-    had: Mapping[str, Any],
-    *,
-    levels: Sequence[int] = (0, 1, 2, 3),
-    distances: Sequence[SetDistance] = ("masi", "jaccard"),
-    masi_weights: MasiWeights = "exact",
-    top_k: int = 50,
-    n_boot: int = 200,
-    seed: int = 0,
-) -> bool:
+def settings_cover(had: Mapping[str, Any], asked: Mapping[str, Any]) -> bool:
     """Whether an inter-annotator report computed with the settings `had` (a report's
-    `settings`) holds the figures these settings ask for, drawn alike: the same resamples,
-    seed and weights, and at least these levels, distances and most used values."""
+    `settings`) holds the figures `asked` for, drawn alike: the same resamples, seed and
+    weights, and at least these levels, distances and most used values. `asked`: settings
+    of `inter_annotator_part` by name (one not given: its default; `pairwise` is not read)."""
+    wanted = {**(inter_annotator_part.__kwdefaults__ or {}), **asked}
     if (had.get("n_boot"), had.get("seed"), had.get("masi_weights")) != (
-            n_boot, seed, masi_weights):
+            wanted["n_boot"], wanted["seed"], wanted["masi_weights"]):
         return False
-    return (set(levels) <= set(had.get("levels", ())) and top_k <= had.get("top_k", -1)
-            and set(distances) <= set(had.get("distances", ())))
+    return (set(wanted["levels"]) <= set(had.get("levels", ()))
+            and wanted["top_k"] <= had.get("top_k", -1)
+            and set(wanted["distances"]) <= set(had.get("distances", ())))
 
 
 def inter_annotator_part(
@@ -302,8 +296,8 @@ def inter_annotator_part(
     one stable order, so a figure is the same whether computed among more or fewer; the rows
     and settings are laid out in the order one call with these settings gives them."""
     had = stored.settings
-    if not settings_cover(had, levels=levels, distances=distances, masi_weights=masi_weights,
-                          top_k=top_k, n_boot=n_boot, seed=seed):
+    if not settings_cover(had, {"levels": levels, "distances": distances, "top_k": top_k,
+                                "masi_weights": masi_weights, "n_boot": n_boot, "seed": seed}):
         return None
     skipped: dict[Any, AgreementRow] = {}
     types: list[AgreementRow] = []

@@ -534,10 +534,9 @@ def _kept_for(kept: KeptInterAnnotator | None, requested: Mapping[str, Any]
     alone is not made to wait for the other levels)."""
     if kept is None:
         return None
-    asked = {k: v for k, v in requested.items() if k != "pairwise"}
-    same = all(set(asked.get(k, kept.settings[k])) == set(kept.settings[k])
+    same = all(set(requested.get(k, kept.settings[k])) == set(kept.settings[k])
                for k in ("levels", "distances"))
-    return kept if same and settings_cover(kept.settings, **asked) else None
+    return kept if same and settings_cover(kept.settings, requested) else None
 
 
 def _models_joined(first: AgreementReport, second: AgreementReport) -> AgreementReport:
