@@ -90,7 +90,7 @@ def test_stored_frames_read_back_equal_to_built_ones(study: Path) -> None:
     built = {table: frames.table_frame(db, table) for table in TABLES}
     first = frames.stored_frames(db, TABLES)  # built and stored
     files = sorted(_frames_dir(study).glob("*.arrow"))
-    assert len(files) == len(TABLES)
+    assert len(files) == len(TABLES) + 1  # and the annotations' row index (`frame_patch`)
     second = frames.stored_frames(db, TABLES)  # read from disk
     for table in TABLES:
         assert len(built[table]) > 0
@@ -155,7 +155,8 @@ def test_a_changed_table_is_built_afresh_and_its_old_file_removed(study: Path) -
     pd.testing.assert_frame_equal(got, frames.annotations_frame(db))
     assert "new" in set(got["annotation_id"]) and "a1-0" not in set(got["annotation_id"])
     after = {f.name for f in _frames_dir(study).glob("*.arrow")}
-    assert len(after) == len(TABLES) and len(after - before) == 1  # only annotations changed
+    # only annotations changed: its frame and its row index (`frame_patch`)
+    assert len(after) == len(TABLES) + 1 and len(after - before) == 2
 
 
 def test_damaged_linked_or_unwritable_stores_fall_back_to_the_study(study: Path,
@@ -163,7 +164,7 @@ def test_damaged_linked_or_unwritable_stores_fall_back_to_the_study(study: Path,
     db = open_db(study)
     want = frames.annotations_frame(db)
     frames.stored_frames(db, ["annotations"])
-    (stored,) = _frames_dir(study).glob("*.arrow")
+    stored = frame_store._file(study, "annotations", frame_store.table_signature(db, "annotations"))
     stored.write_bytes(stored.read_bytes()[:1000])  # cut short, as by a crash or a full disk
     pd.testing.assert_frame_equal(frames.stored_frames(db, ["annotations"])["annotations"], want)
 
@@ -173,7 +174,8 @@ def test_damaged_linked_or_unwritable_stores_fall_back_to_the_study(study: Path,
     with open_db(other).conn as conn:
         conn.execute("update annotations set labels = '{\"ai_values\": [\"planted\"]}'")
     frames.stored_frames(open_db(other), ["annotations"])
-    (planted,) = _frames_dir(other).glob("*.arrow")
+    planted = frame_store._file(other, "annotations",
+                                frame_store.table_signature(open_db(other), "annotations"))
     stored.unlink()
     stored.symlink_to(planted)
     pd.testing.assert_frame_equal(frames.stored_frames(db, ["annotations"])["annotations"], want)

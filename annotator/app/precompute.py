@@ -36,17 +36,21 @@ from annotator.extract.prompts import few_shot_map
 from annotator.measure import summaries
 from annotator.measure.agreement import AgreementReport
 from annotator.measure.findings import table_findings
+from annotator.measure.frame_patch import index_if_unchanged
 from annotator.measure.frame_store import (
     has_frame,
+    has_index,
     is_frame_table,
     parts_folder,
     read_frame,
     store_joined,
 )
 from annotator.measure.frames import (
+    IN_FRAME,
     KeptInterAnnotator,
     annotations_halves,
     store_annotations_part,
+    store_patched_annotations,
     without_few_shot,
 )
 from annotator.measure.summaries import Bundle
@@ -430,20 +434,34 @@ def precompute(
             # time: else each worker would build the same tables itself
             unstored = [t for t in _tables_read(missing + later)
                         if not has_frame(path, t, signatures.get(t, ""))]
+            annotations_at = signatures.get("annotations", "")
             with parts_folder(path) as folder:
-                # the annotations frame, the largest, in two parts at once, then joined
+                # the annotations frame, the largest: made from the one stored before it and
+                # the rows changed since (`frame_patch`), else in two parts at once, joined
+                patching = (pool.submit(store_patched_annotations, path, annotations_at)
+                            if "annotations" in unstored and has_index(path, "annotations")
+                            else None)
                 parts = (_annotations_parts(pool, path, folder)
-                         if "annotations" in unstored and folder is not None else {})
+                         if "annotations" in unstored and folder is not None and patching is None
+                         else {})
                 building = [pool.submit(_store_frame, path, t, signatures.get(t, ""))
-                            for t in unstored if t != "annotations" or not parts]
+                            for t in unstored if t != "annotations" or not (parts or patching)]
                 # a summary reading no frame still to be built starts now, on a worker the
                 # frames leave free (after new labels, only the annotations frame is built)
                 ready = [s for s in missing if not set(_tables_read([s])) & set(unstored)]
                 futures = {pool.submit(_compute, path, s.name, s.params, signatures, True): s
                            for s in ready}
-                if parts and not _joined(path, signatures.get("annotations", ""), parts):
-                    building.append(pool.submit(_store_frame, path, "annotations",
-                                                signatures.get("annotations", "")))
+                if patching is not None and not patching.result():  # to be built whole
+                    if folder is not None:
+                        parts = _annotations_parts(pool, path, folder)
+                    else:
+                        building.append(pool.submit(_store_frame, path, "annotations",
+                                                    annotations_at))
+                if parts and not _joined(path, annotations_at, parts):
+                    building.append(pool.submit(_store_frame, path, "annotations", annotations_at))
+                elif parts:  # the next frame is made from this one: its row index kept
+                    with summary_cache.study_db(path) as database:
+                        index_if_unchanged(database, path, annotations_at, IN_FRAME)
             for built in building:
                 built.result()
             futures.update({

@@ -146,20 +146,24 @@ LARGE_FRAME_ROWS = 50_000  # from here a built frame's memory is worth a full co
 
 def stored_frame(
     path: str | Path, table: str, signature: str,
-    build: Callable[[], tuple[pd.DataFrame, str]],
+    build: Callable[[], tuple[pd.DataFrame | pa.Table, str]],
 ) -> pd.DataFrame:
     """The frame of `table` at `signature`: read from disk if stored, else built and stored.
 
-    `build` returns the frame and the signature of the rows it read (`snapshot`): a frame
-    built after the table changed again is not stored under the older signature.
+    `build` returns the frame (or the Arrow table it is stored as) and the signature of the
+    rows it read (`snapshot`): a frame built after the table changed again is not stored under
+    the older signature.
     """
     file = _file(path, table, signature)
     found = _read(file)
     if found is not None:
         return found
     frame, built_at = build()
+    if isinstance(frame, pa.Table):  # built as it is stored (`frame_patch`)
+        store_table(path, table, built_at, frame)
+        return _from_arrow(frame)
     try:
-        arrow = _to_arrow(frame)
+        arrow = to_arrow(frame)
     except (TypeError, ValueError, pa.ArrowException):
         return frame  # a column Arrow cannot hold exactly (mixed types): this frame is not stored
     # The frame as it reads back, not as built: built from the study's rows, it holds an object
@@ -196,7 +200,7 @@ def write_part(frame: pd.DataFrame, file: Path) -> bool:
     """Write some rows of a table's frame to `file`, for `store_joined`; False when Arrow
     cannot hold them exactly (as `stored_frame` then keeps the frame unstored)."""
     try:
-        feather.write_feather(_to_arrow(frame), file, compression="uncompressed")
+        feather.write_feather(to_arrow(frame), file, compression="uncompressed")
     except (TypeError, ValueError, OSError, pa.ArrowException):
         return False
     return True
@@ -212,32 +216,113 @@ def store_joined(path: str | Path, table: str, signature: str, parts: list[Path]
         tables = [feather.read_table(part, memory_map=False) for part in parts]
     except (OSError, pa.ArrowException):
         return False
-    names = tables[0].schema.names
-    if any(t.schema.names != names for t in tables[1:]):
+    joined = joined_rows(tables)
+    if joined is None:
         return False
-    kinds, fields = {}, []
-    for name in names:
-        # (kind, type) of each part, but for a column of Nones alone
-        seen = {(json.loads(t.schema.metadata[_KIND])[name], t.schema.field(name).type)
-                for t in tables} - {("objects", pa.null())}
-        if len(seen) > 1:
-            return False
-        kinds[name], kind_type = seen.pop() if seen else ("objects", pa.null())
-        fields.append(pa.field(name, kind_type))
-    schema = pa.schema(fields, metadata={_KIND: json.dumps(kinds).encode()})
-    joined = pa.concat_tables([t.replace_schema_metadata(None).cast(schema.remove_metadata())
-                               for t in tables]).replace_schema_metadata(schema.metadata)
-    for i, field in enumerate(joined.schema):
-        if pa.types.is_large_list(field.type) and pa.types.is_dictionary(field.type.value_type):
-            # a file holds one dictionary a column: the parts' dictionaries of names unified
-            joined = joined.set_column(i, field, joined.column(i).combine_chunks())
     _write(joined, _file(path, table, signature))
     return True
+
+
+def joined_rows(tables: list[pa.Table]) -> pa.Table | None:
+    """The rows of these parts of one frame (each as `to_arrow` makes it) one after the other,
+    as one table of the frame, each column of the kind a frame built whole would give it.
+
+    Built from a part of the rows, a column is typed by those rows alone: Arrow types a column
+    whose every value is None as nothing in particular (a half where no annotation names a
+    task), and pandas a column of booleans without a None as booleans, with one as objects.
+    So the parts' columns are joined by their Arrow type, and each column's kind is that of
+    its joined values (`_kind_of`). None when the parts differ otherwise (a column of whole
+    numbers in one part, of decimals in another)."""
+    names = tables[0].schema.names
+    if any(t.schema.names != names for t in tables[1:]):
+        return None
+    fields = []
+    for name in names:
+        types = {t.schema.field(name).type for t in tables} - {pa.null()}
+        if len(types) > 1:
+            return None
+        fields.append(pa.field(name, types.pop() if types else pa.null()))
+    schema = pa.schema(fields)
+    joined = pa.concat_tables([t.replace_schema_metadata(None).cast(schema) for t in tables])
+    kinds = {}
+    for i, field in enumerate(joined.schema):
+        kind = _kind_of(joined.column(i))
+        if kind is None:
+            return None
+        kinds[field.name] = kind
+        if kind == "names":
+            # a file holds one dictionary a column: the parts' dictionaries of names unified
+            joined = joined.set_column(i, field, joined.column(i).combine_chunks())
+    return joined.replace_schema_metadata({_KIND: json.dumps(kinds).encode()})
+
+
+def _kind_of(column: pa.ChunkedArray) -> str | None:
+    """The kind `to_arrow` gives a frame's column of these values (pandas' type of it, as
+    `DataFrame.from_records` infers it from the values), or None for values a frame of this
+    store does not hold."""
+    kind = column.type
+    if column.null_count == len(column) and not pa.types.is_large_list(kind):
+        return "objects"  # None alone (or no rows): a column of Python objects
+    if pa.types.is_large_list(kind) and pa.types.is_dictionary(kind.value_type):
+        return "names"
+    if pa.types.is_boolean(kind):
+        return "objects" if column.null_count else "bool"  # None beside booleans: objects
+    if pa.types.is_large_string(kind) or pa.types.is_string(kind):
+        return "str"
+    if pa.types.is_floating(kind):
+        return "float64"
+    if pa.types.is_integer(kind) and not column.null_count:
+        return "int64"
+    return None
 
 
 def read_frame(path: str | Path, table: str, signature: str) -> pd.DataFrame | None:
     """The stored frame of `table` at `signature`, or None when it is not stored (or damaged)."""
     return _read(_file(path, table, signature))
+
+
+def store_table(path: str | Path, table: str, signature: str, arrow: pa.Table) -> None:
+    """Store the frame of `table` at `signature`, given as the Arrow table it is stored as."""
+    _write(arrow, _file(path, table, signature))
+
+
+def read_table(path: str | Path, table: str, signature: str) -> pa.Table | None:
+    """The stored frame of `table` at `signature` as its Arrow table, or None (`read_frame`)."""
+    return _read_arrow(_file(path, table, signature))
+
+
+# A table's row index (`frame_patch`): kept beside its frame under a name of its own, so that
+# storing either one leaves the other's file in place. Its schema metadata names the signature.
+_INDEX_OF = "{table}:rows"
+_SIGNATURE = b"annotator.signature"
+
+
+def store_index(path: str | Path, table: str, signature: str, index: pa.Table) -> None:
+    """Keep `index`, a table of facts per row of `table` at `signature`, replacing the one of
+    any other signature (best effort, as frames are)."""
+    meta = {**(index.schema.metadata or {}), _SIGNATURE: signature.encode()}
+    _write(index.replace_schema_metadata(meta),
+           _file(path, _INDEX_OF.format(table=table), signature))
+
+
+def has_index(path: str | Path, table: str) -> bool:
+    """Whether a row index of `table` is kept (not whether it reads back)."""
+    name = _INDEX_OF.format(table=table)
+    return any((cache_root(path) / FRAMES_DIR).glob(f"{_digest(name)}-*.arrow"))
+
+
+def latest_index(path: str | Path, table: str) -> tuple[str, pa.Table] | None:
+    """The row index `store_index` kept last for `table`, with its signature; None if none
+    reads back."""
+    name = _INDEX_OF.format(table=table)
+    for file in (cache_root(path) / FRAMES_DIR).glob(f"{_digest(name)}-*.arrow"):
+        index = _read_arrow(file)
+        meta = (index.schema.metadata or {}) if index is not None else {}
+        if index is not None and _SIGNATURE in meta:
+            signature = meta[_SIGNATURE].decode()
+            if file == _file(path, name, signature):  # not a file renamed from another
+                return signature, index
+    return None
 
 
 def has_frame(path: str | Path, table: str, signature: str) -> bool:
@@ -246,13 +331,20 @@ def has_frame(path: str | Path, table: str, signature: str) -> bool:
 
 
 def _read(file: Path) -> pd.DataFrame | None:
+    table = _read_arrow(file)
+    try:
+        return None if table is None else _from_arrow(table)
+    except (ValueError, KeyError, pa.ArrowException):
+        return None  # of a shape this version does not read: rebuilt
+
+
+def _read_arrow(file: Path) -> pa.Table | None:
     try:
         # a link planted at a frame's name (someone else's rows) is not followed: rebuilt
         with os.fdopen(os.open(file, os.O_RDONLY | _NOFOLLOW), "rb") as handle:
-            table = feather.read_table(handle, memory_map=False)
-        return _from_arrow(table)
-    except (OSError, ValueError, KeyError, pa.ArrowException):
-        return None  # absent, half-written, or of a shape this version does not read: rebuild
+            return feather.read_table(handle, memory_map=False)
+    except (OSError, ValueError, pa.ArrowException):
+        return None  # absent or half-written: rebuilt
 
 
 def _write(table: pa.Table, file: Path) -> None:
@@ -309,7 +401,8 @@ def _name_tuples_from_arrow(column: pa.ChunkedArray) -> list[tuple[str, ...]]:
 _SCALARS = {type(None), bool, str}
 
 
-def _to_arrow(frame: pd.DataFrame) -> pa.Table:
+def to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """`frame` as the Arrow table it is stored as (TypeError: a column it cannot hold exactly)."""
     columns, kinds = {}, {}
     for name in frame.columns:
         series = frame[name]

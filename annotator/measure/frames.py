@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import orjson
 import pandas as pd
+import pyarrow as pa
 import sqlite_utils
 
 from annotator.db import (
@@ -33,6 +34,7 @@ from annotator.db import (
 )
 from annotator.extract.ledger import call_ledger
 from annotator.extract.prompts import NOT_SCRUB, few_shot_map, resolve_used_ids
+from annotator.measure import frame_patch
 from annotator.measure.agreement import (
     AgreementReport,
     agreement_report,
@@ -46,6 +48,7 @@ from annotator.measure.frame_store import (
     is_frame_table,
     read_frame,
     snapshot,
+    store_table,
     stored_frame,
     table_signature,
     write_part,
@@ -146,23 +149,29 @@ def _names_of(text: str | None) -> tuple[str, ...]:
 
 # rowids from the first (included) to before the second; None leaves that end open
 RowidRange = tuple[int | None, int | None]
+# Which annotations the frame holds: live, their author's, no flag raised instead of labels.
+IN_ANNOTATIONS_FRAME = f"deleted = 0 and {authors_own()} and not {FLAGGED_INSTEAD}"
+IN_FRAME = f"{IN_ANNOTATIONS_FRAME} and cancelled = 0"  # of the frame kept (`table_frame`)
 
 
 def annotations_frame(db: sqlite_utils.Database, include_cancelled: bool = False,
-                      rowids: RowidRange = (None, None)) -> pd.DataFrame:
+                      rowids: RowidRange | list[int] = (None, None)) -> pd.DataFrame:
     """One row per live annotation: who labelled which conversation how. An annotation last
     changed by someone other than its author is left out: its labels are not its author's
     (`set_aside_count` says how many). A flag raised instead of labels (`db.FLAGGED_INSTEAD`)
     is no rating: left out, as adjudication leaves it. Rows in the table's order (rowid);
-    `rowids`: only those rows, as a part of the frame (`annotations_halves`)."""
-    sql = (
-        "select id, conversation_id, annotator, labels, lead_time, cancelled, updated_at "
-        f"from annotations where deleted = 0 and {authors_own()} and not {FLAGGED_INSTEAD}"
-    )
+    `rowids`: only those rows, as a part of the frame (a range: `annotations_halves`; a list:
+    `frame_patch`)."""
+    sql = ("select id, conversation_id, annotator, labels, lead_time, cancelled, updated_at "
+           f"from annotations where {IN_ANNOTATIONS_FRAME}")
     if not include_cancelled:
         sql += " and cancelled = 0"
-    in_range, params = id_range_sql("rowid", rowids)
-    sql += f" and {in_range}"
+    if isinstance(rowids, list):
+        sql += " and rowid in (select value from json_each(?)) order by rowid"
+        params: list[Any] = [orjson.dumps(rowids).decode()]
+    else:
+        in_range, params = id_range_sql("rowid", rowids)
+        sql += f" and {in_range}"
     rows = []
     for ident, conv, annotator, labels, lead, cancelled, updated in db.execute(sql, params):
         data = orjson.loads(labels)
@@ -277,10 +286,41 @@ def table_frame(db: sqlite_utils.Database, table: str) -> pd.DataFrame:
     return extractions_frame(db, prompt_id=table.removeprefix("extractions:"))
 
 
-def built_frame(db: sqlite_utils.Database, table: str) -> tuple[pd.DataFrame, str]:
-    """`table_frame` and the signature of the rows it read, both of one snapshot."""
+def built_frame(db: sqlite_utils.Database, table: str
+                ) -> tuple[pd.DataFrame | pa.Table, str]:
+    """`table_frame` and the signature of the rows it read, both of one snapshot. The
+    annotations frame of a study on disk is made from the one stored before it and the rows
+    changed since, when it can be (`frame_patch`: then as the Arrow table it is stored as),
+    and its row index is kept for the next."""
+    path = database_path(db)
     with snapshot(db):
-        return table_frame(db, table), table_signature(db, table)
+        signature = table_signature(db, table)
+        if table != "annotations" or path is None:
+            return table_frame(db, table), signature
+        patched = frame_patch.patched_frame(db, str(path), IN_FRAME, _annotation_rows(db))
+        frame, facts = patched or (table_frame(db, table), frame_patch.row_facts(db, IN_FRAME))
+    frame_patch.store_row_index(str(path), signature, facts)
+    return frame, signature
+
+
+def _annotation_rows(db: sqlite_utils.Database) -> Callable[[list[int]], pd.DataFrame]:
+    return lambda rowids: annotations_frame(db, rowids=rowids)
+
+
+def store_patched_annotations(path: str, signature: str) -> bool:
+    """In a worker process: the annotations frame at `signature` stored, made from the one
+    stored before it (`frame_patch`); False when it is to be built whole (the table changed
+    since `signature`, or no frame to start from)."""
+    with worker_study(path) as db, snapshot(db):
+        if table_signature(db, "annotations") != signature:
+            return False
+        patched = frame_patch.patched_frame(db, path, IN_FRAME, _annotation_rows(db))
+    if patched is None:
+        return False
+    frame, facts = patched
+    frame_patch.store_row_index(path, signature, facts)
+    store_table(path, "annotations", signature, frame)
+    return True
 
 
 def stored_frames(

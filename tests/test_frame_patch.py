@@ -1,0 +1,197 @@
+"""The annotations frame made from the one stored before it (`measure.frame_patch`): real
+SQLite files, real Arrow files, real worker processes; no fakes.
+
+After each kind of write the study's writers make (new labels, an edit that grows the history,
+a deletion, a cancellation, an edit by someone else, a flag instead of labels, a row removed,
+a row replaced under a new rowid, hostile names), the frame made from the stored one and the
+changed rows reads back equal to the frame built whole, and it was indeed made so (not
+rebuilt). A damaged or planted index, a change of most rows, and parts Arrow cannot join
+fall back to building the frame whole, which is still equal.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pandas as pd
+import pytest
+from test_frame_store import NAMES, _study
+
+from annotator.app import precompute
+from annotator.db import open_db
+from annotator.measure import frame_patch, frame_store, frames
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Path:
+    path = tmp_path / "study.db"
+    _study(path)
+    return path
+
+
+@pytest.fixture
+def patches(monkeypatch) -> list[bool]:
+    """Whether each frame asked for was made from the stored one (True) or built whole."""
+    made: list[bool] = []
+    real = frame_patch.patched_frame
+
+    def recording(*args, **kwargs):
+        found = real(*args, **kwargs)
+        made.append(found is not None)
+        return found
+
+    monkeypatch.setattr(frame_patch, "patched_frame", recording)
+    return made
+
+
+def _frame_now(study: Path) -> pd.DataFrame:
+    """The annotations frame as a command gets it (stored, else made and stored), read back."""
+    db = open_db(study)
+    try:
+        got = frames.stored_frames(db, ["annotations"])["annotations"]
+        signature = frame_store.table_signature(db, "annotations")
+        pd.testing.assert_frame_equal(got, frames.annotations_frame(db))
+        pd.testing.assert_frame_equal(frame_store.read_frame(study, "annotations", signature),
+                                      frames.annotations_frame(db))
+        return got
+    finally:
+        db.conn.close()
+
+
+def _labels(i: int) -> str:
+    return orjson.dumps({"ai_values": [NAMES[i % len(NAMES)], f"new value {i} \u202e"],
+                         "human_values": [], "response_type": "strong resistance",
+                         "subjective": bool(i % 2), "task": None if i % 3 else "coding"}).decode()
+
+
+WRITES = {
+    "new labels": ["insert into annotations (id, conversation_id, annotator, labels, lead_time, "
+                   "cancelled, deleted, updated_at, history) select 'n' || id, conversation_id, "
+                   "'newcomer \u2603', :labels, 1.5, 0, 0, 'later', '[]' from annotations "
+                   "where rowid % 7 = 0"],
+    "an edit grows the history": [
+        "update annotations set labels = :labels, history = history || ' ', "
+        "updated_at = 'later' where rowid % 11 = 3"],
+    "deleted": ["update annotations set deleted = 1 where rowid % 13 = 1"],
+    "cancelled, then restored": ["update annotations set cancelled = 1 where rowid % 5 = 2",
+                                 "update annotations set cancelled = 0 where rowid % 10 = 2"],
+    "edited by someone else": ["update annotations set edited_by = 'someone else' "
+                               "where rowid % 9 = 4"],
+    "a flag instead of labels": ["update annotations set flag = 'unclear', "
+                                 "missing = '[\"ai_values\"]' where rowid % 8 = 5"],
+    "rows removed": ["delete from annotations where rowid % 6 = 0"],
+    "replaced under a new rowid": [
+        "insert or replace into annotations (id, conversation_id, annotator, labels, "
+        "lead_time, cancelled, deleted, updated_at, history) select id, conversation_id, "
+        "annotator, :labels, lead_time, cancelled, deleted, 'later', history || ' ' "
+        "from annotations where rowid % 10 = 9"],
+}
+
+
+def test_each_write_gives_the_frame_built_whole_made_from_the_stored_one(
+        study: Path, patches: list[bool]) -> None:
+    _frame_now(study)  # the first frame is built whole, its index kept
+    assert patches == [False]
+    assert frame_store.has_index(study, "annotations")
+    for i, (what, statements) in enumerate(WRITES.items()):
+        db = open_db(study)
+        with db.conn:
+            for sql in statements:
+                db.execute(sql, {"labels": _labels(i)})
+        db.conn.close()
+        patches.clear()
+        _frame_now(study)
+        assert patches == [True], what
+        _frame_now(study)  # now stored: read, neither made nor built
+        assert patches == [True], what
+
+
+def test_the_frame_is_built_whole_when_the_index_cannot_be_trusted(
+        study: Path, patches: list[bool]) -> None:
+    """A damaged index, one that does not match its frame, a link planted at its name, or a
+    change of most of the table: the frame is built whole (and equal)."""
+    _frame_now(study)
+    frames_dir = frame_store.cache_root(study) / frame_store.FRAMES_DIR
+
+    def index_file() -> Path:
+        name = frame_store._INDEX_OF.format(table="annotations")
+        return next(frames_dir.glob(f"{frame_store._digest(name)}-*.arrow"))
+
+    def write(sql: str) -> None:
+        db = open_db(study)
+        with db.conn:
+            db.execute(sql)
+        db.conn.close()
+
+    index_file().write_bytes(b"not an arrow file")
+    write("update annotations set history = history || ' ' where rowid = 1")
+    patches.clear()
+    _frame_now(study)
+    assert patches == [False]
+
+    # an index of another frame: its rows do not count the stored frame's
+    signature, index = frame_store.latest_index(study, "annotations")
+    frame_store.store_index(study, "annotations", signature, index.slice(0, 5))
+    write("update annotations set history = history || ' ' where rowid = 2")
+    patches.clear()
+    _frame_now(study)
+    assert patches == [False]
+
+    # a link planted at the index's name is not followed
+    _frame_now(study)
+    target = index_file()
+    elsewhere = study.parent / "elsewhere.arrow"
+    target.rename(elsewhere)
+    os.symlink(elsewhere, target)
+    write("update annotations set history = history || ' ' where rowid = 3")
+    patches.clear()
+    _frame_now(study)
+    assert patches == [False]
+
+    write("update annotations set history = history || ' '")  # every row: built whole
+    patches.clear()
+    _frame_now(study)
+    assert patches == [False]
+
+
+def test_parts_are_joined_into_the_kinds_a_frame_built_whole_has() -> None:
+    """Unit, no study: parts of a frame typed by their own rows are joined into the column
+    kinds the whole frame's rows give (booleans with a None beside them are objects, a column
+    of None alone is objects, names stay names); whole numbers beside decimals are refused."""
+    def frame(**columns) -> pd.DataFrame:
+        return pd.DataFrame.from_records(list(zip(*columns.values(), strict=True)),
+                                         columns=list(columns))
+
+    parts = [frame(flag=[True, False], task=[None, None], names=[("a",), ()], n=[1.5, 2.0]),
+             frame(flag=[None, True], task=["coding", None], names=[("b", "a"), ("c",)],
+                   n=[None, 3.0])]
+    whole = frame(**{c: [*parts[0][c].tolist(), *parts[1][c].tolist()] for c in parts[0]})
+    joined = frame_store.joined_rows([frame_store.to_arrow(p) for p in parts])
+    assert joined is not None
+    pd.testing.assert_frame_equal(frame_store._from_arrow(joined),
+                                  frame_store._from_arrow(frame_store.to_arrow(whole)))
+    assert frame_store._from_arrow(joined)["flag"].dtype == object
+    only_booleans = frame_store.joined_rows([frame_store.to_arrow(parts[0][["flag"]])] * 2)
+    assert frame_store._from_arrow(only_booleans)["flag"].dtype == bool
+    assert frame_store.joined_rows([frame_store.to_arrow(frame(n=[1, 2])),
+                                    frame_store.to_arrow(frame(n=[1.5, 2.0]))]) is None
+
+
+def test_summaries_in_workers_make_the_frame_from_the_stored_one(study: Path) -> None:
+    """`precompute` with two worker processes, as after `import-labels`: the annotations frame
+    stored in two parts keeps its index; after new labels the workers make the next frame
+    from it, keep its index, and every summary reads the frame built whole."""
+    precompute.precompute(study, n_boot=5, workers=2)
+    db = open_db(study)
+    first = frame_store.table_signature(db, "annotations")
+    assert frame_store.latest_index(study, "annotations")[0] == first
+    with db.conn:
+        db.execute(WRITES["new labels"][0], {"labels": _labels(1)})
+    now = frame_store.table_signature(db, "annotations")
+    report = precompute.precompute(study, n_boot=5, workers=2)
+    assert "inter-annotator agreement" in report.computed
+    assert frame_store.latest_index(study, "annotations")[0] == now
+    pd.testing.assert_frame_equal(frame_store.read_frame(study, "annotations", now),
+                                  frames.annotations_frame(db))
