@@ -9,6 +9,8 @@ value name instead of one per occurrence.
 
 A stored frame is keyed on its table's change signature (`table_signatures`): any write to the
 table gives a new signature, so a changed table is built afresh and an unchanged one is read.
+The annotations frame, the largest, is kept with a row index (`store_index`), so that after a
+small change the next one is made from it and the rows changed since (`frame_patch`).
 Reading is best effort: a missing, half-written or unreadable file is rebuilt, and a folder
 that cannot be written just means the frame is built each time.
 """
