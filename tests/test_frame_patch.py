@@ -74,6 +74,9 @@ WRITES = {
     "an edit grows the history": [
         "update annotations set labels = :labels, history = history || ' ', "
         "updated_at = 'later' where rowid % 11 = 3"],
+    "one edit, between rows kept": [
+        "update annotations set labels = :labels, history = history || ' ' where rowid = "
+        "(select rowid from annotations where deleted = 0 and cancelled = 0 limit 1 offset 9)"],
     "deleted": ["update annotations set deleted = 1 where rowid % 13 = 1"],
     "cancelled, then restored": ["update annotations set cancelled = 1 where rowid % 5 = 2",
                                  "update annotations set cancelled = 0 where rowid % 10 = 2"],

@@ -3,21 +3,21 @@
 After `import-labels` or `pull` of a thousand labels, building the annotations frame anew
 parses every annotation's JSON (about 4 s on both cores at 300,000 conversations, 10 s at
 700,000) to change a thousand rows. So each stored annotations frame is kept with a row index
-(`frame_store.store_index`): per row of the table, its rowid, whether the frame holds it, and
-the quantities the table's change signature sums (`frame_store.table_signatures`: deletion,
-cancellation, the lengths of the history, labels, editor, flag and missing fields, the lead
-time and when it was last updated), per row rather than summed. The next frame re-reads only
-the rows whose quantities changed, and those added; rows gone leave. Reading the index's
-quantities is one pass over the table without its JSON.
+(`frame_store.store_index`): per row of the table, what the frame's row depends on. The next
+frame keeps the stored rows whose facts are the same, re-reads only the others, and drops the
+rows gone. Reading the facts is one pass over the table without its JSON.
 
-A row is thus seen to change whenever the signature would see it, and more precisely (per
-row, not in a sum). When the signature changed but no row did, or many rows changed, or the
-parts do not join (`frame_store.joined_rows`), the frame is built whole, as before.
+What a frame's row depends on: whether the frame holds the row (its SQL condition: deleted,
+cancelled, edited by someone else, flagged; exactly), and its content, by the quantities the
+table's change signature (`frame_store.table_signatures`) sums for the columns the frame reads:
+the lengths of the labels and of the edit history, the lead time and when it was last updated,
+per row rather than summed. So a row is seen to change whenever the signature would see its
+content change, and more precisely. When the signature changed but no row did, or many rows
+changed, or the parts do not join (`frame_store.joined_rows`), the frame is built whole.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -36,36 +36,41 @@ from annotator.measure.frame_store import (
 )
 
 TABLE = "annotations"
-# Per row: its rowid, whether the frame holds it, then what the signature sums (NULL -> NaN).
-_FACTS = ("rowid", "in_frame", "deleted", "cancelled", "length(history)", "length(labels)",
-          "length(edited_by)", "length(flag)", "length(missing)", "lead_time",
-          "julianday(updated_at)")
+# A row's facts, each 8 bytes (compared as their bits; SQL's NULL is NaN, as `row_facts`
+# reads both sides): its rowid and whether the frame holds it (rowid * 2 + 1 if it does), the
+# lengths of its labels and history (each + 1, 0 for NULL, far below 2**31), its lead time and
+# when it was last updated.
+FACTS = np.dtype([("key", "i8"), ("lengths", "i8"), ("lead_time", "f8"), ("updated", "f8")])
+_FACTS_SQL = ("rowid * 2 + ({in_frame}), "
+              "coalesce(length(labels) + 1, 0) * 2147483648 + coalesce(length(history) + 1, 0), "
+              "lead_time, julianday(updated_at)")
+_LAYOUT = b"annotator.facts"  # the index's metadata: which facts it holds, in what layout
 # beyond this share of the table changed, re-reading it whole costs no more than patching
 MAX_CHANGED_SHARE = 0.25
 
 
 def row_facts(db: sqlite_utils.Database, in_frame: str) -> np.ndarray:
-    """`_FACTS` of every row of the annotations table, in rowid order: a row of floats each
-    (exact: rowids and lengths are far below 2**53; NULL is NaN). `in_frame`: the SQL
+    """`FACTS` of every row of the annotations table, in rowid order. `in_frame`: the SQL
     condition of the rows the frame holds."""
-    columns = ", ".join(f"({in_frame})" if c == "in_frame" else c for c in _FACTS)
-    cursor = db.execute(f"select {columns} from {TABLE} order by rowid")
-    flat = np.fromiter(itertools.chain.from_iterable(cursor), dtype=np.float64)
-    return flat.reshape(-1, len(_FACTS))
+    cursor = db.execute(f"select {_FACTS_SQL.format(in_frame=in_frame)} from {TABLE} "
+                        "order by rowid")
+    return np.fromiter(cursor, dtype=FACTS)
 
 
 def _as_index(facts: np.ndarray) -> pa.Table:
-    # one column of every row's facts one after the other: written and read without a copy
-    return pa.table({"facts": facts.ravel()},
-                    metadata={b"annotator.facts": ",".join(_FACTS).encode()})
+    # every row's facts as one column of 64-bit words: written and read without a copy
+    return pa.table({"facts": facts.view(np.int64)},
+                    metadata={_LAYOUT: _FACTS_SQL.encode()})
 
 
 def _facts_of(index: pa.Table) -> np.ndarray | None:
-    named = (index.schema.metadata or {}).get(b"annotator.facts", b"").decode()
-    if named != ",".join(_FACTS) or index.schema.names != ["facts"]:
+    if ((index.schema.metadata or {}).get(_LAYOUT) != _FACTS_SQL.encode()
+            or index.schema.names != ["facts"]):
         return None  # kept by a version that noted other facts
-    flat = index.column("facts").combine_chunks().to_numpy()
-    return flat.reshape(-1, len(_FACTS)) if flat.size % len(_FACTS) == 0 else None
+    words = index.column("facts").combine_chunks().to_numpy()
+    if words.dtype != np.int64 or words.size % (FACTS.itemsize // 8):
+        return None
+    return words.view(FACTS)
 
 
 def store_row_index(path: str, signature: str, facts: np.ndarray) -> None:
@@ -85,12 +90,13 @@ def index_if_unchanged(db: sqlite_utils.Database, path: str, signature: str,
 
 def _unchanged(old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Which rows of `new` (facts) are in `old` (an index's facts) with the same facts, and
-    where each row of `new` is, or would be, in `old`. Facts are compared as their bits
-    (NULL's NaN is the same bits on both sides, both read by `row_facts`)."""
-    old_rowid, rowid = old[:, 0], new[:, 0]
+    where each row of `new` is, or would be, in `old`."""
+    old_rowid, rowid = old["key"] >> 1, new["key"] >> 1
     if not old_rowid.size:
         return np.zeros(rowid.size, dtype=bool), np.zeros(rowid.size, dtype=np.int64)
-    old_bits, new_bits = old.view(np.int64), new.view(np.int64)
+    words = FACTS.itemsize // 8
+    old_bits = old.view(np.int64).reshape(-1, words)
+    new_bits = new.view(np.int64).reshape(-1, words)
     shared = min(old_rowid.size, rowid.size)
     if np.array_equal(old_rowid[:shared], rowid[:shared]):
         # the rows before are all still there, in place (rows added after them, or none):
@@ -102,8 +108,10 @@ def _unchanged(old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return (old_bits[at] == new_bits).all(axis=1), at
 
 
-# a frame made from parts holds a chunk of rows per part: past this many, made one again
-MAX_CHUNKS = 16
+# A stored frame reads back in record batches of 64Ki rows (`write_feather`'s default): a
+# frame made in runs holds a chunk a run besides; past this many more, made one chunk again.
+ROWS_A_BATCH = 65_536
+MAX_EXTRA_CHUNKS = 16
 
 
 def _in_rowid_order(kept: pa.Table, kept_rowid: np.ndarray, part: pa.Table,
@@ -126,7 +134,8 @@ def _in_rowid_order(kept: pa.Table, kept_rowid: np.ndarray, part: pa.Table,
     if cuts[0] == kept.num_rows:  # every new row after the kept ones
         pieces = [kept, part]
     joined = pa.concat_tables(p for p in pieces if p.num_rows)
-    if max(c.num_chunks for c in joined.columns) > MAX_CHUNKS:
+    batches = joined.num_rows // ROWS_A_BATCH + 1
+    if max(c.num_chunks for c in joined.columns) > batches + MAX_EXTRA_CHUNKS:
         return joined.combine_chunks()
     return joined
 
@@ -147,14 +156,14 @@ def patched_frame(db: sqlite_utils.Database, path: str, in_frame: str,
     old_frame = read_table(path, TABLE, signature)
     if old is None or old_frame is None:
         return None
-    old_in = old[:, 1] == 1
+    old_in = (old["key"] & 1) == 1
     if int(old_in.sum()) != old_frame.num_rows:
         return None  # not the index of this frame
     facts = row_facts(db, in_frame)
-    rowid, in_frame_now = facts[:, 0], facts[:, 1] == 1
+    rowid, in_frame_now = facts["key"] >> 1, (facts["key"] & 1) == 1
     same, at = _unchanged(old, facts)
     changed = int((~same).sum())
-    if not changed and rowid.size == old.shape[0]:
+    if not changed and rowid.size == old.size:
         return None  # the signature changed, yet no row: built whole, to be sure
     if changed > MAX_CHANGED_SHARE * max(rowid.size, 1):
         return None
@@ -163,7 +172,7 @@ def patched_frame(db: sqlite_utils.Database, path: str, in_frame: str,
     keep_old = np.zeros(old_frame.num_rows, dtype=bool)
     keep_old[(np.cumsum(old_in) - 1)[at[kept]]] = True
     kept_rows = old_frame if keep_old.all() else old_frame.filter(pa.array(keep_old))
-    reread = rowid[~same & in_frame_now].astype(np.int64)
+    reread = rowid[~same & in_frame_now]
     part = rows_of(reread.tolist())
     if len(part) != reread.size:
         return None
@@ -175,6 +184,6 @@ def patched_frame(db: sqlite_utils.Database, path: str, in_frame: str,
     joined = joined_rows([kept_rows, part_rows])
     if joined is None:
         return None
-    kept_rowid = rowid[kept].astype(np.int64)
+    kept_rowid = rowid[kept]
     return _in_rowid_order(joined.slice(0, kept_rows.num_rows), kept_rowid,
                            joined.slice(kept_rows.num_rows), reread), facts
