@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 from test_frame_store import NAMES, _study
 
-from annotator.app import precompute
+from annotator.app import precompute, summary_cache
 from annotator.db import open_db
-from annotator.measure import frame_patch, frame_store, frames
+from annotator.measure import frame_patch, frame_store, frames, summaries
 
 
 @pytest.fixture
@@ -198,3 +198,41 @@ def test_summaries_in_workers_make_the_frame_from_the_stored_one(study: Path) ->
     assert frame_store.latest_index(study, "annotations")[0] == now
     pd.testing.assert_frame_equal(frame_store.read_frame(study, "annotations", now),
                                   frames.annotations_frame(db))
+
+
+def test_the_conversation_table_after_a_change_is_the_table_computed_whole(
+        study: Path, tmp_path: Path, monkeypatch) -> None:
+    """After each kind of write, the app's conversation table made from the one stored before
+    it and the changed conversations' rows reads back as the table computed whole (stored and
+    read back the same way), and it was made so; a gold decision computes it whole."""
+    made: list[bool] = []
+    real = summaries.conversations_patched
+
+    def recording(*args):
+        found = real(*args)
+        made.append(found is not None)
+        return found
+
+    monkeypatch.setattr(summaries, "conversations_patched", recording)
+    precompute.precompute(study, n_boot=5, workers=1)
+    writes = [*WRITES.values(), ["update gold set response_type = 'reframing', "
+                                 "decided_at = 'later' where rowid % 4 = 1"]]
+    for i, statements in enumerate(writes):
+        db = open_db(study)
+        with db.conn:
+            for sql in statements:
+                db.execute(sql, {"labels": _labels(i)})
+        made.clear()
+        precompute.precompute(study, n_boot=5, workers=1)
+        assert made == ([] if "gold" in statements[0] else [True]), statements
+        signatures = frame_store.table_signatures(db)
+        stored = summary_cache.read_stored(study, "conversations", {}, {
+            "annotations": signatures["annotations"], "gold": signatures["gold"]})
+        whole = summaries.conversations_bundle(frames.annotations_frame(db), frames.gold_frame(db))
+        summary_cache._save(tmp_path / "whole", str(i), whole)
+        want = summary_cache._read(tmp_path / "whole" / str(i))
+        pd.testing.assert_frame_equal(stored.frames["conversations"],
+                                      want.frames["conversations"])
+        assert {k: stored.meta[k] for k in ("n", "rt_split")} == {
+            k: want.meta[k] for k in ("n", "rt_split")}
+        db.conn.close()

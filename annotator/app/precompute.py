@@ -36,7 +36,7 @@ from annotator.extract.prompts import few_shot_map
 from annotator.measure import summaries
 from annotator.measure.agreement import AgreementReport
 from annotator.measure.findings import table_findings
-from annotator.measure.frame_patch import index_if_unchanged
+from annotator.measure.frame_patch import change_to, index_if_unchanged
 from annotator.measure.frame_store import (
     has_frame,
     has_index,
@@ -191,12 +191,25 @@ def _without_few_shot(path: str, sigs: Mapping[str, str], prompt_id: str,
 
 
 def conversations() -> Summary:
-    return Summary(
-        "conversations", {}, ("annotations", "gold"), "the conversation table",
-        lambda path, sigs: summaries.conversations_bundle(
-            _frame(path, sigs, "annotations"), _frame(path, sigs, "gold")
-        ),
-    )
+    return Summary("conversations", {}, ("annotations", "gold"), "the conversation table",
+                   _conversations)
+
+
+def _conversations(path: str, sigs: Mapping[str, str]) -> Bundle:
+    """The conversation table; after new labels, from the table stored before them and the
+    rows of the conversations they changed (`frame_patch.change_to`), gold unchanged."""
+    annotations, gold_frame = _frame(path, sigs, "annotations"), _frame(path, sigs, "gold")
+    change = change_to(path, sigs.get("annotations", ""))
+    if change is not None:
+        summary = conversations()
+        before = summary_cache.read_stored_table(
+            path, summary.name, summary.params,
+            summary.dep_signatures({**sigs, "annotations": change.since}), "conversations")
+        patched = before is not None and summaries.conversations_patched(
+            before, change.conversations, annotations, gold_frame)
+        if patched:
+            return patched
+    return summaries.conversations_bundle(annotations, gold_frame)
 
 
 def frequencies(table: str) -> Summary:

@@ -48,7 +48,7 @@ from annotator.measure.frame_store import (
     stored_frame,
     table_signatures,
 )
-from annotator.measure.summaries import Bundle
+from annotator.measure.summaries import Bundle, arrow_lists
 
 # Bump when a bundle's content changes shape: old files on disk are then ignored.
 BUNDLE_VERSION = "9"  # 9: frames carry the task; findings values by task
@@ -247,11 +247,7 @@ def _read_frame(file: Path) -> pd.DataFrame:
     # Arrow IPC, memory-mapped: reading is nearly free. List columns (value names) stay Arrow
     # lists: no Python object per name is made until a page shows a row.
     table = feather.read_table(file, memory_map=True)
-    return table.to_pandas(types_mapper=_arrow_lists)
-
-
-def _arrow_lists(typ: pa.DataType) -> pd.ArrowDtype | None:
-    return pd.ArrowDtype(typ) if pa.types.is_list(typ) or pa.types.is_large_list(typ) else None
+    return table.to_pandas(types_mapper=arrow_lists)
 
 
 class LazyFrames(Mapping[str, pd.DataFrame]):
@@ -418,6 +414,21 @@ def read_stored(path: str | Path, name: str, params: dict[str, Any], deps: dict[
     never computed here (a command that only reads a result when it is there)."""
     directory = _bundle_dir(path, name, _hash(BUNDLE_VERSION, name, params)) / _hash(deps)
     return _read(directory) if (directory / "meta.json").exists() else None
+
+
+def read_stored_table(path: str | Path, name: str, params: dict[str, Any], deps: dict[str, str],
+                      frame_name: str) -> pa.Table | None:
+    """One frame of the bundle stored for these parameters and dependency signatures, as the
+    Arrow table on disk (a summary made from the one before it reads it so); None if the
+    bundle is not stored whole."""
+    directory = _bundle_dir(path, name, _hash(BUNDLE_VERSION, name, params)) / _hash(deps)
+    bundle = _read(directory) if (directory / "meta.json").exists() else None
+    if bundle is None or frame_name not in bundle.frames:
+        return None
+    try:
+        return feather.read_table(directory / f"{frame_name}.arrow", memory_map=False)
+    except (OSError, pa.ArrowException):
+        return None
 
 
 def _forget(job_key: tuple[str, str, str], future: Future) -> None:

@@ -19,13 +19,16 @@ changed, or the parts do not join (`frame_store.joined_rows`), the frame is buil
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import sqlite_utils
 
 from annotator.measure.frame_store import (
+    index_metadata,
     joined_rows,
     latest_index,
     read_table,
@@ -45,6 +48,7 @@ _FACTS_SQL = ("rowid * 2 + ({in_frame}), "
               "coalesce(length(labels) + 1, 0) * 2147483648 + coalesce(length(history) + 1, 0), "
               "lead_time, julianday(updated_at)")
 _LAYOUT = b"annotator.facts"  # the index's metadata: which facts it holds, in what layout
+_CHANGE = b"annotator.change"  # and the change its frame was made by (`Change`), if any
 # beyond this share of the table changed, re-reading it whole costs no more than patching
 MAX_CHANGED_SHARE = 0.25
 
@@ -73,10 +77,37 @@ def _facts_of(index: pa.Table) -> np.ndarray | None:
     return words.view(FACTS)
 
 
-def store_row_index(path: str, signature: str, facts: np.ndarray) -> None:
+class Change(NamedTuple):
+    """What made a frame from the one stored at `since`: the conversations whose rows in the
+    frame changed (added, re-read or dropped)."""
+
+    since: str
+    conversations: list[str]
+
+
+def store_row_index(path: str, signature: str, facts: np.ndarray,
+                    change: Change | None = None) -> None:
     """Keep `facts` (`row_facts`, read with the frame stored at `signature`) as the index
-    the next frame starts from."""
-    store_index(path, TABLE, signature, _as_index(facts))
+    the next frame starts from, with the `change` the frame was made by, if it was."""
+    index = _as_index(facts)
+    if change is not None:
+        index = index.replace_schema_metadata({**index.schema.metadata, _CHANGE: orjson.dumps(
+            {"from": change.since, "conversations": change.conversations})})
+    store_index(path, TABLE, signature, index)
+
+
+def change_to(path: str, signature: str) -> Change | None:
+    """The change that made the annotations frame at `signature` from the one before it, as
+    its index notes it; None when that frame was built whole (or its index is not kept). A
+    summary of the conversations, kept for the frame before, needs only theirs computed."""
+    meta = index_metadata(path, TABLE, signature)
+    if not meta or _CHANGE not in meta or meta.get(_LAYOUT) != _FACTS_SQL.encode():
+        return None
+    try:
+        note = orjson.loads(meta[_CHANGE])
+        return Change(str(note["from"]), [str(c) for c in note["conversations"]])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
 
 
 def index_if_unchanged(db: sqlite_utils.Database, path: str, signature: str,
@@ -142,12 +173,12 @@ def _in_rowid_order(kept: pa.Table, kept_rowid: np.ndarray, part: pa.Table,
 
 def patched_frame(db: sqlite_utils.Database, path: str, in_frame: str,
                   rows_of: Callable[[list[int]], pd.DataFrame]
-                  ) -> tuple[pa.Table, np.ndarray] | None:
+                  ) -> tuple[pa.Table, np.ndarray, Change] | None:
     """The annotations frame of the table as it is now (the caller's snapshot), as Arrow,
     made from the last stored frame and the rows changed since (`rows_of(rowids)`: the
     frame's rows of those rowids), with the row facts it was made from (`row_facts`: kept as
-    its index once the frame is stored); None when it is to be built whole (nothing stored to
-    start from, or see the module's notes)."""
+    its index once the frame is stored) and the change (`Change`); None when it is to be
+    built whole (nothing stored to start from, or see the module's notes)."""
     latest = latest_index(path, TABLE)
     if latest is None:
         return None
@@ -185,5 +216,8 @@ def patched_frame(db: sqlite_utils.Database, path: str, in_frame: str,
     if joined is None:
         return None
     kept_rowid = rowid[kept]
-    return _in_rowid_order(joined.slice(0, kept_rows.num_rows), kept_rowid,
-                           joined.slice(kept_rows.num_rows), reread), facts
+    dropped = old_frame.filter(pa.array(~keep_old)).column("conversation_id").to_pylist()
+    changed = sorted({*dropped, *part["conversation_id"].tolist()})
+    return (_in_rowid_order(joined.slice(0, kept_rows.num_rows), kept_rowid,
+                            joined.slice(kept_rows.num_rows), reread),
+            facts, Change(signature, changed))

@@ -327,6 +327,17 @@ def latest_index(path: str | Path, table: str) -> tuple[str, pa.Table] | None:
     return None
 
 
+def index_metadata(path: str | Path, table: str, signature: str) -> dict[bytes, bytes] | None:
+    """The schema metadata of `table`'s row index at `signature`, its rows not read; None when
+    that index is not kept (or does not read)."""
+    try:
+        file = _file(path, _INDEX_OF.format(table=table), signature)
+        with os.fdopen(os.open(file, os.O_RDONLY | _NOFOLLOW), "rb") as handle:
+            return dict(pa.ipc.open_file(handle).schema.metadata or {})
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+
+
 def has_frame(path: str | Path, table: str, signature: str) -> bool:
     """Whether the frame of `table` at `signature` is stored (not whether it reads back)."""
     return _file(path, table, signature).is_file()

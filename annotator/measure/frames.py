@@ -298,8 +298,9 @@ def built_frame(db: sqlite_utils.Database, table: str
         if table != "annotations" or path is None:
             return table_frame(db, table), signature
         patched = frame_patch.patched_frame(db, str(path), IN_FRAME, _annotation_rows(db))
-        frame, facts = patched or (table_frame(db, table), frame_patch.row_facts(db, IN_FRAME))
-    frame_patch.store_row_index(str(path), signature, facts)
+        frame, facts, change = patched or (table_frame(db, table),
+                                           frame_patch.row_facts(db, IN_FRAME), None)
+    frame_patch.store_row_index(str(path), signature, facts, change)
     return frame, signature
 
 
@@ -317,8 +318,8 @@ def store_patched_annotations(path: str, signature: str) -> bool:
         patched = frame_patch.patched_frame(db, path, IN_FRAME, _annotation_rows(db))
     if patched is None:
         return False
-    frame, facts = patched
-    frame_patch.store_row_index(path, signature, facts)
+    frame, facts, change = patched
+    frame_patch.store_row_index(path, signature, facts, change)
     store_table(path, "annotations", signature, frame)
     return True
 

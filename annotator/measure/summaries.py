@@ -302,6 +302,43 @@ def conversations_bundle(annotations: pd.DataFrame, gold: pd.DataFrame) -> Bundl
     )
 
 
+def conversations_patched(before: pa.Table, changed: Sequence[str], annotations: pd.DataFrame,
+                          gold: pd.DataFrame) -> Bundle | None:
+    """`conversations_bundle` of these frames, from its table stored before a change (`before`,
+    as stored) and the rows of the `changed` conversations computed anew: each row depends on
+    its conversation's annotations and gold alone. None when the rows do not join (a column
+    typed otherwise by the new rows than by the stored ones): then it is computed whole."""
+    wanted = set(changed)
+    new_rows = conversations_bundle(annotations[annotations["conversation_id"].isin(wanted)],
+                                    gold[gold["conversation_id"].isin(wanted)]).frames
+    part = pa.Table.from_pandas(new_rows["conversations"].reset_index(drop=True),
+                                preserve_index=False)
+    kept = before.filter(pc.invert(pc.is_in(before["conversation_id"],
+                                            value_set=pa.array(sorted(wanted), pa.string()))))
+    if part.schema.names != kept.schema.names:
+        return None
+    fields = []
+    for name in part.schema.names:
+        types = {kept.schema.field(name).type, part.schema.field(name).type} - {pa.null()}
+        if len(types) > 1:
+            return None
+        fields.append(pa.field(name, types.pop() if types else pa.null()))
+    schema = pa.schema(fields)
+    joined = pa.concat_tables([t.replace_schema_metadata(None).cast(schema)
+                               for t in (kept, part)])
+    # in conversation id order, as the whole table's merge sorts it (code point order)
+    joined = joined.take(pc.sort_indices(joined, [("conversation_id", "ascending")]))
+    table = joined.to_pandas(types_mapper=arrow_lists)
+    return Bundle(frames={"conversations": table},
+                  meta={"n": len(table), "rt_split": int(table["rt_split"].sum())})
+
+
+def arrow_lists(kind: pa.DataType) -> pd.ArrowDtype | None:
+    """List columns kept as Arrow lists when read into pandas (a stored bundle's frames are
+    read so: no Python object per name until a page shows a row)."""
+    return pd.ArrowDtype(kind) if pa.types.is_list(kind) or pa.types.is_large_list(kind) else None
+
+
 # --- a prompt version against gold and each annotator -----------------------------------------
 
 
