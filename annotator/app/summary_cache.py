@@ -426,7 +426,7 @@ def read_stored_table(path: str | Path, name: str, params: dict[str, Any], deps:
     if bundle is None or frame_name not in bundle.frames:
         return None
     try:
-        return feather.read_table(directory / f"{frame_name}.arrow", memory_map=False)
+        return feather.read_table(directory / f"{frame_name}.arrow", memory_map=True)
     except (OSError, pa.ArrowException):
         return None
 
