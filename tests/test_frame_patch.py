@@ -236,3 +236,42 @@ def test_the_conversation_table_after_a_change_is_the_table_computed_whole(
         assert {k: stored.meta[k] for k in ("n", "rt_split")} == {
             k: want.meta[k] for k in ("n", "rt_split")}
         db.conn.close()
+
+
+def test_the_gold_pages_queue_after_a_change_is_the_queue_looked_at_whole(
+        study: Path, monkeypatch) -> None:
+    """After each kind of write (and one that changes only what an annotation left missing),
+    the Gold page's queue made from the one stored before it, the changed conversations
+    looked at anew, is the queue `people_needed` gives for the whole study, in its order;
+    after a person's decision it is looked at whole."""
+    from annotator.datasets import gold
+
+    asked: list[object] = []
+    real = gold.people_needed
+
+    def recording(db, min_annotations=2, conversations=None):
+        asked.append(conversations)
+        return real(db, min_annotations, conversations)
+
+    monkeypatch.setattr(gold, "people_needed", recording)
+    precompute.precompute(study, n_boot=5, workers=1)
+    writes = [*WRITES.values(),
+              ["update annotations set missing = '[\"subjective\"]' where rowid % 7 = 3"],
+              ["update gold set decided_by = 'alice \u2603', decided_at = 'later' "
+               "where rowid % 9 = 2"]]
+    for i, statements in enumerate(writes):
+        db = open_db(study)
+        with db.conn:
+            for sql in statements:
+                db.execute(sql, {"labels": _labels(i)})
+        asked.clear()
+        precompute.precompute(study, n_boot=5, workers=1)
+        person = "alice" in statements[0]
+        assert len(asked) == 1 and (asked[0] is None) == person, statements
+        signatures = frame_store.table_signatures(db)
+        stored = summary_cache.read_stored(study, "people_needed", {}, {
+            "annotations": signatures["annotations"], "gold:people": signatures["gold:people"]})
+        want = [(p.conversation_id, p.reason) for p in real(db)]
+        assert want, "the study leaves some conversations to a person"
+        assert list(stored.frames["needed"].itertuples(index=False, name=None)) == want
+        db.conn.close()

@@ -23,9 +23,10 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
 from annotator import config
@@ -199,17 +200,10 @@ def _conversations(path: str, sigs: Mapping[str, str]) -> Bundle:
     """The conversation table; after new labels, from the table stored before them and the
     rows of the conversations they changed (`frame_patch.change_to`), gold unchanged."""
     annotations, gold_frame = _frame(path, sigs, "annotations"), _frame(path, sigs, "gold")
-    change = change_to(path, sigs.get("annotations", ""))
-    if change is not None:
-        summary = conversations()
-        before = summary_cache.read_stored_table(
-            path, summary.name, summary.params,
-            summary.dep_signatures({**sigs, "annotations": change.since}), "conversations")
-        patched = before is not None and summaries.conversations_patched(
-            before, change.conversations, annotations, gold_frame)
-        if patched:
-            return patched
-    return summaries.conversations_bundle(annotations, gold_frame)
+    before = _before_change(conversations(), path, sigs, "conversations")
+    patched = before is not None and summaries.conversations_patched(
+        before.table, before.conversations, annotations, gold_frame)
+    return patched or summaries.conversations_bundle(annotations, gold_frame)
 
 
 def frequencies(table: str) -> Summary:
@@ -241,9 +235,41 @@ def people_needed() -> Summary:
 
 
 def _people_needed(path: str, sigs: Mapping[str, str]) -> Bundle:
+    """The Gold page's queue; after new labels, the queue stored before them with only the
+    conversations they changed looked at anew (`frame_patch.change_to`), the decisions of
+    people unchanged."""
+    before = _before_change(people_needed(), path, sigs, "needed")
     with summary_cache.study_db(path) as database:
-        rows = [(p.conversation_id, p.reason) for p in gold.people_needed(database)]
+        rows = [(p.conversation_id, p.reason) for p in gold.people_needed(
+            database, conversations=None if before is None else before.conversations)]
+    if before is not None:  # the stored queue but the changed conversations, in id order
+        changed = set(before.conversations)
+        kept = zip(before.table.column("conversation_id").to_pylist(),
+                   before.table.column("reason").to_pylist(), strict=True)
+        rows = sorted([*(row for row in kept if row[0] not in changed), *rows])
     return Bundle(frames={"needed": pd.DataFrame(rows, columns=["conversation_id", "reason"])})
+
+
+class _Before(NamedTuple):
+    """A summary's frame as stored before the annotations' last change, and the conversations
+    that change named."""
+
+    table: pa.Table
+    conversations: list[str]
+
+
+def _before_change(summary: Summary, path: str, sigs: Mapping[str, str], frame_name: str
+                   ) -> _Before | None:
+    """`summary`'s frame as stored for the annotations frame the current one was made from
+    (`frame_patch.change_to`) and every other table as it is now; None when the current
+    frame was built whole, or that result is not stored."""
+    change = change_to(path, sigs.get("annotations", ""))
+    if change is None:
+        return None
+    table = summary_cache.read_stored_table(
+        path, summary.name, summary.params,
+        summary.dep_signatures({**sigs, "annotations": change.since}), frame_name)
+    return None if table is None else _Before(table, change.conversations)
 
 
 def comparison(first: str, second: str, level: int = 0, n_boot: int = DEFAULT_BOOT) -> Summary:

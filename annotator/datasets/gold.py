@@ -625,20 +625,26 @@ def _reopened_row(row: dict[str, Any] | None) -> dict[str, Any] | None:
             "history": loads(row["history"], [])}
 
 
-def people_needed(db: sqlite_utils.Database, min_annotations: int = 2) -> list[PersonNeeded]:
+def people_needed(db: sqlite_utils.Database, min_annotations: int = 2,
+                  conversations: Sequence[str] | None = None) -> list[PersonNeeded]:
     """The conversations `adjudicate` leaves to a person, and why, without deciding anything
     (for the app's Gold page): an incomplete annotation or no majority, and no person's
     decision yet. The same reasons as `adjudicate`, from the two fields they need only, and
-    the same votes (an annotation last changed by someone other than its author is none)."""
+    the same votes (an annotation last changed by someone other than its author is none).
+    In conversation id order; `conversations`: of those alone."""
     decided_by_person = {
         row[0] for row in db.execute("select conversation_id from gold where decided_by != ?",
                                      [MAJORITY])
     }
     needed: list[PersonNeeded] = []
+    only, params = "", []
+    if conversations is not None:
+        only = " and conversation_id in (select value from json_each(?))"
+        params = [dumps(list(conversations))]
     rows = db.execute(
         "select conversation_id, annotator, json_extract(labels, '$.response_type'), "
         "json_extract(labels, '$.subjective'), missing from annotations "
-        f"where {VOTES} and {authors_own()} order by conversation_id, annotator"
+        f"where {VOTES} and {authors_own()}{only} order by conversation_id, annotator", params
     )
     for conversation_id, group in groupby(rows, key=itemgetter(0)):
         votes = list(group)

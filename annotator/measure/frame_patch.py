@@ -41,12 +41,14 @@ from annotator.measure.frame_store import (
 TABLE = "annotations"
 # A row's facts, each 8 bytes (compared as their bits; SQL's NULL is NaN, as `row_facts`
 # reads both sides): its rowid and whether the frame holds it (rowid * 2 + 1 if it does), the
-# lengths of its labels and history (each + 1, 0 for NULL, far below 2**31), its lead time and
-# when it was last updated.
-FACTS = np.dtype([("key", "i8"), ("lengths", "i8"), ("lead_time", "f8"), ("updated", "f8")])
+# lengths of its labels and history (each + 1, 0 for NULL, far below 2**31), its lead time,
+# when it was last updated, and the length of what it left missing (not in the frame, but the
+# Gold page's queue reads it for the conversations a change names: `Change`).
+FACTS = np.dtype([("key", "i8"), ("lengths", "i8"), ("lead_time", "f8"), ("updated", "f8"),
+                  ("missing", "i8")])
 _FACTS_SQL = ("rowid * 2 + ({in_frame}), "
               "coalesce(length(labels) + 1, 0) * 2147483648 + coalesce(length(history) + 1, 0), "
-              "lead_time, julianday(updated_at)")
+              "lead_time, julianday(updated_at), coalesce(length(missing) + 1, 0)")
 _LAYOUT = b"annotator.facts"  # the index's metadata: which facts it holds, in what layout
 _CHANGE = b"annotator.change"  # and the change its frame was made by (`Change`), if any
 # beyond this share of the table changed, re-reading it whole costs no more than patching
