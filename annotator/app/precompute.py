@@ -486,8 +486,11 @@ def precompute(
                 building = [pool.submit(_store_frame, path, t, signatures.get(t, ""))
                             for t in unstored if t != "annotations" or not (parts or patching)]
                 # a summary reading no frame still to be built starts now, on a worker the
-                # frames leave free (after new labels, only the annotations frame is built)
-                ready = [s for s in missing if not set(_tables_read([s])) & set(unstored)]
+                # frames leave free (after new labels, only the annotations frame is built);
+                # while the annotations frame is made from the one before it, what reads the
+                # annotations waits for the change it notes (the Gold page's queue reads it)
+                ready = [s for s in missing if not set(_tables_read([s])) & set(unstored)
+                         and (patching is None or "annotations" not in s.deps)]
                 futures = {pool.submit(_compute, path, s.name, s.params, signatures, True): s
                            for s in ready}
                 if patching is not None and not patching.result():  # to be built whole
