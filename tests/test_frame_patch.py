@@ -275,3 +275,51 @@ def test_the_gold_pages_queue_after_a_change_is_the_queue_looked_at_whole(
         assert want, "the study leaves some conversations to a person"
         assert list(stored.frames["needed"].itertuples(index=False, name=None)) == want
         db.conn.close()
+
+
+def test_a_versions_scores_against_each_annotator_keep_those_whose_rows_did_not_change(
+        study: Path, tmp_path: Path, monkeypatch) -> None:
+    """After each kind of write, each version's scores against each annotator, made from the
+    ones stored before it (the annotators whose rows did not change keep their rows), read
+    back as the scores computed whole; after a new annotator's labels, only that annotator's
+    scores are computed."""
+    computed: list[list[str]] = []
+    real = summaries._reference_scores
+
+    def recording(extractions, references, maps, seed):
+        computed.append([name for name, _, _ in references])
+        return real(extractions, references, maps, seed)
+
+    monkeypatch.setattr(summaries, "_reference_scores", recording)
+    precompute.precompute(study, n_boot=5, workers=1)
+    for i, statements in enumerate(WRITES.values()):
+        db = open_db(study)
+        with db.conn:
+            for sql in statements:
+                db.execute(sql, {"labels": _labels(i)})
+        computed.clear()
+        precompute.precompute(study, n_boot=5, workers=1)
+        if i == 0:  # new labels, by a new annotator alone
+            assert computed == [["annotator newcomer \u2603"]] * 2
+        signatures = frame_store.table_signatures(db)
+        annotations = frames.annotations_frame(db)
+        for prompt in ("p1", "p 2/../ü"):
+            table = f"extractions:{prompt}"
+            stored = summary_cache.read_stored(
+                study, "prompt_annotators", {"prompt": prompt},
+                {table: signatures[table], "annotations": signatures["annotations"]})
+            extractions, _ = frames.without_few_shot(frames.table_frame(db, table), {})
+            whole = real_part(extractions, annotations)
+            key = f"{i}-{prompt}".replace("/", "_")
+            summary_cache._save(tmp_path / "whole", key, whole)
+            want = summary_cache._read(tmp_path / "whole" / key)
+            for name in ("metrics", "confusion"):
+                assert len(want.frames[name]) > 0
+                pd.testing.assert_frame_equal(stored.frames[name], want.frames[name])
+            assert stored.meta["references"] == want.meta["references"]
+        db.conn.close()
+
+
+def real_part(extractions: pd.DataFrame, annotations: pd.DataFrame):
+    """A version's scores against each annotator computed whole, as before this change."""
+    return summaries.prompt_annotators_part(extractions, annotations)

@@ -37,7 +37,7 @@ from annotator.extract.prompts import few_shot_map
 from annotator.measure import summaries
 from annotator.measure.agreement import AgreementReport
 from annotator.measure.findings import table_findings
-from annotator.measure.frame_patch import change_to, index_if_unchanged
+from annotator.measure.frame_patch import Change, change_to, index_if_unchanged
 from annotator.measure.frame_store import (
     has_frame,
     has_index,
@@ -164,9 +164,24 @@ def prompt_against_annotators(prompt_id: str) -> Summary:
         "prompt_annotators", {"prompt": prompt_id}, (table, "annotations"),
         f"the scores of prompt {prompt_id} against each annotator",
         lambda path, sigs: _without_few_shot(
-            path, sigs, prompt_id,
-            lambda ext: summaries.prompt_annotators_part(ext, _frame(path, sigs, "annotations"))),
+            path, sigs, prompt_id, lambda ext: summaries.prompt_annotators_part(
+                ext, _frame(path, sigs, "annotations"),
+                kept=_kept_scores(prompt_against_annotators(prompt_id), path, sigs))),
     )
+
+
+def _kept_scores(summary: Summary, path: str, sigs: Mapping[str, str]
+                 ) -> summaries.KeptScores | None:
+    """A version's scores against each annotator as stored before the annotations' last
+    change (`_before_change`), with the annotators it changed; None: computed whole."""
+    before = _before_change(summary, path, sigs, "metrics")
+    if before is None:
+        return None
+    confusion = summary_cache.read_stored_table(
+        path, summary.name, summary.params,
+        summary.dep_signatures({**sigs, "annotations": before.change.since}), "confusion")
+    return None if confusion is None else summaries.KeptScores.of(
+        before.table, confusion, before.change.annotators)
 
 
 def prompt_model(prompt_id: str) -> Summary:
@@ -202,7 +217,7 @@ def _conversations(path: str, sigs: Mapping[str, str]) -> Bundle:
     annotations, gold_frame = _frame(path, sigs, "annotations"), _frame(path, sigs, "gold")
     before = _before_change(conversations(), path, sigs, "conversations")
     patched = before is not None and summaries.conversations_patched(
-        before.table, before.conversations, annotations, gold_frame)
+        before.table, before.change.conversations, annotations, gold_frame)
     return patched or summaries.conversations_bundle(annotations, gold_frame)
 
 
@@ -241,9 +256,9 @@ def _people_needed(path: str, sigs: Mapping[str, str]) -> Bundle:
     before = _before_change(people_needed(), path, sigs, "needed")
     with summary_cache.study_db(path) as database:
         rows = [(p.conversation_id, p.reason) for p in gold.people_needed(
-            database, conversations=None if before is None else before.conversations)]
+            database, conversations=None if before is None else before.change.conversations)]
     if before is not None:  # the stored queue but the changed conversations, in id order
-        changed = set(before.conversations)
+        changed = set(before.change.conversations)
         kept = zip(before.table.column("conversation_id").to_pylist(),
                    before.table.column("reason").to_pylist(), strict=True)
         rows = sorted([*(row for row in kept if row[0] not in changed), *rows])
@@ -251,11 +266,10 @@ def _people_needed(path: str, sigs: Mapping[str, str]) -> Bundle:
 
 
 class _Before(NamedTuple):
-    """A summary's frame as stored before the annotations' last change, and the conversations
-    that change named."""
+    """A summary's frame as stored before the annotations' last change, and that change."""
 
     table: pa.Table
-    conversations: list[str]
+    change: Change
 
 
 def _before_change(summary: Summary, path: str, sigs: Mapping[str, str], frame_name: str
@@ -269,7 +283,7 @@ def _before_change(summary: Summary, path: str, sigs: Mapping[str, str], frame_n
     table = summary_cache.read_stored_table(
         path, summary.name, summary.params,
         summary.dep_signatures({**sigs, "annotations": change.since}), frame_name)
-    return None if table is None else _Before(table, change.conversations)
+    return None if table is None else _Before(table, change)
 
 
 def comparison(first: str, second: str, level: int = 0, n_boot: int = DEFAULT_BOOT) -> Summary:

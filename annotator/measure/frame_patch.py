@@ -80,11 +80,12 @@ def _facts_of(index: pa.Table) -> np.ndarray | None:
 
 
 class Change(NamedTuple):
-    """What made a frame from the one stored at `since`: the conversations whose rows in the
-    frame changed (added, re-read or dropped)."""
+    """What made a frame from the one stored at `since`: the conversations, and the
+    annotators, whose rows in the frame changed (added, re-read or dropped)."""
 
     since: str
     conversations: list[str]
+    annotators: list[str]
 
 
 def store_row_index(path: str, signature: str, facts: np.ndarray,
@@ -94,7 +95,8 @@ def store_row_index(path: str, signature: str, facts: np.ndarray,
     index = _as_index(facts)
     if change is not None:
         index = index.replace_schema_metadata({**index.schema.metadata, _CHANGE: orjson.dumps(
-            {"from": change.since, "conversations": change.conversations})})
+            {"from": change.since, "conversations": change.conversations,
+             "annotators": change.annotators})})
     store_index(path, TABLE, signature, index)
 
 
@@ -107,7 +109,8 @@ def change_to(path: str, signature: str) -> Change | None:
         return None
     try:
         note = orjson.loads(meta[_CHANGE])
-        return Change(str(note["from"]), [str(c) for c in note["conversations"]])
+        return Change(str(note["from"]), [str(c) for c in note["conversations"]],
+                      [str(a) for a in note["annotators"]])
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
 
@@ -218,8 +221,10 @@ def patched_frame(db: sqlite_utils.Database, path: str, in_frame: str,
     if joined is None:
         return None
     kept_rowid = rowid[kept]
-    dropped = old_frame.filter(pa.array(~keep_old)).column("conversation_id").to_pylist()
-    changed = sorted({*dropped, *part["conversation_id"].tolist()})
+    dropped = old_frame.filter(pa.array(~keep_old)).select(["conversation_id", "annotator"])
+    change = Change(signature,
+                    sorted({*dropped["conversation_id"].to_pylist(),
+                            *part["conversation_id"].tolist()}),
+                    sorted({*dropped["annotator"].to_pylist(), *part["annotator"].tolist()}))
     return (_in_rowid_order(joined.slice(0, kept_rows.num_rows), kept_rowid,
-                            joined.slice(kept_rows.num_rows), reread),
-            facts, Change(signature, changed))
+                            joined.slice(kept_rows.num_rows), reread), facts, change)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -395,14 +395,46 @@ def prompt_gold_part(extractions: pd.DataFrame, gold: pd.DataFrame, n_boot: int,
 
 
 def prompt_annotators_part(extractions: pd.DataFrame, annotations: pd.DataFrame,
-                           seed: int = 0) -> Bundle:
+                           seed: int = 0, kept: KeptScores | None = None) -> Bundle:
     """`prompt_bundle`'s part that reads the annotations: the scores against each annotator
-    (point values, no intervals)."""
-    references = [(f"annotator {name}", rows, 0)
-                  for name, rows in shapes.by_rater(annotations).items()]
+    (point values, no intervals). `kept`: this part as stored before the annotations changed,
+    the same extractions: an annotator whose rows did not change keeps its stored rows (each
+    annotator's scores depend on the extractions and that annotator's rows alone)."""
+    raters = shapes.by_rater(annotations)
+    references = [(f"annotator {name}", rows, 0) for name, rows in raters.items()
+                  if kept is None or name in kept.changed or not kept.has(f"annotator {name}")]
     metrics, confusion = _reference_scores(extractions, references, level_maps(), seed)
+    if kept is not None:  # every annotator's rows, in the order one computation gives them
+        names = [f"annotator {name}" for name in raters]
+        metrics, confusion = (pd.DataFrame(
+            [row for name in names for row in (
+                computed[computed["reference"] == name].to_dict("records")
+                if name in {r[0] for r in references} else stored.get(name, []))])
+            for computed, stored in ((metrics, kept.metrics), (confusion, kept.confusion)))
     return Bundle(frames={"metrics": metrics, "confusion": confusion},
-                  meta={"references": [r[0] for r in references]})
+                  meta={"references": [f"annotator {name}" for name in raters]})
+
+
+class KeptScores(NamedTuple):
+    """A version's scores against each annotator as stored (`prompt_annotators_part`): each
+    reference's rows of the metrics and the confusion tables, and the annotators whose rows
+    changed since."""
+
+    metrics: dict[str, list[dict[str, Any]]]
+    confusion: dict[str, list[dict[str, Any]]]
+    changed: frozenset[str]
+
+    @staticmethod
+    def of(metrics: pa.Table, confusion: pa.Table, changed: Sequence[str]) -> KeptScores:
+        def rows(table: pa.Table) -> dict[str, list[dict[str, Any]]]:
+            by_reference: dict[str, list[dict[str, Any]]] = {}
+            for row in table.to_pylist():
+                by_reference.setdefault(row["reference"], []).append(row)
+            return by_reference
+        return KeptScores(rows(metrics), rows(confusion), frozenset(changed))
+
+    def has(self, reference: str) -> bool:
+        return reference in self.metrics and reference in self.confusion
 
 
 def prompt_model_part(extractions: pd.DataFrame) -> Bundle:
