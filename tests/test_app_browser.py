@@ -397,6 +397,9 @@ def test_emails_are_text_not_links(page, served, tmp_path) -> None:
     page.get_by_role("textbox", name="Decided by").fill(email)
     page.get_by_role("button", name="Save gold decision").click()
     idle(page, "Saved gold for")
+    # still said once the summaries the decision changed are recomputed and the page has
+    # rerun by itself (`idle` waits for that): a note shown once was gone by then
+    assert page.get_by_text("Saved gold for", exact=False).count() == 1
     # the saved message and the new "current gold (...)" option both name the email
     start = page.get_by_role("radiogroup", name="Start from")
     start.get_by_text("current gold", exact=False).first.wait_for()

@@ -19,9 +19,13 @@ study = common.require_study()
 prompt = common.selected_prompt(study)
 common.prompt_caption(study, prompt)
 
-saved = st.session_state.pop("gold_saved", None)
+# The last decision saved stays said while its conversation is shown: the page reruns by
+# itself when the summaries the decision changed are recomputed, and a note shown once was
+# gone before the reviewer could read it.
+saved = st.session_state.get("gold_saved")
+saved_note = st.empty()
 if saved:
-    st.success(
+    saved_note.success(
         f"Saved gold for {saved['conversation']} (decided by {common.md(saved['by'])} at "
         f"{saved['at']}); wrote {saved['written']:,} records to {common.md(saved['file'])}.",
         icon=":material/check_circle:",
@@ -84,6 +88,9 @@ if not choices:
     common.stop()
 chosen = st.selectbox("Conversation", choices, index=first,
                       key=f"gold-pick-{scope}-{choices[0]}")
+if saved and saved["conversation"] != chosen:  # the reviewer moved on: the note is done
+    st.session_state.pop("gold_saved", None)
+    saved_note.empty()
 
 detail = common.show_conversation(study, chosen, prompt)
 if detail is None:
