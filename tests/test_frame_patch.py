@@ -12,11 +12,14 @@ fall back to building the frame whole, which is still equal.
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pandas as pd
 import pytest
+import sqlite_utils
 from test_frame_store import NAMES, _study
 
 from annotator.app import precompute, summary_cache
@@ -200,6 +203,31 @@ def test_summaries_in_workers_make_the_frame_from_the_stored_one(study: Path) ->
                                   frames.annotations_frame(db))
 
 
+def _after_each(study: Path, writes: list[list[str]], recorded: list) -> Iterator[
+        tuple[list[str], sqlite_utils.Database]]:
+    """The study's summaries computed (as `import-labels` ends), then each write applied and
+    the summaries computed again, `recorded` cleared before; yields the write and the study."""
+    precompute.precompute(study, n_boot=5, workers=1)
+    for i, statements in enumerate(writes):
+        db = open_db(study)
+        with db.conn:
+            for sql in statements:
+                db.execute(sql, {"labels": _labels(i)})
+        recorded.clear()
+        precompute.precompute(study, n_boot=5, workers=1)
+        try:
+            yield statements, db
+        finally:
+            db.conn.close()
+
+
+def _as_stored(bundle: summaries.Bundle, folder: Path) -> summaries.Bundle:
+    """`bundle` stored and read back as the app's cache stores and reads a summary."""
+    key = uuid.uuid4().hex
+    summary_cache._save(folder, key, bundle)
+    return summary_cache._read(folder / key)
+
+
 def test_the_conversation_table_after_a_change_is_the_table_computed_whole(
         study: Path, tmp_path: Path, monkeypatch) -> None:
     """After each kind of write, the app's conversation table made from the one stored before
@@ -214,28 +242,19 @@ def test_the_conversation_table_after_a_change_is_the_table_computed_whole(
         return found
 
     monkeypatch.setattr(summaries, "conversations_patched", recording)
-    precompute.precompute(study, n_boot=5, workers=1)
     writes = [*WRITES.values(), ["update gold set response_type = 'reframing', "
                                  "decided_at = 'later' where rowid % 4 = 1"]]
-    for i, statements in enumerate(writes):
-        db = open_db(study)
-        with db.conn:
-            for sql in statements:
-                db.execute(sql, {"labels": _labels(i)})
-        made.clear()
-        precompute.precompute(study, n_boot=5, workers=1)
+    for statements, db in _after_each(study, writes, made):
         assert made == ([] if "gold" in statements[0] else [True]), statements
         signatures = frame_store.table_signatures(db)
         stored = summary_cache.read_stored(study, "conversations", {}, {
             "annotations": signatures["annotations"], "gold": signatures["gold"]})
-        whole = summaries.conversations_bundle(frames.annotations_frame(db), frames.gold_frame(db))
-        summary_cache._save(tmp_path / "whole", str(i), whole)
-        want = summary_cache._read(tmp_path / "whole" / str(i))
+        want = _as_stored(summaries.conversations_bundle(
+            frames.annotations_frame(db), frames.gold_frame(db)), tmp_path / "whole")
         pd.testing.assert_frame_equal(stored.frames["conversations"],
                                       want.frames["conversations"])
         assert {k: stored.meta[k] for k in ("n", "rt_split")} == {
             k: want.meta[k] for k in ("n", "rt_split")}
-        db.conn.close()
 
 
 def test_the_gold_pages_queue_after_a_change_is_the_queue_looked_at_whole(
@@ -254,18 +273,11 @@ def test_the_gold_pages_queue_after_a_change_is_the_queue_looked_at_whole(
         return real(db, min_annotations, conversations)
 
     monkeypatch.setattr(gold, "people_needed", recording)
-    precompute.precompute(study, n_boot=5, workers=1)
     writes = [*WRITES.values(),
               ["update annotations set missing = '[\"subjective\"]' where rowid % 7 = 3"],
               ["update gold set decided_by = 'alice \u2603', decided_at = 'later' "
                "where rowid % 9 = 2"]]
-    for i, statements in enumerate(writes):
-        db = open_db(study)
-        with db.conn:
-            for sql in statements:
-                db.execute(sql, {"labels": _labels(i)})
-        asked.clear()
-        precompute.precompute(study, n_boot=5, workers=1)
+    for statements, db in _after_each(study, writes, asked):
         person = "alice" in statements[0]
         assert len(asked) == 1 and (asked[0] is None) == person, statements
         signatures = frame_store.table_signatures(db)
@@ -274,7 +286,6 @@ def test_the_gold_pages_queue_after_a_change_is_the_queue_looked_at_whole(
         want = [(p.conversation_id, p.reason) for p in real(db)]
         assert want, "the study leaves some conversations to a person"
         assert list(stored.frames["needed"].itertuples(index=False, name=None)) == want
-        db.conn.close()
 
 
 def test_a_versions_scores_against_each_annotator_keep_those_whose_rows_did_not_change(
@@ -291,15 +302,8 @@ def test_a_versions_scores_against_each_annotator_keep_those_whose_rows_did_not_
         return real(extractions, references, maps, seed)
 
     monkeypatch.setattr(summaries, "_reference_scores", recording)
-    precompute.precompute(study, n_boot=5, workers=1)
-    for i, statements in enumerate(WRITES.values()):
-        db = open_db(study)
-        with db.conn:
-            for sql in statements:
-                db.execute(sql, {"labels": _labels(i)})
-        computed.clear()
-        precompute.precompute(study, n_boot=5, workers=1)
-        if i == 0:  # new labels, by a new annotator alone
+    for statements, db in _after_each(study, list(WRITES.values()), computed):
+        if statements == WRITES["new labels"]:  # by a new annotator alone
             assert computed == [["annotator newcomer \u2603"]] * 2
         signatures = frame_store.table_signatures(db)
         annotations = frames.annotations_frame(db)
@@ -309,15 +313,11 @@ def test_a_versions_scores_against_each_annotator_keep_those_whose_rows_did_not_
                 study, "prompt_annotators", {"prompt": prompt},
                 {table: signatures[table], "annotations": signatures["annotations"]})
             extractions, _ = frames.without_few_shot(frames.table_frame(db, table), {})
-            whole = real_part(extractions, annotations)
-            key = f"{i}-{prompt}".replace("/", "_")
-            summary_cache._save(tmp_path / "whole", key, whole)
-            want = summary_cache._read(tmp_path / "whole" / key)
+            want = _as_stored(real_part(extractions, annotations), tmp_path / "whole")
             for name in ("metrics", "confusion"):
                 assert len(want.frames[name]) > 0
                 pd.testing.assert_frame_equal(stored.frames[name], want.frames[name])
             assert stored.meta["references"] == want.meta["references"]
-        db.conn.close()
 
 
 def real_part(extractions: pd.DataFrame, annotations: pd.DataFrame):
