@@ -174,14 +174,9 @@ def _kept_scores(summary: Summary, path: str, sigs: Mapping[str, str]
                  ) -> summaries.KeptScores | None:
     """A version's scores against each annotator as stored before the annotations' last
     change (`_before_change`), with the annotators it changed; None: computed whole."""
-    before = _before_change(summary, path, sigs, "metrics")
-    if before is None:
-        return None
-    confusion = summary_cache.read_stored_table(
-        path, summary.name, summary.params,
-        summary.dep_signatures({**sigs, "annotations": before.change.since}), "confusion")
-    return None if confusion is None else summaries.KeptScores.of(
-        before.table, confusion, before.change.annotators)
+    before = _before_change(summary, path, sigs, "metrics", "confusion")
+    return None if before is None else summaries.KeptScores.of(
+        *before.tables, before.change.annotators)
 
 
 def prompt_model(prompt_id: str) -> Summary:
@@ -217,7 +212,7 @@ def _conversations(path: str, sigs: Mapping[str, str]) -> Bundle:
     annotations, gold_frame = _frame(path, sigs, "annotations"), _frame(path, sigs, "gold")
     before = _before_change(conversations(), path, sigs, "conversations")
     patched = before is not None and summaries.conversations_patched(
-        before.table, before.change.conversations, annotations, gold_frame)
+        *before.tables, before.change.conversations, annotations, gold_frame)
     return patched or summaries.conversations_bundle(annotations, gold_frame)
 
 
@@ -259,31 +254,32 @@ def _people_needed(path: str, sigs: Mapping[str, str]) -> Bundle:
             database, conversations=None if before is None else before.change.conversations)]
     if before is not None:  # the stored queue but the changed conversations, in id order
         changed = set(before.change.conversations)
-        kept = zip(before.table.column("conversation_id").to_pylist(),
-                   before.table.column("reason").to_pylist(), strict=True)
+        (table,) = before.tables
+        kept = zip(table.column("conversation_id").to_pylist(),
+                   table.column("reason").to_pylist(), strict=True)
         rows = sorted([*(row for row in kept if row[0] not in changed), *rows])
     return Bundle(frames={"needed": pd.DataFrame(rows, columns=["conversation_id", "reason"])})
 
 
 class _Before(NamedTuple):
-    """A summary's frame as stored before the annotations' last change, and that change."""
+    """A summary's frames as stored before the annotations' last change, and that change."""
 
-    table: pa.Table
+    tables: list[pa.Table]
     change: Change
 
 
-def _before_change(summary: Summary, path: str, sigs: Mapping[str, str], frame_name: str
+def _before_change(summary: Summary, path: str, sigs: Mapping[str, str], *frame_names: str
                    ) -> _Before | None:
-    """`summary`'s frame as stored for the annotations frame the current one was made from
+    """`summary`'s frames as stored for the annotations frame the current one was made from
     (`frame_patch.change_to`) and every other table as it is now; None when the current
     frame was built whole, or that result is not stored."""
     change = change_to(path, sigs.get("annotations", ""))
     if change is None:
         return None
-    table = summary_cache.read_stored_table(
-        path, summary.name, summary.params,
-        summary.dep_signatures({**sigs, "annotations": change.since}), frame_name)
-    return None if table is None else _Before(table, change)
+    deps = summary.dep_signatures({**sigs, "annotations": change.since})
+    tables = [summary_cache.read_stored_table(path, summary.name, summary.params, deps, name)
+              for name in frame_names]
+    return None if any(t is None for t in tables) else _Before(tables, change)
 
 
 def comparison(first: str, second: str, level: int = 0, n_boot: int = DEFAULT_BOOT) -> Summary:

@@ -221,8 +221,25 @@ def store_joined(path: str | Path, table: str, signature: str, parts: list[Path]
     joined = joined_rows(tables)
     if joined is None:
         return False
-    _write(joined, _file(path, table, signature))
+    store_table(path, table, signature, joined)
     return True
+
+
+def one_after_another(tables: list[pa.Table]) -> pa.Table | None:
+    """The rows of these tables one after the other, each column of the one Arrow type the
+    tables give it but where all its values are None (typed as nothing in particular there);
+    None when the tables differ otherwise (other columns, or a column of two types)."""
+    names = tables[0].schema.names
+    if any(t.schema.names != names for t in tables[1:]):
+        return None
+    fields = []
+    for name in names:
+        types = {t.schema.field(name).type for t in tables} - {pa.null()}
+        if len(types) > 1:
+            return None
+        fields.append(pa.field(name, types.pop() if types else pa.null()))
+    schema = pa.schema(fields)
+    return pa.concat_tables([t.replace_schema_metadata(None).cast(schema) for t in tables])
 
 
 def joined_rows(tables: list[pa.Table]) -> pa.Table | None:
@@ -235,17 +252,9 @@ def joined_rows(tables: list[pa.Table]) -> pa.Table | None:
     So the parts' columns are joined by their Arrow type, and each column's kind is that of
     its joined values (`_kind_of`). None when the parts differ otherwise (a column of whole
     numbers in one part, of decimals in another)."""
-    names = tables[0].schema.names
-    if any(t.schema.names != names for t in tables[1:]):
+    joined = one_after_another(tables)
+    if joined is None:
         return None
-    fields = []
-    for name in names:
-        types = {t.schema.field(name).type for t in tables} - {pa.null()}
-        if len(types) > 1:
-            return None
-        fields.append(pa.field(name, types.pop() if types else pa.null()))
-    schema = pa.schema(fields)
-    joined = pa.concat_tables([t.replace_schema_metadata(None).cast(schema) for t in tables])
     kinds = {}
     for i, field in enumerate(joined.schema):
         kind = _kind_of(joined.column(i))
@@ -307,22 +316,26 @@ def store_index(path: str | Path, table: str, signature: str, index: pa.Table) -
            _file(path, _INDEX_OF.format(table=table), signature))
 
 
+def _index_files(path: str | Path, table: str) -> Iterator[Path]:
+    name = _INDEX_OF.format(table=table)
+    return (cache_root(path) / FRAMES_DIR).glob(f"{_digest(name)}-*.arrow")
+
+
 def has_index(path: str | Path, table: str) -> bool:
     """Whether a row index of `table` is kept (not whether it reads back)."""
-    name = _INDEX_OF.format(table=table)
-    return any((cache_root(path) / FRAMES_DIR).glob(f"{_digest(name)}-*.arrow"))
+    return any(_index_files(path, table))
 
 
 def latest_index(path: str | Path, table: str) -> tuple[str, pa.Table] | None:
     """The row index `store_index` kept last for `table`, with its signature; None if none
     reads back."""
-    name = _INDEX_OF.format(table=table)
-    for file in (cache_root(path) / FRAMES_DIR).glob(f"{_digest(name)}-*.arrow"):
+    for file in _index_files(path, table):
         index = _read_arrow(file)
         meta = (index.schema.metadata or {}) if index is not None else {}
         if index is not None and _SIGNATURE in meta:
             signature = meta[_SIGNATURE].decode()
-            if file == _file(path, name, signature):  # not a file renamed from another
+            # not a file renamed from another
+            if file == _file(path, _INDEX_OF.format(table=table), signature):
                 return signature, index
     return None
 

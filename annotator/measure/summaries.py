@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from annotator.measure import agreement, coefficients, intervals, model_scores, shapes, value_sets
+from annotator.measure.frame_store import one_after_another
 from annotator.taxonomy import Taxonomy, load_taxonomy
 
 LEVELS: tuple[int, ...] = (0, 1, 2, 3)
@@ -313,16 +314,10 @@ def conversations_patched(before: pa.Table, changed: Sequence[str], annotations:
                                     gold[gold["conversation_id"].isin(wanted)]).frames
     part = pa.Table.from_pandas(new_rows["conversations"].reset_index(drop=True),
                                 preserve_index=False)
-    if part.schema.names != before.schema.names:
+    both = one_after_another([before, part])
+    if both is None:
         return None
-    fields = []
-    for name in part.schema.names:
-        types = {before.schema.field(name).type, part.schema.field(name).type} - {pa.null()}
-        if len(types) > 1:
-            return None
-        fields.append(pa.field(name, types.pop() if types else pa.null()))
-    schema = pa.schema(fields)
-    before, part = (t.replace_schema_metadata(None).cast(schema) for t in (before, part))
+    before, part = both.slice(0, before.num_rows), both.slice(before.num_rows)
     # The stored rows in runs between the changed conversations, each changed one's old row
     # left out and its new row (if it has one) put in its place, in conversation id order as
     # the whole table's merge sorts it. Filtering and sorting every row of the list columns
