@@ -24,7 +24,7 @@ from test_frame_store import NAMES, _study
 
 from annotator.app import precompute, summary_cache
 from annotator.db import open_db
-from annotator.measure import frame_patch, frame_store, frames, summaries
+from annotator.measure import frame_patch, frame_store, frames, pair_counts, summaries
 
 
 @pytest.fixture
@@ -318,6 +318,33 @@ def test_a_versions_scores_against_each_annotator_keep_those_whose_rows_did_not_
                 assert len(want.frames[name]) > 0
                 pd.testing.assert_frame_equal(stored.frames[name], want.frames[name])
             assert stored.meta["references"] == want.meta["references"]
+
+
+def test_inter_annotator_figures_after_a_change_are_the_figures_computed_whole(
+        study: Path, tmp_path: Path, monkeypatch) -> None:
+    """After each kind of write, the inter-annotator summary, its alpha for sets made from
+    the pair counts stored before the write and the changed conversations' rows before and
+    now, reads back as the summary computed whole, every figure and interval."""
+    made: list[object] = []
+    real = pair_counts.counts_after
+
+    def recording(*args):
+        found = real(*args)
+        made.append(found is not None)
+        return found
+
+    monkeypatch.setattr(pair_counts, "counts_after", recording)
+    monkeypatch.setattr(pair_counts, "MIN_RECORDS", 0)  # a small study: made, not counted
+    for statements, db in _after_each(study, list(WRITES.values()), made):
+        assert made and all(made), statements  # every field and level made from a change
+        signature = frame_store.table_signature(db, "annotations")
+        stored = summary_cache.read_stored(study, "annotators", {"n_boot": 5, "top_k": 20},
+                                           {"annotations": signature})
+        want = _as_stored(summaries.annotators_bundle(frames.annotations_frame(db), 5),
+                          tmp_path / "whole")
+        for name, frame in want.frames.items():
+            pd.testing.assert_frame_equal(stored.frames[name], frame)
+        assert stored.meta["report"] == want.meta["report"]
 
 
 def real_part(extractions: pd.DataFrame, annotations: pd.DataFrame):

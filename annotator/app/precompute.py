@@ -34,10 +34,11 @@ from annotator.app import summary_cache
 from annotator.datasets import gold
 from annotator.db import collect_garbage_rarely
 from annotator.extract.prompts import few_shot_map
-from annotator.measure import summaries
+from annotator.measure import pair_counts, summaries
 from annotator.measure.agreement import AgreementReport
 from annotator.measure.findings import table_findings
 from annotator.measure.frame_patch import Change, change_to, index_if_unchanged
+from annotator.measure.frame_patch import rows_before as rows_before_change
 from annotator.measure.frame_store import (
     has_frame,
     has_index,
@@ -54,6 +55,7 @@ from annotator.measure.frames import (
     store_patched_annotations,
     without_few_shot,
 )
+from annotator.measure.pair_counts import PairCountChange
 from annotator.measure.summaries import Bundle
 
 DEFAULT_BOOT = 200  # bootstrap resamples behind the app's 95% intervals
@@ -84,12 +86,28 @@ def annotators(n_boot: int = DEFAULT_BOOT) -> Summary:
     return Summary(
         "annotators", {"n_boot": n_boot, "top_k": ANNOTATORS_TOP_K}, ("annotations",),
         "inter-annotator agreement",
-        lambda path, sigs: _annotators_bundle(_frame(path, sigs, "annotations"), n_boot),
+        lambda path, sigs: _annotators(path, sigs, n_boot),
     )
 
 
-def _annotators_bundle(annotations: pd.DataFrame, n_boot: int) -> Bundle:
-    return summaries.annotators_bundle(annotations, n_boot, top_k=ANNOTATORS_TOP_K)
+def _annotators(path: str, sigs: Mapping[str, str], n_boot: int) -> Bundle:
+    """The inter-annotator summary; after new labels, alpha for sets from the pair counts
+    stored before them and the changed conversations' rows (`pair_counts`)."""
+    annotations = _frame(path, sigs, "annotations")
+    before = _before_change(annotators(n_boot), path, sigs, "pair_counts")
+    rows_before = None if before is None else rows_before_change(path, sigs["annotations"])
+    change = None
+    if before is not None and rows_before is not None:
+        changed = annotations["conversation_id"].isin(before.change.conversations)
+        change = PairCountChange(pair_counts.from_rows(before.tables[0].to_pandas()),
+                                 rows_before, annotations.loc[changed])
+    return _annotators_bundle(annotations, n_boot, change)
+
+
+def _annotators_bundle(annotations: pd.DataFrame, n_boot: int,
+                       change: PairCountChange | None = None) -> Bundle:
+    return summaries.annotators_bundle(annotations, n_boot, top_k=ANNOTATORS_TOP_K,
+                                       pair_change=change)
 
 
 def stored_inter_annotator(path: str | Path, signature: str) -> AgreementReport | None:

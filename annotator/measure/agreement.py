@@ -82,6 +82,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -107,6 +108,7 @@ from annotator.measure.model_scores import (
     response_type_scores,
     value_scores_of_pairs,
 )
+from annotator.measure.pair_counts import PairCountChange
 from annotator.measure.shapes import (
     HOW_TO_READ,
     MASI_WEIGHTS,
@@ -217,6 +219,8 @@ def agreement_report(
     pairwise: bool = True,
     per_annotator: bool = True,
     inter_annotator: bool = True,
+    pair_change: PairCountChange | None = None,
+    pair_counts: dict[tuple[str, int], np.ndarray] | None = None,
 ) -> AgreementReport:
     """Every agreement figure of a study, as rows for the CLI and the app.
 
@@ -234,6 +238,10 @@ def agreement_report(
     Each figure draws its resamples from `seed` alone, so parts may be computed apart and
     `joined`: `inter_annotator=False` leaves out the annotators' own figures (the model rows
     still use the annotations, as references).
+
+    Alpha for sets counts pairs of sets (`value_sets`); `pair_counts`, when given, receives
+    each (field, level)'s point counts, and `pair_change` gives the ones stored before a
+    change of the annotations, from which they are made (`pair_counts.PairCountChange`).
     """
     maps = dict(level_maps or {})
     report = AgreementReport(
@@ -248,7 +256,7 @@ def agreement_report(
     if inter_annotator:
         _inter_annotator_rows(report, ann, maps, levels, usable_levels, value_fields,
                               distances, masi_weights, top_k, n_boot, seed, boot_budget,
-                              pairwise)
+                              pairwise, pair_change, pair_counts)
     _model_rows(report, ann, gold, extractions, maps, usable_levels, prompt_ids, value_fields,
                 n_boot, seed, boot_budget, per_annotator)
     return report
@@ -343,6 +351,8 @@ def _inter_annotator_rows(
     levels: Sequence[int], usable_levels: list[int], value_fields: Sequence[str],
     distances: Sequence[SetDistance], masi_weights: MasiWeights, top_k: int, n_boot: int,
     seed: int, boot_budget: float, pairwise: bool,
+    pair_change: PairCountChange | None = None,
+    pair_counts: dict[tuple[str, int], np.ndarray] | None = None,
 ) -> None:
     for lv in levels:
         if lv not in usable_levels:
@@ -376,12 +386,19 @@ def _inter_annotator_rows(
         if field not in ann.columns:
             continue
         leaf = set_ratings(ann, field)
+        sides = pair_change.sides(field) if pair_change is not None else None
         for lv in usable_levels:
             ratings = map_level(leaf, maps.get(lv))
             prepared = _prepare_sets(ratings)
+            if pair_change is not None and sides is not None:
+                made = pair_change.counts_after(field, lv, maps.get(lv), sides, prepared)
+                if made is not None:
+                    prepared.use_point_hist(made)
             for dist in distances:
                 s = set_alpha_prepared(prepared, dist, masi_weights, n_boot, seed, boot_budget)
                 report.rows.append(_row("annotators", f"krippendorff_alpha_{dist}", field, s, lv))
+            if pair_counts is not None:
+                pair_counts[(field, lv)] = prepared.point_hist()
             # at a cluster level only the level's clusters are listed: a free value stays
             # itself in the sets above but is not a cluster or a top category; counted apart
             nodes = set(maps[lv].values()) if lv and maps.get(lv) else None

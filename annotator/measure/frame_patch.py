@@ -25,20 +25,24 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlite_utils
 
 from annotator.measure.frame_store import (
     index_metadata,
     joined_rows,
     latest_index,
+    read_frame,
     read_table,
     snapshot,
     store_index,
+    store_table,
     table_signature,
     to_arrow,
 )
 
 TABLE = "annotations"
+_BEFORE = "annotations:before"  # the changed conversations' rows before (`rows_before`)
 # A row's facts, each 8 bytes (compared as their bits; SQL's NULL is NaN, as `row_facts`
 # reads both sides): its rowid and whether the frame holds it (rowid * 2 + 1 if it does), the
 # lengths of its labels and history (each + 1, 0 for NULL, far below 2**31), its lead time,
@@ -81,11 +85,13 @@ def _facts_of(index: pa.Table) -> np.ndarray | None:
 
 class Change(NamedTuple):
     """What made a frame from the one stored at `since`: the conversations, and the
-    annotators, whose rows in the frame changed (added, re-read or dropped)."""
+    annotators, whose rows in the frame changed (added, re-read or dropped); and, as made,
+    every row those conversations had in the frame before (`rows_before` reads them back)."""
 
     since: str
     conversations: list[str]
     annotators: list[str]
+    rows_before: pa.Table | None = None
 
 
 def store_row_index(path: str, signature: str, facts: np.ndarray,
@@ -98,6 +104,15 @@ def store_row_index(path: str, signature: str, facts: np.ndarray,
             {"from": change.since, "conversations": change.conversations,
              "annotators": change.annotators})})
     store_index(path, TABLE, signature, index)
+    if change is not None and change.rows_before is not None:
+        store_table(path, _BEFORE, signature, change.rows_before)
+
+
+def rows_before(path: str, signature: str) -> pd.DataFrame | None:
+    """Every row the conversations changed by the change that made the frame at `signature`
+    had in the frame before it (the inter-annotator pair counts are made from them); None
+    when not kept."""
+    return read_frame(path, _BEFORE, signature)
 
 
 def change_to(path: str, signature: str) -> Change | None:
@@ -222,9 +237,11 @@ def patched_frame(db: sqlite_utils.Database, path: str, in_frame: str,
         return None
     kept_rowid = rowid[kept]
     dropped = old_frame.filter(pa.array(~keep_old)).select(["conversation_id", "annotator"])
-    change = Change(signature,
-                    sorted({*dropped["conversation_id"].to_pylist(),
-                            *part["conversation_id"].tolist()}),
-                    sorted({*dropped["annotator"].to_pylist(), *part["annotator"].tolist()}))
+    conversations = sorted({*dropped["conversation_id"].to_pylist(),
+                            *part["conversation_id"].tolist()})
+    change = Change(signature, conversations,
+                    sorted({*dropped["annotator"].to_pylist(), *part["annotator"].tolist()}),
+                    old_frame.filter(pc.is_in(old_frame["conversation_id"],
+                                              value_set=pa.array(conversations, pa.string()))))
     return (_in_rowid_order(joined.slice(0, kept_rows.num_rows), kept_rowid,
                             joined.slice(kept_rows.num_rows), reread), facts, change)

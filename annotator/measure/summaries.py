@@ -18,7 +18,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from annotator.measure import agreement, coefficients, intervals, model_scores, shapes, value_sets
+from annotator.measure import (
+    agreement,
+    coefficients,
+    intervals,
+    model_scores,
+    pair_counts,
+    shapes,
+    value_sets,
+)
 from annotator.measure.frame_store import one_after_another
 from annotator.taxonomy import Taxonomy, load_taxonomy
 
@@ -147,10 +155,14 @@ def _every_name(series: pd.Series) -> pd.Series:
 
 
 def annotators_bundle(
-    annotations: pd.DataFrame, n_boot: int, seed: int = 0, top_k: int = 20
+    annotations: pd.DataFrame, n_boot: int, seed: int = 0, top_k: int = 20,
+    pair_change: pair_counts.PairCountChange | None = None,
 ) -> Bundle:
-    """Inter-annotator agreement (with intervals) at every level, kappa matrix, activity."""
+    """Inter-annotator agreement (with intervals) at every level, kappa matrix, activity;
+    and the pair counts behind alpha for sets (`pair_counts`), from which the next bundle's
+    are made after new labels (`pair_change`: the ones stored before them)."""
     maps = level_maps()
+    counts: dict[tuple[str, int], np.ndarray] = {}
     report = agreement.agreement_report(
         annotations,
         level_maps=maps,
@@ -158,6 +170,8 @@ def annotators_bundle(
         seed=seed,
         top_k=top_k,
         pairwise=True,
+        pair_change=pair_change,
+        pair_counts=counts,
     )
     rows = report.to_frame()
     pairs = [r.pair for r in report.rows if r.pair is not None]
@@ -169,7 +183,8 @@ def annotators_bundle(
         frames={"agreement": rows.loc[rows["metric"] != "cohen_kappa"].reset_index(drop=True),
                 "kappa": kappa.reset_index(drop=True),
                 "activity": activity,
-                "lead_times": lead_time_bins(annotations)},
+                "lead_times": lead_time_bins(annotations),
+                "pair_counts": pair_counts.as_rows(counts)},
         meta={
             "n_conversations": report.n_conversations,
             "annotators": report.annotators,

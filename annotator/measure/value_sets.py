@@ -244,9 +244,7 @@ class _AllPairCounter:
               prepared: tuple[np.ndarray, dict, int] | None = None) -> _AllPairCounter:
         distinct_of, vals_by_size, n_distinct = prepared or cls.distinct(ratings, keep)
         max_size = max(vals_by_size, default=0)
-        n_vocab = max(int(ratings.vocab.size), 1)
-        bits = max(1, (n_vocab - 1).bit_length())
-        per_word = max(1, 62 // bits)
+        bits = value_bits(int(ratings.vocab.size))
         combos, n_records = [], 0
         # kept for every resample: 32-bit indices halve the largest arrays held here
         own_type = np.int32 if n_distinct < 2**31 else np.int64
@@ -256,18 +254,11 @@ class _AllPairCounter:
             for a, (vals, start) in vals_by_size.items():
                 if a < r:
                     continue
-                idx = np.array(list(combinations(range(a), r)), dtype=np.int64)
-                # pack each r-subset straight from the set's columns: no (n, C, r) temporary
-                block = []
-                for w0 in range(0, r, per_word):
-                    key = vals[:, idx[:, w0]].astype(np.int64)
-                    for k in range(w0 + 1, min(r, w0 + per_word)):
-                        key |= vals[:, idx[:, k]].astype(np.int64) << (bits * (k - w0))
-                    block.append(key.ravel())
+                block, per_set = subset_words(vals, r, bits)
                 words.append(block)
                 owner.append(np.repeat(np.arange(start, start + vals.shape[0], dtype=own_type),
-                                       idx.shape[0]))
-                owner_size.append(np.full(vals.shape[0] * idx.shape[0], a, dtype=np.int8))
+                                       per_set))
+                owner_size.append(np.full(vals.shape[0] * per_set, a, dtype=np.int8))
             cols = [np.concatenate([b[k] for b in words]) for k in range(len(words[0]))]
             if len(cols) == 1 and (1 << (bits * r)) <= 4 * cols[0].size:
                 # the packed key is a row index no sparser than the records: skip the sort
@@ -290,6 +281,27 @@ class _AllPairCounter:
             c = sparse.csr_matrix((dw[own], (t_row, size)), shape=(n_t, a_max + 1))
             f[r] = (c.T @ c).toarray()
         return _moebius(f, unit_w)
+
+
+def value_bits(n_vocab: int) -> int:
+    """Bits that hold any value id of a vocabulary of `n_vocab` names."""
+    return max(1, (max(n_vocab, 1) - 1).bit_length())
+
+
+def subset_words(vals: np.ndarray, r: int, bits: int) -> tuple[list[np.ndarray], int]:
+    """Every r-subset of each row of `vals` (n sets of one size, ids sorted within a row) as
+    packed int64 key words, `bits` a value, the subsets of a row next to each other; and how
+    many subsets a row has. Equal subsets (ids in the same order) give equal words."""
+    per_word = max(1, 62 // bits)
+    idx = np.array(list(combinations(range(vals.shape[1]), r)), dtype=np.int64)
+    # pack each r-subset straight from the set's columns: no (n, C, r) temporary
+    block = []
+    for w0 in range(0, r, per_word):
+        key = vals[:, idx[:, w0]].astype(np.int64)
+        for k in range(w0 + 1, min(r, w0 + per_word)):
+            key |= vals[:, idx[:, k]].astype(np.int64) << (bits * (k - w0))
+        block.append(key.ravel())
+    return block, idx.shape[0]
 
 
 def _compact(index: np.ndarray, bound: int) -> np.ndarray:
@@ -327,16 +339,34 @@ class _SetAlphaData:
     m_unit: np.ndarray  # (U,) ratings per unit
     pairable_unit: np.ndarray  # (U,) bool: two or more ratings
     empties: np.ndarray  # (U,) empty-set ratings per pairable unit
-    counter: _AllPairCounter
+    # the distinct non-empty pairable sets (`_AllPairCounter.distinct`)
+    distinct: tuple[np.ndarray, dict, int]
+    # built when first needed: the point counts can come from the ones before a change
+    # (`pair_counts`), and only a bootstrap then needs every subset counted
+    counter: _AllPairCounter | None = None
     _hist: np.ndarray | None = None
 
     def hist(self, unit_w: np.ndarray) -> np.ndarray:
+        if self.counter is None:
+            pairable = self.pairable_unit[self.ratings.unit]
+            self.counter = _AllPairCounter.build(self.ratings, pairable, self.distinct)
         return self.counter.pair_hist(unit_w, self.ratings.unit)
 
     def point_hist(self) -> np.ndarray:
         if self._hist is None:
             self._hist = self.hist(np.ones(self.m_unit.size))
         return self._hist
+
+    def use_point_hist(self, hist: np.ndarray) -> None:
+        """Take the point counts as given (`pair_counts.counts_after`), not counted here."""
+        self._hist = hist
+
+    @property
+    def n_records(self) -> int:
+        """The subset records the counter holds: 2^a - 1 for each distinct set of size a."""
+        if self.counter is not None:
+            return self.counter.n_records
+        return sum(vals.shape[0] * (2**a - 1) for a, (vals, _) in self.distinct[1].items())
 
     def observed_per_unit(self, distance: SetDistance, weights: MasiWeights) -> np.ndarray:
         """Per unit: its term of the observed disagreement."""
@@ -371,11 +401,12 @@ def _prepare_sets(ratings: SetRatings) -> _SetAlphaData:
     x = ratings.matrix()
     overlap = np.asarray(x[i].multiply(x[j]).sum(1)).ravel() if i.size else np.zeros(0)
     empties = np.bincount(ratings.unit[(ratings.sizes == 0) & pairable], minlength=n_units)
-    # Every subset of every distinct set: measured faster at every taxonomy level of the
-    # synthetic paper-scale study than an apriori-pruned count of the subsets shared by two
-    # units (that counter is now a test oracle: tests/pair_counter.py).
-    counter = _AllPairCounter.build(ratings, pairable)
-    return _SetAlphaData(ratings, i, j, overlap, m_unit, pairable_unit, empties, counter)
+    # Every subset of every distinct set (`_AllPairCounter`, built when first needed):
+    # measured faster at every taxonomy level of the synthetic paper-scale study than an
+    # apriori-pruned count of the subsets shared by two units (that counter is now a test
+    # oracle: tests/pair_counter.py).
+    distinct = _AllPairCounter.distinct(ratings, pairable)
+    return _SetAlphaData(ratings, i, j, overlap, m_unit, pairable_unit, empties, distinct)
 
 
 def _set_alpha_value(
@@ -440,9 +471,10 @@ def set_alpha_prepared(
     if not stat.defined or n_boot <= 0:
         return stat
     # one resample touches every subset record, rating and unit once
-    cost = float(d.counter.n_records + d.ratings.unit.size + n_units_all) * n_boot
+    n_records = d.n_records
+    cost = float(n_records + d.ratings.unit.size + n_units_all) * n_boot
     if cost > boot_budget:
-        note = (f"interval omitted: ({d.counter.n_records:,} subset records + "
+        note = (f"interval omitted: ({n_records:,} subset records + "
                 f"{d.ratings.unit.size:,} ratings + {n_units_all:,} units) x {n_boot} "
                 f"resamples exceeds the budget {boot_budget:.0e}")
         return stat.model_copy(update={"reason": note})

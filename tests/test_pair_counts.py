@@ -1,0 +1,132 @@
+"""Pair counts made from the ones before a change (`pair_counts`) equal the counts made whole
+(`value_sets._AllPairCounter`), and every alpha figure made from them equals the whole one.
+
+Unit tests on random data (hypothesis): real statistics code, no fakes. The whole
+computation is the reference; the summaries that use this are tested end to end in
+`tests/test_frame_patch.py`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from annotator.measure import agreement, pair_counts, value_sets
+
+SETTINGS = settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+VOCAB = ["honesty", "care", "clarity", "rigor", "respect", "autonomy", "x\u202eevil", ""]
+LEVEL_MAP = {"honesty": "epistemic", "clarity": "epistemic", "rigor": "epistemic",
+             "care": "social", "respect": "social"}  # autonomy and the rest: free values
+COLUMNS = ["conversation_id", "annotator", "ai_values"]
+
+
+def _rows(draw: st.DrawFn, unit: str, raters: int, vocab: list[str]) -> list[tuple]:
+    rows = []
+    for r in range(raters):
+        if draw(st.integers(0, 4)) == 0:  # missing
+            continue
+        rows.append((unit, f"r{r}", tuple(sorted(draw(st.sets(st.sampled_from(vocab),
+                                                              max_size=5))))))
+    return rows
+
+
+@st.composite
+def changes(draw: st.DrawFn) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """A study before and after a change, and the conversations the change touched."""
+    n_units = draw(st.integers(1, 14))
+    before = [row for u in range(n_units) for row in _rows(draw, f"u{u}", 3, VOCAB[:6])]
+    changed = sorted(draw(st.sets(st.sampled_from([f"u{u}" for u in range(n_units + 3)]),
+                                  max_size=6)))
+    after = [row for row in before if row[0] not in changed]
+    for unit in changed:  # anew: more raters, other sets, names no one used before
+        if draw(st.booleans()):
+            after += _rows(draw, unit, draw(st.integers(0, 5)), VOCAB)
+    if draw(st.booleans()):  # a re-submitted label: the last row of a pair counts
+        repeats = [row for row in after if row[0] in changed]
+        if repeats:
+            unit, rater, _ = repeats[0]
+            after.append((unit, rater, ("care",)))
+    return pd.DataFrame(before, columns=COLUMNS), pd.DataFrame(after, columns=COLUMNS), changed
+
+
+def _whole(frame: pd.DataFrame, level_map: dict | None) -> value_sets._SetAlphaData:
+    return value_sets._prepare_sets(value_sets.map_level(value_sets.set_ratings(frame),
+                                                         level_map))
+
+
+def _made(before: pd.DataFrame, after: pd.DataFrame, changed: list[str],
+          level_map: dict | None) -> tuple[value_sets._SetAlphaData, np.ndarray | None]:
+    stored = pair_counts.from_rows(pair_counts.as_rows(
+        {("ai_values", 1): _whole(before, level_map).point_hist()}))
+    change = pair_counts.PairCountChange(
+        stored, before.loc[before["conversation_id"].isin(changed)],
+        after.loc[after["conversation_id"].isin(changed)], min_records=0)
+    now = _whole(after, level_map)
+    made = change.counts_after("ai_values", 1, level_map, change.sides("ai_values"), now)
+    return now, made
+
+
+@SETTINGS
+@given(changes(), st.booleans())
+def test_counts_after_a_change_equal_the_whole_count(case, mapped) -> None:
+    before, after, changed = case
+    level_map = LEVEL_MAP if mapped else None
+    now, made = _made(before, after, changed, level_map)
+    whole = now.point_hist()
+    assert made is not None
+    assert made.shape == whole.shape
+    assert np.array_equal(made[1:], whole[1:])  # t = 0 is not counted (its similarity is 0)
+
+
+@SETTINGS
+@given(changes())
+def test_alpha_from_counts_after_a_change_is_the_whole_alpha(case) -> None:
+    before, after, changed = case
+    now, made = _made(before, after, changed, None)
+    assert made is not None
+    for distance in ("masi", "jaccard"):
+        whole = value_sets.set_alpha_prepared(_whole(after, None), distance, n_boot=0)
+        now.use_point_hist(made)
+        patched = value_sets.set_alpha_prepared(now, distance, n_boot=0)
+        assert patched.model_dump_json() == whole.model_dump_json()  # NaN as null
+
+
+def test_counts_that_are_not_the_ones_before_are_refused() -> None:
+    before = pd.DataFrame([("u0", "a", ("care",)), ("u0", "b", ("care", "rigor")),
+                           ("u1", "a", ("rigor",)), ("u1", "b", ("rigor",))], columns=COLUMNS)
+    after = before.iloc[:2]
+    wrong = np.zeros((3, 3, 3))  # as if no pair had been counted before
+    change = pair_counts.PairCountChange({("ai_values", 0): wrong}, before.iloc[2:],
+                                         after.iloc[:0], min_records=0)
+    now = _whole(after, None)
+    assert change.counts_after("ai_values", 0, None, change.sides("ai_values"), now) is None
+    assert change.counts_after("human_values", 0, None, change.sides("ai_values"), now) is None
+
+
+def test_report_with_a_change_equals_the_whole_report_and_its_bootstrap() -> None:
+    """`agreement_report(pair_change=...)`: the same rows, intervals included (a bootstrap
+    counts every subset itself), and the counts it used handed back."""
+    rng = np.random.default_rng(3)
+    rows = [(f"u{u}", f"r{r}", tuple(sorted(set(rng.choice(VOCAB[:6], rng.integers(0, 4))))))
+            for u in range(40) for r in range(3) if rng.random() > 0.2]
+    before = pd.DataFrame(rows, columns=COLUMNS)
+    after = pd.concat([before, pd.DataFrame([(f"u{u}", "new", ("care", "honesty"))
+                                             for u in range(5)], columns=COLUMNS)])
+    for frame in (before, after):
+        frame["response_type"] = "neutral"
+        frame["human_values"] = [()] * len(frame)
+    kept: dict = {}
+    agreement.agreement_report(before, n_boot=20, pair_counts=kept)
+    changed = [f"u{u}" for u in range(5)]
+    change = pair_counts.PairCountChange(
+        pair_counts.from_rows(pair_counts.as_rows(kept)),
+        before.loc[before["conversation_id"].isin(changed)],
+        after.loc[after["conversation_id"].isin(changed)], min_records=0)
+    used: dict = {}
+    made = agreement.agreement_report(after, n_boot=20, pair_change=change, pair_counts=used)
+    whole = agreement.agreement_report(after, n_boot=20)
+    assert made.model_dump_json() == whole.model_dump_json()
+    assert set(used) == {("ai_values", 0), ("human_values", 0)}
