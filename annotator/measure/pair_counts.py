@@ -22,7 +22,6 @@ and so does every figure made from them (`tests/test_pair_counts.py`). Pairs sha
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -32,6 +31,7 @@ import pandas as pd
 
 from annotator.measure.value_sets import (
     SetRatings,
+    _moebius,
     _SetAlphaData,
     map_level,
     set_ratings,
@@ -213,7 +213,7 @@ def _lookup(keys: list[np.ndarray], among: list[np.ndarray]
 def _pairs(x: Groups, y: Groups, size: int, bits: int) -> np.ndarray:
     """N(X, Y)[t, a, b] for t >= 1: weighted ordered pairs (x in X, y in Y) by overlap and
     sizes. F_r[a, b] sums w_x * w_y * C(t, r) over the r-subsets x and y share; Moebius
-    inversion gives N (as `value_sets._moebius`), in integers."""
+    inversion gives N, in integers."""
     f = np.zeros((size, size, size), dtype=np.int64)
     # a set of Y shares an (r + 1)-subset with a set of X only if r + 1 of its r-subsets
     # are X's: the others are not looked at again (after r = 1, most of a large Y)
@@ -239,8 +239,4 @@ def _pairs(x: Groups, y: Groups, size: int, bits: int) -> np.ndarray:
         for a, (vals, _) in left.items():
             alive[a][np.flatnonzero(alive[a])] = hits[first:first + vals.shape[0]] > r
             first += vals.shape[0]
-    hist = np.zeros_like(f)
-    for t in range(1, size):
-        for r in range(t, size):
-            hist[t] += (-1) ** (r - t) * math.comb(r, t) * f[r]
-    return hist
+    return _moebius(f, np.ones(1))

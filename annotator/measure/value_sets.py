@@ -310,13 +310,14 @@ def _compact(index: np.ndarray, bound: int) -> np.ndarray:
 
 
 def _moebius(f: np.ndarray, unit_w: np.ndarray) -> np.ndarray:
-    """F[r, a, b] (pairs weighted by C(t, r)) -> N[t, a, b] (pairs with overlap exactly t)."""
+    """F[r, a, b] (pairs weighted by C(t, r)) -> N[t, a, b] (pairs with overlap exactly t),
+    in F's type (integer counts stay exact)."""
     a_max = f.shape[0] - 1
     hist = np.zeros_like(f)
     for t in range(1, a_max + 1):
         for r in range(t, a_max + 1):
             hist[t] += (-1) ** (r - t) * math.comb(r, t) * f[r]
-    if np.all(unit_w == np.rint(unit_w)):
+    if hist.dtype.kind == "f" and np.all(unit_w == np.rint(unit_w)):
         hist = np.rint(hist)  # integer weights: counts are integers, drop rounding noise
     return hist
 
