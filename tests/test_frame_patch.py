@@ -18,10 +18,12 @@ from pathlib import Path
 
 import orjson
 import pandas as pd
+import pyarrow as pa
 import pytest
 import sqlite_utils
 from test_frame_store import NAMES, _study
 
+from annotator import config
 from annotator.app import precompute, summary_cache
 from annotator.db import open_db
 from annotator.measure import frame_patch, frame_store, frames, pair_counts, summaries
@@ -345,6 +347,43 @@ def test_inter_annotator_figures_after_a_change_are_the_figures_computed_whole(
         for name, frame in want.frames.items():
             pd.testing.assert_frame_equal(stored.frames[name], frame)
         assert stored.meta["report"] == want.meta["report"]
+
+
+def test_the_annotations_report_after_a_change_is_the_report_computed_whole(
+        study: Path, monkeypatch) -> None:
+    """After each kind of write, the study's report from the annotations, their combined
+    labels made from the ones kept before the write (the changed conversations combined
+    anew), is the report computed whole, and so are the combined labels it keeps."""
+    from annotator.measure import findings
+
+    made: list[bool] = []
+    real = findings.Combined.after
+
+    def recording(self, changed, annotations):
+        made.append(True)
+        return real(self, changed, annotations)
+
+    monkeypatch.setattr(findings.Combined, "after", recording)
+    names = list(config.opposing_values())
+    for statements, db in _after_each(study, list(WRITES.values()), made):
+        assert made == [True], statements
+        signature = frame_store.table_signature(db, "annotations")
+        stored = summary_cache.read_stored(study, "findings",
+                                           {"table": "annotations", "opposing": names},
+                                           {"annotations": signature})
+        annotations = frames.annotations_frame(db)
+        want = findings.table_findings("annotations", annotations, names)
+        assert stored.meta["findings"] == want.model_dump(mode="json")
+        whole = findings.combined_annotations(annotations)
+        assert whole.split or whole.incomplete, "the study leaves some conversations out"
+        kept = findings.Combined.from_tables(
+            *(pa.Table.from_pandas(stored.frames[n]) for n in ("combined", "left_out")))
+        # a row's names come in the order their first use in the frame gives: the report
+        # reads them as a set (`_Vocabulary.pairs`), and the changed rows' may come otherwise
+        def as_sets(rows: pd.DataFrame) -> pd.DataFrame:
+            return rows.assign(**{n: rows[n].map(sorted) for n in ("ai_values", "human_values")})
+        pd.testing.assert_frame_equal(as_sets(kept.rows), as_sets(whole.rows))
+        assert (kept.split, kept.incomplete) == (whole.split, whole.incomplete)
 
 
 def real_part(extractions: pd.DataFrame, annotations: pd.DataFrame):

@@ -36,7 +36,7 @@ from annotator.db import collect_garbage_rarely
 from annotator.extract.prompts import few_shot_map
 from annotator.measure import pair_counts, summaries
 from annotator.measure.agreement import AgreementReport
-from annotator.measure.findings import table_findings
+from annotator.measure.findings import Combined, combined_annotations, table_findings
 from annotator.measure.frame_patch import Change, change_to, index_if_unchanged
 from annotator.measure.frame_patch import rows_before as rows_before_change
 from annotator.measure.frame_store import (
@@ -248,9 +248,23 @@ def findings(table: str, opposing: tuple[str, ...] | None = None) -> Summary:
     return Summary(
         "findings", {"table": table, "opposing": names}, (table,),
         f"the study's report ({table})",
-        lambda path, sigs: Bundle(meta={"findings": table_findings(
-            table, _frame(path, sigs, table), names).model_dump(mode="json")}),
+        lambda path, sigs: _findings(path, sigs, table, names),
     )
+
+
+def _findings(path: str, sigs: Mapping[str, str], table: str, names: list[str]) -> Bundle:
+    """The study's report from one source's table. The annotators' combined labels are kept
+    with it; after new labels they are made from the ones kept before them, the changed
+    conversations combined anew (`Combined.after`)."""
+    frame = _frame(path, sigs, table)
+    if table != "annotations":
+        return Bundle(meta={"findings": table_findings(table, frame, names).model_dump(
+            mode="json")})
+    before = _before_change(findings(table, names), path, sigs, "combined", "left_out")
+    combined = (combined_annotations(frame) if before is None else
+                Combined.from_tables(*before.tables).after(before.change.conversations, frame))
+    return Bundle(frames=combined.as_frames(), meta={"findings": table_findings(
+        table, frame, names, combined=combined).model_dump(mode="json")})
 
 
 def people_needed() -> Summary:

@@ -23,10 +23,11 @@ import math
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import sqlite_utils
 from pydantic import BaseModel, Field
 
@@ -216,7 +217,68 @@ class Findings(BaseModel):
 # --- sources ----------------------------------------------------------------------------------
 
 
+class Combined(NamedTuple):
+    """The annotators' labels combined (`combined_annotations`): one row per decided
+    conversation (FRAME_COLUMNS, in conversation id order), and the annotated conversations
+    left out: split (no majority on the response type or subjective), or with incomplete
+    annotations only."""
+
+    rows: pd.DataFrame
+    split: list[str]
+    incomplete: list[str]
+
+    @property
+    def left_out(self) -> tuple[int, str | None]:
+        """How many annotated conversations are left out, and why."""
+        reasons = []
+        if self.split:
+            reasons.append(f"{len(self.split)} split on the response type or subjective")
+        if self.incomplete:
+            reasons.append(f"{len(self.incomplete)} with incomplete annotations only")
+        return len(self.split) + len(self.incomplete), "; ".join(reasons) or None
+
+    def after(self, changed: Sequence[str], annotations: pd.DataFrame) -> Combined:
+        """These labels after a change: the `changed` conversations' rows combined anew from
+        `annotations` (each row depends on its conversation's annotations alone), the other
+        rows kept."""
+        wanted = set(changed)
+        part = combined_annotations(annotations[annotations["conversation_id"].isin(wanted)])
+        kept = self.rows[~self.rows["conversation_id"].isin(wanted)]
+        rows = pd.concat([kept, part.rows]) if len(part.rows) and len(kept) else (
+            kept if len(kept) else part.rows)
+        return Combined(
+            rows.sort_values("conversation_id", kind="stable").reset_index(drop=True),
+            sorted({*self.split} - wanted | {*part.split}),
+            sorted({*self.incomplete} - wanted | {*part.incomplete}))
+
+
+    def as_frames(self) -> dict[str, pd.DataFrame]:
+        """As a summary stores it (`from_tables` reads it back)."""
+        left = [(c, "split") for c in self.split] + [(c, "incomplete") for c in self.incomplete]
+        return {"combined": self.rows,
+                "left_out": pd.DataFrame(left, columns=["conversation_id", "why"], dtype=str)}
+
+    @staticmethod
+    def from_tables(rows: pa.Table, left: pa.Table) -> Combined:
+        """`as_frames` as stored, read back as `combined_annotations` gives it."""
+        columns = {name: rows.column(name).to_pylist() for name in FRAME_COLUMNS}
+        for name in ("ai_values", "human_values"):
+            columns[name] = [tuple(names) for names in columns[name]]
+        why = left.column("why").to_pylist()
+        ids = left.column("conversation_id").to_pylist()
+        return Combined(pd.DataFrame(columns, columns=FRAME_COLUMNS),
+                        [c for c, w in zip(ids, why, strict=True) if w == "split"],
+                        [c for c, w in zip(ids, why, strict=True) if w == "incomplete"])
+
+
 def combine_annotations(annotations: pd.DataFrame) -> tuple[pd.DataFrame, int, str | None]:
+    """`combined_annotations`' rows, and how many annotated conversations are left out and
+    why."""
+    combined = combined_annotations(annotations)
+    return (combined.rows, *combined.left_out)
+
+
+def combined_annotations(annotations: pd.DataFrame) -> Combined:
     """One row per annotated conversation: its annotators' labels combined by the rule
     `adjudicate` decides gold with (`gold.majority_label`), over its complete annotations: the
     response type and `subjective` that more than half gave (else the conversation is left out,
@@ -224,8 +286,7 @@ def combine_annotations(annotations: pd.DataFrame) -> tuple[pd.DataFrame, int, s
 
     Computed for every conversation at once (a pydantic label per annotation, as
     `majority_label` takes them, costs minutes at 900,000 annotations); the tests check that it
-    agrees with `majority_label`. Returns the rows, how many annotated conversations are left
-    out, and why.
+    agrees with `majority_label`.
     """
     complete = annotations.dropna(subset=["response_type", "subjective"]).reset_index(drop=True)
     conv_codes, conv_ids = pd.factorize(complete["conversation_id"])
@@ -280,16 +341,13 @@ def combine_annotations(annotations: pd.DataFrame) -> tuple[pd.DataFrame, int, s
          bool(subjectives[subjective_code[c]]), task[c])
         for c in np.flatnonzero((rt_code >= 0) & (subjective_code >= 0)).tolist()
     ]
-    split = len(conv_ids) - len(rows)
-    incomplete = annotations["conversation_id"].nunique() - len(conv_ids)
-    reasons = []
-    if split:
-        reasons.append(f"{split} split on the response type or subjective")
-    if incomplete:
-        reasons.append(f"{incomplete} with incomplete annotations only")
+    split = [str(ids[c]) for c in
+             np.flatnonzero((rt_code < 0) | (subjective_code < 0)).tolist()]
+    incomplete = pd.Index(annotations["conversation_id"].unique()).difference(
+        pd.Index(conv_ids)).astype(str).tolist()
     combined = pd.DataFrame.from_records(rows, columns=FRAME_COLUMNS)
     combined = combined.sort_values("conversation_id", kind="stable").reset_index(drop=True)
-    return combined, split + incomplete, "; ".join(reasons) or None
+    return Combined(combined, split, incomplete)
 
 
 def prepared_labels(
@@ -717,13 +775,17 @@ def findings_from_labels(
 
 def table_findings(
     table: str, frame: pd.DataFrame, opposing: Sequence[str] | None = None,
-    label: str | None = None,
+    label: str | None = None, combined: Combined | None = None,
 ) -> Findings:
     """The report from one of the app's cached frames: `gold`, `annotations` or
-    `extractions:<prompt id>` (no task links: those need the database)."""
+    `extractions:<prompt id>` (no task links: those need the database). `combined`: the
+    annotations' labels already combined (`Combined.after`), for `annotations`."""
     kind_name, _, prompt_id = table.partition(":")
     kind = SourceKind.prompt if kind_name == "extractions" else SourceKind(kind_name)
-    rows, left_out, reason = prepared_labels(kind, frame)
+    if kind is SourceKind.annotations and combined is not None:
+        rows, (left_out, reason) = combined.rows, combined.left_out
+    else:
+        rows, left_out, reason = prepared_labels(kind, frame)
     about = ReportSource(kind=kind, prompt_id=prompt_id or None,
                          label=label or SOURCE_LABELS.get(kind) or f"prompt {prompt_id}")
     return findings_from_labels(rows, about, opposing, left_out, reason)
@@ -787,7 +849,9 @@ __all__ = [
     "ReportSource",
     "Share",
     "SourceKind",
+    "Combined",
     "combine_annotations",
+    "combined_annotations",
     "default_source",
     "findings_from_labels",
     "prepared_labels",
