@@ -35,6 +35,12 @@ from annotator import config
 from annotator.errors import AnnotatorError
 
 LABEL_STUDIO_VERSION = "1.23.2"  # the version the config, shapes and tests were verified with
+# Installed with it: its own requirements leave these open above, and a later release broke
+# it. sentry-sdk 3.0 refuses the `send_default_pii` option Label Studio 1.23.2 passes at start,
+# so no management command ran (no reviewer could be given a password).
+LABEL_STUDIO_PINS = ("sentry-sdk<3",)
+_PINS_HOLD = ("import importlib.metadata as m, sys; "
+              "sys.exit(int(m.version('sentry-sdk').split('.')[0]) >= 3)")
 # The SDK release that server ships with (label-studio 1.23.2 requires label-studio-sdk==2.1.2):
 # pyproject pins the same, so client and server move together (tests/test_labelstudio_sdk.py).
 LABEL_STUDIO_SDK_VERSION = "2.1.2"
@@ -332,6 +338,12 @@ def installed_version(venv: Path) -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+def _pins_hold(venv: Path) -> bool:
+    """Whether the venv's dependencies are within `LABEL_STUDIO_PINS`."""
+    done = subprocess.run([str(_bin(venv, "python")), "-c", _PINS_HOLD], capture_output=True)
+    return done.returncode == 0
+
+
 def install(
     venv: Path | str | None = None, version: str = LABEL_STUDIO_VERSION, echo: Echo = quiet
 ) -> Path:
@@ -341,16 +353,18 @@ def install(
     """
     venv = Path(venv) if venv else default_venv()
     have = installed_version(venv)
-    if have == version:
+    pip = [str(_bin(venv, "python")), "-m", "pip", "install", "--quiet"]
+    if have == version and _pins_hold(venv):
         echo(f"label-studio {version} already installed in {venv}")
         return venv
-    echo(f"Installing label-studio {version} into {venv} (about 1 GB; a minute or two) ...")
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    steps = [
-        [sys.executable, "-m", "venv", str(venv)],
-        [str(_bin(venv, "python")), "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
-        [str(_bin(venv, "python")), "-m", "pip", "install", "--quiet", f"label-studio=={version}"],
-    ]
+    if have == version:  # installed before its dependencies were pinned: mended in place
+        echo(f"Installing {', '.join(LABEL_STUDIO_PINS)} beside label-studio {version} ...")
+        steps = [[*pip, *LABEL_STUDIO_PINS]]
+    else:
+        echo(f"Installing label-studio {version} into {venv} (about 1 GB; a minute or two) ...")
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        steps = [[sys.executable, "-m", "venv", str(venv)], [*pip, "--upgrade", "pip"],
+                 [*pip, f"label-studio=={version}", *LABEL_STUDIO_PINS]]
     for step in steps:
         done = subprocess.run(step, capture_output=True, text=True)
         if done.returncode != 0:
@@ -361,8 +375,9 @@ def install(
                 "(check that PyPI is reachable, or pass another --venv)"
             )
     have = installed_version(venv)
-    if have != version:
-        raise LabelStudioError(f"label-studio {version} did not install into {venv} (found {have})")
+    if have != version or not _pins_hold(venv):
+        raise LabelStudioError(f"label-studio {version} with {', '.join(LABEL_STUDIO_PINS)} did "
+                               f"not install into {venv} (found label-studio {have})")
     echo(f"label-studio {version} installed in {venv}")
     return venv
 
