@@ -155,8 +155,9 @@ def test_a_changed_table_is_built_afresh_and_its_old_file_removed(study: Path) -
     pd.testing.assert_frame_equal(got, frames.annotations_frame(db))
     assert "new" in set(got["annotation_id"]) and "a1-0" not in set(got["annotation_id"])
     after = {f.name for f in _frames_dir(study).glob("*.arrow")}
-    # only annotations changed: its frame and its row index (`frame_patch`)
-    assert len(after) == len(TABLES) + 1 and len(after - before) == 2
+    # only annotations changed: its frame, its row index and the changed conversations' rows
+    # before (`frame_patch`)
+    assert len(after) == len(TABLES) + 2 and len(after - before) == 3
 
 
 def test_damaged_linked_or_unwritable_stores_fall_back_to_the_study(study: Path,
