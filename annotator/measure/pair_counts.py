@@ -224,7 +224,13 @@ def _pairs(x: Groups, y: Groups, size: int, bits: int) -> np.ndarray:
         theirs = _subsets(left, r, bits)
         if mine is None or theirs is None:
             break
-        code_x, code_y, n = _lookup(mine.words, theirs.words)
+        if r == 1:  # a 1-subset's key is the value's id: looked up in a table, not hashed
+            n = int(max(mine.words[0].max(), theirs.words[0].max())) + 1
+            ours = np.zeros(n, dtype=bool)
+            ours[mine.words[0]] = True
+            code_x, code_y = mine.words[0], np.where(ours[theirs.words[0]], theirs.words[0], -1)
+        else:
+            code_x, code_y, n = _lookup(mine.words, theirs.words)
         hit = code_y >= 0
         per_x = np.bincount(code_x * size + mine.size, weights=mine.weight,
                             minlength=n * size)
