@@ -7,6 +7,8 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -216,3 +218,39 @@ def test_a_port_held_only_by_time_wait_is_free_and_a_listener_is_named():
     assert states == {"06"}, states
     assert server.port_owner(port) is None
     assert server.port_free("127.0.0.1", port), "a TIME_WAIT connection refused a restart"
+
+
+@pytest.mark.parametrize(("sentry", "holds"), [("2.76.0", True), ("3.0.0", False)])
+def test_a_venv_with_a_dependency_past_its_pin_is_seen_and_not_reused(
+        tmp_path, monkeypatch, sentry, holds):
+    """A real venv (no pip, nothing downloaded) holding label-studio at the pinned release and
+    sentry-sdk as given: `install` reuses it only within `LABEL_STUDIO_PINS`; past the pin it
+    goes on to mend it (pip, stopped here: the step it would run is recorded)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python*/site-packages"))
+    for name, version in (("label_studio", server.LABEL_STUDIO_VERSION), ("sentry_sdk", sentry)):
+        info = site / f"{name}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: {version}\n")
+    (venv / "bin" / "label-studio").write_text("#!/bin/sh\n")
+    assert server.installed_version(venv) == server.LABEL_STUDIO_VERSION
+    assert server._pins_hold(venv) is holds
+    steps: list[list[str]] = []
+    real_run = subprocess.run
+
+    def recording(step, *args, **kwargs):
+        if "pip" in step:
+            steps.append(step)
+            raise RuntimeError("stop: no download in a test")
+        return real_run(step, *args, **kwargs)
+
+    monkeypatch.setattr(server.subprocess, "run", recording)
+    if holds:
+        assert server.install(venv) == venv and steps == []
+    else:
+        with pytest.raises(RuntimeError, match="no download"):
+            server.install(venv)
+        assert steps == [[str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                          *server.LABEL_STUDIO_PINS]]
