@@ -36,19 +36,25 @@ def study(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def patches(monkeypatch) -> list[bool]:
-    """Whether each frame asked for was made from the stored one (True) or built whole."""
+def _recorded(monkeypatch, owner: object, name: str) -> list[bool]:
+    """`owner.name` wrapped: each call's answer recorded, True when it was not None (the
+    result was made from the stored one) and False when None (to be computed whole)."""
     made: list[bool] = []
-    real = frame_patch.patched_frame
+    real = getattr(owner, name)
 
     def recording(*args, **kwargs):
         found = real(*args, **kwargs)
         made.append(found is not None)
         return found
 
-    monkeypatch.setattr(frame_patch, "patched_frame", recording)
+    monkeypatch.setattr(owner, name, recording)
     return made
+
+
+@pytest.fixture
+def patches(monkeypatch) -> list[bool]:
+    """Whether each frame asked for was made from the stored one (True) or built whole."""
+    return _recorded(monkeypatch, frame_patch, "patched_frame")
 
 
 def _frame_now(study: Path) -> pd.DataFrame:
@@ -235,15 +241,7 @@ def test_the_conversation_table_after_a_change_is_the_table_computed_whole(
     """After each kind of write, the app's conversation table made from the one stored before
     it and the changed conversations' rows reads back as the table computed whole (stored and
     read back the same way), and it was made so; a gold decision computes it whole."""
-    made: list[bool] = []
-    real = summaries.conversations_patched
-
-    def recording(*args):
-        found = real(*args)
-        made.append(found is not None)
-        return found
-
-    monkeypatch.setattr(summaries, "conversations_patched", recording)
+    made = _recorded(monkeypatch, summaries, "conversations_patched")
     writes = [*WRITES.values(), ["update gold set response_type = 'reframing', "
                                  "decided_at = 'later' where rowid % 4 = 1"]]
     for statements, db in _after_each(study, writes, made):
@@ -327,15 +325,7 @@ def test_inter_annotator_figures_after_a_change_are_the_figures_computed_whole(
     """After each kind of write, the inter-annotator summary, its alpha for sets made from
     the pair counts stored before the write and the changed conversations' rows before and
     now, reads back as the summary computed whole, every figure and interval."""
-    made: list[object] = []
-    real = pair_counts.counts_after
-
-    def recording(*args):
-        found = real(*args)
-        made.append(found is not None)
-        return found
-
-    monkeypatch.setattr(pair_counts, "counts_after", recording)
+    made = _recorded(monkeypatch, pair_counts, "counts_after")
     monkeypatch.setattr(pair_counts, "MIN_RECORDS", 0)  # a small study: made, not counted
     for statements, db in _after_each(study, list(WRITES.values()), made):
         assert made and all(made), statements  # every field and level made from a change
