@@ -376,6 +376,39 @@ def test_the_annotations_report_after_a_change_is_the_report_computed_whole(
         assert (kept.split, kept.incomplete) == (whole.split, whole.incomplete)
 
 
+def test_damaged_stored_counts_and_combined_labels_give_the_results_computed_whole(
+        study: Path, tmp_path: Path) -> None:
+    """A stored summary's pair counts or combined labels that read as Arrow but are not what
+    was stored (other columns) are not used: the summaries are computed whole, and equal."""
+    from pyarrow import feather
+
+    from annotator.measure import findings
+
+    precompute.precompute(study, n_boot=5, workers=1)
+    damaged = [file for name in ("pair_counts", "combined", "left_out")
+               for file in frame_store.cache_root(study).rglob(f"{name}.arrow")]
+    assert len(damaged) >= 3
+    for file in damaged:
+        feather.write_feather(pa.table({"not what was stored": [1, 2]}), file)
+    db = open_db(study)
+    with db.conn:
+        db.execute(WRITES["new labels"][0], {"labels": _labels(0)})
+    precompute.precompute(study, n_boot=5, workers=1)
+    signature = frame_store.table_signature(db, "annotations")
+    annotations = frames.annotations_frame(db)
+    db.conn.close()
+    stored = summary_cache.read_stored(study, "annotators", {"n_boot": 5, "top_k": 20},
+                                       {"annotations": signature})
+    want = _as_stored(summaries.annotators_bundle(annotations, 5), tmp_path / "whole")
+    assert stored.meta["report"] == want.meta["report"]
+    names = list(config.opposing_values())
+    report = summary_cache.read_stored(study, "findings",
+                                       {"table": "annotations", "opposing": names},
+                                       {"annotations": signature})
+    assert report.meta["findings"] == findings.table_findings(
+        "annotations", annotations, names).model_dump(mode="json")
+
+
 def real_part(extractions: pd.DataFrame, annotations: pd.DataFrame):
     """A version's scores against each annotator computed whole, as before this change."""
     return summaries.prompt_annotators_part(extractions, annotations)

@@ -99,8 +99,11 @@ def _annotators(path: str, sigs: Mapping[str, str], n_boot: int) -> Bundle:
     change = None
     if before is not None and rows_before is not None:
         changed = annotations["conversation_id"].isin(before.change.conversations)
-        change = PairCountChange(pair_counts.from_rows(before.tables[0].to_pandas()),
-                                 rows_before, annotations.loc[changed])
+        try:
+            stored = pair_counts.from_rows(before.tables[0].to_pandas())
+        except (KeyError, ValueError, TypeError, IndexError):  # damaged: counted whole
+            stored = {}
+        change = PairCountChange(stored, rows_before, annotations.loc[changed])
     return _annotators_bundle(annotations, n_boot, change)
 
 
@@ -261,8 +264,15 @@ def _findings(path: str, sigs: Mapping[str, str], table: str, names: list[str]) 
         return Bundle(meta={"findings": table_findings(table, frame, names).model_dump(
             mode="json")})
     before = _before_change(findings(table, names), path, sigs, "combined", "left_out")
-    combined = (combined_annotations(frame) if before is None else
-                Combined.from_tables(*before.tables).after(before.change.conversations, frame))
+    combined = None
+    if before is not None:
+        try:
+            combined = Combined.from_tables(*before.tables).after(before.change.conversations,
+                                                                  frame)
+        except (KeyError, ValueError, TypeError, pa.ArrowException):  # damaged: made whole
+            combined = None
+    if combined is None:
+        combined = combined_annotations(frame)
     return Bundle(frames=combined.as_frames(), meta={"findings": table_findings(
         table, frame, names, combined=combined).model_dump(mode="json")})
 
