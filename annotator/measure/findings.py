@@ -251,7 +251,6 @@ class Combined(NamedTuple):
             sorted({*self.split} - wanted | {*part.split}),
             sorted({*self.incomplete} - wanted | {*part.incomplete}))
 
-
     def as_frames(self) -> dict[str, pd.DataFrame]:
         """As a summary stores it (`from_tables` reads it back)."""
         left = [(c, "split") for c in self.split] + [(c, "incomplete") for c in self.incomplete]
