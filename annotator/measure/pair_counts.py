@@ -44,6 +44,10 @@ COLUMNS = ("field", "level", "t", "a", "b", "count")
 # study, level 2's 4 million took 0.18 s whole and 0.28 s made from a change.
 MIN_RECORDS = 5_000_000
 
+# Keys below this are looked up in a table (`_lookup`): the counts of each key by size, in
+# floats, then take 8 * 2**16 * sizes bytes.
+TABLE_KEYS = 2**16
+
 # Sets of one size, as rows of value ids sorted within a row, each with an integer weight.
 Groups = dict[int, tuple[np.ndarray, np.ndarray]]
 
@@ -106,18 +110,16 @@ def counts_after(before: np.ndarray, now: _SetAlphaData, added: SetRatings,
     ratings: `added` as they are now, `removed` as they were (see the module docstring).
     None when they do not add up (counts before that are not those of the ratings before
     the change): the caller counts them whole."""
-    vocab = pd.Index(now.ratings.vocab)
-    extra: dict[str, int] = {}  # names the changed ratings had that no rating has now
+    # every rating's names now, then those the changed ratings had that no rating has now
+    names = pd.Index(now.ratings.vocab)
     for side in (added, removed):
-        for name, at in zip(side.vocab.tolist(), vocab.get_indexer(side.vocab), strict=True):
-            if at < 0:
-                extra.setdefault(name, vocab.size + len(extra))
-    bits = value_bits(vocab.size + len(extra))
+        names = names.append(pd.Index(side.vocab).difference(names, sort=False))
+    bits = value_bits(names.size)
     _, by_size, _ = now.distinct
     weights = np.bincount(now.distinct[0][now.distinct[0] >= 0], minlength=now.distinct[2])
     everyone: Groups = {a: (vals, weights[start:start + vals.shape[0]].astype(np.int64))
                         for a, (vals, start) in by_size.items()}
-    changed = _net(_groups(added, vocab, extra, 1), _groups(removed, vocab, extra, -1))
+    changed = _net(_groups(added, names, 1), _groups(removed, names, -1))
     size = max([*everyone, *changed, before.shape[0] - 1, 0]) + 1
     hist = np.zeros((size, size, size), dtype=np.int64)
     hist[:before.shape[0], :before.shape[0], :before.shape[0]] = before
@@ -130,14 +132,12 @@ def counts_after(before: np.ndarray, now: _SetAlphaData, added: SetRatings,
     return hist[:largest + 1, :largest + 1, :largest + 1].astype(float)
 
 
-def _groups(ratings: SetRatings, vocab: pd.Index, extra: Mapping[str, int], sign: int
-            ) -> Groups:
-    """The non-empty pairable ratings, by size, their ids those of `vocab` (then `extra`)."""
+def _groups(ratings: SetRatings, names: pd.Index, sign: int) -> Groups:
+    """The non-empty pairable ratings, by size, their ids their names' places in `names`."""
     m_unit = np.bincount(ratings.unit, minlength=ratings.units.size)
     sizes = ratings.sizes
     keep = (m_unit >= 2)[ratings.unit] & (sizes > 0)
-    ids = vocab.get_indexer(ratings.vocab)
-    ids = np.where(ids >= 0, ids, [extra.get(n, -1) for n in ratings.vocab.tolist()])
+    ids = names.get_indexer(ratings.vocab)
     groups: Groups = {}
     for a in np.unique(sizes[keep]).tolist():
         rows = np.flatnonzero(keep & (sizes == a))
@@ -194,7 +194,13 @@ def _subsets(groups: Groups, r: int, bits: int) -> _Subsets | None:
 def _lookup(keys: list[np.ndarray], among: list[np.ndarray]
             ) -> tuple[np.ndarray, np.ndarray, int]:
     """Codes of the (multi-word) keys `keys`, and of `among` (-1: none of `keys`), and how
-    many codes: hashing the few keys and looking the many up, never sorting the many."""
+    many codes: hashing the few keys and looking the many up, never sorting the many. Keys
+    of one small word (a 1-subset's is the value's id) are their own codes, looked up in a
+    table instead."""
+    if len(keys) == 1 and max(int(keys[0].max()), int(among[0].max())) < TABLE_KEYS:
+        ours = np.zeros(TABLE_KEYS, dtype=bool)
+        ours[keys[0]] = True
+        return keys[0], np.where(ours[among[0]], among[0], -1), TABLE_KEYS
     code_k: np.ndarray | None = None
     code_a = np.zeros(among[0].size, dtype=np.int64)
     n = 1
@@ -224,13 +230,7 @@ def _pairs(x: Groups, y: Groups, size: int, bits: int) -> np.ndarray:
         theirs = _subsets(left, r, bits)
         if mine is None or theirs is None:
             break
-        if r == 1:  # a 1-subset's key is the value's id: looked up in a table, not hashed
-            n = int(max(mine.words[0].max(), theirs.words[0].max())) + 1
-            ours = np.zeros(n, dtype=bool)
-            ours[mine.words[0]] = True
-            code_x, code_y = mine.words[0], np.where(ours[theirs.words[0]], theirs.words[0], -1)
-        else:
-            code_x, code_y, n = _lookup(mine.words, theirs.words)
+        code_x, code_y, n = _lookup(mine.words, theirs.words)
         hit = code_y >= 0
         per_x = np.bincount(code_x * size + mine.size, weights=mine.weight,
                             minlength=n * size)
