@@ -32,10 +32,9 @@ from pydantic import ValidationError
 from annotator.datasets.gold import (
     MAJORITY,
     live_annotations,
-    live_annotations_in_order,
-    majority_out_of_date,
     new_labels_since,
     not_adjudicated_reason,
+    plain_out_of_date,
     side_by_side,
 )
 from annotator.datasets.halves import (
@@ -50,6 +49,14 @@ from annotator.datasets.halves import (
     second_half_start,
     worker_counting,
 )
+from annotator.datasets.plain import (
+    GOLD_COLUMNS,
+    PlainGold,
+    PlainVote,
+    annotations_of,
+    plain_gold,
+    plain_votes_in_order,
+)
 from annotator.datasets.records import (
     ExportedValue,
     ExportFilter,
@@ -57,6 +64,7 @@ from annotator.datasets.records import (
     ExportReport,
     ExportStats,
     LeftOut,
+    PlainRecord,
     ProposalRecord,
 )
 from annotator.datasets.writers import (
@@ -86,14 +94,13 @@ from annotator.db import (
     loads,
     provenance,
     row_to_extraction,
-    row_to_gold,
     worker_study,
 )
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
 from annotator.extract.prompts import NOT_SCRUB
 from annotator.models import (
-    Annotation,
     GoldLabel,
+    Role,
     ValueRef,
 )
 from annotator.taxonomy import TOP_CATEGORIES, Node, load_taxonomy
@@ -143,7 +150,10 @@ def _category_matches(record: ExportRecord | ProposalRecord, categories: list[st
 # --- records --------------------------------------------------------------------------------------
 
 
-def _gold_gaps(gold: GoldLabel) -> str | None:
+ROLES = frozenset(role.value for role in Role)  # a turn's roles, as `Turn` accepts them
+
+
+def _gold_gaps(gold: GoldLabel | PlainGold) -> str | None:
     """A required gold field left empty, in words (validation would say "Input should be...")."""
     gone = [name for name, value in (("response type", gold.response_type),
                                      ("subjective", gold.subjective))
@@ -155,22 +165,15 @@ def _invalid_reason(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
 
 
-def _exported_annotation(annotation: Annotation) -> dict[str, Any]:
-    """An annotation as `ExportRecord` validates it into an `ExportedAnnotation`: its labels'
-    fields (already validated) as they are, no dump of them per annotation."""
-    return {"annotator": annotation.annotator, "edited_by": annotation.edited_by,
-            **annotation.labels.__dict__}
-
-
 class _Gold(NamedTuple):
     """One adjudicated conversation as an export reads it, in one query (`_gold_in_order`)."""
 
     conversation_id: str
     source: str
     external_id: str | None
-    turns: list[Any] | None  # as stored (`ExportRecord` validates them); None: no such
-    # conversation in the study
-    gold: GoldLabel
+    turns: list[Any] | None  # as stored (checked as `ExportRecord` validates them); None: no
+    # such conversation in the study
+    gold: PlainGold
     labels_seen: str | None  # the digest stored with a person's decision (`new_labels_since`)
 
 
@@ -178,22 +181,22 @@ def _gold_in_order(db: sqlite_utils.Database, ids: IdRange) -> Iterator[_Gold]:
     """The gold of the conversations in `ids` with what the export needs of each
     conversation, in conversation id order (`gold_records` without models made of turns)."""
     in_range, params = id_range_sql("g.conversation_id", ids)
-    for row in db.query("select g.*, c.id as _c_id, c.source as _c_source, "
-                        "c.external_id as _c_external_id, c.turns as _c_turns from gold g "
-                        "left join conversations c on c.id = g.conversation_id "
-                        f"where {in_range} order by g.conversation_id", params):
-        yield _Gold(row["conversation_id"], row["_c_source"] or "", row["_c_external_id"],
-                    None if row["_c_id"] is None else loads(row["_c_turns"], []),
-                    row_to_gold(row), row.get("labels_seen"))
+    columns = ", ".join(f"g.{name}" for name in GOLD_COLUMNS)
+    for conversation_id, present, source, external_id, turns, seen, *gold in db.execute(
+            f"select g.conversation_id, c.id, c.source, c.external_id, c.turns, "
+            f"g.labels_seen, {columns} from gold g left join conversations c "
+            f"on c.id = g.conversation_id where {in_range} order by g.conversation_id",
+            params):
+        yield _Gold(conversation_id, source or "", external_id,
+                    None if present is None else loads(turns, []), plain_gold(gold), seen)
 
 
 def export_records(
     db: sqlite_utils.Database,
     filters: ExportFilter | None = None,
-    annotations: dict[str, list[Annotation]] | None = None,
     without_gold: list[tuple[str, str]] | None = None,
     ids: IdRange = EVERY_ID,
-) -> Iterator[ExportRecord | tuple[str, str] | LeftOut]:
+) -> Iterator[ExportRecord | PlainRecord | tuple[str, str] | LeftOut]:
     """Adjudicated conversations as validated records; `(conversation_id, reason)` if invalid.
 
     Only decided labels leave: a majority label the live annotations no longer give (new labels
@@ -202,21 +205,22 @@ def export_records(
     `n_annotations` is always the number of live annotations, also when `filters` leave the
     annotators' labels out; each exported annotation says who else last changed it.
 
-    Annotations are read one conversation at a time beside gold, both in id order (or taken
-    from `annotations`, a `live_annotations` dict); each annotated conversation without gold
-    is added to `without_gold` with why, when given. `ids`: only the conversations in it.
+    Annotations are read one conversation at a time beside gold, both in id order, as plain
+    tuples (`plain`); a record whose fields need no validation is a `PlainRecord`, the others
+    are validated as `ExportRecord`. Each annotated conversation without gold is added to
+    `without_gold` with why, when given. `ids`: only the conversations in it.
     """
     filters = filters or ExportFilter()
-    live = iter(sorted(annotations.items()) if annotations is not None
-                else live_annotations_in_order(db, ids))
     # Each value resolved once: a study's values repeat (a few thousand names in a million
-    # listings), and the records share the resolved value, which nothing changes.
-    exported_value = functools.cache(_exported_value)
+    # listings), and the records share the resolved value and its row, which nothing changes.
+    exported_value = functools.cache(_exported_value_and_row)
     golds = ((gold.conversation_id, gold) for gold in _gold_in_order(db, ids))
-    for conversation_id, labelled, gold_record in side_by_side(live, golds):
+    for conversation_id, labelled, gold_record in side_by_side(plain_votes_in_order(db, ids),
+                                                               golds):
         if gold_record is None:  # annotated, no gold
             if without_gold is not None:
-                without_gold.append((conversation_id, not_adjudicated_reason(labelled)))
+                without_gold.append((conversation_id,
+                                     not_adjudicated_reason(annotations_of(labelled))))
             continue
         labelled = labelled or []
         gold = gold_record.gold
@@ -227,7 +231,7 @@ def export_records(
         if gap:
             yield (gold_record.conversation_id, gap)
             continue
-        if gold.decided_by == MAJORITY and (why := majority_out_of_date(gold, labelled)):
+        if gold.decided_by == MAJORITY and (why := plain_out_of_date(gold, labelled)):
             if filters.sources and gold_record.source not in filters.sources:
                 continue  # of a source not asked for: not this export's to name
             yield LeftOut(conversation_id=gold_record.conversation_id,
@@ -235,30 +239,78 @@ def export_records(
                                  "it was decided; run `annotator adjudicate`)")
             continue
         newer = gold.decided_by != MAJORITY and new_labels_since(
-            gold_record.labels_seen, gold.decided_at, labelled)
-        try:
-            record = ExportRecord(
-                conversation_id=gold_record.conversation_id,
-                source=gold_record.source,
-                external_id=gold_record.external_id,
-                turns=gold_record.turns,
-                ai_values=[exported_value(v) for v in gold.ai_values],
-                human_values=[exported_value(v) for v in gold.human_values],
-                response_type=gold.response_type,
-                subjective=gold.subjective,
-                task=gold.task,
-                task_description=gold.task_description,
-                decided_by=gold.decided_by,
-                decided_at=gold.decided_at.isoformat() if gold.decided_at else None,
-                n_annotations=len(labelled),
-                new_labels_since=newer,
-                annotations=([_exported_annotation(a) for a in labelled]
-                             if filters.include_annotations else []),
-            )
-        except ValidationError as exc:
-            yield (gold_record.conversation_id, _invalid_reason(exc))
-            continue
-        yield record
+            gold_record.labels_seen, gold.decided_at, annotations_of(labelled))
+        yield _record(gold_record, labelled, newer, filters.include_annotations, exported_value)
+
+
+ValueOf = Callable[[str], tuple[ExportedValue, dict[str, Any]]]
+
+
+def _exported_value_and_row(name: str) -> tuple[ExportedValue, dict[str, Any]]:
+    value = _exported_value(name)
+    return value, value.model_dump(mode="json")
+
+
+def _record(gold_record: _Gold, labelled: list[PlainVote], newer: bool,
+            with_annotations: bool, value_of: ValueOf
+            ) -> ExportRecord | PlainRecord | tuple[str, str]:
+    """The record of one decided conversation: plain when every field is what `ExportRecord`
+    would accept unchanged, else validated by it (its reason when it refuses)."""
+    gold = gold_record.gold
+    ai_values = [value_of(name) for name in gold.ai_values]
+    human_values = [value_of(name) for name in gold.human_values]
+    turns = gold_record.turns or []
+    if (type(turns) is list and turns
+            and all(type(t) is dict and t.get("role") in ROLES and type(t.get("text")) is str
+                    for t in turns)
+            and all(value.name.strip() for value, _ in (*ai_values, *human_values))
+            and type(gold_record.conversation_id) is str and type(gold_record.source) is str
+            and (gold_record.external_id is None or type(gold_record.external_id) is str)
+            and gold.response_type is not None and gold.subjective is not None):
+        row = {
+            "conversation_id": gold_record.conversation_id,
+            "source": gold_record.source,
+            "external_id": gold_record.external_id,
+            "turns": [{"role": t["role"], "text": t["text"]} for t in turns],
+            "ai_values": [fields for _, fields in ai_values],
+            "human_values": [fields for _, fields in human_values],
+            "response_type": gold.response_type.value,
+            "subjective": gold.subjective,
+            "task": gold.task,
+            "task_description": gold.task_description,
+            "decided_by": gold.decided_by,
+            "decided_at": gold.decided_at.isoformat() if gold.decided_at else None,
+            "n_annotations": len(labelled),
+            "new_labels_since": newer,
+            "annotations": ([{**vote.labels.json_fields(), "annotator": vote.annotator,
+                              "edited_by": vote.edited_by} for vote in labelled]
+                            if with_annotations else []),
+        }
+        return PlainRecord(gold_record.conversation_id, gold_record.source, gold.response_type,
+                           gold.subjective, gold.task, gold.decided_by, len(labelled), newer,
+                           [value for value, _ in ai_values], row)
+    try:
+        return ExportRecord(
+            conversation_id=gold_record.conversation_id,
+            source=gold_record.source,
+            external_id=gold_record.external_id,
+            turns=turns,
+            ai_values=[value for value, _ in ai_values],
+            human_values=[value for value, _ in human_values],
+            response_type=gold.response_type,
+            subjective=gold.subjective,
+            task=gold.task,
+            task_description=gold.task_description,
+            decided_by=gold.decided_by,
+            decided_at=gold.decided_at.isoformat() if gold.decided_at else None,
+            n_annotations=len(labelled),
+            new_labels_since=newer,
+            annotations=([{"annotator": vote.annotator, "edited_by": vote.edited_by,
+                           **vote.labels._asdict()} for vote in labelled]
+                         if with_annotations else []),
+        )
+    except ValidationError as exc:
+        return (gold_record.conversation_id, _invalid_reason(exc))
 
 
 def _model_calls(db: sqlite_utils.Database, ids: IdRange
@@ -397,7 +449,7 @@ def _selected(
         if isinstance(item, LeftOut):
             report.left_out.append(item)
             continue
-        if isinstance(item, tuple):
+        if type(item) is tuple:  # (id, why): a `PlainRecord` is a tuple too
             report.invalid.append(item)
             report.left_out.append(LeftOut(conversation_id=item[0], reason=item[1]))
             continue
@@ -411,7 +463,12 @@ def _selected(
         yield item
 
 
-def _row(record: ExportRecord | ProposalRecord, what: ExportWhat) -> dict[str, Any]:
+def _row(record: ExportRecord | PlainRecord | ProposalRecord, what: ExportWhat
+         ) -> dict[str, Any]:
+    if isinstance(record, PlainRecord):
+        if what is ExportWhat.gold:
+            del record.row["annotations"]
+        return record.row
     exclude = {"annotations"} if what is ExportWhat.gold else None
     return record.model_dump(mode="json", exclude=exclude)
 

@@ -12,8 +12,8 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from itertools import groupby
-from operator import itemgetter
+from itertools import chain, groupby
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,9 +30,17 @@ from annotator.datasets.halves import (
     second_half_start,
     worker_counting,
 )
+from annotator.datasets.plain import (
+    PlainGold,
+    PlainLabels,
+    PlainVote,
+    Vote,
+    annotations_of,
+    plain_votes_in_order,
+    vote_rows_in_order,
+)
 from annotator.db import (
     EVERY_ID,
-    VOTE_COLUMNS,
     VOTES,
     IdRange,
     annotation_to_row,
@@ -190,17 +198,6 @@ def _same_turns(a: str, b: str) -> bool:
 FIELD_NAMES = {"response_type": "the response type", "subjective": "subjective"}
 
 
-class Vote(NamedTuple):
-    """What deciding by majority reads of one annotation: who, the two required fields, and
-    what its source marked missing. Read straight from SQL for a whole study (`people_needed`):
-    a full `Annotation` per row costs about 90 us, 80 s at 900,000 annotations."""
-
-    annotator: str
-    response_type: Any
-    subjective: Any
-    missing: tuple[str, ...] = ()
-
-
 def _vote(annotation: Annotation) -> Vote:
     labels = annotation.labels
     return Vote(annotation.annotator, labels.response_type, labels.subjective,
@@ -208,6 +205,8 @@ def _vote(annotation: Annotation) -> Vote:
 
 
 def _missing(vote: Vote) -> list[str]:
+    if not vote.missing and vote.response_type is not None and vote.subjective is not None:
+        return []  # complete (`REQUIRED_FIELDS`, spelled out): most votes, read per vote
     empty = [f for f in REQUIRED_FIELDS if getattr(vote, f) is None]
     return list(dict.fromkeys([*vote.missing, *empty]))
 
@@ -233,12 +232,16 @@ def no_majority_reason(annotations: Sequence[AnnotatorLabels | Vote]) -> str | N
     if not annotations:
         return "no annotations"
     need = len(annotations) // 2 + 1
-    for field in REQUIRED_FIELDS:
-        votes = _tally(getattr(a, field) for a in annotations)
+    for field, getter in _REQUIRED:
+        votes = _tally(map(getter, annotations))
         votes.pop(None, None)
         if not votes or max(votes.values()) < need:
             return f"{len(annotations)} annotations split on {FIELD_NAMES[field]}"
     return None
+
+
+# each required field with its getter (C: no Python frame per vote)
+_REQUIRED = tuple((name, attrgetter(name)) for name in REQUIRED_FIELDS)
 
 
 def _tally(items: Iterable[Any]) -> dict[Any, int]:
@@ -290,17 +293,21 @@ def _majority_of(labels: Sequence[Labels]) -> _Majority:
     """`majority_label`'s fields, for labels on which a majority decides (`no_majority_reason`
     is None): no model is built, which an export checking every majority gold would pay."""
     need = len(labels) // 2 + 1
+    return _Majority(_agreed(map(_AI_VALUES, labels), need),
+                     _agreed(map(_HUMAN_VALUES, labels), need),
+                     _most_common(_tally(map(_RESPONSE_TYPE, labels))),
+                     _most_common(_tally(map(_SUBJECTIVE, labels))), *majority_task(labels))
 
-    def decided(field: str) -> Any:
-        return _most_common(_tally(getattr(a, field) for a in labels))
 
-    def agreed(field: str) -> list[str]:
-        # each annotation counts a value once; the order is the one values were first listed
-        counts = _tally(v for a in labels for v in dict.fromkeys(getattr(a, field)))
-        return [v for v, n in counts.items() if n >= need]
+_AI_VALUES, _HUMAN_VALUES = attrgetter("ai_values"), attrgetter("human_values")
+_RESPONSE_TYPE, _SUBJECTIVE = attrgetter("response_type"), attrgetter("subjective")
 
-    return _Majority(agreed("ai_values"), agreed("human_values"), decided("response_type"),
-                     decided("subjective"), *majority_task(labels))
+
+def _agreed(lists: Iterable[list[str]], need: int) -> list[str]:
+    """The values at least `need` of these lists name; each list counts a value once, and the
+    order is the one values were first listed."""
+    counts = _tally(chain.from_iterable(map(dict.fromkeys, lists)))
+    return [value for value, n in counts.items() if n >= need]
 
 
 def majority_task(annotations: Sequence[Labels]) -> tuple[str | None, str | None]:
@@ -397,14 +404,29 @@ def majority_out_of_date(gold: GoldLabel, annotations: list[Annotation]) -> str 
     annotations (a split, an incomplete label, other labels, none left), or None when it
     still is. Such gold is not decided: nothing exports it, `adjudicate` re-opens it."""
     own, aside = own_annotations(annotations)
-    if not own:
+    return out_of_date_reason(gold, [_vote(a) for a in own], [a.labels for a in own], aside)
+
+
+def plain_out_of_date(gold: Labels | PlainGold, votes: list[PlainVote]) -> str | None:
+    """`majority_out_of_date` of plain votes (`plain`: a pass over every conversation)."""
+    own = [vote for vote in votes if vote.own]
+    return out_of_date_reason(gold, [vote.vote() for vote in own],
+                              [vote.labels for vote in own], len(votes) - len(own))
+
+
+def out_of_date_reason(gold: Labels | PlainGold, votes: list[Vote],
+                       labels: Sequence[Labels | PlainLabels], aside: int) -> str | None:
+    """`majority_out_of_date` of the own annotations' votes and labels, `aside` more set
+    aside: models, or the plain tuples of `plain` (an export's pass over every
+    conversation)."""
+    if not votes:
         return (f"its {aside} annotation{'s were' if aside > 1 else ' was'} {SET_ASIDE_WHY}"
                 if aside else "no live annotations left")
-    reason = undecided_reason(own)
+    reason = _undecided(votes)
     if reason:
         return reason
     # a majority decides (no reason above): its labels, compared as `adjudicate` compares them
-    found = _majority_of([a.labels for a in own])
+    found = _majority_of(labels)
     if not _same_labels(gold, found._replace(task_description=_kept_description(gold, found))):
         return "the majority of the live annotations now gives other labels"
     return None
@@ -419,11 +441,8 @@ def live_annotations_in_order(db: sqlite_utils.Database, ids: IdRange = EVERY_ID
     """`live_annotations` one conversation at a time, in conversation id order (SQLite's
     binary order, which is Python's order of the ids): a reader that walks gold in the same
     order holds one conversation's annotations, not the study's. `ids`: only those."""
-    in_range, params = id_range_sql("conversation_id", ids)
-    rows = db.execute(f"select {', '.join(VOTE_COLUMNS)} from annotations where {VOTES} and "
-                      f"{in_range} order by conversation_id, annotator", params)
-    for conversation_id, group in groupby(rows, key=itemgetter(1)):
-        yield conversation_id, [vote_to_annotation(row) for row in group]
+    for conversation_id, rows in vote_rows_in_order(db, ids):
+        yield conversation_id, [vote_to_annotation(row) for row in rows]
 
 
 def _as_annotator_labels(annotation: Annotation) -> AnnotatorLabels:
@@ -437,7 +456,10 @@ def undecided_reason(annotations: list[Annotation]) -> str | None:
     """Why these annotations of one conversation do not decide its gold by majority: an
     incomplete annotation (a person looks, or its reviewer finishes it) or a split; None when
     a majority decides."""
-    votes = [_vote(a) for a in annotations]
+    return _undecided([_vote(a) for a in annotations])
+
+
+def _undecided(votes: list[Vote]) -> str | None:
     return _incomplete(votes) or no_majority_reason(votes)
 
 
@@ -541,25 +563,27 @@ def _decisions(db: sqlite_utils.Database, min_annotations: int, ids: IdRange,
     gold_rows = ((row["conversation_id"], row) for row in db.query(
         f"select * from gold where {in_range} order by conversation_id", params))
     unreported = 0
-    for conversation_id, labelled, existing in side_by_side(live_annotations_in_order(db, ids),
+    for conversation_id, labelled, existing in side_by_side(plain_votes_in_order(db, ids),
                                                               gold_rows):
         labelled = labelled or []
         unreported += len(labelled)
         if rows_read is not None and unreported >= every:
             rows_read(unreported)
             unreported = 0
-        own, aside = own_annotations(labelled)
-        report.set_aside += aside
+        own = [vote for vote in labelled if vote.own]
+        report.set_aside += len(labelled) - len(own)
         gold = row_to_gold(existing) if existing else None
         if gold is not None and gold.decided_by != MAJORITY:
             report.kept_person_decisions += 1
-            if new_labels_since(existing.get("labels_seen"), gold.decided_at, labelled):
+            if new_labels_since(existing.get("labels_seen"), gold.decided_at,
+                                annotations_of(labelled)):
                 report.new_labels_since.append(conversation_id)
             continue
         if len(own) >= min_annotations:
-            reason = undecided_reason(own)  # None: a majority decides (`no_majority_reason`)
-            label = None if reason else _majority_gold([a.labels for a in own],
-                                                       [a.annotator for a in own])
+            # None: a majority decides (`no_majority_reason`)
+            reason = _undecided([vote.vote() for vote in own])
+            label = None if reason else _majority_gold([vote.labels for vote in own],
+                                                       [vote.annotator for vote in own])
             if label is not None and gold is not None:
                 label = _keep_description(gold, label)
             if label is not None and gold is not None and _same_labels(gold, label):
@@ -571,7 +595,7 @@ def _decisions(db: sqlite_utils.Database, min_annotations: int, ids: IdRange,
                 report.decided += 1
                 continue
             report.add_person_needed(conversation_id, reason or "no majority")
-        if gold is not None and (why := majority_out_of_date(gold, labelled)):
+        if gold is not None and (why := plain_out_of_date(gold, labelled)):
             reopening.append(_reopen_row(conversation_id, existing, why))
             report.reopened.append(PersonNeeded(conversation_id=conversation_id, reason=why))
     return report, decided, reopening

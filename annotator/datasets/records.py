@@ -4,6 +4,8 @@ filters a user chose, and the report of what an export wrote and what it left ou
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from annotator.datasets.gold import MAJORITY
@@ -60,6 +62,23 @@ class ExportRecord(BaseModel):
     annotations: list[ExportedAnnotation] = Field(default_factory=list)
 
     _names_present = field_validator("ai_values", "human_values")(_named)
+
+
+class PlainRecord(NamedTuple):
+    """An `ExportRecord` whose fields needed no validation (`export._plain_record` checked
+    them): the fields the filters and the stats read, and `row`, the record as
+    `model_dump(mode="json")` gives it."""
+
+    conversation_id: str
+    source: str
+    response_type: ResponseType
+    subjective: bool
+    task: str | None
+    decided_by: str
+    n_annotations: int
+    new_labels_since: bool
+    ai_values: list[ExportedValue]
+    row: dict[str, Any]
 
 
 class ProposalRecord(BaseModel):
@@ -129,7 +148,7 @@ class ExportStats(BaseModel):
     free_values: int = 0
     _ids: set[str] = PrivateAttr(default_factory=set)
 
-    def add(self, record: ExportRecord | ProposalRecord) -> None:
+    def add(self, record: ExportRecord | PlainRecord | ProposalRecord) -> None:
         # each attribute read and set once a record: a model's private attribute and its
         # assignment go through pydantic, once per value they cost seconds an export
         ids = self._ids

@@ -1,0 +1,109 @@
+"""The export's records as the code before the plain path built them: one `Annotation` model
+per vote, a `GoldLabel` per gold row and an `ExportRecord` validated and dumped per record.
+Kept as the oracle `tests/test_export_plain.py` checks `export.export_records` against: the
+same files, byte for byte, and the same report."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import sqlite_utils
+from pydantic import ValidationError
+
+from annotator.datasets.export import _exported_value, _gold_gaps, _invalid_reason
+from annotator.datasets.gold import (
+    MAJORITY,
+    live_annotations_in_order,
+    majority_out_of_date,
+    new_labels_since,
+    not_adjudicated_reason,
+    side_by_side,
+)
+from annotator.datasets.records import ExportFilter, ExportRecord, LeftOut
+from annotator.db import EVERY_ID, IdRange, id_range_sql, loads, row_to_gold
+from annotator.models import Annotation, GoldLabel
+
+
+def _exported_annotation(annotation: Annotation) -> dict[str, Any]:
+    return {"annotator": annotation.annotator, "edited_by": annotation.edited_by,
+            **annotation.labels.__dict__}
+
+
+class _Gold(NamedTuple):
+    conversation_id: str
+    source: str
+    external_id: str | None
+    turns: list[Any] | None
+    gold: GoldLabel
+    labels_seen: str | None
+
+
+def _gold_in_order(db: sqlite_utils.Database, ids: IdRange) -> Iterator[_Gold]:
+    in_range, params = id_range_sql("g.conversation_id", ids)
+    for row in db.query("select g.*, c.id as _c_id, c.source as _c_source, "
+                        "c.external_id as _c_external_id, c.turns as _c_turns from gold g "
+                        "left join conversations c on c.id = g.conversation_id "
+                        f"where {in_range} order by g.conversation_id", params):
+        yield _Gold(row["conversation_id"], row["_c_source"] or "", row["_c_external_id"],
+                    None if row["_c_id"] is None else loads(row["_c_turns"], []),
+                    row_to_gold(row), row.get("labels_seen"))
+
+
+def export_records(
+    db: sqlite_utils.Database,
+    filters: ExportFilter | None = None,
+    without_gold: list[tuple[str, str]] | None = None,
+    ids: IdRange = EVERY_ID,
+) -> Iterator[ExportRecord | tuple[str, str] | LeftOut]:
+    filters = filters or ExportFilter()
+    live = iter(live_annotations_in_order(db, ids))
+    exported_value = functools.cache(_exported_value)
+    golds = ((gold.conversation_id, gold) for gold in _gold_in_order(db, ids))
+    for conversation_id, labelled, gold_record in side_by_side(live, golds):
+        if gold_record is None:
+            if without_gold is not None:
+                without_gold.append((conversation_id, not_adjudicated_reason(labelled)))
+            continue
+        labelled = labelled or []
+        gold = gold_record.gold
+        if gold_record.turns is None:
+            yield (conversation_id, "gold of a conversation that is not in the study")
+            continue
+        gap = _gold_gaps(gold)
+        if gap:
+            yield (gold_record.conversation_id, gap)
+            continue
+        if gold.decided_by == MAJORITY and (why := majority_out_of_date(gold, labelled)):
+            if filters.sources and gold_record.source not in filters.sources:
+                continue
+            yield LeftOut(conversation_id=gold_record.conversation_id,
+                          reason=f"majority gold no longer decided: {why} (new labels since "
+                                 "it was decided; run `annotator adjudicate`)")
+            continue
+        newer = gold.decided_by != MAJORITY and new_labels_since(
+            gold_record.labels_seen, gold.decided_at, labelled)
+        try:
+            record = ExportRecord(
+                conversation_id=gold_record.conversation_id,
+                source=gold_record.source,
+                external_id=gold_record.external_id,
+                turns=gold_record.turns,
+                ai_values=[exported_value(v) for v in gold.ai_values],
+                human_values=[exported_value(v) for v in gold.human_values],
+                response_type=gold.response_type,
+                subjective=gold.subjective,
+                task=gold.task,
+                task_description=gold.task_description,
+                decided_by=gold.decided_by,
+                decided_at=gold.decided_at.isoformat() if gold.decided_at else None,
+                n_annotations=len(labelled),
+                new_labels_since=newer,
+                annotations=([_exported_annotation(a) for a in labelled]
+                             if filters.include_annotations else []),
+            )
+        except ValidationError as exc:
+            yield (gold_record.conversation_id, _invalid_reason(exc))
+            continue
+        yield record
