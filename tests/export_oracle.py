@@ -1,7 +1,8 @@
 """The export's records as the code before the plain path built them: one `Annotation` model
-per vote, a `GoldLabel` per gold row and an `ExportRecord` validated and dumped per record.
-Kept as the oracle `tests/test_export_plain.py` checks `export.export_records` against: the
-same files, byte for byte, and the same report."""
+per vote, a `GoldLabel` per gold row and an `ExportRecord` validated and dumped per record;
+an `Extraction` and a `ProposalRecord` per proposal. Kept as the oracle
+`tests/test_export_plain.py` checks `export.export_records` and `proposals.proposal_records`
+against: the same files, byte for byte, and the same report."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, NamedTuple
 import sqlite_utils
 from pydantic import ValidationError
 
-from annotator.datasets.export import _exported_value, _gold_gaps, _invalid_reason
+from annotator.datasets.export import _gold_gaps
 from annotator.datasets.gold import (
     MAJORITY,
     live_annotations_in_order,
@@ -21,8 +22,18 @@ from annotator.datasets.gold import (
     not_adjudicated_reason,
     side_by_side,
 )
-from annotator.datasets.records import ExportFilter, ExportRecord, LeftOut
-from annotator.db import EVERY_ID, IdRange, id_range_sql, loads, row_to_gold
+from annotator.datasets.proposals import model_calls
+from annotator.datasets.records import (
+    ExportFilter,
+    ExportRecord,
+    LeftOut,
+    ProposalRecord,
+)
+from annotator.datasets.records import invalid_reason as _invalid_reason
+from annotator.datasets.values import exported_value as _exported_value
+from annotator.datasets.values import proposal_fields, proposed_value
+from annotator.db import EVERY_ID, IdRange, id_range_sql, loads, row_to_extraction, row_to_gold
+from annotator.extract.prompts import NOT_SCRUB
 from annotator.models import Annotation, GoldLabel
 
 
@@ -107,3 +118,47 @@ def export_records(
             yield (gold_record.conversation_id, _invalid_reason(exc))
             continue
         yield record
+
+
+_PROPOSALS_SQL = (
+    "select e.*, c.id as conversation_present, c.source as conversation_source, "
+    "c.turns as conversation_turns, c.external_id as conversation_external_id, "
+    "p.name as prompt_name, p.version as prompt_version from extractions e "
+    "left join conversations c on c.id = e.conversation_id "
+    "left join prompts p on p.id = e.prompt_id "
+    f"where e.{NOT_SCRUB} and {{in_range}} order by e.conversation_id, e.prompt_id, e.model"
+)
+
+
+def proposal_records(db: sqlite_utils.Database, ids: IdRange = EVERY_ID
+                     ) -> Iterator[ProposalRecord | tuple[str, str]]:
+    calls = model_calls(db, ids)
+    fields = functools.cache(proposal_fields)
+    in_range, params = id_range_sql("e.conversation_id", ids)
+    for row in db.query(_PROPOSALS_SQL.format(in_range=in_range), params):
+        extra = {k: row.pop(k) for k in ("conversation_present", "conversation_source",
+                                         "conversation_turns", "conversation_external_id",
+                                         "prompt_name", "prompt_version")}
+        if extra["conversation_present"] is None:
+            yield (row["conversation_id"], "proposal of a conversation that is not in the study")
+            continue
+        try:
+            extraction = row_to_extraction(row)
+            n_calls, ms = calls.get((row["conversation_id"], row["prompt_id"], row["model"]),
+                                    (0, 0.0))
+            yield ProposalRecord(
+                **extraction.model_dump(exclude={"ai_values", "human_values", "raw_reply",
+                                                 "created_at"}),
+                source=extra["conversation_source"] or "",
+                external_id=extra["conversation_external_id"],
+                turns=loads(extra["conversation_turns"], []),
+                prompt_name=extra["prompt_name"],
+                prompt_version=extra["prompt_version"],
+                ai_values=[proposed_value(v, fields) for v in extraction.ai_values],
+                human_values=[proposed_value(v, fields) for v in extraction.human_values],
+                model_calls=n_calls,
+                call_ms=ms,
+                created_at=extraction.created_at.isoformat(),
+            )
+        except ValidationError as exc:
+            yield (row["conversation_id"], _invalid_reason(exc))

@@ -34,6 +34,7 @@ from annotator import config  # noqa: E402
 from annotator.cli import app  # noqa: E402
 from annotator.datasets import export as export_module  # noqa: E402
 from annotator.datasets import halves  # noqa: E402
+from annotator.datasets import values as values_module  # noqa: E402
 from annotator.datasets.export import (
     CSV_COLUMNS,
     ExportFilter,
@@ -369,7 +370,7 @@ def test_a_failed_export_leaves_the_old_one_and_no_partial_file(study, tmp_path,
     before = {p.relative_to(out.parent): p.read_bytes() for p in out.parent.rglob("*")
               if p.is_file()}
     calls = {"n": 0}
-    real = export_module._exported_value
+    real = export_module.exported_value_and_row
 
     def fail_later(name):
         calls["n"] += 1
@@ -377,7 +378,7 @@ def test_a_failed_export_leaves_the_old_one_and_no_partial_file(study, tmp_path,
             raise RuntimeError("disk gone")
         return real(name)
 
-    monkeypatch.setattr(export_module, "_exported_value", fail_later)
+    monkeypatch.setattr(export_module, "exported_value_and_row", fail_later)
     with pytest.raises(RuntimeError, match="disk gone"):
         export(db, out, "hf" if fmt == "hf" else None, ExportFilter(subjective_only=True),
                force=True)
@@ -508,7 +509,7 @@ def test_hf_card_figures_computed_beside_the_records_are_the_cards_own(study, tm
     def fail(name):
         raise RuntimeError("disk gone")
 
-    monkeypatch.setattr(export_module, "_exported_value", fail)
+    monkeypatch.setattr(export_module, "exported_value_and_row", fail)
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="disk gone"):
         export(db, tmp_path / "failed", "hf")
@@ -548,7 +549,7 @@ def test_jsonl_gz_is_gzip_with_the_jsonl_inside(study, tmp_path):
 
 
 def test_value_refs_resolve_by_node_before_name():
-    value = ProposedValue.model_validate(export_module._proposed_value(ValueRef(
+    value = ProposedValue.model_validate(values_module.proposed_value(ValueRef(
         name="Honesty!", node_id="honesty", evidence="I must be honest", score=0.5)))
     assert (value.node_id, value.free, value.evidence, value.score) == (
         "honesty", False, "I must be honest", 0.5)

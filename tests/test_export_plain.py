@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 import pytest
 from export_oracle import export_records as oracle_export_records
+from export_oracle import proposal_records as oracle_proposal_records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -41,9 +42,9 @@ from annotator.datasets.records import ExportFilter
 from annotator.db import VOTE_COLUMNS, open_db, row_to_gold, vote_to_annotation
 from annotator.models import Labels
 
-NAMES = ["Transparency", "honesty", "  helpfulness ", "efficiency", "Clarity", "Ünïcode ☃", "a \"quoted\" name", "",
-         "   ", "x" * 300, "emoji 🙂", "new\nline", "=cmd|' /C calc'!A0", "nul \u0000 inside",
-         "\u202eevil", "free value"]
+NAMES = ["Transparency", "honesty", "  helpfulness ", "efficiency", "Clarity", "Ünïcode ☃",
+         "a \"quoted\" name", "", "   ", "x" * 300, "emoji 🙂", "new\nline",
+         "=cmd|' /C calc'!A0", "nul \u0000 inside", "\u202eevil", "free value"]
 RESPONSE_TYPES = ["strong support", "mild support", "neutral", "reframing", "no values"]
 
 # what a stored JSON field may hold: right, of another type, or what pydantic coerces
@@ -165,6 +166,8 @@ def _hostile_study(path: Path, n: int = 3_000) -> None:
             turns[1] = {"role": "assistant", "text": 5}
         elif i % 73 == 0:
             turns = {"role": "user"}
+        elif i % 71 == 0:
+            turns[0] = {"role": ["user"], "text": "a role that is a list"}
         if i % 211 != 0:  # some gold of a conversation the study does not have
             conversations.append((cid, ["web", "api", "file ☃"][i % 3],
                                   None if i % 4 else f"ext-{i}", orjson.dumps(turns).decode()))
@@ -209,7 +212,17 @@ def _hostile_study(path: Path, n: int = 3_000) -> None:
                      None if i % 103 == 0 else int(i % 5 != 0), decided_by,
                      None if i % 3 == 0 else "2026-01-02T00:00:00+00:00",
                      "coding" if i % 13 == 0 else None, None if i % 26 else f"task {i}", seen))
+    extractions, calls = _proposals(rng, n)
     with db.conn:
+        db.conn.executemany(
+            "insert into prompts (id, name, version, text, front_matter) values (?, ?, ?, 't', "
+            "'{}')", [("p1", "values", "1")])  # "p 2/ü" has no row
+        db.conn.executemany(
+            f"insert into extractions ({', '.join(EXTRACTION_COLUMNS)}) values "
+            f"({', '.join('?' * len(EXTRACTION_COLUMNS))})", extractions)
+        db.conn.executemany(
+            "insert into model_calls (conversation_id, prompt_id, model, duration_ms) values "
+            "(?, ?, ?, ?)", calls)
         db.conn.executemany(
             "insert into conversations (id, source, external_id, turns, metadata, scrubbed, "
             "ingested_at) values (?, ?, ?, ?, '{}', 1, 't')", conversations)
@@ -224,6 +237,56 @@ def _hostile_study(path: Path, n: int = 3_000) -> None:
     db.conn.close()
 
 
+EXTRACTION_COLUMNS = ("conversation_id", "prompt_id", "model", "extractor", "subjective",
+                      "ai_values", "human_values", "response_type", "status", "error",
+                      "raw_reply", "input_tokens", "output_tokens", "cache_read_tokens",
+                      "cache_write_tokens", "cost_usd", "attempts", "created_at", "task",
+                      "task_description")
+TIMES = ["2026-01-02T03:04:05+00:00", "2026-01-02T03:04:05.250000+00:00",
+         "2026-01-02T03:04:05", "2026-01-02T03:04:05Z", "2026-01-02", "t", "1700000000"]
+
+
+def _proposals(rng: np.random.Generator, n: int) -> tuple[list[tuple], list[tuple]]:
+    """Extractions of two prompt versions in the stored shape, and in the others."""
+    rows, calls = [], []
+    for i in range(0, n, 2):
+        cid = f"c{i:05d}"
+        for prompt in ("p1", "p 2/ü"):
+            refs: list[Any] = [
+                {"name": NAMES[j], "node_id": None if j % 2 else "honesty",
+                 "path": ["a", "b"], "evidence": None if j % 3 else f"quote {j}",
+                 "score": None if j % 4 else 0.5}
+                for j in rng.choice(len(NAMES), size=int(rng.integers(0, 4)))]
+            if i % 58 == 0 and refs:
+                refs[0]["score"] = 1  # an int the model makes 1.0
+            elif i % 62 == 0:
+                refs.append("a bare name")  # refused: a value is an object
+            elif i % 66 == 0 and refs:
+                refs[0]["path"] = "a/b"  # refused
+            elif i % 70 == 0 and refs:
+                refs[0]["node_id"] = "no such node"  # resolved anew by its name
+                refs[0]["extra"] = {"x": 1}
+            row = [cid, prompt, "m", "x", [1, 0, None, 2][i % 4], orjson.dumps(refs).decode(),
+                   orjson.dumps(refs[:1]).decode() if i % 3 else None,
+                   [*RESPONSE_TYPES, None][i // 2 % 6], "ok", None, "reply", 10, 20, 0, 0, 0.01, 1,
+                   TIMES[0] if i % 10 else TIMES[i // 10 % len(TIMES)], None,
+                   "a task" if i % 8 == 0 else None]
+            if i % 74 == 0:
+                row[8], row[9] = "error", "the reply was not JSON"
+            elif i % 78 == 0:
+                row[7] = "bogus"
+            elif i % 82 == 0:
+                row[15], row[12] = "free", 3.5  # refused: a cost and a count are numbers
+            elif i % 86 == 0:
+                row[11] = None  # refused: tokens are a number
+            elif i % 90 == 0:
+                row[10] = b"\x00reply"  # a blob, which the model reads as text
+            rows.append(tuple(row))
+            if i % 4 == 0:
+                calls.extend([(cid, prompt, "m", 120), (cid, prompt, "m", 30.5)][:1 + i % 8 // 4])
+    return rows, calls
+
+
 FILTERS = [
     ExportFilter(),
     ExportFilter(sources=["api", "file ☃"], include_annotations=False),
@@ -232,7 +295,7 @@ FILTERS = [
 ]
 
 
-@pytest.mark.parametrize("what", ["validated", "gold"])
+@pytest.mark.parametrize("what", ["validated", "gold", "proposals"])
 def test_the_plain_export_writes_what_the_models_wrote(tmp_path: Path, monkeypatch,
                                                        what: str) -> None:
     study = tmp_path / "study.db"
@@ -242,7 +305,7 @@ def test_the_plain_export_writes_what_the_models_wrote(tmp_path: Path, monkeypat
     def each_export(folder: Path) -> list[tuple[object, dict]]:
         folder.mkdir()
         made = []
-        for n, chosen in enumerate(FILTERS):
+        for n, chosen in enumerate(FILTERS if what != "proposals" else FILTERS[:3]):
             for fmt in (["jsonl", "csv", "parquet", "hf"] if n == 0 else ["jsonl"]):
                 out = target(folder, fmt, f"out{n}")
                 report = export(db, out, fmt, chosen, what)
@@ -251,6 +314,7 @@ def test_the_plain_export_writes_what_the_models_wrote(tmp_path: Path, monkeypat
 
     plain = each_export(tmp_path / "plain")
     monkeypatch.setattr(export_module, "export_records", oracle_export_records)
+    monkeypatch.setattr(export_module, "proposal_records", oracle_proposal_records)
     models = each_export(tmp_path / "models")
     for (plain_file, plain_report), (model_file, model_report) in zip(plain, models,
                                                                       strict=True):
@@ -258,6 +322,12 @@ def test_the_plain_export_writes_what_the_models_wrote(tmp_path: Path, monkeypat
         assert plain_report == model_report
     report = plain[0][1]
     reasons = " ".join(why for _, why in report["invalid"])
+    if what == "proposals":
+        for said in ("Input should be an object", "path", "response_type", "input_tokens",
+                     "created_at", "not in the study"):
+            assert said in reasons
+        assert report["exported"] > 2_000 and report["stats"]["statuses"]["error"] > 10
+        return
     # every kind of refusal and leaving out happened, and most records were written
     for said in ("turns", "a value has an empty name", "not in the study", "gold has no"):
         assert said in reasons

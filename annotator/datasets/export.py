@@ -55,18 +55,24 @@ from annotator.datasets.plain import (
     PlainVote,
     annotations_of,
     plain_gold,
+    plain_turns,
     plain_votes_in_order,
 )
+from annotator.datasets.proposals import proposal_records
 from annotator.datasets.records import (
+    AnyRecord,
     ExportedValue,
     ExportFilter,
     ExportRecord,
     ExportReport,
     ExportStats,
     LeftOut,
+    PlainProposal,
     PlainRecord,
     ProposalRecord,
+    invalid_reason,
 )
+from annotator.datasets.values import exported_value_and_row
 from annotator.datasets.writers import (
     HF_DATA_FILE,
     PARQUET_FORMATS,
@@ -93,17 +99,13 @@ from annotator.db import (
     id_range_sql,
     loads,
     provenance,
-    row_to_extraction,
     worker_study,
 )
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
-from annotator.extract.prompts import NOT_SCRUB
 from annotator.models import (
     GoldLabel,
-    Role,
-    ValueRef,
 )
-from annotator.taxonomy import TOP_CATEGORIES, Node, load_taxonomy
+from annotator.taxonomy import TOP_CATEGORIES
 
 if TYPE_CHECKING:  # the card's figures import the frames module when they are computed
     from annotator.measure.frames import StoredInterAnnotator
@@ -111,46 +113,16 @@ if TYPE_CHECKING:  # the card's figures import the frames module when they are c
 # --- values -------------------------------------------------------------------------------------
 
 
-def _node_fields(node: Node | None, name: str) -> dict[str, Any]:
-    if node is None:
-        return {"name": name, "node_id": None, "category": None, "cluster": None, "free": True}
-    ancestors = load_taxonomy().ancestors(node)
-    return {"name": node.name, "node_id": node.id, "category": ancestors[3].name,
-            "cluster": ancestors[1].name, "free": False}
-
-
-def _exported_value(name: str) -> ExportedValue:
-    return ExportedValue(**_node_fields(load_taxonomy().resolve(name), name))
-
-
-def _proposal_fields(node_id: str | None, name: str) -> dict[str, Any]:
-    tree = load_taxonomy()
-    # The extraction stored the node it resolved; a node the tree no longer has resolves anew.
-    node = (tree.get(node_id) if node_id else None) or tree.resolve(name)
-    return _node_fields(node, name)
-
-
-def _proposed_value(
-    ref: ValueRef, fields: Callable[[str | None, str], dict[str, Any]] = _proposal_fields,
-) -> dict[str, Any]:
-    """A value as `ProposalRecord` validates it into a `ProposedValue` (no model is made per
-    value here). `fields`: `_proposal_fields`, or a cache of it (each value resolved once)."""
-    return {**fields(ref.node_id, ref.name), "evidence": ref.evidence, "score": ref.score}
-
-
 def _category_key(name: str) -> str:
     return name.strip().lower().removesuffix(" values").strip()
 
 
-def _category_matches(record: ExportRecord | ProposalRecord, categories: list[str]) -> bool:
+def _category_matches(record: AnyRecord, categories: list[str]) -> bool:
     wanted = {_category_key(c) for c in categories}
     return any(v.category and _category_key(v.category) in wanted for v in record.ai_values)
 
 
 # --- records --------------------------------------------------------------------------------------
-
-
-ROLES = frozenset(role.value for role in Role)  # a turn's roles, as `Turn` accepts them
 
 
 def _gold_gaps(gold: GoldLabel | PlainGold) -> str | None:
@@ -159,10 +131,6 @@ def _gold_gaps(gold: GoldLabel | PlainGold) -> str | None:
                                      ("subjective", gold.subjective))
             if value is None]
     return f"gold has no {' and no '.join(gone)}" if gone else None
-
-
-def _invalid_reason(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
 
 
 class _Gold(NamedTuple):
@@ -213,7 +181,7 @@ def export_records(
     filters = filters or ExportFilter()
     # Each value resolved once: a study's values repeat (a few thousand names in a million
     # listings), and the records share the resolved value and its row, which nothing changes.
-    exported_value = functools.cache(_exported_value_and_row)
+    exported_value = functools.cache(exported_value_and_row)
     golds = ((gold.conversation_id, gold) for gold in _gold_in_order(db, ids))
     for conversation_id, labelled, gold_record in side_by_side(plain_votes_in_order(db, ids),
                                                                golds):
@@ -246,11 +214,6 @@ def export_records(
 ValueOf = Callable[[str], tuple[ExportedValue, dict[str, Any]]]
 
 
-def _exported_value_and_row(name: str) -> tuple[ExportedValue, dict[str, Any]]:
-    value = _exported_value(name)
-    return value, value.model_dump(mode="json")
-
-
 def _record(gold_record: _Gold, labelled: list[PlainVote], newer: bool,
             with_annotations: bool, value_of: ValueOf
             ) -> ExportRecord | PlainRecord | tuple[str, str]:
@@ -259,10 +222,8 @@ def _record(gold_record: _Gold, labelled: list[PlainVote], newer: bool,
     gold = gold_record.gold
     ai_values = [value_of(name) for name in gold.ai_values]
     human_values = [value_of(name) for name in gold.human_values]
-    turns = gold_record.turns or []
-    if (type(turns) is list and turns
-            and all(type(t) is dict and t.get("role") in ROLES and type(t.get("text")) is str
-                    for t in turns)
+    turns = plain_turns(gold_record.turns, min_turns=1)
+    if (turns is not None
             and all(value.name.strip() for value, _ in (*ai_values, *human_values))
             and type(gold_record.conversation_id) is str and type(gold_record.source) is str
             and (gold_record.external_id is None or type(gold_record.external_id) is str)
@@ -271,7 +232,7 @@ def _record(gold_record: _Gold, labelled: list[PlainVote], newer: bool,
             "conversation_id": gold_record.conversation_id,
             "source": gold_record.source,
             "external_id": gold_record.external_id,
-            "turns": [{"role": t["role"], "text": t["text"]} for t in turns],
+            "turns": turns,
             "ai_values": [fields for _, fields in ai_values],
             "human_values": [fields for _, fields in human_values],
             "response_type": gold.response_type.value,
@@ -294,7 +255,7 @@ def _record(gold_record: _Gold, labelled: list[PlainVote], newer: bool,
             conversation_id=gold_record.conversation_id,
             source=gold_record.source,
             external_id=gold_record.external_id,
-            turns=turns,
+            turns=gold_record.turns,
             ai_values=[value for value, _ in ai_values],
             human_values=[value for value, _ in human_values],
             response_type=gold.response_type,
@@ -310,66 +271,7 @@ def _record(gold_record: _Gold, labelled: list[PlainVote], newer: bool,
                          if with_annotations else []),
         )
     except ValidationError as exc:
-        return (gold_record.conversation_id, _invalid_reason(exc))
-
-
-def _model_calls(db: sqlite_utils.Database, ids: IdRange
-                 ) -> dict[tuple[str, str, str], tuple[int, float]]:
-    """Requests sent and their time, per (conversation, prompt, model), in one pass."""
-    in_range, params = id_range_sql("conversation_id", ids)
-    return {
-        (cid, pid, model): (n, ms or 0.0)
-        for cid, pid, model, n, ms in db.execute(
-            "select conversation_id, prompt_id, model, count(*), sum(duration_ms) "
-            f"from model_calls where {in_range} group by 1, 2, 3", params
-        )
-    }
-
-
-_PROPOSALS_SQL = (
-    "select e.*, c.id as conversation_present, c.source as conversation_source, "
-    "c.turns as conversation_turns, c.external_id as conversation_external_id, "
-    "p.name as prompt_name, p.version as prompt_version from extractions e "
-    "left join conversations c on c.id = e.conversation_id "
-    "left join prompts p on p.id = e.prompt_id "
-    f"where e.{NOT_SCRUB} and {{in_range}} order by e.conversation_id, e.prompt_id, e.model"
-)
-
-
-def proposal_records(db: sqlite_utils.Database, ids: IdRange = EVERY_ID
-                     ) -> Iterator[ProposalRecord | tuple[str, str]]:
-    """Every extraction (of the conversations in `ids`), sorted by conversation, prompt and
-    model; `(id, reason)` if invalid."""
-    calls = _model_calls(db, ids)
-    fields = functools.cache(_proposal_fields)
-    in_range, params = id_range_sql("e.conversation_id", ids)
-    for row in db.query(_PROPOSALS_SQL.format(in_range=in_range), params):
-        extra = {k: row.pop(k) for k in ("conversation_present", "conversation_source",
-                                         "conversation_turns", "conversation_external_id",
-                                         "prompt_name", "prompt_version")}
-        if extra["conversation_present"] is None:  # named, never left out unsaid
-            yield (row["conversation_id"], "proposal of a conversation that is not in the study")
-            continue
-        try:
-            extraction = row_to_extraction(row)
-            n_calls, ms = calls.get((row["conversation_id"], row["prompt_id"], row["model"]),
-                                    (0, 0.0))
-            yield ProposalRecord(
-                **extraction.model_dump(exclude={"ai_values", "human_values", "raw_reply",
-                                                 "created_at"}),
-                source=extra["conversation_source"] or "",
-                external_id=extra["conversation_external_id"],
-                turns=loads(extra["conversation_turns"], []),  # validated as the record's
-                prompt_name=extra["prompt_name"],
-                prompt_version=extra["prompt_version"],
-                ai_values=[_proposed_value(v, fields) for v in extraction.ai_values],
-                human_values=[_proposed_value(v, fields) for v in extraction.human_values],
-                model_calls=n_calls,
-                call_ms=ms,
-                created_at=extraction.created_at.isoformat(),
-            )
-        except ValidationError as exc:
-            yield (row["conversation_id"], _invalid_reason(exc))
+        return (gold_record.conversation_id, invalid_reason(exc))
 
 
 # --- filters --------------------------------------------------------------------------------------
@@ -435,7 +337,7 @@ def _selected(
     db: sqlite_utils.Database, what: ExportWhat, filters: ExportFilter, report: ExportReport,
     ids: IdRange, without_gold: list[tuple[str, str]],
     rows_read: Callable[[int], None] | None = None, every: int = PROGRESS_EVERY,
-) -> Iterator[ExportRecord | ProposalRecord]:
+) -> Iterator[AnyRecord]:
     """The records of `what` (of the conversations in `ids`) that pass every filter; the
     report counts the rest. Annotated conversations without gold go to `without_gold`.
     `rows_read(every)` is called each time `every` more rows are read."""
@@ -449,7 +351,7 @@ def _selected(
         if isinstance(item, LeftOut):
             report.left_out.append(item)
             continue
-        if type(item) is tuple:  # (id, why): a `PlainRecord` is a tuple too
+        if type(item) is tuple:  # (id, why): a plain record is a tuple too
             report.invalid.append(item)
             report.left_out.append(LeftOut(conversation_id=item[0], reason=item[1]))
             continue
@@ -463,8 +365,9 @@ def _selected(
         yield item
 
 
-def _row(record: ExportRecord | PlainRecord | ProposalRecord, what: ExportWhat
-         ) -> dict[str, Any]:
+def _row(record: AnyRecord, what: ExportWhat) -> dict[str, Any]:
+    if isinstance(record, PlainProposal):
+        return record.row
     if isinstance(record, PlainRecord):
         if what is ExportWhat.gold:
             del record.row["annotations"]

@@ -30,9 +30,27 @@ from annotator.db import (
     row_to_gold,
     vote_to_annotation,
 )
-from annotator.models import Annotation, Labels, ResponseType
+from annotator.models import Annotation, Labels, ResponseType, Role
 
 RESPONSE_TYPES: dict[str, ResponseType] = {t.value: t for t in ResponseType}
+ROLES = frozenset(role.value for role in Role)  # a turn's roles, as `Turn` accepts them
+
+
+def plain_turns(turns: Any, min_turns: int) -> list[dict[str, str]] | None:
+    """Stored turns as a record's `list[Turn]` dumps them (role and text; other keys, which
+    the model ignores, dropped), or None when the model would refuse them or has fewer than
+    `min_turns`."""
+    if type(turns) is not list or len(turns) < min_turns:
+        return None
+    plain = []
+    for turn in turns:
+        if type(turn) is not dict:
+            return None
+        role, text = turn.get("role"), turn.get("text")
+        if type(role) is not str or role not in ROLES or type(text) is not str:
+            return None
+        plain.append({"role": role, "text": text})
+    return plain
 
 
 class PlainLabels(NamedTuple):
