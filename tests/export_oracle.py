@@ -1,8 +1,9 @@
 """The export's records as the code before the plain path built them: one `Annotation` model
 per vote, a `GoldLabel` per gold row and an `ExportRecord` validated and dumped per record;
-an `Extraction` and a `ProposalRecord` per proposal. Kept as the oracle
-`tests/test_export_plain.py` checks `export.export_records` and `proposals.proposal_records`
-against: the same files, byte for byte, and the same report."""
+an `Extraction` and a `ProposalRecord` per proposal; and `adjudicate`'s decisions made with
+those models. Kept as the oracle `tests/test_export_plain.py` checks
+`export.export_records`, `proposals.proposal_records` and `gold._decisions` against: the same
+files, byte for byte, the same report and the same gold rows."""
 
 from __future__ import annotations
 
@@ -16,11 +17,23 @@ from pydantic import ValidationError
 from annotator.datasets.export import _gold_gaps
 from annotator.datasets.gold import (
     MAJORITY,
+    AdjudicationReport,
+    Decisions,
+    PersonNeeded,
+    _gold_row,
+    _kept_description,
+    _majority_gold,
+    _majority_of,
+    _reopen_row,
+    _reopened_row,
+    _same_labels,
     live_annotations_in_order,
     majority_out_of_date,
     new_labels_since,
     not_adjudicated_reason,
+    own_annotations,
     side_by_side,
+    undecided_reason,
 )
 from annotator.datasets.proposals import model_calls
 from annotator.datasets.records import (
@@ -162,3 +175,46 @@ def proposal_records(db: sqlite_utils.Database, ids: IdRange = EVERY_ID
             )
         except ValidationError as exc:
             yield (row["conversation_id"], _invalid_reason(exc))
+
+
+def decisions(db: sqlite_utils.Database, min_annotations: int = 2) -> Decisions:
+    """`gold._decisions` of the whole study as the code before plain votes decided: an
+    `Annotation` model per vote, a `GoldLabel` per gold row and per majority."""
+    report = AdjudicationReport()
+    decided: list[dict[str, Any]] = []
+    reopening: list[dict[str, Any]] = []
+    waiting = {row["conversation_id"]: row for row in db.query("select * from gold_reopened")}
+    gold_rows = ((row["conversation_id"], row) for row in db.query(
+        "select * from gold order by conversation_id"))
+    for conversation_id, labelled, existing in side_by_side(live_annotations_in_order(db),
+                                                              gold_rows):
+        labelled = labelled or []
+        own, aside = own_annotations(labelled)
+        report.set_aside += aside
+        gold = row_to_gold(existing) if existing else None
+        if gold is not None and gold.decided_by != MAJORITY:
+            report.kept_person_decisions += 1
+            if new_labels_since(existing.get("labels_seen"), gold.decided_at, labelled):
+                report.new_labels_since.append(conversation_id)
+            continue
+        if len(own) >= min_annotations:
+            reason = undecided_reason(own)
+            label = None if reason else _majority_gold(_majority_of([a.labels for a in own]),
+                                                       [a.annotator for a in own])
+            if label is not None and gold is not None:
+                description = _kept_description(gold, label)
+                if description != label.task_description:
+                    label = label.model_copy(update={"task_description": description})
+            if label is not None and gold is not None and _same_labels(gold, label):
+                report.unchanged += 1
+                continue
+            if label is not None:
+                decided.append(_gold_row(conversation_id, label, existing, None,
+                                         _reopened_row(waiting.get(conversation_id))))
+                report.decided += 1
+                continue
+            report.add_person_needed(conversation_id, reason or "no majority")
+        if gold is not None and (why := majority_out_of_date(gold, labelled)):
+            reopening.append(_reopen_row(conversation_id, existing, why))
+            report.reopened.append(PersonNeeded(conversation_id=conversation_id, reason=why))
+    return report, decided, reopening

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from export_oracle import decisions as oracle_decisions
 from export_oracle import export_records as oracle_export_records
 from export_oracle import proposal_records as oracle_proposal_records
 from hypothesis import HealthCheck, given, settings
@@ -29,6 +30,7 @@ from pydantic import ValidationError
 from test_export_formats import _files_of, _report_of, target
 
 from annotator.datasets import export as export_module
+from annotator.datasets import gold as gold_module
 from annotator.datasets.export import export
 from annotator.datasets.gold import labels_seen
 from annotator.datasets.plain import (
@@ -39,7 +41,7 @@ from annotator.datasets.plain import (
     plain_vote,
 )
 from annotator.datasets.records import ExportFilter
-from annotator.db import VOTE_COLUMNS, open_db, row_to_gold, vote_to_annotation
+from annotator.db import EVERY_ID, VOTE_COLUMNS, open_db, row_to_gold, vote_to_annotation
 from annotator.models import Labels
 
 NAMES = ["Transparency", "honesty", "  helpfulness ", "efficiency", "Clarity", "Ünïcode ☃",
@@ -335,3 +337,29 @@ def test_the_plain_export_writes_what_the_models_wrote(tmp_path: Path, monkeypat
     assert any("not adjudicated" in x["reason"] for x in report["left_out"])
     assert report["exported"] > 500 and report["stats"]["decided_by_person"] > 20
     assert report["stats"]["new_labels_since"] > 0
+
+
+def _timeless(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Gold rows without the moments they were decided or re-opened (now, each run)."""
+    out = []
+    for row in rows:
+        history = [{k: v for k, v in h.items() if k != "decided_at"}
+                   for h in orjson.loads(row["history"])]
+        out.append({**{k: v for k, v in row.items() if k not in ("decided_at", "reopened_at")},
+                    "history": history})
+    return out
+
+
+def test_adjudicate_decides_what_the_models_decided(tmp_path: Path) -> None:
+    """`adjudicate`'s decisions from plain votes and gold: the same report, the same gold
+    rows and the same re-opened labels as with a model per vote and per majority."""
+    study = tmp_path / "study.db"
+    _hostile_study(study)
+    db = open_db(study)
+    report, decided, reopening = gold_module._decisions(db, 2, EVERY_ID)
+    want_report, want_decided, want_reopening = oracle_decisions(db, 2)
+    assert report.model_dump() == want_report.model_dump()
+    assert _timeless(decided) == _timeless(want_decided)
+    assert _timeless(reopening) == _timeless(want_reopening)
+    assert report.decided > 100 and report.unchanged > 100 and report.reopened
+    assert report.need_a_person and report.new_labels_since and report.set_aside
