@@ -183,8 +183,9 @@ def _hostile_study(path: Path, n: int = 3_000) -> None:
                 "response_type": RESPONSE_TYPES[int(rng.integers(0, 5))],
                 "subjective": bool(rng.integers(0, 4)),
             }
-            if i % 13 == 0:
-                labels["task"], labels["task_description"] = "coding", f"task {i}"
+            if i % 13 == 0:  # gold keeps its description where the forms give none
+                labels["task"] = "coding"
+                labels["task_description"] = None if i % 26 == 0 else f"task {i}"
             if i % 17 == 0:
                 labels["notes"] = "a note"
             if i % 19 == 0:
