@@ -243,8 +243,7 @@ def _record(gold_record: _Gold, labelled: list[PlainVote], newer: bool,
             "decided_at": gold.decided_at.isoformat() if gold.decided_at else None,
             "n_annotations": len(labelled),
             "new_labels_since": newer,
-            "annotations": ([{**vote.labels.json_fields(), "annotator": vote.annotator,
-                              "edited_by": vote.edited_by} for vote in labelled]
+            "annotations": ([vote.exported() for vote in labelled]
                             if with_annotations else []),
         }
         return PlainRecord(gold_record.conversation_id, gold_record.source, gold.response_type,

@@ -64,13 +64,6 @@ class PlainLabels(NamedTuple):
     task: str | None
     task_description: str | None
 
-    def json_fields(self) -> dict[str, Any]:
-        """The fields as `model_dump(mode="json")` gives them (the response type's value)."""
-        fields = self._asdict()
-        if self.response_type is not None:
-            fields["response_type"] = self.response_type.value
-        return fields
-
 
 _IS_STR = str.__instancecheck__  # a C call per name, no Python frame: this runs per value
 
@@ -141,6 +134,17 @@ class PlainVote(NamedTuple):
     def vote(self) -> Vote:
         return Vote(self.annotator, self.labels.response_type, self.labels.subjective,
                     self.missing)
+
+    def exported(self) -> dict[str, Any]:
+        """The annotation as an export writes it (`ExportedAnnotation`'s `model_dump(mode=
+        "json")`: the labels' fields, then who wrote them and who last changed them)."""
+        labels = self.labels
+        named = labels.response_type
+        return {"ai_values": labels.ai_values, "human_values": labels.human_values,
+                "response_type": None if named is None else named.value,
+                "subjective": labels.subjective, "notes": labels.notes, "task": labels.task,
+                "task_description": labels.task_description, "annotator": self.row[2],
+                "edited_by": self.row[7]}
 
     def annotation(self) -> Annotation:
         """The model, for the few readers that need all of it (a person's decision's digest,
