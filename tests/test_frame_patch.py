@@ -240,12 +240,26 @@ def test_the_conversation_table_after_a_change_is_the_table_computed_whole(
         study: Path, tmp_path: Path, monkeypatch) -> None:
     """After each kind of write, the app's conversation table made from the one stored before
     it and the changed conversations' rows reads back as the table computed whole (stored and
-    read back the same way), and it was made so; a gold decision computes it whole."""
+    read back the same way), and it was made so: new labels, and new gold of a few
+    conversations (other labels, decided by a person, gold gone, gold new); gold changed for
+    a third of them computes it whole."""
     made = _recorded(monkeypatch, summaries, "conversations_patched")
-    writes = [*WRITES.values(), ["update gold set response_type = 'reframing', "
-                                 "decided_at = 'later' where rowid % 4 = 1"]]
+    gold_writes = {
+        "other gold labels": ["update gold set response_type = 'reframing', "
+                              "ai_values = '[\"care\", \"x\\u202e\"]', "
+                              "decided_at = 'later' where rowid % 25 = 1"],
+        "a person's decisions": ["update gold set decided_by = 'Ana ☃' where rowid % 30 = 2"],
+        "gold gone": ["delete from gold where rowid % 40 = 3"],
+        "gold new": ["insert or ignore into gold (conversation_id, ai_values, human_values, "
+                     "response_type, subjective, decided_by, decided_at, from_annotations, "
+                     "history) select distinct conversation_id, '[]', '[]', 'neutral', 1, "
+                     "'Bo', 'now', '[]', '[]' from annotations"],
+        "a third of gold": ["update gold set decided_at = 'z later' where rowid % 3 = 0"],
+    }
+    writes = [*WRITES.values(), *gold_writes.values()]
     for statements, db in _after_each(study, writes, made):
-        assert made == ([] if "gold" in statements[0] else [True]), statements
+        assert made == ([] if statements == gold_writes["a third of gold"] else [True]), (
+            statements)
         signatures = frame_store.table_signatures(db)
         stored = summary_cache.read_stored(study, "conversations", {}, {
             "annotations": signatures["annotations"], "gold": signatures["gold"]})

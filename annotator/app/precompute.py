@@ -37,7 +37,12 @@ from annotator.extract.prompts import few_shot_map
 from annotator.measure import pair_counts, summaries
 from annotator.measure.agreement import AgreementReport
 from annotator.measure.findings import Combined, combined_annotations, table_findings
-from annotator.measure.frame_patch import Change, change_to, index_if_unchanged
+from annotator.measure.frame_patch import (
+    MAX_CHANGED_SHARE,
+    Change,
+    change_to,
+    index_if_unchanged,
+)
 from annotator.measure.frame_patch import rows_before as rows_before_change
 from annotator.measure.frame_store import (
     has_frame,
@@ -229,12 +234,43 @@ def conversations() -> Summary:
 
 def _conversations(path: str, sigs: Mapping[str, str]) -> Bundle:
     """The conversation table; after new labels, from the table stored before them and the
-    rows of the conversations they changed (`frame_patch.change_to`), gold unchanged."""
+    rows of the conversations they changed (`frame_patch.change_to`), gold unchanged; after
+    new gold (a person's decision, `adjudicate`), from the newest table stored for these
+    annotations and the rows whose gold changed (`summaries.gold_changed`)."""
     annotations, gold_frame = _frame(path, sigs, "annotations"), _frame(path, sigs, "gold")
     before = _before_change(conversations(), path, sigs, "conversations")
-    patched = before is not None and summaries.conversations_patched(
-        *before.tables, before.change.conversations, annotations, gold_frame)
-    return patched or summaries.conversations_bundle(annotations, gold_frame)
+    patched = ((before is not None and summaries.conversations_patched(
+        *before.tables, before.change.conversations, annotations, gold_frame))
+        or _after_gold_change(path, sigs, annotations, gold_frame))
+    bundle = patched or summaries.conversations_bundle(annotations, gold_frame)
+    # what it was made from: the next table after new gold checks it is made from the same
+    # annotations
+    bundle.meta["made_from"] = {table: sigs.get(table, "") for table in ("annotations", "gold")}
+    return bundle
+
+
+def _after_gold_change(path: str, sigs: Mapping[str, str], annotations: pd.DataFrame,
+                       gold_frame: pd.DataFrame) -> Bundle | None:
+    """The conversation table made from the newest one stored for these annotations and
+    other gold; None when there is none, or gold changed for more than a quarter of its rows
+    (then computing it whole costs no more)."""
+    summary = conversations()
+    found = summary_cache.latest_stored_table(path, summary.name, summary.params,
+                                              "conversations")
+    if found is None:
+        return None
+    meta, table = found
+    made_from = meta.get("made_from") or {}
+    if (made_from.get("annotations") != sigs.get("annotations", "")
+            or made_from.get("gold") == sigs.get("gold", "")):
+        return None
+    try:
+        changed = summaries.gold_changed(table, gold_frame)
+    except (KeyError, ValueError, TypeError, pa.ArrowException):  # damaged: computed whole
+        return None
+    if len(changed) > MAX_CHANGED_SHARE * max(table.num_rows, 1):
+        return None
+    return summaries.conversations_patched(table, changed, annotations, gold_frame)
 
 
 def frequencies(table: str) -> Summary:

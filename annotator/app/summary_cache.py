@@ -431,6 +431,23 @@ def read_stored_table(path: str | Path, name: str, params: dict[str, Any], deps:
         return None
 
 
+def latest_stored_table(path: str | Path, name: str, params: dict[str, Any], frame_name: str
+                        ) -> tuple[dict[str, Any], pa.Table] | None:
+    """The meta and one frame (the Arrow table on disk) of the newest bundle stored whole for
+    these parameters, whatever it was computed from (its meta may say: a summary made from the
+    one before a change checks it is the one it needs); None if there is none."""
+    directory = _bundle_dir(path, name, _hash(BUNDLE_VERSION, name, params))
+    bundle = _latest(directory)
+    if bundle is None or frame_name not in bundle.frames:
+        return None
+    try:
+        table = feather.read_table(bundle.frames.directory / f"{frame_name}.arrow",
+                                   memory_map=True)
+    except (OSError, pa.ArrowException):
+        return None
+    return bundle.meta, table
+
+
 def _forget(job_key: tuple[str, str, str], future: Future) -> None:
     if future.exception() is None:
         with _jobs_lock:

@@ -225,16 +225,23 @@ def store_joined(path: str | Path, table: str, signature: str, parts: list[Path]
     return True
 
 
+_EMPTY_LISTS = pa.list_(pa.null())  # a list column whose every list is empty, or None
+_UNTYPED = {pa.null(), _EMPTY_LISTS}
+
+
 def one_after_another(tables: list[pa.Table]) -> pa.Table | None:
     """The rows of these tables one after the other, each column of the one Arrow type the
-    tables give it but where all its values are None (typed as nothing in particular there);
-    None when the tables differ otherwise (other columns, or a column of two types)."""
+    tables give it but where all its values are None, or empty lists (typed as nothing in
+    particular there); None when the tables differ otherwise (other columns, or a column of
+    two types)."""
     names = tables[0].schema.names
     if any(t.schema.names != names for t in tables[1:]):
         return None
     fields = []
     for name in names:
-        types = {t.schema.field(name).type for t in tables} - {pa.null()}
+        types = {t.schema.field(name).type for t in tables} - _UNTYPED
+        if not types and any(t.schema.field(name).type == _EMPTY_LISTS for t in tables):
+            types = {_EMPTY_LISTS}
         if len(types) > 1:
             return None
         fields.append(pa.field(name, types.pop() if types else pa.null()))

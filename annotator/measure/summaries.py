@@ -9,8 +9,10 @@ and recall, per-conversation outcomes, paired deltas between two prompt versions
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -316,6 +318,33 @@ def conversations_bundle(annotations: pd.DataFrame, gold: pd.DataFrame) -> Bundl
         frames={"conversations": table},
         meta={"n": len(table), "rt_split": int(table["rt_split"].sum())},
     )
+
+
+def gold_changed(before: pa.Table, gold: pd.DataFrame) -> list[str]:
+    """The conversations whose gold in the conversation table `before` (as stored) is not
+    their gold in `gold` now: other labels, decided by someone else or at another time, gold
+    new or gone. A row reads gold through these four columns alone (`conversations_bundle`),
+    so these are the rows a change of gold changes, whoever wrote it."""
+    stored = before.select(["conversation_id", "has_gold", "gold_type", "gold_values",
+                            "decided_by", "decided_at"]).to_pydict()
+    has = stored.pop("has_gold")
+    was_ids, *was_columns = (list(compress(column, has)) for column in stored.values())
+    was_columns[1] = [tuple(values or ()) for values in was_columns[1]]
+    now_ids = gold["conversation_id"].tolist()
+    now_columns = [_none_for_nan(gold["response_type"]),
+                   [tuple(v) if isinstance(v, tuple | list) else () for v in gold["ai_values"]],
+                   _none_for_nan(gold["decided_by"]), _none_for_nan(gold["decided_at"])]
+    was, now = list(zip(*was_columns, strict=True)), list(zip(*now_columns, strict=True))
+    if was_ids == now_ids:  # the same conversations have gold: compared in one C loop
+        differ = np.fromiter(map(operator.ne, was, now), dtype=bool, count=len(was))
+        return [was_ids[i] for i in np.flatnonzero(differ)]
+    old, new = dict(zip(was_ids, was, strict=True)), dict(zip(now_ids, now, strict=True))
+    return sorted(cid for cid in old.keys() | new.keys() if old.get(cid) != new.get(cid))
+
+
+def _none_for_nan(column: pd.Series) -> list[Any]:
+    """A frame's column as a list, missing values None (a stored table's missing text)."""
+    return column.astype(object).where(column.notna(), None).tolist()
 
 
 def conversations_patched(before: pa.Table, changed: Sequence[str], annotations: pd.DataFrame,
