@@ -42,10 +42,10 @@ from annotator.datasets.records import (
     LeftOut,
     ProposalRecord,
 )
-from annotator.datasets.records import invalid_reason as _invalid_reason
 from annotator.datasets.values import exported_value as _exported_value
 from annotator.datasets.values import proposal_fields, proposed_value
 from annotator.db import EVERY_ID, IdRange, id_range_sql, loads, row_to_extraction, row_to_gold
+from annotator.errors import invalid_reason as _invalid_reason
 from annotator.extract.prompts import NOT_SCRUB
 from annotator.models import Annotation, GoldLabel
 

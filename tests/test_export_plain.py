@@ -42,6 +42,7 @@ from annotator.datasets.plain import (
 )
 from annotator.datasets.records import ExportFilter
 from annotator.db import EVERY_ID, VOTE_COLUMNS, open_db, row_to_gold, vote_to_annotation
+from annotator.errors import AnnotatorError
 from annotator.models import Labels
 
 NAMES = ["Transparency", "honesty", "  helpfulness ", "efficiency", "Clarity", "Ünïcode ☃",
@@ -111,8 +112,9 @@ def test_a_vote_read_as_a_tuple_equals_the_annotation(row: tuple[Any, ...]) -> N
     assert len(row) == len(VOTE_COLUMNS)
     try:
         annotation = vote_to_annotation(row)
-    except ValidationError:
-        with pytest.raises(ValidationError):
+    except ValidationError:  # said in a line that names the row
+        with pytest.raises(AnnotatorError, match="annotation 'a1' of conversation 'c1'|"
+                                                 "annotation 'a 2' of conversation 'c1'"):
             plain_vote(row)
         return
     vote = plain_vote(row)
@@ -136,11 +138,11 @@ def test_a_vote_read_as_a_tuple_equals_the_annotation(row: tuple[Any, ...]) -> N
 def test_a_gold_row_read_as_a_tuple_equals_the_model(values: tuple[Any, ...]) -> None:
     try:
         gold = row_to_gold(dict(zip(GOLD_COLUMNS, values, strict=True)))
-    except ValidationError:
-        with pytest.raises(ValidationError):
-            plain_gold(values)
+    except ValidationError:  # said in a line that names the conversation
+        with pytest.raises(AnnotatorError, match="the gold of conversation 'c1' holds what"):
+            plain_gold("c1", values)
         return
-    plain = plain_gold(values)
+    plain = plain_gold("c1", values)
     assert _typed(tuple(plain)) == _typed(tuple(getattr(gold, name)
                                                 for name in plain._fields))
 
@@ -364,3 +366,41 @@ def test_adjudicate_decides_what_the_models_decided(tmp_path: Path) -> None:
     assert _timeless(reopening) == _timeless(want_reopening)
     assert report.decided > 100 and report.unchanged > 100 and report.reopened
     assert report.need_a_person and report.new_labels_since and report.set_aside
+
+
+@pytest.mark.parametrize("damaged", [
+    ("annotations", "labels", '{"response_type": "bogus"}', "annotation 'a5-0'"),
+    ("annotations", "missing", "[not json", "annotation 'a5-0'"),
+    ("gold", "decided_at", "not a time", "the gold of conversation 'c00005'"),
+    ("gold", "ai_values", "[1, 2]", "the gold of conversation 'c00005'"),
+])
+def test_a_row_changed_outside_the_tool_is_one_line_and_nothing_is_written(
+        tmp_path: Path, damaged: tuple[str, str, str, str]) -> None:
+    """The command line, on a study one of whose rows another program wrote in a shape the
+    models refuse: `export` and `adjudicate` say which row in one line (no traceback), and
+    write nothing: the earlier export stays, gold is as it was."""
+    from typer.testing import CliRunner
+
+    from annotator.cli import app
+
+    study = tmp_path / "study.db"
+    _hostile_study(study, n=300)
+    runner = CliRunner()
+    out = tmp_path / "v.jsonl"
+    runner.invoke(app, ["export", str(out), "--db", str(study)])  # 1: invalid gold left out
+    before = out.read_bytes()
+    table, column, value, named = damaged
+    db = open_db(study)
+    key = "id = 'a5-0'" if table == "annotations" else "conversation_id = 'c00005'"
+    with db.conn:
+        db.execute(f"update {table} set {column} = ? where {key}", [value])
+    gold_before = list(db.execute("select * from gold order by conversation_id"))
+    for command in (["export", str(out), "--db", str(study), "--force"],
+                    ["adjudicate", "--db", str(study), "--no-summaries"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1, (command, result.output)
+        assert named in result.output and "cannot read" in result.output, result.output
+        assert "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) <= 3, result.output  # a line, wrapped
+    assert out.read_bytes() == before
+    assert list(db.execute("select * from gold order by conversation_id")) == gold_before

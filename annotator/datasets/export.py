@@ -70,7 +70,6 @@ from annotator.datasets.records import (
     PlainProposal,
     PlainRecord,
     ProposalRecord,
-    invalid_reason,
 )
 from annotator.datasets.values import exported_value_and_row
 from annotator.datasets.writers import (
@@ -101,7 +100,7 @@ from annotator.db import (
     provenance,
     worker_study,
 )
-from annotator.errors import NO_ANNOTATIONS, AnnotatorError
+from annotator.errors import NO_ANNOTATIONS, AnnotatorError, invalid_reason
 from annotator.models import (
     GoldLabel,
 )
@@ -156,7 +155,8 @@ def _gold_in_order(db: sqlite_utils.Database, ids: IdRange) -> Iterator[_Gold]:
             f"on c.id = g.conversation_id where {in_range} order by g.conversation_id",
             params):
         yield _Gold(conversation_id, source or "", external_id,
-                    None if present is None else loads(turns, []), plain_gold(gold), seen)
+                    None if present is None else loads(turns, []),
+                    plain_gold(conversation_id, gold), seen)
 
 
 def export_records(

@@ -574,7 +574,8 @@ def _decisions(db: sqlite_utils.Database, min_annotations: int, ids: IdRange,
             unreported = 0
         own = [vote for vote in labelled if vote.own]
         report.set_aside += len(labelled) - len(own)
-        gold = plain_gold([existing[name] for name in GOLD_COLUMNS]) if existing else None
+        gold = (plain_gold(conversation_id, [existing[name] for name in GOLD_COLUMNS])
+                if existing else None)
         if gold is not None and gold.decided_by != MAJORITY:
             report.kept_person_decisions += 1
             if new_labels_since(existing.get("labels_seen"), gold.decided_at,

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import orjson
 import sqlite_utils
+from pydantic import ValidationError
 
 from annotator.db import (
     EVERY_ID,
@@ -30,6 +31,7 @@ from annotator.db import (
     row_to_gold,
     vote_to_annotation,
 )
+from annotator.errors import AnnotatorError, invalid_reason
 from annotator.models import Annotation, Labels, ResponseType, Role
 
 RESPONSE_TYPES: dict[str, ResponseType] = {t.value: t for t in ResponseType}
@@ -153,16 +155,27 @@ class PlainVote(NamedTuple):
 
 
 def plain_vote(row: tuple[Any, ...]) -> PlainVote:
-    """A `PlainVote` of a `VOTE_COLUMNS` row; raises as `vote_to_annotation` does."""
-    stored = row[6]
-    missing = () if stored in (None, "", "[]") else loads(stored, [])
-    if not isinstance(missing, tuple):
-        if not _names(missing):
+    """A `PlainVote` of a `VOTE_COLUMNS` row, the fields it reads as `vote_to_annotation`
+    reads them; a row the models refuse is a one-line error naming it."""
+    try:
+        stored = row[6]
+        missing = () if stored in (None, "", "[]") else loads(stored, [])
+        if not isinstance(missing, tuple):
+            if not _names(missing):
+                return _vote_of(vote_to_annotation(row), row)
+            missing = tuple(missing)
+        if not (type(row[2]) is str and _text(row[7])):
             return _vote_of(vote_to_annotation(row), row)
-        missing = tuple(missing)
-    if not (type(row[2]) is str and _text(row[7])):
-        return _vote_of(vote_to_annotation(row), row)
-    return PlainVote(row, plain_labels(row[3]), missing)
+        return PlainVote(row, plain_labels(row[3]), missing)
+    except (ValidationError, ValueError) as exc:
+        raise _unreadable(f"annotation {row[0]!r} of conversation {row[1]!r}", exc) from None
+
+
+def _unreadable(what: str, exc: Exception) -> AnnotatorError:
+    # a row changed outside the tool (by hand, another program): named, not a traceback
+    why = invalid_reason(exc) if isinstance(exc, ValidationError) else str(exc)
+    return AnnotatorError(f"{what} holds what the study cannot read ({why}): correct or "
+                          "delete that row, then run this again")
 
 
 def _vote_of(annotation: Annotation, row: tuple[Any, ...]) -> PlainVote:
@@ -210,8 +223,16 @@ GOLD_COLUMNS = ("ai_values", "human_values", "response_type", "subjective", "tas
                 "task_description", "decided_by", "decided_at", "from_annotations")
 
 
-def plain_gold(values: Sequence[Any]) -> PlainGold:
-    """The gold of `GOLD_COLUMNS` values, as `row_to_gold` reads them; raises as it does."""
+def plain_gold(conversation_id: str, values: Sequence[Any]) -> PlainGold:
+    """The gold of a conversation from its `GOLD_COLUMNS` values, as `row_to_gold` reads them;
+    values the models refuse are a one-line error naming the conversation."""
+    try:
+        return _plain_gold(values)
+    except (ValidationError, ValueError) as exc:
+        raise _unreadable(f"the gold of conversation {conversation_id!r}", exc) from None
+
+
+def _plain_gold(values: Sequence[Any]) -> PlainGold:
     ai, human, named, subjective, task, description, decided_by, decided_at, sources = values
     ai_values, human_values = loads(ai, []), loads(human, [])
     response_type = RESPONSE_TYPES.get(named) if type(named) is str else None

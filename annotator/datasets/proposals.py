@@ -23,10 +23,10 @@ from annotator.datasets.records import (
     ExportedValue,
     PlainProposal,
     ProposalRecord,
-    invalid_reason,
 )
 from annotator.datasets.values import proposal_fields, proposed_value
 from annotator.db import EVERY_ID, IdRange, id_range_sql, loads, optional_bool, row_to_extraction
+from annotator.errors import invalid_reason
 from annotator.extract.prompts import NOT_SCRUB
 from annotator.models import ExtractionStatus
 

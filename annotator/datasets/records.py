@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from annotator.datasets.gold import MAJORITY
 from annotator.datasets.writers import ExportFormat, ExportWhat
@@ -95,11 +95,6 @@ class PlainProposal(NamedTuple):
     prompt_id: str
     ai_values: list[ExportedValue]
     row: dict[str, Any]
-
-
-def invalid_reason(exc: ValidationError) -> str:
-    """Why a record was refused, in a line: its first three errors."""
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
 
 
 class ProposalRecord(BaseModel):
