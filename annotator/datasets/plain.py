@@ -1,11 +1,12 @@
 """Stored labels, votes and gold read as plain tuples, for the passes over every conversation
-(`export`).
+(`export`, `adjudicate`).
 
 A label as the study stores it (`Labels.model_dump_json`) is read with `orjson` and a few type
 checks: `Labels.model_validate_json` took 8.6 us a label, and an `Annotation` model around it
 as much again, a third of an export at 300,000 conversations. A row in any other shape (a
-field of another type, JSON `orjson` refuses) is read through
-the models, which coerce or refuse it as before: both ways give the same values.
+field of another type, JSON `orjson` refuses) is read through the models, which coerce it as
+before: both ways give the same values. A row the models refuse (written by another program,
+or by hand) is a one-line `AnnotatorError` naming it, not a traceback.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def plain_vote(row: tuple[Any, ...]) -> PlainVote:
         if not (type(row[2]) is str and _text(row[7])):
             return _vote_of(vote_to_annotation(row), row)
         return PlainVote(row, plain_labels(row[3]), missing)
-    except (ValidationError, ValueError) as exc:
+    except (ValidationError, orjson.JSONDecodeError) as exc:
         raise _unreadable(f"annotation {row[0]!r} of conversation {row[1]!r}", exc) from None
 
 
@@ -228,7 +229,7 @@ def plain_gold(conversation_id: str, values: Sequence[Any]) -> PlainGold:
     values the models refuse are a one-line error naming the conversation."""
     try:
         return _plain_gold(values)
-    except (ValidationError, ValueError) as exc:
+    except ValueError as exc:  # a refused field (`ValidationError`), JSON or time
         raise _unreadable(f"the gold of conversation {conversation_id!r}", exc) from None
 
 

@@ -62,7 +62,7 @@ _SQL = (
     f"where e.{NOT_SCRUB} and {{in_range}} order by e.conversation_id, e.prompt_id, e.model"
 )
 
-ValueOf = Callable[[str | None, str], tuple[ExportedValue, dict[str, Any]]]
+ValueOfRef = Callable[[str | None, str], tuple[ExportedValue, dict[str, Any]]]
 
 
 def proposal_records(db: sqlite_utils.Database, ids: IdRange = EVERY_ID
@@ -70,7 +70,7 @@ def proposal_records(db: sqlite_utils.Database, ids: IdRange = EVERY_ID
     """Every extraction (of the conversations in `ids`), sorted by conversation, prompt and
     model; `(id, reason)` if invalid."""
     calls = model_calls(db, ids)
-    value_of: ValueOf = functools.cache(_value_and_fields)
+    value_of: ValueOfRef = functools.cache(_value_and_fields)
     in_range, params = id_range_sql("e.conversation_id", ids)
     for row in db.execute(_SQL.format(in_range=in_range), params):
         if row[21] is None:  # no such conversation: named, never left out unsaid
@@ -86,7 +86,7 @@ def _value_and_fields(node_id: str | None, name: str) -> tuple[ExportedValue, di
     return ExportedValue(**fields), fields
 
 
-def _plain_values(text: str | None, value_of: ValueOf
+def _plain_values(text: str | None, value_of: ValueOfRef
                   ) -> tuple[list[ExportedValue], list[dict[str, Any]]] | None:
     """A stored list of values (`ValueRef`s) as `ProposedValue` rows and the resolved values;
     None: not in the stored shape (the model decides)."""
@@ -120,7 +120,7 @@ def _text(*values: Any) -> bool:
     return all(value is None or type(value) is str for value in values)
 
 
-def _plain_proposal(row: Sequence[Any], n_calls: int, ms: float | int, value_of: ValueOf
+def _plain_proposal(row: Sequence[Any], n_calls: int, ms: float | int, value_of: ValueOfRef
                     ) -> PlainProposal | None:
     """The proposal of an extraction row (`_SQL`) in the stored shape; None: another shape."""
     (_, cid, prompt_id, model, extractor, status, error, subjective, named, task, description,
@@ -169,7 +169,7 @@ def _canonical_time(text: str) -> bool:
 
 
 def _proposal_record(db: sqlite_utils.Database, row: Sequence[Any], n_calls: int,
-                     ms: float | int, value_of: ValueOf) -> ProposalRecord | tuple[str, str]:
+                     ms: float | int, value_of: ValueOfRef) -> ProposalRecord | tuple[str, str]:
     """The proposal of an extraction row not in the stored shape, through the models."""
     def fields(node_id: str | None, name: str) -> dict[str, Any]:
         return value_of(node_id, name)[1]
