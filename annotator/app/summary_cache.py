@@ -423,12 +423,7 @@ def read_stored_table(path: str | Path, name: str, params: dict[str, Any], deps:
     bundle is not stored whole."""
     directory = _bundle_dir(path, name, _hash(BUNDLE_VERSION, name, params)) / _hash(deps)
     bundle = _read(directory) if (directory / "meta.json").exists() else None
-    if bundle is None or frame_name not in bundle.frames:
-        return None
-    try:
-        return feather.read_table(directory / f"{frame_name}.arrow", memory_map=True)
-    except (OSError, pa.ArrowException):
-        return None
+    return _stored_arrow(directory, bundle, frame_name)
 
 
 def latest_stored_table(path: str | Path, name: str, params: dict[str, Any], frame_name: str
@@ -436,16 +431,19 @@ def latest_stored_table(path: str | Path, name: str, params: dict[str, Any], fra
     """The meta and one frame (the Arrow table on disk) of the newest bundle stored whole for
     these parameters, whatever it was computed from (its meta may say: a summary made from the
     one before a change checks it is the one it needs); None if there is none."""
-    directory = _bundle_dir(path, name, _hash(BUNDLE_VERSION, name, params))
-    bundle = _latest(directory)
+    bundle = _latest(_bundle_dir(path, name, _hash(BUNDLE_VERSION, name, params)))
+    table = _stored_arrow(bundle.frames.directory, bundle, frame_name) if bundle else None
+    return None if table is None else (bundle.meta, table)
+
+
+def _stored_arrow(directory: Path, bundle: Bundle | None, frame_name: str) -> pa.Table | None:
+    """One frame of a bundle stored whole in `directory`, as the Arrow table on disk."""
     if bundle is None or frame_name not in bundle.frames:
         return None
     try:
-        table = feather.read_table(bundle.frames.directory / f"{frame_name}.arrow",
-                                   memory_map=True)
+        return feather.read_table(directory / f"{frame_name}.arrow", memory_map=True)
     except (OSError, pa.ArrowException):
         return None
-    return bundle.meta, table
 
 
 def _forget(job_key: tuple[str, str, str], future: Future) -> None:

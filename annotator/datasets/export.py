@@ -222,53 +222,38 @@ def _record(gold_record: _Gold, labelled: list[PlainVote], newer: bool,
     gold = gold_record.gold
     ai_values = [value_of(name) for name in gold.ai_values]
     human_values = [value_of(name) for name in gold.human_values]
+    fields = {  # as `ExportRecord` takes them, in its order
+        "conversation_id": gold_record.conversation_id,
+        "source": gold_record.source,
+        "external_id": gold_record.external_id,
+        "turns": gold_record.turns,
+        "ai_values": [value for value, _ in ai_values],
+        "human_values": [value for value, _ in human_values],
+        "response_type": gold.response_type,
+        "subjective": gold.subjective,
+        "task": gold.task,
+        "task_description": gold.task_description,
+        "decided_by": gold.decided_by,
+        "decided_at": gold.decided_at.isoformat() if gold.decided_at else None,
+        "n_annotations": len(labelled),
+        "new_labels_since": newer,
+        "annotations": [vote.exported() for vote in labelled] if with_annotations else [],
+    }
     turns = plain_turns(gold_record.turns, min_turns=1)
     if (turns is not None
             and all(value.name.strip() for value, _ in (*ai_values, *human_values))
             and type(gold_record.conversation_id) is str and type(gold_record.source) is str
             and (gold_record.external_id is None or type(gold_record.external_id) is str)
             and gold.response_type is not None and gold.subjective is not None):
-        row = {
-            "conversation_id": gold_record.conversation_id,
-            "source": gold_record.source,
-            "external_id": gold_record.external_id,
-            "turns": turns,
-            "ai_values": [fields for _, fields in ai_values],
-            "human_values": [fields for _, fields in human_values],
-            "response_type": gold.response_type.value,
-            "subjective": gold.subjective,
-            "task": gold.task,
-            "task_description": gold.task_description,
-            "decided_by": gold.decided_by,
-            "decided_at": gold.decided_at.isoformat() if gold.decided_at else None,
-            "n_annotations": len(labelled),
-            "new_labels_since": newer,
-            "annotations": ([vote.exported() for vote in labelled]
-                            if with_annotations else []),
-        }
+        # the fields as `model_dump(mode="json")` gives them (their order kept)
+        row = {**fields, "turns": turns, "ai_values": [row for _, row in ai_values],
+               "human_values": [row for _, row in human_values],
+               "response_type": gold.response_type.value}
         return PlainRecord(gold_record.conversation_id, gold_record.source, gold.response_type,
                            gold.subjective, gold.task, gold.decided_by, len(labelled), newer,
-                           [value for value, _ in ai_values], row)
+                           fields["ai_values"], row)
     try:
-        return ExportRecord(
-            conversation_id=gold_record.conversation_id,
-            source=gold_record.source,
-            external_id=gold_record.external_id,
-            turns=gold_record.turns,
-            ai_values=[value for value, _ in ai_values],
-            human_values=[value for value, _ in human_values],
-            response_type=gold.response_type,
-            subjective=gold.subjective,
-            task=gold.task,
-            task_description=gold.task_description,
-            decided_by=gold.decided_by,
-            decided_at=gold.decided_at.isoformat() if gold.decided_at else None,
-            n_annotations=len(labelled),
-            new_labels_since=newer,
-            annotations=([{"annotator": vote.annotator, "edited_by": vote.edited_by,
-                           **vote.labels._asdict()} for vote in labelled]
-                         if with_annotations else []),
-        )
+        return ExportRecord(**fields)
     except ValidationError as exc:
         return (gold_record.conversation_id, invalid_reason(exc))
 

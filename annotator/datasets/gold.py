@@ -37,6 +37,7 @@ from annotator.datasets.plain import (
     PlainVote,
     Vote,
     annotations_of,
+    own_votes,
     plain_gold,
     plain_votes_in_order,
     vote_rows_in_order,
@@ -411,9 +412,9 @@ def majority_out_of_date(gold: GoldLabel, annotations: list[Annotation]) -> str 
 
 def plain_out_of_date(gold: Labels | PlainGold, votes: list[PlainVote]) -> str | None:
     """`majority_out_of_date` of plain votes (`plain`: a pass over every conversation)."""
-    own = [vote for vote in votes if vote.own]
+    own, aside = own_votes(votes)
     return out_of_date_reason(gold, [vote.vote() for vote in own],
-                              [vote.labels for vote in own], len(votes) - len(own))
+                              [vote.labels for vote in own], aside)
 
 
 def out_of_date_reason(gold: Labels | PlainGold, votes: list[Vote],
@@ -572,8 +573,8 @@ def _decisions(db: sqlite_utils.Database, min_annotations: int, ids: IdRange,
         if rows_read is not None and unreported >= every:
             rows_read(unreported)
             unreported = 0
-        own = [vote for vote in labelled if vote.own]
-        report.set_aside += len(labelled) - len(own)
+        own, aside = own_votes(labelled)
+        report.set_aside += aside
         gold = (plain_gold(conversation_id, [existing[name] for name in GOLD_COLUMNS])
                 if existing else None)
         if gold is not None and gold.decided_by != MAJORITY:

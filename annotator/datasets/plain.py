@@ -99,7 +99,10 @@ def plain_labels(raw: str | bytes) -> PlainLabels:
                 and (description is None or type(description) is str)):
             return PlainLabels(ai_values, human_values, response_type, subjective, notes, task,
                                description)
-    labels = Labels.model_validate_json(raw)
+    return _plain_of(Labels.model_validate_json(raw))
+
+
+def _plain_of(labels: Labels) -> PlainLabels:
     return PlainLabels(*(getattr(labels, name) for name in PlainLabels._fields))
 
 
@@ -180,9 +183,7 @@ def _unreadable(what: str, exc: Exception) -> AnnotatorError:
 
 
 def _vote_of(annotation: Annotation, row: tuple[Any, ...]) -> PlainVote:
-    labels = annotation.labels
-    return PlainVote(row, PlainLabels(*(getattr(labels, name) for name in PlainLabels._fields)),
-                     tuple(annotation.missing))
+    return PlainVote(row, _plain_of(annotation.labels), tuple(annotation.missing))
 
 
 def vote_rows_in_order(db: sqlite_utils.Database, ids: IdRange = EVERY_ID
@@ -200,6 +201,13 @@ def plain_votes_in_order(db: sqlite_utils.Database, ids: IdRange = EVERY_ID
     """`gold.live_annotations_in_order` as plain votes."""
     for conversation_id, rows in vote_rows_in_order(db, ids):
         yield conversation_id, [plain_vote(row) for row in rows]
+
+
+def own_votes(votes: Sequence[PlainVote]) -> tuple[list[PlainVote], int]:
+    """The votes whose labels are their author's, and how many were set aside
+    (`gold.own_annotations` of plain votes)."""
+    own = [vote for vote in votes if vote.own]
+    return own, len(votes) - len(own)
 
 
 def annotations_of(votes: Sequence[PlainVote]) -> list[Annotation]:
