@@ -1,7 +1,8 @@
 """Build hook: ship the checkout's user-facing folders inside the wheel.
 
-`prompts/` and `gold/` stay at the top of the checkout, where users read and edit them; a wheel has no checkout, so the build copies them into
-`annotator/bundled/` (`config.shipped_path` looks there first). An editable install skips the
+`prompts/` and `gold/` stay at the top of the checkout, where users read and edit them; a
+wheel has no checkout, so the build copies them into `annotator/bundled/`
+(`config.shipped_path` looks there first). An editable install skips the
 copy: it runs from the checkout, which has the originals.
 """
 

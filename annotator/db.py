@@ -350,6 +350,43 @@ def _add_scrub_passes(db: sqlite_utils.Database) -> None:
     db["study_settings"].create({"key": str, "value": str, "set_at": str}, pk="key")
 
 
+# Tables whose every write sets a new random token in `table_changes` (`_add_change_tokens`).
+TOKEN_TABLES = ("conversations", "annotations", "gold", "tasks")
+# gold decided by a person, not by majority: the token `gold:people` (the Gold page's queue)
+PEOPLE_TOKEN = "gold:people"
+_PERSON = "{row}.decided_by != 'majority'"
+
+
+def _add_change_tokens(db: sqlite_utils.Database) -> None:
+    # Every write to a table the app's summaries read sets a new random token for it, by
+    # triggers: its change signature (`frame_store.table_signatures`) then moves with any change,
+    # whoever makes it (a scrub pass rewriting turns, a fix made in a database browser, values
+    # swapped between two rows) where sums over the columns could stay the same, and it is
+    # read without scanning the table. Random, not counted: a study restored from a copy and
+    # changed again never comes back to a token it had. Per prompt version for extractions.
+    db.execute("create table table_changes (name text primary key, token integer not null) "
+               "without rowid")
+    for name in (*TOKEN_TABLES, PEOPLE_TOKEN):
+        db.execute("insert into table_changes values (?, random())", [name])
+    set_token = "update table_changes set token = random() where name = '{name}';"
+    for table in TOKEN_TABLES:
+        for event in ("insert", "update", "delete"):
+            db.execute(f"create trigger {table}_{event}_token after {event} on {table} "
+                       f"begin {set_token.format(name=table)} end")
+    people = {"insert": _PERSON.format(row="new"), "delete": _PERSON.format(row="old"),
+              "update": f"{_PERSON.format(row='new')} or {_PERSON.format(row='old')}"}
+    for event, when in people.items():
+        db.execute(f"create trigger gold_people_{event}_token after {event} on gold "
+                   f"when {when} begin {set_token.format(name=PEOPLE_TOKEN)} end")
+    prompt_token = ("insert into table_changes values ('extractions:' || {row}.prompt_id, "
+                    "random()) on conflict (name) do update set token = excluded.token;")
+    rows = {"insert": ("new",), "update": ("new", "old"), "delete": ("old",)}
+    for event, refs in rows.items():
+        body = " ".join(prompt_token.format(row=row) for row in refs)
+        db.execute(f"create trigger extractions_{event}_token after {event} on extractions "
+                   f"begin {body} end")
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_core_tables", _create_core_tables),
     ("0002_ingest_runs", _add_ingest_runs),
@@ -365,6 +402,7 @@ MIGRATIONS: list[Migration] = [
     ("0012_gold_reopening", _add_gold_reopening),
     ("0013_flags_and_pulls", _add_flags_and_pulls),
     ("0014_scrub_passes", _add_scrub_passes),
+    ("0015_change_tokens", _add_change_tokens),
 ]
 
 # A flag raised instead of labels: flagged, with a required field left empty. Such an

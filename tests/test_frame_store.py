@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from annotator.db import open_db
+from annotator.db import MIGRATIONS, open_db
 from annotator.measure import frame_store, frames
 from annotator.taxonomy import load_taxonomy
 
@@ -158,6 +160,82 @@ def test_a_changed_table_is_built_afresh_and_its_old_file_removed(study: Path) -
     # only annotations changed: its frame, its row index and the changed conversations' rows
     # before (`frame_patch`)
     assert len(after) == len(TABLES) + 2 and len(after - before) == 3
+
+
+def _sums(path: Path) -> tuple[object, ...]:
+    """What the signatures summed before change tokens: writes that keep these went unseen."""
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute("select count(*), max(decided_at) >= '', total(length(ai_values)), "
+                            "total(length(history)) from gold").fetchone()
+
+
+def test_any_write_by_another_program_gives_its_table_a_new_signature(study: Path,
+                                                                     tmp_path: Path) -> None:
+    """Another program (plain sqlite3, no annotator code) writes what sums over the columns
+    would not see: each write moves its own table's signature and no other's, and what is
+    derived from the table is built afresh from the new rows."""
+    db = open_db(study)
+    with db.conn:
+        db.conn.execute("insert into conversations (id, source, turns, metadata, scrubbed, "
+                        "ingested_at) values ('c0000', 's', '[]', '{}', 0, 't')")
+    frames.stored_frames(db, TABLES)
+    with closing(sqlite3.connect(study)) as conn:
+        one, two = conn.execute("select conversation_id, ai_values from gold where "
+                                "length(ai_values) > 2 order by conversation_id limit 2").fetchall()
+    assert one[1] != two[1]
+    writes = {
+        "gold": [("update gold set ai_values = ? where conversation_id = ?", (two[1], one[0])),
+                 ("update gold set ai_values = ? where conversation_id = ?", (one[1], two[0]))],
+        "gold, decided earlier": [("update gold set decided_at = 's' where conversation_id = "
+                                   "'c0003'", ())],
+        "gold:people": [("update gold set decided_by = 'alice' where conversation_id = 'c0004'",
+                         ())],
+        "conversations": [("update conversations set turns = '[{\"x\": 1}]'", ())],
+        "annotations": [("update annotations set labels = replace(labels, 'neutral', "
+                         "'neutrax') where id = 'a1-0'", ())],
+        "extractions:p1": [("update extractions set model = 'n' where prompt_id = 'p1' and "
+                            "conversation_id = 'c0001'", ())],
+        "tasks": [("insert into tasks (conversation_id, server, project_id, task_id, pushed_at) "
+                   "values ('c0001', 's', 1, 1, 't')", ())],
+    }
+    for what, statements in writes.items():
+        before, sums = frame_store.table_signatures(db), _sums(study)
+        with closing(sqlite3.connect(study)) as conn, conn:
+            for sql, params in statements:
+                assert conn.execute(sql, params).rowcount == 1, what
+        after = frame_store.table_signatures(db)
+        moved = {table for table in after if after[table] != before[table]}
+        table = what.split(",")[0]
+        assert moved == ({"gold", "gold:people"} if table == "gold:people" else {table}), what
+        if table == "gold" and what == "gold":
+            assert _sums(study) == sums  # the old signature would not have moved
+    got = frames.stored_frames(db, TABLES)
+    gold = got["gold"].set_index("conversation_id")["ai_values"]
+    assert list(gold[one[0]]) == orjson.loads(two[1]) and list(gold[two[0]]) == orjson.loads(one[1])
+    pd.testing.assert_frame_equal(got["annotations"], frames.annotations_frame(db))
+    # a copy restored and written again, as often as the study was: a signature never seen
+    copy = tmp_path / "copy.db"
+    shutil.copy(study, copy)
+    write = "update gold set task = ? where conversation_id = 'c0002'"
+    with closing(sqlite3.connect(study)) as conn, conn:
+        conn.execute(write, ["one"])
+    written = frame_store.table_signature(db, "gold")
+    shutil.copy(copy, study)
+    with closing(sqlite3.connect(study)) as conn, conn:
+        conn.execute(write, ["another"])
+    assert frame_store.table_signature(open_db(study), "gold") != written
+
+
+def test_a_study_from_before_change_tokens_gets_them_when_opened(tmp_path: Path) -> None:
+    old = open_db(tmp_path / "old.db", migrations=MIGRATIONS[:-1])
+    assert "table_changes" not in old.table_names()
+    before = frame_store.table_signatures(old)  # read all the same: no token yet
+    assert before["gold"] == "0:"
+    old.conn.close()
+    db = open_db(tmp_path / "old.db")
+    after = frame_store.table_signatures(db)
+    assert after["gold"].startswith("0:") and after["gold"] != before["gold"]
+    assert set(after) == set(before)
 
 
 def test_damaged_linked_or_unwritable_stores_fall_back_to_the_study(study: Path,

@@ -8,12 +8,12 @@ frame keeps the stored rows whose facts are the same, re-reads only the others, 
 rows gone. Reading the facts is one pass over the table without its JSON.
 
 What a frame's row depends on: whether the frame holds the row (its SQL condition: deleted,
-cancelled, edited by someone else, flagged; exactly), and its content, by the quantities the
-table's change signature (`frame_store.table_signatures`) sums for the columns the frame reads:
-the lengths of the labels and of the edit history, the lead time and when it was last updated,
-per row rather than summed. So a row is seen to change whenever the signature would see its
-content change, and more precisely. When the signature changed but no row did, or many rows
-changed, or the parts do not join (`frame_store.joined_rows`), the frame is built whole.
+cancelled, edited by someone else, flagged; exactly), and its content, by the lengths of the
+labels and of the edit history, the lead time and when it was last updated. Every write of
+this tool changes one of those. The table's change signature (`frame_store.table_signatures`)
+moves with any write at all, so when it moved but no row's facts did (another program changed
+a label to one of the same length), or many rows changed, or the parts do not join
+(`frame_store.joined_rows`), the frame is built whole.
 """
 
 from __future__ import annotations

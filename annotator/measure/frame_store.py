@@ -22,12 +22,14 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -51,66 +53,75 @@ def cache_root(path: str | Path) -> Path:
     return p.parent / CACHE_DIR / p.name
 
 
+# Each signature: these counts (the pages read them: a study without gold, its size), then the
+# table's change token, which every write to the table sets anew (`db._add_change_tokens`).
 _SIGNATURE_SQL = {
     "conversations": "select count(*), max(rowid) from conversations",
-    "annotations": "select count(*), total(deleted), total(cancelled), max(updated_at), "
-                   "total(length(history)), total(length(labels)), total(length(edited_by)), "
-                   "total(length(flag)), total(length(missing)), total(lead_time) "
-                   "from annotations",
-    "gold": "select count(*), max(decided_at), total(length(history)), "
-            "total(length(ai_values)), total(length(human_values)), "
-            "total(length(response_type)), total(subjective), total(length(task)), "
-            "total(length(decided_by)) from gold",
+    "annotations": "select count(*) from annotations",
+    "gold": "select count(*) from gold",
     # Gold decided by a person (not by majority), alone: the Gold page's queue leaves these
-    # out and reads nothing else of gold, so a majority decision does not recompute it. The
-    # ids are summed in (rowid, length) as one decision may replace another.
-    "gold:people": "select count(*), max(decided_at), total(rowid), "
-                   "total(length(conversation_id)), total(length(history)) from gold "
-                   f"where decided_by != '{MAJORITY}'",
+    # out and reads nothing else of gold, so a majority decision does not recompute it.
+    "gold:people": f"select count(*) from gold where decided_by != '{MAJORITY}'",
     "tasks": "select count(*), max(pushed_at) from tasks",
 }
 _EXTRACTIONS_SQL = (
     "select prompt_id, status, count(*), max(rowid) from extractions {where} "
     "group by prompt_id, status order by prompt_id, status"
 )
+_TOKENS_SQL = "select name, token from table_changes"
 # What the signatures are made of: a copy of them kept by an earlier version (the app's facts)
 # is not read when this changes, as a signature it lacks would key new results on "".
-SIGNATURES_MADE_OF = json.dumps([_SIGNATURE_SQL, _EXTRACTIONS_SQL], sort_keys=True)
+SIGNATURES_MADE_OF = json.dumps([_SIGNATURE_SQL, _EXTRACTIONS_SQL, _TOKENS_SQL], sort_keys=True)
 
 
 def table_signatures(db: sqlite_utils.Database) -> dict[str, str]:
-    """A cheap change signature per table (and per prompt version for extractions).
+    """A change signature per table (and per prompt version for extractions), read without
+    scanning a table.
 
     What is derived from a table (a frame, an app summary) is keyed on that table's signature,
-    so adjudicating one conversation recomputes what depends on gold and nothing else. Each
-    signature covers what every writer of the table changes: conversations are only inserted
-    (count, last rowid); extractions are written with insert-or-replace (count and last rowid
-    per prompt and status, read from the (prompt_id, status) index); an annotation edit grows
-    its history, a deletion or a cancellation sets a flag; a gold decision sets `decided_at`
-    and grows the history. The other columns a frame reads are summed in too (who last edited
-    an annotation, its flag and lead time; gold's task and decider), as a writer that changes
-    only those still changes the frame.
+    so adjudicating one conversation recomputes what depends on gold and nothing else. A
+    signature ends in the table's change token, which triggers set to a new random number on
+    every insert, update and delete, by this tool or any other program (`db.TOKEN_TABLES`):
+    equal signatures mean the table was not written in between.
     """
-    sigs = {table: ":".join(map(str, db.execute(sql).fetchone()))
-            for table, sql in _SIGNATURE_SQL.items()}
-    sigs.update(_extraction_signatures(db, None))
+    with snapshot(db):
+        tokens = _tokens(db)
+        sigs = {table: _signed(db.execute(sql).fetchone(), tokens.get(table))
+                for table, sql in _SIGNATURE_SQL.items()}
+        sigs.update(_extraction_signatures(db, None, tokens))
     return sigs
 
 
 def table_signature(db: sqlite_utils.Database, table: str) -> str:
     """`table_signatures(db)[table]` ("" for a prompt version without extractions), alone."""
-    if table in _SIGNATURE_SQL:
-        return ":".join(map(str, db.execute(_SIGNATURE_SQL[table]).fetchone()))
-    prompt = table.removeprefix("extractions:")
-    return _extraction_signatures(db, prompt).get(table, "")
+    with snapshot(db):
+        tokens = _tokens(db)
+        if table in _SIGNATURE_SQL:
+            return _signed(db.execute(_SIGNATURE_SQL[table]).fetchone(), tokens.get(table))
+        prompt = table.removeprefix("extractions:")
+        return _extraction_signatures(db, prompt, tokens).get(table, "")
 
 
-def _extraction_signatures(db: sqlite_utils.Database, prompt: str | None) -> dict[str, str]:
+def _tokens(db: sqlite_utils.Database) -> dict[str, int]:
+    """Each table's change token; none in a database the migration has not reached."""
+    try:
+        return dict(db.execute(_TOKENS_SQL).fetchall())
+    except sqlite3.OperationalError:  # no table_changes: a file opened without `open_db`
+        return {}
+
+
+def _signed(counts: tuple[Any, ...], token: int | None) -> str:
+    return ":".join(map(str, (*counts, "" if token is None else token)))
+
+
+def _extraction_signatures(db: sqlite_utils.Database, prompt: str | None,
+                           tokens: dict[str, int]) -> dict[str, str]:
     where, params = ("where prompt_id = ?", [prompt]) if prompt is not None else ("", [])
     per_prompt: dict[str, list[str]] = {}
     for prompt_id, status, n, last in db.execute(_EXTRACTIONS_SQL.format(where=where), params):
         per_prompt.setdefault(prompt_id, []).append(f"{status}={n}@{last}")
-    return {f"extractions:{p}": ",".join(parts) for p, parts in per_prompt.items()}
+    return {f"extractions:{p}": _signed((",".join(parts),), tokens.get(f"extractions:{p}"))
+            for p, parts in per_prompt.items()}
 
 
 @contextmanager
