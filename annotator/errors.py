@@ -1,6 +1,8 @@
 """Errors the library raises for conditions a user can fix; the CLI prints them as one line."""
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pydantic import ValidationError
 
@@ -28,3 +30,27 @@ def invalid_reason(exc: ValidationError) -> str:
     """Why pydantic refused a value, in a line: its first three errors, by field (the values
     themselves are not repeated)."""
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+
+
+# What reading a stored row that another program changed can raise: JSON that does not parse
+# (a ValueError, as is a field pydantic refuses or a time that is not one), a field of another
+# shape (a number where a list was: TypeError; a list where an object was: AttributeError; an
+# object without its name: KeyError).
+UNREADABLE_ROW = (ValueError, TypeError, AttributeError, KeyError)
+
+
+def unreadable_row(what: str, exc: Exception) -> AnnotatorError:
+    """A stored row the study cannot read (changed by hand or by another program), named in one
+    line instead of a traceback. `what` names the row: "annotation 'a1' of conversation 'c1'"."""
+    why = invalid_reason(exc) if isinstance(exc, ValidationError) else str(exc)
+    return AnnotatorError(f"{what} holds what the study cannot read ({why}): correct or "
+                          "delete that row, then run this again")
+
+
+@contextmanager
+def reading_row(what: str) -> Iterator[None]:
+    """Read one stored row inside: what it cannot read is `unreadable_row(what, ...)`."""
+    try:
+        yield
+    except UNREADABLE_ROW as exc:
+        raise unreadable_row(what, exc) from exc

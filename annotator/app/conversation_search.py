@@ -19,7 +19,7 @@ import orjson
 import sqlite_utils
 from pydantic import BaseModel
 
-from annotator.db import loads
+from annotator.db import stored_turns
 
 SNIPPET_CHARS = 90
 _ID_CHARS = re.compile(r"^[0-9a-fA-F:_-]+$")
@@ -123,7 +123,7 @@ def search_conversations(
             if external == query:
                 add(cid, "external id", turns)
             elif any(query.casefold() in str(t.get("text", "")).casefold()
-                     for t in loads(turns, [])):
+                     for t in stored_turns(cid, turns)):
                 add(cid, "text", turns)
     missing = [cid for cid in found if cid not in rows]
     if missing:
@@ -133,7 +133,7 @@ def search_conversations(
     tasks = _tasks(db, list(found))
     for cid, hit in found.items():
         hit.task_id = hit.task_id if hit.task_id is not None else tasks.get(cid)
-        hit.snippet = snippet(loads(rows.get(cid), []),
+        hit.snippet = snippet(stored_turns(cid, rows.get(cid)),
                               query if hit.matched == "text" else "")
     return list(found.values())
 
@@ -150,5 +150,5 @@ def conversation_snippets(
                            ids).fetchall())
     tasks = _tasks(db, ids)
     return {cid: ConversationHit(conversation_id=cid, matched="id", task_id=tasks.get(cid),
-                                 snippet=snippet(loads(rows[cid], [])))
+                                 snippet=snippet(stored_turns(cid, rows[cid])))
             for cid in ids if cid in rows}

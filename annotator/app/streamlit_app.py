@@ -13,6 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from annotator.app.app_pages import common
+from annotator.errors import AnnotatorError
 
 PAGES = Path(__file__).resolve().parent / "app_pages"
 
@@ -35,7 +36,10 @@ def main() -> None:
         st.Page(PAGES / "export.py", title="Export"),
     ])
     common.sidebar()
-    page.run()
+    try:
+        page.run()
+    except AnnotatorError as exc:  # a row another program damaged, say: one line, no traceback
+        st.error(common.md(str(exc)), icon=":material/error:")
     common.finish_run()  # pages that stop early call it themselves (`common.stop`)
 
 

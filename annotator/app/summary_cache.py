@@ -41,6 +41,7 @@ from pyarrow import feather
 
 from annotator.app import queries
 from annotator.db import open_db
+from annotator.errors import AnnotatorError
 from annotator.measure import frames as report
 from annotator.measure.frame_store import (
     SIGNATURES_MADE_OF,
@@ -366,7 +367,9 @@ def get(
     except Exception as exc:  # noqa: BLE001 - shown on the page; the next run retries
         with _jobs_lock:
             _jobs.pop(job_key, None)
-        return Result(None, error=f"{type(exc).__name__}: {exc}", started=started)
+        # a user's error (a damaged row) as its one line; another with its kind
+        why = str(exc) if isinstance(exc, AnnotatorError) else f"{type(exc).__name__}: {exc}"
+        return Result(None, error=why, started=started)
     with _jobs_lock:
         _jobs.pop(job_key, None)
     return Result(bundle)

@@ -32,7 +32,7 @@ from annotator.db import (
     row_to_gold,
     vote_to_annotation,
 )
-from annotator.errors import AnnotatorError, invalid_reason
+from annotator.errors import unreadable_row
 from annotator.models import Annotation, Labels, ResponseType, Role
 
 RESPONSE_TYPES: dict[str, ResponseType] = {t.value: t for t in ResponseType}
@@ -172,14 +172,7 @@ def plain_vote(row: tuple[Any, ...]) -> PlainVote:
             return _vote_of(vote_to_annotation(row), row)
         return PlainVote(row, plain_labels(row[3]), missing)
     except (ValidationError, orjson.JSONDecodeError) as exc:
-        raise _unreadable(f"annotation {row[0]!r} of conversation {row[1]!r}", exc) from None
-
-
-def _unreadable(what: str, exc: Exception) -> AnnotatorError:
-    # a row changed outside the tool (by hand, another program): named, not a traceback
-    why = invalid_reason(exc) if isinstance(exc, ValidationError) else str(exc)
-    return AnnotatorError(f"{what} holds what the study cannot read ({why}): correct or "
-                          "delete that row, then run this again")
+        raise unreadable_row(f"annotation {row[0]!r} of conversation {row[1]!r}", exc) from None
 
 
 def _vote_of(annotation: Annotation, row: tuple[Any, ...]) -> PlainVote:
@@ -236,12 +229,12 @@ def plain_gold(conversation_id: str, values: Sequence[Any]) -> PlainGold:
     """The gold of a conversation from its `GOLD_COLUMNS` values, as `row_to_gold` reads them;
     values the models refuse are a one-line error naming the conversation."""
     try:
-        return _plain_gold(values)
+        return _plain_gold(conversation_id, values)
     except ValueError as exc:  # a refused field (`ValidationError`), JSON or time
-        raise _unreadable(f"the gold of conversation {conversation_id!r}", exc) from None
+        raise unreadable_row(f"the gold of conversation {conversation_id!r}", exc) from None
 
 
-def _plain_gold(values: Sequence[Any]) -> PlainGold:
+def _plain_gold(conversation_id: str, values: Sequence[Any]) -> PlainGold:
     ai, human, named, subjective, task, description, decided_by, decided_at, sources = values
     ai_values, human_values = loads(ai, []), loads(human, [])
     response_type = RESPONSE_TYPES.get(named) if type(named) is str else None
@@ -251,6 +244,7 @@ def _plain_gold(values: Sequence[Any]) -> PlainGold:
         return PlainGold(ai_values, human_values, response_type, optional_bool(subjective),
                          task, description, decided_by,
                          datetime.fromisoformat(decided_at) if decided_at else None)
-    gold = row_to_gold(dict(zip(GOLD_COLUMNS, values, strict=True)))
+    gold = row_to_gold({"conversation_id": conversation_id,
+                        **dict(zip(GOLD_COLUMNS, values, strict=True))})
     return PlainGold(gold.ai_values, gold.human_values, gold.response_type, gold.subjective,
                      gold.task, gold.task_description, gold.decided_by, gold.decided_at)

@@ -21,8 +21,9 @@ from annotator.datasets.gold import (
     new_labels_since,
     reopened,
 )
-from annotator.db import loads, row_to_annotation, row_to_gold
-from annotator.errors import InputError
+from annotator.db import loads, row_to_annotation, row_to_gold, stored_turns
+from annotator.errors import InputError, reading_row
+from annotator.models import Annotation
 from annotator.review.instances import task_url
 
 SHOWN_CANDIDATES = 5
@@ -122,10 +123,77 @@ def _values(raw: str | None) -> list[dict[str, Any]]:
     return [v if isinstance(v, dict) else {"name": str(v)} for v in loads(raw, [])]
 
 
+def _proposal(row: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    return {
+        "prompt_id": row["prompt_id"],
+        "prompt": names.get(row["prompt_id"], row["prompt_id"]),
+        "model": row["model"],
+        "extractor": row["extractor"],
+        "status": row["status"],
+        "error": row["error"],
+        "response_type": row["response_type"],
+        "subjective": None if row["subjective"] is None else bool(row["subjective"]),
+        "task": row.get("task"),
+        "task_description": row.get("task_description"),
+        "ai_values": _values(row["ai_values"]),
+        "human_values": _values(row["human_values"]),
+        "cost_usd": row["cost_usd"],
+        "created_at": row["created_at"],
+    }
+
+
+def _annotation(row: dict[str, Any]) -> dict[str, Any]:
+    labels = loads(row["labels"], {})
+    return {
+        "id": row["id"],
+        "annotator": row["annotator"],
+        "source": row.get("source") or "",
+        "response_type": labels.get("response_type"),
+        "subjective": labels.get("subjective"),
+        "task": labels.get("task"),
+        "task_description": labels.get("task_description"),
+        "ai_values": labels.get("ai_values") or [],
+        "human_values": labels.get("human_values") or [],
+        "notes": labels.get("notes"),
+        "missing": loads(row.get("missing"), []),
+        "cancelled": bool(row["cancelled"]),
+        "flag": row.get("flag"),
+        # counted by adjudication and agreement (`db.VOTES`); a flag raised instead of
+        # labels, a skip or a deletion is listed here but is no vote
+        "vote": not (row["deleted"] or row["cancelled"]
+                     or (row.get("flag") is not None and loads(row.get("missing"), []))),
+        "deleted": bool(row["deleted"]),
+        "edited_by": row.get("edited_by"),
+        "updated_at": row["updated_at"],
+    }
+
+
+def _gold(row: dict[str, Any], live: list[Annotation]) -> dict[str, Any]:
+    decided = row_to_gold(row)
+    return {
+        "ai_values": loads(row["ai_values"], []),
+        "human_values": loads(row["human_values"], []),
+        "response_type": row["response_type"],
+        "subjective": None if row["subjective"] is None else bool(row["subjective"]),
+        "task": row.get("task"),
+        "task_description": row.get("task_description"),
+        "decided_by": row["decided_by"],
+        "decided_at": row["decided_at"],
+        "from_annotations": loads(row["from_annotations"], []),
+        # a person's decision made before the current labels; a majority label they no
+        # longer give (not decided: export leaves it out, `adjudicate` re-opens it)
+        "new_labels_since": row["decided_by"] != MAJORITY and new_labels_since(
+            row.get("labels_seen"), decided.decided_at, live),
+        "majority_out_of_date": majority_out_of_date(decided, live)
+        if row["decided_by"] == MAJORITY else None,
+    }
+
+
 def conversation_record(
     db: sqlite_utils.Database, ref: str, db_path: Path | None = None
 ) -> dict[str, Any]:
-    """One conversation with everything about it (see the module's docstring)."""
+    """One conversation with everything about it (see the module's docstring). A stored row
+    it cannot read (changed by another program) is a one-line error naming the row."""
     cid = find_conversation(db, ref)
     conv = db["conversations"].get(cid)
     names = prompt_names(db)
@@ -134,22 +202,9 @@ def conversation_record(
         "select * from extractions where conversation_id = ? order by created_at, prompt_id",
         [cid],
     ):
-        proposals.append({
-            "prompt_id": row["prompt_id"],
-            "prompt": names.get(row["prompt_id"], row["prompt_id"]),
-            "model": row["model"],
-            "extractor": row["extractor"],
-            "status": row["status"],
-            "error": row["error"],
-            "response_type": row["response_type"],
-            "subjective": None if row["subjective"] is None else bool(row["subjective"]),
-            "task": row.get("task"),
-            "task_description": row.get("task_description"),
-            "ai_values": _values(row["ai_values"]),
-            "human_values": _values(row["human_values"]),
-            "cost_usd": row["cost_usd"],
-            "created_at": row["created_at"],
-        })
+        with reading_row(f"the extraction of conversation {cid!r} by prompt "
+                         f"{row['prompt_id']!r}"):
+            proposals.append(_proposal(row, names))
     annotations = []
     live = []
     for row in db.query(
@@ -158,48 +213,12 @@ def conversation_record(
     ):
         if not (row["deleted"] or row["cancelled"]):
             live.append(row_to_annotation(row))
-        labels = loads(row["labels"], {})
-        annotations.append({
-            "id": row["id"],
-            "annotator": row["annotator"],
-            "source": row.get("source") or "",
-            "response_type": labels.get("response_type"),
-            "subjective": labels.get("subjective"),
-            "task": labels.get("task"),
-            "task_description": labels.get("task_description"),
-            "ai_values": labels.get("ai_values") or [],
-            "human_values": labels.get("human_values") or [],
-            "notes": labels.get("notes"),
-            "missing": loads(row.get("missing"), []),
-            "cancelled": bool(row["cancelled"]),
-            "flag": row.get("flag"),
-            # counted by adjudication and agreement (`db.VOTES`); a flag raised instead of
-            # labels, a skip or a deletion is listed here but is no vote
-            "vote": not (row["deleted"] or row["cancelled"]
-                         or (row.get("flag") is not None and loads(row.get("missing"), []))),
-            "deleted": bool(row["deleted"]),
-            "edited_by": row.get("edited_by"),
-            "updated_at": row["updated_at"],
-        })
+        with reading_row(f"annotation {row['id']!r} of conversation {cid!r}"):
+            annotations.append(_annotation(row))
     gold = None
     for row in db.query("select * from gold where conversation_id = ?", [cid]):
-        gold = {
-            "ai_values": loads(row["ai_values"], []),
-            "human_values": loads(row["human_values"], []),
-            "response_type": row["response_type"],
-            "subjective": None if row["subjective"] is None else bool(row["subjective"]),
-            "task": row.get("task"),
-            "task_description": row.get("task_description"),
-            "decided_by": row["decided_by"],
-            "decided_at": row["decided_at"],
-            "from_annotations": loads(row["from_annotations"], []),
-            # a person's decision made before the current labels; a majority label they no
-            # longer give (not decided: export leaves it out, `adjudicate` re-opens it)
-            "new_labels_since": row["decided_by"] != MAJORITY and new_labels_since(
-                row.get("labels_seen"), row_to_gold(row).decided_at, live),
-            "majority_out_of_date": majority_out_of_date(row_to_gold(row), live)
-            if row["decided_by"] == MAJORITY else None,
-        }
+        with reading_row(f"the gold of conversation {cid!r}"):
+            gold = _gold(row, live)
     tasks = []
     for row in db.query(
         "select * from tasks where conversation_id = ? order by server, project_id", [cid]
@@ -215,14 +234,17 @@ def conversation_record(
             "prefilled_by_name": names.get(prefilled, prefilled) if prefilled else None,
             "url": task_url(db_path, row),
         })
+    turns = stored_turns(cid, conv["turns"])
+    with reading_row(f"conversation {cid!r}"):
+        metadata = loads(conv["metadata"], {})
     return {
         "id": cid,
         "source": conv["source"],
         "external_id": conv["external_id"],
         "scrubbed": bool(conv["scrubbed"]),
         "ingested_at": conv["ingested_at"],
-        "metadata": loads(conv["metadata"], {}),
-        "turns": loads(conv["turns"], []),
+        "metadata": metadata,
+        "turns": turns,
         "proposals": proposals,
         "annotations": annotations,
         "gold": gold,

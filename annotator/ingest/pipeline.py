@@ -58,10 +58,10 @@ PARALLEL_MIN_BYTES = 16 << 20
 
 def _write_batch(db: sqlite_utils.Database, rows: list[tuple[Any, ...]]) -> int:
     conn = db.conn
-    before = conn.total_changes
     with conn:  # one transaction per batch: all of it lands, or none of it
-        conn.executemany(_INSERT, rows)
-    return conn.total_changes - before
+        # the rows inserted (an ignored duplicate is none); unlike `total_changes`, not the
+        # change tokens' rows the triggers write (`db._add_change_tokens`)
+        return conn.executemany(_INSERT, rows).rowcount
 
 
 def _default_workers(files: list[Path]) -> int:

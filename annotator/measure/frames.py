@@ -30,8 +30,10 @@ from annotator.db import (
     database_path,
     id_range_sql,
     optional_bool,
+    stored_turns,
     worker_study,
 )
+from annotator.errors import UNREADABLE_ROW, reading_row, unreadable_row
 from annotator.extract.ledger import call_ledger
 from annotator.extract.prompts import NOT_SCRUB, few_shot_map, resolve_used_ids
 from annotator.measure import frame_patch
@@ -173,23 +175,26 @@ def annotations_frame(db: sqlite_utils.Database, include_cancelled: bool = False
         in_range, params = id_range_sql("rowid", rowids)
         sql += f" and {in_range}"
     rows = []
-    for ident, conv, annotator, labels, lead, cancelled, updated in db.execute(sql, params):
-        data = orjson.loads(labels)
-        rows.append(
-            (
-                ident,
-                conv,
-                annotator,
-                data.get("response_type"),
-                _names(data.get("ai_values") or []),
-                _names(data.get("human_values") or []),
-                data.get("subjective"),
-                lead,
-                bool(cancelled),
-                updated,
-                data.get("task"),
+    try:  # the row that fails is the one the loop stopped at: named, at no cost per row
+        for ident, conv, annotator, labels, lead, cancelled, updated in db.execute(sql, params):
+            data = orjson.loads(labels)
+            rows.append(
+                (
+                    ident,
+                    conv,
+                    annotator,
+                    data.get("response_type"),
+                    _names(data.get("ai_values") or []),
+                    _names(data.get("human_values") or []),
+                    data.get("subjective"),
+                    lead,
+                    bool(cancelled),
+                    updated,
+                    data.get("task"),
+                )
             )
-        )
+    except UNREADABLE_ROW as exc:
+        raise unreadable_row(f"annotation {ident!r} of conversation {conv!r}", exc) from exc
     return pd.DataFrame.from_records(rows, columns=ANNOTATION_COLUMNS)
 
 
@@ -201,22 +206,16 @@ def set_aside_count(db: sqlite_utils.Database) -> int:
 
 def gold_frame(db: sqlite_utils.Database) -> pd.DataFrame:
     """One row per adjudicated conversation."""
-    rows = [
-        (
-            conv,
-            response_type,
-            _names_of(ai),
-            _names_of(human),
-            optional_bool(subjective),
-            decided_by,
-            decided_at,
-            task,
-        )
+    rows = []
+    try:
         for conv, response_type, ai, human, subjective, decided_by, decided_at, task in db.execute(
             "select conversation_id, response_type, ai_values, human_values, subjective, "
             "decided_by, decided_at, task from gold"
-        )
-    ]
+        ):
+            rows.append((conv, response_type, _names_of(ai), _names_of(human),
+                         optional_bool(subjective), decided_by, decided_at, task))
+    except UNREADABLE_ROW as exc:
+        raise unreadable_row(f"the gold of conversation {conv!r}", exc) from exc
     return pd.DataFrame.from_records(rows, columns=GOLD_COLUMNS)
 
 
@@ -239,38 +238,16 @@ def extractions_frame(
         params.append(prompt_id)
     if not include_errors:
         sql += " and status = 'ok'"
-    rows = [
-        (
-            conv,
-            prompt,
-            model,
-            extractor,
-            status,
-            response_type,
-            _names_of(ai),
-            _names_of(human),
-            optional_bool(subjective),
-            error,
-            cost,
-            created,
-            task,
-        )
-        for (
-            conv,
-            prompt,
-            model,
-            extractor,
-            status,
-            response_type,
-            ai,
-            human,
-            subjective,
-            error,
-            cost,
-            created,
-            task,
-        ) in db.execute(sql, params)
-    ]
+    rows = []
+    try:
+        for (conv, prompt, model, extractor, status, response_type, ai, human, subjective, error,
+             cost, created, task) in db.execute(sql, params):
+            rows.append((conv, prompt, model, extractor, status, response_type, _names_of(ai),
+                         _names_of(human), optional_bool(subjective), error, cost, created,
+                         task))
+    except UNREADABLE_ROW as exc:
+        raise unreadable_row(f"the extraction of conversation {conv!r} by prompt {prompt!r}",
+                             exc) from exc
     return pd.DataFrame.from_records(rows, columns=EXTRACTION_COLUMNS)
 
 
@@ -410,8 +387,9 @@ def conversation_rows(db: sqlite_utils.Database, ids: list[str]) -> dict[str, di
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
         for row in db.query(f"select * from conversations where id in ({marks})", chunk):
-            row["turns"] = orjson.loads(row["turns"])
-            row["metadata"] = orjson.loads(row["metadata"] or "{}")
+            row["turns"] = stored_turns(row["id"], row["turns"])
+            with reading_row(f"conversation {row['id']!r}"):
+                row["metadata"] = orjson.loads(row["metadata"] or "{}")
             found[row["id"]] = row
     return found
 
@@ -701,18 +679,22 @@ def review_annotations_frame(db: sqlite_utils.Database) -> pd.DataFrame:
     form, though not by design) and tasks pushed before either was recorded.
     """
     rows = []
-    for conv, annotator, labels, blind, prefilled_by in db.execute(
-        "select a.conversation_id, a.annotator, a.labels, t.blind, t.prefilled_by "
-        "from annotations a join tasks t on t.conversation_id = a.conversation_id "
-        "and a.source = 'labelstudio:' || t.server || ':' || t.project_id "
-        "where a.deleted = 0 and a.cancelled = 0 and coalesce(a.missing, '[]') = '[]' "
-        f"and {authors_own('a')} "
-        "and (t.blind = 1 or t.prefilled_by is not null) "
-        "order by a.conversation_id, a.annotator"
-    ):
-        data = orjson.loads(labels)
-        rows.append((conv, annotator, bool(blind), prefilled_by, data.get("response_type"),
-                     _names(data.get("ai_values") or [])))
+    try:
+        for conv, annotator, labels, blind, prefilled_by in db.execute(
+            "select a.conversation_id, a.annotator, a.labels, t.blind, t.prefilled_by "
+            "from annotations a join tasks t on t.conversation_id = a.conversation_id "
+            "and a.source = 'labelstudio:' || t.server || ':' || t.project_id "
+            "where a.deleted = 0 and a.cancelled = 0 and coalesce(a.missing, '[]') = '[]' "
+            f"and {authors_own('a')} "
+            "and (t.blind = 1 or t.prefilled_by is not null) "
+            "order by a.conversation_id, a.annotator"
+        ):
+            data = orjson.loads(labels)
+            rows.append((conv, annotator, bool(blind), prefilled_by, data.get("response_type"),
+                         _names(data.get("ai_values") or [])))
+    except UNREADABLE_ROW as exc:
+        raise unreadable_row(f"the annotation by {annotator!r} of conversation {conv!r}",
+                             exc) from exc
     return pd.DataFrame.from_records(rows, columns=REVIEW_COLUMNS)
 
 

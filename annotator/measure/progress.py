@@ -31,6 +31,7 @@ import sqlite_utils
 from pydantic import BaseModel, Field
 
 from annotator.db import FLAGGED_INSTEAD
+from annotator.errors import UNREADABLE_ROW, unreadable_row
 from annotator.models import utc_now
 
 LABEL_STUDIO = "labelstudio:"
@@ -157,8 +158,8 @@ def review_progress(db: sqlite_utils.Database) -> ReviewProgress:
         p.last_pulled = max(times) if times else None
 
     listed = [_flagged(row) for row in db.query(
-        "select conversation_id, annotator, source, flag, cancelled, missing, labels, updated_at "
-        "from annotations where deleted = 0 and (flag is not null or cancelled = 1) "
+        "select id, conversation_id, annotator, source, flag, cancelled, missing, labels, "
+        "updated_at from annotations where deleted = 0 and (flag is not null or cancelled = 1) "
         "order by updated_at desc, conversation_id, annotator")]
     by_flag: dict[str, int] = defaultdict(int)
     for item in listed:
@@ -176,7 +177,11 @@ def review_progress(db: sqlite_utils.Database) -> ReviewProgress:
 
 
 def _flagged(row: dict) -> FlaggedAnnotation:
-    labels = orjson.loads(row["labels"] or "{}")
+    try:
+        note = orjson.loads(row["labels"] or "{}").get("notes")
+    except UNREADABLE_ROW as exc:
+        raise unreadable_row(f"annotation {row['id']!r} of conversation "
+                             f"{row['conversation_id']!r}", exc) from exc
     skipped = bool(row["cancelled"])
     incomplete = (row["missing"] or "[]") != "[]"
     return FlaggedAnnotation(
@@ -185,7 +190,7 @@ def _flagged(row: dict) -> FlaggedAnnotation:
         source=row["source"] or "",
         flag=row["flag"],
         skipped=skipped,
-        note=labels.get("notes"),
+        note=note,
         vote=not skipped and not incomplete,
         updated_at=row["updated_at"],
     )
