@@ -25,13 +25,7 @@ import sqlite_utils
 from pydantic import TypeAdapter
 
 from annotator import study_key
-from annotator.errors import (
-    UNREADABLE_ROW,
-    AnnotatorError,
-    NotAStudyError,
-    reading_row,
-    unreadable_row,
-)
+from annotator.errors import AnnotatorError, NotAStudyError, reading_row
 from annotator.json_columns import dumps, loads
 from annotator.models import (
     Annotation,
@@ -47,9 +41,6 @@ from annotator.models import (
 )
 
 Migration = tuple[str, Callable[[sqlite_utils.Database], None]]
-# a stored row changed by another program: one line naming it (`errors.unreadable_row`); not
-# KeyError here, which would be a column this code asked for and did not select
-_UNREADABLE = tuple(e for e in UNREADABLE_ROW if e is not KeyError)
 
 
 def _create_core_tables(db: sqlite_utils.Database) -> None:
@@ -771,18 +762,15 @@ def stored_turns(conversation_id: str, text: str | None) -> list[dict[str, Any]]
 
 
 def row_to_conversation(row: dict[str, Any]) -> Conversation:
-    try:
-        return Conversation(
-            id=row["id"],
-            turns=[Turn(**t) for t in loads(row["turns"], [])],
-            source=row["source"] or "",
-            external_id=row["external_id"],
-            metadata=loads(row["metadata"], {}),
-            scrubbed=bool(row["scrubbed"]),
-            ingested_at=_dt(row["ingested_at"]),
-        )
-    except _UNREADABLE as exc:
-        raise unreadable_row(f"conversation {row['id']!r}", exc) from exc
+    return Conversation(
+        id=row["id"],
+        turns=[Turn(**t) for t in loads(row["turns"], [])],
+        source=row["source"] or "",
+        external_id=row["external_id"],
+        metadata=loads(row["metadata"], {}),
+        scrubbed=bool(row["scrubbed"]),
+        ingested_at=_dt(row["ingested_at"]),
+    )
 
 
 # -- prompts ------------------------------------------------------------------------------------
@@ -830,15 +818,11 @@ def _value_refs(text: str | None) -> list[ValueRef]:
 
 
 def row_to_extraction(row: dict[str, Any]) -> Extraction:
-    try:
-        data = dict(row)
-        data["subjective"] = optional_bool(row["subjective"])
-        data["ai_values"] = _value_refs(row["ai_values"])
-        data["human_values"] = _value_refs(row["human_values"])
-        return Extraction.model_validate(data)
-    except _UNREADABLE as exc:
-        raise unreadable_row(f"the extraction of conversation {row.get('conversation_id')!r} "
-                             f"by prompt {row.get('prompt_id')!r}", exc) from exc
+    data = dict(row)
+    data["subjective"] = optional_bool(row["subjective"])
+    data["ai_values"] = _value_refs(row["ai_values"])
+    data["human_values"] = _value_refs(row["human_values"])
+    return Extraction.model_validate(data)
 
 
 # -- annotations and gold --------------------------------------------------------------------
@@ -871,13 +855,8 @@ def annotation_to_row(a: Annotation) -> dict[str, Any]:
 
 
 def row_to_annotation(row: dict[str, Any]) -> Annotation:
-    values = [row.get(column) for column in VOTE_COLUMNS]
-    try:
-        history = loads(row["history"], [])
-    except _UNREADABLE as exc:
-        raise unreadable_row(f"annotation {values[0]!r} of conversation {values[1]!r}",
-                             exc) from exc
-    return vote_to_annotation(values, history)
+    return vote_to_annotation([row.get(column) for column in VOTE_COLUMNS],
+                              loads(row["history"], []))
 
 
 # An annotation's columns but its edit history (`history`), which nothing that counts or
@@ -890,29 +869,25 @@ VOTE_COLUMNS = ("id", "conversation_id", "annotator", "labels", "source", "sourc
 def vote_to_annotation(values: Sequence[Any], history: list[dict[str, Any]] | None = None
                        ) -> Annotation:
     """An annotation from its `VOTE_COLUMNS`, in that order (a cursor's tuple: no dict is made
-    per row); `history` as given, else empty. A row the models refuse is a one-line error."""
+    per row); `history` as given, else empty."""
     (ident, conversation_id, annotator, labels, source, source_id, missing, edited_by, flag,
      lead_time, cancelled, deleted, updated_at) = values
-    try:
-        return Annotation(
-            id=ident,
-            conversation_id=conversation_id,
-            annotator=annotator,
-            labels=Labels.model_validate_json(labels),
-            source=source or "",
-            source_id=source_id,
-            missing=loads(missing, []),
-            edited_by=edited_by,
-            flag=flag,
-            lead_time=lead_time,
-            cancelled=bool(cancelled),
-            deleted=bool(deleted),
-            updated_at=_dt(updated_at),
-            history=history or [],
-        )
-    except _UNREADABLE as exc:
-        raise unreadable_row(f"annotation {ident!r} of conversation {conversation_id!r}",
-                             exc) from exc
+    return Annotation(
+        id=ident,
+        conversation_id=conversation_id,
+        annotator=annotator,
+        labels=Labels.model_validate_json(labels),
+        source=source or "",
+        source_id=source_id,
+        missing=loads(missing, []),
+        edited_by=edited_by,
+        flag=flag,
+        lead_time=lead_time,
+        cancelled=bool(cancelled),
+        deleted=bool(deleted),
+        updated_at=_dt(updated_at),
+        history=history or [],
+    )
 
 
 def gold_to_row(conversation_id: str, g: GoldLabel) -> dict[str, Any]:
@@ -931,21 +906,17 @@ def gold_to_row(conversation_id: str, g: GoldLabel) -> dict[str, Any]:
 
 
 def row_to_gold(row: dict[str, Any]) -> GoldLabel:
-    try:
-        return GoldLabel(
-            ai_values=loads(row["ai_values"], []),
-            human_values=loads(row["human_values"], []),
-            response_type=row["response_type"],
-            subjective=optional_bool(row["subjective"]),
-            decided_by=row["decided_by"],
-            decided_at=_dt(row["decided_at"]),
-            from_annotations=loads(row["from_annotations"], []),
-            task=row.get("task"),
-            task_description=row.get("task_description"),
-        )
-    except _UNREADABLE as exc:
-        raise unreadable_row(f"the gold of conversation {row.get('conversation_id')!r}",
-                             exc) from exc
+    return GoldLabel(
+        ai_values=loads(row["ai_values"], []),
+        human_values=loads(row["human_values"], []),
+        response_type=row["response_type"],
+        subjective=optional_bool(row["subjective"]),
+        decided_by=row["decided_by"],
+        decided_at=_dt(row["decided_at"]),
+        from_annotations=loads(row["from_annotations"], []),
+        task=row.get("task"),
+        task_description=row.get("task_description"),
+    )
 
 
 def provenance(

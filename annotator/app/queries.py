@@ -10,6 +10,7 @@ import sqlite_utils
 
 from annotator.datasets.gold import MAJORITY, new_labels_since, reopened
 from annotator.db import VOTES, loads, row_to_annotation, row_to_extraction, row_to_gold
+from annotator.errors import reading_row
 from annotator.measure.frames import conversation_rows, scalar
 
 
@@ -63,7 +64,8 @@ def conversation_detail(db: sqlite_utils.Database, conversation_id: str) -> dict
     live = []
     for row in db["annotations"].rows_where("conversation_id = ? and deleted = 0",
                                             [conversation_id], order_by="annotator"):
-        a = row_to_annotation(row)
+        with reading_row(f"annotation {row['id']!r} of conversation {conversation_id!r}"):
+            a = row_to_annotation(row)
         live += [] if a.cancelled else [a]
         annotations.append({
             "annotation_id": a.id,
@@ -76,7 +78,8 @@ def conversation_detail(db: sqlite_utils.Database, conversation_id: str) -> dict
         })
     gold = None
     for row in db["gold"].rows_where("conversation_id = ?", [conversation_id]):
-        g = row_to_gold(row)
+        with reading_row(f"the gold of conversation {conversation_id!r}"):
+            g = row_to_gold(row)
         gold = {
             **g.model_dump(mode="json", include=_LABEL_FIELDS),
             "decided_by": g.decided_by,
@@ -86,13 +89,14 @@ def conversation_detail(db: sqlite_utils.Database, conversation_id: str) -> dict
                 row.get("labels_seen"), g.decided_at, live),
         }
     was = None if gold else reopened(db, conversation_id)  # a majority decision new labels undid
-    extractions = [
-        row_to_extraction(row).model_dump(
-            mode="json", include=_LABEL_FIELDS | {"prompt_id", "model", "extractor", "status",
-                                                  "error"})
-        for row in db["extractions"].rows_where("conversation_id = ?", [conversation_id],
-                                                order_by="created_at")
-    ]
+    extractions = []
+    for row in db["extractions"].rows_where("conversation_id = ?", [conversation_id],
+                                            order_by="created_at"):
+        with reading_row(f"the extraction of conversation {conversation_id!r} by prompt "
+                         f"{row['prompt_id']!r}"):
+            extractions.append(row_to_extraction(row).model_dump(
+                mode="json", include=_LABEL_FIELDS | {"prompt_id", "model", "extractor",
+                                                      "status", "error"}))
     # every Label Studio task of the conversation (one per reviewer's instance in isolated
     # review), with its server, so `review.instances.task_url` finds each one's address
     tasks = [

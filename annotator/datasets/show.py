@@ -211,9 +211,9 @@ def conversation_record(
         "select * from annotations where conversation_id = ? order by annotator, source, id",
         [cid],
     ):
-        if not (row["deleted"] or row["cancelled"]):
-            live.append(row_to_annotation(row))
         with reading_row(f"annotation {row['id']!r} of conversation {cid!r}"):
+            if not (row["deleted"] or row["cancelled"]):
+                live.append(row_to_annotation(row))
             annotations.append(_annotation(row))
     gold = None
     for row in db.query("select * from gold where conversation_id = ?", [cid]):
