@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -26,7 +27,15 @@ from test_frame_store import NAMES, _study
 from annotator import config
 from annotator.app import precompute, summary_cache
 from annotator.db import open_db
-from annotator.measure import frame_patch, frame_store, frames, pair_counts, summaries
+from annotator.measure import (
+    agreement,
+    frame_patch,
+    frame_store,
+    frames,
+    pair_counts,
+    rating_counts,
+    summaries,
+)
 
 
 @pytest.fixture
@@ -336,10 +345,12 @@ def test_a_versions_scores_against_each_annotator_keep_those_whose_rows_did_not_
 
 def test_inter_annotator_figures_after_a_change_are_the_figures_computed_whole(
         study: Path, tmp_path: Path, monkeypatch) -> None:
-    """After each kind of write, the inter-annotator summary, its alpha for sets made from
-    the pair counts stored before the write and the changed conversations' rows before and
-    now, reads back as the summary computed whole, every figure and interval."""
-    made = _recorded(monkeypatch, pair_counts, "counts_after")
+    """After each kind of write, the inter-annotator summary of a study over the bootstrap
+    budget, its counts made from the ones stored before the write and the changed
+    conversations' rows before and now (`rating_counts`; alpha for sets from the pair counts
+    stored), reads back as the summary computed whole, every figure and interval."""
+    monkeypatch.setattr(agreement, "BOOT_BUDGET", 1.0)  # a small study as a large one is
+    made = _recorded(monkeypatch, pair_counts, "counts_after_sets")
     monkeypatch.setattr(pair_counts, "MIN_RECORDS", 0)  # a small study: made, not counted
     for statements, db in _after_each(study, list(WRITES.values()), made):
         assert made and all(made), statements  # every field and level made from a change
@@ -348,9 +359,36 @@ def test_inter_annotator_figures_after_a_change_are_the_figures_computed_whole(
                                            {"annotations": signature})
         want = _as_stored(summaries.annotators_bundle(frames.annotations_frame(db), 5),
                           tmp_path / "whole")
+        assert set(rating_counts.FRAMES) <= set(want.frames)
         for name, frame in want.frames.items():
-            pd.testing.assert_frame_equal(stored.frames[name], frame)
+            if name not in rating_counts.FRAMES:  # the counts' ids follow their history
+                pd.testing.assert_frame_equal(stored.frames[name], frame)
         assert stored.meta["report"] == want.meta["report"]
+        assert _canonical(stored) == _canonical(want)
+
+
+def _canonical(bundle: summaries.Bundle) -> dict:
+    """The rating counts a bundle keeps, by value name instead of id: equal whatever ids the
+    counts made from a change gave names."""
+    counts = rating_counts.from_tables(
+        {name: pa.Table.from_pandas(bundle.frames[name], preserve_index=False)
+         for name in rating_counts.FRAMES}, {})
+    out: dict = {"types": counts.types.__dict__ | {
+        "pairs": {k: v.tolist() for k, v in counts.types.pairs.items()}}}
+    for key, c in counts.sets.items():
+        names = np.array(c.names, dtype=object)
+        used = np.flatnonzero(c.usage)
+        out[key] = {
+            "scalars": (c.units, c.ratings, c.pairable, c.n, c.empties),
+            "usage": {names[i]: int(c.usage[i]) for i in used},
+            "hits": {(names[i], m, h): int(c.hits[i, m, h]) for i, m, h in
+                     zip(*np.nonzero(c.hits), strict=True)},
+            "within": {k: int(c.within[k]) for k in zip(*np.nonzero(c.within), strict=True)},
+            "base": {m: int(c.base[m]) for m in np.flatnonzero(c.base)},
+            "sets": {tuple(sorted(names[row].tolist())): int(w) for vals, weights in
+                     c.sets.values() for row, w in zip(vals, weights, strict=True)},
+        }
+    return out
 
 
 def test_the_annotations_report_after_a_change_is_the_report_computed_whole(

@@ -13,7 +13,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from annotator.measure import agreement, pair_counts, value_sets
+from annotator.measure import pair_counts, value_sets
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -60,13 +60,12 @@ def _whole(frame: pd.DataFrame, level_map: dict | None) -> value_sets._SetAlphaD
 def _made(before: pd.DataFrame, after: pd.DataFrame, changed: list[str],
           level_map: dict | None) -> tuple[value_sets._SetAlphaData, np.ndarray | None]:
     stored = pair_counts.from_rows(pair_counts.as_rows(
-        {("ai_values", 1): _whole(before, level_map).point_hist()}))
-    change = pair_counts.PairCountChange(
-        stored, before.loc[before["conversation_id"].isin(changed)],
-        after.loc[after["conversation_id"].isin(changed)], min_records=0)
+        {("ai_values", 1): _whole(before, level_map).point_hist()}))[("ai_values", 1)]
     now = _whole(after, level_map)
-    made = change.counts_after("ai_values", 1, level_map, change.sides("ai_values"), now)
-    return now, made
+    added, removed = (value_sets.map_level(value_sets.set_ratings(
+        frame.loc[frame["conversation_id"].isin(changed)]), level_map)
+        for frame in (after, before))
+    return now, pair_counts.counts_after(stored, now, added, removed)
 
 
 @SETTINGS
@@ -99,34 +98,7 @@ def test_counts_that_are_not_the_ones_before_are_refused() -> None:
                            ("u1", "a", ("rigor",)), ("u1", "b", ("rigor",))], columns=COLUMNS)
     after = before.iloc[:2]
     wrong = np.zeros((3, 3, 3))  # as if no pair had been counted before
-    change = pair_counts.PairCountChange({("ai_values", 0): wrong}, before.iloc[2:],
-                                         after.iloc[:0], min_records=0)
     now = _whole(after, None)
-    assert change.counts_after("ai_values", 0, None, change.sides("ai_values"), now) is None
-    assert change.counts_after("human_values", 0, None, change.sides("ai_values"), now) is None
-
-
-def test_report_with_a_change_equals_the_whole_report_and_its_bootstrap() -> None:
-    """`agreement_report(pair_change=...)`: the same rows, intervals included (a bootstrap
-    counts every subset itself), and the counts it used handed back."""
-    rng = np.random.default_rng(3)
-    rows = [(f"u{u}", f"r{r}", tuple(sorted(set(rng.choice(VOCAB[:6], rng.integers(0, 4))))))
-            for u in range(40) for r in range(3) if rng.random() > 0.2]
-    before = pd.DataFrame(rows, columns=COLUMNS)
-    after = pd.concat([before, pd.DataFrame([(f"u{u}", "new", ("care", "honesty"))
-                                             for u in range(5)], columns=COLUMNS)])
-    for frame in (before, after):
-        frame["response_type"] = "neutral"
-        frame["human_values"] = [()] * len(frame)
-    kept: dict = {}
-    agreement.agreement_report(before, n_boot=20, pair_counts=kept)
-    changed = [f"u{u}" for u in range(5)]
-    change = pair_counts.PairCountChange(
-        pair_counts.from_rows(pair_counts.as_rows(kept)),
-        before.loc[before["conversation_id"].isin(changed)],
-        after.loc[after["conversation_id"].isin(changed)], min_records=0)
-    used: dict = {}
-    made = agreement.agreement_report(after, n_boot=20, pair_change=change, pair_counts=used)
-    whole = agreement.agreement_report(after, n_boot=20)
-    assert made.model_dump_json() == whole.model_dump_json()
-    assert set(used) == {("ai_values", 0), ("human_values", 0)}
+    removed = value_sets.set_ratings(before.iloc[2:])
+    assert pair_counts.counts_after(wrong, now, value_sets.set_ratings(after.iloc[:0]),
+                                    removed) is None

@@ -79,7 +79,8 @@ the cost; value-set alpha and macro scores re-weight units exactly per resample 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,9 +88,13 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from annotator.measure.coefficients import (
+    _alpha_counts,
+    _Counts,
     _counts,
+    _table_stat,
     fleiss_kappa,
     gwet_ac1,
+    kappa_from_table,
     pairwise_cohen_kappa,
     percent_agreement,
     response_type_alpha,
@@ -108,30 +113,39 @@ from annotator.measure.model_scores import (
     response_type_scores,
     value_scores_of_pairs,
 )
-from annotator.measure.pair_counts import PairCountChange
+from annotator.measure.rating_counts import Patterns, RatingCounts, SetCounts, rating_counts
 from annotator.measure.shapes import (
     HOW_TO_READ,
     MASI_WEIGHTS,
     RATER,
     RESPONSE_TYPE,
     RESPONSE_TYPE_LABELS,
+    RESPONSE_TYPE_ORDER,
     UNIT,
     VALUE_FIELDS,
     MasiWeights,
     SetDistance,
     Stat,
+    _nan,
     _null_to_nan,
     as_long,
     by_rater,
 )
 from annotator.measure.shares import MIN_CONVERSATIONS
 from annotator.measure.value_sets import (
+    _hist_similarity,
     _prepare_sets,
+    _set_similarity,
     map_level,
+    most_used,
     per_value_alpha,
     set_alpha_prepared,
     set_ratings,
 )
+
+# Resamples x (subset records, ratings, units) beyond which a value-set alpha gets no interval
+# (`value_sets.set_alpha_prepared`), when a call names no budget: read at each call.
+BOOT_BUDGET = 1e8
 
 # --------------------------------------------------------------------------- report
 
@@ -215,12 +229,13 @@ def agreement_report(
     top_k: int = 50,
     n_boot: int = 200,
     seed: int = 0,
-    boot_budget: float = 1e8,
+    boot_budget: float | None = None,
     pairwise: bool = True,
     per_annotator: bool = True,
     inter_annotator: bool = True,
-    pair_change: PairCountChange | None = None,
+    counts: RatingCounts | None = None,
     pair_counts: dict[tuple[str, int], np.ndarray] | None = None,
+    kept_counts: list[RatingCounts] | None = None,
 ) -> AgreementReport:
     """Every agreement figure of a study, as rows for the CLI and the app.
 
@@ -240,10 +255,13 @@ def agreement_report(
     still use the annotations, as references).
 
     Alpha for sets counts pairs of sets (`value_sets`); `pair_counts`, when given, receives
-    each (field, level)'s point counts, and `pair_change` gives the ones stored before a
-    change of the annotations, from which they are made (`pair_counts.PairCountChange`).
+    each (field, level)'s point counts. A study whose value-set intervals are over the
+    budget gets its inter-annotator figures from counts summed over conversations
+    (`rating_counts`): `counts`, when given, are those (made from the ones stored before a
+    change of the annotations), and `kept_counts` receives the counts used, to be stored.
     """
     maps = dict(level_maps or {})
+    boot_budget = BOOT_BUDGET if boot_budget is None else boot_budget
     report = AgreementReport(
         settings={"n_boot": n_boot, "seed": seed, "masi_weights": masi_weights,
                   "masi_weight_values": list(MASI_WEIGHTS[masi_weights]), "top_k": top_k,
@@ -256,7 +274,7 @@ def agreement_report(
     if inter_annotator:
         _inter_annotator_rows(report, ann, maps, levels, usable_levels, value_fields,
                               distances, masi_weights, top_k, n_boot, seed, boot_budget,
-                              pairwise, pair_change, pair_counts)
+                              pairwise, counts, pair_counts, kept_counts)
     _model_rows(report, ann, gold, extractions, maps, usable_levels, prompt_ids, value_fields,
                 n_boot, seed, boot_budget, per_annotator)
     return report
@@ -351,8 +369,9 @@ def _inter_annotator_rows(
     levels: Sequence[int], usable_levels: list[int], value_fields: Sequence[str],
     distances: Sequence[SetDistance], masi_weights: MasiWeights, top_k: int, n_boot: int,
     seed: int, boot_budget: float, pairwise: bool,
-    pair_change: PairCountChange | None = None,
+    counts: RatingCounts | None = None,
     pair_counts: dict[tuple[str, int], np.ndarray] | None = None,
+    kept_counts: list[RatingCounts] | None = None,
 ) -> None:
     # Units and raters as categories: the figures below take them apart again and again
     # (`as_long`, `set_ratings`, `_counts`), and a category's codes are read where strings
@@ -364,6 +383,17 @@ def _inter_annotator_rows(
             report.rows.append(AgreementRow(scope="annotators", metric="level skipped",
                                             field="*", level=lv, value=float("nan"),
                                             note=f"no map for level {lv}"))
+    fields = [f for f in value_fields if f in ann.columns]
+    # a study whose value-set intervals are over the budget (decided by its ratings and
+    # units: 2 * rows bounds both) gets every figure from its counts (`rating_counts`)
+    if counts is None and n_boot > 0 and 2 * len(ann) * n_boot > boot_budget:
+        counts = rating_counts(ann, maps, usable_levels, fields)
+    if counts is not None and counts.over_budget(n_boot, boot_budget):
+        _rows_from_counts(report, counts, maps, usable_levels, fields, distances,
+                          masi_weights, top_k, n_boot, seed, boot_budget, pairwise, pair_counts)
+        if kept_counts is not None:
+            kept_counts.append(counts)
+        return
 
     # ---- inter-annotator: response type
     if RESPONSE_TYPE in ann.columns:
@@ -372,13 +402,13 @@ def _inter_annotator_rows(
         for lvl in ("nominal", "ordinal"):
             report.rows.append(_row(scope, f"krippendorff_alpha_{lvl}", RESPONSE_TYPE,
                                     response_type_alpha(long, lvl, n_boot=n_boot, seed=seed)))
-        counts = _counts(long, RESPONSE_TYPE, RESPONSE_TYPE_LABELS)
+        type_counts = _counts(long, RESPONSE_TYPE, RESPONSE_TYPE_LABELS)
         report.rows.append(_row(scope, "fleiss_kappa", RESPONSE_TYPE,
-                                fleiss_kappa(counts, n_boot=n_boot, seed=seed)))
+                                fleiss_kappa(type_counts, n_boot=n_boot, seed=seed)))
         report.rows.append(_row(scope, "gwet_ac1", RESPONSE_TYPE,
-                                gwet_ac1(counts, n_boot=n_boot, seed=seed)))
+                                gwet_ac1(type_counts, n_boot=n_boot, seed=seed)))
         report.rows.append(_row(scope, "percent_agreement", RESPONSE_TYPE,
-                                percent_agreement(counts, n_boot=n_boot, seed=seed)))
+                                percent_agreement(type_counts, n_boot=n_boot, seed=seed)))
         if pairwise:
             for (a, b), s in pairwise_cohen_kappa(long, label=RESPONSE_TYPE,
                                                   labels=RESPONSE_TYPE_LABELS,
@@ -387,30 +417,19 @@ def _inter_annotator_rows(
                                         pair=(a, b)))
 
     # ---- inter-annotator: value sets at each level
-    for field in value_fields:
-        if field not in ann.columns:
-            continue
+    for field in fields:
         leaf = set_ratings(ann, field)
-        sides = pair_change.sides(field) if pair_change is not None else None
         for lv in usable_levels:
             ratings = map_level(leaf, maps.get(lv))
             prepared = _prepare_sets(ratings)
-            if pair_change is not None and sides is not None:
-                made = pair_change.counts_after(field, lv, maps.get(lv), sides, prepared)
-                if made is not None:
-                    prepared.use_point_hist(made)
             for dist in distances:
                 s = set_alpha_prepared(prepared, dist, masi_weights, n_boot, seed, boot_budget)
                 report.rows.append(_row("annotators", f"krippendorff_alpha_{dist}", field, s, lv))
             if pair_counts is not None:
                 pair_counts[(field, lv)] = prepared.point_hist()
-            # at a cluster level only the level's clusters are listed: a free value stays
-            # itself in the sets above but is not a cluster or a top category; counted apart
-            nodes = set(maps[lv].values()) if lv and maps.get(lv) else None
+            nodes = _level_nodes(maps, lv)
             if nodes is not None:
-                free = sum(1 for v in ratings.vocab.tolist() if str(v) not in nodes)
-                report.settings.setdefault("free_values_not_listed", {}).setdefault(
-                    field, {})[str(lv)] = free
+                _note_free(report, field, lv, (str(v) for v in ratings.vocab.tolist()), nodes)
             for value, s in per_value_alpha(ratings, top_k=top_k, n_boot=n_boot, seed=seed,
                                             only=nodes,
                                             min_conversations=MIN_CONVERSATIONS).items():
@@ -419,6 +438,136 @@ def _inter_annotator_rows(
             # a level's subset counts take hundreds of MB at paper scale: freed before the
             # next level's are built, not after
             del prepared
+
+
+def _level_nodes(maps: Mapping[int, Mapping[str, str]], level: int) -> set[str] | None:
+    """At a cluster level, the level's clusters: only they are listed. A free value stays
+    itself in the sets but is not a cluster or a top category: counted apart."""
+    return set(maps[level].values()) if level and maps.get(level) else None
+
+
+def _note_free(report: AgreementReport, field: str, level: int, names: Iterable[str],
+               nodes: set[str]) -> None:
+    free = sum(1 for name in names if name not in nodes)
+    report.settings.setdefault("free_values_not_listed", {}).setdefault(field, {})[
+        str(level)] = free
+
+
+def _rows_from_counts(
+    report: AgreementReport, counts: RatingCounts, maps: Mapping[int, Mapping[str, str]],
+    usable_levels: list[int], fields: list[str], distances: Sequence[SetDistance],
+    masi_weights: MasiWeights, top_k: int, n_boot: int, seed: int, boot_budget: float,
+    pairwise: bool, pair_counts: dict[tuple[str, int], np.ndarray] | None,
+) -> None:
+    """`_inter_annotator_rows` of a study over the budget, from its counts: the same rows,
+    in the same order, with the same values and intervals."""
+    types = counts.types
+    if types is not None:
+        scope = "annotators"
+        every = _pattern_counts(types.every_label, RESPONSE_TYPE_LABELS)
+        scales = (("nominal", RESPONSE_TYPE_LABELS, types.outside,
+                   {p: n for p, n in types.every_label.items() if any(p)}),
+                  ("ordinal", RESPONSE_TYPE_ORDER, types.unordered, types.ordered))
+        for level, scale, outside, patterns in scales:
+            stat = _alpha_counts(_pattern_counts(patterns, scale), level, None, n_boot, seed)
+            if outside:  # as `krippendorff_alpha` notes the ratings it left out
+                note = f"{outside} ratings outside the scale treated as missing"
+                stat = stat.model_copy(update={"reason": "; ".join(
+                    x for x in (stat.reason, note) if x)})
+            report.rows.append(_row(scope, f"krippendorff_alpha_{level}", RESPONSE_TYPE, stat))
+        for metric, fn in (("fleiss_kappa", fleiss_kappa), ("gwet_ac1", gwet_ac1),
+                           ("percent_agreement", percent_agreement)):
+            report.rows.append(_row(scope, metric, RESPONSE_TYPE,
+                                    fn(every, n_boot=n_boot, seed=seed)))
+        if pairwise:
+            raters = sorted(types.raters)
+            v = len(RESPONSE_TYPE_LABELS)
+            for x, a in enumerate(raters):
+                for b in raters[x + 1:]:
+                    table = types.pairs.get((a, b), np.zeros((v, v), np.int64))
+                    stat = (_table_stat(table, kappa_from_table, n_boot, seed) if table.any()
+                            else _nan("no shared units"))
+                    report.rows.append(_row(f"annotators {a}~{b}", "cohen_kappa",
+                                            RESPONSE_TYPE, stat, pair=(a, b)))
+    for field in fields:
+        for lv in usable_levels:
+            sets, hist = counts.sets[(field, lv)], counts.pair_counts[(field, lv)]
+            for dist in distances:
+                report.rows.append(_row("annotators", f"krippendorff_alpha_{dist}", field,
+                                        _set_alpha_of_counts(sets, hist, dist, masi_weights,
+                                                             n_boot, boot_budget), lv))
+            if pair_counts is not None:
+                pair_counts[(field, lv)] = hist
+            nodes = _level_nodes(maps, lv)
+            if nodes is not None:
+                _note_free(report, field, lv, (name for name, used in
+                                               zip(sets.names, sets.usage, strict=True)
+                                               if used > 0), nodes)
+            for value, s in _per_value_of_counts(sets, top_k, n_boot, seed, nodes).items():
+                report.rows.append(_row("annotators", "value_alpha", field, s, lv,
+                                        value_name=value))
+
+
+def _pattern_counts(patterns: Patterns, categories: Sequence[str]) -> _Counts:
+    """`coefficients._counts` of the conversations counted in `patterns`: the patterns in the
+    order `_distinct_rows` gives them."""
+    v = len(categories)
+    if not patterns:
+        return _Counts(np.zeros((0, v), int), np.zeros(0), tuple(categories), 0)
+    rows = np.array(list(patterns), dtype=np.int64).reshape(-1, v)
+    weights = np.array(list(patterns.values()), dtype=np.int64)
+    base = int(rows.max()) + 1
+    # `_distinct_rows` sorts one key (the last column first) when it fits in 62 bits
+    keys = rows.T if v * math.log2(base + 1) < 62 else rows.T[::-1]
+    order = np.lexsort(keys)
+    return _Counts(rows[order], weights[order].astype(float), tuple(categories),
+                   int(weights.sum()))
+
+
+def _set_alpha_of_counts(c: SetCounts, hist: np.ndarray, distance: SetDistance,
+                         masi_weights: MasiWeights, n_boot: int, boot_budget: float) -> Stat:
+    """`set_alpha_prepared` of a study over the bootstrap budget, from its counts."""
+    n = float(c.n)
+    if n <= 1 or c.pairable == 0:
+        return Stat(value=float("nan"), n_units=c.pairable,
+                    reason="no unit has two or more ratings")
+    # the pairs' terms in one order whatever the table's shape (one made from a change is
+    # larger), so that both sum to the same float
+    mm, aa, bb, tt = np.nonzero(c.within)
+    sim = _set_similarity(aa, bb, tt, distance, masi_weights)
+    observed = float((c.within[mm, aa, bb, tt] * 2.0 * (1.0 - sim) / (mm - 1.0)).sum())
+    e = float(c.empties)
+    expected = n * n - (e * e + _hist_similarity(hist, distance, masi_weights))
+    if expected <= 1e-12 * n * n:
+        return Stat(value=float("nan"), n_units=c.pairable,
+                    reason="no variation: every pairable rating is the same set (0/0)")
+    stat = Stat(value=1.0 - (n - 1.0) * observed / expected, n_units=c.pairable)
+    if n_boot <= 0:
+        return stat
+    note = (f"interval omitted: ({c.n_records:,} subset records + {c.ratings:,} ratings + "
+            f"{c.units:,} units) x {n_boot} resamples exceeds the budget {boot_budget:.0e}")
+    return stat.model_copy(update={"reason": note})
+
+
+def _per_value_of_counts(c: SetCounts, top_k: int, n_boot: int, seed: int,
+                         only: set[str] | None) -> dict[str, Stat]:
+    """`per_value_alpha` from the counts."""
+    usage = c.usage
+    if only is not None:
+        usage = np.where([name in only for name in c.names], usage, -1)
+    out: dict[str, Stat] = {}
+    for v in most_used(usage, c.names, top_k).tolist():
+        held = c.hits[v]
+        if int(held.sum()) < MIN_CONVERSATIONS:  # conversations where any rating holds it
+            out[c.names[v]] = _nan(f"too few conversations: {int(held.sum())}", c.units)
+            continue
+        grid = held.copy()
+        grid[:, 0] = c.base - held.sum(1)
+        mm, hh = np.nonzero(grid)
+        patterns = np.stack([mm - hh, hh], axis=1)
+        counts = _Counts(patterns, grid[mm, hh].astype(float), ("absent", "present"), c.units)
+        out[c.names[v]] = _alpha_counts(counts, "nominal", None, n_boot, seed)
+    return out
 
 
 def _model_rows(

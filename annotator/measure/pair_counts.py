@@ -9,8 +9,9 @@ stored before them:
 
     N_now = N_before + S(X, P) - N(X, X),    S(X, P) = N(X, P) + N(X, P) with a and b swapped
 
-where P is every pairable rating now and X the changed conversations' ratings, signed: +1 for
-each now, -1 for each before. (Write Q for the ratings the change left alone, A for the
+where P is every pairable rating now (as distinct sets with their weights: the ones
+`rating_counts` keeps) and X the changed conversations' ratings, signed: +1 for each now, -1
+for each before. (Write Q for the ratings the change left alone, A for the
 changed conversations' ratings now and D for theirs before: N(Q+A, Q+A) - N(Q+D, Q+D) expands
 to exactly that.) N(X, P) counts pairs sharing at least one value, by Moebius inversion as the
 full counter does, but it looks up only the subsets of X's sets among P's: no grouping of P's.
@@ -23,7 +24,6 @@ and so does every figure made from them (`tests/test_pair_counts.py`). Pairs sha
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -33,8 +33,6 @@ from annotator.measure.value_sets import (
     SetRatings,
     _moebius,
     _SetAlphaData,
-    map_level,
-    set_ratings,
     subset_words,
     value_bits,
 )
@@ -77,48 +75,27 @@ def from_rows(frame: pd.DataFrame) -> dict[tuple[str, int], np.ndarray]:
     return counts
 
 
-@dataclass(frozen=True)
-class PairCountChange:
-    """The counts stored before a change of the annotations, and the rows of the
-    conversations it changed, before and now (every row of each such conversation)."""
-
-    before: Mapping[tuple[str, int], np.ndarray]
-    rows_before: pd.DataFrame
-    rows_now: pd.DataFrame
-    min_records: int | None = None  # None: `MIN_RECORDS`
-
-    def sides(self, field: str) -> tuple[SetRatings, SetRatings]:
-        """The changed conversations' leaf ratings of `field`: now, and before."""
-        return set_ratings(self.rows_now, field), set_ratings(self.rows_before, field)
-
-    def counts_after(self, field: str, level: int, level_map: Mapping[str, str] | None,
-                     sides: tuple[SetRatings, SetRatings], now: _SetAlphaData
-                     ) -> np.ndarray | None:
-        """The counts of `now` (a level's data, every rating) from the stored ones; None when
-        none are stored for this field and level, or they are cheaper to count whole."""
-        before = self.before.get((field, level))
-        least = MIN_RECORDS if self.min_records is None else self.min_records
-        if before is None or now.n_records < least:
-            return None
-        added, removed = (map_level(side, level_map) for side in sides)
-        return counts_after(before, now, added, removed)
-
-
 def counts_after(before: np.ndarray, now: _SetAlphaData, added: SetRatings,
                  removed: SetRatings) -> np.ndarray | None:
     """N_now (float, as the counter gives it) from N_before and the changed conversations'
     ratings: `added` as they are now, `removed` as they were (see the module docstring).
     None when they do not add up (counts before that are not those of the ratings before
     the change): the caller counts them whole."""
-    # every rating's names now, then those the changed ratings had that no rating has now
-    names = pd.Index(now.ratings.vocab)
-    for side in (added, removed):
-        names = names.append(pd.Index(side.vocab).difference(names, sort=False))
-    bits = value_bits(names.size)
     _, by_size, _ = now.distinct
     weights = np.bincount(now.distinct[0][now.distinct[0] >= 0], minlength=now.distinct[2])
     everyone: Groups = {a: (vals, weights[start:start + vals.shape[0]].astype(np.int64))
                         for a, (vals, start) in by_size.items()}
+    return counts_after_sets(before, pd.Index(now.ratings.vocab), everyone, added, removed)
+
+
+def counts_after_sets(before: np.ndarray, names: pd.Index, everyone: Groups,
+                      added: SetRatings, removed: SetRatings) -> np.ndarray | None:
+    """`counts_after`, given every pairable non-empty set now as distinct sets with their
+    weights (`everyone`, value ids placing them in `names`)."""
+    # every rating's names now, then those the changed ratings had that no rating has now
+    for side in (added, removed):
+        names = names.append(pd.Index(side.vocab).difference(names, sort=False))
+    bits = value_bits(names.size)
     changed = _net(_groups(added, names, 1), _groups(removed, names, -1))
     size = max([*everyone, *changed, before.shape[0] - 1, 0]) + 1
     hist = np.zeros((size, size, size), dtype=np.int64)
@@ -126,7 +103,7 @@ def counts_after(before: np.ndarray, now: _SetAlphaData, added: SetRatings,
     hist[0] = 0
     cross = _pairs(changed, everyone, size, bits)
     hist += cross + cross.transpose(0, 2, 1) - _pairs(changed, changed, size, bits)
-    largest = max(by_size, default=0)  # the counter's shape: its largest distinct set
+    largest = max(everyone, default=0)  # the counter's shape: its largest distinct set
     if hist[:, largest + 1:, :].any() or hist[:, :, largest + 1:].any() or (hist < 0).any():
         return None
     return hist[:largest + 1, :largest + 1, :largest + 1].astype(float)

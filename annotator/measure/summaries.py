@@ -26,6 +26,7 @@ from annotator.measure import (
     intervals,
     model_scores,
     pair_counts,
+    rating_counts,
     shapes,
     value_sets,
 )
@@ -158,13 +159,15 @@ def _every_name(series: pd.Series) -> pd.Series:
 
 def annotators_bundle(
     annotations: pd.DataFrame, n_boot: int, seed: int = 0, top_k: int = 20,
-    pair_change: pair_counts.PairCountChange | None = None,
+    counts: rating_counts.RatingCounts | None = None,
 ) -> Bundle:
     """Inter-annotator agreement (with intervals) at every level, kappa matrix, activity;
-    and the pair counts behind alpha for sets (`pair_counts`), from which the next bundle's
-    are made after new labels (`pair_change`: the ones stored before them)."""
+    and the pair counts behind alpha for sets (`pair_counts`). A study over the bootstrap
+    budget keeps the counts its figures were made from (`rating_counts`), from which the
+    next bundle's are made after new labels (`counts`: those, made so)."""
     maps = level_maps()
-    counts: dict[tuple[str, int], np.ndarray] = {}
+    pairs: dict[tuple[str, int], np.ndarray] = {}
+    kept: list[rating_counts.RatingCounts] = []
     report = agreement.agreement_report(
         annotations,
         level_maps=maps,
@@ -172,21 +175,23 @@ def annotators_bundle(
         seed=seed,
         top_k=top_k,
         pairwise=True,
-        pair_change=pair_change,
-        pair_counts=counts,
+        counts=counts,
+        pair_counts=pairs,
+        kept_counts=kept,
     )
     rows = report.to_frame()
-    pairs = [r.pair for r in report.rows if r.pair is not None]
+    pair_names = [r.pair for r in report.rows if r.pair is not None]
     kappa = rows.loc[[r.pair is not None for r in report.rows], STAT_COLUMNS]
-    kappa.insert(0, "a", [a for a, _ in pairs])
-    kappa.insert(1, "b", [b for _, b in pairs])
+    kappa.insert(0, "a", [a for a, _ in pair_names])
+    kappa.insert(1, "b", [b for _, b in pair_names])
     activity = annotator_activity(annotations)
     return Bundle(
         frames={"agreement": rows.loc[rows["metric"] != "cohen_kappa"].reset_index(drop=True),
                 "kappa": kappa.reset_index(drop=True),
                 "activity": activity,
                 "lead_times": lead_time_bins(annotations),
-                "pair_counts": pair_counts.as_rows(counts)},
+                "pair_counts": pair_counts.as_rows(pairs),
+                **(rating_counts.as_frames(kept[0]) if kept else {})},
         meta={
             "n_conversations": report.n_conversations,
             "annotators": report.annotators,

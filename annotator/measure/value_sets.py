@@ -6,7 +6,7 @@ binary alpha, and taxonomy levels (a value mapped to its ancestor; a free value 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Hashable, Iterable, Mapping
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, combinations
 
@@ -243,8 +243,15 @@ class _AllPairCounter:
     def build(cls, ratings: SetRatings, keep: np.ndarray,
               prepared: tuple[np.ndarray, dict, int] | None = None) -> _AllPairCounter:
         distinct_of, vals_by_size, n_distinct = prepared or cls.distinct(ratings, keep)
+        return cls.of_sets(vals_by_size, n_distinct, int(ratings.vocab.size), distinct_of)
+
+    @classmethod
+    def of_sets(cls, vals_by_size: dict, n_distinct: int, n_vocab: int,
+                distinct_of: np.ndarray) -> _AllPairCounter:
+        """The counter of distinct sets given by size (ids sorted within a row, and where
+        each size's sets start in the numbering), `n_vocab` the ids' range."""
         max_size = max(vals_by_size, default=0)
-        bits = value_bits(int(ratings.vocab.size))
+        bits = value_bits(n_vocab)
         combos, n_records = [], 0
         # kept for every resample: 32-bit indices halve the largest arrays held here
         own_type = np.int32 if n_distinct < 2**31 else np.int64
@@ -271,16 +278,37 @@ class _AllPairCounter:
         return cls(max_size, combos, distinct_of, n_distinct, n_records)
 
     def pair_hist(self, unit_w: np.ndarray, unit: np.ndarray) -> np.ndarray:
-        a_max = self.max_size
         ok = self.distinct_of >= 0
         dw = np.bincount(self.distinct_of[ok], weights=unit_w[unit[ok]],
                          minlength=self.n_distinct)
+        return self.weighted_hist(dw, unit_w)
+
+    def weighted_hist(self, dw: np.ndarray, unit_w: np.ndarray) -> np.ndarray:
+        """The pair counts of the distinct sets weighted `dw` (their ratings' unit weights
+        `unit_w` summed: integers give exact counts)."""
+        a_max = self.max_size
         f = np.zeros((a_max + 1, a_max + 1, a_max + 1))
         for r, (t_row, size, own, n_t) in enumerate(self.combos, start=1):
             # duplicates (same subset, same size) are summed by the sparse constructor
             c = sparse.csr_matrix((dw[own], (t_row, size)), shape=(n_t, a_max + 1))
             f[r] = (c.T @ c).toarray()
         return _moebius(f, unit_w)
+
+
+def hist_of_sets(by_size: Mapping[int, tuple[np.ndarray, np.ndarray]], n_vocab: int
+                 ) -> np.ndarray:
+    """The pair counts N[t, a, b] (`_SetAlphaData.point_hist`) of the pairable non-empty
+    ratings given as distinct sets and how many ratings hold each (size -> ids sorted within
+    a row, integer weights), value ids below `n_vocab`."""
+    vals_by_size, weights, start = {}, [], 0
+    for a in sorted(by_size):
+        vals, w = by_size[a]
+        vals_by_size[a] = (vals, start)
+        weights.append(np.asarray(w, dtype=float))
+        start += vals.shape[0]
+    counter = _AllPairCounter.of_sets(vals_by_size, start, n_vocab, np.zeros(0, np.int64))
+    dw = np.concatenate(weights) if weights else np.zeros(0)
+    return counter.weighted_hist(dw, np.ones(1))
 
 
 def value_bits(n_vocab: int) -> int:
@@ -487,6 +515,14 @@ def set_alpha_prepared(
     return _with_interval(stat, _boot_units(n_units_all, one, n_boot, seed))
 
 
+def most_used(usage: np.ndarray, names: Sequence[str], top_k: int) -> np.ndarray:
+    """The ids of the `top_k` most used values (usage above 0), most used first and equal
+    usage by name: the same list however the ratings were read (`rating_counts`)."""
+    used = np.flatnonzero(usage > 0).tolist()
+    used.sort(key=lambda i: (-int(usage[i]), str(names[i])))
+    return np.asarray(used[:top_k], dtype=np.int64)
+
+
 def per_value_alpha(
     data: pd.DataFrame | np.ndarray | SetRatings,
     *,
@@ -513,8 +549,7 @@ def per_value_alpha(
     if only is not None:
         allowed = set(only)
         usage = np.where([str(v) in allowed for v in ratings.vocab.tolist()], usage, -1)
-    top = np.argsort(-usage, kind="stable")[:top_k]
-    top = top[usage[top] > 0]
+    top = most_used(usage, ratings.vocab.tolist(), top_k)
     # units x values: how many ratings of the unit hold the value.
     per_unit = sparse.csr_matrix(
         (np.ones(ratings.unit.size), (ratings.unit, np.arange(ratings.unit.size))),
