@@ -2,11 +2,12 @@
 
 A page of the app opens with a few summaries (`Summary`): inter-annotator agreement, each
 prompt version's scores and its comparison with the version before, the per-conversation
-outcomes and the value frequencies. At paper
-scale (300,000 conversations) computing them takes a minute or two, which a first visitor
-should not wait for. So the commands that change what they read (`extract`, `pull`,
-`adjudicate`, `demo`) end by computing the missing ones into the study's summary cache, the
-same files the app reads (`summary_cache`), and `annotator summarize` does it on demand.
+outcomes and the value frequencies. At paper scale (300,000 conversations) computing them from
+scratch takes most of a minute, and about ten seconds after a thousand new labels, which a
+first visitor should not wait for. So the commands that change what they read (`extract`,
+`pull`, `adjudicate`, `demo`) end by computing the missing ones into the study's summary
+cache, the same files the app reads (`summary_cache`), and `annotator summarize` does it on
+demand.
 
 The app asks for the same `Summary` objects, so both sides agree on names, parameters and the
 tables each result depends on: a summary is recomputed only when one of those tables changed.

@@ -385,8 +385,9 @@ def _inter_annotator_rows(
                                             note=f"no map for level {lv}"))
     fields = [f for f in value_fields if f in ann.columns]
     # a study whose value-set intervals are over the budget (decided by its ratings and
-    # units: 2 * rows bounds both) gets every figure from its counts (`rating_counts`)
-    if counts is None and n_boot > 0 and 2 * len(ann) * n_boot > boot_budget:
+    # units: rows and conversations bound them) gets every figure from its counts
+    if (counts is None and n_boot > 0
+            and (len(ann) + report.n_conversations) * n_boot > boot_budget):
         counts = rating_counts(ann, maps, usable_levels, fields)
     if counts is not None and counts.over_budget(n_boot, boot_budget):
         _rows_from_counts(report, counts, maps, usable_levels, fields, distances,

@@ -58,7 +58,7 @@ def _counts(
     cats = tuple(categories) if categories is not None else tuple(
         sorted(pd.unique(labels), key=str)
     )
-    codes = pd.Categorical(labels, categories=list(cats)).codes
+    codes = _category_codes(labels.tolist(), cats)  # -1: a label outside `categories`
     keep = codes >= 0
     n_units = int(units.max()) + 1 if units.size else 0
     v = len(cats)
@@ -401,7 +401,7 @@ def pairwise_cohen_kappa(
     long = as_long(data, label)
     plain = _plain(long[label])
     cats = tuple(labels) if labels is not None else tuple(sorted(pd.unique(plain), key=str))
-    codes = pd.Categorical(plain, categories=list(cats)).codes.astype(np.int64)
+    codes = _category_codes(plain.tolist(), cats)
     units = pd.factorize(long[UNIT])[0]
     rater_codes, raters = pd.factorize(long[RATER])
     n_units, v = (int(units.max()) + 1 if units.size else 0), len(cats)

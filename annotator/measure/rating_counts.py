@@ -120,11 +120,10 @@ def type_counts(annotations: pd.DataFrame) -> TypeCounts:
         keep = codes >= 0
         v = len(scale)
         table = np.bincount(units[keep] * v + codes[keep], minlength=n_units * v)
-        tables.append((table.reshape(n_units, v), int((~keep).sum())))
-    (every, outside), (ordered, unordered) = tables
+        tables.append((table.reshape(n_units, v), int((~keep).sum()), codes))
+    (every, outside, codes), (ordered, unordered, _) = tables
     raters = long[RATER].astype(str)
     rater_codes, names = pd.factorize(raters)
-    codes = _category_codes(labels, RESPONSE_TYPE_LABELS)
     grid = np.full((n_units, len(names)), -1, dtype=np.int64)
     grid[units, rater_codes] = codes
     v = len(RESPONSE_TYPE_LABELS)
@@ -282,13 +281,18 @@ class _Only:
 
 
 def _counts_only(annotations: pd.DataFrame, level_maps: Mapping[int, Mapping[str, str]],
-                 levels: Sequence[int], fields: Sequence[str], with_types: bool) -> _Only:
+                 levels: Sequence[int], fields: Sequence[str], with_types: bool,
+                 keep_ratings: bool = True) -> _Only:
+    """The counts of these rows without pair counts, and their ratings at each level if
+    `keep_ratings` (a change's: the pair counts are made from them)."""
     sets, ratings = {}, {}
     for field in fields:
         leaf = set_ratings(annotations, field)
         for lv in levels:
-            ratings[(field, lv)] = map_level(leaf, level_maps.get(lv))
-            sets[(field, lv)] = set_counts(ratings[(field, lv)])
+            mapped = map_level(leaf, level_maps.get(lv))
+            sets[(field, lv)] = set_counts(mapped)
+            if keep_ratings:
+                ratings[(field, lv)] = mapped
     types = type_counts(annotations) if with_types else None
     return _Only(types, sets, ratings)
 
@@ -310,7 +314,7 @@ def rating_counts(annotations: pd.DataFrame, level_maps: Mapping[int, Mapping[st
     """Every count of the study's annotations (a frame of every conversation's rows)."""
     fields = [f for f in fields if f in annotations.columns]
     only = _counts_only(annotations, level_maps, levels, fields,
-                        RESPONSE_TYPE in annotations.columns)
+                        RESPONSE_TYPE in annotations.columns, keep_ratings=False)
     return RatingCounts(only.types, only.sets,
                         {key: _pair_counts(c, None, None) for key, c in only.sets.items()})
 
@@ -348,16 +352,18 @@ def as_frames(counts: RatingCounts) -> dict[str, pd.DataFrame]:
                                                             enumerate(where)},
                                              "count": array[where]}))
         for size, (vals, weights) in sorted(c.sets.items()):
-            parts["rating_distinct"].append(pd.DataFrame({"key": key, "size": size,
-                                                          "weight": weights}))
+            parts["rating_distinct"].append(pd.DataFrame({
+                "key": np.full(weights.size, key, np.int32),
+                "size": np.full(weights.size, size, np.int32), "weight": weights}))
+            # millions at the leaf level: ids alone, after one another as the sets above
             parts["rating_distinct_ids"].append(pd.DataFrame(
-                {"key": key, "id": vals.ravel().astype(np.int64)}))
+                {"id": vals.ravel().astype(np.int32)}))
     columns = {"rating_values": ["key", "name", "usage"],
                "rating_hits": ["key", "k0", "k1", "k2", "count"],
                "rating_within": ["key", "k0", "k1", "k2", "k3", "count"],
                "rating_base": ["key", "k0", "count"],
                "rating_distinct": ["key", "size", "weight"],
-               "rating_distinct_ids": ["key", "id"]}
+               "rating_distinct_ids": ["id"]}
     return {
         "rating_types": pd.DataFrame(types, columns=["kind", "a", "b", "key", "count"]),
         "rating_sets": pd.DataFrame(sets, columns=["field", "level", "units", "ratings",
@@ -410,9 +416,11 @@ def _from_tables(tables: Mapping[str, pa.Table],
                            scalars["unordered"], parts["rater"], parts["pair"])
     sets: dict[tuple[str, int], SetCounts] = {}
     scal = _columns(tables["rating_sets"])
-    parts = {name: _by_key(_columns(tables[name]), scal["field"].size) for name in FRAMES[2:]}
+    parts = {name: _by_key(_columns(tables[name]), scal["field"].size) for name in FRAMES[2:-1]}
+    flat = tables["rating_distinct_ids"].column("id").to_numpy().astype(np.int64)
+    start = 0
     for key in range(scal["field"].size):
-        values, h, w, b, distinct, flat = (parts[name][key] for name in FRAMES[2:])
+        values, h, w, b, distinct = (parts[name][key] for name in FRAMES[2:-1])
         names = tuple(str(n) for n in values["name"])
         m = 1 + int(max(h["k1"].max(initial=0), h["k2"].max(initial=0), w["k0"].max(initial=0),
                         b["k0"].max(initial=0)))
@@ -424,16 +432,17 @@ def _from_tables(tables: Mapping[str, pa.Table],
         within[w["k0"], w["k1"], w["k2"], w["k3"]] = w["count"]
         base[b["k0"]] = b["count"]
         by_size: Sets = {}
-        start = 0
         for size in np.unique(distinct["size"]).tolist():
-            weights = distinct["weight"][distinct["size"] == size].astype(np.int64)
+            weights = distinct["weight"][distinct["size"] == size]
             end = start + weights.size * size
-            by_size[size] = (flat["id"][start:end].reshape(weights.size, size), weights)
+            by_size[size] = (flat[start:end].reshape(weights.size, size), weights)
             start = end
         sets[(str(scal["field"][key]), int(scal["level"][key]))] = SetCounts(
             names, int(scal["units"][key]), int(scal["ratings"][key]),
             int(scal["pairable"][key]), int(scal["n"][key]), int(scal["empties"][key]), within,
             by_size, values["usage"].astype(np.int64), hits, base)
+    if start != flat.size:
+        raise ValueError("the distinct sets' ids do not add up")
     return RatingCounts(types, sets, dict(pair_counts))
 
 
