@@ -131,6 +131,34 @@ def test_each_write_gives_the_frame_built_whole_made_from_the_stored_one(
         assert patches == [True], what
 
 
+def test_a_label_changed_to_one_of_the_same_length_is_in_the_next_frame(
+        study: Path, patches: list[bool]) -> None:
+    """Another program changes a label to one of the same length (its lengths and times, the
+    rows' facts, stay the same) as another row is written: the frame made from the stored
+    one holds both (the change log names every row written), as the frame built whole does.
+    With the log pruned past the stored index (as another process may have), every row's
+    facts are compared instead, and a change of facts is still seen."""
+    _frame_now(study)
+    for pruned in (False, True):
+        db = open_db(study)
+        (row,) = db.execute("select rowid from annotations where labels like '%neutral%' "
+                            "and deleted = 0 and cancelled = 0 limit 1").fetchone()
+        with db.conn:
+            if not pruned:
+                db.execute("update annotations set labels = replace(labels, 'neutral', "
+                           "'neutrax') where rowid = ?", [row])  # the same length
+            db.execute("update annotations set lead_time = ? where rowid = ?",
+                        [99 + pruned, row + 1])
+        if pruned:
+            frame_patch.prune_log(db, frame_patch.log_position(db))
+        db.conn.close()
+        patches.clear()
+        got = _frame_now(study)  # equal to the frame built whole, or this fails
+        assert patches == [True]
+        assert "neutrax" in set(got["response_type"])
+        assert 99 + pruned in set(got["lead_time"])
+
+
 def test_the_frame_is_built_whole_when_the_index_cannot_be_trusted(
         study: Path, patches: list[bool]) -> None:
     """A damaged index, one that does not match its frame, a link planted at its name, or a

@@ -384,6 +384,9 @@ def _inter_annotator_rows(
                                             field="*", level=lv, value=float("nan"),
                                             note=f"no map for level {lv}"))
     fields = [f for f in value_fields if f in ann.columns]
+    if counts is not None and not {(f, lv) for f in fields for lv in usable_levels} <= set(
+            counts.sets):
+        counts = None  # counted for other fields or levels: counted again
     # a study whose value-set intervals are over the budget (decided by its ratings and
     # units: rows and conversations bound them) gets every figure from its counts
     if (counts is None and n_boot > 0

@@ -18,6 +18,7 @@ a label to one of the same length), or many rows changed, or the parts do not jo
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -28,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlite_utils
 
+from annotator.db import LOG_PRUNED
 from annotator.measure.frame_store import (
     index_metadata,
     joined_rows,
@@ -55,22 +57,71 @@ _FACTS_SQL = ("rowid * 2 + ({in_frame}), "
               "lead_time, julianday(updated_at), coalesce(length(missing) + 1, 0)")
 _LAYOUT = b"annotator.facts"  # the index's metadata: which facts it holds, in what layout
 _CHANGE = b"annotator.change"  # and the change its frame was made by (`Change`), if any
+_LOGGED = b"annotator.logged"  # and the change log's position its facts were read at
 # beyond this share of the table changed, re-reading it whole costs no more than patching
 MAX_CHANGED_SHARE = 0.25
 
 
-def row_facts(db: sqlite_utils.Database, in_frame: str) -> np.ndarray:
-    """`FACTS` of every row of the annotations table, in rowid order. `in_frame`: the SQL
-    condition of the rows the frame holds."""
+def row_facts(db: sqlite_utils.Database, in_frame: str,
+              rowids: np.ndarray | None = None) -> np.ndarray:
+    """`FACTS` of every row of the annotations table (or of those of `rowids` that are
+    there), in rowid order. `in_frame`: the SQL condition of the rows the frame holds."""
+    where, params = "", []
+    if rowids is not None:
+        where, params = "where rowid in (select value from json_each(?)) ", [
+            orjson.dumps(rowids.tolist()).decode()]
     cursor = db.execute(f"select {_FACTS_SQL.format(in_frame=in_frame)} from {TABLE} "
-                        "order by rowid")
+                        f"{where}order by rowid", params)
     return np.fromiter(cursor, dtype=FACTS)
 
 
-def _as_index(facts: np.ndarray) -> pa.Table:
+def log_position(db: sqlite_utils.Database) -> int | None:
+    """The last entry of the annotations' change log (`db._add_annotation_log`), 0 when it
+    holds none; None in a file without the log (opened without `open_db`)."""
+    try:
+        return int(db.execute("select coalesce(max(seq), 0) from annotation_changes"
+                              ).fetchone()[0])
+    except sqlite3.OperationalError:
+        return None
+
+
+def _logged_since(db: sqlite_utils.Database, position: int) -> np.ndarray | None:
+    """The rowids the log notes after `position`, in order; None when the log was pruned
+    past it (or there is none): every row's facts are then compared."""
+    try:
+        pruned = db.execute("select token from table_changes where name = ?",
+                            [LOG_PRUNED]).fetchone()
+        if pruned is not None and int(pruned[0]) > position:
+            return None
+        rows = db.execute("select distinct row from annotation_changes where seq > ? "
+                          "order by row", [position])
+        return np.fromiter((row for (row,) in rows), dtype=np.int64)
+    except sqlite3.OperationalError:
+        return None
+
+
+def prune_log(db: sqlite_utils.Database, position: int) -> None:
+    """Drop the log's entries up to `position` (an index stored from them on): an index
+    older than that compares every row's facts instead."""
+    with db.conn:
+        db.execute("delete from annotation_changes where seq <= ?", [position])
+        db.execute("insert into table_changes (name, token) values (?, ?) on conflict (name) "
+                   "do update set token = max(token, excluded.token)", [LOG_PRUNED, position])
+
+
+def _as_index(facts: np.ndarray, logged_at: int | None) -> pa.Table:
     # every row's facts as one column of 64-bit words: written and read without a copy
-    return pa.table({"facts": facts.view(np.int64)},
-                    metadata={_LAYOUT: _FACTS_SQL.encode()})
+    meta = {_LAYOUT: _FACTS_SQL.encode()}
+    if logged_at is not None:
+        meta[_LOGGED] = str(logged_at).encode()
+    return pa.table({"facts": facts.view(np.int64)}, metadata=meta)
+
+
+def _logged_at(index: pa.Table) -> int | None:
+    try:
+        return int((index.schema.metadata or {})[_LOGGED])
+    except (KeyError, ValueError):
+        return None
 
 
 def _facts_of(index: pa.Table) -> np.ndarray | None:
@@ -95,10 +146,11 @@ class Change(NamedTuple):
 
 
 def store_row_index(path: str, signature: str, facts: np.ndarray,
-                    change: Change | None = None) -> None:
+                    change: Change | None = None, logged_at: int | None = None) -> None:
     """Keep `facts` (`row_facts`, read with the frame stored at `signature`) as the index
-    the next frame starts from, with the `change` the frame was made by, if it was."""
-    index = _as_index(facts)
+    the next frame starts from, with the `change` the frame was made by, if it was, and the
+    change log's position they were read at (`log_position`)."""
+    index = _as_index(facts, logged_at)
     if change is not None:
         index = index.replace_schema_metadata({**index.schema.metadata, _CHANGE: orjson.dumps(
             {"from": change.since, "conversations": change.conversations,
@@ -136,7 +188,8 @@ def index_if_unchanged(db: sqlite_utils.Database, path: str, signature: str,
     (that of a frame stored from parts): its facts and signature read in one snapshot."""
     with snapshot(db):
         if table_signature(db, TABLE) == signature:
-            store_row_index(path, signature, row_facts(db, in_frame))
+            store_row_index(path, signature, row_facts(db, in_frame),
+                            logged_at=log_position(db))
 
 
 def _unchanged(old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -191,14 +244,23 @@ def _in_rowid_order(kept: pa.Table, kept_rowid: np.ndarray, part: pa.Table,
     return joined
 
 
+class Patched(NamedTuple):
+    """A frame made from the one before it (as Arrow), the row facts it was made from (kept
+    as its index once it is stored), the change, and the change log's position read."""
+
+    frame: pa.Table
+    facts: np.ndarray
+    change: Change
+    logged_at: int | None
+
+
 def patched_frame(db: sqlite_utils.Database, path: str, in_frame: str,
-                  rows_of: Callable[[list[int]], pd.DataFrame]
-                  ) -> tuple[pa.Table, np.ndarray, Change] | None:
+                  rows_of: Callable[[list[int]], pd.DataFrame]) -> Patched | None:
     """The annotations frame of the table as it is now (the caller's snapshot), as Arrow,
     made from the last stored frame and the rows changed since (`rows_of(rowids)`: the
-    frame's rows of those rowids), with the row facts it was made from (`row_facts`: kept as
-    its index once the frame is stored) and the change (`Change`); None when it is to be
-    built whole (nothing stored to start from, or see the module's notes)."""
+    frame's rows of those rowids): the rows the change log notes since that frame's index
+    was read, else every row whose facts changed; None when it is to be built whole
+    (nothing stored to start from, or see the module's notes)."""
     latest = latest_index(path, TABLE)
     if latest is None:
         return None
@@ -210,9 +272,19 @@ def patched_frame(db: sqlite_utils.Database, path: str, in_frame: str,
     old_in = (old["key"] & 1) == 1
     if int(old_in.sum()) != old_frame.num_rows:
         return None  # not the index of this frame
-    facts = row_facts(db, in_frame)
+    logged_at = log_position(db)
+    since = _logged_at(index)
+    logged = None if since is None or logged_at is None else _logged_since(db, since)
+    if logged is None:
+        facts = row_facts(db, in_frame)
+    else:  # the rows the log notes read again, every other row's facts as they were
+        facts = np.concatenate([old[~np.isin(old["key"] >> 1, logged)],
+                                row_facts(db, in_frame, logged)])
+        facts = facts[np.argsort(facts["key"] >> 1, kind="stable")]
     rowid, in_frame_now = facts["key"] >> 1, (facts["key"] & 1) == 1
     same, at = _unchanged(old, facts)
+    if logged is not None:  # written, whatever its facts say (another program's edit)
+        same &= ~np.isin(rowid, logged)
     changed = int((~same).sum())
     if not changed and rowid.size == old.size:
         return None  # the signature changed, yet no row: built whole, to be sure
@@ -243,5 +315,6 @@ def patched_frame(db: sqlite_utils.Database, path: str, in_frame: str,
                     sorted({*dropped["annotator"].to_pylist(), *part["annotator"].tolist()}),
                     old_frame.filter(pc.is_in(old_frame["conversation_id"],
                                               value_set=pa.array(conversations, pa.string()))))
-    return (_in_rowid_order(joined.slice(0, kept_rows.num_rows), kept_rowid,
-                            joined.slice(kept_rows.num_rows), reread), facts, change)
+    return Patched(_in_rowid_order(joined.slice(0, kept_rows.num_rows), kept_rowid,
+                                   joined.slice(kept_rows.num_rows), reread), facts, change,
+                   logged_at)

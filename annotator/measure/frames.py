@@ -275,9 +275,10 @@ def built_frame(db: sqlite_utils.Database, table: str
         if table != "annotations" or path is None:
             return table_frame(db, table), signature
         patched = frame_patch.patched_frame(db, str(path), IN_FRAME, _annotation_rows(db))
-        frame, facts, change = patched or (table_frame(db, table),
-                                           frame_patch.row_facts(db, IN_FRAME), None)
-    frame_patch.store_row_index(str(path), signature, facts, change)
+        frame, facts, change, logged_at = patched or (
+            table_frame(db, table), frame_patch.row_facts(db, IN_FRAME), None,
+            frame_patch.log_position(db))
+    frame_patch.store_row_index(str(path), signature, facts, change, logged_at)
     return frame, signature
 
 
@@ -289,15 +290,18 @@ def store_patched_annotations(path: str, signature: str) -> bool:
     """In a worker process: the annotations frame at `signature` stored, made from the one
     stored before it (`frame_patch`); False when it is to be built whole (the table changed
     since `signature`, or no frame to start from)."""
-    with worker_study(path) as db, snapshot(db):
-        if table_signature(db, "annotations") != signature:
+    with worker_study(path) as db:
+        with snapshot(db):
+            if table_signature(db, "annotations") != signature:
+                return False
+            patched = frame_patch.patched_frame(db, path, IN_FRAME, _annotation_rows(db))
+        if patched is None:
             return False
-        patched = frame_patch.patched_frame(db, path, IN_FRAME, _annotation_rows(db))
-    if patched is None:
-        return False
-    frame, facts, change = patched
-    frame_patch.store_row_index(path, signature, facts, change)
-    store_table(path, "annotations", signature, frame)
+        frame_patch.store_row_index(path, signature, patched.facts, patched.change,
+                                    patched.logged_at)
+        store_table(path, "annotations", signature, patched.frame)
+        if patched.logged_at is not None:  # what the index just stored holds: not read again
+            frame_patch.prune_log(db, patched.logged_at)
     return True
 
 
