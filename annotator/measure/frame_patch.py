@@ -3,17 +3,19 @@
 After `import-labels` or `pull` of a thousand labels, building the annotations frame anew
 parses every annotation's JSON (about 4 s on both cores at 300,000 conversations, 10 s at
 700,000) to change a thousand rows. So each stored annotations frame is kept with a row index
-(`frame_store.store_index`): per row of the table, what the frame's row depends on. The next
-frame keeps the stored rows whose facts are the same, re-reads only the others, and drops the
-rows gone. Reading the facts is one pass over the table without its JSON.
+(`frame_store.store_index`): per row of the table, what the frame's row depends on, and the
+position of the table's change log (`db._add_annotation_log`: triggers note the rowid of
+every row written, by this tool or another program) when those facts were read. The next
+frame keeps the stored rows, re-reads the rows the log notes since, and drops the rows gone.
 
 What a frame's row depends on: whether the frame holds the row (its SQL condition: deleted,
 cancelled, edited by someone else, flagged; exactly), and its content, by the lengths of the
-labels and of the edit history, the lead time and when it was last updated. Every write of
-this tool changes one of those. The table's change signature (`frame_store.table_signatures`)
-moves with any write at all, so when it moved but no row's facts did (another program changed
-a label to one of the same length), or many rows changed, or the parts do not join
-(`frame_store.joined_rows`), the frame is built whole.
+labels and of the edit history, the lead time and when it was last updated. When the log does
+not reach back to the index (pruned past it, or an index kept before the log), every row's
+facts are compared instead, in one pass over the table without its JSON: every write of this
+tool changes one of them. When the signature (`frame_store.table_signatures`) moved but no
+row did, or many rows changed, or the parts do not join (`frame_store.joined_rows`), the
+frame is built whole.
 """
 
 from __future__ import annotations
