@@ -26,7 +26,7 @@ from test_frame_store import NAMES, _study
 
 from annotator import config
 from annotator.app import precompute, summary_cache
-from annotator.db import open_db
+from annotator.db import LOG_PRUNED, open_db
 from annotator.measure import (
     agreement,
     frame_patch,
@@ -149,14 +149,39 @@ def test_a_label_changed_to_one_of_the_same_length_is_in_the_next_frame(
                            "'neutrax') where rowid = ?", [row])  # the same length
             db.execute("update annotations set lead_time = ? where rowid = ?",
                         [99 + pruned, row + 1])
-        if pruned:
-            frame_patch.prune_log(db, frame_patch.log_position(db))
+        if pruned:  # as another process may, past the index stored
+            with db.conn:
+                db.execute("delete from annotation_changes")
+                db.execute("insert into table_changes (name, token) values (?, ?) on "
+                           "conflict (name) do update set token = excluded.token",
+                           [LOG_PRUNED, frame_patch.log_position(db) + 10**6])
         db.conn.close()
         patches.clear()
         got = _frame_now(study)  # equal to the frame built whole, or this fails
         assert patches == [True]
         assert "neutrax" in set(got["response_type"])
         assert 99 + pruned in set(got["lead_time"])
+
+
+def test_the_log_is_pruned_of_what_the_stored_index_holds_and_only_then_written(
+        study: Path) -> None:
+    """`prune_log` drops the entries the newest stored index was read after, keeps the later
+    ones (the next frame re-reads them), and leaves the file untouched when there is
+    nothing to drop (the app's facts are keyed on the file)."""
+    _frame_now(study)
+    db = open_db(study)
+    with db.conn:
+        db.execute("update annotations set lead_time = 7 where rowid = 3")
+    stored_at = int(frame_store.latest_index_metadata(study, "annotations")[b"annotator.logged"])
+    assert frame_patch.log_position(db) > stored_at
+    frame_patch.prune_log(db, str(study))
+    left = [seq for (seq,) in db.execute("select seq from annotation_changes")]
+    assert left and min(left) > stored_at
+    untouched = summary_cache.fingerprint(study)
+    frame_patch.prune_log(db, str(study))  # nothing more to drop
+    assert summary_cache.fingerprint(study) == untouched
+    db.conn.close()
+    assert 7 in set(_frame_now(study)["lead_time"])  # the entry kept: re-read
 
 
 def test_the_frame_is_built_whole_when_the_index_cannot_be_trusted(

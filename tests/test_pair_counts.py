@@ -8,6 +8,8 @@ computation is the reference; the summaries that use this are tested end to end 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
@@ -33,23 +35,28 @@ def _rows(draw: st.DrawFn, unit: str, raters: int, vocab: list[str]) -> list[tup
     return rows
 
 
+def _resubmitted(unit: str, rater: str) -> tuple:
+    return (unit, rater, ("care",))
+
+
 @st.composite
-def changes(draw: st.DrawFn) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """A study before and after a change, and the conversations the change touched."""
+def changes(draw: st.DrawFn, rows: Callable = _rows, resubmitted: Callable = _resubmitted,
+            columns: list[str] = COLUMNS) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """A study before and after a change, and the conversations the change touched. `rows`
+    draws a conversation's rows, `resubmitted` makes a rater's second row (in `columns`)."""
     n_units = draw(st.integers(1, 14))
-    before = [row for u in range(n_units) for row in _rows(draw, f"u{u}", 3, VOCAB[:6])]
+    before = [row for u in range(n_units) for row in rows(draw, f"u{u}", 3, VOCAB[:6])]
     changed = sorted(draw(st.sets(st.sampled_from([f"u{u}" for u in range(n_units + 3)]),
                                   max_size=6)))
     after = [row for row in before if row[0] not in changed]
     for unit in changed:  # anew: more raters, other sets, names no one used before
         if draw(st.booleans()):
-            after += _rows(draw, unit, draw(st.integers(0, 5)), VOCAB)
+            after += rows(draw, unit, draw(st.integers(0, 5)), VOCAB)
     if draw(st.booleans()):  # a re-submitted label: the last row of a pair counts
         repeats = [row for row in after if row[0] in changed]
         if repeats:
-            unit, rater, _ = repeats[0]
-            after.append((unit, rater, ("care",)))
-    return pd.DataFrame(before, columns=COLUMNS), pd.DataFrame(after, columns=COLUMNS), changed
+            after.append(resubmitted(*repeats[0][:2]))
+    return pd.DataFrame(before, columns=columns), pd.DataFrame(after, columns=columns), changed
 
 
 def _whole(frame: pd.DataFrame, level_map: dict | None) -> value_sets._SetAlphaData:

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from test_pair_counts import changes as pair_changes
 
 from annotator.measure import agreement, rating_counts
 
@@ -41,23 +42,10 @@ def _rows(draw: st.DrawFn, unit: str, raters: int, vocab: list[str]) -> list[tup
     return rows
 
 
-@st.composite
-def changes(draw: st.DrawFn) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """A study before and after a change, and the conversations the change touched."""
-    n_units = draw(st.integers(1, 14))
-    before = [row for u in range(n_units) for row in _rows(draw, f"u{u}", 3, VOCAB[:6])]
-    changed = sorted(draw(st.sets(st.sampled_from([f"u{u}" for u in range(n_units + 3)]),
-                                  max_size=6)))
-    after = [row for row in before if row[0] not in changed]
-    for unit in changed:  # anew: more raters, other labels, names no one used before
-        if draw(st.booleans()):
-            after += _rows(draw, unit, draw(st.integers(0, 5)), VOCAB)
-    if draw(st.booleans()):  # a re-submitted label: the last row of a pair counts
-        repeats = [row for row in after if row[0] in changed]
-        if repeats:
-            unit, rater = repeats[0][:2]
-            after.append((unit, rater, "neutral", ("care",), ()))
-    return pd.DataFrame(before, columns=COLUMNS), pd.DataFrame(after, columns=COLUMNS), changed
+def changes() -> st.SearchStrategy:
+    """`test_pair_counts.changes` with a response type and human values in each row."""
+    return pair_changes(_rows, lambda unit, rater: (unit, rater, "neutral", ("care",), ()),
+                        COLUMNS)
 
 
 def _report(frame: pd.DataFrame, **kw) -> agreement.AgreementReport:

@@ -43,6 +43,7 @@ from annotator.measure.frame_patch import (
     Change,
     change_to,
     index_if_unchanged,
+    prune_log,
 )
 from annotator.measure.frame_patch import rows_before as rows_before_change
 from annotator.measure.frame_store import (
@@ -522,9 +523,11 @@ def precompute(
     """
     started = time.perf_counter()
     path = str(path)
-    fp = summary_cache.fingerprint(path)
-    if fp is None:
+    if summary_cache.fingerprint(path) is None:
         raise FileNotFoundError(path)
+    with summary_cache.study_db(path) as database:  # before the facts: it writes the file
+        prune_log(database, path)
+    fp = summary_cache.fingerprint(path)
     facts = summary_cache.facts(path, fp)
     signatures = dict(facts["signatures"])
     has_gold = not signatures.get("gold", "0").startswith("0:")

@@ -36,6 +36,7 @@ from annotator.measure.frame_store import (
     index_metadata,
     joined_rows,
     latest_index,
+    latest_index_metadata,
     read_frame,
     read_table,
     snapshot,
@@ -102,9 +103,21 @@ def _logged_since(db: sqlite_utils.Database, position: int) -> np.ndarray | None
         return None
 
 
-def prune_log(db: sqlite_utils.Database, position: int) -> None:
-    """Drop the log's entries up to `position` (an index stored from them on): an index
-    older than that compares every row's facts instead."""
+def prune_log(db: sqlite_utils.Database, path: str) -> None:
+    """Drop the change log's entries the newest stored index holds (its frame was made from
+    them): an index older than that compares every row's facts instead. Writes nothing when
+    there is nothing to drop (a write changes the study file, which the app's facts key on)."""
+    meta = latest_index_metadata(path, TABLE) or {}
+    try:
+        position = int(meta[_LOGGED])
+    except (KeyError, ValueError):
+        return
+    try:
+        if db.execute("select 1 from annotation_changes where seq <= ? limit 1",
+                      [position]).fetchone() is None:
+            return
+    except sqlite3.OperationalError:  # no log
+        return
     with db.conn:
         db.execute("delete from annotation_changes where seq <= ?", [position])
         db.execute("insert into table_changes (name, token) values (?, ?) on conflict (name) "

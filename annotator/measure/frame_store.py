@@ -358,6 +358,20 @@ def latest_index(path: str | Path, table: str) -> tuple[str, pa.Table] | None:
     return None
 
 
+def latest_index_metadata(path: str | Path, table: str) -> dict[bytes, bytes] | None:
+    """The schema metadata of the row index `latest_index` gives, its rows not read."""
+    for file in _index_files(path, table):
+        try:
+            with os.fdopen(os.open(file, os.O_RDONLY | _NOFOLLOW), "rb") as handle:
+                meta = dict(pa.ipc.open_file(handle).schema.metadata or {})
+        except (OSError, ValueError, pa.ArrowException):
+            continue
+        if _SIGNATURE in meta and file == _file(path, _INDEX_OF.format(table=table),
+                                                 meta[_SIGNATURE].decode()):
+            return meta
+    return None
+
+
 def index_metadata(path: str | Path, table: str, signature: str) -> dict[bytes, bytes] | None:
     """The schema metadata of `table`'s row index at `signature`, its rows not read; None when
     that index is not kept (or does not read)."""

@@ -290,18 +290,15 @@ def store_patched_annotations(path: str, signature: str) -> bool:
     """In a worker process: the annotations frame at `signature` stored, made from the one
     stored before it (`frame_patch`); False when it is to be built whole (the table changed
     since `signature`, or no frame to start from)."""
-    with worker_study(path) as db:
-        with snapshot(db):
-            if table_signature(db, "annotations") != signature:
-                return False
-            patched = frame_patch.patched_frame(db, path, IN_FRAME, _annotation_rows(db))
-        if patched is None:
+    with worker_study(path) as db, snapshot(db):
+        if table_signature(db, "annotations") != signature:
             return False
-        frame_patch.store_row_index(path, signature, patched.facts, patched.change,
-                                    patched.logged_at)
-        store_table(path, "annotations", signature, patched.frame)
-        if patched.logged_at is not None:  # what the index just stored holds: not read again
-            frame_patch.prune_log(db, patched.logged_at)
+        patched = frame_patch.patched_frame(db, path, IN_FRAME, _annotation_rows(db))
+    if patched is None:
+        return False
+    frame_patch.store_row_index(path, signature, patched.facts, patched.change,
+                                patched.logged_at)
+    store_table(path, "annotations", signature, patched.frame)
     return True
 
 
