@@ -203,6 +203,28 @@ def test_facts_kept_by_an_earlier_version_are_not_read(app_study_copy) -> None:
         current["signatures"]["gold:people"]
 
 
+def test_facts_are_kept_for_the_file_they_were_read_from(app_study_copy) -> None:
+    """Facts read while the file changed are not kept under the fingerprint before the change
+    (they may be of the newer file); `precompute` keeps the ones of the file as it leaves it,
+    so the app does not read them again."""
+    from annotator.app import precompute, summary_cache
+
+    path = str(app_study_copy)
+    before = summary_cache.fingerprint(path)
+    db = open_db(app_study_copy)
+    with db.conn:
+        db.execute("update gold set task = 'changed' where rowid = 1")
+    db.conn.close()
+    summary_cache.clear_memory()
+    summary_cache.facts(path, before)  # read from the changed file
+    assert summary_cache.stored_facts(path, before) is None
+    precompute.precompute(path, n_boot=5)
+    now = summary_cache.fingerprint(path)
+    summary_cache.clear_memory()
+    kept = summary_cache.stored_facts(path, now)
+    assert kept is not None and kept["stages"] and kept["signatures"]
+
+
 def test_a_majority_decision_keeps_the_signature_of_persons_decisions(app_study_copy) -> None:
     """The Gold page's queue depends on gold only through who a person decided
     (`gold:people`): `adjudicate` deciding by majority leaves that signature, a person's

@@ -135,34 +135,49 @@ def clear_memory() -> None:
         cache.clear()
 
 
-def facts(path: str | Path, fp: Fingerprint) -> dict[str, Any]:
-    """What every page asks first: per-table signatures, stage counts, prompt versions and
-    sources. Read with SQL once per version of the file, then kept in memory and on disk (a
-    restarted app reads a few kilobytes instead of scanning the tables)."""
+def _facts_file(path: str | Path, fp: Fingerprint) -> Path:
+    return cache_root(path) / f"facts-{_hash(fp, SIGNATURES_MADE_OF)}.json"
+
+
+def stored_facts(path: str | Path, fp: Fingerprint) -> dict[str, Any] | None:
+    """`facts` if kept in memory or on disk for this version of the file, else None."""
     key = (str(path), fp)
     found = _signatures.get(key)
     if found is not None:
         return found
-    file = cache_root(path) / f"facts-{_hash(fp, SIGNATURES_MADE_OF)}.json"
     try:
-        found = json.loads(file.read_text())
+        found = json.loads(_facts_file(path, fp).read_text())
     except (OSError, ValueError):
-        found = None
-    if found is None:
-        with study_db(path) as database:
-            found = {
-                "signatures": table_signatures(database),
-                "stages": queries.stage_counts(database).to_dict(orient="records"),
-                "prompts": report.prompt_list(database).to_dict(orient="records"),
-                "sources": queries.conversation_sources(database),
-            }
-        file.parent.mkdir(parents=True, exist_ok=True)
-        for old in file.parent.glob("facts-*.json"):
-            old.unlink(missing_ok=True)
-        tmp = file.with_suffix(f".{uuid.uuid4().hex}.tmp")
-        tmp.write_text(json.dumps(found, default=str))
-        os.replace(tmp, file)
+        return None
     _signatures.put(key, found)
+    return found
+
+
+def facts(path: str | Path, fp: Fingerprint) -> dict[str, Any]:
+    """What every page asks first: per-table signatures, stage counts, prompt versions and
+    sources. Read with SQL once per version of the file, then kept in memory and on disk (a
+    restarted app reads a few kilobytes instead of scanning the tables); not kept when the
+    file changed while they were read (they may be of the newer version)."""
+    found = stored_facts(path, fp)
+    if found is not None:
+        return found
+    with study_db(path) as database:
+        found = {
+            "signatures": table_signatures(database),
+            "stages": queries.stage_counts(database).to_dict(orient="records"),
+            "prompts": report.prompt_list(database).to_dict(orient="records"),
+            "sources": queries.conversation_sources(database),
+        }
+    if fingerprint(path) != fp:
+        return found
+    file = _facts_file(path, fp)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    for old in file.parent.glob("facts-*.json"):
+        old.unlink(missing_ok=True)
+    tmp = file.with_suffix(f".{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(found, default=str))
+    os.replace(tmp, file)
+    _signatures.put((str(path), fp), found)
     return found
 
 
