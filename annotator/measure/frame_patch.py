@@ -107,10 +107,8 @@ def prune_log(db: sqlite_utils.Database, path: str) -> None:
     """Drop the change log's entries the newest stored index holds (its frame was made from
     them): an index older than that compares every row's facts instead. Writes nothing when
     there is nothing to drop (a write changes the study file, which the app's facts key on)."""
-    meta = latest_index_metadata(path, TABLE) or {}
-    try:
-        position = int(meta[_LOGGED])
-    except (KeyError, ValueError):
+    position = _logged_at(latest_index_metadata(path, TABLE))
+    if position is None:
         return
     try:
         if db.execute("select 1 from annotation_changes where seq <= ? limit 1",
@@ -132,9 +130,10 @@ def _as_index(facts: np.ndarray, logged_at: int | None) -> pa.Table:
     return pa.table({"facts": facts.view(np.int64)}, metadata=meta)
 
 
-def _logged_at(index: pa.Table) -> int | None:
+def _logged_at(meta: dict[bytes, bytes] | None) -> int | None:
+    """The change log's position an index's metadata notes; None if it notes none."""
     try:
-        return int((index.schema.metadata or {})[_LOGGED])
+        return int((meta or {})[_LOGGED])
     except (KeyError, ValueError):
         return None
 
@@ -288,7 +287,7 @@ def patched_frame(db: sqlite_utils.Database, path: str, in_frame: str,
     if int(old_in.sum()) != old_frame.num_rows:
         return None  # not the index of this frame
     logged_at = log_position(db)
-    since = _logged_at(index)
+    since = _logged_at(index.schema.metadata)
     logged = None if since is None or logged_at is None else _logged_since(db, since)
     if logged is None:
         facts = row_facts(db, in_frame)
