@@ -25,7 +25,7 @@ import sqlite_utils
 from pydantic import TypeAdapter
 
 from annotator import study_key
-from annotator.errors import AnnotatorError, NotAStudyError, reading_row
+from annotator.errors import AnnotatorError, NotAStudyError, conversation_row, reading_row
 from annotator.json_columns import dumps, loads
 from annotator.models import (
     Annotation,
@@ -775,7 +775,7 @@ def conversation_to_row(c: Conversation) -> dict[str, Any]:
 def stored_turns(conversation_id: str, text: str | None) -> list[dict[str, Any]]:
     """A conversation's stored turns, each an object with a role and a text; what another
     program left in another shape is a one-line error naming the conversation."""
-    with reading_row(f"conversation {conversation_id!r}"):
+    with reading_row(conversation_row(conversation_id)):
         turns = loads(text, [])
         if not (isinstance(turns, list) and all(
                 isinstance(t, dict) and type(t.get("role")) is str and type(t.get("text")) is str

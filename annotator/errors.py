@@ -39,6 +39,23 @@ def invalid_reason(exc: ValidationError) -> str:
 UNREADABLE_ROW = (ValueError, TypeError, AttributeError, KeyError)
 
 
+# How an error names a stored row (`unreadable_row`), the same wherever it is read.
+def annotation_row(ident: object, conversation_id: object) -> str:
+    return f"annotation {ident!r} of conversation {conversation_id!r}"
+
+
+def gold_row(conversation_id: object) -> str:
+    return f"the gold of conversation {conversation_id!r}"
+
+
+def extraction_row(conversation_id: object, prompt_id: object) -> str:
+    return f"the extraction of conversation {conversation_id!r} by prompt {prompt_id!r}"
+
+
+def conversation_row(conversation_id: object) -> str:
+    return f"conversation {conversation_id!r}"
+
+
 def unreadable_row(what: str, exc: Exception) -> AnnotatorError:
     """A stored row the study cannot read (changed by hand or by another program), named in one
     line instead of a traceback. `what` names the row: "annotation 'a1' of conversation 'c1'"."""

@@ -10,7 +10,7 @@ import sqlite_utils
 
 from annotator.datasets.gold import MAJORITY, new_labels_since, reopened
 from annotator.db import VOTES, loads, row_to_annotation, row_to_extraction, row_to_gold
-from annotator.errors import reading_row
+from annotator.errors import annotation_row, extraction_row, gold_row, reading_row
 from annotator.measure.frames import conversation_rows, scalar
 
 
@@ -64,7 +64,7 @@ def conversation_detail(db: sqlite_utils.Database, conversation_id: str) -> dict
     live = []
     for row in db["annotations"].rows_where("conversation_id = ? and deleted = 0",
                                             [conversation_id], order_by="annotator"):
-        with reading_row(f"annotation {row['id']!r} of conversation {conversation_id!r}"):
+        with reading_row(annotation_row(row["id"], conversation_id)):
             a = row_to_annotation(row)
         live += [] if a.cancelled else [a]
         annotations.append({
@@ -78,7 +78,7 @@ def conversation_detail(db: sqlite_utils.Database, conversation_id: str) -> dict
         })
     gold = None
     for row in db["gold"].rows_where("conversation_id = ?", [conversation_id]):
-        with reading_row(f"the gold of conversation {conversation_id!r}"):
+        with reading_row(gold_row(conversation_id)):
             g = row_to_gold(row)
         gold = {
             **g.model_dump(mode="json", include=_LABEL_FIELDS),
@@ -92,8 +92,7 @@ def conversation_detail(db: sqlite_utils.Database, conversation_id: str) -> dict
     extractions = []
     for row in db["extractions"].rows_where("conversation_id = ?", [conversation_id],
                                             order_by="created_at"):
-        with reading_row(f"the extraction of conversation {conversation_id!r} by prompt "
-                         f"{row['prompt_id']!r}"):
+        with reading_row(extraction_row(conversation_id, row["prompt_id"])):
             extractions.append(row_to_extraction(row).model_dump(
                 mode="json", include=_LABEL_FIELDS | {"prompt_id", "model", "extractor",
                                                       "status", "error"}))

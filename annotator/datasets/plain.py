@@ -32,7 +32,7 @@ from annotator.db import (
     row_to_gold,
     vote_to_annotation,
 )
-from annotator.errors import unreadable_row
+from annotator.errors import annotation_row, gold_row, unreadable_row
 from annotator.models import Annotation, Labels, ResponseType, Role
 
 RESPONSE_TYPES: dict[str, ResponseType] = {t.value: t for t in ResponseType}
@@ -172,7 +172,7 @@ def plain_vote(row: tuple[Any, ...]) -> PlainVote:
             return _vote_of(vote_to_annotation(row), row)
         return PlainVote(row, plain_labels(row[3]), missing)
     except (ValidationError, orjson.JSONDecodeError) as exc:
-        raise unreadable_row(f"annotation {row[0]!r} of conversation {row[1]!r}", exc) from None
+        raise unreadable_row(annotation_row(row[0], row[1]), exc) from None
 
 
 def _vote_of(annotation: Annotation, row: tuple[Any, ...]) -> PlainVote:
@@ -231,7 +231,7 @@ def plain_gold(conversation_id: str, values: Sequence[Any]) -> PlainGold:
     try:
         return _plain_gold(conversation_id, values)
     except ValueError as exc:  # a refused field (`ValidationError`), JSON or time
-        raise unreadable_row(f"the gold of conversation {conversation_id!r}", exc) from None
+        raise unreadable_row(gold_row(conversation_id), exc) from None
 
 
 def _plain_gold(conversation_id: str, values: Sequence[Any]) -> PlainGold:

@@ -22,7 +22,14 @@ from annotator.datasets.gold import (
     reopened,
 )
 from annotator.db import loads, row_to_annotation, row_to_gold, stored_turns
-from annotator.errors import InputError, reading_row
+from annotator.errors import (
+    InputError,
+    annotation_row,
+    conversation_row,
+    extraction_row,
+    gold_row,
+    reading_row,
+)
 from annotator.models import Annotation
 from annotator.review.instances import task_url
 
@@ -202,8 +209,7 @@ def conversation_record(
         "select * from extractions where conversation_id = ? order by created_at, prompt_id",
         [cid],
     ):
-        with reading_row(f"the extraction of conversation {cid!r} by prompt "
-                         f"{row['prompt_id']!r}"):
+        with reading_row(extraction_row(cid, row["prompt_id"])):
             proposals.append(_proposal(row, names))
     annotations = []
     live = []
@@ -211,13 +217,13 @@ def conversation_record(
         "select * from annotations where conversation_id = ? order by annotator, source, id",
         [cid],
     ):
-        with reading_row(f"annotation {row['id']!r} of conversation {cid!r}"):
+        with reading_row(annotation_row(row["id"], cid)):
             if not (row["deleted"] or row["cancelled"]):
                 live.append(row_to_annotation(row))
             annotations.append(_annotation(row))
     gold = None
     for row in db.query("select * from gold where conversation_id = ?", [cid]):
-        with reading_row(f"the gold of conversation {cid!r}"):
+        with reading_row(gold_row(cid)):
             gold = _gold(row, live)
     tasks = []
     for row in db.query(
@@ -235,7 +241,7 @@ def conversation_record(
             "url": task_url(db_path, row),
         })
     turns = stored_turns(cid, conv["turns"])
-    with reading_row(f"conversation {cid!r}"):
+    with reading_row(conversation_row(cid)):
         metadata = loads(conv["metadata"], {})
     return {
         "id": cid,

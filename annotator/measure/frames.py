@@ -33,7 +33,15 @@ from annotator.db import (
     stored_turns,
     worker_study,
 )
-from annotator.errors import UNREADABLE_ROW, reading_row, unreadable_row
+from annotator.errors import (
+    UNREADABLE_ROW,
+    annotation_row,
+    conversation_row,
+    extraction_row,
+    gold_row,
+    reading_row,
+    unreadable_row,
+)
 from annotator.extract.ledger import call_ledger
 from annotator.extract.prompts import NOT_SCRUB, few_shot_map, resolve_used_ids
 from annotator.measure import frame_patch
@@ -194,7 +202,7 @@ def annotations_frame(db: sqlite_utils.Database, include_cancelled: bool = False
                 )
             )
     except UNREADABLE_ROW as exc:
-        raise unreadable_row(f"annotation {ident!r} of conversation {conv!r}", exc) from exc
+        raise unreadable_row(annotation_row(ident, conv), exc) from exc
     return pd.DataFrame.from_records(rows, columns=ANNOTATION_COLUMNS)
 
 
@@ -215,7 +223,7 @@ def gold_frame(db: sqlite_utils.Database) -> pd.DataFrame:
             rows.append((conv, response_type, _names_of(ai), _names_of(human),
                          optional_bool(subjective), decided_by, decided_at, task))
     except UNREADABLE_ROW as exc:
-        raise unreadable_row(f"the gold of conversation {conv!r}", exc) from exc
+        raise unreadable_row(gold_row(conv), exc) from exc
     return pd.DataFrame.from_records(rows, columns=GOLD_COLUMNS)
 
 
@@ -246,8 +254,7 @@ def extractions_frame(
                          _names_of(human), optional_bool(subjective), error, cost, created,
                          task))
     except UNREADABLE_ROW as exc:
-        raise unreadable_row(f"the extraction of conversation {conv!r} by prompt {prompt!r}",
-                             exc) from exc
+        raise unreadable_row(extraction_row(conv, prompt), exc) from exc
     return pd.DataFrame.from_records(rows, columns=EXTRACTION_COLUMNS)
 
 
@@ -389,7 +396,7 @@ def conversation_rows(db: sqlite_utils.Database, ids: list[str]) -> dict[str, di
         marks = ",".join("?" * len(chunk))
         for row in db.query(f"select * from conversations where id in ({marks})", chunk):
             row["turns"] = stored_turns(row["id"], row["turns"])
-            with reading_row(f"conversation {row['id']!r}"):
+            with reading_row(conversation_row(row["id"])):
                 row["metadata"] = orjson.loads(row["metadata"] or "{}")
             found[row["id"]] = row
     return found

@@ -31,7 +31,7 @@ import sqlite_utils
 from pydantic import BaseModel, Field
 
 from annotator.db import FLAGGED_INSTEAD
-from annotator.errors import UNREADABLE_ROW, unreadable_row
+from annotator.errors import UNREADABLE_ROW, annotation_row, unreadable_row
 from annotator.models import utc_now
 
 LABEL_STUDIO = "labelstudio:"
@@ -180,8 +180,7 @@ def _flagged(row: dict) -> FlaggedAnnotation:
     try:
         note = orjson.loads(row["labels"] or "{}").get("notes")
     except UNREADABLE_ROW as exc:
-        raise unreadable_row(f"annotation {row['id']!r} of conversation "
-                             f"{row['conversation_id']!r}", exc) from exc
+        raise unreadable_row(annotation_row(row["id"], row["conversation_id"]), exc) from exc
     skipped = bool(row["cancelled"])
     incomplete = (row["missing"] or "[]") != "[]"
     return FlaggedAnnotation(
