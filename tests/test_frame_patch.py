@@ -446,19 +446,19 @@ def _canonical(bundle: summaries.Bundle) -> dict:
 
 def test_the_annotations_report_after_a_change_is_the_report_computed_whole(
         study: Path, monkeypatch) -> None:
-    """After each kind of write, the study's report from the annotations, their combined
-    labels made from the ones kept before the write (the changed conversations combined
-    anew), is the report computed whole, and so are the combined labels it keeps."""
-    from annotator.measure import findings
+    """After each kind of write, the study's report from the annotations, its counts made
+    from the ones kept before the write (the changed conversations' counts before taken off,
+    theirs now added), is the report computed whole, and so are the counts it keeps."""
+    from annotator.measure import findings, report_counts
 
     made: list[bool] = []
-    real = findings.Combined.after
+    real = report_counts.ReportCounts.after
 
-    def recording(self, changed, annotations):
+    def recording(self, minus, plus):
         made.append(True)
-        return real(self, changed, annotations)
+        return real(self, minus, plus)
 
-    monkeypatch.setattr(findings.Combined, "after", recording)
+    monkeypatch.setattr(report_counts.ReportCounts, "after", recording)
     names = list(config.opposing_values())
     for statements, db in _after_each(study, list(WRITES.values()), made):
         assert made == [True], statements
@@ -471,28 +471,24 @@ def test_the_annotations_report_after_a_change_is_the_report_computed_whole(
         assert stored.meta["findings"] == want.model_dump(mode="json")
         whole = findings.combined_annotations(annotations)
         assert whole.split or whole.incomplete, "the study leaves some conversations out"
-        kept = findings.Combined.from_tables(
-            *(pa.Table.from_pandas(stored.frames[n]) for n in ("combined", "left_out")))
-        # a row's names come in the order their first use in the frame gives: the report
-        # reads them as a set (`_Vocabulary.pairs`), and the changed rows' may come otherwise
-        def as_sets(rows: pd.DataFrame) -> pd.DataFrame:
-            return rows.assign(**{n: rows[n].map(sorted) for n in ("ai_values", "human_values")})
-        pd.testing.assert_frame_equal(as_sets(kept.rows), as_sets(whole.rows))
-        assert (kept.split, kept.incomplete) == (whole.split, whole.incomplete)
+        kept = report_counts.ReportCounts.from_table(
+            pa.Table.from_pandas(stored.frames["report_counts"], preserve_index=False))
+        pd.testing.assert_frame_equal(
+            kept.canonical(), findings.annotations_counts(annotations, names).canonical())
 
 
-def test_damaged_stored_counts_and_combined_labels_give_the_results_computed_whole(
+def test_damaged_stored_counts_give_the_results_computed_whole(
         study: Path, tmp_path: Path) -> None:
-    """A stored summary's pair counts or combined labels that read as Arrow but are not what
+    """A stored summary's pair counts or report counts that read as Arrow but are not what
     was stored (other columns) are not used: the summaries are computed whole, and equal."""
     from pyarrow import feather
 
     from annotator.measure import findings
 
     precompute.precompute(study, n_boot=5, workers=1)
-    damaged = [file for name in ("pair_counts", "combined", "left_out")
+    damaged = [file for name in ("pair_counts", "report_counts")
                for file in frame_store.cache_root(study).rglob(f"{name}.arrow")]
-    assert len(damaged) >= 3
+    assert len(damaged) >= 2
     for file in damaged:
         feather.write_feather(pa.table({"not what was stored": [1, 2]}), file)
     db = open_db(study)

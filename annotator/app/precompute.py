@@ -37,7 +37,7 @@ from annotator.db import collect_garbage_rarely
 from annotator.extract.prompts import few_shot_map
 from annotator.measure import pair_counts, rating_counts, summaries
 from annotator.measure.agreement import AgreementReport
-from annotator.measure.findings import Combined, combined_annotations, table_findings
+from annotator.measure.findings import table_counts, table_findings
 from annotator.measure.frame_patch import (
     MAX_CHANGED_SHARE,
     Change,
@@ -64,6 +64,7 @@ from annotator.measure.frames import (
     store_patched_annotations,
     without_few_shot,
 )
+from annotator.measure.report_counts import Inconsistent, ReportCounts
 from annotator.measure.summaries import Bundle, level_maps
 
 DEFAULT_BOOT = 200  # bootstrap resamples behind the app's 95% intervals
@@ -297,25 +298,28 @@ def findings(table: str, opposing: tuple[str, ...] | None = None) -> Summary:
 
 
 def _findings(path: str, sigs: Mapping[str, str], table: str, names: list[str]) -> Bundle:
-    """The study's report from one source's table. The annotators' combined labels are kept
-    with it; after new labels they are made from the ones kept before them, the changed
-    conversations combined anew (`Combined.after`)."""
+    """The study's report from one source's table. Its counts are kept with it for the
+    annotations; after new labels they are made from the ones kept before them and the
+    changed conversations' rows before and now (`ReportCounts.after`)."""
     frame = _frame(path, sigs, table)
     if table != "annotations":
         return Bundle(meta={"findings": table_findings(table, frame, names).model_dump(
             mode="json")})
-    before = _before_change(findings(table, names), path, sigs, "combined", "left_out")
-    combined = None
-    if before is not None:
+    before = _before_change(findings(table, names), path, sigs, "report_counts")
+    rows_before = None if before is None else rows_before_change(path, sigs["annotations"])
+    counts = None
+    if before is not None and rows_before is not None:
+        changed = frame["conversation_id"].isin(before.change.conversations)
         try:
-            combined = Combined.from_tables(*before.tables).after(before.change.conversations,
-                                                                  frame)
-        except (KeyError, ValueError, TypeError, pa.ArrowException):  # damaged: made whole
-            combined = None
-    if combined is None:
-        combined = combined_annotations(frame)
-    return Bundle(frames=combined.as_frames(), meta={"findings": table_findings(
-        table, frame, names, combined=combined).model_dump(mode="json")})
+            counts = ReportCounts.from_table(before.tables[0]).after(
+                table_counts(table, rows_before, names),
+                table_counts(table, frame.loc[changed], names))
+        except (Inconsistent, KeyError, ValueError, TypeError, pa.ArrowException):
+            counts = None  # damaged, or not the rows before: counted whole
+    if counts is None:
+        counts = table_counts(table, frame, names)
+    return Bundle(frames={"report_counts": counts.table}, meta={"findings": table_findings(
+        table, frame, names, counts=counts).model_dump(mode="json")})
 
 
 def people_needed() -> Summary:

@@ -24,7 +24,7 @@ Everything here is numpy and the standard library; tests check it against `scipy
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -220,19 +220,43 @@ def values_by_task(
     """Values by task from one row per conversation: its task (None: none) and its AI values
     (names as the report shows them, each counted once per conversation). `order`: the task
     list's order, in which tasks are listed (others after, by name)."""
-    keep = [i for i, t in enumerate(tasks) if t]
-    without = len(tasks) - len(keep)
-    task_of = [str(tasks[i]) for i in keep]
+    sizes: dict[str, int] = {}
+    counts: dict[tuple[str, str], int] = {}
+    without = 0
+    for task, names in zip(tasks, values, strict=True):
+        if not task:
+            without += 1
+            continue
+        sizes[str(task)] = sizes.get(str(task), 0) + 1
+        for name in set(names):
+            counts[(str(task), name)] = counts.get((str(task), name), 0) + 1
+    return values_by_task_of_counts(sizes, counts, without, order, min_value_conversations,
+                                    min_task_conversations, top, alpha)
+
+
+def values_by_task_of_counts(
+    task_sizes: Mapping[str, int],
+    task_values: Mapping[tuple[str, str], int],
+    without: int,
+    order: Sequence[str] = (),
+    min_value_conversations: int = MIN_VALUE_CONVERSATIONS,
+    min_task_conversations: int = MIN_TASK_CONVERSATIONS,
+    top: int = TOP_PER_TASK,
+    alpha: float = ALPHA,
+) -> ValuesByTask:
+    """`values_by_task` from counts: each task's conversations, each (task, value)'s, and
+    the conversations without a task."""
     rank = {name: i for i, name in enumerate(order)}
-    task_names = sorted(set(task_of), key=lambda n: (rank.get(n, len(rank)), n))
+    task_names = sorted((t for t, n in task_sizes.items() if n),
+                        key=lambda n: (rank.get(n, len(rank)), n))
     column = {name: j for j, name in enumerate(task_names)}
-    value_names = sorted({v for i in keep for v in values[i]})
+    value_names = sorted({v for (_, v), n in task_values.items() if n})
     index = {name: k for k, name in enumerate(value_names)}
     counts = np.zeros((len(value_names), len(task_names)), dtype=np.int64)
-    for i, task in zip(keep, task_of, strict=True):
-        for name in set(values[i]):
-            counts[index[name], column[task]] += 1
-    sizes = np.bincount([column[t] for t in task_of], minlength=len(task_names)).astype(np.int64)
+    for (task, name), n in task_values.items():
+        if n:
+            counts[index[name], column[task]] = n
+    sizes = np.array([task_sizes[t] for t in task_names], dtype=np.int64)
     n = int(sizes.sum())
     totals = counts.sum(axis=1)
     tested = np.flatnonzero(totals >= min_value_conversations) if len(task_names) >= 2 else []
@@ -316,5 +340,6 @@ __all__ = [
     "expected_counts",
     "normal_two_sided",
     "values_by_task",
+    "values_by_task_of_counts",
     "wilson",
 ]

@@ -19,15 +19,13 @@ level, compared with the study's share of value occurrences at that level.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import sqlite_utils
 from pydantic import BaseModel, Field
 
@@ -35,7 +33,7 @@ from annotator import config
 from annotator.db import VOTES, external_ids, provenance
 from annotator.errors import NO_ANNOTATIONS, AnnotatorError
 from annotator.measure import shares as figures
-from annotator.measure.contexts import ValuesByTask, values_by_task
+from annotator.measure.contexts import ValuesByTask, values_by_task_of_counts
 from annotator.measure.frames import (
     PUBLISHED_STUDY,
     prompt_list,
@@ -43,13 +41,27 @@ from annotator.measure.frames import (
     stored_frames,
 )
 from annotator.measure.model_scores import spearman_rho
-from annotator.measure.response_types import ByResponseType, by_response_type
-from annotator.measure.shapes import LIST_CELLS, RESPONSE_TYPE_LABELS
+from annotator.measure.report_counts import (
+    ReportCounts,
+    Vocabulary,
+    joined,
+    left_out_counts,
+    report_counts,
+    row_names,
+)
+from annotator.measure.response_types import (
+    MIN_PAIR_CONVERSATIONS,
+    ByResponseType,
+    by_response_type_of_counts,
+)
+from annotator.measure.shapes import RESPONSE_TYPE_LABELS
 from annotator.models import Provenance
-from annotator.taxonomy import LEVEL_KINDS, LEVELS, Taxonomy, load_taxonomy, normalise
+from annotator.taxonomy import LEVEL_KINDS, LEVELS, Taxonomy, load_taxonomy
 
 MIN_RANKED = 3  # a rank correlation over fewer values says nothing
 RT_DENOMINATOR = "subjective conversations with a response type"
+_SHIFT = np.int64(32)  # a (conversation, code) pair packed in one int64: both below 2**31
+_LOW = np.int64(0xFFFFFFFF)
 FRAME_COLUMNS = ["conversation_id", "ai_values", "human_values", "response_type", "subjective",
                  "task"]
 
@@ -230,44 +242,25 @@ class Combined(NamedTuple):
     @property
     def left_out(self) -> tuple[int, str | None]:
         """How many annotated conversations are left out, and why."""
-        reasons = []
-        if self.split:
-            reasons.append(f"{len(self.split)} split on the response type or subjective")
-        if self.incomplete:
-            reasons.append(f"{len(self.incomplete)} with incomplete annotations only")
-        return len(self.split) + len(self.incomplete), "; ".join(reasons) or None
+        return left_out_of(len(self.split), len(self.incomplete))
 
-    def after(self, changed: Sequence[str], annotations: pd.DataFrame) -> Combined:
-        """These labels after a change: the `changed` conversations' rows combined anew from
-        `annotations` (each row depends on its conversation's annotations alone), the other
-        rows kept."""
-        wanted = set(changed)
-        part = combined_annotations(annotations[annotations["conversation_id"].isin(wanted)])
-        kept = self.rows[~self.rows["conversation_id"].isin(wanted)]
-        rows = pd.concat([kept, part.rows]) if len(part.rows) and len(kept) else (
-            kept if len(kept) else part.rows)
-        return Combined(
-            rows.sort_values("conversation_id", kind="stable").reset_index(drop=True),
-            sorted({*self.split} - wanted | {*part.split}),
-            sorted({*self.incomplete} - wanted | {*part.incomplete}))
 
-    def as_frames(self) -> dict[str, pd.DataFrame]:
-        """As a summary stores it (`from_tables` reads it back)."""
-        left = [(c, "split") for c in self.split] + [(c, "incomplete") for c in self.incomplete]
-        return {"combined": self.rows,
-                "left_out": pd.DataFrame(left, columns=["conversation_id", "why"], dtype=str)}
+def left_out_of(split: int, incomplete: int) -> tuple[int, str | None]:
+    """How many annotated conversations the combined labels leave out, and why."""
+    reasons = []
+    if split:
+        reasons.append(f"{split} split on the response type or subjective")
+    if incomplete:
+        reasons.append(f"{incomplete} with incomplete annotations only")
+    return split + incomplete, "; ".join(reasons) or None
 
-    @staticmethod
-    def from_tables(rows: pa.Table, left: pa.Table) -> Combined:
-        """`as_frames` as stored, read back as `combined_annotations` gives it."""
-        columns = {name: rows.column(name).to_pylist() for name in FRAME_COLUMNS}
-        for name in ("ai_values", "human_values"):
-            columns[name] = [tuple(names) for names in columns[name]]
-        why = left.column("why").to_pylist()
-        ids = left.column("conversation_id").to_pylist()
-        return Combined(pd.DataFrame(columns, columns=FRAME_COLUMNS),
-                        [c for c, w in zip(ids, why, strict=True) if w == "split"],
-                        [c for c, w in zip(ids, why, strict=True) if w == "incomplete"])
+
+def annotations_counts(annotations: pd.DataFrame, opposing: Sequence[str]) -> ReportCounts:
+    """The report's counts (`report_counts`) of the annotators' combined labels, with the
+    conversations they leave out."""
+    combined = combined_annotations(annotations)
+    return joined(report_counts(combined.rows, opposing),
+                  left_out_counts(len(combined.split), len(combined.incomplete)))
 
 
 def combine_annotations(annotations: pd.DataFrame) -> tuple[pd.DataFrame, int, str | None]:
@@ -307,7 +300,7 @@ def combined_annotations(annotations: pd.DataFrame) -> Combined:
         return chosen, values
 
     def agreed(column: str) -> list[list[str]]:
-        rows, flat = _row_names(complete[column].tolist())
+        rows, flat = row_names(complete[column].tolist())
         out: list[list[str]] = [[] for _ in range(len(conv_ids))]
         if flat:
             codes, names = pd.factorize(np.array(flat, dtype=object))
@@ -452,8 +445,8 @@ def source_labels(
 
 
 # --- computing --------------------------------------------------------------------------------
-# Vectorised: a study holds 300,000 conversations and a million value names. Each distinct
-# name is resolved once; (conversation, value) pairs are integer arrays.
+# From counts (`report_counts`): a study holds 300,000 conversations and a million value names;
+# the counts are made vectorised, and after new labels from the ones kept before them.
 
 
 def _pct(part: float, whole: float) -> float | None:
@@ -471,106 +464,54 @@ def spearman(study: Sequence[float], released: Sequence[float]) -> RankCorrelati
     return RankCorrelation(rho=rho, n=n)
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+class _Named:
+    """How the report names each key: a leaf's name, or a free value's most used spelling
+    (ties by name)."""
 
-
-def _names(values: Any) -> list[str]:
-    """A cell of value names (a tuple, a list or an array) as strings; nothing if empty."""
-    if isinstance(values, LIST_CELLS):
-        return [str(v) for v in values]
-    return []
-
-
-def _row_names(cells: Sequence[Any]) -> tuple[np.ndarray, list[str]]:
-    """`_names` of every cell at once: each name's row, and the names in row order (one pass
-    over the cells, not a list per cell: 810,000 annotations took 1.7 s that way)."""
-    lengths = np.fromiter((len(c) if isinstance(c, LIST_CELLS) else 0 for c in cells),
-                          dtype=np.int64, count=len(cells))
-    flat = [str(v) for c in cells if isinstance(c, LIST_CELLS) for v in c]
-    return np.repeat(np.arange(len(cells), dtype=np.int64), lengths), flat
-
-
-_SHIFT = np.int64(32)  # a (row, key) pair packed in one int64: both stay below 2**31
-_LOW = np.int64(0xFFFFFFFF)
-
-
-class _Vocabulary:
-    """The key each value name counts under: its leaf's id where the tree has it (so
-    "Honesty" and "honesty" are one value), else its normalised name (a free value, shown as
-    first spelt). Keys are numbered; each distinct name is resolved once."""
-
-    def __init__(self, tree: Taxonomy) -> None:
+    def __init__(self, tree: Taxonomy, spellings: dict[tuple[str, str], int]) -> None:
         self.tree = tree
-        self.keys: list[str] = []
-        self.shown: list[str] = []
-        self.in_tree: list[bool] = []
-        self._index: dict[str, int] = {}
-        self._of_name: dict[str, int] = {}
+        best: dict[str, tuple[int, str]] = {}
+        for (key, spelling), n in spellings.items():
+            if key not in best or (-n, spelling) < (-best[key][0], best[key][1]):
+                best[key] = (n, spelling)
+        self.free = {key: spelling for key, (_, spelling) in best.items()}
 
-    def key_of(self, name: str) -> int:
-        found = self._of_name.get(name)
-        if found is None:
-            leaf = self.tree.get(name)
-            if leaf is None or leaf.level != 0:
-                leaf = self.tree.resolve(name)
-            key = leaf.id if leaf is not None else normalise(name)
-            found = self._index.get(key)
-            if found is None:
-                found = self._index[key] = len(self.keys)
-                self.keys.append(key)
-                self.shown.append(leaf.name if leaf is not None else name)
-                self.in_tree.append(leaf is not None)
-            self._of_name[name] = found
-        return found
-
-    def pairs(self, cells: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """(row, key) of every value in `cells` (one cell per row), each pair once, sorted."""
-        rows, flat = _row_names(cells)
-        if not flat:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        codes, uniques = pd.factorize(np.array(flat, dtype=object))
-        keys = np.array([self.key_of(u) for u in uniques], dtype=np.int64)[codes]
-        packed = np.unique((rows << _SHIFT) | keys)
-        return packed >> _SHIFT, packed & _LOW
+    def __call__(self, key: str) -> str:
+        found = self.free.get(key)
+        if found is not None:
+            return found
+        leaf = self.tree.get(key)
+        return leaf.name if leaf is not None else key
 
 
-def _level_shares(
-    rows: np.ndarray, keys: np.ndarray, vocab: _Vocabulary, base: int
-) -> list[LevelShares]:
+def _level_shares(counts: ReportCounts, named: _Named, base: int) -> list[LevelShares]:
     """Per level, each node's conversations and occurrences among (conversation, value)
     pairs, beside the released figures; free values listed after the values."""
-    tree = vocab.tree
-    in_tree = np.asarray(vocab.in_tree, dtype=bool)
-    known = in_tree[keys] if len(keys) else np.empty(0, bool)
-    k_rows, k_keys = rows[known], keys[known]
+    tree = named.tree
+    values = counts.one("value")
+    nodes = counts.two("node")
     out = []
     for level in LEVELS:
         mapping = tree.level_map(level)
-        node_ids = [mapping.get(k) if inside else None
-                    for k, inside in zip(vocab.keys, vocab.in_tree, strict=True)]
-        codes, nodes = pd.factorize(pd.Series(node_ids, dtype=object), use_na_sentinel=True)
-        node_of_pair = codes[k_keys] if len(k_keys) else np.empty(0, np.int64)
-        placed = node_of_pair >= 0  # every leaf has an ancestor at each level: a safeguard
-        node_of_pair, level_rows = node_of_pair[placed], k_rows[placed]
-        occurrences = np.bincount(node_of_pair, minlength=len(nodes))
-        distinct = np.unique((level_rows << _SHIFT) | node_of_pair)
-        conversations = np.bincount(distinct & _LOW, minlength=len(nodes))
-        total = int(occurrences.sum())
+        occurrences: dict[str, int] = {}
+        for key, n in values.items():
+            node_id = None if key in named.free else mapping.get(key)
+            if node_id is not None:
+                occurrences[node_id] = occurrences.get(node_id, 0) + n
+        total = sum(occurrences.values())
         shares = []
-        for code, node_id in enumerate(nodes):
+        for node_id, occurred in occurrences.items():
             node = tree.get(str(node_id))
-            if node is None or not occurrences[code]:
+            if node is None or not occurred:
                 continue
             top = tree.ancestor(node, 3)
+            held = nodes.get((str(level), node_id), 0)
             shares.append(Share(
                 key=node.id, name=node.short_name if level == 3 else node.name, level=level,
                 top_category=top.short_name if top else None,
-                conversations=int(conversations[code]),
-                pct_convos=_pct(int(conversations[code]), base) or 0.0,
-                **_interval(int(conversations[code]), base),
-                occurrences=int(occurrences[code]),
-                pct_occurrences=_pct(int(occurrences[code]), total),
+                conversations=held, pct_convos=_pct(held, base) or 0.0,
+                **_interval(held, base), occurrences=occurred,
+                pct_occurrences=_pct(occurred, total),
                 released_pct_convos=node.pct_convos if level == 0 else None,
                 released_pct_occurrences=node.pct_total_occurrences,
             ))
@@ -586,7 +527,7 @@ def _level_shares(
         known_pairs = [(a, b) for a, b in paired if a is not None and b is not None]
         correlation = spearman([a for a, _ in known_pairs], [b for _, b in known_pairs])
         if level == 0:
-            shares += _free_rows(keys[~known], vocab, base)
+            shares += _free_rows(values, named, base)
         out.append(LevelShares(level=level, kind=LEVEL_KINDS[level], compared_with=compared,
                                rows=shares, correlation=correlation))
     return out
@@ -597,26 +538,22 @@ def _interval(k: int, n: int) -> dict[str, float]:
     return {"pct_convos_low": 100.0 * low, "pct_convos_high": 100.0 * high}
 
 
-def _free_rows(keys: np.ndarray, vocab: _Vocabulary, base: int) -> list[Share]:
-    counts = np.bincount(keys, minlength=len(vocab.keys)) if len(keys) else np.empty(0, int)
+def _free_rows(values: dict[str, int], named: _Named, base: int) -> list[Share]:
     rows = [
-        Share(key=vocab.keys[k], name=vocab.shown[k], level=0, free=True,
-              conversations=int(n), pct_convos=_pct(int(n), base) or 0.0, occurrences=int(n),
-              **_interval(int(n), base))
-        for k, n in enumerate(counts) if n
+        Share(key=key, name=named(key), level=0, free=True, conversations=n,
+              pct_convos=_pct(n, base) or 0.0, occurrences=n, **_interval(n, base))
+        for key, n in values.items() if key in named.free and n
     ]
     rows.sort(key=lambda s: (-s.conversations, s.name))
     return rows
 
 
-def _response_types(types: pd.Series) -> tuple[list[ResponseTypeShare], int]:
+def _response_types(types: dict[str, int]) -> tuple[list[ResponseTypeShare], int]:
     published = PUBLISHED_STUDY["response_type_pct"]
-    types = types.dropna().astype(str)
-    counts = types.value_counts()
-    labelled = int(len(types))
+    labelled = sum(types.values())
     shares = []
     for rt in RESPONSE_TYPE_LABELS:
-        n = int(counts.get(rt, 0))
+        n = types.get(rt, 0)
         pct = published.get(rt)
         shares.append(ResponseTypeShare(
             response_type=rt, conversations=n, pct=_pct(n, labelled), published_pct=pct,
@@ -624,60 +561,35 @@ def _response_types(types: pd.Series) -> tuple[list[ResponseTypeShare], int]:
     return shares, labelled
 
 
-def _mirroring(ai: tuple[np.ndarray, np.ndarray], human: tuple[np.ndarray, np.ndarray],
-               vocab: _Vocabulary) -> Mirroring:
+def _mirroring(counts: ReportCounts, named: _Named, totals: dict[str, int]) -> Mirroring:
     """Conversations where an AI value equals a value the user stated, of those where the
     user stated any; per AI value, of the conversations with user values that hold it."""
-    with_human = np.unique(human[0])
-    ai_packed = (ai[0] << _SHIFT) | ai[1]
-    held = ai_packed[np.isin(ai[0], with_human)]
-    matched = np.intersect1d(held, (human[0] << _SHIFT) | human[1], assume_unique=True)
-    n_keys = len(vocab.keys)
-    held_per = np.bincount(held & _LOW, minlength=n_keys)
-    matched_per = np.bincount(matched & _LOW, minlength=n_keys)
-    per_value = [
-        MirroredValue(value=vocab.shown[k], conversations=int(held_per[k]),
-                      mirrored=int(matched_per[k]), pct=100.0 * matched_per[k] / held_per[k])
-        for k in np.flatnonzero(matched_per)
-    ]
+    held = counts.one("held")
+    per_value = [MirroredValue(value=named(key), conversations=held[key], mirrored=n,
+                               pct=100.0 * n / held[key])
+                 for key, n in counts.one("matched").items()]
     per_value.sort(key=lambda m: (-m.mirrored, -m.pct, m.value))
-    mirrored = len(np.unique(matched >> _SHIFT))
-    return Mirroring(conversations_with_human_values=len(with_human), mirrored=mirrored,
-                     pct=_pct(mirrored, len(with_human)), per_value=per_value,
-                     share=figures.share(mirrored, len(with_human),
+    with_human, mirrored = totals.get("with_human", 0), totals.get("mirrored", 0)
+    return Mirroring(conversations_with_human_values=with_human, mirrored=mirrored,
+                     pct=_pct(mirrored, with_human), per_value=per_value,
+                     share=figures.share(mirrored, with_human,
                                          "subjective conversations with user values"))
 
 
-def _opposing_keys(names: Iterable[str], vocab: _Vocabulary) -> tuple[set[int], list[str]]:
-    """Key numbers of the opposing values, and those of them that are not in the taxonomy
-    (still matched, by their normalised name, against free values)."""
-    keys = {vocab.key_of(name) for name in names}
-    return keys, [name for name in names if not vocab.in_tree[vocab.key_of(name)]]
-
-
-def _flagged(frame: pd.DataFrame, pairs: tuple[np.ndarray, np.ndarray], opposing: set[int],
-             vocab: _Vocabulary) -> list[FlaggedConversation]:
-    rows, keys = pairs
-    hit = np.isin(keys, np.fromiter(opposing, np.int64, len(opposing)))
-    by_row: dict[int, list[str]] = {}
-    for row, key in zip(rows[hit].tolist(), keys[hit].tolist(), strict=True):
-        by_row.setdefault(row, []).append(vocab.shown[key])
-    ids = frame["conversation_id"].tolist()
-    types = frame["response_type"].tolist()
-    out = [
+def _flagged(counts: ReportCounts, named: _Named) -> list[FlaggedConversation]:
+    held: dict[str, list[str]] = {}
+    for conversation, key in counts.two("flagged"):
+        held.setdefault(conversation, []).append(named(key))
+    types = {c: t for c, t in counts.two("flagged_type")}
+    return [
         FlaggedConversation(
-            conversation_id=str(ids[row]), opposing_values=values,
-            response_type=None if _missing(types[row]) else str(types[row]),
-            show_command=f"annotator show {ids[row]}", app_link=f"disagreements?c={ids[row]}",
-        )
-        for row, values in by_row.items()
+            conversation_id=c, opposing_values=sorted(held[c]), response_type=types.get(c),
+            show_command=f"annotator show {c}", app_link=f"disagreements?c={c}")
+        for c in sorted(held)
     ]
-    out.sort(key=lambda f: f.conversation_id)
-    return out
 
 
-def _by_task(frame: pd.DataFrame, ai: tuple[np.ndarray, np.ndarray], in_base: np.ndarray,
-             vocab: _Vocabulary) -> ValuesByTask:
+def _by_task(counts: ReportCounts, named: _Named, base: int) -> ValuesByTask:
     """Values by task over the report's base conversations, values named as the report names
     them, tasks in the study's task list order."""
     from annotator.extract.tasks import load_task_list
@@ -686,36 +598,39 @@ def _by_task(frame: pd.DataFrame, ai: tuple[np.ndarray, np.ndarray], in_base: np
         order = load_task_list().names
     except AnnotatorError:  # a broken list must not hide the rest of the report
         order = []
-    named: list[list[str]] = [[] for _ in range(len(frame))]
-    for row, key in zip(ai[0].tolist(), ai[1].tolist(), strict=True):
-        named[row].append(vocab.shown[key])
-    tasks = [None if _missing(t) or not in_base[i] else str(t)
-             for i, t in enumerate(frame["task"].tolist())]
-    keep = np.flatnonzero(in_base)
-    return values_by_task([tasks[i] for i in keep], [named[i] for i in keep], order)
+    sizes = counts.one("task")
+    by_name = {(task, named(key)): n for (task, key), n in counts.two("task_value").items()}
+    return values_by_task_of_counts(sizes, by_name, base - sum(sizes.values()), order)
 
 
-def _per_conversation(frame: pd.DataFrame, ai: tuple[np.ndarray, np.ndarray],
-                      human: tuple[np.ndarray, np.ndarray], in_base: np.ndarray,
-                      vocab: _Vocabulary) -> dict[str, Any]:
-    """Over the report's base conversations (renumbered 0..base-1): user values present, AI
-    values per conversation, and values by response type."""
+def _per_conversation(counts: ReportCounts, named: _Named, totals: dict[str, int]
+                      ) -> dict[str, Any]:
+    """Over the report's base conversations: user values present, AI values per
+    conversation, and values by response type."""
     published = PUBLISHED_STUDY
-    base = int(in_base.sum())
-    renumber = np.cumsum(in_base) - 1
-    ai_b = (renumber[ai[0]], ai[1])
-    human_b = (renumber[human[0]], human[1])
-    types = [None if _missing(t) else str(t)
-             for t, kept in zip(frame["response_type"].tolist(), in_base, strict=True) if kept]
-    per_conv = np.bincount(ai_b[0], minlength=base) if len(ai_b[0]) else np.zeros(base)
+    base = totals.get("base", 0)
+    held = counts.one("per_conversation")
+    per_conversation = np.repeat(np.array([int(k) for k in held], dtype=float),
+                                 np.array(list(held.values()), dtype=np.int64))
+
+    def typed(kind: str) -> dict[tuple[str, str], int]:
+        return {(rt, named(key)): n for (rt, key), n in counts.two(kind).items()}
+
+    together = counts.of("together")
+    together = together[together["n"] >= MIN_PAIR_CONVERSATIONS]
     return {
         "human_values_present": figures.share(
-            len(np.unique(human_b[0])), base, "subjective conversations",
+            totals.get("with_human", 0), base, "subjective conversations",
             published["human_values_present_pct"]),
         "ai_values_per_conversation": figures.mean(
-            per_conv.astype(float).tolist(), "subjective conversations",
+            per_conversation.tolist(), "subjective conversations",
             published["ai_values_per_conversation"]),
-        "by_response_type": by_response_type(types, ai_b, human_b, vocab.shown),
+        "by_response_type": by_response_type_of_counts(
+            base, counts.one("type"), counts.one("mirrored_type"), typed("ai_type"),
+            typed("human_type"), {named(key): n for key, n in counts.one("value").items()},
+            [(named(a), named(b), n) for a, b, n in zip(
+                together["a"].tolist(), together["b"].tolist(), together["n"].tolist(),
+                strict=True)]),
     }
 
 
@@ -727,46 +642,58 @@ def findings_from_labels(
     left_out_reason: str | None = None,
 ) -> Findings:
     """The report from one row per conversation (FRAME_COLUMNS): no database, no output."""
-    vocab = _Vocabulary(load_taxonomy())
     names = list(opposing) if opposing else list(config.opposing_values())
-    subjective = [None if _missing(v) else bool(v) for v in frame["subjective"].tolist()]
-    labelled = [v for v in subjective if v is not None]
-    in_base = np.array([v is not False for v in subjective], dtype=bool)
-    base = int(in_base.sum())
-    ai = vocab.pairs(frame["ai_values"].tolist())
-    human = vocab.pairs(frame["human_values"].tolist())
-    ai_base = tuple(a[in_base[ai[0]]] for a in ai)
-    human_base = tuple(a[in_base[human[0]]] for a in human)
-    levels = _level_shares(*ai_base, vocab, base)
-    response_types, rt_labelled = _response_types(frame["response_type"][in_base])
-    wanted, not_in_tree = _opposing_keys(names, vocab)
+    return findings_from_counts(report_counts(frame, names), source, names, left_out,
+                                left_out_reason)
+
+
+def findings_from_counts(
+    counts: ReportCounts,
+    source: ReportSource,
+    opposing: Sequence[str] | None = None,
+    left_out: int | None = None,
+    left_out_reason: str | None = None,
+) -> Findings:
+    """The report from its counts (`report_counts`). The conversations left out are the
+    counts' own where they hold them (the annotators' combined labels), else `left_out`."""
+    tree = load_taxonomy()
+    names = list(opposing) if opposing else list(config.opposing_values())
+    totals = counts.one("total")
+    if left_out is None:
+        left_out, left_out_reason = left_out_of(totals.get("split", 0),
+                                                totals.get("incomplete", 0))
+    named = _Named(tree, counts.two("spelling"))
+    base = totals.get("base", 0)
+    subjective, labelled = totals.get("subjective", 0), totals.get("labelled", 0)
+    levels = _level_shares(counts, named, base)
+    response_types, rt_labelled = _response_types(counts.one("type"))
     published = PUBLISHED_STUDY
     subjective_pct = 100.0 * published["conversations_subjective"] / published[
         "conversations_sampled"]
+    vocab = Vocabulary(tree)
     return Findings(
         source=source,
-        conversations=len(frame),
+        conversations=totals.get("conversations", 0),
         left_out=left_out,
         left_out_reason=left_out_reason,
-        subjective=sum(labelled),
-        subjective_labelled=len(labelled),
-        subjective_pct=_pct(sum(labelled), len(labelled)),
+        subjective=subjective,
+        subjective_labelled=labelled,
+        subjective_pct=_pct(subjective, labelled),
         base_conversations=base,
-        published_subjective_pct=100.0 * published["conversations_subjective"]
-        / published["conversations_sampled"],
+        published_subjective_pct=subjective_pct,
         levels=levels,
         free_values=sum(1 for s in levels[0].rows if s.free),
         response_types=response_types,
         response_types_labelled=rt_labelled,
-        mirroring=_mirroring(ai_base, human_base, vocab),
+        mirroring=_mirroring(counts, named, totals),
         opposing_values=names,
-        opposing_not_in_taxonomy=not_in_tree,
-        flagged=_flagged(frame, ai, wanted, vocab),
-        values_by_task=_by_task(frame, ai_base, in_base, vocab),
-        subjective_share=figures.share(sum(labelled), len(labelled),
+        opposing_not_in_taxonomy=[n for n in names if not vocab.in_tree[vocab.key_of(n)]],
+        flagged=_flagged(counts, named),
+        values_by_task=_by_task(counts, named, base),
+        subjective_share=figures.share(subjective, labelled,
                                        "conversations labelled subjective or not",
                                        round(subjective_pct, 1)),
-        **_per_conversation(frame, ai_base, human_base, in_base, vocab),
+        **_per_conversation(counts, named, totals),
         published=published["source"],
         published_url=published["url"],
     )
@@ -774,20 +701,32 @@ def findings_from_labels(
 
 def table_findings(
     table: str, frame: pd.DataFrame, opposing: Sequence[str] | None = None,
-    label: str | None = None, combined: Combined | None = None,
+    label: str | None = None, counts: ReportCounts | None = None,
 ) -> Findings:
     """The report from one of the app's cached frames: `gold`, `annotations` or
-    `extractions:<prompt id>` (no task links: those need the database). `combined`: the
-    annotations' labels already combined (`Combined.after`), for `annotations`."""
+    `extractions:<prompt id>` (no task links: those need the database). `counts`: the
+    frame's report counts already made (`annotations_counts` for `annotations`)."""
     kind_name, _, prompt_id = table.partition(":")
     kind = SourceKind.prompt if kind_name == "extractions" else SourceKind(kind_name)
-    if kind is SourceKind.annotations and combined is not None:
-        rows, (left_out, reason) = combined.rows, combined.left_out
-    else:
-        rows, left_out, reason = prepared_labels(kind, frame)
     about = ReportSource(kind=kind, prompt_id=prompt_id or None,
                          label=label or SOURCE_LABELS.get(kind) or f"prompt {prompt_id}")
-    return findings_from_labels(rows, about, opposing, left_out, reason)
+    names = list(opposing) if opposing else list(config.opposing_values())
+    if counts is None:
+        counts = table_counts(table, frame, names)
+    return findings_from_counts(counts, about, names)
+
+
+def table_counts(table: str, frame: pd.DataFrame, opposing: Sequence[str]) -> ReportCounts:
+    """The report counts of one of the app's cached frames (see `table_findings`), with the
+    conversations left out."""
+    kind_name = table.partition(":")[0]
+    kind = SourceKind.prompt if kind_name == "extractions" else SourceKind(kind_name)
+    if kind is SourceKind.annotations:
+        if "task" not in frame:  # a frame cached before tasks were labelled
+            frame = frame.assign(task=None)
+        return annotations_counts(frame, opposing)
+    rows, _, _ = prepared_labels(kind, frame)
+    return report_counts(rows, opposing)
 
 
 def task_links(
@@ -849,14 +788,18 @@ __all__ = [
     "Share",
     "SourceKind",
     "Combined",
+    "annotations_counts",
     "combine_annotations",
     "combined_annotations",
     "default_source",
+    "findings_from_counts",
     "findings_from_labels",
+    "left_out_of",
     "prepared_labels",
     "source_labels",
     "spearman",
     "study_findings",
+    "table_counts",
     "table_findings",
     "task_links",
     "with_task_links",

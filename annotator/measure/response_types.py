@@ -20,8 +20,10 @@ values), each conversation's response type, and the value names; every share is 
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -103,17 +105,6 @@ class ByResponseType(BaseModel):
     pairs_note: str | None = None
 
 
-def _in_groups(types: Sequence[str | None], group: tuple[str, ...]) -> np.ndarray:
-    return np.array([t in group for t in types], dtype=bool)
-
-
-def _per_key(rows: np.ndarray, keys: np.ndarray, chosen: np.ndarray, n_keys: int) -> np.ndarray:
-    """Conversations among `chosen` holding each key ((row, key) pairs are unique)."""
-    if not len(rows):
-        return np.zeros(n_keys, np.int64)
-    return np.bincount(keys[chosen[rows]], minlength=n_keys)
-
-
 def two_proportion_z(k1: int, n1: int, k2: int, n2: int) -> float | None:
     """(p1 - p2) / sqrt(p (1 - p) (1/n1 + 1/n2)), p pooled; None when it is undefined."""
     if not n1 or not n2:
@@ -123,18 +114,28 @@ def two_proportion_z(k1: int, n1: int, k2: int, n2: int) -> float | None:
     return None if spread <= 0 else (k1 / n1 - k2 / n2) / math.sqrt(spread)
 
 
-def _stance(types: Sequence[str | None], ai: tuple[np.ndarray, np.ndarray],
-            names: Sequence[str], top: int) -> StanceValues:
-    resisting, supporting = _in_groups(types, RESISTING), _in_groups(types, SUPPORTING)
-    n_r, n_s = int(resisting.sum()), int(supporting.sum())
-    in_r = _per_key(*ai, resisting, len(names))
-    in_s = _per_key(*ai, supporting, len(names))
+def _in(counts: Mapping[str, int], group: tuple[str, ...]) -> int:
+    return sum(counts.get(t, 0) for t in group)
+
+
+def _stance(types: Mapping[str, int], ai_types: Mapping[tuple[str, str], int],
+            top: int) -> StanceValues:
+    n_r, n_s = _in(types, RESISTING), _in(types, SUPPORTING)
+    in_r: dict[str, int] = {}
+    in_s: dict[str, int] = {}
+    for (rt, value), n in ai_types.items():
+        if rt in RESISTING:
+            in_r[value] = in_r.get(value, 0) + n
+        elif rt in SUPPORTING:
+            in_s[value] = in_s.get(value, 0) + n
     rows = []
-    for key in np.flatnonzero(in_r + in_s >= MIN_VALUE_CONVERSATIONS):
-        k_r, k_s = int(in_r[key]), int(in_s[key])
+    for value in {*in_r, *in_s}:
+        k_r, k_s = in_r.get(value, 0), in_s.get(value, 0)
+        if k_r + k_s < MIN_VALUE_CONVERSATIONS:
+            continue
         r = share(k_r, n_r, "resisting conversations (mild + strong resistance)")
         s = share(k_s, n_s, "supporting conversations (strong + mild support)")
-        rows.append(StanceValue(value=names[key], resisting=r, supporting=s,
+        rows.append(StanceValue(value=value, resisting=r, supporting=s,
                                 difference=(r.value or 0.0) - (s.value or 0.0),
                                 z=two_proportion_z(k_r, n_r, k_s, n_s)))
     rows.sort(key=lambda v: (-(v.z or 0.0), -v.difference, v.value))
@@ -145,38 +146,18 @@ def _stance(types: Sequence[str | None], ai: tuple[np.ndarray, np.ndarray],
         most_supporting=[v for v in reversed(rows) if (v.z or 0) < 0][:top], note=note)
 
 
-def _mirrored_rows(ai: tuple[np.ndarray, np.ndarray],
-                   human: tuple[np.ndarray, np.ndarray], n_rows: int) -> np.ndarray:
-    """Per conversation: does an AI value equal a value the user stated?"""
-    matched = np.intersect1d((ai[0] << _SHIFT) | ai[1], (human[0] << _SHIFT) | human[1])
-    out = np.zeros(n_rows, dtype=bool)
-    out[(matched >> _SHIFT).astype(np.int64)] = True
-    return out
-
-
-def _pairs(ai: tuple[np.ndarray, np.ndarray], names: Sequence[str], base: int,
-           min_pair: int, top: int) -> list[ValuePair]:
-    """AI value pairs by lift; (row, key) pairs arrive sorted by row, then key."""
-    rows, keys = ai
-    held = np.bincount(keys, minlength=len(names)) if len(keys) else np.zeros(len(names), int)
-    packed = []
-    for d in range(1, len(rows)):
-        same = rows[:-d] == rows[d:]
-        if not same.any():
-            break
-        packed.append((keys[:-d][same] << _SHIFT) | keys[d:][same])
-    if not packed:
-        return []
-    pairs, together = np.unique(np.concatenate(packed), return_counts=True)
-    keep = together >= min_pair
-    out = []
-    for p, n_ab in zip(pairs[keep].tolist(), together[keep].tolist(), strict=True):
-        a, b = p >> 32, p & 0xFFFFFFFF
-        out.append(ValuePair(a=names[a], b=names[b], together=n_ab,
-                             a_conversations=int(held[a]), b_conversations=int(held[b]),
-                             lift=n_ab * base / (int(held[a]) * int(held[b]))))
-    out.sort(key=lambda v: (-v.lift, -v.together, v.a, v.b))
-    return out[:top]
+def _lifted(together: Sequence[tuple[str, str, int]], held: Mapping[str, int],
+            conversations: int, min_pair: int, top: int) -> list[ValuePair]:
+    """The `top` AI value pairs held together in `min_pair`+ conversations, by lift; each
+    pair named in order."""
+    ranked = []
+    for x, y, n_ab in together:
+        if n_ab >= min_pair:
+            a, b = min(x, y), max(x, y)
+            ranked.append((-(n_ab * conversations / (held[a] * held[b])), -n_ab, a, b))
+    return [ValuePair(a=a, b=b, together=-n_ab, a_conversations=held[a],
+                      b_conversations=held[b], lift=-lift)
+            for lift, n_ab, a, b in heapq.nsmallest(top, ranked)]
 
 
 def by_response_type(
@@ -190,23 +171,64 @@ def by_response_type(
     """Values by response type over len(types) conversations: `ai` and `human` are unique
     (row, key) pairs sorted by row then key, rows indexing `types`, keys indexing `names`."""
     n_rows = len(types)
-    strong = _in_groups(types, ("strong resistance",))
-    n_strong = int(strong.sum())
-    per_human = _per_key(*human, strong, len(names))
-    before = [ValueCount(value=names[k], share=share(int(per_human[k]), n_strong,
-                                                     "strong-resistance conversations"))
-              for k in np.flatnonzero(per_human)]
+    matched = np.intersect1d((ai[0] << _SHIFT) | ai[1], (human[0] << _SHIFT) | human[1])
+    mirrored = np.zeros(n_rows, dtype=bool)
+    mirrored[(matched >> _SHIFT).astype(np.int64)] = True
+
+    def counted(items: Sequence[Any]) -> dict[Any, int]:
+        out: dict[Any, int] = {}
+        for item in items:
+            out[item] = out.get(item, 0) + 1
+        return out
+
+    def typed(pairs: tuple[np.ndarray, np.ndarray]) -> dict[tuple[str, str], int]:
+        return counted([(types[r], names[k]) for r, k in zip(*(p.tolist() for p in pairs),
+                                                            strict=True)
+                        if types[r] is not None])
+
+    rows, keys = ai
+    together = []
+    for d in range(1, len(rows)):
+        same = rows[:-d] == rows[d:]
+        if not same.any():
+            break
+        together += [(names[a], names[b]) for a, b in zip(
+            keys[:-d][same].tolist(), keys[d:][same].tolist(), strict=True)]
+    return by_response_type_of_counts(
+        n_rows, counted([t for t in types if t is not None]),
+        counted([t for t, m in zip(types, mirrored, strict=True) if m and t is not None]),
+        typed(ai), typed(human), counted([names[k] for k in keys.tolist()]),
+        [(a, b, n) for (a, b), n in counted(together).items()], top, min_pair)
+
+
+def by_response_type_of_counts(
+    conversations: int,
+    types: Mapping[str, int],
+    mirrored: Mapping[str, int],
+    ai_types: Mapping[tuple[str, str], int],
+    human_types: Mapping[tuple[str, str], int],
+    held: Mapping[str, int],
+    together: Sequence[tuple[str, str, int]],
+    top: int = TOP,
+    min_pair: int = MIN_PAIR_CONVERSATIONS,
+) -> ByResponseType:
+    """Values by response type from counts over `conversations`: of each response type,
+    of those mirroring a user value; (response type, value) for AI and user values; each AI
+    value's conversations (`held`); and two AI values held together, in how many."""
+    n_strong = types.get("strong resistance", 0)
+    before = [ValueCount(value=value, share=share(n, n_strong,
+                                                  "strong-resistance conversations"))
+              for (rt, value), n in human_types.items() if rt == "strong resistance" and n]
     before.sort(key=lambda v: (-v.share.k, v.value))
-    mirrored = _mirrored_rows(ai, human, n_rows)
-    mirroring = []
-    for label, group in MIRRORING_GROUPS.items():
-        chosen = _in_groups(types, group)
-        mirroring.append(MirroringRow(response_type=label, share=share(
-            int((mirrored & chosen).sum()), int(chosen.sum()), f"{label} conversations",
-            PUBLISHED_MIRRORING.get(label))))
-    pairs = _pairs(ai, names, n_rows, min_pair, top)
+    mirroring = [
+        MirroringRow(response_type=label, share=share(
+            _in(mirrored, group), _in(types, group), f"{label} conversations",
+            PUBLISHED_MIRRORING.get(label)))
+        for label, group in MIRRORING_GROUPS.items()
+    ]
+    pairs = _lifted(together, held, conversations, min_pair, top)
     return ByResponseType(
-        conversations=n_rows, stance=_stance(types, ai, names, top),
+        conversations=conversations, stance=_stance(types, ai_types, top),
         before_strong_resistance=before[:top], strong_resistance_conversations=n_strong,
         mirroring=mirroring, pairs=pairs, min_pair_conversations=min_pair,
         pairs_note=None if pairs else
@@ -214,4 +236,4 @@ def by_response_type(
 
 
 __all__ = ["ByResponseType", "MirroringRow", "StanceValue", "StanceValues", "ValueCount",
-           "ValuePair", "by_response_type", "two_proportion_z"]
+           "ValuePair", "by_response_type", "by_response_type_of_counts", "two_proportion_z"]
