@@ -142,8 +142,8 @@ def _net(added: Groups, removed: Groups) -> Groups:
 
 
 class _Subsets(NamedTuple):
-    """Every r-subset of some groups' sets: key words, and each one's set (numbered group
-    after group), size and weight."""
+    """Every r-subset of some sets: key words, and each one's set (numbered set after set),
+    size and weight."""
 
     words: list[np.ndarray]
     owner: np.ndarray
@@ -151,11 +151,16 @@ class _Subsets(NamedTuple):
     weight: np.ndarray
 
 
-def _subsets(groups: Groups, r: int, bits: int) -> _Subsets | None:
+# Sets as `_subsets` takes them: (the sets' size, their values, their weights); the values may
+# be fewer than the size (a set cut to the values another side holds, `_cut`)
+Sized = list[tuple[int, np.ndarray, np.ndarray]]
+
+
+def _subsets(groups: Sized, r: int, bits: int) -> _Subsets | None:
     words, owners, sizes, weights = [], [], [], []
     first = 0
-    for a, (vals, w) in groups.items():
-        if a >= r and vals.shape[0]:
+    for a, vals, w in groups:
+        if vals.shape[1] >= r and vals.shape[0]:
             block, per_set = subset_words(vals, r, bits)
             words.append(block)
             owners.append(np.repeat(np.arange(first, first + vals.shape[0]), per_set))
@@ -172,12 +177,12 @@ def _lookup(keys: list[np.ndarray], among: list[np.ndarray]
             ) -> tuple[np.ndarray, np.ndarray, int]:
     """Codes of the (multi-word) keys `keys`, and of `among` (-1: none of `keys`), and how
     many codes: hashing the few keys and looking the many up, never sorting the many. Keys
-    of one small word (a 1-subset's is the value's id) are their own codes, looked up in a
-    table instead."""
+    of one small word (a 1-subset's is the value's id) are looked up in a table instead."""
     if len(keys) == 1 and max(int(keys[0].max()), int(among[0].max())) < TABLE_KEYS:
-        ours = np.zeros(TABLE_KEYS, dtype=bool)
-        ours[keys[0]] = True
-        return keys[0], np.where(ours[among[0]], among[0], -1), TABLE_KEYS
+        code = np.full(TABLE_KEYS, -1, dtype=np.int64)
+        used = np.unique(keys[0])
+        code[used] = np.arange(used.size)
+        return code[keys[0]], code[among[0]], used.size
     code_k: np.ndarray | None = None
     code_a = np.zeros(among[0].size, dtype=np.int64)
     n = 1
@@ -193,17 +198,40 @@ def _lookup(keys: list[np.ndarray], among: list[np.ndarray]
     return code_k, code_a, n
 
 
+def _cut(y: Groups, held: np.ndarray) -> Sized:
+    """Y's sets cut to the values in `held` (each keeps its size), those left with none
+    dropped: only values X holds can be in a subset both share, so the rest of a set of Y
+    is never looked at (a change's few sets hold a few hundred of the thousands of values)."""
+    mark = np.zeros(max([int(held.max()), *(int(v.max()) for v, _ in y.values() if v.size)])
+                    + 1, dtype=bool)
+    mark[held] = True
+    out: Sized = []
+    for a, (vals, w) in y.items():
+        inside = mark[vals]
+        kept = inside.sum(axis=1)
+        for k in np.unique(kept[kept > 0]).tolist():
+            rows = np.flatnonzero(kept == k)
+            out.append((a, vals[rows][inside[rows]].reshape(-1, k), w[rows]))
+    return out
+
+
 def _pairs(x: Groups, y: Groups, size: int, bits: int) -> np.ndarray:
     """N(X, Y)[t, a, b] for t >= 1: weighted ordered pairs (x in X, y in Y) by overlap and
     sizes. F_r[a, b] sums w_x * w_y * C(t, r) over the r-subsets x and y share; Moebius
     inversion gives N, in integers."""
     f = np.zeros((size, size, size), dtype=np.int64)
+    mine_sets: Sized = [(a, vals, w) for a, (vals, w) in x.items()]
+    held = [vals.ravel() for _, vals, _ in mine_sets if vals.size]
+    if not held or not any(vals.size for vals, _ in y.values()):
+        return _moebius(f, np.ones(1))
+    theirs_sets = _cut(y, np.unique(np.concatenate(held)))
     # a set of Y shares an (r + 1)-subset with a set of X only if r + 1 of its r-subsets
-    # are X's: the others are not looked at again (after r = 1, most of a large Y)
-    alive = {a: np.ones(vals.shape[0], dtype=bool) for a, (vals, _) in y.items()}
+    # are X's: the others are not looked at again
+    alive = [np.ones(vals.shape[0], dtype=bool) for _, vals, _ in theirs_sets]
     for r in range(1, max(x, default=0) + 1):
-        mine = _subsets(x, r, bits)
-        left = {a: (vals[alive[a]], w[alive[a]]) for a, (vals, w) in y.items()}
+        mine = _subsets(mine_sets, r, bits)
+        left = [(a, vals[keep], w[keep]) for (a, vals, w), keep in zip(theirs_sets, alive,
+                                                                         strict=True)]
         theirs = _subsets(left, r, bits)
         if mine is None or theirs is None:
             break
@@ -216,10 +244,9 @@ def _pairs(x: Groups, y: Groups, size: int, bits: int) -> np.ndarray:
         # each bin sums integers far below 2**53: exact in float, then exact in int64
         f[r] = np.rint(per_x.reshape(n, size)).astype(np.int64).T @ np.rint(
             per_y.reshape(n, size)).astype(np.int64)
-        hits = np.bincount(theirs.owner[hit], minlength=sum(v.shape[0] for v, _ in
-                                                           left.values()))
+        hits = np.bincount(theirs.owner[hit], minlength=sum(v.shape[0] for _, v, _ in left))
         first = 0
-        for a, (vals, _) in left.items():
-            alive[a][np.flatnonzero(alive[a])] = hits[first:first + vals.shape[0]] > r
+        for keep, (_, vals, _) in zip(alive, left, strict=True):
+            keep[np.flatnonzero(keep)] = hits[first:first + vals.shape[0]] > r
             first += vals.shape[0]
     return _moebius(f, np.ones(1))
