@@ -477,6 +477,33 @@ def test_the_annotations_report_after_a_change_is_the_report_computed_whole(
             kept.canonical(), findings.annotations_counts(annotations, names).canonical())
 
 
+def test_the_annotations_value_frequencies_after_a_change_are_the_ones_computed_whole(
+        study: Path, tmp_path: Path, monkeypatch) -> None:
+    """After each kind of write, the annotations' value frequencies, made from the counts
+    stored before the write (the changed conversations' rows before taken off, theirs now
+    added), read back as the frequencies computed whole, stored and read back the same way."""
+    made: list[bool] = []
+    real = summaries.NameCounts.after
+
+    def recording(self, minus, plus):
+        made.append(True)
+        return real(self, minus, plus)
+
+    monkeypatch.setattr(summaries.NameCounts, "after", recording)
+    for statements, db in _after_each(study, list(WRITES.values()), made):
+        assert made == [True], statements
+        signature = frame_store.table_signature(db, "annotations")
+        stored = summary_cache.read_stored(study, "frequencies", {"table": "annotations"},
+                                           {"annotations": signature})
+        want = _as_stored(summaries.value_frequencies(frames.annotations_frame(db)),
+                          tmp_path / "whole")
+        def plain(meta: dict) -> dict:  # the cache's own notes left out
+            return {k: v for k, v in meta.items() if not k.startswith("_")}
+        assert plain(stored.meta) == plain(want.meta)
+        for name in ("values", "response_types"):
+            pd.testing.assert_frame_equal(stored.frames[name], want.frames[name])
+
+
 def test_damaged_stored_counts_give_the_results_computed_whole(
         study: Path, tmp_path: Path) -> None:
     """A stored summary's pair counts or report counts that read as Arrow but are not what

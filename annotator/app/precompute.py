@@ -282,8 +282,30 @@ def _after_gold_change(path: str, sigs: Mapping[str, str], annotations: pd.DataF
 def frequencies(table: str) -> Summary:
     return Summary(
         "frequencies", {"table": table}, (table,), f"value frequencies ({table})",
-        lambda path, sigs: summaries.value_frequencies(_frame(path, sigs, table)),
+        lambda path, sigs: _frequencies(path, sigs, table),
     )
+
+
+def _frequencies(path: str, sigs: Mapping[str, str], table: str) -> Bundle:
+    """A table's value frequencies; the annotations' after new labels from the counts stored
+    before them and the changed conversations' rows before and now (`NameCounts.after`)."""
+    frame = _frame(path, sigs, table)
+    before = None if table != "annotations" else _before_change(
+        frequencies(table), path, sigs, "values", "response_types")
+    rows_before = None if before is None else rows_before_change(path, sigs["annotations"])
+    if before is not None and rows_before is not None:
+        changed = frame["conversation_id"].isin(before.change.conversations)
+        try:
+            stored = summaries.NameCounts.of_bundle(Bundle(
+                frames={"values": before.tables[0].to_pandas(),
+                        "response_types": before.tables[1].to_pandas()}, meta=before.meta))
+            counts = stored.after(summaries.name_counts(rows_before),
+                                  summaries.name_counts(frame.loc[changed]))
+        except (KeyError, ValueError, TypeError, pa.ArrowException):  # damaged: made whole
+            counts = None
+        if counts is not None:
+            return summaries.frequencies_of_counts(counts)
+    return summaries.value_frequencies(frame)
 
 
 def findings(table: str, opposing: tuple[str, ...] | None = None) -> Summary:
@@ -349,10 +371,12 @@ def _people_needed(path: str, sigs: Mapping[str, str]) -> Bundle:
 
 
 class _Before(NamedTuple):
-    """A summary's frames as stored before the annotations' last change, and that change."""
+    """A summary's frames and meta as stored before the annotations' last change, and that
+    change."""
 
     tables: list[pa.Table]
     change: Change
+    meta: dict[str, Any]
 
 
 def _before_change(summary: Summary, path: str, sigs: Mapping[str, str], *frame_names: str
@@ -364,9 +388,11 @@ def _before_change(summary: Summary, path: str, sigs: Mapping[str, str], *frame_
     if change is None:
         return None
     deps = summary.dep_signatures({**sigs, "annotations": change.since})
+    stored = summary_cache.read_stored(path, summary.name, summary.params, deps)
     tables = [summary_cache.read_stored_table(path, summary.name, summary.params, deps, name)
               for name in frame_names]
-    return None if any(t is None for t in tables) else _Before(tables, change)
+    return None if stored is None or any(t is None for t in tables) else _Before(
+        tables, change, stored.meta)
 
 
 def comparison(first: str, second: str, level: int = 0, n_boot: int = DEFAULT_BOOT) -> Summary:

@@ -99,17 +99,81 @@ class _CategoryLookup:
 # --- overview -----------------------------------------------------------------------------------
 
 
+class NameCounts(NamedTuple):
+    """What the value frequencies are made of, each a count that every row adds to on its
+    own (`value_frequencies`): so after new labels they are the stored ones, minus the changed
+    rows' counts before, plus theirs now (`after`)."""
+
+    names: dict[Any, int]  # each name: how often it is listed
+    rows: int
+    types: dict[str, int]  # each response type: its rows
+    subjective: tuple[int, int] | None  # rows labelled subjective or not, of them subjective
+
+    def after(self, minus: NameCounts, plus: NameCounts) -> NameCounts | None:
+        """These counts with `minus` taken off and `plus` added; None when that leaves a
+        negative count or drops a column (not the counts of the rows before)."""
+        def summed(kept: dict, less: dict, more: dict) -> dict | None:
+            out = dict(kept)
+            for key, n in [*((k, -n) for k, n in less.items()), *more.items()]:
+                out[key] = out.get(key, 0) + n
+            return None if any(n < 0 for n in out.values()) else {
+                k: n for k, n in out.items() if n}
+        names, types = (summed(self.names, minus.names, plus.names),
+                        summed(self.types, minus.types, plus.types))
+        shapes_of = {c.subjective is None for c in (self, minus, plus)}
+        rows = self.rows - minus.rows + plus.rows
+        if names is None or types is None or len(shapes_of) > 1 or rows < 0:
+            return None
+        subjective = None if self.subjective is None else tuple(
+            a - b + c for a, b, c in zip(self.subjective, minus.subjective or (0, 0),
+                                         plus.subjective or (0, 0), strict=True))
+        if subjective is not None and min(subjective) < 0:
+            return None
+        return NameCounts(names, rows, types, subjective)  # type: ignore[arg-type]
+
+    @staticmethod
+    def of_bundle(bundle: Bundle) -> NameCounts:
+        """The counts behind a stored `value_frequencies` bundle."""
+        values, types = bundle.frames["values"], bundle.frames["response_types"]
+        meta = bundle.meta
+        return NameCounts(
+            dict(zip(values["value"].tolist(), values["count"].tolist(), strict=True)),
+            int(meta["rows"]),
+            {str(t): int(n) for t, n in zip(types["response_type"].tolist(),
+                                             types["count"].tolist(), strict=True) if n},
+            (int(meta["subjective_labelled"]), int(meta["subjective_true"]))
+            if "subjective_labelled" in meta else None)
+
+
+def name_counts(frame: pd.DataFrame, label: str = "ai_values") -> NameCounts:
+    """The counts of `frame`'s rows (see `value_frequencies`)."""
+    types = frame["response_type"].dropna().value_counts()
+    subjective = None
+    if "subjective" in frame.columns:
+        given = frame["subjective"].dropna()
+        subjective = (int(len(given)), int(given.astype(bool).sum()))
+    return NameCounts(
+        {name: int(n) for name, n in _every_name(frame[label]).value_counts().items()},
+        len(frame), {str(t): int(types[t]) for t in RESPONSE_TYPES if types.get(t, 0)},
+        subjective)
+
+
 def value_frequencies(frame: pd.DataFrame, label: str = "ai_values") -> Bundle:
     """How often each value is listed, with its cluster and top category, and the response types.
 
     `frame` has one row per labelling (a conversation's gold label, one annotation, one
-    extraction) with `label` holding tuples of names and a `response_type` column.
+    extraction) with `label` holding tuples of names and a `response_type` column. Values
+    listed equally often come by name.
     """
+    return frequencies_of_counts(name_counts(frame, label))
+
+
+def frequencies_of_counts(counts: NameCounts) -> Bundle:
+    """`value_frequencies` from its counts."""
     tree = load_taxonomy()
-    rows = len(frame)
-    counts = _every_name(frame[label]).value_counts()
+    rows = counts.rows
     records = []
-    for name, n in counts.items():
+    for name, n in sorted(counts.names.items(), key=lambda item: (-item[1], str(item[0]))):
         node = tree.resolve(str(name))
         if node is None:
             records.append((name, None, FREE, FREE, int(n)))
@@ -122,21 +186,13 @@ def value_frequencies(frame: pd.DataFrame, label: str = "ai_values") -> Bundle:
     occurrences = int(values["count"].sum()) if len(values) else 0
     values["share_of_rows"] = values["count"] / rows if rows else np.nan
     values["share_of_occurrences"] = values["count"] / occurrences if occurrences else np.nan
-    rt = (
-        frame["response_type"]
-        .dropna()
-        .value_counts()
-        .reindex(RESPONSE_TYPES, fill_value=0)
-        .rename_axis("response_type")
-        .reset_index(name="count")
-    )
+    rt = pd.DataFrame({"response_type": RESPONSE_TYPES,
+                       "count": [counts.types.get(t, 0) for t in RESPONSE_TYPES]})
     labelled = int(rt["count"].sum())
     rt["share"] = rt["count"] / labelled if labelled else np.nan
     meta: dict[str, Any] = {"rows": rows, "occurrences": occurrences, "rt_labelled": labelled}
-    if "subjective" in frame.columns:
-        subjective = frame["subjective"].dropna()
-        meta["subjective_labelled"] = int(len(subjective))
-        meta["subjective_true"] = int(subjective.astype(bool).sum())
+    if counts.subjective is not None:
+        meta["subjective_labelled"], meta["subjective_true"] = counts.subjective
     return Bundle(frames={"values": values, "response_types": rt}, meta=meta)
 
 
