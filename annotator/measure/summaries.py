@@ -132,10 +132,9 @@ class NameCounts(NamedTuple):
         return NameCounts(names, rows, types, subjective)  # type: ignore[arg-type]
 
     @staticmethod
-    def of_bundle(bundle: Bundle) -> NameCounts:
-        """The counts behind a stored `value_frequencies` bundle."""
-        values, types = bundle.frames["values"], bundle.frames["response_types"]
-        meta = bundle.meta
+    def of_stored(values: pd.DataFrame, types: pd.DataFrame, meta: Mapping[str, Any]
+                  ) -> NameCounts:
+        """The counts behind a stored `value_frequencies` bundle: its two frames and meta."""
         return NameCounts(
             dict(zip(values["value"].tolist(), values["count"].tolist(), strict=True)),
             int(meta["rows"]),
