@@ -576,8 +576,8 @@ def precompute(
             prompt_ids = [p["prompt_id"] for p in facts["prompts"]]
 
     def keep_facts() -> None:
-        if facts is None and fp is not None:
-            summary_cache.facts(path, fp)
+        if facts is None and fp is not None:  # the signatures read above, of the file at fp
+            summary_cache.facts(path, fp, signatures)
 
     has_gold = not signatures.get("gold", "0").startswith("0:")
     wanted = opening_summaries(prompt_ids, n_boot, has_gold)

@@ -153,17 +153,20 @@ def stored_facts(path: str | Path, fp: Fingerprint) -> dict[str, Any] | None:
     return found
 
 
-def facts(path: str | Path, fp: Fingerprint) -> dict[str, Any]:
+def facts(path: str | Path, fp: Fingerprint, signatures: dict[str, str] | None = None
+          ) -> dict[str, Any]:
     """What every page asks first: per-table signatures, stage counts, prompt versions and
     sources. Read with SQL once per version of the file, then kept in memory and on disk (a
     restarted app reads a few kilobytes instead of scanning the tables); not kept when the
-    file changed while they were read (they may be of the newer version)."""
+    file changed while they were read (they may be of the newer version). `signatures`: the
+    ones the caller read of the file at `fp` (0.4 s at 300,000 conversations), not read
+    again."""
     found = stored_facts(path, fp)
     if found is not None:
         return found
     with study_db(path) as database:
         found = {
-            "signatures": table_signatures(database),
+            "signatures": table_signatures(database) if signatures is None else signatures,
             "stages": queries.stage_counts(database).to_dict(orient="records"),
             "prompts": report.prompt_list(database).to_dict(orient="records"),
             "sources": queries.conversation_sources(database),
