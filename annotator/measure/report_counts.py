@@ -325,20 +325,27 @@ def _node_rows(ai: _Pairs, vocab: Vocabulary) -> list[pd.DataFrame]:
     return out
 
 
-def _together(ai: _Pairs, keys: np.ndarray) -> pd.DataFrame:
-    """Each two AI values held in one base conversation, and in how many; the pairs arrive
-    sorted by row, then key."""
-    rows, numbers = ai
-    packed = []
+def held_together(rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every two keys held in one row, once per row, the lower-placed first: (row, key)
+    pairs sorted by row, then key, in; one array of each side out."""
+    first, second = [], []
     for d in range(1, len(rows)):
         same = rows[:-d] == rows[d:]
         if not same.any():
             break
-        packed.append((numbers[:-d][same] << _SHIFT) | numbers[d:][same])
-    if not packed:
+        first.append(keys[:-d][same])
+        second.append(keys[d:][same])
+    if not first:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate(first), np.concatenate(second)
+
+
+def _together(ai: _Pairs, keys: np.ndarray) -> pd.DataFrame:
+    """Each two AI values held in one base conversation, and in how many."""
+    held = held_together(*ai)
+    if not held[0].size:
         return _rows("together", [], [], np.zeros(0, np.int64))
-    pairs, counts = np.unique(np.concatenate(packed), return_counts=True)
-    first, second = pairs >> _SHIFT, pairs & _LOW
+    first, second, counts = _packed_counts(*held)
     rank = np.empty(len(keys), np.int64)  # named in key order, whatever numbers keys got
     rank[np.argsort(keys.astype(str), kind="stable")] = np.arange(len(keys))
     swap = rank[first] > rank[second]
@@ -346,5 +353,5 @@ def _together(ai: _Pairs, keys: np.ndarray) -> pd.DataFrame:
                  keys[np.where(swap, first, second)], counts)
 
 
-__all__ = ["COLUMNS", "KINDS", "Inconsistent", "ReportCounts", "Vocabulary", "joined",
-           "left_out_counts", "missing", "report_counts", "row_names"]
+__all__ = ["COLUMNS", "KINDS", "Inconsistent", "ReportCounts", "Vocabulary", "held_together",
+           "joined", "left_out_counts", "missing", "report_counts", "row_names"]

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from annotator.measure.report_counts import held_together
 from annotator.measure.shares import Share, share, too_few
 
 RESISTING = ("mild resistance", "strong resistance")
@@ -186,18 +187,13 @@ def by_response_type(
                                                             strict=True)
                         if types[r] is not None])
 
-    rows, keys = ai
-    together = []
-    for d in range(1, len(rows)):
-        same = rows[:-d] == rows[d:]
-        if not same.any():
-            break
-        together += [(names[a], names[b]) for a, b in zip(
-            keys[:-d][same].tolist(), keys[d:][same].tolist(), strict=True)]
+    first, second = held_together(*ai)
+    together = [(names[a], names[b]) for a, b in zip(first.tolist(), second.tolist(),
+                                                      strict=True)]
     return by_response_type_of_counts(
         n_rows, counted([t for t in types if t is not None]),
         counted([t for t, m in zip(types, mirrored, strict=True) if m and t is not None]),
-        typed(ai), typed(human), counted([names[k] for k in keys.tolist()]),
+        typed(ai), typed(human), counted([names[k] for k in ai[1].tolist()]),
         [(a, b, n) for (a, b), n in counted(together).items()], top, min_pair)
 
 
