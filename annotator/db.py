@@ -674,13 +674,13 @@ def open_db(
         # 16 kB pages hold about a dozen ~1 kB conversations each: fewer B-tree splits on
         # insert (measured: 5 vs 7.5 us of CPU a row). Only takes effect on a new file.
         db.execute("pragma page_size=16384")
-        db.execute("pragma journal_mode=wal")
+        _write_ahead_log(db, path)
         db.execute("pragma synchronous=normal")
         db.execute("pragma busy_timeout=30000")
         # Random content-hash keys touch pages all over the primary-key index; a larger page
         # cache (64 MB) keeps a bulk ingest from re-reading them.
         db.execute("pragma cache_size=-65536")
-    except NotAStudyError:
+    except AnnotatorError:  # not a study, or locked by another program too long
         conn.close()
         raise
     except sqlite3.DatabaseError as exc:  # a file that is not SQLite (a typo in --db)
@@ -688,6 +688,30 @@ def open_db(
         raise NotAStudyError(f"{path} is not a study database ({exc})") from exc
     migrate(db, migrations)
     return db
+
+
+# How long `open_db` waits for another process that holds the file (as its busy timeout)
+LOCKED_WAIT_SECONDS = 30.0
+
+
+def _write_ahead_log(db: sqlite_utils.Database, path: Path) -> None:
+    """WAL mode, waiting for another process that holds the file: switching the journal
+    mode of a new file another process is creating or migrating at the same moment can be
+    refused at once (SQLite does not wait for it as it does for a write), which is no
+    reason to call the file something else than a study."""
+    deadline = time.monotonic() + LOCKED_WAIT_SECONDS
+    while True:
+        try:
+            db.execute("pragma journal_mode=wal")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise AnnotatorError(
+                    f"{path} is locked by another program for more than "
+                    f"{LOCKED_WAIT_SECONDS:.0f} s ({exc}); try again when it is done") from exc
+            time.sleep(0.05)
 
 
 def open_existing_db(path: str | Path, check_same_thread: bool = True) -> sqlite_utils.Database:

@@ -22,7 +22,7 @@ from annotator.db import (
     open_existing_db,
     row_to_conversation,
 )
-from annotator.errors import NotAStudyError
+from annotator.errors import AnnotatorError, NotAStudyError
 from annotator.models import Conversation, Turn
 
 CORE_TABLES = {"conversations", "prompts", "extractions", "model_calls", "annotations", "gold"}
@@ -246,3 +246,33 @@ def test_a_study_opened_twice_in_one_process_keeps_its_locks(tmp_path):
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         second.conn.execute("begin immediate")
     first.conn.rollback()
+
+
+class _LockedFor:
+    """A small fake of a connection's `execute` (unit test): "database is locked" for the
+    first `times` calls, as SQLite answers a journal mode switch while another process
+    creates or migrates the same new file."""
+
+    def __init__(self, times: int, message: str = "database is locked") -> None:
+        self.times, self.message, self.calls = times, message, 0
+
+    def execute(self, sql: str) -> None:
+        self.calls += 1
+        if self.calls <= self.times:
+            raise sqlite3.OperationalError(self.message)
+
+
+def test_a_file_locked_by_another_process_is_waited_for_then_named_locked(monkeypatch):
+    """Switching a new study to WAL while another process holds it is retried, not called
+    "not a study database"; held too long, it is one line saying it is locked."""
+    from annotator import db as db_module
+
+    briefly = _LockedFor(3)
+    db_module._write_ahead_log(briefly, Path("s.db"))
+    assert briefly.calls == 4
+    monkeypatch.setattr(db_module, "LOCKED_WAIT_SECONDS", 0.2)
+    with pytest.raises(AnnotatorError, match="s.db is locked by another program") as raised:
+        db_module._write_ahead_log(_LockedFor(10**6), Path("s.db"))
+    assert not isinstance(raised.value, NotAStudyError)
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):  # not a lock: as is
+        db_module._write_ahead_log(_LockedFor(1, "disk I/O error"), Path("s.db"))
