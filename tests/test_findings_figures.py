@@ -154,15 +154,17 @@ def test_value_pairs_by_lift_by_hand() -> None:
     a, b, c, d = four_values()
     f = hand_findings().by_response_type
     assert [({p.a, p.b}, p.together) for p in f.pairs] == [({a, b}, 6)]  # 5+ together only
-    # the same pairs with a lower floor: lift = n_ab N / (n_a n_b), N = 15
-    import numpy as np
+    # the same pairs with a lower floor: lift = n_ab N / (n_a n_b), N = 15, from the counts
+    # of these 15 conversations' sets
+    from collections import Counter
+    from itertools import combinations
 
     names = [a, b, c, d]
     sets = [[0, 1]] * 4 + [[0, 2]] * 2 + [[2, 3]] * 3 + [[3]] + [[1]] * 2 + [[0]] + [[0, 1]] * 2
-    rows = np.array([r for r, s in enumerate(sets) for _ in s], dtype=np.int64)
-    keys = np.array([k for s in sets for k in s], dtype=np.int64)
-    empty = (np.empty(0, np.int64), np.empty(0, np.int64))
-    pairs = by_response_type(["neutral"] * 15, (rows, keys), empty, names, min_pair=2).pairs
+    held = Counter(names[k] for s in sets for k in s)
+    together = Counter(pair for s in sets for pair in combinations([names[k] for k in s], 2))
+    pairs = by_response_type(15, {"neutral": 15}, {}, {}, {}, held,
+                             [(x, y, n) for (x, y), n in together.items()], min_pair=2).pairs
     assert [({p.a, p.b}, p.together, p.lift) for p in pairs] == [
         ({c, d}, 3, pytest.approx(3 * 15 / (5 * 4))),
         ({a, b}, 6, pytest.approx(6 * 15 / (9 * 8))),

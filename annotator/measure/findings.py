@@ -52,7 +52,7 @@ from annotator.measure.report_counts import (
 from annotator.measure.response_types import (
     MIN_PAIR_CONVERSATIONS,
     ByResponseType,
-    by_response_type_of_counts,
+    by_response_type,
 )
 from annotator.measure.shapes import RESPONSE_TYPE_LABELS
 from annotator.models import Provenance
@@ -625,7 +625,7 @@ def _per_conversation(counts: ReportCounts, named: _Named, totals: dict[str, int
         "ai_values_per_conversation": figures.mean(
             per_conversation.tolist(), "subjective conversations",
             published["ai_values_per_conversation"]),
-        "by_response_type": by_response_type_of_counts(
+        "by_response_type": by_response_type(
             base, counts.one("type"), counts.one("mirrored_type"), typed("ai_type"),
             typed("human_type"), {named(key): n for key, n in counts.one("value").items()},
             [(named(a), named(b), n) for a, b, n in zip(

@@ -325,7 +325,7 @@ def _node_rows(ai: _Pairs, vocab: Vocabulary) -> list[pd.DataFrame]:
     return out
 
 
-def held_together(rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _held_together(rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every two keys held in one row, once per row, the lower-placed first: (row, key)
     pairs sorted by row, then key, in; one array of each side out."""
     first, second = [], []
@@ -342,7 +342,7 @@ def held_together(rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def _together(ai: _Pairs, keys: np.ndarray) -> pd.DataFrame:
     """Each two AI values held in one base conversation, and in how many."""
-    held = held_together(*ai)
+    held = _held_together(*ai)
     if not held[0].size:
         return _rows("together", [], [], np.zeros(0, np.int64))
     first, second, counts = _packed_counts(*held)
@@ -353,5 +353,5 @@ def _together(ai: _Pairs, keys: np.ndarray) -> pd.DataFrame:
                  keys[np.where(swap, first, second)], counts)
 
 
-__all__ = ["COLUMNS", "KINDS", "Inconsistent", "ReportCounts", "Vocabulary", "held_together",
-           "joined", "left_out_counts", "missing", "report_counts", "row_names"]
+__all__ = ["COLUMNS", "KINDS", "Inconsistent", "ReportCounts", "Vocabulary", "joined",
+           "left_out_counts", "missing", "report_counts", "row_names"]

@@ -3,9 +3,9 @@ resisting the user and which with supporting them, which user values precede str
 resistance, how often the AI mirrors a user's value per response type, and which AI values
 come together.
 
-Input is the report's (conversation, value) pairs as integer arrays (`findings` numbers the
-values), each conversation's response type, and the value names; every share is a
-`shares.Share` with its named denominator and Wilson interval.
+Input is counts over the report's conversations (`report_counts` makes them, `findings` names
+the values); every share is a `shares.Share` with its named denominator and Wilson
+interval.
 
 - Resisting is mild + strong resistance, supporting is strong + mild support. Per AI value,
   its share of each group's conversations; a value is distinctive by the two-proportion z
@@ -23,12 +23,9 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, Field
 
-from annotator.measure.report_counts import held_together
 from annotator.measure.shares import Share, share, too_few
 
 RESISTING = ("mild resistance", "strong resistance")
@@ -50,8 +47,6 @@ TOP = 10
 MIN_VALUE_CONVERSATIONS = 3  # a value in fewer conversations is not compared between groups
 MIN_PAIR_CONVERSATIONS = 5  # a pair seen together in fewer conversations has no lift shown
 
-_SHIFT = np.int64(32)
-_LOW = np.int64(0xFFFFFFFF)
 
 
 class StanceValue(BaseModel):
@@ -162,42 +157,6 @@ def _lifted(together: Sequence[tuple[str, str, int]], held: Mapping[str, int],
 
 
 def by_response_type(
-    types: Sequence[str | None],
-    ai: tuple[np.ndarray, np.ndarray],
-    human: tuple[np.ndarray, np.ndarray],
-    names: Sequence[str],
-    top: int = TOP,
-    min_pair: int = MIN_PAIR_CONVERSATIONS,
-) -> ByResponseType:
-    """Values by response type over len(types) conversations: `ai` and `human` are unique
-    (row, key) pairs sorted by row then key, rows indexing `types`, keys indexing `names`."""
-    n_rows = len(types)
-    matched = np.intersect1d((ai[0] << _SHIFT) | ai[1], (human[0] << _SHIFT) | human[1])
-    mirrored = np.zeros(n_rows, dtype=bool)
-    mirrored[(matched >> _SHIFT).astype(np.int64)] = True
-
-    def counted(items: Sequence[Any]) -> dict[Any, int]:
-        out: dict[Any, int] = {}
-        for item in items:
-            out[item] = out.get(item, 0) + 1
-        return out
-
-    def typed(pairs: tuple[np.ndarray, np.ndarray]) -> dict[tuple[str, str], int]:
-        return counted([(types[r], names[k]) for r, k in zip(*(p.tolist() for p in pairs),
-                                                            strict=True)
-                        if types[r] is not None])
-
-    first, second = held_together(*ai)
-    together = [(names[a], names[b]) for a, b in zip(first.tolist(), second.tolist(),
-                                                      strict=True)]
-    return by_response_type_of_counts(
-        n_rows, counted([t for t in types if t is not None]),
-        counted([t for t, m in zip(types, mirrored, strict=True) if m and t is not None]),
-        typed(ai), typed(human), counted([names[k] for k in ai[1].tolist()]),
-        [(a, b, n) for (a, b), n in counted(together).items()], top, min_pair)
-
-
-def by_response_type_of_counts(
     conversations: int,
     types: Mapping[str, int],
     mirrored: Mapping[str, int],
@@ -232,4 +191,4 @@ def by_response_type_of_counts(
 
 
 __all__ = ["ByResponseType", "MirroringRow", "StanceValue", "StanceValues", "ValueCount",
-           "ValuePair", "by_response_type", "by_response_type_of_counts", "two_proportion_z"]
+           "ValuePair", "by_response_type", "two_proportion_z"]
