@@ -184,8 +184,15 @@ def _macro_loop(tp, pred, ref, n: int, n_boot: int, seed: int) -> dict[str, list
     rng = np.random.default_rng(seed)
     for _ in range(n_boot):
         w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
-        for k, val in model_scores._macro(tp, pred, ref, w).items():
-            samples[k].append(val)
+        tpv, pv, rv = tp.T @ w, pred.T @ w, ref.T @ w
+        used = (pv > 0) | (rv > 0)
+        if not used.any():
+            for k in samples:
+                samples[k].append(float("nan"))
+            continue
+        scores = model_scores.per_value_scores(tpv[used], pv[used], rv[used], 0.0)
+        for k, val in zip(("precision", "recall", "f1"), scores, strict=True):
+            samples[k].append(float(val.mean()))
     return samples
 
 

@@ -34,6 +34,8 @@ from annotator.measure import (
     frames,
     pair_counts,
     rating_counts,
+    score_counts,
+    shapes,
     summaries,
 )
 
@@ -364,36 +366,48 @@ def test_the_gold_pages_queue_after_a_change_is_the_queue_looked_at_whole(
         assert list(stored.frames["needed"].itertuples(index=False, name=None)) == want
 
 
-def test_a_versions_scores_against_each_annotator_keep_those_whose_rows_did_not_change(
+def test_a_versions_scores_against_each_annotator_after_a_change_are_the_scores_computed_whole(
         study: Path, tmp_path: Path, monkeypatch) -> None:
-    """After each kind of write, each version's scores against each annotator, made from the
-    ones stored before it (the annotators whose rows did not change keep their rows), read
-    back as the scores computed whole; after a new annotator's labels, only that annotator's
-    scores are computed."""
-    computed: list[list[str]] = []
-    real = summaries._reference_scores
+    """After each kind of write, each version's scores against each annotator were made from
+    the counts stored before it and the changed conversations' rows alone (no count of every
+    extraction), and read back as the scores computed in one pass, pair by pair
+    (`_reference_scores`, as the scores against gold are), every figure and note; their
+    counts equal the counts made whole."""
+    counted: list[int] = []  # the extraction rows each count was made of
+    real = score_counts.score_counts
 
-    def recording(extractions, references, maps, seed):
-        computed.append([name for name, _, _ in references])
-        return real(extractions, references, maps, seed)
+    def recording(extractions, references, maps):
+        counted.append(len(extractions))
+        return real(extractions, references, maps)
 
-    monkeypatch.setattr(summaries, "_reference_scores", recording)
-    for statements, db in _after_each(study, list(WRITES.values()), computed):
-        if statements == WRITES["new labels"]:  # by a new annotator alone
-            assert computed == [["annotator newcomer \u2603"]] * 2
+    monkeypatch.setattr(score_counts, "score_counts", recording)
+    for statements, db in _after_each(study, list(WRITES.values()), counted):
         signatures = frame_store.table_signatures(db)
         annotations = frames.annotations_frame(db)
+        assert len(counted) == 4, statements  # the rows before and now, for each version
         for prompt in ("p1", "p 2/../ü"):
             table = f"extractions:{prompt}"
             stored = summary_cache.read_stored(
                 study, "prompt_annotators", {"prompt": prompt},
                 {table: signatures[table], "annotations": signatures["annotations"]})
             extractions, _ = frames.without_few_shot(frames.table_frame(db, table), {})
-            want = _as_stored(real_part(extractions, annotations), tmp_path / "whole")
+            assert max(counted) < len(extractions), statements
+            raters = {f"annotator {name}": rows
+                      for name, rows in shapes.by_rater(annotations).items()}
+            metrics, confusion = summaries._reference_scores(
+                extractions, [(name, rows, 0) for name, rows in raters.items()],
+                summaries.level_maps(), 0)
+            want = _as_stored(summaries.Bundle(
+                frames={"metrics": metrics, "confusion": confusion}), tmp_path / "whole")
             for name in ("metrics", "confusion"):
                 assert len(want.frames[name]) > 0
                 pd.testing.assert_frame_equal(stored.frames[name], want.frames[name])
-            assert stored.meta["references"] == want.meta["references"]
+            assert stored.meta["references"] == list(raters)
+            whole = real(extractions, raters, summaries.level_maps())._replace(
+                confusion=stored.frames["confusion"])
+            kept = score_counts.ScoreCounts(*(stored.frames[n] for n in score_counts.FRAMES))
+            for name, frame in whole.canonical().items():
+                pd.testing.assert_frame_equal(kept.canonical()[name], frame, check_dtype=False)
 
 
 def test_inter_annotator_figures_after_a_change_are_the_figures_computed_whole(
@@ -535,8 +549,3 @@ def test_damaged_stored_counts_give_the_results_computed_whole(
                                        {"annotations": signature})
     assert report.meta["findings"] == findings.table_findings(
         "annotations", annotations, names).model_dump(mode="json")
-
-
-def real_part(extractions: pd.DataFrame, annotations: pd.DataFrame):
-    """A version's scores against each annotator computed whole, as before this change."""
-    return summaries.prompt_annotators_part(extractions, annotations)

@@ -35,7 +35,7 @@ from annotator.app import summary_cache
 from annotator.datasets import gold
 from annotator.db import collect_garbage_rarely
 from annotator.extract.prompts import few_shot_map
-from annotator.measure import pair_counts, rating_counts, summaries
+from annotator.measure import pair_counts, rating_counts, score_counts, summaries
 from annotator.measure.agreement import AgreementReport
 from annotator.measure.findings import table_counts, table_findings
 from annotator.measure.frame_patch import (
@@ -196,18 +196,25 @@ def prompt_against_annotators(prompt_id: str) -> Summary:
         f"the scores of prompt {prompt_id} against each annotator",
         lambda path, sigs: _without_few_shot(
             path, sigs, prompt_id, lambda ext: summaries.prompt_annotators_part(
-                ext, _frame(path, sigs, "annotations"),
-                kept=_kept_scores(prompt_against_annotators(prompt_id), path, sigs))),
+                ext, _frame(path, sigs, "annotations"), kept=_kept_counts(
+                    prompt_against_annotators(prompt_id), path, sigs,
+                    _frame(path, sigs, "annotations")))),
     )
 
 
-def _kept_scores(summary: Summary, path: str, sigs: Mapping[str, str]
-                 ) -> summaries.KeptScores | None:
-    """A version's scores against each annotator as stored before the annotations' last
-    change (`_before_change`), with the annotators it changed; None: computed whole."""
-    before = _before_change(summary, path, sigs, "metrics", "confusion")
-    return None if before is None else summaries.KeptScores.of(
-        *before.tables, before.change.annotators)
+def _kept_counts(summary: Summary, path: str, sigs: Mapping[str, str],
+                 annotations: pd.DataFrame) -> summaries.KeptCounts | None:
+    """A version's counts against each annotator as stored before the annotations' last
+    change (`_before_change`), with that change's rows; None: computed whole."""
+    before = _before_change(summary, path, sigs, *score_counts.FRAMES)
+    change = _rows_of_change(path, sigs, annotations, before)
+    if before is None or change is None:
+        return None
+    try:
+        counts = score_counts.ScoreCounts.from_tables(before.tables)
+    except (KeyError, ValueError, TypeError, pa.ArrowException):  # damaged: made whole
+        return None
+    return summaries.KeptCounts(counts, before.change.conversations, *change)
 
 
 def prompt_model(prompt_id: str) -> Summary:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from itertools import chain
 from typing import Any
 
@@ -79,7 +80,7 @@ def response_type_scores(
         units = UnitCodes()
         model, reference = (last_labels(last_rows(frame, units), label, RESPONSE_TYPE_LABELS)
                             for frame in (model, reference))
-    table, shared = _paired_last_labels(model, reference, len(RESPONSE_TYPE_LABELS))
+    table, shared = paired_last_labels(model, reference, len(RESPONSE_TYPE_LABELS))
     if not shared:
         z = np.zeros((len(RESPONSE_TYPE_LABELS),) * 2, dtype=np.int64)
         return _nan("no shared conversations"), _nan("no shared conversations"), z
@@ -128,15 +129,15 @@ def last_labels(rows: LastRows, label: str, categories: Sequence[Any]) -> LastLa
                       ~last[label].isna().to_numpy(bool))
 
 
-def _paired_last_labels(model: LastLabels, reference: LastLabels, n: int
-                        ) -> tuple[np.ndarray, bool]:
+def paired_last_labels(model: LastLabels, reference: LastLabels, n: int
+                       ) -> tuple[np.ndarray, int]:
     """The (reference, model) table of the units both labelled with a listed category, and
-    whether any unit has a label on both sides: what joining the two frames on the unit gives,
+    how many units have a label on both sides: what joining the two frames on the unit gives,
     missing labels out, then unlisted ones (counts, so the order of units does not matter)."""
     pos = _positions(reference.units, model.units)
     matched = np.flatnonzero(pos >= 0)
     at = pos[matched]
-    shared = bool((reference.present[at] & model.present[matched]).any())
+    shared = int((reference.present[at] & model.present[matched]).sum())
     ref, mod = reference.codes[at], model.codes[matched]
     keep = (ref >= 0) & (mod >= 0)
     return np.bincount(ref[keep] * n + mod[keep], minlength=n * n).reshape(n, n), shared
@@ -245,16 +246,24 @@ def set_counts(r: SetRatings) -> SetCounts:
     return SetCounts(pm, pr, tp_m, tp, fp, fn)
 
 
-def _macro(tp: sparse.csr_matrix, pred: sparse.csr_matrix, ref: sparse.csr_matrix,
-           w: np.ndarray) -> dict[str, float]:
-    tpv = tp.T @ w
-    pv = pred.T @ w
-    rv = ref.T @ w
+def _macro(tpv: np.ndarray, pv: np.ndarray, rv: np.ndarray) -> dict[str, float]:
+    """Macro precision, recall and F1 from each value's true positives and the times the model
+    and the reference name it; the mean over values summed exactly (`math.fsum`): the same
+    whatever order the values come in."""
     used = (pv > 0) | (rv > 0)
     if not used.any():
         return {"precision": float("nan"), "recall": float("nan"), "f1": float("nan")}
     p, r, f = per_value_scores(tpv[used], pv[used], rv[used], 0.0)
-    return {"precision": float(p.mean()), "recall": float(r.mean()), "f1": float(f.mean())}
+    k = int(used.sum())
+    return {"precision": math.fsum(p) / k, "recall": math.fsum(r) / k, "f1": math.fsum(f) / k}
+
+
+def exact_mean(values: np.ndarray, weights: np.ndarray) -> float:
+    """The mean of `values`, each `weights` times (integers), summed exactly and rounded once:
+    equal for equal counts however they were added up."""
+    total = sum((Fraction(float(v)) * int(w) for v, w in zip(values, weights, strict=True)),
+                Fraction(0))
+    return float(total / int(weights.sum()))
 
 
 def _macro_samples(tp: sparse.csr_matrix, pred: sparse.csr_matrix, ref: sparse.csr_matrix,
@@ -485,41 +494,64 @@ def pair_ratings(
                 np.asarray(units, dtype=object), np.tile(np.array(raters, dtype=object), n))
 
 
+def value_point_scores(patterns: np.ndarray, weights: np.ndarray, tpv: np.ndarray,
+                       pv: np.ndarray, rv: np.ndarray) -> dict[str, Stat]:
+    """Micro and macro precision, recall and F1 and mean Jaccard (keys as VALUE_SCORE_KEYS,
+    no intervals) from counts that add over units: the distinct (tp, fp, fn) rows of the
+    units (`patterns`) and how many units have each (`weights`); and per value its true
+    positives and the times the model and the reference name it. Sums of integers, and means
+    summed exactly: the scores of equal counts are equal, however the counts were made (all
+    units at once, or counts kept and changed by new labels: `score_counts`)."""
+    n = int(weights.sum())
+    out: dict[str, Stat] = {}
+    for name, v in micro_scores(patterns[:, 0], patterns[:, 1], patterns[:, 2],
+                                weights.astype(float)).items():
+        out[f"micro_{name}"] = Stat(value=v, n_units=n, reason=None if not math.isnan(v)
+                                    else "no values on either side")
+    jaccard = jaccard_index(patterns[:, 0], patterns[:, 1], patterns[:, 2])
+    out["mean_jaccard"] = Stat(value=exact_mean(jaccard, weights), n_units=n)
+    for name, v in _macro(tpv, pv, rv).items():
+        out[f"macro_{name}"] = Stat(value=v, n_units=n,
+                                    reason=None if not math.isnan(v) else "no values used")
+    return out
+
+
 def _value_scores(r: SetRatings, n_boot: int, seed: int, boot_budget: float) -> dict[str, Stat]:
     n = r.units.size
     c = set_counts(r)
     pm, pr, tp_m, tp, fp, fn = c.predicted, c.reference, c.hits, c.tp, c.fp, c.fn
-    ones = np.ones(n)
-    out: dict[str, Stat] = {}
-    # micro scores: a unit enters through (tp, fp, fn) only -> pattern bootstrap.
     pats, pw = _distinct_rows(np.stack([tp, fp, fn], 1).astype(np.int64))
-    pw = pw.astype(float)
+    out = value_point_scores(pats, pw, *value_sums(c))
+    if n_boot <= 0:
+        return out
+    # micro scores: a unit enters through (tp, fp, fn) only -> pattern bootstrap.
+    w = pw.astype(float)
     for name in ("precision", "recall", "f1"):
         def micro(w: np.ndarray, name: str = name) -> float:
             return micro_scores(pats[:, 0], pats[:, 1], pats[:, 2], w)[name]
-        v = micro(pw)
-        stat = Stat(value=v, n_units=n,
-                    reason=None if not math.isnan(v) else "no values on either side")
-        out[f"micro_{name}"] = _with_interval(stat, _boot_patterns(pw, micro, n_boot, seed))
-    jac = jaccard_index(tp, fp, fn)
-    jp, jinv = np.unique(jac, return_inverse=True)
-    jw = np.bincount(jinv.ravel(), minlength=jp.size).astype(float)
-    jstat = Stat(value=float(jac.mean()), n_units=n)
+        out[f"micro_{name}"] = _with_interval(out[f"micro_{name}"],
+                                              _boot_patterns(w, micro, n_boot, seed))
+    jp, jinv = np.unique(jaccard_index(pats[:, 0], pats[:, 1], pats[:, 2]), return_inverse=True)
+    jw = np.bincount(jinv.ravel(), weights=w, minlength=jp.size)
     out["mean_jaccard"] = _with_interval(
-        jstat, _boot_patterns(jw, lambda w: float(w @ jp / w.sum()), n_boot, seed)
+        out["mean_jaccard"], _boot_patterns(jw, lambda w: float(w @ jp / w.sum()), n_boot, seed)
     )
-    macro = _macro(tp_m, pm, pr, ones)
     cost = float(n + pm.nnz + pr.nnz + tp_m.nnz) * n_boot
-    do_boot = n_boot > 0 and cost <= boot_budget
-    samples = None
-    if do_boot and not all(math.isnan(v) for v in macro.values()):  # NaN: no interval anyway
+    macro = [f"macro_{name}" for name in ("precision", "recall", "f1")]
+    if cost > boot_budget:
+        for key in macro:
+            out[key] = out[key].model_copy(update={
+                "reason": f"interval omitted: {cost:.1e} operations over the budget "
+                          f"{boot_budget:.0e}"})
+    elif any(out[key].defined for key in macro):  # NaN: no interval anyway
         samples = _macro_samples(tp_m, pm, pr, n, n_boot, seed)
-    for name, v in macro.items():
-        stat = Stat(value=v, n_units=n, reason=None if not math.isnan(v) else "no values used")
-        if samples is not None:
-            stat = _with_interval(stat, np.asarray(samples[name]))
-        elif n_boot > 0 and not do_boot:
-            stat = stat.model_copy(update={"reason": f"interval omitted: {cost:.1e} operations "
-                                           f"over the budget {boot_budget:.0e}"})
-        out[f"macro_{name}"] = stat
+        for key in macro:
+            out[key] = _with_interval(out[key], np.asarray(samples[key.removeprefix("macro_")]))
     return out
+
+
+def value_sums(c: SetCounts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per value of the vocabulary: its true positives, and the times the model and the
+    reference name it."""
+    return tuple(np.asarray(m.sum(0)).ravel().astype(np.int64)
+                 for m in (c.hits, c.predicted, c.reference))

@@ -27,10 +27,13 @@ from annotator.measure import (
     model_scores,
     pair_counts,
     rating_counts,
+    score_counts,
     shapes,
     value_sets,
 )
 from annotator.measure.frame_store import one_after_another
+from annotator.measure.rating_counts import Inconsistent
+from annotator.measure.score_counts import metric_row
 from annotator.taxonomy import Taxonomy, load_taxonomy
 
 LEVELS: tuple[int, ...] = (0, 1, 2, 3)
@@ -452,12 +455,6 @@ def arrow_lists(kind: pa.DataType) -> pd.ArrowDtype | None:
 # --- a prompt version against gold and each annotator -----------------------------------------
 
 
-def _stat_row(reference: str, metric: str, fld: str, level: int | None, stat: shapes.Stat) -> dict:
-    return {"reference": reference, "metric": metric, "field": fld, "level": level,
-            "value": stat.value, "low": stat.low, "high": stat.high, "n_units": stat.n_units,
-            "note": stat.reason}
-
-
 def prompt_bundle(
     extractions: pd.DataFrame,
     gold: pd.DataFrame,
@@ -472,7 +469,7 @@ def prompt_bundle(
     so the app stores them apart: a new annotation recomputes only the second, a gold decision
     only the first."""
     return joined_prompt_parts(prompt_gold_part(extractions, gold, n_boot, seed),
-                               prompt_annotators_part(extractions, annotations, seed),
+                               prompt_annotators_part(extractions, annotations),
                                prompt_model_part(extractions))
 
 
@@ -494,46 +491,41 @@ def prompt_gold_part(extractions: pd.DataFrame, gold: pd.DataFrame, n_boot: int,
 
 
 def prompt_annotators_part(extractions: pd.DataFrame, annotations: pd.DataFrame,
-                           seed: int = 0, kept: KeptScores | None = None) -> Bundle:
+                           kept: KeptCounts | None = None) -> Bundle:
     """`prompt_bundle`'s part that reads the annotations: the scores against each annotator
-    (point values, no intervals). `kept`: this part as stored before the annotations changed,
-    the same extractions: an annotator whose rows did not change keeps its stored rows (each
-    annotator's scores depend on the extractions and that annotator's rows alone)."""
-    raters = shapes.by_rater(annotations)
-    references = [(f"annotator {name}", rows, 0) for name, rows in raters.items()
-                  if kept is None or name in kept.changed or not kept.has(f"annotator {name}")]
-    metrics, confusion = _reference_scores(extractions, references, level_maps(), seed)
-    if kept is not None:  # every annotator's rows, in the order one computation gives them
-        names = [f"annotator {name}" for name in raters]
-        metrics, confusion = (pd.DataFrame(
-            [row for name in names for row in (
-                computed[computed["reference"] == name].to_dict("records")
-                if name in {r[0] for r in references} else stored.get(name, []))])
-            for computed, stored in ((metrics, kept.metrics), (confusion, kept.confusion)))
-    return Bundle(frames={"metrics": metrics, "confusion": confusion},
-                  meta={"references": [f"annotator {name}" for name in raters]})
+    (point values, no intervals), made from counts summed over conversations
+    (`score_counts`), which it keeps. `kept`: those counts as stored before the annotations'
+    last change, the same extractions, and that change's rows; the counts are then made from
+    them and the changed conversations alone."""
+    raters = {f"annotator {name}": rows for name, rows in shapes.by_rater(annotations).items()}
+    maps = level_maps()
+    counts = None
+    if kept is not None:
+        changed = extractions.loc[extractions["conversation_id"].isin(kept.conversations)]
+        try:
+            counts = kept.counts.after(*(score_counts.score_counts(
+                changed, {f"annotator {name}": rows
+                          for name, rows in shapes.by_rater(frame).items()}, maps)
+                for frame in (kept.rows_before, kept.rows_now)))
+        except Inconsistent:  # not the counts of the rows before: made whole
+            counts = None
+    if counts is None:
+        counts = score_counts.score_counts(extractions, raters, maps)
+    metrics, confusion = score_counts.scores_of_counts(counts, list(raters))
+    counts = counts._replace(confusion=confusion)  # the references that have rows, in order
+    return Bundle(frames={"metrics": metrics, **counts.frames()},
+                  meta={"references": list(raters)})
 
 
-class KeptScores(NamedTuple):
-    """A version's scores against each annotator as stored (`prompt_annotators_part`): each
-    reference's rows of the metrics and the confusion tables, and the annotators whose rows
-    changed since."""
+class KeptCounts(NamedTuple):
+    """A version's counts against each annotator as stored before the annotations' last
+    change, the conversations that change touched, and their annotation rows before it and
+    now."""
 
-    metrics: dict[str, list[dict[str, Any]]]
-    confusion: dict[str, list[dict[str, Any]]]
-    changed: frozenset[str]
-
-    @staticmethod
-    def of(metrics: pa.Table, confusion: pa.Table, changed: Sequence[str]) -> KeptScores:
-        def rows(table: pa.Table) -> dict[str, list[dict[str, Any]]]:
-            by_reference: dict[str, list[dict[str, Any]]] = {}
-            for row in table.to_pylist():
-                by_reference.setdefault(row["reference"], []).append(row)
-            return by_reference
-        return KeptScores(rows(metrics), rows(confusion), frozenset(changed))
-
-    def has(self, reference: str) -> bool:
-        return reference in self.metrics and reference in self.confusion
+    counts: score_counts.ScoreCounts
+    conversations: list[str]
+    rows_before: pd.DataFrame
+    rows_now: pd.DataFrame
 
 
 def prompt_model_part(extractions: pd.DataFrame) -> Bundle:
@@ -577,12 +569,9 @@ def _reference_scores(
         acc, kap, table = model_scores.response_type_scores(
             model_types, model_scores.last_labels(ref, "response_type", RESPONSE_TYPES),
             n_boot=boot, seed=seed)
-        metrics.append(_stat_row(ref_name, "accuracy", "response_type", None, acc))
-        metrics.append(_stat_row(ref_name, "cohen_kappa", "response_type", None, kap))
-        for i, ref_label in enumerate(RESPONSE_TYPES):
-            for j, model_label in enumerate(RESPONSE_TYPES):
-                confusion.append({"reference": ref_name, "reference_type": ref_label,
-                                  "model_type": model_label, "count": int(table[i][j])})
+        metrics.append(metric_row(ref_name, "accuracy", "response_type", None, acc))
+        metrics.append(metric_row(ref_name, "cohen_kappa", "response_type", None, kap))
+        confusion += score_counts.confusion_rows(ref_name, table)
         for fld in FIELDS:
             leaf = model_scores.pair_sets(
                 model_sets[fld], model_scores.encode_sets(ref, fld, vocabs[fld]),
@@ -591,7 +580,7 @@ def _reference_scores(
                 leaf, {lv: maps.get(lv) for lv in LEVELS}, n_boot=boot, seed=seed)
             for lv, scores in by_level.items():
                 for metric, stat in scores.items():
-                    metrics.append(_stat_row(ref_name, metric, fld, lv, stat))
+                    metrics.append(metric_row(ref_name, metric, fld, lv, stat))
     return pd.DataFrame(metrics), pd.DataFrame(confusion)
 
 
