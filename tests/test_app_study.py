@@ -492,3 +492,48 @@ def test_disagreement_filters_and_value_options_match_a_row_by_row_reading(app_s
         assert table.iloc[got]["conversation_id"].tolist() == [
             records[i]["conversation_id"] for i in want]
     assert chosen > 0  # the filters chose some rows: the comparison says something
+
+
+def test_facts_after_a_change_count_again_only_what_the_changed_tables_give(
+        app_study_copy, monkeypatch) -> None:
+    """After new labels, the app's facts count the annotated conversations again and reuse
+    what the unchanged tables gave (the other stages, the prompt versions, the sources); after
+    an extraction is removed, the versions are counted again. Either way the facts equal the
+    ones counted from nothing."""
+    from annotator.app import queries, summary_cache
+
+    path = str(app_study_copy)
+    summary_cache.facts(path, summary_cache.fingerprint(path))
+    counted: list[str] = []
+    for stage, (count, tables) in queries.STAGES.items():
+        def recording(db, stage=stage, count=count):
+            counted.append(stage)
+            return count(db)
+        monkeypatch.setitem(queries.STAGES, stage, (recording, tables))
+    for name, owner in (("prompt_list", summary_cache.report),
+                        ("conversation_sources", summary_cache.queries)):
+        real = getattr(owner, name)
+        monkeypatch.setattr(owner, name, lambda db, real=real, name=name: (
+            counted.append(name), real(db))[1])
+    writes = {"new labels": ("insert into annotations (id, conversation_id, annotator, labels, "
+                             "lead_time, cancelled, deleted, updated_at, history) select "
+                             "'new ' || id, conversation_id, 'newcomer', labels, 1.0, 0, 0, "
+                             "'later', '[]' from annotations limit 3",
+                             ["annotated"]),
+              "an extraction removed": ("delete from extractions where rowid = "
+                                        "(select max(rowid) from extractions)",
+                                        ["extracted", "prompt_list"])}
+    for statement, recounted in writes.values():
+        db = open_db(app_study_copy)
+        with db.conn:
+            db.execute(statement)
+        db.conn.close()
+        summary_cache.clear_memory()
+        counted.clear()
+        fp = summary_cache.fingerprint(path)
+        got = summary_cache.facts(path, fp)
+        assert counted == recounted, statement
+        for file in summary_cache.cache_root(path).glob("facts-*.json"):
+            file.unlink()
+        summary_cache.clear_memory()
+        assert summary_cache.facts(path, fp) == got

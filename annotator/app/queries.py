@@ -3,6 +3,7 @@ app holds no SQL, what it shows comes from those frames and from these functions
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -13,37 +14,60 @@ from annotator.db import VOTES, loads, row_to_annotation, row_to_extraction, row
 from annotator.errors import annotation_row, extraction_row, gold_row, reading_row
 from annotator.measure.frames import conversation_rows, scalar
 
+StageRow = tuple[str, str, int]  # stage, detail, conversations
 
-def stage_counts(db: sqlite_utils.Database) -> pd.DataFrame:
-    """Conversations by stage: ingested, extracted per prompt, pushed, annotated, adjudicated."""
-    one = db.execute
-    rows: list[tuple[str, str, int]] = [
-        ("ingested", "", scalar(db, "select count(*) from conversations"))
-    ]
-    for prompt, name, version, n in one(
+
+def _ingested(db: sqlite_utils.Database) -> list[StageRow]:
+    return [("ingested", "", scalar(db, "select count(*) from conversations"))]
+
+
+def _extracted(db: sqlite_utils.Database) -> list[StageRow]:
+    rows: list[StageRow] = []
+    for prompt, name, version, n in db.execute(
         "select e.prompt_id, p.name, p.version, count(*) from extractions e "
         "left join prompts p on p.id = e.prompt_id where e.status = 'ok' group by e.prompt_id "
         "order by min(e.created_at)"
     ):
         label = f"{name} {version}".strip() or prompt
         rows.append(("extracted", f"{label} ({prompt})" if label != prompt else prompt, n))
-    rows.append(("pushed to Label Studio", "",
-                 scalar(db, "select count(distinct conversation_id) from tasks")))
-    rows.append(
-        (
-            "annotated",
-            "",
-            scalar(
-                db,
-                f"select count(distinct conversation_id) from annotations where {VOTES}",
-            ),
-        )
-    )
-    for who, n in one(
+    return rows
+
+
+def _pushed(db: sqlite_utils.Database) -> list[StageRow]:
+    return [("pushed to Label Studio", "",
+             scalar(db, "select count(distinct conversation_id) from tasks"))]
+
+
+def _annotated(db: sqlite_utils.Database) -> list[StageRow]:
+    return [("annotated", "", scalar(
+        db, f"select count(distinct conversation_id) from annotations where {VOTES}"))]
+
+
+def _adjudicated(db: sqlite_utils.Database) -> list[StageRow]:
+    return [("adjudicated", who, n) for who, n in db.execute(
         f"select case when decided_by = '{MAJORITY}' then 'by majority' else 'by a person' end, "
-        "count(*) from gold group by 1 order by 1"
-    ):
-        rows.append(("adjudicated", who, n))
+        "count(*) from gold group by 1 order by 1")]
+
+
+# each stage, in order: how its rows are counted, and the tables (as `table_signatures` names
+# them; "extractions" for every version's) they are counted from
+STAGES = {
+    "ingested": (_ingested, ("conversations",)),
+    "extracted": (_extracted, ("extractions",)),
+    "pushed to Label Studio": (_pushed, ("tasks",)),
+    "annotated": (_annotated, ("annotations",)),
+    "adjudicated": (_adjudicated, ("gold",)),
+}
+
+
+def stage_counts(db: sqlite_utils.Database,
+                 kept: Mapping[str, list[StageRow]] | None = None) -> pd.DataFrame:
+    """Conversations by stage: ingested, extracted per prompt, pushed, annotated, adjudicated.
+    `kept`: a stage's rows as counted before, when the tables it counts have not changed
+    since (`STAGES`), not counted again."""
+    kept = kept or {}
+    rows = [row for stage, (count, _) in STAGES.items()
+            for row in (kept[stage] if stage in kept else count(db))]
     return pd.DataFrame.from_records(rows, columns=["stage", "detail", "conversations"])
 
 

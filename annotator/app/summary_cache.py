@@ -135,6 +135,9 @@ def clear_memory() -> None:
         cache.clear()
 
 
+FACTS_LAYOUT = 1  # raised when a fact is counted otherwise: earlier facts are then not reused
+
+
 def _facts_file(path: str | Path, fp: Fingerprint) -> Path:
     return cache_root(path) / f"facts-{_hash(fp, SIGNATURES_MADE_OF)}.json"
 
@@ -165,11 +168,19 @@ def facts(path: str | Path, fp: Fingerprint, signatures: dict[str, str] | None =
     if found is not None:
         return found
     with study_db(path) as database:
+        signatures = table_signatures(database) if signatures is None else signatures
+        earlier, same = _earlier_facts(path, signatures)
+        stages = {stage: [(r["stage"], r["detail"], r["conversations"])
+                          for r in earlier["stages"] if r["stage"] == stage]
+                  for stage, (_, tables) in queries.STAGES.items() if set(tables) <= same}
         found = {
-            "signatures": table_signatures(database) if signatures is None else signatures,
-            "stages": queries.stage_counts(database).to_dict(orient="records"),
-            "prompts": report.prompt_list(database).to_dict(orient="records"),
-            "sources": queries.conversation_sources(database),
+            "layout": FACTS_LAYOUT,
+            "signatures": signatures,
+            "stages": queries.stage_counts(database, stages).to_dict(orient="records"),
+            "prompts": earlier["prompts"] if "extractions" in same else
+            report.prompt_list(database).to_dict(orient="records"),
+            "sources": earlier["sources"] if "conversations" in same else
+            queries.conversation_sources(database),
         }
     if fingerprint(path) != fp:
         return found
@@ -182,6 +193,29 @@ def facts(path: str | Path, fp: Fingerprint, signatures: dict[str, str] | None =
     os.replace(tmp, file)
     _signatures.put((str(path), fp), found)
     return found
+
+
+def _earlier_facts(path: str | Path, signatures: Mapping[str, str]
+                   ) -> tuple[dict[str, Any], set[str]]:
+    """The facts kept on disk for an earlier version of the file, and the tables whose
+    signatures have not changed since ("extractions": every version's): what those tables
+    alone give is reused, not read again. ({}, no table) when none are kept, or they were
+    made otherwise (`FACTS_LAYOUT`). The `prompts` table has no signature: its rows are only
+    ever added (`record_prompt`), and a version without extractions is in no fact."""
+    for file in cache_root(path).glob("facts-*.json"):
+        try:
+            earlier = json.loads(file.read_text())
+            before = dict(earlier["signatures"])
+            if earlier.get("layout") != FACTS_LAYOUT:  # counted otherwise: not reused
+                continue
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # damaged
+            continue
+        same = {table for table, sig in signatures.items() if before.get(table) == sig}
+        versions = {t for t in signatures if t.startswith("extractions:")}
+        if versions <= same and versions == {t for t in before if t.startswith("extractions:")}:
+            same.add("extractions")
+        return earlier, same
+    return {}, set()
 
 
 def signatures(path: str | Path, fp: Fingerprint) -> dict[str, str]:
