@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -35,7 +36,7 @@ from annotator.app import summary_cache
 from annotator.datasets import gold
 from annotator.db import collect_garbage_rarely
 from annotator.extract.prompts import few_shot_map
-from annotator.measure import pair_counts, rating_counts, score_counts, summaries
+from annotator.measure import agreement, pair_counts, rating_counts, score_counts, summaries
 from annotator.measure.agreement import AgreementReport
 from annotator.measure.findings import table_counts, table_findings
 from annotator.measure.frame_patch import (
@@ -52,6 +53,7 @@ from annotator.measure.frame_store import (
     is_frame_table,
     parts_folder,
     read_frame,
+    read_frame_part,
     store_joined,
     table_signatures,
 )
@@ -64,7 +66,8 @@ from annotator.measure.frames import (
     store_patched_annotations,
     without_few_shot,
 )
-from annotator.measure.report_counts import Inconsistent, ReportCounts
+from annotator.measure.rating_counts import Inconsistent
+from annotator.measure.report_counts import ReportCounts
 from annotator.measure.summaries import Bundle, level_maps
 
 DEFAULT_BOOT = 200  # bootstrap resamples behind the app's 95% intervals
@@ -91,6 +94,10 @@ def _frame(path: str, signatures: Mapping[str, str], table: str) -> Any:
     return summary_cache.frame(path, table, signatures.get(table, ""))
 
 
+# what the inter-annotator summary reads of the annotations besides their counts
+NOT_LABELS = ["conversation_id", "annotator", "lead_time", "updated_at"]
+
+
 def annotators(n_boot: int = DEFAULT_BOOT) -> Summary:
     return Summary(
         "annotators", {"n_boot": n_boot, "top_k": ANNOTATORS_TOP_K}, ("annotations",),
@@ -101,10 +108,10 @@ def annotators(n_boot: int = DEFAULT_BOOT) -> Summary:
 
 def _annotators(path: str, sigs: Mapping[str, str], n_boot: int) -> Bundle:
     """The inter-annotator summary; after new labels, from the counts stored before them and
-    the changed conversations' rows (`rating_counts`)."""
-    annotations = _frame(path, sigs, "annotations")
+    the changed conversations' rows (`rating_counts`), and of the annotations frame only the
+    columns that are not labels (who, which conversation, lead time, last update)."""
     before = _before_change(annotators(n_boot), path, sigs, "pair_counts", *rating_counts.FRAMES)
-    change = _rows_of_change(path, sigs, annotations, before)
+    change = _rows_of_change(path, sigs, before)
     counts = None
     if before is not None and change is not None:
         try:
@@ -112,8 +119,15 @@ def _annotators(path: str, sigs: Mapping[str, str], n_boot: int) -> Bundle:
                 dict(zip(rating_counts.FRAMES, before.tables[1:], strict=True)),
                 pair_counts.from_rows(before.tables[0].to_pandas()))
             counts = stored.after(*change, level_maps())
-        except (rating_counts.Inconsistent, KeyError, ValueError, TypeError, IndexError):
+        except (Inconsistent, KeyError, ValueError, TypeError, IndexError):
             counts = None  # damaged, or not the rows before: counted whole
+    annotations = None
+    if counts is not None and counts.over_budget(n_boot, agreement.BOOT_BUDGET):
+        _stored(path, "annotations", sigs.get("annotations", ""))
+        annotations = read_frame_part(path, "annotations", sigs.get("annotations", ""),
+                                      columns=NOT_LABELS)
+    if annotations is None:
+        annotations = _frame(path, sigs, "annotations")
     return _annotators_bundle(annotations, n_boot, counts)
 
 
@@ -194,27 +208,46 @@ def prompt_against_annotators(prompt_id: str) -> Summary:
     return Summary(
         "prompt_annotators", {"prompt": prompt_id}, (table, "annotations"),
         f"the scores of prompt {prompt_id} against each annotator",
-        lambda path, sigs: _without_few_shot(
-            path, sigs, prompt_id, lambda ext: summaries.prompt_annotators_part(
-                ext, _frame(path, sigs, "annotations"), kept=_kept_counts(
-                    prompt_against_annotators(prompt_id), path, sigs,
-                    _frame(path, sigs, "annotations")))),
+        lambda path, sigs: _against_annotators(path, sigs, prompt_id),
     )
 
 
-def _kept_counts(summary: Summary, path: str, sigs: Mapping[str, str],
-                 annotations: pd.DataFrame) -> summaries.KeptCounts | None:
+def _against_annotators(path: str, sigs: Mapping[str, str], prompt_id: str) -> Bundle:
+    """A version's scores against each annotator; after new labels, from the counts stored
+    before them and the changed conversations' rows alone, the version's too."""
+    kept = _kept_counts(prompt_against_annotators(prompt_id), path, sigs, prompt_id)
+    if kept is not None:
+        try:
+            return summaries.prompt_annotators_after(kept)
+        except Inconsistent:  # not the counts of the rows before: made whole
+            pass
+    return _without_few_shot(path, sigs, prompt_id, lambda ext: summaries.prompt_annotators_part(
+        ext, _frame(path, sigs, "annotations")))
+
+
+def _kept_counts(summary: Summary, path: str, sigs: Mapping[str, str], prompt_id: str
+                 ) -> summaries.KeptCounts | None:
     """A version's counts against each annotator as stored before the annotations' last
-    change (`_before_change`), with that change's rows; None: computed whole."""
+    change (`_before_change`), with that change's rows and the version's rows of its
+    conversations (few-shot examples out, as the stored counts were made); None: computed
+    whole."""
     before = _before_change(summary, path, sigs, *score_counts.FRAMES)
-    change = _rows_of_change(path, sigs, annotations, before)
-    if before is None or change is None:
+    change = _rows_of_change(path, sigs, before)
+    table = f"extractions:{prompt_id}"
+    names = _annotator_names(path, sigs.get("annotations", ""))
+    extractions = None if before is None else _frame_part(
+        path, table, sigs.get(table, ""), tuple(before.change.conversations))
+    if before is None or change is None or names is None or extractions is None:
         return None
     try:
         counts = score_counts.ScoreCounts.from_tables(before.tables)
     except (KeyError, ValueError, TypeError, pa.ArrowException):  # damaged: made whole
         return None
-    return summaries.KeptCounts(counts, before.change.conversations, *change)
+    with summary_cache.study_db(path) as database:
+        examples = few_shot_map(database)
+    extractions, _ = without_few_shot(extractions, examples)
+    return summaries.KeptCounts(counts, *change, [f"annotator {name}" for name in names],
+                                extractions)
 
 
 def prompt_model(prompt_id: str) -> Summary:
@@ -249,16 +282,29 @@ def _conversations(path: str, sigs: Mapping[str, str]) -> Bundle:
     rows of the conversations they changed (`frame_patch.change_to`), gold unchanged; after
     new gold (a person's decision, `adjudicate`), from the newest table stored for these
     annotations and the rows whose gold changed (`summaries.gold_changed`)."""
-    annotations, gold_frame = _frame(path, sigs, "annotations"), _frame(path, sigs, "gold")
-    before = _before_change(conversations(), path, sigs, "conversations")
-    patched = ((before is not None and summaries.conversations_patched(
-        *before.tables, before.change.conversations, annotations, gold_frame))
-        or _after_gold_change(path, sigs, annotations, gold_frame))
-    bundle = patched or summaries.conversations_bundle(annotations, gold_frame)
+    bundle = _after_labels_change(path, sigs)
+    if bundle is None:
+        annotations, gold_frame = _frame(path, sigs, "annotations"), _frame(path, sigs, "gold")
+        bundle = (_after_gold_change(path, sigs, annotations, gold_frame)
+                  or summaries.conversations_bundle(annotations, gold_frame))
     # what it was made from: the next table after new gold checks it is made from the same
     # annotations
     bundle.meta["made_from"] = {table: sigs.get(table, "") for table in ("annotations", "gold")}
     return bundle
+
+
+def _after_labels_change(path: str, sigs: Mapping[str, str]) -> Bundle | None:
+    """The conversation table made from the one stored before new labels and the rows of
+    the conversations they changed, read alone from the stored frames; None when there is no
+    such table or change."""
+    before = _before_change(conversations(), path, sigs, "conversations")
+    change = _rows_of_change(path, sigs, before)
+    if before is None or change is None:
+        return None
+    changed = tuple(before.change.conversations)
+    gold_rows = _frame_part(path, "gold", sigs.get("gold", ""), changed)
+    return None if gold_rows is None else summaries.conversations_patched(
+        *before.tables, changed, change[1], gold_rows)
 
 
 def _after_gold_change(path: str, sigs: Mapping[str, str], annotations: pd.DataFrame,
@@ -295,10 +341,9 @@ def frequencies(table: str) -> Summary:
 def _frequencies(path: str, sigs: Mapping[str, str], table: str) -> Bundle:
     """A table's value frequencies; the annotations' after new labels from the counts stored
     before them and the changed conversations' rows before and now (`NameCounts.after`)."""
-    frame = _frame(path, sigs, table)
     before = None if table != "annotations" else _before_change(
         frequencies(table), path, sigs, "values", "response_types")
-    change = _rows_of_change(path, sigs, frame, before)
+    change = _rows_of_change(path, sigs, before)
     if before is not None and change is not None:
         try:
             stored = summaries.NameCounts.of_stored(
@@ -308,7 +353,7 @@ def _frequencies(path: str, sigs: Mapping[str, str], table: str) -> Bundle:
             counts = None
         if counts is not None:
             return summaries.frequencies_of_counts(counts)
-    return summaries.value_frequencies(frame)
+    return summaries.value_frequencies(_frame(path, sigs, table))
 
 
 def findings(table: str, opposing: tuple[str, ...] | None = None) -> Summary:
@@ -326,12 +371,11 @@ def _findings(path: str, sigs: Mapping[str, str], table: str, names: list[str]) 
     """The study's report from one source's table. Its counts are kept with it for the
     annotations; after new labels they are made from the ones kept before them and the
     changed conversations' rows before and now (`ReportCounts.after`)."""
-    frame = _frame(path, sigs, table)
     if table != "annotations":
-        return Bundle(meta={"findings": table_findings(table, frame, names).model_dump(
-            mode="json")})
+        return Bundle(meta={"findings": table_findings(
+            table, _frame(path, sigs, table), names).model_dump(mode="json")})
     before = _before_change(findings(table, names), path, sigs, "report_counts")
-    change = _rows_of_change(path, sigs, frame, before)
+    change = _rows_of_change(path, sigs, before)
     counts = None
     if before is not None and change is not None:
         try:
@@ -339,7 +383,9 @@ def _findings(path: str, sigs: Mapping[str, str], table: str, names: list[str]) 
                 *(table_counts(table, rows, names) for rows in change))
         except (Inconsistent, KeyError, ValueError, TypeError, pa.ArrowException):
             counts = None  # damaged, or not the rows before: counted whole
+    frame = None
     if counts is None:
+        frame = _frame(path, sigs, table)
         counts = table_counts(table, frame, names)
     return Bundle(frames={"report_counts": counts.table}, meta={"findings": table_findings(
         table, frame, names, counts=counts).model_dump(mode="json")})
@@ -385,6 +431,7 @@ def _before_change(summary: Summary, path: str, sigs: Mapping[str, str], *frame_
     """`summary`'s frames as stored for the annotations frame the current one was made from
     (`frame_patch.change_to`) and every other table as it is now; None when the current
     frame was built whole, or that result is not stored."""
+    _stored(path, "annotations", sigs.get("annotations", ""))  # its index notes the change
     change = change_to(path, sigs.get("annotations", ""))
     if change is None:
         return None
@@ -396,16 +443,41 @@ def _before_change(summary: Summary, path: str, sigs: Mapping[str, str], *frame_
         tables, change, stored.meta)
 
 
-def _rows_of_change(path: str, sigs: Mapping[str, str], annotations: pd.DataFrame,
-                    before: _Before | None) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+def _rows_of_change(path: str, sigs: Mapping[str, str], before: _Before | None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """The annotation rows of the conversations the last change touched, as they were before
     it and as they are now (a summary kept as counts takes the first off and adds the
-    second); None when there is no such change, or the rows before are not kept."""
-    rows_before = None if before is None else rows_before_change(path, sigs["annotations"])
-    if before is None or rows_before is None:
+    second); None when there is no such change, or those rows are not kept."""
+    if before is None:
         return None
-    return rows_before, annotations.loc[
-        annotations["conversation_id"].isin(before.change.conversations)]
+    signature = sigs.get("annotations", "")
+    rows_before = rows_before_change(path, signature)
+    rows_now = _frame_part(path, "annotations", signature, tuple(before.change.conversations))
+    return None if rows_before is None or rows_now is None else (rows_before, rows_now)
+
+
+@lru_cache(maxsize=4)
+def _frame_part(path: str, table: str, signature: str, conversations: tuple[str, ...]
+                ) -> pd.DataFrame | None:
+    """The stored frame's rows of these conversations (`read_frame_part`), read once per
+    worker: every summary made from a change reads the same ones. A frame not stored yet (no
+    worker stored it first) is made and stored first."""
+    _stored(path, table, signature)
+    return read_frame_part(path, table, signature, conversations)
+
+
+def _stored(path: str, table: str, signature: str) -> None:
+    if not has_frame(path, table, signature):
+        summary_cache.frame(path, table, signature)
+
+
+@lru_cache(maxsize=2)
+def _annotator_names(path: str, signature: str) -> list[str] | None:
+    """The names of the annotators with rows in the annotations frame at `signature`, in
+    `shapes.by_rater`'s order; None when it is not stored."""
+    _stored(path, "annotations", signature)
+    column = read_frame_part(path, "annotations", signature, columns=["annotator"])
+    return None if column is None else sorted({str(a) for a in column["annotator"].unique()})
 
 
 def comparison(first: str, second: str, level: int = 0, n_boot: int = DEFAULT_BOOT) -> Summary:

@@ -364,6 +364,17 @@ def inter_annotator_part(
                            annotators=list(stored.annotators), settings=settings)
 
 
+def _units_and_raters_as_categories(ann: pd.DataFrame) -> pd.DataFrame:
+    """Units and raters as categories: the figures take them apart again and again
+    (`as_long`, `set_ratings`, `_counts`), and a category's codes are read where strings
+    were hashed (3.9 s of the figures' 23 s at 700,000 conversations, over 35 calls)."""
+    if not len(ann) or not {UNIT, RATER} <= set(ann.columns):
+        return ann
+    kinds = {c: "category" for c in (UNIT, RATER)
+             if not isinstance(ann[c].dtype, pd.CategoricalDtype)}
+    return ann.astype(kinds) if kinds else ann
+
+
 def _inter_annotator_rows(
     report: AgreementReport, ann: pd.DataFrame, maps: dict[int, Mapping[str, str]],
     levels: Sequence[int], usable_levels: list[int], value_fields: Sequence[str],
@@ -373,17 +384,15 @@ def _inter_annotator_rows(
     pair_counts: dict[tuple[str, int], np.ndarray] | None = None,
     kept_counts: list[RatingCounts] | None = None,
 ) -> None:
-    # Units and raters as categories: the figures below take them apart again and again
-    # (`as_long`, `set_ratings`, `_counts`), and a category's codes are read where strings
-    # were hashed (3.9 s of the figures' 23 s at 700,000 conversations, over 35 calls).
-    if len(ann) and {UNIT, RATER} <= set(ann.columns):
-        ann = ann.astype({UNIT: "category", RATER: "category"})
     for lv in levels:
         if lv not in usable_levels:
             report.rows.append(AgreementRow(scope="annotators", metric="level skipped",
                                             field="*", level=lv, value=float("nan"),
                                             note=f"no map for level {lv}"))
-    fields = [f for f in value_fields if f in ann.columns]
+    # the fields labelled: the frame's, and with counts theirs (a frame of the annotations'
+    # other columns will do then: `rating_counts` holds what the figures need of the labels)
+    fields = [f for f in value_fields if f in ann.columns
+              or (counts is not None and any(f == key[0] for key in counts.sets))]
     if counts is not None and not {(f, lv) for f in fields for lv in usable_levels} <= set(
             counts.sets):
         counts = None  # counted for other fields or levels: counted again
@@ -391,6 +400,7 @@ def _inter_annotator_rows(
     # units: rows and conversations bound them) gets every figure from its counts
     if (counts is None and n_boot > 0
             and (len(ann) + report.n_conversations) * n_boot > boot_budget):
+        ann = _units_and_raters_as_categories(ann)
         counts = rating_counts(ann, maps, usable_levels, fields)
     if counts is not None and counts.over_budget(n_boot, boot_budget):
         _rows_from_counts(report, counts, maps, usable_levels, fields, distances,
@@ -398,6 +408,7 @@ def _inter_annotator_rows(
         if kept_counts is not None:
             kept_counts.append(counts)
         return
+    ann = _units_and_raters_as_categories(ann)
 
     # ---- inter-annotator: response type
     if RESPONSE_TYPE in ann.columns:

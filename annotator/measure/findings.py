@@ -700,18 +700,21 @@ def findings_from_counts(
 
 
 def table_findings(
-    table: str, frame: pd.DataFrame, opposing: Sequence[str] | None = None,
+    table: str, frame: pd.DataFrame | None, opposing: Sequence[str] | None = None,
     label: str | None = None, counts: ReportCounts | None = None,
 ) -> Findings:
     """The report from one of the app's cached frames: `gold`, `annotations` or
     `extractions:<prompt id>` (no task links: those need the database). `counts`: the
-    frame's report counts already made (`annotations_counts` for `annotations`)."""
+    frame's report counts already made (`annotations_counts` for `annotations`); the frame
+    is then not read (None will do)."""
     kind_name, _, prompt_id = table.partition(":")
     kind = SourceKind.prompt if kind_name == "extractions" else SourceKind(kind_name)
     about = ReportSource(kind=kind, prompt_id=prompt_id or None,
                          label=label or SOURCE_LABELS.get(kind) or f"prompt {prompt_id}")
     names = list(opposing) if opposing else list(config.opposing_values())
     if counts is None:
+        if frame is None:
+            raise ValueError("table_findings: a frame, or its counts")
         counts = table_counts(table, frame, names)
     return findings_from_counts(counts, about, names)
 

@@ -26,13 +26,14 @@ import sqlite3
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlite_utils
 from pyarrow import feather
 
@@ -310,6 +311,27 @@ def read_frame(path: str | Path, table: str, signature: str) -> pd.DataFrame | N
     return _read(_file(path, table, signature))
 
 
+def read_frame_part(path: str | Path, table: str, signature: str,
+                    conversations: Sequence[str] | None = None,
+                    columns: Sequence[str] | None = None) -> pd.DataFrame | None:
+    """Part of the stored frame of `table` at `signature`, read as `read_frame` reads it
+    whole: the rows of these `conversations` (in the frame's order), these `columns`, or
+    both; None when it is not stored (or damaged). A summary made from a change reads what it
+    needs of the frame without making Python objects of every row's names (0.6 s for the
+    annotations at 300,000 conversations)."""
+    arrow = _read_arrow(_file(path, table, signature))
+    if arrow is None:
+        return None
+    try:
+        if conversations is not None:
+            ids = arrow.column("conversation_id")
+            arrow = arrow.filter(pc.is_in(ids, value_set=pa.array(list(conversations),
+                                                                  ids.type)))
+        return _from_arrow(arrow, columns)
+    except (ValueError, KeyError, TypeError, pa.ArrowException):
+        return None  # of a shape this version does not read: read whole instead
+
+
 def store_table(path: str | Path, table: str, signature: str, arrow: pa.Table) -> None:
     """Store the frame of `table` at `signature`, given as the Arrow table it is stored as."""
     _write(arrow, _file(path, table, signature))
@@ -479,8 +501,10 @@ def to_arrow(frame: pd.DataFrame) -> pa.Table:
     return table.replace_schema_metadata({_KIND: json.dumps(kinds).encode()})
 
 
-def _from_arrow(table: pa.Table) -> pd.DataFrame:
+def _from_arrow(table: pa.Table, only: Sequence[str] | None = None) -> pd.DataFrame:
     kinds = json.loads(table.schema.metadata[_KIND])
+    if only is not None:
+        kinds = {name: kinds[name] for name in kinds if name in only}
     columns: dict[str, object] = {}
     for name, kind in kinds.items():
         column = table.column(name)

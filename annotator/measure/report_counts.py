@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from annotator.measure.rating_counts import Inconsistent
 from annotator.measure.shapes import LIST_CELLS
 from annotator.taxonomy import LEVELS, Taxonomy, load_taxonomy, normalise
 
@@ -54,11 +55,6 @@ KINDS = {
 
 _SHIFT = np.int64(32)  # a (row, key) pair packed in one int64: both stay below 2**31
 _LOW = np.int64(0xFFFFFFFF)
-
-
-class Inconsistent(ValueError):  # noqa: N818 - what the stored counts are, not an event
-    """Stored counts that are not those of the rows the change says it started from: the
-    counts are then made whole."""
 
 
 def missing(value: Any) -> bool:

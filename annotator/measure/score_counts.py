@@ -38,6 +38,8 @@ SHARED = (["reference"], ["n"])  # conversations with a response type on both si
 PATTERNS = (["reference", "field", "level", "tp", "fp", "fn"], ["n"])
 VALUES = (["reference", "field", "level", "key"], ["tp", "predicted", "referenced"])
 SHAPES = {"confusion": CONFUSION, "shared": SHARED, "patterns": PATTERNS, "values": VALUES}
+METRIC_COLUMNS = ["reference", "metric", "field", "level", "value", "low", "high", "n_units",
+                  "note"]
 # the names a summary stores them under: the confusion table is also what the Prompts page draws
 FRAMES = ("confusion", "score_shared", "score_patterns", "score_values")
 
@@ -175,7 +177,8 @@ def scores_of_counts(counts: ScoreCounts, references: Sequence[str]
                 for metric, stat in _value_scores(patterns.get((ref, fld, lv)),
                                                   values.get((ref, fld, lv))).items():
                     metrics.append(metric_row(ref, metric, fld, lv, stat))
-    return pd.DataFrame(metrics), pd.DataFrame(confusion)
+    return (pd.DataFrame(metrics, columns=METRIC_COLUMNS),
+            pd.DataFrame(confusion, columns=[*CONFUSION[0], *CONFUSION[1]]))
 
 
 def _value_scores(patterns: pd.DataFrame | None, values: pd.DataFrame | None

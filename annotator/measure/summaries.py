@@ -32,7 +32,6 @@ from annotator.measure import (
     value_sets,
 )
 from annotator.measure.frame_store import one_after_another
-from annotator.measure.rating_counts import Inconsistent
 from annotator.measure.score_counts import metric_row
 from annotator.taxonomy import Taxonomy, load_taxonomy
 
@@ -490,42 +489,47 @@ def prompt_gold_part(extractions: pd.DataFrame, gold: pd.DataFrame, n_boot: int,
     )
 
 
-def prompt_annotators_part(extractions: pd.DataFrame, annotations: pd.DataFrame,
-                           kept: KeptCounts | None = None) -> Bundle:
+def prompt_annotators_part(extractions: pd.DataFrame, annotations: pd.DataFrame) -> Bundle:
     """`prompt_bundle`'s part that reads the annotations: the scores against each annotator
     (point values, no intervals), made from counts summed over conversations
-    (`score_counts`), which it keeps. `kept`: those counts as stored before the annotations'
-    last change, the same extractions, and that change's rows; the counts are then made from
-    them and the changed conversations alone."""
-    raters = {f"annotator {name}": rows for name, rows in shapes.by_rater(annotations).items()}
+    (`score_counts`), which it keeps for `prompt_annotators_after`."""
+    raters = _by_reference(annotations)
+    return _annotators_part(score_counts.score_counts(extractions, raters, level_maps()),
+                            list(raters))
+
+
+def prompt_annotators_after(kept: KeptCounts) -> Bundle:
+    """`prompt_annotators_part` after a change of the annotations, from its counts as stored
+    before it and the changed conversations' rows alone (the version's and the annotators',
+    before and now). Raises `Inconsistent` when the stored counts are not those of the rows
+    before."""
     maps = level_maps()
-    counts = None
-    if kept is not None:
-        changed = extractions.loc[extractions["conversation_id"].isin(kept.conversations)]
-        try:
-            counts = kept.counts.after(*(score_counts.score_counts(
-                changed, {f"annotator {name}": rows
-                          for name, rows in shapes.by_rater(frame).items()}, maps)
-                for frame in (kept.rows_before, kept.rows_now)))
-        except Inconsistent:  # not the counts of the rows before: made whole
-            counts = None
-    if counts is None:
-        counts = score_counts.score_counts(extractions, raters, maps)
-    metrics, confusion = score_counts.scores_of_counts(counts, list(raters))
+    return _annotators_part(kept.counts.after(*(
+        score_counts.score_counts(kept.extractions, _by_reference(frame), maps)
+        for frame in (kept.rows_before, kept.rows_now))), kept.annotators)
+
+
+def _annotators_part(counts: score_counts.ScoreCounts, references: list[str]) -> Bundle:
+    metrics, confusion = score_counts.scores_of_counts(counts, references)
     counts = counts._replace(confusion=confusion)  # the references that have rows, in order
     return Bundle(frames={"metrics": metrics, **counts.frames()},
-                  meta={"references": list(raters)})
+                  meta={"references": references})
+
+
+def _by_reference(annotations: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    return {f"annotator {name}": rows for name, rows in shapes.by_rater(annotations).items()}
 
 
 class KeptCounts(NamedTuple):
     """A version's counts against each annotator as stored before the annotations' last
-    change, the conversations that change touched, and their annotation rows before it and
-    now."""
+    change, the changed conversations' annotation rows before it and now, the references now
+    (each annotator with rows), and the version's rows of those conversations."""
 
     counts: score_counts.ScoreCounts
-    conversations: list[str]
     rows_before: pd.DataFrame
     rows_now: pd.DataFrame
+    annotators: list[str]
+    extractions: pd.DataFrame
 
 
 def prompt_model_part(extractions: pd.DataFrame) -> Bundle:
