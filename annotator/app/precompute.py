@@ -626,6 +626,46 @@ def _joined(path: str, signature: str, parts: dict[Future, Path]) -> bool:
             and store_joined(path, "annotations", signature, list(parts.values())))
 
 
+def _after_new_labels(path: str, signatures: dict[str, str], missing: list[Summary],
+                      keep_facts: Callable[[], None],
+                      finished: Callable[[Summary, bool], None]) -> bool:
+    """`precompute`'s work after new labels (only the annotations changed, their frame to be
+    made from the one stored before it), in this process and one worker, not two workers:
+    what is left to compute is made from the change and light, so a second worker's start
+    (importing pandas, Arrow and the statistics: 0.7 s of a core) would cost more than it
+    gives. The worker starts while this process makes the frame, then takes the heaviest
+    summary (the inter-annotator figures), and the next ones left whenever it is free; this
+    process computes the rest in order. False, having computed nothing: the frame could not be
+    made so (it is then built whole, in two workers)."""
+    annotations_at = signatures.get("annotations", "")
+    unstored = [t for t in _tables_read(missing)
+                if not has_frame(path, t, signatures.get(t, ""))]
+    if unstored != ["annotations"] or not has_index(path, "annotations"):
+        return False
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(collect_garbage_rarely)  # the worker starts (a pool starts it at a task)
+        if not store_patched_annotations(path, annotations_at):
+            return False
+        left = sorted(missing, key=lambda s: _WEIGHT[s.name])  # heaviest first
+        running = {pool.submit(_compute, path, s.name, s.params, signatures, True): s
+                   for s in left[:1]}
+        left = left[1:]
+        keep_facts()
+        while left:
+            for future in [f for f in running if f.done()]:
+                finished(running.pop(future), future.result())
+                if left:  # the worker takes the heaviest left
+                    summary = left.pop(0)
+                    running[pool.submit(_compute, path, summary.name, summary.params,
+                                        signatures, True)] = summary
+            if left:  # this process the lightest
+                summary = left.pop()
+                finished(summary, _compute(path, summary.name, summary.params, signatures))
+        for future in as_completed(running):
+            finished(running[future], future.result())
+    return True
+
+
 def precompute(
     path: str | Path,
     n_boot: int = DEFAULT_BOOT,
@@ -687,7 +727,7 @@ def precompute(
         keep_facts()
         for summary in missing:
             finished(summary, _compute(path, summary.name, summary.params, signatures))
-    else:
+    elif not _after_new_labels(path, signatures, missing, keep_facts, finished):
         # spawn, not fork: the command calling this may still have threads (an HTTP client's,
         # a progress bar's) whose locks a forked child would inherit held. Each worker reads
         # the frames it needs itself and writes its result to the cache (atomic renames).
