@@ -257,11 +257,18 @@ def test_parts_are_joined_into_the_kinds_a_frame_built_whole_has() -> None:
                                     frame_store.to_arrow(frame(n=[1.5, 2.0]))]) is None
 
 
-def test_summaries_in_workers_make_the_frame_from_the_stored_one(study: Path) -> None:
+def test_summaries_in_workers_make_the_frame_from_the_stored_one(
+        study: Path, monkeypatch) -> None:
     """`precompute` with two worker processes, as after `import-labels`: the annotations frame
-    stored in two parts keeps its index; after new labels the workers make the next frame
-    from it, keep its index, and every summary reads the frame built whole."""
+    stored in two parts keeps its index; after new labels the command's process makes the
+    next frame from it (beside one worker: `_after_new_labels`), keeps its index, and every
+    summary reads the frame built whole."""
+    after_labels: list[bool] = []
+    real = precompute._after_new_labels
+    monkeypatch.setattr(precompute, "_after_new_labels", lambda *args: (
+        after_labels.append(real(*args)) or after_labels[-1]))
     precompute.precompute(study, n_boot=5, workers=2)
+    assert after_labels == [False]  # the first frames built whole, in two workers
     db = open_db(study)
     first = frame_store.table_signature(db, "annotations")
     assert frame_store.latest_index(study, "annotations")[0] == first
@@ -270,6 +277,7 @@ def test_summaries_in_workers_make_the_frame_from_the_stored_one(study: Path) ->
     now = frame_store.table_signature(db, "annotations")
     report = precompute.precompute(study, n_boot=5, workers=2)
     assert "inter-annotator agreement" in report.computed
+    assert after_labels == [False, True]
     assert frame_store.latest_index(study, "annotations")[0] == now
     pd.testing.assert_frame_equal(frame_store.read_frame(study, "annotations", now),
                                   frames.annotations_frame(db))
