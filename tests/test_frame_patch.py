@@ -528,18 +528,23 @@ def test_the_annotations_value_frequencies_after_a_change_are_the_ones_computed_
 
 def test_damaged_stored_counts_give_the_results_computed_whole(
         study: Path, tmp_path: Path) -> None:
-    """A stored summary's pair counts or report counts that read as Arrow but are not what
-    was stored (other columns) are not used: the summaries are computed whole, and equal."""
+    """A stored summary's pair counts, report counts or score counts that read as Arrow but
+    are not what was stored (other columns), or score counts that are not those of the rows
+    before (all zero), are not used: the summaries are computed whole, and equal."""
     from pyarrow import feather
 
     from annotator.measure import findings
 
     precompute.precompute(study, n_boot=5, workers=1)
-    damaged = [file for name in ("pair_counts", "report_counts")
+    damaged = [file for name in ("pair_counts", "report_counts", "score_patterns")
                for file in frame_store.cache_root(study).rglob(f"{name}.arrow")]
-    assert len(damaged) >= 2
+    assert len(damaged) >= 4
     for file in damaged:
         feather.write_feather(pa.table({"not what was stored": [1, 2]}), file)
+    for file in frame_store.cache_root(study).rglob("score_values.arrow"):
+        counts = feather.read_table(file)  # columns as stored, every count zero
+        feather.write_feather(counts.set_column(
+            counts.schema.get_field_index("tp"), "tp", pa.array([0] * counts.num_rows)), file)
     db = open_db(study)
     with db.conn:
         db.execute(WRITES["new labels"][0], {"labels": _labels(0)})
@@ -557,6 +562,24 @@ def test_damaged_stored_counts_give_the_results_computed_whole(
                                        {"annotations": signature})
     assert report.meta["findings"] == findings.table_findings(
         "annotations", annotations, names).model_dump(mode="json")
+    db = open_db(study)
+    signatures = frame_store.table_signatures(db)
+    db.conn.close()
+    for prompt in ("p1", "p 2/../ü"):
+        table = f"extractions:{prompt}"
+        scores = summary_cache.read_stored(
+            study, "prompt_annotators", {"prompt": prompt},
+            {table: signatures[table], "annotations": signature})
+        extractions, _ = frames.without_few_shot(
+            frame_store.read_frame(study, table, signatures[table]), {})
+        metrics, _ = summaries._reference_scores(
+            extractions, [(f"annotator {name}", rows, 0)
+                          for name, rows in shapes.by_rater(annotations).items()],
+            summaries.level_maps(), 0)
+        pd.testing.assert_frame_equal(
+            scores.frames["metrics"],
+            _as_stored(summaries.Bundle(frames={"metrics": metrics}),
+                       tmp_path / "scores").frames["metrics"])
 
 
 def test_after_new_labels_no_summary_reads_the_annotations_frame_whole(
