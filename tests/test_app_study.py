@@ -537,3 +537,33 @@ def test_facts_after_a_change_count_again_only_what_the_changed_tables_give(
             file.unlink()
         summary_cache.clear_memory()
         assert summary_cache.facts(path, fp) == got
+
+
+def test_damaged_earlier_facts_are_counted_again(app_study_copy) -> None:
+    """Facts kept for an earlier version of the file that are damaged (a stage's row without
+    its count, sources not a mapping, not JSON) are not reused: the facts are counted again,
+    equal to the ones counted from nothing."""
+    import json
+
+    from annotator.app import summary_cache
+
+    path = str(app_study_copy)
+    fp = summary_cache.fingerprint(path)
+    want = summary_cache.facts(path, fp)
+    folder = summary_cache.cache_root(path)
+    # the signatures kept are the file's but for the annotations: the rest would be reused
+    damaged = [{**want, "stages": [{"stage": "ingested"}]}, {**want, "sources": ["x"]},
+               {**want, "prompts": 7}, "not json {"]
+    for earlier in damaged:
+        for file in folder.glob("facts-*.json"):
+            file.unlink()
+        (folder / "facts-earlier.json").write_text(
+            earlier if isinstance(earlier, str) else json.dumps(earlier))
+        summary_cache.clear_memory()
+        db = open_db(app_study_copy)  # a new version of the file
+        with db.conn:
+            db.execute("update annotations set lead_time = lead_time + 1 where rowid = 1")
+        db.conn.close()
+        got = summary_cache.facts(path, summary_cache.fingerprint(path))
+        assert got["stages"] == want["stages"] and got["sources"] == want["sources"]
+        assert got["prompts"] == want["prompts"]

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -456,14 +455,15 @@ def _rows_of_change(path: str, sigs: Mapping[str, str], before: _Before | None
     return None if rows_before is None or rows_now is None else (rows_before, rows_now)
 
 
-@lru_cache(maxsize=4)
 def _frame_part(path: str, table: str, signature: str, conversations: tuple[str, ...]
                 ) -> pd.DataFrame | None:
     """The stored frame's rows of these conversations (`read_frame_part`), read once per
-    worker: every summary made from a change reads the same ones. A frame not stored yet (no
-    worker stored it first) is made and stored first."""
-    _stored(path, table, signature)
-    return read_frame_part(path, table, signature, conversations)
+    process (`summary_cache.memo`): every summary made from a change reads the same ones. A
+    frame not stored yet (no worker stored it first) is made and stored first."""
+    def read() -> pd.DataFrame | None:
+        _stored(path, table, signature)
+        return read_frame_part(path, table, signature, conversations)
+    return summary_cache.memo(("frame part", path, table, signature, conversations), read)
 
 
 def _stored(path: str, table: str, signature: str) -> None:
@@ -471,13 +471,14 @@ def _stored(path: str, table: str, signature: str) -> None:
         summary_cache.frame(path, table, signature)
 
 
-@lru_cache(maxsize=2)
 def _annotator_names(path: str, signature: str) -> list[str] | None:
     """The names of the annotators with rows in the annotations frame at `signature`, in
     `shapes.by_rater`'s order; None when it is not stored."""
-    _stored(path, "annotations", signature)
-    column = read_frame_part(path, "annotations", signature, columns=["annotator"])
-    return None if column is None else sorted({str(a) for a in column["annotator"].unique()})
+    def read() -> list[str] | None:
+        _stored(path, "annotations", signature)
+        column = read_frame_part(path, "annotations", signature, columns=["annotator"])
+        return None if column is None else sorted({str(a) for a in column["annotator"].unique()})
+    return summary_cache.memo(("annotator names", path, signature), read)
 
 
 def comparison(first: str, second: str, level: int = 0, n_boot: int = DEFAULT_BOOT) -> Summary:

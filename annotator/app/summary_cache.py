@@ -170,8 +170,7 @@ def facts(path: str | Path, fp: Fingerprint, signatures: dict[str, str] | None =
     with study_db(path) as database:
         signatures = table_signatures(database) if signatures is None else signatures
         earlier, same = _earlier_facts(path, signatures)
-        stages = {stage: [(r["stage"], r["detail"], r["conversations"])
-                          for r in earlier["stages"] if r["stage"] == stage]
+        stages = {stage: [row for row in earlier["stages"] if row[0] == stage]
                   for stage, (_, tables) in queries.STAGES.items() if set(tables) <= same}
         found = {
             "layout": FACTS_LAYOUT,
@@ -205,9 +204,13 @@ def _earlier_facts(path: str | Path, signatures: Mapping[str, str]
     for file in cache_root(path).glob("facts-*.json"):
         try:
             earlier = json.loads(file.read_text())
-            before = dict(earlier["signatures"])
             if earlier.get("layout") != FACTS_LAYOUT:  # counted otherwise: not reused
                 continue
+            before = dict(earlier["signatures"])
+            earlier = {"stages": [(str(r["stage"]), str(r["detail"]), int(r["conversations"]))
+                                  for r in earlier["stages"]],
+                       "prompts": [dict(p) for p in earlier["prompts"]],
+                       "sources": {str(k): int(n) for k, n in earlier["sources"].items()}}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):  # damaged
             continue
         same = {table for table, sig in signatures.items() if before.get(table) == sig}

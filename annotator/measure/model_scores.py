@@ -261,9 +261,12 @@ def _macro(tpv: np.ndarray, pv: np.ndarray, rv: np.ndarray) -> dict[str, float]:
 def exact_mean(values: np.ndarray, weights: np.ndarray) -> float:
     """The mean of `values`, each `weights` times (integers), summed exactly and rounded once:
     equal for equal counts however they were added up."""
+    n = int(weights.sum())
+    if n == 0:
+        return float("nan")
     total = sum((Fraction(float(v)) * int(w) for v, w in zip(values, weights, strict=True)),
                 Fraction(0))
-    return float(total / int(weights.sum()))
+    return float(total / n)
 
 
 def _macro_samples(tp: sparse.csr_matrix, pred: sparse.csr_matrix, ref: sparse.csr_matrix,
