@@ -635,9 +635,9 @@ def _after_new_labels(path: str, signatures: dict[str, str], missing: list[Summa
     what is left to compute is made from the change and light, so a second worker's start
     (importing pandas, Arrow and the statistics: 0.7 s of a core) would cost more than it
     gives. The worker starts while this process makes the frame, then takes the heaviest
-    summary (the inter-annotator figures), and the next ones left whenever it is free; this
-    process computes the rest in order. False, having computed nothing: the frame could not be
-    made so (it is then built whole, in two workers)."""
+    summary (the inter-annotator figures), and the heaviest left whenever it is free; this
+    process computes the lightest left, one after another. False, having computed nothing: the
+    frame could not be made so (it is then built whole, in two workers)."""
     annotations_at = signatures.get("annotations", "")
     unstored = [t for t in _tables_read(missing)
                 if not has_frame(path, t, signatures.get(t, ""))]
