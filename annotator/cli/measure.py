@@ -43,7 +43,8 @@ def summarize(
     workers: Annotated[
         int | None,
         typer.Option(help="Worker processes. Default: 1, or 2 from 20,000 conversations "
-                     "(each needs about 2.5 GB at 300,000)."),
+                     "(each needs about 2.5 GB at 300,000); after new labels alone, this "
+                     "process and 1 (what is left is made from the change)."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
