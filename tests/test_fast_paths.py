@@ -466,3 +466,29 @@ def test_alpha_resamples_in_one_product_equal_the_loop_over_resamples(level: str
                          for w in draws])
         assert np.array_equal(np.isnan(fast), np.isnan(slow))
         assert np.allclose(fast, slow, rtol=0, atol=1e-12, equal_nan=True)
+
+
+def test_set_alpha_resampled_pair_counts_equal_one_resample_at_a_time() -> None:
+    """Alpha for sets' bootstrap: every resample's pair counts gathered for a few resamples
+    at once (`resampled_hists`) equal the counts of that resample alone (`hist`), exactly,
+    with the unit weights a loop over resamples draws (sets of 0 to 5 values, one rater's
+    missing, hostile names)."""
+    from annotator.measure import value_sets
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for u in range(200):
+        for rater in ("a", "b \u2603", "=c"):
+            if rng.random() < 0.85:
+                k = int(rng.integers(0, 6))
+                rows.append((f"u{u}", rater, tuple(rng.choice(NAMES, k, replace=False))))
+    frame = pd.DataFrame(rows, columns=[UNIT, RATER, "ai_values"])
+    prepared = value_sets._prepare_sets(value_sets.set_ratings(frame, "ai_values"))
+    n = prepared.m_unit.size
+    loop = np.random.default_rng(3)
+    got = list(prepared.resampled_hists(n, 70, 3))
+    assert len(got) == 70
+    for weights, hist in got:
+        drawn = np.bincount(loop.integers(0, n, n), minlength=n).astype(float)
+        assert np.array_equal(weights, drawn)
+        assert np.array_equal(hist, prepared.hist(drawn))

@@ -80,20 +80,6 @@ def paired_stats(
     return out[0], out[1], out[2]
 
 
-def _boot_units(
-    n_units: int, stat: Callable[[np.ndarray], float], n_boot: int, seed: int
-) -> np.ndarray:
-    """Resample units with replacement; `stat` takes per-unit multiplicities."""
-    if n_boot <= 0 or n_units == 0:
-        return np.empty(0)
-    rng = np.random.default_rng(seed)
-    out = np.empty(n_boot)
-    for b in range(n_boot):
-        w = np.bincount(rng.integers(0, n_units, n_units), minlength=n_units).astype(float)
-        out[b] = stat(w)
-    return out
-
-
 def _with_interval(stat: Stat, samples: np.ndarray) -> Stat:
     if samples.size == 0 or not stat.defined:
         return stat

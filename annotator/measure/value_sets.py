@@ -6,9 +6,10 @@ binary alpha, and taxonomy levels (a value mapped to its ancestor; a free value 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import chain, combinations
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,6 @@ from annotator.measure.coefficients import (
     _Counts,
 )
 from annotator.measure.intervals import (
-    _boot_units,
     _with_interval,
 )
 from annotator.measure.shapes import (
@@ -208,6 +208,15 @@ def _hist_similarity(hist: np.ndarray, distance: SetDistance, weights: MasiWeigh
     return float((hist * np.where(valid, sim, 0.0)).sum())
 
 
+class _KeyPairs(NamedTuple):
+    """The ordered pairs of (subset, size) keys of one subset (`left`, `right`), and the
+    sparse sum of each pair into its (size, size) cell (`cells`)."""
+
+    cells: sparse.csr_matrix
+    left: np.ndarray
+    right: np.ndarray
+
+
 @dataclass(frozen=True)
 class _AllPairCounter:
     """Counts ALL ordered pairs of ratings (same unit and i = j included) by (a, b, t), from
@@ -219,6 +228,9 @@ class _AllPairCounter:
     distinct_of: np.ndarray  # rating -> distinct set, -1 for excluded or empty ratings
     n_distinct: int
     n_records: int
+    # built when a bootstrap first needs them (`_batched`)
+    batched: list[tuple[sparse.csr_matrix, _KeyPairs]] = field(
+        default_factory=list, compare=False, repr=False)
 
     @staticmethod
     def distinct(ratings: SetRatings, keep: np.ndarray) -> tuple[np.ndarray, dict, int]:
@@ -282,6 +294,50 @@ class _AllPairCounter:
         dw = np.bincount(self.distinct_of[ok], weights=unit_w[unit[ok]],
                          minlength=self.n_distinct)
         return self.weighted_hist(dw, unit_w)
+
+    def pair_hists(self, unit_ws: np.ndarray, unit: np.ndarray) -> list[np.ndarray]:
+        """`pair_hist` of each row of `unit_ws` (resamples' unit weights): every subset
+        record is gathered once for the lot, not once a resample. The weights are integers
+        and every count a sum of them, so each histogram equals `pair_hist`'s exactly."""
+        ok = self.distinct_of >= 0
+        rating_of = self.distinct_of[ok]
+        dws = np.stack([np.bincount(rating_of, weights=w[unit[ok]], minlength=self.n_distinct)
+                        for w in unit_ws], axis=1)  # distinct sets x resamples
+        a_max = self.max_size
+        f = np.zeros((unit_ws.shape[0], a_max + 1, a_max + 1, a_max + 1))
+        for r, (gather, pairs) in enumerate(self._batched(), start=1):
+            weight = gather @ dws  # (subset, size) keys x resamples
+            f[:, r] = (pairs.cells @ (weight[pairs.left] * weight[pairs.right])).T.reshape(
+                -1, a_max + 1, a_max + 1)
+        return [_moebius(f[k], w) for k, w in enumerate(unit_ws)]
+
+    def _batched(self) -> list[tuple[sparse.csr_matrix, _KeyPairs]]:
+        """Per subset size r: the sparse sum of each (subset, size) key's records by their
+        set, and the pairs of keys of one subset with the (size, size) cell each adds to."""
+        if self.batched:
+            return self.batched
+        out = self.batched
+        cells = self.max_size + 1
+        for t_row, size, own, _ in self.combos:
+            key = t_row.astype(np.int64) * cells + size
+            keys, at = np.unique(key, return_inverse=True)
+            gather = sparse.csr_matrix(
+                (np.ones(own.size), (at.ravel(), own.astype(np.int64))),
+                shape=(keys.size, self.n_distinct))
+            subset = keys // cells
+            # the keys of one subset are next to each other (sorted): every ordered pair
+            starts = np.flatnonzero(np.r_[True, subset[1:] != subset[:-1]])
+            lengths = np.diff(np.r_[starts, keys.size])
+            first = np.repeat(starts, lengths * lengths)
+            within = np.arange(first.size) - np.repeat(
+                np.cumsum(lengths * lengths) - lengths * lengths, lengths * lengths)
+            group = np.repeat(lengths, lengths * lengths)
+            left, right = first + within // group, first + within % group
+            cell = (keys[left] % cells) * cells + keys[right] % cells
+            pairs = sparse.csr_matrix((np.ones(left.size), (cell, np.arange(left.size))),
+                                      shape=(cells * cells, left.size))
+            out.append((gather, _KeyPairs(pairs, left, right)))
+        return out
 
     def weighted_hist(self, dw: np.ndarray, unit_w: np.ndarray) -> np.ndarray:
         """The pair counts of the distinct sets weighted `dw` (their ratings' unit weights
@@ -380,6 +436,22 @@ class _SetAlphaData:
             pairable = self.pairable_unit[self.ratings.unit]
             self.counter = _AllPairCounter.build(self.ratings, pairable, self.distinct)
         return self.counter.pair_hist(unit_w, self.ratings.unit)
+
+    def resampled_hists(self, n_units: int, n_boot: int, seed: int
+                        ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Each bootstrap resample's unit weights (units drawn with replacement from `seed`,
+        one resample after another) and its pair counts, a few resamples' counts at a time
+        (`_AllPairCounter.pair_hists`)."""
+        if self.counter is None:
+            pairable = self.pairable_unit[self.ratings.unit]
+            self.counter = _AllPairCounter.build(self.ratings, pairable, self.distinct)
+        rng = np.random.default_rng(seed)
+        per_chunk = max(1, min(32, int(2e7 // max(self.counter.n_records, 1))))
+        for start in range(0, n_boot, per_chunk):
+            ws = np.stack([np.bincount(rng.integers(0, n_units, n_units),
+                                       minlength=n_units).astype(float)
+                           for _ in range(min(per_chunk, n_boot - start))])
+            yield from zip(ws, self.counter.pair_hists(ws, self.ratings.unit), strict=True)
 
     def point_hist(self) -> np.ndarray:
         if self._hist is None:
@@ -508,11 +580,9 @@ def set_alpha_prepared(
                 f"resamples exceeds the budget {boot_budget:.0e}")
         return stat.model_copy(update={"reason": note})
 
-    def one(w: np.ndarray) -> float:
-        hist = d.hist(w)
-        return _set_alpha_value(d, w, observed, hist, distance, masi_weights)[0]
-
-    return _with_interval(stat, _boot_units(n_units_all, one, n_boot, seed))
+    return _with_interval(stat, np.array([
+        _set_alpha_value(d, w, observed, hist, distance, masi_weights)[0]
+        for w, hist in d.resampled_hists(n_units_all, n_boot, seed)]))
 
 
 def most_used(usage: np.ndarray, names: Sequence[str], top_k: int) -> np.ndarray:
