@@ -228,7 +228,7 @@ class _AllPairCounter:
     distinct_of: np.ndarray  # rating -> distinct set, -1 for excluded or empty ratings
     n_distinct: int
     n_records: int
-    # built when a bootstrap first needs them (`_batched`)
+    # built when a bootstrap first needs them (`batched_gathers`)
     batched: list[tuple[sparse.csr_matrix, _KeyPairs]] = field(
         default_factory=list, compare=False, repr=False)
 
@@ -305,13 +305,13 @@ class _AllPairCounter:
                         for w in unit_ws], axis=1)  # distinct sets x resamples
         a_max = self.max_size
         f = np.zeros((unit_ws.shape[0], a_max + 1, a_max + 1, a_max + 1))
-        for r, (gather, pairs) in enumerate(self._batched(), start=1):
+        for r, (gather, pairs) in enumerate(self.batched_gathers(), start=1):
             weight = gather @ dws  # (subset, size) keys x resamples
             f[:, r] = (pairs.cells @ (weight[pairs.left] * weight[pairs.right])).T.reshape(
                 -1, a_max + 1, a_max + 1)
         return [_moebius(f[k], w) for k, w in enumerate(unit_ws)]
 
-    def _batched(self) -> list[tuple[sparse.csr_matrix, _KeyPairs]]:
+    def batched_gathers(self) -> list[tuple[sparse.csr_matrix, _KeyPairs]]:
         """Per subset size r: the sparse sum of each (subset, size) key's records by their
         set, and the pairs of keys of one subset with the (size, size) cell each adds to."""
         if self.batched:
@@ -446,7 +446,10 @@ class _SetAlphaData:
             pairable = self.pairable_unit[self.ratings.unit]
             self.counter = _AllPairCounter.build(self.ratings, pairable, self.distinct)
         rng = np.random.default_rng(seed)
-        per_chunk = max(1, min(32, int(2e7 // max(self.counter.n_records, 1))))
+        # a few resamples at a time: each holds a float per pair of keys of one subset
+        largest = max((pairs.left.size for _, pairs in self.counter.batched_gathers()),
+                      default=1)
+        per_chunk = max(1, min(32, int(4e6 // max(largest, 1))))
         for start in range(0, n_boot, per_chunk):
             ws = np.stack([np.bincount(rng.integers(0, n_units, n_units),
                                        minlength=n_units).astype(float)
