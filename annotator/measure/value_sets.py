@@ -432,29 +432,31 @@ class _SetAlphaData:
     _hist: np.ndarray | None = None
 
     def hist(self, unit_w: np.ndarray) -> np.ndarray:
+        return self._counter().pair_hist(unit_w, self.ratings.unit)
+
+    def _counter(self) -> _AllPairCounter:
         if self.counter is None:
             pairable = self.pairable_unit[self.ratings.unit]
             self.counter = _AllPairCounter.build(self.ratings, pairable, self.distinct)
-        return self.counter.pair_hist(unit_w, self.ratings.unit)
+        return self.counter
 
     def resampled_hists(self, n_units: int, n_boot: int, seed: int
                         ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Each bootstrap resample's unit weights (units drawn with replacement from `seed`,
         one resample after another) and its pair counts, a few resamples' counts at a time
         (`_AllPairCounter.pair_hists`)."""
-        if self.counter is None:
-            pairable = self.pairable_unit[self.ratings.unit]
-            self.counter = _AllPairCounter.build(self.ratings, pairable, self.distinct)
+        if n_boot <= 0 or n_units == 0:
+            return
+        counter = self._counter()
         rng = np.random.default_rng(seed)
         # a few resamples at a time: each holds a float per pair of keys of one subset
-        largest = max((pairs.left.size for _, pairs in self.counter.batched_gathers()),
-                      default=1)
+        largest = max((pairs.left.size for _, pairs in counter.batched_gathers()), default=1)
         per_chunk = max(1, min(32, int(4e6 // max(largest, 1))))
         for start in range(0, n_boot, per_chunk):
             ws = np.stack([np.bincount(rng.integers(0, n_units, n_units),
                                        minlength=n_units).astype(float)
                            for _ in range(min(per_chunk, n_boot - start))])
-            yield from zip(ws, self.counter.pair_hists(ws, self.ratings.unit), strict=True)
+            yield from zip(ws, counter.pair_hists(ws, self.ratings.unit), strict=True)
 
     def point_hist(self) -> np.ndarray:
         if self._hist is None:
