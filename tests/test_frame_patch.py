@@ -473,14 +473,7 @@ def test_the_annotations_report_after_a_change_is_the_report_computed_whole(
     theirs now added), is the report computed whole, and so are the counts it keeps."""
     from annotator.measure import findings, report_counts
 
-    made: list[bool] = []
-    real = report_counts.ReportCounts.after
-
-    def recording(self, minus, plus):
-        made.append(True)
-        return real(self, minus, plus)
-
-    monkeypatch.setattr(report_counts.ReportCounts, "after", recording)
+    made = _recorded(monkeypatch, report_counts.ReportCounts, "after")
     names = list(config.opposing_values())
     for statements, db in _after_each(study, list(WRITES.values()), made):
         assert made == [True], statements
@@ -504,14 +497,7 @@ def test_the_annotations_value_frequencies_after_a_change_are_the_ones_computed_
     """After each kind of write, the annotations' value frequencies, made from the counts
     stored before the write (the changed conversations' rows before taken off, theirs now
     added), read back as the frequencies computed whole, stored and read back the same way."""
-    made: list[bool] = []
-    real = summaries.NameCounts.after
-
-    def recording(self, minus, plus):
-        made.append(True)
-        return real(self, minus, plus)
-
-    monkeypatch.setattr(summaries.NameCounts, "after", recording)
+    made = _recorded(monkeypatch, summaries.NameCounts, "after")
     for statements, db in _after_each(study, list(WRITES.values()), made):
         assert made == [True], statements
         signature = frame_store.table_signature(db, "annotations")

@@ -122,7 +122,7 @@ def _annotators(path: str, sigs: Mapping[str, str], n_boot: int) -> Bundle:
             counts = None  # damaged, or not the rows before: counted whole
     annotations = None
     if counts is not None and counts.over_budget(n_boot, agreement.BOOT_BUDGET):
-        _stored(path, "annotations", sigs.get("annotations", ""))
+        # the frame is stored: `_before_change` saw to it
         annotations = read_frame_part(path, "annotations", sigs.get("annotations", ""),
                                       columns=NOT_LABELS)
     if annotations is None:
@@ -232,11 +232,13 @@ def _kept_counts(summary: Summary, path: str, sigs: Mapping[str, str], prompt_id
     whole."""
     before = _before_change(summary, path, sigs, *score_counts.FRAMES)
     change = _rows_of_change(path, sigs, before)
+    if before is None or change is None:
+        return None
     table = f"extractions:{prompt_id}"
     names = _annotator_names(path, sigs.get("annotations", ""))
-    extractions = None if before is None else _frame_part(
-        path, table, sigs.get(table, ""), tuple(before.change.conversations))
-    if before is None or change is None or names is None or extractions is None:
+    extractions = _frame_part(path, table, sigs.get(table, ""),
+                              tuple(before.change.conversations))
+    if names is None or extractions is None:
         return None
     try:
         counts = score_counts.ScoreCounts.from_tables(before.tables)
@@ -602,6 +604,11 @@ def _tables_read(wanted: list[Summary]) -> list[str]:
     return sorted(tables, key=lambda t: (t != "annotations", t))
 
 
+def _unstored(path: str, signatures: Mapping[str, str], wanted: list[Summary]) -> list[str]:
+    """The frame tables these summaries read that are not stored at their signatures."""
+    return [t for t in _tables_read(wanted) if not has_frame(path, t, signatures.get(t, ""))]
+
+
 def _store_frame(path: str, table: str, signature: str) -> None:
     """Build and store a table's frame. Not kept in this worker: building leaves its memory
     fragmented, and a summary that needs the frame reads it back into a heap freed of that."""
@@ -628,7 +635,7 @@ def _joined(path: str, signature: str, parts: dict[Future, Path]) -> bool:
 
 
 def _after_new_labels(path: str, signatures: dict[str, str], missing: list[Summary],
-                      keep_facts: Callable[[], None],
+                      unstored: list[str], keep_facts: Callable[[], None],
                       finished: Callable[[Summary, bool], None]) -> bool:
     """`precompute`'s work after new labels (only the annotations changed, their frame to be
     made from the one stored before it), in this process and one worker, not two workers:
@@ -639,8 +646,6 @@ def _after_new_labels(path: str, signatures: dict[str, str], missing: list[Summa
     process computes the lightest left, one after another. False, having computed nothing: the
     frame could not be made so (it is then built whole, in two workers)."""
     annotations_at = signatures.get("annotations", "")
-    unstored = [t for t in _tables_read(missing)
-                if not has_frame(path, t, signatures.get(t, ""))]
     if unstored != ["annotations"] or not has_index(path, "annotations"):
         return False
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -724,19 +729,18 @@ def precompute(
         if progress:
             progress(summary.what, done, len(wanted))
 
+    unstored = _unstored(path, signatures, missing + later)  # (cheap: a file's presence each)
     if workers == 1:  # each frame is built (or read) when a summary first needs it
         keep_facts()
         for summary in missing:
             finished(summary, _compute(path, summary.name, summary.params, signatures))
-    elif not _after_new_labels(path, signatures, missing, keep_facts, finished):
+    elif not _after_new_labels(path, signatures, missing, unstored, keep_facts, finished):
         # spawn, not fork: the command calling this may still have threads (an HTTP client's,
         # a progress bar's) whose locks a forked child would inherit held. Each worker reads
         # the frames it needs itself and writes its result to the cache (atomic renames).
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             # the frames the summaries read, built and stored first, one table per worker at a
             # time: else each worker would build the same tables itself
-            unstored = [t for t in _tables_read(missing + later)
-                        if not has_frame(path, t, signatures.get(t, ""))]
             annotations_at = signatures.get("annotations", "")
             with parts_folder(path) as folder:
                 # the annotations frame, the largest: made from the one stored before it and
