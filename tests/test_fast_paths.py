@@ -492,3 +492,129 @@ def test_set_alpha_resampled_pair_counts_equal_one_resample_at_a_time() -> None:
         drawn = np.bincount(loop.integers(0, n, n), minlength=n).astype(float)
         assert np.array_equal(weights, drawn)
         assert np.array_equal(hist, prepared.hist(drawn))
+
+
+# --- name lists left in Arrow (`read_frame(..., arrow_lists=True)`) --------------------------
+
+HOSTILE_NAMES = [*NAMES, "\u202eevil", "=1+1", "<b>markup</b>", "nul\x00inside", " care "]
+
+
+def _arrow_lists(cells: list, how: str) -> pd.Series:
+    """Cells (tuples, lists, None) as an Arrow list column: `dictionary`, names coded as the
+    frame store keeps them, in chunks with different dictionaries; `strings`, plain names in
+    one chunk."""
+    import pyarrow as pa
+
+    lists = [None if c is None else list(c) for c in cells]
+    if how == "strings":
+        return pd.Series(pd.arrays.ArrowExtensionArray(
+            pa.chunked_array([pa.array(lists, type=pa.large_list(pa.string()))])))
+    chunks = []
+    for start in range(0, len(lists), 97):  # chunk after chunk, each its own dictionary
+        part = pa.array(lists[start:start + 97], type=pa.large_list(pa.string()))
+        chunks.append(pa.LargeListArray.from_arrays(
+            part.offsets, part.values.dictionary_encode(), mask=part.is_null()))
+    return pd.Series(pd.arrays.ArrowExtensionArray(pa.chunked_array(chunks)))
+
+
+@pytest.mark.parametrize("how", ["dictionary", "strings"])
+def test_value_sets_of_arrow_lists_equal_those_of_tuples(how: str) -> None:
+    """`encode_sets` of a column of Arrow lists (the frame store's, read with `arrow_lists`)
+    gives the sets, units and vocabulary that the same cells as Python tuples give: new names
+    coded in order of first appearance across columns coded one after another, duplicates
+    within a set merged, missing cells left out, hostile names as any other."""
+    rng = np.random.default_rng(5)
+    global NAMES
+    kept, NAMES = NAMES, HOSTILE_NAMES
+    try:
+        annotations, gold, ext = _study_frames(seed=8, n=700)
+    finally:
+        NAMES = kept
+    frames = [ext.loc[ext["prompt_id"] == "p1"], gold,
+              annotations.loc[annotations[RATER] == "annotator-2"]]
+    for field in ("ai_values", "human_values"):
+        tuples, arrows = model_scores.Vocabulary(), model_scores.Vocabulary()
+        units_t, units_a = model_scores.UnitCodes(), model_scores.UnitCodes()
+        for frame in frames:
+            as_arrow = frame.assign(**{field: _arrow_lists(frame[field].tolist(), how).set_axis(
+                frame.index)})
+            order = rng.permutation(len(frame))  # any order of rows
+            frame, as_arrow = frame.iloc[order], as_arrow.iloc[order]
+            want = model_scores.encode_sets(model_scores.last_rows(frame, units_t), field,
+                                            tuples)
+            got = model_scores.encode_sets(model_scores.last_rows(as_arrow, units_a), field,
+                                           arrows)
+            for name in ("units", "indptr", "codes", "unit_codes"):
+                assert np.array_equal(getattr(got, name), getattr(want, name)), name
+        assert arrows.codes == tuples.codes
+
+
+def test_frames_read_with_arrow_lists_score_as_tuples(tmp_path: Path) -> None:
+    """A frame stored and read back with its names as Arrow lists scores exactly as the one
+    read as tuples: every model row of the agreement report."""
+    from annotator.measure.frame_store import read_frame, store_table, to_arrow
+
+    annotations, gold, ext = _study_frames(seed=4, n=600)
+    for frame in (annotations, gold, ext):  # the store holds tuples, never a missing cell
+        for field in ("ai_values", "human_values"):
+            frame[field] = [tuple(c) if c is not None else () for c in frame[field]]
+    read = {}
+    for name, frame in (("annotations", annotations), ("gold", gold), ("extractions", ext)):
+        store_table(tmp_path / "study.db", name, "sig", to_arrow(frame))
+        read[name] = [read_frame(tmp_path / "study.db", name, "sig", arrow_lists=lists)
+                      for lists in (False, True)]
+    assert isinstance(read["gold"][1]["ai_values"].dtype, pd.ArrowDtype)
+    tuples, arrows = (agreement.agreement_report(
+        read["annotations"][i], read["gold"][i], read["extractions"][i], _level_maps(),
+        n_boot=20, inter_annotator=False) for i in (0, 1))
+    assert len(tuples.rows) > 100
+    assert arrows.model_dump_json() == tuples.model_dump_json()
+
+
+# --- scores known before (the app's stored scores against gold) -------------------------------
+
+
+def test_known_scores_are_taken_for_a_version_of_one_model_and_equal_those_computed() -> None:
+    """A version's scores against gold, given as known (`known_scores`, made from the rows
+    `scores_of_counts`' layout stores: `score_counts.known_scores`), give the report computing
+    them gives; they are taken only for a version whose rows all name one model, and only
+    when they hold every level asked for."""
+    from annotator.measure import score_counts, summaries
+
+    annotations, gold, ext = _study_frames(seed=6, n=500)
+    maps = _level_maps()
+    computed = agreement.agreement_report(annotations, gold, ext, maps, n_boot=25, seed=3,
+                                          top_k=4, levels=(0, 1, 3))
+    known = {}
+    for pid in ("p1", "p2"):
+        metrics, confusion = summaries._reference_scores(
+            ext.loc[ext["prompt_id"] == pid], [("gold", gold, 25)], maps, 3)
+        known[(pid, "gold")] = score_counts.known_scores(metrics, confusion, "gold")
+    taken = agreement.agreement_report(annotations, gold, ext, maps, n_boot=25, seed=3,
+                                       top_k=4, levels=(0, 1, 3), known_scores=known)
+    assert taken.model_dump_json() == computed.model_dump_json()
+
+    # a figure marked, to see where the known ones are taken
+    marked = {key: value._replace(stats={
+        where: {m: s.model_copy(update={"value": 123.0}) for m, s in stats.items()}
+        for where, stats in value.stats.items()}) for key, value in known.items()}
+    used = agreement.agreement_report(annotations, gold, ext, maps, n_boot=25, seed=3, top_k=4,
+                                      levels=(0, 1), known_scores=marked)
+    assert {r.scope for r in used.rows if r.value == 123.0} == {
+        "model p1 m vs gold", "model p2 m vs gold"}
+    two_models = ext.assign(model=np.where(np.arange(len(ext)) % 2, "m", "n"))
+    none_named = ext.assign(model=np.where(np.arange(len(ext)) % 7, "m", None))
+    for frame in (two_models, none_named):
+        direct = agreement.agreement_report(annotations, gold, frame, maps, n_boot=25, seed=3,
+                                            top_k=4)
+        given = agreement.agreement_report(annotations, gold, frame, maps, n_boot=25, seed=3,
+                                           top_k=4, known_scores=marked)
+        assert given.model_dump_json() == direct.model_dump_json()
+    # a level the known scores lack: computed
+    lacking = {key: value._replace(stats={where: stats for where, stats in value.stats.items()
+                                          if where[1] != 1}) for key, value in marked.items()}
+    short = agreement.agreement_report(annotations, gold, ext, maps, n_boot=25, seed=3,
+                                       top_k=4, levels=(0, 1, 3), known_scores=lacking)
+    assert short.model_dump_json() == computed.model_dump_json()
+    assert score_counts.known_scores(metrics, confusion.iloc[:-1], "gold") is None
+    assert score_counts.known_scores(metrics, confusion, "annotator x") is None

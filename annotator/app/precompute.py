@@ -59,6 +59,7 @@ from annotator.measure.frame_store import (
 from annotator.measure.frames import (
     IN_FRAME,
     KeptInterAnnotator,
+    StoredGoldScores,
     annotations_halves,
     prompt_list,
     store_annotations_part,
@@ -67,6 +68,7 @@ from annotator.measure.frames import (
 )
 from annotator.measure.rating_counts import Inconsistent
 from annotator.measure.report_counts import ReportCounts
+from annotator.measure.shapes import KnownScores
 from annotator.measure.summaries import Bundle, level_maps
 
 DEFAULT_BOOT = 200  # bootstrap resamples behind the app's 95% intervals
@@ -209,6 +211,30 @@ def prompt_against_annotators(prompt_id: str) -> Summary:
         f"the scores of prompt {prompt_id} against each annotator",
         lambda path, sigs: _against_annotators(path, sigs, prompt_id),
     )
+
+
+def stored_gold_scores(path: str | Path, prompt_id: str, signatures: Mapping[str, str]
+                       ) -> KnownScores | None:
+    """A version's scores against gold as the app's summary stored them for its extractions
+    and gold at these signatures (`prompt_against_gold`, `DEFAULT_BOOT` resamples, seed 0,
+    every level), else None: read, never computed (`frames.study_agreement` computes what
+    is not stored)."""
+    summary = prompt_against_gold(prompt_id)
+    bundle = summary_cache.read_stored(path, summary.name, summary.params,
+                                       summary.dep_signatures(signatures))
+    if bundle is None:
+        return None
+    try:
+        return score_counts.known_scores(bundle.frames["metrics"], bundle.frames["confusion"],
+                                         "gold")
+    except (KeyError, ValueError, TypeError, pa.ArrowException):  # damaged: computed instead
+        return None
+
+
+# What `annotator agreement` reads of the versions' scores against gold (`stored_gold_scores`)
+# and the settings the app computes them with.
+STORED_GOLD_SCORES = StoredGoldScores(
+    stored_gold_scores, {"n_boot": DEFAULT_BOOT, "seed": 0, "levels": summaries.LEVELS})
 
 
 def _against_annotators(path: str, sigs: Mapping[str, str], prompt_id: str) -> Bundle:

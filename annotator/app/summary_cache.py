@@ -51,8 +51,9 @@ from annotator.measure.frame_store import (
 )
 from annotator.measure.summaries import Bundle, arrow_lists
 
-# Bump when a bundle's content changes shape: old files on disk are then ignored.
-BUNDLE_VERSION = "9"  # 9: frames carry the task; findings values by task
+# Bump when a bundle's content changes shape or its figures change: old files on disk are then
+# ignored (`agreement` takes stored figures as its own: they must be the ones computed now).
+BUNDLE_VERSION = "10"  # 10: means summed exactly: a stored score is the one computed now
 KEEP_ON_DISK = 2  # results kept per bundle name and parameters (the newest)
 MEMORY_BUNDLES = 48
 MEMORY_FRAMES = 6

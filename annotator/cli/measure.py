@@ -165,7 +165,11 @@ def agreement(
     """
     import pandas as pd
 
-    from annotator.app.precompute import KEPT_INTER_ANNOTATOR, stored_inter_annotator
+    from annotator.app.precompute import (
+        KEPT_INTER_ANNOTATOR,
+        STORED_GOLD_SCORES,
+        stored_inter_annotator,
+    )
     from annotator.db import open_existing_db
     from annotator.measure.frames import study_agreement, study_anchoring
 
@@ -177,7 +181,8 @@ def agreement(
     with working("Computing agreement", not as_json):
         report = study_agreement(database, prompt_ids=prompt, levels=levels, n_boot=boot,
                                  top_k=top_k, stored_inter_annotator=stored_inter_annotator,
-                                 kept_inter_annotator=KEPT_INTER_ANNOTATOR)
+                                 kept_inter_annotator=KEPT_INTER_ANNOTATOR,
+                                 stored_gold_scores=STORED_GOLD_SCORES)
         anchored = study_anchoring(database, prompt_ids=prompt, n_boot=boot)
     if as_json:
         # the report's own JSON (NaN as null), with anchoring added as one more key

@@ -123,6 +123,7 @@ from annotator.measure.shapes import (
     RESPONSE_TYPE_ORDER,
     UNIT,
     VALUE_FIELDS,
+    KnownScores,
     MasiWeights,
     SetDistance,
     Stat,
@@ -236,6 +237,7 @@ def agreement_report(
     counts: RatingCounts | None = None,
     pair_counts: dict[tuple[str, int], np.ndarray] | None = None,
     kept_counts: list[RatingCounts] | None = None,
+    known_scores: Mapping[tuple[str, str], KnownScores] | None = None,
 ) -> AgreementReport:
     """Every agreement figure of a study, as rows for the CLI and the app.
 
@@ -259,6 +261,12 @@ def agreement_report(
     budget gets its inter-annotator figures from counts summed over conversations
     (`rating_counts`): `counts`, when given, are those (made from the ones stored before a
     change of the annotations), and `kept_counts` receives the counts used, to be stored.
+
+    `known_scores[(prompt id, reference)]`: a version's scores against a reference ("gold",
+    "annotator <name>") as computed before from the same rows with these resamples and seed
+    (the app's stored summary); its rows are taken from them, in the order computing gives,
+    when the version has one model (its rows are then the version's rows) and they hold
+    every field and level asked for.
     """
     maps = dict(level_maps or {})
     boot_budget = BOOT_BUDGET if boot_budget is None else boot_budget
@@ -276,7 +284,7 @@ def agreement_report(
                               distances, masi_weights, top_k, n_boot, seed, boot_budget,
                               pairwise, counts, pair_counts, kept_counts)
     _model_rows(report, ann, gold, extractions, maps, usable_levels, prompt_ids, value_fields,
-                n_boot, seed, boot_budget, per_annotator)
+                n_boot, seed, boot_budget, per_annotator, known_scores or {})
     return report
 
 
@@ -585,13 +593,55 @@ def _per_value_of_counts(c: SetCounts, top_k: int, n_boot: int, seed: int,
     return out
 
 
+def _versions_of_one_model(extractions: pd.DataFrame) -> set[str]:
+    """The prompt versions whose rows all name one model (or none has a model column): the
+    rows `_model_rows` scores under the version's one key are then all the version's rows."""
+    ids = extractions["prompt_id"].astype(str)
+    if "model" not in extractions.columns:
+        return set(ids.unique())
+    models = extractions["model"]
+    one = models.groupby(ids).nunique(dropna=True) == 1
+    whole = ~models.isna().groupby(ids).any()
+    return set(one.index[one & whole])
+
+
+def _known_rows(report: AgreementReport, known: KnownScores, scope: str,
+                where: Mapping[str, str], model: pd.DataFrame, reference: pd.DataFrame,
+                value_fields: Sequence[str], levels: Sequence[int]) -> bool:
+    """Add one pair's rows and confusion table from `known`, in the order `_model_rows`
+    computes them; False (nothing added) when it lacks a figure that would be computed."""
+    rows: list[AgreementRow] = []
+    if RESPONSE_TYPE in model.columns and RESPONSE_TYPE in reference.columns:
+        types = known.stats.get((RESPONSE_TYPE, None), {})
+        if not {"accuracy", "cohen_kappa"} <= set(types):
+            return False
+        rows += [_row(scope, metric, RESPONSE_TYPE, types[metric], **where)
+                 for metric in ("accuracy", "cohen_kappa")]
+    for field in value_fields:
+        if field not in model.columns or field not in reference.columns:
+            continue
+        for lv in levels:
+            stats = known.stats.get((field, lv))
+            if not stats:
+                return False
+            rows += [_row(scope, metric, field, stat, lv, **where)
+                     for metric, stat in stats.items()]
+    if RESPONSE_TYPE in model.columns and RESPONSE_TYPE in reference.columns:
+        report.confusion.append(ConfusionMatrix(scope=scope, labels=list(RESPONSE_TYPE_LABELS),
+                                                counts=known.confusion))
+    report.rows += rows
+    return True
+
+
 def _model_rows(
     report: AgreementReport, ann: pd.DataFrame, gold: pd.DataFrame | None,
     extractions: pd.DataFrame | None, maps: dict[int, Mapping[str, str]],
     usable_levels: list[int], prompt_ids: Sequence[str] | None, value_fields: Sequence[str],
     n_boot: int, seed: int, boot_budget: float, per_annotator: bool,
+    known_scores: Mapping[tuple[str, str], KnownScores],
 ) -> None:
-    """Model against human, per prompt version (and model, when given)."""
+    """Model against human, per prompt version (and model, when given); a pair in
+    `known_scores` is taken from it (`agreement_report`)."""
     if extractions is not None and len(extractions):
         ext = extractions
         if "status" in ext.columns:
@@ -632,6 +682,7 @@ def _model_rows(
                 types[who] = last_labels(rows(who, frame), RESPONSE_TYPE, RESPONSE_TYPE_LABELS)
             return types[who]
 
+        one_model = _versions_of_one_model(ext)
         for key, group in ext.groupby(keys, sort=True):
             key = key if isinstance(key, tuple) else (key,)
             if str(key[0]) not in pids:
@@ -640,6 +691,11 @@ def _model_rows(
             for ref_name, ref in refs:
                 scope = f"model {who} vs {ref_name}"
                 where = {"model": who, "reference": ref_name}
+                known = (known_scores.get((str(key[0]), ref_name))
+                         if str(key[0]) in one_model else None)
+                if known is not None and _known_rows(report, known, scope, where, group, ref,
+                                                     value_fields, usable_levels):
+                    continue
                 if RESPONSE_TYPE in group.columns and RESPONSE_TYPE in ref.columns:
                     acc, kap, table = response_type_scores(
                         typed(("model", key), group), typed(("ref", ref_name), ref),

@@ -306,9 +306,14 @@ def _kind_of(column: pa.ChunkedArray) -> str | None:
     return None
 
 
-def read_frame(path: str | Path, table: str, signature: str) -> pd.DataFrame | None:
-    """The stored frame of `table` at `signature`, or None when it is not stored (or damaged)."""
-    return _read(_file(path, table, signature))
+def read_frame(path: str | Path, table: str, signature: str, arrow_lists: bool = False
+               ) -> pd.DataFrame | None:
+    """The stored frame of `table` at `signature`, or None when it is not stored (or damaged).
+    `arrow_lists`: its columns of names stay Arrow lists (`pd.ArrowDtype`), no tuple of
+    Python strings made per row: for a reader that takes them as Arrow
+    (`model_scores.encode_sets`); the annotations at 300,000 conversations read in 0.2 s
+    instead of 1 s."""
+    return _read(_file(path, table, signature), arrow_lists)
 
 
 def read_frame_part(path: str | Path, table: str, signature: str,
@@ -410,10 +415,10 @@ def has_frame(path: str | Path, table: str, signature: str) -> bool:
     return _file(path, table, signature).is_file()
 
 
-def _read(file: Path) -> pd.DataFrame | None:
+def _read(file: Path, arrow_lists: bool = False) -> pd.DataFrame | None:
     table = _read_arrow(file)
     try:
-        return None if table is None else _from_arrow(table)
+        return None if table is None else _from_arrow(table, arrow_lists=arrow_lists)
     except (ValueError, KeyError, pa.ArrowException):
         return None  # of a shape this version does not read: rebuilt
 
@@ -501,14 +506,17 @@ def to_arrow(frame: pd.DataFrame) -> pa.Table:
     return table.replace_schema_metadata({_KIND: json.dumps(kinds).encode()})
 
 
-def _from_arrow(table: pa.Table, only: Sequence[str] | None = None) -> pd.DataFrame:
+def _from_arrow(table: pa.Table, only: Sequence[str] | None = None, arrow_lists: bool = False
+                ) -> pd.DataFrame:
     kinds = json.loads(table.schema.metadata[_KIND])
     if only is not None:
         kinds = {name: kinds[name] for name in kinds if name in only}
     columns: dict[str, object] = {}
     for name, kind in kinds.items():
         column = table.column(name)
-        if kind == "names":
+        if kind == "names" and arrow_lists:
+            columns[name] = pd.Series(pd.arrays.ArrowExtensionArray(column))
+        elif kind == "names":
             columns[name] = pd.Series(_name_tuples_from_arrow(column), dtype=object)
         elif kind == "objects":
             columns[name] = pd.Series(column.to_pylist(), dtype=object)

@@ -63,6 +63,7 @@ from annotator.measure.frame_store import (
     table_signature,
     write_part,
 )
+from annotator.measure.shapes import KnownScores
 from annotator.models import SET_ASIDE_WHY
 
 ANNOTATION_COLUMNS = [
@@ -459,6 +460,37 @@ class KeptInterAnnotator(NamedTuple):
     settings: Mapping[str, Any]  # `agreement_report`'s: levels, distances, top_k, n_boot, ...
 
 
+class StoredGoldScores(NamedTuple):
+    """Where a caller finds a prompt version's scores against gold already computed (the app's
+    summary: `precompute.STORED_GOLD_SCORES`): `read(path, prompt id, signatures)` gives them
+    as computed from the version's extractions and gold at these signatures (None: not
+    stored), with `settings`: the resamples, seed and taxonomy levels they were computed with.
+    A module-level function: it is read in this process alone."""
+
+    read: Callable[[Path, str, Mapping[str, str]], KnownScores | None]
+    settings: Mapping[str, Any]
+
+
+def _known_gold_scores(stored: StoredGoldScores | None, path: Path | None,
+                       signatures: Mapping[str, str], prompt_ids: list[str],
+                       settings: Mapping[str, Any]) -> dict[tuple[str, str], KnownScores]:
+    """Each scored version's scores against gold that `stored` holds, when computed with the
+    resamples and seed asked for, on every level asked for (`agreement_report`'s
+    `known_scores`); the others are computed."""
+    if stored is None or path is None or any(
+            settings[k] != stored.settings[k] for k in ("n_boot", "seed")) or not set(
+            settings["levels"]) <= set(stored.settings["levels"]):
+        return {}
+    found = {}
+    for pid in _prompts_of(signatures):
+        if prompt_ids and pid not in prompt_ids:
+            continue
+        known = stored.read(path, pid, signatures)
+        if known is not None:
+            found[(pid, "gold")] = known
+    return found
+
+
 # From this many annotations, the inter-annotator figures are computed in a second process
 # while this one computes the model rows (each about half the work): below it, starting the
 # process costs more than it saves.
@@ -503,11 +535,26 @@ def _models_part(path: str, signatures: dict[str, str], prompt_ids: list[str],
     signatures (None if one is no longer stored)."""
     collect_garbage_rarely()  # a spawned worker starts with Python's defaults
     tables = ["annotations", "gold", *(f"extractions:{p}" for p in prompt_ids)]
-    found = [read_frame(path, table, signatures.get(table, "")) for table in tables]
+    found = [read_frame(path, table, signatures.get(table, ""), arrow_lists=True)
+             for table in tables]
     if any(frame is None for frame in found):
         return None
     annotations, gold, *parts = found
     return _versions_scored(annotations, gold, parts, prompt_ids, few_shot, settings)
+
+
+def _model_frames(db: sqlite_utils.Database, tables: list[str], signatures: dict[str, str]
+                  ) -> dict[str, pd.DataFrame]:
+    """The frames of `tables` for the model rows alone: each stored one with its names left
+    Arrow lists (`read_frame`'s `arrow_lists`, which `encode_sets` takes as they are), any
+    other read or built as `stored_frames` does."""
+    path = database_path(db)
+    found = {table: read_frame(path, table, signatures[table], arrow_lists=True)
+             for table in tables} if path is not None else {}
+    missing = [table for table in tables if found.get(table) is None]
+    if missing:
+        found.update(stored_frames(db, missing, {t: signatures[t] for t in missing}))
+    return found
 
 
 def _version_halves(path: Path | None, worker: Executor | None, signatures: dict[str, str],
@@ -537,17 +584,17 @@ def _models_in_halves(
     path = database_path(db)
     theirs = worker.submit(_models_part, str(path), signatures, later, few_shot, settings)
     tables = [f"extractions:{p}" for p in later]
-    study = _study_frames(db, None, {t: sig for t, sig in signatures.items()
-                                     if t not in tables})
+    found = _model_frames(db, ["annotations", "gold", *(f"extractions:{p}" for p in earlier)],
+                          signatures)
+    annotations, gold = found["annotations"], found["gold"]
     models, left_out = _versions_scored(
-        study.annotations, study.gold,
-        [study.extractions.loc[study.extractions["prompt_id"].isin(earlier)]], earlier,
-        few_shot, settings)
+        annotations, gold, [found[f"extractions:{p}"] for p in earlier], earlier, few_shot,
+        settings)
     rest = theirs.result()
     if rest is None:  # a frame it was to read is no longer stored: read or built here
-        found = stored_frames(db, tables, {t: signatures[t] for t in tables})
-        rest = _versions_scored(study.annotations, study.gold, [found[t] for t in tables],
-                                later, few_shot, settings)
+        found = _model_frames(db, tables, signatures)
+        rest = _versions_scored(annotations, gold, [found[t] for t in tables], later,
+                                few_shot, settings)
     joined_left_out = {**left_out, **rest[1]}
     return (_models_joined(models, rest[0]),
             {pid: joined_left_out[pid] for pid in few_shot if pid in joined_left_out})
@@ -585,6 +632,7 @@ def study_agreement(
     figures: Mapping[str, Any] | None = None,
     stored_inter_annotator: StoredInterAnnotator | None = None,
     kept_inter_annotator: KeptInterAnnotator | None = None,
+    stored_gold_scores: StoredGoldScores | None = None,
 ) -> AgreementReport:
     """Inter-annotator and model-human agreement of the study, from its stored labels.
 
@@ -605,6 +653,8 @@ def study_agreement(
     `kept_inter_annotator`: when the figures are computed here (none stored) and its settings
     hold the figures asked for, the second process computes its report and stores it, and the
     figures are taken from that: the next reader (the app, the next `agreement`) finds them.
+    `stored_gold_scores`: where a version's scores against gold may be stored already,
+    computed from the same rows with the same resamples and seed; they are taken from there.
     """
     from annotator.taxonomy import load_taxonomy
 
@@ -625,6 +675,10 @@ def study_agreement(
           else nullcontext()) as worker:
         with snapshot(db):  # the signatures, the figures stored for them, the frames: one read
             signatures = _study_signatures(db)
+            known = _known_gold_scores(stored_gold_scores, path, signatures, prompt_ids,
+                                       settings)
+            if known:
+                settings["known_scores"] = known
             found = (stored_inter_annotator(path, signatures["annotations"])
                      if stored_inter_annotator is not None and path is not None else None)
             stored_part = found and inter_annotator_part(found, **requested)

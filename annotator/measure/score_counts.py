@@ -28,7 +28,15 @@ from annotator.measure.coefficients import (
     kappa_from_table,
 )
 from annotator.measure.rating_counts import Inconsistent
-from annotator.measure.shapes import RESPONSE_TYPE, RESPONSE_TYPE_LABELS, VALUE_FIELDS, Stat, _nan
+from annotator.measure.shapes import (
+    RESPONSE_TYPE,
+    RESPONSE_TYPE_LABELS,
+    VALUE_FIELDS,
+    KnownScores,
+    Stat,
+    _is_missing,
+    _nan,
+)
 from annotator.measure.value_sets import map_level
 from annotator.taxonomy import LEVELS
 
@@ -199,3 +207,29 @@ def metric_row(reference: str, metric: str, fld: str, level: int | None, stat: S
     return {"reference": reference, "metric": metric, "field": fld, "level": level,
             "value": stat.value, "low": stat.low, "high": stat.high, "n_units": stat.n_units,
             "note": stat.reason}
+
+
+def known_scores(metrics: pd.DataFrame, confusion: pd.DataFrame, reference: str
+                 ) -> KnownScores | None:
+    """One reference's scores as `metric_row` and `confusion_rows` laid them out (a stored
+    summary's frames), back as the statistics they were made from; None when the reference
+    has no rows or its confusion table is not whole. A bound is None or a finite number (a
+    percentile of the defined resamples), so a stored NaN bound was None."""
+    rows = metrics.loc[metrics["reference"] == reference]
+    cells = confusion.loc[confusion["reference"] == reference]
+    if not len(rows) or len(cells) != len(RESPONSE_TYPE_LABELS) ** 2:
+        return None
+    position = {label: i for i, label in enumerate(RESPONSE_TYPE_LABELS)}
+    table = [[0] * len(position) for _ in position]
+    for ref_type, model_type, count in zip(cells["reference_type"], cells["model_type"],
+                                           cells["count"], strict=True):
+        table[position[ref_type]][position[model_type]] = int(count)
+    stats: dict[tuple[str, int | None], dict[str, Stat]] = {}
+    for metric, fld, level, value, low, high, n_units, note in zip(
+            *(rows[c].tolist() for c in METRIC_COLUMNS[1:]), strict=True):
+        key = (fld, None if _is_missing(level) else int(level))
+        stats.setdefault(key, {})[metric] = Stat(
+            value=float(value), low=None if _is_missing(low) else float(low),
+            high=None if _is_missing(high) else float(high), n_units=int(n_units),
+            reason=None if _is_missing(note) else str(note))
+    return KnownScores(stats, table)

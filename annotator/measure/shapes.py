@@ -6,7 +6,8 @@ long frame). See `agreement` for the input shapes and edge cases.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -71,6 +72,17 @@ class Stat(BaseModel):
 
 def _nan(reason: str, n_units: int = 0) -> Stat:
     return Stat(value=float("nan"), n_units=n_units, reason=reason)
+
+
+class KnownScores(NamedTuple):
+    """A model's scores against one reference as computed before (the app's stored summary of
+    a prompt version against gold), for `agreement_report` to take instead of computing them:
+    each (field, level)'s statistics by metric, in the order they were computed (the response
+    types' under ("response_type", None)), and the response types' (reference, model) table
+    in `RESPONSE_TYPE_LABELS` order."""
+
+    stats: Mapping[tuple[str, int | None], Mapping[str, Stat]]
+    confusion: list[list[int]]
 
 
 # --------------------------------------------------------------------------- input shapes
