@@ -384,45 +384,55 @@ def test_agreement_on_a_study_never_seen_keeps_the_annotators_figures_for_the_ap
 
 
 def test_agreement_takes_each_versions_scores_against_gold_from_the_app(
-        app_study_copy, monkeypatch) -> None:
+        app_study_copy, tmp_path, monkeypatch) -> None:
     """Once `annotator summarize` stored each version's scores against gold, `annotator
-    agreement` takes them instead of computing them and prints exactly what it printed
-    computing them, in one process and with its second process (a real spawned one); other
-    resamples than the app's, a new gold decision, or a damaged stored summary: computed."""
+    agreement` and the dataset card take them instead of computing them and print exactly
+    what they printed computing them, in one process and with a second process (a real
+    spawned one); other resamples than the app's, a new gold decision, or a damaged stored
+    summary: computed."""
     taken: list[str] = []
     known_rows = agreement._known_rows
     monkeypatch.setattr(agreement, "_known_rows", lambda report, known, scope, *rest: (
         taken.append(scope) or known_rows(report, known, scope, *rest)))
+    versions = [f"model {V1} test-model vs gold", f"model {V2} test-model vs gold"]
 
     def figures(*extra: str) -> str:
         done = runner.invoke(app, ["agreement", "--json", "--db", str(app_study_copy), *extra])
         assert done.exit_code == 0, done.output
         return done.output
 
-    computed, other_boot = figures(), figures("--boot", "30")
+    for name in ("computed", "stored", "damaged", "decided"):
+        (tmp_path / name).mkdir()
+    computed, other_boot = _agreement_and_card(app_study_copy, tmp_path / "computed"), figures(
+        "--boot", "30")
     assert taken == []
     assert runner.invoke(app, ["summarize", "--db", str(app_study_copy)]).exit_code == 0
-    assert figures() == computed
-    assert sorted(taken) == [f"model {V1} test-model vs gold",
-                             f"model {V2} test-model vs gold"]
+    assert _agreement_and_card(app_study_copy, tmp_path / "stored") == computed
+    assert sorted(taken) == sorted(versions * 2)  # agreement, then the card
     taken.clear()
     assert figures("--boot", "30") == other_boot and taken == []
 
     study_agreement = report.study_agreement
     monkeypatch.setattr(report, "study_agreement", lambda *args, **kwargs: study_agreement(
         *args, **kwargs, parallel_min_annotations=1))
-    assert figures() == computed  # the later version scored in the second process
-    assert taken == [f"model {V1} test-model vs gold"]  # here; the other there
+    assert figures() == computed[0]  # the later version scored in the second process
+    assert taken == versions[:1]  # here; the other there
     monkeypatch.setattr(report, "study_agreement", study_agreement)
 
     for metrics in summary_cache.cache_root(app_study_copy).glob("prompt_gold-*/*/metrics.arrow"):
         metrics.write_bytes(b"not an Arrow file")
     taken.clear()
-    assert figures() == computed and taken == []
+    assert _agreement_and_card(app_study_copy, tmp_path / "damaged") == computed
+    assert taken == []
 
     db = open_db(app_study_copy)
     conversation = db.execute("select conversation_id from gold limit 1").fetchone()[0]
     decide(db, conversation, Labels(response_type="neutral", ai_values=["care"], subjective=True),
            "pat")
-    changed = figures()
-    assert changed != computed and taken == []
+    assert runner.invoke(app, ["summarize", "--db", str(app_study_copy)]).exit_code == 0
+    taken.clear()
+    changed = _agreement_and_card(app_study_copy, tmp_path / "decided")
+    assert changed[0] != computed[0] and sorted(taken) == sorted(versions * 2)
+    monkeypatch.setattr(agreement, "_known_rows", lambda *args: False)  # computed instead
+    (tmp_path / "decided, computed").mkdir()
+    assert _agreement_and_card(app_study_copy, tmp_path / "decided, computed") == changed

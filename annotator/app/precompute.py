@@ -59,6 +59,7 @@ from annotator.measure.frame_store import (
 from annotator.measure.frames import (
     IN_FRAME,
     KeptInterAnnotator,
+    StoredFigures,
     StoredGoldScores,
     annotations_halves,
     prompt_list,
@@ -235,6 +236,8 @@ def stored_gold_scores(path: str | Path, prompt_id: str, signatures: Mapping[str
 # and the settings the app computes them with.
 STORED_GOLD_SCORES = StoredGoldScores(
     stored_gold_scores, {"n_boot": DEFAULT_BOOT, "seed": 0, "levels": summaries.LEVELS})
+# What the dataset card reads of both.
+STORED_FIGURES = StoredFigures(stored_inter_annotator, STORED_GOLD_SCORES)
 
 
 def _against_annotators(path: str, sigs: Mapping[str, str], prompt_id: str) -> Bundle:

@@ -294,7 +294,7 @@ def export(
     - annotator export values-dataset --format hf --license cc-by-4.0
     - annotator export - --format csv | head
     """
-    from annotator.app.precompute import stored_inter_annotator
+    from annotator.app.precompute import STORED_FIGURES
     from annotator.datasets.export import ExportFilter, ExportWhat
     from annotator.datasets.export import export as export_dataset
     from annotator.datasets.writers import STDOUT, is_stdout
@@ -330,7 +330,7 @@ def export(
         job = bar.add_task("export", total=None)
         report = export_dataset(
             open_existing_db(db_path(db)), path, fmt, filters, what, license_id, force, stream,
-            stored_inter_annotator=stored_inter_annotator,
+            stored=STORED_FIGURES,
             progress=lambda read, total: bar.update(job, completed=read, total=total),
         )
     if as_json:

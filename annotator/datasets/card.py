@@ -22,7 +22,7 @@ from annotator.ingest.privacy import PLACEHOLDERS
 from annotator.measure.agreement import AgreementReport, AgreementRow, MetricKey
 
 if TYPE_CHECKING:  # the frames module is imported when the figures are computed
-    from annotator.measure.frames import StoredInterAnnotator
+    from annotator.measure.frames import StoredFigures
 
 # The Hub's size categories, upper bounds first.
 _SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
@@ -135,31 +135,32 @@ class StudySections(NamedTuple):
     agreement: list[str]
 
 
-def study_sections(db: sqlite_utils.Database,
-                   stored_inter_annotator: StoredInterAnnotator | None = None) -> StudySections:
+def study_sections(db: sqlite_utils.Database, stored: StoredFigures | None = None
+                   ) -> StudySections:
     """The card's `StudySections`. The agreement figures in this one process: `export`'s
     worker (`halves.in_worker`) is daemonic, so it may not start processes of its own, and
-    the records take the other core. The annotators' own figures are read where
-    `stored_inter_annotator` finds them for the current annotations (the app's summary, kept
-    by `annotator summarize`): the same figures without computing them again, half the card's
-    time and its memory peak."""
-    from annotator.measure.frames import study_agreement
+    the records take the other core. The annotators' own figures and each version's against
+    gold are read where `stored` finds them for the current labels (the app's summaries, kept
+    by `annotator summarize`): the same figures without computing them again, most of the
+    card's time and its memory peak."""
+    from annotator.measure.frames import StoredFigures, study_agreement
 
     findings = _findings(db)  # first: the agreement figures' peak is the process's peak
+    stored = stored or StoredFigures()
     report = (study_agreement(db, **CARD_AGREEMENT, parallel_min_annotations=2**62,
-                              stored_inter_annotator=stored_inter_annotator)
+                              stored_inter_annotator=stored.inter_annotator,
+                              stored_gold_scores=stored.gold_scores)
               if db["annotations"].count else None)
     return StudySections(findings, _agreement(report))
 
 
-def study_sections_of_file(path: str, stored_inter_annotator: StoredInterAnnotator | None = None
-                           ) -> StudySections:
+def study_sections_of_file(path: str, stored: StoredFigures | None = None) -> StudySections:
     """`study_sections` from the study file: what `export` computes in a worker process while
     it writes the records."""
     from annotator.db import worker_study
 
     with worker_study(path) as db:
-        return study_sections(db, stored_inter_annotator)
+        return study_sections(db, stored)
 
 
 def _agreement(report: AgreementReport | None) -> list[str]:
@@ -320,11 +321,11 @@ def _filters(filters: ExportFilter) -> str:
 def card_text(
     db: sqlite_utils.Database, report: ExportReport, filters: ExportFilter, license: str,
     title: str, sections: StudySections | None = None,
-    stored_inter_annotator: StoredInterAnnotator | None = None,
+    stored: StoredFigures | None = None,
 ) -> str:
     """The card's text; `sections`: the whole study's (`study_sections`), computed here when
     not given."""
-    sections = sections or study_sections(db, stored_inter_annotator)
+    sections = sections or study_sections(db, stored)
     header = yaml.safe_dump(card_header(report, license, title), sort_keys=False,
                             allow_unicode=True)
     body = [
@@ -350,11 +351,11 @@ def card_text(
 def write_card(
     db: sqlite_utils.Database, folder: Path, report: ExportReport, filters: ExportFilter,
     license: str, name: str, sections: StudySections | None = None,
-    stored_inter_annotator: StoredInterAnnotator | None = None,
+    stored: StoredFigures | None = None,
 ) -> None:
     """Write `README.md` into `folder`; `name` is the export's (the folder's final name);
     `sections`: the whole study's (`study_sections`), computed here when not given."""
     title = f"{name} ({report.what})"
     (folder / "README.md").write_text(
-        card_text(db, report, filters, license, title, sections, stored_inter_annotator),
+        card_text(db, report, filters, license, title, sections, stored),
         encoding="utf-8")

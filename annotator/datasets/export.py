@@ -107,7 +107,7 @@ from annotator.models import (
 from annotator.taxonomy import TOP_CATEGORIES
 
 if TYPE_CHECKING:  # the card's figures import the frames module when they are computed
-    from annotator.measure.frames import StoredInterAnnotator
+    from annotator.measure.frames import StoredFigures
 
 # --- values -------------------------------------------------------------------------------------
 
@@ -665,7 +665,7 @@ def export(
     license: str = "unknown",
     force: bool = False,
     stream: IO[bytes] | None = None,
-    stored_inter_annotator: StoredInterAnnotator | None = None,
+    stored: StoredFigures | None = None,
     progress: ExportProgress | None = None,
 ) -> ExportReport:
     """Write the dataset to `path` (written aside, then renamed into place).
@@ -677,8 +677,8 @@ def export(
     `path` "-" writes a single-stream format (jsonl by default, jsonl.gz, csv) to `stream`,
     the caller's standard output.
     An export that would hold nothing raises, saying why, and writes nothing.
-    `stored_inter_annotator`: where the dataset card may read the annotators' figures instead
-    of computing them (`study_agreement`). `progress(read, total)` is called as rows are read
+    `stored`: where the dataset card may read agreement figures instead of computing them
+    (`study_agreement`). `progress(read, total)` is called as rows are read
     (gold rows, or extractions for proposals), and once with `read == total` at the end.
     """
     path, filters = Path(path), filters or ExportFilter()
@@ -702,7 +702,7 @@ def export(
         report.path = STDOUT
         return report
     with staged(real, folder=fmt is ExportFormat.hf) as target, _card_sections(
-            db, fmt is ExportFormat.hf, stored_inter_annotator) as sections:
+            db, fmt is ExportFormat.hf, stored) as sections:
         report = _write_file(db, target, fmt, what, filters, progress=progress)
         if not report.exported:
             raise AnnotatorError(_why_empty(report))
@@ -710,7 +710,7 @@ def export(
             from annotator.datasets.card import write_card
 
             write_card(db, target, report, filters, license, path.name,
-                       sections.get() if sections else None, stored_inter_annotator)
+                       sections.get() if sections else None, stored)
     report.path = str(path)
     return report
 
@@ -723,8 +723,7 @@ CARD_IN_WORKER_MIN_ANNOTATIONS = 50_000
 
 @contextmanager
 def _card_sections(db: sqlite_utils.Database, wanted: bool,
-                   stored_inter_annotator: StoredInterAnnotator | None
-                   ) -> Iterator[WorkerResult | None]:
+                   stored: StoredFigures | None) -> Iterator[WorkerResult | None]:
     """The dataset card's sections about the whole study (`card.study_sections`), started in a
     worker process for a large study; None: the card computes them when it is written."""
     path = database_path(db)
@@ -735,7 +734,7 @@ def _card_sections(db: sqlite_utils.Database, wanted: bool,
 
     # an export that fails does not wait for its card
     with in_worker("the dataset card's figures", study_sections_of_file, str(path),
-                   stored_inter_annotator) as sections:
+                   stored) as sections:
         yield sections
 
 

@@ -471,6 +471,15 @@ class StoredGoldScores(NamedTuple):
     settings: Mapping[str, Any]
 
 
+class StoredFigures(NamedTuple):
+    """Where a caller that shows agreement figures finds those already computed (the app's
+    summaries: `precompute.STORED_FIGURES`): the annotators' own and each version's against
+    gold (`study_agreement`'s `stored_inter_annotator` and `stored_gold_scores`)."""
+
+    inter_annotator: StoredInterAnnotator | None = None
+    gold_scores: StoredGoldScores | None = None
+
+
 def _known_gold_scores(stored: StoredGoldScores | None, path: Path | None,
                        signatures: Mapping[str, str], prompt_ids: list[str],
                        settings: Mapping[str, Any]) -> dict[tuple[str, str], KnownScores]:
