@@ -429,15 +429,18 @@ class _StudyFrames(NamedTuple):
 
 
 def _study_frames(db: sqlite_utils.Database, worker: Executor | None = None,
-                  signatures: dict[str, str] | None = None) -> _StudyFrames:
+                  signatures: dict[str, str] | None = None, for_models: bool = False
+                  ) -> _StudyFrames:
     """The annotations, gold and extractions frames of one snapshot, from the frame store
     (`worker`: see `stored_frames`; `signatures`: `_study_signatures`, read by the caller in
-    the snapshot it holds). Each version's rows keep the table's order, which the report's
-    resampling follows; the versions are scored apart, so their order is free."""
+    the snapshot it holds; `for_models`: for the model rows alone, `_model_frames`). Each
+    version's rows keep the table's order, which the report's resampling follows; the
+    versions are scored apart, so their order is free."""
     with snapshot(db):
         signatures = signatures or _study_signatures(db)
         prompts = _prompts_of(signatures)
-        found = stored_frames(db, list(signatures), signatures, worker)
+        found = (_model_frames(db, list(signatures), signatures) if for_models
+                 else stored_frames(db, list(signatures), signatures, worker))
         parts = [found[f"extractions:{p}"] for p in prompts]
         extractions = pd.concat(parts, ignore_index=True) if parts else extractions_frame(db)
     return _StudyFrames(found["annotations"], found["gold"], extractions, signatures)
@@ -521,6 +524,16 @@ def _inter_annotator_part(path: str, signature: str, levels: tuple[int, ...], n_
     return agreement_report(annotations, level_maps={lv: tree.level_map(lv) for lv in levels},
                             levels=levels, n_boot=n_boot, top_k=top_k, seed=seed,
                             **(figures or {}))
+
+
+def _ready_to_score(levels: tuple[int, ...]) -> None:
+    """A spawned worker's first task: the taxonomy's level maps made (its imports done by
+    now), so that it scores as soon as its frames are read."""
+    from annotator.taxonomy import load_taxonomy
+
+    tree = load_taxonomy()
+    for level in levels:
+        tree.level_map(level)
 
 
 def _versions_scored(annotations: pd.DataFrame, gold: pd.DataFrame, parts: list[pd.DataFrame],
@@ -682,6 +695,8 @@ def study_agreement(
     # spawn, not fork: the caller may hold threads (a progress bar's) and their locks
     with (ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) if large
           else nullcontext()) as worker:
+        if worker is not None:  # started now: its imports and taxonomy while this one reads
+            worker.submit(_ready_to_score, levels)
         with snapshot(db):  # the signatures, the figures stored for them, the frames: one read
             signatures = _study_signatures(db)
             known = _known_gold_scores(stored_gold_scores, path, signatures, prompt_ids,
@@ -697,8 +712,8 @@ def study_agreement(
             if halves:
                 models, left_out = _models_in_halves(db, worker, signatures, halves, few_shot,
                                                      settings)
-            else:
-                study = _study_frames(db, worker, signatures)
+            else:  # with the annotators' figures stored, the frames serve the model rows alone
+                study = _study_frames(db, worker, signatures, for_models=bool(stored_part))
         if halves:
             annotators = stored_part
         else:

@@ -43,6 +43,7 @@ from annotator.measure.value_sets import (
     _csr,
     _ranges,
     map_level,
+    sorted_sets,
 )
 
 # --------------------------------------------------------------------------- model vs human
@@ -452,13 +453,8 @@ def encode_sets(frame: pd.DataFrame | LastRows, label: str, vocab: Vocabulary) -
     if present is not None and not present.all():
         units = units[present]
         unit_codes = None if unit_codes is None else unit_codes[present]
-    # sort and de-duplicate each set: one unique over (row, code) keys
-    n_codes = max(len(vocab.codes), 1)
-    key = np.unique(np.repeat(np.arange(lengths.size, dtype=np.int64), lengths) * n_codes
-                    + codes)
-    row, codes = key // n_codes, key % n_codes
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=lengths.size))])
-    return SetColumn(units, indptr.astype(np.int64), codes.astype(np.int64), unit_codes)
+    indptr, codes = sorted_sets(lengths, codes, max(len(vocab.codes), 1))
+    return SetColumn(units, indptr, codes, unit_codes)
 
 
 def _python_cells(column: pd.Series) -> list[Any]:
@@ -488,8 +484,7 @@ def _arrow_coded(column: pd.Series, vocab: Vocabulary
         if not pa.types.is_dictionary(names.type):
             names = names.dictionary_encode()
         index = names.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-        distinct, first = np.unique(index, return_index=True)
-        in_order = distinct[np.argsort(first, kind="stable")]
+        in_order = pd.unique(index)  # in order of first appearance
         mapping = np.zeros(len(names.dictionary), dtype=np.int64)
         mapping[in_order] = [vocab.codes.setdefault(name, len(vocab.codes))
                              for name in names.dictionary.take(pa.array(in_order)).to_pylist()]

@@ -141,20 +141,30 @@ def _csr(
     units: np.ndarray,
     raters: np.ndarray,
 ) -> SetRatings:
-    n = unit.size
-    v = max(int(vocab.size), 1)
-    # np.unique(rating * v + code), with no copy it does not need: at paper scale each copy
-    # of these arrays is fresh memory, and the model rows make dozens of them. The keys are
-    # 32-bit when every one fits (below n * v): sorted in about half the time.
-    key = np.multiply(rating_of, v, dtype=np.int32 if n * v < 2**31 else np.int64)
-    key += codes
-    key.sort()
-    distinct = np.empty(key.size, dtype=bool)
-    distinct[:1] = True
-    np.not_equal(key[1:], key[:-1], out=distinct[1:])
-    rating, ids = np.divmod(key[distinct], v)
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rating, minlength=n))]).astype(np.int64)
-    return SetRatings(unit, indptr, ids.astype(np.int64, copy=False), vocab, units, raters)
+    """The ratings' sets, each code sorted and distinct within its rating. `rating_of`: each
+    code's rating."""
+    if rating_of.size > 1 and bool((rating_of[1:] < rating_of[:-1]).any()):  # not in order
+        order = np.argsort(rating_of, kind="stable")
+        rating_of, codes = rating_of[order], codes[order]
+    indptr, ids = sorted_sets(np.bincount(rating_of, minlength=unit.size), codes,
+                              max(int(vocab.size), 1))
+    return SetRatings(unit, indptr, ids, vocab, units, raters)
+
+
+def sorted_sets(lengths: np.ndarray, codes: np.ndarray, width: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Sets given as each one's length and their codes (below `width`) one set after
+    another, as CSR (indptr, codes) with each set's codes sorted and distinct. Each set's few
+    codes are sorted and merged by scipy, row by row in C++ (`sum_duplicates`): a third of the
+    time of sorting every (set, code) key at once, which took a fifth of the model rows' time
+    at 300,000 conversations (each pair mapped to each taxonomy level)."""
+    indptr = np.zeros(lengths.size + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    sets = sparse.csr_matrix((np.ones(codes.size, dtype=np.int32), codes, indptr),
+                             shape=(lengths.size, width))
+    sets.sum_duplicates()
+    return (sets.indptr.astype(np.int64, copy=False),
+            sets.indices.astype(np.int64, copy=False))
 
 
 def map_level(ratings: SetRatings, level_map: Mapping[str, str] | None) -> SetRatings:
