@@ -17,7 +17,12 @@ Unit tests on generated data (no fakes: the real statistics code and real SQLite
 - response types and value sets coded once per frame (shared unit codes) against merging the
   two frames of each pair;
 - the inter-annotator figures taken from a report computed with more of them (the app's stored
-  summary) against computing them with the settings asked for.
+  summary) against computing them with the settings asked for;
+- value sets of name lists left in Arrow (the frame store's dictionary, chunk by chunk)
+  against the same cells as tuples, and frames read either way scored alike;
+- a version's scores against gold taken as known (the app's stored summary, read back)
+  against computing them, and only where they apply (one model, every level asked for);
+- each set's codes sorted and merged per set (scipy) against Python's `sorted(set(...))`.
 """
 
 from __future__ import annotations
@@ -618,3 +623,30 @@ def test_known_scores_are_taken_for_a_version_of_one_model_and_equal_those_compu
     assert short.model_dump_json() == computed.model_dump_json()
     assert score_counts.known_scores(metrics, confusion.iloc[:-1], "gold") is None
     assert score_counts.known_scores(metrics, confusion, "annotator x") is None
+
+
+def test_sets_sorted_per_set_equal_python_sets() -> None:
+    """`sorted_sets` (each set's codes sorted and merged by scipy) and `_csr` (ratings given
+    in any order) give each set's distinct codes in order, as Python's `sorted(set(...))`:
+    empty sets and repeated codes included."""
+    from annotator.measure.value_sets import _csr, sorted_sets
+
+    rng = np.random.default_rng(12)
+    for width in (1, 7, 3_000):
+        lengths = rng.integers(0, 7, 2_000)
+        codes = rng.integers(0, width, int(lengths.sum()))
+        indptr, got = sorted_sets(lengths, codes, width)
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        want = [sorted(set(codes[a:b].tolist())) for a, b in zip(bounds[:-1], bounds[1:],
+                                                                    strict=True)]
+        assert [got[a:b].tolist() for a, b in zip(indptr[:-1], indptr[1:], strict=True)] == want
+        assert indptr.dtype == got.dtype == np.int64
+        rating_of = np.repeat(np.arange(lengths.size), lengths)
+        order = rng.permutation(rating_of.size)  # codes listed in no rating order
+        ratings = _csr(np.arange(lengths.size), rating_of[order], codes[order],
+                       np.arange(width).astype(object), np.arange(lengths.size).astype(object),
+                       np.array(["a"] * lengths.size, dtype=object))
+        assert [ratings.indices[a:b].tolist() for a, b in zip(
+            ratings.indptr[:-1], ratings.indptr[1:], strict=True)] == want
+    indptr, got = sorted_sets(np.zeros(0, np.int64), np.zeros(0, np.int64), 1)
+    assert indptr.tolist() == [0] and got.size == 0
