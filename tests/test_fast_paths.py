@@ -650,3 +650,25 @@ def test_sets_sorted_per_set_equal_python_sets() -> None:
             ratings.indptr[:-1], ratings.indptr[1:], strict=True)] == want
     indptr, got = sorted_sets(np.zeros(0, np.int64), np.zeros(0, np.int64), 1)
     assert indptr.tolist() == [0] and got.size == 0
+
+
+def test_micro_intervals_drawn_once_equal_one_draw_per_score() -> None:
+    """The micro precision, recall and F1 intervals, their resamples drawn once and each
+    scored for all three, equal drawing them again for each score as before, to the bit."""
+    from annotator.measure.coefficients import _distinct_rows
+    from annotator.measure.intervals import _boot_patterns, _with_interval
+
+    annotations, gold, ext = _study_frames(seed=9, n=800)
+    for field in ("ai_values", "human_values"):
+        leaf = model_scores._model_ref_ratings(ext.loc[ext["prompt_id"] == "p1"], gold, field)
+        scores = model_scores._value_scores(leaf, 60, 4, 1e8)
+        c = model_scores.set_counts(leaf)
+        pats, pw = _distinct_rows(np.stack([c.tp, c.fp, c.fn], 1).astype(np.int64))
+        for name in ("precision", "recall", "f1"):
+            def one(w: np.ndarray, name: str = name, pats: np.ndarray = pats) -> float:
+                return model_scores.micro_scores(pats[:, 0], pats[:, 1], pats[:, 2], w)[name]
+            point = model_scores.value_point_scores(pats, pw, *model_scores.value_sums(c))
+            want = _with_interval(point[f"micro_{name}"],
+                                  _boot_patterns(pw.astype(float), one, 60, 4))
+            assert scores[f"micro_{name}"].model_dump_json() == want.model_dump_json()
+            assert want.low is not None or field == "human_values"  # gold names none

@@ -611,7 +611,8 @@ def _known_rows(report: AgreementReport, known: KnownScores, scope: str,
     """Add one pair's rows and confusion table from `known`, in the order `_model_rows`
     computes them; False (nothing added) when it lacks a figure that would be computed."""
     rows: list[AgreementRow] = []
-    if RESPONSE_TYPE in model.columns and RESPONSE_TYPE in reference.columns:
+    typed = RESPONSE_TYPE in model.columns and RESPONSE_TYPE in reference.columns
+    if typed:
         types = known.stats.get((RESPONSE_TYPE, None), {})
         if not {"accuracy", "cohen_kappa"} <= set(types):
             return False
@@ -626,7 +627,7 @@ def _known_rows(report: AgreementReport, known: KnownScores, scope: str,
                 return False
             rows += [_row(scope, metric, field, stat, lv, **where)
                      for metric, stat in stats.items()]
-    if RESPONSE_TYPE in model.columns and RESPONSE_TYPE in reference.columns:
+    if typed:
         report.confusion.append(ConfusionMatrix(scope=scope, labels=list(RESPONSE_TYPE_LABELS),
                                                 counts=known.confusion))
     report.rows += rows
@@ -682,7 +683,7 @@ def _model_rows(
                 types[who] = last_labels(rows(who, frame), RESPONSE_TYPE, RESPONSE_TYPE_LABELS)
             return types[who]
 
-        one_model = _versions_of_one_model(ext)
+        one_model = _versions_of_one_model(ext) if known_scores else set()
         for key, group in ext.groupby(keys, sort=True):
             key = key if isinstance(key, tuple) else (key,)
             if str(key[0]) not in pids:

@@ -468,7 +468,7 @@ class StoredGoldScores(NamedTuple):
     summary: `precompute.STORED_GOLD_SCORES`): `read(path, prompt id, signatures)` gives them
     as computed from the version's extractions and gold at these signatures (None: not
     stored), with `settings`: the resamples, seed and taxonomy levels they were computed with.
-    A module-level function: it is read in this process alone."""
+    `read` runs in the first process alone: what it reads goes to the second one as data."""
 
     read: Callable[[Path, str, Mapping[str, str]], KnownScores | None]
     settings: Mapping[str, Any]

@@ -28,6 +28,7 @@ from annotator.measure.coefficients import (
 )
 from annotator.measure.intervals import (
     _boot_patterns,
+    _pattern_draws,
     _with_interval,
 )
 from annotator.measure.shapes import (
@@ -576,13 +577,14 @@ def _value_scores(r: SetRatings, n_boot: int, seed: int, boot_budget: float) -> 
     out = value_point_scores(pats, pw, *value_sums(c))
     if n_boot <= 0:
         return out
-    # micro scores: a unit enters through (tp, fp, fn) only -> pattern bootstrap.
+    # micro scores: a unit enters through (tp, fp, fn) only -> pattern bootstrap. The three
+    # see the same resamples (one seed): drawn and scored once for all three.
     w = pw.astype(float)
+    micro = [micro_scores(pats[:, 0], pats[:, 1], pats[:, 2], d.astype(float))
+             for d in _pattern_draws(w, n_boot, seed)]
     for name in ("precision", "recall", "f1"):
-        def micro(w: np.ndarray, name: str = name) -> float:
-            return micro_scores(pats[:, 0], pats[:, 1], pats[:, 2], w)[name]
         out[f"micro_{name}"] = _with_interval(out[f"micro_{name}"],
-                                              _boot_patterns(w, micro, n_boot, seed))
+                                              np.array([m[name] for m in micro]))
     jp, jinv = np.unique(jaccard_index(pats[:, 0], pats[:, 1], pats[:, 2]), return_inverse=True)
     jw = np.bincount(jinv.ravel(), weights=w, minlength=jp.size)
     out["mean_jaccard"] = _with_interval(
