@@ -11,9 +11,9 @@ their table is unchanged (`stored_frames`, `frame_store`): building one parses e
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from sys import intern
 from typing import Any, NamedTuple
@@ -526,6 +526,21 @@ def _inter_annotator_part(path: str, signature: str, levels: tuple[int, ...], n_
                             **(figures or {}))
 
 
+@contextmanager
+def _second_process(wanted: bool) -> Iterator[ProcessPoolExecutor | None]:
+    """`study_agreement`'s second process (spawn, not fork: the caller may hold threads, a
+    progress bar's, and their locks), or None. Left without waiting for it to exit: it frees
+    its frames (most of a GB at 300,000 conversations) while this process writes the report."""
+    if not wanted:
+        yield None
+        return
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _ready_to_score(levels: tuple[int, ...]) -> None:
     """A spawned worker's first task: the taxonomy's level maps made (its imports done by
     now), so that it scores as soon as its frames are read."""
@@ -692,13 +707,12 @@ def study_agreement(
     requested = {"levels": levels, "n_boot": n_boot, "top_k": top_k, "seed": seed,
                  **{k: v for k, v in (figures or {}).items() if k != "per_annotator"}}
     few_shot = few_shot_map(db)
-    # spawn, not fork: the caller may hold threads (a progress bar's) and their locks
-    with (ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) if large
-          else nullcontext()) as worker:
+    with _second_process(large) as worker:
         if worker is not None:  # started now: its imports and taxonomy while this one reads
             worker.submit(_ready_to_score, levels)
         with snapshot(db):  # the signatures, the figures stored for them, the frames: one read
             signatures = _study_signatures(db)
+            set_aside = set_aside_count(db)
             known = _known_gold_scores(stored_gold_scores, path, signatures, prompt_ids,
                                        settings)
             if known:
@@ -745,7 +759,7 @@ def study_agreement(
                 annotators = agreement_report(annotations, level_maps=maps, **settings)
         report = joined(annotators, models)
     report.settings["few_shot_left_out"] = left_out
-    report.settings["set_aside_edited_by_other"] = set_aside_count(db)
+    report.settings["set_aside_edited_by_other"] = set_aside
     report.settings["set_aside_why"] = SET_ASIDE_WHY
     return report
 
