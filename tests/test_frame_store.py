@@ -271,6 +271,23 @@ def test_damaged_linked_or_unwritable_stores_fall_back_to_the_study(study: Path,
         pd.testing.assert_frame_equal(got, want)
 
 
+def test_a_stored_frame_whose_names_are_not_lists_of_names_is_not_read(tmp_path: Path) -> None:
+    """A frame file whose column said to hold names holds something else (another version's
+    layout, a planted file) reads as not stored, as tuples and as Arrow lists alike: the
+    frame is built again, never its characters taken for names."""
+    import pyarrow as pa
+
+    frame = pd.DataFrame({"conversation_id": ["c1", "c2"], "ai_values": [("care",), ()]})
+    table = frame_store.to_arrow(frame)
+    path = tmp_path / "study.db"
+    frame_store.store_table(path, "gold", "sig", table)
+    assert frame_store.read_frame(path, "gold", "sig", arrow_lists=True) is not None
+    strings = table.set_column(1, "ai_values", pa.array(["care", ""], pa.large_string()))
+    frame_store.store_table(path, "gold", "sig", strings)
+    for lists in (False, True):
+        assert frame_store.read_frame(path, "gold", "sig", arrow_lists=lists) is None
+
+
 def test_agreement_from_stored_frames_equals_frames_built_in_memory(study: Path) -> None:
     db = open_db(study)
     direct = frames.agreement_report(

@@ -293,7 +293,7 @@ def _kind_of(column: pa.ChunkedArray) -> str | None:
     kind = column.type
     if column.null_count == len(column) and not pa.types.is_large_list(kind):
         return "objects"  # None alone (or no rows): a column of Python objects
-    if pa.types.is_large_list(kind) and pa.types.is_dictionary(kind.value_type):
+    if _names_type(kind):
         return "names"
     if pa.types.is_boolean(kind):
         return "objects" if column.null_count else "bool"  # None beside booleans: objects
@@ -506,6 +506,13 @@ def to_arrow(frame: pd.DataFrame) -> pa.Table:
     return table.replace_schema_metadata({_KIND: json.dumps(kinds).encode()})
 
 
+def _names_type(kind: pa.DataType) -> bool:
+    """Whether a column is what `_name_tuples_to_arrow` stores: lists of dictionary-coded
+    strings."""
+    return (pa.types.is_large_list(kind) and pa.types.is_dictionary(kind.value_type)
+            and pa.types.is_string(kind.value_type.value_type))
+
+
 def _from_arrow(table: pa.Table, only: Sequence[str] | None = None, arrow_lists: bool = False
                 ) -> pd.DataFrame:
     kinds = json.loads(table.schema.metadata[_KIND])
@@ -514,6 +521,8 @@ def _from_arrow(table: pa.Table, only: Sequence[str] | None = None, arrow_lists:
     columns: dict[str, object] = {}
     for name, kind in kinds.items():
         column = table.column(name)
+        if kind == "names" and not _names_type(column.type):
+            raise ValueError(f"column {name} does not hold lists of names")  # rebuilt
         if kind == "names" and arrow_lists:
             columns[name] = pd.Series(pd.arrays.ArrowExtensionArray(column))
         elif kind == "names":
