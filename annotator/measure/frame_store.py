@@ -324,17 +324,7 @@ def read_frame_part(path: str | Path, table: str, signature: str,
     both; None when it is not stored (or damaged). A summary made from a change reads what it
     needs of the frame without making Python objects of every row's names (0.6 s for the
     annotations at 300,000 conversations)."""
-    arrow = _read_arrow(_file(path, table, signature))
-    if arrow is None:
-        return None
-    try:
-        if conversations is not None:
-            ids = arrow.column("conversation_id")
-            arrow = arrow.filter(pc.is_in(ids, value_set=pa.array(list(conversations),
-                                                                  ids.type)))
-        return _from_arrow(arrow, columns)
-    except (ValueError, KeyError, TypeError, pa.ArrowException):
-        return None  # of a shape this version does not read: read whole instead
+    return _read(_file(path, table, signature), conversations=conversations, columns=columns)
 
 
 def store_table(path: str | Path, table: str, signature: str, arrow: pa.Table) -> None:
@@ -415,12 +405,21 @@ def has_frame(path: str | Path, table: str, signature: str) -> bool:
     return _file(path, table, signature).is_file()
 
 
-def _read(file: Path, arrow_lists: bool = False) -> pd.DataFrame | None:
+def _read(file: Path, arrow_lists: bool = False, conversations: Sequence[str] | None = None,
+          columns: Sequence[str] | None = None) -> pd.DataFrame | None:
+    """A stored frame, or its rows of these `conversations` and these `columns` (`read_frame`,
+    `read_frame_part`); None when it is not stored or not of a shape this version reads."""
     table = _read_arrow(file)
+    if table is None:
+        return None
     try:
-        return None if table is None else _from_arrow(table, arrow_lists=arrow_lists)
-    except (ValueError, KeyError, pa.ArrowException):
-        return None  # of a shape this version does not read: rebuilt
+        if conversations is not None:
+            ids = table.column("conversation_id")
+            table = table.filter(pc.is_in(ids, value_set=pa.array(list(conversations),
+                                                                  ids.type)))
+        return _from_arrow(table, columns, arrow_lists)
+    except (ValueError, KeyError, TypeError, pa.ArrowException):
+        return None  # of a shape this version does not read: rebuilt, or read whole
 
 
 def _read_arrow(file: Path) -> pa.Table | None:

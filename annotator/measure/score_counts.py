@@ -152,26 +152,31 @@ def confusion_rows(reference: str, table: np.ndarray) -> list[dict[str, Any]]:
             for j, model_label in enumerate(RESPONSE_TYPE_LABELS)]
 
 
+def _confusion_table(cells: pd.DataFrame | None) -> np.ndarray:
+    """A (reference, model) table of response types from `confusion_rows`' rows (None: no
+    rows, zeros); a label off the scale raises KeyError."""
+    position = {label: i for i, label in enumerate(RESPONSE_TYPE_LABELS)}
+    table = np.zeros((len(position), len(position)), dtype=np.int64)
+    if cells is not None:
+        table[[position[t] for t in cells["reference_type"]],
+              [position[t] for t in cells["model_type"]]] = cells["count"].to_numpy()
+    return table
+
+
 def scores_of_counts(counts: ScoreCounts, references: Sequence[str]
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The metrics rows (`summaries`' layout) and the confusion rows of each reference, in
     order: what `summaries._reference_scores` gives without resamples."""
     metrics: list[dict[str, Any]] = []
     confusion: list[dict[str, Any]] = []
-    n_types = len(RESPONSE_TYPE_LABELS)
     cells = counts.confusion.groupby("reference", sort=False)
     shared = dict(zip(counts.shared["reference"], counts.shared["n"], strict=True))
     patterns = {key: group for key, group in counts.patterns.groupby(
         ["reference", "field", "level"], sort=False)}
     values = {key: group for key, group in counts.values.groupby(
         ["reference", "field", "level"], sort=False)}
-    position = {label: i for i, label in enumerate(RESPONSE_TYPE_LABELS)}
     for ref in references:
-        table = np.zeros((n_types, n_types), dtype=np.int64)
-        if ref in cells.groups:
-            group = cells.get_group(ref)
-            table[group["reference_type"].map(position).to_numpy(),
-                  group["model_type"].map(position).to_numpy()] = group["count"].to_numpy()
+        table = _confusion_table(cells.get_group(ref) if ref in cells.groups else None)
         if shared.get(ref, 0):
             acc = _table_stat(table, accuracy_from_table, 0, 0)
             kappa = _table_stat(table, kappa_from_table, 0, 0)
@@ -219,11 +224,7 @@ def known_scores(metrics: pd.DataFrame, confusion: pd.DataFrame, reference: str
     cells = confusion.loc[confusion["reference"] == reference]
     if not len(rows) or len(cells) != len(RESPONSE_TYPE_LABELS) ** 2:
         return None
-    position = {label: i for i, label in enumerate(RESPONSE_TYPE_LABELS)}
-    table = [[0] * len(position) for _ in position]
-    for ref_type, model_type, count in zip(cells["reference_type"], cells["model_type"],
-                                           cells["count"], strict=True):
-        table[position[ref_type]][position[model_type]] = int(count)
+    table = _confusion_table(cells).tolist()
     stats: dict[tuple[str, int | None], dict[str, Stat]] = {}
     for metric, fld, level, value, low, high, n_units, note in zip(
             *(rows[c].tolist() for c in METRIC_COLUMNS[1:]), strict=True):
