@@ -26,6 +26,10 @@ DAMAGES = {
     "labels not JSON": ("annotations", "labels", "{not json", True),
     "labels a list": ("annotations", "labels", "[1, 2]", True),
     "values a number": ("annotations", "labels", '{"ai_values": 5}', True),
+    # read whole, a text would be its characters and an object its keys: values no one gave
+    "values a text": ("annotations", "labels", '{"ai_values": "Honesty"}', True),
+    "gold values an object": ("gold", "ai_values", '{"Honesty": 1}', True),
+    "extraction values a text": ("extractions", "ai_values", '"Honesty"', True),
     "a value without its name": ("gold", "ai_values", '[{"node": 1}]', True),
     "a response type the models refuse": ("gold", "response_type", "bogus", False),
     "extraction values not JSON": ("extractions", "ai_values", "\u001b[31mred", True),

@@ -126,8 +126,16 @@ def prompt_names(db: sqlite_utils.Database) -> dict[str, str]:
     return names
 
 
+def _listed(values: Any) -> list[Any]:
+    """Stored values, which must be a list: a text would show as its characters and an
+    object as its keys, values no one gave (refused, as the models refuse them)."""
+    if not isinstance(values, list):
+        raise TypeError(f"value names are a list, not {type(values).__name__}")
+    return values
+
+
 def _values(raw: str | None) -> list[dict[str, Any]]:
-    return [v if isinstance(v, dict) else {"name": str(v)} for v in loads(raw, [])]
+    return [v if isinstance(v, dict) else {"name": str(v)} for v in _listed(loads(raw, []))]
 
 
 def _proposal(row: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
@@ -159,8 +167,8 @@ def _annotation(row: dict[str, Any]) -> dict[str, Any]:
         "subjective": labels.get("subjective"),
         "task": labels.get("task"),
         "task_description": labels.get("task_description"),
-        "ai_values": labels.get("ai_values") or [],
-        "human_values": labels.get("human_values") or [],
+        "ai_values": _listed(labels.get("ai_values") or []),
+        "human_values": _listed(labels.get("human_values") or []),
         "notes": labels.get("notes"),
         "missing": loads(row.get("missing"), []),
         "cancelled": bool(row["cancelled"]),

@@ -148,6 +148,9 @@ def _names(values: list[Any]) -> tuple[str, ...]:
     string object per name (not one per mention) keeps a frame several times smaller."""
     if not values:
         return ()
+    if type(values) is not list:  # a text or an object would be read as its characters or
+        # keys, values no one gave: refused, as the models refuse it (`UNREADABLE_ROW`)
+        raise TypeError(f"value names are a list, not {type(values).__name__}")
     return tuple([intern(v["name"]) if type(v) is dict else intern(str(v)) for v in values])
 
 
