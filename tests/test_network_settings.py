@@ -13,6 +13,7 @@ import stat
 import pytest
 
 from annotator.app import server as app_server
+from annotator.errors import AnnotatorError
 from annotator.review import server
 
 
@@ -74,6 +75,28 @@ def test_the_app_password_is_made_once_kept_private_and_overridable(tmp_path, mo
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     monkeypatch.setenv("ANNOTATOR_APP_PASSWORD", "chosen-by-the-lead")
     assert app_server.app_password(db) == "chosen-by-the-lead"
+
+
+def test_the_app_address_given_once_is_kept_for_the_next_start(tmp_path):
+    """Unit (no server): what `annotator app` listens on without flags is what it was last
+    given; each flag alone changes only itself; the file is private; an address this machine
+    cannot listen on is refused and not kept; a damaged file is a one-line error."""
+    db = tmp_path / "study" / "annotator.db"
+    assert app_server.app_address(db) == app_server.AppAddress("127.0.0.1", 8501)
+    assert not (server.server_dir(db) / app_server.ADDRESS_FILE).exists()  # nothing to keep
+    assert app_server.app_address(db, "0.0.0.0", 8619) == app_server.AppAddress("0.0.0.0", 8619)
+    assert app_server.app_address(db) == app_server.AppAddress("0.0.0.0", 8619)  # a restart
+    assert app_server.app_address(db, port=8620) == app_server.AppAddress("0.0.0.0", 8620)
+    assert app_server.app_address(db, "127.0.0.1") == app_server.AppAddress("127.0.0.1", 8620)
+    path = server.server_dir(db) / app_server.ADDRESS_FILE
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with pytest.raises(server.LabelStudioError, match="cannot listen there"):
+        app_server.app_address(db, "192.0.2.123")  # TEST-NET-1: no machine's own address
+    assert app_server.app_address(db) == app_server.AppAddress("127.0.0.1", 8620)
+    path.write_text('{"address": "127.0.0.1", "port": "\u001b[31m"}')
+    with pytest.raises(AnnotatorError, match="unreadable") as refused:
+        app_server.app_address(db)
+    assert "\x1b" not in str(refused.value) and "\n" not in str(refused.value)
 
 
 def test_start_with_host_makes_label_studio_listen_there_and_remembers_it(tmp_path):

@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -219,6 +220,20 @@ def test_the_app_beyond_loopback_asks_for_its_password_and_stop_stops_it(team, t
         proc.wait(timeout=20)
         assert not _healthy(url)
         assert not any(_answers(r["url"]) for r in team["reviewers"].values())
+        # started again without --host and --port: the same URL and password, a reviewer's
+        # bookmark still good; closing its terminal (SIGHUP) stops it
+        proc = subprocess.Popen([*ANNOTATOR, "app", "--db", str(team["db"]), "--no-browser"],
+                                stdout=subprocess.PIPE, stderr=log, text=True, env=_env(),
+                                start_new_session=True)
+        assert proc.stdout.readline().strip() == f"App: {url} (password: {password})"
+        deadline = time.monotonic() + 90
+        while not _healthy(url) and time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "app.log").read_text()
+            time.sleep(0.3)
+        assert _healthy(url)
+        os.killpg(proc.pid, signal.SIGHUP)
+        proc.wait(timeout=20)
+        assert not _healthy(url)
     finally:
         if proc.poll() is None:
             proc.kill()

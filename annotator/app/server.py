@@ -9,9 +9,11 @@ visitor's page runs, and at paper scale that import (pandas, Altair, the agreeme
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import secrets
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from annotator import config
@@ -20,6 +22,8 @@ from annotator.private_files import read_private, write_private
 from annotator.review import demo_serve, server
 
 PASSWORD_FILE = "app-password"
+ADDRESS_FILE = "app-address.json"
+DEFAULT_PORT = 8501
 
 
 def app_script() -> Path:
@@ -48,25 +52,64 @@ def app_password(db: Path) -> str:
     return password
 
 
+@dataclass(frozen=True)
+class AppAddress:
+    """Where a study's app listens."""
+
+    address: str = server.LOOPBACK
+    port: int = DEFAULT_PORT
+
+
+def app_address(db: Path, address: str | None = None, port: int | None = None) -> AppAddress:
+    """Where the study's app listens: `address` and `port` where given, and kept (0600, beside
+    the study's servers) for the next start; where not given, those the last start was given;
+    else 127.0.0.1:8501. A reviewer's bookmark then survives a restart of `annotator app`
+    without its flags, as Label Studio's `start --host` does."""
+    path = server.server_dir(db) / ADDRESS_FILE
+    kept = _kept_address(path)
+    chosen = AppAddress(address or kept.address, port if port is not None else kept.port)
+    server.check_host(chosen.address)  # an address this machine no longer has: said now
+    if chosen != kept:
+        write_private(path, json.dumps(asdict(chosen), indent=2) + "\n", "app address")
+    return chosen
+
+
+def _kept_address(path: Path) -> AppAddress:
+    text = read_private(path, "app address")
+    if text is None:
+        return AppAddress()
+    try:
+        data = json.loads(text)
+        kept = AppAddress(str(data["address"]), int(data["port"]))
+        if not 0 < kept.port < 65536:
+            raise ValueError(f"port {kept.port}")
+    except (ValueError, TypeError, KeyError) as exc:
+        raise AnnotatorError(f"{path} is unreadable ({type(exc).__name__}): remove it, or "
+                             "start again with --address and --port") from None
+    return kept
+
+
 def serve_app(
-    db: Path, port: int, address: str = server.LOOPBACK, open_browser: bool = True,
+    db: Path, port: int | None = None, address: str | None = None, open_browser: bool = True,
     gold_dir: Path | None = None, on_start: Callable[[str, str | None], None] | None = None,
 ) -> None:
     """Serve the app on `address`:`port` for the study `db`, until interrupted; its Gold page
-    writes gold files to `gold_dir` (default: `gold/` beside the study).
+    writes gold files to `gold_dir` (default: `gold/` beside the study). Not given, the
+    address and port are those the study's last start was given (`app_address`).
 
     The app shows every reviewer's labels: beyond loopback it asks for the study's password
     (`app_password`) before it shows anything. `on_start` is told the URL and the password
     (None on loopback) just before the server starts."""
     script = app_script()
     db = Path(db).resolve()
+    where = app_address(db, address, port)
+    address, port = where.address, where.port
     os.environ["ANNOTATOR_DB"] = str(db)
     if gold_dir is not None:  # the app reads both through `config`, as it would from a shell
         os.environ["ANNOTATOR_GOLD_DIR"] = str(Path(gold_dir).expanduser().resolve())
     password = None if address in server.LOOPBACK_HOSTS else app_password(db)
     if password:
         os.environ["ANNOTATOR_APP_PASSWORD"] = password
-    server.check_host(address)
     if not server.port_free(address, port):
         owner = server.port_owner(port) or "another program"
         raise AnnotatorError(f"port {port} is taken by {owner}: stop it or pass --port")

@@ -71,16 +71,23 @@ def summarize(
 @cli_errors
 def serve(
     db: DbOption = None,
-    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, show_default=False,
+                     help="Port to serve on. Default: the one the last start was given, "
+                     "else 8501."),
+    ] = None,
     address: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--host", "--address",
-            help="Address to listen on. The app shows every reviewer's labels: beyond "
-            "127.0.0.1 it asks for a password first ($ANNOTATOR_APP_PASSWORD, else one made "
-            "and kept beside the study, printed here).",
+            "--host", "--address", show_default=False,
+            help="Address to listen on. Default: the one the last start was given, else "
+            "127.0.0.1. Both are kept beside the study, so a restart without them serves at "
+            "the same URL. The app shows every reviewer's labels: beyond 127.0.0.1 it asks "
+            "for a password first ($ANNOTATOR_APP_PASSWORD, else one made and kept beside "
+            "the study, printed here).",
         ),
-    ] = "127.0.0.1",
+    ] = None,
     browser: Annotated[
         bool, typer.Option("--browser/--no-browser", help="Open a browser tab.")
     ] = True,
