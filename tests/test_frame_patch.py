@@ -314,8 +314,10 @@ def test_the_conversation_table_after_a_change_is_the_table_computed_whole(
     it and the changed conversations' rows reads back as the table computed whole (stored and
     read back the same way), and it was made so: new labels, and new gold of a few
     conversations (other labels, decided by a person, gold gone, gold new); gold changed for
-    a third of them computes it whole."""
+    a third of them, for every one, or gone from all, joins the new gold to the rows'
+    columns made from the annotations, as stored (`conversations_regolded`)."""
     made = _recorded(monkeypatch, summaries, "conversations_patched")
+    regolded = _recorded(monkeypatch, summaries, "conversations_regolded")
     gold_writes = {
         "other gold labels": ["update gold set response_type = 'reframing', "
                               "ai_values = '[\"care\", \"x\\u202e\"]', "
@@ -326,12 +328,23 @@ def test_the_conversation_table_after_a_change_is_the_table_computed_whole(
                      "response_type, subjective, decided_by, decided_at, from_annotations, "
                      "history) select distinct conversation_id, '[]', '[]', 'neutral', 1, "
                      "'Bo', 'now', '[]', '[]' from annotations"],
-        "a third of gold": ["update gold set decided_at = 'z later' where rowid % 3 = 0"],
+        "a third of gold": ["update gold set decided_at = 'z later' where rowid % 3 = 0",
+                            # gold of a conversation no one annotated: a row of gold alone
+                            "insert into gold (conversation_id, ai_values, human_values, "
+                            "response_type, subjective, decided_by, decided_at, "
+                            "from_annotations, history) values ('zz ‮ alone', '[]', "
+                            "'[]', 'neutral', 1, 'Bo', 'now', '[]', '[]')"],
+        "every gold label": ["update gold set ai_values = '[\"=1+1\", \"care\"]', "
+                             "response_type = 'neutral', decided_by = 'majority'"],
+        "all gold gone": ["delete from gold"],
     }
+    many = [gold_writes[name] for name in ("a third of gold", "every gold label",
+                                          "all gold gone")]
     writes = [*WRITES.values(), *gold_writes.values()]
     for statements, db in _after_each(study, writes, made):
-        assert made == ([] if statements == gold_writes["a third of gold"] else [True]), (
-            statements)
+        assert made == ([] if statements in many else [True]), statements
+        assert regolded == ([True] if statements in many else []), statements
+        regolded.clear()
         signatures = frame_store.table_signatures(db)
         stored = summary_cache.read_stored(study, "conversations", {}, {
             "annotations": signatures["annotations"], "gold": signatures["gold"]})

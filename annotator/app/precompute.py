@@ -314,9 +314,10 @@ def _conversations(path: str, sigs: Mapping[str, str]) -> Bundle:
     annotations and the rows whose gold changed (`summaries.gold_changed`)."""
     bundle = _after_labels_change(path, sigs)
     if bundle is None:
-        annotations, gold_frame = _frame(path, sigs, "annotations"), _frame(path, sigs, "gold")
-        bundle = (_after_gold_change(path, sigs, annotations, gold_frame)
-                  or summaries.conversations_bundle(annotations, gold_frame))
+        gold_frame = _frame(path, sigs, "gold")
+        bundle = (_after_gold_change(path, sigs, gold_frame)
+                  or summaries.conversations_bundle(_frame(path, sigs, "annotations"),
+                                                    gold_frame))
     # what it was made from: the next table after new gold checks it is made from the same
     # annotations
     bundle.meta["made_from"] = {table: sigs.get(table, "") for table in ("annotations", "gold")}
@@ -337,11 +338,12 @@ def _after_labels_change(path: str, sigs: Mapping[str, str]) -> Bundle | None:
         *before.tables, changed, change[1], gold_rows)
 
 
-def _after_gold_change(path: str, sigs: Mapping[str, str], annotations: pd.DataFrame,
-                       gold_frame: pd.DataFrame) -> Bundle | None:
+def _after_gold_change(path: str, sigs: Mapping[str, str], gold_frame: pd.DataFrame
+                       ) -> Bundle | None:
     """The conversation table made from the newest one stored for these annotations and
-    other gold; None when there is none, or gold changed for more than a quarter of its rows
-    (then computing it whole costs no more)."""
+    other gold: the rows whose gold changed made anew; when gold changed for more than a
+    quarter of them (`adjudicate`), gold joined anew to every row's columns made from the
+    annotations (`summaries.conversations_regolded`). None when there is no such table."""
     summary = conversations()
     found = summary_cache.latest_stored_table(path, summary.name, summary.params,
                                               "conversations")
@@ -354,11 +356,12 @@ def _after_gold_change(path: str, sigs: Mapping[str, str], annotations: pd.DataF
         return None
     try:
         changed = summaries.gold_changed(table, gold_frame)
+        if len(changed) > MAX_CHANGED_SHARE * max(table.num_rows, 1):
+            return summaries.conversations_regolded(table, gold_frame)
     except (KeyError, ValueError, TypeError, pa.ArrowException):  # damaged: computed whole
         return None
-    if len(changed) > MAX_CHANGED_SHARE * max(table.num_rows, 1):
-        return None
-    return summaries.conversations_patched(table, changed, annotations, gold_frame)
+    return summaries.conversations_patched(table, changed, _frame(path, sigs, "annotations"),
+                                           gold_frame)
 
 
 def frequencies(table: str) -> Summary:

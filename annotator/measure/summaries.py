@@ -363,6 +363,42 @@ def conversations_bundle(annotations: pd.DataFrame, gold: pd.DataFrame) -> Bundl
     ).nunique() if len(ids) else pd.Series(dtype=int)
     per["values_split"] = distinct_sets.to_numpy() > 1 if len(ids) else np.zeros(0, bool)
     per["types_differ"] = [len(set(t)) > 1 for t in per["annotator_types"].tolist()]
+    return _with_gold(per, gold, maps)
+
+
+# The conversation table's columns made from the annotations alone (`conversations_bundle`'s
+# `per`), in its order: what a change of gold leaves as it was.
+ANNOTATION_PART = ("conversation_id", "n_annotations", "annotator_types", "annotator_values",
+                   "rt_split", "values_split", "types_differ")
+
+
+def conversations_regolded(before: pa.Table, gold: pd.DataFrame) -> Bundle | None:
+    """`conversations_bundle` after new gold of many conversations (`adjudicate`), from its
+    table stored for the same annotations (`before`, as stored): the columns made from the
+    annotations are kept, and gold is joined to them anew. None when no row has annotations
+    (computing it whole then costs nothing)."""
+    annotated = before.select(ANNOTATION_PART)
+    with_annotations = pc.greater(annotated["n_annotations"], 0)
+    if not pc.all(with_annotations).as_py():  # rows of gold alone: the lists' copy is paid
+        annotated = annotated.filter(with_annotations)  # only then
+    if not annotated.num_rows:
+        return None
+    columns = annotated.to_pydict()
+    per = pd.DataFrame({
+        "conversation_id": np.asarray(columns["conversation_id"], dtype=object),
+        "n_annotations": np.asarray(columns["n_annotations"], dtype=int),
+        "annotator_types": [tuple(v) for v in columns["annotator_types"]],
+        "annotator_values": [tuple(v) for v in columns["annotator_values"]],
+        **{name: np.asarray(columns[name], dtype=bool)
+           for name in ("rt_split", "values_split", "types_differ")},
+    })
+    return _with_gold(per, gold, level_maps())
+
+
+def _with_gold(per: pd.DataFrame, gold: pd.DataFrame, maps: Mapping[int, Mapping[str, str]]
+               ) -> Bundle:
+    """The conversation table: the annotations' columns (`per`, a row per annotated
+    conversation, in id order) and gold's, side by side for every conversation either has."""
     g = gold[["conversation_id", "response_type", "ai_values", "decided_by", "decided_at"]].rename(
         columns={"response_type": "gold_type", "ai_values": "gold_values"})
     table = per.merge(g, on="conversation_id", how="outer", sort=True)
@@ -604,15 +640,6 @@ def model_labels(extractions: pd.DataFrame, maps: Mapping[int, Mapping[str, str]
     })
 
 
-def _aligned_ratings(
-    model: pd.DataFrame, reference: pd.DataFrame, fld: str, ids: np.ndarray
-) -> value_sets.SetRatings:
-    """Model and reference sets of the conversations `ids` as one SetRatings, model first."""
-    m = model.set_index("conversation_id")[fld].reindex(ids)
-    r = reference.set_index("conversation_id")[fld].reindex(ids)
-    return model_scores.pair_ratings(ids, m.tolist(), r.tolist())
-
-
 def gold_outcomes(
     extractions: pd.DataFrame, gold: pd.DataFrame, maps: Mapping[int, Mapping[str, str]]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -651,7 +678,9 @@ def gold_outcomes(
                                       "precision", "recall", "f1"])
         return empty, outcomes
     tree = load_taxonomy()
-    leaf = _aligned_ratings(model, ref, "ai_values", ids)
+    # the model's and gold's sets, aligned by the merge (model first)
+    leaf = model_scores.pair_ratings(ids, both["ai_values_model"].tolist(),
+                                     both["ai_values_gold"].tolist())
     for lv in LEVELS:
         r = value_sets.map_level(leaf, maps.get(lv))
         counts = model_scores.set_counts(r)
