@@ -356,6 +356,31 @@ def test_the_conversation_table_after_a_change_is_the_table_computed_whole(
             k: want.meta[k] for k in ("n", "rt_split")}
 
 
+def test_gold_surely_changed_counts_changes_it_can_see_and_never_more_than_changed(
+        study: Path) -> None:
+    """Unit (real frames of a real study, no cache): the count read from the ids and times
+    alone is the number of conversations whose gold is new, gone or timed otherwise, and
+    never more than `gold_changed` finds comparing every column."""
+    db = open_db(study)
+    gold = frames.gold_frame(db)
+    before = pa.Table.from_pandas(summaries.conversations_bundle(
+        frames.annotations_frame(db), gold).frames["conversations"], preserve_index=False)
+    relabelled = gold.copy()
+    relabelled.loc[relabelled.index[:2], "ai_values"] = pd.Series([("=1+1",), ("x \\u202e",)],
+                                                                  index=relabelled.index[:2])
+    retimed = gold.copy()
+    retimed.loc[retimed.index[:3], "decided_at"] = ["later", None, "\u202e"]
+    new_row = gold.iloc[:1].assign(conversation_id="zz new", decided_at="now")
+    moved = pd.concat([gold.iloc[2:], new_row], ignore_index=True)
+    cases = {"unchanged": (gold, 0), "labels alone": (relabelled, 0), "retimed": (retimed, 3),
+             "two gone, one new": (moved, 3), "all gone": (gold.iloc[:0], len(gold))}
+    for name, (now, surely) in cases.items():
+        counted = summaries.gold_surely_changed(before, now)
+        assert counted == surely, name
+        assert counted <= len(summaries.gold_changed(before, now)), name
+    assert len(summaries.gold_changed(before, relabelled)) == 2
+
+
 def test_the_gold_pages_queue_after_a_change_is_the_queue_looked_at_whole(
         study: Path, monkeypatch) -> None:
     """After each kind of write (and one that changes only what an annotation left missing),

@@ -354,9 +354,12 @@ def _after_gold_change(path: str, sigs: Mapping[str, str], gold_frame: pd.DataFr
     if (made_from.get("annotations") != sigs.get("annotations", "")
             or made_from.get("gold") == sigs.get("gold", "")):
         return None
+    many = MAX_CHANGED_SHARE * max(table.num_rows, 1)
     try:
+        if summaries.gold_surely_changed(table, gold_frame) > many:  # (cheap: two columns)
+            return summaries.conversations_regolded(table, gold_frame)
         changed = summaries.gold_changed(table, gold_frame)
-        if len(changed) > MAX_CHANGED_SHARE * max(table.num_rows, 1):
+        if len(changed) > many:
             return summaries.conversations_regolded(table, gold_frame)
     except (KeyError, ValueError, TypeError, pa.ArrowException):  # damaged: computed whole
         return None
