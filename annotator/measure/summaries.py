@@ -80,22 +80,26 @@ def key_label(key: str, level: int, tree: Taxonomy | None = None) -> str:
     return node.short_name if level == 3 else node.name
 
 
-class _CategoryLookup:
-    """Top category of each value name, looked up once per distinct name."""
+class _CategoryLookup(dict[str, str | None]):
+    """Top category of each value name (None: none), looked up once per distinct name; a
+    call gives a list's categories, each once, in the order of their first value. A row's
+    names are mapped in C (`map` of the dict's lookup): a study's rows list each name many
+    times, and a Python call per name cost more than the rest of a table's column."""
 
     def __init__(self, maps: Mapping[int, Mapping[str, str]]) -> None:
+        super().__init__()
         self.maps = maps
         self.tree = load_taxonomy()
-        self.known: dict[str, str | None] = {}
 
-    def one(self, name: str) -> str | None:
-        if name not in self.known:
-            node = self.tree.get(level_key(name, 3, self.maps))
-            self.known[name] = node.short_name if node is not None and node.level == 3 else None
-        return self.known[name]
+    def __missing__(self, name: str) -> str | None:
+        node = self.tree.get(level_key(name, 3, self.maps))
+        self[name] = found = node.short_name if node is not None and node.level == 3 else None
+        return found
 
     def __call__(self, names: Sequence[str]) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(c for c in map(self.one, names) if c is not None))
+        categories = dict.fromkeys(map(self.__getitem__, names))
+        categories.pop(None, None)
+        return tuple(categories)
 
 
 # --- overview -----------------------------------------------------------------------------------
