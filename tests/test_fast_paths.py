@@ -672,3 +672,28 @@ def test_micro_intervals_drawn_once_equal_one_draw_per_score() -> None:
                                   _boot_patterns(pw.astype(float), one, 60, 4))
             assert scores[f"micro_{name}"].model_dump_json() == want.model_dump_json()
             assert want.low is not None or field == "human_values"  # gold names none
+
+
+def test_category_lookup_gives_each_category_once_in_order_of_its_first_value() -> None:
+    """`summaries._CategoryLookup` (names mapped in C) against a name-by-name reading of the
+    taxonomy: free values and hostile names have no category, a category listed twice comes
+    once, at its first value."""
+    from annotator.measure.summaries import _CategoryLookup, level_key, level_maps
+    from annotator.taxonomy import load_taxonomy
+
+    maps, tree = level_maps(), load_taxonomy()
+    leaves = [node.name for node in tree._by_level[0][:400]]
+    names = [*leaves[::37], "=HYPERLINK(\"x\")", "\u202eevil", "", *leaves[::53], leaves[0]]
+
+    def category(name: str) -> str | None:
+        node = tree.get(level_key(name, 3, maps))
+        return node.short_name if node is not None and node.level == 3 else None
+
+    lookup = _CategoryLookup(maps)
+    for row in (names, names[::-1], names[5:9], [], ["free value"], names[:1] * 3):
+        want = []
+        for name in row:
+            if (found := category(name)) is not None and found not in want:
+                want.append(found)
+        assert lookup(tuple(row)) == tuple(want), row
+    assert len(lookup(tuple(names))) > 1  # the rows reach several categories
