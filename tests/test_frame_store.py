@@ -347,18 +347,18 @@ def test_agreement_from_stored_frames_equals_frames_built_in_memory(study: Path)
 
 def test_the_annotations_frame_built_in_two_halves_is_the_frame_built_whole(study: Path) -> None:
     """Real SQLite: the annotations frame built in two parts (rowid halves, each by
-    `store_annotations_part`, as two summary workers build it) and joined by the store
+    `store_frame_part`, as two summary workers build it) and joined by the store
     (`store_joined`) reads back as the frame built whole, hostile names included; also when
     Arrow typed a column of one part as null (a half where no annotation names a task). Parts
     of different columns are refused, and nothing is stored."""
     db = open_db(study)
     signature = frame_store.table_signature(db, "annotations")
-    halves = frames.annotations_halves(db)
+    halves = frames.table_halves(db, "annotations")
     assert len(halves) == 2 and halves[0][1] == halves[1][0]
     with frame_store.parts_folder(study) as folder:
         assert folder is not None and folder.stat().st_mode & 0o777 == 0o700
         parts = [folder / f"{i}.arrow" for i in range(2)]
-        read_at = [frames.store_annotations_part(str(study), rowids, str(part))
+        read_at = [frames.store_frame_part(str(study), "annotations", rowids, str(part))
                    for rowids, part in zip(halves, parts, strict=True)]
         assert read_at == [signature, signature]
         assert frame_store.store_joined(study, "annotations", signature, parts)
@@ -374,7 +374,7 @@ def test_the_annotations_frame_built_in_two_halves_is_the_frame_built_whole(stud
     with frame_store.parts_folder(study) as folder:
         parts = [folder / f"{i}.arrow" for i in range(2)]
         for rowids, part in zip(halves, parts, strict=True):
-            frames.store_annotations_part(str(study), rowids, str(part))
+            frames.store_frame_part(str(study), "annotations", rowids, str(part))
         assert frame_store.write_part(frames.gold_frame(db), folder / "gold.arrow")
         assert not frame_store.store_joined(study, "annotations", "other",
                                             [parts[0], folder / "gold.arrow"])
@@ -382,6 +382,29 @@ def test_the_annotations_frame_built_in_two_halves_is_the_frame_built_whole(stud
         assert frame_store.store_joined(study, "annotations", signature, parts)
     pd.testing.assert_frame_equal(frame_store.read_frame(study, "annotations", signature),
                                   frames.annotations_frame(db))
+
+
+def test_the_gold_frame_built_in_two_halves_is_the_frame_built_whole(study: Path) -> None:
+    """Real SQLite: the gold frame built in two rowid halves (`store_frame_part`, as two
+    summary workers build it after `adjudicate`) and joined reads back as the frame built
+    whole, hostile names and a row with no task or time included."""
+    db = open_db(study)
+    with db.conn:
+        db.execute("update gold set ai_values = ?, task = null, decided_at = null "
+                   "where rowid = (select max(rowid) from gold)",
+                   [orjson.dumps(["=1+1", "\u202eevil", "a\x00b"]).decode()])
+    signature = frame_store.table_signature(db, "gold")
+    halves = frames.table_halves(db, "gold")
+    assert len(halves) == 2 and halves[0][1] == halves[1][0]
+    with frame_store.parts_folder(study) as folder:
+        parts = [folder / f"gold-{i}" for i in range(2)]
+        read_at = [frames.store_frame_part(str(study), "gold", rowids, str(part))
+                   for rowids, part in zip(halves, parts, strict=True)]
+        assert read_at == [signature, signature]
+        assert frame_store.store_joined(study, "gold", signature, parts)
+    joined = frame_store.read_frame(study, "gold", signature)
+    assert joined is not None and len(joined) == db["gold"].count
+    pd.testing.assert_frame_equal(joined, frames.gold_frame(db))
 
 
 def test_versions_scored_in_two_processes_leave_out_their_few_shot_examples(

@@ -18,7 +18,7 @@ from annotator.app import precompute, summary_cache
 from annotator.cli import app
 from annotator.datasets.gold import decide
 from annotator.db import open_db
-from annotator.measure import agreement, summaries
+from annotator.measure import agreement, frame_store, summaries
 from annotator.measure import frames as report
 from annotator.models import Labels
 
@@ -197,10 +197,17 @@ def test_worker_processes_store_the_same_summaries(app_study_copy, tmp_path) -> 
         result = summary_cache.get(str(path), summary.name, summary.params,
                                    summary.dep_signatures(sigs), lambda: pytest.fail("missing"), 0)
         assert result.bundle is not None
+        table = summary_cache.get(str(path), "conversations", {}, precompute.conversations(
+            ).dep_signatures(sigs), lambda: pytest.fail("missing"), 0).bundle
         if path == app_study_copy:
             first = result.bundle.frames["agreement"]
+            conversations = table.frames["conversations"]
+            # the gold frame, built in two halves by the workers, is the frame built whole
+            pd.testing.assert_frame_equal(frame_store.read_frame(path, "gold", sigs["gold"]),
+                                          report.gold_frame(open_db(path)))
         else:
             assert result.bundle.frames["agreement"].equals(first)
+            pd.testing.assert_frame_equal(table.frames["conversations"], conversations)
 
 
 def test_extract_refreshes_the_new_prompt_versions_summaries(app_study_copy) -> None:

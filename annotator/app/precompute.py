@@ -61,10 +61,10 @@ from annotator.measure.frames import (
     KeptInterAnnotator,
     StoredFigures,
     StoredGoldScores,
-    annotations_halves,
     prompt_list,
-    store_annotations_part,
+    store_frame_part,
     store_patched_annotations,
+    table_halves,
     without_few_shot,
 )
 from annotator.measure.rating_counts import Inconsistent
@@ -651,22 +651,23 @@ def _store_frame(path: str, table: str, signature: str) -> None:
     summary_cache.store_frame(path, table, signature)
 
 
-def _annotations_parts(pool: ProcessPoolExecutor, path: str, folder: Path
-                       ) -> dict[Future, Path]:
-    """The annotations frame's halves, each built by a worker into a file in `folder`."""
+def _frame_parts(pool: ProcessPoolExecutor, path: str, folder: Path, table: str
+                 ) -> dict[Future, Path]:
+    """The halves of `table`'s frame (annotations or gold), each built by a worker into a
+    file in `folder`."""
     with summary_cache.study_db(path) as database:
-        halves = annotations_halves(database)
-    return {pool.submit(store_annotations_part, path, rowids, str(folder / f"{i}.arrow")):
-            folder / f"{i}.arrow" for i, rowids in enumerate(halves)}
+        halves = table_halves(database, table)
+    return {pool.submit(store_frame_part, path, table, rowids, str(folder / f"{table}-{i}")):
+            folder / f"{table}-{i}" for i, rowids in enumerate(halves)}
 
 
-def _joined(path: str, signature: str, parts: dict[Future, Path]) -> bool:
-    """Whether the parts, read at `signature`, are stored as the annotations frame; False: it
-    is to be built whole (the table changed between the parts' reads, or their columns
-    differ in type)."""
+def _joined(path: str, table: str, signature: str, parts: dict[Future, Path]) -> bool:
+    """Whether the parts, read at `signature`, are stored as `table`'s frame; False: it is to
+    be built whole (the table changed between the parts' reads, or their columns differ in
+    type)."""
     read_at = [future.result() for future in parts]
     return (all(sig == signature for sig in read_at)
-            and store_joined(path, "annotations", signature, list(parts.values())))
+            and store_joined(path, table, signature, list(parts.values())))
 
 
 def _after_new_labels(path: str, signatures: dict[str, str], missing: list[Summary],
@@ -785,11 +786,17 @@ def precompute(
                             else None)
                 if patching is not None:  # the second worker started while the first patches
                     pool.submit(collect_garbage_rarely)  # (a worker starts at its first task)
-                parts = (_annotations_parts(pool, path, folder)
+                parts = (_frame_parts(pool, path, folder, "annotations")
                          if "annotations" in unstored and folder is not None and patching is None
                          else {})
+                # gold too, in two parts: after `adjudicate` it is the one frame to build, and
+                # every summary left waits for it (4.9 s whole at 700,000 conversations)
+                gold_at = signatures.get("gold", "")
+                gold_parts = (_frame_parts(pool, path, folder, "gold")
+                              if "gold" in unstored and folder is not None else {})
                 building = [pool.submit(_store_frame, path, t, signatures.get(t, ""))
-                            for t in unstored if t != "annotations" or not (parts or patching)]
+                            for t in unstored if not (t == "annotations" and (parts or patching)
+                                                      or t == "gold" and gold_parts)]
                 # a summary reading no frame still to be built starts now, on a worker the
                 # frames leave free (after new labels, only the annotations frame is built);
                 # while the annotations frame is made from the one before it, what reads the
@@ -801,11 +808,13 @@ def precompute(
                 keep_facts()  # here, while the workers work
                 if patching is not None and not patching.result():  # to be built whole
                     if folder is not None:
-                        parts = _annotations_parts(pool, path, folder)
+                        parts = _frame_parts(pool, path, folder, "annotations")
                     else:
                         building.append(pool.submit(_store_frame, path, "annotations",
                                                     annotations_at))
-                if parts and not _joined(path, annotations_at, parts):
+                if gold_parts and not _joined(path, "gold", gold_at, gold_parts):
+                    building.append(pool.submit(_store_frame, path, "gold", gold_at))
+                if parts and not _joined(path, "annotations", annotations_at, parts):
                     building.append(pool.submit(_store_frame, path, "annotations", annotations_at))
                 elif parts:  # the next frame is made from this one: its row index kept
                     with summary_cache.study_db(path) as database:

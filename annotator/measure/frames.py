@@ -174,7 +174,7 @@ def annotations_frame(db: sqlite_utils.Database, include_cancelled: bool = False
     changed by someone other than its author is left out: its labels are not its author's
     (`set_aside_count` says how many). A flag raised instead of labels (`db.FLAGGED_INSTEAD`)
     is no rating: left out, as adjudication leaves it. Rows in the table's order (rowid);
-    `rowids`: only those rows, as a part of the frame (a range: `annotations_halves`; a list:
+    `rowids`: only those rows, as a part of the frame (a range: `table_halves`; a list:
     `frame_patch`)."""
     sql = ("select id, conversation_id, annotator, labels, lead_time, cancelled, updated_at "
            f"from annotations where {IN_ANNOTATIONS_FRAME}")
@@ -216,13 +216,15 @@ def set_aside_count(db: sqlite_utils.Database) -> int:
                       f"and not {authors_own()}")
 
 
-def gold_frame(db: sqlite_utils.Database) -> pd.DataFrame:
-    """One row per adjudicated conversation."""
+def gold_frame(db: sqlite_utils.Database, rowids: RowidRange = (None, None)) -> pd.DataFrame:
+    """One row per adjudicated conversation; `rowids`: only those rows, as a part of the frame
+    (`table_halves`)."""
+    in_range, params = id_range_sql("rowid", rowids)
     rows = []
     try:
         for conv, response_type, ai, human, subjective, decided_by, decided_at, task in db.execute(
             "select conversation_id, response_type, ai_values, human_values, subjective, "
-            "decided_by, decided_at, task from gold"
+            f"decided_by, decided_at, task from gold where {in_range}", params
         ):
             rows.append((conv, response_type, _names_of(ai), _names_of(human),
                          optional_bool(subjective), decided_by, decided_at, task))
@@ -342,21 +344,28 @@ def stored_frames(
         return {table: found[table] for table in tables}
 
 
-def annotations_halves(db: sqlite_utils.Database) -> list[RowidRange]:
-    """Two rowid ranges splitting the annotations table in half: the annotations frame built
-    in two processes at once, one part each (`store_annotations_part`)."""
-    row = db.execute("select rowid from annotations order by rowid limit 1 offset ?",
-                     [db["annotations"].count // 2]).fetchone()
+# The frames built in parts, each part's rows read by rowid range (`table_halves`).
+PART_FRAMES: dict[str, Callable[[sqlite_utils.Database, RowidRange], pd.DataFrame]] = {
+    "annotations": lambda db, rowids: annotations_frame(db, rowids=rowids),
+    "gold": lambda db, rowids: gold_frame(db, rowids=rowids),
+}
+
+
+def table_halves(db: sqlite_utils.Database, table: str) -> list[RowidRange]:
+    """Two rowid ranges splitting `table` (one of `PART_FRAMES`) in half: its frame built in
+    two processes at once, one part each (`store_frame_part`)."""
+    row = db.execute(f"select rowid from {table} order by rowid limit 1 offset ?",
+                     [db[table].count // 2]).fetchone()
     return [(None, None)] if row is None else [(None, row[0]), (row[0], None)]
 
 
-def store_annotations_part(path: str, rowids: RowidRange, part: str) -> str | None:
-    """In a worker process: the annotations frame's rows in `rowids`, written to `part`
-    (`frame_store.write_part`); the signature of the table as read, or None when the rows
-    could not be written (the frame is then built whole)."""
+def store_frame_part(path: str, table: str, rowids: RowidRange, part: str) -> str | None:
+    """In a worker process: the rows in `rowids` of `table`'s frame (one of `PART_FRAMES`),
+    written to `part` (`frame_store.write_part`); the signature of the table as read, or None
+    when the rows could not be written (the frame is then built whole)."""
     with worker_study(path) as db, snapshot(db):
-        frame = annotations_frame(db, rowids=rowids)
-        signature = table_signature(db, "annotations")
+        frame = PART_FRAMES[table](db, rowids)
+        signature = table_signature(db, table)
     return signature if write_part(frame, Path(part)) else None
 
 
