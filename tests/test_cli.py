@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import typer
 from typer.main import get_command
 from typer.testing import CliRunner
@@ -33,6 +35,20 @@ def test_every_command_has_help_with_an_example():
         result = runner.invoke(app, [*path, "--help"])
         assert result.exit_code == 0, (path, result.output)
         assert "Example" in result.output
+
+
+def test_every_placeholder_in_help_is_shown():
+    """A `<name>` in a command's or option's help reaches the rendered help: the help is read
+    as markdown, where a bare `<study name>` was taken for a tag and dropped ("gold/.jsonl")."""
+    for path, command in all_commands():
+        texts = [command.help or "", *(getattr(p, "help", None) or "" for p in command.params)]
+        wanted = {m for text in texts for m in re.findall(r"<[^<>\n]+>", text)}
+        if not wanted:
+            continue
+        shown = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "400"}).output
+        flat = " ".join(shown.replace("\u2502", " ").split())
+        for placeholder in wanted:
+            assert " ".join(placeholder.split()) in flat, (path, placeholder)
 
 
 def test_every_option_is_explained():

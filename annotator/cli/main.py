@@ -137,7 +137,7 @@ PromptsDirOption = Annotated[
     Path | None,
     typer.Option(
         "--prompts",
-        help="The study's prompt folder (<name>/<version>.md). Default: $ANNOTATOR_PROMPTS_DIR, "
+        help="The study's prompt folder (`<name>/<version>.md`). Default: $ANNOTATOR_PROMPTS_DIR, "
         "else the prompts shipped with annotator.",
         show_default=False,
     ),

@@ -94,7 +94,7 @@ def serve(
     gold_dir: Annotated[
         Path | None,
         typer.Option("--gold-dir", help="Where the Gold page writes the study's gold file "
-                     "(<study name>.jsonl). Default: gold/ beside the study database.",
+                     "(`<study name>.jsonl`). Default: gold/ beside the study database.",
                      show_default=False),
     ] = None,
 ) -> None:
@@ -103,7 +103,7 @@ def serve(
     The same app as `ANNOTATOR_DB=study.db streamlit run streamlit_app.py` in a checkout, with
     its modules loaded before the server starts, so the first page does not wait for them. Stop
     with Ctrl-C.
-    The Gold page writes the gold file beside the study (gold/<study name>.jsonl), or in
+    The Gold page writes the gold file beside the study (`gold/<study name>.jsonl`), or in
     --gold-dir.
 
     Example: annotator app --db study.db --port 8502

@@ -63,7 +63,7 @@ PublicUrlOption = Annotated[
         "--public-url",
         help="The address people open when your own proxy (e.g. TLS) stands in front, such as "
         "https://review.example.org: printed links use it, and each reviewer's instance is "
-        "at <URL>/<instance folder> (status --json lists each one's port for the proxy). "
+        "at `<URL>/<instance folder>` (status --json lists each one's port for the proxy). "
         "\"\" removes it. Kept for later starts.",
         show_default=False,
     ),
