@@ -356,6 +356,40 @@ def test_the_conversation_table_after_a_change_is_the_table_computed_whole(
             k: want.meta[k] for k in ("n", "rt_split")}
 
 
+def test_the_conversation_table_says_what_each_conversations_annotators_gave(
+        study: Path) -> None:
+    """Unit (real frames of a real study): each annotated conversation's row of the table,
+    made over groups at once, against its annotations read one conversation at a time."""
+    db = open_db(study)
+    with db.conn:  # two annotators of one conversation give the same set, listed otherwise
+        first = db.execute("select conversation_id from annotations order by rowid limit 1"
+                           ).fetchone()[0]
+        db.execute("update annotations set labels = json_set(labels, '$.ai_values', "
+                   "json('[\"b\", \"a\", \"a\"]')) where conversation_id = ?", [first])
+    annotations = frames.annotations_frame(db)
+    table = summaries.conversations_bundle(annotations, frames.gold_frame(db)).frames[
+        "conversations"].set_index("conversation_id")
+    checked = 0
+    for cid, rows in annotations.sort_values(["conversation_id", "annotator"],
+                                             kind="stable").groupby("conversation_id"):
+        row = table.loc[cid]
+        types = ["" if pd.isna(t) else t for t in rows["response_type"]]
+        assert "nan" not in row["annotator_types"]
+        sets = [frozenset(v) for v in rows["ai_values"]]
+        labelled = [t for t in rows["response_type"] if not pd.isna(t)]
+        top = max((labelled.count(t) for t in labelled), default=0)
+        assert row["n_annotations"] == len(rows)
+        assert tuple(row["annotator_types"]) == tuple(types)
+        assert tuple(row["annotator_values"]) == tuple(dict.fromkeys(
+            v for listed in rows["ai_values"] for v in listed))
+        assert row["values_split"] == (len(set(sets)) > 1), cid
+        assert row["rt_split"] == (len(labelled) >= 2 and top <= len(labelled) // 2), cid
+        assert row["types_differ"] == (len(set(types)) > 1)
+        checked += 1
+    assert checked > 100 and not table.loc[first, "values_split"]
+    assert table["values_split"].any() and not table["values_split"].all()
+
+
 def test_gold_surely_changed_counts_changes_it_can_see_and_never_more_than_changed(
         study: Path) -> None:
     """Unit (real frames of a real study, no cache): the count read from the ids and times

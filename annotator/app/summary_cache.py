@@ -53,7 +53,8 @@ from annotator.measure.summaries import Bundle, arrow_lists
 
 # Bump when a bundle's content changes shape or its figures change: old files on disk are then
 # ignored (`agreement` takes stored figures as its own: they must be the ones computed now).
-BUNDLE_VERSION = "10"  # 10: means summed exactly: a stored score is the one computed now
+BUNDLE_VERSION = "11"  # 10: means summed exactly: a stored score is the one computed now;
+# 11: a missing response type in the conversation table is "", never "nan"
 KEEP_ON_DISK = 2  # results kept per bundle name and parameters (the newest)
 MEMORY_BUNDLES = 48
 MEMORY_FRAMES = 6

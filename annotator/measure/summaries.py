@@ -12,7 +12,7 @@ import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import compress
+from itertools import chain, compress
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -351,21 +351,24 @@ def conversations_bundle(annotations: pd.DataFrame, gold: pd.DataFrame) -> Bundl
     maps = level_maps()
     ann = annotations.sort_values(["conversation_id", "annotator"], kind="stable")
     ids, starts, ends = _groups(ann, "conversation_id")
-    types = ["" if t is None else str(t) for t in ann["response_type"].tolist()]
+    # a missing type is "", whether the frame holds it as None (just built) or NaN (read
+    # back from its Arrow file): str(NaN) showed "nan" as an annotator's response type
+    types = ann["response_type"].fillna("").astype(str).tolist()
     values = ann["ai_values"].tolist()
     set_codes = pd.factorize(pd.Series([frozenset(v) for v in values], dtype=object))[0]
     per = pd.DataFrame({
         "conversation_id": ids,
         "n_annotations": (ends - starts).astype(int),
         "annotator_types": [tuple(types[s:e]) for s, e in zip(starts, ends, strict=True)],
-        "annotator_values": [tuple(dict.fromkeys(v for t in values[s:e] for v in t))
+        "annotator_values": [tuple(dict.fromkeys(chain.from_iterable(values[s:e])))
                              for s, e in zip(starts, ends, strict=True)],
     })
     per["rt_split"] = _no_majority(ann["response_type"], starts, ends)
-    distinct_sets = pd.Series(set_codes).groupby(
-        np.repeat(np.arange(len(ids)), ends - starts)
-    ).nunique() if len(ids) else pd.Series(dtype=int)
-    per["values_split"] = distinct_sets.to_numpy() > 1 if len(ids) else np.zeros(0, bool)
+    # distinct value sets per conversation: its distinct (conversation, set) pairs, counted
+    group = np.repeat(np.arange(len(ids), dtype=np.int64), ends - starts)
+    width = int(set_codes.max()) + 1 if len(set_codes) else 1
+    pairs = np.unique(group * width + set_codes)
+    per["values_split"] = np.bincount(pairs // width, minlength=len(ids)) > 1
     per["types_differ"] = [len(set(t)) > 1 for t in per["annotator_types"].tolist()]
     return _with_gold(per, gold, maps)
 
