@@ -97,6 +97,12 @@ def test_the_app_address_given_once_is_kept_for_the_next_start(tmp_path):
     with pytest.raises(AnnotatorError, match="unreadable") as refused:
         app_server.app_address(db)
     assert "\x1b" not in str(refused.value) and "\n" not in str(refused.value)
+    with pytest.raises(AnnotatorError, match="unreadable"):  # the port would come from it
+        app_server.app_address(db, "127.0.0.1")
+    # as the error says: both given, the damaged file is replaced
+    assert app_server.app_address(db, "127.0.0.1", 8621) == app_server.AppAddress(
+        "127.0.0.1", 8621)
+    assert app_server.app_address(db) == app_server.AppAddress("127.0.0.1", 8621)
 
 
 def test_start_with_host_makes_label_studio_listen_there_and_remembers_it(tmp_path):

@@ -66,8 +66,14 @@ def app_address(db: Path, address: str | None = None, port: int | None = None) -
     else 127.0.0.1:8501. A reviewer's bookmark then survives a restart of `annotator app`
     without its flags, as Label Studio's `start --host` does."""
     path = server.server_dir(db) / ADDRESS_FILE
-    kept = _kept_address(path)
-    chosen = AppAddress(address or kept.address, port if port is not None else kept.port)
+    try:
+        kept: AppAddress | None = _kept_address(path)
+    except AnnotatorError:
+        if not address or port is None:  # what is not given cannot be read: said
+            raise
+        kept = None  # both given: the damaged file is replaced
+    base = kept or AppAddress()
+    chosen = AppAddress(address or base.address, port if port is not None else base.port)
     server.check_host(chosen.address)  # an address this machine no longer has: said now
     if chosen != kept:
         write_private(path, json.dumps(asdict(chosen), indent=2) + "\n", "app address")
