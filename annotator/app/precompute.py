@@ -355,11 +355,9 @@ def _after_gold_change(path: str, sigs: Mapping[str, str], gold_frame: pd.DataFr
             or made_from.get("gold") == sigs.get("gold", "")):
         return None
     many = MAX_CHANGED_SHARE * max(table.num_rows, 1)
-    try:
-        if summaries.gold_surely_changed(table, gold_frame) > many:  # (cheap: two columns)
-            return summaries.conversations_regolded(table, gold_frame)
-        changed = summaries.gold_changed(table, gold_frame)
-        if len(changed) > many:
+    try:  # most gold changed, seen from two columns (cheap), else from every row's gold
+        if (summaries.gold_surely_changed(table, gold_frame) > many
+                or len(changed := summaries.gold_changed(table, gold_frame)) > many):
             return summaries.conversations_regolded(table, gold_frame)
     except (KeyError, ValueError, TypeError, pa.ArrowException):  # damaged: computed whole
         return None
@@ -794,9 +792,9 @@ def precompute(
                 gold_at = signatures.get("gold", "")
                 gold_parts = (_frame_parts(pool, path, folder, "gold")
                               if "gold" in unstored and folder is not None else {})
+                in_parts = {"annotations": bool(parts or patching), "gold": bool(gold_parts)}
                 building = [pool.submit(_store_frame, path, t, signatures.get(t, ""))
-                            for t in unstored if not (t == "annotations" and (parts or patching)
-                                                      or t == "gold" and gold_parts)]
+                            for t in unstored if not in_parts.get(t)]
                 # a summary reading no frame still to be built starts now, on a worker the
                 # frames leave free (after new labels, only the annotations frame is built);
                 # while the annotations frame is made from the one before it, what reads the

@@ -345,10 +345,8 @@ def stored_frames(
 
 
 # The frames built in parts, each part's rows read by rowid range (`table_halves`).
-PART_FRAMES: dict[str, Callable[[sqlite_utils.Database, RowidRange], pd.DataFrame]] = {
-    "annotations": lambda db, rowids: annotations_frame(db, rowids=rowids),
-    "gold": lambda db, rowids: gold_frame(db, rowids=rowids),
-}
+PART_FRAMES: dict[str, Callable[..., pd.DataFrame]] = {"annotations": annotations_frame,
+                                                       "gold": gold_frame}
 
 
 def table_halves(db: sqlite_utils.Database, table: str) -> list[RowidRange]:
@@ -364,7 +362,7 @@ def store_frame_part(path: str, table: str, rowids: RowidRange, part: str) -> st
     written to `part` (`frame_store.write_part`); the signature of the table as read, or None
     when the rows could not be written (the frame is then built whole)."""
     with worker_study(path) as db, snapshot(db):
-        frame = PART_FRAMES[table](db, rowids)
+        frame = PART_FRAMES[table](db, rowids=rowids)
         signature = table_signature(db, table)
     return signature if write_part(frame, Path(part)) else None
 
