@@ -109,3 +109,47 @@ def test_counts_that_are_not_the_ones_before_are_refused() -> None:
     removed = value_sets.set_ratings(before.iloc[2:])
     assert pair_counts.counts_after(wrong, now, value_sets.set_ratings(after.iloc[:0]),
                                     removed) is None
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.frozensets(st.integers(0, 60), min_size=1, max_size=7),
+                          st.integers(1, 3)), min_size=1, max_size=120),
+       st.integers(0, 2**32 - 1))
+def test_pair_counts_of_distinct_sets_equal_every_pair_counted(held, seed) -> None:
+    """The counter lists only the subsets two or more sets hold (`_AllPairCounter.of_sets`):
+    its counts equal every ordered pair of weighted sets counted by overlap and sizes, here
+    with a vocabulary wide enough that most larger subsets are one set's; and a bootstrap's
+    counts (resample weights) equal each resample's counted whole."""
+    weights: dict[frozenset, int] = {}
+    for values, weight in held:  # distinct sets, each with the ratings that hold it
+        weights[values] = weights.get(values, 0) + weight
+    sets = list(weights)
+    max_size = max(len(s) for s in sets)
+    every = np.zeros((max_size + 1,) * 3)
+    for x in sets:
+        for y in sets:
+            if x & y:
+                every[len(x & y), len(x), len(y)] += weights[x] * weights[y]
+    by_size: dict[int, tuple[list, list]] = {}
+    for s in sets:
+        vals, ws = by_size.setdefault(len(s), ([], []))
+        vals.append(sorted(s))
+        ws.append(weights[s])
+    arrays = {a: (np.array(v, dtype=np.int64), np.array(w)) for a, (v, w) in by_size.items()}
+    assert np.array_equal(value_sets.hist_of_sets(arrays, 61), every)
+    # the bootstrap's path: each distinct set a unit of its own, weighted by a resample
+    starts, start = {}, 0
+    for a in sorted(arrays):
+        starts[a] = (arrays[a][0], start)
+        start += arrays[a][0].shape[0]
+    counter = value_sets._AllPairCounter.of_sets(starts, start, 61, np.arange(start))
+    unit_ws = np.random.default_rng(seed).integers(0, 4, (3, start)).astype(float)
+    order = [s for a in sorted(arrays) for s in sets if len(s) == a]
+    for unit_w, counted in zip(unit_ws, counter.pair_hists(unit_ws, np.arange(start)),
+                               strict=True):
+        resampled = np.zeros_like(every)
+        for i, x in enumerate(order):
+            for j, y in enumerate(order):
+                if x & y:
+                    resampled[len(x & y), len(x), len(y)] += unit_w[i] * unit_w[j]
+        assert np.array_equal(counted, resampled)
