@@ -13,7 +13,8 @@ Unit tests on generated data (no fakes: the real statistics code and real SQLite
 - every command sets the cycle collector's threshold (`db.collect_garbage_rarely`);
 - the majority rule counted with plain dicts against counting with `Counter`;
 - annotations and gold walked side by side against dict lookups;
-- labels coded by a dict lookup against `pd.Categorical`;
+- labels coded by a dict lookup of each distinct label against `pd.Categorical`, and
+  against a lookup of each label;
 - response types and value sets coded once per frame (shared unit codes) against merging the
   two frames of each pair;
 - the inter-annotator figures taken from a report computed with more of them (the app's stored
@@ -394,6 +395,14 @@ def test_category_codes_equal_pandas_categorical() -> None:
         expected = pd.Categorical(values, categories=list(RESPONSE_TYPE_LABELS)).codes
     assert _category_codes(values, RESPONSE_TYPE_LABELS).tolist() == expected.tolist()
     assert (expected == -1).sum() > 1000  # unlisted and missing labels were exercised
+    # each distinct label looked up once: as each label looked up, for labels pandas takes
+    # for one (None, NaN, pd.NA; 1, 1.0, True) and categories that hold some of them
+    mixed = [None, float("nan"), pd.NA, 1, 1.0, True, 2, "2", "a", "", False, 0]
+    labels = [mixed[i] for i in rng.integers(0, len(mixed), 5000)]
+    for categories in ([None, "a", 1], ["a", "2", 0], [float("nan"), 2], []):
+        position = {c: i for i, c in enumerate(categories)}
+        assert _category_codes(labels, categories).tolist() == [
+            position.get(v, -1) for v in labels]
 
 
 def test_no_majority_counted_at_once_equals_the_group_by() -> None:

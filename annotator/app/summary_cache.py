@@ -46,6 +46,7 @@ from annotator.measure import frames as report
 from annotator.measure.frame_store import (
     SIGNATURES_MADE_OF,
     cache_root,
+    store_built_frame,
     stored_frame,
     table_signatures,
 )
@@ -236,10 +237,10 @@ def _build(path: str, table: str) -> tuple[pd.DataFrame, str]:
         return report.built_frame(database, table)
 
 
-def store_frame(path: str | Path, table: str, sig: str) -> pd.DataFrame:
-    """The frame of `table` at `sig` from the frame store, built and stored if it is not;
-    not kept in memory (`frame` keeps it)."""
-    return stored_frame(path, table, sig, lambda: _build(str(path), table))
+def store_frame(path: str | Path, table: str, sig: str) -> None:
+    """The frame of `table` at `sig` built and stored if it is not; not read back (`frame`
+    reads it)."""
+    store_built_frame(path, table, sig, lambda: _build(str(path), table))
 
 
 def frame(path: str | Path, table: str, sig: str) -> pd.DataFrame:
@@ -253,7 +254,7 @@ def frame(path: str | Path, table: str, sig: str) -> pd.DataFrame:
     with lock:  # two jobs that need the same table load it once
         found = _frames.get(key)
         if found is None:
-            found = store_frame(path, table, sig)
+            found = stored_frame(path, table, sig, lambda: _build(str(path), table))
             _frames.put(key, found)
     return found
 

@@ -352,10 +352,16 @@ def kappa_from_table(table: np.ndarray) -> tuple[float, str | None]:
 
 def _category_codes(values: Sequence[Hashable], categories: Sequence[Hashable]) -> np.ndarray:
     """Each value's position in `categories`, -1 for a missing value or one not listed: the
-    codes `pd.Categorical(values, categories=...)` gives, by a dict lookup (a Categorical
-    of a list of 300,000 strings first makes them Arrow strings, which cost seconds)."""
+    codes `pd.Categorical(values, categories=...)` gives, by a dict lookup of each distinct
+    value (a Categorical of a list of 300,000 strings first makes them Arrow strings, which
+    cost seconds; a lookup of each of 3.8 million values took 0.5 s)."""
     position = {category: i for i, category in enumerate(categories)}
-    return np.fromiter((position.get(v, -1) for v in values), dtype=np.int64, count=len(values))
+    given = np.asarray(values, dtype=object)
+    codes, distinct = pd.factorize(given)
+    out = np.array([position.get(v, -1) for v in distinct.tolist()] + [-1], dtype=np.int64)[codes]
+    missing = np.flatnonzero(codes < 0)  # None, NaN, pd.NA, which pandas takes for one value
+    out[missing] = [position.get(v, -1) for v in given[missing].tolist()]
+    return out
 
 
 def _paired_table(
