@@ -16,7 +16,6 @@ tables each result depends on: a summary is recomputed only when one of those ta
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -71,6 +70,7 @@ from annotator.measure.rating_counts import Inconsistent
 from annotator.measure.report_counts import ReportCounts
 from annotator.measure.shapes import KnownScores
 from annotator.measure.summaries import Bundle, level_maps
+from annotator.worker_pool import spawned_pool
 
 DEFAULT_BOOT = 200  # bootstrap resamples behind the app's 95% intervals
 ANNOTATORS_TOP_K = 20  # values with a figure of their own on the Annotators page, per level
@@ -682,7 +682,7 @@ def _after_new_labels(path: str, signatures: dict[str, str], missing: list[Summa
     annotations_at = signatures.get("annotations", "")
     if unstored != ["annotations"] or not has_index(path, "annotations"):
         return False
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with spawned_pool(1) as pool:
         pool.submit(collect_garbage_rarely)  # the worker starts (a pool starts it at a task)
         if not store_patched_annotations(path, annotations_at):
             return False
@@ -769,10 +769,9 @@ def precompute(
         for summary in missing:
             finished(summary, _compute(path, summary.name, summary.params, signatures))
     elif not _after_new_labels(path, signatures, missing, unstored, keep_facts, finished):
-        # spawn, not fork: the command calling this may still have threads (an HTTP client's,
-        # a progress bar's) whose locks a forked child would inherit held. Each worker reads
-        # the frames it needs itself and writes its result to the cache (atomic renames).
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        # (`spawned_pool`: spawned, not forked.) Each worker reads the frames it needs itself
+        # and writes its result to the cache (atomic renames).
+        with spawned_pool(workers) as pool:
             # the frames the summaries read, built and stored first, one table per worker at a
             # time: else each worker would build the same tables itself
             annotations_at = signatures.get("annotations", "")

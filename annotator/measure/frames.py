@@ -10,7 +10,6 @@ their table is unchanged (`stored_frames`, `frame_store`): building one parses e
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -65,6 +64,7 @@ from annotator.measure.frame_store import (
 )
 from annotator.measure.shapes import KnownScores
 from annotator.models import SET_ASIDE_WHY
+from annotator.worker_pool import spawned_pool
 
 ANNOTATION_COLUMNS = [
     "annotation_id",
@@ -538,13 +538,12 @@ def _inter_annotator_part(path: str, signature: str, levels: tuple[int, ...], n_
 
 @contextmanager
 def _second_process(wanted: bool) -> Iterator[ProcessPoolExecutor | None]:
-    """`study_agreement`'s second process (spawn, not fork: the caller may hold threads, a
-    progress bar's, and their locks), or None. Left without waiting for it to exit: it frees
-    its frames (most of a GB at 300,000 conversations) while this process writes the report."""
+    """`study_agreement`'s second process (`spawned_pool`), or None. Left without waiting
+    for it to exit, while this process writes the report."""
     if not wanted:
         yield None
         return
-    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    pool = spawned_pool(1)
     try:
         yield pool
     finally:
