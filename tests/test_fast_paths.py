@@ -23,7 +23,9 @@ Unit tests on generated data (no fakes: the real statistics code and real SQLite
   against the same cells as tuples, and frames read either way scored alike;
 - a version's scores against gold taken as known (the app's stored summary, read back)
   against computing them, and only where they apply (one model, every level asked for);
-- each set's codes sorted and merged per set (scipy) against Python's `sorted(set(...))`.
+- each set's codes sorted and merged per set (scipy) against Python's `sorted(set(...))`;
+- distinct keys by a stable sort against `np.unique`, and names kept as the strings they are
+  against `str` on each name.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from annotator.db import open_db
 from annotator.measure import agreement, frames, model_scores
@@ -706,3 +711,41 @@ def test_category_lookup_gives_each_category_once_in_order_of_its_first_value() 
                 want.append(found)
         assert lookup(tuple(row)) == tuple(want), row
     assert len(lookup(tuple(names))) > 1  # the rows reach several categories
+
+
+@given(st.lists(st.integers(-(2**40), 2**40), max_size=300), st.integers(1, 5))
+@hypothesis_settings(max_examples=80, deadline=None)
+def test_distinct_keys_by_a_stable_sort_equal_np_unique(keys: list[int], runs: int) -> None:
+    """`sorted_keys.distinct` and `distinct_counts`, on keys in a few sorted runs (how the
+    frames give them) and in any order: `np.unique`'s results, dtype included."""
+    from annotator.measure.sorted_keys import distinct, distinct_counts
+
+    given_keys = np.array(keys, dtype=np.int64)
+    in_runs = np.concatenate([np.sort(part) for part in np.array_split(given_keys, runs)])
+    for arr in (given_keys, in_runs):
+        assert np.array_equal(distinct(arr), np.unique(arr))
+        assert distinct(arr).dtype == np.unique(arr).dtype
+        values, counts = distinct_counts(arr)
+        expected_values, expected_counts = np.unique(arr, return_counts=True)
+        assert np.array_equal(values, expected_values)
+        assert np.array_equal(counts, expected_counts)
+
+
+def test_row_names_equal_each_name_made_a_string() -> None:
+    """`report_counts.row_names` keeps names that are all strings as they are, and makes
+    every name a string when one is not (numbers, booleans, numpy strings): as `str` on each
+    name, the rows alike."""
+    from annotator.measure.report_counts import row_names
+
+    cases = [
+        [("honesty", "care"), None, (), ["care"], float("nan"), np.array(["rigor"])],
+        [("honesty", 1), (1.0, True), None, (np.str_("care"), "care")],
+        [("x\u202eevil", ""), ("",)],
+        [],
+    ]
+    for cells in cases:
+        rows, flat = row_names(cells)
+        expected = [str(v) for c in cells if isinstance(c, (tuple, list, np.ndarray)) for v in c]
+        assert flat == expected and all(type(name) is str for name in flat)
+        assert rows.tolist() == [i for i, c in enumerate(cells)
+                                 if isinstance(c, (tuple, list, np.ndarray)) for _ in c]

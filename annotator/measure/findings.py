@@ -55,6 +55,7 @@ from annotator.measure.response_types import (
     by_response_type,
 )
 from annotator.measure.shapes import RESPONSE_TYPE_LABELS
+from annotator.measure.sorted_keys import distinct, distinct_counts
 from annotator.models import Provenance
 from annotator.taxonomy import LEVEL_KINDS, LEVELS, Taxonomy, load_taxonomy
 
@@ -287,7 +288,7 @@ def combined_annotations(annotations: pd.DataFrame) -> Combined:
 
     def majority(codes: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(conversation, code) pairs that more than half of its annotations hold."""
-        packed, counts = np.unique((conv_codes[rows] << _SHIFT) | codes, return_counts=True)
+        packed, counts = distinct_counts((conv_codes[rows] << _SHIFT) | codes)
         conv, code = packed >> _SHIFT, packed & _LOW
         won = counts >= need[conv]
         return conv[won], code[won]
@@ -305,7 +306,7 @@ def combined_annotations(annotations: pd.DataFrame) -> Combined:
         if flat:
             codes, names = pd.factorize(np.array(flat, dtype=object))
             # each name once per annotation: a name repeated in one list is one vote
-            once = np.unique((rows << _SHIFT) | codes.astype(np.int64))
+            once = distinct((rows << _SHIFT) | codes.astype(np.int64))
             for conv, code in zip(*majority(once & _LOW, once >> _SHIFT), strict=True):
                 out[conv].append(str(names[code]))
         return out

@@ -33,6 +33,7 @@ from annotator.measure import (
 )
 from annotator.measure.frame_store import one_after_another
 from annotator.measure.score_counts import metric_row
+from annotator.measure.sorted_keys import distinct, distinct_counts
 from annotator.taxonomy import Taxonomy, load_taxonomy
 
 LEVELS: tuple[int, ...] = (0, 1, 2, 3)
@@ -336,7 +337,7 @@ def _no_majority(types: pd.Series, starts: np.ndarray, ends: np.ndarray) -> np.n
     labelled = types.notna().to_numpy(bool)
     codes, kinds = pd.factorize(types[labelled].astype(object))
     votes = np.bincount(group[labelled], minlength=len(starts))
-    pair, count = np.unique(group[labelled] * max(len(kinds), 1) + codes, return_counts=True)
+    pair, count = distinct_counts(group[labelled] * max(len(kinds), 1) + codes)
     top = np.zeros(len(starts), dtype=np.int64)
     np.maximum.at(top, pair // max(len(kinds), 1), count)
     return (votes >= 2) & (top <= votes // 2)
@@ -367,7 +368,7 @@ def conversations_bundle(annotations: pd.DataFrame, gold: pd.DataFrame) -> Bundl
     # distinct value sets per conversation: its distinct (conversation, set) pairs, counted
     group = np.repeat(np.arange(len(ids), dtype=np.int64), ends - starts)
     width = int(set_codes.max()) + 1 if len(set_codes) else 1
-    pairs = np.unique(group * width + set_codes)
+    pairs = distinct(group * width + set_codes)
     per["values_split"] = np.bincount(pairs // width, minlength=len(ids)) > 1
     per["types_differ"] = [len(set(t)) > 1 for t in per["annotator_types"].tolist()]
     return _with_gold(per, gold, maps)
