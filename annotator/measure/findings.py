@@ -307,8 +307,10 @@ def combined_annotations(annotations: pd.DataFrame) -> Combined:
             codes, names = pd.factorize(np.array(flat, dtype=object))
             # each name once per annotation: a name repeated in one list is one vote
             once = distinct((rows << _SHIFT) | codes.astype(np.int64))
-            for conv, code in zip(*majority(once & _LOW, once >> _SHIFT), strict=True):
-                out[conv].append(str(names[code]))
+            conv, code = majority(once & _LOW, once >> _SHIFT)
+            name_of = [str(name) for name in names]  # not the Index, once per name given
+            for c, k in zip(conv.tolist(), code.tolist(), strict=True):
+                out[c].append(name_of[k])
         return out
 
     def task_decided() -> list[str | None]:
