@@ -741,6 +741,7 @@ def test_row_names_equal_each_name_made_a_string() -> None:
         [("honesty", "care"), None, (), ["care"], float("nan"), np.array(["rigor"])],
         [("honesty", 1), (1.0, True), None, (np.str_("care"), "care")],
         [("x\u202eevil", ""), ("",)],
+        [(["a", "list"], "care"), ("honesty",)],
         [],
     ]
     for cells in cases:

@@ -72,7 +72,11 @@ def row_names(cells: Sequence[Any]) -> tuple[np.ndarray, list[str]]:
     flat = list(chain.from_iterable(listed))
     # names are strings (the frames intern them): each kind of name looked at once, not
     # `str` called on each of 5 million names (2 s at 700,000 conversations)
-    if not all(type(name) is str for name in set(flat)):
+    try:
+        strings = all(type(name) is str for name in set(flat))
+    except TypeError:  # a name that is a list: made a string as any other name
+        strings = False
+    if not strings:
         flat = [str(v) for v in flat]
     return np.repeat(np.arange(len(cells), dtype=np.int64), lengths), flat
 
