@@ -11,10 +11,7 @@ import numpy as np
 
 def distinct(keys: np.ndarray) -> np.ndarray:
     """The distinct keys, sorted: `np.unique(keys)`."""
-    ordered = np.sort(np.ravel(keys), kind="stable")
-    if ordered.size == 0:
-        return ordered
-    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
+    return distinct_counts(keys)[0]
 
 
 def distinct_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
